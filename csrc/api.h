@@ -1,0 +1,125 @@
+/* The declarations cffi reads (cdef-clean: no #include, no #if, no macros).
+ *
+ * Python builds one struct iso_plan; iso_spawn() executes it.  Ops run in
+ * order in the child, between clone3() and execve().  String and array
+ * arguments are byte offsets into the plan's arena (0 means "none"; the
+ * arena starts with a NUL byte so that offset 0 is never a real string).
+ */
+
+enum iso_op_kind {
+    ISO_OP_SETNS = 1,        /* fd, val0 = nstype */
+    ISO_OP_UNSHARE,          /* val0 = CLONE_NEW* flags */
+    ISO_OP_MOUNT,            /* arg0 src, arg1 target, arg2 fstype, arg3 data, val0 MS_* */
+    ISO_OP_BIND,             /* open_tree(arg0) + move_mount(arg1); flags ISO_F_RECURSIVE */
+    ISO_OP_MOUNT_SETATTR,    /* arg1 target, val0 attr_set, val1 attr_clr, val2 propagation */
+    ISO_OP_MKDIR,            /* arg0 path, val0 mode; ISO_F_EXIST_OK */
+    ISO_OP_MKNOD,            /* arg0 path, val0 mode, val1 dev */
+    ISO_OP_SYMLINK,          /* arg0 target, arg1 link path */
+    ISO_OP_WRITE_FILE,       /* arg0 path, arg1 data, arg2 data length, val0 mode, val1 O_* */
+    ISO_OP_PIVOT_ROOT,       /* arg0 new root; ISO_F_CHROOT_FALLBACK */
+    ISO_OP_CHROOT,           /* arg0 path */
+    ISO_OP_SETHOSTNAME,      /* arg0 name, arg1 length */
+    ISO_OP_SETDOMAINNAME,    /* arg0 name, arg1 length */
+    ISO_OP_CHDIR,            /* arg0 path, or fd >= 0 for fchdir */
+    ISO_OP_UMASK,            /* val0 mask */
+    ISO_OP_SETRLIMIT,        /* val0 resource, val1 soft, val2 hard */
+    ISO_OP_SETSID,
+    ISO_OP_SETPGID,
+    ISO_OP_SETCTTY,          /* fd: the terminal, made stdio 0-2 by an earlier FDMAP */
+    ISO_OP_FDMAP,            /* arg0 int32 pairs (src, dst), arg1 pair count */
+    ISO_OP_CLOSE_FDS,        /* arg0 sorted int32 keep list, arg1 count */
+    ISO_OP_SETGROUPS,        /* arg0 uint32 gid array, arg1 count */
+    ISO_OP_SETRESGID,        /* val0 rgid, val1 egid, val2 sgid */
+    ISO_OP_SETRESUID,        /* val0 ruid, val1 euid, val2 suid */
+    ISO_OP_KEEPCAPS,         /* val0 0 or 1 */
+    ISO_OP_CAP_BOUND,        /* val0 mask of capabilities to drop, val1 cap_last_cap */
+    ISO_OP_CAPSET,           /* val0 effective, val1 permitted, val2 inheritable */
+    ISO_OP_CAP_AMBIENT,      /* val0 mask of capabilities to raise, val1 cap_last_cap */
+    ISO_OP_NO_NEW_PRIVS,
+    ISO_OP_PDEATHSIG,        /* val0 signal */
+    ISO_OP_SECCOMP,          /* arg0 struct sock_filter array, arg1 filter count, val0 flags */
+    ISO_OP_LOOPBACK_UP,
+    ISO_OP_EXECVE,           /* arg0 NUL-separated candidate paths, arg1 count */
+    ISO_OP_EXECVEAT,         /* fd, arg0 path ("" with AT_EMPTY_PATH), val0 AT_* */
+    ISO_OP_KIND_MAX
+};
+
+enum iso_op_flags {
+    ISO_F_RECURSIVE = 1,
+    ISO_F_EXIST_OK = 2,
+    ISO_F_CHROOT_FALLBACK = 4,
+    ISO_F_READONLY = 8
+};
+
+enum iso_plan_flags {
+    ISO_PLAN_HOLD = 1,        /* iso_spawn() returns with the child waiting; iso_release() */
+    ISO_PLAN_NO_VM = 2,       /* copy the address space (needed to setns into a user ns) */
+    ISO_PLAN_LEGACY_CLONE = 4,/* use clone(2) even where clone3(2) exists */
+    ISO_PLAN_SETGROUPS_DENY = 8,
+    ISO_PLAN_SYNC = 16,       /* the child waits for the parent's go-ahead */
+    ISO_PLAN_TIMING = 32      /* record phase timestamps in struct iso_child */
+};
+
+enum iso_child_stage {
+    ISO_STAGE_NONE = 0,
+    ISO_STAGE_PIPE, ISO_STAGE_STACK, ISO_STAGE_CLONE, ISO_STAGE_UID_MAP,
+    ISO_STAGE_GID_MAP, ISO_STAGE_SETGROUPS, ISO_STAGE_CGROUP, ISO_STAGE_RELEASE,
+    ISO_STAGE_REPORT, ISO_STAGE_PIDNS, ISO_STAGE_TIMENS
+};
+
+struct iso_op {
+    uint32_t kind;
+    uint32_t flags;
+    int32_t fd;
+    int32_t reserved;
+    uint32_t arg0, arg1, arg2, arg3;
+    uint64_t val0, val1, val2, val3;
+};
+
+struct iso_plan {
+    uint64_t clone_flags;        /* CLONE_NEW* only */
+    uint32_t flags;              /* ISO_PLAN_* */
+    int32_t cgroup_fd;           /* cgroup v2 directory for CLONE_INTO_CGROUP, or -1 */
+    const struct iso_op *ops;
+    uint32_t n_ops;
+    uint32_t arena_len;
+    const char *arena;
+    char **argv;
+    char **envp;                 /* NULL: the parent's environ */
+    const char *uid_map;         /* written to /proc/<pid>/uid_map by the parent, or NULL */
+    const char *gid_map;
+    const int32_t *procs_fds;    /* cgroup.procs files (v1) the parent writes the pid to */
+    uint32_t n_procs_fds;
+    int32_t pidns_fd;            /* the parent thread enters this pid namespace for the clone, or -1 */
+    int32_t timens_fd;           /* likewise for a time namespace, or -1 */
+    int32_t reserved;
+};
+
+struct iso_report {
+    int32_t step;
+    int32_t kind;
+    int32_t err;
+    int32_t reserved;
+};
+
+struct iso_child {
+    int32_t pid;
+    int32_t pidfd;
+    int32_t report_fd;           /* read end; -1 once consumed */
+    int32_t sync_fd;             /* write end while the child is held, else -1 */
+    int32_t stage;               /* on failure: the parent-side ISO_STAGE_* that failed */
+    int32_t clone3_used;
+    void *stack;
+    uint64_t stack_size;
+    struct iso_report report;
+    int32_t report_len;          /* bytes read from the report pipe: 0 = exec succeeded */
+    int32_t pad;
+    uint64_t t_start, t_cloned, t_mapped, t_released, t_done;  /* CLOCK_MONOTONIC ns */
+};
+
+int iso_spawn(const struct iso_plan *plan, struct iso_child *child);
+int iso_release(const struct iso_plan *plan, struct iso_child *child);
+void iso_abandon(struct iso_child *child);
+int iso_setns(int fd, int nstype);
+int iso_unshare(int flags);
+int iso_clone3_available(void);

@@ -1,0 +1,235 @@
+/* child_main(): the new process, from clone to execve.
+ *
+ * Async-signal-safe calls only: no malloc, stdio, strerror or locks, and
+ * never Python.  The child may share the parent's memory (CLONE_VM), so it
+ * writes nothing but its own stack.  Credentials change through raw
+ * syscalls: glibc's wrappers would signal the parent's threads (SIGSETXID).
+ */
+#include "isolate.h"
+
+static _Noreturn void
+child_fail(int fd, int32_t step, int32_t kind, int err)
+{
+    /* We can't call strerror(err): it is not async-signal-safe.  The parent
+     * looks the message up. */
+    struct iso_report r = {step, kind, err, 0};
+    ssize_t n;
+    do {
+        n = write(fd, &r, sizeof r);
+    } while (n < 0 && errno == EINTR);
+    _exit(127);
+}
+
+/* Handlers installed by the parent must not run here: Python's handler
+ * would write to the parent's memory and wakeup fd.  Ignored SIGPIPE and
+ * SIGXFSZ (CPython ignores both at start-up) go back to the default, as
+ * subprocess's restore_signals does. */
+static void
+reset_signal_handlers(void)
+{
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++) {
+        struct sigaction old;
+        if (sig == SIGKILL || sig == SIGSTOP) {
+            continue;
+        }
+        if (sigaction(sig, NULL, &old) < 0) {
+            continue;   /* glibc's internal signals */
+        }
+        if (old.sa_handler == SIG_DFL) {
+            continue;
+        }
+        if (old.sa_handler == SIG_IGN && sig != SIGPIPE && sig != SIGXFSZ) {
+            continue;
+        }
+        sigaction(sig, &dfl, NULL);
+    }
+}
+
+/* PR_SET_PDEATHSIG only fires for a parent that dies after the prctl.  The
+ * parent may already be gone, and getppid() says nothing in a new pid
+ * namespace (it returns 0), so ask the report pipe instead: its read end
+ * lives only in the parent, and a pipe with no reader polls POLLERR. */
+static int
+run_op_pdeathsig(const struct iso_op *op, int report_fd)
+{
+    if (prctl(PR_SET_PDEATHSIG, (unsigned long)op->val0, 0, 0, 0) < 0) {
+        return -1;
+    }
+    struct pollfd pfd = {.fd = report_fd, .events = POLLOUT};
+    if (poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLERR)) {
+        _exit(127);
+    }
+    return 0;
+}
+
+extern char **environ;
+
+static int
+run_op_exec(const struct iso_plan *p, const struct iso_op *op)
+{
+    const char *path = plan_str(p, op->arg0);
+    char **envp = p->envp ? p->envp : environ;
+    int saved = 0;
+    for (uint32_t i = 0; i < op->arg1 && path != NULL; i++) {
+        execve(path, p->argv, envp);
+        /* Like CPython's exec_array: remember the first error that is not
+         * "no such file here", and try the next candidate. */
+        if (errno != ENOENT && errno != ENOTDIR && saved == 0) {
+            saved = errno;
+        }
+        path += strlen(path) + 1;
+    }
+    errno = saved ? saved : ENOENT;
+    return -1;
+}
+
+static int
+run_op_seccomp(const struct iso_plan *p, const struct iso_op *op)
+{
+    struct sock_fprog prog;
+    prog.len = (unsigned short)op->arg1;
+    prog.filter = (struct sock_filter *)(uintptr_t)(p->arena + op->arg0);
+    if (op->val0 != 0) {
+        return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, (unsigned)op->val0, &prog);
+    }
+    return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0);
+}
+
+static int
+run_op(const struct iso_plan *p, const struct iso_op *op, struct iso_child_args *a)
+{
+    switch (op->kind) {
+    case ISO_OP_SETNS:
+        return setns(op->fd, (int)op->val0);
+    case ISO_OP_UNSHARE:
+        return unshare((int)op->val0);
+    case ISO_OP_MOUNT:
+        return run_op_mount(p, op);
+    case ISO_OP_BIND:
+        return run_op_bind(p, op);
+    case ISO_OP_MOUNT_SETATTR:
+        return run_op_mount_setattr(p, op);
+    case ISO_OP_MKDIR:
+        return run_op_mkdir(p, op);
+    case ISO_OP_MKNOD:
+        return run_op_mknod(p, op);
+    case ISO_OP_SYMLINK:
+        return run_op_symlink(p, op);
+    case ISO_OP_WRITE_FILE:
+        return run_op_write_file(p, op);
+    case ISO_OP_PIVOT_ROOT:
+        return run_op_pivot_root(p, op);
+    case ISO_OP_CHROOT:
+        if (chroot(plan_str(p, op->arg0)) < 0) {
+            return -1;
+        }
+        return chdir("/");
+    case ISO_OP_SETHOSTNAME:
+        return sethostname(plan_str(p, op->arg0), op->arg1);
+    case ISO_OP_SETDOMAINNAME:
+        return setdomainname(plan_str(p, op->arg0), op->arg1);
+    case ISO_OP_CHDIR:
+        return op->fd >= 0 ? fchdir(op->fd) : chdir(plan_str(p, op->arg0));
+    case ISO_OP_UMASK:
+        umask((mode_t)op->val0);
+        return 0;
+    case ISO_OP_SETRLIMIT: {
+        struct rlimit rl = {.rlim_cur = op->val1, .rlim_max = op->val2};
+        return setrlimit((int)op->val0, &rl);
+    }
+    case ISO_OP_SETSID:
+        return setsid() < 0 ? -1 : 0;
+    case ISO_OP_SETPGID:
+        return setpgid(0, 0);
+    case ISO_OP_SETCTTY:
+        return ioctl(op->fd, TIOCSCTTY, 0);
+    case ISO_OP_FDMAP: {
+        /* The report pipe must survive the map: move it above every target. */
+        const int32_t *pairs = (const int32_t *)(uintptr_t)(p->arena + op->arg0);
+        int hi = a->report_fd;
+        for (uint32_t i = 0; i < 2 * op->arg1; i++) {
+            if (pairs[i] >= hi) {
+                hi = pairs[i] + 1;
+            }
+        }
+        if (hi > a->report_fd) {
+            int moved = fcntl(a->report_fd, F_DUPFD_CLOEXEC, hi);
+            if (moved < 0) {
+                return -1;
+            }
+            close(a->report_fd);
+            a->report_fd = moved;
+        }
+        return run_op_fdmap(p, op);
+    }
+    case ISO_OP_CLOSE_FDS:
+        return run_op_close_fds(p, op);
+    case ISO_OP_SETGROUPS:
+        return (int)syscall(SYS_setgroups, (size_t)op->arg1,
+                            (const gid_t *)(uintptr_t)plan_str(p, op->arg0));
+    case ISO_OP_SETRESGID:
+        return (int)syscall(SYS_setresgid, (gid_t)op->val0, (gid_t)op->val1, (gid_t)op->val2);
+    case ISO_OP_SETRESUID:
+        return (int)syscall(SYS_setresuid, (uid_t)op->val0, (uid_t)op->val1, (uid_t)op->val2);
+    case ISO_OP_KEEPCAPS:
+        return prctl(PR_SET_KEEPCAPS, (unsigned long)op->val0, 0, 0, 0);
+    case ISO_OP_CAP_BOUND:
+    case ISO_OP_CAPSET:
+    case ISO_OP_CAP_AMBIENT:
+        return run_op_caps(p, op);
+    case ISO_OP_NO_NEW_PRIVS:
+        return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    case ISO_OP_PDEATHSIG:
+        return run_op_pdeathsig(op, a->report_fd);
+    case ISO_OP_SECCOMP:
+        return run_op_seccomp(p, op);
+    case ISO_OP_LOOPBACK_UP:
+        return run_op_loopback_up();
+    case ISO_OP_EXECVE:
+        return run_op_exec(p, op);
+    case ISO_OP_EXECVEAT:
+        return (int)syscall(SYS_execveat, op->fd, plan_str(p, op->arg0) ? plan_str(p, op->arg0) : "",
+                            p->argv, p->envp ? p->envp : environ, (int)op->val0);
+    default:
+        errno = EINVAL;
+        return -1;
+    }
+}
+
+int
+iso_child_main(void *arg)
+{
+    struct iso_child_args *a = arg;
+    const struct iso_plan *p = a->plan;
+
+    close(a->report_rd);
+    if (a->sync_wr >= 0) {
+        close(a->sync_wr);
+    }
+    reset_signal_handlers();
+    sigprocmask(SIG_SETMASK, &a->sigmask, NULL);
+
+    if (a->sync_fd >= 0) {
+        /* Wait for the id maps and the cgroup attach.  EOF: the parent gave up. */
+        char go;
+        ssize_t n;
+        do {
+            n = read(a->sync_fd, &go, 1);
+        } while (n < 0 && errno == EINTR);
+        if (n != 1) {
+            _exit(127);
+        }
+        close(a->sync_fd);
+    }
+
+    for (uint32_t i = 0; i < p->n_ops; i++) {
+        if (run_op(p, &p->ops[i], a) < 0) {
+            child_fail(a->report_fd, (int32_t)i, (int32_t)p->ops[i].kind, errno);
+        }
+    }
+    /* A plan must end in execve. */
+    child_fail(a->report_fd, (int32_t)p->n_ops, 0, EINVAL);
+}

@@ -1,0 +1,135 @@
+"""One exception hierarchy for isolate.
+
+Every class also derives from the builtin a caller would expect, so
+``except OSError`` and ``except ValueError`` keep working::
+
+    IsolateError
+    ├─ ConfigError(ValueError)        bad input, raised before any process exists
+    ├─ UnsupportedError(RuntimeError) the host lacks a feature; says how to enable it
+    ├─ SpawnError(OSError)            parent side: pipes, clone3, id-map writes
+    ├─ SetupError(OSError)            child side, before execve: .step .op .errno
+    │  ├─ NamespaceError  MountError  IdentityError  ExecError
+    ├─ CgroupError(OSError)
+    └─ ProtocolError                  a malformed report from the child: a bug
+
+``OSError`` subclasses here are never remapped to ``FileNotFoundError`` and
+friends: test ``e.errno``, not the type.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+__all__ = [
+    "IsolateError",
+    "ConfigError",
+    "UnsupportedError",
+    "SpawnError",
+    "SetupError",
+    "NamespaceError",
+    "MountError",
+    "IdentityError",
+    "ExecError",
+    "CgroupError",
+    "ProtocolError",
+]
+
+
+class IsolateError(Exception):
+    """Base class of every error isolate raises."""
+
+
+class ConfigError(IsolateError, ValueError):
+    """An option is invalid.  Raised in Python, before any process or mount exists."""
+
+
+class UnsupportedError(IsolateError, RuntimeError):
+    """The kernel or host lacks a feature; the message says how to enable it."""
+
+
+class _OSErrorBase(IsolateError, OSError):
+    # OSError() maps errno to FileNotFoundError and friends only when called
+    # as OSError itself, never for a subclass: our class is kept.
+    pass
+
+
+class SpawnError(_OSErrorBase):
+    """The parent side of a spawn failed (pipes, clone3, id-map write, cgroup attach).
+
+    ``stage`` names the failing parent step, e.g. ``"uid_map"``.
+    """
+
+    def __init__(self, err: int, *, stage: str, filename: str | None = None) -> None:
+        OSError.__init__(self, err, os.strerror(err), filename)
+        self.stage = stage
+
+    def __str__(self) -> str:
+        return f"{self.stage}: [Errno {self.errno}] {self.strerror}"
+
+    def __reduce__(self) -> Any:
+        return (_rebuild_spawn, (type(self), self.errno, self.stage, self.filename))
+
+
+class SetupError(_OSErrorBase):
+    """A plan step failed in the child, before execve.
+
+    ``step`` is the index of the failing op in the plan, ``op`` a short
+    description such as ``"mount proc on /proc"``; ``errno``, ``strerror``
+    and ``filename`` are as for ``OSError``.
+    """
+
+    def __init__(self, err: int, *, step: int, op: str, path: str | None = None) -> None:
+        OSError.__init__(self, err, os.strerror(err), path)
+        self.step = step
+        self.op = op
+
+    def __str__(self) -> str:
+        return f"step {self.step} ({self.op}): [Errno {self.errno}] {self.strerror}"
+
+    def __reduce__(self) -> Any:
+        return (_rebuild_setup, (type(self), self.errno, self.step, self.op, self.filename))
+
+
+class NamespaceError(SetupError):
+    """Entering or creating a namespace failed in the child (setns, unshare)."""
+
+
+class MountError(SetupError):
+    """A mount, bind, pivot_root or filesystem op failed in the child."""
+
+
+class IdentityError(SetupError):
+    """Changing credentials, capabilities or security state failed in the child."""
+
+
+class ExecError(SetupError):
+    """execve itself failed: the program is missing, not executable, or not a valid binary."""
+
+
+class CgroupError(_OSErrorBase):
+    """A cgroup file operation failed; ``filename`` names the cgroup file."""
+
+    def __init__(self, err: int, message: str | None = None, filename: str | None = None) -> None:
+        OSError.__init__(self, err, message or os.strerror(err), filename)
+
+    def __str__(self) -> str:
+        where = f": {self.filename}" if self.filename else ""
+        return f"[Errno {self.errno}] {self.strerror}{where}"
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.errno, self.strerror, self.filename))
+
+
+class ProtocolError(IsolateError):
+    """The child sent a report that does not fit the protocol.  Always a bug."""
+
+
+def _rebuild_spawn(cls: type[SpawnError], err: int, stage: str, filename: str | None) -> SpawnError:
+    return cls(err, stage=stage, filename=filename)
+
+
+def _rebuild_setup(
+    cls: type[SetupError], err: int, step: int, op: str, filename: str | None
+) -> SetupError:
+    return cls(err, step=step, op=op, path=filename)

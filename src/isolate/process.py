@@ -1,0 +1,789 @@
+"""``spawn()``, ``run()`` and ``Process``: isolated processes from Python.
+
+``spawn`` validates every option in Python, builds one plan (see
+``_plan.py``) and crosses into C once.  No Python runs in the child, so
+``os.register_at_fork`` hooks do not run there and the interpreter's state
+(threads, locks) does not matter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno as _errno
+import os
+import resource
+import select
+import selectors
+import signal
+import subprocess
+import threading
+import time
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from typing import IO, Any, Protocol, Union, final
+
+from . import _plan as P
+from ._spawn import Spawned, execute
+from .errors import ConfigError, UnsupportedError
+from .idmap import IdMap, check_maps, format_maps, subid_ranges
+
+__all__ = ["spawn", "run", "Process", "CompletedProcess", "PIPE", "DEVNULL", "STDOUT", "NAMESPACES"]
+
+PIPE = subprocess.PIPE
+DEVNULL = subprocess.DEVNULL
+STDOUT = subprocess.STDOUT
+
+#: Namespace names as in /proc/<pid>/ns.
+NAMESPACES = frozenset(P.NSTYPES)
+
+StrPath = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
+Stdio = Union[None, int, IO[Any]]
+MAX_ARG = 1 << 20
+
+_RLIMIT_NAMES = {n[len("RLIMIT_"):].lower(): getattr(resource, n) for n in dir(resource)
+                 if n.startswith("RLIMIT_")}
+
+
+class NamespaceLike(Protocol):
+    """What ``join=`` accepts: an open namespace (``isolate.Namespace``)."""
+
+    @property
+    def type(self) -> str: ...
+
+    def fileno(self) -> int: ...
+
+
+class CgroupTarget(Protocol):
+    """What ``cgroup=`` accepts (``isolate.Cgroup``)."""
+
+    def _spawn_target(self) -> tuple[int, tuple[int, ...]]:
+        """(cgroup v2 directory fd for CLONE_INTO_CGROUP or -1, cgroup.procs fds to write the pid to)."""
+        ...
+
+
+def _fsencode(value: Any, what: str) -> bytes:
+    if isinstance(value, bytes):
+        b = value
+    elif isinstance(value, str) or hasattr(value, "__fspath__"):
+        b = os.fsencode(value)
+    else:
+        raise ConfigError(f"{what} must be a string or path, got {value!r}")
+    if b"\0" in b:
+        raise ConfigError(f"{what} contains a NUL byte: {value!r}")
+    return b
+
+
+def _check_fd(fd: int, what: str) -> None:
+    if not isinstance(fd, int) or isinstance(fd, bool) or fd < 0:
+        raise ConfigError(f"{what} must be a non-negative fd number, got {fd!r}")
+    try:
+        os.fstat(fd)
+    except OSError:
+        raise ConfigError(f"{what}: fd {fd} is not open") from None
+
+
+def _env_list(env: Mapping[Any, Any] | None) -> list[bytes] | None:
+    """The child's environment as ``KEY=value`` bytes; None inherits the parent's ``environ``."""
+    if env is None:
+        return None
+    out = []
+    for k, v in env.items():
+        kb = _fsencode(k, "env key")
+        vb = _fsencode(v, f"env[{k!r}]")
+        if not kb or b"=" in kb:
+            raise ConfigError(f"env key must be non-empty and without '=': {k!r}")
+        out.append(kb + b"=" + vb)
+    return out
+
+
+def _candidates(argv0: bytes, executable: Any, env: Mapping[Any, Any] | None) -> tuple[bytes, ...]:
+    if executable is not None:
+        return (_fsencode(executable, "executable"),)
+    if b"/" in argv0:
+        return (argv0,)
+    path: Any = None
+    if env is not None:
+        path = env.get("PATH", env.get(b"PATH"))  # type: ignore[call-overload]
+    else:
+        path = os.environ.get("PATH")
+    if path is None:
+        path = os.defpath
+    dirs = [d for d in _fsencode(path, "PATH").split(b":")] or [b"."]
+    return tuple((d or b".") + b"/" + argv0 for d in dirs)
+
+
+def _rlimit_number(name: Any) -> int:
+    if isinstance(name, int) and not isinstance(name, bool):
+        if name in _RLIMIT_NAMES.values():
+            return name
+    elif isinstance(name, str):
+        key = name.lower().removeprefix("rlimit_")
+        if key in _RLIMIT_NAMES:
+            return _RLIMIT_NAMES[key]
+    raise ConfigError(f"rlimits: unknown resource {name!r}")
+
+
+def _cap_mask(names: Iterable[str], what: str) -> int:
+    if isinstance(names, str):
+        raise ConfigError(f"{what} must be a collection of capability names, got {names!r}")
+    mask = 0
+    for n in names:
+        key = n.upper() if isinstance(n, str) else n
+        if isinstance(key, str) and not key.startswith("CAP_"):
+            key = "CAP_" + key
+        if key not in P.CAPABILITIES:
+            raise ConfigError(f"{what}: unknown capability {n!r}")
+        mask |= 1 << P.CAPABILITIES[key]
+    return mask
+
+
+def _id(value: Any, what: str, db: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 0 <= value < 2**32 - 1:
+            raise ConfigError(f"{what} out of range: {value!r}")
+        return value
+    if isinstance(value, str):
+        import grp
+        import pwd
+
+        try:
+            return pwd.getpwnam(value).pw_uid if db == "pwd" else grp.getgrnam(value).gr_gid
+        except KeyError:
+            raise ConfigError(f"{what}: no such {'user' if db == 'pwd' else 'group'} {value!r}") from None
+    raise ConfigError(f"{what} must be an id or a name, got {value!r}")
+
+
+class _Stdio:
+    """Resolves stdin/stdout/stderr options into child fds and parent pipe ends."""
+
+    def __init__(self) -> None:
+        self.child_fds: list[int] = [0, 1, 2]
+        self.to_close: list[int] = []     # child ends, closed after spawn
+        self.parent: list[int | None] = [None, None, None]
+
+    def setup(self, idx: int, value: Stdio, name: str) -> None:
+        if value is None:
+            return
+        if value == PIPE:
+            r, w = os.pipe()
+            child, parent = (r, w) if idx == 0 else (w, r)
+            self.child_fds[idx] = child
+            self.to_close.append(child)
+            self.parent[idx] = parent
+        elif value == DEVNULL:
+            fd = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+            self.child_fds[idx] = fd
+            self.to_close.append(fd)
+        elif value == STDOUT:
+            if idx != 2:
+                raise ConfigError(f"{name}=STDOUT is only valid for stderr")
+            self.child_fds[2] = self.child_fds[1]
+        elif isinstance(value, int) and not isinstance(value, bool):
+            _check_fd(value, name)
+            self.child_fds[idx] = value
+        elif hasattr(value, "fileno"):
+            fd = value.fileno()
+            _check_fd(fd, name)
+            self.child_fds[idx] = fd
+        else:
+            raise ConfigError(f"{name} must be None, PIPE, DEVNULL, an fd or a file, got {value!r}")
+
+    def close_child_ends(self) -> None:
+        for fd in self.to_close:
+            os.close(fd)
+        self.to_close.clear()
+
+    def close_all(self) -> None:
+        self.close_child_ends()
+        for i, fd in enumerate(self.parent):
+            if fd is not None:
+                os.close(fd)
+                self.parent[i] = None
+
+
+def build_plan(
+    argv: Sequence[Any],
+    *,
+    executable: Any = None,
+    namespaces: Iterable[str] = (),
+    join: Iterable[NamespaceLike] = (),
+    env: Mapping[Any, Any] | None = None,
+    cwd: StrPath | None = None,
+    fd_pairs: Sequence[tuple[int, int]] = (),
+    keep_fds: Sequence[int] = (),
+    close_fds: bool = True,
+    uid_map: Sequence[IdMap] | None = None,
+    gid_map: Sequence[IdMap] | None = None,
+    user: int | str | None = None,
+    group: int | str | None = None,
+    groups: Sequence[int | str] | None = None,
+    hostname: str | None = None,
+    domainname: str | None = None,
+    cgroup: CgroupTarget | None = None,
+    new_session: bool = False,
+    process_group: bool = False,
+    tty: bool = False,
+    umask: int | None = None,
+    rlimits: Mapping[Any, Any] | None = None,
+    capabilities: Iterable[str] | None = None,
+    no_new_privs: bool = False,
+    die_with_parent: bool = False,
+    seccomp: bytes | None = None,
+    loopback: bool = True,
+    ops: Sequence[P.Op] = (),
+    timings: bool = False,
+) -> P.Plan:
+    """Validate the options of ``spawn`` and turn them into a ``Plan`` (no process yet)."""
+    if isinstance(argv, (str, bytes)) or not isinstance(argv, Sequence):
+        raise ConfigError(f"argv must be a sequence of strings, got {argv!r}")
+    if not argv:
+        raise ConfigError("argv must not be empty")
+    bargv = [_fsencode(a, f"argv[{i}]") for i, a in enumerate(argv)]
+    if sum(len(a) + 1 for a in bargv) > MAX_ARG:
+        raise ConfigError(f"argv is too long ({sum(len(a) + 1 for a in bargv)} bytes)")
+    envp = _env_list(env)
+
+    if isinstance(namespaces, str):
+        raise ConfigError(f"namespaces must be a collection of names, got {namespaces!r}")
+    new = set()
+    for ns in namespaces:
+        if ns not in P.NSTYPES:
+            raise ConfigError(f"namespaces: unknown namespace {ns!r} (known: {', '.join(sorted(P.NSTYPES))})")
+        new.add(ns)
+
+    pre: list[P.Op] = []
+    flags = P.PLAN_TIMING if timings else 0
+    pidns_fd = timens_fd = -1
+    joined: dict[str, int] = {}
+    for item in join:
+        t = getattr(item, "type", None)
+        if t not in P.NSTYPES:
+            raise ConfigError(f"join: {item!r} is not a namespace (type {t!r})")
+        if t in joined:
+            raise ConfigError(f"join: two {t} namespaces given")
+        if t in new:
+            raise ConfigError(f"namespaces and join both name {t!r}")
+        joined[t] = item.fileno()
+    if "user" in joined:
+        # setns into a user namespace refuses a process whose memory is shared (CLONE_VM).
+        flags |= P.PLAN_NO_VM
+        pre.append(P.SetNs(fd=joined["user"], nstype=P.NSTYPES["user"]))
+    for t in ("pid", "time"):
+        if t in joined:
+            if t == "pid":
+                pidns_fd = joined[t]
+            else:
+                timens_fd = joined[t]
+    for t, fd in joined.items():
+        if t not in ("user", "pid", "time"):
+            pre.append(P.SetNs(fd=fd, nstype=P.NSTYPES[t]))
+
+    clone_flags = 0
+    if "user" in joined and new:
+        # Namespaces created after joining a user namespace must belong to it.
+        if new & {"pid", "time", "user"}:
+            raise ConfigError(f"namespaces {sorted(new & {'pid', 'time', 'user'})} cannot be created "
+                              "inside a joined user namespace")
+        unshare = 0
+        for ns in new:
+            unshare |= P.NSTYPES[ns]
+        pre.append(P.Unshare(flags=unshare))
+    else:
+        for ns in new:
+            clone_flags |= P.NSTYPES[ns]
+
+    uid_text = gid_text = None
+    if "user" in new:
+        euid, egid = os.geteuid(), os.getegid()
+        umaps = list(uid_map) if uid_map is not None else [IdMap(inside=0, outside=euid)]
+        gmaps = list(gid_map) if gid_map is not None else [IdMap(inside=0, outside=egid)]
+        check_maps(umaps, "uid_map")
+        check_maps(gmaps, "gid_map")
+        uid_text, gid_text = format_maps(umaps), format_maps(gmaps)
+        if euid != 0:
+            if len(umaps) > 1 or len(gmaps) > 1 or umaps[0].outside != euid or gmaps[0].outside != egid:
+                # Only newuidmap/newgidmap (setuid) may write other ids; see spawn().
+                flags |= P.PLAN_HOLD
+            elif groups is None:
+                # An unprivileged gid_map write requires setgroups to be denied (CVE-2014-8989).
+                flags |= P.PLAN_SETGROUPS_DENY
+    elif uid_map is not None or gid_map is not None:
+        raise ConfigError("uid_map/gid_map need the 'user' namespace in namespaces")
+
+    if (hostname is not None or domainname is not None) and "uts" not in new and "uts" not in joined:
+        raise ConfigError(f"hostname/domainname need a uts namespace (hostname={hostname!r})")
+
+    ops_: list[P.Op] = []
+    if die_with_parent:
+        ops_.append(P.PdeathSig(signal=signal.SIGKILL))
+    ops_ += pre
+    if "mnt" in new:
+        # Like unshare(1): keep the new namespace's mounts from propagating to the host.
+        ops_.append(P.Mount(None, b"/", None, P.lib.MS_REC | P.lib.MS_PRIVATE))
+    if "net" in new and loopback:
+        ops_.append(P.LoopbackUp())
+    if hostname is not None:
+        h = _fsencode(hostname, "hostname")
+        if not 0 < len(h) <= 64:
+            raise ConfigError(f"hostname must be 1 to 64 bytes, got {hostname!r}")
+        ops_.append(P.SetHostname(h))
+    if domainname is not None:
+        d = _fsencode(domainname, "domainname")
+        if len(d) > 64:
+            raise ConfigError(f"domainname must be at most 64 bytes, got {domainname!r}")
+        ops_.append(P.SetDomainname(d))
+    for op in ops:
+        if not isinstance(op, P.Op):
+            raise ConfigError(f"ops: {op!r} is not a plan op")
+        ops_.append(op)
+    if cwd is not None:
+        c = _fsencode(cwd, "cwd")
+        if not c.startswith(b"/"):
+            c = os.path.join(os.getcwdb(), c)
+        ops_.append(P.Chdir(path_=c))
+    if umask is not None:
+        if not isinstance(umask, int) or not 0 <= umask <= 0o777:
+            raise ConfigError(f"umask must be an integer from 0 to 0o777, got {umask!r}")
+        ops_.append(P.Umask(umask))
+    for name, value in (rlimits or {}).items():
+        num = _rlimit_number(name)
+        soft, hard = (value, value) if isinstance(value, int) else tuple(value)
+        for v in (soft, hard):
+            if not isinstance(v, int) or (v < 0 and v != resource.RLIM_INFINITY):
+                raise ConfigError(f"rlimits[{name!r}] must be non-negative integers, got {value!r}")
+        soft = resource.RLIM_INFINITY if soft == resource.RLIM_INFINITY else soft
+        if hard != resource.RLIM_INFINITY and (soft == resource.RLIM_INFINITY or soft > hard):
+            raise ConfigError(f"rlimits[{name!r}]: soft limit above hard limit: {value!r}")
+        ops_.append(P.SetRlimit(num, soft % 2**64, hard % 2**64))
+    if new_session or tty:
+        ops_.append(P.SetSid())
+    elif process_group:
+        ops_.append(P.SetPgid())
+    if len(fd_pairs) > P.MAX_FD_PAIRS:
+        raise ConfigError(f"pass_fds: at most {P.MAX_FD_PAIRS} fds, got {len(fd_pairs)}")
+    if fd_pairs:
+        ops_.append(P.FdMap(tuple(fd_pairs)))
+    if tty:
+        ops_.append(P.SetCtty(fd=0))
+    if close_fds:
+        ops_.append(P.CloseFds(tuple(sorted(set(keep_fds)))))
+
+    # Credentials.  groups before gid before uid: each needs the privilege the next drops.
+    cap_keep = None if capabilities is None else _cap_mask(capabilities, "capabilities")
+    uid = None if user is None else _id(user, "user", "pwd")
+    gid = None if group is None else _id(group, "group", "grp")
+    if cap_keep is not None:
+        last = P.last_cap()
+        # The bounding set needs CAP_SETPCAP, which setresuid below takes away.
+        full = (1 << (last + 1)) - 1
+        ops_.append(P.CapBound(drop=full & ~cap_keep, last_cap=last))
+    if groups is not None:
+        gids = tuple(_id(g, f"groups[{i}]", "grp") for i, g in enumerate(groups))
+        if len(gids) > 65536:
+            raise ConfigError(f"groups: too many ({len(gids)})")
+        ops_.append(P.SetGroups(gids))
+    if gid is not None:
+        ops_.append(P.SetResGid(gid, gid, gid))
+    if uid is not None:
+        if cap_keep:
+            ops_.append(P.KeepCaps(1))
+        ops_.append(P.SetResUid(uid, uid, uid))
+    if cap_keep is not None:
+        ops_.append(P.CapSet(effective=cap_keep, permitted=cap_keep, inheritable=cap_keep))
+        if uid not in (None, 0):
+            ops_.append(P.CapAmbient(raise_=cap_keep, last_cap=P.last_cap()))
+    if no_new_privs:
+        ops_.append(P.NoNewPrivs())
+    if seccomp is not None:
+        prog = bytes(seccomp)
+        if not prog or len(prog) % 8 or len(prog) // 8 > 4096:
+            raise ConfigError(f"seccomp must be a BPF program of 1 to 4096 8-byte instructions, "
+                              f"got {len(prog)} bytes")
+        ops_.append(P.Seccomp(prog))
+    ops_.append(P.Exec(_candidates(bargv[0], executable, env)))
+
+    cgroup_fd, procs_fds = -1, ()
+    if cgroup is not None:
+        target = getattr(cgroup, "_spawn_target", None)
+        if target is None:
+            raise ConfigError(f"cgroup must be an isolate.Cgroup, got {cgroup!r}")
+        cgroup_fd, procs_fds = target()
+
+    return P.Plan(ops=ops_, argv=bargv, envp=envp, clone_flags=clone_flags, flags=flags,
+                  cgroup_fd=cgroup_fd, uid_map=uid_text, gid_map=gid_text,
+                  procs_fds=tuple(procs_fds), pidns_fd=pidns_fd, timens_fd=timens_fd)
+
+
+def _newidmap(tool: str, pid: int, text: bytes) -> None:
+    """Write a multi-range map through Debian's setuid newuidmap/newgidmap."""
+    import shutil
+
+    exe = shutil.which(tool)
+    if exe is None:
+        raise UnsupportedError(f"{tool} is needed to map more than your own id without root: "
+                               "install the 'uidmap' package (apt-get install uidmap)")
+    args = [exe, str(pid)]
+    for line in text.decode().splitlines():
+        args += line.split()
+    r = subprocess.run(args, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise ConfigError(f"{tool} refused the map {text.decode().strip()!r}: {r.stderr.strip()} "
+                          f"(see /etc/sub{tool[3:6]})")
+
+
+@final
+class Process:
+    """A running isolated process.  Created by ``spawn()``; no public constructor.
+
+    Owns a pidfd (``pidfd``) and any pipe ends (``stdin``, ``stdout``,
+    ``stderr``); ``close()`` or the ``with`` block releases them.  A
+    ``Process`` that is dropped while running only warns (``ResourceWarning``).
+    """
+
+    args: list[Any]
+    pid: int
+    pidfd: int
+    returncode: int | None
+    rusage: resource.struct_rusage | None
+    stdin: IO[bytes] | None
+    stdout: IO[bytes] | None
+    stderr: IO[bytes] | None
+
+    def __init__(self) -> None:
+        raise TypeError("use isolate.spawn() to create a Process")
+
+    @classmethod
+    def _from_spawned(cls, args: list[Any], s: Spawned, stdio: _Stdio, tree: str,
+                      cgroup: Any) -> Process:
+        self = object.__new__(cls)
+        self.args = args
+        self.pid = s.pid
+        self.pidfd = s.pidfd
+        self.clone3 = s.clone3
+        self.timings = s.timings
+        self.returncode = None
+        self.rusage = None
+        self._lock = threading.Lock()
+        self._tree = tree
+        self._cgroup = cgroup
+        fds = stdio.parent
+        self.stdin = os.fdopen(fds[0], "wb") if fds[0] is not None else None
+        self.stdout = os.fdopen(fds[1], "rb") if fds[1] is not None else None
+        self.stderr = os.fdopen(fds[2], "rb") if fds[2] is not None else None
+        return self
+
+    def __repr__(self) -> str:
+        return f"<isolate.Process pid={self.pid} returncode={self.returncode}>"
+
+    def _reap(self, block: bool) -> bool:
+        with self._lock:
+            if self.returncode is not None:
+                return True
+            try:
+                pid, status, ru = os.wait4(self.pid, 0 if block else os.WNOHANG)
+            except ChildProcessError:
+                # Someone else reaped it (a SIGCHLD handler or waitpid(-1)).
+                self.returncode = 255
+                self._close_pidfd()
+                return True
+            if pid == 0:
+                return False
+            self.returncode = os.waitstatus_to_exitcode(status)
+            self.rusage = ru
+            self._close_pidfd()
+            return True
+
+    def _close_pidfd(self) -> None:
+        if self.pidfd >= 0:
+            os.close(self.pidfd)
+            self.pidfd = -1
+
+    def poll(self) -> int | None:
+        """The exit status if the process has ended (reaping it), else None."""
+        self._reap(False)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the process to end; returns ``returncode`` (negative: killed by that signal).
+
+        Raises ``subprocess.TimeoutExpired`` if ``timeout`` seconds pass first;
+        the process keeps running then.
+        """
+        if self.returncode is not None:
+            return self.returncode
+        if timeout is not None:
+            deadline = time.monotonic() + timeout
+            while not self._reap(False):
+                remaining = deadline - time.monotonic()
+                pidfd = self.pidfd
+                if remaining <= 0 or pidfd < 0:
+                    if self._reap(False):
+                        break
+                    raise subprocess.TimeoutExpired(self.args, timeout)
+                select.select([pidfd], [], [], remaining)
+        else:
+            self._reap(True)
+        assert self.returncode is not None
+        return self.returncode
+
+    async def wait_async(self) -> int:
+        """Wait without blocking the event loop: the pidfd becomes readable at exit."""
+        if self.returncode is not None:
+            return self.returncode
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        fd = self.pidfd
+        loop.add_reader(fd, lambda: fut.done() or fut.set_result(None))
+        try:
+            await fut
+        finally:
+            loop.remove_reader(fd)
+        return self.wait()
+
+    def send_signal(self, sig: int) -> None:
+        """Send ``sig`` through the pidfd: never to a recycled pid.  No-op once reaped."""
+        if self.returncode is not None or self.pidfd < 0:
+            return
+        try:
+            signal.pidfd_send_signal(self.pidfd, sig)
+        except ProcessLookupError:
+            pass
+
+    def terminate(self) -> None:
+        """Send SIGTERM."""
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        """Send SIGKILL to the process."""
+        self.send_signal(signal.SIGKILL)
+
+    def kill_tree(self) -> None:
+        """SIGKILL the process and everything it started.
+
+        With a new pid namespace, killing its init ends every process in it;
+        otherwise the process group that ``run()`` (or ``process_group=True``)
+        made is killed, and the cgroup too when one was given.
+        """
+        if self._cgroup is not None and hasattr(self._cgroup, "kill"):
+            self._cgroup.kill()
+        if self._tree == "pgid" and self.returncode is None:
+            try:
+                os.killpg(self.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        self.kill()
+
+    def communicate(self, input: bytes | None = None, timeout: float | None = None) -> tuple[bytes | None, bytes | None]:
+        """Send ``input``, read stdout/stderr to EOF and wait, like ``Popen.communicate``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        chunks: dict[int, list[bytes]] = {}
+        sel = selectors.DefaultSelector()
+        try:
+            if self.stdin is not None:
+                if input:
+                    os.set_blocking(self.stdin.fileno(), False)
+                    sel.register(self.stdin, selectors.EVENT_WRITE)
+                else:
+                    self.stdin.close()
+            for f in (self.stdout, self.stderr):
+                if f is not None:
+                    chunks[f.fileno()] = []
+                    sel.register(f, selectors.EVENT_READ)
+            view = memoryview(input or b"")
+            while sel.get_map():
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise subprocess.TimeoutExpired(self.args, timeout or 0.0)
+                for key, _ in sel.select(remaining):
+                    f = key.fileobj
+                    if f is self.stdin:
+                        try:
+                            n = os.write(key.fd, view[:65536])
+                        except BrokenPipeError:
+                            n = len(view)
+                        view = view[n:]
+                        if not view:
+                            sel.unregister(f)
+                            self.stdin.close()  # type: ignore[union-attr]
+                    else:
+                        data = os.read(key.fd, 65536)
+                        if data:
+                            chunks[key.fd].append(data)
+                        else:
+                            sel.unregister(f)
+        finally:
+            sel.close()
+        out = b"".join(chunks[self.stdout.fileno()]) if self.stdout is not None else None
+        err = b"".join(chunks[self.stderr.fileno()]) if self.stderr is not None else None
+        for f in (self.stdout, self.stderr):
+            if f is not None:
+                f.close()
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        self.wait(remaining)
+        return out, err
+
+    def close(self) -> None:
+        """Close the pipes and the pidfd.  Idempotent; does not wait or kill."""
+        for f in (self.stdin, self.stdout, self.stderr):
+            if f is not None:
+                try:
+                    f.close()
+                except OSError:
+                    pass
+        if self.returncode is None:
+            self._reap(False)
+        self._close_pidfd()
+
+    def __enter__(self) -> Process:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Close the pipes, then wait for the process, as ``Popen`` does."""
+        try:
+            for f in (self.stdin, self.stdout, self.stderr):
+                if f is not None:
+                    f.close()
+            if self.returncode is None:
+                if exc[0] is not None:
+                    self.kill_tree()
+                self.wait()
+        finally:
+            self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "returncode", 0) is None and getattr(self, "pidfd", -1) >= 0:
+            if not self._reap(False):
+                warnings.warn(f"isolate.Process {self.pid} is still running", ResourceWarning,
+                              source=self)
+            self._close_pidfd()
+
+
+class CompletedProcess(subprocess.CompletedProcess):  # type: ignore[type-arg]
+    """``subprocess.CompletedProcess`` plus ``rusage`` (``resource.struct_rusage``)."""
+
+    rusage: resource.struct_rusage | None = None
+
+
+def spawn(
+    argv: Sequence[Any],
+    *,
+    stdin: Stdio = None,
+    stdout: Stdio = None,
+    stderr: Stdio = None,
+    pass_fds: Sequence[int] | Mapping[int, int] = (),
+    **options: Any,
+) -> Process:
+    """Start ``argv`` in new or joined namespaces; returns a running ``Process``.
+
+    Options (keyword-only): ``namespaces`` (names as in /proc/<pid>/ns:
+    pid, mnt, uts, ipc, net, user, cgroup, time), ``join`` (open
+    ``Namespace`` objects to enter), ``env``, ``cwd``, ``executable``,
+    ``stdin``/``stdout``/``stderr`` (None, PIPE, DEVNULL, STDOUT, an fd or a
+    file), ``pass_fds`` (fds kept open, or a mapping child fd -> parent fd),
+    ``close_fds``, ``uid_map``/``gid_map`` (``IdMap`` lists; default maps
+    root inside to the caller), ``user``/``group``/``groups``, ``hostname``,
+    ``domainname``, ``cgroup`` (an ``isolate.Cgroup``: the child is born in
+    it), ``new_session``, ``process_group``, ``tty``, ``umask``, ``rlimits``
+    ({"nofile": (soft, hard)}), ``capabilities`` (names to keep; all others
+    are dropped from every set), ``no_new_privs``, ``die_with_parent``
+    (SIGKILL when the spawning *thread* exits), ``seccomp`` (a BPF program
+    as bytes), ``loopback`` (bring up lo in a new net namespace), ``ops``
+    (extra plan ops, e.g. mounts, run before credentials change).
+
+    Every option is checked before any process exists (``ConfigError``).
+    A failure in the child raises the failing step's ``SetupError`` subclass;
+    a failure on the parent side raises ``SpawnError``.  Nothing is left
+    behind either way.
+    """
+    stdio = _Stdio()
+    try:
+        stdio.setup(0, stdin, "stdin")
+        stdio.setup(1, stdout, "stdout")
+        stdio.setup(2, stderr, "stderr")
+        pairs: list[tuple[int, int]] = []
+        keep = [0, 1, 2]
+        if isinstance(pass_fds, Mapping):
+            extra = list(pass_fds.items())
+        else:
+            extra = [(fd, fd) for fd in pass_fds]
+        for dst, src in extra:
+            _check_fd(src, "pass_fds")
+            if not isinstance(dst, int) or dst < 0:
+                raise ConfigError(f"pass_fds: target fd must be >= 0, got {dst!r}")
+            if dst in (0, 1, 2):
+                raise ConfigError(f"pass_fds: fd {dst} is stdio; use stdin/stdout/stderr")
+            pairs.append((src, dst))
+            keep.append(dst)
+        # Inherited stdio needs no dup: fds 0-2 are already where they belong.
+        std_pairs = [(src, dst) for dst, src in enumerate(stdio.child_fds) if src != dst]
+        plan = build_plan(argv, fd_pairs=std_pairs + pairs, keep_fds=keep, **options)
+        ns = set(options.get("namespaces", ()))
+        tree = "pidns" if "pid" in ns else ("pgid" if options.get("process_group") or
+                                            options.get("new_session") else "pid")
+        before = None
+        if plan.flags & P.PLAN_HOLD:
+            uid_text, gid_text = plan.uid_map, plan.gid_map
+            plan.uid_map = plan.gid_map = None
+
+            def before(pid: int) -> None:
+                assert uid_text is not None and gid_text is not None
+                _newidmap("newuidmap", pid, uid_text)
+                _newidmap("newgidmap", pid, gid_text)
+
+        spawned = execute(plan, before_release=before)
+    except BaseException:
+        stdio.close_all()
+        raise
+    stdio.close_child_ends()
+    return Process._from_spawned(list(argv), spawned, stdio, tree, options.get("cgroup"))
+
+
+def run(
+    argv: Sequence[Any],
+    *,
+    input: bytes | None = None,
+    capture_output: bool = False,
+    timeout: float | None = None,
+    check: bool = False,
+    stdin: Stdio = None,
+    stdout: Stdio = None,
+    stderr: Stdio = None,
+    **options: Any,
+) -> CompletedProcess:
+    """Run ``argv`` isolated and wait, shaped like ``subprocess.run``.
+
+    Takes ``spawn()``'s options, plus ``input``, ``capture_output``,
+    ``timeout`` (on expiry the whole process tree is killed, then
+    ``subprocess.TimeoutExpired`` is raised) and ``check`` (raise
+    ``subprocess.CalledProcessError`` on a non-zero exit).  Without a pid
+    namespace the command runs in a new process group, so the timeout can
+    reach its children.
+    """
+    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
+        raise ConfigError(f"timeout must be a non-negative number, got {timeout!r}")
+    if input is not None:
+        if stdin is not None:
+            raise ConfigError("stdin and input cannot both be given")
+        stdin = PIPE
+    if capture_output:
+        if stdout is not None or stderr is not None:
+            raise ConfigError("capture_output cannot be combined with stdout/stderr")
+        stdout = stderr = PIPE
+    if "pid" not in set(options.get("namespaces", ())) and not options.get("new_session"):
+        options.setdefault("process_group", True)
+    with spawn(argv, stdin=stdin, stdout=stdout, stderr=stderr, **options) as proc:
+        try:
+            out, err = proc.communicate(input, timeout)
+        except subprocess.TimeoutExpired as e:
+            proc.kill_tree()
+            proc.wait()
+            raise subprocess.TimeoutExpired(proc.args, e.timeout) from None
+        except BaseException:
+            proc.kill_tree()
+            raise
+    assert proc.returncode is not None
+    result = CompletedProcess(proc.args, proc.returncode, out, err)
+    result.rusage = proc.rusage
+    if check:
+        result.check_returncode()
+    return result
