@@ -1,0 +1,45 @@
+"""``isolate`` command line: parses arguments and calls the library, nothing more.
+
+Each subcommand lives in its own module of this package and provides
+``add_parser(subparsers)`` and ``main(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand -> module in isolate.cli
+COMMANDS = {
+    "probe": "probe",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand registered."""
+    parser = argparse.ArgumentParser(prog="isolate", description="Run programs isolated.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, module in COMMANDS.items():
+        mod = importlib.import_module(f"isolate.cli.{module}")
+        mod.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``isolate`` and ``python -m isolate``; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    mod = importlib.import_module(f"isolate.cli.{COMMANDS[args.command]}")
+    from isolate.errors import IsolateError
+
+    try:
+        return int(mod.main(args))
+    except IsolateError as e:
+        print(f"isolate: {e}", file=sys.stderr)
+        return 125 if args.command == "run" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
