@@ -370,6 +370,14 @@ def build_plan(
 
     # Credentials.  groups before gid before uid: each needs the privilege the next drops.
     cap_keep = None if capabilities is None else _cap_mask(capabilities, "capabilities")
+    if "user" in new:
+        # Mapping ids does not change the child's credentials: it still has the
+        # caller's kuid, which may be unmapped.  Become root of the new namespace
+        # (or the requested user), as runc does.
+        user = 0 if user is None else user
+        group = 0 if group is None else group
+        if groups is None and not flags & P.PLAN_SETGROUPS_DENY:
+            groups = ()
     uid = None if user is None else _id(user, "user", "pwd")
     gid = None if group is None else _id(group, "group", "grp")
     if cap_keep is not None:

@@ -1,0 +1,121 @@
+"""Bad options raise ConfigError naming the option and value, before any process exists."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import isolate
+from isolate import ConfigError, IdMap
+from isolate import _plan as P
+from isolate.process import build_plan
+
+
+class NoSpawn:
+    """Fails the test if anything reaches the C call."""
+
+    def __call__(self, *a: object, **kw: object) -> None:
+        raise AssertionError("a process was started for invalid input")
+
+
+@pytest.fixture(autouse=True)
+def no_spawn(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(isolate.process, "execute", NoSpawn())
+
+
+@pytest.mark.parametrize("argv,kw,needle", [
+    ([], {}, "argv must not be empty"),
+    ("ls", {}, "argv must be a sequence"),
+    (["a\0b"], {}, "argv[0] contains a NUL"),
+    (["true", 5], {}, "argv[1] must be a string"),
+    (["true"], {"namespaces": {"pid", "bogus"}}, "unknown namespace 'bogus'"),
+    (["true"], {"namespaces": "pid"}, "namespaces must be a collection"),
+    (["true"], {"uid_map": [IdMap(inside=0, outside=0)]}, "need the 'user' namespace"),
+    (["true"], {"namespaces": {"user"}, "uid_map": [IdMap(inside=0, outside=0, count=10),
+                                                     IdMap(inside=5, outside=100)]}, "overlap"),
+    (["true"], {"hostname": "box"}, "need a uts namespace"),
+    (["true"], {"namespaces": {"uts"}, "hostname": ""}, "hostname must be 1 to 64"),
+    (["true"], {"env": {"A=B": "x"}}, "env key"),
+    (["true"], {"env": {"A": "x\0y"}}, "NUL"),
+    (["true"], {"cwd": "/tmp\0x"}, "cwd contains a NUL"),
+    (["true"], {"umask": 0o1000}, "umask"),
+    (["true"], {"rlimits": {"bogus": 1}}, "unknown resource 'bogus'"),
+    (["true"], {"rlimits": {"nofile": (-5, 10)}}, "rlimits['nofile']"),
+    (["true"], {"rlimits": {"nofile": (20, 10)}}, "soft limit above hard"),
+    (["true"], {"capabilities": ["CAP_NOPE"]}, "unknown capability 'CAP_NOPE'"),
+    (["true"], {"capabilities": "CAP_KILL"}, "collection of capability names"),
+    (["true"], {"user": -1}, "user out of range"),
+    (["true"], {"group": "no-such-group-xyz"}, "no such group"),
+    (["true"], {"seccomp": b"123"}, "seccomp must be a BPF program"),
+    (["true"], {"ops": ["mount"]}, "is not a plan op"),
+    (["true"], {"cgroup": "/sys/fs/cgroup/x"}, "cgroup must be an isolate.Cgroup"),
+])
+def test_bad_option_is_a_config_error(argv: object, kw: dict, needle: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        isolate.spawn(argv, **kw)  # type: ignore[arg-type]
+    assert needle in str(info.value)
+
+
+def test_fds_that_are_not_open_are_rejected() -> None:
+    r, w = os.pipe()
+    os.close(r)
+    os.close(w)
+    with pytest.raises(ConfigError, match=f"fd {r} is not open"):
+        isolate.spawn(["true"], pass_fds=[r])
+    with pytest.raises(ConfigError, match=f"fd {w} is not open"):
+        isolate.spawn(["true"], stdout=w)
+    with pytest.raises(ConfigError, match="stdio"):
+        isolate.spawn(["true"], pass_fds={1: 0})
+
+
+def test_no_fd_is_leaked_by_a_rejected_spawn() -> None:
+    before = set(os.listdir("/proc/self/fd"))
+    with pytest.raises(ConfigError):
+        isolate.spawn(["true"], stdin=isolate.PIPE, stdout=isolate.PIPE, umask=-1)
+    assert set(os.listdir("/proc/self/fd")) == before
+
+
+def test_run_rejects_negative_timeout_and_conflicting_stdio() -> None:
+    with pytest.raises(ConfigError, match="timeout"):
+        isolate.run(["true"], timeout=-1)
+    with pytest.raises(ConfigError, match="stdin and input"):
+        isolate.run(["true"], input=b"x", stdin=isolate.DEVNULL)
+
+
+def test_join_rejects_non_namespaces_and_duplicates() -> None:
+    class Fake:
+        type = "net"
+
+        def fileno(self) -> int:
+            return 0
+
+    with pytest.raises(ConfigError, match="is not a namespace"):
+        isolate.spawn(["true"], join=[object()])
+    with pytest.raises(ConfigError, match="two net namespaces"):
+        isolate.spawn(["true"], join=[Fake(), Fake()])
+    with pytest.raises(ConfigError, match="both name 'net'"):
+        isolate.spawn(["true"], join=[Fake()], namespaces={"net"})
+
+
+def test_new_namespaces_become_clone_flags_and_mnt_is_made_private() -> None:
+    plan = build_plan(["true"], namespaces={"pid", "mnt", "net"})
+    assert plan.clone_flags == P.NSTYPES["pid"] | P.NSTYPES["mnt"] | P.NSTYPES["net"]
+    kinds = [type(op) for op in plan.ops]
+    assert kinds[0] is P.Mount and plan.ops[0].flags & P.lib.MS_PRIVATE
+    assert P.LoopbackUp in kinds and kinds[-1] is P.Exec
+
+
+def test_credentials_are_ordered_groups_gid_uid_then_caps() -> None:
+    plan = build_plan(["true"], user=1000, group=1000, groups=[1000], capabilities=["NET_RAW"],
+                      no_new_privs=True)
+    kinds = [type(op).__name__ for op in plan.ops]
+    order = ["CapBound", "SetGroups", "SetResGid", "KeepCaps", "SetResUid", "CapSet", "CapAmbient",
+             "NoNewPrivs", "Exec"]
+    assert [k for k in kinds if k in order] == order
+
+
+def test_path_search_candidates_follow_env_path() -> None:
+    plan = build_plan(["prog"], env={"PATH": "/a:/b"})
+    assert plan.ops[-1] == P.Exec((b"/a/prog", b"/b/prog"))
+    assert build_plan(["./x"]).ops[-1] == P.Exec((b"./x",))
