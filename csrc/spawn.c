@@ -132,10 +132,58 @@ write_proc_file(pid_t pid, const char *name, const char *data)
     return 0;
 }
 
+/* One child stack cached per thread: a spawn then costs no mmap, mprotect
+ * or munmap, and its pages are already faulted in.  A thread has at most one
+ * spawn between clone and exec, except while a child is held (ISO_PLAN_HOLD),
+ * when the cache is simply empty.  The destructor unmaps it at thread exit. */
+static pthread_key_t stack_key;
+static pthread_once_t stack_once = PTHREAD_ONCE_INIT;
+
+static void
+unmap_cached_stack(void *st)
+{
+    munmap(st, ISO_STACK_SIZE);
+}
+
+static void
+make_stack_key(void)
+{
+    (void)pthread_key_create(&stack_key, unmap_cached_stack);
+}
+
+static void *
+get_stack(void)
+{
+    pthread_once(&stack_once, make_stack_key);
+    void *st = pthread_getspecific(stack_key);
+    if (st != NULL) {
+        pthread_setspecific(stack_key, NULL);
+        return st;
+    }
+    st = mmap(NULL, ISO_STACK_SIZE, PROT_READ | PROT_WRITE,
+              MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
+    if (st == MAP_FAILED) {
+        return NULL;
+    }
+    /* A guard page: an overflowing child must fault, not write into the parent. */
+    if (mprotect(st, ISO_GUARD_SIZE, PROT_NONE) < 0) {
+        int saved = errno;
+        munmap(st, ISO_STACK_SIZE);
+        errno = saved;
+        return NULL;
+    }
+    return st;
+}
+
 static void
 free_stack(struct iso_child *c)
 {
     if (c->stack != NULL) {
+        if (pthread_getspecific(stack_key) == NULL &&
+            pthread_setspecific(stack_key, c->stack) == 0) {
+            c->stack = NULL;
+            return;
+        }
         munmap(c->stack, c->stack_size);
         c->stack = NULL;
     }
@@ -365,18 +413,12 @@ iso_spawn(const struct iso_plan *plan, struct iso_child *c)
     if (vm) {
         c->stage = ISO_STAGE_STACK;
         c->stack_size = ISO_STACK_SIZE;
-        void *st = mmap(NULL, ISO_STACK_SIZE, PROT_READ | PROT_WRITE,
-                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
-        if (st == MAP_FAILED) {
+        void *st = get_stack();
+        if (st == NULL) {
             err = errno;
             goto fail_pipes;
         }
         c->stack = st;
-        /* A guard page: an overflowing child must fault, not write into the parent. */
-        if (mprotect(st, ISO_GUARD_SIZE, PROT_NONE) < 0) {
-            err = errno;
-            goto fail_pipes;
-        }
         a = (struct iso_child_args *)((char *)st + ISO_STACK_SIZE - 256 + 16);
         _Static_assert(sizeof(struct iso_child_args) <= 256 - 16, "child args fit above the stack top");
     }
