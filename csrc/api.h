@@ -41,6 +41,13 @@ enum iso_op_kind {
     ISO_OP_LOOPBACK_UP,
     ISO_OP_EXECVE,           /* arg0 NUL-separated candidate paths, arg1 count */
     ISO_OP_EXECVEAT,         /* fd, arg0 path ("" with AT_EMPTY_PATH), val0 AT_* */
+    ISO_OP_ROOT_STAGE,       /* arg0 base dir: tmpfs there, pivot to it, old root at /oldroot */
+    ISO_OP_ROOT_MKDIR,       /* arg0 root, arg1 dir in it, arg2 name, arg3 link; val0 mode, val1 type */
+    ISO_OP_ROOT_BIND,        /* arg0 src root, arg1 src, arg2 dst root, arg3 dst; val0 set, val1 clr */
+    ISO_OP_ROOT_MOUNT,       /* arg0 fstype, arg1 source, arg2 root, arg3 dst; val0 attrs, val1/2 opts */
+    ISO_OP_ROOT_MASK,        /* arg0 root, arg1 path, arg2 null device */
+    ISO_OP_ROOT_CHDIR,       /* arg0 root, arg1 path */
+    ISO_OP_SET_DUMPABLE,     /* val0 0 or 1 */
     ISO_OP_KIND_MAX
 };
 
@@ -64,7 +71,7 @@ enum iso_child_stage {
     ISO_STAGE_NONE = 0,
     ISO_STAGE_PIPE, ISO_STAGE_STACK, ISO_STAGE_CLONE, ISO_STAGE_UID_MAP,
     ISO_STAGE_GID_MAP, ISO_STAGE_SETGROUPS, ISO_STAGE_CGROUP, ISO_STAGE_RELEASE,
-    ISO_STAGE_REPORT, ISO_STAGE_PIDNS, ISO_STAGE_TIMENS
+    ISO_STAGE_REPORT, ISO_STAGE_PIDNS, ISO_STAGE_TIMENS, ISO_STAGE_NETNS
 };
 
 struct iso_op {
@@ -92,7 +99,7 @@ struct iso_plan {
     uint32_t n_procs_fds;
     int32_t pidns_fd;            /* the parent thread enters this pid namespace for the clone, or -1 */
     int32_t timens_fd;           /* likewise for a time namespace, or -1 */
-    int32_t reserved;
+    int32_t netns_fd;            /* a network namespace the parent thread enters for the clone, or -1 */
 };
 
 struct iso_report {
@@ -123,3 +130,9 @@ void iso_abandon(struct iso_child *child);
 int iso_setns(int fd, int nstype);
 int iso_unshare(int flags);
 int iso_clone3_available(void);
+
+/* bpf.c: the cgroup v2 device controller (a BPF_PROG_TYPE_CGROUP_DEVICE program).
+ * Each returns -errno on failure; load returns the program fd (O_CLOEXEC). */
+int iso_bpf_load_device_prog(const void *insns, uint32_t n_insns, char *log, uint32_t log_size);
+int iso_bpf_attach_device_prog(int prog_fd, int cgroup_fd);
+int iso_bpf_detach_device_prog(int prog_fd, int cgroup_fd);

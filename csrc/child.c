@@ -193,6 +193,20 @@ run_op(const struct iso_plan *p, const struct iso_op *op, struct iso_child_args 
     case ISO_OP_EXECVEAT:
         return (int)syscall(SYS_execveat, op->fd, plan_str(p, op->arg0) ? plan_str(p, op->arg0) : "",
                             p->argv, p->envp ? p->envp : environ, (int)op->val0);
+    case ISO_OP_ROOT_STAGE:
+        return run_op_root_stage(p, op);
+    case ISO_OP_ROOT_MKDIR:
+        return run_op_root_mkdir(p, op);
+    case ISO_OP_ROOT_BIND:
+        return run_op_root_bind(p, op);
+    case ISO_OP_ROOT_MOUNT:
+        return run_op_root_mount(p, op);
+    case ISO_OP_ROOT_MASK:
+        return run_op_root_mask(p, op);
+    case ISO_OP_ROOT_CHDIR:
+        return run_op_root_chdir(p, op);
+    case ISO_OP_SET_DUMPABLE:
+        return run_op_set_dumpable(op);
     default:
         errno = EINVAL;
         return -1;

@@ -64,6 +64,13 @@ int run_op_fdmap(const struct iso_plan *p, const struct iso_op *op);
 int run_op_close_fds(const struct iso_plan *p, const struct iso_op *op);
 int run_op_caps(const struct iso_plan *p, const struct iso_op *op);
 int run_op_loopback_up(void);
+int run_op_root_stage(const struct iso_plan *p, const struct iso_op *op);
+int run_op_root_mkdir(const struct iso_plan *p, const struct iso_op *op);
+int run_op_root_bind(const struct iso_plan *p, const struct iso_op *op);
+int run_op_root_mount(const struct iso_plan *p, const struct iso_op *op);
+int run_op_root_mask(const struct iso_plan *p, const struct iso_op *op);
+int run_op_root_chdir(const struct iso_plan *p, const struct iso_op *op);
+int run_op_set_dumpable(const struct iso_op *op);
 
 static inline const char *
 plan_str(const struct iso_plan *p, uint32_t off)

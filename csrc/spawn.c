@@ -438,7 +438,8 @@ iso_spawn(const struct iso_plan *plan, struct iso_child *c)
 
     /* Joining a pid or time namespace applies to children only
      * (pid_for_children), and only for this thread: enter it for the clone,
-     * then return.  Other threads of the process are not affected. */
+     * then return.  Other threads of the process are not affected; this
+     * thread runs no Python meanwhile (the GIL is released). */
     int back_pid = -1, back_time = -1;
     if (plan->pidns_fd >= 0 &&
         enter_for_children(plan->pidns_fd, CLONE_NEWPID, "pid_for_children", &back_pid) < 0) {
@@ -456,9 +457,24 @@ iso_spawn(const struct iso_plan *plan, struct iso_child *c)
         goto fail_pipes;
     }
 
+    /* A network namespace is inherited at clone like any other; entering it
+     * here rather than in the child lets it be combined with a new user
+     * namespace, which would own the child but not this namespace. */
+    int back_net = -1;
+    if (plan->netns_fd >= 0 &&
+        enter_for_children(plan->netns_fd, CLONE_NEWNET, "net", &back_net) < 0) {
+        c->stage = ISO_STAGE_NETNS;
+        err = errno;
+        leave_for_children(&back_pid, CLONE_NEWPID);
+        leave_for_children(&back_time, CLONE_NEWTIME);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        goto fail_pipes;
+    }
+
     c->stage = ISO_STAGE_CLONE;
     pid_t pid = do_clone(plan, c, a, vm);
     err = errno;
+    leave_for_children(&back_net, CLONE_NEWNET);
     leave_for_children(&back_pid, CLONE_NEWPID);
     leave_for_children(&back_time, CLONE_NEWTIME);
     if (pid < 0) {

@@ -76,6 +76,15 @@ def setns(fd: int, nstype: int) -> None:
         raise OSError(-rc, os.strerror(-rc))
 
 
+def unshare(flags: int) -> None:
+    """unshare(2) for the calling thread (``flags``: CLONE_NEW* bits); raises OSError."""
+    import os
+
+    rc = lib.iso_unshare(flags)
+    if rc < 0:
+        raise OSError(-rc, os.strerror(-rc))
+
+
 def clone3_available() -> bool:
     """Whether this kernel has clone3(2)."""
     return bool(lib.iso_clone3_available())

@@ -253,7 +253,6 @@ def build_plan(
 
     pre: list[P.Op] = []
     flags = P.PLAN_TIMING if timings else 0
-    pidns_fd = timens_fd = -1
     joined: dict[str, int] = {}
     for item in join:
         t = getattr(item, "type", None)
@@ -268,14 +267,13 @@ def build_plan(
         # setns into a user namespace refuses a process whose memory is shared (CLONE_VM).
         flags |= P.PLAN_NO_VM
         pre.append(P.SetNs(fd=joined["user"], nstype=P.NSTYPES["user"]))
-    for t in ("pid", "time"):
-        if t in joined:
-            if t == "pid":
-                pidns_fd = joined[t]
-            else:
-                timens_fd = joined[t]
+    # pid and time apply to children only, and net is entered before a new user
+    # namespace exists: the parent thread enters these around the clone.
+    pidns_fd = joined.get("pid", -1)
+    timens_fd = joined.get("time", -1)
+    netns_fd = joined.get("net", -1)
     for t, fd in joined.items():
-        if t not in ("user", "pid", "time"):
+        if t not in ("user", "pid", "time", "net"):
             pre.append(P.SetNs(fd=fd, nstype=P.NSTYPES[t]))
 
     clone_flags = 0
@@ -397,8 +395,12 @@ def build_plan(
             ops_.append(P.KeepCaps(1))
         ops_.append(P.SetResUid(uid, uid, uid))
     if cap_keep is not None:
-        ops_.append(P.CapSet(effective=cap_keep, permitted=cap_keep, inheritable=cap_keep))
-        if uid not in (None, 0):
+        # Inheritable stays empty (CVE-2022-24769) unless a non-root user needs the
+        # capabilities as ambient ones, which the kernel requires to be inheritable.
+        ambient = uid not in (None, 0)
+        ops_.append(P.CapSet(effective=cap_keep, permitted=cap_keep,
+                             inheritable=cap_keep if ambient else 0))
+        if ambient:
             ops_.append(P.CapAmbient(raise_=cap_keep, last_cap=P.last_cap()))
     if no_new_privs:
         ops_.append(P.NoNewPrivs())
@@ -419,7 +421,8 @@ def build_plan(
 
     return P.Plan(ops=ops_, argv=bargv, envp=envp, clone_flags=clone_flags, flags=flags,
                   cgroup_fd=cgroup_fd, uid_map=uid_text, gid_map=gid_text,
-                  procs_fds=tuple(procs_fds), pidns_fd=pidns_fd, timens_fd=timens_fd)
+                  procs_fds=tuple(procs_fds), pidns_fd=pidns_fd, timens_fd=timens_fd,
+                  netns_fd=netns_fd)
 
 
 def _newidmap(tool: str, pid: int, text: bytes) -> None:

@@ -287,3 +287,26 @@ def test_spawn_does_not_run_python_fork_hooks() -> None:
     os.register_at_fork(after_in_child=lambda: calls.append(1), before=lambda: calls.append(2))
     isolate.run(["true"], namespaces={"pid"})
     assert calls == []
+
+
+def test_joined_namespaces_entered_by_the_parent_thread_are_left_after_the_clone() -> None:
+    # Join this process's own net and pid namespaces through fds; the spawning
+    # thread enters them around the clone and must end up where it started.
+    class Own:
+        def __init__(self, type_: str, name: str) -> None:
+            self.type = type_
+            self.fd = os.open(f"/proc/self/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+
+        def fileno(self) -> int:
+            return self.fd
+
+    net, pid = Own("net", "net"), Own("pid", "pid")
+    before = {n: os.stat(f"/proc/thread-self/ns/{n}").st_ino for n in ("net", "pid_for_children")}
+    try:
+        out = sh("stat -L -c %i /proc/self/ns/net /proc/self/ns/pid", join=[net, pid],
+                 namespaces={"user"})
+        assert [int(x) for x in out.split()] == [ns_inode("self", "net"), ns_inode("self", "pid")]
+    finally:
+        os.close(net.fd)
+        os.close(pid.fd)
+    assert {n: os.stat(f"/proc/thread-self/ns/{n}").st_ino for n in before} == before

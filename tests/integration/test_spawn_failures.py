@@ -24,9 +24,8 @@ NOPE = b"/nonexistent-isolate-test/x"
 class FileAsNamespace:
     """A regular file posing as a namespace: setns must refuse it."""
 
-    type = "net"
-
-    def __init__(self) -> None:
+    def __init__(self, type_: str) -> None:
+        self.type = type_
         self.fd = os.open("/etc/hostname", os.O_RDONLY | os.O_CLOEXEC)
 
     def fileno(self) -> int:
@@ -97,13 +96,31 @@ def test_failing_op_raises_its_error_at_its_step(options: dict, exc: type, err: 
     assert str(e).startswith(f"step {e.step} ({e.op}): [Errno {err}]")
 
 
-def test_setns_refuses_a_file_that_is_not_a_namespace() -> None:
-    fake = FileAsNamespace()
+def test_setns_in_the_child_refuses_a_file_that_is_not_a_namespace() -> None:
+    fake = FileAsNamespace("uts")
     try:
         with pytest.raises(errors.NamespaceError) as info:
             isolate.run(["/bin/true"], join=[fake])
         assert info.value.errno == errno.EINVAL
-        assert info.value.op.startswith("setns net")
+        assert info.value.op.startswith("setns uts")
+    finally:
+        os.close(fake.fd)
+
+
+@pytest.mark.parametrize("type_,stage", [("net", "enter network namespace"),
+                                         ("pid", "enter pid namespace"),
+                                         ("time", "enter time namespace")])
+def test_parent_side_join_refuses_a_file_that_is_not_a_namespace(type_: str, stage: str) -> None:
+    # net, pid and time are entered by the spawning thread around the clone.
+    fake = FileAsNamespace(type_)
+    before = {n: os.stat(f"/proc/thread-self/ns/{n}").st_ino for n in ("net", "pid_for_children")}
+    try:
+        with pytest.raises(errors.SpawnError) as info:
+            isolate.run(["/bin/true"], join=[fake])
+        assert info.value.errno == errno.EINVAL
+        assert info.value.stage == stage
+        after = {n: os.stat(f"/proc/thread-self/ns/{n}").st_ino for n in before}
+        assert after == before
     finally:
         os.close(fake.fd)
 

@@ -13,6 +13,7 @@ import sys
 # subcommand -> module in isolate.cli
 COMMANDS = {
     "probe": "probe",
+    "run": "run",
 }
 
 

@@ -1,0 +1,396 @@
+"""Cgroups: one API over v1, hybrid and v2 hosts.
+
+::
+
+    with Cgroup.create("job-1", limits=Limits(memory_max=256 << 20, cpus=0.5, pids_max=100)) as cg:
+        p = isolate.spawn(argv, cgroup=cg)      # born inside: no moment outside its limits
+        p.wait()
+        print(cg.stats().memory_peak)
+
+Each controller comes from the hierarchy that has it (``detect()``): on pure
+v2 one directory; on pure v1 one directory per v1 hierarchy; on a hybrid host
+the v1 hierarchies, plus the unified one only for controllers that live there
+(or when ``controllers`` names ``"unified"``).  ``close()`` kills what is
+inside and removes every directory the group created.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+from typing import Any, Protocol, final
+
+from ..errors import CgroupError, ConfigError
+from .layout import Hierarchy, Layout, check_name, detect, split_parent
+from .limits import (
+    DEFAULT_DEVICES,
+    DeviceRule,
+    HugetlbLimit,
+    IoThrottle,
+    Limits,
+    controllers_for,
+    shares_to_weight,
+    weight_to_shares,
+)
+from .v1 import V1Group
+from .v2 import V2Group
+
+__all__ = [
+    "Cgroup",
+    "CgroupStats",
+    "CgroupDriver",
+    "Limits",
+    "DeviceRule",
+    "IoThrottle",
+    "HugetlbLimit",
+    "DEFAULT_DEVICES",
+    "Layout",
+    "detect",
+    "weight_to_shares",
+    "shares_to_weight",
+]
+
+#: Controllers every group joins unless ``controllers=`` says otherwise: what
+#: ``stats()`` reads.  On v1 each is a directory to make and remove; freezer is
+#: joined lazily by ``freeze()``/``kill()``.
+DEFAULT_CONTROLLERS = frozenset({"memory", "pids", "cpu", "cpuacct"})
+KNOWN_CONTROLLERS = frozenset({"memory", "pids", "cpu", "cpuacct", "cpuset", "blkio", "io",
+                               "devices", "freezer", "hugetlb", "unified"})
+
+
+@dataclass(frozen=True, slots=True)
+class CgroupStats:
+    """A snapshot of a cgroup's counters.  ``None``: the group has no such counter here.
+
+    Units: bytes, microseconds, counts.  ``oom`` counts OOM events and
+    ``oom_kill`` processes the OOM killer killed (v1 records kills only, so
+    both read the kill count there).  ``psi`` maps ``cpu``/``memory``/``io``
+    to ``{"some": {...}, "full": {...}}`` where the kernel reports pressure
+    (v2, or the unified group on a hybrid host).
+    """
+
+    memory_current: int | None = None
+    memory_peak: int | None = None
+    memory_stat: dict[str, int] | None = None
+    cpu_usage_usec: int | None = None
+    cpu_user_usec: int | None = None
+    cpu_system_usec: int | None = None
+    nr_periods: int | None = None
+    nr_throttled: int | None = None
+    throttled_usec: int | None = None
+    pids_current: int | None = None
+    io_read_bytes: int | None = None
+    io_write_bytes: int | None = None
+    io_read_ops: int | None = None
+    io_write_ops: int | None = None
+    oom: int = 0
+    oom_kill: int = 0
+    psi: dict[str, dict[str, dict[str, float]]] | None = None
+
+
+class CgroupDriver(Protocol):
+    """What a version's driver does for ``Cgroup`` (``v1.V1Group``, ``v2.V2Group``).
+
+    ``Cgroup`` picks one or both from ``detect()``: on a hybrid host the v1
+    group holds the v1 controllers and the v2 group what only the unified
+    hierarchy has.  ``controllers`` are v1 names.
+    """
+
+    def apply(self, limits: Limits, controllers: set[str]) -> None: ...
+    def attach(self, pid: int) -> None: ...
+    def procs(self) -> list[int]: ...
+    def stats(self, out: dict[str, object]) -> None: ...
+    def freeze(self, timeout: float = ...) -> None: ...
+    def thaw(self) -> None: ...
+    def kill(self, timeout: float = ...) -> None: ...
+    def remove(self) -> None: ...
+
+
+_STATS_FIELDS = frozenset(f.name for f in fields(CgroupStats))
+_layout_cache: Layout | None = None
+
+
+def _layout() -> Layout:
+    # Mounts do not change under a running program in practice; detect() is
+    # the uncached form for callers who need a fresh look.
+    global _layout_cache
+    if _layout_cache is None:
+        _layout_cache = detect()
+    return _layout_cache
+
+
+def _default_parent(h: Hierarchy) -> str:
+    """``<own cgroup>/isolate`` where that is writable (and, on v2, can hold children), else ``isolate``."""
+    own_dir = h.fs_path(h.own)
+    rel = own_dir[len(h.mount):].strip("/")
+    if not rel:
+        return "isolate"
+    if h.version == 2:
+        # No internal processes on v2: our own cgroup holds us, so it cannot
+        # delegate controllers to a child; only the root is exempt.
+        return "isolate"
+    return f"{rel}/isolate" if os.access(own_dir, os.W_OK) else "isolate"
+
+
+@final
+class Cgroup:
+    """A cgroup this process created; a context manager that removes it on exit.
+
+    Make one with ``Cgroup.create``.  ``path`` is the v2 directory when the
+    group has one, else the v1 directory of its first hierarchy; ``paths``
+    maps every hierarchy's mount point to the group's directory there.
+    """
+
+    __slots__ = ("name", "layout", "limits", "controllers", "_v1", "_v2", "_closed",
+                 "_v1_ctl", "_v2_ctl", "__weakref__")
+
+    name: str
+    layout: Layout
+    limits: Limits | None
+    controllers: frozenset[str]
+    _v1_ctl: set[str]
+    _v2_ctl: set[str]
+
+    def __init__(self, *, _token: object = None) -> None:
+        if _token is not _TOKEN:
+            raise TypeError("use Cgroup.create()")
+        self._closed = True
+        self._v1: V1Group | None = None
+        self._v2: V2Group | None = None
+
+    @classmethod
+    def create(cls, name: str, *, parent: str | os.PathLike[str] | None = None,
+               limits: Limits | None = None, controllers: Iterable[str] | None = None,
+               layout: Layout | None = None) -> Cgroup:
+        """Create cgroup ``name`` under ``parent`` and apply ``limits``.
+
+        ``parent``: a cgroup path relative to each hierarchy's root
+        (``"isolate-test-x/jobs"``) or an absolute directory under a cgroup
+        mount; default ``isolate/`` under this process's own cgroup where that
+        is writable, else under the root.  Missing parents are created (and
+        removed again by ``close()`` when empty).  ``controllers``: the
+        controllers to join (v1 names; ``"unified"`` adds the v2 group on a
+        hybrid host); default ``DEFAULT_CONTROLLERS`` plus what ``limits``
+        needs.  Raises ``ConfigError`` for bad input before anything is
+        created, ``UnsupportedError`` when a needed controller is missing
+        (naming it and the hierarchy), ``CgroupError`` when the kernel refuses.
+        """
+        check_name(name)
+        if limits is not None and not isinstance(limits, Limits):
+            raise ConfigError(f"Cgroup limits must be an isolate.Limits, got {limits!r}")
+        lay = layout if layout is not None else _layout()
+        rel_parent = None if parent is None else split_parent(parent, lay)
+        needed = controllers_for(limits)
+        if controllers is None:
+            wanted = set(DEFAULT_CONTROLLERS)
+        else:
+            if isinstance(controllers, str):
+                raise ConfigError(f"Cgroup controllers must be a collection of names, got {controllers!r}")
+            wanted = set(controllers)
+            bad = wanted - KNOWN_CONTROLLERS
+            if bad:
+                raise ConfigError(f"Cgroup controllers: unknown {sorted(bad)!r} "
+                                  f"(known: {', '.join(sorted(KNOWN_CONTROLLERS))})")
+            wanted = {"blkio" if c == "io" else c for c in wanted}
+        unified = "unified" in wanted
+        wanted.discard("unified")
+        v1_ctl: set[str] = set()
+        v2_ctl: set[str] = set()
+        for c in wanted | needed:
+            try:
+                where = lay.where(c)
+            except Exception:
+                if c in needed or controllers is not None:
+                    raise
+                continue
+            (v1_ctl if where == "v1" else v2_ctl).add(c)
+        if lay.kind == "v2":
+            unified = True
+        if unified and lay.v2 is None:
+            raise ConfigError("Cgroup controllers: 'unified' asked for, but no cgroup2 is mounted")
+
+        def parent_of(h: Hierarchy) -> str:
+            return rel_parent if rel_parent is not None else _default_parent(h)
+
+        self = cls(_token=_TOKEN)
+        self.name = name
+        self.layout = lay
+        self.limits = limits
+        self._v1_ctl = v1_ctl
+        self._v2_ctl = v2_ctl
+        self.controllers = frozenset(v1_ctl | v2_ctl)
+        try:
+            if v1_ctl:
+                hs: dict[str, Hierarchy] = {}
+                for c in sorted(v1_ctl):
+                    h = lay.v1[c]
+                    hs.setdefault(h.mount, h)
+                lazy_freezer = lay.v1.get("freezer") if not (unified or v2_ctl) else None
+                self._v1 = V1Group(list(hs.values()), parent_of, name, lazy_freezer)
+            if (unified or v2_ctl) and lay.v2 is not None:
+                self._v2 = V2Group(lay.v2, parent_of(lay.v2), name, v2_ctl, v2_ctl & needed)
+            self._closed = False
+            if limits is not None:
+                self.apply(limits)
+        except BaseException:
+            self._teardown()
+            raise
+        return self
+
+    # --- properties -------------------------------------------------------
+
+    @property
+    def path(self) -> str:
+        """The v2 directory if the group has one, else its first v1 directory."""
+        if self._v2 is not None and self._v2.leaf is not None:
+            return self._v2.leaf
+        if self._v1 is not None and self._v1.dirs:
+            return self._v1.dirs[0].path
+        raise CgroupError(9, "the cgroup is closed", self.name)
+
+    @property
+    def paths(self) -> dict[str, str]:
+        """Every hierarchy's mount point -> this group's directory there."""
+        out: dict[str, str] = {}
+        if self._v1 is not None:
+            for mount, d in zip(self._v1.mounts, self._v1.dirs):
+                out[mount] = d.path
+        if self._v2 is not None and self._v2.leaf is not None:
+            out[self._v2.h.mount] = self._v2.leaf
+        return out
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` has run."""
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise CgroupError(9, "the cgroup is closed", self.name)
+
+    # --- operations -------------------------------------------------------
+
+    def apply(self, limits: Limits) -> None:
+        """Write ``limits`` (fields left ``None`` keep their current value).
+
+        A limit whose controller the group did not join raises
+        ``UnsupportedError`` from ``Layout.where`` or ``ConfigError``.
+        """
+        self._check_open()
+        if not isinstance(limits, Limits):
+            raise ConfigError(f"Cgroup.apply needs an isolate.Limits, got {limits!r}")
+        missing = controllers_for(limits) - self.controllers
+        if missing:
+            raise ConfigError(f"Cgroup {self.name!r} did not join {', '.join(sorted(missing))}: "
+                              "name them in Cgroup.create(controllers=...) or limits=")
+        if self._v1 is not None:
+            self._v1.apply(limits, self._v1_ctl)
+        if self._v2 is not None:
+            self._v2.apply(limits, self._v2_ctl)
+
+    def attach(self, pid: int) -> None:
+        """Move the running process ``pid`` (all its threads) into the group."""
+        self._check_open()
+        if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+            raise ConfigError(f"Cgroup.attach pid must be a positive int, got {pid!r}")
+        if self._v2 is not None:
+            self._v2.attach(pid)
+        if self._v1 is not None:
+            self._v1.attach(pid)
+
+    def _spawn_target(self) -> tuple[int, tuple[int, ...]]:
+        """(v2 directory fd for CLONE_INTO_CGROUP or -1, v1 cgroup.procs fds) for ``isolate.spawn``."""
+        self._check_open()
+        v2_fd = self._v2.spawn_fd() if self._v2 is not None else -1
+        fds = self._v1.procs_fds() if self._v1 is not None else ()
+        return v2_fd, fds
+
+    def procs(self) -> list[int]:
+        """Pids of the processes in the group."""
+        self._check_open()
+        if self._v2 is not None:
+            return self._v2.procs()
+        assert self._v1 is not None
+        return self._v1.procs()
+
+    def stats(self) -> CgroupStats:
+        """Read the group's counters now (see ``CgroupStats``)."""
+        self._check_open()
+        out: dict[str, Any] = {}
+        if self._v1 is not None:
+            self._v1.stats(out)
+        if self._v2 is not None:
+            self._v2.stats(out)
+        return CgroupStats(**{k: v for k, v in out.items() if k in _STATS_FIELDS and v is not None})
+
+    def freeze(self) -> None:
+        """Stop every process in the group; returns once the kernel reports them frozen."""
+        self._check_open()
+        if self._v2 is not None:
+            self._v2.freeze()
+        else:
+            assert self._v1 is not None
+            self._v1.freeze()
+
+    def thaw(self) -> None:
+        """Let a frozen group run again."""
+        self._check_open()
+        if self._v2 is not None:
+            self._v2.thaw()
+        elif self._v1 is not None:
+            self._v1.thaw()
+
+    def kill(self) -> None:
+        """SIGKILL every process in the group and wait until none is left running.
+
+        v2: ``cgroup.kill``.  v1: freeze, signal every pid, thaw, repeat, so a
+        fork bomb cannot outrun it.  Zombies stay until their parent reaps them.
+        """
+        self._check_open()
+        if self._v2 is not None:
+            self._v2.kill()
+        else:
+            assert self._v1 is not None
+            self._v1.kill()
+
+    def _teardown(self) -> None:
+        errors: list[BaseException] = []
+        groups: tuple[CgroupDriver | None, ...] = (self._v2, self._v1)
+        for group in groups:
+            if group is None:
+                continue
+            try:
+                group.remove()
+            except Exception as e:    # remove the other hierarchy's directories regardless
+                errors.append(e)
+        self._closed = True
+        if errors:
+            raise errors[0]
+
+    def close(self) -> None:
+        """Kill what is inside, then remove every directory the group created.  Idempotent."""
+        if self._closed:
+            return
+        self._teardown()
+
+    remove = close
+
+    def __enter__(self) -> Cgroup:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):
+            warnings.warn(f"unclosed cgroup {self.name!r}: use 'with Cgroup.create(...)' or "
+                          "close()", ResourceWarning, stacklevel=2, source=self)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else self.path
+        return f"<Cgroup {self.name!r} {state}>"
+
+
+_TOKEN = object()

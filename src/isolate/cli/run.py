@@ -1,0 +1,167 @@
+"""``isolate run [options] -- CMD ...``: run a command in the default sandbox.
+
+The default sandbox is ``isolate.Container()``: the host's /usr, /bin, /lib*
+and a minimal /etc read-only, tmpfs on /tmp and $HOME, new user, pid, mnt,
+uts, ipc, net (only ``lo``) and cgroup namespaces, the OCI default
+capabilities, no_new_privs and Docker's default seccomp profile.
+
+The exit status is the command's, 128+N when a signal N ended it, and 125
+when isolate itself failed (one line on stderr naming the failing step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from typing import Any
+
+__all__ = ["add_parser", "main", "parse_size", "parse_bind", "container_from_args"]
+
+_SIZE = re.compile(r"^(\d+)([kmgt]?)b?$", re.IGNORECASE)
+
+
+def parse_size(text: str, what: str = "size") -> int:
+    """``"512m"`` -> 536870912: a byte count with an optional k/m/g/t suffix (powers of 1024)."""
+    from ..errors import ConfigError
+
+    m = _SIZE.match(text.strip())
+    if not m or int(m.group(1)) <= 0:
+        raise ConfigError(f"{what} must be a positive size like 512m or 2g, got {text!r}")
+    return int(m.group(1)) << (10 * "kmgt".find(m.group(2).lower()) + 10 if m.group(2) else 0)
+
+
+def parse_bind(text: str) -> tuple[str, str, bool]:
+    """``SRC:DST[:ro|rw]`` (DST defaults to SRC) -> (src, dst, readonly)."""
+    from ..errors import ConfigError
+
+    parts = text.split(":")
+    readonly = False
+    if len(parts) == 3 and parts[2] in ("ro", "rw"):
+        readonly = parts[2] == "ro"
+        parts = parts[:2]
+    elif len(parts) == 2 and parts[1] in ("ro", "rw"):
+        readonly = parts[1] == "ro"
+        parts = parts[:1]
+    if len(parts) == 1:
+        parts = [parts[0], parts[0]]
+    if len(parts) != 2 or not parts[0] or not parts[1]:
+        raise ConfigError(f"--bind must be SRC[:DST][:ro], got {text!r}")
+    return parts[0], parts[1], readonly
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``run`` on the ``isolate`` parser."""
+    p = sub.add_parser(
+        "run", help="run a command in the default sandbox",
+        description="Run CMD in a sandbox built from the host's /usr (or --rootfs DIR).",
+        usage="isolate run [options] -- CMD [ARG ...]")
+    p.add_argument("--memory", metavar="SIZE", help="memory limit, e.g. 512m")
+    p.add_argument("--cpus", type=float, metavar="N", help="CPU bandwidth, e.g. 0.5")
+    p.add_argument("--pids", type=int, metavar="N", help="maximum number of processes")
+    p.add_argument("--timeout", type=float, metavar="SECONDS", help="kill the sandbox after this")
+    p.add_argument("--rootfs", metavar="DIR", help="an unpacked image to use as the root")
+    p.add_argument("--bind", action="append", default=[], metavar="SRC:DST[:ro]",
+                   help="bind a host path into the sandbox (repeatable)")
+    p.add_argument("--overlay", nargs="?", const="", default=None, metavar="DIR",
+                   help="writable layer over the root (on tmpfs, or kept in DIR)")
+    p.add_argument("--net", choices=("none", "host"), default="none",
+                   help="none: own network namespace with lo (default); host: the host's")
+    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                   help="set an environment variable (repeatable)")
+    p.add_argument("--cwd", default=None, metavar="DIR", help="working directory inside")
+    p.add_argument("--user", default=None, metavar="USER", help="user (name or uid) to run as")
+    p.add_argument("--hostname", default=None, help="hostname inside")
+    p.add_argument("--name", default=None, help="container name (also its cgroup's name)")
+    p.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
+                   help="write the result as JSON to FILE (stderr without FILE)")
+    # dest "argv": "command" is the subcommand's name in the shared namespace.
+    p.add_argument("argv", nargs=argparse.REMAINDER, metavar="CMD",
+                   help="the command and its arguments")
+
+
+def container_from_args(args: argparse.Namespace) -> Any:
+    """The ``Container`` the options describe (``ConfigError`` for bad ones)."""
+    from ..container import DEFAULT_PATH, Container
+    from ..errors import ConfigError
+    from ..rootfs import RootFS
+
+    user: Any = args.user
+    if user is not None and user.isdigit():
+        user = int(user)
+    home = _home(user)
+    if args.rootfs is not None:
+        rootfs = RootFS.from_directory(args.rootfs)
+        rootfs.tmpfs("/tmp")
+    else:
+        rootfs = RootFS.host(home=home)
+    if args.overlay is not None:
+        rootfs.overlay(args.overlay or None)
+    for b in args.bind:
+        src, dst, ro = parse_bind(b)
+        rootfs.bind(src, dst, readonly=ro)
+    env = {"PATH": DEFAULT_PATH, "HOME": home}
+    if "TERM" in os.environ:
+        env["TERM"] = os.environ["TERM"]
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--env must be KEY=VALUE, got {item!r}")
+        env[key] = value
+    limits = None
+    if args.memory is not None or args.cpus is not None or args.pids is not None:
+        from ..cgroup import Limits
+
+        limits = Limits(memory_max=None if args.memory is None else parse_size(args.memory, "--memory"),
+                        cpus=args.cpus, pids_max=args.pids)
+    return Container(rootfs=rootfs, net=args.net, limits=limits, hostname=args.hostname, env=env,
+                     name=args.name,
+                     cwd=args.cwd or (home if args.rootfs is None else "/"), user=user)
+
+
+def _home(user: Any) -> str:
+    if user in (None, 0, "root"):
+        return "/root"
+    import pwd
+
+    try:
+        entry = pwd.getpwuid(user) if isinstance(user, int) else pwd.getpwnam(user)
+        return entry.pw_dir or "/"
+    except KeyError:
+        return "/"
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the command; returns its exit status (128+N for signal N, 125 for isolate's errors)."""
+    from ..errors import IsolateError, SetupError
+
+    command = list(args.argv)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        print("isolate: run: no command given (isolate run [options] -- CMD ...)", file=sys.stderr)
+        return 125
+    try:
+        if args.timeout is not None and args.timeout < 0:
+            from ..errors import ConfigError
+
+            raise ConfigError(f"--timeout must be >= 0, got {args.timeout!r}")
+        with container_from_args(args) as c:
+            result = c.run(command, timeout=args.timeout, capture_output=False)
+    except SetupError as e:
+        print(f"isolate: step {e.step} ({e.op}): {e.strerror}", file=sys.stderr)
+        return 125
+    except IsolateError as e:
+        print(f"isolate: {e}", file=sys.stderr)
+        return 125
+    if args.json is not None:
+        text = json.dumps(result.to_dict())
+        if args.json == "-":
+            print(text, file=sys.stderr)
+        else:
+            with open(args.json, "w") as f:
+                f.write(text + "\n")
+    rc: int = result.returncode
+    return 128 - rc if rc < 0 else rc

@@ -1,0 +1,628 @@
+"""``Container``: namespaces, id maps, a cgroup, a root filesystem and a process, in one spawn.
+
+::
+
+    with isolate.Container(rootfs=RootFS.host(), limits=Limits(memory_max=256 << 20, pids_max=64),
+                           hostname="box") as c:
+        result = c.run(["make", "test"], timeout=60)
+    print(result.returncode, result.peak_memory, result.oom_killed)
+
+Everything a container needs becomes one plan (``build_plan(ops=...)``) and
+one C call; nothing is mounted in the caller's namespace, so the container's
+mounts vanish with its last process.  The secure defaults: every namespace
+(user, pid, mnt, uts, ipc, net with only ``lo`` up, cgroup), the OCI default
+capability set, ``no_new_privs``, Docker's default seccomp profile, SIGKILL
+when the spawning thread dies, and every fd that was not passed closed.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import os
+import signal
+import subprocess
+import threading
+import time
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import IO, Any, Union
+
+from . import _plan as P
+from .errors import ConfigError, UnsupportedError
+from .idmap import IdMap
+from .process import DEVNULL, PIPE, STDOUT, Process, spawn
+from .rootfs import _MA, RootFS, _Ctx, container_path, root_is_initramfs
+from .seccomp import OCI_DEFAULT_CAPS, SeccompProfile
+
+__all__ = ["Container", "Result", "DEFAULT_NAMESPACES", "OCI_DEFAULT_CAPS"]
+
+#: What a Container unshares by default.  ``time`` is left out: nothing needs it by default.
+DEFAULT_NAMESPACES = frozenset({"user", "pid", "mnt", "uts", "ipc", "net", "cgroup"})
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+MAX_ID_RANGE = 4294967295          # the whole uid space except (uid_t)-1
+
+Stdio = Union[None, int, IO[Any]]
+_counter = itertools.count()
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What a container run gave.
+
+    ``returncode`` is negative for a signal (as in ``subprocess``);
+    ``stdout``/``stderr`` are bytes when captured, else None; ``wall_time``
+    and ``cpu_time`` are seconds; ``peak_memory`` bytes (from the cgroup, or
+    the largest process RSS without one); ``root_mode`` says how the root was
+    entered: ``"pivot_root"``, ``"chroot"`` (weaker: initramfs hosts) or
+    ``"none"`` (no rootfs).
+    """
+
+    args: list[Any]
+    returncode: int
+    stdout: bytes | None
+    stderr: bytes | None
+    wall_time: float
+    cpu_time: float
+    peak_memory: int | None
+    oom_killed: bool
+    timed_out: bool
+    root_mode: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (bytes decoded as UTF-8 with replacement)."""
+        d = asdict(self)
+        d["args"] = [os.fsdecode(a) if isinstance(a, (bytes, str)) else str(a) for a in self.args]
+        for k in ("stdout", "stderr"):
+            if d[k] is not None:
+                d[k] = d[k].decode("utf-8", "replace")
+        return d
+
+    def check_returncode(self) -> None:
+        """Raise ``subprocess.CalledProcessError`` if the command did not exit 0."""
+        if self.returncode != 0:
+            raise subprocess.CalledProcessError(self.returncode, self.args, self.stdout, self.stderr)
+
+
+class _NsRef:
+    """An open /proc/<pid>/ns/<type> file, in the shape ``spawn(join=...)`` takes."""
+
+    def __init__(self, type_: str, fd: int) -> None:
+        self.type = type_
+        self.fd = fd
+
+    def fileno(self) -> int:
+        return self.fd
+
+
+@functools.lru_cache(maxsize=16)
+def _default_seccomp(caps: frozenset[str]) -> bytes:
+    return SeccompProfile.default(caps).compile()
+
+
+def _cap_names(value: Any) -> frozenset[str] | None:
+    """``"default"`` -> the OCI set, None -> keep all, iterable -> those (validated)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value == "default":
+            return OCI_DEFAULT_CAPS
+        raise ConfigError(f"capabilities must be 'default', None or a list of names, got {value!r}")
+    out = set()
+    for c in value:
+        if not isinstance(c, str):
+            raise ConfigError(f"capabilities: {c!r} is not a capability name")
+        key = c.upper() if c.upper().startswith("CAP_") else "CAP_" + c.upper()
+        if key not in P.CAPABILITIES:
+            raise ConfigError(f"capabilities: unknown capability {c!r}")
+        out.add(key)
+    return frozenset(out)
+
+
+def _timeout(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ConfigError(f"timeout must be a non-negative number of seconds, got {value!r}")
+    return float(value)
+
+
+class Container:
+    """A container: created by ``start()``/``run()``, torn down by ``close()`` or ``with``.
+
+    Options (keyword-only; every one checked here, before anything exists):
+    ``rootfs`` (a ``RootFS``; default ``RootFS.host()``; None keeps the
+    host's tree), ``namespaces`` (default ``DEFAULT_NAMESPACES``), ``net``
+    (``"none"``: own network namespace with ``lo``; ``"host"``: the host's;
+    an open network namespace such as a ``PooledNetns``: that one),
+    ``join`` (open namespaces, e.g. from ``NetnsPool``, to enter instead of
+    creating; needs ``user`` left out of ``namespaces``),
+    ``uid_map``/``gid_map`` (default: root maps every id to itself; other
+    callers map root inside to themselves), ``limits`` (an
+    ``isolate.cgroup.Limits``: a cgroup named ``name`` is made for the
+    container) or ``cgroup`` (a caller-owned ``Cgroup``), ``hostname``,
+    ``env`` (default: PATH, HOME, TERM), ``cwd``, ``user``/``group``/
+    ``groups``, ``capabilities`` (``"default"``: the OCI set; ``[]``: none;
+    None: keep all), ``no_new_privs``, ``seccomp`` (``"default"``: Docker's
+    profile; a ``SeccompProfile``; BPF bytes; None), ``rlimits``, ``umask``,
+    ``die_with_parent`` (SIGKILL when the *thread* that started the
+    container exits: PR_SET_PDEATHSIG follows the spawning thread, not the
+    process), ``pivot_root`` (None: auto; False forces the chroot mode, in
+    which the default capability set also loses CAP_SYS_CHROOT, the key to
+    leaving a chroot).
+    """
+
+    def __init__(
+        self,
+        *,
+        rootfs: RootFS | None | str = "host",
+        namespaces: Iterable[str] = DEFAULT_NAMESPACES,
+        join: Iterable[Any] = (),
+        net: Any = "none",
+        uid_map: Sequence[IdMap] | None = None,
+        gid_map: Sequence[IdMap] | None = None,
+        limits: Any = None,
+        cgroup: Any = None,
+        name: str | None = None,
+        hostname: str | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str = "/",
+        user: int | str | None = None,
+        group: int | str | None = None,
+        groups: Sequence[int | str] | None = None,
+        capabilities: Iterable[str] | str | None = "default",
+        no_new_privs: bool = True,
+        seccomp: SeccompProfile | bytes | str | None = "default",
+        rlimits: Mapping[Any, Any] | None = None,
+        umask: int | None = 0o022,
+        die_with_parent: bool = True,
+        pivot_root: bool | None = None,
+        stage: str = "/tmp",
+    ) -> None:
+        self._closed = True
+        if isinstance(rootfs, str):
+            if rootfs != "host":
+                raise ConfigError(f"rootfs must be a RootFS, 'host' or None, got {rootfs!r}")
+            home = "/root" if user in (None, 0, "root") else None
+            rootfs = RootFS.host(home=home)
+        elif rootfs is not None and not isinstance(rootfs, RootFS):
+            raise ConfigError(f"rootfs must be a RootFS, 'host' or None, got {rootfs!r}")
+        self.rootfs = rootfs
+        if isinstance(namespaces, str):
+            raise ConfigError(f"namespaces must be a collection of names, got {namespaces!r}")
+        ns = set(namespaces)
+        for n in ns:
+            if n not in P.NSTYPES:
+                raise ConfigError(f"namespaces: unknown namespace {n!r}")
+        self._join = list(join)
+        if not isinstance(net, str) and getattr(net, "type", None) == "net" and hasattr(net, "fileno"):
+            self._join.append(net)     # e.g. a PooledNetns: joined instead of created
+        elif net not in ("none", "host"):
+            raise ConfigError(f"net must be 'none', 'host' or a network namespace, got {net!r}")
+        if net == "host":
+            ns.discard("net")
+        for item in self._join:
+            t = getattr(item, "type", None)
+            if t not in P.NSTYPES or not hasattr(item, "fileno"):
+                raise ConfigError(f"join: {item!r} is not an open namespace")
+            ns.discard(t)
+            if t == "mnt" and rootfs is not None:
+                raise ConfigError("join: a joined mount namespace cannot take a rootfs")
+            if "user" in ns and t != "user":
+                # The joined namespace belongs to another user namespace, in which a
+                # process born in a new user namespace holds no capability (setns: EPERM).
+                raise ConfigError(f"join: joining a {t} namespace needs 'user' left out of namespaces")
+        if rootfs is not None and "mnt" not in ns:
+            raise ConfigError("a rootfs needs the 'mnt' namespace")
+        self.namespaces = frozenset(ns)
+        if "user" in ns and uid_map is None and os.geteuid() == 0:
+            uid_map = [IdMap(inside=0, outside=0, count=MAX_ID_RANGE)]
+        if "user" in ns and gid_map is None and os.geteuid() == 0:
+            gid_map = [IdMap(inside=0, outside=0, count=MAX_ID_RANGE)]
+        self._uid_map, self._gid_map = uid_map, gid_map
+        if limits is not None and cgroup is not None:
+            raise ConfigError("give limits or cgroup, not both")
+        if limits is not None:
+            from .cgroup import Limits
+
+            if not isinstance(limits, Limits):
+                raise ConfigError(f"limits must be an isolate.cgroup.Limits, got {limits!r}")
+        self.limits = limits
+        self._cgroup = cgroup
+        self._own_cgroup = False
+        self.name = name if name is not None else f"isolate-{os.getpid()}-{next(_counter)}"
+        self.hostname = hostname
+        self.env = dict(env) if env is not None else None
+        self.cwd = container_path(cwd, "cwd") if rootfs is not None else os.fsencode(cwd)
+        self.user, self.group, self.groups = user, group, groups
+        if pivot_root is None:
+            pivot_root = not root_is_initramfs()
+        self.root_mode = "none" if rootfs is None else ("pivot_root" if pivot_root else "chroot")
+        self.capabilities = _cap_names(capabilities)
+        if self.root_mode == "chroot" and capabilities == "default":
+            # Under chroot the host tree still exists below the root, and chroot(2)
+            # itself is the way out (chroot a subdirectory, then '..' past the root).
+            assert self.capabilities is not None
+            self.capabilities = self.capabilities - {"CAP_SYS_CHROOT"}
+        self.no_new_privs = bool(no_new_privs)
+        self._seccomp_prog: bytes | None
+        if seccomp is None:
+            self._seccomp_prog = None
+        elif isinstance(seccomp, str):
+            if seccomp != "default":
+                raise ConfigError(f"seccomp must be 'default', a SeccompProfile, bytes or None, got {seccomp!r}")
+            caps = self.capabilities if self.capabilities is not None else frozenset(P.CAPABILITIES)
+            self._seccomp_prog = _default_seccomp(caps)
+        elif isinstance(seccomp, SeccompProfile):
+            self._seccomp_prog = seccomp.compile()
+        elif isinstance(seccomp, (bytes, bytearray)):
+            self._seccomp_prog = bytes(seccomp)
+        else:
+            raise ConfigError(f"seccomp must be 'default', a SeccompProfile, bytes or None, got {seccomp!r}")
+        if (self._seccomp_prog is not None and not self.no_new_privs and self.capabilities is not None
+                and "CAP_SYS_ADMIN" not in self.capabilities):
+            raise ConfigError("seccomp without no_new_privs needs CAP_SYS_ADMIN in capabilities")
+        self.rlimits = rlimits
+        self.umask = umask
+        self.die_with_parent = bool(die_with_parent)
+        st = os.fsencode(stage)
+        if rootfs is not None and not os.path.isdir(st):
+            raise ConfigError(f"stage must be an existing directory, got {stage!r}")
+        self._stage = os.path.realpath(st)
+        self.process: Process | None = None
+        self._lock = threading.Lock()
+        self._start_time = 0.0
+        self._oom_base = 0
+        self._timed_out = False
+        self._ns_fds: dict[str, int] = {}
+        self._closed = False
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "idle"
+        return f"<isolate.Container {self.name} {state}>"
+
+    @property
+    def running(self) -> bool:
+        """Whether the container's first process is alive."""
+        return self.process is not None and self.process.returncode is None and self.process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        """The host pid of the container's first process (its pid 1 with a pid namespace)."""
+        return self.process.pid if self.process is not None else None
+
+    @property
+    def cgroup(self) -> Any:
+        """The container's cgroup, or None."""
+        return self._cgroup
+
+    # --- the plan ------------------------------------------------------------
+
+    def _env(self, env: Mapping[str, str] | None) -> dict[str, str]:
+        if env is not None:
+            return dict(env)
+        if self.env is not None:
+            return dict(self.env)
+        home = "/root" if self.user in (None, 0, "root") else "/"
+        out = {"PATH": DEFAULT_PATH, "HOME": home}
+        if "TERM" in os.environ:
+            out["TERM"] = os.environ["TERM"]
+        return out
+
+    def _console(self, stdout: Stdio) -> bytes | None:
+        fd = 1 if stdout is None else (stdout if isinstance(stdout, int) else
+                                       (stdout.fileno() if hasattr(stdout, "fileno") else -1))
+        if not isinstance(fd, int) or fd < 0 or fd in (PIPE, DEVNULL, STDOUT):
+            return None
+        try:
+            return os.fsencode(os.ttyname(fd)) if os.isatty(fd) else None
+        except OSError:
+            return None
+
+    def _root_ops(self, cwd: bytes, stdout: Stdio) -> list[P.Op]:
+        if self.rootfs is None:
+            return [P.Chdir(path_=cwd)]
+        chroot = self.root_mode == "chroot"
+        stage = self._stage
+        ctx = _Ctx(new=(stage + b"/newroot") if chroot else b"/newroot",
+                   old=(stage + b"/oldroot") if chroot else b"/oldroot", stage=stage, chroot=chroot,
+                   userns="user" in self.namespaces, new_net="net" in self.namespaces,
+                   new_pid="pid" in self.namespaces, console=self._console(stdout))
+        ops = self.rootfs._ops(ctx)
+        if chroot:
+            ops += [P.Chdir(path_=ctx.new), P.Mount(b".", b"/", None, _MA.MS_MOVE), P.Chroot(b".")]
+        else:
+            ops.append(P.PivotRoot(new_root=ctx.new))
+        if self.rootfs.readonly:
+            # Last, so that mount points could still be made on the root.
+            ops.append(P.MountSetattr(b"/", attr_set=_MA.MOUNT_ATTR_RDONLY, recursive=False))
+        ops.append(P.RootChdir(b"/", cwd))
+        return ops
+
+    def _spawn_options(self, *, env: Mapping[str, str] | None, user: Any) -> dict[str, Any]:
+        return dict(
+            env=self._env(env),
+            user=self.user if user is None else user,
+            group=self.group,
+            groups=self.groups,
+            capabilities=self.capabilities,
+            no_new_privs=self.no_new_privs,
+            seccomp=self._seccomp_prog,
+            rlimits=self.rlimits,
+            umask=self.umask,
+            die_with_parent=self.die_with_parent,
+        )
+
+    def _ensure_cgroup(self) -> None:
+        if self._cgroup is None and self.limits is not None:
+            from .cgroup import Cgroup
+
+            self._cgroup = Cgroup.create(self.name, limits=self.limits)
+            self._own_cgroup = True
+
+    # --- lifecycle -----------------------------------------------------------
+
+    def start(self, argv: Sequence[Any], *, env: Mapping[str, str] | None = None,
+              cwd: str | None = None, stdin: Stdio = None, stdout: Stdio = None,
+              stderr: Stdio = None, pass_fds: Sequence[int] | Mapping[int, int] = ()) -> Process:
+        """Create the container and start ``argv`` as its first process; returns the ``Process``.
+
+        Raises ``ConfigError`` for bad input (nothing created), the failing
+        step's ``SetupError`` (everything created so far is removed), or
+        ``RuntimeError`` if the container is already running.
+        """
+        if self._closed:
+            raise ConfigError("the container is closed")
+        with self._lock:
+            if self.running:
+                raise RuntimeError(f"{self!r} is already running")
+            c = self.cwd if cwd is None else (container_path(cwd, "cwd") if self.rootfs is not None
+                                              else os.fsencode(cwd))
+            opts = self._spawn_options(env=env, user=None)
+            ops = self._root_ops(c, stdout)
+            created_cgroup = self._cgroup is None
+            if self.rootfs is not None:
+                self.rootfs._prepare()
+            try:
+                self._ensure_cgroup()
+                base = self._cgroup.stats() if self._cgroup is not None else None
+                self._oom_base = base.oom_kill if base is not None else 0
+                self._start_time = time.monotonic()
+                self._timed_out = False
+                self.process = spawn(
+                    argv, namespaces=self.namespaces, join=self._join, uid_map=self._uid_map,
+                    gid_map=self._gid_map,
+                    hostname=self.hostname, cgroup=self._cgroup, ops=ops, stdin=stdin,
+                    stdout=stdout, stderr=stderr, pass_fds=pass_fds, **opts)
+            except BaseException:
+                if self.rootfs is not None:
+                    self.rootfs._abort()
+                if created_cgroup and self._own_cgroup:
+                    self._close_cgroup()
+                raise
+        return self.process
+
+    def wait(self, timeout: float | None = None, *, input: bytes | None = None) -> Result:
+        """Wait for the first process (killing the container after ``timeout`` seconds).
+
+        Reads its captured stdout/stderr.  With a pid namespace, the
+        container ends with its first process; its other processes are killed.
+        """
+        t = _timeout(timeout)
+        proc = self.process
+        if proc is None:
+            raise RuntimeError(f"{self!r} was never started")
+        out = err = None
+        try:
+            if proc.stdout is not None or proc.stderr is not None or proc.stdin is not None:
+                out, err = proc.communicate(input, t)
+            else:
+                proc.wait(t)
+        except subprocess.TimeoutExpired:
+            self._timed_out = True
+            self.kill()
+            proc.wait()
+            for f in (proc.stdout, proc.stderr):
+                if f is not None and not f.closed:
+                    f.close()
+        except BaseException:
+            self.kill()
+            proc.wait()
+            raise
+        wall = time.monotonic() - self._start_time
+        self._reap_tree()
+        return self._result(proc, out, err, wall)
+
+    def _result(self, proc: Process, out: bytes | None, err: bytes | None, wall: float) -> Result:
+        assert proc.returncode is not None
+        ru = proc.rusage
+        cpu = (ru.ru_utime + ru.ru_stime) if ru is not None else 0.0
+        peak = int(ru.ru_maxrss) * 1024 if ru is not None else None
+        oom = False
+        if self._cgroup is not None:
+            try:
+                st = self._cgroup.stats()
+            except Exception:      # a vanished cgroup only loses the figures
+                st = None
+            if st is not None:
+                if st.cpu_usage_usec is not None:
+                    cpu = st.cpu_usage_usec / 1e6
+                if st.memory_peak is not None:
+                    peak = st.memory_peak
+                oom = st.oom_kill > self._oom_base
+        return Result(args=list(proc.args), returncode=proc.returncode, stdout=out, stderr=err,
+                      wall_time=wall, cpu_time=cpu, peak_memory=peak, oom_killed=oom,
+                      timed_out=self._timed_out, root_mode=self.root_mode)
+
+    def _reap_tree(self) -> None:
+        # Without a pid namespace the first process's children may outlive it.
+        if "pid" not in self.namespaces and self._cgroup is not None:
+            try:
+                self._cgroup.kill()
+            except Exception:
+                pass
+
+    def run(self, argv: Sequence[Any], *, timeout: float | None = None, input: bytes | None = None,
+            capture_output: bool = True, env: Mapping[str, str] | None = None,
+            cwd: str | None = None, stdin: Stdio = None, stdout: Stdio = None,
+            stderr: Stdio = None, pass_fds: Sequence[int] | Mapping[int, int] = ()) -> Result:
+        """Start ``argv`` in a fresh container and wait for it; returns a ``Result``.
+
+        ``capture_output`` (default) collects stdout and stderr; pass it
+        False, or ``stdout``/``stderr``, to stream instead.  On ``timeout``
+        the container is killed and ``Result.timed_out`` is set.
+        """
+        t = _timeout(timeout)
+        if input is not None:
+            if stdin is not None:
+                raise ConfigError("stdin and input cannot both be given")
+            stdin = PIPE
+        if capture_output and stdout is None and stderr is None:
+            stdout = stderr = PIPE
+        self.start(argv, env=env, cwd=cwd, stdin=stdin, stdout=stdout, stderr=stderr,
+                   pass_fds=pass_fds)
+        try:
+            return self.wait(t, input=input)
+        finally:
+            self._release_process()
+
+    def _release_process(self) -> None:
+        if self.process is not None:
+            self.process.close()
+        self._close_ns_fds()
+
+    def exec(self, argv: Sequence[Any], *, timeout: float | None = None, input: bytes | None = None,
+             capture_output: bool = True, env: Mapping[str, str] | None = None,
+             cwd: str | None = None, user: int | str | None = None) -> Result:
+        """Run ``argv`` inside the running container and wait for it.
+
+        The new process joins every namespace of the container (through
+        /proc/<pid>/ns of its first process) and its cgroup, and gets the same
+        capabilities, no_new_privs and seccomp filter.
+        """
+        t = _timeout(timeout)
+        if not self.running:
+            raise RuntimeError(f"{self!r} is not running")
+        assert self.process is not None
+        c = self.cwd if cwd is None else (container_path(cwd, "cwd") if self.rootfs is not None
+                                          else os.fsencode(cwd))
+        join = self._join_refs()
+        opts = self._spawn_options(env=env, user=user)
+        root = b"/"
+        # Not dumpable until execve: processes already in the container must
+        # not ptrace or open /proc/<pid>/exe of a process that is still the
+        # runtime (the class of CVE-2019-5736).
+        ops: list[P.Op] = [P.SetDumpable(0),
+                           P.RootChdir(root, c) if self.rootfs is not None else P.Chdir(path_=c)]
+        stdio: dict[str, Any] = {}
+        if input is not None:
+            stdio["stdin"] = PIPE
+        if capture_output:
+            stdio["stdout"] = stdio["stderr"] = PIPE
+        start = time.monotonic()
+        proc = spawn(argv, join=join, cgroup=self._cgroup, ops=ops, **stdio, **opts)
+        timed_out = False
+        out = err = None
+        with proc:
+            try:
+                if proc.stdout is not None or proc.stdin is not None:
+                    out, err = proc.communicate(input, t)
+                else:
+                    proc.wait(t)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                proc.kill()
+                proc.wait()
+        ru = proc.rusage
+        return Result(args=list(argv), returncode=proc.returncode if proc.returncode is not None else -9,
+                      stdout=out, stderr=err, wall_time=time.monotonic() - start,
+                      cpu_time=(ru.ru_utime + ru.ru_stime) if ru else 0.0,
+                      peak_memory=int(ru.ru_maxrss) * 1024 if ru else None, oom_killed=False,
+                      timed_out=timed_out, root_mode=self.root_mode)
+
+    def _join_refs(self) -> list[_NsRef]:
+        assert self.process is not None
+        pid = self.process.pid
+        if not self._ns_fds:
+            fds: dict[str, int] = {}
+            try:
+                for t in sorted(self.namespaces | {item.type for item in self._join}):
+                    fds[t] = os.open(f"/proc/{pid}/ns/{t}", os.O_RDONLY | os.O_CLOEXEC)
+                # The pidfd says whether those files belong to our process, not a recycled pid.
+                signal.pidfd_send_signal(self.process.pidfd, 0)
+            except BaseException:
+                for fd in fds.values():
+                    os.close(fd)
+                raise
+            self._ns_fds = fds
+        return [_NsRef(t, fd) for t, fd in self._ns_fds.items()]
+
+    def _close_ns_fds(self) -> None:
+        for fd in self._ns_fds.values():
+            os.close(fd)
+        self._ns_fds = {}
+
+    def pause(self) -> None:
+        """Freeze every process of the container (needs a cgroup: ``limits=`` or ``cgroup=``)."""
+        if self._cgroup is None:
+            raise UnsupportedError("pause() needs a cgroup: create the Container with limits= or cgroup=")
+        self._cgroup.freeze()
+
+    def resume(self) -> None:
+        """Thaw a paused container."""
+        if self._cgroup is None:
+            raise UnsupportedError("resume() needs a cgroup: create the Container with limits= or cgroup=")
+        self._cgroup.thaw()
+
+    def kill(self) -> None:
+        """SIGKILL every process of the container (its pid 1, which takes the pid namespace along)."""
+        proc = self.process
+        if self._cgroup is not None:
+            try:
+                self._cgroup.thaw()
+            except Exception:
+                pass
+            try:
+                self._cgroup.kill()
+            except Exception:
+                pass
+        if proc is not None:
+            proc.kill_tree()
+
+    def _close_cgroup(self) -> None:
+        if self._own_cgroup and self._cgroup is not None:
+            cg, self._cgroup, self._own_cgroup = self._cgroup, None, False
+            cg.close()
+
+    def close(self) -> None:
+        """Kill what still runs, then remove the cgroup it made and the overlay scratch.  Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self.process is not None and self.process.returncode is None:
+                self.kill()
+                self.process.wait()
+        finally:
+            try:
+                self._release_process()
+                self._close_cgroup()
+            finally:
+                if self.rootfs is not None:
+                    self.rootfs._finish()
+
+    def __enter__(self) -> Container:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):
+            if self.running:
+                warnings.warn(f"{self!r} was not closed", ResourceWarning, source=self)
+            try:
+                self.close()
+            except Exception:
+                pass

@@ -1,0 +1,605 @@
+"""``RootFS``: the root filesystem a container sees, built in its own mount namespace.
+
+A ``RootFS`` is a validated description; nothing is mounted in the caller's
+namespace.  At spawn time it becomes plan ops (see ``csrc/ops_root.c``) that
+the child runs in its new mount namespace:
+
+1. a tmpfs is mounted on a staging directory (``/tmp``) and the child pivots
+   into it, keeping the old root at ``/oldroot`` (bubblewrap's layout);
+2. the new root is built at ``/newroot``: every mount target is opened with
+   ``openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`` inside it, so a
+   symlink planted in an image can never send a mount outside the root;
+3. ``pivot_root`` into ``/newroot`` and the old root is detached, so no
+   path, fd or ``..`` leads back to the host's tree.
+
+Where ``pivot_root`` cannot work (the initramfs rootfs), the root is moved
+over ``/`` and entered with ``chroot`` instead; ``Container`` states which
+(``Result.root_mode``).  A chroot is weaker: the host tree still exists in
+the mount namespace, hidden below the new root.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import functools
+import os
+import shutil
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence, Union
+
+from . import _plan as P
+from .errors import ConfigError
+
+__all__ = ["RootFS", "Changes", "OCI_MASKED_PATHS", "OCI_READONLY_PATHS", "HOST_DIRS", "HOST_ETC"]
+
+StrPath = Union[str, "os.PathLike[str]"]
+
+#: Paths hidden by the OCI runtime spec's default (runc, crun, Docker).
+OCI_MASKED_PATHS = (
+    "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+    "/sys/firmware", "/sys/devices/virtual/powercap",
+)
+#: Paths made read-only by the OCI runtime spec's default.
+OCI_READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+
+#: Host top-level directories ``RootFS.host()`` binds read-only (or recreates as symlinks).
+HOST_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
+#: Entries of the host's /etc that ``RootFS.host()`` binds read-only, where they exist.
+HOST_ETC = (
+    "passwd", "group", "hosts", "resolv.conf", "nsswitch.conf", "host.conf", "ld.so.cache",
+    "ld.so.conf", "ssl", "alternatives", "localtime", "timezone", "mime.types", "protocols",
+    "services",
+)
+
+#: Regular files of /etc up to this size are copied into the new root, not bound.
+ETC_COPY_MAX = 256 << 10
+
+#: Device nodes bound from the host's /dev into the container's fresh /dev.
+DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
+
+_MA: Any = P.lib  # type: ignore[attr-defined]
+_NOSUID_NODEV = _MA.MOUNT_ATTR_NOSUID | _MA.MOUNT_ATTR_NODEV
+_NOSUID_NODEV_NOEXEC = _NOSUID_NODEV | _MA.MOUNT_ATTR_NOEXEC
+
+
+def _fs(value: object, what: str) -> bytes:
+    if isinstance(value, bytes):
+        b = value
+    elif isinstance(value, str) or hasattr(value, "__fspath__"):
+        b = os.fsencode(value)
+    else:
+        raise ConfigError(f"{what} must be a path, got {value!r}")
+    if not b or b"\0" in b:
+        raise ConfigError(f"{what} must be a non-empty path without NUL bytes, got {value!r}")
+    return b
+
+
+def container_path(value: object, what: str) -> bytes:
+    """A path inside the container: absolute, normalized, no ``..``; returned without the
+    leading slash (``b"usr/bin"``; ``b"."`` for the root itself)."""
+    b = _fs(value, what)
+    if not b.startswith(b"/"):
+        raise ConfigError(f"{what} must be an absolute path inside the container, got {value!r}")
+    parts = [p for p in b.split(b"/") if p not in (b"", b".")]
+    if b".." in parts:
+        raise ConfigError(f"{what} must not contain '..' (it would leave the root): {value!r}")
+    return b"/".join(parts) or b"."
+
+
+def _size(value: object, what: str) -> str | None:
+    """A tmpfs size: bytes as an int, or a string tmpfs accepts (``64m``, ``50%``)."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value <= 0:
+            raise ConfigError(f"{what} must be a positive number of bytes, got {value!r}")
+        return str(value)
+    if isinstance(value, str):
+        body = value[:-1] if value[-1:].lower() in ("k", "m", "g", "%") else value
+        if body.isdigit() and int(body) > 0:
+            return value
+    raise ConfigError(f"{what} must be bytes (int) or like '64m' or '50%', got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Bind:
+    source: bytes          # absolute host path
+    target: bytes          # container path, relative form
+    readonly: bool
+    recursive: bool
+    is_dir: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Tmpfs:
+    target: bytes
+    size: str | None
+    mode: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Overlay:
+    upper: Path | None     # None: upper layer on a tmpfs, discarded with the container
+    size: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What a sandbox did to an overlay: paths inside the container, sorted."""
+
+    added: tuple[str, ...]
+    changed: tuple[str, ...]
+    deleted: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class _Ctx:
+    """Where things are in the child while the new root is built."""
+
+    new: bytes             # the new root (absolute in the staging root)
+    old: bytes             # root under which host paths are resolved
+    stage: bytes           # staging directory (absolute)
+    chroot: bool
+    userns: bool
+    new_net: bool
+    new_pid: bool
+    console: bytes | None  # host path of the terminal to bind at /dev/console
+
+
+class RootFS:
+    """The root filesystem of a container: host binds or a directory, plus mounts.
+
+    Build one with ``RootFS.host()`` (the host's /usr, /bin, /lib*, a minimal
+    /etc, read-only: no image needed) or ``RootFS.from_directory(path)`` (an
+    unpacked image), then add ``bind()``, ``tmpfs()`` and ``overlay()``; each
+    returns the ``RootFS`` so calls chain.  Every argument is checked when
+    given (``ConfigError``), before any namespace or mount exists.
+
+    The container always gets a fresh /proc, /sys read-only, a minimal /dev
+    (null, zero, full, random, urandom, tty, pts with its own instance, ptmx,
+    shm, console when stdio is a terminal), and the OCI default masked and
+    read-only paths, unless turned off (``proc=False`` ...).
+    """
+
+    def __init__(self, *, directory: StrPath | None = None, readonly: bool = True,
+                 proc: bool = True, sys: bool = True, dev: bool = True,
+                 oci_masks: bool = True) -> None:
+        """Prefer ``RootFS.host()`` and ``RootFS.from_directory()``."""
+        self._directory: Path | None = None
+        if directory is not None:
+            d = Path(os.fsdecode(_fs(directory, "rootfs")))
+            if not d.is_absolute():
+                d = Path.cwd() / d
+            if not d.exists():
+                raise ConfigError(f"rootfs: {str(d)!r} does not exist")
+            if not d.is_dir():
+                raise ConfigError(f"rootfs: {str(d)!r} is not a directory")
+            self._directory = Path(os.path.realpath(d))
+        self.readonly = bool(readonly)
+        self.proc, self.sys, self.dev, self.oci_masks = bool(proc), bool(sys), bool(dev), bool(oci_masks)
+        self._host_dirs: list[tuple[str, bytes | None]] = []   # (name, symlink target or None)
+        # (name, "dir" | "file" | "link", file contents or link target)
+        self._host_etc: list[tuple[str, str, bytes]] = []
+        self._binds: list[_Bind] = []
+        self._tmpfs: list[_Tmpfs] = []
+        self._overlay: _Overlay | None = None
+        self._created: list[Path] = []   # overlay directories made for the current run
+        self._cache: dict[tuple[object, ...], list[P.Op]] = {}
+
+    def __repr__(self) -> str:
+        src = f"directory={str(self._directory)!r}" if self._directory else "host"
+        return f"<isolate.RootFS {src} binds={len(self._binds)} tmpfs={len(self._tmpfs)}>"
+
+    # --- constructors --------------------------------------------------------
+
+    @classmethod
+    def host(cls, *, etc: Sequence[str] = HOST_ETC, tmp: bool = True,
+             home: StrPath | None = None, tmp_size: int | str | None = None) -> RootFS:
+        """The host's /usr, /bin, /sbin, /lib* and a minimal /etc, read-only.
+
+        Merged-/usr hosts (``/bin -> usr/bin``) get the same symlinks.  Small
+    regular files of /etc are copied when the ``RootFS`` is made (a snapshot;
+    writing them costs less than binding them), directories are bound.  ``tmp``
+        puts a tmpfs on /tmp, ``home`` another on that path (the caller's
+        ``$HOME`` inside); the root itself is an empty read-only tmpfs.
+        """
+        self = cls()
+        for name in HOST_DIRS:
+            p = Path("/", name)
+            if p.is_symlink():
+                self._host_dirs.append((name, os.fsencode(os.readlink(p))))
+            elif p.is_dir():
+                self._host_dirs.append((name, None))
+        if isinstance(etc, str):
+            raise ConfigError(f"etc must be a list of names in /etc, got {etc!r}")
+        for name in etc:
+            if not isinstance(name, str) or "/" in name or name in ("", ".", ".."):
+                raise ConfigError(f"etc: {name!r} is not a name in /etc")
+            p = Path("/etc", name)
+            try:
+                if p.is_symlink() and os.path.realpath(p).startswith("/usr/"):
+                    # e.g. localtime -> /usr/share/zoneinfo/...: the same link works inside.
+                    self._host_etc.append((name, "link", os.fsencode(os.readlink(p))))
+                elif p.is_dir():
+                    self._host_etc.append((name, "dir", b""))
+                elif p.is_file() and p.stat().st_size <= ETC_COPY_MAX:
+                    # Small files are copied: a write costs a fraction of a bind mount.
+                    self._host_etc.append((name, "file", p.read_bytes()))
+                elif p.exists():
+                    self._host_etc.append((name, "dir" if p.is_dir() else "bind", b""))
+            except OSError:
+                continue     # unreadable or vanished: left out, as if absent
+        if tmp:
+            self.tmpfs("/tmp", size=tmp_size)
+        if home is not None:
+            self.tmpfs(home, mode=0o700)
+        return self
+
+    @classmethod
+    def from_directory(cls, path: StrPath, *, readonly: bool = True, **options: bool) -> RootFS:
+        """An unpacked image at ``path`` (a directory) as the root, read-only by default.
+
+        Mount points the image lacks (/proc, /dev, bind targets) are created in
+        the directory, as bubblewrap does; use ``overlay()`` to leave it untouched.
+        """
+        return cls(directory=path, readonly=readonly, **options)
+
+    # --- builders ------------------------------------------------------------
+
+    def bind(self, source: StrPath, target: StrPath | None = None, *, readonly: bool = False,
+             recursive: bool = True) -> RootFS:
+        """Bind the host's ``source`` at ``target`` (default: the same path) in the container."""
+        src = _fs(source, "bind source")
+        try:
+            st = os.stat(src)
+        except OSError as e:
+            raise ConfigError(f"bind source {os.fsdecode(src)!r}: {e.strerror}") from None
+        real = os.path.realpath(src)
+        dst = container_path(src if target is None else target, "bind target")
+        if dst == b".":
+            raise ConfigError(f"bind target must not be the root: {target!r}")
+        self._binds.append(_Bind(source=real, target=dst, readonly=bool(readonly),
+                                 recursive=bool(recursive), is_dir=stat.S_ISDIR(st.st_mode)))
+        return self
+
+    def tmpfs(self, target: StrPath, *, size: int | str | None = None, mode: int = 0o1777) -> RootFS:
+        """A fresh tmpfs at ``target``; ``size`` in bytes or as tmpfs takes it (``"64m"``)."""
+        dst = container_path(target, "tmpfs target")
+        if dst == b".":
+            raise ConfigError(f"tmpfs target must not be the root: {target!r}")
+        if not isinstance(mode, int) or isinstance(mode, bool) or not 0 <= mode <= 0o7777:
+            raise ConfigError(f"tmpfs mode must be an integer up to 0o7777, got {mode!r}")
+        self._tmpfs.append(_Tmpfs(target=dst, size=_size(size, "tmpfs size"), mode=mode))
+        return self
+
+    def overlay(self, upper: StrPath | None = None, *, size: int | str | None = None) -> RootFS:
+        """A writable layer over this root.
+
+        ``upper=None`` keeps the changes on a tmpfs (of ``size``) that vanishes
+        with the container.  ``upper=DIR`` keeps them in ``DIR/upper`` (with a
+        work directory ``DIR/work``, removed after the run) for ``changes()``.
+        On a host root, each bound directory (/usr, /bin ...) gets its layer.
+        """
+        up = None
+        if upper is not None:
+            up = Path(os.fsdecode(_fs(upper, "overlay upper")))
+            if not up.is_absolute():
+                up = Path.cwd() / up
+            if not up.is_dir():
+                raise ConfigError(f"overlay upper: {str(up)!r} is not an existing directory")
+            up = Path(os.path.realpath(up))
+            if self._directory is not None and (up == self._directory or
+                                                self._directory in up.parents):
+                raise ConfigError(f"overlay upper {str(up)!r} must not be inside the rootfs")
+        self._overlay = _Overlay(upper=up, size=_size(size, "overlay size"))
+        self.readonly = False    # the layer exists to be written
+        return self
+
+    @property
+    def directory(self) -> Path | None:
+        """The image directory, or None for a host root."""
+        return self._directory
+
+    def changes(self) -> Changes:
+        """What the sandbox added, changed and deleted, read from a kept overlay layer.
+
+        Deletions are overlayfs whiteouts (0:0 character devices) and opaque
+        directories.  Raises ``ConfigError`` without ``overlay(upper=DIR)``.
+        """
+        if self._overlay is None or self._overlay.upper is None:
+            raise ConfigError("changes() needs overlay(upper=DIR)")
+        upper = self._overlay.upper / "upper"
+        lowers = self._lower_dirs()
+        # Mount points made for the container's own mounts are not the sandbox's doing.
+        ours = self._mount_points()
+        added: list[str] = []
+        changed: list[str] = []
+        deleted: list[str] = []
+        if not upper.is_dir():
+            return Changes(added=(), changed=(), deleted=())
+        for dirpath, dirnames, filenames in os.walk(upper):
+            rel = Path(dirpath).relative_to(upper)
+            for name in sorted(dirnames + filenames):
+                p = Path(dirpath, name)
+                inside = "/" + str(rel / name) if str(rel) != "." else "/" + name
+                lower = self._lower_for(lowers, inside)
+                st = p.lstat()
+                if inside in ours and (stat.S_ISDIR(st.st_mode) or st.st_size == 0):
+                    if not stat.S_ISDIR(st.st_mode) or not any(p.iterdir()):
+                        continue
+                if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+                    deleted.append(inside)
+                elif lower is not None and os.path.lexists(lower):
+                    if stat.S_ISDIR(st.st_mode) and not _opaque(p):
+                        continue     # a directory only traversed to reach a change below
+                    changed.append(inside)
+                else:
+                    added.append(inside)
+        return Changes(added=tuple(sorted(added)), changed=tuple(sorted(changed)),
+                       deleted=tuple(sorted(deleted)))
+
+    def _mount_points(self) -> set[str]:
+        points = set()
+        targets = [t.target for t in self._tmpfs] + [b.target for b in self._binds]
+        targets += [b"proc"] * self.proc + [b"sys"] * self.sys + [b"dev"] * self.dev
+        for t in targets:
+            parts = t.split(b"/")
+            for i in range(1, len(parts) + 1):
+                points.add("/" + os.fsdecode(b"/".join(parts[:i])))
+        return points
+
+    def _lower_dirs(self) -> dict[str, Path]:
+        if self._directory is not None:
+            return {"": self._directory}
+        return {name: Path("/", name) for name, link in self._host_dirs if link is None}
+
+    def _lower_for(self, lowers: dict[str, Path], inside: str) -> str | None:
+        if "" in lowers:
+            return str(lowers[""]) + inside
+        top, _, rest = inside.lstrip("/").partition("/")
+        if top in lowers:
+            return str(lowers[top] / rest) if rest else str(lowers[top])
+        return None
+
+    # --- plan ----------------------------------------------------------------
+
+    def _prepare(self) -> None:
+        """Create the kept overlay directories (parent side, before the spawn)."""
+        self._created = []
+        if self._overlay is None or self._overlay.upper is None:
+            return
+        base = self._overlay.upper
+        dirs = [base / "upper", base / "work"]
+        if self._directory is None:
+            for name, link in self._host_dirs:
+                if link is None:
+                    dirs += [base / "upper" / name, base / "work" / name]
+        for d in dirs:
+            if not d.exists():
+                d.mkdir(mode=0o755)
+                self._created.append(d)
+
+    def _abort(self) -> None:
+        """Undo ``_prepare`` after a failed spawn: nothing of ours is left behind."""
+        for d in reversed(self._created):
+            shutil.rmtree(d, ignore_errors=True)
+        self._created = []
+
+    def _finish(self) -> None:
+        """After the container is gone: drop the overlay work directories (kernel scratch)."""
+        if self._overlay is not None and self._overlay.upper is not None:
+            shutil.rmtree(self._overlay.upper / "work", ignore_errors=True)
+        self._created = []
+
+    def _ops(self, ctx: _Ctx) -> list[P.Op]:
+        """The ops that build the new root at ``ctx.new`` (before the switch).
+
+        Ops are immutable, so the list is made once per context and reused:
+        a container started again with the same RootFS plans in no time.
+        """
+        key = (ctx.new, ctx.old, ctx.stage, ctx.chroot, ctx.userns, ctx.new_net, ctx.new_pid,
+               ctx.console, len(self._binds), len(self._tmpfs), self._overlay, self.proc,
+               self.sys, self.dev, self.oci_masks, self._directory)
+        ops = self._cache.get(key)
+        if ops is None:
+            ops = self._cache[key] = self._make_ops(ctx)
+        return list(ops)
+
+    def _make_ops(self, ctx: _Ctx) -> list[P.Op]:
+        ops: list[P.Op] = [P.RootStage(base=ctx.stage, chroot=ctx.chroot)]
+        new, old = ctx.new, ctx.old
+        ov = self._overlay
+        if ov is not None and ov.upper is None:
+            # The upper layer's own tmpfs, in the staging root: it lives as long
+            # as the overlay mounts that use it, and goes with them.
+            ovl = ctx.stage + b"/ovl" if ctx.chroot else b"/ovl"
+            ops.append(P.RootMkdir(root=None, parent=os.path.dirname(ovl) or b"/",
+                                   name=os.path.basename(ovl)))
+            opts = [("mode", "0755")] + ([("size", ov.size)] if ov.size else [])
+            ops.append(P.RootMount(b"tmpfs", None, ovl, source=b"tmpfs", attrs=_NOSUID_NODEV,
+                                   options=tuple(opts)))
+            for d in (b"upper", b"work"):
+                ops.append(P.RootMkdir(root=None, parent=ovl, name=d))
+            upper_base, work_base = ovl + b"/upper", ovl + b"/work"
+        elif ov is not None:
+            assert ov.upper is not None
+            up = os.fsencode(ov.upper)
+            upper_base = _host(old, up + b"/upper")
+            work_base = _host(old, up + b"/work")
+
+        def overlay(lower: bytes, upper: bytes, work: bytes, target_root: bytes | None,
+                    target: bytes) -> P.Op:
+            opts: list[tuple[str, str | None]] = [
+                ("lowerdir", _ovl_escape(lower)), ("upperdir", _ovl_escape(upper)),
+                ("workdir", _ovl_escape(work))]
+            if ctx.userns:
+                # trusted.* xattrs need CAP_SYS_ADMIN in the initial user namespace.
+                opts.append(("userxattr", None))
+            return P.RootMount(b"overlay", target_root, target, source=b"overlay",
+                               options=tuple(opts))
+
+        if self._directory is not None:
+            d = os.fsencode(self._directory)
+            if ov is None:
+                ops.append(P.RootBind(old, d.lstrip(b"/") or b".", None, new, recursive=True))
+            else:
+                ops.append(P.RootMkdir(root=None, parent=os.path.dirname(new),
+                                       name=os.path.basename(new)))
+                ops.append(overlay(_host(old, d), upper_base, work_base, None, new))
+        else:
+            ops.append(P.RootMount(b"tmpfs", None, new, source=b"tmpfs", attrs=_MA.MOUNT_ATTR_NOSUID,
+                                   options=(("mode", "0755"),)))
+            for name, link in self._host_dirs:
+                n = name.encode()
+                if link is not None:
+                    ops.append(P.RootMkdir(new, b".", n, mode=0o777, type=2, link=link))
+                    continue
+                ops.append(P.RootMkdir(new, b".", n))
+                if ov is None:
+                    ops.append(P.RootBind(old, n, new, n, readonly=True))
+                else:
+                    if ov.upper is None:
+                        ops.append(P.RootMkdir(root=None, parent=upper_base, name=n))
+                        ops.append(P.RootMkdir(root=None, parent=work_base, name=n))
+                    ops.append(overlay(_host(old, b"/" + n), upper_base + b"/" + n,
+                                       work_base + b"/" + n, new, n))
+            if self._host_etc:
+                ops.append(P.RootMkdir(new, b".", b"etc"))
+                for name, kind, payload in self._host_etc:
+                    rel = b"etc/" + name.encode()
+                    if kind == "link":
+                        ops.append(P.RootMkdir(new, b"etc", name.encode(), type=2, link=payload))
+                    elif kind == "file":
+                        # The new root is our own fresh tmpfs: no symlink can be in the way.
+                        ops.append(P.WriteFile(new + b"/" + rel, payload, mode=0o644,
+                                               oflags=_MA.O_CREAT | _MA.O_EXCL))
+                    else:
+                        ops.append(P.RootMkdir(new, b"etc", name.encode(),
+                                               mode=0o755 if kind == "dir" else 0o644,
+                                               type=0 if kind == "dir" else 1))
+                        ops.append(P.RootBind(old, rel, new, rel, readonly=True, optional=True))
+
+        for t in self._tmpfs:
+            ops += _mkdirs(new, t.target, is_dir=True)
+            opts2: list[tuple[str, str | None]] = [("mode", f"{t.mode:o}")]
+            if t.size:
+                opts2.append(("size", t.size))
+            ops.append(P.RootMount(b"tmpfs", new, t.target, source=b"tmpfs", attrs=_NOSUID_NODEV,
+                                   options=tuple(opts2)))
+        for b in self._binds:
+            ops += _mkdirs(new, b.target, is_dir=b.is_dir)
+            ops.append(P.RootBind(old, b.source.lstrip(b"/") or b".", new, b.target,
+                                  readonly=b.readonly, recursive=b.recursive))
+        if self.proc:
+            ops += _mkdirs(new, b"proc", is_dir=True)
+            if ctx.new_pid or not ctx.userns:
+                ops.append(P.RootMount(b"proc", new, b"proc", source=b"proc",
+                                       attrs=_NOSUID_NODEV_NOEXEC))
+            else:
+                # procfs can only be mounted by the owner of the pid namespace: the host's.
+                ops.append(P.RootBind(old, b"proc", new, b"proc", attr_set=_NOSUID_NODEV_NOEXEC))
+        if self.sys:
+            ops += _mkdirs(new, b"sys", is_dir=True)
+            if ctx.new_net or not ctx.userns:
+                ops.append(P.RootMount(b"sysfs", new, b"sys", source=b"sysfs",
+                                       attrs=_NOSUID_NODEV_NOEXEC | _MA.MOUNT_ATTR_RDONLY))
+            else:
+                # sysfs can only be mounted by the owner of the network namespace.
+                ops.append(P.RootBind(old, b"sys", new, b"sys", readonly=True,
+                                      attr_set=_NOSUID_NODEV_NOEXEC))
+        if self.dev:
+            ops += self._dev_ops(ctx)
+        if self.oci_masks:
+            null = new + b"/dev/null" if self.dev else _host(old, b"/dev/null")
+            for m in OCI_MASKED_PATHS:
+                if (m.startswith("/proc") and self.proc) or (m.startswith("/sys") and self.sys):
+                    ops.append(P.RootMask(new, m.lstrip("/").encode(), null))
+            for r in OCI_READONLY_PATHS:
+                if self.proc:
+                    rel = r.lstrip("/").encode()
+                    ops.append(P.RootBind(new, rel, new, rel, readonly=True, optional=True))
+        return ops
+
+    def _dev_ops(self, ctx: _Ctx) -> list[P.Op]:
+        new, old = ctx.new, ctx.old
+        ops: list[P.Op] = _mkdirs(new, b"dev", is_dir=True)
+        ops.append(P.RootMount(b"tmpfs", new, b"dev", source=b"tmpfs",
+                               attrs=_MA.MOUNT_ATTR_NOSUID | _MA.MOUNT_ATTR_NOEXEC,
+                               options=(("mode", "0755"), ("size", "64k"))))
+        for name in DEV_NODES:
+            rel = b"dev/" + name.encode()
+            ops.append(P.RootMkdir(new, b"dev", name.encode(), mode=0o666, type=1))
+            # Bound from the host's /dev rather than made with mknod: a user
+            # namespace may not create device nodes.
+            ops.append(P.RootBind(old, rel, new, rel, recursive=False,
+                                  attr_set=_MA.MOUNT_ATTR_NOSUID | _MA.MOUNT_ATTR_NOEXEC))
+        ops.append(P.RootMkdir(new, b"dev", b"pts"))
+        ops.append(P.RootMount(b"devpts", new, b"dev/pts", source=b"devpts",
+                               attrs=_MA.MOUNT_ATTR_NOSUID | _MA.MOUNT_ATTR_NOEXEC,
+                               options=(("newinstance", None), ("ptmxmode", "0666"),
+                                        ("mode", "0620"))))
+        ops.append(P.RootMkdir(new, b"dev", b"ptmx", type=2, link=b"pts/ptmx"))
+        ops.append(P.RootMkdir(new, b"dev", b"shm"))
+        ops.append(P.RootMount(b"tmpfs", new, b"dev/shm", source=b"shm", attrs=_NOSUID_NODEV,
+                               options=(("mode", "1777"),)))
+        for lname, link in ((b"fd", b"/proc/self/fd"), (b"stdin", b"/proc/self/fd/0"),
+                            (b"stdout", b"/proc/self/fd/1"), (b"stderr", b"/proc/self/fd/2")):
+            ops.append(P.RootMkdir(new, b"dev", lname, type=2, link=link))
+        if ctx.console is not None:
+            ops.append(P.RootMkdir(new, b"dev", b"console", mode=0o600, type=1))
+            ops.append(P.RootBind(old, ctx.console.lstrip(b"/"), new, b"dev/console",
+                                  recursive=False))
+        return ops
+
+
+def _host(old: bytes, path: bytes) -> bytes:
+    """A host path as the child sees it while building (under /oldroot after the pivot)."""
+    return path if old == b"/" else old + path
+
+
+def _ovl_escape(path: bytes) -> str:
+    s = os.fsdecode(path)
+    for ch in ("\\", ":", ","):
+        s = s.replace(ch, "\\" + ch)
+    return s
+
+
+def _mkdirs(root: bytes, target: bytes, *, is_dir: bool) -> list[P.Op]:
+    """Ops creating every component of ``target`` inside ``root`` (the last a file if not is_dir)."""
+    parts = target.split(b"/")
+    ops: list[P.Op] = []
+    for i, name in enumerate(parts):
+        parent = b"/".join(parts[:i]) or b"."
+        last = i == len(parts) - 1
+        ops.append(P.RootMkdir(root, parent, name, mode=0o755 if (is_dir or not last) else 0o644,
+                               type=0 if (is_dir or not last) else 1))
+    return ops
+
+
+def _opaque(path: Path) -> bool:
+    for attr in ("trusted.overlay.opaque", "user.overlay.opaque"):
+        try:
+            if os.getxattr(path, attr, follow_symlinks=False) == b"y":
+                return True
+        except OSError as e:
+            if e.errno not in (_errno.ENODATA, _errno.ENOTSUP, _errno.EPERM):
+                raise
+    return False
+
+
+@functools.lru_cache(maxsize=1)
+def root_is_initramfs() -> bool:
+    """Whether / is the initramfs rootfs, which pivot_root(2) cannot move (EINVAL)."""
+    try:
+        with open("/proc/self/mountinfo", "rb") as f:
+            for line in f:
+                fields = line.split()
+                if fields[4] == b"/":
+                    fstype = fields[fields.index(b"-") + 1]
+                    return fstype == b"rootfs"
+    except (OSError, ValueError, IndexError):
+        pass
+    return False

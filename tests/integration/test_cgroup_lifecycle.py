@@ -1,0 +1,130 @@
+"""Cgroup lifecycle: many cycles leave nothing behind; hybrid hosts; bad input creates nothing."""
+
+from __future__ import annotations
+
+import glob
+import os
+import signal
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+import isolate
+from isolate import Cgroup, ConfigError, Limits
+from isolate.cgroup import detect
+
+
+def _leftovers(name: str) -> list[str]:
+    found = glob.glob(f"/sys/fs/cgroup/*/{name}") + glob.glob(f"/sys/fs/cgroup/{name}")
+    found += [p for p in glob.glob(f"/sys/fs/cgroup/*/{name}/**", recursive=True) if os.path.isdir(p)]
+    return sorted(set(found))
+
+
+@pytest.fixture
+def parent():
+    name = f"isolate-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    yield name
+    left = _leftovers(name)
+    for path in sorted(left, key=len, reverse=True):
+        for _ in range(50):
+            try:
+                os.rmdir(path)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.05)
+    assert not left, f"cgroup directories left behind: {left}"
+
+
+@pytest.mark.cgroup1
+@pytest.mark.slow
+def test_thousand_create_attach_remove_cycles_leave_nothing(parent: str) -> None:
+    limits = Limits(memory_max=64 << 20, pids_max=64, cpus=1.0)
+    for i in range(1000):
+        with Cgroup.create(f"c{i}", parent=parent, limits=limits) as cg:
+            p = isolate.spawn(["/bin/true"], cgroup=cg)
+            assert p.wait(timeout=60) == 0
+    assert _leftovers(parent) == []
+
+
+@pytest.mark.cgroup1
+def test_parents_it_made_are_removed_but_shared_ones_survive(parent: str) -> None:
+    a = Cgroup.create("a", parent=f"{parent}/deep")
+    b = Cgroup.create("b", parent=f"{parent}/deep")
+    a.close()
+    # b still lives under the shared parent: closing a must not break it.
+    assert os.path.isdir(b.path)
+    p = isolate.spawn(["/bin/true"], cgroup=b)
+    assert p.wait(timeout=60) == 0
+    b.close()
+    assert _leftovers(parent) == []
+
+
+@pytest.mark.cgroup1
+def test_name_clash_is_an_error_and_removes_nothing_of_the_other(parent: str) -> None:
+    with Cgroup.create("same", parent=parent) as first:
+        with pytest.raises(isolate.CgroupError) as e:
+            Cgroup.create("same", parent=parent)
+        assert e.value.errno == 17
+        assert os.path.isdir(first.path)
+
+
+@pytest.mark.cgroup1
+def test_hybrid_unified_group_gets_clone_into_cgroup_and_v1(parent: str) -> None:
+    layout = detect()
+    if layout.kind != "hybrid":
+        pytest.skip(f"host layout is {layout.kind}, not hybrid")
+    with Cgroup.create("hy", parent=parent, controllers={"memory", "pids", "unified"},
+                       limits=Limits(pids_max=10)) as cg:
+        v2_fd, fds = cg._spawn_target()
+        assert v2_fd >= 0 and len(fds) == 2
+        p = isolate.spawn(["/bin/sh", "-c", "cat /proc/self/cgroup; sleep 1000"], cgroup=cg,
+                          stdout=isolate.PIPE)
+        try:
+            want = f"/{parent}/hy"
+            lines: list[str] = []
+            while not (f"0::{want}" in lines and any(ln.endswith(f":pids:{want}") for ln in lines)):
+                line = p.stdout.readline().decode()
+                assert line, lines
+                lines.append(line.strip())
+            # freeze/kill go through the unified hierarchy's cgroup.freeze / cgroup.kill.
+            cg.freeze()
+            assert Path(cg.path, "cgroup.events").read_text().count("frozen 1") == 1
+            cg.thaw()
+            assert cg.stats().psi is not None
+            cg.kill()
+            assert p.wait(timeout=60) == -signal.SIGKILL
+        finally:
+            p.kill()
+            p.wait(timeout=60)
+            p.stdout.close()
+
+
+@pytest.mark.cgroup1
+def test_bad_input_creates_nothing(parent: str) -> None:
+    for kwargs in ({"parent": f"{parent}/../escape"}, {"parent": "/tmp/not-a-cgroup"},
+                   {"parent": parent, "controllers": {"memory", "nonsense"}}):
+        with pytest.raises(ConfigError):
+            Cgroup.create("x", **kwargs)
+    with pytest.raises(ConfigError, match="pids_max"):
+        Cgroup.create("x", parent=parent, limits=Limits(pids_max=-1))
+    with pytest.raises(ConfigError, match="cpuset_cpus"):
+        Cgroup.create("x", parent=parent, limits=Limits(cpuset_cpus="0-4095"))
+    assert _leftovers(parent) == []
+
+
+def test_detect_agrees_with_mounts() -> None:
+    layout = detect()
+    mounts = [ln.split() for ln in Path("/proc/self/mounts").read_text().splitlines()]
+    v1 = {m[1]: set(m[3].split(",")) for m in mounts if m[2] == "cgroup"}
+    v2 = [m[1] for m in mounts if m[2] == "cgroup2"]
+    for h in layout.v1.values():
+        assert h.mount in v1 and h.controllers <= v1[h.mount]
+    assert (layout.v2 is not None) == bool(v2)
+    assert layout.kind == ("hybrid" if layout.v1 and v2 else "v1" if layout.v1 else "v2")
+    own = Path("/proc/self/cgroup").read_text()
+    if layout.v2 is not None:
+        assert f"0::{layout.v2.own}" in own.splitlines()

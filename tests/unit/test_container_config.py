@@ -1,0 +1,100 @@
+"""Container and seccomp options: bad input is a ConfigError before anything exists."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+import isolate
+from isolate import _plan as P
+from isolate.container import Container, Result
+from isolate.seccomp import ArgCmp, SeccompProfile, SyscallRule, available
+
+
+def test_unknown_capability() -> None:
+    with pytest.raises(isolate.ConfigError, match="CAP_FLY"):
+        Container(capabilities=["CAP_FLY"])
+
+
+def test_invalid_seccomp_action() -> None:
+    with pytest.raises(isolate.ConfigError, match="explode"):
+        SeccompProfile(default_action="explode")
+    with pytest.raises(isolate.ConfigError, match="explode"):
+        SyscallRule(names=("read",), action="explode")
+    with pytest.raises(isolate.ConfigError):
+        SyscallRule(names="read")  # type: ignore[arg-type]
+    with pytest.raises(isolate.ConfigError):
+        ArgCmp(index=7, op="eq", value=0)
+    with pytest.raises(isolate.ConfigError):
+        Container(seccomp="strict")
+
+
+@pytest.mark.parametrize("timeout", [-1, "5", True])
+def test_negative_or_bad_timeout(timeout: object) -> None:
+    c = Container(rootfs=None, namespaces=())
+    with pytest.raises(isolate.ConfigError, match="timeout"):
+        c.run(["/bin/true"], timeout=timeout)  # type: ignore[arg-type]
+    assert c.process is None
+
+
+def test_other_bad_options(tmp_path: Path) -> None:
+    with pytest.raises(isolate.ConfigError):
+        Container(rootfs="ubuntu")
+    with pytest.raises(isolate.ConfigError):
+        Container(namespaces={"pid", "nope"})
+    with pytest.raises(isolate.ConfigError):
+        Container(net="bridge")
+    with pytest.raises(isolate.ConfigError, match="mnt"):
+        Container(namespaces={"pid"})
+    with pytest.raises(isolate.ConfigError, match="cwd"):
+        Container(cwd="../x")
+    with pytest.raises(isolate.ConfigError, match="limits"):
+        Container(limits={"memory": 1})
+    with pytest.raises(isolate.ConfigError, match="no_new_privs"):
+        Container(no_new_privs=False)
+
+
+def test_root_maps_all_ids_to_themselves() -> None:
+    c = Container()
+    if os.geteuid() == 0:
+        assert c._uid_map == [isolate.IdMap(inside=0, outside=0, count=4294967295)]
+    assert "user" in c.namespaces and "net" in c.namespaces
+    assert "net" not in Container(net="host").namespaces
+
+
+def test_result_json_and_check() -> None:
+    r = Result(args=["x", b"y"], returncode=-9, stdout=b"out\xff", stderr=None, wall_time=1.0,
+               cpu_time=0.5, peak_memory=None, oom_killed=True, timed_out=False,
+               root_mode="pivot_root")
+    d = json.loads(json.dumps(r.to_dict()))
+    assert d["args"] == ["x", "y"] and d["stdout"] == "out\ufffd" and d["oom_killed"] is True
+    with pytest.raises(Exception):
+        r.check_returncode()
+
+
+@pytest.mark.skipif(not available(), reason="libseccomp.so.2 is not installed")
+def test_default_profile_compiles_and_depends_on_capabilities() -> None:
+    base = SeccompProfile.default().compile()
+    admin = SeccompProfile.default(set(isolate.container.OCI_DEFAULT_CAPS) | {"CAP_SYS_ADMIN"}).compile()
+    assert len(base) % 8 == 0 and 0 < len(base) // 8 <= 4096
+    assert base != admin
+
+
+def test_unavailable_libseccomp_raises_unsupported(monkeypatch: pytest.MonkeyPatch) -> None:
+    from isolate import seccomp
+
+    class NoLib:
+        def cdef(self, text: str) -> None:
+            pass
+
+        def dlopen(self, name: str) -> None:
+            raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setattr(seccomp, "_lib", None)
+    monkeypatch.setattr("cffi.FFI", NoLib)
+    with pytest.raises(isolate.UnsupportedError, match="libseccomp"):
+        SeccompProfile.default().compile()
+    assert not seccomp.available()

@@ -1,0 +1,133 @@
+"""RootFS validation and the ops it plans (no privileges needed)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import given, strategies as st
+
+import isolate
+from isolate import _plan as P
+from isolate.rootfs import RootFS, _Ctx, container_path
+
+
+def ctx(chroot: bool = False, userns: bool = True) -> _Ctx:
+    stage = b"/tmp"
+    return _Ctx(new=stage + b"/newroot" if chroot else b"/newroot",
+                old=stage + b"/oldroot" if chroot else b"/oldroot", stage=stage, chroot=chroot,
+                userns=userns, new_net=True, new_pid=True, console=None)
+
+
+def test_directory_must_exist_and_be_a_directory(tmp_path: Path) -> None:
+    with pytest.raises(isolate.ConfigError, match="does not exist"):
+        RootFS.from_directory(tmp_path / "missing")
+    f = tmp_path / "file"
+    f.write_text("")
+    with pytest.raises(isolate.ConfigError, match="not a directory"):
+        RootFS.from_directory(f)
+
+
+@pytest.mark.parametrize("target", ["relative/x", "/a/../etc", "/..", "", "/x\0y"])
+def test_bad_targets_are_config_errors(target: str) -> None:
+    with pytest.raises(isolate.ConfigError):
+        RootFS.host().tmpfs(target)
+    with pytest.raises(isolate.ConfigError):
+        RootFS.host().bind("/usr", target)
+
+
+def test_bind_source_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(isolate.ConfigError, match="bind source"):
+        RootFS.host().bind(tmp_path / "missing", "/x")
+
+
+@pytest.mark.parametrize("size", [0, -1, "lots", "12q", True])
+def test_bad_tmpfs_size(size: object) -> None:
+    with pytest.raises(isolate.ConfigError, match="size"):
+        RootFS.host().tmpfs("/x", size=size)  # type: ignore[arg-type]
+
+
+def test_overlay_upper_checks(tmp_path: Path) -> None:
+    with pytest.raises(isolate.ConfigError):
+        RootFS.host().overlay(tmp_path / "missing")
+    img = tmp_path / "img"
+    (img / "up").mkdir(parents=True)
+    with pytest.raises(isolate.ConfigError, match="inside the rootfs"):
+        RootFS.from_directory(img).overlay(img / "up")
+    with pytest.raises(isolate.ConfigError):
+        RootFS.host().changes()
+
+
+@given(st.lists(st.sampled_from(["a", "b", ".", "", "usr", "x y"]), min_size=1, max_size=6))
+def test_container_path_normalizes(parts: list[str]) -> None:
+    p = container_path("/" + "/".join(parts), "t")
+    assert not p.startswith(b"/") and b"//" not in p and b".." not in p.split(b"/")
+
+
+def test_host_plan_targets_are_resolved_in_the_new_root() -> None:
+    ops = RootFS.host(home="/root")._ops(ctx())
+    assert isinstance(ops[0], P.RootStage) and not ops[0].chroot
+    for op in ops[1:]:
+        if isinstance(op, (P.RootBind, P.RootMount)) and op.target != b"/newroot":
+            assert op.root == b"/newroot", op
+            assert not op.target.startswith(b"/"), op
+        if isinstance(op, P.RootBind) and op.source_root is not None:
+            assert op.source_root in (b"/oldroot", b"/newroot")
+    usr = [op for op in ops if isinstance(op, P.RootBind) and op.target == b"usr"]
+    assert usr and usr[0].readonly and usr[0].recursive
+    kinds = {op.fstype for op in ops if isinstance(op, P.RootMount)}
+    assert {b"tmpfs", b"proc", b"sysfs", b"devpts"} <= kinds
+    masked = {op.target for op in ops if isinstance(op, P.RootMask)}
+    assert b"proc/kcore" in masked and b"sys/firmware" in masked
+
+
+def test_merged_usr_symlinks_are_recreated() -> None:
+    ops = RootFS.host()._ops(ctx())
+    links = {op.name: op.link for op in ops if isinstance(op, P.RootMkdir) and op.type == 2}
+    for name in ("bin", "sbin", "lib", "lib64"):
+        if Path("/", name).is_symlink():
+            assert links[name.encode()] == os.fsencode(os.readlink(Path("/", name)))
+
+
+def test_chroot_mode_plan() -> None:
+    ops = RootFS.host()._ops(ctx(chroot=True))
+    assert ops[0] == P.RootStage(base=b"/tmp", chroot=True)
+    assert all(op.root in (None, b"/tmp/newroot") for op in ops if isinstance(op, P.RootMount))
+
+
+def test_overlay_plan_uses_userxattr_in_a_user_namespace(tmp_path: Path) -> None:
+    img = tmp_path / "img"
+    img.mkdir()
+    for userns in (True, False):
+        ops = RootFS.from_directory(img).overlay()._ops(ctx(userns=userns))
+        ovl = [op for op in ops if isinstance(op, P.RootMount) and op.fstype == b"overlay"]
+        assert len(ovl) == 1
+        opts = dict(ovl[0].options)
+        assert opts["lowerdir"] == f"/oldroot{img}"
+        assert ("userxattr" in opts) == userns
+
+
+def test_no_sysfs_mount_without_owning_the_net_namespace() -> None:
+    c = ctx()
+    c.new_net = False
+    ops = RootFS.host()._ops(c)
+    assert not any(isinstance(op, P.RootMount) and op.fstype == b"sysfs" for op in ops)
+    assert any(isinstance(op, P.RootBind) and op.target == b"sys" and op.readonly for op in ops)
+
+
+def test_new_ops_round_trip_through_pack() -> None:
+    ops = RootFS.host().tmpfs("/data", size="1m").overlay(size="4m")._ops(ctx())
+    ops += [P.RootChdir(b"/", b"tmp"), P.SetDumpable(0), P.Exec((b"/bin/true",))]
+    plan = P.Plan(ops=list(ops), argv=[b"true"], envp=[])
+    c = plan.pack()
+    buf = bytes(P.ffi.buffer(c.ops, 64 * c.n_ops))
+    arena = bytes(P.ffi.buffer(c.arena, c.arena_len))
+    assert P.unpack_ops(buf, arena) == ops
+
+
+def test_error_descriptions_name_the_path() -> None:
+    op = P.RootMount(b"proc", b"/newroot", b"proc", source=b"proc")
+    err = P.Plan(ops=[op, P.Exec((b"/x",))], argv=[b"x"], envp=[]).error_for(0, op.kind, 1)
+    assert isinstance(err, isolate.MountError)
+    assert str(err) == "step 0 (mount proc on /newroot/proc): [Errno 1] Operation not permitted"
