@@ -131,6 +131,16 @@ int iso_setns(int fd, int nstype);
 int iso_unshare(int flags);
 int iso_clone3_available(void);
 
+/* host.c: calls the parent makes for itself (Namespace, probe). 0 or -errno. */
+enum iso_syscall {
+    ISO_SYS_OPEN_TREE = 1, ISO_SYS_MOVE_MOUNT, ISO_SYS_FSOPEN, ISO_SYS_MOUNT_SETATTR,
+    ISO_SYS_CLOSE_RANGE, ISO_SYS_PIDFD_OPEN, ISO_SYS_CLONE3, ISO_SYS_FSCONFIG, ISO_SYS_FSMOUNT
+};
+int iso_mount(const char *source, const char *target, const char *fstype, uint64_t flags,
+              const char *data);
+int iso_umount2(const char *target, int flags);
+int iso_syscall_errno(int which, int64_t a, int64_t b, int64_t c, int64_t d, int64_t e);
+
 /* bpf.c: the cgroup v2 device controller (a BPF_PROG_TYPE_CGROUP_DEVICE program).
  * Each returns -errno on failure; load returns the program fd (O_CLOEXEC). */
 int iso_bpf_load_device_prog(const void *insns, uint32_t n_insns, char *log, uint32_t log_size);

@@ -29,7 +29,7 @@ from .errors import (
 )
 from .idmap import IdMap, SubIdRange, parse_subid, subid_ranges
 from .namespace import NAMESPACE_TYPES, Namespace
-from .probe import Feature, Probe, probe
+from ._probe import Feature, Probe, probe
 from .netpool import NetnsPool, PooledNetns
 from .process import DEVNULL, NAMESPACES, PIPE, STDOUT, CompletedProcess, Process, run, spawn
 from .container import DEFAULT_NAMESPACES, Container, Result

@@ -88,3 +88,42 @@ def unshare(flags: int) -> None:
 def clone3_available() -> bool:
     """Whether this kernel has clone3(2)."""
     return bool(lib.iso_clone3_available())
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    """mount(2) in the caller's own mount namespace; raises OSError naming ``target``."""
+    import os
+
+    enc = os.fsencode
+    rc = lib.iso_mount(enc(source) if source is not None else ffi.NULL, enc(target),
+                       enc(fstype) if fstype is not None else ffi.NULL, flags,
+                       enc(data) if data is not None else ffi.NULL)
+    if rc < 0:
+        raise OSError(-rc, os.strerror(-rc), target)
+
+
+def umount(target: str, flags: int = 0) -> None:
+    """umount2(2); raises OSError naming ``target``."""
+    import os
+
+    rc = lib.iso_umount2(os.fsencode(target), flags)
+    if rc < 0:
+        raise OSError(-rc, os.strerror(-rc), target)
+
+
+_SYSCALLS = {
+    "open_tree": lib.ISO_SYS_OPEN_TREE, "move_mount": lib.ISO_SYS_MOVE_MOUNT,
+    "fsopen": lib.ISO_SYS_FSOPEN, "fsconfig": lib.ISO_SYS_FSCONFIG, "fsmount": lib.ISO_SYS_FSMOUNT,
+    "mount_setattr": lib.ISO_SYS_MOUNT_SETATTR, "close_range": lib.ISO_SYS_CLOSE_RANGE,
+    "pidfd_open": lib.ISO_SYS_PIDFD_OPEN, "clone3": lib.ISO_SYS_CLONE3,
+}
+
+
+def syscall_errno(name: str, *args: int) -> int:
+    """Call syscall ``name`` with ``args`` (up to 5): 0 if it succeeded, else its errno.
+
+    For probing: ENOSYS means the kernel lacks it.  An fd a valid call
+    returns is closed at once.
+    """
+    a = list(args) + [0] * (5 - len(args))
+    return -lib.iso_syscall_errno(_SYSCALLS[name], *a)

@@ -15,7 +15,6 @@ of a mount, user or pid namespace fails with ``EINVAL``.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno as _errno
 import fcntl
 import os
@@ -71,37 +70,22 @@ _NOT_ENTERABLE = {
 
 
 # --- mount(2) for the parent ----------------------------------------------
-# The C core only runs mounts inside a spawned child, but binding a namespace
-# file must happen in the caller's own mount namespace.  glibc's wrappers are
-# always present, so ctypes needs no syscall numbers here.
-
-_libc: Any = None
-
-
-def _c() -> Any:
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-        _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
-                                ctypes.c_ulong, ctypes.c_void_p]
-        _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-    return _libc
+# The C core runs mounts inside a spawned child; binding a namespace file
+# happens in the caller's own mount namespace, through _spawn's host wrappers.
 
 
 def _mount(source: str | None, target: str, fstype: str | None, flags: int) -> None:
     """mount(2); raises ``OSError`` naming ``target``."""
-    lib = _c()
-    enc = os.fsencode
-    if lib.mount(source and enc(source), enc(target), fstype and enc(fstype), flags, None) < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), target)
+    from ._spawn import mount
+
+    mount(source, target, fstype, flags)
 
 
 def _umount(target: str, flags: int = 0) -> None:
     """umount2(2); raises ``OSError`` naming ``target``."""
-    if _c().umount2(os.fsencode(target), flags) < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), target)
+    from ._spawn import umount
+
+    umount(target, flags)
 
 
 # --- helpers ----------------------------------------------------------------

@@ -155,7 +155,10 @@ class NetnsPool:
 
         Raises ``TimeoutError`` after ``timeout`` seconds, ``ConfigError`` on
         a closed pool, and the creation error (``UnsupportedError`` or
-        ``OSError``) if the thread could not make one.
+        ``OSError``) if the thread could not make one.  Sandboxes started
+        back to back faster than the thread makes namespaces drain the pool:
+        ``take(timeout=0)`` never waits, and on ``TimeoutError`` a caller can
+        let the spawn create its own (``namespaces={"net", ...}``) instead.
         """
         with self._cond:
             if not self._cond.wait_for(

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import asyncio
-import errno as _errno
 import os
 import resource
 import select
@@ -25,7 +24,7 @@ from typing import IO, Any, Protocol, Union, final
 from . import _plan as P
 from ._spawn import Spawned, execute
 from .errors import ConfigError, UnsupportedError
-from .idmap import IdMap, check_maps, format_maps, subid_ranges
+from .idmap import IdMap, check_maps, format_maps
 
 __all__ = ["spawn", "run", "Process", "CompletedProcess", "PIPE", "DEVNULL", "STDOUT", "NAMESPACES"]
 
@@ -267,13 +266,17 @@ def build_plan(
         # setns into a user namespace refuses a process whose memory is shared (CLONE_VM).
         flags |= P.PLAN_NO_VM
         pre.append(P.SetNs(fd=joined["user"], nstype=P.NSTYPES["user"]))
-    # pid and time apply to children only, and net is entered before a new user
-    # namespace exists: the parent thread enters these around the clone.
+    # A pid namespace applies to children only, and net is entered before a new
+    # user namespace exists: the parent thread enters these around the clone.
     pidns_fd = joined.get("pid", -1)
-    timens_fd = joined.get("time", -1)
     netns_fd = joined.get("net", -1)
+    timens_fd = -1
+    if "time" in joined:
+        # The kernel lets only a single-threaded process (mm not shared) enter a
+        # time namespace (EUSERS otherwise): the child does it, without CLONE_VM.
+        flags |= P.PLAN_NO_VM
     for t, fd in joined.items():
-        if t not in ("user", "pid", "time", "net"):
+        if t not in ("user", "pid", "net"):
             pre.append(P.SetNs(fd=fd, nstype=P.NSTYPES[t]))
 
     clone_flags = 0

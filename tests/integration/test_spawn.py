@@ -310,3 +310,18 @@ def test_joined_namespaces_entered_by_the_parent_thread_are_left_after_the_clone
         os.close(net.fd)
         os.close(pid.fd)
     assert {n: os.stat(f"/proc/thread-self/ns/{n}").st_ino for n in before} == before
+
+
+def test_joining_a_time_namespace_works_from_a_threaded_process() -> None:
+    import threading
+
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait)
+    t.start()
+    try:
+        with isolate.Namespace.create("time") as ns:
+            out = sh("stat -L -c %i /proc/self/ns/time", join=[ns])
+            assert int(out) == ns.inode
+    finally:
+        stop.set()
+        t.join()

@@ -108,8 +108,7 @@ def test_setns_in_the_child_refuses_a_file_that_is_not_a_namespace() -> None:
 
 
 @pytest.mark.parametrize("type_,stage", [("net", "enter network namespace"),
-                                         ("pid", "enter pid namespace"),
-                                         ("time", "enter time namespace")])
+                                         ("pid", "enter pid namespace")])
 def test_parent_side_join_refuses_a_file_that_is_not_a_namespace(type_: str, stage: str) -> None:
     # net, pid and time are entered by the spawning thread around the clone.
     fake = FileAsNamespace(type_)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+from typing import Any
 import subprocess
 import sys
 from pathlib import Path

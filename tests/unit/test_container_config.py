@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 import isolate
-from isolate import _plan as P
 from isolate.container import Container, Result
 from isolate.seccomp import ArgCmp, SeccompProfile, SyscallRule, available
 

@@ -22,7 +22,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> int:
     """Run the probe and print it; always exits 0 (a missing feature is not an error)."""
-    from isolate.probe import format_table, probe
+    from isolate._probe import format_table, probe
 
     result = probe()
     if args.json:

@@ -8,17 +8,15 @@ read from /proc and /sys.  Nothing here changes the host.
 
 from __future__ import annotations
 
-import ctypes
 import errno as _errno
 import os
-import platform
 import pwd
 import re
 import shutil
 import stat
 import threading
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Callable
+from typing import Any
 
 from . import _plan as P
 from . import _spawn
@@ -33,16 +31,6 @@ _SUGGESTED_LIMIT = 15000
 # Linux version that added each namespace type, for the reasons given.
 _NS_SINCE = {"mnt": "2.4.19", "uts": "2.6.19", "ipc": "2.6.19", "pid": "2.6.24", "net": "2.6.29",
              "user": "3.8", "cgroup": "4.6", "time": "5.6"}
-
-# Syscall numbers added after Linux 5.1 are the same on every architecture
-# listed here (the unified table, include/uapi/asm-generic/unistd.h); they
-# are used only when glibc lacks the wrapper.  Elsewhere (alpha, mips) the
-# numbers differ, and a syscall is only probed through glibc.
-_UNIFIED_ARCHES = frozenset({"x86_64", "i386", "i686", "aarch64", "armv7l", "armv8l", "riscv64",
-                             "ppc64le", "ppc64", "s390x", "loongarch64"})
-_NR = {"pidfd_open": 434, "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431,
-       "fsmount": 432, "fspick": 433, "close_range": 436, "mount_setattr": 442}
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Feature:
@@ -279,25 +267,11 @@ def _limits_feature(limits: dict[str, int | None], euid: int) -> Feature:
 
 # --- syscalls --------------------------------------------------------------------
 
-_libc: Any = None
+def _syscall_errno(name: str, *args: int) -> int:
+    """Call ``name`` with (invalid) ``args``: 0 on success, else errno."""
+    from ._spawn import syscall_errno
 
-
-def _syscall_errno(name: str, *args: int) -> int | None:
-    """Call ``name`` with (invalid) ``args``: 0 on success, else errno; None if not callable here."""
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-    fn: Callable[..., int] | None = getattr(_libc, name, None)
-    cargs = [ctypes.c_long(a) for a in args]
-    if fn is not None:
-        ctypes.set_errno(0)
-        r = fn(*cargs)
-    elif platform.machine() in _UNIFIED_ARCHES:
-        ctypes.set_errno(0)
-        r = _libc.syscall(ctypes.c_long(_NR[name]), *cargs)
-    else:
-        return None
-    return 0 if r >= 0 else ctypes.get_errno()
+    return syscall_errno(name, *args)
 
 
 def _syscall_feature(label: str, names: list[tuple[str, tuple[int, ...]]], since: str,
@@ -306,10 +280,9 @@ def _syscall_feature(label: str, names: list[tuple[str, tuple[int, ...]]], since
     found: dict[str, str] = {}
     for name, args in names:
         err = _syscall_errno(name, *args)
-        found[name] = "unknown" if err is None else ("ok" if err == 0 else _errname(err))
+        found[name] = "ok" if err == 0 else _errname(err)
     missing = [n for n, e in found.items() if e == "ENOSYS"]
     blocked = [n for n, e in found.items() if e == "EPERM"]
-    unknown = [n for n, e in found.items() if e == "unknown"]
     names_s = ", ".join(found)
     if missing:
         return Feature(name=label, available=False,
@@ -322,11 +295,6 @@ def _syscall_feature(label: str, names: list[tuple[str, tuple[int, ...]]], since
                        reason=f"{', '.join(blocked)} returned EPERM: blocked by a seccomp filter "
                               "or LSM",
                        how_to_enable=f"allow {names_s} in the seccomp profile", details=found)
-    if unknown:
-        return Feature(name=label, available=False,
-                       reason=f"cannot probe {', '.join(unknown)}: glibc has no wrapper and the "
-                              f"syscall numbers of {platform.machine()} are not known here",
-                       details=found)
     return Feature(name=label, available=True,
                    reason=f"{names_s} present ({usage})", details=found)
 
@@ -458,7 +426,7 @@ def _pidfd_feature() -> Feature:
         if err == 0:
             return Feature(name="pidfd", available=True, reason="pidfd_open(2) present (5.3+)")
         return Feature(name="pidfd", available=False,
-                       reason=f"pidfd_open: {'unknown' if err is None else _errname(err)}",
+                       reason=f"pidfd_open: {_errname(err)}",
                        how_to_enable="Linux 5.3+")
     except OSError as e:
         return Feature(name="pidfd", available=False,

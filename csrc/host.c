@@ -1,0 +1,76 @@
+/* Thin wrappers the parent calls on its own behalf (never the child):
+ * mount(2) for binding namespace files, and a syscall prober for
+ * isolate.probe().  Each returns 0 or -errno, kernel style. */
+#include "isolate.h"
+
+#ifndef __NR_fsopen
+#define __NR_fsopen 430
+#endif
+#ifndef __NR_fsconfig
+#define __NR_fsconfig 431
+#endif
+#ifndef __NR_fsmount
+#define __NR_fsmount 432
+#endif
+
+int
+iso_mount(const char *source, const char *target, const char *fstype, uint64_t flags,
+          const char *data)
+{
+    return mount(source, target, fstype, (unsigned long)flags, data) < 0 ? -errno : 0;
+}
+
+int
+iso_umount2(const char *target, int flags)
+{
+    return umount2(target, flags) < 0 ? -errno : 0;
+}
+
+/* Calls one syscall with the caller's (normally invalid) arguments, to learn
+ * whether the kernel has it: -ENOSYS means it does not.  Numbers come from the
+ * kernel headers this was built with, so every architecture is covered. */
+int
+iso_syscall_errno(int which, int64_t a, int64_t b, int64_t c, int64_t d, int64_t e)
+{
+    long nr;
+    switch (which) {
+    case ISO_SYS_OPEN_TREE:
+        nr = __NR_open_tree;
+        break;
+    case ISO_SYS_MOVE_MOUNT:
+        nr = __NR_move_mount;
+        break;
+    case ISO_SYS_FSOPEN:
+        nr = __NR_fsopen;
+        break;
+    case ISO_SYS_MOUNT_SETATTR:
+        nr = __NR_mount_setattr;
+        break;
+    case ISO_SYS_CLOSE_RANGE:
+        nr = __NR_close_range;
+        break;
+    case ISO_SYS_PIDFD_OPEN:
+        nr = __NR_pidfd_open;
+        break;
+    case ISO_SYS_CLONE3:
+        nr = __NR_clone3;
+        break;
+    case ISO_SYS_FSCONFIG:
+        nr = __NR_fsconfig;
+        break;
+    case ISO_SYS_FSMOUNT:
+        nr = __NR_fsmount;
+        break;
+    default:
+        return -EINVAL;
+    }
+    long r = syscall(nr, a, b, c, d, e);
+    if (r < 0) {
+        return -errno;
+    }
+    if (which == ISO_SYS_OPEN_TREE || which == ISO_SYS_FSOPEN || which == ISO_SYS_PIDFD_OPEN ||
+        which == ISO_SYS_FSMOUNT) {
+        close((int)r);   /* a valid call made an fd: do not leak it */
+    }
+    return 0;
+}
