@@ -57,7 +57,7 @@ def _root_subtrees() -> set[str]:
 @pytest.mark.skipif(shutil.which("newuidmap") is None, reason="the uidmap package is not installed")
 def test_unprivileged_single_and_multi_range_maps(tmp_path: Path) -> None:
     for name in ("subuid", "subgid"):
-        (tmp_path / name).write_text(f"nobody:200000:65536\n")
+        (tmp_path / name).write_text("nobody:200000:65536\n")
     stage = tmp_path / "stage"
     stage.mkdir()
     ops: list[P.Op] = []

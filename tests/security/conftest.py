@@ -7,11 +7,10 @@ turns one defence off to show that the next one still holds.
 
 from __future__ import annotations
 
-import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import pytest
 
