@@ -3,17 +3,17 @@
 Namespaces, cgroups, a private root filesystem and dropped privileges, as
 objects a program can embed.  The child runs no Python between clone and
 execve: Python builds a plan, one C call executes it.
+
+Public names load their module on first use (PEP 562), so ``import isolate``
+and the command line start fast; ``from isolate import Container`` works as
+usual.
 """
 
-from .cgroup import (
-    DEFAULT_DEVICES,
-    Cgroup,
-    CgroupStats,
-    DeviceRule,
-    HugetlbLimit,
-    IoThrottle,
-    Limits,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     CgroupError,
     ConfigError,
@@ -27,52 +27,26 @@ from .errors import (
     SpawnError,
     UnsupportedError,
 )
-from .idmap import IdMap, SubIdRange, parse_subid, subid_ranges
-from .namespace import NAMESPACE_TYPES, Namespace
-from ._probe import Feature, Probe, probe
-from .netpool import NetnsPool, PooledNetns
-from .process import DEVNULL, NAMESPACES, PIPE, STDOUT, CompletedProcess, Process, run, spawn
-from .container import DEFAULT_NAMESPACES, Container, Result
-from .rootfs import Changes, RootFS
-from .seccomp import ArgCmp, SeccompProfile, SyscallRule
 
 __version__ = "0.1.0"
 
+# public name -> the module that defines it
+_LAZY = {
+    **dict.fromkeys(["spawn", "run", "Process", "CompletedProcess", "PIPE", "DEVNULL", "STDOUT",
+                     "NAMESPACES"], "process"),
+    **dict.fromkeys(["IdMap", "SubIdRange", "parse_subid", "subid_ranges"], "idmap"),
+    **dict.fromkeys(["Namespace", "NAMESPACE_TYPES"], "namespace"),
+    **dict.fromkeys(["probe", "Probe", "Feature"], "_probe"),
+    **dict.fromkeys(["Cgroup", "CgroupStats", "Limits", "DeviceRule", "IoThrottle", "HugetlbLimit",
+                     "DEFAULT_DEVICES"], "cgroup"),
+    **dict.fromkeys(["Container", "Result", "DEFAULT_NAMESPACES"], "container"),
+    **dict.fromkeys(["RootFS", "Changes"], "rootfs"),
+    **dict.fromkeys(["SeccompProfile", "SyscallRule", "ArgCmp"], "seccomp"),
+    **dict.fromkeys(["NetnsPool", "PooledNetns"], "netpool"),
+}
+
 __all__ = [
-    "Namespace",
-    "NAMESPACE_TYPES",
-    "probe",
-    "Probe",
-    "Feature",
-    "Cgroup",
-    "CgroupStats",
-    "Limits",
-    "DeviceRule",
-    "IoThrottle",
-    "HugetlbLimit",
-    "DEFAULT_DEVICES",
-    "spawn",
-    "run",
-    "Process",
-    "CompletedProcess",
-    "PIPE",
-    "DEVNULL",
-    "STDOUT",
-    "NAMESPACES",
-    "Container",
-    "Result",
-    "DEFAULT_NAMESPACES",
-    "RootFS",
-    "Changes",
-    "SeccompProfile",
-    "SyscallRule",
-    "ArgCmp",
-    "NetnsPool",
-    "PooledNetns",
-    "IdMap",
-    "SubIdRange",
-    "parse_subid",
-    "subid_ranges",
+    *_LAZY,
     "IsolateError",
     "ConfigError",
     "UnsupportedError",
@@ -85,3 +59,30 @@ __all__ = [
     "CgroupError",
     "ProtocolError",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'isolate' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:
+    from ._probe import Feature, Probe, probe
+    from .cgroup import (DEFAULT_DEVICES, Cgroup, CgroupStats, DeviceRule, HugetlbLimit,
+                         IoThrottle, Limits)
+    from .container import DEFAULT_NAMESPACES, Container, Result
+    from .idmap import IdMap, SubIdRange, parse_subid, subid_ranges
+    from .namespace import NAMESPACE_TYPES, Namespace
+    from .netpool import NetnsPool, PooledNetns
+    from .process import (DEVNULL, NAMESPACES, PIPE, STDOUT, CompletedProcess, Process, run,
+                          spawn)
+    from .rootfs import Changes, RootFS
+    from .seccomp import ArgCmp, SeccompProfile, SyscallRule

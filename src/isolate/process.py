@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import resource
 import select
@@ -544,8 +543,10 @@ class Process:
         """Wait without blocking the event loop: the pidfd becomes readable at exit."""
         if self.returncode is not None:
             return self.returncode
+        import asyncio
+
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
+        fut: "asyncio.Future[None]" = loop.create_future()
         fd = self.pidfd
         loop.add_reader(fd, lambda: fut.done() or fut.set_result(None))
         try:
