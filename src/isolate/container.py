@@ -209,9 +209,11 @@ class Container:
             ns.discard(t)
             if t == "mnt" and rootfs is not None:
                 raise ConfigError("join: a joined mount namespace cannot take a rootfs")
-            if "user" in ns and t != "user":
+            if "user" in ns and t not in ("user", "net"):
                 # The joined namespace belongs to another user namespace, in which a
                 # process born in a new user namespace holds no capability (setns: EPERM).
+                # A network namespace is entered by the parent before the clone, so it
+                # combines with a new user namespace (its lo must already be up).
                 raise ConfigError(f"join: joining a {t} namespace needs 'user' left out of namespaces")
         if rootfs is not None and "mnt" not in ns:
             raise ConfigError("a rootfs needs the 'mnt' namespace")
