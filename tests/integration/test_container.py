@@ -186,10 +186,24 @@ def test_join_a_pooled_network_namespace() -> None:
     assert r.stdout.split() == [inode.encode(), b"lo"], r
 
 
-def test_join_with_a_new_user_namespace_is_refused() -> None:
+def test_pooled_network_namespace_with_a_new_user_namespace() -> None:
+    # The parent thread enters the pooled namespace around the clone, so it combines
+    # with the default new user namespace; lo was brought up by the pool.
     with isolate.NetnsPool(size=1) as pool, pool.take() as net:
+        with isolate.Container(net=net) as c:
+            r = c.run(["/bin/sh", "-c", "readlink /proc/self/ns/net; cat /proc/net/dev; "
+                       "cat /proc/self/uid_map"])
+        inode = os.readlink(f"/proc/self/fd/{net.fileno()}")
+    lines = r.stdout.decode().splitlines()
+    assert lines[0] == inode, r
+    assert [line.split(":")[0].strip() for line in lines[3:-1]] == ["lo"]
+    assert lines[-1].split()[:2] == ["0", "0"]  # a user namespace of its own
+
+
+def test_join_pid_with_a_new_user_namespace_is_refused() -> None:
+    with isolate.Namespace.create("pid") as pid:
         with pytest.raises(isolate.ConfigError, match="user"):
-            isolate.Container(join=[net])
+            isolate.Container(join=[pid])
 
 
 def test_container_dies_with_its_parent() -> None:
