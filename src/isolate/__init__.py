@@ -74,15 +74,15 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
 
-if TYPE_CHECKING:
-    from ._probe import Feature, Probe, probe
-    from .cgroup import (DEFAULT_DEVICES, Cgroup, CgroupStats, DeviceRule, HugetlbLimit,
-                         IoThrottle, Limits)
-    from .container import DEFAULT_NAMESPACES, Container, Result
-    from .idmap import IdMap, SubIdRange, parse_subid, subid_ranges
-    from .namespace import NAMESPACE_TYPES, Namespace
-    from .netpool import NetnsPool, PooledNetns
-    from .process import (DEVNULL, NAMESPACES, PIPE, STDOUT, CompletedProcess, Process, run,
-                          spawn)
-    from .rootfs import Changes, RootFS
-    from .seccomp import ArgCmp, SeccompProfile, SyscallRule
+if TYPE_CHECKING:  # static names for type checkers; at run time __getattr__ loads them
+    from ._probe import Feature, Probe, probe  # noqa: F401
+    from .cgroup import (DEFAULT_DEVICES, Cgroup, CgroupStats, DeviceRule,  # noqa: F401
+                         HugetlbLimit, IoThrottle, Limits)
+    from .container import DEFAULT_NAMESPACES, Container, Result  # noqa: F401
+    from .idmap import IdMap, SubIdRange, parse_subid, subid_ranges  # noqa: F401
+    from .namespace import NAMESPACE_TYPES, Namespace  # noqa: F401
+    from .netpool import NetnsPool, PooledNetns  # noqa: F401
+    from .process import (DEVNULL, NAMESPACES, PIPE, STDOUT,  # noqa: F401
+                          CompletedProcess, Process, run, spawn)
+    from .rootfs import Changes, RootFS  # noqa: F401
+    from .seccomp import ArgCmp, SeccompProfile, SyscallRule  # noqa: F401

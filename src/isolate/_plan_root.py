@@ -1,0 +1,238 @@
+"""Plan ops that build a new root inside the child, resolving every target in it.
+
+Split from ``_plan.py`` (which imports and registers them).  Each target is
+opened with openat2(RESOLVE_IN_ROOT) in ``csrc/ops_root.c`` and mounted onto
+by fd, so no path string is followed out of the new root.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Sequence
+
+from . import errors
+from ._plan import (F_CHROOT_FALLBACK, F_EXIST_OK, F_READONLY, F_RECURSIVE, Op, _Arena, _d, _s,
+                    _Vals, lib)
+
+def _pack_fs_options(options: Sequence[tuple[str, str | None]]) -> bytes:
+    """``[(key, value or None for a flag)]`` as ops_root.c reads them: type byte, key, value."""
+    out = bytearray()
+    for key, value in options:
+        out += (b"f" if value is None else b"s") + key.encode() + b"\0"
+        out += (b"" if value is None else value.encode("utf-8", "surrogateescape")) + b"\0"
+    return bytes(out)
+
+
+def _unpack_fs_options(arena: _Arena, off: int, n: int) -> tuple[tuple[str, str | None], ...]:
+    out: list[tuple[str, str | None]] = []
+    for _ in range(n):
+        kind = arena.buf[off:off + 1]
+        key_end = arena.buf.index(0, off + 1)
+        val_end = arena.buf.index(0, key_end + 1)
+        key = arena.buf[off + 1:key_end].decode()
+        val = arena.buf[key_end + 1:val_end].decode("utf-8", "surrogateescape")
+        out.append((key, None if kind == b"f" else val))
+        off = val_end + 1
+    return tuple(out)
+
+
+def _rel(root: bytes | None, path: bytes) -> str:
+    if root is None:
+        return _d(path)
+    return _d(root.rstrip(b"/") + b"/" + path.lstrip(b"/")) if path != b"." else _d(root)
+
+
+@dataclass(frozen=True, slots=True)
+class RootStage(Op):
+    """tmpfs on ``base``, pivot into it: old root at /oldroot, new root built at /newroot."""
+
+    kind: ClassVar[int] = lib.ISO_OP_ROOT_STAGE
+    error: ClassVar[type[errors.SetupError]] = errors.MountError
+    base: bytes
+    chroot: bool = False
+
+    def describe(self) -> str:
+        how = "without pivot_root" if self.chroot else "with pivot_root"
+        return f"stage the new root on {_d(self.base)} ({how})"
+
+    def path(self) -> str | None:
+        return _d(self.base)
+
+    def encode(self, arena: _Arena) -> Any:
+        return (F_CHROOT_FALLBACK if self.chroot else 0), -1, (arena.str(self.base), 0, 0, 0), (
+            0, 0, 0, 0)
+
+    @classmethod
+    def decode(cls, flags: int, fd: int, args: Any, vals: Any, arena: _Arena) -> Op:
+        b = _s(arena, args[0])
+        assert b is not None
+        return cls(base=b, chroot=bool(flags & F_CHROOT_FALLBACK))
+
+
+@dataclass(frozen=True, slots=True)
+class RootMkdir(Op):
+    """Create ``name`` in ``parent``, both resolved inside ``root`` (type 0 dir, 1 file, 2 symlink)."""
+
+    kind: ClassVar[int] = lib.ISO_OP_ROOT_MKDIR
+    error: ClassVar[type[errors.SetupError]] = errors.MountError
+    root: bytes | None
+    parent: bytes
+    name: bytes
+    mode: int = 0o755
+    type: int = 0
+    link: bytes | None = None
+
+    def describe(self) -> str:
+        what = ("mkdir", "create file", "symlink")[self.type]
+        return f"{what} {_rel(self.root, self.parent.rstrip(b'/') + b'/' + self.name)}"
+
+    def path(self) -> str | None:
+        return _rel(self.root, self.parent.rstrip(b"/") + b"/" + self.name)
+
+    def encode(self, arena: _Arena) -> Any:
+        return 0, -1, (arena.str(self.root), arena.str(self.parent), arena.str(self.name),
+                       arena.str(self.link)), (self.mode, self.type, 0, 0)
+
+    @classmethod
+    def decode(cls, flags: int, fd: int, args: Any, vals: Any, arena: _Arena) -> Op:
+        r, p, n = _s(arena, args[0]), _s(arena, args[1]), _s(arena, args[2])
+        assert p is not None and n is not None
+        return cls(root=r, parent=p, name=n, link=_s(arena, args[3]), mode=vals[0], type=vals[1])
+
+
+@dataclass(frozen=True, slots=True)
+class RootBind(Op):
+    """Bind ``source`` (inside ``source_root``, or as is if None) onto ``target`` inside ``root``."""
+
+    kind: ClassVar[int] = lib.ISO_OP_ROOT_BIND
+    error: ClassVar[type[errors.SetupError]] = errors.MountError
+    source_root: bytes | None
+    source: bytes
+    root: bytes | None
+    target: bytes
+    recursive: bool = True
+    readonly: bool = False
+    optional: bool = False
+    attr_set: int = 0
+    attr_clr: int = 0
+
+    def describe(self) -> str:
+        ro = " read-only" if self.readonly else ""
+        return f"bind{ro} {_rel(self.source_root, self.source)} on {_rel(self.root, self.target)}"
+
+    def path(self) -> str | None:
+        return _rel(self.root, self.target)
+
+    def encode(self, arena: _Arena) -> Any:
+        flags = ((F_RECURSIVE if self.recursive else 0) | (F_READONLY if self.readonly else 0)
+                 | (F_EXIST_OK if self.optional else 0))
+        return flags, -1, (arena.str(self.source_root), arena.str(self.source),
+                           arena.str(self.root), arena.str(self.target)), (
+            self.attr_set, self.attr_clr, 0, 0)
+
+    @classmethod
+    def decode(cls, flags: int, fd: int, args: Any, vals: Any, arena: _Arena) -> Op:
+        s, t = _s(arena, args[1]), _s(arena, args[3])
+        assert s is not None and t is not None
+        return cls(source_root=_s(arena, args[0]), source=s, root=_s(arena, args[2]), target=t,
+                   recursive=bool(flags & F_RECURSIVE), readonly=bool(flags & F_READONLY),
+                   optional=bool(flags & F_EXIST_OK), attr_set=vals[0], attr_clr=vals[1])
+
+
+@dataclass(frozen=True, slots=True)
+class RootMount(Op):
+    """A new ``fstype`` filesystem (fsopen/fsmount) attached at ``target`` inside ``root``."""
+
+    kind: ClassVar[int] = lib.ISO_OP_ROOT_MOUNT
+    error: ClassVar[type[errors.SetupError]] = errors.MountError
+    fstype: bytes
+    root: bytes | None
+    target: bytes
+    source: bytes | None = None
+    attrs: int = 0
+    options: tuple[tuple[str, str | None], ...] = ()
+    optional: bool = False
+
+    def describe(self) -> str:
+        return f"mount {_d(self.fstype)} on {_rel(self.root, self.target)}"
+
+    def path(self) -> str | None:
+        return _rel(self.root, self.target)
+
+    def encode(self, arena: _Arena) -> Any:
+        opts = arena.data(_pack_fs_options(self.options), 1) if self.options else 0
+        return (F_EXIST_OK if self.optional else 0), -1, (
+            arena.str(self.fstype), arena.str(self.source), arena.str(self.root),
+            arena.str(self.target)), (self.attrs, opts, len(self.options), 0)
+
+    @classmethod
+    def decode(cls, flags: int, fd: int, args: Any, vals: Any, arena: _Arena) -> Op:
+        f, t = _s(arena, args[0]), _s(arena, args[3])
+        assert f is not None and t is not None
+        return cls(fstype=f, source=_s(arena, args[1]), root=_s(arena, args[2]), target=t,
+                   attrs=vals[0], options=_unpack_fs_options(arena, vals[1], vals[2]),
+                   optional=bool(flags & F_EXIST_OK))
+
+
+@dataclass(frozen=True, slots=True)
+class RootMask(Op):
+    """Hide ``target`` inside ``root``: read-only empty tmpfs on a directory, ``null`` on a file."""
+
+    kind: ClassVar[int] = lib.ISO_OP_ROOT_MASK
+    error: ClassVar[type[errors.SetupError]] = errors.MountError
+    root: bytes
+    target: bytes
+    null: bytes
+
+    def describe(self) -> str:
+        return f"mask {_rel(self.root, self.target)}"
+
+    def path(self) -> str | None:
+        return _rel(self.root, self.target)
+
+    def encode(self, arena: _Arena) -> Any:
+        return 0, -1, (arena.str(self.root), arena.str(self.target), arena.str(self.null), 0), (
+            0, 0, 0, 0)
+
+    @classmethod
+    def decode(cls, flags: int, fd: int, args: Any, vals: Any, arena: _Arena) -> Op:
+        r, t, n = _s(arena, args[0]), _s(arena, args[1]), _s(arena, args[2])
+        assert r is not None and t is not None and n is not None
+        return cls(root=r, target=t, null=n)
+
+
+@dataclass(frozen=True, slots=True)
+class RootChdir(Op):
+    """chdir to ``target`` resolved inside ``root`` with no magic links (no /proc/self/fd/N)."""
+
+    kind: ClassVar[int] = lib.ISO_OP_ROOT_CHDIR
+    error: ClassVar[type[errors.SetupError]] = errors.MountError
+    root: bytes
+    target: bytes
+
+    def describe(self) -> str:
+        return f"chdir {_rel(self.root, self.target)}"
+
+    def path(self) -> str | None:
+        return _rel(self.root, self.target)
+
+    def encode(self, arena: _Arena) -> Any:
+        return 0, -1, (arena.str(self.root), arena.str(self.target), 0, 0), (0, 0, 0, 0)
+
+    @classmethod
+    def decode(cls, flags: int, fd: int, args: Any, vals: Any, arena: _Arena) -> Op:
+        r, t = _s(arena, args[0]), _s(arena, args[1])
+        assert r is not None and t is not None
+        return cls(root=r, target=t)
+
+
+@dataclass(frozen=True, slots=True)
+class SetDumpable(_Vals):
+    kind: ClassVar[int] = lib.ISO_OP_SET_DUMPABLE
+    error: ClassVar[type[errors.SetupError]] = errors.IdentityError
+    on: int = 0
+
+    def describe(self) -> str:
+        return f"prctl PR_SET_DUMPABLE {self.on}"
+
+
