@@ -3,16 +3,6 @@
  * isolate.probe().  Each returns 0 or -errno, kernel style. */
 #include "isolate.h"
 
-#ifndef __NR_fsopen
-#define __NR_fsopen 430
-#endif
-#ifndef __NR_fsconfig
-#define __NR_fsconfig 431
-#endif
-#ifndef __NR_fsmount
-#define __NR_fsmount 432
-#endif
-
 int
 iso_mount(const char *source, const char *target, const char *fstype, uint64_t flags,
           const char *data)

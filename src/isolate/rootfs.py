@@ -31,6 +31,7 @@ from typing import Any, Sequence, Union
 
 from . import _plan as P
 from .errors import ConfigError
+from .process import _fsencode
 
 __all__ = ["RootFS", "Changes", "OCI_MASKED_PATHS", "OCI_READONLY_PATHS", "HOST_DIRS", "HOST_ETC"]
 
@@ -66,14 +67,9 @@ _NOSUID_NODEV_NOEXEC = _NOSUID_NODEV | _MA.MOUNT_ATTR_NOEXEC
 
 
 def _fs(value: object, what: str) -> bytes:
-    if isinstance(value, bytes):
-        b = value
-    elif isinstance(value, str) or hasattr(value, "__fspath__"):
-        b = os.fsencode(value)
-    else:
-        raise ConfigError(f"{what} must be a path, got {value!r}")
-    if not b or b"\0" in b:
-        raise ConfigError(f"{what} must be a non-empty path without NUL bytes, got {value!r}")
+    b = _fsencode(value, what)
+    if not b:
+        raise ConfigError(f"{what} must be a non-empty path, got {value!r}")
     return b
 
 
