@@ -38,7 +38,10 @@ def execute(plan: Plan, *, before_release: Callable[[int], None] | None = None) 
     """
     if before_release is not None:
         plan.flags |= PLAN_HOLD
-    c_plan = plan.pack()
+        c_plan = plan.pack()
+    else:
+        # A cached plan is packed once and reused: C only reads it.
+        c_plan = plan._packed[0] if plan._packed is not None else plan.pack()
     child = ffi.new("struct iso_child *")
     rc = lib.iso_spawn(c_plan, child)
     if rc < 0:

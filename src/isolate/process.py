@@ -427,6 +427,62 @@ def build_plan(
                   netns_fd=netns_fd)
 
 
+def _freeze(value: Any) -> Any:
+    """A hashable stand-in for an option value; TypeError if it has none."""
+    if isinstance(value, bool):
+        return ("<bool>", value)  # True == 1: keep user=True from hitting user=1's plan
+    if isinstance(value, (str, bytes, int, float, type(None), P.Op)):
+        return value
+    if isinstance(value, (set, frozenset)):
+        return frozenset(_freeze(v) for v in value)
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, Mapping):
+        return ("<map>", tuple(sorted((_freeze(k), _freeze(v)) for k, v in value.items())))
+    if isinstance(value, (IdMap, os.PathLike)):
+        return value if isinstance(value, IdMap) else ("<path>", os.fspath(value))
+    raise TypeError(value)
+
+
+_PLAN_CACHE: dict[Any, P.Plan] = {}
+_PLAN_CACHE_SIZE = 64
+
+
+def _cached_plan(argv: Sequence[Any], pairs: list[tuple[int, int]], keep: list[int],
+                 options: dict[str, Any]) -> P.Plan:
+    """``build_plan``, memoized with its packed form for repeated identical spawns.
+
+    A judge or CI sandbox starts the same command shape thousands of times;
+    validating and packing it again each time would cost more than the clone.
+    Plans naming live objects (``join``, ``cgroup``) are never cached, and the
+    key holds everything else a plan depends on: the options, fd numbers,
+    the caller's ids, and PATH or the cwd where they are used.
+    """
+    if options.get("join") or options.get("cgroup") is not None:
+        return build_plan(argv, fd_pairs=pairs, keep_fds=keep, **options)
+    try:
+        key: Any = (tuple(_freeze(a) for a in argv), tuple(pairs), tuple(keep),
+                    tuple(sorted((k, _freeze(v)) for k, v in options.items())),
+                    os.geteuid(), os.getegid())
+        cwd = options.get("cwd")
+        if cwd is not None and not os.fspath(cwd).startswith("/" if isinstance(os.fspath(cwd), str) else b"/"):
+            key += (os.getcwd(),)
+        if options.get("env") is None:
+            key += (os.environ.get("PATH"),)
+        plan = _PLAN_CACHE.get(key)
+    except TypeError:
+        return build_plan(argv, fd_pairs=pairs, keep_fds=keep, **options)
+    if plan is None:
+        plan = build_plan(argv, fd_pairs=pairs, keep_fds=keep, **options)
+        if plan.flags & P.PLAN_HOLD:
+            return plan  # spawn() rewrites held plans: never share them
+        plan.pack()
+        if len(_PLAN_CACHE) >= _PLAN_CACHE_SIZE:
+            _PLAN_CACHE.pop(next(iter(_PLAN_CACHE)))
+        _PLAN_CACHE[key] = plan
+    return plan
+
+
 def _newidmap(tool: str, pid: int, text: bytes) -> None:
     """Write a multi-range map through Debian's setuid newuidmap/newgidmap."""
     import shutil
@@ -731,7 +787,7 @@ def spawn(
             keep.append(dst)
         # Inherited stdio needs no dup: fds 0-2 are already where they belong.
         std_pairs = [(src, dst) for dst, src in enumerate(stdio.child_fds) if src != dst]
-        plan = build_plan(argv, fd_pairs=std_pairs + pairs, keep_fds=keep, **options)
+        plan = _cached_plan(argv, std_pairs + pairs, keep, options)
         ns = set(options.get("namespaces", ()))
         tree = "pidns" if "pid" in ns else ("pgid" if options.get("process_group") or
                                             options.get("new_session") else "pid")

@@ -1,0 +1,88 @@
+"""The plan cache: identical spawns reuse one packed plan; anything that changes the plan misses."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from isolate import ConfigError, IdMap
+from isolate import _plan as P
+from isolate import process as pr
+
+
+def cached(argv: list[str], **options: object) -> P.Plan:
+    return pr._cached_plan(argv, [], [0, 1, 2], dict(options))
+
+
+def test_identical_options_reuse_the_packed_plan() -> None:
+    a = cached(["/bin/true"], namespaces={"pid", "mnt"}, hostname=None)
+    b = cached(["/bin/true"], namespaces={"mnt", "pid"}, hostname=None)
+    assert a is b and a._packed is not None
+
+
+@pytest.mark.parametrize("change", [
+    dict(namespaces={"pid"}), dict(env={"A": "1"}), dict(env={"A": "2"}), dict(umask=0o22),
+    dict(rlimits={"nofile": 10}), dict(rlimits={"nofile": 11}),
+    dict(namespaces={"user"}, uid_map=[IdMap(inside=0, outside=5)], gid_map=[IdMap(inside=0, outside=5)]),
+])
+def test_a_different_option_gets_a_different_plan(change: dict) -> None:
+    base = cached(["/bin/true"])
+    assert cached(["/bin/true"], **change) is not base
+
+
+def test_path_change_is_seen(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/one")
+    first = cached(["prog"])
+    monkeypatch.setenv("PATH", "/two")
+    second = cached(["prog"])
+    assert first.ops[-1] == P.Exec((b"/one/prog",))
+    assert second.ops[-1] == P.Exec((b"/two/prog",))
+
+
+def test_relative_cwd_follows_the_current_directory(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    pa = cached(["/bin/true"], cwd=".")
+    monkeypatch.chdir(tmp_path / "b")
+    pb = cached(["/bin/true"], cwd=".")
+    assert pa is not pb
+
+
+def test_true_is_not_confused_with_one() -> None:
+    cached(["/bin/true"], user=1)
+    with pytest.raises(ConfigError):
+        cached(["/bin/true"], user=True)
+
+
+def test_plans_naming_live_objects_are_not_cached() -> None:
+    class Ns:
+        type = "uts"
+
+        def fileno(self) -> int:
+            return 0
+
+    ns = Ns()
+    assert cached(["/bin/true"], join=[ns]) is not cached(["/bin/true"], join=[ns])
+
+
+def test_unhashable_option_values_fall_back_to_building() -> None:
+    class Weird:
+        __hash__ = None  # type: ignore[assignment]
+
+    with pytest.raises(ConfigError):
+        cached(["/bin/true"], hostname=Weird())
+
+
+def test_cache_is_bounded() -> None:
+    for i in range(pr._PLAN_CACHE_SIZE + 10):
+        cached(["/bin/true", str(i)])
+    assert len(pr._PLAN_CACHE) <= pr._PLAN_CACHE_SIZE
+
+
+def test_euid_is_part_of_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    a = cached(["/bin/true"], namespaces={"user"})
+    monkeypatch.setattr(os, "geteuid", lambda: 4321)
+    b = cached(["/bin/true"], namespaces={"user"})
+    assert a is not b
