@@ -1,0 +1,351 @@
+"""The latency cases: each starts /bin/true and waits for it.
+
+A case is one small function in ``REGISTRY``: a context manager that sets up
+whatever the case needs, yields the callable that is timed (one start and
+wait), and tears down on exit.  It raises ``Skip`` with the reason when the
+host cannot run it.  New capabilities appear as new entries; the Container
+cases register themselves once ``isolate.Container`` exists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, ContextManager
+
+import isolate
+from isolate import _plan as P
+
+TRUE = "/bin/true"
+Iteration = Callable[[], None]
+
+
+class Skip(Exception):
+    """The case cannot run on this host; the message says why."""
+
+
+@dataclass(frozen=True)
+class Case:
+    """One row of the latency table."""
+
+    name: str
+    group: str  # baseline | isolate | external | container
+    setup: Callable[[], ContextManager[Iteration]]
+    note: str = ""
+
+
+REGISTRY: list[Case] = []
+
+
+def case(name: str, group: str, note: str = ""
+         ) -> Callable[[Callable[[], Iterator[Iteration]]], Callable[[], Iterator[Iteration]]]:
+    """Register a generator function (set up, ``yield`` the iteration, tear down) as a case."""
+    def register(fn: Callable[[], Iterator[Iteration]]) -> Callable[[], Iterator[Iteration]]:
+        REGISTRY.append(Case(name, group, contextlib.contextmanager(fn), note))
+        return fn
+    return register
+
+
+def tool(name: str) -> str:
+    """The path of ``name`` on PATH (sbin included), or ``Skip``."""
+    path = shutil.which(name) or shutil.which(name, path="/usr/local/sbin:/usr/sbin:/sbin")
+    if path is None:
+        raise Skip(f"{name} not found on PATH")
+    return path
+
+
+def check_tool(argv: list[str], **kw: Any) -> None:
+    """Run ``argv`` once with stderr captured; ``Skip`` with the tool's own error if it fails."""
+    r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, timeout=60, **kw)
+    if r.returncode != 0:
+        lines = [ln for ln in r.stderr.decode(errors="replace").splitlines() if ln.strip()]
+        msg = lines[-1].strip() if lines else f"exit status {r.returncode}"
+        raise Skip(f"{os.path.basename(argv[0])} failed: {msg}")
+
+
+def run_quiet(argv: list[str]) -> None:
+    """The timed form of an external tool run: stdio on /dev/null, non-zero exit is an error."""
+    r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+    if r.returncode != 0:
+        raise RuntimeError(f"{argv[0]} exited with {r.returncode}")
+
+
+def spawn_wait(**options: Any) -> None:
+    """One isolate.spawn of /bin/true, waited for."""
+    p = isolate.spawn([TRUE], **options)
+    try:
+        if p.wait() != 0:
+            raise RuntimeError(f"/bin/true exited with {p.returncode} ({options})")
+    finally:
+        p.close()
+
+
+# --- baselines ---------------------------------------------------------------
+
+
+@case("subprocess.run", "baseline", "the reference: every ratio divides by this row's median")
+def _subprocess_run() -> Iterator[Iteration]:
+    yield lambda: subprocess.run([TRUE], check=True)
+
+
+@case("os.posix_spawn + waitpid", "baseline")
+def _posix_spawn() -> Iterator[Iteration]:
+    env = dict(os.environ)
+
+    def it() -> None:
+        pid = os.posix_spawn(TRUE, [TRUE], env)
+        os.waitpid(pid, 0)
+    yield it
+
+
+# --- isolate.spawn -----------------------------------------------------------
+
+CORE = ("pid", "mnt", "uts", "ipc")
+FULL = ("pid", "mnt", "uts", "ipc", "net", "cgroup")
+
+
+def _ns_case(label: str, namespaces: tuple[str, ...]) -> None:
+    @case(f"isolate.spawn {label}", "isolate")
+    def _c() -> Iterator[Iteration]:
+        ns = frozenset(namespaces)
+        spawn_wait(namespaces=ns)  # fails here, not in the timed loop, if the kernel refuses
+        yield lambda: spawn_wait(namespaces=ns)
+
+
+_ns_case("(no namespace)", ())
+for _ns in ("pid", "mnt", "uts", "ipc", "net", "user", "cgroup", "time"):
+    _ns_case(_ns, (_ns,))
+_ns_case("+".join(CORE), CORE)
+_ns_case("+".join(CORE) + "+net", CORE + ("net",))
+_ns_case("+".join(CORE) + "+net+user", CORE + ("net", "user"))
+_ns_case("+".join(FULL), FULL)
+
+
+@contextlib.contextmanager
+def netns_pool(size: int = 16) -> Iterator[isolate.NetnsPool]:
+    """A NetnsPool, or ``Skip`` where network namespaces cannot be made."""
+    try:
+        pool = isolate.NetnsPool(size=size)
+    except isolate.UnsupportedError as e:
+        raise Skip(str(e)) from None
+    with pool:
+        yield pool
+
+
+@case("isolate.spawn " + "+".join(FULL) + ", net from NetnsPool", "isolate",
+      "net joined from a pool filled by a background thread; take + close timed")
+def _pooled_full() -> Iterator[Iteration]:
+    others = frozenset(FULL) - {"net"}
+    with netns_pool() as pool:
+        def it() -> None:
+            with pool.take() as ns:
+                spawn_wait(namespaces=others, join=[ns])
+        it()
+        yield it
+
+
+def rootfs_ops(root: bytes) -> list[P.Op]:
+    """A bwrap-shaped host root built from plan ops: tmpfs root, ro /usr, /proc, /dev, pivot_root."""
+    ops: list[P.Op] = [P.Mount(b"tmpfs", root, b"tmpfs", P.lib.MS_NOSUID, b"mode=0755,size=1m"),
+                       P.Mkdir(root + b"/usr"), P.Bind(b"/usr", root + b"/usr", readonly=True)]
+    for d in (b"bin", b"lib", b"lib64", b"sbin"):
+        if os.path.islink(b"/" + d):
+            ops.append(P.Symlink(os.readlink(b"/" + d), root + b"/" + d))
+        elif os.path.isdir(b"/" + d):
+            ops += [P.Mkdir(root + b"/" + d), P.Bind(b"/" + d, root + b"/" + d, readonly=True)]
+    nodev = P.lib.MS_NOSUID | P.lib.MS_NODEV
+    ops += [P.Mkdir(root + b"/proc"),
+            P.Mount(b"proc", root + b"/proc", b"proc", nodev | P.lib.MS_NOEXEC),
+            P.Mkdir(root + b"/dev"),
+            P.Mount(b"tmpfs", root + b"/dev", b"tmpfs", P.lib.MS_NOSUID, b"mode=0755")]
+    for dev in (b"null", b"zero", b"full", b"random", b"urandom", b"tty"):
+        ops += [P.WriteFile(root + b"/dev/" + dev, b""), P.Bind(b"/dev/" + dev, root + b"/dev/" + dev)]
+    ops += [P.Symlink(b"/proc/self/fd", root + b"/dev/fd"), P.PivotRoot(root)]
+    return ops
+
+
+@case("isolate.spawn " + "+".join(FULL) + ", rootfs plan (ro /usr, /proc, /dev, pivot_root)",
+      "isolate", "the shape of bwrap's row, built from isolate._plan ops until Container exists")
+def _rootfs_plan() -> Iterator[Iteration]:
+    with tempfile.TemporaryDirectory(prefix="isolate-bench-root-") as d:
+        ops = rootfs_ops(os.fsencode(d))
+        spawn_wait(namespaces=frozenset(FULL), ops=ops)
+        yield lambda: spawn_wait(namespaces=frozenset(FULL), ops=ops)
+
+
+@case("isolate.spawn " + "+".join(FULL) + ", rootfs plan, net from NetnsPool", "isolate")
+def _rootfs_plan_pooled() -> Iterator[Iteration]:
+    others = frozenset(FULL) - {"net"}
+    with tempfile.TemporaryDirectory(prefix="isolate-bench-root-") as d, netns_pool() as pool:
+        ops = rootfs_ops(os.fsencode(d))
+
+        def it() -> None:
+            with pool.take() as ns:
+                spawn_wait(namespaces=others, join=[ns], ops=ops)
+        it()
+        yield it
+
+
+# --- isolate.Container (appears once issue 4's Container exists) -------------
+
+
+def _container_case(name: str, with_limits: bool, pooled: bool = False,
+                    namespaces: tuple[str, ...] | None = None, note: str = "") -> None:
+    @case(name, "container", note)
+    def _c() -> Iterator[Iteration]:
+        if not hasattr(isolate, "Container") or not hasattr(isolate, "RootFS"):
+            raise Skip("isolate.Container is not available in this version")
+        kwargs: dict[str, Any] = {}
+        if namespaces is not None:
+            kwargs["namespaces"] = frozenset(namespaces)
+        if with_limits:
+            if not hasattr(isolate, "Limits"):
+                raise Skip("isolate.Limits is not available in this version")
+            kwargs["limits"] = isolate.Limits(memory_max=256 << 20, pids_max=64)
+        with contextlib.ExitStack() as stack:
+            rootfs = isolate.RootFS.host()
+            if hasattr(rootfs, "__exit__"):
+                stack.enter_context(rootfs)
+            pool = stack.enter_context(netns_pool()) if pooled else None
+
+            def it() -> None:
+                extra = dict(kwargs)
+                with contextlib.ExitStack() as inner:
+                    if pool is not None:
+                        # A Container takes its network namespace through net=.
+                        extra["net"] = inner.enter_context(pool.take())
+                    with isolate.Container(rootfs=rootfs, **extra) as c:
+                        r = c.run([TRUE])
+                        if r.returncode != 0:
+                            raise RuntimeError(f"Container.run(/bin/true) gave {r.returncode}")
+            try:
+                it()
+            except Skip:
+                raise
+            except Exception as e:  # reported in the table, so the gap is visible
+                raise Skip(f"Container failed: {type(e).__name__}: {e}") from None
+            yield it
+
+
+_container_case("isolate.Container host rootfs", with_limits=False,
+                note="defaults: user+pid+mnt+uts+ipc+net+cgroup, OCI capabilities, seccomp, no_new_privs")
+_container_case("isolate.Container host rootfs, no user ns", with_limits=False, namespaces=FULL,
+                note="the issue's target shape: pid+mnt+uts+ipc+net+cgroup")
+_container_case("isolate.Container host rootfs + cgroup limits", with_limits=True)
+_container_case("isolate.Container host rootfs, net from NetnsPool", with_limits=False, pooled=True,
+                namespaces=tuple(n for n in FULL if n != "net"),
+                note="pid+mnt+uts+ipc+cgroup, net=<PooledNetns>")
+
+
+# --- other tools ---------------------------------------------------------------
+
+
+@case("unshare --pid --mount --uts --ipc --fork", "external", "util-linux unshare(1)")
+def _unshare() -> Iterator[Iteration]:
+    argv = [tool("unshare"), "--pid", "--mount", "--uts", "--ipc", "--fork", TRUE]
+    check_tool(argv)
+    yield lambda: run_quiet(argv)
+
+
+def bwrap_argv(share_net: bool) -> list[str]:
+    """bwrap with every namespace, ro /usr (and the merged-/usr links), /proc and /dev."""
+    argv = [tool("bwrap"), "--unshare-all"] + (["--share-net"] if share_net else [])
+    argv += ["--ro-bind", "/usr", "/usr"]
+    for d in ("bin", "lib", "lib64", "sbin"):
+        if os.path.islink("/" + d):
+            argv += ["--symlink", os.readlink("/" + d), "/" + d]
+        elif os.path.isdir("/" + d):
+            argv += ["--ro-bind", "/" + d, "/" + d]
+    return argv + ["--proc", "/proc", "--dev", "/dev", TRUE]
+
+
+@case("bwrap --unshare-all", "external", "ro /usr, --proc, --dev; bubblewrap")
+def _bwrap() -> Iterator[Iteration]:
+    argv = bwrap_argv(share_net=False)
+    check_tool(argv)
+    yield lambda: run_quiet(argv)
+
+
+@case("bwrap --unshare-all --share-net", "external")
+def _bwrap_net() -> Iterator[Iteration]:
+    argv = bwrap_argv(share_net=True)
+    check_tool(argv)
+    yield lambda: run_quiet(argv)
+
+
+CGROUP_PREFIX = "isolate-test-bench"
+
+
+@contextlib.contextmanager
+def oci_bundle(runtime: str) -> Iterator[tuple[str, str, str]]:
+    """A bundle for ``runtime``: config.json from ``runc spec`` running /bin/true, pid/net/ipc/uts/
+    mnt/cgroup namespaces, a read-only rootfs of the host's /usr.  Yields (bundle, state root,
+    cgroups path); removes the bundle, any container left and the cgroup on exit."""
+    runc = tool("runc")  # `runc spec` writes the config both runtimes read
+    with tempfile.TemporaryDirectory(prefix=f"isolate-bench-{runtime}-") as d:
+        subprocess.run([runc, "spec", "--bundle", d], check=True, capture_output=True)
+        with open(os.path.join(d, "config.json")) as f:
+            spec = json.load(f)
+        rootfs = os.path.join(d, "rootfs")
+        for sub in ("usr", "proc", "dev", "sys", "tmp", "etc"):
+            os.makedirs(os.path.join(rootfs, sub))
+        for link in ("bin", "lib", "lib64", "sbin"):
+            if os.path.islink("/" + link):
+                os.symlink(os.readlink("/" + link), os.path.join(rootfs, link))
+        spec["process"]["args"] = [TRUE]
+        spec["process"]["terminal"] = False
+        spec["root"] = {"path": "rootfs", "readonly": True}
+        spec["mounts"].append({"destination": "/usr", "type": "bind", "source": "/usr",
+                               "options": ["rbind", "ro", "nosuid", "nodev"]})
+        ns = spec["linux"]["namespaces"]
+        if not any(n["type"] == "cgroup" for n in ns):
+            ns.append({"type": "cgroup"})
+        cgpath = f"/{CGROUP_PREFIX}-{runtime}-{os.getpid()}"
+        spec["linux"]["cgroupsPath"] = cgpath
+        with open(os.path.join(d, "config.json"), "w") as f:
+            json.dump(spec, f, indent=1)
+        state = os.path.join(d, "state")
+        os.mkdir(state)
+        try:
+            yield d, state, cgpath
+        finally:
+            exe = tool(runtime)
+            r = subprocess.run([exe, "--root", state, "list", "-q"], capture_output=True, text=True)
+            for cid in r.stdout.split():
+                subprocess.run([exe, "--root", state, "delete", "-f", cid], capture_output=True)
+            remove_cgroups(cgpath)
+
+
+def remove_cgroups(cgpath: str) -> None:
+    """rmdir a cgroup a runtime left behind, in every hierarchy (deepest first)."""
+    for path in sorted(glob.glob(f"/sys/fs/cgroup/*{cgpath}") + glob.glob(f"/sys/fs/cgroup{cgpath}"),
+                       key=len, reverse=True):
+        with contextlib.suppress(OSError):
+            os.rmdir(path)
+
+
+def _oci_case(runtime: str) -> None:
+    @case(f"{runtime} run", "external", "same bundle: ro host /usr, pid/net/ipc/uts/mnt/cgroup ns")
+    def _c() -> Iterator[Iteration]:
+        exe = tool(runtime)
+        with oci_bundle(runtime) as (bundle, state, _):
+            counter = iter(range(1 << 62))
+
+            def argv() -> list[str]:
+                return [exe, "--root", state, "run", "--bundle", bundle,
+                        f"isobench-{os.getpid()}-{next(counter)}"]
+            check_tool(argv())
+            yield lambda: run_quiet(argv())
+
+
+_oci_case("runc")
+_oci_case("crun")

@@ -1,0 +1,170 @@
+"""Run the benchmark suite and write a results folder.
+
+    python -m benchmarks.run [--quick] [--phases] [--out DIR] [--sections a,b,...]
+
+Writes DIR/results.md (tables), DIR/results.json (every sample) and PNG
+charts.  ``--quick`` takes under a minute and proves the suite works; its
+numbers are too few to compare.  Needs root for most isolate cases (as the
+library itself does); cases the host cannot run are listed as skipped, with
+the reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import cases as C
+from . import experiments as E
+from . import report
+
+SECTIONS = ("latency", "netns", "mounts", "threads", "memory", "rss")
+
+
+@dataclass(frozen=True)
+class Config:
+    """How many samples each section takes."""
+
+    rounds: int
+    warmup: int
+    rss_levels: tuple[int, ...]
+    rss_rounds: int
+    threads: tuple[int, ...]
+    thread_seconds: float
+    thread_reps: int
+    mounts: tuple[int, ...]
+    mount_rounds: int
+    phase_rounds: int
+    spawns_for_growth: int
+    live_sandboxes: int
+    netns_spawns: int
+
+
+FULL = Config(rounds=300, warmup=10, rss_levels=(50, 128, 256, 512, 1024, 2048), rss_rounds=60,
+              threads=(1, 2, 4), thread_seconds=1.0, thread_reps=6, mounts=(1, 10, 100, 1000),
+              mount_rounds=25, phase_rounds=100, spawns_for_growth=3000, live_sandboxes=100,
+              netns_spawns=400)
+QUICK = Config(rounds=6, warmup=1, rss_levels=(50, 200), rss_rounds=3, threads=(1, 2),
+               thread_seconds=0.3, thread_reps=1, mounts=(1, 10, 100), mount_rounds=2,
+               phase_rounds=2, spawns_for_growth=100, live_sandboxes=5, netns_spawns=15)
+
+
+def _row(res: dict[str, Any], name: str) -> dict[str, Any] | None:
+    for r in res.get("latency", {}).get("rows", []):
+        if r["name"] == name and r["stats"]:
+            return r
+    return None
+
+
+def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's targets, as ratios from this run (None where a row is missing)."""
+    out: list[dict[str, Any]] = []
+
+    def add(target: str, value: float | None, limit: float, at_least: bool = False) -> None:
+        met = None if value is None else (value >= limit if at_least else value <= limit)
+        out.append({"target": target, "value": value, "limit": limit, "met": met})
+
+    def ratio(a: str, b: str) -> float | None:
+        ra, rb = _row(res, a), _row(res, b)
+        return ra["stats"]["median"] / rb["stats"]["median"] if ra and rb else None
+
+    core = "isolate.spawn " + "+".join(C.CORE)
+    full = "isolate.spawn " + "+".join(C.FULL)
+    add("isolate.spawn pid+mnt+uts+ipc ≤ 1.2× subprocess.run", ratio(core, "subprocess.run"), 1.2)
+    shapes = [("Container (pid+mnt+uts+ipc+net+cgroup)", "isolate.Container host rootfs, no user ns",
+               "isolate.Container host rootfs, net from NetnsPool"),
+              ("Container (defaults, with user ns)", "isolate.Container host rootfs", None),
+              ("spawn, full namespaces + rootfs plan",
+               full + ", rootfs plan (ro /usr, /proc, /dev, pivot_root)",
+               full + ", rootfs plan, net from NetnsPool")]
+    for label, row, pooled in shapes:
+        if not _row(res, row):
+            continue
+        add(f"{label} ≤ 0.5× bwrap --unshare-all", ratio(row, "bwrap --unshare-all"), 0.5)
+        for rt in ("crun", "runc"):
+            add(f"{label} ≤ 0.15× {rt} run", ratio(row, f"{rt} run"), 0.15)
+        if pooled is not None:
+            add(f"{label}, pooled net ≤ 1.6× subprocess.run", ratio(pooled, "subprocess.run"), 1.6)
+    add("full namespaces, pooled net ≤ 1.6× subprocess.run",
+        ratio(full + ", net from NetnsPool", "subprocess.run"), 1.6)
+    rss = res.get("rss", {}).get("ratio_last_to_first", {})
+    levels = res.get("rss", {}).get("points", [])
+    span = f"{levels[-1]['target_mib']} MiB / {levels[0]['target_mib']} MiB" if levels else "2 GiB / 50 MiB"
+    add(f"isolate.spawn pid+mnt+uts+ipc at {span} RSS ≤ 1.15×", rss.get(core), 1.15)
+    sp = res.get("threads", {}).get("speedup_2_vs_1", {})
+    add("isolate.spawn pid+mnt+uts+ipc, 2 threads ≥ 1.7× 1 thread", sp.get(core), 1.7, at_least=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: parse the options, run the sections, write the folder."""
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="a check that the suite works (< 1 minute)")
+    ap.add_argument("--phases", action="store_true", help="also break a spawn down into phases")
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/latest"),
+                    help="results folder (default: benchmarks/results/latest)")
+    ap.add_argument("--sections", default=",".join(SECTIONS),
+                    help=f"comma-separated subset of {','.join(SECTIONS)}")
+    ap.add_argument("--rounds", type=int, help="rounds of the latency table (overrides the mode's)")
+    ap.add_argument("--cases", help="only latency cases whose name contains this text")
+    args = ap.parse_args(argv)
+    sections = [s for s in args.sections.split(",") if s]
+    for s in sections:
+        if s not in SECTIONS:
+            ap.error(f"unknown section {s!r} (known: {', '.join(SECTIONS)})")
+    cfg = QUICK if args.quick else FULL
+    if args.rounds is not None:
+        if args.rounds < 1:
+            ap.error("--rounds must be >= 1")
+        cfg = Config(**{**cfg.__dict__, "rounds": args.rounds})
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    started = time.monotonic()
+    res: dict[str, Any] = {"command": "python -m benchmarks.run " + " ".join(argv if argv is not None
+                                                                              else sys.argv[1:]),
+                           "quick": args.quick, "config": cfg.__dict__, "machine": report.machine()}
+    if os.geteuid() != 0:
+        log("note: not root; cases that need privileges will be skipped")
+    if "latency" in sections:
+        log("latency:")
+        selected = [c for c in C.REGISTRY if not args.cases or args.cases in c.name
+                    or c.name == "subprocess.run"]
+        res["latency"] = E.latency(selected, cfg.rounds, cfg.warmup, log)
+    if "netns" in sections:
+        log("network namespace CPU:")
+        res["netns_cpu"] = E.netns_cpu(cfg.netns_spawns, log)
+    if "mounts" in sections:
+        log("mounts:")
+        res["mounts"] = E.mount_curve(cfg.mounts, cfg.mount_rounds, log)
+    if args.phases:
+        log("phases:")
+        res["phases"] = E.phases(cfg.phase_rounds, log)
+    if "threads" in sections:
+        log("threads:")
+        res["threads"] = E.thread_throughput(cfg.threads, cfg.thread_seconds, cfg.thread_reps, log)
+    if "memory" in sections:
+        log("memory:")
+        res["memory"] = {"peak_rss": E.peak_rss(log),
+                         "embedding": E.embedding_memory(cfg.spawns_for_growth, cfg.live_sandboxes, log)}
+    if "rss" in sections:
+        log("parent RSS:")
+        res["rss"] = E.rss_curve(cfg.rss_levels, cfg.rss_rounds, log)
+    res["targets"] = targets(res)
+    res["machine"]["loadavg_end"] = os.getloadavg()
+    res["seconds"] = time.monotonic() - started
+    report.write(res, args.out)
+    for t in res["targets"]:
+        if t["value"] is not None:
+            log(f"  {'ok  ' if t['met'] else 'MISS'} {t['target']}: {t['value']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

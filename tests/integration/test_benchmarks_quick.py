@@ -1,0 +1,68 @@
+"""The benchmark suite still works: ``python -m benchmarks.run --quick`` writes a results folder
+that parses.  Asserts nothing about speed (timing lives in benchmarks/, not in tests)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("bench")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT)] + sys.path[1:]))
+    r = subprocess.run([sys.executable, "-m", "benchmarks.run", "--quick", "--phases", "--out", str(out)],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out
+
+
+def test_json_has_every_sample_and_the_machine(results: Path) -> None:
+    data = json.loads((results / "results.json").read_text())
+    m = data["machine"]
+    assert m["kernel"] == os.uname().release
+    assert m["cgroups"]
+    rows = {r["name"]: r for r in data["latency"]["rows"]}
+    base = rows["subprocess.run"]
+    assert base["ratio"] == pytest.approx(1.0)
+    assert len(base["wall_ns"]) == base["stats"]["n"] == data["latency"]["rounds"]
+    spawned = rows["isolate.spawn pid+mnt+uts+ipc"]
+    assert spawned["skipped"] is None
+    assert all(isinstance(x, int) and x > 0 for x in spawned["wall_ns"])
+    assert spawned["stats"]["p10"] <= spawned["stats"]["median"] <= spawned["stats"]["p90"]
+    # A case the host cannot run says why instead of vanishing.
+    for r in data["latency"]["rows"]:
+        if r["stats"] is None:
+            assert r["skipped"], r["name"]
+
+
+def test_every_section_is_present(results: Path) -> None:
+    data = json.loads((results / "results.json").read_text())
+    assert [p["mounts"] for p in data["mounts"]["points"]] == list(data["config"]["mounts"])
+    assert set(data["threads"]["cases"]["subprocess.run"]) == {str(k) for k in data["config"]["threads"]}
+    assert len(data["rss"]["points"]) == len(data["config"]["rss_levels"])
+    assert data["rss"]["points"][-1]["rss_mib"] >= data["config"]["rss_levels"][-1] * 0.9
+    assert data["phases"]["variants"]["pid+mnt+uts+ipc"]["clone3 (pipes, stack, namespaces)"]["median"] > 0
+    assert data["memory"]["embedding"]["spawns"] == data["config"]["spawns_for_growth"]
+    assert {t["target"] for t in data["targets"]}
+
+
+def test_markdown_and_charts_are_written(results: Path) -> None:
+    md = (results / "results.md").read_text()
+    data = json.loads((results / "results.json").read_text())
+    assert "| subprocess.run |" in md
+    assert data["machine"]["kernel"] in md
+    assert {"latency.png", "rss.png", "threads.png", "mounts.png", "phases.png"} <= set(data["charts"])
+    for name in data["charts"]:
+        assert (results / name).read_bytes().startswith(PNG_MAGIC), name
+        assert f"]({name})" in md
