@@ -261,12 +261,12 @@ def _phase_sample(**options: Any) -> dict[str, int]:
         p.close()
     tm = p.timings
     assert tm is not None
-    in_c = tm["release"] + tm["exec"]
+    in_c = tm["clone"] + tm["parent_setup"] + tm["release"] + tm["child_ops_and_exec"]
     return {"python (plan, pack, Process)": (t1 - t0) - in_c,
             "clone3 (pipes, stack, namespaces)": tm["clone"],
             "parent setup (id maps, cgroup attach)": tm["parent_setup"],
-            "release child": tm["release"] - tm["clone"] - tm["parent_setup"],
-            "child ops + execve": tm["exec"],
+            "release child": tm["release"],
+            "child ops + execve": tm["child_ops_and_exec"],
             "run + exit (until pidfd readable)": t2 - t1,
             "reap (wait4)": t3 - t2}
 

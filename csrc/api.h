@@ -100,6 +100,9 @@ struct iso_plan {
     int32_t pidns_fd;            /* the parent thread enters this pid namespace for the clone, or -1 */
     int32_t timens_fd;           /* likewise for a time namespace, or -1 */
     int32_t netns_fd;            /* a network namespace the parent thread enters for the clone, or -1 */
+    uint64_t *op_times;          /* ISO_PLAN_TIMING with a shared address space: the child
+                                    stores CLOCK_MONOTONIC ns after each op (n_ops + 1 slots,
+                                    slot 0 when it starts), else NULL */
 };
 
 struct iso_report {

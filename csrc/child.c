@@ -213,6 +213,14 @@ run_op(const struct iso_plan *p, const struct iso_op *op, struct iso_child_args 
     }
 }
 
+static uint64_t
+child_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 int
 iso_child_main(void *arg)
 {
@@ -239,9 +247,18 @@ iso_child_main(void *arg)
         close(a->sync_fd);
     }
 
+    /* Phase timing (opt-in): with CLONE_VM these stores land in the parent's
+     * memory; clock_gettime is async-signal-safe. */
+    uint64_t *times = p->op_times;
+    if (times != NULL) {
+        times[0] = child_now_ns();
+    }
     for (uint32_t i = 0; i < p->n_ops; i++) {
         if (run_op(p, &p->ops[i], a) < 0) {
             child_fail(a->report_fd, (int32_t)i, (int32_t)p->ops[i].kind, errno);
+        }
+        if (times != NULL && i + 1 < p->n_ops) {
+            times[i + 1] = child_now_ns();   /* the last op is execve: the parent stamps its end */
         }
     }
     /* A plan must end in execve. */

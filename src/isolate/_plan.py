@@ -875,6 +875,10 @@ class Plan:
         p.pidns_fd = self.pidns_fd
         p.timens_fd = self.timens_fd
         p.netns_fd = self.netns_fd
+        if self.flags & PLAN_TIMING and not self.flags & PLAN_NO_VM and self.ops:
+            times = ffi.new("uint64_t[]", len(self.ops) + 1)
+            keep.append(times)
+            p.op_times = times
         self._packed = (p, keep, arena)
         return p
 

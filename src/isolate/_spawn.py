@@ -60,14 +60,27 @@ def execute(plan: Plan, *, before_release: Callable[[int], None] | None = None) 
         raise decode_report(plan, data)
     timings = None
     if plan.flags & lib.ISO_PLAN_TIMING:
-        t0 = child.t_start
-        timings = {
-            "clone": child.t_cloned - t0,
-            "parent_setup": child.t_mapped - child.t_cloned,
-            "release": child.t_released - t0,
-            "exec": child.t_done - child.t_released,
-        }
+        timings = _timings(plan, c_plan, child)
     return Spawned(child.pid, child.pidfd, bool(child.clone3_used), timings)
+
+
+def _timings(plan: Plan, c_plan: object, child: object) -> dict[str, int]:
+    """Phase durations in ns: parent side, then each child op (``"op N: <describe>"``)."""
+    c = child
+    out = {
+        "clone": c.t_cloned - c.t_start,  # type: ignore[attr-defined]
+        "parent_setup": c.t_mapped - c.t_cloned,  # type: ignore[attr-defined]
+        "release": c.t_released - c.t_mapped,  # type: ignore[attr-defined]
+        "child_ops_and_exec": c.t_done - c.t_released,  # type: ignore[attr-defined]
+    }
+    times = c_plan.op_times  # type: ignore[attr-defined]
+    if times != ffi.NULL:
+        n = len(plan.ops)
+        stamps = [times[i] for i in range(n)] + [c.t_done]  # type: ignore[attr-defined]
+        if all(stamps[:n]):
+            for i, op in enumerate(plan.ops):
+                out[f"op {i}: {op.describe()}"] = stamps[i + 1] - stamps[i]
+    return out
 
 
 def setns(fd: int, nstype: int) -> None:

@@ -454,15 +454,25 @@ def _cached_plan(argv: Sequence[Any], pairs: list[tuple[int, int]], keep: list[i
 
     A judge or CI sandbox starts the same command shape thousands of times;
     validating and packing it again each time would cost more than the clone.
-    Plans naming live objects (``join``, ``cgroup``) are never cached, and the
-    key holds everything else a plan depends on: the options, fd numbers,
-    the caller's ids, and PATH or the cwd where they are used.
+    Plans timing their phases (whose stamps land in the packed plan) are
+    never cached.  The key holds everything a plan depends on: the options,
+    fd numbers (also those of joined namespaces and of a cgroup), the
+    caller's ids, and PATH or the cwd where they are used.
     """
-    if options.get("join") or options.get("cgroup") is not None:
+    if options.get("timings"):
         return build_plan(argv, fd_pairs=pairs, keep_fds=keep, **options)
     try:
+        # A plan holds only the fd numbers of joined namespaces and of a cgroup,
+        # so those numbers (not the objects, which must not be kept alive) are the key.
+        rest = {k: v for k, v in options.items() if k not in ("join", "cgroup")}
+        live: Any = ()
+        if options.get("join"):
+            live += (tuple((getattr(j, "type", None), j.fileno()) for j in options["join"]),)
+        cg = options.get("cgroup")
+        if cg is not None:
+            live += (cg._spawn_target(),)
         key: Any = (tuple(_freeze(a) for a in argv), tuple(pairs), tuple(keep),
-                    tuple(sorted((k, _freeze(v)) for k, v in options.items())),
+                    tuple(sorted((k, _freeze(v)) for k, v in rest.items())), live,
                     os.geteuid(), os.getegid())
         cwd = options.get("cwd")
         if cwd is not None and not os.fspath(cwd).startswith("/" if isinstance(os.fspath(cwd), str) else b"/"):
@@ -470,7 +480,9 @@ def _cached_plan(argv: Sequence[Any], pairs: list[tuple[int, int]], keep: list[i
         if options.get("env") is None:
             key += (os.environ.get("PATH"),)
         plan = _PLAN_CACHE.get(key)
-    except TypeError:
+    except (TypeError, AttributeError):
+        # Unhashable values, or objects that are not namespaces or cgroups:
+        # build_plan reports the latter as ConfigError.
         return build_plan(argv, fd_pairs=pairs, keep_fds=keep, **options)
     if plan is None:
         plan = build_plan(argv, fd_pairs=pairs, keep_fds=keep, **options)

@@ -56,15 +56,44 @@ def test_true_is_not_confused_with_one() -> None:
         cached(["/bin/true"], user=True)
 
 
-def test_plans_naming_live_objects_are_not_cached() -> None:
+def test_joined_namespaces_are_keyed_by_type_and_fd_number() -> None:
     class Ns:
-        type = "uts"
+        def __init__(self, type_: str, fd: int) -> None:
+            self.type, self.fd = type_, fd
 
         def fileno(self) -> int:
-            return 0
+            return self.fd
 
-    ns = Ns()
-    assert cached(["/bin/true"], join=[ns]) is not cached(["/bin/true"], join=[ns])
+    a = cached(["/bin/true"], join=[Ns("uts", 0)])
+    assert cached(["/bin/true"], join=[Ns("uts", 0)]) is a   # same fd, same plan
+    assert cached(["/bin/true"], join=[Ns("uts", 1)]) is not a
+    assert cached(["/bin/true"], join=[Ns("ipc", 0)]) is not a
+    assert not any(isinstance(x, Ns) for k in pr._PLAN_CACHE for x in _flatten(k))
+
+
+def _flatten(x: object) -> list[object]:
+    if isinstance(x, (tuple, list, frozenset)):
+        return [y for item in x for y in _flatten(item)]
+    return [x]
+
+
+def test_cgroup_is_keyed_by_its_spawn_target() -> None:
+    class Cg:
+        def __init__(self, fds: tuple[int, ...]) -> None:
+            self.fds = fds
+
+        def _spawn_target(self) -> tuple[int, tuple[int, ...]]:
+            return -1, self.fds
+
+    a = cached(["/bin/true"], cgroup=Cg((5, 6)))
+    assert cached(["/bin/true"], cgroup=Cg((5, 6))) is a
+    b = cached(["/bin/true"], cgroup=Cg((7,)))
+    assert b is not a and b.procs_fds == (7,)
+
+
+def test_non_namespace_join_still_raises() -> None:
+    with pytest.raises(ConfigError, match="is not a namespace"):
+        cached(["/bin/true"], join=[object()])
 
 
 def test_unhashable_option_values_fall_back_to_building() -> None:

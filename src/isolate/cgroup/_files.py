@@ -28,6 +28,7 @@ class Dir:
     fd: int
     hierarchy: str
     procs_fd: int = -1
+    spawn_file: str = "cgroup.procs"
     extra: dict[str, int] = field(default_factory=dict)
     closed: bool = False
 
@@ -122,8 +123,8 @@ class Dir:
         return [int(x) for x in text.split()]
 
     def attach(self, pid: int) -> None:
-        """Move ``pid`` (a whole process) into this cgroup."""
-        fd = self.procs_fd
+        """Move ``pid`` (a whole process, every thread) into this cgroup."""
+        fd = self.procs_fd if self.spawn_file == "cgroup.procs" else -1
         try:
             if fd < 0:
                 self.write("cgroup.procs", pid)
@@ -143,19 +144,24 @@ class Dir:
         self.closed = True
 
 
-def open_dir(path: str, hierarchy: str, *, keep_fd: bool) -> Dir:
-    """An existing cgroup directory with its cgroup.procs open for writing.
+def open_dir(path: str, hierarchy: str, *, keep_fd: bool, spawn_file: str = "cgroup.procs") -> Dir:
+    """An existing cgroup directory with ``spawn_file`` open for writing.
 
+    That fd is what the C parent writes a new child's pid to.  On v1 it is
+    ``tasks``: the child has one thread then, and moving a thread skips the
+    threadgroup lock that a ``cgroup.procs`` write takes, whose RCU sync
+    stalls for milliseconds when cgroups are not changed back to back.
     ``keep_fd`` also keeps an fd to the directory itself (needed for
     ``CLONE_INTO_CGROUP`` and BPF attach on v2).
     """
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) if keep_fd else -1
     d = Dir(path, fd, hierarchy)
+    d.spawn_file = spawn_file
     try:
-        d.procs_fd = d._open("cgroup.procs", _O_WR)
+        d.procs_fd = d._open(spawn_file, _O_WR)
     except OSError as e:
         d.close()
-        raise CgroupError(e.errno or _errno.EIO, f"{e.strerror}: opening cgroup.procs", path) from None
+        raise CgroupError(e.errno or _errno.EIO, f"{e.strerror}: opening {spawn_file}", path) from None
     return d
 
 

@@ -1,8 +1,9 @@
 """The cgroup v1 driver: one directory per v1 hierarchy (memory, cpu, pids, ...).
 
 A child spawned into the group is attached by the C parent, which writes its
-pid into every hierarchy's ``cgroup.procs`` (fds opened here once) before the
-child runs anything.  Freezing needs the freezer hierarchy; the group joins it
+pid into every hierarchy's ``tasks`` file (fds opened here once) before the
+child runs anything: the child is single-threaded then, and a ``tasks``
+write avoids the threadgroup lock of ``cgroup.procs`` (see ``open_dir``).  Freezing needs the freezer hierarchy; the group joins it
 lazily, on the first ``freeze()`` or ``kill()``, so that the common
 create-spawn-remove cycle pays for one directory fewer.
 """
@@ -80,7 +81,7 @@ class V1Group:
                         if not fh.read().strip():
                             with open(os.path.join(os.path.dirname(new), f)) as up:
                                 fh.write(up.read().strip() or "\n")
-        d = open_dir(path, _label(h), keep_fd=False)
+        d = open_dir(path, _label(h), keep_fd=False, spawn_file="tasks")
         self.dirs.append(d)
         self.mounts.append(h.mount)
         for c in h.controllers:
@@ -161,7 +162,7 @@ class V1Group:
     # --- processes --------------------------------------------------------
 
     def procs_fds(self) -> tuple[int, ...]:
-        """The open ``cgroup.procs`` fds the C parent writes a new child's pid to."""
+        """The open ``tasks`` fds the C parent writes a new, single-threaded child's pid to."""
         return tuple(d.procs_fd for d in self.dirs)
 
     def attach(self, pid: int) -> None:
