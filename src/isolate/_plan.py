@@ -17,7 +17,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Iterable, Sequence
 
 from . import errors
-from ._native import ffi, lib
+from ._native import ffi as ffi
+from ._native import lib as lib
 
 OP_STRUCT = struct.Struct("=IIii4I4Q")
 REPORT_STRUCT = struct.Struct("=iiii")
@@ -766,15 +767,13 @@ class ExecAt(Op):
 
 # The ops that build a new root inside the child live in _plan_root.py; they
 # need the base classes above, hence the import here.
-from ._plan_root import (  # noqa: E402
-    RootBind,
-    RootChdir,
-    RootMask,
-    RootMkdir,
-    RootMount,
-    RootStage,
-    SetDumpable,
-)
+from ._plan_root import RootBind as RootBind  # noqa: E402
+from ._plan_root import RootChdir as RootChdir  # noqa: E402
+from ._plan_root import RootMask as RootMask  # noqa: E402
+from ._plan_root import RootMkdir as RootMkdir  # noqa: E402
+from ._plan_root import RootMount as RootMount  # noqa: E402
+from ._plan_root import RootStage as RootStage  # noqa: E402
+from ._plan_root import SetDumpable as SetDumpable  # noqa: E402
 
 OP_CLASSES: dict[int, type[Op]] = {
     cls.kind: cls

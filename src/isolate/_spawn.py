@@ -142,4 +142,4 @@ def syscall_errno(name: str, *args: int) -> int:
     returns is closed at once.
     """
     a = list(args) + [0] * (5 - len(args))
-    return -lib.iso_syscall_errno(_SYSCALLS[name], *a)
+    return -int(lib.iso_syscall_errno(_SYSCALLS[name], *a))

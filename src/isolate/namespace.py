@@ -46,8 +46,8 @@ _FOR_CHILDREN = {"pid_for_children": "pid", "time_for_children": "time"}
 _NS_GET_NSTYPE = (0xB7 << 8) | 0x3
 
 # mount(2) flags, from the kernel headers at build time.
-_MS_BIND: int = P.lib.MS_BIND  # type: ignore[attr-defined]
-_MS_PRIVATE: int = P.lib.MS_PRIVATE  # type: ignore[attr-defined]
+_MS_BIND: int = P.lib.MS_BIND
+_MS_PRIVATE: int = P.lib.MS_PRIVATE
 
 # umount2(2) flags from <sys/mount.h>; a stable ABI like the ioctl above.
 _MNT_DETACH = 2

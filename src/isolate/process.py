@@ -101,7 +101,7 @@ def _candidates(argv0: bytes, executable: Any, env: Mapping[Any, Any] | None) ->
         return (argv0,)
     path: Any = None
     if env is not None:
-        path = env.get("PATH", env.get(b"PATH"))  # type: ignore[call-overload]
+        path = env.get("PATH", env.get(b"PATH"))
     else:
         path = os.environ.get("PATH")
     if path is None:
@@ -113,11 +113,11 @@ def _candidates(argv0: bytes, executable: Any, env: Mapping[Any, Any] | None) ->
 def _rlimit_number(name: Any) -> int:
     if isinstance(name, int) and not isinstance(name, bool):
         if name in _RLIMIT_NAMES.values():
-            return name
+            return int(name)
     elif isinstance(name, str):
         key = name.lower().removeprefix("rlimit_")
         if key in _RLIMIT_NAMES:
-            return _RLIMIT_NAMES[key]
+            return int(_RLIMIT_NAMES[key])
     raise ConfigError(f"rlimits: unknown resource {name!r}")
 
 
@@ -529,6 +529,13 @@ class Process:
     stdin: IO[bytes] | None
     stdout: IO[bytes] | None
     stderr: IO[bytes] | None
+    #: Whether clone3(2) made the process (False: the clone(2) fallback).
+    clone3: bool
+    #: Phase durations in ns with ``spawn(..., timings=True)``, else None.
+    timings: dict[str, int] | None
+    _lock: threading.Lock
+    _tree: str
+    _cgroup: Any
 
     def __init__(self) -> None:
         raise TypeError("use isolate.spawn() to create a Process")
@@ -616,7 +623,11 @@ class Process:
         loop = asyncio.get_running_loop()
         fut: "asyncio.Future[None]" = loop.create_future()
         fd = self.pidfd
-        loop.add_reader(fd, lambda: fut.done() or fut.set_result(None))
+        def ready() -> None:
+            if not fut.done():
+                fut.set_result(None)
+
+        loop.add_reader(fd, ready)
         try:
             await fut
         finally:
@@ -678,22 +689,22 @@ class Process:
                 if remaining is not None and remaining <= 0:
                     raise subprocess.TimeoutExpired(self.args, timeout or 0.0)
                 for key, _ in sel.select(remaining):
-                    f = key.fileobj
-                    if f is self.stdin:
+                    fobj = key.fileobj
+                    if fobj is self.stdin:
                         try:
                             n = os.write(key.fd, view[:65536])
                         except BrokenPipeError:
                             n = len(view)
                         view = view[n:]
                         if not view:
-                            sel.unregister(f)
-                            self.stdin.close()  # type: ignore[union-attr]
+                            sel.unregister(fobj)
+                            self.stdin.close()
                     else:
                         data = os.read(key.fd, 65536)
                         if data:
                             chunks[key.fd].append(data)
                         else:
-                            sel.unregister(f)
+                            sel.unregister(fobj)
         finally:
             sel.close()
         out = b"".join(chunks[self.stdout.fileno()]) if self.stdout is not None else None
