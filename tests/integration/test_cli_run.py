@@ -90,3 +90,58 @@ def test_rootfs_directory(tmp_path: Path) -> None:
 def test_net_host_and_rootfs(tmp_path: Path) -> None:
     r = isolate_run("--net", "host", "--", "sh", "-c", "readlink /proc/self/ns/net")
     assert r.stdout.decode().strip() == os.readlink("/proc/self/ns/net")
+
+
+def _started(p: subprocess.Popen[bytes]) -> None:
+    """Wait until the sandboxed command has printed its first line."""
+    assert p.stdout is not None
+    assert p.stdout.readline() == b"ready\n"
+
+
+def _leftover_cgroups(name: str) -> list[str]:
+    import glob
+
+    return glob.glob(f"/sys/fs/cgroup/**/{name}", recursive=True)
+
+
+@pytest.mark.cgroup1
+def test_sigterm_reaches_the_command_and_nothing_is_left(tmp_path: Path) -> None:
+    # The command traps TERM: the signal sent to `isolate run` must reach it, and
+    # the cgroup made for --memory must be gone when isolate exits.
+    name = f"isolate-test-sig-{os.getpid()}"
+    p = subprocess.Popen([sys.executable, "-m", "isolate", "run", "--memory", "64m", "--name", name,
+                          "--", "sh", "-c", "trap 'exit 7' TERM; echo ready; sleep 30 & wait"],
+                         stdout=subprocess.PIPE)
+    try:
+        _started(p)
+        p.terminate()
+        assert p.wait(timeout=30) == 7
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        assert p.stdout is not None
+        p.stdout.close()
+    assert _leftover_cgroups(name) == []
+
+
+def test_second_signal_kills_a_command_that_ignores_the_first() -> None:
+    # `sleep` as pid 1 of its pid namespace has no handler: the kernel drops SIGTERM.
+    p = subprocess.Popen([sys.executable, "-m", "isolate", "run", "--",
+                          "sh", "-c", "echo ready; exec sleep 30"], stdout=subprocess.PIPE)
+    try:
+        _started(p)
+        import time
+
+        time.sleep(0.2)  # let sh exec sleep
+        p.terminate()
+        time.sleep(0.3)
+        assert p.poll() is None, "pid 1 without a handler should have ignored SIGTERM"
+        p.terminate()
+        assert p.wait(timeout=30) == 128 + 9
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        assert p.stdout is not None
+        p.stdout.close()

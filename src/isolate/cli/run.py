@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import sys
 from typing import Any
 
@@ -133,6 +134,52 @@ def _home(user: Any) -> str:
         return "/"
 
 
+class _SignalForwarder:
+    """SIGINT, SIGTERM, SIGHUP and SIGQUIT reach the command, as ``docker run`` forwards them.
+
+    The command often runs as pid 1 of its pid namespace, which the kernel
+    shields from signals it has no handler for; so a second signal kills the
+    whole sandbox.  Either way the command ends and the ``with`` block tears
+    down the cgroup and overlay: a signal never leaves them behind.  A signal
+    that arrives before the command exists is delivered once it starts.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+
+    def __init__(self, container: Any) -> None:
+        self.container = container
+        self.received: list[int] = []
+        self.forwarded = False
+        self.old: dict[int, Any] = {}
+
+    def __enter__(self) -> _SignalForwarder:
+        self.old = {s: signal.signal(s, self._handler) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for s, h in self.old.items():
+            signal.signal(s, h)
+
+    def _handler(self, signum: int, frame: object) -> None:
+        self.received.append(signum)
+        self._deliver()
+
+    def started(self) -> None:
+        """Call once the command runs: delivers a signal that came before."""
+        self._deliver()
+
+    def _deliver(self) -> None:
+        proc = getattr(self.container, "process", None)
+        if proc is None or not self.received:
+            return
+        if not self.forwarded:
+            self.forwarded = True
+            proc.send_signal(self.received[0])
+            if len(self.received) == 1:
+                return
+        self.container.kill()
+
+
 def main(args: argparse.Namespace) -> int:
     """Run the command; returns its exit status (128+N for signal N, 125 for isolate's errors)."""
     from ..errors import IsolateError, SetupError
@@ -148,8 +195,10 @@ def main(args: argparse.Namespace) -> int:
             from ..errors import ConfigError
 
             raise ConfigError(f"--timeout must be >= 0, got {args.timeout!r}")
-        with container_from_args(args) as c:
-            result = c.run(command, timeout=args.timeout, capture_output=False)
+        with container_from_args(args) as c, _SignalForwarder(c) as forwarder:
+            c.start(command)
+            forwarder.started()
+            result = c.wait(args.timeout)
     except SetupError as e:
         print(f"isolate: step {e.step} ({e.op}): {e.strerror}", file=sys.stderr)
         return 125
