@@ -1,0 +1,271 @@
+"""``isolate-oci``: an OCI runtime command line, argument-compatible with runc.
+
+What containerd's runc shim, conmon (podman, CRI-O) and people type is
+accepted: the global flags (``--root``, ``--log``, ``--log-format``,
+``--debug``, ``--systemd-cgroup``, ``--rootless``) and every runc verb with
+its flags.  ``spec`` and ``features`` work; the verbs that manage a
+container (create, start, run, ...) parse their arguments and then exit 1
+with ``isolate-oci: VERB: not implemented yet``.  Errors are one line on
+stderr (and, with ``--log``, a log entry in runc's text or JSON format,
+where containerd's shim looks for them); the exit status is 1, as runc's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+from typing import Any, NoReturn
+
+__all__ = ["VERBS", "build_parser", "main"]
+
+PROG = "isolate-oci"
+DEFAULT_ROOT = "/run/isolate-oci"
+
+# verb -> (help, positionals, flags).  Positionals: (name, nargs).  Flags: (names, kind)
+# with kind "bool", "str", "int" or "list" (repeatable).  Copied from runc 1.1's --help.
+_CONSOLE = (("--console-socket",), "str")
+_PID_FILE = (("--pid-file",), "str")
+_BUNDLE = (("--bundle", "-b"), "str")
+_ID = (("container_id", None),)
+_CREATE_FLAGS = (_BUNDLE, _CONSOLE, _PID_FILE, (("--no-pivot",), "bool"), (("--no-new-keyring",), "bool"),
+                 (("--preserve-fds",), "int"))
+VERBS: dict[str, tuple[str, tuple[tuple[str, Any], ...], tuple[tuple[tuple[str, ...], str], ...]]] = {
+    "checkpoint": ("checkpoint a running container", _ID, (
+        (("--image-path",), "str"), (("--work-path",), "str"), (("--parent-path",), "str"),
+        (("--leave-running",), "bool"), (("--tcp-established",), "bool"), (("--ext-unix-sk",), "bool"),
+        (("--shell-job",), "bool"), (("--lazy-pages",), "bool"), (("--status-fd",), "int"),
+        (("--page-server",), "str"), (("--file-locks",), "bool"), (("--pre-dump",), "bool"),
+        (("--manage-cgroups-mode",), "str"), (("--empty-ns",), "list"), (("--auto-dedup",), "bool"))),
+    "create": ("create a container", _ID, _CREATE_FLAGS),
+    "delete": ("delete a container's resources", _ID, ((("--force", "-f"), "bool"),)),
+    "events": ("display container events and statistics", _ID,
+               ((("--interval",), "str"), (("--stats",), "bool"))),
+    "exec": ("execute a new process inside the container",
+             (("container_id", None), ("command", argparse.REMAINDER)), (
+                 _CONSOLE, (("--cwd",), "str"), (("--env", "-e"), "list"), (("--tty", "-t"), "bool"),
+                 (("--user", "-u"), "str"), (("--additional-gids", "-g"), "list"),
+                 (("--process", "-p"), "str"), (("--detach", "-d"), "bool"), _PID_FILE,
+                 (("--process-label",), "str"), (("--apparmor",), "str"), (("--no-new-privs",), "bool"),
+                 (("--cap", "-c"), "list"), (("--preserve-fds",), "int"), (("--cgroup",), "list"),
+                 (("--ignore-paused",), "bool"))),
+    "features": ("show the enabled features", (), ()),
+    "kill": ("send a signal to the container's init process",
+             (("container_id", None), ("signal", "?")), ((("--all", "-a"), "bool"),)),
+    "list": ("list containers", (), ((("--format", "-f"), "str"), (("--quiet", "-q"), "bool"))),
+    "pause": ("suspend all processes in the container", _ID, ()),
+    "ps": ("list the container's processes", (("container_id", None), ("ps_args", argparse.REMAINDER)),
+           ((("--format", "-f"), "str"),)),
+    "restore": ("restore a container from a checkpoint", _ID, (
+        _CONSOLE, (("--image-path",), "str"), (("--work-path",), "str"), (("--tcp-established",), "bool"),
+        (("--ext-unix-sk",), "bool"), (("--shell-job",), "bool"), (("--file-locks",), "bool"),
+        (("--manage-cgroups-mode",), "str"), _BUNDLE, (("--detach", "-d"), "bool"), _PID_FILE,
+        (("--no-subreaper",), "bool"), (("--no-pivot",), "bool"), (("--empty-ns",), "list"),
+        (("--auto-dedup",), "bool"), (("--lazy-pages",), "bool"), (("--lsm-profile",), "str"),
+        (("--lsm-mount-context",), "str"))),
+    "resume": ("resume all processes in the container", _ID, ()),
+    "run": ("create and start a container", _ID, _CREATE_FLAGS + (
+        (("--detach", "-d"), "bool"), (("--keep",), "bool"), (("--no-subreaper",), "bool"))),
+    "spec": ("write a new config.json", (), (_BUNDLE, (("--rootless",), "bool"))),
+    "start": ("start the user process of a created container", _ID, ()),
+    "state": ("output the state of a container", _ID, ()),
+    "update": ("update container resource constraints", _ID, (
+        (("--resources", "-r"), "str"), (("--blkio-weight",), "int"), (("--cpu-period",), "str"),
+        (("--cpu-quota",), "str"), (("--cpu-share",), "str"), (("--cpu-rt-period",), "str"),
+        (("--cpu-rt-runtime",), "str"), (("--cpuset-cpus",), "str"), (("--cpuset-mems",), "str"),
+        (("--memory",), "str"), (("--memory-reservation",), "str"), (("--memory-swap",), "str"),
+        (("--pids-limit",), "int"), (("--l3-cache-schema",), "str"), (("--mem-bw-schema",), "str"))),
+}
+IMPLEMENTED = frozenset({"spec", "features"})
+_GLOBAL_VALUE = ("root", "log", "log-format", "criu", "rootless")
+_GLOBAL_BOOL = ("debug", "systemd-cgroup", "help", "version")
+
+
+class UsageError(Exception):
+    """Bad command-line usage (exit status 1, as runc's)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser: global flags, then one subcommand per runc verb."""
+    p = _Parser(prog=PROG, description="An OCI runtime built on isolate (runc-compatible arguments).")
+    p.add_argument("--root", default=DEFAULT_ROOT, help="directory for container state (default %(default)s)")
+    p.add_argument("--log", help="write errors and debug messages to this file (default stderr)")
+    p.add_argument("--log-format", default="text", choices=("text", "json"), help="log format")
+    p.add_argument("--debug", action="store_true", help="log debug messages")
+    p.add_argument("--systemd-cgroup", action="store_true",
+                   help="use the systemd cgroup driver (not supported: an error for verbs that need cgroups)")
+    p.add_argument("--rootless", default="auto", choices=("true", "false", "auto"),
+                   help="ignore cgroup permission errors (true, false or auto)")
+    p.add_argument("--criu", default="criu", help=argparse.SUPPRESS)
+    p.add_argument("--version", "-v", action="store_true", help="print the version")
+    sub = p.add_subparsers(dest="verb", metavar="COMMAND", parser_class=_Parser)
+    for verb, (help_, positionals, flags) in VERBS.items():
+        sp = sub.add_parser(verb, help=help_, description=help_)
+        for names, kind in flags:
+            dest = names[0].lstrip("-").replace("-", "_")
+            if kind == "bool":
+                sp.add_argument(*names, dest=dest, action="store_true")
+            elif kind == "int":
+                sp.add_argument(*names, dest=dest, type=_nonnegative, default=None)
+            elif kind == "list":
+                sp.add_argument(*names, dest=dest, action="append", default=[])
+            else:
+                sp.add_argument(*names, dest=dest)
+        for name, nargs in positionals:
+            sp.add_argument(name, nargs=nargs)
+    return p
+
+
+def _nonnegative(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
+    return value
+
+
+def _normalize(argv: list[str]) -> list[str]:
+    """runc's flag syntax to argparse's, for the global flags before the verb.
+
+    runc (Go's flag rules) takes ``-root X`` as ``--root X``,
+    ``--debug=false`` as no flag, and ``--rootless`` alone as ``--rootless=true``.
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in VERBS or arg == "--":
+            return out + argv[i:]
+        name, eq, value = arg.lstrip("-").partition("=")
+        if arg.startswith("-") and not arg.startswith("--") and name in _GLOBAL_VALUE + _GLOBAL_BOOL:
+            arg = "--" + arg.lstrip("-")
+        if name in _GLOBAL_BOOL and arg.startswith("--") and eq:
+            # Go's boolean flags take --flag=true / --flag=false.
+            if value.lower() in ("false", "0"):
+                i += 1
+                continue
+            if value.lower() in ("true", "1"):
+                arg = "--" + name
+        if name == "rootless" and arg.startswith("--") and not eq:
+            nxt = argv[i + 1] if i + 1 < len(argv) else None
+            if nxt in ("true", "false", "auto"):
+                out.append(f"--rootless={nxt}")
+                i += 2
+                continue
+            arg = "--rootless=true"
+        out.append(arg)
+        i += 1
+    return out
+
+
+class _Log:
+    """Where errors and debug lines go: stderr, plus ``--log`` in runc's text or JSON format."""
+
+    def __init__(self, path: str | None, fmt: str, debug: bool) -> None:
+        self.path, self.fmt, self.debug_on = path, fmt, debug
+
+    def _write(self, level: str, msg: str) -> None:
+        if not self.path:
+            return
+        now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        if self.fmt == "json":
+            line = json.dumps({"level": level, "msg": msg, "time": now})
+        else:
+            line = f"time={json.dumps(now)} level={level} msg={json.dumps(msg)}"
+        try:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(line + "\n")
+        except OSError as e:
+            print(f"{PROG}: --log {self.path}: {e.strerror}", file=sys.stderr)
+
+    def error(self, msg: str) -> None:
+        print(f"{PROG}: {msg}", file=sys.stderr)
+        self._write("error", msg)
+
+    def debug(self, msg: str) -> None:
+        if self.debug_on:
+            if not self.path:
+                print(f"{PROG}: debug: {msg}", file=sys.stderr)
+            self._write("debug", msg)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``isolate-oci``; returns the exit status."""
+    raw = list(sys.argv[1:] if argv is None else argv)
+    log = _Log(None, "text", False)
+    try:
+        args = build_parser().parse_args(_normalize(raw))
+    except UsageError as e:
+        log.error(str(e))
+        return 1
+    log = _Log(args.log, args.log_format, args.debug)
+    if args.version:
+        from .. import __version__
+        from ..oci.spec import SPEC_VERSION
+
+        print(f"{PROG} version {__version__}\nspec: {SPEC_VERSION}")
+        return 0
+    if args.verb is None:
+        build_parser().print_help(sys.stderr)
+        return 1
+    log.debug(f"{args.verb}: {vars(args)}")
+    from ..errors import IsolateError
+
+    try:
+        if args.verb == "spec":
+            return _spec(args)
+        if args.verb == "features":
+            from ..oci.features import features
+
+            try:
+                print(json.dumps(features(), indent=4), flush=True)
+            except BrokenPipeError:
+                # `isolate-oci features | head`: the reader left; not an error of ours.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
+        if args.systemd_cgroup:
+            raise _Fail("--systemd-cgroup: the systemd cgroup driver is not supported; use the cgroupfs "
+                        "driver (containerd: SystemdCgroup = false; podman: --cgroup-manager cgroupfs)")
+        raise _Fail(f"{args.verb}: not implemented yet")
+    except _Fail as e:
+        log.error(str(e))
+    except IsolateError as e:
+        log.error(f"{args.verb}: {e}")
+    return 1
+
+
+class _Fail(Exception):
+    """A one-line failure of the verb."""
+
+
+def _spec(args: argparse.Namespace) -> int:
+    from ..oci.features import default_spec
+
+    bundle = args.bundle or "."
+    if not os.path.isdir(bundle):
+        raise _Fail(f"spec: bundle {bundle!r} is not a directory")
+    path = os.path.join(bundle, "config.json")
+    text = json.dumps(default_spec(rootless=args.rootless), indent="\t")
+    try:
+        # O_EXCL: never overwrite a config someone wrote (runc refuses too).
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    except FileExistsError:
+        raise _Fail(f"spec: {path} exists; remove it first") from None
+    except OSError as e:
+        raise _Fail(f"spec: {path}: {e.strerror}") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

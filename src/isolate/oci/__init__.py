@@ -1,0 +1,40 @@
+"""The OCI runtime interface: typed ``config.json`` (``spec``), its conversion to a ``Container``.
+
+``parse()``/``load_bundle()`` read and validate a runtime-spec 1.2 config;
+``spec_to_container_options()`` turns one into ``isolate.Container``
+options and lists what it cannot apply yet; ``container_from_bundle()``
+does both for a bundle directory.  The ``isolate-oci`` command line
+(``isolate.cli.oci``) is built on these.  Names load on first use, so the
+command line does not pay for the container machinery it does not need.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_LAZY = {
+    **dict.fromkeys(["Spec", "parse", "load_bundle", "SPEC_VERSION"], "spec"),
+    **dict.fromkeys(["Conversion", "spec_to_container_options", "container_from_bundle"], "convert"),
+    **dict.fromkeys(["features"], "features"),
+}
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'isolate.oci' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:
+    from .convert import Conversion, container_from_bundle, spec_to_container_options  # noqa: F401
+    from .features import features  # noqa: F401
+    from .spec import SPEC_VERSION, Spec, load_bundle, parse  # noqa: F401

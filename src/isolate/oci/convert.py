@@ -1,0 +1,447 @@
+"""A ``Spec`` to ``isolate.Container`` options, listing what cannot be applied yet.
+
+::
+
+    spec, bundle = load_bundle(path)
+    with spec_to_container_options(spec, bundle) as conv:
+        print(conv.unsupported)          # e.g. ('hooks: not run yet', ...)
+        with Container(**conv.options) as c:
+            c.run(conv.args)
+
+Nothing is dropped silently: every field that has an effect in the OCI
+spec but no equivalent in ``Container`` yet is named in
+``Conversion.unsupported`` (JSON path and why), so a caller can refuse the
+config (``strict=True``) or warn.  Conversion opens the namespace files of
+``linux.namespaces[].path``; ``Conversion.close()`` closes them.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError, UnsupportedError
+from . import spec as S
+from ._schema import show
+
+if TYPE_CHECKING:
+    from ..container import Container
+
+__all__ = ["Conversion", "container_from_bundle", "spec_to_container_options"]
+
+# Mounts a RootFS makes itself (proc, sys, dev, devpts, shm): OCI configs list
+# them, and they map to RootFS(proc=, sys=, dev=) rather than to binds.
+_PROC = ("/proc", "proc")
+_SYS = ("/sys", "sysfs")
+_DEV = ("/dev", "tmpfs")
+_DEV_SUBMOUNTS = {"/dev/pts": "devpts", "/dev/shm": "tmpfs"}
+# Options that say what a bind/tmpfs mount is, handled by RootFS.bind()/tmpfs().
+_BIND_OPTIONS = frozenset({"bind", "rbind", "ro", "rw"})
+# Hardening flags RootFS applies on its own mounts of proc, sys and dev anyway.
+_HARMLESS = frozenset({"nosuid", "noexec", "nodev", "relatime", "strictatime", "rprivate", "private",
+                       "newinstance", "ro", "rw", "rbind", "bind"})
+_SCMP = {"SCMP_ACT_ALLOW": "allow", "SCMP_ACT_ERRNO": "errno", "SCMP_ACT_KILL": "kill",
+         "SCMP_ACT_KILL_PROCESS": "kill_process", "SCMP_ACT_KILL_THREAD": "kill_thread",
+         "SCMP_ACT_TRAP": "trap", "SCMP_ACT_LOG": "log"}
+_CMP = {"SCMP_CMP_NE": "ne", "SCMP_CMP_LT": "lt", "SCMP_CMP_LE": "le", "SCMP_CMP_EQ": "eq",
+        "SCMP_CMP_GE": "ge", "SCMP_CMP_GT": "gt", "SCMP_CMP_MASKED_EQ": "masked_eq"}
+_NATIVE_ARCH = {"x86_64": "SCMP_ARCH_X86_64", "aarch64": "SCMP_ARCH_AARCH64", "i686": "SCMP_ARCH_X86",
+                "ppc64le": "SCMP_ARCH_PPC64LE", "s390x": "SCMP_ARCH_S390X", "riscv64": "SCMP_ARCH_RISCV64"}
+
+
+@dataclass(slots=True)
+class Conversion:
+    """The result of ``spec_to_container_options``.
+
+    ``options``: keyword arguments for ``isolate.Container``; ``args``: the
+    process's argv (for ``Container.start``/``run``); ``unsupported``: one
+    line per field that is not applied (``"path: why"``).  Owns the
+    namespaces it opened for joining: ``close()`` (or ``with``) releases them.
+    """
+
+    options: dict[str, Any]
+    args: tuple[str, ...]
+    unsupported: tuple[str, ...]
+    _owned: list[Any] = field(default_factory=list, repr=False)
+
+    def close(self) -> None:
+        """Close the namespace files opened for ``linux.namespaces[].path``; idempotent."""
+        while self._owned:
+            self._owned.pop().close()
+
+    def __enter__(self) -> Conversion:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Out:
+    def __init__(self) -> None:
+        self.unsupported: list[str] = []
+
+    def skip(self, path: str, why: str) -> None:
+        self.unsupported.append(f"{path}: {why}")
+
+
+def spec_to_container_options(spec: S.Spec, bundle: str | os.PathLike[str]) -> Conversion:
+    """Map ``spec`` (from the bundle directory ``bundle``) onto ``Container`` options.
+
+    Raises ``ConfigError`` (naming the JSON path) for values that are valid
+    JSON but that the host cannot satisfy (a missing root directory, a
+    namespace path that is not a namespace, a cpuset outside the host...).
+    """
+    out = _Out()
+    owned: list[Any] = []
+    try:
+        opts = _convert(spec, Path(os.path.abspath(os.fspath(bundle))), out, owned)
+    except BaseException:
+        for ns in owned:
+            ns.close()
+        raise
+    args = spec.process.args if spec.process is not None and spec.process.args else ()
+    return Conversion(options=opts, args=tuple(args), unsupported=tuple(out.unsupported), _owned=owned)
+
+
+def _convert(spec: S.Spec, bundle: Path, out: _Out, owned: list[Any]) -> dict[str, Any]:
+    opts: dict[str, Any] = {}
+    linux = spec.linux or S.Linux()
+    _namespaces(linux, opts, out, owned)
+    _process(spec.process, opts, out)
+    if spec.hostname:
+        opts["hostname"] = spec.hostname
+    if spec.domainname:
+        out.skip("domainname", "not set yet")
+    if spec.hooks is not None and any(getattr(spec.hooks, f) for f in (
+            "prestart", "create_runtime", "create_container", "start_container", "poststart",
+            "poststop")):
+        out.skip("hooks", "not run yet")
+    _rootfs(spec, linux, bundle, opts, out)
+    _seccomp(linux.seccomp, opts, out)
+    if linux.resources is not None:
+        _resources(linux, opts, out)
+    for key, value in (("linux.devices", linux.devices), ("linux.sysctl", linux.sysctl),
+                       ("linux.cgroupsPath", linux.cgroups_path), ("linux.mountLabel", linux.mount_label),
+                       ("linux.personality", linux.personality), ("linux.timeOffsets", linux.time_offsets),
+                       ("linux.intelRdt", linux.intel_rdt)):
+        if value:
+            out.skip(key, f"not applied yet: {show(_json(value))}")
+    if linux.rootfs_propagation not in (None, "", "private", "rprivate"):
+        out.skip("linux.rootfsPropagation", f"only private is supported, got {show(linux.rootfs_propagation)}")
+    return opts
+
+
+def _json(value: Any) -> Any:
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if isinstance(value, dict):
+        return {k: _json(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [_json(v) for v in value]
+    return value
+
+
+def _namespaces(linux: S.Linux, opts: dict[str, Any], out: _Out, owned: list[Any]) -> None:
+    from ..namespace import Namespace
+
+    create: set[str] = set()
+    join = []
+    for i, ns in enumerate(linux.namespaces or ()):
+        name = S.NAMESPACE_TYPES[ns.type]
+        if ns.path is None:
+            create.add(name)
+            continue
+        try:
+            handle = Namespace.from_path(ns.path, type=name)
+        except ConfigError as e:
+            raise ConfigError(f"linux.namespaces[{i}].path: {e}") from None
+        owned.append(handle)
+        join.append(handle)
+    opts["namespaces"] = frozenset(create - {"net"})
+    # Container's own switch for the network: "none" makes a namespace with lo up.
+    opts["net"] = "none" if "net" in create else "host"
+    if "net" in create:
+        opts["namespaces"] = frozenset(create)
+    opts["join"] = tuple(join)
+    if linux.uid_mappings:
+        opts["uid_map"] = _idmaps(linux.uid_mappings)
+    if linux.gid_mappings:
+        opts["gid_map"] = _idmaps(linux.gid_mappings)
+
+
+def _idmaps(maps: tuple[S.IdMapping, ...]) -> list[Any]:
+    from ..idmap import IdMap
+
+    return [IdMap(inside=m.container_id, outside=m.host_id, count=m.size) for m in maps]
+
+
+def _process(proc: S.Process | None, opts: dict[str, Any], out: _Out) -> None:
+    if proc is None:
+        out.skip("process", "absent: a container needs a process to start")
+        return
+    env: dict[str, str] = {}
+    for entry in proc.env or ():
+        k, _, v = entry.partition("=")
+        env[k] = v
+    opts["env"] = env
+    opts["cwd"] = proc.cwd
+    user = proc.user or S.User(uid=0, gid=0)
+    opts["user"], opts["group"] = user.uid, user.gid
+    # OCI: the process has exactly additionalGids as supplementary groups.
+    opts["groups"] = list(user.additional_gids or ())
+    if user.umask is not None:
+        if user.umask > 0o777:
+            out.skip("process.user.umask", f"only permission bits are applied, got {oct(user.umask)}")
+        opts["umask"] = user.umask & 0o777
+    _capabilities(proc.capabilities, opts, out)
+    opts["no_new_privs"] = bool(proc.no_new_privileges)
+    if proc.rlimits:
+        opts["rlimits"] = {r.type.lower(): (r.soft, r.hard) for r in proc.rlimits}
+    for key, value in (("process.terminal", proc.terminal), ("process.consoleSize", proc.console_size),
+                       ("process.oomScoreAdj", proc.oom_score_adj),
+                       ("process.apparmorProfile", proc.apparmor_profile),
+                       ("process.selinuxLabel", proc.selinux_label)):
+        if value:
+            out.skip(key, f"not applied yet: {show(_json(value))}")
+
+
+def _capabilities(caps: S.Capabilities | None, opts: dict[str, Any], out: _Out) -> None:
+    if caps is None:
+        # runc leaves capabilities alone when the config has none.
+        opts["capabilities"] = None
+        return
+    sets = {name: frozenset(getattr(caps, name) or ()) for name in
+            ("bounding", "effective", "permitted", "inheritable", "ambient")}
+    keep = sets["bounding"] & sets["permitted"]
+    opts["capabilities"] = sorted(keep)
+    # isolate keeps one set: bounding = permitted = effective (+ inheritable and
+    # ambient for a non-root user).  Configs whose sets differ get the intersection.
+    if not (sets["bounding"] == sets["permitted"] == sets["effective"]
+            and sets["inheritable"] <= keep and sets["ambient"] <= keep):
+        out.skip("process.capabilities", "the five sets differ; isolate applies one set to all of "
+                 f"them: {show(sorted(keep))}")
+
+
+def _rootfs(spec: S.Spec, linux: S.Linux, bundle: Path, opts: dict[str, Any], out: _Out) -> None:
+    from ..rootfs import OCI_MASKED_PATHS, OCI_READONLY_PATHS, RootFS
+
+    assert spec.root is not None
+    if "mnt" not in opts["namespaces"] and not any(
+            getattr(j, "type", None) == "mnt" for j in opts["join"]):
+        opts["rootfs"] = None
+        out.skip("root", "without a mount namespace the host's root is kept")
+        return
+    if any(getattr(j, "type", None) == "mnt" for j in opts["join"]):
+        opts["rootfs"] = None
+        return
+    root = spec.root_path(bundle)
+    mounts = list(spec.mounts or ())
+    kinds = {(m.destination, m.type) for m in mounts}
+    proc = _PROC in kinds
+    sys_ = _SYS in kinds or any(m.destination == "/sys" and "rbind" in (m.options or ()) for m in mounts)
+    dev = _DEV in kinds
+    masked = linux.masked_paths or ()
+    ro_paths = linux.readonly_paths or ()
+    oci_masks = bool(masked or ro_paths)
+    try:
+        rootfs = RootFS.from_directory(root, readonly=bool(spec.root.readonly), proc=proc, sys=sys_,
+                                       dev=dev, oci_masks=oci_masks)
+    except ConfigError as e:
+        raise ConfigError(f"root.path: {e}") from None
+    for key, given, default in (("linux.maskedPaths", masked, OCI_MASKED_PATHS),
+                                ("linux.readonlyPaths", ro_paths, OCI_READONLY_PATHS)):
+        missing = sorted(set(given) - set(default))
+        if oci_masks and missing:
+            out.skip(key, f"only the OCI default list is applied; not applied: {show(missing)}")
+    for i, m in enumerate(mounts):
+        _mount(i, m, rootfs, bundle, out, proc=proc, sys_=sys_, dev=dev)
+    opts["rootfs"] = rootfs
+
+
+def _mount(i: int, m: S.Mount, rootfs: Any, bundle: Path, out: _Out, *, proc: bool, sys_: bool,
+           dev: bool) -> None:
+    path = f"mounts[{i}]"
+    options = list(m.options or ())
+    if m.uid_mappings or m.gid_mappings:
+        out.skip(path, "idmapped mounts are not supported yet")
+    if (m.destination, m.type) in (_PROC, _SYS, _DEV) or (m.destination == "/sys" and sys_):
+        extra = sorted({o for o in options if "=" not in o} - _HARMLESS)
+        if extra:
+            out.skip(f"{path}.options", f"not applied on {m.destination}: {show(extra)}")
+        return
+    if dev and _DEV_SUBMOUNTS.get(m.destination) == m.type:
+        return          # RootFS makes /dev/pts and /dev/shm with /dev
+    is_bind = m.type == "bind" or "bind" in options or "rbind" in options
+    try:
+        if is_bind:
+            if not m.source:
+                raise ConfigError(f"{path}.source: a bind mount needs a source")
+            src = m.source if m.source.startswith("/") else str(bundle / m.source)
+            rootfs.bind(src, m.destination, readonly="ro" in options, recursive="rbind" in options)
+            extra = sorted(set(options) - _BIND_OPTIONS)
+        elif m.type == "tmpfs":
+            size = next((o[5:] for o in options if o.startswith("size=")), None)
+            mode_s = next((o[5:] for o in options if o.startswith("mode=")), None)
+            try:
+                mode = int(mode_s, 8) if mode_s is not None else 0o1777
+            except ValueError:
+                raise ConfigError(f"{path}.options: bad tmpfs mode {show(mode_s)}") from None
+            rootfs.tmpfs(m.destination, size=size, mode=mode)
+            extra = sorted(o for o in options if not o.startswith(("size=", "mode=")))
+        else:
+            out.skip(path, f"mounts of type {show(m.type)} are not supported yet "
+                     f"(at {show(m.destination)})")
+            return
+    except ConfigError as e:
+        msg = str(e)
+        raise ConfigError(msg if msg.startswith(path) else f"{path}: {msg}") from None
+    extra = [o for o in extra if o not in _HARMLESS]
+    if extra:
+        out.skip(f"{path}.options", f"not applied: {show(extra)}")
+
+
+def _seccomp(sc: S.Seccomp | None, opts: dict[str, Any], out: _Out) -> None:
+    if sc is None:
+        opts["seccomp"] = None      # runc applies no filter without linux.seccomp
+        return
+    from ..seccomp import ArgCmp, SeccompProfile, SyscallRule
+
+    base = "linux.seccomp"
+    default = _SCMP.get(sc.default_action)
+    if default is None:
+        raise UnsupportedError(f"{base}.defaultAction: {sc.default_action} is not supported "
+                               f"(supported: {', '.join(sorted(_SCMP))})")
+    native = _NATIVE_ARCH.get(os.uname().machine)
+    others = sorted(set(sc.architectures or ()) - {native})
+    if others:
+        out.skip(f"{base}.architectures", f"only the native architecture is filtered; not: {show(others)}")
+    for key, value in (("flags", sc.flags), ("listenerPath", sc.listener_path),
+                       ("listenerMetadata", sc.listener_metadata)):
+        if value:
+            out.skip(f"{base}.{key}", f"not applied yet: {show(_json(value))}")
+    rules = []
+    for i, r in enumerate(sc.syscalls or ()):
+        action = _SCMP.get(r.action)
+        if action is None:
+            # Dropping a rule could let through what it was meant to stop: refuse.
+            raise UnsupportedError(f"{base}.syscalls[{i}].action: {r.action} is not supported "
+                                   f"(supported: {', '.join(sorted(_SCMP))})")
+        args = []
+        for a in r.args or ():
+            if a.op == "SCMP_CMP_MASKED_EQ":
+                # OCI/runc: value is the mask, valueTwo the expected result.
+                args.append(ArgCmp(index=a.index, op="masked_eq", mask=a.value, value=a.value_two or 0))
+            else:
+                args.append(ArgCmp(index=a.index, op=_CMP[a.op], value=a.value))
+        rules.append(SyscallRule(names=r.names, action=action, errno=r.errno_ret or _errno.EPERM,
+                                 args=tuple(args)))
+    opts["seccomp"] = SeccompProfile(default_action=default,
+                                     default_errno=sc.default_errno_ret or _errno.EPERM,
+                                     rules=tuple(rules))
+
+
+def _resources(linux: S.Linux, opts: dict[str, Any], out: _Out) -> None:
+    from ..cgroup.limits import (
+        DEFAULT_DEVICES,
+        DeviceRule,
+        HugetlbLimit,
+        IoThrottle,
+        Limits,
+        shares_to_weight,
+    )
+
+    res = linux.resources
+    assert res is not None
+    base = "linux.resources"
+    kw: dict[str, Any] = {}
+    value: Any      # the loops below walk fields of several types
+    mem = res.memory
+    if mem is not None:
+        if mem.limit is not None and mem.limit > 0:
+            kw["memory_max"] = mem.limit
+        if mem.swap is not None and mem.swap > 0:
+            # OCI swap is memory+swap (v1 memsw), whatever the cgroup version.
+            kw["memory_memsw_max"] = mem.swap
+        for key, value in (("reservation", mem.reservation), ("kernel", mem.kernel),
+                           ("kernelTCP", mem.kernel_tcp), ("swappiness", mem.swappiness),
+                           ("disableOOMKiller", mem.disable_oom_killer)):
+            if value not in (None, False, -1, 0) or (key == "swappiness" and value is not None):
+                out.skip(f"{base}.memory.{key}", f"not applied yet: {show(value)}")
+    cpu = res.cpu
+    if cpu is not None:
+        if cpu.shares:
+            # runc and crun map shares [2, 262144] linearly onto cpu.weight [1, 10000].
+            kw["cpu_weight"] = shares_to_weight(min(max(cpu.shares, 2), 262144))
+        if cpu.quota is not None and cpu.quota > 0:
+            kw["cpu_quota_us"] = cpu.quota
+        if cpu.period:
+            kw["cpu_period_us"] = cpu.period
+        if cpu.cpus:
+            kw["cpuset_cpus"] = cpu.cpus
+        if cpu.mems:
+            kw["cpuset_mems"] = cpu.mems
+        for key, value in (("realtimeRuntime", cpu.realtime_runtime), ("realtimePeriod", cpu.realtime_period),
+                           ("idle", cpu.idle), ("burst", cpu.burst)):
+            if value:
+                out.skip(f"{base}.cpu.{key}", f"not applied yet: {show(value)}")
+    if res.pids is not None and res.pids.limit is not None and res.pids.limit > 0:
+        kw["pids_max"] = res.pids.limit
+    bio = res.block_io
+    if bio is not None:
+        if bio.weight:
+            # blkio.weight [10, 1000] onto io.weight [1, 10000], as runc converts.
+            kw["io_weight"] = 1 + (bio.weight - 10) * 9999 // 990
+        for key, value in (("leafWeight", bio.leaf_weight), ("weightDevice", bio.weight_device)):
+            if value:
+                out.skip(f"{base}.blockIO.{key}", f"not applied yet: {show(_json(value))}")
+        per_dev: dict[tuple[int, int], dict[str, int]] = {}
+        for attr, name in (("throttle_read_bps_device", "read_bps"), ("throttle_write_bps_device", "write_bps"),
+                           ("throttle_read_iops_device", "read_iops"),
+                           ("throttle_write_iops_device", "write_iops")):
+            for t in getattr(bio, attr) or ():
+                if t.rate > 0:      # 0 removes a limit (runc): nothing to set
+                    per_dev.setdefault((t.major, t.minor), {})[name] = t.rate
+        if per_dev:
+            kw["io_throttle"] = tuple(IoThrottle(device=dev, **rates) for dev, rates in per_dev.items())
+    if res.hugepage_limits:
+        kw["hugetlb"] = tuple(HugetlbLimit(page_size=h.page_size, max=h.limit) for h in res.hugepage_limits)
+    if res.devices is not None:
+        rules = [DeviceRule(allow=d.allow, type=d.type or "a",
+                            major=None if d.major in (None, -1) or (d.type or "a") == "a" else d.major,
+                            minor=None if d.minor in (None, -1) or (d.type or "a") == "a" else d.minor,
+                            access=d.access or "rwm") for d in res.devices]
+        # runc appends the default devices (null, zero, tty, ...) after the config's
+        # rules, so a config that only says "deny all" still has a usable /dev.
+        kw["devices"] = tuple(rules) + DEFAULT_DEVICES
+    for key, value in (("network", res.network), ("rdma", res.rdma), ("unified", res.unified)):
+        if value:
+            out.skip(f"{base}.{key}", f"not applied yet: {show(_json(value))}")
+    if kw:
+        try:
+            opts["limits"] = Limits(**kw)
+        except ConfigError as e:
+            raise ConfigError(f"{base}: {e}") from None
+
+
+def container_from_bundle(path: str | os.PathLike[str], *, strict: bool = False) -> tuple[Container, Conversion]:
+    """A ``Container`` for the bundle at ``path``, and the ``Conversion`` (its ``args`` to run).
+
+    ``strict=True`` raises ``UnsupportedError`` listing every field that
+    would not be applied.  The caller closes both (the ``Conversion`` holds
+    the namespaces being joined).
+    """
+    from ..container import Container
+
+    spec, bundle = S.load_bundle(path)
+    conv = spec_to_container_options(spec, bundle)
+    try:
+        if strict and conv.unsupported:
+            raise UnsupportedError("config.json uses what isolate cannot apply yet: "
+                                   + "; ".join(conv.unsupported))
+        return Container(**conv.options), conv
+    except BaseException:
+        conv.close()
+        raise

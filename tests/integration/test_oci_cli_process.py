@@ -1,0 +1,40 @@
+"""The installed ``isolate-oci`` program, as a separate process (what containerd and podman run)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from isolate.cli.oci import main
+from isolate.oci import parse
+
+
+def isolate_oci(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "isolate.cli.oci", *args], capture_output=True, text=True, check=False,
+                          cwd=cwd, timeout=60)
+
+
+def test_spec_then_features(tmp_path: Path) -> None:
+    r = isolate_oci("spec", "--rootless", cwd=tmp_path)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+    spec = parse((tmp_path / "config.json").read_text())
+    assert spec.linux is not None and spec.linux.namespace("user") is not None
+    r = isolate_oci("--root", str(tmp_path / "state"), "features")
+    assert r.returncode == 0 and json.loads(r.stdout)["ociVersionMax"] == "1.2.0"
+    assert not (tmp_path / "state").exists()     # nothing written under --root
+
+
+def test_lifecycle_verb_is_one_line_status_1(tmp_path: Path) -> None:
+    r = isolate_oci("--root", str(tmp_path / "state"), "create", "--bundle", str(tmp_path), "c1")
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr == "isolate-oci: create: not implemented yet\n"
+    assert not (tmp_path / "state").exists()
+
+
+def test_console_script_is_installed() -> None:
+    from importlib.metadata import entry_points
+
+    (ep,) = [e for e in entry_points(group="console_scripts") if e.name == "isolate-oci"]
+    assert ep.value == "isolate.cli.oci:main" and ep.load() is main

@@ -1,0 +1,146 @@
+"""``isolate-oci`` argument parsing: runc's command lines, spec, features, and the verbs still to come."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from isolate.cli.oci import VERBS, main
+from isolate.oci import parse
+from isolate.oci.features import default_spec
+
+# Command lines as containerd's runc shim (go-runc), conmon and people write them.
+NOT_YET = [
+    ["--root", "/run/containerd/runc/k8s.io", "--log", "{log}", "--log-format", "json", "create",
+     "--bundle", "/b", "--pid-file", "/b/init.pid", "--console-socket", "/tmp/s.sock", "c1"],
+    ["--systemd-cgroup=false", "create", "-b", "/b", "--no-pivot", "--no-new-keyring", "--preserve-fds", "2", "c1"],
+    ["start", "c1"],
+    ["state", "c1"],
+    ["kill", "c1", "SIGTERM"],
+    ["kill", "--all", "c1", "9"],
+    ["delete", "--force", "c1"],
+    ["run", "--detach", "--bundle", "/b", "--keep", "c1"],
+    ["exec", "--process", "/tmp/p.json", "--detach", "--pid-file", "/tmp/p.pid", "--console-socket", "/s", "c1"],
+    ["exec", "-t", "--cwd", "/", "-e", "A=1", "-e", "B=2", "-u", "0:0", "--cap", "CAP_KILL", "c1", "sh", "-c", "x"],
+    ["ps", "--format", "json", "c1"],
+    ["ps", "c1", "-ef"],
+    ["pause", "c1"],
+    ["resume", "c1"],
+    ["list"],
+    ["list", "--format", "json", "-q"],
+    ["events", "--stats", "c1"],
+    ["events", "--interval", "2s", "c1"],
+    ["update", "--resources", "-", "c1"],
+    ["update", "--memory", "1000000", "--pids-limit", "10", "c1"],
+    ["checkpoint", "--image-path", "/i", "--leave-running", "c1"],
+    ["restore", "--image-path", "/i", "-b", "/b", "-d", "c1"],
+    ["-root", "/r", "-debug", "-log", "{log}", "--rootless", "state", "c1"],
+    ["--debug=false", "--systemd-cgroup=0", "start", "c1"],
+    ["--rootless", "false", "state", "c1"],
+]
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    rc = main(argv)
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+@pytest.mark.parametrize("argv", NOT_YET, ids=lambda a: " ".join(a)[:40])
+def test_lifecycle_verbs_parse_then_say_not_implemented(argv: list[str], tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    log = tmp_path / "log.json"
+    argv = [a.format(log=log) for a in argv]
+    verb = next(a for a in argv if a in VERBS)
+    rc, out, err = run(argv, capsys)
+    assert (rc, out) == (1, "")
+    assert err.splitlines() == [f"isolate-oci: {verb}: not implemented yet"]
+    if "--log" in argv:       # containerd reads the error from the JSON log
+        entry = json.loads(log.read_text().splitlines()[-1])
+        assert entry["level"] == "error" and entry["msg"] == f"{verb}: not implemented yet"
+
+
+def test_every_runc_verb_is_known() -> None:
+    assert set(VERBS) == {"checkpoint", "create", "delete", "events", "exec", "features", "kill", "list",
+                          "pause", "ps", "restore", "resume", "run", "spec", "start", "state", "update"}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["create"], "the following arguments are required: container_id"),
+    (["create", "--bogus", "c1"], "unrecognized arguments: --bogus"),
+    (["--log-format", "xml", "state", "c1"], "argument --log-format: invalid choice: 'xml'"),
+    (["--rootless=maybe", "state", "c1"], "argument --rootless: invalid choice: 'maybe'"),
+    (["create", "--preserve-fds", "-1", "c1"], "argument --preserve-fds: expected a non-negative number"),
+    (["frobnicate"], "argument COMMAND: invalid choice: 'frobnicate'"),
+])
+def test_bad_usage_is_one_line_and_status_1(argv: list[str], message: str,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, err = run(argv, capsys)
+    assert rc == 1 and out == ""
+    assert len(err.splitlines()) == 1 and err.startswith(f"isolate-oci: {message}"), err
+
+
+def test_systemd_cgroup_driver_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, _, err = run(["--systemd-cgroup", "create", "--bundle", "/b", "c1"], capsys)
+    assert rc == 1 and len(err.splitlines()) == 1
+    assert "--systemd-cgroup: the systemd cgroup driver is not supported" in err
+    rc, out, _ = run(["--systemd-cgroup", "features"], capsys)   # irrelevant to features
+    assert rc == 0 and json.loads(out)["linux"]["cgroup"]["systemd"] is False
+
+
+def test_text_log_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = tmp_path / "log"
+    run(["--log", str(log), "start", "c1"], capsys)
+    assert log.read_text().endswith('level=error msg="start: not implemented yet"\n')
+
+
+@pytest.mark.parametrize("rootless", [False, True])
+def test_spec_writes_a_valid_default_config(rootless: bool, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, err = run(["spec", "--bundle", str(tmp_path), *(["--rootless"] if rootless else [])], capsys)
+    assert (rc, out, err) == (0, "", "")
+    data = json.loads((tmp_path / "config.json").read_text())
+    assert data == default_spec(rootless=rootless)
+    spec = parse(data)
+    assert spec.linux is not None and (spec.linux.namespace("user") is not None) is rootless
+    if rootless:
+        assert data["linux"]["uidMappings"] == [{"containerID": 0, "hostID": os.geteuid(), "size": 1}]
+
+
+def test_spec_defaults_to_the_current_directory_and_never_overwrites(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert run(["spec"], capsys)[0] == 0
+    (tmp_path / "config.json").write_text("{mine}")
+    rc, _, err = run(["spec"], capsys)
+    assert rc == 1 and err == "isolate-oci: spec: ./config.json exists; remove it first\n"
+    assert (tmp_path / "config.json").read_text() == "{mine}"
+    rc, _, err = run(["spec", "-b", str(tmp_path / "nope")], capsys)
+    assert rc == 1 and "is not a directory" in err
+
+
+def test_features(capsys: pytest.CaptureFixture[str]) -> None:
+    from isolate._plan import CAPABILITIES
+
+    rc, out, _ = run(["features"], capsys)
+    assert rc == 0
+    f = json.loads(out)
+    assert (f["ociVersionMin"], f["ociVersionMax"]) == ("1.0.0", "1.2.0")
+    lx = f["linux"]
+    assert lx["namespaces"] == ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"]
+    assert set(lx["capabilities"]) == set(CAPABILITIES) and "CAP_SYS_ADMIN" in lx["capabilities"]
+    assert lx["cgroup"] == {"v1": True, "v2": True, "systemd": False, "systemdUser": False}
+    assert lx["apparmor"] == {"enabled": False} and lx["selinux"] == {"enabled": False}
+    assert "SCMP_ACT_NOTIFY" not in lx["seccomp"]["actions"]
+    if lx["seccomp"]["enabled"]:
+        assert "SCMP_ACT_ERRNO" in lx["seccomp"]["actions"] and "SCMP_CMP_MASKED_EQ" in lx["seccomp"]["operators"]
+    assert f["hooks"] == []          # not run until the lifecycle exists
+    assert set(f["mountOptions"]) <= {"bind", "rbind", "ro", "rw"}
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run(["--version"], capsys)
+    assert rc == 0 and out.splitlines()[1] == "spec: 1.2.0"
