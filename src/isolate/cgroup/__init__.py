@@ -121,6 +121,48 @@ def _layout() -> Layout:
     return _layout_cache
 
 
+#: (id(layout), controllers asked for, controllers the limits need) ->
+#: (layout, v1 controllers, v2 controllers, v1 hierarchies to join, unified).
+_plans: dict[tuple[int, frozenset[str] | None, frozenset[str]],
+             tuple[Layout, frozenset[str], frozenset[str], tuple[Hierarchy, ...], bool]] = {}
+
+
+def _resolve(lay: Layout, controllers: frozenset[str] | None, needed: frozenset[str]
+             ) -> tuple[frozenset[str], frozenset[str], tuple[Hierarchy, ...], bool]:
+    """Which controllers come from v1 and which from v2, the v1 hierarchies to join, and
+    whether the group has a v2 directory.  Raises as ``Cgroup.create`` documents."""
+    if controllers is None:
+        wanted = set(DEFAULT_CONTROLLERS)
+    else:
+        wanted = set(controllers)
+        bad = wanted - KNOWN_CONTROLLERS
+        if bad:
+            raise ConfigError(f"Cgroup controllers: unknown {sorted(bad)!r} "
+                              f"(known: {', '.join(sorted(KNOWN_CONTROLLERS))})")
+        wanted = {"blkio" if c == "io" else c for c in wanted}
+    unified = "unified" in wanted
+    wanted.discard("unified")
+    v1_ctl: set[str] = set()
+    v2_ctl: set[str] = set()
+    for c in wanted | needed:
+        try:
+            where = lay.where(c)
+        except Exception:
+            if c in needed or controllers is not None:
+                raise
+            continue
+        (v1_ctl if where == "v1" else v2_ctl).add(c)
+    if lay.kind == "v2":
+        unified = True
+    if unified and lay.v2 is None:
+        raise ConfigError("Cgroup controllers: 'unified' asked for, but no cgroup2 is mounted")
+    hs: dict[str, Hierarchy] = {}
+    for c in sorted(v1_ctl):
+        h = lay.v1[c]
+        hs.setdefault(h.mount, h)
+    return frozenset(v1_ctl), frozenset(v2_ctl), tuple(hs.values()), unified
+
+
 def _default_parent(h: Hierarchy) -> str:
     """``<own cgroup>/isolate`` where that is writable (and, on v2, can hold children), else ``isolate``."""
     own_dir = h.fs_path(h.own)
@@ -182,34 +224,25 @@ class Cgroup:
             raise ConfigError(f"Cgroup limits must be an isolate.Limits, got {limits!r}")
         lay = layout if layout is not None else _layout()
         rel_parent = None if parent is None else split_parent(parent, lay)
-        needed = controllers_for(limits)
+        needed = frozenset(controllers_for(limits))
         if controllers is None:
-            wanted = set(DEFAULT_CONTROLLERS)
+            wanted_key: frozenset[str] | None = None
         else:
             if isinstance(controllers, str):
                 raise ConfigError(f"Cgroup controllers must be a collection of names, got {controllers!r}")
-            wanted = set(controllers)
-            bad = wanted - KNOWN_CONTROLLERS
-            if bad:
-                raise ConfigError(f"Cgroup controllers: unknown {sorted(bad)!r} "
-                                  f"(known: {', '.join(sorted(KNOWN_CONTROLLERS))})")
-            wanted = {"blkio" if c == "io" else c for c in wanted}
-        unified = "unified" in wanted
-        wanted.discard("unified")
-        v1_ctl: set[str] = set()
-        v2_ctl: set[str] = set()
-        for c in wanted | needed:
-            try:
-                where = lay.where(c)
-            except Exception:
-                if c in needed or controllers is not None:
-                    raise
-                continue
-            (v1_ctl if where == "v1" else v2_ctl).add(c)
-        if lay.kind == "v2":
-            unified = True
-        if unified and lay.v2 is None:
-            raise ConfigError("Cgroup controllers: 'unified' asked for, but no cgroup2 is mounted")
+            wanted_key = frozenset(controllers)
+        # The same arguments resolve the same way against the same layout:
+        # services create groups of one shape over and over.
+        key = (id(lay), wanted_key, needed)
+        plan = _plans.get(key)
+        if plan is None or plan[0] is not lay:
+            plan = (lay, *_resolve(lay, wanted_key, needed))
+            if len(_plans) >= 64:
+                _plans.clear()
+            _plans[key] = plan
+        _, v1_ctl_f, v2_ctl_f, v1_hs, unified = plan
+        v1_ctl = set(v1_ctl_f)
+        v2_ctl = set(v2_ctl_f)
 
         def parent_of(h: Hierarchy) -> str:
             return rel_parent if rel_parent is not None else _default_parent(h)
@@ -223,17 +256,18 @@ class Cgroup:
         self.controllers = frozenset(v1_ctl | v2_ctl)
         try:
             if v1_ctl:
-                hs: dict[str, Hierarchy] = {}
-                for c in sorted(v1_ctl):
-                    h = lay.v1[c]
-                    hs.setdefault(h.mount, h)
                 lazy_freezer = lay.v1.get("freezer") if not (unified or v2_ctl) else None
-                self._v1 = V1Group(list(hs.values()), parent_of, name, lazy_freezer)
+                self._v1 = V1Group(list(v1_hs), parent_of, name, lazy_freezer)
             if (unified or v2_ctl) and lay.v2 is not None:
                 self._v2 = V2Group(lay.v2, parent_of(lay.v2), name, v2_ctl, v2_ctl & needed)
             self._closed = False
             if limits is not None:
-                self.apply(limits)
+                # Validated above and every needed controller joined: write
+                # without apply()'s checks.
+                self._write_limits(limits)
+            if self._v1 is not None:
+                # Only create()'s own write may assume the kernel's defaults.
+                self._v1.fresh = False
         except BaseException:
             self._teardown()
             raise
@@ -285,6 +319,9 @@ class Cgroup:
         if missing:
             raise ConfigError(f"Cgroup {self.name!r} did not join {', '.join(sorted(missing))}: "
                               "name them in Cgroup.create(controllers=...) or limits=")
+        self._write_limits(limits)
+
+    def _write_limits(self, limits: Limits) -> None:
         if self._v1 is not None:
             self._v1.apply(limits, self._v1_ctl)
         if self._v2 is not None:

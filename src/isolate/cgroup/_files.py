@@ -209,6 +209,21 @@ def forget_parents(mount: str) -> None:
         KNOWN.discard(path)
 
 
+def try_remove_dir(path: str) -> bool:
+    """rmdir a cgroup once: True if it is gone, False if it still holds processes or children."""
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        if e.errno in (_errno.EBUSY, _errno.ENOTEMPTY):
+            return False
+        raise CgroupError(e.errno or _errno.EIO, f"{e.strerror}: removing the cgroup", path) from None
+    MADE.discard(path)
+    KNOWN.discard(path)
+    return True
+
+
 def remove_dir(path: str, *, must: bool, timeout: float = 10.0) -> None:
     """rmdir a cgroup; retries while the kernel still counts exiting tasks.
 

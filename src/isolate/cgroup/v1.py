@@ -17,17 +17,35 @@ from collections.abc import Callable
 
 from ..errors import CgroupError, UnsupportedError
 from . import devices as _devices
-from ._files import Dir, forget_parents, make_dirs, open_dir, remove_dir, wait_until
+from ._files import (
+    Dir,
+    forget_parents,
+    make_dirs,
+    open_dir,
+    remove_dir,
+    try_remove_dir,
+    wait_until,
+)
 from .layout import Hierarchy
 from .limits import Limits, weight_to_blkio, weight_to_shares
 
 __all__ = ["V1Group"]
 
 _TIMEOUT = 30.0
+#: ``cpu.cfs_period_us`` of a new v1 cgroup (the kernel's ``default_bw_period_us()``).
+_DEFAULT_CFS_PERIOD_US = 100_000
+
+
+_labels: dict[tuple[str, frozenset[str]], str] = {}
 
 
 def _label(h: Hierarchy) -> str:
-    return f"cgroup v1 {','.join(sorted(h.controllers))} hierarchy at {h.mount}"
+    # Memoized: it names the hierarchy in errors, yet is built on every create.
+    key = (h.mount, h.controllers)
+    label = _labels.get(key)
+    if label is None:
+        label = _labels[key] = f"cgroup v1 {','.join(sorted(h.controllers))} hierarchy at {h.mount}"
+    return label
 
 
 class V1Group:
@@ -46,6 +64,9 @@ class V1Group:
         self.mounts: list[str] = []
         self.by_ctl: dict[str, Dir] = {}
         self.freezer_h = freezer
+        #: Just made and no limit written yet, so every knob holds a new
+        #: cgroup's default (``Cgroup.create`` clears it after its own write).
+        self.fresh = True
         try:
             for h in hierarchies:
                 self._join(h)
@@ -95,13 +116,22 @@ class V1Group:
 
     def apply(self, limits: Limits, controllers: set[str]) -> None:
         """Write the limits whose controller is in ``controllers`` (converted to v1 units)."""
+        try:
+            self._apply(limits, controllers)
+        finally:
+            self.fresh = False
+
+    def _apply(self, limits: Limits, controllers: set[str]) -> None:
         if "memory" in controllers and "memory" in self.by_ctl:
             self._apply_memory(self._dir("memory"), limits)
         if "cpu" in controllers and "cpu" in self.by_ctl:
             d = self._dir("cpu")
             cpu_max = limits.cpu_max()
             if cpu_max is not None:
-                d.write("cpu.cfs_period_us", cpu_max[1], field_name="cpu_period_us")
+                # A new v1 cpu cgroup starts at the kernel's default period:
+                # writing it again would cost an open and a write per create.
+                if not (self.fresh and cpu_max[1] == _DEFAULT_CFS_PERIOD_US):
+                    d.write("cpu.cfs_period_us", cpu_max[1], field_name="cpu_period_us")
                 d.write("cpu.cfs_quota_us", cpu_max[0], field_name="cpus")
             elif limits.cpu_period_us is not None:
                 d.write("cpu.cfs_period_us", limits.cpu_period_us, field_name="cpu_period_us")
@@ -296,11 +326,25 @@ class V1Group:
 
     def remove(self) -> None:
         """Kill what is inside, close the fds, rmdir every directory this group made."""
-        if self.dirs and not self.dirs[0].closed and self.procs():
-            self.kill()
-        for d in self.dirs:
-            d.close()
+        gone = ""
+        try:
+            if self.dirs and not self.dirs[0].closed:
+                # Usually the group is empty by now, and one rmdir both checks
+                # that and removes the first directory: cheaper than reading
+                # the pid list first.  Processes are attached to every
+                # hierarchy at once, so the first one being empty means the
+                # others are too.
+                first = self.dirs[0].path
+                if try_remove_dir(first):
+                    gone = first
+                elif self.procs():
+                    self.kill()
+        finally:
+            # Also when killing failed: the group is closed either way.
+            for d in self.dirs:
+                d.close()
         for path in reversed(self.created):
-            remove_dir(path, must=path in self.leaves)
+            if path != gone:
+                remove_dir(path, must=path in self.leaves)
         self.created.clear()
         self.leaves.clear()
