@@ -261,14 +261,37 @@ def _phase_sample(**options: Any) -> dict[str, int]:
         p.close()
     tm = p.timings
     assert tm is not None
-    in_c = tm["clone"] + tm["parent_setup"] + tm["release"] + tm["child_ops_and_exec"]
-    return {"python (plan, pack, Process)": (t1 - t0) - in_c,
-            "clone3 (pipes, stack, namespaces)": tm["clone"],
-            "parent setup (id maps, cgroup attach)": tm["parent_setup"],
-            "release child": tm["release"],
-            "child ops + execve": tm["child_ops_and_exec"],
-            "run + exit (until pidfd readable)": t2 - t1,
-            "reap (wait4)": t3 - t2}
+    in_c = (tm["clone"] + tm["id_maps"] + tm["cgroup_attach"] + tm["release"]
+            + tm["child_ops_and_exec"])
+    out = {"python (plan, pack, Process)": (t1 - t0) - in_c,
+           "clone3 (pipes, stack, namespaces)": tm["clone"],
+           "id-map writes": tm["id_maps"],
+           "cgroup attach (v1)": tm["cgroup_attach"],
+           "release child": tm["release"]}
+    out.update(_child_phases(tm))
+    out["run + exit (until pidfd readable)"] = t2 - t1
+    out["reap (wait4)"] = t3 - t2
+    return out
+
+
+def _child_phases(tm: dict[str, int]) -> dict[str, int]:
+    """The child's ops grouped: mounts, pivot_root, execve, the rest (from per-op stamps)."""
+    ops = {k: v for k, v in tm.items() if k.startswith("op ")}
+    if not ops:
+        return {"child ops + execve": tm["child_ops_and_exec"]}
+    groups = {"child: mounts": 0, "child: pivot_root": 0, "child: execve": 0, "child: other ops": 0}
+    for key, ns in ops.items():
+        what = key.split(": ", 1)[1]
+        if what.startswith("pivot_root") or what.startswith("stage the new root"):
+            groups["child: pivot_root"] += ns
+        elif what.startswith("execve"):
+            groups["child: execve"] += ns
+        elif what.split(" ", 1)[0] in ("mount", "bind", "remount", "mount_setattr", "mask",
+                                       "set"):
+            groups["child: mounts"] += ns
+        else:
+            groups["child: other ops"] += ns
+    return groups
 
 
 def phases(rounds: int, log: Log) -> dict[str, Any]:

@@ -200,8 +200,10 @@ def markdown(res: dict[str, Any]) -> str:
         out += ["## Phases (median ms)", "",
                 "From the C core's CLOCK_MONOTONIC stamps (`spawn(timings=True)`) and Python clocks "
                 "around the call. \"python\" is everything in `spawn()` outside the C stamps: building "
-                "and packing the plan, the Process object, and the C side's unmapping of the child's "
-                "stack after the last stamp.", "",
+                "and packing the plan (timing mode bypasses the plan cache and names every op, so this "
+                "is more than a normal spawn pays), and the Process object. The child's ops are "
+                "grouped from per-op stamps; \"execve\" runs from the last op to the parent seeing "
+                "the exec.", "",
                 "| phase | " + " | ".join(variants) + " |", "|---|" + "---:|" * len(variants)]
         for k in keys:
             out.append(f"| {k} | " + " | ".join(_ms(variants[v][k]["median"]) for v in variants) + " |")

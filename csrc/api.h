@@ -124,7 +124,7 @@ struct iso_child {
     struct iso_report report;
     int32_t report_len;          /* bytes read from the report pipe: 0 = exec succeeded */
     int32_t pad;
-    uint64_t t_start, t_cloned, t_mapped, t_released, t_done;  /* CLOCK_MONOTONIC ns */
+    uint64_t t_start, t_cloned, t_mapped, t_attached, t_released, t_done;  /* CLOCK_MONOTONIC ns */
 };
 
 int iso_spawn(const struct iso_plan *plan, struct iso_child *child);

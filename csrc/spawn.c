@@ -508,6 +508,9 @@ iso_spawn(const struct iso_plan *plan, struct iso_child *c)
             goto fail_child;
         }
     }
+    if (plan->flags & ISO_PLAN_TIMING) {
+        c->t_mapped = now_ns();
+    }
     if (plan->n_procs_fds > 0) {
         /* cgroup v1 (and v2 without CLONE_INTO_CGROUP): attach before the
          * child is released, so it never runs a plan op outside its limits. */
@@ -521,7 +524,7 @@ iso_spawn(const struct iso_plan *plan, struct iso_child *c)
         }
     }
     if (plan->flags & ISO_PLAN_TIMING) {
-        c->t_mapped = now_ns();
+        c->t_attached = now_ns();
     }
 
     if (plan->flags & ISO_PLAN_HOLD) {
