@@ -78,19 +78,22 @@ def test_pack_then_read_back_gives_the_ops(ops: list[P.Op]) -> None:
     assert P.unpack_ops(ops_bytes, arena) == ops
 
 
-@given(st.lists(OPS, min_size=1, max_size=6))
-def test_arena_strings_are_nul_terminated_and_offset_zero_is_none(ops: list[P.Op]) -> None:
-    plan = P.Plan(ops=ops, argv=[b"x"], envp=None)
+@given(st.lists(st.builds(P.Mount, source=maybe_paths, target=paths, fstype=maybe_paths, flags=u64,
+                          data=maybe_paths), min_size=1, max_size=6))
+def test_arena_strings_are_nul_terminated_and_offset_zero_is_none(ops: list[P.Mount]) -> None:
+    plan = P.Plan(ops=list(ops), argv=[b"x"], envp=None)
     c = plan.pack()
     arena = bytes(ffi.buffer(c.arena, c.arena_len))
+    raw = bytes(ffi.buffer(c.ops, 64 * len(ops)))
     assert arena[0] == 0
-    for i in range(len(ops)):
-        kind, flags, fd, _, a0, a1, a2, a3, *_ = P.OP_STRUCT.unpack_from(
-            bytes(ffi.buffer(c.ops, 64 * len(ops))), 64 * i)
-        assert kind == ops[i].kind
-        for off in (a0, a1, a2, a3):
-            if 0 < off < len(arena):
-                assert 0 in arena[off:]
+    for i, op in enumerate(ops):
+        offsets = P.OP_STRUCT.unpack_from(raw, 64 * i)[4:8]
+        for off, value in zip(offsets, (op.source, op.target, op.fstype, op.data)):
+            if value is None:
+                assert off == 0
+            else:
+                # What C's plan_str() sees: the bytes up to the first NUL.
+                assert arena[off:arena.index(0, off)] == value
 
 
 def test_int_arrays_are_aligned_for_c() -> None:
