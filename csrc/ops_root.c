@@ -93,10 +93,31 @@ run_op_root_stage(const struct iso_plan *p, const struct iso_op *op)
     return chdir("/");
 }
 
-/* Create one entry (val1: 0 directory, 1 empty file, 2 symlink to arg3)
- * named arg2 in the directory arg1, both resolved inside root arg0.  An
- * existing entry of any type is left alone: a later open resolves it, inside
- * the root. */
+/* One entry named name (a single component) in dfd: type 0 a directory,
+ * 1 an empty file, 2 a symlink to link.  An existing entry of any type is
+ * left alone: a later open resolves it, inside the root. */
+static int
+make_entry(int dfd, const char *name, unsigned type, mode_t mode, const char *link)
+{
+    int rc;
+    if (type == 1) {
+        rc = mknodat(dfd, name, S_IFREG | mode, 0);
+    } else if (type == 2) {
+        rc = symlinkat(link, dfd, name);
+    } else {
+        rc = mkdirat(dfd, name, mode);
+    }
+    if (rc < 0 && errno == EEXIST) {
+        rc = 0;
+    }
+    return rc;
+}
+
+/* Create entries in the directory arg1, resolved inside root arg0.  val2 0:
+ * one entry, named arg2, val1 its type, val0 its mode, arg3 a symlink's
+ * target.  val2 N > 0: N entries packed at arena offset arg2 by _plan_root.py
+ * (type byte, mode as two bytes little-endian, name NUL, link NUL), made
+ * through one directory fd: a fresh root's mount points cost a syscall each. */
 int
 run_op_root_mkdir(const struct iso_plan *p, const struct iso_op *op)
 {
@@ -104,17 +125,20 @@ run_op_root_mkdir(const struct iso_plan *p, const struct iso_op *op)
     if (dfd < 0) {
         return -1;
     }
-    const char *name = plan_str(p, op->arg2);
-    int rc;
-    if (op->val1 == 1) {
-        rc = mknodat(dfd, name, S_IFREG | (mode_t)op->val0, 0);
-    } else if (op->val1 == 2) {
-        rc = symlinkat(plan_str(p, op->arg3), dfd, name);
+    int rc = 0;
+    if (op->val2 == 0) {
+        rc = make_entry(dfd, plan_str(p, op->arg2), (unsigned)op->val1, (mode_t)op->val0,
+                        plan_str(p, op->arg3));
     } else {
-        rc = mkdirat(dfd, name, (mode_t)op->val0);
-    }
-    if (rc < 0 && errno == EEXIST) {
-        rc = 0;
+        const char *e = p->arena + op->arg2;
+        for (uint64_t i = 0; i < op->val2 && rc == 0; i++) {
+            unsigned type = (unsigned char)e[0];
+            mode_t mode = (mode_t)((unsigned char)e[1] | ((unsigned)(unsigned char)e[2] << 8));
+            const char *name = e + 3;
+            const char *link = name + strlen(name) + 1;
+            rc = make_entry(dfd, name, type, mode, link);
+            e = link + strlen(link) + 1;
+        }
     }
     close_keep_errno(dfd);
     return rc;

@@ -95,9 +95,65 @@ class RootMkdir(Op):
 
     @classmethod
     def decode(cls, flags: int, fd: int, args: Any, vals: Any, arena: _Arena) -> Op:
+        if vals[2]:
+            return RootMkdirs.decode(flags, fd, args, vals, arena)
         r, p, n = _s(arena, args[0]), _s(arena, args[1]), _s(arena, args[2])
         assert p is not None and n is not None
         return cls(root=r, parent=p, name=n, link=_s(arena, args[3]), mode=vals[0], type=vals[1])
+
+
+@dataclass(frozen=True, slots=True)
+class RootMkdirs(Op):
+    """Several ``RootMkdir`` entries of one directory, made through one fd (same op kind).
+
+    ``entries``: ``(name, type, mode, link or None)``; each name is one
+    path component, so nothing but the directory is resolved.
+    """
+
+    kind: ClassVar[int] = lib.ISO_OP_ROOT_MKDIR
+    error: ClassVar[type[errors.SetupError]] = errors.MountError
+    root: bytes | None
+    parent: bytes
+    entries: tuple[tuple[bytes, int, int, bytes | None], ...]
+
+    def __post_init__(self) -> None:
+        if not self.entries:
+            raise ValueError("RootMkdirs needs at least one entry")
+        for name, type_, mode, link in self.entries:
+            # One component only: mkdirat() and friends follow symlinks in the
+            # leading components of a name, which would leave the root.
+            if not name or b"/" in name or b"\0" in name or name in (b".", b".."):
+                raise ValueError(f"RootMkdirs: {name!r} is not one path component")
+            if type_ not in (0, 1, 2) or not 0 <= mode <= 0o7777 or (type_ == 2) != (link is not None):
+                raise ValueError(f"RootMkdirs: bad entry {(name, type_, mode, link)!r}")
+
+    def describe(self) -> str:
+        names = b", ".join(e[0] for e in self.entries)
+        return f"create {_d(names)} in {_rel(self.root, self.parent)}"
+
+    def path(self) -> str | None:
+        return _rel(self.root, self.parent)
+
+    def encode(self, arena: _Arena) -> Any:
+        packed = bytearray()
+        for name, type_, mode, link in self.entries:
+            packed += bytes((type_, mode & 0xFF, mode >> 8)) + name + b"\0" + (link or b"") + b"\0"
+        return 0, -1, (arena.str(self.root), arena.str(self.parent), arena.data(bytes(packed), 1),
+                       0), (0, 0, len(self.entries), 0)
+
+    @classmethod
+    def decode(cls, flags: int, fd: int, args: Any, vals: Any, arena: _Arena) -> Op:
+        p = _s(arena, args[1])
+        assert p is not None
+        off, entries = args[2], []
+        for _ in range(vals[2]):
+            type_, mode = arena.buf[off], arena.buf[off + 1] | arena.buf[off + 2] << 8
+            name_end = arena.buf.index(0, off + 3)
+            link_end = arena.buf.index(0, name_end + 1)
+            name, link = bytes(arena.buf[off + 3:name_end]), bytes(arena.buf[name_end + 1:link_end])
+            entries.append((name, type_, mode, link if type_ == 2 else None))
+            off = link_end + 1
+        return cls(root=_s(arena, args[0]), parent=p, entries=tuple(entries))
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ import pytest
 
 import isolate
 from isolate import RootFS
+from isolate import rootfs as rootfs_mod
 
 pytestmark = [pytest.mark.root]
 
@@ -75,6 +76,50 @@ def test_minimal_etc_and_dev() -> None:
     assert m["/sys"].startswith("ro,") and m["/sys"].split()[1] == "sysfs"
     assert m["/proc/sys"].startswith("ro,")
     assert m["/proc/acpi"].startswith("ro,") if "/proc/acpi" in m else True
+
+
+def test_etc_files_copied_or_bound_read_only_match_the_host() -> None:
+    # Small files are copies, large ones (mime.types) read-only binds: either
+    # way the sandbox reads the host's content and cannot change it.
+    names = [n for n in ("passwd", "ld.so.cache", "mime.types") if Path("/etc", n).is_file()]
+    script = "; ".join(f"md5sum /etc/{n}; echo x >> /etc/{n} 2>/dev/null; echo w=$?" for n in names)
+    r = sh(script + "; cat /proc/self/mountinfo")
+    assert r.returncode == 0, r
+    import hashlib
+
+    for n in names:
+        assert hashlib.md5(Path("/etc", n).read_bytes()).hexdigest().encode() in r.stdout, n
+    assert r.stdout.count(b"w=0") == 0
+    if "mime.types" in names and Path("/etc/mime.types").stat().st_size > rootfs_mod.ETC_COPY_MAX:
+        assert mounts_of(r)["/etc/mime.types"].startswith("ro,")
+
+
+@pytest.mark.parametrize("umask", [0o022, None])
+def test_callers_umask_does_not_change_the_roots_modes(umask: int | None) -> None:
+    # A caller with umask 077 once made /etc 0700 and /etc/passwd 0600: an
+    # unprivileged user inside could not look up a name.
+    old = os.umask(0o077)
+    try:
+        r = sh("stat -c '%a %n' /etc /etc/passwd /tmp; umask; id -un", user=65534, group=65534,
+               capabilities=[], umask=umask)
+    finally:
+        os.umask(old)
+    assert r.returncode == 0, r
+    out = r.stdout.decode().split("\n")
+    assert out[:3] == ["755 /etc", "644 /etc/passwd", "1777 /tmp"], out
+    assert out[3] == ("0022" if umask is not None else "0077")   # None keeps the caller's
+    assert out[4] == "nobody"
+
+
+def test_bind_from_under_the_stage_directory(tmp_path: Path) -> None:
+    # A source under the stage (/tmp) would be covered by a new root mounted
+    # there: the build stages it instead, and the file is the host's.
+    d = tmp_path / "under-stage"
+    d.mkdir()
+    (d / "f").write_text("from the host's /tmp\n")
+    r = sh("cat /data/f; ls /", rootfs=RootFS.host().bind(d, "/data", readonly=True))
+    assert r.returncode == 0, r
+    assert b"from the host's /tmp" in r.stdout and b"oldroot" not in r.stdout
 
 
 def test_directory_rootfs(image: Path) -> None:

@@ -59,7 +59,7 @@ def test_other_bad_options(tmp_path: Path) -> None:
 def test_root_maps_all_ids_to_themselves() -> None:
     c = Container()
     if os.geteuid() == 0:
-        assert c._uid_map == [isolate.IdMap(inside=0, outside=0, count=4294967295)]
+        assert list(c._uid_map) == [isolate.IdMap(inside=0, outside=0, count=4294967295)]
     assert "user" in c.namespaces and "net" in c.namespaces
     assert "net" not in Container(net="host").namespaces
 

@@ -10,6 +10,7 @@ from hypothesis import given, strategies as st
 
 import isolate
 from isolate import _plan as P
+from isolate._plan_root import RootMkdirs
 from isolate.rootfs import RootFS, _Ctx, container_path
 
 
@@ -84,7 +85,8 @@ def test_host_plan_targets_are_resolved_in_the_new_root() -> None:
 
 def test_merged_usr_symlinks_are_recreated() -> None:
     ops = RootFS.host()._ops(ctx())
-    links = {op.name: op.link for op in ops if isinstance(op, P.RootMkdir) and op.type == 2}
+    links = {name: link for op in ops if isinstance(op, RootMkdirs)
+             for name, type_, _, link in op.entries if type_ == 2}
     for name in ("bin", "sbin", "lib", "lib64"):
         if Path("/", name).is_symlink():
             assert links[name.encode()] == os.fsencode(os.readlink(Path("/", name)))
@@ -131,3 +133,77 @@ def test_error_descriptions_name_the_path() -> None:
     err = P.Plan(ops=[op, P.Exec((b"/x",))], argv=[b"x"], envp=[]).error_for(0, op.kind, 1)
     assert isinstance(err, isolate.MountError)
     assert str(err) == "step 0 (mount proc on /newroot/proc): [Errno 1] Operation not permitted"
+
+
+def direct_ctx(stage: bytes = b"/tmp") -> _Ctx:
+    return _Ctx(new=stage, old=b"/", stage=stage, chroot=False, userns=True, new_net=True,
+                new_pid=True, console=None, direct=True)
+
+
+def test_host_root_is_built_in_place_on_the_stage() -> None:
+    # No staging tmpfs and no first pivot_root: the new root is mounted on the
+    # stage itself and host paths are read where they are.
+    rootfs = RootFS.host(home="/root")
+    assert rootfs._builds_in_place(b"/tmp", None)
+    ops = rootfs._ops(direct_ctx())
+    assert not any(isinstance(op, P.RootStage) for op in ops)
+    assert ops[0] == P.RootMount(b"tmpfs", None, b"/tmp", source=b"tmpfs",
+                                 attrs=P.lib.MOUNT_ATTR_NOSUID, options=(("mode", "0755"),))
+    for op in ops[1:]:
+        if isinstance(op, (P.RootBind, P.RootMount, P.RootMask, P.RootMkdir)):
+            assert op.root == b"/tmp", op        # every target inside the new root
+        if isinstance(op, P.RootBind):
+            assert op.source_root in (b"/", b"/tmp"), op
+
+
+def test_sources_under_the_stage_keep_the_staged_build(tmp_path: Path) -> None:
+    # The new root would cover such a source: the build pivots into a staging
+    # tmpfs first, where the host tree stays whole under /oldroot.
+    stage = os.fsencode(tmp_path)
+    (tmp_path / "data").mkdir()
+    assert RootFS.host()._builds_in_place(stage, None)
+    assert not RootFS.host().bind(tmp_path / "data", "/data")._builds_in_place(stage, None)
+    assert not RootFS.from_directory(tmp_path / "data")._builds_in_place(stage, None)
+    # A source that contains the stage (here /) would take the new root along.
+    assert not RootFS.host().bind("/", "/host")._builds_in_place(stage, None)
+    # The overlay's upper layer lives in the staging tmpfs.
+    assert not RootFS.host().overlay()._builds_in_place(b"/tmp", None)
+
+
+def test_large_etc_files_are_bound_small_ones_copied() -> None:
+    from isolate.rootfs import ETC_COPY_MAX, HOST_ETC
+
+    rootfs = RootFS.host()
+    kinds = {name: kind for name, kind, _ in rootfs._host_etc}
+    for name in HOST_ETC:
+        p = Path("/etc", name)
+        if p.is_file() and not p.is_symlink() and os.access(p, os.R_OK):
+            assert kinds[name] == ("file" if p.stat().st_size <= ETC_COPY_MAX else "bind"), name
+
+
+def test_batched_entries_round_trip_through_the_packed_plan() -> None:
+    # The top of the root, /etc and /dev are each made by one op through one
+    # directory fd; the packed form must say the same as the op.
+    ops = RootFS.host(home="/root")._ops(direct_ctx())
+    batches = [op for op in ops if isinstance(op, RootMkdirs)]
+    assert [b.parent for b in batches][::len(batches) - 1] == [b".", b"dev"]
+    top = {e[0] for e in batches[0].entries}
+    assert {b"usr", b"etc", b"tmp", b"root", b"proc", b"sys", b"dev"} <= top
+    # Nothing made twice: the later per-target mkdirs skip what the batch made.
+    singles = {op.name for op in ops if isinstance(op, P.RootMkdir) and op.parent == b"."}
+    assert not singles & top
+    plan = P.Plan(ops=ops, argv=[b"x"], envp=None)
+    c = plan.pack()
+    back = P.unpack_ops(bytes(P.ffi.buffer(c.ops, 64 * len(ops))),
+                        bytes(P.ffi.buffer(c.arena, c.arena_len)))
+    assert back == ops
+
+
+@pytest.mark.parametrize("entry", [(b"a/b", 0, 0o755, None), (b"..", 0, 0o755, None),
+                                   (b"", 0, 0o755, None), (b"x", 2, 0o777, None),
+                                   (b"x", 0, 0o10000, None), (b"x", 3, 0, None)])
+def test_batched_entries_are_single_components(entry: tuple[bytes, int, int, bytes | None]) -> None:
+    # mkdirat() follows symlinks in leading components: a name with a slash
+    # could leave the root, so the op refuses it when made.
+    with pytest.raises(ValueError):
+        RootMkdirs(b"/newroot", b"dev", (entry,))
