@@ -348,7 +348,7 @@ def charts(res: dict[str, Any], outdir: Path) -> list[str]:
         fig, ax = plt.subplots(figsize=(9, 0.5 * len(variants) + 2.2))
         y = list(range(len(variants)))[::-1]
         left = [0.0] * len(variants)
-        cmap = plt.get_cmap("tab10")
+        cmap = plt.get_cmap("tab20")
         for i, k in enumerate(keys):
             w = [variants[v][k]["median"] / 1e6 for v in variants]
             ax.barh(y, w, left=left, color=cmap(i), label=k)
