@@ -35,7 +35,7 @@ static void spawn(int *fds, int n) {
 }
 static int seq;
 static void cycle(int nh) {
-  char d[4][256], f[512]; int fds[4];
+  char d[4][256], f[1100]; int fds[4];
   int k = seq++;
   for (int i = 0; i < nh; i++) { snprintf(d[i], 256, "/sys/fs/cgroup/%s/%s/c%d", H[i], parent, k); if (mkdir(d[i], 0755)) { perror("mkdir"); exit(1); } }
   for (int i = 0; i < nh && F[i]; i++) { snprintf(f, sizeof f, "%s/%s", d[i], F[i]); int fd = open(f, O_WRONLY|O_CLOEXEC); write(fd, V[i], strlen(V[i])); close(fd); }
