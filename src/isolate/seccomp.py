@@ -44,17 +44,6 @@ OCI_DEFAULT_CAPS = frozenset({
     "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
 })
 
-_CDEF = """
-typedef void *scmp_filter_ctx;
-struct scmp_arg_cmp { unsigned int arg; int op; uint64_t datum_a; uint64_t datum_b; };
-scmp_filter_ctx seccomp_init(uint32_t def_action);
-void seccomp_release(scmp_filter_ctx ctx);
-int seccomp_syscall_resolve_name(const char *name);
-int seccomp_rule_add_array(scmp_filter_ctx ctx, uint32_t action, int syscall,
-                           unsigned int arg_cnt, const struct scmp_arg_cmp *arg_array);
-int seccomp_attr_set(scmp_filter_ctx ctx, int attr, uint32_t value);
-int seccomp_export_bpf(const scmp_filter_ctx ctx, int fd);
-"""
 _SCMP_FLTATR_ACT_BADARCH = 2
 _SCMP_FLTATR_CTL_NNP = 3
 _SCMP_FLTATR_CTL_OPTIMIZE = 8
@@ -68,10 +57,10 @@ def _load() -> tuple[Any, Any]:
     global _lib, _ffi
     with _lock:
         if _lib is None:
-            from cffi import FFI  # type: ignore[import-untyped]
+            # Out-of-line ABI mode: the declarations were parsed at build time
+            # (csrc/build_seccomp_ffi.py), so no C parser runs at import.
+            from ._seccomp_ffi import ffi
 
-            ffi = FFI()
-            ffi.cdef(_CDEF)
             try:
                 lib = ffi.dlopen("libseccomp.so.2")
             except OSError as e:

@@ -85,15 +85,14 @@ def test_default_profile_compiles_and_depends_on_capabilities() -> None:
 def test_unavailable_libseccomp_raises_unsupported(monkeypatch: pytest.MonkeyPatch) -> None:
     from isolate import seccomp
 
-    class NoLib:
-        def cdef(self, text: str) -> None:
-            pass
+    import isolate._seccomp_ffi as seccomp_ffi
 
+    class NoLib:
         def dlopen(self, name: str) -> None:
             raise OSError(f"{name}: cannot open shared object file")
 
     monkeypatch.setattr(seccomp, "_lib", None)
-    monkeypatch.setattr("cffi.FFI", NoLib)
+    monkeypatch.setattr(seccomp_ffi, "ffi", NoLib())
     with pytest.raises(isolate.UnsupportedError, match="libseccomp"):
         SeccompProfile.default().compile()
     assert not seccomp.available()
