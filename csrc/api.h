@@ -71,7 +71,7 @@ enum iso_child_stage {
     ISO_STAGE_NONE = 0,
     ISO_STAGE_PIPE, ISO_STAGE_STACK, ISO_STAGE_CLONE, ISO_STAGE_UID_MAP,
     ISO_STAGE_GID_MAP, ISO_STAGE_SETGROUPS, ISO_STAGE_CGROUP, ISO_STAGE_RELEASE,
-    ISO_STAGE_REPORT, ISO_STAGE_PIDNS, ISO_STAGE_TIMENS, ISO_STAGE_NETNS
+    ISO_STAGE_REPORT, ISO_STAGE_PIDNS, ISO_STAGE_NETNS
 };
 
 struct iso_op {
@@ -98,7 +98,6 @@ struct iso_plan {
     const int32_t *procs_fds;    /* cgroup.procs files (v1) the parent writes the pid to */
     uint32_t n_procs_fds;
     int32_t pidns_fd;            /* the parent thread enters this pid namespace for the clone, or -1 */
-    int32_t timens_fd;           /* likewise for a time namespace, or -1 */
     int32_t netns_fd;            /* a network namespace the parent thread enters for the clone, or -1 */
     uint64_t *op_times;          /* ISO_PLAN_TIMING with a shared address space: the child
                                     stores CLOCK_MONOTONIC ns after each op (n_ops + 1 slots,
@@ -132,7 +131,6 @@ int iso_release(const struct iso_plan *plan, struct iso_child *child);
 void iso_abandon(struct iso_child *child);
 int iso_setns(int fd, int nstype);
 int iso_unshare(int flags);
-int iso_clone3_available(void);
 
 /* host.c: calls the parent makes for itself (Namespace, probe). 0 or -errno. */
 enum iso_syscall {

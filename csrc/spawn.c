@@ -436,11 +436,11 @@ iso_spawn(const struct iso_plan *plan, struct iso_child *c)
     pthread_sigmask(SIG_SETMASK, &all, &old);
     a->sigmask = old;
 
-    /* Joining a pid or time namespace applies to children only
-     * (pid_for_children), and only for this thread: enter it for the clone,
-     * then return.  Other threads of the process are not affected; this
-     * thread runs no Python meanwhile (the GIL is released). */
-    int back_pid = -1, back_time = -1;
+    /* Joining a pid namespace applies to children only (pid_for_children),
+     * and only for this thread: enter it for the clone, then return.  Other
+     * threads are not affected; this one runs no Python meanwhile (the GIL
+     * is released). */
+    int back_pid = -1;
     if (plan->pidns_fd >= 0 &&
         enter_for_children(plan->pidns_fd, CLONE_NEWPID, "pid_for_children", &back_pid) < 0) {
         c->stage = ISO_STAGE_PIDNS;
@@ -448,15 +448,6 @@ iso_spawn(const struct iso_plan *plan, struct iso_child *c)
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         goto fail_pipes;
     }
-    if (plan->timens_fd >= 0 &&
-        enter_for_children(plan->timens_fd, CLONE_NEWTIME, "time_for_children", &back_time) < 0) {
-        c->stage = ISO_STAGE_TIMENS;
-        err = errno;
-        leave_for_children(&back_pid, CLONE_NEWPID);
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-        goto fail_pipes;
-    }
-
     /* A network namespace is inherited at clone like any other; entering it
      * here rather than in the child lets it be combined with a new user
      * namespace, which would own the child but not this namespace. */
@@ -466,7 +457,6 @@ iso_spawn(const struct iso_plan *plan, struct iso_child *c)
         c->stage = ISO_STAGE_NETNS;
         err = errno;
         leave_for_children(&back_pid, CLONE_NEWPID);
-        leave_for_children(&back_time, CLONE_NEWTIME);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         goto fail_pipes;
     }
@@ -476,7 +466,6 @@ iso_spawn(const struct iso_plan *plan, struct iso_child *c)
     err = errno;
     leave_for_children(&back_net, CLONE_NEWNET);
     leave_for_children(&back_pid, CLONE_NEWPID);
-    leave_for_children(&back_time, CLONE_NEWTIME);
     if (pid < 0) {
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         goto fail_pipes;
@@ -580,12 +569,4 @@ int
 iso_unshare(int flags)
 {
     return unshare(flags) < 0 ? -errno : 0;
-}
-
-int
-iso_clone3_available(void)
-{
-    /* clone3 with an invalid (zero) size fails with EINVAL where it exists. */
-    long r = syscall(__NR_clone3, NULL, 0);
-    return !(r < 0 && errno == ENOSYS);
 }

@@ -11,7 +11,10 @@ from __future__ import annotations
 import functools
 import glob
 import os
+import signal
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -151,3 +154,46 @@ def _leak_guard(request: pytest.FixtureRequest):
         yield from _check_leaks()
     else:
         yield
+
+
+# --- cgroup test parents ------------------------------------------------------
+
+
+def cgroup_leftovers(name: str) -> list[str]:
+    """Every directory called ``name`` anywhere under /sys/fs/cgroup."""
+    return sorted(glob.glob(f"/sys/fs/cgroup/**/{name}", recursive=True)
+                  + glob.glob(f"/sys/fs/cgroup/{name}"))
+
+
+def force_remove_cgroup(path: str) -> None:
+    """Thaw, kill and remove a cgroup tree.  A safety net only: a test that needs it has failed."""
+    for root, _, _ in sorted(os.walk(path, topdown=False), key=lambda t: -len(t[0])):
+        for freeze, thawed in (("freezer.state", "THAWED"), ("cgroup.freeze", "0")):
+            if Path(root, freeze).exists():
+                Path(root, freeze).write_text(thawed)
+        procs = Path(root, "cgroup.procs")
+        if procs.exists():
+            for pid in procs.read_text().split():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        for _ in range(100):
+            try:
+                os.rmdir(root)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.05)
+
+
+@pytest.fixture
+def cgroup_parent() -> Iterator[str]:
+    """A fresh ``isolate-test-*`` parent name; fails the test if anything is left under it."""
+    name = f"isolate-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    yield name
+    left = cgroup_leftovers(name)
+    for path in left:
+        force_remove_cgroup(path)
+    assert not left, f"cgroup directories left behind: {left}"

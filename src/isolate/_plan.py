@@ -797,7 +797,6 @@ STAGES = {
     lib.ISO_STAGE_RELEASE: "release child",
     lib.ISO_STAGE_REPORT: "read report",
     lib.ISO_STAGE_PIDNS: "enter pid namespace",
-    lib.ISO_STAGE_TIMENS: "enter time namespace",
     lib.ISO_STAGE_NETNS: "enter network namespace",
 }
 
@@ -828,7 +827,6 @@ class Plan:
     gid_map: bytes | None = None
     procs_fds: tuple[int, ...] = ()
     pidns_fd: int = -1
-    timens_fd: int = -1
     netns_fd: int = -1
     _packed: Any = field(default=None, repr=False)
 
@@ -872,7 +870,6 @@ class Plan:
             p.procs_fds = fds
             p.n_procs_fds = len(self.procs_fds)
         p.pidns_fd = self.pidns_fd
-        p.timens_fd = self.timens_fd
         p.netns_fd = self.netns_fd
         if self.flags & PLAN_TIMING and not self.flags & PLAN_NO_VM and self.ops:
             times = ffi.new("uint64_t[]", len(self.ops) + 1)

@@ -103,8 +103,10 @@ def unshare(flags: int) -> None:
 
 
 def clone3_available() -> bool:
-    """Whether this kernel has clone3(2)."""
-    return bool(lib.iso_clone3_available())
+    """Whether this kernel has clone3(2): a call with no arguments fails with EINVAL, not ENOSYS."""
+    import errno
+
+    return syscall_errno("clone3") != errno.ENOSYS
 
 
 def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:

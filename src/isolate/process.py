@@ -269,7 +269,6 @@ def build_plan(
     # user namespace exists: the parent thread enters these around the clone.
     pidns_fd = joined.get("pid", -1)
     netns_fd = joined.get("net", -1)
-    timens_fd = -1
     if "time" in joined:
         # The kernel lets only a single-threaded process (mm not shared) enter a
         # time namespace (EUSERS otherwise): the child does it, without CLONE_VM.
@@ -423,8 +422,7 @@ def build_plan(
 
     return P.Plan(ops=ops_, argv=bargv, envp=envp, clone_flags=clone_flags, flags=flags,
                   cgroup_fd=cgroup_fd, uid_map=uid_text, gid_map=gid_text,
-                  procs_fds=tuple(procs_fds), pidns_fd=pidns_fd, timens_fd=timens_fd,
-                  netns_fd=netns_fd)
+                  procs_fds=tuple(procs_fds), pidns_fd=pidns_fd, netns_fd=netns_fd)
 
 
 def _freeze(value: Any) -> Any:

@@ -67,7 +67,7 @@ ETC_COPY_MAX = 48 << 10
 #: Device nodes bound from the host's /dev into the container's fresh /dev.
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
 
-_MA: Any = P.lib  # type: ignore[attr-defined]
+_MA: Any = P.lib
 _NOSUID_NODEV = _MA.MOUNT_ATTR_NOSUID | _MA.MOUNT_ATTR_NODEV
 _NOSUID_NODEV_NOEXEC = _NOSUID_NODEV | _MA.MOUNT_ATTR_NOEXEC
 

@@ -9,7 +9,6 @@ what is tested.
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 import shutil
@@ -23,6 +22,7 @@ from pathlib import Path
 import pytest
 
 import isolate
+from conftest import cgroup_leftovers as _leftovers
 from isolate import Cgroup, DeviceRule, IoThrottle, Limits
 from isolate.cgroup import DEFAULT_DEVICES
 
@@ -32,43 +32,10 @@ VERSIONS = [pytest.param(1, marks=pytest.mark.cgroup1, id="v1"),
 BUSY = ["/bin/sh", "-c", "while :; do :; done"]
 
 
-def _leftovers(name: str) -> list[str]:
-    return sorted(glob.glob(f"/sys/fs/cgroup/**/{name}", recursive=True)
-                  + glob.glob(f"/sys/fs/cgroup/{name}"))
-
-
-def _force_remove(path: str) -> None:
-    # Safety net only: the test has already failed if this finds anything.
-    for root, dirs, _ in sorted(os.walk(path, topdown=False), key=lambda t: -len(t[0])):
-        for freeze, thawed in (("freezer.state", "THAWED"), ("cgroup.freeze", "0")):
-            if Path(root, freeze).exists():
-                Path(root, freeze).write_text(thawed)
-        procs = Path(root, "cgroup.procs")
-        if procs.exists():
-            for pid in procs.read_text().split():
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        for _ in range(100):
-            try:
-                os.rmdir(root)
-                break
-            except FileNotFoundError:
-                break
-            except OSError:
-                time.sleep(0.05)
-
-
 @pytest.fixture(params=VERSIONS)
-def parent(request: pytest.FixtureRequest):
-    """A fresh ``isolate-test-*`` parent name; fails the test if anything is left under it."""
-    name = f"isolate-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    yield name
-    left = _leftovers(name)
-    for path in left:
-        _force_remove(path)
-    assert not left, f"cgroup directories left behind: {left}"
+def parent(request: pytest.FixtureRequest, cgroup_parent: str) -> str:
+    """``cgroup_parent`` (tests/conftest.py), once per cgroup version."""
+    return cgroup_parent
 
 
 def _wait_for(check, timeout: float = 60.0, what: str = "condition"):

@@ -10,42 +10,23 @@ that still holds processes is still emptied and removed.
 
 from __future__ import annotations
 
-import glob
 import os
 import signal
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import isolate
+from conftest import cgroup_leftovers as _leftovers
 from isolate import Cgroup, ConfigError, Limits
 from isolate.cgroup import detect
 
 
-def _leftovers(name: str) -> list[str]:
-    return sorted(glob.glob(f"/sys/fs/cgroup/**/{name}", recursive=True)
-                  + glob.glob(f"/sys/fs/cgroup/{name}"))
-
-
 @pytest.fixture
-def parent() -> Iterator[str]:
-    """A fresh ``isolate-test-*`` parent name; fails the test if anything is left under it."""
-    name = f"isolate-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    yield name
-    left = _leftovers(name)
-    for path in sorted(left, key=len, reverse=True):
-        for _ in range(50):
-            try:
-                os.rmdir(path)
-                break
-            except FileNotFoundError:
-                break
-            except OSError:
-                time.sleep(0.05)
-    assert not left, f"cgroup directories left behind: {left}"
+def parent(cgroup_parent: str) -> str:
+    """A fresh ``isolate-test-*`` parent name, checked for leftovers (tests/conftest.py)."""
+    return cgroup_parent
 
 
 def _cpu(cg: Cgroup, name: str) -> str:

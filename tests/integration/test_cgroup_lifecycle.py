@@ -2,41 +2,22 @@
 
 from __future__ import annotations
 
-import glob
 import os
 import signal
-import time
-import uuid
 from pathlib import Path
 
 import pytest
 
 import isolate
+from conftest import cgroup_leftovers as _leftovers
 from isolate import Cgroup, ConfigError, Limits
 from isolate.cgroup import detect
 
 
-def _leftovers(name: str) -> list[str]:
-    found = glob.glob(f"/sys/fs/cgroup/*/{name}") + glob.glob(f"/sys/fs/cgroup/{name}")
-    found += [p for p in glob.glob(f"/sys/fs/cgroup/*/{name}/**", recursive=True) if os.path.isdir(p)]
-    return sorted(set(found))
-
-
 @pytest.fixture
-def parent():
-    name = f"isolate-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    yield name
-    left = _leftovers(name)
-    for path in sorted(left, key=len, reverse=True):
-        for _ in range(50):
-            try:
-                os.rmdir(path)
-                break
-            except FileNotFoundError:
-                break
-            except OSError:
-                time.sleep(0.05)
-    assert not left, f"cgroup directories left behind: {left}"
+def parent(cgroup_parent: str) -> str:
+    """A fresh ``isolate-test-*`` parent name, checked for leftovers (tests/conftest.py)."""
+    return cgroup_parent
 
 
 @pytest.mark.cgroup1

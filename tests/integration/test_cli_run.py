@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import cgroup_leftovers
 
 pytestmark = [pytest.mark.root]
 
@@ -92,16 +96,19 @@ def test_net_host_and_rootfs(tmp_path: Path) -> None:
     assert r.stdout.decode().strip() == os.readlink("/proc/self/ns/net")
 
 
-def _started(p: subprocess.Popen[bytes]) -> None:
-    """Wait until the sandboxed command has printed its first line."""
+@contextlib.contextmanager
+def running(*args: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``isolate run ARGS`` in the background, once its command has printed ``ready``."""
+    p = subprocess.Popen([sys.executable, "-m", "isolate", "run", *args], stdout=subprocess.PIPE)
     assert p.stdout is not None
-    assert p.stdout.readline() == b"ready\n"
-
-
-def _leftover_cgroups(name: str) -> list[str]:
-    import glob
-
-    return glob.glob(f"/sys/fs/cgroup/**/{name}", recursive=True)
+    try:
+        assert p.stdout.readline() == b"ready\n"
+        yield p
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        p.stdout.close()
 
 
 @pytest.mark.cgroup1
@@ -109,39 +116,18 @@ def test_sigterm_reaches_the_command_and_nothing_is_left(tmp_path: Path) -> None
     # The command traps TERM: the signal sent to `isolate run` must reach it, and
     # the cgroup made for --memory must be gone when isolate exits.
     name = f"isolate-test-sig-{os.getpid()}"
-    p = subprocess.Popen([sys.executable, "-m", "isolate", "run", "--memory", "64m", "--name", name,
-                          "--", "sh", "-c", "trap 'exit 7' TERM; echo ready; sleep 30 & wait"],
-                         stdout=subprocess.PIPE)
-    try:
-        _started(p)
+    with running("--memory", "64m", "--name", name, "--",
+                 "sh", "-c", "trap 'exit 7' TERM; echo ready; sleep 30 & wait") as p:
         p.terminate()
         assert p.wait(timeout=30) == 7
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-        assert p.stdout is not None
-        p.stdout.close()
-    assert _leftover_cgroups(name) == []
+    assert cgroup_leftovers(name) == []
 
 
 def test_second_signal_kills_a_command_that_ignores_the_first() -> None:
-    # `sleep` as pid 1 of its pid namespace has no handler: the kernel drops SIGTERM.
-    p = subprocess.Popen([sys.executable, "-m", "isolate", "run", "--",
-                          "sh", "-c", "echo ready; exec sleep 30"], stdout=subprocess.PIPE)
-    try:
-        _started(p)
-        import time
-
-        time.sleep(0.2)  # let sh exec sleep
+    # pid 1 of a pid namespace without a handler: the kernel drops SIGTERM.
+    with running("--", "sh", "-c", "echo ready; exec sleep 30") as p:
         p.terminate()
         time.sleep(0.3)
         assert p.poll() is None, "pid 1 without a handler should have ignored SIGTERM"
         p.terminate()
         assert p.wait(timeout=30) == 128 + 9
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-        assert p.stdout is not None
-        p.stdout.close()
