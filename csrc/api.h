@@ -48,6 +48,7 @@ enum iso_op_kind {
     ISO_OP_ROOT_MASK,        /* arg0 root, arg1 path, arg2 null device */
     ISO_OP_ROOT_CHDIR,       /* arg0 root, arg1 path */
     ISO_OP_SET_DUMPABLE,     /* val0 0 or 1 */
+    ISO_OP_EXEC_GATE,        /* fd to read one byte from; arg0/arg1 exec candidates to check first */
     ISO_OP_KIND_MAX
 };
 
@@ -104,6 +105,8 @@ struct iso_plan {
                                     slot 0 when it starts), else NULL */
 };
 
+/* A report with err == 0 is not a failure: an ISO_OP_EXEC_GATE child is
+ * ready and waiting for its go-ahead, after which it no longer reports. */
 struct iso_report {
     int32_t step;
     int32_t kind;

@@ -86,6 +86,102 @@ run_op_exec(const struct iso_plan *p, const struct iso_op *op)
     return -1;
 }
 
+/* Close every fd marked close-on-exec except `keep`: a child held at the
+ * gate must not hold the parent's locks and files until its execve (CLOSE_FDS
+ * only marks them).  Walks /proc/self/fd with getdents64 (no malloc); where
+ * /proc is not mounted, the first 4096 fds. */
+static void
+close_cloexec_fds(int keep)
+{
+    int dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir < 0) {
+        for (int fd = 3; fd < 4096; fd++) {
+            int fl = fcntl(fd, F_GETFD);
+            if (fd != keep && fl >= 0 && (fl & FD_CLOEXEC)) {
+                close(fd);
+            }
+        }
+        return;
+    }
+    char buf[4096];
+    long n;
+    while ((n = syscall(SYS_getdents64, dir, buf, sizeof buf)) > 0) {
+        for (long off = 0; off < n;) {
+            struct iso_dirent64 {
+                uint64_t ino;
+                int64_t off;
+                unsigned short reclen;
+                unsigned char type;
+                char name[];
+            } *d = (struct iso_dirent64 *)(buf + off);
+            off += d->reclen;
+            int fd = 0;
+            const char *c = d->name;
+            if (*c < '0' || *c > '9') {
+                continue;
+            }
+            for (; *c >= '0' && *c <= '9'; c++) {
+                fd = fd * 10 + (*c - '0');
+            }
+            if (fd < 3 || fd == keep || fd == dir) {
+                continue;
+            }
+            int fl = fcntl(fd, F_GETFD);
+            if (fl >= 0 && (fl & FD_CLOEXEC)) {
+                close(fd);
+            }
+        }
+    }
+    close(dir);
+}
+
+/* The OCI create/start split (runc's exec fifo): check that the program
+ * exists and is executable, tell the parent the container is ready (a report
+ * with err 0), then wait for one byte on op->fd, written by a later, unrelated
+ * process (`isolate-oci start`).  The report pipe is closed: the parent that
+ * read "ready" may be long gone when exec fails, so that failure only shows
+ * as exit status 127. */
+static int
+run_op_exec_gate(const struct iso_plan *p, const struct iso_op *op, int32_t step,
+                 struct iso_child_args *a)
+{
+    const char *path = plan_str(p, op->arg0);
+    int found = op->arg1 == 0, saved = 0;
+    for (uint32_t i = 0; i < op->arg1 && path != NULL && !found; i++) {
+        if (access(path, X_OK) == 0) {
+            found = 1;
+        }
+        else if (errno != ENOENT && errno != ENOTDIR && saved == 0) {
+            saved = errno;
+        }
+        path += strlen(path) + 1;
+    }
+    if (!found) {
+        errno = saved ? saved : ENOENT;
+        return -1;
+    }
+    struct iso_report r = {step, (int32_t)op->kind, 0, 0};
+    ssize_t n;
+    do {
+        n = write(a->report_fd, &r, sizeof r);
+    } while (n < 0 && errno == EINTR);
+    if (n != (ssize_t)sizeof r) {
+        return -1;
+    }
+    close(a->report_fd);
+    a->report_fd = -1;
+    close_cloexec_fds(op->fd);
+    char go;
+    do {
+        n = read(op->fd, &go, 1);
+    } while (n < 0 && errno == EINTR);
+    if (n != 1) {
+        _exit(127);     /* nobody can hear a report any more */
+    }
+    close(op->fd);
+    return 0;
+}
+
 static int
 run_op_seccomp(const struct iso_plan *p, const struct iso_op *op)
 {
@@ -99,7 +195,7 @@ run_op_seccomp(const struct iso_plan *p, const struct iso_op *op)
 }
 
 static int
-run_op(const struct iso_plan *p, const struct iso_op *op, struct iso_child_args *a)
+run_op(const struct iso_plan *p, const struct iso_op *op, int32_t step, struct iso_child_args *a)
 {
     switch (op->kind) {
     case ISO_OP_SETNS:
@@ -207,6 +303,8 @@ run_op(const struct iso_plan *p, const struct iso_op *op, struct iso_child_args 
         return run_op_root_chdir(p, op);
     case ISO_OP_SET_DUMPABLE:
         return run_op_set_dumpable(op);
+    case ISO_OP_EXEC_GATE:
+        return run_op_exec_gate(p, op, step, a);
     default:
         errno = EINVAL;
         return -1;
@@ -254,7 +352,7 @@ iso_child_main(void *arg)
         times[0] = child_now_ns();
     }
     for (uint32_t i = 0; i < p->n_ops; i++) {
-        if (run_op(p, &p->ops[i], a) < 0) {
+        if (run_op(p, &p->ops[i], (int32_t)i, a) < 0) {
             child_fail(a->report_fd, (int32_t)i, (int32_t)p->ops[i].kind, errno);
         }
         if (times != NULL && i + 1 < p->n_ops) {

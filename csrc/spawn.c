@@ -349,6 +349,12 @@ wait_report(const struct iso_plan *plan, struct iso_child *c)
         c->t_done = now_ns();
     }
     close_fd(&c->report_fd);
+    if (got == sizeof c->report && c->report.err == 0) {
+        /* Ready at an exec gate: the child lives on, waiting for its go-ahead.
+         * (Gated plans use no shared stack: ISO_PLAN_NO_VM.) */
+        c->stage = ISO_STAGE_NONE;
+        return 0;
+    }
     if (got != 0) {
         /* The child exits right after its report; reap it before freeing its stack. */
         while (waitpid(c->pid, NULL, 0) < 0 && errno == EINTR) {

@@ -1,21 +1,26 @@
 """Shared test set-up: one probe per capability per run, markers, and leak checks.
 
 Markers say what a test needs; a test is skipped only when the host truly
-lacks it, with the reason.  Every test under ``integration/`` and
-``security/`` runs under ``no_leaks``: mounts, fds, children, zombies and
+lacks it, with the reason.  Every test under ``integration/``,
+``security/`` and ``oci/`` runs under ``no_leaks``: mounts, fds, children, zombies and
 ``isolate-test-*`` cgroups are snapshotted before and compared after.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import glob
+import json
 import os
+import shutil
 import signal
+import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -148,9 +153,9 @@ def no_leaks():
 
 @pytest.fixture(autouse=True)
 def _leak_guard(request: pytest.FixtureRequest):
-    """Every test under integration/ and security/ runs under the leak check."""
+    """Every test under integration/, security/ and oci/ runs under the leak check."""
     parts = Path(str(request.node.fspath)).parts
-    if ("integration" in parts or "security" in parts) and "no_leaks" not in request.fixturenames:
+    if {"integration", "security", "oci"} & set(parts) and "no_leaks" not in request.fixturenames:
         yield from _check_leaks()
     else:
         yield
@@ -197,3 +202,96 @@ def cgroup_parent() -> Iterator[str]:
     for path in left:
         force_remove_cgroup(path)
     assert not left, f"cgroup directories left behind: {left}"
+
+
+# --- OCI bundles --------------------------------------------------------------
+# A busybox root filesystem (Debian's busybox-static, installed by .ci/install-deps)
+# with one symlink per applet, so the same bundle runs under isolate-oci, runc,
+# podman (`podman import`) and containerd.
+
+BUSYBOX = "/bin/busybox"
+
+
+def make_busybox_rootfs(dest: Path) -> Path:
+    """A minimal root filesystem at ``dest``: busybox, its applets, /etc/passwd and group."""
+    for d in ("bin", "sbin", "etc", "proc", "sys", "dev", "tmp", "root", "home", "var", "run", "srv"):
+        (dest / d).mkdir(parents=True, exist_ok=True)
+    os.chmod(dest / "tmp", 0o1777)
+    shutil.copy2(BUSYBOX, dest / "bin" / "busybox")
+    applets = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True, check=True).stdout.split()
+    for name in applets:
+        link = dest / "bin" / name
+        if name != "busybox" and not link.exists():
+            link.symlink_to("busybox")
+    (dest / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n"
+                                         "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")
+    (dest / "etc" / "group").write_text("root:x:0:\nnogroup:x:65534:\n")
+    (dest / "etc" / "hostname").write_text("busybox\n")
+    return dest
+
+
+@pytest.fixture(scope="session")
+def busybox_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A read-only-by-convention busybox root filesystem shared by the session (copy it to write)."""
+    if not os.path.exists(BUSYBOX):
+        pytest.fail(f"{BUSYBOX} is missing: .ci/install-deps installs busybox-static")
+    return make_busybox_rootfs(tmp_path_factory.mktemp("busybox") / "rootfs")
+
+
+def base_config(args: list[str], cgroups_path: str | None = None) -> dict[str, Any]:
+    """``isolate-oci spec``'s config.json, running ``args`` without a terminal.
+
+    ``cgroups_path`` should lie under an ``isolate-test-*`` parent: without one,
+    runc would make ``/<container id>`` at the top of every hierarchy.
+    """
+    from isolate.oci.features import default_spec
+
+    config = copy.deepcopy(default_spec())
+    config["process"]["terminal"] = False
+    config["process"]["args"] = list(args)
+    config["root"] = {"path": "rootfs", "readonly": False}
+    if cgroups_path is not None:
+        config["linux"]["cgroupsPath"] = cgroups_path
+    return config
+
+
+@pytest.fixture
+def oci_cgroup_parent() -> Iterator[str]:
+    """An ``isolate-test-*`` cgroup parent for ``linux.cgroupsPath``.
+
+    Runtimes make the parent but remove only the container's own cgroup:
+    the empty parent is removed here; anything below it is a leak and fails the test.
+    """
+    name = f"isolate-test-oci-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    yield name
+    left = cgroup_leftovers(name)
+    below = [p for top in left for p in glob_below(top)]
+    for path in left:
+        force_remove_cgroup(path)
+    assert not below, f"container cgroups left behind: {below}"
+
+
+def glob_below(top: str) -> list[str]:
+    """Directories below the cgroup directory ``top``."""
+    return sorted(os.path.join(root, d) for root, dirs, _ in os.walk(top) for d in dirs)
+
+
+@pytest.fixture
+def make_bundle(tmp_path: Path, busybox_rootfs: Path, oci_cgroup_parent: str) -> Callable[..., Path]:
+    """``make_bundle(args, edit=None, name="bundle")``: a bundle directory with its own rootfs copy.
+
+    Its ``linux.cgroupsPath`` is ``/<oci_cgroup_parent>/<name>``.  ``edit(config)``
+    may change the config before it is written.
+    """
+    def make(args: list[str], edit: Callable[[dict[str, Any]], None] | None = None,
+             name: str = "bundle") -> Path:
+        bundle = tmp_path / name
+        bundle.mkdir()
+        shutil.copytree(busybox_rootfs, bundle / "rootfs", symlinks=True)
+        config = base_config(args, cgroups_path=f"/{oci_cgroup_parent}/{name}")
+        if edit is not None:
+            edit(config)
+        (bundle / "config.json").write_text(json.dumps(config, indent=2))
+        return bundle
+
+    return make

@@ -765,6 +765,40 @@ class ExecAt(Op):
         return cls(fd=fd, path_=_s(arena, args[0]) or b"", flags=vals[0])
 
 
+@dataclass(frozen=True, slots=True)
+class ExecGate(Op):
+    """Check the program, report "ready", then wait for a byte on ``fd`` (OCI create/start).
+
+    ``candidates`` are the ``Exec`` op's paths: a missing or non-executable
+    program fails here, at create time, as runc's does.  The child then
+    reports no more (it exits 127 if execve fails after the go-ahead).
+    """
+
+    kind: ClassVar[int] = lib.ISO_OP_EXEC_GATE
+    error: ClassVar[type[errors.SetupError]] = errors.ExecError
+    fd: int
+    candidates: tuple[bytes, ...] = ()
+
+    def describe(self) -> str:
+        if len(self.candidates) == 1:
+            return f"find {_d(self.candidates[0])}"
+        if self.candidates:
+            return f"find {_d(self.candidates[0].rsplit(b'/', 1)[-1])} (searched PATH)"
+        return "wait for start"
+
+    def path(self) -> str | None:
+        return _d(self.candidates[0]) if len(self.candidates) == 1 else None
+
+    def encode(self, arena: _Arena) -> Any:
+        off = arena.str(b"\0".join(self.candidates)) if self.candidates else 0
+        return 0, self.fd, (off, len(self.candidates), 0, 0), (0, 0, 0, 0)
+
+    @classmethod
+    def decode(cls, flags: int, fd: int, args: Any, vals: Any, arena: _Arena) -> Op:
+        exe = Exec.decode(flags, fd, args, vals, arena) if args[1] else None
+        return cls(fd=fd, candidates=exe.candidates if isinstance(exe, Exec) else ())
+
+
 # The ops that build a new root inside the child live in _plan_root.py; they
 # need the base classes above, hence the import here.
 from ._plan_root import RootBind as RootBind  # noqa: E402
@@ -782,7 +816,7 @@ OP_CLASSES: dict[int, type[Op]] = {
                 SetPgid, SetCtty, FdMap, CloseFds, SetGroups, SetResGid, SetResUid, KeepCaps,
                 CapBound, CapSet, CapAmbient, NoNewPrivs, PdeathSig, Seccomp, LoopbackUp, Exec,
                 ExecAt, RootStage, RootMkdir, RootBind, RootMount, RootMask, RootChdir,
-                SetDumpable)
+                SetDumpable, ExecGate)
 }
 assert len(OP_CLASSES) == lib.ISO_OP_KIND_MAX - 1
 

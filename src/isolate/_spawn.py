@@ -56,6 +56,9 @@ def execute(plan: Plan, *, before_release: Callable[[int], None] | None = None) 
         if rc < 0:
             raise _spawn_error(rc, child)
     if child.report_len:
+        if child.report_len == ffi.sizeof(child.report) and child.report.err == 0:
+            # Ready at an ExecGate: alive, waiting for its go-ahead.
+            return Spawned(child.pid, child.pidfd, bool(child.clone3_used), None)
         data = bytes(ffi.buffer(ffi.addressof(child, "report"), child.report_len))
         raise decode_report(plan, data)
     timings = None

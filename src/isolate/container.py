@@ -415,8 +415,13 @@ class Container:
 
     def start(self, argv: Sequence[Any], *, env: Mapping[str, str] | None = None,
               cwd: str | None = None, stdin: Stdio = None, stdout: Stdio = None,
-              stderr: Stdio = None, pass_fds: Sequence[int] | Mapping[int, int] = ()) -> Process:
+              stderr: Stdio = None, pass_fds: Sequence[int] | Mapping[int, int] = (),
+              tty: bool = False, exec_gate: int | None = None) -> Process:
         """Create the container and start ``argv`` as its first process; returns the ``Process``.
+
+        ``tty``: stdin is a terminal, made the controlling one in a new session.
+        ``exec_gate`` (for OCI create/start): an fd; the process is set up,
+        then waits before execve until a byte can be read from it.
 
         Raises ``ConfigError`` for bad input (nothing created), the failing
         step's ``SetupError`` (everything created so far is removed), or
@@ -444,7 +449,8 @@ class Container:
                     argv, namespaces=self.namespaces, join=self._join, uid_map=self._uid_map,
                     gid_map=self._gid_map,
                     hostname=self.hostname, cgroup=self._cgroup, ops=ops, stdin=stdin,
-                    stdout=stdout, stderr=stderr, pass_fds=pass_fds, **opts)
+                    stdout=stdout, stderr=stderr, pass_fds=pass_fds, tty=tty, exec_gate=exec_gate,
+                    **opts)
             except BaseException:
                 if self.rootfs is not None:
                     self.rootfs._abort()
@@ -644,6 +650,22 @@ class Container:
         if self._own_cgroup and self._cgroup is not None:
             cg, self._cgroup, self._own_cgroup = self._cgroup, None, False
             cg.close()
+
+    def detach(self) -> None:
+        """Let the container outlive this object: nothing is killed or removed.
+
+        Its first process, cgroup and mounts stay; they are someone else's to
+        end (the OCI runtime's ``delete``).  The object is closed afterwards.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if self.process is not None:
+            self.process.close()            # the pidfd: not ours to wait on any more
+        self._close_ns_fds()
+        if self._cgroup is not None and self._own_cgroup:
+            self._cgroup.detach()
+        self._cgroup, self._own_cgroup = None, False
 
     def close(self) -> None:
         """Kill what still runs, then remove the cgroup it made and the overlay scratch.  Idempotent."""

@@ -229,6 +229,7 @@ def build_plan(
     seccomp: bytes | None = None,
     loopback: bool = True,
     ops: Sequence[P.Op] = (),
+    exec_gate: int | None = None,
     timings: bool = False,
 ) -> P.Plan:
     """Validate the options of ``spawn`` and turn them into a ``Plan`` (no process yet)."""
@@ -364,6 +365,11 @@ def build_plan(
         ops_.append(P.FdMap(tuple(fd_pairs)))
     if tty:
         ops_.append(P.SetCtty(fd=0))
+    if exec_gate is not None:
+        _check_fd(exec_gate, "exec_gate")
+        # The child outlives this call, waiting at the gate: no shared memory.
+        flags |= P.PLAN_NO_VM
+        keep_fds = [*keep_fds, exec_gate]
     if close_fds:
         ops_.append(P.CloseFds(tuple(sorted(set(keep_fds)))))
 
@@ -405,13 +411,17 @@ def build_plan(
             ops_.append(P.CapAmbient(raise_=cap_keep, last_cap=P.last_cap()))
     if no_new_privs:
         ops_.append(P.NoNewPrivs())
+    candidates = _candidates(bargv[0], executable, env)
+    if exec_gate is not None:
+        # Before the filter, which might not allow read(2).
+        ops_.append(P.ExecGate(fd=exec_gate, candidates=candidates))
     if seccomp is not None:
         prog = bytes(seccomp)
         if not prog or len(prog) % 8 or len(prog) // 8 > 4096:
             raise ConfigError(f"seccomp must be a BPF program of 1 to 4096 8-byte instructions, "
                               f"got {len(prog)} bytes")
         ops_.append(P.Seccomp(prog))
-    ops_.append(P.Exec(_candidates(bargv[0], executable, env)))
+    ops_.append(P.Exec(candidates))
 
     cgroup_fd, procs_fds = -1, ()
     if cgroup is not None:

@@ -26,11 +26,18 @@ def test_spec_then_features(tmp_path: Path) -> None:
     assert not (tmp_path / "state").exists()     # nothing written under --root
 
 
-def test_lifecycle_verb_is_one_line_status_1(tmp_path: Path) -> None:
+def test_create_without_config_is_one_line_status_1(tmp_path: Path) -> None:
     r = isolate_oci("--root", str(tmp_path / "state"), "create", "--bundle", str(tmp_path), "c1")
     assert r.returncode == 1 and r.stdout == ""
-    assert r.stderr == "isolate-oci: create: not implemented yet\n"
+    assert r.stderr == (f"isolate-oci: create: bundle {str(tmp_path)!r}: cannot read config.json: "
+                        "No such file or directory\n")
     assert not (tmp_path / "state").exists()
+
+
+def test_checkpoint_is_refused_in_one_line(tmp_path: Path) -> None:
+    r = isolate_oci("--root", str(tmp_path / "state"), "checkpoint", "c1")
+    assert (r.returncode, r.stdout) == (1, "")
+    assert r.stderr == "isolate-oci: checkpoint: not supported (no checkpoint/restore in isolate)\n"
 
 
 def test_console_script_is_installed() -> None:

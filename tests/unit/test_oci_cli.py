@@ -1,4 +1,4 @@
-"""``isolate-oci`` argument parsing: runc's command lines, spec, features, and the verbs still to come."""
+"""``isolate-oci`` argument parsing: runc's command lines, spec and features, errors in one line."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from isolate.oci import parse
 from isolate.oci.features import default_spec
 
 # Command lines as containerd's runc shim (go-runc), conmon and people write them.
-NOT_YET = [
+COMMAND_LINES = [
     ["--root", "/run/containerd/runc/k8s.io", "--log", "{log}", "--log-format", "json", "create",
      "--bundle", "/b", "--pid-file", "/b/init.pid", "--console-socket", "/tmp/s.sock", "c1"],
     ["--systemd-cgroup=false", "create", "-b", "/b", "--no-pivot", "--no-new-keyring", "--preserve-fds", "2", "c1"],
@@ -49,18 +49,39 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
     return rc, out, err
 
 
-@pytest.mark.parametrize("argv", NOT_YET, ids=lambda a: " ".join(a)[:40])
-def test_lifecycle_verbs_parse_then_say_not_implemented(argv: list[str], tmp_path: Path,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def expected_error(verb: str, argv: list[str]) -> str | None:
+    """What each verb says with no such container (and no such bundle); None: success."""
+    if verb in ("create", "run"):
+        return f"{verb}: bundle '/b': cannot read config.json: No such file or directory"
+    if verb in ("checkpoint", "restore"):
+        return f"{verb}: not supported (no checkpoint/restore in isolate)"
+    if verb == "list" or (verb == "delete" and "--force" in argv):
+        return None                 # nothing to list; force-deleting nothing is done
+    return f"{verb}: container 'c1' does not exist"
+
+
+@pytest.mark.parametrize("argv", COMMAND_LINES, ids=lambda a: " ".join(a)[:40])
+def test_runc_command_lines_parse_and_fail_in_one_line(argv: list[str], tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
     log = tmp_path / "log.json"
     argv = [a.format(log=log) for a in argv]
+    if "--root" not in argv and "-root" not in argv:
+        argv = ["--root", str(tmp_path / "state"), *argv]
+    else:
+        i = argv.index("--root") if "--root" in argv else argv.index("-root")
+        argv[i + 1] = str(tmp_path / "state")
     verb = next(a for a in argv if a in VERBS)
     rc, out, err = run(argv, capsys)
+    message = expected_error(verb, argv)
+    if message is None:
+        assert (rc, err) == (0, "")
+        return
     assert (rc, out) == (1, "")
-    assert err.splitlines() == [f"isolate-oci: {verb}: not implemented yet"]
+    assert err.splitlines() == [f"isolate-oci: {message}"]
     if "--log" in argv:       # containerd reads the error from the JSON log
         entry = json.loads(log.read_text().splitlines()[-1])
-        assert entry["level"] == "error" and entry["msg"] == f"{verb}: not implemented yet"
+        assert entry["level"] == "error" and entry["msg"] == message
+    assert not (tmp_path / "state").exists() or not os.listdir(tmp_path / "state")
 
 
 def test_every_runc_verb_is_known() -> None:
@@ -93,8 +114,8 @@ def test_systemd_cgroup_driver_is_a_clear_error(capsys: pytest.CaptureFixture[st
 
 def test_text_log_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     log = tmp_path / "log"
-    run(["--log", str(log), "start", "c1"], capsys)
-    assert log.read_text().endswith('level=error msg="start: not implemented yet"\n')
+    run(["--log", str(log), "--root", str(tmp_path), "start", "c1"], capsys)
+    assert log.read_text().endswith('level=error msg="start: container \'c1\' does not exist"\n')
 
 
 @pytest.mark.parametrize("rootless", [False, True])

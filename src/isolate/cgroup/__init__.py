@@ -203,9 +203,29 @@ class Cgroup:
         self._v2: V2Group | None = None
 
     @classmethod
+    def open(cls, name: str, *, parent: str | os.PathLike[str] | None = None,
+             controllers: Iterable[str] | None = None, layout: Layout | None = None) -> Cgroup:
+        """The existing cgroup ``name`` under ``parent``, made earlier (perhaps by another process).
+
+        Arguments as for ``create``; nothing is created, and ``close()``
+        removes only the group itself (not its parents).  Raises
+        ``CgroupError`` (ENOENT) if a hierarchy lacks the directory.
+        """
+        return cls.create(name, parent=parent, controllers=controllers, layout=layout, _adopt=True)
+
+    def detach(self) -> None:
+        """Forget the group without removing it: it outlives this object (see ``open``)."""
+        for group in (self._v2, self._v1):
+            if group is not None:
+                for d in getattr(group, "dirs", None) or [getattr(group, "dir", None)]:
+                    if d is not None and not d.closed:
+                        d.close()
+        self._closed = True
+
+    @classmethod
     def create(cls, name: str, *, parent: str | os.PathLike[str] | None = None,
                limits: Limits | None = None, controllers: Iterable[str] | None = None,
-               layout: Layout | None = None) -> Cgroup:
+               layout: Layout | None = None, _adopt: bool = False) -> Cgroup:
         """Create cgroup ``name`` under ``parent`` and apply ``limits``.
 
         ``parent``: a cgroup path relative to each hierarchy's root
@@ -257,9 +277,9 @@ class Cgroup:
         try:
             if v1_ctl:
                 lazy_freezer = lay.v1.get("freezer") if not (unified or v2_ctl) else None
-                self._v1 = V1Group(list(v1_hs), parent_of, name, lazy_freezer)
+                self._v1 = V1Group(list(v1_hs), parent_of, name, lazy_freezer, adopt=_adopt)
             if (unified or v2_ctl) and lay.v2 is not None:
-                self._v2 = V2Group(lay.v2, parent_of(lay.v2), name, v2_ctl, v2_ctl & needed)
+                self._v2 = V2Group(lay.v2, parent_of(lay.v2), name, v2_ctl, v2_ctl & needed, adopt=_adopt)
             self._closed = False
             if limits is not None:
                 # Validated above and every needed controller joined: write

@@ -55,8 +55,9 @@ class V1Group:
     """
 
     def __init__(self, hierarchies: list[Hierarchy], parent_of: Callable[[Hierarchy], str],
-                 name: str, freezer: Hierarchy | None) -> None:
+                 name: str, freezer: Hierarchy | None, adopt: bool = False) -> None:
         self.name = name
+        self.adopt = adopt      # join existing directories (made by another process)
         self.parent_of = parent_of
         self.created: list[str] = []
         self.leaves: set[str] = set()
@@ -77,6 +78,18 @@ class V1Group:
     def _join(self, h: Hierarchy) -> Dir:
         parent = self.parent_of(h)
         start = len(self.created)
+        if self.adopt:
+            path = os.path.join(h.mount, parent, self.name) if parent else os.path.join(h.mount, self.name)
+            if not os.path.isdir(path):
+                raise CgroupError(_errno.ENOENT, "no such cgroup", path)
+            self.created.append(path)
+            self.leaves.add(path)
+            d = open_dir(path, _label(h), keep_fd=False, spawn_file="tasks")
+            self.dirs.append(d)
+            self.mounts.append(h.mount)
+            for c in h.controllers:
+                self.by_ctl[c] = d
+            return d
         parent_path = make_dirs(h.mount, parent, self.created)
         path = f"{parent_path}/{self.name}"
         try:

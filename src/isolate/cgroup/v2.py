@@ -36,7 +36,7 @@ class V2Group:
     """
 
     def __init__(self, h: Hierarchy, parent: str, name: str, controllers: set[str],
-                 required: set[str]) -> None:
+                 required: set[str], adopt: bool = False) -> None:
         self.h = h
         self.created: list[str] = []    # parents made for this cgroup, then the cgroup itself
         self.leaf: str | None = None
@@ -45,8 +45,18 @@ class V2Group:
         wanted = {_v2(c) for c in controllers if c not in V2_CORE}
         need = {_v2(c) for c in required if c not in V2_CORE}
         try:
-            self.enabled = self._enable_chain(parent, wanted, need)
             path = os.path.join(h.mount, parent, name) if parent else os.path.join(h.mount, name)
+            if adopt:
+                # A cgroup another process made: take it as it is.
+                if not os.path.isdir(path):
+                    raise CgroupError(_errno.ENOENT, "no such cgroup", path)
+                with open(os.path.join(path, "cgroup.controllers")) as f:
+                    self.enabled = wanted & set(f.read().split())
+                self.created.append(path)
+                self.leaf = path
+                self.dir = open_dir(path, f"cgroup v2 at {h.mount}", keep_fd=True)
+                return
+            self.enabled = self._enable_chain(parent, wanted, need)
             try:
                 os.mkdir(path)
             except OSError as e:

@@ -3,9 +3,9 @@
 What containerd's runc shim, conmon (podman, CRI-O) and people type is
 accepted: the global flags (``--root``, ``--log``, ``--log-format``,
 ``--debug``, ``--systemd-cgroup``, ``--rootless``) and every runc verb with
-its flags.  ``spec`` and ``features`` work; the verbs that manage a
-container (create, start, run, ...) parse their arguments and then exit 1
-with ``isolate-oci: VERB: not implemented yet``.  Errors are one line on
+its flags.  Every verb works except checkpoint and restore (no CRIU); the
+verbs themselves are in ``oci_verbs.py``, the operations in
+``isolate.oci.runtime``.  Errors are one line on
 stderr (and, with ``--log``, a log entry in runc's text or JSON format,
 where containerd's shim looks for them); the exit status is 1, as runc's.
 """
@@ -78,7 +78,7 @@ VERBS: dict[str, tuple[str, tuple[tuple[str, Any], ...], tuple[tuple[tuple[str, 
         (("--memory",), "str"), (("--memory-reservation",), "str"), (("--memory-swap",), "str"),
         (("--pids-limit",), "int"), (("--l3-cache-schema",), "str"), (("--mem-bw-schema",), "str"))),
 }
-IMPLEMENTED = frozenset({"spec", "features"})
+IMPLEMENTED = frozenset(VERBS) - {"checkpoint", "restore"}
 _GLOBAL_VALUE = ("root", "log", "log-format", "criu", "rootless")
 _GLOBAL_BOOL = ("debug", "systemd-cgroup", "help", "version")
 
@@ -191,6 +191,12 @@ class _Log:
         print(f"{PROG}: {msg}", file=sys.stderr)
         self._write("error", msg)
 
+    def warn(self, msg: str) -> None:
+        """A warning: to ``--log``; on stderr only with ``--debug`` (runtimes' callers read stderr as errors)."""
+        if self.debug_on and not self.path:
+            print(f"{PROG}: warning: {msg}", file=sys.stderr)
+        self._write("warning", msg)
+
     def debug(self, msg: str) -> None:
         if self.debug_on:
             if not self.path:
@@ -235,11 +241,20 @@ def main(argv: list[str] | None = None) -> int:
         if args.systemd_cgroup:
             raise _Fail("--systemd-cgroup: the systemd cgroup driver is not supported; use the cgroupfs "
                         "driver (containerd: SystemdCgroup = false; podman: --cgroup-manager cgroupfs)")
-        raise _Fail(f"{args.verb}: not implemented yet")
+        if args.verb not in IMPLEMENTED:
+            raise _Fail(f"{args.verb}: not supported (no checkpoint/restore in isolate)")
+        from .oci_verbs import VERB_FUNCS
+
+        return VERB_FUNCS[args.verb](args, log)
     except _Fail as e:
         log.error(str(e))
     except IsolateError as e:
         log.error(f"{args.verb}: {e}")
+    except LookupError as e:
+        log.error(f"{args.verb}: {e.args[0] if e.args else e}")
+    except OSError as e:
+        where = f" {e.filename}" if e.filename else ""
+        log.error(f"{args.verb}:{where}: {e.strerror or e}")
     return 1
 
 

@@ -1,0 +1,664 @@
+"""The OCI runtime's operations: create, start, state, kill, delete, exec, ps, pause, ...
+
+Each function is one runc verb, run by a short-lived process.  What must
+outlive it (the container's first process, its cgroup) is left running and
+recorded under the state root (``state.StateDir``); the next command finds
+it there::
+
+    create("/run/isolate-oci", "c1", "/path/to/bundle")   # set up, held before execve
+    start("/run/isolate-oci", "c1")                         # runs the program
+    state("/run/isolate-oci", "c1")["status"]               # "running"
+    kill("/run/isolate-oci", "c1", signal.SIGTERM)
+    delete("/run/isolate-oci", "c1")
+
+Create holds the process at an exec gate (runc's exec fifo): the child does
+every setup step, reports ready and blocks reading ``exec.fifo``; ``start``
+writes one byte there and removes the fifo.  Failures raise ``IsolateError``
+subclasses (``ConfigError`` for bad input) and leave nothing behind: no
+state directory, cgroup or process.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import select
+import signal
+import socket
+import struct
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..errors import ConfigError, IsolateError, UnsupportedError
+from . import spec as S
+from .hooks import hooks_of, run_hooks
+from .state import ContainerState, StateDir, list_ids, now, proc_start_time
+
+__all__ = ["RuntimeError_", "create", "delete", "events", "exec_process", "kill", "list_states",
+           "pause", "ps", "resume", "start", "state", "update"]
+
+Warn = Callable[[str], None]
+
+
+class RuntimeError_(IsolateError):
+    """A verb that cannot be done in the container's current state (e.g. start a running container)."""
+
+
+def _ignore(msg: str) -> None:
+    pass
+
+
+# --- cgroups ------------------------------------------------------------------
+
+
+def _cgroup_place(cgroups_path: str | None, cid: str) -> tuple[str | None, str]:
+    """(parent, name) for ``linux.cgroupsPath``; runc's cgroupfs rules, systemd's form refused."""
+    if not cgroups_path:
+        return None, cid            # isolate's default parent, named after the container
+    if ":" in cgroups_path and not cgroups_path.startswith("/"):
+        raise UnsupportedError(f"linux.cgroupsPath: {cgroups_path!r} is a systemd slice path; the "
+                               "systemd cgroup driver is not supported (use a cgroupfs path)")
+    parts = [p for p in cgroups_path.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts:
+        raise ConfigError(f"linux.cgroupsPath: invalid path {cgroups_path!r}")
+    return "/".join(parts[:-1]) or None, parts[-1]
+
+
+def _controllers(limits: Any) -> list[str]:
+    from ..cgroup import DEFAULT_CONTROLLERS, _layout
+    from ..cgroup.limits import controllers_for
+
+    wanted = set(DEFAULT_CONTROLLERS) | set(controllers_for(limits))
+    lay = _layout()
+    if "freezer" in lay.v1:
+        wanted.add("freezer")       # pause/resume from later commands
+    if "devices" in lay.v1 and limits is not None and getattr(limits, "devices", None) is not None:
+        wanted.add("devices")
+    return sorted(wanted)
+
+
+def _open_cgroup(st: ContainerState) -> Any:
+    """The container's cgroup (made by ``create``), or None if it has none."""
+    if not st.cgroup:
+        return None
+    from ..cgroup import Cgroup
+
+    cg = st.cgroup
+    return Cgroup.open(cg["name"], parent=cg["parent"] or "/", controllers=cg["controllers"])
+
+
+# --- create ---------------------------------------------------------------------
+
+
+def _send_console(console_socket: str, master: int) -> None:
+    """Send the pty master to ``console_socket`` with SCM_RIGHTS, as runc does (conmon reads it)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(console_socket)
+        socket.send_fds(s, [b"/dev/ptmx"], [master])
+    except OSError as e:
+        raise ConfigError(f"--console-socket {console_socket!r}: {e.strerror}") from None
+    finally:
+        s.close()
+
+
+def _pty(size: Any) -> tuple[int, int]:
+    import fcntl
+    import termios
+
+    master, slave = os.openpty()
+    if size is not None:
+        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", size.height, size.width, 0, 0))
+    return master, slave
+
+
+def _write_pid_file(path: str | None, pid: int) -> None:
+    if not path:
+        return
+    path = os.path.abspath(path)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    os.replace(tmp, path)
+
+
+def _kill_wait(pid: int, timeout: float = 10.0) -> None:
+    """SIGKILL ``pid`` (not necessarily our child) and wait until it has exited."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        try:
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        select.select([pidfd], [], [], timeout)
+    finally:
+        os.close(pidfd)
+    try:
+        os.waitpid(pid, os.WNOHANG)      # ours (run, or a failed create): reap it
+    except ChildProcessError:
+        pass
+
+
+def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
+           console_socket: str | None = None, preserve_fds: int = 0, no_pivot: bool = False,
+           foreground_tty: bool = False, warn: Warn = _ignore) -> ContainerState:
+    """Set the container up and hold its process before execve; returns its state.
+
+    ``foreground_tty`` (``run`` without ``--console-socket``): a terminal
+    config uses the caller's own stdin as the terminal.
+    """
+    from ..container import Container
+    from .convert import spec_to_container_options
+
+    sd = StateDir(root, cid)
+    spec, bundle_path = S.load_bundle(bundle)
+    proc_spec = spec.process
+    if proc_spec is None:
+        raise ConfigError("process: a container needs a process to start")
+    terminal = bool(proc_spec.terminal)
+    if terminal and not console_socket and not foreground_tty:
+        raise ConfigError("process.terminal: true needs --console-socket (the pty master is sent there)")
+    if console_socket and not terminal:
+        raise ConfigError("--console-socket: process.terminal is false in config.json")
+    linux = spec.linux or S.Linux()
+    parent, name = _cgroup_place(linux.cgroups_path, cid)
+    sd.make()
+    conv = None
+    cg = None
+    pid = -1
+    fds: list[int] = []
+    try:
+        conv = spec_to_container_options(spec, bundle_path)
+        for line in conv.unsupported:
+            if not line.startswith(("hooks:", "linux.cgroupsPath:")):
+                warn(f"not applied: {line}")
+        opts = dict(conv.options)
+        limits = opts.pop("limits", None)
+        if no_pivot and opts.get("rootfs") is not None:
+            opts["pivot_root"] = False
+        from ..cgroup import Cgroup
+
+        cg = Cgroup.create(name, parent=parent, limits=limits, controllers=_controllers(limits))
+        os.mkfifo(sd.fifo, 0o622)
+        gate = os.open(sd.fifo, os.O_RDWR | os.O_CLOEXEC)
+        fds.append(gate)
+        stdio: dict[str, Any] = {}
+        if terminal and console_socket:
+            master, slave = _pty(proc_spec.console_size)
+            fds += [master, slave]
+            stdio = dict(stdin=slave, stdout=slave, stderr=slave, tty=True)
+        elif terminal and os.isatty(0):
+            stdio = dict(tty=True)
+        pass_fds = list(range(3, 3 + preserve_fds))
+        container = Container(**opts, cgroup=cg, die_with_parent=False, name=cid)
+        proc = container.start(list(conv.args), exec_gate=gate, pass_fds=pass_fds, **stdio)
+        pid = proc.pid
+        start_time = proc_start_time(pid)
+        assert start_time is not None
+        cgroup_info = {"name": name, "parent": parent, "controllers": sorted(cg.controllers),
+                       "paths": sorted(cg.paths.values())}
+        st = ContainerState(id=cid, bundle=str(bundle_path), pid=pid, pid_start=start_time,
+                            created=now(), config=spec.to_dict(),
+                            rootfs=str(spec.root_path(bundle_path)) if spec.root else "",
+                            cgroup=cgroup_info, annotations=dict(spec.annotations or {}))
+        sd.write(st)
+        creating = sd.oci_state(st, "creating")
+        for point in ("prestart", "createRuntime", "createContainer"):
+            run_hooks(hooks_of(st.config, point), creating, point)
+        if terminal and console_socket:
+            _send_console(console_socket, fds[1])
+        _write_pid_file(pid_file, pid)
+        container.detach()
+        cg = None
+        return st
+    except BaseException:
+        if pid > 0:
+            _kill_wait(pid)
+        if cg is not None:
+            try:
+                cg.close()
+            except Exception as e:      # report the first failure, not the cleanup's
+                warn(f"removing the cgroup: {e}")
+        sd.remove()
+        raise
+    finally:
+        for fd in fds:
+            os.close(fd)
+        if conv is not None:
+            conv.close()
+        sd.unlock()
+
+
+def _load(root: str, cid: str, *, exclusive: bool = False) -> tuple[StateDir, ContainerState]:
+    sd = StateDir(root, cid)
+    sd.lock(exclusive=exclusive)
+    try:
+        return sd, sd.read()
+    except BaseException:
+        sd.unlock()
+        raise
+
+
+def start(root: str, cid: str, *, warn: Warn = _ignore) -> ContainerState:
+    """Let a created container's process execve (startContainer, then poststart hooks)."""
+    sd, st = _load(root, cid, exclusive=True)
+    with sd:
+        status = sd.status(st)
+        if status != "created":
+            raise RuntimeError_(f"cannot start a container that is {status}")
+        run_hooks(hooks_of(st.config, "startContainer"), sd.oci_state(st, "created"), "startContainer",
+                  container_pid=st.pid)
+        try:
+            fd = os.open(sd.fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as e:
+            if e.errno == errno.ENXIO:
+                raise RuntimeError_("cannot start: the container's process is no longer waiting") from None
+            raise
+        try:
+            os.unlink(sd.fifo)
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
+        st.started = True
+        sd.write(st)
+        run_hooks(hooks_of(st.config, "poststart"), sd.oci_state(st, "running"), "poststart", warn=warn)
+        return st
+
+
+def config_of(root: str, cid: str) -> dict[str, Any]:
+    """The config.json (as a dict) that container ``cid`` was created from."""
+    sd, st = _load(root, cid)
+    with sd:
+        return st.config
+
+
+def state(root: str, cid: str) -> dict[str, Any]:
+    """The runtime-spec state object of container ``cid``."""
+    sd, st = _load(root, cid)
+    with sd:
+        return sd.oci_state(st)
+
+
+def list_states(root: str) -> list[dict[str, Any]]:
+    """The state of every container under ``root``."""
+    out = []
+    for cid in list_ids(root):
+        try:
+            out.append(state(root, cid))
+        except LookupError:
+            continue            # deleted meanwhile
+    return out
+
+
+def parse_signal(text: str | int | None) -> int:
+    """``TERM``, ``SIGTERM`` or ``15`` to a signal number (runc's rules); ``ConfigError`` otherwise."""
+    if text is None:
+        return signal.SIGTERM
+    if isinstance(text, int) or text.isdigit():
+        num = int(text)
+        if 0 < num < signal.SIGRTMAX + 1:
+            return num
+        raise ConfigError(f"signal: {text!r} is not a signal number")
+    name = text.upper()
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    sig = getattr(signal.Signals, name, None) if name in signal.Signals.__members__ else None
+    if sig is None:
+        raise ConfigError(f"signal: unknown signal {text!r}")
+    return int(sig)
+
+
+def kill(root: str, cid: str, sig: int = signal.SIGTERM, *, all: bool = False) -> None:
+    """Send ``sig`` to the container's first process (``all``: to every process in its cgroup)."""
+    sd, st = _load(root, cid)
+    with sd:
+        status = sd.status(st)
+        if status == "stopped":
+            raise RuntimeError_("container not running")
+        if all and st.cgroup:
+            cg = _open_cgroup(st)
+            try:
+                for pid in cg.procs():
+                    try:
+                        os.kill(pid, sig)
+                    except ProcessLookupError:
+                        pass
+            finally:
+                cg.detach()
+            return
+        pidfd = os.pidfd_open(st.pid)
+        try:
+            if proc_start_time(st.pid) == st.pid_start:     # the same process, not a reused pid
+                signal.pidfd_send_signal(pidfd, sig)
+        finally:
+            os.close(pidfd)
+
+
+def delete(root: str, cid: str, *, force: bool = False, warn: Warn = _ignore) -> None:
+    """Remove a stopped (or created) container; ``force`` kills a running one first.
+
+    poststop hooks run last, with status "stopped"; their failures are warnings.
+    """
+    try:
+        sd, st = _load(root, cid, exclusive=True)
+    except LookupError:
+        if force:
+            return
+        raise
+    with sd:
+        status = sd.status(st)
+        if status in ("running", "paused") and not force:
+            raise RuntimeError_(f"cannot delete container {cid} that is not stopped: {status}")
+        cg = _open_cgroup(st) if st.cgroup else None
+        try:
+            if status != "stopped":
+                if cg is not None:
+                    cg.thaw()
+                _kill_wait(st.pid)
+            if cg is not None:
+                cg.close()          # kills what is left (no pid namespace), then rmdir
+                cg = None
+        finally:
+            if cg is not None:
+                cg.detach()
+        run_hooks(hooks_of(st.config, "poststop"), sd.oci_state(st, "stopped"), "poststop", warn=warn)
+        sd.remove()
+
+
+def pause(root: str, cid: str) -> None:
+    """Freeze every process of the container."""
+    _freeze(root, cid, True)
+
+
+def resume(root: str, cid: str) -> None:
+    """Thaw a paused container."""
+    _freeze(root, cid, False)
+
+
+def _freeze(root: str, cid: str, on: bool) -> None:
+    sd, st = _load(root, cid, exclusive=True)
+    with sd:
+        status = sd.status(st)
+        want = ("running", "created") if on else ("paused",)
+        if status not in want:
+            raise RuntimeError_(f"container {cid} is {status}, not {' or '.join(want)}")
+        cg = _open_cgroup(st)
+        if cg is None:
+            raise UnsupportedError("pause/resume need the container's cgroup; it has none")
+        try:
+            cg.freeze() if on else cg.thaw()
+        finally:
+            cg.detach()
+
+
+def ps(root: str, cid: str) -> list[int]:
+    """Host pids of the container's processes."""
+    sd, st = _load(root, cid)
+    with sd:
+        if sd.status(st) == "stopped":
+            return []
+        cg = _open_cgroup(st)
+        if cg is None:
+            return [st.pid]
+        try:
+            return sorted(cg.procs())
+        finally:
+            cg.detach()
+
+
+def stats(root: str, cid: str) -> dict[str, Any]:
+    """runc's ``events --stats`` object: cpu, memory, pids and blkio counters."""
+    sd, st = _load(root, cid)
+    with sd:
+        if sd.status(st) == "stopped":
+            raise RuntimeError_("container not running")
+        cg = _open_cgroup(st)
+        if cg is None:
+            raise UnsupportedError("stats need the container's cgroup; it has none")
+        try:
+            s = cg.stats()
+        finally:
+            cg.detach()
+    data = {
+        "cpu": {"usage": {"total": (s.cpu_usage_usec or 0) * 1000, "user": (s.cpu_user_usec or 0) * 1000,
+                          "kernel": (s.cpu_system_usec or 0) * 1000},
+                "throttling": {"periods": s.nr_periods or 0, "throttledPeriods": s.nr_throttled or 0,
+                               "throttledTime": (s.throttled_usec or 0) * 1000}},
+        "memory": {"usage": {"usage": s.memory_current or 0, "max": s.memory_peak or 0},
+                   "stats": s.memory_stat or {}},
+        "pids": {"current": s.pids_current or 0},
+        "blkio": {"ioServiceBytesRecursive": [
+            {"op": "Read", "value": s.io_read_bytes or 0}, {"op": "Write", "value": s.io_write_bytes or 0}]},
+    }
+    return {"type": "stats", "id": cid, "data": data}
+
+
+def events(root: str, cid: str, *, interval: float = 5.0, once: bool = False,
+           out: Callable[[dict[str, Any]], None] = print) -> None:
+    """Print stats every ``interval`` seconds until the container stops (``once``: one line)."""
+    first = True
+    while True:
+        try:
+            out(stats(root, cid))
+        except (RuntimeError_, LookupError):
+            if once or first:
+                raise
+            return          # the container stopped or was deleted: the stream ends
+        first = False
+        if once:
+            return
+        time.sleep(interval)
+
+
+def update(root: str, cid: str, resources: dict[str, Any]) -> None:
+    """Apply OCI ``linux.resources`` (a JSON object) to the running container's cgroup."""
+    from .convert import _Out, _resources
+
+    try:
+        linux = S.Linux.from_json({"resources": resources}, "linux")
+    except ConfigError as e:
+        raise ConfigError(f"--resources: {e}") from None
+    opts: dict[str, Any] = {}
+    out = _Out()
+    _resources(linux, opts, out)
+    limits = opts.get("limits")
+    sd, st = _load(root, cid, exclusive=True)
+    with sd:
+        if sd.status(st) == "stopped":
+            raise RuntimeError_("container not running")
+        if limits is None:
+            return
+        cg = _open_cgroup(st)
+        if cg is None:
+            raise UnsupportedError("update needs the container's cgroup; it has none")
+        try:
+            cg.apply(limits)
+        finally:
+            cg.detach()
+
+
+# --- exec ----------------------------------------------------------------------------
+
+
+def exec_process(root: str, cid: str, proc_spec: S.Process, *, detach: bool = False,
+                 pid_file: str | None = None, console_socket: str | None = None,
+                 preserve_fds: int = 0, extra_caps: Sequence[str] = (),
+                 ignore_paused: bool = False) -> int:
+    """Run ``proc_spec`` inside the container; returns its exit status (0 at once with ``detach``).
+
+    The process joins the namespaces of the container's first process, its
+    cgroup, and gets the config's seccomp filter, as runc's exec does.
+    """
+    from .. import process
+    from .. import _plan as P
+    from ..namespace import Namespace
+    from .convert import _Out, _process, _seccomp
+
+    sd, st = _load(root, cid)
+    joined: list[Any] = []
+    cg = None
+    fds: list[int] = []
+    with sd:
+        status = sd.status(st)
+        if status not in ("running", "created") and not (status == "paused" and ignore_paused):
+            raise RuntimeError_(f"cannot exec in a {status} container")
+        spec = S.parse(st.config)
+        linux = spec.linux or S.Linux()
+        opts: dict[str, Any] = {}
+        out = _Out()
+        _process(proc_spec, opts, out)
+        _seccomp(linux.seccomp, opts, out)
+        caps = opts.get("capabilities")
+        if caps is not None and extra_caps:
+            opts["capabilities"] = sorted(set(caps) | set(extra_caps))
+        prog = opts["seccomp"].compile() if opts.get("seccomp") is not None else None
+        terminal = bool(proc_spec.terminal)
+        if terminal and not console_socket and not os.isatty(0):
+            raise ConfigError("--tty needs --console-socket or a terminal on stdin")
+        try:
+            for ns in linux.namespaces or ():
+                name = S.NAMESPACE_TYPES[ns.type]
+                path = ns.path or f"/proc/{st.pid}/ns/{name}"
+                joined.append(Namespace.from_path(path, type=name))
+            if proc_start_time(st.pid) != st.pid_start:
+                raise RuntimeError_("cannot exec: the container stopped")
+            cg = _open_cgroup(st)
+            stdio: dict[str, Any] = {}
+            if terminal and console_socket:
+                master, slave = _pty(proc_spec.console_size)
+                fds += [master, slave]
+                stdio = dict(stdin=slave, stdout=slave, stderr=slave, tty=True)
+            elif terminal:
+                stdio = dict(tty=True)
+            p = process.spawn(
+                list(proc_spec.args or ()), join=joined, cgroup=cg, env=opts["env"], cwd=opts["cwd"],
+                user=opts["user"], group=opts["group"], groups=opts["groups"],
+                capabilities=opts.get("capabilities"), no_new_privs=opts["no_new_privs"],
+                rlimits=opts.get("rlimits"), umask=opts.get("umask"), seccomp=prog,
+                ops=[P.SetDumpable(0)], pass_fds=list(range(3, 3 + preserve_fds)), **stdio)
+            if terminal and console_socket:
+                _send_console(console_socket, fds[0])
+        finally:
+            for ns in joined:
+                ns.close()
+            for fd in fds:
+                os.close(fd)
+            if cg is not None:
+                cg.detach()
+    _write_pid_file(pid_file, p.pid)
+    if detach:
+        p.close()
+        return 0
+    with p:
+        code = p.wait()
+    return code if code >= 0 else 128 - code
+
+
+def process_from_args(config: dict[str, Any], args: Sequence[str], *, cwd: str | None = None,
+                      env: Sequence[str] = (), user: str | None = None, tty: bool = False,
+                      additional_gids: Sequence[str] = (), no_new_privs: bool = False) -> S.Process:
+    """An exec ``Process``: the container's own process settings with ``args`` and the flags' overrides."""
+    base = dict(config.get("process") or {})
+    base.pop("args", None)
+    base.pop("commandLine", None)
+    if not args:
+        raise ConfigError("exec: a command is required (or --process)")
+    base["args"] = list(args)
+    base["terminal"] = tty
+    if cwd is not None:
+        base["cwd"] = cwd
+    if env:
+        merged = {e.partition("=")[0]: e for e in base.get("env") or []}
+        merged.update({e.partition("=")[0]: e for e in env})
+        base["env"] = list(merged.values())
+    if user is not None:
+        uid, _, gid = user.partition(":")
+        try:
+            base["user"] = {"uid": int(uid), "gid": int(gid or 0)}
+        except ValueError:
+            raise ConfigError(f"--user: expected UID[:GID], got {user!r}") from None
+    if additional_gids:
+        base.setdefault("user", {"uid": 0, "gid": 0})
+        try:
+            base["user"]["additionalGids"] = [int(g) for g in additional_gids]
+        except ValueError:
+            raise ConfigError(f"--additional-gids: expected numbers, got {list(additional_gids)!r}") from None
+    if no_new_privs:
+        base["noNewPrivileges"] = True
+    return S.Process.from_json(base, "process")
+
+
+# --- run -----------------------------------------------------------------------------
+
+
+def run(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
+        console_socket: str | None = None, preserve_fds: int = 0, no_pivot: bool = False,
+        detach: bool = False, keep: bool = False, warn: Warn = _ignore) -> int:
+    """create + start (+ wait and delete unless ``detach``); returns the exit status."""
+    st = create(root, cid, bundle, pid_file=pid_file, console_socket=console_socket,
+                preserve_fds=preserve_fds, no_pivot=no_pivot, foreground_tty=not detach, warn=warn)
+    try:
+        start(root, cid, warn=warn)
+    except BaseException:
+        delete(root, cid, force=True, warn=warn)
+        raise
+    if detach:
+        return 0
+    code = _wait_forwarding(st.pid)
+    if not keep:
+        delete(root, cid, force=True, warn=warn)
+    return code
+
+
+_FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+              signal.SIGUSR2, signal.SIGWINCH)
+
+
+def _wait_forwarding(pid: int) -> int:
+    """Wait for our child ``pid``, passing on the signals we get (runc run does too)."""
+    old = {}
+
+    def forward(sig: int, frame: Any) -> None:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+    for sig in _FORWARDED:
+        old[sig] = signal.signal(sig, forward)
+    try:
+        while True:
+            try:
+                _, status = os.waitpid(pid, 0)
+                break
+            except InterruptedError:
+                continue
+            except ChildProcessError:
+                return 255
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+    code = os.waitstatus_to_exitcode(status)
+    return code if code >= 0 else 128 - code
+
+
+def read_json_arg(value: str, what: str) -> Any:
+    """A JSON file named by a flag (``-`` for stdin)."""
+    try:
+        if value == "-":
+            import sys
+
+            text = sys.stdin.read()
+        else:
+            with open(value, encoding="utf-8") as f:
+                text = f.read()
+        return json.loads(text)
+    except OSError as e:
+        raise ConfigError(f"{what} {value!r}: {e.strerror}") from None
+    except ValueError as e:
+        raise ConfigError(f"{what} {value!r}: not valid JSON: {e}") from None

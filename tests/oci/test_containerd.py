@@ -1,0 +1,462 @@
+"""containerd 1.6 driving ``isolate-oci`` through its runc shim.
+
+containerd-shim-runc-v2 runs the program named by the container's runtime
+option ``BinaryName`` with runc's arguments.  ``ctr run --runc-binary`` sets
+that option (containerd 1.6 has no other place for it outside the CRI plugin:
+``--runtime-config-path`` is ignored for ``io.containerd.runc.v2``), and
+``--runc-root`` sets the runtime's ``--root``.
+
+One containerd per module, on its own sockets, with its root, state, FIFOs and
+the runtime's state under a temp dir; it is stopped at the end, with any shim
+of its own.  Containers run the session's busybox root filesystem directly
+(``ctr run --rootfs``: no image, no registry, no snapshot mount).  Every
+container's cgroup is ``/<isolate-test-ctr-*>/<id>`` (``ctr run --cgroup``);
+without it containerd would ask for ``/<namespace>/<id>`` at the top of every
+hierarchy.
+
+The shim's calls, as observed with containerd 1.6.20 (cwd is the bundle)::
+
+    RT --root R/NS --log B/log.json --log-format json create --bundle B --pid-file B/init.pid ID
+    RT ... start ID
+    RT ... exec --process /tmp/runc-processNNN --detach --pid-file B/EXEC_ID.pid ID
+    RT ... kill ID 15                  (ctr task kill; -s SIGKILL gives 9)
+    RT ... delete ID                   (after the init process has exited)
+    RT ... delete --force ID           (the shim's cleanup, after it has exited)
+
+``create`` gets the container's stdio as its own fds 0-2; the init process must
+be left behind as a child of the shim (a subreaper), whose pid is in
+``--pid-file``: that is how the shim learns its exit status.  On failure the
+shim's error message is the last entry of ``--log``.
+"""
+
+from __future__ import annotations
+
+import base64
+import glob
+import hashlib
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from conftest import cgroup_leftovers, force_remove_cgroup, glob_below
+
+pytestmark = [pytest.mark.root]
+
+# The runtime the shim runs: the isolate-oci installed next to this Python
+# (ISOLATE_TEST_OCI_RUNTIME=/usr/sbin/runc compares with runc).
+RUNTIME = os.environ.get("ISOLATE_TEST_OCI_RUNTIME", str(Path(sys.executable).with_name("isolate-oci")))
+NAMESPACE = "isolate-test"
+TIMEOUT = 20
+# Plugins a task needs: metadata, content, snapshots service, runtime v1 and v2
+# (the tasks service needs both in 1.6), events, the GRPC services.
+DISABLED_PLUGINS = [
+    "io.containerd.grpc.v1.cri",
+    "io.containerd.internal.v1.opt",            # would create /opt/containerd
+    "io.containerd.internal.v1.tracing",
+    "io.containerd.tracing.processor.v1.otlp",
+    "io.containerd.snapshotter.v1.aufs",
+    "io.containerd.snapshotter.v1.btrfs",
+    "io.containerd.snapshotter.v1.devmapper",
+    "io.containerd.snapshotter.v1.zfs",
+]
+# The shims' sockets live in /run/containerd/s whatever the state dir is.
+SHIM_SOCKET_DIRS = ("/run/containerd/s", "/run/containerd")
+
+
+@dataclass
+class Daemon:
+    """A running containerd of this module's own."""
+
+    proc: subprocess.Popen[bytes]
+    address: str
+    runc_root: Path
+    fifo_dir: Path
+    rootfs: Path
+    log: Path
+    ids: list[str] = field(default_factory=list)
+
+    def log_tail(self) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-20:])
+
+
+def ctr_argv(address: str, *args: str) -> list[str]:
+    return ["ctr", "--address", address, "--namespace", NAMESPACE, *args]
+
+
+def _ppids() -> dict[int, int]:
+    out = {}
+    for path in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            out[int(path.split("/")[2])] = int(Path(path).read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
+def our_shims(address: str, cid: str | None = None) -> list[int]:
+    """Pids of the containerd-shim-runc-v2 processes serving ``address`` (and container ``cid``)."""
+    pids = []
+    for path in glob.glob("/proc/[0-9]*/cmdline"):
+        try:
+            argv = Path(path).read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if (argv[0].endswith(b"containerd-shim-runc-v2") and address.encode() in argv
+                and (cid is None or cid.encode() in argv)):
+            pids.append(int(path.split("/")[2]))
+    return pids
+
+
+def _descendants(pids: list[int]) -> set[int]:
+    ppids = _ppids()
+    out = set(pids)
+    while grown := {pid for pid, ppid in ppids.items() if ppid in out} - out:
+        out |= grown
+    return out - set(pids)
+
+
+def below_shims(address: str) -> list[str]:
+    """The command lines of the processes below our shims: a hung runtime call shows here."""
+    return [_cmdline(pid) for pid in sorted(_descendants(our_shims(address)))]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return f"{pid} (gone)"
+
+
+def kill_shims(address: str, cid: str | None = None) -> list[str]:
+    """SIGKILL our shims and everything below them (runtime calls, container processes)."""
+    shims = our_shims(address, cid)
+    found = [_cmdline(pid) for pid in shims]
+    for pid in set(shims) | _descendants(shims):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return found
+
+
+def shim_socket(address: str, cid: str) -> Path:
+    """Where containerd 1.6 puts a shim's socket: /run/containerd/s/sha256(address/ns/id)."""
+    return Path("/run/containerd/s", hashlib.sha256(f"{address}/{NAMESPACE}/{cid}".encode()).hexdigest())
+
+
+@pytest.fixture(scope="module")
+def containerd(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs: Path) -> Iterator[Daemon]:
+    for prog in ("containerd", "ctr", "containerd-shim-runc-v2"):
+        if shutil.which(prog) is None:
+            pytest.fail(f"{prog} is missing: .ci/install-deps installs containerd")
+    if not os.access(RUNTIME, os.X_OK):
+        pytest.fail(f"the runtime {RUNTIME} is missing")
+    top = tmp_path_factory.mktemp("containerd")
+    rootfs = top / "rootfs"
+    shutil.copytree(busybox_rootfs, rootfs, symlinks=True)
+    address = str(top / "containerd.sock")
+    config = top / "config.toml"
+    config.write_text(
+        "version = 2\n"
+        f'root = "{top}/root"\n'
+        f'state = "{top}/state"\n'
+        f"disabled_plugins = {json.dumps(DISABLED_PLUGINS)}\n"
+        "[grpc]\n"
+        f'  address = "{address}"\n'
+        "[ttrpc]\n"
+        f'  address = "{address}.ttrpc"\n')
+    made = [d for d in reversed(SHIM_SOCKET_DIRS) if not os.path.exists(d)]
+    log = top / "containerd.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(["containerd", "--config", str(config)], stdin=subprocess.DEVNULL,
+                                stdout=out, stderr=out)
+    daemon = Daemon(proc, address, top / "runc", top / "fifo", rootfs, log)
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while subprocess.run(ctr_argv(address, "version"), capture_output=True, timeout=TIMEOUT).returncode:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"containerd did not start:\n{daemon.log_tail()}")
+            time.sleep(0.05)
+        yield daemon
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shims = kill_shims(address)
+        for cid in daemon.ids:
+            shim_socket(address, cid).unlink(missing_ok=True)   # a killed shim leaves its socket
+        for d in reversed(made):
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+        shutil.rmtree(top, ignore_errors=True)
+        assert not shims, f"containerd shims left running: {shims}"
+
+
+def _top_cgroups() -> set[str]:
+    return set(glob.glob("/sys/fs/cgroup/*/*/"))
+
+
+@dataclass
+class Ctr:
+    """``ctr`` against the module's containerd, with one test's cgroup parent."""
+
+    daemon: Daemon
+    parent: str
+    ids: list[str] = field(default_factory=list)
+
+    def __call__(self, *args: str, timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
+        try:
+            return subprocess.run(ctr_argv(self.daemon.address, *args), stdin=subprocess.DEVNULL,
+                                  capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            hung = below_shims(self.daemon.address)
+        pytest.fail(f"ctr {' '.join(args)}: no answer in {timeout} s; running under the shims: {hung}")
+
+    def new_id(self, what: str) -> str:
+        cid = f"ctr-{what}-{uuid.uuid4().hex[:8]}"
+        self.ids.append(cid)
+        self.daemon.ids.append(cid)
+        return cid
+
+    def run_args(self, cid: str, *argv: str, detach: bool = False, binary: str = RUNTIME) -> list[str]:
+        """``ctr run`` arguments: --rm unless ``detach``."""
+        return ["run", "-d" if detach else "--rm", "--rootfs", "--runc-binary", binary,
+                "--runc-root", str(self.daemon.runc_root), "--fifo-dir", str(self.daemon.fifo_dir),
+                "--cgroup", f"/{self.parent}/{cid}", str(self.daemon.rootfs), cid, *argv]
+
+    def run(self, cid: str, *argv: str, detach: bool = False,
+            binary: str = RUNTIME) -> subprocess.CompletedProcess[str]:
+        return self(*self.run_args(cid, *argv, detach=detach, binary=binary))
+
+    def tasks(self) -> dict[str, tuple[int, str]]:
+        """``ctr task ls``: id -> (pid, status)."""
+        r = self("task", "ls")
+        assert r.returncode == 0, r
+        rows = [line.split() for line in r.stdout.splitlines()[1:]]
+        return {row[0]: (int(row[1]), row[2]) for row in rows}
+
+    def containers(self) -> list[str]:
+        r = self("containers", "ls", "-q")
+        assert r.returncode == 0, r
+        return r.stdout.split()
+
+    def wait_status(self, cid: str, status: str) -> int:
+        """Poll ``ctr task ls`` until the task has ``status``; its pid."""
+        deadline = time.monotonic() + TIMEOUT
+        while (task := self.tasks().get(cid)) is None or task[1] != status:
+            assert time.monotonic() < deadline, f"task {cid} is {task}, not {status}"
+            time.sleep(0.05)
+        return task[0]
+
+    def remove(self, cid: str) -> None:
+        """The safety net: kill and delete task and container; kill the shim if that hangs or fails."""
+        start = time.monotonic()
+        while time.monotonic() < start + 10:
+            try:
+                self("task", "kill", "--all", "--signal", "SIGKILL", cid, timeout=2)
+                self("task", "rm", "--force", cid, timeout=2)
+                if self("containers", "rm", cid, timeout=2).returncode == 0:
+                    return
+            except pytest.fail.Exception:     # a call timed out
+                kill_shims(self.daemon.address, cid)
+            if time.monotonic() > start + 2:
+                kill_shims(self.daemon.address, cid)
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def ctr(containerd: Daemon) -> Iterator[Ctr]:
+    """``ctr`` for one test; containers it leaves and cgroups outside its parent fail it."""
+    if containerd.proc.poll() is not None:
+        pytest.fail(f"containerd has exited:\n{containerd.log_tail()}")
+    parent = f"isolate-test-ctr-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    top_before = _top_cgroups()
+    c = Ctr(containerd, parent)
+    yield c
+    try:
+        left = [cid for cid in c.containers() if cid in c.ids]
+    except pytest.fail.Exception:
+        left = list(c.ids)
+    for cid in left:
+        c.remove(cid)
+    # A shim exits soon after its task is deleted; one that stays is killed with what runs below it.
+    deadline = time.monotonic() + 5
+    while any(our_shims(containerd.address, cid) for cid in c.ids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    shims = [shim for cid in c.ids for shim in kill_shims(containerd.address, cid)]
+    tops = cgroup_leftovers(parent)
+    below = [p for top in tops for p in glob_below(top)]
+    for top in tops:
+        force_remove_cgroup(top)
+    # Nothing new at the top of a hierarchy but isolate-test-* (ours is gone by now) ...
+    stray = sorted(p for p in _top_cgroups() - top_before if not Path(p).name.startswith("isolate-test-"))
+    # ... and no directory named after one of the test's containers anywhere else.
+    stray += [p for cid in c.ids for p in cgroup_leftovers(cid)]
+    assert not left, f"containers left behind: {left}"
+    assert not shims, f"shims left running: {shims}"
+    assert not below, f"container cgroups left behind: {below}"
+    assert not stray, f"cgroups made outside /{parent}: {stray}"
+
+
+def _varint(data: bytes, i: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while True:
+        byte = data[i]
+        value |= (byte & 0x7F) << shift
+        i, shift = i + 1, shift + 7
+        if not byte & 0x80:
+            return value, i
+
+
+def proto_strings(data: bytes) -> dict[int, str]:
+    """The string fields of a protobuf message, by field number (enough for runc's Options)."""
+    out, i = {}, 0
+    while i < len(data):
+        key, i = _varint(data, i)
+        if key & 7 == 0:
+            _, i = _varint(data, i)
+        elif key & 7 == 2:
+            n, i = _varint(data, i)
+            out[key >> 3] = data[i:i + n].decode()
+            i += n
+        else:
+            raise AssertionError(f"unexpected protobuf wire type in {data!r}")
+    return out
+
+
+def read_line(stream: int, timeout: float = TIMEOUT) -> bytes:
+    """One line from a pipe, or fail after ``timeout`` seconds."""
+    buf = b""
+    deadline = time.monotonic() + timeout
+    while not buf.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        assert left > 0 and select.select([stream], [], [], left)[0], f"no line within {timeout} s: {buf!r}"
+        chunk = os.read(stream, 1)
+        assert chunk, f"EOF after {buf!r}"
+        buf += chunk
+    return buf
+
+
+# --- the tests ------------------------------------------------------------------
+
+
+def test_run_output_and_exit_status(ctr: Ctr) -> None:
+    cid = ctr.new_id("run")
+    r = ctr.run(cid, "/bin/sh", "-c", "echo hi; echo oops >&2; exit 3")
+    assert (r.returncode, r.stdout) == (3, "hi\n"), r
+    assert "oops\n" in r.stderr
+    assert cid not in ctr.containers()          # --rm: task and container deleted
+
+
+def test_detached_task_sigkill_and_removal(ctr: Ctr) -> None:
+    cid = ctr.new_id("kill")
+    r = ctr.run(cid, "/bin/sleep", "60", detach=True)
+    assert r.returncode == 0, r
+    info = json.loads(ctr("containers", "info", cid).stdout)
+    assert info["Runtime"]["Name"] == "io.containerd.runc.v2"
+    options = proto_strings(base64.b64decode(info["Runtime"]["Options"]["value"]))
+    assert options[6] == RUNTIME                            # BinaryName
+    assert options[7] == str(ctr.daemon.runc_root)          # Root
+    pid = ctr.wait_status(cid, "RUNNING")
+    assert Path(f"/proc/{pid}/cmdline").read_bytes() == b"/bin/sleep\x0060\x00"
+    assert f":/{ctr.parent}/{cid}\n" in Path(f"/proc/{pid}/cgroup").read_text()
+
+    r = ctr("task", "kill", "--signal", "SIGKILL", cid)
+    assert r.returncode == 0, r
+    ctr.wait_status(cid, "STOPPED")
+    r = ctr("task", "rm", cid)
+    assert r.returncode == 0 and "exit code 137" in r.stderr, r
+    assert cid not in ctr.tasks()
+    r = ctr("containers", "rm", cid)
+    assert r.returncode == 0, r
+    assert cid not in ctr.containers()
+
+
+def test_exec_into_running_task(ctr: Ctr) -> None:
+    cid = ctr.new_id("exec")
+    assert ctr.run(cid, "/bin/sleep", "60", detach=True).returncode == 0
+    ctr.wait_status(cid, "RUNNING")
+    fifo = ("--fifo-dir", str(ctr.daemon.fifo_dir))
+    script = "tr '\\0' ' ' < /proc/1/cmdline; echo; echo to-stderr >&2; exit 5"
+    r = ctr("task", "exec", *fifo, "--exec-id", "x", cid, "/bin/sh", "-c", script)
+    assert (r.returncode, r.stdout) == (5, "/bin/sleep 60 \n"), r     # the task's pid namespace
+    assert "to-stderr\n" in r.stderr
+
+    # The shim's message is the last entry of the runtime's --log.
+    r = ctr("task", "exec", *fifo, "--exec-id", "bad", cid, "/nonexistent")
+    assert r.returncode != 0 and "OCI runtime exec failed" in r.stderr, r
+    assert ctr.tasks()[cid][1] == "RUNNING"
+
+    assert ctr("task", "kill", "--signal", "SIGKILL", cid).returncode == 0
+    ctr.wait_status(cid, "STOPPED")
+    assert ctr("task", "rm", cid).returncode == 0
+    assert ctr("containers", "rm", cid).returncode == 0
+
+
+def test_sigterm_stops_a_foreground_task(ctr: Ctr) -> None:
+    cid = ctr.new_id("term")
+    # pid 1 of a pid namespace ignores signals it has no handler for: trap TERM.
+    script = 'trap "echo got-term; exit 7" TERM; echo ready; sleep 60 & wait'
+    p = subprocess.Popen(ctr_argv(ctr.daemon.address, *ctr.run_args(cid, "/bin/sh", "-c", script)),
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert p.stdout is not None
+        assert read_line(p.stdout.fileno()) == b"ready\n"
+        r = ctr("task", "kill", cid)                         # SIGTERM by default
+        assert r.returncode == 0, r
+        out, err = p.communicate(timeout=TIMEOUT)
+    finally:
+        if p.poll() is None:
+            p.kill()
+        p.communicate()
+    assert (p.returncode, out) == (7, b"got-term\n"), err
+    assert cid not in ctr.containers()
+
+
+def test_missing_binary_is_reported(ctr: Ctr, tmp_path: Path) -> None:
+    cid = ctr.new_id("missing")
+    missing = str(tmp_path / "no-such-runtime")
+    r = ctr.run(cid, "/bin/true", binary=missing)
+    assert r.returncode != 0 and f"fork/exec {missing}: no such file or directory" in r.stderr, r
+    assert cid not in ctr.containers()
+
+
+def test_shim_argv(ctr: Ctr, tmp_path: Path) -> None:
+    """What the shim passes the runtime for ``ctr run --rm``, recorded by a wrapper."""
+    record = tmp_path / "calls"
+    record.mkdir()
+    wrapper = tmp_path / "runtime"
+    wrapper.write_text("#!/bin/sh\n"
+                       f'printf "%s\\0" "$PWD" "$@" > "{record}/$(date +%s%N)-$$"\n'
+                       f'exec "{RUNTIME}" "$@"\n')
+    wrapper.chmod(0o755)
+    cid = ctr.new_id("argv")
+    r = ctr.run(cid, "/bin/sh", "-c", "exit 4", binary=str(wrapper))
+    assert r.returncode == 4, r
+    calls = [p.read_bytes().decode().split("\0")[:-1] for p in sorted(record.iterdir())]
+    bundle = f"{ctr.daemon.runc_root.parent}/state/io.containerd.runtime.v2.task/{NAMESPACE}/{cid}"
+    common = ["--root", f"{ctr.daemon.runc_root}/{NAMESPACE}", "--log", f"{bundle}/log.json",
+              "--log-format", "json"]
+    expected = [
+        [bundle, *common, "create", "--bundle", bundle, "--pid-file", f"{bundle}/init.pid", cid],
+        [bundle, *common, "start", cid],
+        [bundle, *common, "delete", cid],
+    ]
+    assert calls[:3] == expected
+    # The shim's cleanup may follow (asynchronously, after ctr has returned).
+    assert all(call == [bundle, *common, "delete", "--force", cid] for call in calls[3:]), calls

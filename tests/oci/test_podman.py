@@ -1,0 +1,344 @@
+"""podman driving ``isolate-oci`` through conmon, the way ``podman --runtime`` is used.
+
+The image is the session's busybox root filesystem, turned into a tar and
+``podman import``-ed once per module: no registry.  Everything podman keeps
+lives under one temporary directory (``--root``, ``--runroot``, ``--tmpdir``,
+the vfs storage driver, a ``containers.conf`` named by ``CONTAINERS_CONF``,
+which conmon hands on to podman's exit command), and containers go under an
+``isolate-test-podman-*`` cgroup parent made here and removed at the end.
+
+``RUNTIME`` is the runtime under test; ``ISOLATE_TEST_PODMAN_RUNTIME=runc``
+(or a path) runs the same tests against another one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import force_remove_cgroup, glob_below
+
+pytestmark = pytest.mark.root
+
+RUNTIME = os.environ.get("ISOLATE_TEST_PODMAN_RUNTIME", "isolate-oci")
+IMAGE = "localhost/isolate-test-busybox:latest"
+# Where runtimes keep their state when podman passes no --root (podman 4.3
+# forwards --runtime-flag to its own calls but not to the exit command that
+# conmon runs, so a private --root would split one container's state in two).
+RUNTIME_STATE = {"isolate-oci": "/run/isolate-oci", "runc": "/run/runc", "crun": "/run/crun"}
+
+
+def find_runtime(name: str) -> str:
+    """``name`` as a path: beside the running interpreter first (the venv's console scripts), then $PATH."""
+    if os.sep in name:
+        return name
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} not found beside {sys.executable} or on PATH")
+    return found
+
+
+def cgroup_mounts() -> list[str]:
+    """Every cgroup (v1) and cgroup2 mount point of this host."""
+    mounts = [line.split() for line in Path("/proc/self/mounts").read_text().splitlines()]
+    return [m[1] for m in mounts if m[2] in ("cgroup", "cgroup2")]
+
+
+def processes_mentioning(texts: set[str]) -> list[int]:
+    """Pids whose command line contains one of ``texts``: our paths (conmon, podman's exit
+    command) or a container id (``RUNTIME start ID`` names nothing else)."""
+    needles = [t.encode() for t in texts]
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cmdline = Path("/proc", entry, "cmdline").read_bytes()
+        except OSError:
+            continue
+        if any(n in cmdline for n in needles):
+            out.append(int(entry))
+    return out
+
+
+class Podman:
+    """podman with every path under ``base``, the runtime under test and a private cgroup parent."""
+
+    def __init__(self, base: Path, runtime: str, cgroup_parent: str) -> None:
+        self.base = base
+        self.runtime = runtime
+        self.cgroup_parent = cgroup_parent
+        tmpdir = base / "tmp"
+        for d in ("root", "runroot", "tmp", "net"):
+            (base / d).mkdir()
+        # Root without CAP_SYS_RESOURCE cannot raise a hard limit, and podman
+        # asks for nofile=1048576 and nproc=4194304: stay within ours.
+        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        nproc = min(resource.getrlimit(resource.RLIMIT_NPROC)[1], 4096)
+        (base / "containers.conf").write_text(f"""\
+[containers]
+netns = "none"
+ipcns = "private"
+default_ulimits = ["nofile={nofile}:{nofile}", "nproc={nproc}:{nproc}"]
+log_driver = "k8s-file"
+
+[network]
+network_backend = "cni"
+network_config_dir = "{base}/net"
+
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+events_logfile_path = "{tmpdir}/events.log"
+tmp_dir = "{tmpdir}"
+static_dir = "{base}/root/libpod"
+volume_path = "{base}/root/volumes"
+lock_type = "file"
+""")
+        (base / "storage.conf").write_text(
+            f'[storage]\ndriver = "vfs"\ngraphroot = "{base}/root"\nrunroot = "{base}/runroot"\n')
+        (base / "registries.conf").write_text("")
+        self.env = dict(os.environ, CONTAINERS_CONF=str(base / "containers.conf"),
+                        CONTAINERS_STORAGE_CONF=str(base / "storage.conf"),
+                        CONTAINERS_REGISTRIES_CONF=str(base / "registries.conf"))
+        self.argv = ["podman", "--root", str(base / "root"), "--runroot", str(base / "runroot"),
+                     "--tmpdir", str(tmpdir), "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs",
+                     "--events-backend", "file", "--runtime", runtime]
+
+    def __call__(self, *args: str, timeout: float = 30,
+                 prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+        """podman ``args``; on timeout its process group (podman and the runtime it runs) is killed."""
+        argv = [*prefix, *self.argv, *args]
+        with subprocess.Popen(argv, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True) as proc:
+            try:
+                out, err = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                out, err = proc.communicate()
+                pytest.fail(f"podman {' '.join(args)}: no answer in {timeout} s\n{err}")
+        return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+    def ok(self, *args: str) -> str:
+        """Run podman and return its stdout; fail the test with podman's stderr if it fails."""
+        r = self(*args)
+        assert r.returncode == 0, f"podman {' '.join(args)}: exit {r.returncode}\n{r.stderr}"
+        return r.stdout
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``podman run`` with no network, in our cgroup parent; ``args`` are options, image and command."""
+        return self("run", "--network", "none", "--cgroup-parent", f"/{self.cgroup_parent}", *args)
+
+    def start_detached(self, *args: str) -> str:
+        """``podman run -d``; returns the container id."""
+        r = self.run("-d", *args)
+        assert r.returncode == 0, f"podman run -d: exit {r.returncode}\n{r.stderr}"
+        return r.stdout.strip()
+
+    def wait_for_log(self, cid: str, line: str, timeout: float = 20) -> None:
+        """Poll ``podman logs`` until the container has printed ``line``."""
+        deadline = time.monotonic() + timeout
+        while line not in self.ok("logs", cid).splitlines():
+            assert time.monotonic() < deadline, f"{cid} never printed {line!r}"
+            time.sleep(0.05)
+
+    def settle(self, timeout: float = 20) -> list[int]:
+        """Remove every container, wait for conmon and the exit commands to go; SIGKILL and return stragglers."""
+        try:
+            self("rm", "--all", "--force", "--time", "0")
+        except pytest.fail.Exception:
+            pass  # a runtime that hangs: its processes are killed below
+        deadline = time.monotonic() + timeout
+        mine = {str(self.base), *self.container_ids()}
+        while (left := processes_mentioning(mine)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return left
+
+    def container_ids(self) -> set[str]:
+        """Ids of every container this podman made (from its event log)."""
+        log = self.base / "tmp" / "events.log"
+        return set(re.findall(r'"ID":"([0-9a-f]{64})"', log.read_text())) if log.exists() else set()
+
+
+def import_image(podman: Podman, rootfs: Path) -> None:
+    tar = podman.base / "busybox.tar"
+    with tarfile.open(tar, "w") as t:
+        t.add(rootfs, arcname=".")
+    # containers/image writes its blob cache to /var/lib/containers/cache whatever
+    # --root says: give the import a private, empty /var/lib.
+    r = podman("import", "--quiet", str(tar), IMAGE, prefix=(
+        "unshare", "--mount", "--propagation", "private", "sh", "-c",
+        'mount -t tmpfs tmpfs /var/lib && exec "$@"', "sh"))
+    assert r.returncode == 0, f"podman import: {r.stderr}"
+    tar.unlink()
+
+
+@pytest.fixture(scope="module")
+def podman(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs: Path) -> Iterator[Podman]:
+    for tool in ("podman", "conmon"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is missing: .ci/install-deps installs podman and conmon")
+    runtime = find_runtime(RUNTIME)
+    parent = f"isolate-test-podman-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    # Made before any test so that the per-test leak check does not see it
+    # appear; podman's cgroupfs manager adds <parent>/conmon, the runtime
+    # <parent>/libpod-<id>.
+    made = []
+    for mnt in cgroup_mounts():
+        os.mkdir(os.path.join(mnt, parent))
+        made.append(os.path.join(mnt, parent))
+    base = tmp_path_factory.mktemp("podman")
+    p = Podman(base, runtime, parent)
+    state = RUNTIME_STATE.get(os.path.basename(runtime), "")
+    try:
+        import_image(p, busybox_rootfs)
+        info = p.ok("info", "--format", "{{.Host.OCIRuntime.Path}}").strip()
+        assert info == runtime, f"podman uses {info}, not {runtime}"
+        yield p
+    finally:
+        stragglers = p.settle()
+        kept = sorted(i for i in p.container_ids() if state and os.path.exists(os.path.join(state, i)))
+        for cid in kept:
+            subprocess.run([runtime, "delete", "--force", cid], capture_output=True, timeout=30, check=False)
+        p.settle()
+        try:
+            p("rmi", "--all", "--force")
+        except pytest.fail.Exception:
+            pass  # the directory goes below
+        below = [d for top in made for d in glob_below(top) if os.path.basename(d) != "conmon"]
+        for top in made:
+            force_remove_cgroup(top)
+        shutil.rmtree(base, ignore_errors=True)
+    assert not stragglers, f"processes left after podman rm: {stragglers}"
+    assert not kept, f"{os.path.basename(runtime)} kept state in {state} for {kept}"
+    assert not below, f"container cgroups left behind: {below}"
+    top_level = [m for m in cgroup_mounts() if os.path.exists(os.path.join(m, "libpod_parent"))]
+    assert not top_level, f"podman made libpod_parent in {top_level}"
+
+
+@pytest.fixture(autouse=True)
+def settled(podman: Podman) -> Iterator[None]:
+    """Each test ends with no container and no conmon left, before the leak check looks."""
+    yield
+    stragglers = podman.settle()
+    assert not stragglers, f"processes left after podman rm: {stragglers}"
+
+
+def test_run_echo_rm(podman: Podman) -> None:
+    r = podman.run("--rm", IMAGE, "echo", "hello from busybox")
+    assert (r.returncode, r.stdout) == (0, "hello from busybox\n"), r.stderr
+    assert podman.ok("ps", "--all", "--quiet") == ""
+
+
+def test_exit_code(podman: Podman) -> None:
+    r = podman.run("--rm", IMAGE, "sh", "-c", "exit 3")
+    assert r.returncode == 3, r.stderr
+
+
+def test_env(podman: Podman) -> None:
+    r = podman.run("--rm", "-e", "FOO=bar", IMAGE, "sh", "-c", 'echo "$FOO:$PATH"')
+    assert r.returncode == 0, r.stderr
+    foo, path = r.stdout.rstrip("\n").split(":", 1)
+    assert foo == "bar"
+    assert "/bin" in path.split(":")
+
+
+def test_cgroup_parent(podman: Podman) -> None:
+    cid = podman.start_detached(IMAGE, "sleep", "600")
+    pid = podman.ok("inspect", "--format", "{{.State.Pid}}", cid).strip()
+    lines = Path("/proc", pid, "cgroup").read_text().splitlines()
+    inside = [line for line in lines if f"/{podman.cgroup_parent}/libpod-{cid}" in line]
+    assert any(":memory:" in line for line in inside), lines
+    assert any(":pids:" in line or line.startswith("0::") for line in inside), lines
+
+
+def test_memory_limit_oom_kills(podman: Podman) -> None:
+    limit = ("--memory", "32m", "--memory-swap", "32m")
+    # dd allocates its block and fills it from /dev/zero: every page is touched.
+    small = podman.run("--rm", *limit, IMAGE, "dd", "if=/dev/zero", "of=/dev/null", "bs=8M", "count=1")
+    assert small.returncode == 0, small.stderr
+    big = podman.run("--rm", *limit, IMAGE, "dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1")
+    assert big.returncode == 128 + signal.SIGKILL, big.stderr
+
+
+FORK_16 = 'i=0; while [ $i -lt 16 ]; do sleep 600 & i=$((i+1)); done; echo forked $i'
+
+
+def test_pids_limit(podman: Podman) -> None:
+    free = podman.run("--rm", IMAGE, "sh", "-c", FORK_16)
+    assert (free.returncode, free.stdout) == (0, "forked 16\n"), free.stderr
+    limited = podman.run("--rm", "--pids-limit", "8", IMAGE, "sh", "-c", FORK_16)
+    assert limited.returncode != 0
+    assert "forked" not in limited.stdout
+    assert "can't fork" in limited.stderr, limited.stderr
+
+
+def test_exec(podman: Podman) -> None:
+    cid = podman.start_detached(IMAGE, "sleep", "600")
+    r = podman("exec", cid, "sh", "-c", "echo in-exec; tr '\\0' ' ' < /proc/1/cmdline; echo; exit 5")
+    assert r.returncode == 5, r.stderr
+    assert r.stdout.splitlines() == ["in-exec", "sleep 600 "]
+    assert podman.ok("inspect", "--format", "{{.State.Status}}", cid).strip() == "running"
+
+
+def test_exec_tty(podman: Podman) -> None:
+    cid = podman.start_detached(IMAGE, "sleep", "600")
+    r = podman("exec", "-t", cid, "tty")
+    assert r.returncode == 0, r.stderr
+    assert re.fullmatch(r"/dev/pts/\d+\n", r.stdout.replace("\r", "")), repr(r.stdout)
+
+
+def test_logs(podman: Podman) -> None:
+    cid = podman.start_detached(IMAGE, "sh", "-c", "echo to-stdout; echo to-stderr >&2; exit 4")
+    assert podman.ok("wait", cid).strip() == "4"
+    r = podman("logs", cid)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "to-stdout\n"
+    assert r.stderr == "to-stderr\n"
+
+
+def test_stop_delivers_sigterm(podman: Podman) -> None:
+    # A shell as pid 1 ignores SIGTERM unless it has a handler: the trap is one,
+    # and its exit status tells SIGTERM (42) from the fallback SIGKILL (137).
+    cid = podman.start_detached(IMAGE, "sh", "-c", 'trap "exit 42" TERM; echo ready; sleep 600 & wait')
+    podman.wait_for_log(cid, "ready")
+    podman.ok("stop", "--time", "5", cid)
+    state = podman.ok("inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", cid).split()
+    assert state == ["exited", "42"]
+
+
+def test_read_only(podman: Podman) -> None:
+    r = podman.run("--rm", "--read-only", IMAGE, "sh", "-c",
+                   "touch /x; echo root=$?; touch /tmp/x && echo tmp=$?")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["root=1", "tmp=0"]
+    assert "Read-only file system" in r.stderr
+
+
+def test_tty(podman: Podman) -> None:
+    script = "tty; test -t 0 && echo stdin; test -t 1 && echo stdout"
+    r = podman.run("--rm", "-t", IMAGE, "sh", "-c", script)
+    assert r.returncode == 0, r.stderr
+    # conmon puts the terminal in raw mode: no "\r" is added, but tolerate one.
+    assert re.fullmatch(r"/dev/pts/\d+\nstdin\nstdout\n", r.stdout.replace("\r", "")), repr(r.stdout)
+    plain = podman.run("--rm", IMAGE, "sh", "-c", script)
+    assert (plain.returncode, plain.stdout) == (1, "not a tty\n"), plain.stderr
