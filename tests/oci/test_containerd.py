@@ -14,19 +14,23 @@ container's cgroup is ``/<isolate-test-ctr-*>/<id>`` (``ctr run --cgroup``);
 without it containerd would ask for ``/<namespace>/<id>`` at the top of every
 hierarchy.
 
-The shim's calls, as observed with containerd 1.6.20 (cwd is the bundle)::
+The shim's calls, as observed with containerd 1.6.20 (cwd is the bundle B;
+R is --runc-root, NS the namespace)::
 
     RT --root R/NS --log B/log.json --log-format json create --bundle B --pid-file B/init.pid ID
     RT ... start ID
     RT ... exec --process /tmp/runc-processNNN --detach --pid-file B/EXEC_ID.pid ID
+    RT ... ps --format json ID         (ctr task ps)
+    RT ... pause ID / resume ID
     RT ... kill ID 15                  (ctr task kill; -s SIGKILL gives 9)
+    RT ... kill --all ID 9             (ctr task rm --force of a running task)
     RT ... delete ID                   (after the init process has exited)
     RT ... delete --force ID           (the shim's cleanup, after it has exited)
 
-``create`` gets the container's stdio as its own fds 0-2; the init process must
-be left behind as a child of the shim (a subreaper), whose pid is in
-``--pid-file``: that is how the shim learns its exit status.  On failure the
-shim's error message is the last entry of ``--log``.
+``state`` is not called in these flows.  ``create`` gets the container's stdio as its own
+fds 0-2; the init process must be left behind as a child of the shim (a
+subreaper) with its pid in ``--pid-file``: that is how the shim learns its exit
+status.  On failure the shim's error message is the last entry of ``--log``.
 """
 
 from __future__ import annotations
@@ -183,7 +187,8 @@ def containerd(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs: Path) -
     daemon = Daemon(proc, address, top / "runc", top / "fifo", rootfs, log)
     try:
         deadline = time.monotonic() + TIMEOUT
-        while subprocess.run(ctr_argv(address, "version"), capture_output=True, timeout=TIMEOUT).returncode:
+        while subprocess.run(ctr_argv(address, "version"), capture_output=True, check=False,
+                             timeout=TIMEOUT).returncode:
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"containerd did not start:\n{daemon.log_tail()}")
             time.sleep(0.05)
@@ -208,7 +213,9 @@ def containerd(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs: Path) -
 
 
 def _top_cgroups() -> set[str]:
-    return set(glob.glob("/sys/fs/cgroup/*/*/"))
+    """The directories at the top of every cgroup hierarchy (v1, hybrid or v2)."""
+    mounts = [m.split() for m in Path("/proc/self/mounts").read_text().splitlines()]
+    return {d for m in mounts if m[2] in ("cgroup", "cgroup2") for d in glob.glob(f"{m[1]}/*/")}
 
 
 @dataclass
@@ -222,7 +229,7 @@ class Ctr:
     def __call__(self, *args: str, timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
         try:
             return subprocess.run(ctr_argv(self.daemon.address, *args), stdin=subprocess.DEVNULL,
-                                  capture_output=True, text=True, timeout=timeout)
+                                  capture_output=True, text=True, check=False, timeout=timeout)
         except subprocess.TimeoutExpired:
             hung = below_shims(self.daemon.address)
         pytest.fail(f"ctr {' '.join(args)}: no answer in {timeout} s; running under the shims: {hung}")
@@ -390,12 +397,18 @@ def test_detached_task_sigkill_and_removal(ctr: Ctr) -> None:
 def test_exec_into_running_task(ctr: Ctr) -> None:
     cid = ctr.new_id("exec")
     assert ctr.run(cid, "/bin/sleep", "60", detach=True).returncode == 0
-    ctr.wait_status(cid, "RUNNING")
+    pid = ctr.wait_status(cid, "RUNNING")
     fifo = ("--fifo-dir", str(ctr.daemon.fifo_dir))
-    script = "tr '\\0' ' ' < /proc/1/cmdline; echo; echo to-stderr >&2; exit 5"
+    # No cgroup namespace in ctr's spec: /proc/self/cgroup shows host paths.
+    script = "tr '\\0' ' ' < /proc/1/cmdline; echo; cat /proc/self/cgroup; echo to-stderr >&2; exit 5"
     r = ctr("task", "exec", *fifo, "--exec-id", "x", cid, "/bin/sh", "-c", script)
-    assert (r.returncode, r.stdout) == (5, "/bin/sleep 60 \n"), r     # the task's pid namespace
+    assert r.returncode == 5, r
+    first, *cgroups = r.stdout.splitlines()
+    assert first == "/bin/sleep 60 "                        # the task's pid namespace
+    assert any(line.endswith(f":/{ctr.parent}/{cid}") for line in cgroups), cgroups   # its cgroup
     assert "to-stderr\n" in r.stderr
+    r = ctr("task", "ps", cid)
+    assert r.returncode == 0 and str(pid) in r.stdout.split(), r
 
     # The shim's message is the last entry of the runtime's --log.
     r = ctr("task", "exec", *fifo, "--exec-id", "bad", cid, "/nonexistent")
@@ -405,6 +418,38 @@ def test_exec_into_running_task(ctr: Ctr) -> None:
     assert ctr("task", "kill", "--signal", "SIGKILL", cid).returncode == 0
     ctr.wait_status(cid, "STOPPED")
     assert ctr("task", "rm", cid).returncode == 0
+    assert ctr("containers", "rm", cid).returncode == 0
+
+
+def freezer_state(pid: int) -> str:
+    """FROZEN or THAWED: the v1 freezer's state, or cgroup2's ``frozen`` event, of ``pid``'s cgroup."""
+    lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if "freezer" in controllers.split(","):
+            return Path(f"/sys/fs/cgroup/freezer{path}/freezer.state").read_text().strip()
+    path = next(line.split(":", 2)[2] for line in lines if line.startswith("0::"))
+    mounts = [m.split()[1] for m in Path("/proc/self/mounts").read_text().splitlines() if m.split()[2] == "cgroup2"]
+    events = Path(mounts[0] + path, "cgroup.events").read_text()
+    return "FROZEN" if "frozen 1" in events.splitlines() else "THAWED"
+
+
+def test_pause_resume_and_forced_removal(ctr: Ctr) -> None:
+    cid = ctr.new_id("pause")
+    assert ctr.run(cid, "/bin/sleep", "60", detach=True).returncode == 0
+    pid = ctr.wait_status(cid, "RUNNING")
+    r = ctr("task", "pause", cid)
+    assert r.returncode == 0, r
+    assert ctr.tasks()[cid] == (pid, "PAUSED")
+    assert freezer_state(pid) == "FROZEN"
+    r = ctr("task", "resume", cid)
+    assert r.returncode == 0, r
+    assert ctr.tasks()[cid] == (pid, "RUNNING")
+    assert freezer_state(pid) == "THAWED"
+    r = ctr("task", "rm", "--force", cid)                   # kill --all ID 9, then delete
+    assert r.returncode == 0, r
+    assert cid not in ctr.tasks()
+    assert cgroup_leftovers(cid) == []                      # emptied and removed
     assert ctr("containers", "rm", cid).returncode == 0
 
 

@@ -92,6 +92,7 @@ class Podman:
         (base / "containers.conf").write_text(f"""\
 [containers]
 netns = "none"
+# "shareable" (podman's default) mounts a tmpfs for /dev/shm in the host's mount namespace.
 ipcns = "private"
 default_ulimits = ["nofile={nofile}:{nofile}", "nproc={nproc}:{nproc}"]
 log_driver = "k8s-file"
@@ -297,6 +298,11 @@ def test_exec(podman: Podman) -> None:
     r = podman("exec", cid, "sh", "-c", "echo in-exec; tr '\\0' ' ' < /proc/1/cmdline; echo; exit 5")
     assert r.returncode == 5, r.stderr
     assert r.stdout.splitlines() == ["in-exec", "sleep 600 "]
+    # A process that may be gone before the runtime's `exec --detach` returns:
+    # conmon, its subreaper, must still get its status (the runtime must not reap it).
+    for _ in range(3):
+        quick = podman("exec", cid, "sh", "-c", "exit 6")
+        assert quick.returncode == 6, quick.stderr
     assert podman.ok("inspect", "--format", "{{.State.Status}}", cid).strip() == "running"
 
 
