@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -54,8 +55,10 @@ def case(name: str, group: str, note: str = ""
 
 
 def tool(name: str) -> str:
-    """The path of ``name`` on PATH (sbin included), or ``Skip``."""
-    path = shutil.which(name) or shutil.which(name, path="/usr/local/sbin:/usr/sbin:/sbin")
+    """The path of ``name`` beside this Python (isolate's own), on PATH (sbin included), or ``Skip``."""
+    beside = os.path.join(os.path.dirname(sys.executable), name)
+    path = (beside if os.access(beside, os.X_OK) else None) or shutil.which(name) \
+        or shutil.which(name, path="/usr/local/sbin:/usr/sbin:/sbin")
     if path is None:
         raise Skip(f"{name} not found on PATH")
     return path
@@ -334,7 +337,9 @@ def remove_cgroups(cgpath: str) -> None:
 
 
 def _oci_case(runtime: str) -> None:
-    @case(f"{runtime} run", "external", "same bundle: ro host /usr, pid/net/ipc/uts/mnt/cgroup ns")
+    group = "isolate" if runtime == "isolate-oci" else "external"
+
+    @case(f"{runtime} run", group, "same bundle: ro host /usr, pid/net/ipc/uts/mnt/cgroup ns")
     def _c() -> Iterator[Iteration]:
         exe = tool(runtime)
         with oci_bundle(runtime) as (bundle, state, _):
@@ -347,5 +352,6 @@ def _oci_case(runtime: str) -> None:
             yield lambda: run_quiet(argv())
 
 
+_oci_case("isolate-oci")
 _oci_case("runc")
 _oci_case("crun")

@@ -49,6 +49,7 @@ enum iso_op_kind {
     ISO_OP_ROOT_CHDIR,       /* arg0 root, arg1 path */
     ISO_OP_SET_DUMPABLE,     /* val0 0 or 1 */
     ISO_OP_EXEC_GATE,        /* fd to read one byte from; arg0/arg1 exec candidates to check first */
+    ISO_OP_CONSOLE,          /* fd: unix socket for the pty master; val0 rows, val1 cols, val2 bind /dev/console */
     ISO_OP_KIND_MAX
 };
 

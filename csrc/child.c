@@ -305,6 +305,8 @@ run_op(const struct iso_plan *p, const struct iso_op *op, int32_t step, struct i
         return run_op_set_dumpable(op);
     case ISO_OP_EXEC_GATE:
         return run_op_exec_gate(p, op, step, a);
+    case ISO_OP_CONSOLE:
+        return run_op_console(p, op);
     default:
         errno = EINVAL;
         return -1;

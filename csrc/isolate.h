@@ -51,6 +51,17 @@ struct iso_child_args {
 
 int iso_child_main(void *arg);
 
+/* Close fd without losing the errno of the failure being reported. */
+static inline void
+close_keep_errno(int fd)
+{
+    if (fd >= 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+    }
+}
+
 /* ops_*.c: called only from child.c.  Return -1 with errno set on failure. */
 int run_op_mount(const struct iso_plan *p, const struct iso_op *op);
 int run_op_bind(const struct iso_plan *p, const struct iso_op *op);
@@ -64,6 +75,7 @@ int run_op_fdmap(const struct iso_plan *p, const struct iso_op *op);
 int run_op_close_fds(const struct iso_plan *p, const struct iso_op *op);
 int run_op_caps(const struct iso_plan *p, const struct iso_op *op);
 int run_op_loopback_up(void);
+int run_op_console(const struct iso_plan *p, const struct iso_op *op);
 int run_op_root_stage(const struct iso_plan *p, const struct iso_op *op);
 int run_op_root_mkdir(const struct iso_plan *p, const struct iso_op *op);
 int run_op_root_bind(const struct iso_plan *p, const struct iso_op *op);

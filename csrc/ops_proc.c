@@ -133,3 +133,98 @@ run_op_loopback_up(void)
     errno = saved;
     return r;
 }
+
+/* A terminal from the container's own devpts (OCI process.terminal): open
+ * /dev/ptmx as the container sees it, send the master over the unix socket
+ * op->fd with SCM_RIGHTS (what runc sends to --console-socket: the message
+ * is "/dev/ptmx"), and make the slave this process's controlling terminal
+ * and stdio, in a new session.  val2: also bind the slave onto /dev/console. */
+int
+run_op_console(const struct iso_plan *p, const struct iso_op *op)
+{
+    (void)p;
+    int m = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (m < 0) {
+        return -1;
+    }
+    int unlock = 0;
+    unsigned ptn = 0;
+    if (ioctl(m, TIOCSPTLCK, &unlock) < 0 || ioctl(m, TIOCGPTN, &ptn) < 0) {
+        close_keep_errno(m);
+        return -1;
+    }
+    if (op->val0 != 0 || op->val1 != 0) {
+        struct winsize ws = {.ws_row = (unsigned short)op->val0, .ws_col = (unsigned short)op->val1};
+        if (ioctl(m, TIOCSWINSZ, &ws) < 0) {
+            close_keep_errno(m);
+            return -1;
+        }
+    }
+    int s = ioctl(m, TIOCGPTPEER, O_RDWR | O_NOCTTY);
+    if (s < 0) {
+        close_keep_errno(m);
+        return -1;
+    }
+    char name[] = "/dev/ptmx";
+    struct iovec iov = {.iov_base = name, .iov_len = sizeof name - 1};
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } ctl;
+    memset(&ctl, 0, sizeof ctl);
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+                         .msg_controllen = sizeof ctl.buf};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &m, sizeof(int));
+    ssize_t n;
+    do {
+        n = sendmsg(op->fd, &msg, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        close_keep_errno(s);
+        close_keep_errno(m);
+        return -1;
+    }
+    close(m);
+    close(op->fd);
+    if (op->val2) {
+        char pts[32] = "/dev/pts/";
+        /* the slave's name without snprintf (not async-signal-safe everywhere) */
+        char digits[12];
+        int k = 0;
+        do {
+            digits[k++] = (char)('0' + ptn % 10);
+            ptn /= 10;
+        } while (ptn && k < (int)sizeof digits);
+        size_t at = strlen(pts);
+        while (k > 0) {
+            pts[at++] = digits[--k];
+        }
+        pts[at] = 0;
+        int f = open("/dev/console", O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (f >= 0) {
+            close(f);
+        }
+        if (mount(pts, "/dev/console", NULL, MS_BIND, NULL) < 0) {
+            close_keep_errno(s);
+            return -1;
+        }
+    }
+    if (setsid() < 0 || ioctl(s, TIOCSCTTY, 0) < 0) {
+        close_keep_errno(s);
+        return -1;
+    }
+    for (int fd = 0; fd < 3; fd++) {
+        if (dup2(s, fd) < 0) {
+            close_keep_errno(s);
+            return -1;
+        }
+    }
+    if (s > 2) {
+        close(s);
+    }
+    return 0;
+}

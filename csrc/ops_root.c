@@ -12,16 +12,6 @@
 
 #include <linux/openat2.h>
 
-/* Close fd without losing the errno of the failure being reported. */
-static void
-close_keep_errno(int fd)
-{
-    if (fd >= 0) {
-        int saved = errno;
-        close(fd);
-        errno = saved;
-    }
-}
 
 /* Open path inside root (both as given by the plan).  root NULL: path is
  * taken as is, relative to the current root and cwd (used for sources the

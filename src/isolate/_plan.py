@@ -13,10 +13,11 @@ first byte is NUL, so offset 0 means "none".
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field, fields
+from dataclasses import field, fields
 from typing import Any, ClassVar, Iterable, Sequence
 
 from . import errors
+from ._record import dataclass
 from ._native import ffi as ffi
 from ._native import lib as lib
 
@@ -799,6 +800,30 @@ class ExecGate(Op):
         return cls(fd=fd, candidates=exe.candidates if isinstance(exe, Exec) else ())
 
 
+@dataclass(frozen=True, slots=True)
+class Console(Op):
+    """A pty from the container's own /dev/ptmx: the master goes to the unix socket ``fd``
+    (SCM_RIGHTS, as runc's --console-socket), the slave becomes stdio and the
+    controlling terminal of a new session; ``bind_console`` binds it on /dev/console."""
+
+    kind: ClassVar[int] = lib.ISO_OP_CONSOLE
+    error: ClassVar[type[errors.SetupError]] = errors.SetupError
+    fd: int
+    rows: int = 0
+    cols: int = 0
+    bind_console: bool = False
+
+    def describe(self) -> str:
+        return "open a terminal on /dev/ptmx and send it to the console socket"
+
+    def encode(self, arena: _Arena) -> Any:
+        return 0, self.fd, (0, 0, 0, 0), (self.rows, self.cols, int(self.bind_console), 0)
+
+    @classmethod
+    def decode(cls, flags: int, fd: int, args: Any, vals: Any, arena: _Arena) -> Op:
+        return cls(fd=fd, rows=vals[0], cols=vals[1], bind_console=bool(vals[2]))
+
+
 # The ops that build a new root inside the child live in _plan_root.py; they
 # need the base classes above, hence the import here.
 from ._plan_root import RootBind as RootBind  # noqa: E402
@@ -816,7 +841,7 @@ OP_CLASSES: dict[int, type[Op]] = {
                 SetPgid, SetCtty, FdMap, CloseFds, SetGroups, SetResGid, SetResUid, KeepCaps,
                 CapBound, CapSet, CapAmbient, NoNewPrivs, PdeathSig, Seccomp, LoopbackUp, Exec,
                 ExecAt, RootStage, RootMkdir, RootBind, RootMount, RootMask, RootChdir,
-                SetDumpable, ExecGate)
+                SetDumpable, ExecGate, Console)
 }
 assert len(OP_CLASSES) == lib.ISO_OP_KIND_MAX - 1
 

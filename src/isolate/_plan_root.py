@@ -7,10 +7,10 @@ by fd, so no path string is followed out of the new root.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, ClassVar, Sequence
 
 from . import errors
+from ._record import dataclass
 from ._plan import (F_CHROOT_FALLBACK, F_EXIST_OK, F_READONLY, F_RECURSIVE, Op, _Arena, _d, _s,
                     _Vals, lib)
 

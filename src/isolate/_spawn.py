@@ -7,9 +7,9 @@ execve succeeded.  A failed child is reaped by the C side before we return.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
+from ._record import dataclass
 from . import errors
 from ._native import ffi, lib
 from ._plan import PLAN_HOLD, STAGES, Plan, decode_report

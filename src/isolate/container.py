@@ -26,9 +26,10 @@ import threading
 import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import IO, Any, Union
 
+from ._record import dataclass
 from . import _plan as P
 from .errors import ConfigError, UnsupportedError
 from .idmap import IdMap
@@ -168,13 +169,15 @@ class Container:
     container) or ``cgroup`` (a caller-owned ``Cgroup``), ``hostname``,
     ``env`` (default: PATH, HOME, TERM), ``cwd``, ``user``/``group``/
     ``groups``, ``capabilities`` (``"default"``: the OCI set; ``[]``: none;
-    None: keep all), ``no_new_privs``, ``seccomp`` (``"default"``: Docker's
+    None: keep all), ``capability_sets`` (each of the five sets exactly, as
+    OCI's process.capabilities; overrides ``capabilities``), ``no_new_privs``, ``seccomp`` (``"default"``: Docker's
     profile; a ``SeccompProfile``; BPF bytes; None), ``rlimits``, ``umask``,
     ``die_with_parent`` (SIGKILL when the *thread* that started the
     container exits: PR_SET_PDEATHSIG follows the spawning thread, not the
     process), ``pivot_root`` (None: auto; False forces the chroot mode, in
     which the default capability set also loses CAP_SYS_CHROOT, the key to
-    leaving a chroot).
+    leaving a chroot), ``make_cwd`` (create ``cwd`` inside the root when
+    missing, as OCI runtimes do).
     """
 
     def __init__(
@@ -196,6 +199,7 @@ class Container:
         group: int | str | None = None,
         groups: Sequence[int | str] | None = None,
         capabilities: Iterable[str] | str | None = "default",
+        capability_sets: Mapping[str, Iterable[str]] | None = None,
         no_new_privs: bool = True,
         seccomp: SeccompProfile | bytes | str | None = "default",
         rlimits: Mapping[Any, Any] | None = None,
@@ -203,6 +207,7 @@ class Container:
         die_with_parent: bool = True,
         pivot_root: bool | None = None,
         stage: str = "/tmp",
+        make_cwd: bool = False,
     ) -> None:
         self._closed = True
         if isinstance(rootfs, str):
@@ -289,9 +294,8 @@ class Container:
             self._seccomp_prog = bytes(seccomp)
         else:
             raise ConfigError(f"seccomp must be 'default', a SeccompProfile, bytes or None, got {seccomp!r}")
-        if (self._seccomp_prog is not None and not self.no_new_privs and self.capabilities is not None
-                and "CAP_SYS_ADMIN" not in self.capabilities):
-            raise ConfigError("seccomp without no_new_privs needs CAP_SYS_ADMIN in capabilities")
+        self.capability_sets = capability_sets
+        self.make_cwd = bool(make_cwd)
         self.rlimits = rlimits
         self.umask = umask
         self.die_with_parent = bool(die_with_parent)
@@ -371,7 +375,9 @@ class Container:
             new, old = b"/newroot", b"/oldroot"
         ctx = _Ctx(new=new, old=old, stage=stage, chroot=chroot, userns="user" in self.namespaces,
                    new_net="net" in self.namespaces, new_pid="pid" in self.namespaces,
-                   console=console, direct=direct)
+                   console=console, direct=direct, new_ipc="ipc" in self.namespaces,
+                   new_cgroupns="cgroup" in self.namespaces,
+                   cgroup_paths=None if self._cgroup is None else tuple(sorted(self._cgroup.paths.items())))
         # The modes in the plan (0755 directories, 0644 /etc files, ...) are
         # meant exactly: a caller's umask of 077 would otherwise make /etc
         # unreadable to every user but root inside.
@@ -381,6 +387,11 @@ class Container:
             ops += [P.Chdir(path_=ctx.new), P.Mount(b".", b"/", None, _MA.MS_MOVE), P.Chroot(b".")]
         else:
             ops.append(P.PivotRoot(new_root=ctx.new))
+        if self.make_cwd and cwd != b".":
+            # As runc: a working directory the image lacks is created (0755, by root).
+            parts = cwd.split(b"/")
+            for i, name in enumerate(parts):
+                ops.append(P.RootMkdir(root=b"/", parent=b"/" + b"/".join(parts[:i]), name=name))
         if self.rootfs.readonly:
             # Last, so that mount points could still be made on the root.
             ops.append(P.MountSetattr(b"/", attr_set=_MA.MOUNT_ATTR_RDONLY, recursive=False))
@@ -397,6 +408,7 @@ class Container:
             group=self.group,
             groups=self.groups,
             capabilities=self.capabilities,
+            capability_sets=self.capability_sets,
             no_new_privs=self.no_new_privs,
             seccomp=self._seccomp_prog,
             rlimits=self.rlimits,
@@ -416,12 +428,16 @@ class Container:
     def start(self, argv: Sequence[Any], *, env: Mapping[str, str] | None = None,
               cwd: str | None = None, stdin: Stdio = None, stdout: Stdio = None,
               stderr: Stdio = None, pass_fds: Sequence[int] | Mapping[int, int] = (),
-              tty: bool = False, exec_gate: int | None = None) -> Process:
+              tty: bool = False, exec_gate: int | None = None, console_socket: int | None = None,
+              console_size: tuple[int, int] | None = None) -> Process:
         """Create the container and start ``argv`` as its first process; returns the ``Process``.
 
         ``tty``: stdin is a terminal, made the controlling one in a new session.
         ``exec_gate`` (for OCI create/start): an fd; the process is set up,
         then waits before execve until a byte can be read from it.
+        ``console_socket``: a connected unix socket; the process gets a
+        terminal from the container's own /dev/ptmx (of ``console_size``,
+        rows and columns) as stdio, and its master is sent there (SCM_RIGHTS).
 
         Raises ``ConfigError`` for bad input (nothing created), the failing
         step's ``SetupError`` (everything created so far is removed), or
@@ -435,12 +451,17 @@ class Container:
             c = self.cwd if cwd is None else (container_path(cwd, "cwd") if self.rootfs is not None
                                               else os.fsencode(cwd))
             opts = self._spawn_options(env=env, user=None)
-            ops = self._root_ops(c, stdout)
             created_cgroup = self._cgroup is None
             if self.rootfs is not None:
                 self.rootfs._prepare()
             try:
                 self._ensure_cgroup()
+                # After the cgroup exists: RootFS.cgroupfs() binds its directories.
+                ops = self._root_ops(c, stdout)
+                if console_socket is not None:
+                    rows, cols = console_size or (0, 0)
+                    ops.append(P.Console(fd=console_socket, rows=rows, cols=cols,
+                                         bind_console=self.rootfs is not None and self.rootfs.dev))
                 base = self._cgroup.stats() if self._cgroup is not None else None
                 self._oom_base = base.oom_kill if base is not None else 0
                 self._start_time = time.monotonic()
@@ -661,7 +682,7 @@ class Container:
             return
         self._closed = True
         if self.process is not None:
-            self.process.close()            # the pidfd: not ours to wait on any more
+            self.process.detach()           # not ours to reap any more
         self._close_ns_fds()
         if self._cgroup is not None and self._own_cgroup:
             self._cgroup.detach()

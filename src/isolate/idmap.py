@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Iterable, Sequence
 
+from ._record import dataclass
 from .errors import ConfigError
 
 __all__ = ["IdMap", "SubIdRange", "parse_subid", "subid_ranges", "check_maps", "format_maps"]

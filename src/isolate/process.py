@@ -121,6 +121,9 @@ def _rlimit_number(name: Any) -> int:
     raise ConfigError(f"rlimits: unknown resource {name!r}")
 
 
+CAP_SETS = ("bounding", "effective", "permitted", "inheritable", "ambient")
+
+
 def _cap_mask(names: Iterable[str], what: str) -> int:
     if isinstance(names, str):
         raise ConfigError(f"{what} must be a collection of capability names, got {names!r}")
@@ -224,6 +227,7 @@ def build_plan(
     umask: int | None = None,
     rlimits: Mapping[Any, Any] | None = None,
     capabilities: Iterable[str] | None = None,
+    capability_sets: Mapping[str, Iterable[str]] | None = None,
     no_new_privs: bool = False,
     die_with_parent: bool = False,
     seccomp: bytes | None = None,
@@ -317,6 +321,11 @@ def build_plan(
     if die_with_parent:
         ops_.append(P.PdeathSig(signal=signal.SIGKILL))
     ops_ += pre
+    if uid_text is not None and _maps_root(uid_map, gid_map):
+        # Become root of the new user namespace first: until then the child keeps
+        # the caller's ids, which the maps may leave out, and files it creates
+        # (the staged root, mount points) would fail with EOVERFLOW.
+        ops_ += [P.SetResGid(0, 0, 0), P.SetResUid(0, 0, 0)]
     if "mnt" in new:
         # Like unshare(1): keep the new namespace's mounts from propagating to the host.
         ops_.append(P.Mount(None, b"/", None, P.lib.MS_REC | P.lib.MS_PRIVATE))
@@ -372,9 +381,36 @@ def build_plan(
         keep_fds = [*keep_fds, exec_gate]
     if close_fds:
         ops_.append(P.CloseFds(tuple(sorted(set(keep_fds)))))
+    candidates = _candidates(bargv[0], executable, env)
+    prog = None
+    if seccomp is not None:
+        prog = bytes(seccomp)
+        if not prog or len(prog) % 8 or len(prog) // 8 > 4096:
+            raise ConfigError(f"seccomp must be a BPF program of 1 to 4096 8-byte instructions, "
+                              f"got {len(prog)} bytes")
+    # Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it while
+    # the process still has it, before credentials change (runc does the same).
+    early_seccomp = prog is not None and not no_new_privs
+    if early_seccomp:
+        if exec_gate is not None:
+            ops_.append(P.ExecGate(fd=exec_gate, candidates=candidates))
+        assert prog is not None
+        ops_.append(P.Seccomp(prog))
 
     # Credentials.  groups before gid before uid: each needs the privilege the next drops.
     cap_keep = None if capabilities is None else _cap_mask(capabilities, "capabilities")
+    sets: dict[str, int] | None = None
+    if capability_sets is not None:
+        if not isinstance(capability_sets, Mapping) or set(capability_sets) - set(CAP_SETS):
+            raise ConfigError(f"capability_sets must map some of {', '.join(CAP_SETS)} to names, "
+                              f"got {capability_sets!r}")
+        sets = {k: _cap_mask(capability_sets.get(k, ()), f"capability_sets[{k!r}]") for k in CAP_SETS}
+        # The kernel raises only ambient capabilities that are permitted and
+        # inheritable; runc skips the others with a warning, and so do we (silently).
+        sets["ambient"] &= sets["permitted"] & sets["inheritable"]
+        if sets["effective"] & ~sets["permitted"]:
+            raise ConfigError("capability_sets: effective capabilities must be permitted")
+        cap_keep = sets["bounding"]
     if "user" in new:
         # Mapping ids does not change the child's credentials: it still has the
         # caller's kuid, which may be unmapped.  Become root of the new namespace
@@ -398,10 +434,16 @@ def build_plan(
     if gid is not None:
         ops_.append(P.SetResGid(gid, gid, gid))
     if uid is not None:
-        if cap_keep:
+        if cap_keep or (sets is not None and sets["permitted"]):
             ops_.append(P.KeepCaps(1))
         ops_.append(P.SetResUid(uid, uid, uid))
-    if cap_keep is not None:
+    if sets is not None:
+        # Exactly the five sets asked for (OCI process.capabilities).
+        ops_.append(P.CapSet(effective=sets["effective"], permitted=sets["permitted"],
+                             inheritable=sets["inheritable"]))
+        if sets["ambient"]:
+            ops_.append(P.CapAmbient(raise_=sets["ambient"], last_cap=P.last_cap()))
+    elif cap_keep is not None:
         # Inheritable stays empty (CVE-2022-24769) unless a non-root user needs the
         # capabilities as ambient ones, which the kernel requires to be inheritable.
         ambient = uid not in (None, 0)
@@ -411,15 +453,10 @@ def build_plan(
             ops_.append(P.CapAmbient(raise_=cap_keep, last_cap=P.last_cap()))
     if no_new_privs:
         ops_.append(P.NoNewPrivs())
-    candidates = _candidates(bargv[0], executable, env)
-    if exec_gate is not None:
+    if exec_gate is not None and not early_seccomp:
         # Before the filter, which might not allow read(2).
         ops_.append(P.ExecGate(fd=exec_gate, candidates=candidates))
-    if seccomp is not None:
-        prog = bytes(seccomp)
-        if not prog or len(prog) % 8 or len(prog) // 8 > 4096:
-            raise ConfigError(f"seccomp must be a BPF program of 1 to 4096 8-byte instructions, "
-                              f"got {len(prog)} bytes")
+    if prog is not None and not early_seccomp:
         ops_.append(P.Seccomp(prog))
     ops_.append(P.Exec(candidates))
 
@@ -433,6 +470,13 @@ def build_plan(
     return P.Plan(ops=ops_, argv=bargv, envp=envp, clone_flags=clone_flags, flags=flags,
                   cgroup_fd=cgroup_fd, uid_map=uid_text, gid_map=gid_text,
                   procs_fds=tuple(procs_fds), pidns_fd=pidns_fd, netns_fd=netns_fd)
+
+
+def _maps_root(uid_map: Sequence[IdMap] | None, gid_map: Sequence[IdMap] | None) -> bool:
+    """Whether id 0 inside is mapped for both uids and gids (None: the default map, which is)."""
+    def has_zero(maps: Sequence[IdMap] | None) -> bool:
+        return maps is None or any(m.inside <= 0 < m.inside + m.count for m in maps)
+    return has_zero(uid_map) and has_zero(gid_map)
 
 
 def _freeze(value: Any) -> Any:
@@ -724,6 +768,21 @@ class Process:
         self.wait(remaining)
         return out, err
 
+    def detach(self) -> None:
+        """Let the process go: close the pipes and the pidfd, never reap it.
+
+        Its exit status is left for whoever reaps it after this process is
+        gone (a subreaper such as conmon or containerd's shim), as
+        ``runc exec --detach`` does.
+        """
+        for f in (self.stdin, self.stdout, self.stderr):
+            if f is not None:
+                try:
+                    f.close()
+                except OSError:
+                    pass
+        self._close_pidfd()
+
     def close(self) -> None:
         """Close the pipes and the pidfd.  Idempotent; does not wait or kill."""
         for f in (self.stdin, self.stdout, self.stderr):
@@ -787,7 +846,10 @@ def spawn(
     ``domainname``, ``cgroup`` (an ``isolate.Cgroup``: the child is born in
     it), ``new_session``, ``process_group``, ``tty``, ``umask``, ``rlimits``
     ({"nofile": (soft, hard)}), ``capabilities`` (names to keep; all others
-    are dropped from every set), ``no_new_privs``, ``die_with_parent``
+    are dropped from every set), ``capability_sets`` (instead: each of
+    bounding, effective, permitted, inheritable, ambient given exactly, as
+    OCI's process.capabilities), ``no_new_privs`` (without it, a ``seccomp``
+    filter is loaded before credentials change, while the process may), ``die_with_parent``
     (SIGKILL when the spawning *thread* exits), ``seccomp`` (a BPF program
     as bytes), ``loopback`` (bring up lo in a new net namespace), ``ops``
     (extra plan ops, e.g. mounts, run before credentials change).

@@ -28,13 +28,13 @@ import functools
 import os
 import shutil
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Collection, Sequence, Union
 
+from ._record import dataclass
 from . import _plan as P
 from ._plan_root import RootMkdirs
-from .errors import ConfigError
+from .errors import ConfigError, UnsupportedError
 from .process import _fsencode
 
 __all__ = ["RootFS", "Changes", "OCI_MASKED_PATHS", "OCI_READONLY_PATHS", "HOST_DIRS", "HOST_ETC"]
@@ -70,6 +70,13 @@ DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
 _MA: Any = P.lib
 _NOSUID_NODEV = _MA.MOUNT_ATTR_NOSUID | _MA.MOUNT_ATTR_NODEV
 _NOSUID_NODEV_NOEXEC = _NOSUID_NODEV | _MA.MOUNT_ATTR_NOEXEC
+_RDONLY = _MA.MOUNT_ATTR_RDONLY
+#: ``atime=`` values and their MOUNT_ATTR_* (relatime is the kernel's default, 0).
+_ATIME = {"relatime": 0, "noatime": _MA.MOUNT_ATTR_NOATIME, "strictatime": _MA.MOUNT_ATTR_STRICTATIME}
+_ATIME_MASK = _MA.MOUNT_ATTR_NOATIME | _MA.MOUNT_ATTR_STRICTATIME
+
+#: The mounts a RootFS makes itself, as ``RootFS.mount_options()`` names them.
+BUILTIN_MOUNTS = ("/proc", "/sys", "/dev", "/dev/pts", "/dev/shm")
 
 
 def _fs(value: object, what: str) -> bytes:
@@ -89,6 +96,34 @@ def container_path(value: object, what: str) -> bytes:
     if b".." in parts:
         raise ConfigError(f"{what} must not contain '..' (it would leave the root): {value!r}")
     return b"/".join(parts) or b"."
+
+
+def _flag(value: object, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{what} must be True or False, got {value!r}")
+    return value
+
+
+def _attrs(what: str, *, readonly: object = False, nosuid: object = False, nodev: object = False,
+           noexec: object = False, atime: object = None) -> int:
+    """MOUNT_ATTR_* for the flags a caller asked for; ``what`` names the mount in errors."""
+    attrs = 0
+    for name, value, bit in (("readonly", readonly, _RDONLY), ("nosuid", nosuid, _MA.MOUNT_ATTR_NOSUID),
+                             ("nodev", nodev, _MA.MOUNT_ATTR_NODEV),
+                             ("noexec", noexec, _MA.MOUNT_ATTR_NOEXEC)):
+        if _flag(value, f"{what} {name}"):
+            attrs |= bit
+    if atime is not None:
+        if atime not in _ATIME:
+            raise ConfigError(f"{what} atime must be one of {', '.join(sorted(_ATIME))}, got {atime!r}")
+        attrs |= _ATIME[atime]
+    return attrs
+
+
+def _mode(value: object, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 0o7777:
+        raise ConfigError(f"{what} must be an integer up to 0o7777, got {value!r}")
+    return value
 
 
 def _size(value: object, what: str) -> str | None:
@@ -113,6 +148,7 @@ class _Bind:
     readonly: bool
     recursive: bool
     is_dir: bool
+    attrs: int = 0         # MOUNT_ATTR_NOSUID/NODEV/NOEXEC to set (the rest is the source's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +156,35 @@ class _Tmpfs:
     target: bytes
     size: str | None
     mode: int
+    attrs: int = _NOSUID_NODEV     # MOUNT_ATTR_* of the new mount, atime included
+
+
+@dataclass(frozen=True, slots=True)
+class _Special:
+    """A filesystem that is not a plain tmpfs or bind: ``mqueue`` or ``cgroup``."""
+
+    kind: str
+    target: bytes
+    attrs: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Builtin:
+    """Flags and options of one of the mounts RootFS makes itself."""
+
+    attrs: int
+    size: str | None = None
+    mode: int | None = None
+    gid: int | None = None
+
+
+_BUILTIN_DEFAULTS = {
+    "/proc": _Builtin(_NOSUID_NODEV_NOEXEC),
+    "/sys": _Builtin(_NOSUID_NODEV_NOEXEC | _RDONLY),
+    "/dev": _Builtin(_MA.MOUNT_ATTR_NOSUID | _MA.MOUNT_ATTR_NOEXEC, size="64k", mode=0o755),
+    "/dev/pts": _Builtin(_MA.MOUNT_ATTR_NOSUID | _MA.MOUNT_ATTR_NOEXEC, mode=0o620),
+    "/dev/shm": _Builtin(_NOSUID_NODEV, mode=0o1777),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +217,11 @@ class _Ctx:
     # The new root is mounted right on ``stage`` and host paths are read in
     # place (``old`` is ``/``): no staging tmpfs and no first pivot_root.
     direct: bool = False
+    new_ipc: bool = True   # the container has an ipc namespace of its own (mqueue)
+    new_cgroupns: bool = False
+    # The container's cgroup: every hierarchy's mount point -> its directory
+    # there (``Cgroup.paths``); None when the process stays in the caller's.
+    cgroup_paths: tuple[tuple[str, str], ...] | None = None
 
 
 class RootFS:
@@ -166,7 +236,13 @@ class RootFS:
     The container always gets a fresh /proc, /sys read-only, a minimal /dev
     (null, zero, full, random, urandom, tty, pts with its own instance, ptmx,
     shm, console when stdio is a terminal), and the OCI default masked and
-    read-only paths, unless turned off (``proc=False`` ...).
+    read-only paths, unless turned off (``proc=False`` ...); ``mount_options()``
+    changes their flags.  ``mqueue()``, ``cgroupfs()``, ``mask_paths()`` and
+    ``readonly_paths()`` add what OCI configs ask for.
+
+    Mounts are made in this order: the root, /proc, /sys, /dev, then those
+    added by ``bind()``, ``tmpfs()``, ``mqueue()`` and ``cgroupfs()`` in the
+    order of the calls, then the masked and read-only paths.
     """
 
     def __init__(self, *, directory: StrPath | None = None, readonly: bool = True,
@@ -188,8 +264,11 @@ class RootFS:
         self._host_dirs: list[tuple[str, bytes | None]] = []   # (name, symlink target or None)
         # (name, "dir" | "file" | "link", file contents or link target)
         self._host_etc: list[tuple[str, str, bytes]] = []
-        self._binds: list[_Bind] = []
-        self._tmpfs: list[_Tmpfs] = []
+        self._mounts: list[_Bind | _Tmpfs | _Special] = []     # in the order of the calls
+        self._builtin: dict[str, _Builtin] = dict(_BUILTIN_DEFAULTS)
+        self._masked: list[bytes] = []
+        self._readonly_paths: list[bytes] = []
+        self._gen = 0          # bumped by every builder call: part of the op cache key
         self._overlay: _Overlay | None = None
         self._created: list[Path] = []   # overlay directories made for the current run
         self._cache: dict[tuple[object, ...], list[P.Op]] = {}
@@ -198,6 +277,19 @@ class RootFS:
     def __repr__(self) -> str:
         src = f"directory={str(self._directory)!r}" if self._directory else "host"
         return f"<isolate.RootFS {src} binds={len(self._binds)} tmpfs={len(self._tmpfs)}>"
+
+    @property
+    def _binds(self) -> list[_Bind]:
+        return [m for m in self._mounts if isinstance(m, _Bind)]
+
+    @property
+    def _tmpfs(self) -> list[_Tmpfs]:
+        return [m for m in self._mounts if isinstance(m, _Tmpfs)]
+
+    def _add(self, mount: _Bind | _Tmpfs | _Special) -> RootFS:
+        self._mounts.append(mount)
+        self._gen += 1
+        return self
 
     # --- constructors --------------------------------------------------------
 
@@ -256,8 +348,16 @@ class RootFS:
     # --- builders ------------------------------------------------------------
 
     def bind(self, source: StrPath, target: StrPath | None = None, *, readonly: bool = False,
-             recursive: bool = True) -> RootFS:
-        """Bind the host's ``source`` at ``target`` (default: the same path) in the container."""
+             recursive: bool = True, nosuid: bool = False, nodev: bool = False,
+             noexec: bool = False) -> RootFS:
+        """Bind the host's ``source`` at ``target`` (default: the same path) in the container.
+
+        ``readonly``, ``nosuid``, ``nodev``, ``noexec``: set that flag on the
+        bind (on every mount below it too when ``recursive``); False leaves the
+        flag as the source mount has it.  Raises ``ConfigError`` for a missing
+        source, a target outside the container or a flag that is not a bool.
+        """
+        attrs = _attrs("bind", nosuid=nosuid, nodev=nodev, noexec=noexec)
         src = _fs(source, "bind source")
         try:
             st = os.stat(src)
@@ -267,18 +367,133 @@ class RootFS:
         dst = container_path(src if target is None else target, "bind target")
         if dst == b".":
             raise ConfigError(f"bind target must not be the root: {target!r}")
-        self._binds.append(_Bind(source=real, target=dst, readonly=bool(readonly),
-                                 recursive=bool(recursive), is_dir=stat.S_ISDIR(st.st_mode)))
-        return self
+        return self._add(_Bind(source=real, target=dst, readonly=bool(readonly),
+                               recursive=bool(recursive), is_dir=stat.S_ISDIR(st.st_mode), attrs=attrs))
 
-    def tmpfs(self, target: StrPath, *, size: int | str | None = None, mode: int = 0o1777) -> RootFS:
-        """A fresh tmpfs at ``target``; ``size`` in bytes or as tmpfs takes it (``"64m"``)."""
+    def tmpfs(self, target: StrPath, *, size: int | str | None = None, mode: int = 0o1777,
+              readonly: bool = False, nosuid: bool = True, nodev: bool = True, noexec: bool = False,
+              atime: str | None = None) -> RootFS:
+        """A fresh tmpfs at ``target``; ``size`` in bytes or as tmpfs takes it (``"64m"``).
+
+        ``readonly``, ``nosuid``, ``nodev``, ``noexec``: the mount's flags
+        (nosuid and nodev by default); ``atime``: ``"relatime"`` (the
+        default), ``"noatime"`` or ``"strictatime"``.  A read-only tmpfs
+        stays empty (its root directory has ``mode``).  Raises ``ConfigError``
+        naming the bad argument.
+        """
         dst = container_path(target, "tmpfs target")
         if dst == b".":
             raise ConfigError(f"tmpfs target must not be the root: {target!r}")
-        if not isinstance(mode, int) or isinstance(mode, bool) or not 0 <= mode <= 0o7777:
-            raise ConfigError(f"tmpfs mode must be an integer up to 0o7777, got {mode!r}")
-        self._tmpfs.append(_Tmpfs(target=dst, size=_size(size, "tmpfs size"), mode=mode))
+        mode = _mode(mode, "tmpfs mode")
+        attrs = _attrs("tmpfs", readonly=readonly, nosuid=nosuid, nodev=nodev, noexec=noexec,
+                       atime=atime)
+        return self._add(_Tmpfs(target=dst, size=_size(size, "tmpfs size"), mode=mode, attrs=attrs))
+
+    def mqueue(self, target: StrPath = "/dev/mqueue", *, readonly: bool = False, nosuid: bool = True,
+               nodev: bool = True, noexec: bool = True) -> RootFS:
+        """The POSIX message queue filesystem (mq_overview(7)) at ``target``.
+
+        It shows the queues of the container's ipc namespace.  In a user
+        namespace without an ipc namespace of its own the kernel refuses the
+        mount, and the host's /dev/mqueue is bound instead (as runc does; the
+        container fails to start if the host has none).  Flags as for ``tmpfs()``.
+        """
+        dst = container_path(target, "mqueue target")
+        if dst == b".":
+            raise ConfigError(f"mqueue target must not be the root: {target!r}")
+        attrs = _attrs("mqueue", readonly=readonly, nosuid=nosuid, nodev=nodev, noexec=noexec)
+        return self._add(_Special(kind="mqueue", target=dst, attrs=attrs))
+
+    def cgroupfs(self, target: StrPath = "/sys/fs/cgroup", *, readonly: bool = True, nosuid: bool = True,
+                 nodev: bool = True, noexec: bool = True) -> RootFS:
+        """The container's own cgroup at ``target``, as runc mounts it for type "cgroup".
+
+        Cgroup v1 and hybrid hosts: a tmpfs (mode 0755, the flags but never
+        read-only) holding one bind of the container's directory per v1
+        hierarchy, named as the hierarchy's mount point
+        (``target/memory`` ...; co-mounted controllers get symlinks, as
+        ``cpu -> cpu,cpuacct``).  Pure v2: a cgroup2 mount when the container
+        has a cgroup namespace (it shows the container's cgroup as its root),
+        else a bind of the container's directory.  The container's cgroup is
+        the one the ``Container`` has (``limits=`` or ``cgroup=``) or, in a
+        hierarchy it does not join, the caller's own.  ``readonly`` (the
+        default) and the other flags apply to the cgroup mounts.
+        """
+        dst = container_path(target, "cgroupfs target")
+        if dst == b".":
+            raise ConfigError(f"cgroupfs target must not be the root: {target!r}")
+        attrs = _attrs("cgroupfs", readonly=readonly, nosuid=nosuid, nodev=nodev, noexec=noexec)
+        return self._add(_Special(kind="cgroup", target=dst, attrs=attrs))
+
+    def mount_options(self, target: str, *, readonly: bool | None = None, nosuid: bool | None = None,
+                      nodev: bool | None = None, noexec: bool | None = None, atime: str | None = None,
+                      size: int | str | None = None, mode: int | None = None,
+                      gid: int | None = None) -> RootFS:
+        """Change the flags or options of a mount the RootFS makes itself.
+
+        ``target`` is one of ``/proc``, ``/sys``, ``/dev``, ``/dev/pts`` and
+        ``/dev/shm``; an argument left None keeps its default (/proc:
+        nosuid, nodev, noexec; /sys: those and read-only; /dev: nosuid,
+        noexec, size 64k, mode 0755; /dev/pts: nosuid, noexec, mode 0620;
+        /dev/shm: nosuid, nodev, mode 1777; all relatime).  ``size``:
+        /dev and /dev/shm; ``mode``: /dev, /dev/pts, /dev/shm; ``gid`` (owner
+        group of new ptys): /dev/pts.  Raises ``ConfigError`` naming the
+        target and the argument it cannot take.
+        """
+        if target not in _BUILTIN_DEFAULTS:
+            raise ConfigError(f"mount_options target must be one of {', '.join(BUILTIN_MOUNTS)}, "
+                              f"got {target!r}")
+        on = {"/proc": self.proc, "/sys": self.sys}.get(target, self.dev)
+        if not on:
+            raise ConfigError(f"mount_options {target!r}: the RootFS makes no {target} "
+                              f"(it was turned off)")
+        cur = self._builtin[target]
+        attrs = cur.attrs
+        what = f"mount_options {target!r}"
+        for name, value, bit in (("readonly", readonly, _RDONLY), ("nosuid", nosuid, _MA.MOUNT_ATTR_NOSUID),
+                                 ("nodev", nodev, _MA.MOUNT_ATTR_NODEV),
+                                 ("noexec", noexec, _MA.MOUNT_ATTR_NOEXEC)):
+            if value is not None:
+                attrs = attrs | bit if _flag(value, f"{what} {name}") else attrs & ~bit
+        if atime is not None:
+            attrs = (attrs & ~_ATIME_MASK) | _attrs(what, atime=atime)
+        for name, option, allowed in (("size", size, ("/dev", "/dev/shm")),
+                                      ("mode", mode, ("/dev", "/dev/pts", "/dev/shm")),
+                                      ("gid", gid, ("/dev/pts",))):
+            if option is not None and target not in allowed:
+                raise ConfigError(f"{what}: {name} applies only to {', '.join(allowed)}, got {option!r}")
+        if gid is not None and (not isinstance(gid, int) or isinstance(gid, bool)
+                                or not 0 <= gid < 2**32 - 1):
+            raise ConfigError(f"{what} gid must be a group id (int), got {gid!r}")
+        self._builtin[target] = _Builtin(
+            attrs=attrs, size=cur.size if size is None else _size(size, f"{what} size"),
+            mode=cur.mode if mode is None else _mode(mode, f"{what} mode"),
+            gid=cur.gid if gid is None else gid)
+        self._gen += 1
+        return self
+
+    def mask_paths(self, *paths: StrPath) -> RootFS:
+        """Hide ``paths`` in the container: a file gets /dev/null over it, a directory an
+        empty read-only tmpfs (as the OCI ``linux.maskedPaths``).  A path the
+        container lacks is left alone (not created).  Applied after every mount,
+        in addition to the OCI default list unless ``oci_masks=False``."""
+        targets = [container_path(p, "masked path") for p in paths]
+        if b"." in targets:
+            raise ConfigError("masked path must not be the root")
+        self._masked += targets
+        self._gen += 1
+        return self
+
+    def readonly_paths(self, *paths: StrPath) -> RootFS:
+        """Make ``paths`` read-only in the container (a read-only bind of each onto itself,
+        with the mounts below it), as the OCI ``linux.readonlyPaths``.  A path the
+        container lacks is left alone.  Applied after every mount, in addition
+        to the OCI default list unless ``oci_masks=False``."""
+        targets = [container_path(p, "read-only path") for p in paths]
+        if b"." in targets:
+            raise ConfigError("read-only path must not be the root (use readonly=True)")
+        self._readonly_paths += targets
+        self._gen += 1
         return self
 
     def overlay(self, upper: StrPath | None = None, *, size: int | str | None = None) -> RootFS:
@@ -349,7 +564,7 @@ class RootFS:
 
     def _mount_points(self) -> set[str]:
         points = set()
-        targets = [t.target for t in self._tmpfs] + [b.target for b in self._binds]
+        targets = [m.target for m in self._mounts]
         targets += [b"proc"] * self.proc + [b"sys"] * self.sys + [b"dev"] * self.dev
         for t in targets:
             parts = t.split(b"/")
@@ -407,8 +622,8 @@ class RootFS:
         a container started again with the same RootFS plans in no time.
         """
         key = (ctx.new, ctx.old, ctx.stage, ctx.chroot, ctx.userns, ctx.new_net, ctx.new_pid,
-               ctx.console, ctx.direct, len(self._binds), len(self._tmpfs), self._overlay, self.proc,
-               self.sys, self.dev, self.oci_masks, self._directory)
+               ctx.console, ctx.direct, ctx.new_ipc, ctx.new_cgroupns, ctx.cgroup_paths, self._gen,
+               self._overlay, self.proc, self.sys, self.dev, self.oci_masks, self._directory)
         ops = self._cache.get(key)
         if ops is None:
             ops = self._cache[key] = self._make_ops(ctx)
@@ -421,7 +636,7 @@ class RootFS:
         root covers it) and there is no overlay (whose upper layer lives in
         the staging tmpfs).  Saves a tmpfs mount and a pivot_root per start.
         """
-        key = (stage, console, len(self._binds), self._overlay, self._directory)
+        key = (stage, console, self._gen, self._overlay, self._directory)
         hit = self._in_place.get(key)
         if hit is None:
             hit = self._in_place[key] = self._sources_clear_of(stage, console)
@@ -494,8 +709,8 @@ class RootFS:
             if self._host_etc:
                 top.append((b"etc", 0, 0o755, None))
             made.update(e[0] for e in top)
-            points = [tm.target for tm in self._tmpfs] + [b"proc"] * self.proc \
-                + [b"sys"] * self.sys + [b"dev"] * self.dev
+            points = [m.target for m in self._mounts if not isinstance(m, _Bind)] \
+                + [b"proc"] * self.proc + [b"sys"] * self.sys + [b"dev"] * self.dev
             for point in points:
                 first = point.split(b"/")[0]
                 if first not in made:
@@ -530,53 +745,71 @@ class RootFS:
                     elif kind != "link":
                         ops.append(P.RootBind(old, rel, new, rel, readonly=True, optional=True))
 
-        for t in self._tmpfs:
-            ops += _mkdirs(new, t.target, is_dir=True, made=made)
-            opts2: list[tuple[str, str | None]] = [("mode", f"{t.mode:o}")]
-            if t.size:
-                opts2.append(("size", t.size))
-            ops.append(P.RootMount(b"tmpfs", new, t.target, source=b"tmpfs", attrs=_NOSUID_NODEV,
-                                   options=tuple(opts2)))
-        for b in self._binds:
-            ops += _mkdirs(new, b.target, is_dir=b.is_dir)
-            ops.append(P.RootBind(old, b.source.lstrip(b"/") or b".", new, b.target,
-                                  readonly=b.readonly, recursive=b.recursive))
         if self.proc:
             ops += _mkdirs(new, b"proc", is_dir=True, made=made)
+            attrs = self._builtin["/proc"].attrs
             if ctx.new_pid or not ctx.userns:
-                ops.append(P.RootMount(b"proc", new, b"proc", source=b"proc",
-                                       attrs=_NOSUID_NODEV_NOEXEC))
+                ops.append(P.RootMount(b"proc", new, b"proc", source=b"proc", attrs=attrs))
             else:
                 # procfs can only be mounted by the owner of the pid namespace: the host's.
-                ops.append(P.RootBind(old, b"proc", new, b"proc", attr_set=_NOSUID_NODEV_NOEXEC))
+                ops.append(P.RootBind(old, b"proc", new, b"proc", readonly=bool(attrs & _RDONLY),
+                                      attr_set=attrs & ~(_RDONLY | _ATIME_MASK)))
         if self.sys:
             ops += _mkdirs(new, b"sys", is_dir=True, made=made)
+            attrs = self._builtin["/sys"].attrs
             if ctx.new_net or not ctx.userns:
-                ops.append(P.RootMount(b"sysfs", new, b"sys", source=b"sysfs",
-                                       attrs=_NOSUID_NODEV_NOEXEC | _MA.MOUNT_ATTR_RDONLY))
+                ops.append(P.RootMount(b"sysfs", new, b"sys", source=b"sysfs", attrs=attrs))
             else:
                 # sysfs can only be mounted by the owner of the network namespace.
-                ops.append(P.RootBind(old, b"sys", new, b"sys", readonly=True,
-                                      attr_set=_NOSUID_NODEV_NOEXEC))
+                ops.append(P.RootBind(old, b"sys", new, b"sys", readonly=bool(attrs & _RDONLY),
+                                      attr_set=attrs & ~(_RDONLY | _ATIME_MASK)))
         if self.dev:
             ops += self._dev_ops(ctx, made)
+        for m in self._mounts:
+            if isinstance(m, _Tmpfs):
+                ops += _mkdirs(new, m.target, is_dir=True, made=made)
+                opts2: list[tuple[str, str | None]] = [("mode", f"{m.mode:o}")]
+                if m.size:
+                    opts2.append(("size", m.size))
+                ops.append(P.RootMount(b"tmpfs", new, m.target, source=b"tmpfs", attrs=m.attrs,
+                                       options=tuple(opts2)))
+            elif isinstance(m, _Bind):
+                ops += _mkdirs(new, m.target, is_dir=m.is_dir)
+                ops.append(P.RootBind(old, m.source.lstrip(b"/") or b".", new, m.target,
+                                      readonly=m.readonly, recursive=m.recursive, attr_set=m.attrs))
+            elif m.kind == "mqueue":
+                ops += _mkdirs(new, m.target, is_dir=True, made=made)
+                if ctx.userns and not ctx.new_ipc:
+                    # mqueue can only be mounted by the owner of the ipc namespace.
+                    ops.append(P.RootBind(old, b"dev/mqueue", new, m.target, recursive=False,
+                                          readonly=bool(m.attrs & _RDONLY),
+                                          attr_set=m.attrs & ~_RDONLY))
+                else:
+                    ops.append(P.RootMount(b"mqueue", new, m.target, source=b"mqueue", attrs=m.attrs))
+            else:
+                ops += _mkdirs(new, m.target, is_dir=True, made=made)
+                v1 = _v1_hierarchies()
+                ops += _cgroup_ops(ctx, m, v1, None if v1 else _cgroup_v2())
+        masked: list[bytes] = []
+        ro_paths: list[bytes] = []
         if self.oci_masks:
+            masked += [p.lstrip("/").encode() for p in OCI_MASKED_PATHS
+                       if (p.startswith("/proc") and self.proc) or (p.startswith("/sys") and self.sys)]
+            ro_paths += [p.lstrip("/").encode() for p in OCI_READONLY_PATHS if self.proc]
+        masked += self._masked
+        ro_paths += self._readonly_paths
+        if masked:
             null = new + b"/dev/null" if self.dev else _host(old, b"/dev/null")
-            for m in OCI_MASKED_PATHS:
-                if (m.startswith("/proc") and self.proc) or (m.startswith("/sys") and self.sys):
-                    ops.append(P.RootMask(new, m.lstrip("/").encode(), null))
-            for r in OCI_READONLY_PATHS:
-                if self.proc:
-                    rel = r.lstrip("/").encode()
-                    ops.append(P.RootBind(new, rel, new, rel, readonly=True, optional=True))
+            ops += [P.RootMask(new, rel, null) for rel in masked]
+        ops += [P.RootBind(new, rel, new, rel, readonly=True, optional=True) for rel in ro_paths]
         return ops
 
     def _dev_ops(self, ctx: _Ctx, made: set[bytes]) -> list[P.Op]:
         new, old = ctx.new, ctx.old
         ops: list[P.Op] = _mkdirs(new, b"dev", is_dir=True, made=made)
-        ops.append(P.RootMount(b"tmpfs", new, b"dev", source=b"tmpfs",
-                               attrs=_MA.MOUNT_ATTR_NOSUID | _MA.MOUNT_ATTR_NOEXEC,
-                               options=(("mode", "0755"), ("size", "64k"))))
+        dev, pts, shm = self._builtin["/dev"], self._builtin["/dev/pts"], self._builtin["/dev/shm"]
+        ops.append(P.RootMount(b"tmpfs", new, b"dev", source=b"tmpfs", attrs=dev.attrs,
+                               options=_tmpfs_options(dev)))
         # Every entry of the fresh /dev in one op: device mount points (bound
         # from the host's /dev rather than made with mknod: a user namespace
         # may not create device nodes), pts and shm, and the usual links.
@@ -594,16 +827,103 @@ class RootFS:
             rel = b"dev/" + name.encode()
             ops.append(P.RootBind(old, rel, new, rel, recursive=False,
                                   attr_set=_MA.MOUNT_ATTR_NOSUID | _MA.MOUNT_ATTR_NOEXEC))
-        ops.append(P.RootMount(b"devpts", new, b"dev/pts", source=b"devpts",
-                               attrs=_MA.MOUNT_ATTR_NOSUID | _MA.MOUNT_ATTR_NOEXEC,
-                               options=(("newinstance", None), ("ptmxmode", "0666"),
-                                        ("mode", "0620"))))
-        ops.append(P.RootMount(b"tmpfs", new, b"dev/shm", source=b"shm", attrs=_NOSUID_NODEV,
-                               options=(("mode", "1777"),)))
+        pts_opts: tuple[tuple[str, str | None], ...] = (
+            ("newinstance", None), ("ptmxmode", "0666"), ("mode", f"{pts.mode:04o}"))
+        if pts.gid is not None:
+            pts_opts += (("gid", str(pts.gid)),)
+        ops.append(P.RootMount(b"devpts", new, b"dev/pts", source=b"devpts", attrs=pts.attrs,
+                               options=pts_opts))
+        ops.append(P.RootMount(b"tmpfs", new, b"dev/shm", source=b"shm", attrs=shm.attrs,
+                               options=_tmpfs_options(shm)))
         if ctx.console is not None:
             ops.append(P.RootBind(old, ctx.console.lstrip(b"/"), new, b"dev/console",
                                   recursive=False))
         return ops
+
+
+def _tmpfs_options(b: _Builtin) -> tuple[tuple[str, str | None], ...]:
+    opts: tuple[tuple[str, str | None], ...] = (("mode", f"{b.mode:04o}"),) if b.mode is not None else ()
+    return opts + ((("size", b.size),) if b.size else ())
+
+
+def _v1_hierarchies() -> list[tuple[str, str]]:
+    """Every cgroup v1 hierarchy once: (mount point, this process's cgroup directory there).
+
+    Named hierarchies (``name=systemd``) count too: runc binds them as well.
+    """
+    from .cgroup.layout import V1_CONTROLLERS, Hierarchy, _unescape, parse_proc_cgroup
+
+    _, own = parse_proc_cgroup(Path("/proc/self/cgroup").read_text())
+    out: list[tuple[str, str]] = []
+    seen: set[frozenset[str]] = set()
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        left, sep, right = line.partition(" - ")
+        f, r = left.split(), right.split()
+        if not sep or len(f) < 5 or len(r) < 3 or r[0] != "cgroup":
+            continue
+        keys = frozenset(o for o in r[2].split(",") if o in V1_CONTROLLERS or o.startswith("name="))
+        if not keys or keys in seen:
+            continue
+        seen.add(keys)
+        mount, root = _unescape(f[4]), _unescape(f[3])
+        path = next((own[k] for k in sorted(keys) if k in own), "/")
+        out.append((mount, Hierarchy(1, mount, root, keys, path).fs_path(path)))
+    return out
+
+
+def _cgroup_v2() -> Any:
+    from .cgroup import _layout
+
+    try:
+        return _layout().v2
+    except UnsupportedError:
+        return None
+
+
+def _cgroup_ops(ctx: _Ctx, m: _Special, v1: Sequence[tuple[str, str]], v2: Any) -> list[P.Op]:
+    """The container's cgroup at ``m.target`` (see ``RootFS.cgroupfs``).
+
+    ``v1``: ``_v1_hierarchies()``; ``v2``: the cgroup2 ``Hierarchy`` or None,
+    used when there is no v1 hierarchy (a pure v2 host).
+    """
+    new, old = ctx.new, ctx.old
+    paths = dict(ctx.cgroup_paths or ())
+    ro, attrs = bool(m.attrs & _RDONLY), m.attrs & ~_RDONLY
+
+    def bind(directory: str, target: bytes) -> P.Op:
+        # Not recursive: a cgroup directory has no mounts below it.
+        return P.RootBind(old, os.fsencode(directory).lstrip(b"/") or b".", new, target,
+                          recursive=False, readonly=ro, attr_set=attrs)
+
+    if not v1:
+        if v2 is None:
+            raise ConfigError("cgroupfs: this host has no cgroup filesystem mounted")
+        if ctx.new_cgroupns:
+            # The namespace's root is the cgroup the child was born in (CLONE_INTO_CGROUP).
+            return [P.RootMount(b"cgroup2", new, m.target, source=b"cgroup2", attrs=m.attrs)]
+        return [bind(paths.get(v2.mount) or v2.fs_path(v2.own), m.target)]
+    # v1 and hybrid: runc's layout, without the hybrid host's cgroup2 (runc leaves it out):
+    # the container's directory where it has one, else the caller's, which the child is in.
+    ops: list[P.Op] = [P.RootMount(b"tmpfs", new, m.target, source=b"tmpfs", attrs=attrs,
+                                   options=(("mode", "0755"),))]
+    entries: list[tuple[bytes, int, int, bytes | None]] = []
+    binds: list[P.Op] = []
+    names: set[bytes] = set()
+    for mount, own_dir in v1:
+        name = os.fsencode(os.path.basename(mount.rstrip("/")))
+        if not name or name in names or name in (b".", b".."):
+            continue
+        names.add(name)
+        entries.append((name, 0, 0o755, None))
+        binds.append(bind(paths.get(mount) or own_dir, m.target + b"/" + name))
+    for name in sorted(names):
+        # Co-mounted controllers: cpu -> cpu,cpuacct, as runc and systemd link them.
+        for part in name.split(b","):
+            if part != name and part not in names and b"=" not in part:
+                names.add(part)
+                entries.append((part, 2, 0o777, name))
+    ops.append(RootMkdirs(new, m.target, tuple(entries)))
+    return ops + binds
 
 
 def _host(old: bytes, path: bytes) -> bytes:

@@ -26,9 +26,9 @@ import errno as _errno
 import os
 import struct
 import threading
-from dataclasses import dataclass
 from typing import Any, Iterable
 
+from ._record import dataclass
 from .errors import ConfigError, UnsupportedError
 
 __all__ = ["SeccompProfile", "SyscallRule", "ArgCmp", "available", "ACTIONS", "OCI_DEFAULT_CAPS"]

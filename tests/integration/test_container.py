@@ -81,6 +81,30 @@ def test_seccomp_profile_and_off() -> None:
     assert r.stdout.split()[-1] == b"0"
 
 
+def test_seccomp_without_no_new_privs_is_loaded_while_privileged() -> None:
+    # The default set lacks CAP_SYS_ADMIN, which loading a filter needs without
+    # no_new_privs: the filter goes in before capabilities are dropped (as runc).
+    with isolate.Container(no_new_privs=False, user=65534, group=65534) as c:
+        r = c.run(["/bin/grep", "-E", "^(Seccomp|NoNewPrivs|CapBnd|Uid):", "/proc/self/status"])
+    fields = dict(line.split(b":", 1) for line in r.stdout.splitlines())
+    assert fields[b"Seccomp"].strip() == b"2" and fields[b"NoNewPrivs"].strip() == b"0"
+    assert fields[b"Uid"].split()[0] == b"65534"
+    assert not int(fields[b"CapBnd"], 16) & (1 << isolate._plan.CAPABILITIES["CAP_SYS_ADMIN"])
+
+
+def test_capability_sets_are_applied_exactly() -> None:
+    sets = {"bounding": ["CAP_CHOWN", "CAP_NET_RAW", "CAP_KILL"], "effective": ["CAP_NET_RAW"],
+            "permitted": ["CAP_NET_RAW", "CAP_CHOWN"], "inheritable": ["CAP_NET_RAW"],
+            "ambient": ["CAP_NET_RAW", "CAP_CHOWN"]}       # CHOWN is not inheritable: not ambient
+    with isolate.Container(capability_sets=sets, user=1000, group=1000) as c:
+        r = c.run(["/bin/grep", "^Cap", "/proc/self/status"])
+    got = {k.decode(): int(v, 16) for k, v in (line.split(b":") for line in r.stdout.splitlines())}
+    bit = {n: 1 << isolate._plan.CAPABILITIES[n] for n in ("CAP_CHOWN", "CAP_NET_RAW", "CAP_KILL")}
+    assert got == {"CapBnd": bit["CAP_CHOWN"] | bit["CAP_NET_RAW"] | bit["CAP_KILL"],
+                   "CapPrm": bit["CAP_NET_RAW"], "CapEff": bit["CAP_NET_RAW"],
+                   "CapInh": bit["CAP_NET_RAW"], "CapAmb": bit["CAP_NET_RAW"]}
+
+
 def test_start_exec_and_wait() -> None:
     with isolate.Container(hostname="box") as c:
         c.start(["/bin/sh", "-c", "echo ready > /tmp/flag; exec sleep 60"])

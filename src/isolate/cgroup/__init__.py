@@ -19,9 +19,10 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from typing import Any, Protocol, final
 
+from .._record import dataclass
 from ..errors import CgroupError, ConfigError
 from .layout import Hierarchy, Layout, check_name, detect, split_parent
 from .limits import (

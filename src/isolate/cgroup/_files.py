@@ -11,8 +11,9 @@ import errno as _errno
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 
+from .._record import dataclass
 from ..errors import CgroupError, UnsupportedError
 
 _O_RD = os.O_RDONLY | os.O_CLOEXEC

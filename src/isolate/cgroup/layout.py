@@ -7,9 +7,10 @@ parsing functions take text so they are tested without a host.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 
+from .._record import dataclass
 from ..errors import ConfigError, UnsupportedError
 
 __all__ = ["Layout", "Hierarchy", "detect", "parse_mountinfo", "parse_proc_cgroup"]

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 
+from .._record import dataclass
 from ..errors import ConfigError
 
 __all__ = [

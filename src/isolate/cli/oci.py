@@ -92,8 +92,12 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The parser: global flags, then one subcommand per runc verb."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser: global flags, then one subcommand per runc verb.
+
+    ``only``: add just that verb's subcommand (a parser for every verb costs
+    more than a container start; the verb is known from the command line).
+    """
     p = _Parser(prog=PROG, description="An OCI runtime built on isolate (runc-compatible arguments).")
     p.add_argument("--root", default=DEFAULT_ROOT, help="directory for container state (default %(default)s)")
     p.add_argument("--log", help="write errors and debug messages to this file (default stderr)")
@@ -107,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", "-v", action="store_true", help="print the version")
     sub = p.add_subparsers(dest="verb", metavar="COMMAND", parser_class=_Parser)
     for verb, (help_, positionals, flags) in VERBS.items():
+        if only is not None and verb != only:
+            continue
         sp = sub.add_parser(verb, help=help_, description=help_)
         for names, kind in flags:
             dest = names[0].lstrip("-").replace("-", "_")
@@ -209,7 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     raw = list(sys.argv[1:] if argv is None else argv)
     log = _Log(None, "text", False)
     try:
-        args = build_parser().parse_args(_normalize(raw))
+        norm = _normalize(raw)
+        verb = next((a for a in norm if a in VERBS), None)
+        args = build_parser(verb).parse_args(norm)
     except UsageError as e:
         log.error(str(e))
         return 1

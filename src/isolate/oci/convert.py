@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._record import dataclass
 from ..errors import ConfigError, UnsupportedError
 from . import spec as S
 from ._schema import show
@@ -33,16 +34,20 @@ if TYPE_CHECKING:
 __all__ = ["Conversion", "container_from_bundle", "spec_to_container_options"]
 
 # Mounts a RootFS makes itself (proc, sys, dev, devpts, shm): OCI configs list
-# them, and they map to RootFS(proc=, sys=, dev=) rather than to binds.
+# them, and they map to RootFS(proc=, sys=, dev=) and mount_options() rather than to binds.
 _PROC = ("/proc", "proc")
 _SYS = ("/sys", "sysfs")
 _DEV = ("/dev", "tmpfs")
 _DEV_SUBMOUNTS = {"/dev/pts": "devpts", "/dev/shm": "tmpfs"}
-# Options that say what a bind/tmpfs mount is, handled by RootFS.bind()/tmpfs().
-_BIND_OPTIONS = frozenset({"bind", "rbind", "ro", "rw"})
-# Hardening flags RootFS applies on its own mounts of proc, sys and dev anyway.
-_HARMLESS = frozenset({"nosuid", "noexec", "nodev", "relatime", "strictatime", "rprivate", "private",
-                       "newinstance", "ro", "rw", "rbind", "bind"})
+# mount(8) flag options as RootFS keywords; a later option overrides an earlier one.
+_FLAGS = {"ro": ("readonly", True), "rw": ("readonly", False), "nosuid": ("nosuid", True),
+          "suid": ("nosuid", False), "nodev": ("nodev", True), "dev": ("nodev", False),
+          "noexec": ("noexec", True), "exec": ("noexec", False)}
+_ATIMES = frozenset({"relatime", "noatime", "strictatime"})
+# Options with nothing left to apply: what a bind is, private propagation (every
+# mount of a container is private), devpts's newinstance and ptmxmode 0666 (always so).
+_HARMLESS = frozenset({"bind", "rbind", "rprivate", "private", "newinstance", "ptmxmode=0666",
+                       "ptmxmode=666"})
 _SCMP = {"SCMP_ACT_ALLOW": "allow", "SCMP_ACT_ERRNO": "errno", "SCMP_ACT_KILL": "kill",
          "SCMP_ACT_KILL_PROCESS": "kill_process", "SCMP_ACT_KILL_THREAD": "kill_thread",
          "SCMP_ACT_TRAP": "trap", "SCMP_ACT_LOG": "log"}
@@ -210,23 +215,20 @@ def _process(proc: S.Process | None, opts: dict[str, Any], out: _Out) -> None:
 
 def _capabilities(caps: S.Capabilities | None, opts: dict[str, Any], out: _Out) -> None:
     if caps is None:
-        # runc leaves capabilities alone when the config has none.
-        opts["capabilities"] = None
+        # No process.capabilities: every set is empty (runc drops them all).
+        opts["capabilities"] = []
+        opts["capability_sets"] = {}
         return
-    sets = {name: frozenset(getattr(caps, name) or ()) for name in
+    sets = {name: sorted(set(getattr(caps, name) or ())) for name in
             ("bounding", "effective", "permitted", "inheritable", "ambient")}
-    keep = sets["bounding"] & sets["permitted"]
-    opts["capabilities"] = sorted(keep)
-    # isolate keeps one set: bounding = permitted = effective (+ inheritable and
-    # ambient for a non-root user).  Configs whose sets differ get the intersection.
-    if not (sets["bounding"] == sets["permitted"] == sets["effective"]
-            and sets["inheritable"] <= keep and sets["ambient"] <= keep):
-        out.skip("process.capabilities", "the five sets differ; isolate applies one set to all of "
-                 f"them: {show(sorted(keep))}")
+    # Container's single set (its chroot and default-seccomp logic) is the bounding set;
+    # the process gets each of the five exactly.
+    opts["capabilities"] = sets["bounding"]
+    opts["capability_sets"] = sets
 
 
 def _rootfs(spec: S.Spec, linux: S.Linux, bundle: Path, opts: dict[str, Any], out: _Out) -> None:
-    from ..rootfs import OCI_MASKED_PATHS, OCI_READONLY_PATHS, RootFS
+    from ..rootfs import RootFS
 
     assert spec.root is not None
     if "mnt" not in opts["namespaces"] and not any(
@@ -243,19 +245,19 @@ def _rootfs(spec: S.Spec, linux: S.Linux, bundle: Path, opts: dict[str, Any], ou
     proc = _PROC in kinds
     sys_ = _SYS in kinds or any(m.destination == "/sys" and "rbind" in (m.options or ()) for m in mounts)
     dev = _DEV in kinds
-    masked = linux.masked_paths or ()
-    ro_paths = linux.readonly_paths or ()
-    oci_masks = bool(masked or ro_paths)
     try:
+        # The config's own lists, exactly (runc): none when they are absent or empty.
         rootfs = RootFS.from_directory(root, readonly=bool(spec.root.readonly), proc=proc, sys=sys_,
-                                       dev=dev, oci_masks=oci_masks)
+                                       dev=dev, oci_masks=False)
     except ConfigError as e:
         raise ConfigError(f"root.path: {e}") from None
-    for key, given, default in (("linux.maskedPaths", masked, OCI_MASKED_PATHS),
-                                ("linux.readonlyPaths", ro_paths, OCI_READONLY_PATHS)):
-        missing = sorted(set(given) - set(default))
-        if oci_masks and missing:
-            out.skip(key, f"only the OCI default list is applied; not applied: {show(missing)}")
+    for key, given, add in (("linux.maskedPaths", linux.masked_paths, rootfs.mask_paths),
+                            ("linux.readonlyPaths", linux.readonly_paths, rootfs.readonly_paths)):
+        for j, p in enumerate(given or ()):
+            try:
+                add(p)
+            except ConfigError as e:
+                raise ConfigError(f"{key}[{j}]: {e}") from None
     for i, m in enumerate(mounts):
         _mount(i, m, rootfs, bundle, out, proc=proc, sys_=sys_, dev=dev)
     opts["rootfs"] = rootfs
@@ -267,30 +269,75 @@ def _mount(i: int, m: S.Mount, rootfs: Any, bundle: Path, out: _Out, *, proc: bo
     options = list(m.options or ())
     if m.uid_mappings or m.gid_mappings:
         out.skip(path, "idmapped mounts are not supported yet")
-    if (m.destination, m.type) in (_PROC, _SYS, _DEV) or (m.destination == "/sys" and sys_):
-        extra = sorted({o for o in options if "=" not in o} - _HARMLESS)
-        if extra:
-            out.skip(f"{path}.options", f"not applied on {m.destination}: {show(extra)}")
-        return
-    if dev and _DEV_SUBMOUNTS.get(m.destination) == m.type:
-        return          # RootFS makes /dev/pts and /dev/shm with /dev
+    # Flags absent from the options are off, as runc mounts them.
+    kw: dict[str, Any] = {"readonly": False, "nosuid": False, "nodev": False, "noexec": False}
+    data: dict[str, str] = {}
+    extra: list[str] = []
+    for o in options:
+        if o in _FLAGS:
+            kw[_FLAGS[o][0]] = _FLAGS[o][1]
+        elif o in _ATIMES:
+            kw["atime"] = o
+        elif o in _HARMLESS:
+            continue
+        elif "=" in o and o.split("=", 1)[0] in ("size", "mode", "gid"):
+            data[o.split("=", 1)[0]] = o.split("=", 1)[1]
+        else:
+            extra.append(o)
+
+    def take(*keys: str) -> dict[str, Any]:
+        """The data options ``keys`` as RootFS arguments; the others are reported."""
+        got: dict[str, Any] = {}
+        for k, v in data.items():
+            if k not in keys:
+                extra.append(f"{k}={v}")
+            elif k == "size":
+                got[k] = v
+            else:
+                try:
+                    got[k] = int(v, 8) if k == "mode" else int(v)
+                except ValueError:
+                    raise ConfigError(f"{path}.options: bad {m.type} {k} {show(v)}") from None
+        return got
+
+    def no_atime() -> None:
+        # Binds keep their source's atime flags; relatime is the usual one.
+        atime = kw.pop("atime", None)
+        if atime not in (None, "relatime"):
+            extra.append(atime)
+
+    builtin = None
+    if (m.destination, m.type) == _PROC:
+        builtin, args = "/proc", take()
+    elif (m.destination, m.type) == _SYS or (m.destination == "/sys" and sys_):
+        builtin, args = "/sys", take()
+    elif (m.destination, m.type) == _DEV:
+        builtin, args = "/dev", take("size", "mode")
+    elif dev and _DEV_SUBMOUNTS.get(m.destination) == m.type:
+        # RootFS makes /dev/pts and /dev/shm with /dev.
+        builtin, args = m.destination, take("mode", "gid") if m.type == "devpts" else take("size", "mode")
     is_bind = m.type == "bind" or "bind" in options or "rbind" in options
     try:
-        if is_bind:
+        if builtin is not None:
+            rootfs.mount_options(builtin, **kw, **args)
+        elif is_bind:
             if not m.source:
                 raise ConfigError(f"{path}.source: a bind mount needs a source")
             src = m.source if m.source.startswith("/") else str(bundle / m.source)
-            rootfs.bind(src, m.destination, readonly="ro" in options, recursive="rbind" in options)
-            extra = sorted(set(options) - _BIND_OPTIONS)
+            no_atime()
+            take()
+            rootfs.bind(src, m.destination, recursive="rbind" in options, **kw)
         elif m.type == "tmpfs":
-            size = next((o[5:] for o in options if o.startswith("size=")), None)
-            mode_s = next((o[5:] for o in options if o.startswith("mode=")), None)
-            try:
-                mode = int(mode_s, 8) if mode_s is not None else 0o1777
-            except ValueError:
-                raise ConfigError(f"{path}.options: bad tmpfs mode {show(mode_s)}") from None
-            rootfs.tmpfs(m.destination, size=size, mode=mode)
-            extra = sorted(o for o in options if not o.startswith(("size=", "mode=")))
+            args = take("size", "mode")
+            rootfs.tmpfs(m.destination, **kw, **args)
+        elif m.type == "mqueue":
+            no_atime()
+            take()
+            rootfs.mqueue(m.destination, **kw)
+        elif m.type in ("cgroup", "cgroup2"):
+            no_atime()
+            take()
+            rootfs.cgroupfs(m.destination, **kw)
         else:
             out.skip(path, f"mounts of type {show(m.type)} are not supported yet "
                      f"(at {show(m.destination)})")
@@ -298,9 +345,9 @@ def _mount(i: int, m: S.Mount, rootfs: Any, bundle: Path, out: _Out, *, proc: bo
     except ConfigError as e:
         msg = str(e)
         raise ConfigError(msg if msg.startswith(path) else f"{path}: {msg}") from None
-    extra = [o for o in extra if o not in _HARMLESS]
     if extra:
-        out.skip(f"{path}.options", f"not applied: {show(extra)}")
+        where = f" on {m.destination}" if builtin is not None else ""
+        out.skip(f"{path}.options", f"not applied{where}: {show(sorted(extra))}")
 
 
 def _seccomp(sc: S.Seccomp | None, opts: dict[str, Any], out: _Out) -> None:

@@ -26,7 +26,6 @@ import os
 import select
 import signal
 import socket
-import struct
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -63,19 +62,18 @@ def _cgroup_place(cgroups_path: str | None, cid: str) -> tuple[str | None, str]:
     parts = [p for p in cgroups_path.split("/") if p not in ("", ".")]
     if not parts or ".." in parts:
         raise ConfigError(f"linux.cgroupsPath: invalid path {cgroups_path!r}")
-    return "/".join(parts[:-1]) or None, parts[-1]
+    return "/".join(parts[:-1]) or ".", parts[-1]      # ".": the top of each hierarchy
 
 
 def _controllers(limits: Any) -> list[str]:
-    from ..cgroup import DEFAULT_CONTROLLERS, _layout
+    from ..cgroup import DEFAULT_CONTROLLERS, KNOWN_CONTROLLERS, _layout
     from ..cgroup.limits import controllers_for
 
     wanted = set(DEFAULT_CONTROLLERS) | set(controllers_for(limits))
-    lay = _layout()
-    if "freezer" in lay.v1:
-        wanted.add("freezer")       # pause/resume from later commands
-    if "devices" in lay.v1 and limits is not None and getattr(limits, "devices", None) is not None:
-        wanted.add("devices")
+    # Every v1 controller the host has, as runc does: the container is then in a
+    # cgroup of its own in each hierarchy (freezer for pause/resume, devices,
+    # cpuset, blkio...), never in the runtime's.
+    wanted |= set(_layout().v1) & set(KNOWN_CONTROLLERS)
     return sorted(wanted)
 
 
@@ -86,32 +84,57 @@ def _open_cgroup(st: ContainerState) -> Any:
     from ..cgroup import Cgroup
 
     cg = st.cgroup
-    return Cgroup.open(cg["name"], parent=cg["parent"] or "/", controllers=cg["controllers"])
+    return Cgroup.open(cg["name"], parent=cg["parent"], controllers=cg["controllers"])
 
 
 # --- create ---------------------------------------------------------------------
 
 
-def _send_console(console_socket: str, master: int) -> None:
-    """Send the pty master to ``console_socket`` with SCM_RIGHTS, as runc does (conmon reads it)."""
+def _connect_console(console_socket: str) -> int:
+    """A connected socket to ``console_socket``; the child sends the pty master on it."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         s.connect(console_socket)
-        socket.send_fds(s, [b"/dev/ptmx"], [master])
     except OSError as e:
-        raise ConfigError(f"--console-socket {console_socket!r}: {e.strerror}") from None
-    finally:
         s.close()
+        raise ConfigError(f"--console-socket {console_socket!r}: {e.strerror}") from None
+    return s.detach()
 
 
-def _pty(size: Any) -> tuple[int, int]:
-    import fcntl
-    import termios
+def _check_preserved(n: int) -> None:
+    """fds 3 .. 3+n-1 must be the caller's, open before this process opens anything of its own."""
+    for fd in range(3, 3 + n):
+        try:
+            os.fstat(fd)
+        except OSError:
+            raise ConfigError(f"--preserve-fds: fd {fd} is not open (the caller must pass fds 3 to "
+                              f"{2 + n})") from None
 
-    master, slave = os.openpty()
-    if size is not None:
-        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", size.height, size.width, 0, 0))
-    return master, slave
+
+def _home_for(rootfs: str, uid: int) -> str:
+    """The home of ``uid`` in the image's /etc/passwd, else ``/`` (runc sets HOME this way)."""
+    try:
+        # O_NOFOLLOW: an image's /etc/passwd that is a symlink is not followed onto the host.
+        etc = os.open(os.path.join(rootfs, "etc"), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            fd = os.open("passwd", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=etc)
+        finally:
+            os.close(etc)
+        with os.fdopen(fd, "rb") as f:
+            data = f.read(1 << 20)
+    except OSError:
+        return "/"
+    for line in data.decode(errors="replace").splitlines():
+        fields = line.split(":")
+        if len(fields) >= 6 and fields[2] == str(uid) and fields[5]:
+            return fields[5]
+    return "/"
+
+
+def _with_home(env: dict[str, str], rootfs: str, uid: Any) -> dict[str, str]:
+    if "HOME" not in env and isinstance(uid, int):
+        env = {**env, "HOME": _home_for(rootfs, uid)}
+    return env
 
 
 def _write_pid_file(path: str | None, pid: int) -> None:
@@ -155,6 +178,7 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
     from ..container import Container
     from .convert import spec_to_container_options
 
+    _check_preserved(preserve_fds)
     sd = StateDir(root, cid)
     spec, bundle_path = S.load_bundle(bundle)
     proc_spec = spec.process
@@ -179,6 +203,9 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
                 warn(f"not applied: {line}")
         opts = dict(conv.options)
         limits = opts.pop("limits", None)
+        opts["make_cwd"] = True
+        if opts.get("rootfs") is not None and spec.root is not None:
+            opts["env"] = _with_home(opts.get("env") or {}, str(spec.root_path(bundle_path)), opts.get("user"))
         if no_pivot and opts.get("rootfs") is not None:
             opts["pivot_root"] = False
         from ..cgroup import Cgroup
@@ -189,9 +216,10 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
         fds.append(gate)
         stdio: dict[str, Any] = {}
         if terminal and console_socket:
-            master, slave = _pty(proc_spec.console_size)
-            fds += [master, slave]
-            stdio = dict(stdin=slave, stdout=slave, stderr=slave, tty=True)
+            sock = _connect_console(console_socket)
+            fds.append(sock)
+            size = proc_spec.console_size
+            stdio = dict(console_socket=sock, console_size=(size.height, size.width) if size else None)
         elif terminal and os.isatty(0):
             stdio = dict(tty=True)
         pass_fds = list(range(3, 3 + preserve_fds))
@@ -208,12 +236,18 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
                             cgroup=cgroup_info, annotations=dict(spec.annotations or {}))
         sd.write(st)
         creating = sd.oci_state(st, "creating")
-        for point in ("prestart", "createRuntime", "createContainer"):
-            run_hooks(hooks_of(st.config, point), creating, point)
-        if terminal and console_socket:
-            _send_console(console_socket, fds[1])
+        try:
+            for point in ("prestart", "createRuntime", "createContainer"):
+                run_hooks(hooks_of(st.config, point), creating, point)
+        except BaseException:
+            # The spec's lifecycle: a failed create still runs poststop, once the container is gone.
+            _kill_wait(pid)
+            pid = -1
+            run_hooks(hooks_of(st.config, "poststop"), sd.oci_state(st, "stopped"), "poststop", warn=warn)
+            raise
         _write_pid_file(pid_file, pid)
         container.detach()
+        cg.detach()             # it outlives this process; delete removes it
         cg = None
         return st
     except BaseException:
@@ -499,6 +533,7 @@ def exec_process(root: str, cid: str, proc_spec: S.Process, *, detach: bool = Fa
     from ..namespace import Namespace
     from .convert import _Out, _process, _seccomp
 
+    _check_preserved(preserve_fds)
     sd, st = _load(root, cid)
     joined: list[Any] = []
     cg = None
@@ -513,9 +548,11 @@ def exec_process(root: str, cid: str, proc_spec: S.Process, *, detach: bool = Fa
         out = _Out()
         _process(proc_spec, opts, out)
         _seccomp(linux.seccomp, opts, out)
-        caps = opts.get("capabilities")
-        if caps is not None and extra_caps:
-            opts["capabilities"] = sorted(set(caps) | set(extra_caps))
+        opts["env"] = _with_home(opts["env"], st.rootfs, opts.get("user")) if st.rootfs else opts["env"]
+        sets = dict(opts.get("capability_sets") or {})
+        if extra_caps:
+            for name in ("bounding", "effective", "permitted"):
+                sets[name] = sorted(set(sets.get(name, ())) | set(extra_caps))
         prog = opts["seccomp"].compile() if opts.get("seccomp") is not None else None
         terminal = bool(proc_spec.terminal)
         if terminal and not console_socket and not os.isatty(0):
@@ -529,20 +566,20 @@ def exec_process(root: str, cid: str, proc_spec: S.Process, *, detach: bool = Fa
                 raise RuntimeError_("cannot exec: the container stopped")
             cg = _open_cgroup(st)
             stdio: dict[str, Any] = {}
+            ops: list[Any] = [P.SetDumpable(0)]
             if terminal and console_socket:
-                master, slave = _pty(proc_spec.console_size)
-                fds += [master, slave]
-                stdio = dict(stdin=slave, stdout=slave, stderr=slave, tty=True)
+                sock = _connect_console(console_socket)
+                fds.append(sock)
+                size = proc_spec.console_size
+                ops.append(P.Console(fd=sock, rows=size.height if size else 0, cols=size.width if size else 0))
             elif terminal:
                 stdio = dict(tty=True)
             p = process.spawn(
                 list(proc_spec.args or ()), join=joined, cgroup=cg, env=opts["env"], cwd=opts["cwd"],
                 user=opts["user"], group=opts["group"], groups=opts["groups"],
-                capabilities=opts.get("capabilities"), no_new_privs=opts["no_new_privs"],
+                capabilities=opts.get("capabilities"), capability_sets=sets, no_new_privs=opts["no_new_privs"],
                 rlimits=opts.get("rlimits"), umask=opts.get("umask"), seccomp=prog,
-                ops=[P.SetDumpable(0)], pass_fds=list(range(3, 3 + preserve_fds)), **stdio)
-            if terminal and console_socket:
-                _send_console(console_socket, fds[0])
+                ops=ops, pass_fds=list(range(3, 3 + preserve_fds)), **stdio)
         finally:
             for ns in joined:
                 ns.close()
@@ -552,7 +589,7 @@ def exec_process(root: str, cid: str, proc_spec: S.Process, *, detach: bool = Fa
                 cg.detach()
     _write_pid_file(pid_file, p.pid)
     if detach:
-        p.close()
+        p.detach()          # the caller (conmon, a shim) is the subreaper that reaps it
         return 0
     with p:
         code = p.wait()

@@ -22,10 +22,10 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._record import dataclass
 from ..errors import ConfigError
 from ._schema import (
     ID,

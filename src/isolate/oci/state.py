@@ -18,9 +18,10 @@ import json
 import os
 import re
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+from .._record import dataclass
 from ..errors import ConfigError
 
 __all__ = ["ContainerState", "StateDir", "check_id", "proc_start_time"]
