@@ -352,6 +352,35 @@ def _oci_case(runtime: str) -> None:
             yield lambda: run_quiet(argv())
 
 
+@case("isolate.oci.runtime.run", "isolate", "isolate-oci run's work in this process: no interpreter start-up")
+def _oci_in_process() -> Iterator[Iteration]:
+    from isolate.oci import runtime
+
+    with oci_bundle("isolate-oci") as (bundle, state, _):
+        counter = iter(range(1 << 62))
+        null = os.open(os.devnull, os.O_RDWR)
+
+        def once() -> None:
+            # The container inherits stdio: give it /dev/null, as run_quiet does for the CLIs.
+            saved = [os.dup(fd) for fd in (0, 1, 2)]
+            try:
+                for fd in (0, 1, 2):
+                    os.dup2(null, fd)
+                code = runtime.run(state, f"isobench-{os.getpid()}-{next(counter)}", bundle)
+            finally:
+                for fd, s in zip((0, 1, 2), saved):
+                    os.dup2(s, fd)
+                    os.close(s)
+            if code != 0:
+                raise RuntimeError(f"isolate.oci.runtime.run exited with {code}")
+
+        try:
+            once()
+            yield once
+        finally:
+            os.close(null)
+
+
 _oci_case("isolate-oci")
 _oci_case("runc")
 _oci_case("crun")

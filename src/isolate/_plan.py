@@ -13,11 +13,10 @@ first byte is NUL, so offset 0 means "none".
 from __future__ import annotations
 
 import struct
-from dataclasses import field, fields
 from typing import Any, ClassVar, Iterable, Sequence
 
 from . import errors
-from ._record import dataclass
+from ._record import dataclass, field, fields
 from ._native import ffi as ffi
 from ._native import lib as lib
 

@@ -1,28 +1,85 @@
-"""``@dataclass`` for the plan ops and the OCI spec models, without ``exec``.
+"""``@dataclass`` for isolate's models, without ``exec`` and without importing ``dataclasses``.
 
-The standard decorator compiles five or six methods per class; with about a
-hundred classes that was most of ``isolate-oci``'s start-up (each call is a
-new process).  This one builds the same classes from closures: the same
-fields (``dataclasses.fields()`` and ``Field`` metadata work), keyword-only
-fields, defaults and default factories, ``__post_init__``, ``frozen``,
-``slots``, ``__eq__``/``__hash__``/``__repr__`` over the compared fields.
-What it leaves out (``order``, ``match_args``, ``InitVar``, field-order
-checks) the ops and models do not use.
+The standard decorator compiles five or six methods per class, and importing
+it pulls in ``inspect``; with about a hundred classes that was most of
+``isolate-oci``'s start-up (each runtime call is a new process).  This one
+builds the same classes from closures: the same fields (``fields()``,
+``field()`` with metadata, ``asdict()``), keyword-only fields, defaults and
+default factories, ``__post_init__``, ``frozen``, ``slots``, and
+``__eq__``/``__hash__``/``__repr__`` over the compared fields.  What it leaves
+out (``order``, ``match_args``, ``InitVar``, field-order checks) the models do
+not use.  Type checkers see the standard library's versions.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import typing
-from collections.abc import Callable
-from dataclasses import MISSING, Field, FrozenInstanceError
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-__all__ = ["dataclass"]
+__all__ = ["MISSING", "Field", "asdict", "dataclass", "field", "fields"]
 
 T = TypeVar("T")
-_FIELD = dataclasses._FIELD  # type: ignore[attr-defined]
 _CLASSVAR_PREFIXES = ("ClassVar", "typing.ClassVar", "t.ClassVar")
+
+
+class _Missing:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+class FrozenInstanceError(AttributeError):
+    """Assignment to a field of a frozen instance."""
+
+
+class _Field:
+    """One field: what ``dataclasses.Field`` holds, for the uses here."""
+
+    __slots__ = ("name", "type", "default", "default_factory", "init", "repr", "hash", "compare",
+                 "metadata", "kw_only")
+
+    def __init__(self, default: Any, default_factory: Any, init: bool, repr: bool, hash: bool | None,
+                 compare: bool, metadata: Mapping[str, Any] | None, kw_only: Any) -> None:
+        self.name = ""
+        self.type: Any = None
+        self.default, self.default_factory = default, default_factory
+        self.init, self.repr, self.hash, self.compare = init, repr, hash, compare
+        self.metadata: Mapping[str, Any] = dict(metadata or {})
+        self.kw_only = kw_only
+
+    def __repr__(self) -> str:
+        return f"Field(name={self.name!r})"
+
+
+_MISSING = _Missing()
+
+
+def _field(*, default: Any = _MISSING, default_factory: Any = _MISSING, init: bool = True,
+           repr: bool = True, hash: bool | None = None, compare: bool = True,
+           metadata: Mapping[str, Any] | None = None, kw_only: Any = _MISSING) -> Any:
+    """``dataclasses.field``."""
+    return _Field(default, default_factory, init, repr, hash, compare, metadata, kw_only)
+
+
+def _fields(obj: Any) -> tuple[Any, ...]:
+    """``dataclasses.fields``: the fields of a record class or instance, in order."""
+    try:
+        return tuple(getattr(obj, "__record_fields__").values())
+    except AttributeError:
+        raise TypeError(f"{obj!r} is not a record") from None
+
+
+def _asdict(obj: Any) -> Any:
+    """``dataclasses.asdict``: records to dicts, recursively (lists, tuples and dicts too)."""
+    if hasattr(type(obj), "__record_fields__"):
+        return {f.name: _asdict(getattr(obj, f.name)) for f in _fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_asdict(v) for v in obj)
+    if isinstance(obj, dict):
+        return {_asdict(k): _asdict(v) for k, v in obj.items()}
+    return obj
 
 
 def _dataclass(cls: type[T] | None = None, /, *, frozen: bool = False, slots: bool = False,
@@ -35,9 +92,15 @@ def _dataclass(cls: type[T] | None = None, /, *, frozen: bool = False, slots: bo
 
 
 if TYPE_CHECKING:
-    from dataclasses import dataclass as dataclass     # the same contract, for type checkers
+    # The same contract: type checkers see the standard library's.
+    from dataclasses import MISSING as MISSING
+    from dataclasses import Field as Field
+    from dataclasses import asdict as asdict
+    from dataclasses import dataclass as dataclass
+    from dataclasses import field as field
+    from dataclasses import fields as fields
 else:
-    dataclass = _dataclass
+    MISSING, Field, asdict, dataclass, field, fields = _MISSING, _Field, _asdict, _dataclass, _field, _fields
 
 
 def _is_classvar(ann: Any) -> bool:
@@ -47,18 +110,17 @@ def _is_classvar(ann: Any) -> bool:
 
 
 def _process(cls: type[T], frozen: bool, slots: bool, kw_only: bool) -> type[T]:
-    fields: dict[str, Field[Any]] = {}
+    fields: dict[str, _Field] = {}
     for base in reversed(cls.__mro__[1:]):
-        fields.update(getattr(base, "__dataclass_fields__", {}))
+        fields.update(getattr(base, "__record_fields__", {}))
     own: list[str] = []
     for name, ann in cls.__dict__.get("__annotations__", {}).items():
         if _is_classvar(ann):
             continue
-        default = cls.__dict__.get(name, MISSING)
-        f: Any = default if isinstance(default, Field) else dataclasses.field(default=default)
+        default = cls.__dict__.get(name, _MISSING)
+        f = default if isinstance(default, _Field) else _field(default=default)
         f.name, f.type = name, ann
-        f._field_type = _FIELD
-        if f.kw_only is MISSING:
+        if f.kw_only is _MISSING:
             f.kw_only = kw_only
         fields[name] = f
         own.append(name)
@@ -72,11 +134,11 @@ def _process(cls: type[T], frozen: bool, slots: bool, kw_only: bool) -> type[T]:
     else:
         for name in own:
             f = fields[name]
-            if f.default is not MISSING:
+            if f.default is not _MISSING:
                 body[name] = f.default
             else:
                 body.pop(name, None)
-    body["__dataclass_fields__"] = fields
+    body["__record_fields__"] = fields
     body["__init__"] = _make_init(fields, cls.__dict__.get("__post_init__") is not None
                                   or any("__post_init__" in b.__dict__ for b in cls.__mro__[1:]))
     compared = tuple(n for n, f in fields.items() if f.compare)
@@ -96,19 +158,19 @@ def _process(cls: type[T], frozen: bool, slots: bool, kw_only: bool) -> type[T]:
     return new
 
 
-def _make_init(fields: dict[str, Field[Any]], post_init: bool) -> Callable[..., None]:
+def _make_init(fields: dict[str, _Field], post_init: bool) -> Callable[..., None]:
     positional = [f for f in fields.values() if f.init and not f.kw_only]
     keyword = {f.name: f for f in fields.values() if f.init and f.kw_only}
     by_name = {f.name: f for f in fields.values() if f.init}
     no_init = [f for f in fields.values() if not f.init and
-               (f.default is not MISSING or f.default_factory is not MISSING)]
+               (f.default is not _MISSING or f.default_factory is not _MISSING)]
     n_pos = len(positional)
     setter = object.__setattr__
 
-    def value_of(f: Field[Any], cls_name: str) -> Any:
-        if f.default is not MISSING:
+    def value_of(f: _Field, cls_name: str) -> Any:
+        if f.default is not _MISSING:
             return f.default
-        if f.default_factory is not MISSING:
+        if f.default_factory is not _MISSING:
             return f.default_factory()
         raise TypeError(f"{cls_name}.__init__() missing required argument: {f.name!r}")
 

@@ -26,10 +26,9 @@ import threading
 import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict
 from typing import IO, Any, Union
 
-from ._record import dataclass
+from ._record import asdict, dataclass
 from . import _plan as P
 from .errors import ConfigError, UnsupportedError
 from .idmap import IdMap

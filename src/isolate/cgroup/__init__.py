@@ -19,10 +19,9 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Iterable
-from dataclasses import fields
 from typing import Any, Protocol, final
 
-from .._record import dataclass
+from .._record import dataclass, fields
 from ..errors import CgroupError, ConfigError
 from .layout import Hierarchy, Layout, check_name, detect, split_parent
 from .limits import (

@@ -11,9 +11,8 @@ import errno as _errno
 import os
 import time
 from collections.abc import Callable
-from dataclasses import field
 
-from .._record import dataclass
+from .._record import dataclass, field
 from ..errors import CgroupError, UnsupportedError
 
 _O_RD = os.O_RDONLY | os.O_CLOEXEC

@@ -7,10 +7,9 @@ parsing functions take text so they are tested without a host.
 from __future__ import annotations
 
 import os
-from dataclasses import field
 from pathlib import Path
 
-from .._record import dataclass
+from .._record import dataclass, field
 from ..errors import ConfigError, UnsupportedError
 
 __all__ = ["Layout", "Hierarchy", "detect", "parse_mountinfo", "parse_proc_cgroup"]

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import field
 from pathlib import Path
 
-from .._record import dataclass
+from .._record import dataclass, field
 from ..errors import ConfigError
 
 __all__ = [

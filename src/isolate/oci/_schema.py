@@ -11,11 +11,11 @@ newer spec or a vendor extension.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar
 
+from .._record import Field, field, fields
 from ..errors import ConfigError
 
 N = TypeVar("N", bound="Node")
@@ -156,12 +156,12 @@ class Model(Kind):
 def spec(key: str, kind: Kind, *, required: bool = False) -> Any:
     """A model field read from JSON ``key``; absent optional fields are ``None``."""
     meta = {"json": key, "kind": kind, "required": required}
-    return dataclasses.field(default=None, metadata=meta)
+    return field(default=None, metadata=meta)
 
 
 def extra() -> Any:
     """The field that keeps unknown keys."""
-    return dataclasses.field(default_factory=dict, metadata={"json": None}, compare=True)
+    return field(default_factory=dict, metadata={"json": None}, compare=True)
 
 
 class Node:
@@ -169,14 +169,14 @@ class Node:
 
     __slots__ = ()
     extra: Mapping[str, Any]
-    _keys_cache: ClassVar[dict[str, dataclasses.Field[Any]]]
+    _keys_cache: ClassVar[dict[str, Field[Any]]]
 
     @classmethod
-    def _fields_by_key(cls) -> dict[str, dataclasses.Field[Any]]:
+    def _fields_by_key(cls) -> dict[str, Field[Any]]:
         # Per class (not inherited): each model has its own fields.
-        keys: dict[str, dataclasses.Field[Any]] | None = cls.__dict__.get("_keys_cache")
+        keys: dict[str, Field[Any]] | None = cls.__dict__.get("_keys_cache")
         if keys is None:
-            keys = {f.metadata["json"]: f for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+            keys = {f.metadata["json"]: f for f in fields(cls)  # type: ignore[arg-type]
                     if f.metadata.get("json")}
             cls._keys_cache = keys
         return keys

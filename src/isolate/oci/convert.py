@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._record import dataclass
+from .._record import dataclass, field
 from ..errors import ConfigError, UnsupportedError
 from . import spec as S
 from ._schema import show

@@ -18,10 +18,9 @@ import json
 import os
 import re
 import shutil
-from dataclasses import field
 from typing import Any
 
-from .._record import dataclass
+from .._record import dataclass, field, fields
 from ..errors import ConfigError
 
 __all__ = ["ContainerState", "StateDir", "check_id", "proc_start_time"]
@@ -76,7 +75,8 @@ class ContainerState:
     @classmethod
     def from_json(cls, text: str) -> ContainerState:
         data = json.loads(text)
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 class StateDir:
