@@ -128,6 +128,31 @@ def test_create_holds_the_process_until_start(oci: Runtime, make_bundle: Callabl
     assert (r.returncode, r.stderr) == (1, "isolate-oci: state: container 'c1' does not exist\n")
 
 
+def test_only_root_can_reach_the_exec_fifo(make_bundle: Callable[..., Path]) -> None:
+    # Writing one byte to exec.fifo starts a created container: nobody else may.
+    # The state root's parent is world-readable, so only the runtime's own modes stop them.
+    import shutil
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="isolate-fifo-"))
+    base.chmod(0o755)
+    oci = Runtime(base / "state")
+    bundle = make_bundle(["sh", "-c", "echo started > /srv/mark"])
+    try:
+        oci.ok("create", "--bundle", str(bundle), "c1")
+        fifo = oci.root / "c1" / "exec.fifo"
+        assert fifo.exists() and oci.root.stat().st_mode & 0o777 == 0o700
+        r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c",
+                            f"echo 0 > {fifo}"], capture_output=True, text=True, timeout=10)
+        assert r.returncode != 0 and "Permission denied" in r.stderr
+        time.sleep(0.2)
+        assert oci.state("c1")["status"] == "created"
+        assert not (bundle / "rootfs" / "srv" / "mark").exists()
+    finally:
+        oci("delete", "--force", "c1")
+        shutil.rmtree(base)
+
+
 def test_kill_delivers_the_signal_and_state_follows_the_process(oci: Runtime, make_bundle: Callable[..., Path],
                                                                 tmp_path: Path) -> None:
     bundle = make_bundle(["sh", "-c", 'trap "echo got-term; exit 42" TERM; echo up; '

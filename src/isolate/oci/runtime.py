@@ -211,7 +211,7 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
         from ..cgroup import Cgroup
 
         cg = Cgroup.create(name, parent=parent, limits=limits, controllers=_controllers(limits))
-        os.mkfifo(sd.fifo, 0o622)
+        os.mkfifo(sd.fifo, 0o600)
         gate = os.open(sd.fifo, os.O_RDWR | os.O_CLOEXEC)
         fds.append(gate)
         stdio: dict[str, Any] = {}

@@ -93,9 +93,10 @@ class StateDir:
 
     def make(self) -> None:
         """Create the directory (exclusively locked); ``ConfigError`` if the id is taken."""
-        os.makedirs(self.root, mode=0o711, exist_ok=True)
+        # 0700, as runc's: whoever can reach exec.fifo can start the container.
+        os.makedirs(self.root, mode=0o700, exist_ok=True)
         try:
-            os.mkdir(self.path, 0o711)
+            os.mkdir(self.path, 0o700)
         except FileExistsError:
             raise ConfigError(f"container id: a container named {self.id!r} already exists") from None
         self.lock(exclusive=True)
