@@ -256,7 +256,11 @@ def test_hooks_run_in_order_with_the_state(oci: Runtime, make_bundle: Callable[.
         c["hooks"] = {p: [{"path": str(script), "args": ["hook.sh", p]}]
                       for p in ("prestart", "createRuntime", "createContainer", "poststart", "poststop")}
         # startContainer runs inside the container: its path is the container's.
-        c["hooks"]["startContainer"] = [{"path": "/bin/sh", "args": ["sh", "-c", "cat > /srv/start-state"]}]
+        # It runs in all of the container's namespaces: its hostname, its pid namespace.
+        c["hooks"]["startContainer"] = [{"path": "/bin/sh", "args": [
+            "sh", "-c", "cat > /srv/start-state; hostname > /srv/start-host; ls /proc | grep -c '^[0-9]' "
+                        "> /srv/start-pids"]}]
+        c["hostname"] = "hooked"
 
     bundle = make_bundle(["true"], edit=edit)
     oci.ok("create", "--bundle", str(bundle), "c1")
@@ -272,6 +276,9 @@ def test_hooks_run_in_order_with_the_state(oci: Runtime, make_bundle: Callable[.
     assert all(s["id"] == "c1" for s in states.values())
     inside = json.loads((bundle / "rootfs" / "srv" / "start-state").read_text())
     assert (inside["status"], inside["pid"]) == ("created", pid)
+    assert (bundle / "rootfs" / "srv" / "start-host").read_text() == "hooked\n"
+    # The container's init, the hook's shell and its pipeline: no host process in sight.
+    assert int((bundle / "rootfs" / "srv" / "start-pids").read_text()) <= 5
 
 
 def test_a_failing_hook_fails_create_and_leaves_nothing(oci: Runtime, make_bundle: Callable[..., Path],

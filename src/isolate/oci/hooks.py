@@ -2,8 +2,9 @@
 
 prestart, createRuntime, createContainer (at create) and poststart,
 poststop run in the runtime's namespaces; startContainer runs inside the
-container (its mount namespace, so ``path`` resolves in the container's
-root), as the runtime spec asks.  A hook that fails or outlives its
+container (every namespace of its own, so ``path`` resolves in the
+container's root and the program, which comes from the container's files,
+sees only the container), as the runtime spec asks.  A hook that fails or outlives its
 ``timeout`` fails create/start; poststart and poststop failures are only
 warnings (the spec: "the runtime MUST log a warning").
 """
@@ -11,6 +12,7 @@ warnings (the spec: "the runtime MUST log a warning").
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -63,13 +65,22 @@ def _run_one(hook: S.Hook, data: bytes, container_pid: int | None) -> None:
         from .. import process
         from ..namespace import Namespace
 
+        # Every namespace the container has of its own, not only its mount
+        # namespace: the program comes from the container's files, so it must
+        # not run as root of the host's pid, network or user namespaces.
+        joined = []
         try:
-            mnt = Namespace.from_path(f"/proc/{container_pid}/ns/mnt", type="mnt")
-        except IsolateError as e:
+            for t in ("user", "mnt", "pid", "net", "ipc", "uts", "cgroup"):
+                theirs = f"/proc/{container_pid}/ns/{t}"
+                if os.stat(theirs).st_ino != os.stat(f"/proc/self/ns/{t}").st_ino:
+                    joined.append(Namespace.from_path(theirs, type=t))
+        except (OSError, IsolateError) as e:
+            for ns in joined:
+                ns.close()
             raise HookError(f"cannot enter the container: {e}") from None
-        with mnt:
+        try:
             try:
-                proc = process.spawn(args, executable=hook.path, join=[mnt], env=env,
+                proc = process.spawn(args, executable=hook.path, join=joined, env=env,
                                      stdin=subprocess.PIPE, cwd="/")
             except IsolateError as e:
                 raise HookError(str(e)) from None
@@ -81,6 +92,9 @@ def _run_one(hook: S.Hook, data: bytes, container_pid: int | None) -> None:
                     proc.wait()
                     raise HookError(f"timed out after {timeout} s") from None
             code = proc.returncode
+        finally:
+            for ns in joined:
+                ns.close()
     else:
         try:
             done = subprocess.run(args, executable=hook.path, env=env, input=data, timeout=timeout,
