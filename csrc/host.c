@@ -64,3 +64,10 @@ iso_syscall_errno(int which, int64_t a, int64_t b, int64_t c, int64_t d, int64_t
     }
     return 0;
 }
+
+/* PR_SET_DUMPABLE for the calling process (its memory: a CLONE_VM child shares it). */
+int
+iso_set_dumpable(int on)
+{
+    return prctl(PR_SET_DUMPABLE, on ? 1 : 0, 0, 0, 0) < 0 ? -errno : 0;
+}

@@ -96,6 +96,15 @@ def setns(fd: int, nstype: int) -> None:
         raise OSError(-rc, os.strerror(-rc))
 
 
+def set_dumpable(on: bool) -> None:
+    """prctl(PR_SET_DUMPABLE) for this process; raises OSError."""
+    import os
+
+    rc = lib.iso_set_dumpable(1 if on else 0)
+    if rc < 0:
+        raise OSError(-rc, os.strerror(-rc))
+
+
 def unshare(flags: int) -> None:
     """unshare(2) for the calling thread (``flags``: CLONE_NEW* bits); raises OSError."""
     import os

@@ -447,3 +447,4 @@ def test_lifecycle_on_cgroup_v2(oci: Runtime, make_bundle: Callable[..., Path], 
     assert stats["pids"]["current"] >= 1 and stats["memory"]["usage"]["usage"] > 0
     oci.ok("delete", "--force", "c1")
     assert not group.exists()
+

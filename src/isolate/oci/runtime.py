@@ -564,6 +564,13 @@ def exec_process(root: str, cid: str, proc_spec: S.Process, *, detach: bool = Fa
                 joined.append(Namespace.from_path(path, type=name))
             if proc_start_time(st.pid) != st.pid_start:
                 raise RuntimeError_("cannot exec: the container stopped")
+            # Not dumpable from birth: the new process appears in the container's pid
+            # namespace at clone, before its first op, and what runs there must not
+            # ptrace it or open its /proc/<pid>/exe (this interpreter: CVE-2019-5736).
+            # This short-lived process stays so too.
+            from .._spawn import set_dumpable
+
+            set_dumpable(False)
             cg = _open_cgroup(st)
             stdio: dict[str, Any] = {}
             ops: list[Any] = [P.SetDumpable(0)]
