@@ -294,6 +294,32 @@ def test_a_failing_hook_fails_create_and_leaves_nothing(oci: Runtime, make_bundl
     assert not list(Path("/sys/fs/cgroup").glob(f"*/{oci_cgroup_parent}/bundle"))
 
 
+def test_a_hook_past_its_timeout_is_killed_and_fails_create(oci: Runtime, make_bundle: Callable[..., Path],
+                                                            tmp_path: Path) -> None:
+    marker = tmp_path / "hook-finished"
+
+    def edit(c: dict[str, Any]) -> None:
+        c["hooks"] = {"prestart": [{"path": "/bin/sh", "args": ["sh", "-c", f"sleep 7.31; touch {marker}"],
+                                    "timeout": 1}]}
+
+    bundle = make_bundle(["true"], edit=edit)
+    t0 = time.monotonic()
+    r = oci("create", "--bundle", str(bundle), "c1")
+    assert r.returncode == 1 and time.monotonic() - t0 < 4
+    assert r.stderr == "isolate-oci: create: hooks.prestart[0] (/bin/sh): timed out after 1 s\n"
+    assert os.listdir(oci.root) == []
+    # The hook's whole process group was killed: its sleep does not live on.
+    out = subprocess.run(["pgrep", "-fx", "sleep 7.31"], capture_output=True, text=True)
+    assert out.stdout == "" and not marker.exists()
+
+
+def test_no_pivot_runs_the_container_in_a_chroot(oci: Runtime, make_bundle: Callable[..., Path]) -> None:
+    bundle = make_bundle(["sh", "-c", "cat /etc/hostname; ls /"])
+    r = oci("run", "--no-pivot", "--bundle", str(bundle), "c1", stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[0] == "busybox" and "srv" in r.stdout.split()   # the bundle's root
+
+
 def test_console_socket_gets_the_pty_master(oci: Runtime, make_bundle: Callable[..., Path], tmp_path: Path) -> None:
     def edit(c: dict[str, Any]) -> None:
         c["process"]["terminal"] = True

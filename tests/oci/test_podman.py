@@ -124,8 +124,10 @@ lock_type = "file"
                  prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
         """podman ``args``; on timeout its process group (podman and the runtime it runs) is killed."""
         argv = [*prefix, *self.argv, *args]
+        # cwd: conmon writes an "oom" marker file into its working directory.
         with subprocess.Popen(argv, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, start_new_session=True) as proc:
+                              stderr=subprocess.PIPE, text=True, start_new_session=True,
+                              cwd=self.base) as proc:
             try:
                 out, err = proc.communicate(timeout=timeout)
             except subprocess.TimeoutExpired:

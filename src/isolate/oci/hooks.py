@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -97,16 +98,22 @@ def _run_one(hook: S.Hook, data: bytes, container_pid: int | None) -> None:
                 ns.close()
     else:
         try:
-            done = subprocess.run(args, executable=hook.path, env=env, input=data, timeout=timeout,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd="/",
-                                  check=False)
-        except subprocess.TimeoutExpired:
-            raise HookError(f"timed out after {timeout} s") from None
+            # A session of its own: a timeout kills everything the hook started.
+            p = subprocess.Popen(args, executable=hook.path, env=env, stdin=subprocess.PIPE,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd="/",
+                                 start_new_session=True)
         except OSError as e:
             raise HookError(f"cannot run: {e.strerror}") from None
-        code = done.returncode
-        if code != 0 and done.stderr:
-            tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:]
+        with p:
+            try:
+                _, err = p.communicate(data, timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+                raise HookError(f"timed out after {timeout} s") from None
+        code = p.returncode
+        if code != 0 and err:
+            tail = err.decode(errors="replace").strip().splitlines()[-1:]
             if tail:
                 raise HookError(f"exit status {code}: {tail[0]}")
     if code is None or code != 0:
