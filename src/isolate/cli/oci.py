@@ -13,7 +13,6 @@ where containerd's shim looks for them); the exit status is 1, as runc's.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import sys
@@ -182,6 +181,8 @@ class _Log:
     def _write(self, level: str, msg: str) -> None:
         if not self.path:
             return
+        import datetime
+
         now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         if self.fmt == "json":
             line = json.dumps({"level": level, "msg": msg, "time": now})

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -91,6 +90,8 @@ def _ps(args: argparse.Namespace, log: Any) -> int:
     if args.format == "json":
         print(json.dumps(pids))
         return 0
+    import subprocess
+
     ps_args = [a for a in args.ps_args if a != "--"] or ["-ef"]
     out = subprocess.run(["ps", *ps_args], capture_output=True, text=True, check=True).stdout.splitlines()
     if not out:

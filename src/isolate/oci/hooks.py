@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -56,6 +55,8 @@ def run_hooks(hooks: Sequence[S.Hook], state: dict[str, Any], point: str, *,
 
 
 def _run_one(hook: S.Hook, data: bytes, container_pid: int | None) -> None:
+    import subprocess   # here, not at the top: most runtime calls run no hook
+
     args = list(hook.args) if hook.args else [hook.path]
     env: dict[str, str] = {}
     for entry in hook.env or ():

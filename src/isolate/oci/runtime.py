@@ -25,7 +25,6 @@ import json
 import os
 import select
 import signal
-import socket
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -92,6 +91,8 @@ def _open_cgroup(st: ContainerState) -> Any:
 
 def _connect_console(console_socket: str) -> int:
     """A connected socket to ``console_socket``; the child sends the pty master on it."""
+    import socket       # only with a terminal: the import costs a CLI call 4 ms
+
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         s.connect(console_socket)

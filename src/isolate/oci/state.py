@@ -11,13 +11,11 @@ frozen), so ``state`` stays true after the caller or the container dies.
 
 from __future__ import annotations
 
-import datetime
 import errno
 import fcntl
 import json
 import os
 import re
-import shutil
 from typing import Any
 
 from .._record import dataclass, field, fields
@@ -70,7 +68,8 @@ class ContainerState:
     annotations: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> str:
-        return json.dumps(self.__dict__)
+        """The text of state.json."""
+        return json.dumps({f.name: getattr(self, f.name) for f in fields(self)})
 
     @classmethod
     def from_json(cls, text: str) -> ContainerState:
@@ -114,6 +113,7 @@ class StateDir:
         self._lock_fd = fd
 
     def unlock(self) -> None:
+        """Release the lock (closing the directory fd); idempotent."""
         if self._lock_fd >= 0:
             os.close(self._lock_fd)
             self._lock_fd = -1
@@ -134,6 +134,7 @@ class StateDir:
         os.replace(tmp, os.path.join(self.path, STATE_FILE))
 
     def read(self) -> ContainerState:
+        """state.json; ``LookupError`` if the container does not exist."""
         try:
             with open(os.path.join(self.path, STATE_FILE), encoding="utf-8") as f:
                 return ContainerState.from_json(f.read())
@@ -142,6 +143,8 @@ class StateDir:
 
     def remove(self) -> None:
         """Remove the directory and everything in it."""
+        import shutil
+
         shutil.rmtree(self.path, ignore_errors=True)
         self.unlock()
 
@@ -168,6 +171,8 @@ class StateDir:
 
 def now() -> str:
     """RFC 3339 with nanoseconds, as runc writes ``created``."""
+    import datetime
+
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
