@@ -117,7 +117,7 @@ def test_sigterm_reaches_the_command_and_nothing_is_left(tmp_path: Path) -> None
     # the cgroup made for --memory must be gone when isolate exits.
     name = f"isolate-test-sig-{os.getpid()}"
     with running("--memory", "64m", "--name", name, "--",
-                 "sh", "-c", "trap 'exit 7' TERM; echo ready; sleep 30 & wait") as p:
+                 "sh", "-c", "trap 'exit 7' TERM; sleep 30 & echo ready; wait") as p:
         p.terminate()
         assert p.wait(timeout=30) == 7
     assert cgroup_leftovers(name) == []

@@ -64,3 +64,39 @@ def test_bad_env_and_missing_command(capsys: pytest.CaptureFixture[str]) -> None
 def test_negative_timeout_is_reported(capsys: pytest.CaptureFixture[str]) -> None:
     assert run.main(parse("--timeout", "-1", "--", "true")) == 125
     assert capsys.readouterr().err.startswith("isolate: --timeout")
+
+
+class _FakeProcess:
+    def __init__(self) -> None:
+        self.sent: list[int] = []
+
+    def send_signal(self, sig: int) -> None:
+        self.sent.append(sig)
+
+
+class _FakeContainer:
+    def __init__(self) -> None:
+        self.process: _FakeProcess | None = None
+        self.killed = 0
+
+    def kill(self) -> None:
+        self.killed += 1
+
+
+@pytest.mark.parametrize("order", ["signal-then-started", "started-then-signal", "signal-before-process"])
+def test_one_signal_is_forwarded_once_and_never_kills(order: str) -> None:
+    # A signal handled once the process exists, followed by started(), used to count twice:
+    # the sandbox was killed (137) instead of the command getting SIGTERM.
+    c = _FakeContainer()
+    f = run._SignalForwarder(c)
+    if order != "signal-before-process":
+        c.process = _FakeProcess()
+    if order == "started-then-signal":
+        f.started()
+    f._handler(15, None)
+    c.process = c.process or _FakeProcess()
+    f.started()
+    f.started()
+    assert (c.process.sent, c.killed) == ([15], 0)
+    f._handler(15, None)            # a second signal kills the whole sandbox
+    assert (c.process.sent, c.killed) == ([15], 1)

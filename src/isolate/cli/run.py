@@ -149,7 +149,7 @@ class _SignalForwarder:
     def __init__(self, container: Any) -> None:
         self.container = container
         self.received: list[int] = []
-        self.forwarded = False
+        self.delivered = 0
         self.old: dict[int, Any] = {}
 
     def __enter__(self) -> _SignalForwarder:
@@ -169,15 +169,18 @@ class _SignalForwarder:
         self._deliver()
 
     def _deliver(self) -> None:
+        # Each signal is acted on once, whether the handler or started() gets to it
+        # first (started() after a forwarded signal used to kill the sandbox).
         proc = getattr(self.container, "process", None)
-        if proc is None or not self.received:
+        if proc is None:
             return
-        if not self.forwarded:
-            self.forwarded = True
-            proc.send_signal(self.received[0])
-            if len(self.received) == 1:
-                return
-        self.container.kill()
+        while self.delivered < len(self.received):
+            first = self.delivered == 0
+            self.delivered += 1
+            if first:
+                proc.send_signal(self.received[0])
+            else:
+                self.container.kill()
 
 
 def main(args: argparse.Namespace) -> int:
