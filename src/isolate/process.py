@@ -775,22 +775,20 @@ class Process:
         gone (a subreaper such as conmon or containerd's shim), as
         ``runc exec --detach`` does.
         """
+        self._close_pipes()
+        self._close_pidfd()
+
+    def _close_pipes(self) -> None:
         for f in (self.stdin, self.stdout, self.stderr):
             if f is not None:
                 try:
                     f.close()
                 except OSError:
                     pass
-        self._close_pidfd()
 
     def close(self) -> None:
         """Close the pipes and the pidfd.  Idempotent; does not wait or kill."""
-        for f in (self.stdin, self.stdout, self.stderr):
-            if f is not None:
-                try:
-                    f.close()
-                except OSError:
-                    pass
+        self._close_pipes()
         if self.returncode is None:
             self._reap(False)
         self._close_pidfd()
