@@ -315,7 +315,27 @@ class Container:
         self._oom_base = 0
         self._timed_out = False
         self._ns_fds: dict[str, int] = {}
+        #: ``from_bundle``: the bundle's process args, and the conversion holding its joined namespaces.
+        self.args: tuple[str, ...] | None = None
+        self._conversion: Any = None
         self._closed = False
+
+    @classmethod
+    def from_bundle(cls, path: str | os.PathLike[str], *, strict: bool = False) -> Container:
+        """The container an OCI bundle describes: ``<path>/config.json``, read and converted.
+
+        ``args`` is the config's ``process.args``: ``c.run(c.args)``.  The
+        namespaces the config joins by path stay open until ``close()``.
+        ``strict=True`` raises ``UnsupportedError`` naming every field that
+        would not be applied; bad input raises ``ConfigError`` naming the
+        JSON path (see ``isolate.oci.container_from_bundle``).
+        """
+        from .oci.convert import container_from_bundle
+
+        container, conv = container_from_bundle(path, strict=strict)
+        container.args = conv.args
+        container._conversion = conv
+        return container
 
     def __repr__(self) -> str:
         state = "running" if self.running else "idle"
@@ -703,6 +723,8 @@ class Container:
             finally:
                 if self.rootfs is not None:
                     self.rootfs._finish()
+                if self._conversion is not None:
+                    self._conversion.close()
 
     def __enter__(self) -> Container:
         return self

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+import isolate
+
 from isolate.oci import container_from_bundle
 from isolate.oci.features import default_spec
 
@@ -77,3 +79,23 @@ def test_seccomp_and_tmpfs_from_the_config(tmp_path: Path) -> None:
     with conv, container:
         result = container.run(list(conv.args), timeout=60)
     assert (result.returncode, result.stdout) == (0, b"b\n"), result
+
+
+def test_container_from_bundle_runs_the_configs_process(tmp_path: Path) -> None:
+    config = default_spec()
+    config["process"].update(terminal=False, args=["sh", "-c", "echo $(hostname) $FOO; exit 3"],
+                             env=["PATH=/usr/bin:/bin", "FOO=from-config"])
+    config["hostname"] = "bundled"
+    config["linux"].pop("resources", None)
+    config["linux"]["namespaces"].append({"type": "network", "path": "/proc/self/ns/net"})
+    config["linux"]["namespaces"] = [n for n in config["linux"]["namespaces"]
+                                     if n["type"] != "network" or "path" in n]
+    bundle = make_bundle(tmp_path, config)
+    with isolate.Container.from_bundle(bundle) as c:
+        assert c.args == ("sh", "-c", "echo $(hostname) $FOO; exit 3")
+        result = c.run(list(c.args), timeout=60)
+        joined = c._conversion.options["join"]
+    assert (result.returncode, result.stdout) == (3, b"bundled from-config\n")
+    assert all(ns.closed for ns in joined)          # the joined network namespace was released
+    with pytest.raises(isolate.ConfigError, match="cannot read config.json"):
+        isolate.Container.from_bundle(tmp_path / "nope")
