@@ -745,23 +745,18 @@ class RootFS:
                     elif kind != "link":
                         ops.append(P.RootBind(old, rel, new, rel, readonly=True, optional=True))
 
-        if self.proc:
-            ops += _mkdirs(new, b"proc", is_dir=True, made=made)
-            attrs = self._builtin["/proc"].attrs
-            if ctx.new_pid or not ctx.userns:
-                ops.append(P.RootMount(b"proc", new, b"proc", source=b"proc", attrs=attrs))
+        # procfs can only be mounted by the owner of the pid namespace, sysfs by the
+        # owner of the network namespace: in a user namespace without its own, bind the host's.
+        for on, mnt, fstype, fresh in ((self.proc, b"proc", b"proc", ctx.new_pid),
+                                        (self.sys, b"sys", b"sysfs", ctx.new_net)):
+            if not on:
+                continue
+            ops += _mkdirs(new, mnt, is_dir=True, made=made)
+            attrs = self._builtin["/" + mnt.decode()].attrs
+            if fresh or not ctx.userns:
+                ops.append(P.RootMount(fstype, new, mnt, source=fstype, attrs=attrs))
             else:
-                # procfs can only be mounted by the owner of the pid namespace: the host's.
-                ops.append(P.RootBind(old, b"proc", new, b"proc", readonly=bool(attrs & _RDONLY),
-                                      attr_set=attrs & ~(_RDONLY | _ATIME_MASK)))
-        if self.sys:
-            ops += _mkdirs(new, b"sys", is_dir=True, made=made)
-            attrs = self._builtin["/sys"].attrs
-            if ctx.new_net or not ctx.userns:
-                ops.append(P.RootMount(b"sysfs", new, b"sys", source=b"sysfs", attrs=attrs))
-            else:
-                # sysfs can only be mounted by the owner of the network namespace.
-                ops.append(P.RootBind(old, b"sys", new, b"sys", readonly=bool(attrs & _RDONLY),
+                ops.append(P.RootBind(old, mnt, new, mnt, readonly=bool(attrs & _RDONLY),
                                       attr_set=attrs & ~(_RDONLY | _ATIME_MASK)))
         if self.dev:
             ops += self._dev_ops(ctx, made)

@@ -77,19 +77,24 @@ class V1Group:
 
     def _join(self, h: Hierarchy) -> Dir:
         parent = self.parent_of(h)
-        start = len(self.created)
         if self.adopt:
             path = os.path.join(h.mount, parent, self.name) if parent else os.path.join(h.mount, self.name)
             if not os.path.isdir(path):
                 raise CgroupError(_errno.ENOENT, "no such cgroup", path)
             self.created.append(path)
             self.leaves.add(path)
-            d = open_dir(path, _label(h), keep_fd=False, spawn_file="tasks")
-            self.dirs.append(d)
-            self.mounts.append(h.mount)
-            for c in h.controllers:
-                self.by_ctl[c] = d
-            return d
+        else:
+            path = self._make(h, parent)
+        d = open_dir(path, _label(h), keep_fd=False, spawn_file="tasks")
+        self.dirs.append(d)
+        self.mounts.append(h.mount)
+        for c in h.controllers:
+            self.by_ctl[c] = d
+        return d
+
+    def _make(self, h: Hierarchy, parent: str) -> str:
+        """mkdir the group (and missing parents) in hierarchy ``h``; returns its path."""
+        start = len(self.created)
         parent_path = make_dirs(h.mount, parent, self.created)
         path = f"{parent_path}/{self.name}"
         try:
@@ -115,12 +120,7 @@ class V1Group:
                         if not fh.read().strip():
                             with open(os.path.join(os.path.dirname(new), f)) as up:
                                 fh.write(up.read().strip() or "\n")
-        d = open_dir(path, _label(h), keep_fd=False, spawn_file="tasks")
-        self.dirs.append(d)
-        self.mounts.append(h.mount)
-        for c in h.controllers:
-            self.by_ctl[c] = d
-        return d
+        return path
 
     # --- limits ---------------------------------------------------------
 
