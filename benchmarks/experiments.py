@@ -261,12 +261,10 @@ def _phase_sample(**options: Any) -> dict[str, int]:
         p.close()
     tm = p.timings
     assert tm is not None
-    in_c = (tm["clone"] + tm["id_maps"] + tm["cgroup_attach"] + tm["release"]
-            + tm["child_ops_and_exec"])
+    in_c = tm["clone"] + tm["id_maps"] + tm["release"] + tm["child_ops_and_exec"]
     out = {"python (plan, pack, Process)": (t1 - t0) - in_c,
            "clone3 (pipes, stack, namespaces)": tm["clone"],
            "id-map writes": tm["id_maps"],
-           "cgroup attach (v1)": tm["cgroup_attach"],
            "release child": tm["release"]}
     out.update(_child_phases(tm))
     out["run + exit (until pidfd readable)"] = t2 - t1

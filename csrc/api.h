@@ -50,6 +50,7 @@ enum iso_op_kind {
     ISO_OP_SET_DUMPABLE,     /* val0 0 or 1 */
     ISO_OP_EXEC_GATE,        /* fd to read one byte from; arg0/arg1 exec candidates to check first */
     ISO_OP_CONSOLE,          /* fd: unix socket for the pty master; val0 rows, val1 cols, val2 bind /dev/console */
+    ISO_OP_CGROUP_JOIN,      /* arg0 int32 fds of tasks / cgroup.procs files, arg1 count: write "0" to each */
     ISO_OP_KIND_MAX
 };
 
@@ -72,7 +73,7 @@ enum iso_plan_flags {
 enum iso_child_stage {
     ISO_STAGE_NONE = 0,
     ISO_STAGE_PIPE, ISO_STAGE_STACK, ISO_STAGE_CLONE, ISO_STAGE_UID_MAP,
-    ISO_STAGE_GID_MAP, ISO_STAGE_SETGROUPS, ISO_STAGE_CGROUP, ISO_STAGE_RELEASE,
+    ISO_STAGE_GID_MAP, ISO_STAGE_SETGROUPS, ISO_STAGE_RELEASE,
     ISO_STAGE_REPORT, ISO_STAGE_PIDNS, ISO_STAGE_NETNS
 };
 
@@ -97,8 +98,6 @@ struct iso_plan {
     char **envp;                 /* NULL: the parent's environ */
     const char *uid_map;         /* written to /proc/<pid>/uid_map by the parent, or NULL */
     const char *gid_map;
-    const int32_t *procs_fds;    /* cgroup.procs files (v1) the parent writes the pid to */
-    uint32_t n_procs_fds;
     int32_t pidns_fd;            /* the parent thread enters this pid namespace for the clone, or -1 */
     int32_t netns_fd;            /* a network namespace the parent thread enters for the clone, or -1 */
     uint64_t *op_times;          /* ISO_PLAN_TIMING with a shared address space: the child
@@ -127,7 +126,7 @@ struct iso_child {
     struct iso_report report;
     int32_t report_len;          /* bytes read from the report pipe: 0 = exec succeeded */
     int32_t pad;
-    uint64_t t_start, t_cloned, t_mapped, t_attached, t_released, t_done;  /* CLOCK_MONOTONIC ns */
+    uint64_t t_start, t_cloned, t_mapped, t_released, t_done;  /* CLOCK_MONOTONIC ns */
 };
 
 int iso_spawn(const struct iso_plan *plan, struct iso_child *child);

@@ -307,6 +307,8 @@ run_op(const struct iso_plan *p, const struct iso_op *op, int32_t step, struct i
         return run_op_exec_gate(p, op, step, a);
     case ISO_OP_CONSOLE:
         return run_op_console(p, op);
+    case ISO_OP_CGROUP_JOIN:
+        return run_op_cgroup_join(p, op);
     default:
         errno = EINVAL;
         return -1;
@@ -335,7 +337,7 @@ iso_child_main(void *arg)
     sigprocmask(SIG_SETMASK, &a->sigmask, NULL);
 
     if (a->sync_fd >= 0) {
-        /* Wait for the id maps and the cgroup attach.  EOF: the parent gave up. */
+        /* Wait for the id maps.  EOF: the parent gave up. */
         char go;
         ssize_t n;
         do {

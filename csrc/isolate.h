@@ -73,6 +73,7 @@ int run_op_symlink(const struct iso_plan *p, const struct iso_op *op);
 int run_op_write_file(const struct iso_plan *p, const struct iso_op *op);
 int run_op_fdmap(const struct iso_plan *p, const struct iso_op *op);
 int run_op_close_fds(const struct iso_plan *p, const struct iso_op *op);
+int run_op_cgroup_join(const struct iso_plan *p, const struct iso_op *op);
 int run_op_caps(const struct iso_plan *p, const struct iso_op *op);
 int run_op_loopback_up(void);
 int run_op_console(const struct iso_plan *p, const struct iso_op *op);

@@ -71,6 +71,27 @@ run_op_close_fds(const struct iso_plan *p, const struct iso_op *op)
     return cloexec_range(start, ~0U);
 }
 
+/* Join a cgroup: write "0" (the writer itself) to each tasks file (v1) or
+ * cgroup.procs (v2 without CLONE_INTO_CGROUP).  The parent writing our pid
+ * instead would take the kernel's global threadgroup lock for writing, which
+ * waits for an RCU grace period: 5-15 ms per spawn.  A thread moving itself
+ * through "tasks" skips that lock (cgroup_procs_write_start). */
+int
+run_op_cgroup_join(const struct iso_plan *p, const struct iso_op *op)
+{
+    const int32_t *fds = (const int32_t *)(uintptr_t)(p->arena + op->arg0);
+    for (uint32_t i = 0; i < op->arg1; i++) {
+        ssize_t n;
+        do {
+            n = write(fds[i], "0", 1);
+        } while (n < 0 && errno == EINTR);
+        if (n < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int
 run_op_caps(const struct iso_plan *p, const struct iso_op *op)
 {

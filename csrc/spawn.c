@@ -1,5 +1,5 @@
-/* iso_spawn(): the parent's side.  Pipes, clone3, id maps, cgroup attach, and
- * the wait for the child's report.
+/* iso_spawn(): the parent's side.  Pipes, clone3, id maps, and the wait for
+ * the child's report.  (The child joins a v1 cgroup itself: ISO_OP_CGROUP_JOIN.)
  *
  * The child shares the parent's address space (CLONE_VM, as glibc's
  * posix_spawn and CPython's vfork path do), so a spawn costs the same from a
@@ -391,7 +391,7 @@ iso_spawn(const struct iso_plan *plan, struct iso_child *c)
     int rp[2] = {-1, -1}, sp[2] = {-1, -1};
     int vm = !(plan->flags & ISO_PLAN_NO_VM);
     int sync = (plan->flags & (ISO_PLAN_SYNC | ISO_PLAN_HOLD)) || plan->uid_map != NULL ||
-               plan->gid_map != NULL || plan->n_procs_fds > 0;
+               plan->gid_map != NULL;
     int err = 0;
 
     memset(c, 0, sizeof *c);
@@ -506,22 +506,6 @@ iso_spawn(const struct iso_plan *plan, struct iso_child *c)
     if (plan->flags & ISO_PLAN_TIMING) {
         c->t_mapped = now_ns();
     }
-    if (plan->n_procs_fds > 0) {
-        /* cgroup v1 (and v2 without CLONE_INTO_CGROUP): attach before the
-         * child is released, so it never runs a plan op outside its limits. */
-        c->stage = ISO_STAGE_CGROUP;
-        char num[16];
-        int len = snprintf(num, sizeof num, "%d", (int)pid);
-        for (uint32_t i = 0; i < plan->n_procs_fds; i++) {
-            if (pwrite(plan->procs_fds[i], num, (size_t)len, 0) < 0) {
-                goto fail_child;
-            }
-        }
-    }
-    if (plan->flags & ISO_PLAN_TIMING) {
-        c->t_attached = now_ns();
-    }
-
     if (plan->flags & ISO_PLAN_HOLD) {
         c->stage = ISO_STAGE_NONE;
         pthread_sigmask(SIG_SETMASK, &old, NULL);

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import (
     CgroupError,
+    CgroupJoinError,
     ConfigError,
     ExecError,
     IdentityError,
@@ -57,6 +58,7 @@ __all__ = [
     "IdentityError",
     "ExecError",
     "CgroupError",
+    "CgroupJoinError",
     "ProtocolError",
 ]
 

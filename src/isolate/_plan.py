@@ -823,6 +823,29 @@ class Console(Op):
         return cls(fd=fd, rows=vals[0], cols=vals[1], bind_console=bool(vals[2]))
 
 
+@dataclass(frozen=True, slots=True)
+class CgroupJoin(Op):
+    """Move the child into a cgroup: write ``0`` (itself) to each open file in ``fds``,
+    the ``tasks`` file of every v1 hierarchy (or a v2 ``cgroup.procs`` when
+    ``CLONE_INTO_CGROUP`` is unavailable).  It runs before any other op, so no
+    step runs outside the group's limits; the kernel moves a thread that moves
+    itself without the global lock a parent writing its pid would take."""
+
+    kind: ClassVar[int] = lib.ISO_OP_CGROUP_JOIN
+    error: ClassVar[type[errors.SetupError]] = errors.CgroupJoinError
+    fds: tuple[int, ...]
+
+    def describe(self) -> str:
+        return "join cgroup (fds " + ", ".join(map(str, self.fds)) + ")"
+
+    def encode(self, arena: _Arena) -> Any:
+        return 0, -1, (_int_array(arena, list(self.fds), "i"), len(self.fds), 0, 0), (0, 0, 0, 0)
+
+    @classmethod
+    def decode(cls, flags: int, fd: int, args: Any, vals: Any, arena: _Arena) -> Op:
+        return cls(fds=_read_ints(arena, args[0], args[1], "i"))
+
+
 # The ops that build a new root inside the child live in _plan_root.py; they
 # need the base classes above, hence the import here.
 from ._plan_root import RootBind as RootBind  # noqa: E402
@@ -840,7 +863,7 @@ OP_CLASSES: dict[int, type[Op]] = {
                 SetPgid, SetCtty, FdMap, CloseFds, SetGroups, SetResGid, SetResUid, KeepCaps,
                 CapBound, CapSet, CapAmbient, NoNewPrivs, PdeathSig, Seccomp, LoopbackUp, Exec,
                 ExecAt, RootStage, RootMkdir, RootBind, RootMount, RootMask, RootChdir,
-                SetDumpable, ExecGate, Console)
+                SetDumpable, ExecGate, Console, CgroupJoin)
 }
 assert len(OP_CLASSES) == lib.ISO_OP_KIND_MAX - 1
 
@@ -851,7 +874,6 @@ STAGES = {
     lib.ISO_STAGE_UID_MAP: "uid_map",
     lib.ISO_STAGE_GID_MAP: "gid_map",
     lib.ISO_STAGE_SETGROUPS: "setgroups",
-    lib.ISO_STAGE_CGROUP: "cgroup attach",
     lib.ISO_STAGE_RELEASE: "release child",
     lib.ISO_STAGE_REPORT: "read report",
     lib.ISO_STAGE_PIDNS: "enter pid namespace",
@@ -871,7 +893,7 @@ class Plan:
     """Everything a spawn needs: clone flags, parent-side steps, and the child's ops.
 
     ``ops`` must end in ``Exec`` or ``ExecAt``.  Fds named here (``cgroup_fd``,
-    ``procs_fds``, ``SetNs.fd`` ...) are borrowed: the caller keeps them open
+    ``CgroupJoin.fds``, ``SetNs.fd`` ...) are borrowed: the caller keeps them open
     until the spawn returns.
     """
 
@@ -883,7 +905,6 @@ class Plan:
     cgroup_fd: int = -1
     uid_map: bytes | None = None
     gid_map: bytes | None = None
-    procs_fds: tuple[int, ...] = ()
     pidns_fd: int = -1
     netns_fd: int = -1
     _packed: Any = field(default=None, repr=False)
@@ -922,11 +943,6 @@ class Plan:
             m = ffi.new("char[]", self.gid_map)
             keep.append(m)
             p.gid_map = m
-        if self.procs_fds:
-            fds = ffi.new("int32_t[]", list(self.procs_fds))
-            keep.append(fds)
-            p.procs_fds = fds
-            p.n_procs_fds = len(self.procs_fds)
         p.pidns_fd = self.pidns_fd
         p.netns_fd = self.netns_fd
         if self.flags & PLAN_TIMING and not self.flags & PLAN_NO_VM and self.ops:

@@ -73,8 +73,7 @@ def _timings(plan: Plan, c_plan: object, child: object) -> dict[str, int]:
     out = {
         "clone": c.t_cloned - c.t_start,  # type: ignore[attr-defined]
         "id_maps": c.t_mapped - c.t_cloned,  # type: ignore[attr-defined]
-        "cgroup_attach": c.t_attached - c.t_mapped,  # type: ignore[attr-defined]
-        "release": c.t_released - c.t_attached,  # type: ignore[attr-defined]
+        "release": c.t_released - c.t_mapped,  # type: ignore[attr-defined]
         "child_ops_and_exec": c.t_done - c.t_released,  # type: ignore[attr-defined]
     }
     times = c_plan.op_times  # type: ignore[attr-defined]

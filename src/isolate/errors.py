@@ -121,6 +121,10 @@ class CgroupError(_OSErrorBase):
         return (type(self), (self.errno, self.strerror, self.filename))
 
 
+class CgroupJoinError(SetupError, CgroupError):
+    """The child could not move itself into its cgroup (a ``SetupError`` and a ``CgroupError``)."""
+
+
 class ProtocolError(IsolateError):
     """The child sent a report that does not fit the protocol.  Always a bug."""
 

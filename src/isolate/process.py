@@ -282,6 +282,16 @@ def build_plan(
         if t not in ("user", "pid", "net"):
             pre.append(P.SetNs(fd=fd, nstype=P.NSTYPES[t]))
 
+    cgroup_fd, join_fds = -1, ()
+    if cgroup is not None:
+        target = getattr(cgroup, "_spawn_target", None)
+        if target is None:
+            raise ConfigError(f"cgroup must be an isolate.Cgroup, got {cgroup!r}")
+        cgroup_fd, join_fds = target()
+    if join_fds:
+        # v1 hierarchies: the child moves itself in, as its first op.
+        pre.insert(0, P.CgroupJoin(fds=tuple(join_fds)))
+
     clone_flags = 0
     if "user" in joined and new:
         # Namespaces created after joining a user namespace must belong to it.
@@ -295,6 +305,12 @@ def build_plan(
     else:
         for ns in new:
             clone_flags |= P.NSTYPES[ns]
+        if join_fds and "cgroup" in new:
+            # A cgroup namespace is rooted where its creator stands: the child
+            # creates it once it has joined its cgroup, or the container would
+            # see its own group as a path below the caller's.
+            clone_flags &= ~P.NSTYPES["cgroup"]
+            pre.insert(1, P.Unshare(flags=P.NSTYPES["cgroup"]))
 
     uid_text = gid_text = None
     if "user" in new:
@@ -460,16 +476,9 @@ def build_plan(
         ops_.append(P.Seccomp(prog))
     ops_.append(P.Exec(candidates))
 
-    cgroup_fd, procs_fds = -1, ()
-    if cgroup is not None:
-        target = getattr(cgroup, "_spawn_target", None)
-        if target is None:
-            raise ConfigError(f"cgroup must be an isolate.Cgroup, got {cgroup!r}")
-        cgroup_fd, procs_fds = target()
-
     return P.Plan(ops=ops_, argv=bargv, envp=envp, clone_flags=clone_flags, flags=flags,
                   cgroup_fd=cgroup_fd, uid_map=uid_text, gid_map=gid_text,
-                  procs_fds=tuple(procs_fds), pidns_fd=pidns_fd, netns_fd=netns_fd)
+                  pidns_fd=pidns_fd, netns_fd=netns_fd)
 
 
 def _maps_root(uid_map: Sequence[IdMap] | None, gid_map: Sequence[IdMap] | None) -> bool:

@@ -45,6 +45,40 @@ def test_parents_it_made_are_removed_but_shared_ones_survive(parent: str) -> Non
 
 
 @pytest.mark.cgroup1
+def test_a_new_cgroup_namespace_is_rooted_at_the_group(parent: str) -> None:
+    """In its own cgroup namespace a child sees its group as ``/`` in every hierarchy, as in runc;
+    from outside, /proc/<pid>/cgroup shows the group's real path."""
+    with Cgroup.create("ns", parent=parent, limits=Limits(pids_max=20, memory_max=64 << 20)) as cg:
+        p = isolate.spawn(["/bin/sh", "-c", "cat /proc/self/cgroup; echo end; read x; exit 0"], cgroup=cg,
+                          namespaces={"cgroup", "pid", "mnt"}, stdin=isolate.PIPE, stdout=isolate.PIPE)
+        try:
+            inside = [ln.decode().strip() for ln in iter(p.stdout.readline, b"end\n")
+                      if b"pids" in ln or b"memory" in ln]
+            assert len(inside) == 2 and all(ln.endswith(":/") for ln in inside), inside
+            outside = Path(f"/proc/{p.pid}/cgroup").read_text().splitlines()
+            for ctl in ("pids", "memory"):
+                line = next(ln for ln in outside if ln.split(":")[1] == ctl)
+                assert line.endswith(f"/{parent}/ns"), outside
+        finally:
+            p.stdin.close()
+            assert p.wait(timeout=60) == 0
+            p.stdout.close()
+
+
+@pytest.mark.cgroup1
+def test_a_failed_join_names_the_step_and_leaves_no_child(parent: str) -> None:
+    with Cgroup.create("cs", parent=parent, controllers={"cpuset"}) as cg:
+        # A v1 cpuset with no cpus admits no task: the child's join fails.
+        (path,) = cg.paths.values()
+        Path(path, "cpuset.cpus").write_text("\n")
+        with pytest.raises(isolate.CgroupJoinError) as e:
+            isolate.spawn(["/bin/true"], cgroup=cg, namespaces={"cgroup"})
+        assert isinstance(e.value, isolate.CgroupError) and isinstance(e.value, isolate.SetupError)
+        assert e.value.errno == 28 and e.value.step == 0 and "join cgroup" in e.value.op
+        assert cg.procs() == []
+
+
+@pytest.mark.cgroup1
 def test_name_clash_is_an_error_and_removes_nothing_of_the_other(parent: str) -> None:
     with Cgroup.create("same", parent=parent) as first:
         with pytest.raises(isolate.CgroupError) as e:

@@ -106,6 +106,28 @@ def test_new_namespaces_become_clone_flags_and_mnt_is_made_private() -> None:
     assert P.LoopbackUp in kinds and kinds[-1] is P.Exec
 
 
+class _V1Cgroup:
+    """Stands in for a v1 ``isolate.Cgroup``: two open ``tasks`` files, no v2 directory."""
+
+    def _spawn_target(self) -> tuple[int, tuple[int, ...]]:
+        return -1, (5, 6)
+
+
+def test_v1_cgroup_is_joined_first_and_a_cgroup_namespace_made_after_it() -> None:
+    plan = build_plan(["true"], namespaces={"pid", "mnt", "cgroup"}, cgroup=_V1Cgroup(),
+                      die_with_parent=True)
+    # Made at clone, the namespace would be rooted at the caller's cgroup.
+    assert plan.clone_flags == P.NSTYPES["pid"] | P.NSTYPES["mnt"]
+    kinds = [type(op) for op in plan.ops]
+    join = kinds.index(P.CgroupJoin)
+    assert plan.ops[join] == P.CgroupJoin(fds=(5, 6))
+    assert plan.ops[join + 1] == P.Unshare(flags=P.NSTYPES["cgroup"])
+    assert kinds[:join] == [P.PdeathSig]  # no other step runs outside the group
+    # Without a cgroup namespace the join is still first and nothing is unshared.
+    plan = build_plan(["true"], namespaces={"pid"}, cgroup=_V1Cgroup())
+    assert plan.ops[0] == P.CgroupJoin(fds=(5, 6)) and P.Unshare not in [type(o) for o in plan.ops]
+
+
 def test_credentials_are_ordered_groups_gid_uid_then_caps() -> None:
     plan = build_plan(["true"], user=1000, group=1000, groups=[1000], capabilities=["NET_RAW"],
                       no_new_privs=True)

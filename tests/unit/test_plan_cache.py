@@ -88,7 +88,7 @@ def test_cgroup_is_keyed_by_its_spawn_target() -> None:
     a = cached(["/bin/true"], cgroup=Cg((5, 6)))
     assert cached(["/bin/true"], cgroup=Cg((5, 6))) is a
     b = cached(["/bin/true"], cgroup=Cg((7,)))
-    assert b is not a and b.procs_fds == (7,)
+    assert b is not a and b.ops[0] == P.CgroupJoin(fds=(7,))
 
 
 def test_non_namespace_join_still_raises() -> None:

@@ -358,7 +358,7 @@ class Cgroup:
             self._v1.attach(pid)
 
     def _spawn_target(self) -> tuple[int, tuple[int, ...]]:
-        """(v2 directory fd for CLONE_INTO_CGROUP or -1, v1 cgroup.procs fds) for ``isolate.spawn``."""
+        """(v2 directory fd for CLONE_INTO_CGROUP or -1, v1 ``tasks`` fds the child joins through) for ``isolate.spawn``."""
         self._check_open()
         v2_fd = self._v2.spawn_fd() if self._v2 is not None else -1
         fds = self._v1.procs_fds() if self._v1 is not None else ()

@@ -205,7 +205,7 @@ class V1Group:
     # --- processes --------------------------------------------------------
 
     def procs_fds(self) -> tuple[int, ...]:
-        """The open ``tasks`` fds the C parent writes a new, single-threaded child's pid to."""
+        """The open ``tasks`` fds a new child writes ``0`` to, moving itself in (``CgroupJoin``)."""
         return tuple(d.procs_fd for d in self.dirs)
 
     def attach(self, pid: int) -> None:
