@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Iterable
-from typing import Any, Protocol, final
+from typing import TYPE_CHECKING, Any, Protocol, final
 
 from .._record import dataclass, fields
 from ..errors import CgroupError, ConfigError
@@ -36,6 +36,9 @@ from .limits import (
 )
 from .v1 import V1Group
 from .v2 import V2Group
+
+if TYPE_CHECKING:
+    from .pool import CgroupPool
 
 __all__ = [
     "Cgroup",
@@ -186,7 +189,7 @@ class Cgroup:
     """
 
     __slots__ = ("name", "layout", "limits", "controllers", "_v1", "_v2", "_closed",
-                 "_v1_ctl", "_v2_ctl", "__weakref__")
+                 "_v1_ctl", "_v2_ctl", "_pool", "__weakref__")
 
     name: str
     layout: Layout
@@ -201,6 +204,7 @@ class Cgroup:
         self._closed = True
         self._v1: V1Group | None = None
         self._v2: V2Group | None = None
+        self._pool: CgroupPool | None = None   # set by CgroupPool.take(): close() hands back
 
     @classmethod
     def open(cls, name: str, *, parent: str | os.PathLike[str] | None = None,
@@ -427,8 +431,16 @@ class Cgroup:
             raise errors[0]
 
     def close(self) -> None:
-        """Kill what is inside, then remove every directory the group created.  Idempotent."""
+        """Kill what is inside, then remove every directory the group created.  Idempotent.
+
+        A group from ``CgroupPool.take()`` is handed to the pool's thread,
+        which does this off the caller's path (``CgroupPool.close()`` waits for it).
+        """
         if self._closed:
+            return
+        pool, self._pool = self._pool, None
+        self._closed = True
+        if pool is not None and pool._discard(self):
             return
         self._teardown()
 

@@ -1,0 +1,197 @@
+"""``CgroupPool``: cgroups of one shape made ahead of time and removed behind.
+
+Making a cgroup and removing it are kernel work a spawn waits for: on a v1
+host, one directory per hierarchy is created, its limits written, and later
+removed, about half a millisecond for memory+pids+cpu.  A judge or CI
+sandbox starts the same shape thousands of times; a pool moves both ends off
+the spawn's path.  A background thread keeps ``size`` groups ready (created
+with the pool's limits), ``take()`` hands one out, and the group's
+``close()`` gives it back to the thread, which removes it (killing anything
+left inside first) and makes a replacement.
+
+A group is never handed out twice: every taken group is a fresh directory,
+so its counters (memory peak, OOM events, CPU usage) describe one sandbox.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import warnings
+from collections import deque
+from collections.abc import Iterable
+
+from ..errors import ConfigError
+from . import Cgroup
+from .limits import Limits
+
+__all__ = ["CgroupPool"]
+
+_pool_ids = itertools.count()
+
+
+class CgroupPool:
+    """Cgroups with the same ``limits`` and ``controllers``, made by a background thread.
+
+    ``parent``, ``limits`` and ``controllers`` are as for ``Cgroup.create``;
+    groups are named ``<prefix><pid>-<pool>-<n>``.  ``take()`` returns an open
+    ``Cgroup`` (every method works: ``stats()``, ``apply()``, ``kill()`` ...)
+    whose ``close()`` queues its removal on the pool's thread instead of
+    removing it inline.  The constructor validates the arguments and waits for
+    the first group, so bad input or a refused ``mkdir`` fails here, with
+    nothing left behind.  ``close()`` (or the ``with`` block) stops the
+    thread, removes every group still ready or queued, and raises the first
+    removal error; groups still taken are removed by their own ``close()``.
+
+    >>> with isolate.CgroupPool(limits=isolate.Limits(memory_max=256 << 20, pids_max=64)) as pool:
+    ...     with pool.take() as cg:
+    ...         isolate.run(["make", "test"], cgroup=cg)
+    """
+
+    def __init__(self, *, parent: str | os.PathLike[str] | None = None, limits: Limits | None = None,
+                 controllers: Iterable[str] | None = None, size: int = 4,
+                 prefix: str = "pool-") -> None:
+        if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 1024:
+            raise ConfigError(f"CgroupPool.size must be an integer from 1 to 1024, got {size!r}")
+        if not isinstance(prefix, str):
+            raise ConfigError(f"CgroupPool.prefix must be a str, got {prefix!r}")
+        self._size = size
+        self._args = {"parent": parent, "limits": limits,
+                      "controllers": None if controllers is None else frozenset(controllers)}
+        pool_id = next(_pool_ids)
+        self._names = (f"{prefix}{os.getpid()}-{pool_id}-{n}" for n in itertools.count())
+        self._cond = threading.Condition()
+        self._ready: deque[Cgroup] = deque()
+        self._discarded: list[Cgroup] = []
+        self._failed: list[tuple[Cgroup, BaseException]] = []
+        self._closed = True   # until the thread runs: a failed constructor has nothing to close
+        self._refill = True
+        self._error: BaseException | None = None
+        self.created = 0
+        """Groups created so far (a statistic)."""
+        # The first group is made here, in the caller's thread: bad arguments
+        # raise their own ConfigError/CgroupError before any thread exists.
+        self._ready.append(self._create())
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="isolate-cgroup-pool", daemon=True)
+        self._thread.start()
+
+    @property
+    def size(self) -> int:
+        """How many groups the pool keeps ready."""
+        return self._size
+
+    @property
+    def ready(self) -> int:
+        """How many groups are ready right now."""
+        with self._cond:
+            return len(self._ready)
+
+    def take(self, timeout: float | None = None) -> Cgroup:
+        """Hand out a fresh group, waiting for one if none is ready.
+
+        Raises ``TimeoutError`` after ``timeout`` seconds, ``ConfigError`` on a
+        closed pool, and the thread's creation error if it could not make one.
+        """
+        with self._cond:
+            if not self._cond.wait_for(
+                    lambda: self._ready or self._error is not None or self._closed, timeout):
+                raise TimeoutError(f"no cgroup ready within {timeout} s")
+            if self._closed:
+                raise ConfigError("take() on a closed CgroupPool")
+            if not self._ready:
+                assert self._error is not None
+                raise self._error
+            cg = self._ready.popleft()
+            if len(self._ready) <= self._size // 2:
+                self._refill = True
+                self._cond.notify_all()
+        cg._pool = self
+        return cg
+
+    def _create(self) -> Cgroup:
+        cg = Cgroup.create(next(self._names), **self._args)  # type: ignore[arg-type]
+        self.created += 1
+        return cg
+
+    def _discard(self, cg: Cgroup) -> bool:
+        """Queue ``cg`` for removal by the thread; False if the pool is closed (caller removes)."""
+        with self._cond:
+            if self._closed or not self._thread.is_alive():
+                return False
+            self._discarded.append(cg)
+            self._refill = True
+            self._cond.notify_all()
+            return True
+
+    def _remove(self, groups: list[Cgroup]) -> None:
+        for cg in groups:
+            try:
+                cg._teardown()
+            except Exception as e:   # kept for close() to retry and report
+                with self._cond:
+                    self._failed.append((cg, e))
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    self._cond.wait_for(lambda: self._closed or self._discarded
+                                        or (self._refill and len(self._ready) < self._size))
+                    if self._closed:
+                        return
+                    discarded, self._discarded = self._discarded, []
+                    need = self._refill and len(self._ready) < self._size
+                    if not need:
+                        self._refill = False
+                # Replace first: the next take() may be waiting for it.
+                if need:
+                    cg = self._create()
+                    with self._cond:
+                        self._ready.append(cg)
+                        self._cond.notify_all()
+                self._remove(discarded)
+        except BaseException as e:  # handed to take(): the thread has no caller of its own
+            with self._cond:
+                self._error = e
+                self._cond.notify_all()
+
+    def close(self) -> None:
+        """Stop the thread and remove every group it holds or was given back.  Idempotent.
+
+        Raises the first error met removing a group (each one is tried).
+        """
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+        with self._cond:
+            groups = list(self._ready) + self._discarded + [cg for cg, _ in self._failed]
+            self._ready.clear()
+            self._discarded = []
+            self._failed = []
+        errors: list[BaseException] = []
+        for cg in groups:
+            try:
+                cg._teardown()
+            except Exception as e:
+                errors.append(e)
+        if errors:
+            raise errors[0]
+
+    def __enter__(self) -> CgroupPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"ready={len(self._ready)}"
+        return f"<isolate.CgroupPool size={self._size} {state}>"
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):
+            warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self)
+            self.close()

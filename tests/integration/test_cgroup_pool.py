@@ -1,0 +1,80 @@
+"""CgroupPool: every taken group is fresh and limited, given back groups are removed, nothing is left."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import cgroup_leftovers as _leftovers
+
+import isolate
+from isolate import CgroupPool, ConfigError, Limits
+
+LIMITS = Limits(memory_max=64 << 20, pids_max=20)
+BOTH = [pytest.param(None, marks=pytest.mark.cgroup1, id="v1"),
+        pytest.param(None, marks=pytest.mark.cgroupv2, id="v2")]
+
+
+def _limit(cg: isolate.Cgroup, *names: str) -> str:
+    for path in cg.paths.values():
+        for name in names:
+            if os.path.exists(os.path.join(path, name)):
+                return Path(path, name).read_text().strip()
+    raise AssertionError(f"none of {names} in {cg.paths}")
+
+
+@pytest.mark.parametrize("version", BOTH)
+def test_taken_groups_are_fresh_limited_and_removed(cgroup_parent: str, version: None) -> None:
+    seen: list[isolate.Cgroup] = []
+    with CgroupPool(parent=cgroup_parent, limits=LIMITS, size=2) as pool:
+        for _i in range(6):
+            with pool.take() as cg:
+                seen.append(cg)
+                assert _limit(cg, "pids.max") == "20"
+                assert _limit(cg, "memory.limit_in_bytes", "memory.max") == str(64 << 20)
+                r = isolate.run(["/bin/cat", "/proc/self/cgroup"], cgroup=cg, capture_output=True)
+                assert f"/{cgroup_parent}/{cg.name}" in r.stdout.decode()
+                assert not any(c.name == cg.name for c in seen[:-1])  # never handed out twice
+            assert cg.closed
+    # The pool's close() waited for every removal: no group and no parent is left.
+    assert _leftovers(cgroup_parent) == []
+
+
+@pytest.mark.cgroup1
+def test_a_group_given_back_with_a_process_inside_is_emptied_and_removed(cgroup_parent: str) -> None:
+    with CgroupPool(parent=cgroup_parent, limits=LIMITS, size=1) as pool:
+        cg = pool.take()
+        p = isolate.spawn(["/bin/sleep", "1000"], cgroup=cg)
+        try:
+            cg.close()   # queued: the pool's thread kills the sleeper, then removes the group
+            assert p.wait(timeout=60) == -9
+        finally:
+            p.close()
+    assert _leftovers(cgroup_parent) == []
+
+
+@pytest.mark.cgroup1
+def test_bad_input_raises_in_the_constructor_and_leaves_nothing(cgroup_parent: str) -> None:
+    threads = threading.active_count()
+    for kwargs, needle in (({"size": 0}, "size"), ({"size": True}, "size"),
+                           ({"limits": {"pids_max": 5}}, "limits"),
+                           ({"controllers": {"pids", "nonsense"}}, "nonsense"),
+                           ({"parent": "/tmp/not-a-cgroup"}, "not-a-cgroup' is outside")):
+        with pytest.raises(ConfigError, match=needle):
+            CgroupPool(**{"parent": cgroup_parent, **kwargs})  # type: ignore[arg-type]
+    assert threading.active_count() == threads
+    assert _leftovers(cgroup_parent) == []
+
+
+@pytest.mark.cgroup1
+def test_a_closed_pool_refuses_take_and_its_taken_groups_still_close(cgroup_parent: str) -> None:
+    pool = CgroupPool(parent=cgroup_parent, size=1)
+    cg = pool.take()
+    pool.close()
+    with pytest.raises(ConfigError, match="closed"):
+        pool.take()
+    assert os.path.isdir(cg.path)
+    cg.close()   # the pool is gone: removed inline
+    assert _leftovers(cgroup_parent) == []
