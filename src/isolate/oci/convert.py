@@ -20,14 +20,16 @@ from __future__ import annotations
 import errno as _errno
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from .._record import dataclass, field
 from ..errors import ConfigError, UnsupportedError
 from . import spec as S
 from ._schema import show
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ..container import Container
 
 __all__ = ["Conversion", "container_from_bundle", "spec_to_container_options"]

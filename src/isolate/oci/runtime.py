@@ -26,18 +26,21 @@ import os
 import select
 import signal
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
 
 from ..errors import ConfigError, IsolateError, UnsupportedError
 from . import spec as S
 from .hooks import hooks_of, run_hooks
 from .state import ContainerState, StateDir, list_ids, now, proc_start_time
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any
+
+    Warn = Callable[[str], None]
+
 __all__ = ["RuntimeError_", "create", "delete", "events", "exec_process", "kill", "list_states",
            "pause", "ps", "resume", "start", "state", "update"]
-
-Warn = Callable[[str], None]
 
 
 class RuntimeError_(IsolateError):
