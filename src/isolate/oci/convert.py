@@ -151,8 +151,6 @@ def _json(value: Any) -> Any:
 
 
 def _namespaces(linux: S.Linux, opts: dict[str, Any], out: _Out, owned: list[Any]) -> None:
-    from ..namespace import Namespace
-
     create: set[str] = set()
     join = []
     for i, ns in enumerate(linux.namespaces or ()):
@@ -160,6 +158,8 @@ def _namespaces(linux: S.Linux, opts: dict[str, Any], out: _Out, owned: list[Any
         if ns.path is None:
             create.add(name)
             continue
+        from ..namespace import Namespace
+
         try:
             handle = Namespace.from_path(ns.path, type=name)
         except ConfigError as e:

@@ -29,7 +29,6 @@ import time
 
 from ..errors import ConfigError, IsolateError, UnsupportedError
 from . import spec as S
-from .hooks import hooks_of, run_hooks
 from .state import ContainerState, StateDir, list_ids, now, proc_start_time
 
 TYPE_CHECKING = False
@@ -49,6 +48,24 @@ class RuntimeError_(IsolateError):
 
 def _ignore(msg: str) -> None:
     pass
+
+
+def hooks_of(config: dict[str, Any], point: str) -> list[S.Hook]:
+    """``hooks.hooks_of``, importing that module only for a config that has hooks at ``point``."""
+    if not (config.get("hooks") or {}).get(point):
+        return []
+    from .hooks import hooks_of as parse
+
+    return parse(config, point)
+
+
+def run_hooks(hooks: Sequence[S.Hook], state: dict[str, Any], point: str, *,
+              container_pid: int | None = None, warn: Warn | None = None) -> None:
+    """``hooks.run_hooks``, importing that module only when there are hooks to run."""
+    if hooks:
+        from .hooks import run_hooks as run
+
+        run(hooks, state, point, container_pid=container_pid, warn=warn)
 
 
 # --- cgroups ------------------------------------------------------------------
