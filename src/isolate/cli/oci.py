@@ -325,7 +325,19 @@ class _Log:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``isolate-oci``; returns the exit status."""
+    """Entry point of ``isolate-oci``; returns the exit status.
+
+    Run as the program (the console script or ``python -m``, with ``argv``
+    None), a verb that succeeds ends the process itself (see ``_exit_now``).
+    """
+    program = _is_program(argv)
+    if program:
+        import gc
+
+        # One short-lived call: cyclic collections while the container machinery is
+        # imported cost 5-7 ms and find almost nothing.  A long-running verb (events)
+        # still collects, past this threshold.
+        gc.set_threshold(100_000)
     raw = list(sys.argv[1:] if argv is None else argv)
     log = _Log(None, "text", False)
     try:
@@ -370,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         from .oci_verbs import VERB_FUNCS
 
         code = VERB_FUNCS[args.verb](args, log)
-        if argv is None:
+        if program:
             _exit_now(code)
         return code
     except _Fail as e:
@@ -387,6 +399,11 @@ def main(argv: list[str] | None = None) -> int:
 
 class _Fail(Exception):
     """A one-line failure of the verb."""
+
+
+def _is_program(argv: list[str] | None) -> bool:
+    """Whether ``main`` runs as the program: no ``argv``, called from the script's ``__main__``."""
+    return argv is None and getattr(sys.modules.get("__main__"), "main", None) is main
 
 
 def _exit_now(code: int) -> None:
