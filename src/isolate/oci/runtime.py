@@ -28,13 +28,14 @@ import signal
 import time
 
 from ..errors import ConfigError, IsolateError, UnsupportedError
-from . import spec as S
 from .state import ContainerState, StateDir, list_ids, now, proc_start_time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import Any
+
+    from . import spec as S
 
     Warn = Callable[[str], None]
 
@@ -197,6 +198,7 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
     config uses the caller's own stdin as the terminal.
     """
     from ..container import Container
+    from . import spec as S
     from .convert import spec_to_container_options
 
     _check_preserved(preserve_fds)
@@ -512,6 +514,7 @@ def events(root: str, cid: str, *, interval: float = 5.0, once: bool = False,
 
 def update(root: str, cid: str, resources: dict[str, Any]) -> None:
     """Apply OCI ``linux.resources`` (a JSON object) to the running container's cgroup."""
+    from . import spec as S
     from .convert import _Out, _resources
 
     try:
@@ -552,6 +555,7 @@ def exec_process(root: str, cid: str, proc_spec: S.Process, *, detach: bool = Fa
     from .. import process
     from .. import _plan as P
     from ..namespace import Namespace
+    from . import spec as S
     from .convert import _Out, _process, _seccomp
 
     _check_preserved(preserve_fds)
@@ -628,6 +632,8 @@ def process_from_args(config: dict[str, Any], args: Sequence[str], *, cwd: str |
                       env: Sequence[str] = (), user: str | None = None, tty: bool = False,
                       additional_gids: Sequence[str] = (), no_new_privs: bool = False) -> S.Process:
     """An exec ``Process``: the container's own process settings with ``args`` and the flags' overrides."""
+    from . import spec as S
+
     base = dict(config.get("process") or {})
     base.pop("args", None)
     base.pop("commandLine", None)
