@@ -13,12 +13,16 @@ first byte is NUL, so offset 0 means "none".
 from __future__ import annotations
 
 import struct
-from typing import Any, ClassVar, Iterable, Sequence
 
 from . import errors
 from ._record import dataclass, field, fields
 from ._native import ffi as ffi
 from ._native import lib as lib
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from typing import Any, ClassVar
 
 OP_STRUCT = struct.Struct("=IIii4I4Q")
 REPORT_STRUCT = struct.Struct("=iiii")

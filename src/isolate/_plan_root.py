@@ -7,12 +7,16 @@ by fd, so no path string is followed out of the new root.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Sequence
 
 from . import errors
 from ._record import dataclass
 from ._plan import (F_CHROOT_FALLBACK, F_EXIST_OK, F_READONLY, F_RECURSIVE, Op, _Arena, _d, _s,
                     _Vals, lib)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any, ClassVar
 
 def _pack_fs_options(options: Sequence[tuple[str, str | None]]) -> bytes:
     """``[(key, value or None for a flag)]`` as ops_root.c reads them: type byte, key, value."""

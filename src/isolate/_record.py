@@ -13,13 +13,18 @@ not use.  Type checkers see the standard library's versions.
 
 from __future__ import annotations
 
-import typing
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+import sys
+from operator import attrgetter
 
-__all__ = ["MISSING", "Field", "asdict", "dataclass", "field", "fields"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any, TypeVar
 
-T = TypeVar("T")
+    T = TypeVar("T")
+
+__all__ = ["MISSING", "Field", "asdict", "dataclass", "field", "fields", "final"]
+
 _CLASSVAR_PREFIXES = ("ClassVar", "typing.ClassVar", "t.ClassVar")
 
 
@@ -99,38 +104,58 @@ if TYPE_CHECKING:
     from dataclasses import dataclass as dataclass
     from dataclasses import field as field
     from dataclasses import fields as fields
+    from typing import final as final
 else:
     MISSING, Field, asdict, dataclass, field, fields = _MISSING, _Field, _asdict, _dataclass, _field, _fields
+
+    def final(cls: Any) -> Any:
+        """``typing.final``, which marks the class the same way, without importing ``typing``."""
+        try:
+            cls.__final__ = True
+        except (AttributeError, TypeError):
+            pass
+        return cls
 
 
 def _is_classvar(ann: Any) -> bool:
     if isinstance(ann, str):
         return ann.startswith(_CLASSVAR_PREFIXES)
-    return ann is typing.ClassVar or getattr(ann, "__origin__", None) is typing.ClassVar
+    typing = sys.modules.get("typing")      # not imported: ``ann`` cannot be its ClassVar
+    return typing is not None and (ann is typing.ClassVar or getattr(ann, "__origin__", None) is typing.ClassVar)
 
 
 def _process(cls: type[T], frozen: bool, slots: bool, kw_only: bool) -> type[T]:
+    # Every isolate-oci call builds about a hundred of these classes: keep this loop lean.
+    mro = cls.__mro__[1:]
+    ns = cls.__dict__
     fields: dict[str, _Field] = {}
-    for base in reversed(cls.__mro__[1:]):
-        fields.update(getattr(base, "__record_fields__", {}))
+    for base in reversed(mro):
+        inherited = base.__dict__.get("__record_fields__")
+        if inherited:
+            fields.update(inherited)
     own: list[str] = []
-    for name, ann in cls.__dict__.get("__annotations__", {}).items():
-        if _is_classvar(ann):
+    for name, ann in ns.get("__annotations__", {}).items():
+        if ann.startswith(_CLASSVAR_PREFIXES) if isinstance(ann, str) else _is_classvar(ann):
             continue
-        default = cls.__dict__.get(name, _MISSING)
-        f = default if isinstance(default, _Field) else _field(default=default)
+        default = ns.get(name, _MISSING)
+        if isinstance(default, _Field):
+            f = default
+        else:
+            f = _Field(default, _MISSING, True, True, None, True, None, _MISSING)
         f.name, f.type = name, ann
         if f.kw_only is _MISSING:
             f.kw_only = kw_only
         fields[name] = f
         own.append(name)
 
-    body = {k: v for k, v in cls.__dict__.items() if k not in ("__dict__", "__weakref__")}
+    body = dict(ns)
+    body.pop("__dict__", None)
+    body.pop("__weakref__", None)
     if slots:
         for name in own:
             body.pop(name, None)
-        inherited = {s for b in cls.__mro__[1:] for s in getattr(b, "__slots__", ())}
-        body["__slots__"] = tuple(n for n in own if n not in inherited)
+        inherited_slots = {s for b in mro for s in b.__dict__.get("__slots__", ())}
+        body["__slots__"] = tuple(n for n in own if n not in inherited_slots)
     else:
         for name in own:
             f = fields[name]
@@ -138,16 +163,20 @@ def _process(cls: type[T], frozen: bool, slots: bool, kw_only: bool) -> type[T]:
                 body[name] = f.default
             else:
                 body.pop(name, None)
+    compared, shown, hashed = [], [], []
+    for n, f in fields.items():
+        if f.compare:
+            compared.append(n)
+        if f.repr:
+            shown.append(n)
+        if f.compare if f.hash is None else f.hash:
+            hashed.append(n)
     body["__record_fields__"] = fields
-    body["__init__"] = _make_init(fields, cls.__dict__.get("__post_init__") is not None
-                                  or any("__post_init__" in b.__dict__ for b in cls.__mro__[1:]))
-    compared = tuple(n for n, f in fields.items() if f.compare)
-    shown = tuple(n for n, f in fields.items() if f.repr)
-    body["__repr__"] = _make_repr(shown)
-    body["__eq__"] = _make_eq(compared)
+    body["__init__"] = _make_init(fields, getattr(cls, "__post_init__", None) is not None)
+    body["__repr__"] = _make_repr(tuple(shown))
+    body["__eq__"] = _make_eq(tuple(compared))
     if frozen:
-        hashed = tuple(n for n, f in fields.items() if (f.compare if f.hash is None else f.hash))
-        body["__hash__"] = _make_hash(hashed)
+        body["__hash__"] = _make_hash(tuple(hashed))
         body["__setattr__"] = _frozen_setattr
         body["__delattr__"] = _frozen_delattr
     else:
@@ -160,40 +189,43 @@ def _process(cls: type[T], frozen: bool, slots: bool, kw_only: bool) -> type[T]:
 
 def _make_init(fields: dict[str, _Field], post_init: bool) -> Callable[..., None]:
     positional = [f for f in fields.values() if f.init and not f.kw_only]
-    keyword = {f.name: f for f in fields.values() if f.init and f.kw_only}
-    by_name = {f.name: f for f in fields.values() if f.init}
-    no_init = [f for f in fields.values() if not f.init and
-               (f.default is not _MISSING or f.default_factory is not _MISSING)]
+    keyword = [f for f in fields.values() if f.init and f.kw_only]
+    pos_names = tuple(f.name for f in positional)
+    # (name, default, default_factory) for every __init__ argument, positional ones first,
+    # then those not in __init__ that have a value.
+    plan = tuple((f.name, f.default, f.default_factory) for f in positional + keyword)
+    no_init = tuple((f.name, f.default, f.default_factory) for f in fields.values() if not f.init and
+                    (f.default is not _MISSING or f.default_factory is not _MISSING))
     n_pos = len(positional)
     setter = object.__setattr__
-
-    def value_of(f: _Field, cls_name: str) -> Any:
-        if f.default is not _MISSING:
-            return f.default
-        if f.default_factory is not _MISSING:
-            return f.default_factory()
-        raise TypeError(f"{cls_name}.__init__() missing required argument: {f.name!r}")
+    missing = _MISSING
 
     def __init__(self: Any, *args: Any, **kw: Any) -> None:
-        if len(args) > n_pos:
-            raise TypeError(f"{type(self).__name__}.__init__() takes {n_pos} positional arguments "
-                            f"but {len(args)} were given")
-        for i, f in enumerate(positional):
-            if i < len(args):
-                if f.name in kw:
-                    raise TypeError(f"{type(self).__name__}.__init__() got multiple values for {f.name!r}")
-                setter(self, f.name, args[i])
-            elif f.name in kw:
-                setter(self, f.name, kw[f.name])
+        if args:
+            if len(args) > n_pos:
+                raise TypeError(f"{type(self).__name__}.__init__() takes {n_pos} positional arguments "
+                                f"but {len(args)} were given")
+            for name in pos_names[:len(args)]:
+                if name in kw:
+                    raise TypeError(f"{type(self).__name__}.__init__() got multiple values for {name!r}")
+            kw = {**dict(zip(pos_names, args)), **kw}
+        used = 0
+        for name, default, factory in plan:
+            if name in kw:
+                setter(self, name, kw[name])
+                used += 1
+            elif default is not missing:
+                setter(self, name, default)
+            elif factory is not missing:
+                setter(self, name, factory())
             else:
-                setter(self, f.name, value_of(f, type(self).__name__))
-        for name, f in keyword.items():
-            setter(self, name, kw[name] if name in kw else value_of(f, type(self).__name__))
-        for k in kw:
-            if k not in by_name:
-                raise TypeError(f"{type(self).__name__}.__init__() got an unexpected keyword argument {k!r}")
-        for f in no_init:
-            setter(self, f.name, value_of(f, type(self).__name__))
+                raise TypeError(f"{type(self).__name__}.__init__() missing required argument: {name!r}")
+        if used != len(kw):
+            names = {p[0] for p in plan}
+            k = next(k for k in kw if k not in names)
+            raise TypeError(f"{type(self).__name__}.__init__() got an unexpected keyword argument {k!r}")
+        for name, default, factory in no_init:
+            setter(self, name, default if default is not missing else factory())
         if post_init:
             self.__post_init__()
 
@@ -208,18 +240,32 @@ def _make_repr(names: tuple[str, ...]) -> Callable[[Any], str]:
     return __repr__
 
 
+def _make_values(names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
+    """The tuple of ``names``' values of an instance, read in C."""
+    if not names:
+        return lambda self: ()
+    get = attrgetter(*names)
+    if len(names) == 1:
+        return lambda self: (get(self),)
+    return get
+
+
 def _make_eq(names: tuple[str, ...]) -> Callable[[Any, Any], Any]:
+    values = _make_values(names)
+
     def __eq__(self: Any, other: Any) -> Any:
         if other.__class__ is not self.__class__:
             return NotImplemented
-        return all(getattr(self, n) == getattr(other, n) for n in names)
+        return values(self) == values(other)
 
     return __eq__
 
 
 def _make_hash(names: tuple[str, ...]) -> Callable[[Any], int]:
+    values = _make_values(names)
+
     def __hash__(self: Any) -> int:
-        return hash(tuple(getattr(self, n) for n in names))
+        return hash(values(self))
 
     return __hash__
 

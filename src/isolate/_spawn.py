@@ -7,12 +7,14 @@ execve succeeded.  A failed child is reaped by the C side before we return.
 
 from __future__ import annotations
 
-from typing import Callable
-
 from ._record import dataclass
 from . import errors
 from ._native import ffi, lib
 from ._plan import PLAN_HOLD, STAGES, Plan, decode_report
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,8 +25,6 @@ import subprocess
 import threading
 import time
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
-from typing import IO, Any, Union
 
 from ._record import asdict, dataclass
 from . import _plan as P
@@ -36,6 +34,11 @@ from .process import DEVNULL, PIPE, STDOUT, Process, spawn
 from .rootfs import _MA, RootFS, _Ctx, container_path, root_is_initramfs
 from .seccomp import OCI_DEFAULT_CAPS, SeccompProfile
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+    from typing import IO, Any, TypeAlias
+
 __all__ = ["Container", "Result", "DEFAULT_NAMESPACES", "OCI_DEFAULT_CAPS"]
 
 #: What a Container unshares by default.  ``time`` is left out: nothing needs it by default.
@@ -43,7 +46,7 @@ DEFAULT_NAMESPACES = frozenset({"user", "pid", "mnt", "uts", "ipc", "net", "cgro
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MAX_ID_RANGE = 4294967295          # the whole uid space except (uid_t)-1
 
-Stdio = Union[None, int, IO[Any]]
+Stdio: TypeAlias = "None | int | IO[Any]"
 _counter = itertools.count()
 
 

@@ -19,7 +19,10 @@ friends: test ``e.errno``, not the type.
 from __future__ import annotations
 
 import os
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "IsolateError",

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
-from typing import Iterable, Sequence
 
 from ._record import dataclass
 from .errors import ConfigError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
 
 __all__ = ["IdMap", "SubIdRange", "parse_subid", "subid_ranges", "check_maps", "format_maps"]
 

@@ -19,19 +19,22 @@ import errno as _errno
 import fcntl
 import os
 import re
-import shutil
 import stat
 import subprocess
-import tempfile
 import threading
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any, final
 
 from . import _plan as P
 from . import _spawn
 from .errors import ConfigError, SpawnError, UnsupportedError
 from .idmap import IdMap
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+    from typing import Any, final
+else:
+    from ._record import final
 
 __all__ = ["Namespace", "NAMESPACE_TYPES"]
 
@@ -214,6 +217,8 @@ def _private_dir(directory: str, binding: _Binding) -> None:
 
 
 def _tool(name: str) -> str:
+    import shutil
+
     found = shutil.which(name, path="/usr/bin:/bin") or shutil.which(name)
     if found is None:
         raise UnsupportedError(f"Namespace.create needs the '{name}' program (coreutils)")
@@ -405,6 +410,8 @@ class Namespace:
         binding = _Binding()
         try:
             if target is None:
+                import tempfile
+
                 base = "/run" if os.access("/run", os.W_OK | os.X_OK) else tempfile.gettempdir()
                 tmpdir = tempfile.mkdtemp(prefix="isolate-ns-", dir=base)
                 binding.push(f"remove {tmpdir}", lambda: os.rmdir(tmpdir))

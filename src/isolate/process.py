@@ -18,12 +18,19 @@ import threading
 import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from typing import IO, Any, Protocol, Union, final
 
 from . import _plan as P
 from ._spawn import Spawned, execute
 from .errors import ConfigError, UnsupportedError
 from .idmap import IdMap, check_maps, format_maps
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO, Any, Protocol, TypeAlias, final
+else:
+    from ._record import final
+
+    Protocol = object       # the two protocols below are for type checkers
 
 __all__ = ["spawn", "run", "Process", "CompletedProcess", "PIPE", "DEVNULL", "STDOUT", "NAMESPACES"]
 
@@ -34,8 +41,8 @@ STDOUT = subprocess.STDOUT
 #: Namespace names as in /proc/<pid>/ns.
 NAMESPACES = frozenset(P.NSTYPES)
 
-StrPath = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
-Stdio = Union[None, int, IO[Any]]
+StrPath: TypeAlias = "str | bytes | os.PathLike[str] | os.PathLike[bytes]"
+Stdio: TypeAlias = "None | int | IO[Any]"
 MAX_ARG = 1 << 20
 
 _RLIMIT_NAMES = {n[len("RLIMIT_"):].lower(): getattr(resource, n) for n in dir(resource)

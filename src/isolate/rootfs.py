@@ -26,10 +26,8 @@ from __future__ import annotations
 import errno as _errno
 import functools
 import os
-import shutil
 import stat
 from pathlib import Path
-from typing import Any, Collection, Sequence, Union
 
 from ._record import dataclass
 from . import _plan as P
@@ -37,9 +35,14 @@ from ._plan_root import RootMkdirs
 from .errors import ConfigError, UnsupportedError
 from .process import _fsencode
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Collection, Sequence
+    from typing import Any, TypeAlias
+
 __all__ = ["RootFS", "Changes", "OCI_MASKED_PATHS", "OCI_READONLY_PATHS", "HOST_DIRS", "HOST_ETC"]
 
-StrPath = Union[str, "os.PathLike[str]"]
+StrPath: TypeAlias = "str | os.PathLike[str]"
 
 #: Paths hidden by the OCI runtime spec's default (runc, crun, Docker).
 OCI_MASKED_PATHS = (
@@ -605,6 +608,8 @@ class RootFS:
 
     def _abort(self) -> None:
         """Undo ``_prepare`` after a failed spawn: nothing of ours is left behind."""
+        import shutil
+
         for d in reversed(self._created):
             shutil.rmtree(d, ignore_errors=True)
         self._created = []
@@ -612,6 +617,8 @@ class RootFS:
     def _finish(self) -> None:
         """After the container is gone: drop the overlay work directories (kernel scratch)."""
         if self._overlay is not None and self._overlay.upper is not None:
+            import shutil
+
             shutil.rmtree(self._overlay.upper / "work", ignore_errors=True)
         self._created = []
 

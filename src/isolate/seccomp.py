@@ -26,10 +26,14 @@ import errno as _errno
 import os
 import struct
 import threading
-from typing import Any, Iterable
 
 from ._record import dataclass
 from .errors import ConfigError, UnsupportedError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any
 
 __all__ = ["SeccompProfile", "SyscallRule", "ArgCmp", "available", "ACTIONS", "OCI_DEFAULT_CAPS"]
 

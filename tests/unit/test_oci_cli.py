@@ -165,3 +165,38 @@ def test_features(capsys: pytest.CaptureFixture[str]) -> None:
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, _ = run(["--version"], capsys)
     assert rc == 0 and out.splitlines()[1] == "spec: 1.2.0"
+
+
+FAST_LINES = [
+    ["run", "--bundle", "/b", "c1"],
+    ["--root", "/r", "run", "--bundle=/b", "--pid-file", "/p", "-d", "--keep", "--no-subreaper", "c1"],
+    ["--log", "/l", "--log-format=json", "--debug", "create", "-b", "/b", "--preserve-fds", "3", "c1"],
+    ["create", "c1", "--console-socket", "/s", "--no-pivot", "--no-new-keyring", "--preserve-fds=0"],
+    ["--rootless", "false", "state", "c1"],
+    ["-root", "/r", "-debug", "--rootless", "start", "c1"],
+    ["--systemd-cgroup", "delete", "-f", "c1"],
+    ["kill", "c1"], ["kill", "c1", "KILL"], ["kill", "--all", "c1", "9"], ["kill", "c1", "9", "-a"],
+    ["--root", "run", "run", "c1"], ["--root=/r", "--criu", "/c", "state", "c1"],
+]
+# argparse's own cases (its quirks, its errors, --help): the fast parser hands them over.
+ARGPARSE_LINES = [
+    ["kill", "c1", "--all", "9"], ["run", "--bund", "/b", "c1"], ["run", "-bundle", "/b", "c1"],
+    ["run", "-b/b", "c1"], ["run", "--", "c1"], ["run", "--preserve-fds", "+1", "c1"],
+    ["--root", "start", "run", "c1"], ["run", "--help"], ["-h", "state", "c1"], ["state"],
+    ["state", "c1", "c2"], ["create", "--bogus", "c1"], ["--log-format", "xml", "state", "c1"],
+    ["create", "--preserve-fds", "-1", "c1"], ["delete", "--force=true", "c1"], ["--version", "state", "c1"],
+]
+
+
+@pytest.mark.parametrize("argv", FAST_LINES + ARGPARSE_LINES, ids=lambda a: " ".join(a)[:40])
+def test_fast_parser_agrees_with_argparse(argv: list[str]) -> None:
+    from isolate.cli.oci import _FAST_VERBS, _fast_args, _normalize, build_parser
+
+    norm = _normalize(argv)
+    verb = next(a for a in norm if a in VERBS)
+    assert verb in _FAST_VERBS
+    fast = _fast_args(norm, verb)
+    if argv in ARGPARSE_LINES:
+        assert fast is None
+        return
+    assert fast is not None and vars(fast) == vars(build_parser(verb).parse_args(norm))

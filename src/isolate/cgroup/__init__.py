@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Protocol, final
 
 from .._record import dataclass, fields
 from ..errors import CgroupError, ConfigError
@@ -37,8 +35,16 @@ from .limits import (
 from .v1 import V1Group
 from .v2 import V2Group
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any, Protocol, final
+
     from .pool import CgroupPool
+else:
+    from .._record import final
+
+    Protocol = object       # CgroupDriver is for type checkers
 
 __all__ = [
     "Cgroup",

@@ -20,11 +20,15 @@ import os
 import threading
 import warnings
 from collections import deque
-from collections.abc import Iterable
 
 from ..errors import ConfigError
 from . import Cgroup
-from .limits import Limits
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from .limits import Limits
 
 __all__ = ["CgroupPool"]
 

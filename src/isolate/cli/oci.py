@@ -12,11 +12,17 @@ where containerd's shim looks for them); the exit status is 1, as runc's.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
-from typing import Any, NoReturn
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from types import SimpleNamespace
+    from typing import Any, NoReturn
+
+    from .oci_verbs import Args
 
 __all__ = ["VERBS", "build_parser", "main"]
 
@@ -28,6 +34,7 @@ DEFAULT_ROOT = "/run/isolate-oci"
 _CONSOLE = (("--console-socket",), "str")
 _PID_FILE = (("--pid-file",), "str")
 _BUNDLE = (("--bundle", "-b"), "str")
+_REMAINDER = "..."      # argparse.REMAINDER, without importing argparse
 _ID = (("container_id", None),)
 _CREATE_FLAGS = (_BUNDLE, _CONSOLE, _PID_FILE, (("--no-pivot",), "bool"), (("--no-new-keyring",), "bool"),
                  (("--preserve-fds",), "int"))
@@ -43,7 +50,7 @@ VERBS: dict[str, tuple[str, tuple[tuple[str, Any], ...], tuple[tuple[tuple[str, 
     "events": ("display container events and statistics", _ID,
                ((("--interval",), "str"), (("--stats",), "bool"))),
     "exec": ("execute a new process inside the container",
-             (("container_id", None), ("command", argparse.REMAINDER)), (
+             (("container_id", None), ("command", _REMAINDER)), (
                  _CONSOLE, (("--cwd",), "str"), (("--env", "-e"), "list"), (("--tty", "-t"), "bool"),
                  (("--user", "-u"), "str"), (("--additional-gids", "-g"), "list"),
                  (("--process", "-p"), "str"), (("--detach", "-d"), "bool"), _PID_FILE,
@@ -55,7 +62,7 @@ VERBS: dict[str, tuple[str, tuple[tuple[str, Any], ...], tuple[tuple[tuple[str, 
              (("container_id", None), ("signal", "?")), ((("--all", "-a"), "bool"),)),
     "list": ("list containers", (), ((("--format", "-f"), "str"), (("--quiet", "-q"), "bool"))),
     "pause": ("suspend all processes in the container", _ID, ()),
-    "ps": ("list the container's processes", (("container_id", None), ("ps_args", argparse.REMAINDER)),
+    "ps": ("list the container's processes", (("container_id", None), ("ps_args", _REMAINDER)),
            ((("--format", "-f"), "str"),)),
     "restore": ("restore a container from a checkpoint", _ID, (
         _CONSOLE, (("--image-path",), "str"), (("--work-path",), "str"), (("--tcp-established",), "bool"),
@@ -86,9 +93,14 @@ class UsageError(Exception):
     """Bad command-line usage (exit status 1, as runc's)."""
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
+def _parser_class() -> type[argparse.ArgumentParser]:
+    import argparse
+
+    class _Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> NoReturn:
+            raise UsageError(message)
+
+    return _Parser
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -97,7 +109,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     ``only``: add just that verb's subcommand (a parser for every verb costs
     more than a container start; the verb is known from the command line).
     """
-    p = _Parser(prog=PROG, description="An OCI runtime built on isolate (runc-compatible arguments).")
+    import argparse
+
+    parser_class = _parser_class()
+    p = parser_class(prog=PROG, description="An OCI runtime built on isolate (runc-compatible arguments).")
     p.add_argument("--root", default=DEFAULT_ROOT, help="directory for container state (default %(default)s)")
     p.add_argument("--log", help="write errors and debug messages to this file (default stderr)")
     p.add_argument("--log-format", default="text", choices=("text", "json"), help="log format")
@@ -108,13 +123,13 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
                    help="ignore cgroup permission errors (true, false or auto)")
     p.add_argument("--criu", default="criu", help=argparse.SUPPRESS)
     p.add_argument("--version", "-v", action="store_true", help="print the version")
-    sub = p.add_subparsers(dest="verb", metavar="COMMAND", parser_class=_Parser)
+    sub = p.add_subparsers(dest="verb", metavar="COMMAND", parser_class=parser_class)
     for verb, (help_, positionals, flags) in VERBS.items():
         if only is not None and verb != only:
             continue
         sp = sub.add_parser(verb, help=help_, description=help_)
         for names, kind in flags:
-            dest = names[0].lstrip("-").replace("-", "_")
+            dest = _dest(names)
             if kind == "bool":
                 sp.add_argument(*names, dest=dest, action="store_true")
             elif kind == "int":
@@ -128,7 +143,105 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return p
 
 
+def _dest(names: tuple[str, ...]) -> str:
+    return names[0].lstrip("-").replace("-", "_")
+
+
+# The verbs every container start goes through; their plain command lines skip argparse.
+_FAST_VERBS = frozenset({"create", "run", "start", "state", "kill", "delete"})
+_GLOBAL_DEFAULTS = {"root": DEFAULT_ROOT, "log": None, "log_format": "text", "debug": False,
+                    "systemd_cgroup": False, "rootless": "auto", "criu": "criu", "version": False}
+_GLOBAL_CHOICES = {"log_format": ("text", "json"), "rootless": ("true", "false", "auto")}
+
+
+def _fast_args(argv: list[str], verb: str) -> SimpleNamespace | None:
+    """``argv`` (normalized) parsed as argparse would, for a plain command line of a fast verb.
+
+    None for anything else (help, abbreviations, Go-style single-dash flags,
+    ``--``, a value that starts with ``-``, a bad number or choice, misplaced
+    positionals): argparse then parses it, with its own messages.
+    """
+    from types import SimpleNamespace
+
+    values: dict[str, Any] = dict(_GLOBAL_DEFAULTS)
+    i = 0
+    while i < len(argv) and argv[i] != verb:
+        name, eq, value = argv[i].partition("=")
+        dest = name[2:].replace("-", "_")
+        if not name.startswith("--") or dest not in values or dest == "version":
+            return None
+        if isinstance(values[dest], bool):
+            if eq:
+                return None
+            values[dest] = True
+        else:
+            if not eq:
+                i += 1
+                if i == len(argv) or argv[i].startswith("-"):
+                    return None
+                value = argv[i]
+            if value not in _GLOBAL_CHOICES.get(dest, (value,)):
+                return None
+            values[dest] = value
+        i += 1
+    if i == len(argv):
+        return None
+    values["verb"] = verb
+    _, positionals, flags = VERBS[verb]
+    kinds: dict[str, tuple[str, str]] = {}
+    for names, kind in flags:
+        dest = _dest(names)
+        values[dest] = False if kind == "bool" else [] if kind == "list" else None
+        kinds.update(dict.fromkeys(names, (dest, kind)))
+    given: list[str] = []
+    last_positional = -1
+    i += 1
+    while i < len(argv):
+        arg = argv[i]
+        if not arg.startswith("-"):
+            if given and last_positional != i - 1:
+                return None         # argparse fills an optional positional early: leave it the quirk
+            given.append(arg)
+            last_positional = i
+            i += 1
+            continue
+        name, eq, value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+        if name not in kinds:
+            return None
+        dest, kind = kinds[name]
+        if kind == "bool":
+            if eq:
+                return None
+            values[dest] = True
+            i += 1
+            continue
+        if not eq:
+            i += 1
+            if i == len(argv) or argv[i].startswith("-"):
+                return None
+            value = argv[i]
+        if kind == "int":
+            if not (value.isascii() and value.isdigit()):
+                return None
+            values[dest] = int(value)
+        elif kind == "list":
+            values[dest].append(value)
+        else:
+            values[dest] = value
+        i += 1
+    required = [name for name, nargs in positionals if nargs is None]
+    optional = [name for name, nargs in positionals if nargs == "?"]
+    if len(required) + len(optional) != len(positionals) or \
+            not len(required) <= len(given) <= len(required) + len(optional):
+        return None
+    for name in required + optional:
+        values[name] = given.pop(0) if given else None
+    return SimpleNamespace(**values)
+
+
 def _nonnegative(text: str) -> int:
+    import argparse
+
     try:
         value = int(text, 10)
     except ValueError:
@@ -212,13 +325,27 @@ class _Log:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``isolate-oci``; returns the exit status."""
+    """Entry point of ``isolate-oci``; returns the exit status.
+
+    Run as the program (the console script or ``python -m``, with ``argv``
+    None), a verb that succeeds ends the process itself (see ``_exit_now``).
+    """
+    program = _is_program(argv)
+    if program:
+        import gc
+
+        # One short-lived call: cyclic collections while the container machinery is
+        # imported cost 5-7 ms and find almost nothing.  A long-running verb (events)
+        # still collects, past this threshold.
+        gc.set_threshold(100_000)
     raw = list(sys.argv[1:] if argv is None else argv)
     log = _Log(None, "text", False)
     try:
         norm = _normalize(raw)
         verb = next((a for a in norm if a in VERBS), None)
-        args = build_parser(verb).parse_args(norm)
+        args: Args | None = _fast_args(norm, verb) if verb in _FAST_VERBS else None
+        if args is None:
+            args = build_parser(verb).parse_args(norm)
     except UsageError as e:
         log.error(str(e))
         return 1
@@ -254,7 +381,10 @@ def main(argv: list[str] | None = None) -> int:
             raise _Fail(f"{args.verb}: not supported (no checkpoint/restore in isolate)")
         from .oci_verbs import VERB_FUNCS
 
-        return VERB_FUNCS[args.verb](args, log)
+        code = VERB_FUNCS[args.verb](args, log)
+        if program:
+            _exit_now(code)
+        return code
     except _Fail as e:
         log.error(str(e))
     except IsolateError as e:
@@ -271,7 +401,32 @@ class _Fail(Exception):
     """A one-line failure of the verb."""
 
 
-def _spec(args: argparse.Namespace) -> int:
+def _is_program(argv: list[str] | None) -> bool:
+    """Whether ``main`` runs as the program: no ``argv``, called from the script's ``__main__``."""
+    return argv is None and getattr(sys.modules.get("__main__"), "main", None) is main
+
+
+def _exit_now(code: int) -> None:
+    """End the program now, when a verb has done its work and the program is ``isolate-oci``.
+
+    The interpreter's own teardown (every module and object freed, one by
+    one) costs a runtime call 10-20 ms once the container machinery is
+    loaded, and nothing needs it: the verbs close what they open.  Returns
+    (the normal exit then happens) if flushing the output fails, so that
+    error is reported as usual, or if a thread other than this one is alive.
+    """
+    threading = sys.modules.get("threading")
+    if threading is not None and threading.active_count() > 1:
+        return
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        return
+    os._exit(code)
+
+
+def _spec(args: Args) -> int:
     from ..oci.features import default_spec
 
     bundle = args.bundle or "."

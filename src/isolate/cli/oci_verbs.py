@@ -7,15 +7,22 @@ which prints them on one line.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
-from collections.abc import Callable
-from typing import Any
 
 from ..errors import ConfigError
 from ..oci import runtime as R
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable
+    from types import SimpleNamespace
+    from typing import Any
+
+    # argparse's result, or the fast parser's for a plain create/run/start/state/kill/delete.
+    Args = argparse.Namespace | SimpleNamespace
 
 __all__ = ["VERB_FUNCS"]
 
@@ -25,50 +32,50 @@ def _json_out(value: Any) -> None:
     sys.stdout.flush()
 
 
-def _create(args: argparse.Namespace, log: Any) -> int:
+def _create(args: Args, log: Any) -> int:
     R.create(args.root, args.container_id, args.bundle or os.getcwd(), pid_file=args.pid_file,
              console_socket=args.console_socket, preserve_fds=args.preserve_fds or 0,
              no_pivot=args.no_pivot, warn=log.warn)
     return 0
 
 
-def _run(args: argparse.Namespace, log: Any) -> int:
+def _run(args: Args, log: Any) -> int:
     return R.run(args.root, args.container_id, args.bundle or os.getcwd(), pid_file=args.pid_file,
                  console_socket=args.console_socket, preserve_fds=args.preserve_fds or 0,
                  no_pivot=args.no_pivot, detach=args.detach, keep=args.keep, warn=log.warn)
 
 
-def _start(args: argparse.Namespace, log: Any) -> int:
+def _start(args: Args, log: Any) -> int:
     R.start(args.root, args.container_id, warn=log.warn)
     return 0
 
 
-def _state(args: argparse.Namespace, log: Any) -> int:
+def _state(args: Args, log: Any) -> int:
     _json_out(R.state(args.root, args.container_id))
     return 0
 
 
-def _kill(args: argparse.Namespace, log: Any) -> int:
+def _kill(args: Args, log: Any) -> int:
     R.kill(args.root, args.container_id, R.parse_signal(args.signal), all=args.all)
     return 0
 
 
-def _delete(args: argparse.Namespace, log: Any) -> int:
+def _delete(args: Args, log: Any) -> int:
     R.delete(args.root, args.container_id, force=args.force, warn=log.warn)
     return 0
 
 
-def _pause(args: argparse.Namespace, log: Any) -> int:
+def _pause(args: Args, log: Any) -> int:
     R.pause(args.root, args.container_id)
     return 0
 
 
-def _resume(args: argparse.Namespace, log: Any) -> int:
+def _resume(args: Args, log: Any) -> int:
     R.resume(args.root, args.container_id)
     return 0
 
 
-def _list(args: argparse.Namespace, log: Any) -> int:
+def _list(args: Args, log: Any) -> int:
     states = R.list_states(args.root)
     if args.quiet:
         for s in states:
@@ -85,7 +92,7 @@ def _list(args: argparse.Namespace, log: Any) -> int:
     return 0
 
 
-def _ps(args: argparse.Namespace, log: Any) -> int:
+def _ps(args: Args, log: Any) -> int:
     pids = R.ps(args.root, args.container_id)
     if args.format == "json":
         print(json.dumps(pids))
@@ -107,7 +114,7 @@ def _ps(args: argparse.Namespace, log: Any) -> int:
     return 0
 
 
-def _events(args: argparse.Namespace, log: Any) -> int:
+def _events(args: Args, log: Any) -> int:
     interval = 5.0
     if args.interval:
         text = args.interval.strip()
@@ -122,7 +129,7 @@ def _events(args: argparse.Namespace, log: Any) -> int:
     return 0
 
 
-def _update(args: argparse.Namespace, log: Any) -> int:
+def _update(args: Args, log: Any) -> int:
     R.config_of(args.root, args.container_id)     # no such container: say so first
     res: dict[str, Any] = R.read_json_arg(args.resources, "--resources") if args.resources else {}
     if not isinstance(res, dict):
@@ -154,7 +161,7 @@ def _update(args: argparse.Namespace, log: Any) -> int:
     return 0
 
 
-def _exec(args: argparse.Namespace, log: Any) -> int:
+def _exec(args: Args, log: Any) -> int:
     from ..oci import spec as S
 
     config = R.config_of(args.root, args.container_id)     # no such container: say so first
@@ -173,7 +180,7 @@ def _exec(args: argparse.Namespace, log: Any) -> int:
                           extra_caps=args.cap, ignore_paused=args.ignore_paused)
 
 
-VERB_FUNCS: dict[str, Callable[[argparse.Namespace, Any], int]] = {
+VERB_FUNCS: dict[str, Callable[[Args, Any], int]] = {
     "create": _create, "run": _run, "start": _start, "state": _state, "kill": _kill, "delete": _delete,
     "pause": _pause, "resume": _resume, "list": _list, "ps": _ps, "events": _events, "update": _update,
     "exec": _exec,

@@ -12,13 +12,16 @@ newer spec or a vendor extension.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, TypeVar
 
 from .._record import Field, field, fields
 from ..errors import ConfigError
 
-N = TypeVar("N", bound="Node")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any, ClassVar, TypeVar
+
+    N = TypeVar("N", bound="Node")
 
 INT64 = (-(2**63), 2**63 - 1)
 UINT64 = (0, 2**64 - 1)

@@ -20,14 +20,16 @@ from __future__ import annotations
 import errno as _errno
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from .._record import dataclass, field
 from ..errors import ConfigError, UnsupportedError
 from . import spec as S
 from ._schema import show
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ..container import Container
 
 __all__ = ["Conversion", "container_from_bundle", "spec_to_container_options"]
@@ -149,8 +151,6 @@ def _json(value: Any) -> Any:
 
 
 def _namespaces(linux: S.Linux, opts: dict[str, Any], out: _Out, owned: list[Any]) -> None:
-    from ..namespace import Namespace
-
     create: set[str] = set()
     join = []
     for i, ns in enumerate(linux.namespaces or ()):
@@ -158,6 +158,8 @@ def _namespaces(linux: S.Linux, opts: dict[str, Any], out: _Out, owned: list[Any
         if ns.path is None:
             create.add(name)
             continue
+        from ..namespace import Namespace
+
         try:
             handle = Namespace.from_path(ns.path, type=name)
         except ConfigError as e:

@@ -9,9 +9,12 @@ at spec version 1.2).
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from .spec import NAMESPACE_TYPES, SECCOMP_OPERATORS, SPEC_VERSION
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["default_spec", "features"]
 

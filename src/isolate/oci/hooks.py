@@ -14,11 +14,14 @@ from __future__ import annotations
 import json
 import os
 import signal
-from collections.abc import Callable, Sequence
-from typing import Any
 
 from ..errors import IsolateError
 from . import spec as S
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any
 
 __all__ = ["HookError", "hooks_of", "run_hooks"]
 

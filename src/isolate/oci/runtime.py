@@ -26,18 +26,21 @@ import os
 import select
 import signal
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
 
 from ..errors import ConfigError, IsolateError, UnsupportedError
-from . import spec as S
-from .hooks import hooks_of, run_hooks
 from .state import ContainerState, StateDir, list_ids, now, proc_start_time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any
+
+    from . import spec as S
+
+    Warn = Callable[[str], None]
 
 __all__ = ["RuntimeError_", "create", "delete", "events", "exec_process", "kill", "list_states",
            "pause", "ps", "resume", "start", "state", "update"]
-
-Warn = Callable[[str], None]
 
 
 class RuntimeError_(IsolateError):
@@ -46,6 +49,24 @@ class RuntimeError_(IsolateError):
 
 def _ignore(msg: str) -> None:
     pass
+
+
+def hooks_of(config: dict[str, Any], point: str) -> list[S.Hook]:
+    """``hooks.hooks_of``, importing that module only for a config that has hooks at ``point``."""
+    if not (config.get("hooks") or {}).get(point):
+        return []
+    from .hooks import hooks_of as parse
+
+    return parse(config, point)
+
+
+def run_hooks(hooks: Sequence[S.Hook], state: dict[str, Any], point: str, *,
+              container_pid: int | None = None, warn: Warn | None = None) -> None:
+    """``hooks.run_hooks``, importing that module only when there are hooks to run."""
+    if hooks:
+        from .hooks import run_hooks as run
+
+        run(hooks, state, point, container_pid=container_pid, warn=warn)
 
 
 # --- cgroups ------------------------------------------------------------------
@@ -177,6 +198,7 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
     config uses the caller's own stdin as the terminal.
     """
     from ..container import Container
+    from . import spec as S
     from .convert import spec_to_container_options
 
     _check_preserved(preserve_fds)
@@ -492,6 +514,7 @@ def events(root: str, cid: str, *, interval: float = 5.0, once: bool = False,
 
 def update(root: str, cid: str, resources: dict[str, Any]) -> None:
     """Apply OCI ``linux.resources`` (a JSON object) to the running container's cgroup."""
+    from . import spec as S
     from .convert import _Out, _resources
 
     try:
@@ -532,6 +555,7 @@ def exec_process(root: str, cid: str, proc_spec: S.Process, *, detach: bool = Fa
     from .. import process
     from .. import _plan as P
     from ..namespace import Namespace
+    from . import spec as S
     from .convert import _Out, _process, _seccomp
 
     _check_preserved(preserve_fds)
@@ -608,6 +632,8 @@ def process_from_args(config: dict[str, Any], args: Sequence[str], *, cwd: str |
                       env: Sequence[str] = (), user: str | None = None, tty: bool = False,
                       additional_gids: Sequence[str] = (), no_new_privs: bool = False) -> S.Process:
     """An exec ``Process``: the container's own process settings with ``args`` and the flags' overrides."""
+    from . import spec as S
+
     base = dict(config.get("process") or {})
     base.pop("args", None)
     base.pop("commandLine", None)

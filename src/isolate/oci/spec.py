@@ -23,7 +23,6 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from .._record import dataclass
 from ..errors import ConfigError
@@ -46,6 +45,10 @@ from ._schema import (
     show,
     spec,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "NAMESPACE_TYPES",
