@@ -65,20 +65,24 @@ class CgroupPool:
                       "controllers": None if controllers is None else frozenset(controllers)}
         pool_id = next(_pool_ids)
         self._names = (f"{prefix}{os.getpid()}-{pool_id}-{n}" for n in itertools.count())
-        self._cond = threading.Condition()
+        self._cond = threading.Condition()   # take() waits on it when nothing is ready
         self._ready: deque[Cgroup] = deque()
-        self._discarded: list[Cgroup] = []
+        self._discarded: deque[Cgroup] = deque()
         self._failed: list[tuple[Cgroup, BaseException]] = []
         self._closed = True   # until the thread runs: a failed constructor has nothing to close
-        self._refill = True
         self._error: BaseException | None = None
         self.created = 0
         """Groups created so far (a statistic)."""
         # The first group is made here, in the caller's thread: bad arguments
         # raise their own ConfigError/CgroupError before any thread exists.
         self._ready.append(self._create())
+        # The thread sleeps in read(2) on this pipe; a byte wakes it.  Cheaper
+        # than a Condition on the caller's side: no lock, one write.
+        self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        os.set_blocking(self._wake_r, True)
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name="isolate-cgroup-pool", daemon=True)
+        self._thread: threading.Thread | None = threading.Thread(
+            target=self._run, name="isolate-cgroup-pool", daemon=True)
         self._thread.start()
 
     @property
@@ -89,8 +93,13 @@ class CgroupPool:
     @property
     def ready(self) -> int:
         """How many groups are ready right now."""
-        with self._cond:
-            return len(self._ready)
+        return len(self._ready)
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"w")
+        except BlockingIOError:   # the pipe is full of wake-ups already
+            pass
 
     def take(self, timeout: float | None = None) -> Cgroup:
         """Hand out a fresh group, waiting for one if none is ready.
@@ -98,19 +107,26 @@ class CgroupPool:
         Raises ``TimeoutError`` after ``timeout`` seconds, ``ConfigError`` on a
         closed pool, and the thread's creation error if it could not make one.
         """
-        with self._cond:
-            if not self._cond.wait_for(
-                    lambda: self._ready or self._error is not None or self._closed, timeout):
-                raise TimeoutError(f"no cgroup ready within {timeout} s")
-            if self._closed:
-                raise ConfigError("take() on a closed CgroupPool")
-            if not self._ready:
-                assert self._error is not None
-                raise self._error
-            cg = self._ready.popleft()
-            if len(self._ready) <= self._size // 2:
-                self._refill = True
-                self._cond.notify_all()
+        if self._closed:
+            raise ConfigError("take() on a closed CgroupPool")
+        try:
+            cg = self._ready.popleft()   # deque operations are atomic: no lock on the fast path
+        except IndexError:
+            self._wake()
+            with self._cond:
+                if not self._cond.wait_for(
+                        lambda: self._ready or self._error is not None or self._closed, timeout):
+                    raise TimeoutError(f"no cgroup ready within {timeout} s") from None
+                if self._closed:
+                    raise ConfigError("take() on a closed CgroupPool") from None
+                if not self._ready:
+                    assert self._error is not None
+                    raise self._error from None
+                cg = self._ready.popleft()
+        if len(self._ready) <= self._size // 2:
+            # Refilling waits for a group's close() (after the caller's spawn)
+            # unless the pool runs low.
+            self._wake()
         cg._pool = self
         return cg
 
@@ -121,41 +137,38 @@ class CgroupPool:
 
     def _discard(self, cg: Cgroup) -> bool:
         """Queue ``cg`` for removal by the thread; False if the pool is closed (caller removes)."""
-        with self._cond:
-            if self._closed or not self._thread.is_alive():
-                return False
-            self._discarded.append(cg)
-            self._refill = True
-            self._cond.notify_all()
-            return True
-
-    def _remove(self, groups: list[Cgroup]) -> None:
-        for cg in groups:
+        thread = self._thread
+        if self._closed or thread is None or not thread.is_alive():
+            return False
+        self._discarded.append(cg)
+        if self._closed:
+            # close() ran meanwhile: it removes the group unless it drained the queue before
+            # our append, in which case the group is still there for the caller to remove.
             try:
-                cg._teardown()
-            except Exception as e:   # kept for close() to retry and report
-                with self._cond:
-                    self._failed.append((cg, e))
+                self._discarded.remove(cg)
+            except ValueError:
+                return True
+            return False
+        self._wake()
+        return True
+
+    def _remove(self, cg: Cgroup) -> None:
+        try:
+            cg._teardown()
+        except Exception as e:   # kept for close() to retry and report
+            self._failed.append((cg, e))
 
     def _run(self) -> None:
         try:
-            while True:
-                with self._cond:
-                    self._cond.wait_for(lambda: self._closed or self._discarded
-                                        or (self._refill and len(self._ready) < self._size))
-                    if self._closed:
-                        return
-                    discarded, self._discarded = self._discarded, []
-                    need = self._refill and len(self._ready) < self._size
-                    if not need:
-                        self._refill = False
+            while not self._closed:
+                os.read(self._wake_r, 512)
                 # Replace first: the next take() may be waiting for it.
-                if need:
-                    cg = self._create()
+                while not self._closed and len(self._ready) < self._size:
+                    self._ready.append(self._create())
                     with self._cond:
-                        self._ready.append(cg)
                         self._cond.notify_all()
-                self._remove(discarded)
+                while not self._closed and self._discarded:
+                    self._remove(self._discarded.popleft())
         except BaseException as e:  # handed to take(): the thread has no caller of its own
             with self._cond:
                 self._error = e
@@ -166,16 +179,23 @@ class CgroupPool:
 
         Raises the first error met removing a group (each one is tried).
         """
+        thread = getattr(self, "_thread", None)
+        if thread is None:
+            return
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        if self._thread is not threading.current_thread():
-            self._thread.join()
-        with self._cond:
-            groups = list(self._ready) + self._discarded + [cg for cg, _ in self._failed]
-            self._ready.clear()
-            self._discarded = []
-            self._failed = []
+        self._wake()
+        if thread is not threading.current_thread():
+            thread.join()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        self._thread = None
+        groups = [cg for cg, _ in self._failed]
+        self._failed = []
+        for q in (self._ready, self._discarded):
+            while q:
+                groups.append(q.popleft())
         errors: list[BaseException] = []
         for cg in groups:
             try:
@@ -196,6 +216,6 @@ class CgroupPool:
         return f"<isolate.CgroupPool size={self._size} {state}>"
 
     def __del__(self) -> None:
-        if not getattr(self, "_closed", True):
+        if getattr(self, "_thread", None) is not None:
             warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self)
             self.close()
