@@ -331,3 +331,35 @@ def test_memory_hog_is_killed_under_memory(hierarchy: str) -> None:
     assert r.returncode == -9, r
     assert r.oom_killed
     assert r.peak_memory is None or r.peak_memory <= 80 << 20
+
+
+@pytest.mark.parametrize("hierarchy", _CG)
+def test_cannot_leave_its_cgroup(hierarchy: str) -> None:
+    """Tried: leave the group, by writing 0 to the tasks/cgroup.procs files the child joined
+    through (left open?) or to the root group of a cgroupfs mounted inside.
+    Stopped by: the join's fds are close-on-exec; the cgroup namespace is rooted at the group,
+    so the root a mount shows is the group itself; mounting needs CAP_SYS_ADMIN it lacks."""
+    limits = isolate.Limits(pids_max=50)
+    name = f"isolate-test-leave-{os.getpid()}"
+    with isolate.Container(limits=limits, name=name) as c:
+        r = c.run([PY, "-c",
+                   "import os\n"
+                   "fds = []\n"
+                   "for f in os.listdir('/proc/self/fd'):\n"
+                   " try: fds.append(os.readlink(f'/proc/self/fd/{f}'))\n"
+                   " except OSError: pass   # listdir's own fd, closed by now\n"
+                   "print(sum('cgroup' in t for t in fds))\n"
+                   "print(all(ln.endswith(':/') for ln in open('/proc/self/cgroup').read().split()))\n"
+                   "os.makedirs('/tmp/cg', exist_ok=True)\n"
+                   "try:\n"
+                   " import ctypes; libc = ctypes.CDLL(None, use_errno=True)\n"
+                   " rc = libc.mount(b'cgroup', b'/tmp/cg', b'cgroup', 0, b'pids')\n"
+                   " print(ctypes.get_errno() if rc else 0)\n"
+                   "except OSError as e: print(e.errno)\n"], timeout=60)
+        procs = c.cgroup.procs()
+    assert r.returncode == 0, r
+    leaked, at_root, mount_errno = r.stdout.split()
+    assert leaked == b"0", r.stdout            # no cgroup file left open
+    assert at_root == b"True", r.stdout        # its own group is / in its namespace
+    assert int(mount_errno) == errno.EPERM, r.stdout
+    assert procs == [], procs                  # (it had exited; nothing else was in the group)
