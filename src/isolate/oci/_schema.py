@@ -11,8 +11,7 @@ newer spec or a vendor extension.
 
 from __future__ import annotations
 
-import json
-
+from .. import _json as json
 from .._record import Field, field, fields
 from ..errors import ConfigError
 

@@ -11,10 +11,10 @@ warnings (the spec: "the runtime MUST log a warning").
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 
+from .. import _json as json
 from ..errors import IsolateError
 from . import spec as S
 
@@ -58,7 +58,7 @@ def run_hooks(hooks: Sequence[S.Hook], state: dict[str, Any], point: str, *,
 
 
 def _run_one(hook: S.Hook, data: bytes, container_pid: int | None) -> None:
-    import subprocess   # here, not at the top: most runtime calls run no hook
+    import subprocess  # here, not at the top: most runtime calls run no hook
 
     args = list(hook.args) if hook.args else [hook.path]
     env: dict[str, str] = {}

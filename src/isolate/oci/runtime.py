@@ -21,12 +21,12 @@ state directory, cgroup or process.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import select
 import signal
 import time
 
+from .. import _json as json
 from ..errors import ConfigError, IsolateError, UnsupportedError
 from .state import ContainerState, StateDir, list_ids, now, proc_start_time
 
@@ -112,7 +112,7 @@ def _open_cgroup(st: ContainerState) -> Any:
 
 def _connect_console(console_socket: str) -> int:
     """A connected socket to ``console_socket``; the child sends the pty master on it."""
-    import socket       # only with a terminal: the import costs a CLI call 4 ms
+    import socket  # only with a terminal: the import costs a CLI call 4 ms
 
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -552,8 +552,8 @@ def exec_process(root: str, cid: str, proc_spec: S.Process, *, detach: bool = Fa
     The process joins the namespaces of the container's first process, its
     cgroup, and gets the config's seccomp filter, as runc's exec does.
     """
-    from .. import process
     from .. import _plan as P
+    from .. import process
     from ..namespace import Namespace
     from . import spec as S
     from .convert import _Out, _process, _seccomp

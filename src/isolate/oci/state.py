@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
 import re
 import time
 
+from .. import _json as json
 from .._record import dataclass, field, fields
 from ..errors import ConfigError
 
