@@ -106,6 +106,16 @@ _STAGES: dict[bytes, bytes] = {}
 _IDENTITY_MAP = (IdMap(inside=0, outside=0, count=MAX_ID_RANGE),)
 
 
+#: A container's whole root plan, per RootFS op sequence and what the container
+#: adds (cwd, ...): (that sequence, the plan).  See ``Container._root_ops``.
+_ROOT_PLANS: dict[tuple[object, ...], tuple[P.OpSeq, P.OpSeq]] = {}
+
+
+@functools.lru_cache(maxsize=64)
+def _chdir_ops(cwd: bytes) -> P.OpSeq:
+    return P.OpSeq((P.Chdir(path_=cwd),))
+
+
 @functools.lru_cache(maxsize=16)
 def _default_seccomp(caps: frozenset[str]) -> bytes:
     return SeccompProfile.default(caps).compile()
@@ -379,9 +389,9 @@ class Container:
         except OSError:
             return None
 
-    def _root_ops(self, cwd: bytes, stdout: Stdio) -> list[P.Op]:
+    def _root_ops(self, cwd: bytes, stdout: Stdio) -> P.OpSeq:
         if self.rootfs is None:
-            return [P.Chdir(path_=cwd)]
+            return _chdir_ops(cwd)
         chroot = self.root_mode == "chroot"
         stage = self._stage
         console = self._console(stdout)
@@ -397,11 +407,17 @@ class Container:
                    console=console, direct=direct, new_ipc="ipc" in self.namespaces,
                    new_cgroupns="cgroup" in self.namespaces,
                    cgroup_paths=None if self._cgroup is None else tuple(sorted(self._cgroup.paths.items())))
+        base = self.rootfs._op_seq(ctx)
+        umask = None if self.umask is not None else _process_umask()
+        key = (id(base), ctx.new, chroot, cwd, self.make_cwd, self.rootfs.readonly, umask)
+        hit = _ROOT_PLANS.get(key)
+        if hit is not None and hit[0] is base:
+            return hit[1]
         # The modes in the plan (0755 directories, 0644 /etc files, ...) are
         # meant exactly: a caller's umask of 077 would otherwise make /etc
         # unreadable to every user but root inside.
         ops: list[P.Op] = [P.Umask(0)]
-        ops += self.rootfs._ops(ctx)
+        ops += base
         if chroot:
             ops += [P.Chdir(path_=ctx.new), P.Mount(b".", b"/", None, _MA.MS_MOVE), P.Chroot(b".")]
         else:
@@ -414,11 +430,18 @@ class Container:
         if self.rootfs.readonly:
             # Last, so that mount points could still be made on the root.
             ops.append(P.MountSetattr(b"/", attr_set=_MA.MOUNT_ATTR_RDONLY, recursive=False))
-        ops.append(P.RootChdir(b"/", cwd))
-        if self.umask is None:
+        if cwd != b".":
+            # (Entering the root, by pivot_root or chroot, ends in its "/".)
+            ops.append(P.RootChdir(b"/", cwd))
+        if umask is not None:
             # No umask of our own: the process keeps the caller's (spawn sets none).
-            ops.append(P.Umask(_process_umask()))
-        return ops
+            ops.append(P.Umask(umask))
+        seq = P.OpSeq(ops)
+        if len(_ROOT_PLANS) >= 64:
+            _ROOT_PLANS.pop(next(iter(_ROOT_PLANS)))
+        # The value holds ``base``, so its id in the key cannot be reused while cached.
+        _ROOT_PLANS[key] = (base, seq)
+        return seq
 
     def _spawn_options(self, *, env: Mapping[str, str] | None, user: Any) -> dict[str, Any]:
         return dict(
@@ -476,11 +499,11 @@ class Container:
             try:
                 self._ensure_cgroup()
                 # After the cgroup exists: RootFS.cgroupfs() binds its directories.
-                ops = self._root_ops(c, stdout)
+                ops: Sequence[P.Op] = self._root_ops(c, stdout)
                 if console_socket is not None:
                     rows, cols = console_size or (0, 0)
-                    ops.append(P.Console(fd=console_socket, rows=rows, cols=cols,
-                                         bind_console=self.rootfs is not None and self.rootfs.dev))
+                    ops = [*ops, P.Console(fd=console_socket, rows=rows, cols=cols,
+                                         bind_console=self.rootfs is not None and self.rootfs.dev)]
                 base = self._cgroup.stats() if self._cgroup is not None else None
                 self._oom_base = base.oom_kill if base is not None else 0
                 self._start_time = time.monotonic()

@@ -481,6 +481,8 @@ def _maps_root(uid_map: Sequence[IdMap] | None, gid_map: Sequence[IdMap] | None)
 
 def _freeze(value: Any) -> Any:
     """A hashable stand-in for an option value; TypeError if it has none."""
+    if type(value) is P.OpSeq:
+        return value      # immutable, and its hash is kept
     if isinstance(value, bool):
         return ("<bool>", value)  # True == 1: keep user=True from hitting user=1's plan
     if isinstance(value, (str, bytes, int, float, type(None), P.Op)):

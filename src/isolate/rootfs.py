@@ -271,7 +271,7 @@ class RootFS:
         self._gen = 0          # bumped by every builder call: part of the op cache key
         self._overlay: _Overlay | None = None
         self._created: list[Path] = []   # overlay directories made for the current run
-        self._cache: dict[tuple[object, ...], list[P.Op]] = {}
+        self._cache: dict[tuple[object, ...], P.OpSeq] = {}
         self._in_place: dict[tuple[object, ...], bool] = {}
 
     def __repr__(self) -> str:
@@ -616,18 +616,23 @@ class RootFS:
         self._created = []
 
     def _ops(self, ctx: _Ctx) -> list[P.Op]:
-        """The ops that build the new root at ``ctx.new`` (before the switch).
+        """The ops that build the new root at ``ctx.new`` (before the switch)."""
+        return list(self._op_seq(ctx))
 
-        Ops are immutable, so the list is made once per context and reused:
-        a container started again with the same RootFS plans in no time.
+    def _op_seq(self, ctx: _Ctx) -> P.OpSeq:
+        """``_ops`` as the one ``OpSeq`` made per context.
+
+        Ops are immutable, so they are made once per context and reused: a
+        container started again with the same RootFS plans in no time, and
+        the same object keeps the spawn plan cache's key cheap.
         """
         key = (ctx.new, ctx.old, ctx.stage, ctx.chroot, ctx.userns, ctx.new_net, ctx.new_pid,
                ctx.console, ctx.direct, ctx.new_ipc, ctx.new_cgroupns, ctx.cgroup_paths, self._gen,
                self._overlay, self.proc, self.sys, self.dev, self.oci_masks, self._directory)
         ops = self._cache.get(key)
         if ops is None:
-            ops = self._cache[key] = self._make_ops(ctx)
-        return list(ops)
+            ops = self._cache[key] = P.OpSeq(self._make_ops(ctx))
+        return ops
 
     def _builds_in_place(self, stage: bytes, console: bytes | None) -> bool:
         """Whether the new root can be mounted right on ``stage`` (see ``_Ctx.direct``).
