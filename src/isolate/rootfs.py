@@ -33,7 +33,7 @@ from typing import Any, Collection, Sequence, Union
 
 from ._record import dataclass
 from . import _plan as P
-from ._plan_root import RootMkdirs
+from ._plan_root import RootBinds, RootMasks, RootMkdirs
 from .errors import ConfigError, UnsupportedError
 from .process import _fsencode
 
@@ -735,20 +735,19 @@ class RootFS:
                     ops.append(overlay(_host(old, b"/" + n), upper_base + b"/" + n,
                                        work_base + b"/" + n, new, n))
             if self._host_etc:
+                # Files with their contents (type 3), links, and mount points for
+                # the binds, through one fd of the fresh /etc.
                 entries = [(name.encode(), 2, 0o777, payload) if kind == "link" else
+                           (name.encode(), 3, 0o644, payload) if kind == "file" else
                            (name.encode(), 0 if kind == "dir" else 1, 0o755 if kind == "dir" else 0o644,
                             None)
-                           for name, kind, payload in self._host_etc if kind != "file"]
-                if entries:
-                    ops.append(RootMkdirs(new, b"etc", tuple(entries)))
-                for name, kind, payload in self._host_etc:
-                    rel = b"etc/" + name.encode()
-                    if kind == "file":
-                        # The new root is our own fresh tmpfs: no symlink can be in the way.
-                        ops.append(P.WriteFile(new + b"/" + rel, payload, mode=0o644,
-                                               oflags=_MA.O_CREAT | _MA.O_EXCL))
-                    elif kind != "link":
-                        ops.append(P.RootBind(old, rel, new, rel, readonly=True, optional=True))
+                           for name, kind, payload in self._host_etc]
+                ops.append(RootMkdirs(new, b"etc", tuple(entries)))
+                binds = [(b"etc/" + name.encode(),) * 2 for name, kind, _ in self._host_etc
+                         if kind in ("dir", "bind")]
+                if binds:
+                    # Into our own fresh tmpfs: no target can be a symlink (see RootBinds).
+                    ops.append(RootBinds(old, new, tuple(binds), readonly=True, optional=True))
 
         # procfs can only be mounted by the owner of the pid namespace, sysfs by the
         # owner of the network namespace: in a user namespace without its own, bind the host's.
@@ -796,12 +795,18 @@ class RootFS:
             masked += [p.lstrip("/").encode() for p in OCI_MASKED_PATHS
                        if (p.startswith("/proc") and self.proc) or (p.startswith("/sys") and self.sys)]
             ro_paths += [p.lstrip("/").encode() for p in OCI_READONLY_PATHS if self.proc]
-        masked += self._masked
-        ro_paths += self._readonly_paths
+        # The OCI defaults lie below the /proc and /sys mounted above, so none can
+        # be the root: one op each list (see RootMasks).  A caller's paths may lead
+        # anywhere in an image, the root included: one op each, resolving the root anew.
+        null = new + b"/dev/null" if self.dev else _host(old, b"/dev/null")
         if masked:
-            null = new + b"/dev/null" if self.dev else _host(old, b"/dev/null")
-            ops += [P.RootMask(new, rel, null) for rel in masked]
-        ops += [P.RootBind(new, rel, new, rel, readonly=True, optional=True) for rel in ro_paths]
+            ops.append(RootMasks(new, tuple(masked), null))
+        ops += [P.RootMask(new, rel, null) for rel in self._masked]
+        if ro_paths:
+            ops.append(RootBinds(new, new, tuple((rel, rel) for rel in ro_paths), readonly=True,
+                                 optional=True))
+        ops += [P.RootBind(new, rel, new, rel, readonly=True, optional=True)
+                for rel in self._readonly_paths]
         return ops
 
     def _dev_ops(self, ctx: _Ctx, made: set[bytes]) -> list[P.Op]:
@@ -823,10 +828,9 @@ class RootFS:
         if ctx.console is not None:
             entries.append((b"console", 1, 0o600, None))
         ops.append(RootMkdirs(new, b"dev", tuple(entries)))
-        for name in DEV_NODES:
-            rel = b"dev/" + name.encode()
-            ops.append(P.RootBind(old, rel, new, rel, recursive=False,
-                                  attr_set=_MA.MOUNT_ATTR_NOSUID | _MA.MOUNT_ATTR_NOEXEC))
+        # Onto the files just made in our own fresh tmpfs (see RootBinds).
+        ops.append(RootBinds(old, new, tuple((b"dev/" + n.encode(),) * 2 for n in DEV_NODES),
+                             recursive=False, attr_set=_MA.MOUNT_ATTR_NOSUID | _MA.MOUNT_ATTR_NOEXEC))
         pts_opts: tuple[tuple[str, str | None], ...] = (
             ("newinstance", None), ("ptmxmode", "0666"), ("mode", f"{pts.mode:04o}"))
         if pts.gid is not None:
