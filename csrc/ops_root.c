@@ -310,11 +310,19 @@ fs_new(const struct iso_plan *p, const char *fstype, const char *source, uint64_
     return mfd;
 }
 
+/* fd >= 0: a detached tree the parent keeps (a RootFS's shared read-only
+ * root) is attached, as a clone: the tree itself must stay the parent's. */
 int
 run_op_root_mount(const struct iso_plan *p, const struct iso_op *op)
 {
-    int mfd = fs_new(p, plan_str(p, op->arg0), plan_str(p, op->arg1), op->val0, op->val1,
+    int mfd;
+    if (op->fd >= 0) {
+        mfd = (int)syscall(__NR_open_tree, op->fd, "",
+                           AT_EMPTY_PATH | OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+    } else {
+        mfd = fs_new(p, plan_str(p, op->arg0), plan_str(p, op->arg1), op->val0, op->val1,
                      op->val2);
+    }
     if (mfd < 0) {
         return -1;
     }

@@ -280,7 +280,11 @@ class RootBinds(Op):
 
 @dataclass(frozen=True, slots=True)
 class RootMount(Op):
-    """A new ``fstype`` filesystem (fsopen/fsmount) attached at ``target`` inside ``root``."""
+    """A new ``fstype`` filesystem (fsopen/fsmount) attached at ``target`` inside ``root``.
+
+    ``fd`` >= 0: instead, a clone of that detached mount, which the caller
+    keeps open (``RootFS``'s shared read-only root).
+    """
 
     kind: ClassVar[int] = lib.ISO_OP_ROOT_MOUNT
     error: ClassVar[type[errors.SetupError]] = errors.MountError
@@ -291,8 +295,11 @@ class RootMount(Op):
     attrs: int = 0
     options: tuple[tuple[str, str | None], ...] = ()
     optional: bool = False
+    fd: int = -1
 
     def describe(self) -> str:
+        if self.fd >= 0:
+            return f"attach a clone of the prepared {_d(self.fstype)} (fd {self.fd}) on {_rel(self.root, self.target)}"
         return f"mount {_d(self.fstype)} on {_rel(self.root, self.target)}"
 
     def path(self) -> str | None:
@@ -300,7 +307,7 @@ class RootMount(Op):
 
     def encode(self, arena: _Arena) -> Any:
         opts = arena.data(_pack_fs_options(self.options), 1) if self.options else 0
-        return (F_EXIST_OK if self.optional else 0), -1, (
+        return (F_EXIST_OK if self.optional else 0), self.fd, (
             arena.str(self.fstype), arena.str(self.source), arena.str(self.root),
             arena.str(self.target)), (self.attrs, opts, len(self.options), 0)
 
@@ -310,7 +317,7 @@ class RootMount(Op):
         assert f is not None and t is not None
         return cls(fstype=f, source=_s(arena, args[1]), root=_s(arena, args[2]), target=t,
                    attrs=vals[0], options=_unpack_fs_options(arena, vals[1], vals[2]),
-                   optional=bool(flags & F_EXIST_OK))
+                   optional=bool(flags & F_EXIST_OK), fd=fd)
 
 
 @dataclass(frozen=True, slots=True)

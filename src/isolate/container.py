@@ -304,6 +304,12 @@ class Container:
         else:
             raise ConfigError(f"seccomp must be 'default', a SeccompProfile, bytes or None, got {seccomp!r}")
         self.capability_sets = capability_sets
+        # No process of the container can ever remount anything: without
+        # CAP_SYS_ADMIN in its bounding set (and in no user namespace, where
+        # the root would be its own), so a read-only root may be shared.
+        self._root_unmountable = (capability_sets is None and self.capabilities is not None
+                                  and "CAP_SYS_ADMIN" not in self.capabilities
+                                  and "user" not in self.namespaces and os.geteuid() == 0)
         self.make_cwd = bool(make_cwd)
         self.rlimits = rlimits
         self.umask = umask
@@ -406,7 +412,8 @@ class Container:
                    new_net="net" in self.namespaces, new_pid="pid" in self.namespaces,
                    console=console, direct=direct, new_ipc="ipc" in self.namespaces,
                    new_cgroupns="cgroup" in self.namespaces,
-                   cgroup_paths=None if self._cgroup is None else tuple(sorted(self._cgroup.paths.items())))
+                   cgroup_paths=None if self._cgroup is None else tuple(sorted(self._cgroup.paths.items())),
+                   shared_root=self._root_unmountable and (not self.make_cwd or cwd == b"."))
         base = self.rootfs._op_seq(ctx)
         umask = None if self.umask is not None else _process_umask()
         key = (id(base), ctx.new, chroot, cwd, self.make_cwd, self.rootfs.readonly, umask)

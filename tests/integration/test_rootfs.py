@@ -255,3 +255,31 @@ def test_console_is_the_terminal_when_stdio_is_one() -> None:
     with isolate.Container() as c:
         r = c.run(["/bin/sh", "-c", "test -e /dev/console; echo $?"])
     assert r.stdout == b"1\n"       # not a terminal: no console
+
+
+def test_a_reused_host_root_is_shared_read_only_and_stays_so() -> None:
+    # From its second start a RootFS's root (mount points and /etc's files) is one
+    # read-only tmpfs made once, attached as a clone: nothing in the container,
+    # even root with the default capabilities, can remount or change it.
+    rootfs = RootFS.host()
+    script = ("md5sum /etc/passwd; stat -f -c 'dev=%i' /; echo x > /etc/passwd 2>/dev/null; echo w=$?; "
+              "mount -o remount,rw / 2>/dev/null; echo m=$?; touch /x 2>/dev/null; echo t=$?; "
+              "cat /proc/self/mountinfo")
+    import hashlib
+
+    digest = hashlib.md5(Path("/etc/passwd").read_bytes()).hexdigest().encode()
+    namespaces = isolate.DEFAULT_NAMESPACES - {"user"}
+    runs = [sh(script, rootfs, namespaces=namespaces) for _ in range(3)]
+    assert rootfs._master is not None
+    for r in runs:
+        assert r.returncode == 0, r
+        assert digest in r.stdout
+        assert b"w=0" not in r.stdout and b"m=0" not in r.stdout and b"t=0" not in r.stdout
+        assert mounts_of(r)["/"].startswith("ro,")
+        assert mounts_of(r)["/etc/ssl"].startswith("ro,")
+    # A container that keeps CAP_SYS_ADMIN, or has its own user namespace, builds its own root.
+    for options in ({"capabilities": None, "namespaces": namespaces}, {}):
+        other = RootFS.host()
+        for _ in range(2):
+            assert sh("true", other, **options).returncode == 0
+        assert other._master is None, options
