@@ -166,6 +166,11 @@ def _make_init(fields: dict[str, _Field], post_init: bool) -> Callable[..., None
                (f.default is not _MISSING or f.default_factory is not _MISSING)]
     n_pos = len(positional)
     setter = object.__setattr__
+    # Every field given, all by position or all by keyword (Result, _Ctx, the
+    # plan ops): set them in one loop; anything else takes the general path.
+    everything = tuple(by_name) if len(by_name) == len(fields) else None
+    all_positional = everything is not None and n_pos == len(everything)
+    names = frozenset(by_name)
 
     def value_of(f: _Field, cls_name: str) -> Any:
         if f.default is not _MISSING:
@@ -175,6 +180,19 @@ def _make_init(fields: dict[str, _Field], post_init: bool) -> Callable[..., None
         raise TypeError(f"{cls_name}.__init__() missing required argument: {f.name!r}")
 
     def __init__(self: Any, *args: Any, **kw: Any) -> None:
+        if everything is not None:
+            if not args and kw.keys() == names:
+                for name in everything:
+                    setter(self, name, kw[name])
+                if post_init:
+                    self.__post_init__()
+                return
+            if not kw and all_positional and len(args) == n_pos:
+                for name, value in zip(everything, args):
+                    setter(self, name, value)
+                if post_init:
+                    self.__post_init__()
+                return
         if len(args) > n_pos:
             raise TypeError(f"{type(self).__name__}.__init__() takes {n_pos} positional arguments "
                             f"but {len(args)} were given")

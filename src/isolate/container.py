@@ -121,6 +121,13 @@ def _default_seccomp(caps: frozenset[str]) -> bytes:
     return SeccompProfile.default(caps).compile()
 
 
+def _without_defaults(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` less those that say what ``spawn`` does anyway (None, False, no join):
+    fewer values to key the spawn plan cache on.  (``groups=[]`` is not a default.)"""
+    return {k: v for k, v in options.items()
+            if v is not None and v is not False and not (k == "join" and not v)}
+
+
 def _process_umask() -> int:
     """This process's umask, read without changing it (Linux 4.7+), else by setting it back."""
     try:
@@ -451,7 +458,7 @@ class Container:
         return seq
 
     def _spawn_options(self, *, env: Mapping[str, str] | None, user: Any) -> dict[str, Any]:
-        return dict(
+        opts = dict(
             env=self._env(env),
             user=self.user if user is None else user,
             group=self.group,
@@ -464,6 +471,7 @@ class Container:
             umask=self.umask,
             die_with_parent=self.die_with_parent,
         )
+        return _without_defaults(opts)
 
     def _ensure_cgroup(self) -> None:
         if self._cgroup is None and self.limits is not None:
@@ -515,12 +523,12 @@ class Container:
                 self._oom_base = base.oom_kill if base is not None else 0
                 self._start_time = time.monotonic()
                 self._timed_out = False
-                self.process = spawn(
-                    argv, namespaces=self.namespaces, join=self._join, uid_map=self._uid_map,
-                    gid_map=self._gid_map,
-                    hostname=self.hostname, cgroup=self._cgroup, ops=ops, stdin=stdin,
-                    stdout=stdout, stderr=stderr, pass_fds=pass_fds, tty=tty, exec_gate=exec_gate,
-                    **opts)
+                opts.update(_without_defaults({
+                    "join": self._join, "uid_map": self._uid_map, "gid_map": self._gid_map,
+                    "hostname": self.hostname, "cgroup": self._cgroup, "tty": tty,
+                    "exec_gate": exec_gate}))
+                self.process = spawn(argv, namespaces=self.namespaces, ops=ops, stdin=stdin,
+                                     stdout=stdout, stderr=stderr, pass_fds=pass_fds, **opts)
             except BaseException:
                 if self.rootfs is not None:
                     self.rootfs._abort()
