@@ -124,14 +124,21 @@ write_entry(int dfd, const char *name, mode_t mode, const char *data, size_t len
 }
 
 /* One entry named name (a single component) in dfd: type 0 a directory,
- * 1 an empty file, 2 a symlink to link.  An existing entry of any type is
- * left alone: a later open resolves it, inside the root. */
+ * 1 an empty file, 2 a symlink to link, 4 a character device (link: its
+ * dev_t, eight bytes little-endian).  An existing entry of any type is left
+ * alone: a later open resolves it, inside the root. */
 static int
 make_entry(int dfd, const char *name, unsigned type, mode_t mode, const char *link)
 {
     int rc;
     if (type == 1) {
         rc = mknodat(dfd, name, S_IFREG | mode, 0);
+    } else if (type == 4) {
+        uint64_t dev = 0;
+        for (int i = 7; i >= 0; i--) {
+            dev = dev << 8 | (unsigned char)link[i];
+        }
+        rc = mknodat(dfd, name, S_IFCHR | mode, (dev_t)dev);
     } else if (type == 2) {
         rc = symlinkat(link, dfd, name);
     } else {
@@ -149,7 +156,8 @@ make_entry(int dfd, const char *name, unsigned type, mode_t mode, const char *li
  * (type byte, mode as two bytes little-endian, name NUL, link NUL), made
  * through one directory fd: a fresh root's mount points cost a syscall each.
  * Type 3 is a new file with contents: instead of the link, their length as
- * four bytes little-endian, then the bytes. */
+ * four bytes little-endian, then the bytes; type 4 a character device, its
+ * dev_t as eight bytes. */
 int
 run_op_root_mkdir(const struct iso_plan *p, const struct iso_op *op)
 {
@@ -168,6 +176,11 @@ run_op_root_mkdir(const struct iso_plan *p, const struct iso_op *op)
             mode_t mode = (mode_t)((unsigned char)e[1] | ((unsigned)(unsigned char)e[2] << 8));
             const char *name = e + 3;
             const char *link = name + strlen(name) + 1;
+            if (type == 4) {
+                rc = make_entry(dfd, name, type, mode, link);
+                e = link + 8;
+                continue;
+            }
             if (type == 3) {
                 const unsigned char *l = (const unsigned char *)link;
                 size_t len = (size_t)l[0] | (size_t)l[1] << 8 | (size_t)l[2] << 16 |

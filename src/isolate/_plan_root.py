@@ -108,7 +108,8 @@ class RootMkdirs(Op):
 
     ``entries``: ``(name, type, mode, link or None)``; each name is one
     path component, so nothing but the directory is resolved.  Type 3 is a
-    new file (which must not exist) holding the bytes in place of the link.
+    new file (which must not exist) holding the bytes in place of the link;
+    type 4 a character device, its ``st_rdev`` as eight bytes little-endian.
     """
 
     kind: ClassVar[int] = lib.ISO_OP_ROOT_MKDIR
@@ -125,8 +126,9 @@ class RootMkdirs(Op):
             # leading components of a name, which would leave the root.
             if not name or b"/" in name or b"\0" in name or name in (b".", b".."):
                 raise ValueError(f"RootMkdirs: {name!r} is not one path component")
-            if type_ not in (0, 1, 2, 3) or not 0 <= mode <= 0o7777 \
-                    or (type_ in (2, 3)) != (link is not None) or (link is not None and len(link) >= 2**32):
+            if type_ not in (0, 1, 2, 3, 4) or not 0 <= mode <= 0o7777 \
+                    or (type_ in (2, 3, 4)) != (link is not None) or (link is not None and len(link) >= 2**32) \
+                    or (type_ == 4 and len(link or b"") != 8):
                 raise ValueError(f"RootMkdirs: bad entry {(name, type_, mode, link)!r}")
 
     def describe(self) -> str:
@@ -140,7 +142,10 @@ class RootMkdirs(Op):
         packed = bytearray()
         for name, type_, mode, link in self.entries:
             packed += bytes((type_, mode & 0xFF, mode >> 8)) + name + b"\0"
-            if type_ == 3:
+            if type_ == 4:
+                assert link is not None
+                packed += link
+            elif type_ == 3:
                 assert link is not None
                 packed += len(link).to_bytes(4, "little") + link
             else:
@@ -157,6 +162,11 @@ class RootMkdirs(Op):
         for _ in range(vals[2]):
             type_, mode = arena.buf[off], arena.buf[off + 1] | arena.buf[off + 2] << 8
             name_end = arena.buf.index(0, off + 3)
+            if type_ == 4:
+                entries.append((bytes(arena.buf[off + 3:name_end]), 4, mode,
+                                bytes(arena.buf[name_end + 1:name_end + 9])))
+                off = name_end + 9
+                continue
             if type_ == 3:
                 size = int.from_bytes(arena.buf[name_end + 1:name_end + 5], "little")
                 entries.append((bytes(arena.buf[off + 3:name_end]), 3, mode,

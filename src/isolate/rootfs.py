@@ -901,11 +901,14 @@ class RootFS:
         dev, pts, shm = self._builtin["/dev"], self._builtin["/dev/pts"], self._builtin["/dev/shm"]
         ops.append(P.RootMount(b"tmpfs", new, b"dev", source=b"tmpfs", attrs=dev.attrs,
                                options=_tmpfs_options(dev)))
-        # Every entry of the fresh /dev in one op: device mount points (bound
-        # from the host's /dev rather than made with mknod: a user namespace
-        # may not create device nodes), pts and shm, and the usual links.
+        # Every entry of the fresh /dev in one op: the device nodes, pts and
+        # shm, and the usual links.  The nodes are made with mknod, as runc
+        # does, the same devices as the host's; in a user namespace, which may
+        # not create device nodes, or on a nodev /dev, the host's are bound.
+        nodes = {} if ctx.userns or dev.attrs & _MA.MOUNT_ATTR_NODEV else _host_devices()
         entries: list[tuple[bytes, int, int, bytes | None]] = [
-            (name.encode(), 1, 0o666, None) for name in DEV_NODES]
+            (name.encode(), 4, 0o666, nodes[name]) if name in nodes else (name.encode(), 1, 0o666, None)
+            for name in DEV_NODES]
         entries += [(b"pts", 0, 0o755, None), (b"ptmx", 2, 0o777, b"pts/ptmx"),
                     (b"shm", 0, 0o755, None)]
         entries += [(lname, 2, 0o777, link) for lname, link in (
@@ -914,9 +917,11 @@ class RootFS:
         if ctx.console is not None:
             entries.append((b"console", 1, 0o600, None))
         ops.append(RootMkdirs(new, b"dev", tuple(entries)))
-        # Onto the files just made in our own fresh tmpfs (see RootBinds).
-        ops.append(RootBinds(old, new, tuple((b"dev/" + n.encode(),) * 2 for n in DEV_NODES),
-                             recursive=False, attr_set=_MA.MOUNT_ATTR_NOSUID | _MA.MOUNT_ATTR_NOEXEC))
+        bound = [n for n in DEV_NODES if n not in nodes]
+        if bound:
+            # Onto the files just made in our own fresh tmpfs (see RootBinds).
+            ops.append(RootBinds(old, new, tuple((b"dev/" + n.encode(),) * 2 for n in bound),
+                                 recursive=False, attr_set=_MA.MOUNT_ATTR_NOSUID | _MA.MOUNT_ATTR_NOEXEC))
         pts_opts: tuple[tuple[str, str | None], ...] = (
             ("newinstance", None), ("ptmxmode", "0666"), ("mode", f"{pts.mode:04o}"))
         if pts.gid is not None:
@@ -983,6 +988,19 @@ def _shared_roots_work() -> bool:
                     os.close(fd)
         _SHARED_ROOTS.append(ok)
     return _SHARED_ROOTS[0]
+
+
+def _host_devices() -> dict[str, bytes]:
+    """DEV_NODES that are character devices on the host: name -> st_rdev (8 bytes, little-endian)."""
+    out = {}
+    for name in DEV_NODES:
+        try:
+            st = os.stat(f"/dev/{name}")
+        except OSError:
+            continue
+        if stat.S_ISCHR(st.st_mode):
+            out[name] = st.st_rdev.to_bytes(8, "little")
+    return out
 
 
 def _tmpfs_options(b: _Builtin) -> tuple[tuple[str, str | None], ...]:

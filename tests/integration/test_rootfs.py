@@ -283,3 +283,23 @@ def test_a_reused_host_root_is_shared_read_only_and_stays_so() -> None:
         for _ in range(2):
             assert sh("true", other, **options).returncode == 0
         assert other._master is None, options
+
+
+@pytest.mark.parametrize("userns", [True, False], ids=["userns", "no-userns"])
+def test_dev_nodes_are_the_hosts_devices(userns: bool) -> None:
+    # Made with mknod where the container may (no user namespace, as runc does),
+    # else bound from the host's /dev: the same devices either way, all usable.
+    namespaces = isolate.DEFAULT_NAMESPACES if userns else isolate.DEFAULT_NAMESPACES - {"user"}
+    nodes = [n for n in rootfs_mod.DEV_NODES if n != "tty"]
+    r = sh("; ".join(f"stat -c '%n %t:%T %F' /dev/{n}" for n in rootfs_mod.DEV_NODES)
+           + '; echo x > /dev/null && echo "zero=$(head -c 4 /dev/zero | wc -c)"; '
+           'echo "urandom=$(head -c 4 /dev/urandom | wc -c)"; cat /proc/self/mountinfo',
+           namespaces=namespaces)
+    assert r.returncode == 0, r
+    for n in rootfs_mod.DEV_NODES:
+        st = os.stat(f"/dev/{n}")
+        assert f"/dev/{n} {os.major(st.st_rdev):x}:{os.minor(st.st_rdev):x} character special file" \
+            in r.stdout.decode()
+    assert b"zero=4\n" in r.stdout and b"urandom=4\n" in r.stdout
+    bound = [n for n in nodes if f"/dev/{n}" in mounts_of(r)]
+    assert bound == (nodes if userns else [])

@@ -238,7 +238,8 @@ ROOT_OPS = st.one_of(
     st.builds(RootMkdirs, root=st.none() | rel_paths, parent=rel_paths, entries=st.lists(st.one_of(
         st.tuples(names, st.sampled_from([0, 1]), st.integers(0, 0o7777), st.none()),
         st.tuples(names, st.just(2), st.integers(0, 0o7777), rel_paths),
-        st.tuples(names, st.just(3), st.integers(0, 0o7777), st.binary(max_size=64))),
+        st.tuples(names, st.just(3), st.integers(0, 0o7777), st.binary(max_size=64)),
+        st.tuples(names, st.just(4), st.integers(0, 0o7777), st.binary(min_size=8, max_size=8))),
         min_size=1, max_size=5).map(tuple)),
     st.builds(RootBinds, source_root=st.none() | rel_paths, root=st.none() | rel_paths,
               entries=st.lists(st.tuples(rel_paths, rel_paths), min_size=1, max_size=5).map(tuple),
