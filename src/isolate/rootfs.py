@@ -72,7 +72,7 @@ HOST_ETC = (
 #: mount point and a bind ~37 us, so the break-even is near 48 KiB (mime.types, 72 KiB, is bound).
 ETC_COPY_MAX = 48 << 10
 
-#: Device nodes bound from the host's /dev into the container's fresh /dev.
+#: The host's device nodes in the container's fresh /dev (made with mknod, or bound in a user namespace).
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
 
 _MA: Any = P.lib
