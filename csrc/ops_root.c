@@ -391,7 +391,9 @@ mask_one(const struct iso_plan *p, int rfd, const char *path, const char *null, 
 }
 
 /* Hide arg1 inside root arg0 (see mask_one), arg2 the null device.  val2
- * N > 0: N paths packed at arg1, each NUL-terminated, the root opened once. */
+ * N > 0: N paths packed at arg1, each NUL-terminated, the root opened once.
+ * fd >= 0: the empty read-only tmpfs to clone for directories, kept by the
+ * parent (a RootFS's shared one), instead of a new one. */
 int
 run_op_root_mask(const struct iso_plan *p, const struct iso_op *op)
 {
@@ -400,14 +402,16 @@ run_op_root_mask(const struct iso_plan *p, const struct iso_op *op)
     if (root != NULL && (rfd = open_root(root)) < 0) {
         return errno == ENOENT ? 0 : -1;
     }
-    int rc = 0, empty = -1;
+    int rc = 0, empty = op->fd;
     const char *path = plan_str(p, op->arg1), *null = plan_str(p, op->arg2);
     uint64_t n = op->val2 ? op->val2 : 1;
     for (uint64_t i = 0; i < n && rc == 0; i++) {
         rc = mask_one(p, rfd, path, null, &empty);
         path += strlen(path) + 1;
     }
-    close_keep_errno(empty);
+    if (empty != op->fd) {
+        close_keep_errno(empty);
+    }
     close_keep_errno(rfd);
     return rc;
 }

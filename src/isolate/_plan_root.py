@@ -372,6 +372,8 @@ class RootMasks(Op):
     root: bytes
     targets: tuple[bytes, ...]
     null: bytes
+    #: An empty read-only detached tmpfs the caller keeps, cloned for directories (-1: one is made).
+    fd: int = -1
 
     def __post_init__(self) -> None:
         if not self.targets:
@@ -391,7 +393,7 @@ class RootMasks(Op):
 
     def encode(self, arena: _Arena) -> Any:
         packed = b"".join(t + b"\0" for t in self.targets)
-        return 0, -1, (arena.str(self.root), arena.data(packed[:-1], 1), arena.str(self.null), 0), (
+        return 0, self.fd, (arena.str(self.root), arena.data(packed[:-1], 1), arena.str(self.null), 0), (
             0, 0, len(self.targets), 0)
 
     @classmethod
@@ -403,7 +405,7 @@ class RootMasks(Op):
             end = arena.buf.index(0, off)
             targets.append(bytes(arena.buf[off:end]))
             off = end + 1
-        return cls(root=r, targets=tuple(targets), null=n)
+        return cls(root=r, targets=tuple(targets), null=n, fd=fd)
 
 
 @dataclass(frozen=True, slots=True)

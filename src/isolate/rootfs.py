@@ -286,6 +286,7 @@ class RootFS:
         self._in_place: dict[tuple[object, ...], bool] = {}
         self._used_once: set[tuple[object, ...]] = set()
         self._master: tuple[object, int] | None = None   # (its contents, fd): see _shared_master
+        self._empty = -1       # fd: see _empty_master
 
     def __repr__(self) -> str:
         src = f"directory={str(self._directory)!r}" if self._directory else "host"
@@ -635,6 +636,9 @@ class RootFS:
         if master is not None:
             self._master = None
             _close(master[1])
+        if getattr(self, "_empty", -1) >= 0:
+            empty, self._empty = self._empty, -1
+            _close(empty)
 
     def _ops(self, ctx: _Ctx) -> list[P.Op]:
         """The ops that build the new root at ``ctx.new`` (before the switch)."""
@@ -695,6 +699,19 @@ class RootFS:
             fd = self._make_master(top, etc)
             self._master = (contents, fd)
             return fd
+
+    def _empty_master(self) -> int:
+        """An empty read-only tmpfs (as a masked directory gets), made once: its fd."""
+        with _MASTER_LOCK:
+            if self._empty < 0:
+                fd = _spawn.detached_tmpfs(0o1777)    # tmpfs's own default, as a fresh mask has
+                try:
+                    _spawn.mount_fd_setattr(fd, _RDONLY | _NOSUID_NODEV_NOEXEC)
+                except BaseException:
+                    os.close(fd)
+                    raise
+                self._empty = fd
+            return self._empty
 
     @staticmethod
     def _make_master(top: Sequence[tuple[bytes, int, int, bytes | None]],
@@ -886,7 +903,7 @@ class RootFS:
         # anywhere in an image, the root included: one op each, resolving the root anew.
         null = new + b"/dev/null" if self.dev else _host(old, b"/dev/null")
         if masked:
-            ops.append(RootMasks(new, tuple(masked), null))
+            ops.append(RootMasks(new, tuple(masked), null, fd=self._empty_master() if share else -1))
         ops += [P.RootMask(new, rel, null) for rel in self._masked]
         if ro_paths:
             ops.append(RootBinds(new, new, tuple((rel, rel) for rel in ro_paths), readonly=True,

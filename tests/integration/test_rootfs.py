@@ -262,7 +262,8 @@ def test_a_reused_host_root_is_shared_read_only_and_stays_so() -> None:
     # read-only tmpfs made once, attached as a clone: nothing in the container,
     # even root with the default capabilities, can remount or change it.
     rootfs = RootFS.host()
-    script = ("md5sum /etc/passwd; stat -f -c 'dev=%i' /; echo x > /etc/passwd 2>/dev/null; echo w=$?; "
+    script = ("md5sum /etc/passwd; echo firmware=$(ls -A /sys/firmware | wc -l); mkdir /sys/firmware/x 2>/dev/null; "
+              "echo x > /etc/passwd 2>/dev/null; echo w=$?; "
               "mount -o remount,rw / 2>/dev/null; echo m=$?; touch /x 2>/dev/null; echo t=$?; "
               "cat /proc/self/mountinfo")
     import hashlib
@@ -277,6 +278,8 @@ def test_a_reused_host_root_is_shared_read_only_and_stays_so() -> None:
         assert b"w=0" not in r.stdout and b"m=0" not in r.stdout and b"t=0" not in r.stdout
         assert mounts_of(r)["/"].startswith("ro,")
         assert mounts_of(r)["/etc/ssl"].startswith("ro,")
+        # The masked directories: one empty read-only tmpfs, also made once.
+        assert b"firmware=0\n" in r.stdout and mounts_of(r)["/sys/firmware"].startswith("ro,")
     # A container that keeps CAP_SYS_ADMIN, or has its own user namespace, builds its own root.
     for options in ({"capabilities": None, "namespaces": namespaces}, {}):
         other = RootFS.host()

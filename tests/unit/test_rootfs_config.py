@@ -246,7 +246,7 @@ ROOT_OPS = st.one_of(
               recursive=st.booleans(), readonly=st.booleans(), optional=st.booleans(),
               attr_set=st.integers(0, 2**32 - 1), attr_clr=st.integers(0, 2**32 - 1)),
     st.builds(RootMasks, root=rel_paths, targets=st.lists(rel_paths, min_size=1, max_size=5).map(tuple),
-              null=rel_paths),
+              null=rel_paths, fd=st.integers(-1, 2**31 - 1)),
     st.builds(P.RootBind, source_root=st.none() | rel_paths, source=rel_paths, root=st.none() | rel_paths,
               target=rel_paths, recursive=st.booleans(), readonly=st.booleans(), optional=st.booleans()),
     st.builds(P.RootMask, root=rel_paths, target=rel_paths, null=rel_paths),
