@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sections", default=",".join(SECTIONS),
                     help=f"comma-separated subset of {','.join(SECTIONS)}")
     ap.add_argument("--rounds", type=int, help="rounds of the latency table (overrides the mode's)")
-    ap.add_argument("--cases", help="only latency cases whose name contains this text")
+    ap.add_argument("--cases", help="only latency cases whose name contains one of these "
+                    "comma-separated texts")
     args = ap.parse_args(argv)
     sections = [s for s in args.sections.split(",") if s]
     for s in sections:
@@ -134,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         log("note: not root; cases that need privileges will be skipped")
     if "latency" in sections:
         log("latency:")
-        selected = [c for c in C.REGISTRY if not args.cases or args.cases in c.name
+        wanted = [w for w in (args.cases or "").split(",") if w]
+        selected = [c for c in C.REGISTRY if not wanted or any(w in c.name for w in wanted)
                     or c.name == "subprocess.run"]
         res["latency"] = E.latency(selected, cfg.rounds, cfg.warmup, log)
     if "netns" in sections:

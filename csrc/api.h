@@ -145,6 +145,8 @@ int iso_mount(const char *source, const char *target, const char *fstype, uint64
 int iso_umount2(const char *target, int flags);
 int iso_syscall_errno(int which, int64_t a, int64_t b, int64_t c, int64_t d, int64_t e);
 int iso_set_dumpable(int on);
+int iso_detached_tmpfs(const char *mode);
+int iso_mount_fd_setattr(int fd, uint64_t attr_set);
 
 /* bpf.c: the cgroup v2 device controller (a BPF_PROG_TYPE_CGROUP_DEVICE program).
  * Each returns -errno on failure; load returns the program fd (O_CLOEXEC). */

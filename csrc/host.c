@@ -71,3 +71,35 @@ iso_set_dumpable(int on)
 {
     return prctl(PR_SET_DUMPABLE, on ? 1 : 0, 0, 0, 0) < 0 ? -errno : 0;
 }
+
+/* A detached tmpfs (fsopen/fsmount, Linux 5.2) with its root directory at
+ * mode (octal text, as tmpfs takes it), for the parent to fill through the
+ * returned fd (O_CLOEXEC). */
+int
+iso_detached_tmpfs(const char *mode)
+{
+    int fs = (int)syscall(__NR_fsopen, "tmpfs", FSOPEN_CLOEXEC);
+    if (fs < 0) {
+        return -errno;
+    }
+    int mfd = -1;
+    if (syscall(__NR_fsconfig, fs, FSCONFIG_SET_STRING, "mode", mode, 0) == 0 &&
+        syscall(__NR_fsconfig, fs, FSCONFIG_SET_STRING, "source", "tmpfs", 0) == 0 &&
+        syscall(__NR_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) == 0) {
+        mfd = (int)syscall(__NR_fsmount, fs, FSMOUNT_CLOEXEC, 0);
+    }
+    int err = errno;
+    close(fs);
+    return mfd >= 0 ? mfd : -err;
+}
+
+/* mount_setattr(fd, "", AT_EMPTY_PATH, {attr_set}) on a mount fd (Linux 5.12). */
+int
+iso_mount_fd_setattr(int fd, uint64_t attr_set)
+{
+    struct iso_mount_attr attr = {.attr_set = attr_set};
+    if (syscall(__NR_mount_setattr, fd, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0) {
+        return -errno;
+    }
+    return 0;
+}

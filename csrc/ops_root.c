@@ -17,20 +17,36 @@
  * taken as is, relative to the current root and cwd (used for sources the
  * caller names on the host, whose own symlinks are the caller's). */
 static int
-open_in_root(const char *root, const char *path, uint64_t oflags)
+open_root(const char *root)
 {
-    if (root == NULL) {
-        return open(path, (int)oflags | O_CLOEXEC);
-    }
-    int rfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    return open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+}
+
+/* path inside the root open as rfd; rfd -1: path as is (see open_in_root). */
+static int
+open_beneath(int rfd, const char *path, uint64_t oflags)
+{
     if (rfd < 0) {
-        return -1;
+        return open(path, (int)oflags | O_CLOEXEC);
     }
     struct open_how how;
     memset(&how, 0, sizeof how);
     how.flags = oflags | O_CLOEXEC;
     how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-    int fd = (int)syscall(__NR_openat2, rfd, path, &how, sizeof how);
+    return (int)syscall(__NR_openat2, rfd, path, &how, sizeof how);
+}
+
+static int
+open_in_root(const char *root, const char *path, uint64_t oflags)
+{
+    if (root == NULL) {
+        return open_beneath(-1, path, oflags);
+    }
+    int rfd = open_root(root);
+    if (rfd < 0) {
+        return -1;
+    }
+    int fd = open_beneath(rfd, path, oflags);
     close_keep_errno(rfd);
     return fd;
 }
@@ -83,15 +99,46 @@ run_op_root_stage(const struct iso_plan *p, const struct iso_op *op)
     return chdir("/");
 }
 
+/* Create name in dfd with the len bytes at data; it must not exist yet
+ * (O_EXCL, which also never follows a symlink). */
+static int
+write_entry(int dfd, const char *name, mode_t mode, const char *data, size_t len)
+{
+    int fd = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    if (fd < 0) {
+        return -1;
+    }
+    while (len > 0) {
+        ssize_t n = write(fd, data, len);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            close_keep_errno(fd);
+            return -1;
+        }
+        data += n;
+        len -= (size_t)n;
+    }
+    return close(fd);
+}
+
 /* One entry named name (a single component) in dfd: type 0 a directory,
- * 1 an empty file, 2 a symlink to link.  An existing entry of any type is
- * left alone: a later open resolves it, inside the root. */
+ * 1 an empty file, 2 a symlink to link, 4 a character device (link: its
+ * dev_t, eight bytes little-endian).  An existing entry of any type is left
+ * alone: a later open resolves it, inside the root. */
 static int
 make_entry(int dfd, const char *name, unsigned type, mode_t mode, const char *link)
 {
     int rc;
     if (type == 1) {
         rc = mknodat(dfd, name, S_IFREG | mode, 0);
+    } else if (type == 4) {
+        uint64_t dev = 0;
+        for (int i = 7; i >= 0; i--) {
+            dev = dev << 8 | (unsigned char)link[i];
+        }
+        rc = mknodat(dfd, name, S_IFCHR | mode, (dev_t)dev);
     } else if (type == 2) {
         rc = symlinkat(link, dfd, name);
     } else {
@@ -107,7 +154,10 @@ make_entry(int dfd, const char *name, unsigned type, mode_t mode, const char *li
  * one entry, named arg2, val1 its type, val0 its mode, arg3 a symlink's
  * target.  val2 N > 0: N entries packed at arena offset arg2 by _plan_root.py
  * (type byte, mode as two bytes little-endian, name NUL, link NUL), made
- * through one directory fd: a fresh root's mount points cost a syscall each. */
+ * through one directory fd: a fresh root's mount points cost a syscall each.
+ * Type 3 is a new file with contents: instead of the link, their length as
+ * four bytes little-endian, then the bytes; type 4 a character device, its
+ * dev_t as eight bytes. */
 int
 run_op_root_mkdir(const struct iso_plan *p, const struct iso_op *op)
 {
@@ -126,6 +176,19 @@ run_op_root_mkdir(const struct iso_plan *p, const struct iso_op *op)
             mode_t mode = (mode_t)((unsigned char)e[1] | ((unsigned)(unsigned char)e[2] << 8));
             const char *name = e + 3;
             const char *link = name + strlen(name) + 1;
+            if (type == 4) {
+                rc = make_entry(dfd, name, type, mode, link);
+                e = link + 8;
+                continue;
+            }
+            if (type == 3) {
+                const unsigned char *l = (const unsigned char *)link;
+                size_t len = (size_t)l[0] | (size_t)l[1] << 8 | (size_t)l[2] << 16 |
+                             (size_t)l[3] << 24;
+                rc = write_entry(dfd, name, mode, link + 4, len);
+                e = link + 4 + len;
+                continue;
+            }
             rc = make_entry(dfd, name, type, mode, link);
             e = link + strlen(link) + 1;
         }
@@ -134,42 +197,84 @@ run_op_root_mkdir(const struct iso_plan *p, const struct iso_op *op)
     return rc;
 }
 
-/* Bind source (arg1 inside root arg0) onto target (arg3 inside root arg2):
- * open_tree() clones the source, mount_setattr() applies val0/val1 (and
- * read-only) recursively, move_mount() attaches it to the target fd.
- * ISO_F_EXIST_OK: a missing source or target is skipped (optional paths). */
-int
-run_op_root_bind(const struct iso_plan *p, const struct iso_op *op)
+/* One bind of source (inside the root open as sfd_root) onto target (inside
+ * tfd_root); a root fd of -1 takes the path as is.  same: source and target
+ * name one place (a path made read-only where it is), so the source fd is
+ * the target too. */
+static int
+bind_one(const struct iso_op *op, int sfd_root, const char *source, int tfd_root,
+         const char *target, int same)
 {
     unsigned rec = (op->flags & ISO_F_RECURSIVE) ? AT_RECURSIVE : 0;
-    int sfd = open_in_root(plan_str(p, op->arg0), plan_str(p, op->arg1), O_PATH);
+    int sfd = open_beneath(sfd_root, source, O_PATH);
     if (sfd < 0) {
-        if (errno == ENOENT && (op->flags & ISO_F_EXIST_OK)) {
-            return 0;
-        }
         return -1;
     }
     int mfd = (int)syscall(__NR_open_tree, sfd, "",
                            AT_EMPTY_PATH | OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | rec);
-    close_keep_errno(sfd);
     if (mfd < 0) {
+        close_keep_errno(sfd);
         return -1;
     }
+    if (!same) {
+        close(sfd);
+        sfd = -1;
+    }
+    int rc = 0;
     struct iso_mount_attr attr = {.attr_set = op->val0, .attr_clr = op->val1};
     if (op->flags & ISO_F_READONLY) {
         attr.attr_set |= MOUNT_ATTR_RDONLY;
     }
     if (attr.attr_set || attr.attr_clr) {
-        if (syscall(__NR_mount_setattr, mfd, "", AT_EMPTY_PATH | rec, &attr, sizeof attr) < 0) {
-            close_keep_errno(mfd);
-            return -1;
+        rc = (int)syscall(__NR_mount_setattr, mfd, "", AT_EMPTY_PATH | rec, &attr, sizeof attr);
+    }
+    int tfd = sfd;
+    if (rc == 0 && tfd < 0) {
+        tfd = open_beneath(tfd_root, target, O_PATH);
+        rc = tfd < 0 ? -1 : 0;
+    }
+    if (rc == 0) {
+        rc = (int)syscall(__NR_move_mount, mfd, "", tfd, "",
+                          MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
+    }
+    close_keep_errno(tfd);
+    close_keep_errno(mfd);
+    return rc;
+}
+
+/* Bind source (arg1 inside root arg0) onto target (arg3 inside root arg2):
+ * open_tree() clones the source, mount_setattr() applies val0/val1 (and
+ * read-only) recursively, move_mount() attaches it to the target fd.
+ * ISO_F_EXIST_OK: a missing source or target is skipped (optional paths).
+ * val2 N > 0: N binds with these flags, their (source NUL, target NUL)
+ * pairs packed at arg1, both roots opened once. */
+int
+run_op_root_bind(const struct iso_plan *p, const struct iso_op *op)
+{
+    const char *sroot = plan_str(p, op->arg0), *troot = plan_str(p, op->arg2);
+    int sfd_root = -1, tfd_root = -1, rc = 0;
+    if ((sroot != NULL && (sfd_root = open_root(sroot)) < 0) ||
+        (troot != NULL && (tfd_root = open_root(troot)) < 0)) {
+        close_keep_errno(sfd_root);
+        return errno == ENOENT && (op->flags & ISO_F_EXIST_OK) ? 0 : -1;
+    }
+    int same_root = sroot != NULL && troot != NULL && strcmp(sroot, troot) == 0;
+    uint64_t n = op->val2 ? op->val2 : 1;
+    const char *e = op->val2 ? p->arena + op->arg1 : NULL;
+    for (uint64_t i = 0; i < n && rc == 0; i++) {
+        const char *source = e ? e : plan_str(p, op->arg1);
+        const char *target = e ? source + strlen(source) + 1 : plan_str(p, op->arg3);
+        if (e) {
+            e = target + strlen(target) + 1;
+        }
+        rc = bind_one(op, sfd_root, source, tfd_root, target,
+                      same_root && strcmp(source, target) == 0);
+        if (rc < 0 && errno == ENOENT && (op->flags & ISO_F_EXIST_OK)) {
+            rc = 0;
         }
     }
-    int rc = attach_at(mfd, plan_str(p, op->arg2), plan_str(p, op->arg3));
-    if (rc < 0 && errno == ENOENT && (op->flags & ISO_F_EXIST_OK)) {
-        rc = 0;
-    }
-    close_keep_errno(mfd);
+    close_keep_errno(tfd_root);
+    close_keep_errno(sfd_root);
     return rc;
 }
 
@@ -218,11 +323,19 @@ fs_new(const struct iso_plan *p, const char *fstype, const char *source, uint64_
     return mfd;
 }
 
+/* fd >= 0: a detached tree the parent keeps (a RootFS's shared read-only
+ * root) is attached, as a clone: the tree itself must stay the parent's. */
 int
 run_op_root_mount(const struct iso_plan *p, const struct iso_op *op)
 {
-    int mfd = fs_new(p, plan_str(p, op->arg0), plan_str(p, op->arg1), op->val0, op->val1,
+    int mfd;
+    if (op->fd >= 0) {
+        mfd = (int)syscall(__NR_open_tree, op->fd, "",
+                           AT_EMPTY_PATH | OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+    } else {
+        mfd = fs_new(p, plan_str(p, op->arg0), plan_str(p, op->arg1), op->val0, op->val1,
                      op->val2);
+    }
     if (mfd < 0) {
         return -1;
     }
@@ -234,13 +347,16 @@ run_op_root_mount(const struct iso_plan *p, const struct iso_op *op)
     return rc;
 }
 
-/* Hide arg1 (inside root arg0), as the OCI default masked paths are hidden:
- * a directory gets an empty read-only tmpfs, anything else the null device
- * arg2 bound over it.  A missing path is nothing to hide. */
-int
-run_op_root_mask(const struct iso_plan *p, const struct iso_op *op)
+/* Hide path (inside the root open as rfd), as the OCI default masked paths
+ * are hidden: a directory gets an empty read-only tmpfs, anything else the
+ * null device bound over it.  A missing path is nothing to hide.  *empty is
+ * the first such tmpfs, once attached (else -1): later directories get a
+ * clone of it, one superblock for all (read-only, so nothing is shared but
+ * emptiness). */
+static int
+mask_one(const struct iso_plan *p, int rfd, const char *path, const char *null, int *empty)
 {
-    int tfd = open_in_root(plan_str(p, op->arg0), plan_str(p, op->arg1), O_PATH);
+    int tfd = open_beneath(rfd, path, O_PATH);
     if (tfd < 0) {
         return errno == ENOENT ? 0 : -1;
     }
@@ -249,13 +365,15 @@ run_op_root_mask(const struct iso_plan *p, const struct iso_op *op)
         close_keep_errno(tfd);
         return -1;
     }
-    int mfd;
-    if (S_ISDIR(st.st_mode)) {
+    int mfd, dir = S_ISDIR(st.st_mode);
+    if (dir && *empty >= 0) {
+        mfd = (int)syscall(__NR_open_tree, *empty, "",
+                           AT_EMPTY_PATH | OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+    } else if (dir) {
         mfd = fs_new(p, "tmpfs", "tmpfs", MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
                      MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, 0, 0);
     } else {
-        mfd = (int)syscall(__NR_open_tree, AT_FDCWD, plan_str(p, op->arg2),
-                           OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+        mfd = (int)syscall(__NR_open_tree, AT_FDCWD, null, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
     }
     if (mfd < 0) {
         close_keep_errno(tfd);
@@ -263,8 +381,38 @@ run_op_root_mask(const struct iso_plan *p, const struct iso_op *op)
     }
     int rc = (int)syscall(__NR_move_mount, mfd, "", tfd, "",
                           MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
-    close_keep_errno(mfd);
     close_keep_errno(tfd);
+    if (rc == 0 && dir && *empty < 0) {
+        *empty = mfd;       /* now attached: open_tree() can clone it */
+    } else {
+        close_keep_errno(mfd);
+    }
+    return rc;
+}
+
+/* Hide arg1 inside root arg0 (see mask_one), arg2 the null device.  val2
+ * N > 0: N paths packed at arg1, each NUL-terminated, the root opened once.
+ * fd >= 0: the empty read-only tmpfs to clone for directories, kept by the
+ * parent (a RootFS's shared one), instead of a new one. */
+int
+run_op_root_mask(const struct iso_plan *p, const struct iso_op *op)
+{
+    const char *root = plan_str(p, op->arg0);
+    int rfd = -1;
+    if (root != NULL && (rfd = open_root(root)) < 0) {
+        return errno == ENOENT ? 0 : -1;
+    }
+    int rc = 0, empty = op->fd;
+    const char *path = plan_str(p, op->arg1), *null = plan_str(p, op->arg2);
+    uint64_t n = op->val2 ? op->val2 : 1;
+    for (uint64_t i = 0; i < n && rc == 0; i++) {
+        rc = mask_one(p, rfd, path, null, &empty);
+        path += strlen(path) + 1;
+    }
+    if (empty != op->fd) {
+        close_keep_errno(empty);
+    }
+    close_keep_errno(rfd);
     return rc;
 }
 

@@ -131,6 +131,21 @@ class Op:
         return cls()
 
 
+class OpSeq(tuple[Op, ...]):
+    """An immutable run of ops that hashes once.
+
+    The spawn plan cache keys on every op; a container's root alone is some
+    sixty, so ``Container`` hands over the ops it reuses run after run as one
+    ``OpSeq`` and the key costs a dict lookup instead of sixty hashes.
+    """
+
+    def __hash__(self) -> int:
+        h: int | None = self.__dict__.get("_hash")
+        if h is None:
+            h = self.__dict__["_hash"] = tuple.__hash__(self)
+        return h
+
+
 def _d(b: bytes | None) -> str:
     return "" if b is None else b.decode("utf-8", "surrogateescape")
 

@@ -111,7 +111,9 @@ class RootMkdirs(Op):
     """Several ``RootMkdir`` entries of one directory, made through one fd (same op kind).
 
     ``entries``: ``(name, type, mode, link or None)``; each name is one
-    path component, so nothing but the directory is resolved.
+    path component, so nothing but the directory is resolved.  Type 3 is a
+    new file (which must not exist) holding the bytes in place of the link;
+    type 4 a character device, its ``st_rdev`` as eight bytes little-endian.
     """
 
     kind: ClassVar[int] = lib.ISO_OP_ROOT_MKDIR
@@ -128,7 +130,9 @@ class RootMkdirs(Op):
             # leading components of a name, which would leave the root.
             if not name or b"/" in name or b"\0" in name or name in (b".", b".."):
                 raise ValueError(f"RootMkdirs: {name!r} is not one path component")
-            if type_ not in (0, 1, 2) or not 0 <= mode <= 0o7777 or (type_ == 2) != (link is not None):
+            if type_ not in (0, 1, 2, 3, 4) or not 0 <= mode <= 0o7777 \
+                    or (type_ in (2, 3, 4)) != (link is not None) or (link is not None and len(link) >= 2**32) \
+                    or (type_ == 4 and len(link or b"") != 8):
                 raise ValueError(f"RootMkdirs: bad entry {(name, type_, mode, link)!r}")
 
     def describe(self) -> str:
@@ -141,7 +145,15 @@ class RootMkdirs(Op):
     def encode(self, arena: _Arena) -> Any:
         packed = bytearray()
         for name, type_, mode, link in self.entries:
-            packed += bytes((type_, mode & 0xFF, mode >> 8)) + name + b"\0" + (link or b"") + b"\0"
+            packed += bytes((type_, mode & 0xFF, mode >> 8)) + name + b"\0"
+            if type_ == 4:
+                assert link is not None
+                packed += link
+            elif type_ == 3:
+                assert link is not None
+                packed += len(link).to_bytes(4, "little") + link
+            else:
+                packed += (link or b"") + b"\0"
         return 0, -1, (arena.str(self.root), arena.str(self.parent), arena.data(bytes(packed), 1),
                        0), (0, 0, len(self.entries), 0)
 
@@ -149,10 +161,22 @@ class RootMkdirs(Op):
     def decode(cls, flags: int, fd: int, args: Any, vals: Any, arena: _Arena) -> Op:
         p = _s(arena, args[1])
         assert p is not None
-        off, entries = args[2], []
+        off = args[2]
+        entries: list[tuple[bytes, int, int, bytes | None]] = []
         for _ in range(vals[2]):
             type_, mode = arena.buf[off], arena.buf[off + 1] | arena.buf[off + 2] << 8
             name_end = arena.buf.index(0, off + 3)
+            if type_ == 4:
+                entries.append((bytes(arena.buf[off + 3:name_end]), 4, mode,
+                                bytes(arena.buf[name_end + 1:name_end + 9])))
+                off = name_end + 9
+                continue
+            if type_ == 3:
+                size = int.from_bytes(arena.buf[name_end + 1:name_end + 5], "little")
+                entries.append((bytes(arena.buf[off + 3:name_end]), 3, mode,
+                                bytes(arena.buf[name_end + 5:name_end + 5 + size])))
+                off = name_end + 5 + size
+                continue
             link_end = arena.buf.index(0, name_end + 1)
             name, link = bytes(arena.buf[off + 3:name_end]), bytes(arena.buf[name_end + 1:link_end])
             entries.append((name, type_, mode, link if type_ == 2 else None))
@@ -192,6 +216,8 @@ class RootBind(Op):
 
     @classmethod
     def decode(cls, flags: int, fd: int, args: Any, vals: Any, arena: _Arena) -> Op:
+        if vals[2]:
+            return RootBinds.decode(flags, fd, args, vals, arena)
         s, t = _s(arena, args[1]), _s(arena, args[3])
         assert s is not None and t is not None
         return cls(source_root=_s(arena, args[0]), source=s, root=_s(arena, args[2]), target=t,
@@ -199,9 +225,80 @@ class RootBind(Op):
                    optional=bool(flags & F_EXIST_OK), attr_set=vals[0], attr_clr=vals[1])
 
 
+def _names(path: bytes, what: str) -> None:
+    if not path or b"\0" in path:
+        raise ValueError(f"{what}: bad path {path!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class RootBinds(Op):
+    """``RootBind`` of each ``(source, target)`` pair, all with the same roots and flags (same op kind).
+
+    Both roots are opened once for all, so a pair must not mount over
+    either root: meant for paths below mounts the plan made itself (/dev's
+    nodes, the OCI read-only paths in /proc), not for a caller's paths.
+    """
+
+    kind: ClassVar[int] = lib.ISO_OP_ROOT_BIND
+    error: ClassVar[type[errors.SetupError]] = errors.MountError
+    source_root: bytes | None
+    root: bytes | None
+    entries: tuple[tuple[bytes, bytes], ...]
+    recursive: bool = True
+    readonly: bool = False
+    optional: bool = False
+    attr_set: int = 0
+    attr_clr: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.entries:
+            raise ValueError("RootBinds needs at least one entry")
+        for source, target in self.entries:
+            _names(source, "RootBinds")
+            _names(target, "RootBinds")
+
+    def expand(self) -> list[RootBind]:
+        """The same binds as one ``RootBind`` each."""
+        return [RootBind(self.source_root, s, self.root, t, recursive=self.recursive,
+                         readonly=self.readonly, optional=self.optional, attr_set=self.attr_set,
+                         attr_clr=self.attr_clr) for s, t in self.entries]
+
+    def describe(self) -> str:
+        ro = " read-only" if self.readonly else ""
+        pairs = ", ".join(_rel(self.source_root, s) if (s, self.source_root) == (t, self.root) else
+                          f"{_rel(self.source_root, s)} on {_rel(self.root, t)}" for s, t in self.entries)
+        return f"bind{ro} {pairs}"
+
+    def path(self) -> str | None:
+        return _rel(self.root, self.entries[0][1]) if len(self.entries) == 1 else None
+
+    def encode(self, arena: _Arena) -> Any:
+        flags = ((F_RECURSIVE if self.recursive else 0) | (F_READONLY if self.readonly else 0)
+                 | (F_EXIST_OK if self.optional else 0))
+        packed = b"".join(s + b"\0" + t + b"\0" for s, t in self.entries)
+        return flags, -1, (arena.str(self.source_root), arena.data(packed, 1),
+                           arena.str(self.root), 0), (self.attr_set, self.attr_clr, len(self.entries), 0)
+
+    @classmethod
+    def decode(cls, flags: int, fd: int, args: Any, vals: Any, arena: _Arena) -> Op:
+        off, entries = args[1], []
+        for _ in range(vals[2]):
+            s_end = arena.buf.index(0, off)
+            t_end = arena.buf.index(0, s_end + 1)
+            entries.append((bytes(arena.buf[off:s_end]), bytes(arena.buf[s_end + 1:t_end])))
+            off = t_end + 1
+        return cls(source_root=_s(arena, args[0]), root=_s(arena, args[2]), entries=tuple(entries),
+                   recursive=bool(flags & F_RECURSIVE), readonly=bool(flags & F_READONLY),
+                   optional=bool(flags & F_EXIST_OK), attr_set=vals[0], attr_clr=vals[1])
+
+
 @dataclass(frozen=True, slots=True)
 class RootMount(Op):
-    """A new ``fstype`` filesystem (fsopen/fsmount) attached at ``target`` inside ``root``."""
+    """A new ``fstype`` filesystem (fsopen/fsmount) attached at ``target`` inside ``root``.
+
+    ``fd`` >= 0: instead, a clone of that detached mount, which the caller
+    keeps open (``RootFS``'s shared read-only root).
+    """
 
     kind: ClassVar[int] = lib.ISO_OP_ROOT_MOUNT
     error: ClassVar[type[errors.SetupError]] = errors.MountError
@@ -212,8 +309,11 @@ class RootMount(Op):
     attrs: int = 0
     options: tuple[tuple[str, str | None], ...] = ()
     optional: bool = False
+    fd: int = -1
 
     def describe(self) -> str:
+        if self.fd >= 0:
+            return f"attach a clone of the prepared {_d(self.fstype)} (fd {self.fd}) on {_rel(self.root, self.target)}"
         return f"mount {_d(self.fstype)} on {_rel(self.root, self.target)}"
 
     def path(self) -> str | None:
@@ -221,7 +321,7 @@ class RootMount(Op):
 
     def encode(self, arena: _Arena) -> Any:
         opts = arena.data(_pack_fs_options(self.options), 1) if self.options else 0
-        return (F_EXIST_OK if self.optional else 0), -1, (
+        return (F_EXIST_OK if self.optional else 0), self.fd, (
             arena.str(self.fstype), arena.str(self.source), arena.str(self.root),
             arena.str(self.target)), (self.attrs, opts, len(self.options), 0)
 
@@ -231,7 +331,7 @@ class RootMount(Op):
         assert f is not None and t is not None
         return cls(fstype=f, source=_s(arena, args[1]), root=_s(arena, args[2]), target=t,
                    attrs=vals[0], options=_unpack_fs_options(arena, vals[1], vals[2]),
-                   optional=bool(flags & F_EXIST_OK))
+                   optional=bool(flags & F_EXIST_OK), fd=fd)
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,9 +356,60 @@ class RootMask(Op):
 
     @classmethod
     def decode(cls, flags: int, fd: int, args: Any, vals: Any, arena: _Arena) -> Op:
+        if vals[2]:
+            return RootMasks.decode(flags, fd, args, vals, arena)
         r, t, n = _s(arena, args[0]), _s(arena, args[1]), _s(arena, args[2])
         assert r is not None and t is not None and n is not None
         return cls(root=r, target=t, null=n)
+
+
+@dataclass(frozen=True, slots=True)
+class RootMasks(Op):
+    """``RootMask`` of each of ``targets`` (same op kind): the root opened once, one tmpfs for the directories.
+
+    As with ``RootBinds``, no target may be the root itself: meant for the
+    OCI default masked paths, below the /proc and /sys the plan mounted.
+    """
+
+    kind: ClassVar[int] = lib.ISO_OP_ROOT_MASK
+    error: ClassVar[type[errors.SetupError]] = errors.MountError
+    root: bytes
+    targets: tuple[bytes, ...]
+    null: bytes
+    #: An empty read-only detached tmpfs the caller keeps, cloned for directories (-1: one is made).
+    fd: int = -1
+
+    def __post_init__(self) -> None:
+        if not self.targets:
+            raise ValueError("RootMasks needs at least one target")
+        for t in self.targets:
+            _names(t, "RootMasks")
+
+    def expand(self) -> list[RootMask]:
+        """The same masks as one ``RootMask`` each."""
+        return [RootMask(self.root, t, self.null) for t in self.targets]
+
+    def describe(self) -> str:
+        return "mask " + ", ".join(_rel(self.root, t) for t in self.targets)
+
+    def path(self) -> str | None:
+        return _rel(self.root, self.targets[0]) if len(self.targets) == 1 else None
+
+    def encode(self, arena: _Arena) -> Any:
+        packed = b"".join(t + b"\0" for t in self.targets)
+        return 0, self.fd, (arena.str(self.root), arena.data(packed[:-1], 1), arena.str(self.null), 0), (
+            0, 0, len(self.targets), 0)
+
+    @classmethod
+    def decode(cls, flags: int, fd: int, args: Any, vals: Any, arena: _Arena) -> Op:
+        r, n = _s(arena, args[0]), _s(arena, args[2])
+        assert r is not None and n is not None
+        off, targets = args[1], []
+        for _ in range(vals[2]):
+            end = arena.buf.index(0, off)
+            targets.append(bytes(arena.buf[off:end]))
+            off = end + 1
+        return cls(root=r, targets=tuple(targets), null=n, fd=fd)
 
 
 @dataclass(frozen=True, slots=True)

@@ -199,8 +199,25 @@ def _make_init(fields: dict[str, _Field], post_init: bool) -> Callable[..., None
     n_pos = len(positional)
     setter = object.__setattr__
     missing = _MISSING
+    # Every field given, all by position or all by keyword (Result, the plan
+    # ops): set them in one loop; anything else takes the general path.
+    everything = pos_names if not keyword and not no_init and n_pos == len(fields) else None
+    all_names = frozenset(pos_names)
 
     def __init__(self: Any, *args: Any, **kw: Any) -> None:
+        if everything is not None:
+            if not args and kw.keys() == all_names:
+                for name in everything:
+                    setter(self, name, kw[name])
+                if post_init:
+                    self.__post_init__()
+                return
+            if not kw and len(args) == n_pos:
+                for name, value in zip(everything, args):
+                    setter(self, name, value)
+                if post_init:
+                    self.__post_init__()
+                return
         if args:
             if len(args) > n_pos:
                 raise TypeError(f"{type(self).__name__}.__init__() takes {n_pos} positional arguments "

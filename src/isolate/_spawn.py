@@ -88,6 +88,25 @@ def _timings(plan: Plan, c_plan: object, child: object) -> dict[str, int]:
     return out
 
 
+def detached_tmpfs(mode: int) -> int:
+    """A new tmpfs, not attached anywhere: its fd (O_CLOEXEC, the caller's to close); raises OSError."""
+    import os
+
+    fd = lib.iso_detached_tmpfs(f"{mode:o}".encode())
+    if fd < 0:
+        raise OSError(-fd, os.strerror(-fd))
+    return int(fd)
+
+
+def mount_fd_setattr(fd: int, attr_set: int) -> None:
+    """Set MOUNT_ATTR_* ``attr_set`` on the mount ``fd`` refers to; raises OSError."""
+    import os
+
+    rc = lib.iso_mount_fd_setattr(fd, attr_set)
+    if rc < 0:
+        raise OSError(-rc, os.strerror(-rc))
+
+
 def setns(fd: int, nstype: int) -> None:
     """setns(2) for the calling thread; raises OSError."""
     import os

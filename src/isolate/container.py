@@ -109,9 +109,26 @@ _STAGES: dict[bytes, bytes] = {}
 _IDENTITY_MAP = (IdMap(inside=0, outside=0, count=MAX_ID_RANGE),)
 
 
+#: A container's whole root plan, per RootFS op sequence and what the container
+#: adds (cwd, ...): (that sequence, the plan).  See ``Container._root_ops``.
+_ROOT_PLANS: dict[tuple[object, ...], tuple[P.OpSeq, P.OpSeq]] = {}
+
+
+@functools.lru_cache(maxsize=64)
+def _chdir_ops(cwd: bytes) -> P.OpSeq:
+    return P.OpSeq((P.Chdir(path_=cwd),))
+
+
 @functools.lru_cache(maxsize=16)
 def _default_seccomp(caps: frozenset[str]) -> bytes:
     return SeccompProfile.default(caps).compile()
+
+
+def _without_defaults(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` less those that say what ``spawn`` does anyway (None, False, no join):
+    fewer values to key the spawn plan cache on.  (``groups=[]`` is not a default.)"""
+    return {k: v for k, v in options.items()
+            if v is not None and v is not False and not (k == "join" and not v)}
 
 
 def _process_umask() -> int:
@@ -297,6 +314,12 @@ class Container:
         else:
             raise ConfigError(f"seccomp must be 'default', a SeccompProfile, bytes or None, got {seccomp!r}")
         self.capability_sets = capability_sets
+        # No process of the container can ever remount anything: without
+        # CAP_SYS_ADMIN in its bounding set (and in no user namespace, where
+        # the root would be its own), so a read-only root may be shared.
+        self._root_unmountable = (capability_sets is None and self.capabilities is not None
+                                  and "CAP_SYS_ADMIN" not in self.capabilities
+                                  and "user" not in self.namespaces and os.geteuid() == 0)
         self.make_cwd = bool(make_cwd)
         self.rlimits = rlimits
         self.umask = umask
@@ -382,9 +405,9 @@ class Container:
         except OSError:
             return None
 
-    def _root_ops(self, cwd: bytes, stdout: Stdio) -> list[P.Op]:
+    def _root_ops(self, cwd: bytes, stdout: Stdio) -> P.OpSeq:
         if self.rootfs is None:
-            return [P.Chdir(path_=cwd)]
+            return _chdir_ops(cwd)
         chroot = self.root_mode == "chroot"
         stage = self._stage
         console = self._console(stdout)
@@ -399,12 +422,19 @@ class Container:
                    new_net="net" in self.namespaces, new_pid="pid" in self.namespaces,
                    console=console, direct=direct, new_ipc="ipc" in self.namespaces,
                    new_cgroupns="cgroup" in self.namespaces,
-                   cgroup_paths=None if self._cgroup is None else tuple(sorted(self._cgroup.paths.items())))
+                   cgroup_paths=None if self._cgroup is None else tuple(sorted(self._cgroup.paths.items())),
+                   shared_root=self._root_unmountable and (not self.make_cwd or cwd == b"."))
+        base = self.rootfs._op_seq(ctx)
+        umask = None if self.umask is not None else _process_umask()
+        key = (id(base), ctx.new, chroot, cwd, self.make_cwd, self.rootfs.readonly, umask)
+        hit = _ROOT_PLANS.get(key)
+        if hit is not None and hit[0] is base:
+            return hit[1]
         # The modes in the plan (0755 directories, 0644 /etc files, ...) are
         # meant exactly: a caller's umask of 077 would otherwise make /etc
         # unreadable to every user but root inside.
         ops: list[P.Op] = [P.Umask(0)]
-        ops += self.rootfs._ops(ctx)
+        ops += base
         if chroot:
             ops += [P.Chdir(path_=ctx.new), P.Mount(b".", b"/", None, _MA.MS_MOVE), P.Chroot(b".")]
         else:
@@ -417,14 +447,21 @@ class Container:
         if self.rootfs.readonly:
             # Last, so that mount points could still be made on the root.
             ops.append(P.MountSetattr(b"/", attr_set=_MA.MOUNT_ATTR_RDONLY, recursive=False))
-        ops.append(P.RootChdir(b"/", cwd))
-        if self.umask is None:
+        if cwd != b".":
+            # (Entering the root, by pivot_root or chroot, ends in its "/".)
+            ops.append(P.RootChdir(b"/", cwd))
+        if umask is not None:
             # No umask of our own: the process keeps the caller's (spawn sets none).
-            ops.append(P.Umask(_process_umask()))
-        return ops
+            ops.append(P.Umask(umask))
+        seq = P.OpSeq(ops)
+        if len(_ROOT_PLANS) >= 64:
+            _ROOT_PLANS.pop(next(iter(_ROOT_PLANS)))
+        # The value holds ``base``, so its id in the key cannot be reused while cached.
+        _ROOT_PLANS[key] = (base, seq)
+        return seq
 
     def _spawn_options(self, *, env: Mapping[str, str] | None, user: Any) -> dict[str, Any]:
-        return dict(
+        opts = dict(
             env=self._env(env),
             user=self.user if user is None else user,
             group=self.group,
@@ -437,6 +474,7 @@ class Container:
             umask=self.umask,
             die_with_parent=self.die_with_parent,
         )
+        return _without_defaults(opts)
 
     def _ensure_cgroup(self) -> None:
         if self._cgroup is None and self.limits is not None:
@@ -479,21 +517,21 @@ class Container:
             try:
                 self._ensure_cgroup()
                 # After the cgroup exists: RootFS.cgroupfs() binds its directories.
-                ops = self._root_ops(c, stdout)
+                ops: Sequence[P.Op] = self._root_ops(c, stdout)
                 if console_socket is not None:
                     rows, cols = console_size or (0, 0)
-                    ops.append(P.Console(fd=console_socket, rows=rows, cols=cols,
-                                         bind_console=self.rootfs is not None and self.rootfs.dev))
+                    ops = [*ops, P.Console(fd=console_socket, rows=rows, cols=cols,
+                                         bind_console=self.rootfs is not None and self.rootfs.dev)]
                 base = self._cgroup.stats() if self._cgroup is not None else None
                 self._oom_base = base.oom_kill if base is not None else 0
                 self._start_time = time.monotonic()
                 self._timed_out = False
-                self.process = spawn(
-                    argv, namespaces=self.namespaces, join=self._join, uid_map=self._uid_map,
-                    gid_map=self._gid_map,
-                    hostname=self.hostname, cgroup=self._cgroup, ops=ops, stdin=stdin,
-                    stdout=stdout, stderr=stderr, pass_fds=pass_fds, tty=tty, exec_gate=exec_gate,
-                    **opts)
+                opts.update(_without_defaults({
+                    "join": self._join, "uid_map": self._uid_map, "gid_map": self._gid_map,
+                    "hostname": self.hostname, "cgroup": self._cgroup, "tty": tty,
+                    "exec_gate": exec_gate}))
+                self.process = spawn(argv, namespaces=self.namespaces, ops=ops, stdin=stdin,
+                                     stdout=stdout, stderr=stderr, pass_fds=pass_fds, **opts)
             except BaseException:
                 if self.rootfs is not None:
                     self.rootfs._abort()

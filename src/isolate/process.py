@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import resource
 import select
-import selectors
 import signal
 import subprocess
 import threading
@@ -497,6 +496,8 @@ def _maps_root(uid_map: Sequence[IdMap] | None, gid_map: Sequence[IdMap] | None)
 
 def _freeze(value: Any) -> Any:
     """A hashable stand-in for an option value; TypeError if it has none."""
+    if type(value) is P.OpSeq:
+        return value      # immutable, and its hash is kept
     if isinstance(value, bool):
         return ("<bool>", value)  # True == 1: keep user=True from hitting user=1's plan
     if isinstance(value, (str, bytes, int, float, type(None), P.Op)):
@@ -738,43 +739,49 @@ class Process:
     def communicate(self, input: bytes | None = None, timeout: float | None = None) -> tuple[bytes | None, bytes | None]:
         """Send ``input``, read stdout/stderr to EOF and wait, like ``Popen.communicate``."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        # poll(2) on the fds themselves: no selector object and no epoll fd per call.
         chunks: dict[int, list[bytes]] = {}
-        sel = selectors.DefaultSelector()
-        try:
-            if self.stdin is not None:
-                if input:
-                    os.set_blocking(self.stdin.fileno(), False)
-                    sel.register(self.stdin, selectors.EVENT_WRITE)
-                else:
-                    self.stdin.close()
-            for f in (self.stdout, self.stderr):
-                if f is not None:
-                    chunks[f.fileno()] = []
-                    sel.register(f, selectors.EVENT_READ)
-            view = memoryview(input or b"")
-            while sel.get_map():
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
+        poller = select.poll()
+        for f in (self.stdout, self.stderr):
+            if f is not None:
+                chunks[f.fileno()] = []
+                poller.register(f.fileno(), select.POLLIN)
+        view = memoryview(input or b"")
+        wfd = -1
+        if self.stdin is not None:
+            if input:
+                wfd = self.stdin.fileno()
+                os.set_blocking(wfd, False)
+                poller.register(wfd, select.POLLOUT)
+            else:
+                self.stdin.close()
+        left = len(chunks) + (wfd >= 0)
+        while left:
+            ms = None
+            if deadline is not None:
+                until = deadline - time.monotonic()
+                if until <= 0:
                     raise subprocess.TimeoutExpired(self.args, timeout or 0.0)
-                for key, _ in sel.select(remaining):
-                    fobj = key.fileobj
-                    if fobj is self.stdin:
-                        try:
-                            n = os.write(key.fd, view[:65536])
-                        except BrokenPipeError:
-                            n = len(view)
-                        view = view[n:]
-                        if not view:
-                            sel.unregister(fobj)
-                            self.stdin.close()
+                ms = int(until * 1000) + 1
+            for fd, _ in poller.poll(ms):
+                if fd == wfd:
+                    try:
+                        n = os.write(fd, view[:65536])
+                    except BrokenPipeError:
+                        n = len(view)
+                    view = view[n:]
+                    if not view:
+                        poller.unregister(fd)
+                        left -= 1
+                        assert self.stdin is not None
+                        self.stdin.close()
+                else:
+                    data = os.read(fd, 65536)
+                    if data:
+                        chunks[fd].append(data)
                     else:
-                        data = os.read(key.fd, 65536)
-                        if data:
-                            chunks[key.fd].append(data)
-                        else:
-                            sel.unregister(fobj)
-        finally:
-            sel.close()
+                        poller.unregister(fd)
+                        left -= 1
         out = b"".join(chunks[self.stdout.fileno()]) if self.stdout is not None else None
         err = b"".join(chunks[self.stderr.fileno()]) if self.stderr is not None else None
         for f in (self.stdout, self.stderr):

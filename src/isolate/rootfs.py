@@ -15,6 +15,12 @@ the child runs in its new mount namespace:
 3. ``pivot_root`` into the new root and the old root is detached, so no
    path, fd or ``..`` leads back to the host's tree.
 
+A host root started again (from a ``RootFS``'s second use) whose containers
+can never remount anything (no CAP_SYS_ADMIN, no user namespace: see
+``Container``) is not rebuilt each time: its read-only tmpfs, with the mount
+points and /etc's files, is made once in the caller (detached, mounted
+nowhere) and each child attaches a clone of it.
+
 Where ``pivot_root`` cannot work (the initramfs rootfs), the root is moved
 over ``/`` and entered with ``chroot`` instead; ``Container`` states which
 (``Result.root_mode``).  A chroot is weaker: the host tree still exists in
@@ -27,11 +33,13 @@ import errno as _errno
 import functools
 import os
 import stat
+import threading
 from pathlib import Path
 
 from ._record import dataclass
 from . import _plan as P
-from ._plan_root import RootMkdirs
+from . import _spawn
+from ._plan_root import RootBinds, RootMasks, RootMkdirs
 from .errors import ConfigError, UnsupportedError
 from .process import _fsencode
 
@@ -67,7 +75,7 @@ HOST_ETC = (
 #: mount point and a bind ~37 us, so the break-even is near 48 KiB (mime.types, 72 KiB, is bound).
 ETC_COPY_MAX = 48 << 10
 
-#: Device nodes bound from the host's /dev into the container's fresh /dev.
+#: The host's device nodes in the container's fresh /dev (made with mknod, or bound in a user namespace).
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
 
 _MA: Any = P.lib
@@ -225,6 +233,9 @@ class _Ctx:
     # The container's cgroup: every hierarchy's mount point -> its directory
     # there (``Cgroup.paths``); None when the process stays in the caller's.
     cgroup_paths: tuple[tuple[str, str], ...] | None = None
+    # The caller allows a read-only root shared with other containers (see
+    # RootFS._shareable): nothing in the container can ever remount it.
+    shared_root: bool = False
 
 
 class RootFS:
@@ -274,8 +285,11 @@ class RootFS:
         self._gen = 0          # bumped by every builder call: part of the op cache key
         self._overlay: _Overlay | None = None
         self._created: list[Path] = []   # overlay directories made for the current run
-        self._cache: dict[tuple[object, ...], list[P.Op]] = {}
+        self._cache: dict[tuple[object, ...], P.OpSeq] = {}
         self._in_place: dict[tuple[object, ...], bool] = {}
+        self._used_once: set[tuple[object, ...]] = set()
+        self._master: tuple[object, int] | None = None   # (its contents, fd): see _shared_master
+        self._empty = -1       # fd: see _empty_master
 
     def __repr__(self) -> str:
         src = f"directory={str(self._directory)!r}" if self._directory else "host"
@@ -622,19 +636,109 @@ class RootFS:
             shutil.rmtree(self._overlay.upper / "work", ignore_errors=True)
         self._created = []
 
-    def _ops(self, ctx: _Ctx) -> list[P.Op]:
-        """The ops that build the new root at ``ctx.new`` (before the switch).
+    def __del__(self, _close: Any = os.close) -> None:
+        # The shared root's fd (see _shared_master) lives as long as the RootFS.
+        # (os.close is bound early: at interpreter exit the module may be gone.)
+        master = getattr(self, "_master", None)
+        if master is not None:
+            self._master = None
+            _close(master[1])
+        if getattr(self, "_empty", -1) >= 0:
+            empty, self._empty = self._empty, -1
+            _close(empty)
 
-        Ops are immutable, so the list is made once per context and reused:
-        a container started again with the same RootFS plans in no time.
+    def _ops(self, ctx: _Ctx) -> list[P.Op]:
+        """The ops that build the new root at ``ctx.new`` (before the switch)."""
+        return list(self._op_seq(ctx))
+
+    def _shareable(self, ctx: _Ctx) -> bool:
+        """Whether the root can be one read-only tmpfs made once and shared by every start.
+
+        Only a host root, read-only, without an overlay, built in place, in no
+        user namespace (its files belong to the caller as they would to the
+        child) and with every mount point at its top (nothing is created in
+        it at run time); the caller (``Container``) vouches that no process
+        in the container can remount it (no CAP_SYS_ADMIN).
+        """
+        return (ctx.shared_root and not ctx.userns and ctx.direct and not ctx.chroot
+                and self._directory is None and self._overlay is None and self.readonly
+                and all(isinstance(m, _Tmpfs) and b"/" not in m.target for m in self._mounts)
+                and _shared_roots_work())
+
+    def _op_seq(self, ctx: _Ctx) -> P.OpSeq:
+        """``_ops`` as the one ``OpSeq`` made per context.
+
+        Ops are immutable, so they are made once per context and reused: a
+        container started again with the same RootFS plans in no time, and
+        the same object keeps the spawn plan cache's key cheap.
         """
         key = (ctx.new, ctx.old, ctx.stage, ctx.chroot, ctx.userns, ctx.new_net, ctx.new_pid,
                ctx.console, ctx.direct, ctx.new_ipc, ctx.new_cgroupns, ctx.cgroup_paths, self._gen,
-               self._overlay, self.proc, self.sys, self.dev, self.oci_masks, self._directory)
+               self._overlay, self.proc, self.sys, self.dev, self.oci_masks, self._directory,
+               ctx.shared_root, self.readonly)
         ops = self._cache.get(key)
         if ops is None:
-            ops = self._cache[key] = self._make_ops(ctx)
-        return list(ops)
+            share = self._shareable(ctx)
+            if share and key not in self._used_once:
+                # Built in the child the first time: a RootFS used once (as
+                # Container's default) would pay for the shared root for nothing.
+                self._used_once.add(key)
+                return P.OpSeq(self._make_ops(ctx, share=False))
+            ops = self._cache[key] = P.OpSeq(self._make_ops(ctx, share=share))
+        return ops
+
+    def _shared_master(self, top: Sequence[tuple[bytes, int, int, bytes | None]],
+                       etc: Sequence[tuple[bytes, int, int, bytes | None]]) -> int:
+        """The fd of a detached read-only tmpfs holding ``top`` and ``etc`` (RootMkdirs entries).
+
+        Made once per contents and kept (closed with the RootFS); every start
+        attaches a clone (``RootMount(fd=...)``), which saves making the root,
+        its mount points and /etc's files in each child.
+        """
+        contents = (tuple(top), tuple(etc))
+        with _MASTER_LOCK:
+            if self._master is not None:
+                if self._master[0] == contents:
+                    return self._master[1]
+                # Only plans of an older generation (never made again) name it.
+                os.close(self._master[1])
+                self._master = None
+            fd = self._make_master(top, etc)
+            self._master = (contents, fd)
+            return fd
+
+    def _empty_master(self) -> int:
+        """An empty read-only tmpfs (as a masked directory gets), made once: its fd."""
+        with _MASTER_LOCK:
+            if self._empty < 0:
+                fd = _spawn.detached_tmpfs(0o1777)    # tmpfs's own default, as a fresh mask has
+                try:
+                    _spawn.mount_fd_setattr(fd, _RDONLY | _NOSUID_NODEV_NOEXEC)
+                except BaseException:
+                    os.close(fd)
+                    raise
+                self._empty = fd
+            return self._empty
+
+    @staticmethod
+    def _make_master(top: Sequence[tuple[bytes, int, int, bytes | None]],
+                     etc: Sequence[tuple[bytes, int, int, bytes | None]]) -> int:
+        fd = _spawn.detached_tmpfs(0o755)
+        try:
+            for entry in top:
+                _make_entry(fd, *entry)
+            if etc:
+                efd = os.open("etc", os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+                try:
+                    for entry in etc:
+                        _make_entry(efd, *entry)
+                finally:
+                    os.close(efd)
+            _spawn.mount_fd_setattr(fd, _RDONLY | _MA.MOUNT_ATTR_NOSUID)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def _builds_in_place(self, stage: bytes, console: bytes | None) -> bool:
         """Whether the new root can be mounted right on ``stage`` (see ``_Ctx.direct``).
@@ -664,7 +768,7 @@ class RootFS:
                 return False
         return True
 
-    def _make_ops(self, ctx: _Ctx) -> list[P.Op]:
+    def _make_ops(self, ctx: _Ctx, share: bool = False) -> list[P.Op]:
         ops: list[P.Op] = [] if ctx.direct else [P.RootStage(base=ctx.stage, chroot=ctx.chroot)]
         made: set[bytes] = set()     # top-level entries of the new root already created
         new, old = ctx.new, ctx.old
@@ -707,8 +811,6 @@ class RootFS:
                                        name=os.path.basename(new)))
                 ops.append(overlay(_host(old, d), upper_base, work_base, None, new))
         else:
-            ops.append(P.RootMount(b"tmpfs", None, new, source=b"tmpfs", attrs=_MA.MOUNT_ATTR_NOSUID,
-                                   options=(("mode", "0755"),)))
             # Every top-level entry of the fresh root in one op (one directory fd).
             top: list[tuple[bytes, int, int, bytes | None]] = [
                 (name.encode(), 2, 0o777, link) if link is not None else (name.encode(), 0, 0o755, None)
@@ -723,7 +825,19 @@ class RootFS:
                 if first not in made:
                     top.append((first, 0, 0o755, None))
                     made.add(first)
-            ops.append(RootMkdirs(new, b".", tuple(top)))
+            # Files with their contents (type 3), links, and mount points for
+            # the binds, through one fd of the fresh /etc.
+            etc: list[tuple[bytes, int, int, bytes | None]] = [
+                (name.encode(), 2, 0o777, payload) if kind == "link" else
+                (name.encode(), 3, 0o644, payload) if kind == "file" else
+                (name.encode(), 0 if kind == "dir" else 1, 0o755 if kind == "dir" else 0o644, None)
+                for name, kind, payload in self._host_etc]
+            if share:
+                ops.append(P.RootMount(b"tmpfs", None, new, fd=self._shared_master(top, etc)))
+            else:
+                ops.append(P.RootMount(b"tmpfs", None, new, source=b"tmpfs",
+                                       attrs=_MA.MOUNT_ATTR_NOSUID, options=(("mode", "0755"),)))
+                ops.append(RootMkdirs(new, b".", tuple(top)))
             for name, link in self._host_dirs:
                 n = name.encode()
                 if link is not None:
@@ -737,20 +851,13 @@ class RootFS:
                     ops.append(overlay(_host(old, b"/" + n), upper_base + b"/" + n,
                                        work_base + b"/" + n, new, n))
             if self._host_etc:
-                entries = [(name.encode(), 2, 0o777, payload) if kind == "link" else
-                           (name.encode(), 0 if kind == "dir" else 1, 0o755 if kind == "dir" else 0o644,
-                            None)
-                           for name, kind, payload in self._host_etc if kind != "file"]
-                if entries:
-                    ops.append(RootMkdirs(new, b"etc", tuple(entries)))
-                for name, kind, payload in self._host_etc:
-                    rel = b"etc/" + name.encode()
-                    if kind == "file":
-                        # The new root is our own fresh tmpfs: no symlink can be in the way.
-                        ops.append(P.WriteFile(new + b"/" + rel, payload, mode=0o644,
-                                               oflags=_MA.O_CREAT | _MA.O_EXCL))
-                    elif kind != "link":
-                        ops.append(P.RootBind(old, rel, new, rel, readonly=True, optional=True))
+                if not share:
+                    ops.append(RootMkdirs(new, b"etc", tuple(etc)))
+                binds = [(b"etc/" + name.encode(),) * 2 for name, kind, _ in self._host_etc
+                         if kind in ("dir", "bind")]
+                if binds:
+                    # Into our own fresh tmpfs: no target can be a symlink (see RootBinds).
+                    ops.append(RootBinds(old, new, tuple(binds), readonly=True, optional=True))
 
         # procfs can only be mounted by the owner of the pid namespace, sysfs by the
         # owner of the network namespace: in a user namespace without its own, bind the host's.
@@ -798,12 +905,18 @@ class RootFS:
             masked += [p.lstrip("/").encode() for p in OCI_MASKED_PATHS
                        if (p.startswith("/proc") and self.proc) or (p.startswith("/sys") and self.sys)]
             ro_paths += [p.lstrip("/").encode() for p in OCI_READONLY_PATHS if self.proc]
-        masked += self._masked
-        ro_paths += self._readonly_paths
+        # The OCI defaults lie below the /proc and /sys mounted above, so none can
+        # be the root: one op each list (see RootMasks).  A caller's paths may lead
+        # anywhere in an image, the root included: one op each, resolving the root anew.
+        null = new + b"/dev/null" if self.dev else _host(old, b"/dev/null")
         if masked:
-            null = new + b"/dev/null" if self.dev else _host(old, b"/dev/null")
-            ops += [P.RootMask(new, rel, null) for rel in masked]
-        ops += [P.RootBind(new, rel, new, rel, readonly=True, optional=True) for rel in ro_paths]
+            ops.append(RootMasks(new, tuple(masked), null, fd=self._empty_master() if share else -1))
+        ops += [P.RootMask(new, rel, null) for rel in self._masked]
+        if ro_paths:
+            ops.append(RootBinds(new, new, tuple((rel, rel) for rel in ro_paths), readonly=True,
+                                 optional=True))
+        ops += [P.RootBind(new, rel, new, rel, readonly=True, optional=True)
+                for rel in self._readonly_paths]
         return ops
 
     def _dev_ops(self, ctx: _Ctx, made: set[bytes]) -> list[P.Op]:
@@ -812,11 +925,14 @@ class RootFS:
         dev, pts, shm = self._builtin["/dev"], self._builtin["/dev/pts"], self._builtin["/dev/shm"]
         ops.append(P.RootMount(b"tmpfs", new, b"dev", source=b"tmpfs", attrs=dev.attrs,
                                options=_tmpfs_options(dev)))
-        # Every entry of the fresh /dev in one op: device mount points (bound
-        # from the host's /dev rather than made with mknod: a user namespace
-        # may not create device nodes), pts and shm, and the usual links.
+        # Every entry of the fresh /dev in one op: the device nodes, pts and
+        # shm, and the usual links.  The nodes are made with mknod, as runc
+        # does, the same devices as the host's; in a user namespace, which may
+        # not create device nodes, or on a nodev /dev, the host's are bound.
+        nodes = {} if ctx.userns or dev.attrs & _MA.MOUNT_ATTR_NODEV else _host_devices()
         entries: list[tuple[bytes, int, int, bytes | None]] = [
-            (name.encode(), 1, 0o666, None) for name in DEV_NODES]
+            (name.encode(), 4, 0o666, nodes[name]) if name in nodes else (name.encode(), 1, 0o666, None)
+            for name in DEV_NODES]
         entries += [(b"pts", 0, 0o755, None), (b"ptmx", 2, 0o777, b"pts/ptmx"),
                     (b"shm", 0, 0o755, None)]
         entries += [(lname, 2, 0o777, link) for lname, link in (
@@ -825,10 +941,11 @@ class RootFS:
         if ctx.console is not None:
             entries.append((b"console", 1, 0o600, None))
         ops.append(RootMkdirs(new, b"dev", tuple(entries)))
-        for name in DEV_NODES:
-            rel = b"dev/" + name.encode()
-            ops.append(P.RootBind(old, rel, new, rel, recursive=False,
-                                  attr_set=_MA.MOUNT_ATTR_NOSUID | _MA.MOUNT_ATTR_NOEXEC))
+        bound = [n for n in DEV_NODES if n not in nodes]
+        if bound:
+            # Onto the files just made in our own fresh tmpfs (see RootBinds).
+            ops.append(RootBinds(old, new, tuple((b"dev/" + n.encode(),) * 2 for n in bound),
+                                 recursive=False, attr_set=_MA.MOUNT_ATTR_NOSUID | _MA.MOUNT_ATTR_NOEXEC))
         pts_opts: tuple[tuple[str, str | None], ...] = (
             ("newinstance", None), ("ptmxmode", "0666"), ("mode", f"{pts.mode:04o}"))
         if pts.gid is not None:
@@ -841,6 +958,73 @@ class RootFS:
             ops.append(P.RootBind(old, ctx.console.lstrip(b"/"), new, b"dev/console",
                                   recursive=False))
         return ops
+
+
+def _make_entry(dfd: int, name: bytes, type_: int, mode: int, link: bytes | None) -> None:
+    """A RootMkdirs entry made by this process in the directory ``dfd`` (modes exactly: no umask)."""
+    if type_ == 0:
+        os.mkdir(name, mode, dir_fd=dfd)
+        os.chmod(name, mode, dir_fd=dfd)
+    elif type_ == 2:
+        assert link is not None
+        os.symlink(link, name, dir_fd=dfd)
+    else:
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode,
+                     dir_fd=dfd)
+        try:
+            os.fchmod(fd, mode)
+            view = memoryview(link or b"")
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+
+
+_SHARED_ROOTS: list[bool] = []
+_MASTER_LOCK = threading.Lock()
+
+
+def _shared_roots_work() -> bool:
+    """Whether a child in a new mount namespace may clone a detached mount of ours (probed once).
+
+    Root only (the tmpfs is made here, in the caller's user namespace).  The
+    probe spawns once: a kernel that refuses (EINVAL) keeps every root built
+    in the child.
+    """
+    if not _SHARED_ROOTS:
+        ok = False
+        if os.geteuid() == 0 and os.path.exists("/bin/true"):
+            from .process import spawn
+
+            try:
+                fd = _spawn.detached_tmpfs(0o755)
+            except OSError:
+                fd = -1
+            if fd >= 0:
+                try:
+                    p = spawn(["/bin/true"], namespaces={"mnt"},
+                              ops=[P.RootMount(b"tmpfs", None, b"/tmp", fd=fd)])
+                    ok = p.wait() == 0
+                    p.close()
+                except (OSError, ConfigError):
+                    ok = False
+                finally:
+                    os.close(fd)
+        _SHARED_ROOTS.append(ok)
+    return _SHARED_ROOTS[0]
+
+
+def _host_devices() -> dict[str, bytes]:
+    """DEV_NODES that are character devices on the host: name -> st_rdev (8 bytes, little-endian)."""
+    out = {}
+    for name in DEV_NODES:
+        try:
+            st = os.stat(f"/dev/{name}")
+        except OSError:
+            continue
+        if stat.S_ISCHR(st.st_mode):
+            out[name] = st.st_rdev.to_bytes(8, "little")
+    return out
 
 
 def _tmpfs_options(b: _Builtin) -> tuple[tuple[str, str | None], ...]:

@@ -313,26 +313,41 @@ def _range_program(default: int, leaves: dict[int, tuple[int, tuple[tuple[ArgCmp
     a.op(_RET, _RET_KILL_THREAD)
     a.label("tree")
     conds: list[int] = []
+    rets: set[int] = set()
     n = [0]
 
-    def tree(lo: int, hi: int) -> None:       # runs[lo:hi], nr already in the accumulator
+    def tree(lo: int, hi: int) -> object | None:
+        """Emit the search over runs[lo:hi] (nr already in the accumulator); a single
+        run emits nothing and gives the label to jump to instead: one shared return
+        per verdict, which keeps the program (and the kernel's JIT of it) short."""
         if hi - lo == 1:
             v = runs[lo][1]
             if isinstance(v, tuple):
                 conds.append(v[1])
-                a.op(_JA, 0, ("cond", v[1]), 0)
-            else:
-                a.op(_RET, v)   # type: ignore[arg-type]
-            return
+                return ("cond", v[1])
+            rets.add(v)    # type: ignore[arg-type]
+            return ("ret", v)
         mid = (lo + hi) // 2
         n[0] += 1
-        right = ("node", n[0])
-        a.op(_JGE, runs[mid][0], right, 0)
-        tree(lo, mid)
-        a.label(right)
-        tree(mid, hi)
+        node = len(a.insns)
+        a.op(_JGE, runs[mid][0])
+        left = tree(lo, mid)
+        right: object = ("node", n[0])
+        if left is not None:
+            right_first = len(a.insns) == node + 1      # the right side follows the node
+        else:
+            right_first = False
+        if not right_first:
+            a.label(right)
+        sub = tree(mid, hi)
+        jt: object = sub if sub is not None else (0 if right_first else right)
+        jf: object = left if left is not None else 0
+        a.insns[node] = (_JGE, jt, jf, runs[mid][0] & 0xFFFFFFFF)
+        return None
 
-    tree(0, len(runs))
+    top = tree(0, len(runs))
+    if top is not None:
+        a.op(_JA, 0, top, 0)
     for nr in conds:
         action, alternatives = leaves[nr]
         a.label(("cond", nr))
@@ -361,6 +376,9 @@ def _range_program(default: int, leaves: dict[int, tuple[int, tuple[tuple[ArgCmp
             a.op(_RET, action)
             a.label(fail)
         a.op(_RET, default)
+    for v in sorted(rets):
+        a.label(("ret", v))
+        a.op(_RET, v)
     try:
         return a.bytes()
     except OverflowError:

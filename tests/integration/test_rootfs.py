@@ -255,3 +255,54 @@ def test_console_is_the_terminal_when_stdio_is_one() -> None:
     with isolate.Container() as c:
         r = c.run(["/bin/sh", "-c", "test -e /dev/console; echo $?"])
     assert r.stdout == b"1\n"       # not a terminal: no console
+
+
+def test_a_reused_host_root_is_shared_read_only_and_stays_so() -> None:
+    # From its second start a RootFS's root (mount points and /etc's files) is one
+    # read-only tmpfs made once, attached as a clone: nothing in the container,
+    # even root with the default capabilities, can remount or change it.
+    rootfs = RootFS.host()
+    script = ("md5sum /etc/passwd; echo firmware=$(ls -A /sys/firmware | wc -l); mkdir /sys/firmware/x 2>/dev/null; "
+              "echo x > /etc/passwd 2>/dev/null; echo w=$?; "
+              "mount -o remount,rw / 2>/dev/null; echo m=$?; touch /x 2>/dev/null; echo t=$?; "
+              "cat /proc/self/mountinfo")
+    import hashlib
+
+    digest = hashlib.md5(Path("/etc/passwd").read_bytes()).hexdigest().encode()
+    namespaces = isolate.DEFAULT_NAMESPACES - {"user"}
+    runs = [sh(script, rootfs, namespaces=namespaces) for _ in range(3)]
+    assert rootfs._master is not None
+    for r in runs:
+        assert r.returncode == 0, r
+        assert digest in r.stdout
+        assert b"w=0" not in r.stdout and b"m=0" not in r.stdout and b"t=0" not in r.stdout
+        assert mounts_of(r)["/"].startswith("ro,")
+        assert mounts_of(r)["/etc/ssl"].startswith("ro,")
+        # The masked directories: one empty read-only tmpfs, also made once.
+        assert b"firmware=0\n" in r.stdout and mounts_of(r)["/sys/firmware"].startswith("ro,")
+    # A container that keeps CAP_SYS_ADMIN, or has its own user namespace, builds its own root.
+    for options in ({"capabilities": None, "namespaces": namespaces}, {}):
+        other = RootFS.host()
+        for _ in range(2):
+            assert sh("true", other, **options).returncode == 0
+        assert other._master is None, options
+
+
+@pytest.mark.parametrize("userns", [True, False], ids=["userns", "no-userns"])
+def test_dev_nodes_are_the_hosts_devices(userns: bool) -> None:
+    # Made with mknod where the container may (no user namespace, as runc does),
+    # else bound from the host's /dev: the same devices either way, all usable.
+    namespaces = isolate.DEFAULT_NAMESPACES if userns else isolate.DEFAULT_NAMESPACES - {"user"}
+    nodes = [n for n in rootfs_mod.DEV_NODES if n != "tty"]
+    r = sh("; ".join(f"stat -c '%n %t:%T %F' /dev/{n}" for n in rootfs_mod.DEV_NODES)
+           + '; echo x > /dev/null && echo "zero=$(head -c 4 /dev/zero | wc -c)"; '
+           'echo "urandom=$(head -c 4 /dev/urandom | wc -c)"; cat /proc/self/mountinfo',
+           namespaces=namespaces)
+    assert r.returncode == 0, r
+    for n in rootfs_mod.DEV_NODES:
+        st = os.stat(f"/dev/{n}")
+        assert f"/dev/{n} {os.major(st.st_rdev):x}:{os.minor(st.st_rdev):x} character special file" \
+            in r.stdout.decode()
+    assert b"zero=4\n" in r.stdout and b"urandom=4\n" in r.stdout
+    bound = [n for n in nodes if f"/dev/{n}" in mounts_of(r)]
+    assert bound == (nodes if userns else [])

@@ -10,6 +10,7 @@ import pytest
 
 import isolate
 from isolate import Cgroup, Limits, RootFS
+from isolate.rootfs import OCI_MASKED_PATHS, OCI_READONLY_PATHS
 
 pytestmark = [pytest.mark.root]
 
@@ -93,6 +94,26 @@ def test_masked_and_read_only_paths(tmp_path: Path, namespaces: frozenset[str]) 
                        "write /srv ok", "exists /srv/absent denied"}
     assert (srv / "secret").read_text() == "secret\n" and not (srv / "absent").exists()
     assert (srv / "g").exists() and not (srv / "rw" / "g").exists()
+
+
+@pytest.mark.parametrize("namespaces", NAMESPACES)
+def test_oci_default_masked_and_read_only_paths(namespaces: frozenset[str]) -> None:
+    # Made by one op each list (RootMasks, RootBinds): every path the host has is
+    # hidden (directories empty and read-only, files empty) or read-only, a
+    # caller's masked directory beside them included.
+    rootfs = RootFS.host().mask_paths("/usr/share")
+    dirs = [p for p in OCI_MASKED_PATHS if os.path.isdir(p)] + ["/usr/share"]
+    files = [p for p in OCI_MASKED_PATHS if os.path.isfile(p)]
+    ro = [p for p in OCI_READONLY_PATHS if os.path.isdir(p)]
+    r = sh("; ".join([f'echo ": {d} $(ls -A {d} | wc -l)"' for d in dirs]
+                     + [f'echo ": {f} $(head -c 64 {f} | wc -c)"' for f in files]
+                     + [attempt(f"write {d}", f"mkdir {d}/x") for d in dirs]
+                     + ["cat /proc/self/mountinfo"]),
+           rootfs, namespaces=namespaces)
+    assert said(r) == {f"{p} 0" for p in dirs + files} | {f"write {d} denied" for d in dirs}
+    for d in dirs + ro:
+        assert "ro" in flags(r, d), d
+    assert dirs[:-1] or files, "the host has none of the OCI default masked paths"
 
 
 @pytest.mark.parametrize("namespaces", [

@@ -363,3 +363,30 @@ def test_cannot_leave_its_cgroup(hierarchy: str) -> None:
     assert at_root == b"True", r.stdout        # its own group is / in its namespace
     assert int(mount_errno) == errno.EPERM, r.stdout
     assert procs == [], procs                  # (it had exited; nothing else was in the group)
+
+
+def test_shared_root_cannot_be_changed_for_the_next_container() -> None:
+    """Tried: in a container without a user namespace whose root is the shared read-only
+    tmpfs (a RootFS started again), remount it read-write and rewrite /etc/passwd: with
+    seccomp, without seccomp, and from a nested user + mount namespace without seccomp.
+    Stopped by: no CAP_SYS_ADMIN (EPERM) and the locked read-only flag below; the next
+    container reads the host's /etc/passwd."""
+    rootfs = isolate.RootFS.host()
+    namespaces = isolate.DEFAULT_NAMESPACES - {"user"}
+    attack = ("import ctypes, os, sys\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+              "if sys.argv[1:] == ['nested']:\n"
+              " assert libc.unshare(0x10000000 | 0x20000) == 0, ctypes.get_errno()\n"
+              "rc = libc.mount(None, b'/', None, 0x20 | 0x1000, None)\n"
+              "err = ctypes.get_errno() if rc else 0\n"
+              "try:\n open('/etc/passwd', 'a').write('pwned::0:0::/:/bin/sh\\n')\n"
+              "except OSError as e: print(e.errno, err)\nelse: print(0, err)")
+    assert run(["/bin/true"], rootfs=rootfs, namespaces=namespaces).returncode == 0
+    for argv, options in ((["x"], {}), (["x"], {"seccomp": None}),
+                          (["nested"], {"seccomp": None, "capabilities": []})):
+        r = run([PY, "-c", attack, *argv], rootfs=rootfs, namespaces=namespaces, **options)
+        assert r.returncode == 0, r
+        write, mount = (int(x) for x in r.stdout.split())
+        assert write == errno.EROFS and mount == errno.EPERM, (argv, options, r)
+    assert rootfs._master is not None      # the attacks ran on the shared root
+    r = run(["/bin/cat", "/etc/passwd"], rootfs=rootfs, namespaces=namespaces)
+    assert r.stdout == Path("/etc/passwd").read_bytes()

@@ -6,12 +6,12 @@ import os
 from pathlib import Path
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 import isolate
 from isolate import _plan as P
-from isolate._plan_root import RootMkdirs
-from isolate.rootfs import RootFS, _Ctx, container_path
+from isolate._plan_root import RootBinds, RootMasks, RootMkdirs
+from isolate.rootfs import OCI_MASKED_PATHS, RootFS, _Ctx, container_path
 
 
 def ctx(chroot: bool = False, userns: bool = True) -> _Ctx:
@@ -66,8 +66,13 @@ def test_container_path_normalizes(parts: list[str]) -> None:
     assert not p.startswith(b"/") and b"//" not in p and b".." not in p.split(b"/")
 
 
+def expanded(ops: list[P.Op]) -> list[P.Op]:
+    """Batched ops (``RootBinds``, ``RootMasks``) as the single ops they stand for."""
+    return [one for op in ops for one in (op.expand() if isinstance(op, (RootBinds, RootMasks)) else [op])]
+
+
 def test_host_plan_targets_are_resolved_in_the_new_root() -> None:
-    ops = RootFS.host(home="/root")._ops(ctx())
+    ops = expanded(RootFS.host(home="/root")._ops(ctx()))
     assert isinstance(ops[0], P.RootStage) and not ops[0].chroot
     for op in ops[1:]:
         if isinstance(op, (P.RootBind, P.RootMount)) and op.target != b"/newroot":
@@ -207,3 +212,52 @@ def test_batched_entries_are_single_components(entry: tuple[bytes, int, int, byt
     # could leave the root, so the op refuses it when made.
     with pytest.raises(ValueError):
         RootMkdirs(b"/newroot", b"dev", (entry,))
+
+
+def test_host_plan_batches_only_the_default_paths() -> None:
+    # /dev's nodes, /etc and the OCI default lists are one op each; a caller's
+    # masked and read-only paths stay one op per path (each resolves the root anew).
+    rootfs = RootFS.host().mask_paths("/etc/extra").readonly_paths("/srv")
+    ops = rootfs._ops(ctx())
+    (masks,) = [op for op in ops if isinstance(op, RootMasks)]
+    assert masks.targets == tuple(p.lstrip("/").encode() for p in OCI_MASKED_PATHS)
+    binds = [op for op in ops if isinstance(op, RootBinds)]
+    assert [b.entries[0][0] for b in binds][-1] == b"proc/bus"
+    assert P.RootMask(b"/newroot", b"etc/extra", b"/newroot/dev/null") in ops
+    assert P.RootBind(b"/newroot", b"srv", b"/newroot", b"srv", readonly=True, optional=True) in ops
+    files = {e[0]: e[3] for op in ops if isinstance(op, RootMkdirs) and op.parent == b"etc"
+             for e in op.entries if e[1] == 3}
+    assert all(Path("/etc", n.decode()).read_bytes() == data for n, data in files.items())
+    assert not any(isinstance(op, P.WriteFile) for op in ops)
+
+
+names = st.binary(min_size=1, max_size=12).filter(lambda b: b"\0" not in b and b"/" not in b
+                                                  and b not in (b".", b".."))
+rel_paths = st.binary(min_size=1, max_size=30).filter(lambda b: b"\0" not in b)
+ROOT_OPS = st.one_of(
+    st.builds(RootMkdirs, root=st.none() | rel_paths, parent=rel_paths, entries=st.lists(st.one_of(
+        st.tuples(names, st.sampled_from([0, 1]), st.integers(0, 0o7777), st.none()),
+        st.tuples(names, st.just(2), st.integers(0, 0o7777), rel_paths),
+        st.tuples(names, st.just(3), st.integers(0, 0o7777), st.binary(max_size=64)),
+        st.tuples(names, st.just(4), st.integers(0, 0o7777), st.binary(min_size=8, max_size=8))),
+        min_size=1, max_size=5).map(tuple)),
+    st.builds(RootBinds, source_root=st.none() | rel_paths, root=st.none() | rel_paths,
+              entries=st.lists(st.tuples(rel_paths, rel_paths), min_size=1, max_size=5).map(tuple),
+              recursive=st.booleans(), readonly=st.booleans(), optional=st.booleans(),
+              attr_set=st.integers(0, 2**32 - 1), attr_clr=st.integers(0, 2**32 - 1)),
+    st.builds(RootMasks, root=rel_paths, targets=st.lists(rel_paths, min_size=1, max_size=5).map(tuple),
+              null=rel_paths, fd=st.integers(-1, 2**31 - 1)),
+    st.builds(P.RootBind, source_root=st.none() | rel_paths, source=rel_paths, root=st.none() | rel_paths,
+              target=rel_paths, recursive=st.booleans(), readonly=st.booleans(), optional=st.booleans()),
+    st.builds(P.RootMask, root=rel_paths, target=rel_paths, null=rel_paths),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(ROOT_OPS, max_size=6))
+def test_root_ops_pack_then_read_back(ops: list[P.Op]) -> None:
+    # Batches share their kind with the single op: the count in val2 tells them apart.
+    plan = P.Plan(ops=ops, argv=[b"x"], envp=None)
+    c = plan.pack()
+    ops_bytes = bytes(P.ffi.buffer(c.ops, 64 * len(ops))) if ops else b""
+    assert P.unpack_ops(ops_bytes, bytes(P.ffi.buffer(c.arena, c.arena_len))) == ops

@@ -64,6 +64,7 @@ PROFILES = {
     "docker default, OCI caps": SeccompProfile.default(OCI_DEFAULT_CAPS),
     "docker default, no caps": SeccompProfile.default([]),
     "docker default, SYS_ADMIN": SeccompProfile.default(OCI_DEFAULT_CAPS | {"CAP_SYS_ADMIN"}),
+    "errno by default, no rule": SeccompProfile(default_action="errno", default_errno=1, rules=()),
     "allow by default, two denied": SeccompProfile(default_action="allow", rules=(
         SyscallRule(names=("mkdir", "mkdirat"), action="errno", errno=13),
         SyscallRule(names=("ptrace",), action="kill"))),
