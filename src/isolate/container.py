@@ -195,7 +195,9 @@ class Container:
     container exits: PR_SET_PDEATHSIG follows the spawning thread, not the
     process), ``pivot_root`` (None: auto; False forces the chroot mode, in
     which the default capability set also loses CAP_SYS_CHROOT, the key to
-    leaving a chroot), ``make_cwd`` (create ``cwd`` inside the root when
+    leaving a chroot; without a user namespace and without ``Limits.devices``
+    rules it loses CAP_MKNOD, with which a made device node would open the
+    host's disk), ``make_cwd`` (create ``cwd`` inside the root when
     missing, as OCI runtimes do).
     """
 
@@ -298,6 +300,14 @@ class Container:
             # itself is the way out (chroot a subdirectory, then '..' past the root).
             assert self.capabilities is not None
             self.capabilities = self.capabilities - {"CAP_SYS_CHROOT"}
+        group_limits = limits if limits is not None else getattr(cgroup, "limits", None)
+        if (capabilities == "default" and "user" not in self.namespaces
+                and getattr(group_limits, "devices", None) is None):
+            # Outside a user namespace a device node made with mknod opens the
+            # host's device (a disk, /dev/mem), and without device rules in its
+            # cgroup nothing stops it, as runc's device cgroup would.
+            assert self.capabilities is not None
+            self.capabilities = self.capabilities - {"CAP_MKNOD"}
         self.no_new_privs = bool(no_new_privs)
         self._seccomp_prog: bytes | None
         if seccomp is None:

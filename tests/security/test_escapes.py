@@ -206,6 +206,33 @@ def test_cannot_mknod_a_device() -> None:
     assert _errno_of(r) == errno.EPERM
 
 
+@pytest.mark.cgroup1
+def test_cannot_open_a_made_device_without_a_user_namespace() -> None:
+    """Tried: with the user namespace left out, mknod the host's first disk in /dev and /tmp,
+    then read it: with the default capabilities, and with device rules in the cgroup.
+    Stopped by: without device rules the default set lacks CAP_MKNOD (EPERM); with
+    Limits.devices (deny by default) mknod works but open(2) is refused: by the device
+    cgroup in /dev (EPERM), by the nodev mount in /tmp (EACCES)."""
+    disks = [d for d in sorted(Path("/sys/block").iterdir()) if not d.name.startswith(("loop", "ram"))]
+    if not disks:
+        pytest.skip("this host has no block device to aim at")
+    major, minor = (disks[0] / "dev").read_text().split(":")
+    namespaces = isolate.DEFAULT_NAMESPACES - {"user"}
+    attack = ("import os\nfor path in ('/dev/sdz', '/tmp/sdz'):\n"
+              " try:\n"
+              f"  os.mknod(path, 0o600 | 0o60000, os.makedev({major}, {minor.strip()}))\n"
+              " except OSError as e: print('mknod', e.errno); continue\n"
+              " try: os.close(os.open(path, os.O_RDONLY)); print('open', 0)\n"
+              " except OSError as e: print('open', e.errno)\n")
+    r = py(attack, namespaces=namespaces)
+    assert r.returncode == 0, r
+    assert r.stdout.decode().split("\n")[:2] == [f"mknod {errno.EPERM}"] * 2, r.stdout
+    limits = isolate.Limits(pids_max=64, devices=isolate.DEFAULT_DEVICES)
+    r = py(attack, namespaces=namespaces, limits=limits, name=f"isolate-test-mknod-{os.getpid()}")
+    assert r.returncode == 0, r
+    assert r.stdout.decode().split("\n")[:2] == [f"open {errno.EPERM}", f"open {errno.EACCES}"], r.stdout
+
+
 def test_cannot_load_a_kernel_module() -> None:
     """Tried: finit_module(2) and init_module(2).
     Stopped by: seccomp (EPERM) before the kernel's CAP_SYS_MODULE check."""
