@@ -202,7 +202,8 @@ def _rootfs_plan_pooled() -> Iterator[Iteration]:
 
 
 def _container_case(name: str, with_limits: bool, pooled: bool = False,
-                    namespaces: tuple[str, ...] | None = None, note: str = "") -> None:
+                    namespaces: tuple[str, ...] | None = None, note: str = "",
+                    cgroup_pool: bool = False) -> None:
     @case(name, "container", note)
     def _c() -> Iterator[Iteration]:
         if not hasattr(isolate, "Container") or not hasattr(isolate, "RootFS"):
@@ -219,6 +220,12 @@ def _container_case(name: str, with_limits: bool, pooled: bool = False,
             if hasattr(rootfs, "__exit__"):
                 stack.enter_context(rootfs)
             pool = stack.enter_context(netns_pool()) if pooled else None
+            if cgroup_pool:
+                if not hasattr(isolate, "CgroupPool"):
+                    raise Skip("isolate.CgroupPool is not available in this version")
+                # The same limits; each container takes a fresh group and hands it back.
+                kwargs["cgroup"] = stack.enter_context(
+                    isolate.CgroupPool(limits=kwargs.pop("limits"), parent=f"{CGROUP_PREFIX}-{os.getpid()}"))
 
             def it() -> None:
                 extra = dict(kwargs)
@@ -244,6 +251,8 @@ _container_case("isolate.Container host rootfs", with_limits=False,
 _container_case("isolate.Container host rootfs, no user ns", with_limits=False, namespaces=FULL,
                 note="the issue's target shape: pid+mnt+uts+ipc+net+cgroup")
 _container_case("isolate.Container host rootfs + cgroup limits", with_limits=True)
+_container_case("isolate.Container host rootfs + cgroup limits from CgroupPool", with_limits=True,
+                cgroup_pool=True, note="Container(cgroup=CgroupPool(limits=...)): a fresh group per container")
 _container_case("isolate.Container host rootfs, net from NetnsPool", with_limits=False, pooled=True,
                 namespaces=tuple(n for n in FULL if n != "net"),
                 note="pid+mnt+uts+ipc+cgroup, net=<PooledNetns>")

@@ -185,7 +185,9 @@ class Container:
     ``uid_map``/``gid_map`` (default: root maps every id to itself; other
     callers map root inside to themselves), ``limits`` (an
     ``isolate.cgroup.Limits``: a cgroup named ``name`` is made for the
-    container) or ``cgroup`` (a caller-owned ``Cgroup``), ``hostname``,
+    container) or ``cgroup`` (a caller-owned ``Cgroup``, or a ``CgroupPool``
+    the container takes a fresh group from and hands it back to on close),
+    ``hostname``,
     ``env`` (default: PATH, HOME, TERM), ``cwd``, ``user``/``group``/
     ``groups``, ``capabilities`` (``"default"``: the OCI set; ``[]``: none;
     None: keep all), ``capability_sets`` (each of the five sets exactly, as
@@ -281,6 +283,9 @@ class Container:
             if not isinstance(limits, Limits):
                 raise ConfigError(f"limits must be an isolate.cgroup.Limits, got {limits!r}")
         self.limits = limits
+        self._pool = None
+        if cgroup is not None and hasattr(cgroup, "take") and not hasattr(cgroup, "_spawn_target"):
+            self._pool, cgroup = cgroup, None   # a CgroupPool: a fresh group at start
         self._cgroup = cgroup
         self._own_cgroup = False
         self.name = name if name is not None else f"isolate-{os.getpid()}-{next(_counter)}"
@@ -300,7 +305,7 @@ class Container:
             # itself is the way out (chroot a subdirectory, then '..' past the root).
             assert self.capabilities is not None
             self.capabilities = self.capabilities - {"CAP_SYS_CHROOT"}
-        group_limits = limits if limits is not None else getattr(cgroup, "limits", None)
+        group_limits = limits if limits is not None else getattr(self._pool or cgroup, "limits", None)
         if (capabilities == "default" and "user" not in self.namespaces
                 and getattr(group_limits, "devices", None) is None):
             # Outside a user namespace a device node made with mknod opens the
@@ -487,7 +492,10 @@ class Container:
         return _without_defaults(opts)
 
     def _ensure_cgroup(self) -> None:
-        if self._cgroup is None and self.limits is not None:
+        if self._cgroup is None and self._pool is not None:
+            self._cgroup = self._pool.take()
+            self._own_cgroup = True    # closing it hands it back to the pool
+        elif self._cgroup is None and self.limits is not None:
             from .cgroup import Cgroup
 
             self._cgroup = Cgroup.create(self.name, limits=self.limits)

@@ -123,7 +123,9 @@ def test_freeze_stops_cpu_usage(parent: str) -> None:
             cg.freeze()
             frozen = cg.stats().cpu_usage_usec
             time.sleep(0.3)
-            assert cg.stats().cpu_usage_usec == frozen
+            # A running busy loop would add about 300 ms here.  In the emulated v2 VM
+            # a few ms charged before the freeze can still show up in a later read.
+            assert cg.stats().cpu_usage_usec - frozen < 30_000
             cg.thaw()
             _wait_for(lambda: cg.stats().cpu_usage_usec > frozen, what="usage after thaw")
         finally:

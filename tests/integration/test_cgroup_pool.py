@@ -78,3 +78,23 @@ def test_a_closed_pool_refuses_take_and_its_taken_groups_still_close(cgroup_pare
     assert os.path.isdir(cg.path)
     cg.close()   # the pool is gone: removed inline
     assert _leftovers(cgroup_parent) == []
+
+
+@pytest.mark.cgroup1
+def test_a_container_takes_a_fresh_group_from_a_pool_and_hands_it_back(cgroup_parent: str) -> None:
+    with CgroupPool(parent=cgroup_parent, limits=LIMITS, size=2) as pool:
+        names = []
+        for _i in range(3):
+            with isolate.Container(cgroup=pool) as c:
+                r = c.run(["/bin/true"])
+                assert r.returncode == 0, r
+                assert c.cgroup is not None and c.cgroup.limits == LIMITS
+                assert c.cgroup.path.endswith(f"/{cgroup_parent}/{c.cgroup.name}")
+                names.append(c.cgroup.name)
+            assert c.cgroup is None   # handed back on close
+        assert len(set(names)) == 3
+        # Without a user namespace the pool's limits decide CAP_MKNOD, as Limits would.
+        c = isolate.Container(cgroup=pool, namespaces=isolate.DEFAULT_NAMESPACES - {"user"})
+        assert c.capabilities is not None and "CAP_MKNOD" not in c.capabilities
+        c.close()
+    assert _leftovers(cgroup_parent) == []

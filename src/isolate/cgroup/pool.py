@@ -61,6 +61,7 @@ class CgroupPool:
         if not isinstance(prefix, str):
             raise ConfigError(f"CgroupPool.prefix must be a str, got {prefix!r}")
         self._size = size
+        self._limits = limits
         self._args = {"parent": parent, "limits": limits,
                       "controllers": None if controllers is None else frozenset(controllers)}
         pool_id = next(_pool_ids)
@@ -84,6 +85,11 @@ class CgroupPool:
         self._thread: threading.Thread | None = threading.Thread(
             target=self._run, name="isolate-cgroup-pool", daemon=True)
         self._thread.start()
+
+    @property
+    def limits(self) -> Limits | None:
+        """The limits every group of the pool is created with."""
+        return self._limits
 
     @property
     def size(self) -> int:
