@@ -109,7 +109,7 @@ def markdown(res: dict[str, Any]) -> str:
             f"| cgroups | {m['cgroups']} |",
             f"| Python | {m['python']}, isolate {m['isolate']}, clone3 {'yes' if m['clone3'] else 'no'}, "
             f"euid {m['euid']} |",
-            f"| tools | " + "; ".join(f"{k}: {v or 'not found'}" for k, v in m["tools"].items()) + " |",
+            "| tools | " + "; ".join(f"{k}: {v or 'not found'}" for k, v in m["tools"].items()) + " |",
             f"| load average | {m['loadavg_start'][0]:.2f} at start, {m['loadavg_end'][0]:.2f} at end |",
             ""]
     lat = res.get("latency")
@@ -170,7 +170,7 @@ def markdown(res: dict[str, Any]) -> str:
                 "| RSS MiB | " + " | ".join(names) + " |", "|---:|" + "---:|" * len(names)]
         for p in rss["points"]:
             out.append(f"| {p['rss_mib']:.0f} | " + " | ".join(_ms(p["cases"][n]["median"]) for n in names) + " |")
-        out.append(f"| ratio last/first | " + " | ".join(_x(rss["ratio_last_to_first"].get(n)) for n in names) + " |")
+        out.append("| ratio last/first | " + " | ".join(_x(rss["ratio_last_to_first"].get(n)) for n in names) + " |")
         out.append("")
     thr = res.get("threads")
     if thr:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import re
 import time
 
 from .. import _json as json
@@ -28,14 +27,17 @@ if TYPE_CHECKING:
 __all__ = ["ContainerState", "StateDir", "check_id", "proc_start_time"]
 
 OCI_VERSION = "1.2.0"
-_ID = re.compile(r"^[\w+\-.]+$")
+# runc's ^[\w+-\.]+$ with Go's ASCII \w (Python's \w takes any script's letters,
+# and its $ a trailing newline).
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 STATE_FILE = "state.json"
 FIFO = "exec.fifo"
 
 
 def check_id(container_id: str) -> str:
     """Container ids as runc takes them: letters, digits, ``_+-.``, not ``.`` or ``..``."""
-    if not isinstance(container_id, str) or not _ID.match(container_id) or container_id in (".", ".."):
+    if (not isinstance(container_id, str) or not container_id or not _ID_CHARS.issuperset(container_id)
+            or container_id in (".", "..")):
         raise ConfigError(f"container id: invalid id format {container_id!r} "
                           "(letters, digits and _+-. only)")
     if len(container_id) > 1024:
