@@ -79,6 +79,7 @@ class CgroupPool:
         self._ready.append(self._create())
         # The thread sleeps in read(2) on this pipe; a byte wakes it.  Cheaper
         # than a Condition on the caller's side: no lock, one write.
+        self._wake_lock = threading.Lock()
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         os.set_blocking(self._wake_r, True)
         self._closed = False
@@ -102,10 +103,15 @@ class CgroupPool:
         return len(self._ready)
 
     def _wake(self) -> None:
-        try:
-            os.write(self._wake_w, b"w")
-        except BlockingIOError:   # the pipe is full of wake-ups already
-            pass
+        # Under the lock close() takes to close the pipe: a write racing with
+        # close() must never reach another file that reused the fd number.
+        with self._wake_lock:
+            if self._wake_w < 0:
+                return
+            try:
+                os.write(self._wake_w, b"w")
+            except BlockingIOError:   # the pipe is full of wake-ups already
+                pass
 
     def take(self, timeout: float | None = None) -> Cgroup:
         """Hand out a fresh group, waiting for one if none is ready.
@@ -194,8 +200,10 @@ class CgroupPool:
         self._wake()
         if thread is not threading.current_thread():
             thread.join()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        with self._wake_lock:
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            self._wake_r = self._wake_w = -1
         self._thread = None
         groups = [cg for cg, _ in self._failed]
         self._failed = []
