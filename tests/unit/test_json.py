@@ -45,15 +45,13 @@ def test_non_string_keys_and_constants_as_json_writes_them() -> None:
         _json.loads("NaN", parse_constant=refuse)
 
 
-@pytest.mark.parametrize("text, msg", [("", "Expecting value"), ("  ", "Expecting value"),
-                                       ('{"a": 1} x', "Extra data"), ('{"a" 1}', "Expecting ':'"),
-                                       ("[1,]", "Expecting value")])
-def test_bad_text_raises_json_decode_error_with_the_position(text: str, msg: str) -> None:
+@pytest.mark.parametrize("text", ["", "  ", '{"a": 1} x', '{"a" 1}', "[1,]", '"abc'])
+def test_bad_text_raises_json_decode_error_as_json_does(text: str) -> None:
     with pytest.raises(json.JSONDecodeError) as mine:
         _json.loads(text)
     with pytest.raises(json.JSONDecodeError) as theirs:
         json.loads(text)
-    assert (mine.value.msg, mine.value.pos) == (theirs.value.msg, theirs.value.pos) and msg in str(mine.value)
+    assert (mine.value.msg, mine.value.pos) == (theirs.value.msg, theirs.value.pos)
 
 
 def test_the_json_package_is_not_imported() -> None:
