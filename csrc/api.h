@@ -50,7 +50,7 @@ enum iso_op_kind {
     ISO_OP_SET_DUMPABLE,     /* val0 0 or 1 */
     ISO_OP_EXEC_GATE,        /* fd to read one byte from; arg0/arg1 exec candidates to check first */
     ISO_OP_CONSOLE,          /* fd: unix socket for the pty master; val0 rows, val1 cols, val2 bind /dev/console */
-    ISO_OP_CGROUP_JOIN,      /* arg0 int32 fds of tasks / cgroup.procs files, arg1 count: write "0" to each */
+    ISO_OP_CGROUP_JOIN,      /* write "0" to each of the plan's join_fds (tasks / cgroup.procs files) */
     ISO_OP_KIND_MAX
 };
 
@@ -98,6 +98,8 @@ struct iso_plan {
     char **envp;                 /* NULL: the parent's environ */
     const char *uid_map;         /* written to /proc/<pid>/uid_map by the parent, or NULL */
     const char *gid_map;
+    const int32_t *join_fds;     /* tasks files (v1) ISO_OP_CGROUP_JOIN writes "0" to */
+    uint32_t n_join_fds;
     int32_t pidns_fd;            /* the parent thread enters this pid namespace for the clone, or -1 */
     int32_t netns_fd;            /* a network namespace the parent thread enters for the clone, or -1 */
     uint64_t *op_times;          /* ISO_PLAN_TIMING with a shared address space: the child

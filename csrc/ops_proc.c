@@ -71,19 +71,21 @@ run_op_close_fds(const struct iso_plan *p, const struct iso_op *op)
     return cloexec_range(start, ~0U);
 }
 
-/* Join a cgroup: write "0" (the writer itself) to each tasks file (v1) or
- * cgroup.procs (v2 without CLONE_INTO_CGROUP).  The parent writing our pid
- * instead would take the kernel's global threadgroup lock for writing, which
- * waits for an RCU grace period: 5-15 ms per spawn.  A thread moving itself
- * through "tasks" skips that lock (cgroup_procs_write_start). */
+/* Join a cgroup: write "0" (the writer itself) to each of the plan's
+ * join_fds, the group's tasks file in every v1 hierarchy.  The parent writing
+ * our pid instead would take the kernel's global threadgroup lock for
+ * writing, which waits for an RCU grace period: 5-15 ms per spawn.  A thread
+ * moving itself through "tasks" skips that lock (cgroup_procs_write_start).
+ * The fds live in the plan, not the op: a cached plan serves every group of
+ * the same shape. */
 int
 run_op_cgroup_join(const struct iso_plan *p, const struct iso_op *op)
 {
-    const int32_t *fds = (const int32_t *)(uintptr_t)(p->arena + op->arg0);
-    for (uint32_t i = 0; i < op->arg1; i++) {
+    (void)op;
+    for (uint32_t i = 0; i < p->n_join_fds; i++) {
         ssize_t n;
         do {
-            n = write(fds[i], "0", 1);
+            n = write(p->join_fds[i], "0", 1);
         } while (n < 0 && errno == EINTR);
         if (n < 0) {
             return -1;

@@ -844,25 +844,17 @@ class Console(Op):
 
 @dataclass(frozen=True, slots=True)
 class CgroupJoin(Op):
-    """Move the child into a cgroup: write ``0`` (itself) to each open file in ``fds``,
-    the ``tasks`` file of every v1 hierarchy (or a v2 ``cgroup.procs`` when
-    ``CLONE_INTO_CGROUP`` is unavailable).  It runs before any other op, so no
-    step runs outside the group's limits; the kernel moves a thread that moves
-    itself without the global lock a parent writing its pid would take."""
+    """Move the child into its cgroup: write ``0`` (itself) to each of the plan's
+    ``join_fds``, the ``tasks`` file of every v1 hierarchy.  It runs before any
+    other op, so no step runs outside the group's limits; the kernel moves a
+    thread that moves itself without the global lock a parent writing its pid
+    would take."""
 
     kind: ClassVar[int] = lib.ISO_OP_CGROUP_JOIN
     error: ClassVar[type[errors.SetupError]] = errors.CgroupJoinError
-    fds: tuple[int, ...]
 
     def describe(self) -> str:
-        return "join cgroup (fds " + ", ".join(map(str, self.fds)) + ")"
-
-    def encode(self, arena: _Arena) -> Any:
-        return 0, -1, (_int_array(arena, list(self.fds), "i"), len(self.fds), 0, 0), (0, 0, 0, 0)
-
-    @classmethod
-    def decode(cls, flags: int, fd: int, args: Any, vals: Any, arena: _Arena) -> Op:
-        return cls(fds=_read_ints(arena, args[0], args[1], "i"))
+        return "join cgroup"
 
 
 # The ops that build a new root inside the child live in _plan_root.py; they
@@ -912,7 +904,7 @@ class Plan:
     """Everything a spawn needs: clone flags, parent-side steps, and the child's ops.
 
     ``ops`` must end in ``Exec`` or ``ExecAt``.  Fds named here (``cgroup_fd``,
-    ``CgroupJoin.fds``, ``SetNs.fd`` ...) are borrowed: the caller keeps them open
+    ``join_fds``, ``SetNs.fd`` ...) are borrowed: the caller keeps them open
     until the spawn returns.
     """
 
@@ -924,6 +916,7 @@ class Plan:
     cgroup_fd: int = -1
     uid_map: bytes | None = None
     gid_map: bytes | None = None
+    join_fds: tuple[int, ...] = ()      # for CgroupJoin
     pidns_fd: int = -1
     netns_fd: int = -1
     _packed: Any = field(default=None, repr=False)
@@ -962,6 +955,11 @@ class Plan:
             m = ffi.new("char[]", self.gid_map)
             keep.append(m)
             p.gid_map = m
+        if self.join_fds:
+            fds = ffi.new("int32_t[]", list(self.join_fds))
+            keep.append(fds)
+            p.join_fds = fds
+            p.n_join_fds = len(self.join_fds)
         p.pidns_fd = self.pidns_fd
         p.netns_fd = self.netns_fd
         if self.flags & PLAN_TIMING and not self.flags & PLAN_NO_VM and self.ops:
@@ -970,6 +968,23 @@ class Plan:
             p.op_times = times
         self._packed = (p, keep, arena)
         return p
+
+    def with_cgroup(self, cgroup_fd: int, join_fds: tuple[int, ...]) -> Plan:
+        """This packed plan for another cgroup of the same shape: a copy whose
+        ``struct iso_plan`` names the new fds and shares everything else."""
+        if (cgroup_fd, join_fds) == (self.cgroup_fd, self.join_fds):
+            return self
+        assert self._packed is not None and len(join_fds) == len(self.join_fds)
+        packed, keep, arena = self._packed
+        p = ffi.new("struct iso_plan *", packed[0])
+        p.cgroup_fd = cgroup_fd
+        fds = ffi.new("int32_t[]", list(join_fds)) if join_fds else ffi.NULL
+        p.join_fds = fds
+        new = Plan(ops=self.ops, argv=self.argv, envp=self.envp, clone_flags=self.clone_flags,
+                   flags=self.flags, cgroup_fd=cgroup_fd, uid_map=self.uid_map, gid_map=self.gid_map,
+                   join_fds=join_fds, pidns_fd=self.pidns_fd, netns_fd=self.netns_fd)
+        new._packed = (p, [keep, fds], arena)
+        return new
 
     def error_for(self, step: int, kind: int, err: int) -> errors.IsolateError:
         """The exception for a child report; ``ProtocolError`` if it does not fit this plan."""

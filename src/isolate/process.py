@@ -296,7 +296,7 @@ def build_plan(
         cgroup_fd, join_fds = target()
     if join_fds:
         # v1 hierarchies: the child moves itself in, as its first op.
-        pre.insert(0, P.CgroupJoin(fds=tuple(join_fds)))
+        pre.insert(0, P.CgroupJoin())
 
     clone_flags = 0
     if "user" in joined and new:
@@ -484,7 +484,7 @@ def build_plan(
 
     return P.Plan(ops=ops_, argv=bargv, envp=envp, clone_flags=clone_flags, flags=flags,
                   cgroup_fd=cgroup_fd, uid_map=uid_text, gid_map=gid_text,
-                  pidns_fd=pidns_fd, netns_fd=netns_fd)
+                  join_fds=tuple(join_fds), pidns_fd=pidns_fd, netns_fd=netns_fd)
 
 
 def _maps_root(uid_map: Sequence[IdMap] | None, gid_map: Sequence[IdMap] | None) -> bool:
@@ -538,8 +538,11 @@ def _cached_plan(argv: Sequence[Any], pairs: list[tuple[int, int]], keep: list[i
         if options.get("join"):
             live += (tuple((getattr(j, "type", None), j.fileno()) for j in options["join"]),)
         cg = options.get("cgroup")
+        target = None
         if cg is not None:
-            live += (cg._spawn_target(),)
+            # The plan depends on the group's shape only; its fds are set per spawn.
+            target = cg._spawn_target()
+            live += ((target[0] >= 0, len(target[1])),)
         key: Any = (tuple(_freeze(a) for a in argv), tuple(pairs), tuple(keep),
                     tuple(sorted((k, _freeze(v)) for k, v in rest.items())), live,
                     os.geteuid(), os.getegid())
@@ -561,6 +564,8 @@ def _cached_plan(argv: Sequence[Any], pairs: list[tuple[int, int]], keep: list[i
         if len(_PLAN_CACHE) >= _PLAN_CACHE_SIZE:
             _PLAN_CACHE.pop(next(iter(_PLAN_CACHE)))
         _PLAN_CACHE[key] = plan
+    if target is not None:
+        plan = plan.with_cgroup(target[0], tuple(target[1]))
     return plan
 
 

@@ -120,12 +120,12 @@ def test_v1_cgroup_is_joined_first_and_a_cgroup_namespace_made_after_it() -> Non
     assert plan.clone_flags == P.NSTYPES["pid"] | P.NSTYPES["mnt"]
     kinds = [type(op) for op in plan.ops]
     join = kinds.index(P.CgroupJoin)
-    assert plan.ops[join] == P.CgroupJoin(fds=(5, 6))
+    assert plan.ops[join] == P.CgroupJoin() and plan.join_fds == (5, 6)
     assert plan.ops[join + 1] == P.Unshare(flags=P.NSTYPES["cgroup"])
     assert kinds[:join] == [P.PdeathSig]  # no other step runs outside the group
     # Without a cgroup namespace the join is still first and nothing is unshared.
     plan = build_plan(["true"], namespaces={"pid"}, cgroup=_V1Cgroup())
-    assert plan.ops[0] == P.CgroupJoin(fds=(5, 6)) and P.Unshare not in [type(o) for o in plan.ops]
+    assert plan.ops[0] == P.CgroupJoin() and P.Unshare not in [type(o) for o in plan.ops]
 
 
 def test_credentials_are_ordered_groups_gid_uid_then_caps() -> None:

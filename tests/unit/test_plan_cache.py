@@ -77,18 +77,28 @@ def _flatten(x: object) -> list[object]:
     return [x]
 
 
-def test_cgroup_is_keyed_by_its_spawn_target() -> None:
+def test_a_cgroup_of_the_same_shape_reuses_the_packed_plan_with_its_own_fds() -> None:
     class Cg:
-        def __init__(self, fds: tuple[int, ...]) -> None:
-            self.fds = fds
+        def __init__(self, v2: int, fds: tuple[int, ...]) -> None:
+            self.v2, self.fds = v2, fds
 
         def _spawn_target(self) -> tuple[int, tuple[int, ...]]:
-            return -1, self.fds
+            return self.v2, self.fds
 
-    a = cached(["/bin/true"], cgroup=Cg((5, 6)))
-    assert cached(["/bin/true"], cgroup=Cg((5, 6))) is a
-    b = cached(["/bin/true"], cgroup=Cg((7,)))
-    assert b is not a and b.ops[0] == P.CgroupJoin(fds=(7,))
+    a = cached(["/bin/true"], cgroup=Cg(-1, (5, 6)))
+    assert cached(["/bin/true"], cgroup=Cg(-1, (5, 6))) is a
+    assert a.ops[0] == P.CgroupJoin() and a.join_fds == (5, 6)
+    # Another group of the same shape: the same ops and arena, its own fds in the struct.
+    b = cached(["/bin/true"], cgroup=Cg(-1, (7, 8)))
+    assert b is not a and b.ops is a.ops and b._packed[2] is a._packed[2]
+    assert (b.join_fds, b._packed[0].n_join_fds) == ((7, 8), 2)
+    assert [b._packed[0].join_fds[i] for i in range(2)] == [7, 8]
+    assert [a._packed[0].join_fds[i] for i in range(2)] == [5, 6]   # the cached one is untouched
+    c = cached(["/bin/true"], cgroup=Cg(9, (7, 8)))
+    assert c._packed[0].cgroup_fd == 9 and a._packed[0].cgroup_fd == -1
+    # Another shape (one hierarchy) is another plan.
+    d = cached(["/bin/true"], cgroup=Cg(-1, (7,)))
+    assert d.ops is not a.ops and d.join_fds == (7,)
 
 
 def test_non_namespace_join_still_raises() -> None:
