@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -97,4 +99,18 @@ def test_a_container_takes_a_fresh_group_from_a_pool_and_hands_it_back(cgroup_pa
         c = isolate.Container(cgroup=pool, namespaces=isolate.DEFAULT_NAMESPACES - {"user"})
         assert c.capabilities is not None and "CAP_MKNOD" not in c.capabilities
         c.close()
+    assert _leftovers(cgroup_parent) == []
+
+
+@pytest.mark.cgroup1
+def test_a_program_that_dies_with_an_open_pool_leaves_no_group(cgroup_parent: str) -> None:
+    """An uncaught exception with a pool open: its groups (made by the pool, never seen by the
+    caller) are removed when the interpreter exits."""
+    code = ("import isolate\n"
+            f"pool = isolate.CgroupPool(parent={cgroup_parent!r}, size=3)\n"
+            "with pool.take() as cg:\n"
+            "    isolate.spawn(['/bin/true'], cgroup=cg).wait()\n"
+            "raise SystemExit('dying with the pool open')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "dying with the pool open" in r.stderr, r.stderr
     assert _leftovers(cgroup_parent) == []

@@ -15,10 +15,12 @@ so its counters (memory peak, OOM events, CPU usage) describe one sandbox.
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import os
 import threading
 import warnings
+import weakref
 from collections import deque
 
 from ..errors import ConfigError
@@ -33,6 +35,18 @@ if TYPE_CHECKING:
 __all__ = ["CgroupPool"]
 
 _pool_ids = itertools.count()
+#: Pools not closed yet: an interpreter that exits (an uncaught exception, sys.exit) with
+#: one open still removes the groups it made, which the caller never saw.
+_LIVE: weakref.WeakSet[CgroupPool] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_live_pools() -> None:
+    for pool in list(_LIVE):
+        try:
+            pool.close()
+        except Exception as e:  # exiting anyway: say what is left, then go on
+            warnings.warn(f"{pool!r}: {e}", ResourceWarning, stacklevel=1)
 
 
 class CgroupPool:
@@ -86,6 +100,7 @@ class CgroupPool:
         self._thread: threading.Thread | None = threading.Thread(
             target=self._run, name="isolate-cgroup-pool", daemon=True)
         self._thread.start()
+        _LIVE.add(self)
 
     @property
     def limits(self) -> Limits | None:
@@ -194,6 +209,7 @@ class CgroupPool:
         thread = getattr(self, "_thread", None)
         if thread is None:
             return
+        _LIVE.discard(self)
         with self._cond:
             self._closed = True
             self._cond.notify_all()
