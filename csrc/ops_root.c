@@ -51,6 +51,14 @@ open_in_root(const char *root, const char *path, uint64_t oflags)
     return fd;
 }
 
+/* Attach the detached mount mfd on the place the O_PATH fd tfd names. */
+static int
+move_onto(int mfd, int tfd)
+{
+    return (int)syscall(__NR_move_mount, mfd, "", tfd, "",
+                        MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
+}
+
 static int
 attach_at(int mfd, const char *root, const char *path)
 {
@@ -58,8 +66,7 @@ attach_at(int mfd, const char *root, const char *path)
     if (tfd < 0) {
         return -1;
     }
-    int rc = (int)syscall(__NR_move_mount, mfd, "", tfd, "",
-                          MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
+    int rc = move_onto(mfd, tfd);
     close_keep_errno(tfd);
     return rc;
 }
@@ -234,8 +241,7 @@ bind_one(const struct iso_op *op, int sfd_root, const char *source, int tfd_root
         rc = tfd < 0 ? -1 : 0;
     }
     if (rc == 0) {
-        rc = (int)syscall(__NR_move_mount, mfd, "", tfd, "",
-                          MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
+        rc = move_onto(mfd, tfd);
     }
     close_keep_errno(tfd);
     close_keep_errno(mfd);
@@ -379,8 +385,7 @@ mask_one(const struct iso_plan *p, int rfd, const char *path, const char *null, 
         close_keep_errno(tfd);
         return -1;
     }
-    int rc = (int)syscall(__NR_move_mount, mfd, "", tfd, "",
-                          MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
+    int rc = move_onto(mfd, tfd);
     close_keep_errno(tfd);
     if (rc == 0 && dir && *empty < 0) {
         *empty = mfd;       /* now attached: open_tree() can clone it */

@@ -494,10 +494,7 @@ class RootFS:
         empty read-only tmpfs (as the OCI ``linux.maskedPaths``).  A path the
         container lacks is left alone (not created).  Applied after every mount,
         in addition to the OCI default list unless ``oci_masks=False``."""
-        targets = [container_path(p, "masked path") for p in paths]
-        if b"." in targets:
-            raise ConfigError("masked path must not be the root")
-        self._masked += targets
+        self._masked += self._below_root(paths, "masked path", "")
         self._gen += 1
         return self
 
@@ -506,12 +503,17 @@ class RootFS:
         with the mounts below it), as the OCI ``linux.readonlyPaths``.  A path the
         container lacks is left alone.  Applied after every mount, in addition
         to the OCI default list unless ``oci_masks=False``."""
-        targets = [container_path(p, "read-only path") for p in paths]
-        if b"." in targets:
-            raise ConfigError("read-only path must not be the root (use readonly=True)")
-        self._readonly_paths += targets
+        self._readonly_paths += self._below_root(paths, "read-only path", " (use readonly=True)")
         self._gen += 1
         return self
+
+    @staticmethod
+    def _below_root(paths: tuple[StrPath, ...], what: str, hint: str) -> list[bytes]:
+        """``paths`` as container paths; ``ConfigError`` naming ``what`` for the root itself."""
+        targets = [container_path(p, what) for p in paths]
+        if b"." in targets:
+            raise ConfigError(f"{what} must not be the root{hint}")
+        return targets
 
     def overlay(self, upper: StrPath | None = None, *, size: int | str | None = None) -> RootFS:
         """A writable layer over this root.
