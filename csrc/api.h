@@ -51,6 +51,7 @@ enum iso_op_kind {
     ISO_OP_EXEC_GATE,        /* fd to read one byte from; arg0/arg1 exec candidates to check first */
     ISO_OP_CONSOLE,          /* fd: unix socket for the pty master; val0 rows, val1 cols, val2 bind /dev/console */
     ISO_OP_CGROUP_JOIN,      /* write "0" to each of the plan's join_fds (tasks / cgroup.procs files) */
+    ISO_OP_NETNS_JOIN,       /* ISO_PLAN_NETNS_LATE: receive the new network namespace, setns into it */
     ISO_OP_KIND_MAX
 };
 
@@ -67,7 +68,11 @@ enum iso_plan_flags {
     ISO_PLAN_LEGACY_CLONE = 4,/* use clone(2) even where clone3(2) exists */
     ISO_PLAN_SETGROUPS_DENY = 8,
     ISO_PLAN_SYNC = 16,       /* the child waits for the parent's go-ahead */
-    ISO_PLAN_TIMING = 32      /* record phase timestamps in struct iso_child */
+    ISO_PLAN_TIMING = 32,     /* record phase timestamps in struct iso_child */
+    ISO_PLAN_NETNS_LATE = 64, /* the new network namespace is not made at clone: a thread of
+                                 the parent makes it while the child runs its first ops, and
+                                 sends it to ISO_OP_NETNS_JOIN (no new user namespace) */
+    ISO_PLAN_NETNS_LO = 128   /* with ISO_PLAN_NETNS_LATE: that thread brings lo up */
 };
 
 enum iso_child_stage {
@@ -127,7 +132,7 @@ struct iso_child {
     uint64_t stack_size;
     struct iso_report report;
     int32_t report_len;          /* bytes read from the report pipe: 0 = exec succeeded */
-    int32_t pad;
+    int32_t netns_sock;          /* ISO_PLAN_NETNS_LATE: our end of the socket to the child, or -1 */
     uint64_t t_start, t_cloned, t_mapped, t_released, t_done;  /* CLOCK_MONOTONIC ns */
 };
 

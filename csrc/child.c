@@ -182,6 +182,54 @@ run_op_exec_gate(const struct iso_plan *p, const struct iso_op *op, int32_t step
     return 0;
 }
 
+/* ISO_PLAN_NETNS_LATE: the parent's thread sends the new network namespace
+ * (SCM_RIGHTS, with a 0 errno) or the errno that stopped it making one. */
+static int
+run_op_netns_join(struct iso_child_args *a)
+{
+    int32_t err = 0;
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } ctl;
+    struct iovec iov = {.iov_base = &err, .iov_len = sizeof err};
+    struct msghdr m;
+    memset(&m, 0, sizeof m);
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_control = ctl.buf;
+    m.msg_controllen = sizeof ctl.buf;
+    ssize_t n;
+    do {
+        n = recvmsg(a->netns_sock, &m, MSG_CMSG_CLOEXEC);
+    } while (n < 0 && errno == EINTR);
+    int saved = errno;
+    close(a->netns_sock);
+    a->netns_sock = -1;
+    if (n < 0) {
+        errno = saved;
+        return -1;
+    }
+    int fd = -1;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    if (c != NULL && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+        c->cmsg_len == CMSG_LEN(sizeof(int))) {
+        memcpy(&fd, CMSG_DATA(c), sizeof fd);
+    }
+    if (n != (ssize_t)sizeof err || err != 0 || fd < 0) {
+        close_keep_errno(fd);
+        /* EOF: the parent is gone. */
+        errno = n != (ssize_t)sizeof err ? ECONNRESET : err != 0 ? err : EBADMSG;
+        return -1;
+    }
+    int r = setns(fd, CLONE_NEWNET);
+    close_keep_errno(fd);
+    if (r == 0) {
+        a->netns_joined = 1;
+    }
+    return r;
+}
+
 static int
 run_op_seccomp(const struct iso_plan *p, const struct iso_op *op)
 {
@@ -197,6 +245,12 @@ run_op_seccomp(const struct iso_plan *p, const struct iso_op *op)
 static int
 run_op(const struct iso_plan *p, const struct iso_op *op, int32_t step, struct iso_child_args *a)
 {
+    if ((p->flags & ISO_PLAN_NETNS_LATE) && !a->netns_joined &&
+        (op->kind == ISO_OP_EXECVE || op->kind == ISO_OP_EXECVEAT || op->kind == ISO_OP_EXEC_GATE)) {
+        /* Never run the program in the caller's network namespace. */
+        errno = EINVAL;
+        return -1;
+    }
     switch (op->kind) {
     case ISO_OP_SETNS:
         return setns(op->fd, (int)op->val0);
@@ -309,6 +363,8 @@ run_op(const struct iso_plan *p, const struct iso_op *op, int32_t step, struct i
         return run_op_console(p, op);
     case ISO_OP_CGROUP_JOIN:
         return run_op_cgroup_join(p, op);
+    case ISO_OP_NETNS_JOIN:
+        return run_op_netns_join(a);
     default:
         errno = EINVAL;
         return -1;
@@ -332,6 +388,9 @@ iso_child_main(void *arg)
     close(a->report_rd);
     if (a->sync_wr >= 0) {
         close(a->sync_wr);
+    }
+    if (a->netns_peer >= 0) {
+        close(a->netns_peer);
     }
     reset_signal_handlers();
     sigprocmask(SIG_SETMASK, &a->sigmask, NULL);

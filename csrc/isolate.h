@@ -46,6 +46,9 @@ struct iso_child_args {
     int report_rd;        /* the parent's read end, closed first thing */
     int sync_fd;          /* read end, or -1 */
     int sync_wr;          /* the parent's write end, closed first thing */
+    int netns_sock;       /* ISO_PLAN_NETNS_LATE: where the network namespace arrives, or -1 */
+    int netns_peer;       /* the parent's end of that socket, closed first thing */
+    int netns_joined;     /* ISO_OP_NETNS_JOIN done: execve may run */
     sigset_t sigmask;     /* the calling thread's mask, restored before execve */
 };
 

@@ -205,6 +205,7 @@ kill_and_reap(struct iso_child *c)
     close_fd(&c->pidfd);
     close_fd(&c->sync_fd);
     close_fd(&c->report_fd);
+    close_fd(&c->netns_sock);
     free_stack(c);
 }
 
@@ -367,8 +368,101 @@ wait_report(const struct iso_plan *plan, struct iso_child *c)
     return 0;
 }
 
+/* ISO_PLAN_NETNS_LATE.  A network namespace costs the kernel most of a
+ * millisecond to set up (every pernet subsystem's init), more than a clone
+ * with every other namespace.  Made at clone, the child waits for it before
+ * its first op; made here, by a thread of its own while the child builds its
+ * root on another CPU, it costs the spawn only what the child's ops before
+ * ISO_OP_NETNS_JOIN do not cover.  A thread, not this one: unshare() changes
+ * the caller's namespace, and setns() back may be refused (a process in a
+ * user namespace that does not own its network namespace).  The thread ends
+ * here, and the namespace lives on in the fd sent to the child. */
+struct late_netns {
+    int sock;       /* the thread's own dup of our end of the socket */
+    int lo;
+    int started;
+    pthread_t thread;
+};
+
+static void
+send_netns(int sock, int32_t err, int fd)
+{
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } ctl;
+    struct iovec iov = {.iov_base = &err, .iov_len = sizeof err};
+    struct msghdr m;
+    memset(&m, 0, sizeof m);
+    memset(&ctl, 0, sizeof ctl);
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    if (fd >= 0) {
+        m.msg_control = ctl.buf;
+        m.msg_controllen = sizeof ctl.buf;
+        struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &fd, sizeof fd);
+    }
+    /* A child that failed before its join has closed its end: EPIPE, no signal. */
+    while (sendmsg(sock, &m, MSG_NOSIGNAL) < 0 && errno == EINTR) {
+    }
+}
+
+static void *
+late_netns_main(void *arg)
+{
+    struct late_netns *l = arg;
+    int32_t err = 0;
+    int fd = -1;
+    if (unshare(CLONE_NEWNET) < 0 || (l->lo && run_op_loopback_up() < 0) ||
+        (fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)) < 0) {
+        err = errno;
+    }
+    send_netns(l->sock, err, fd);
+    if (fd >= 0) {
+        close(fd);
+    }
+    close(l->sock);
+    return NULL;
+}
+
+/* Starts the thread; a failure to start it goes to the child, which reports
+ * it at its join.  The caller joins the thread before `l` goes away. */
+static void
+late_netns_start(const struct iso_plan *plan, struct late_netns *l, int sock)
+{
+    l->lo = !!(plan->flags & ISO_PLAN_NETNS_LO);
+    l->started = 0;
+    l->sock = fcntl(sock, F_DUPFD_CLOEXEC, 0);
+    if (l->sock < 0) {
+        send_netns(sock, errno, -1);
+        return;
+    }
+    int perr = pthread_create(&l->thread, NULL, late_netns_main, l);
+    if (perr != 0) {
+        send_netns(sock, perr, -1);
+        close(l->sock);
+        return;
+    }
+    l->started = 1;
+}
+
+static void
+late_netns_join(struct late_netns *l)
+{
+    if (l->started) {
+        pthread_join(l->thread, NULL);
+        l->started = 0;
+    }
+}
+
+/* `late`: the network namespace thread iso_spawn started before the clone,
+ * or NULL to start it here (after a held child's release). */
 static int
-release(const struct iso_plan *plan, struct iso_child *c)
+release(const struct iso_plan *plan, struct iso_child *c, struct late_netns *late)
 {
     if (c->sync_fd >= 0) {
         c->stage = ISO_STAGE_RELEASE;
@@ -382,13 +476,22 @@ release(const struct iso_plan *plan, struct iso_child *c)
     if (plan->flags & ISO_PLAN_TIMING) {
         c->t_released = now_ns();
     }
-    return wait_report(plan, c);
+    struct late_netns here = {.started = 0};
+    if (late == NULL && c->netns_sock >= 0) {
+        late_netns_start(plan, &here, c->netns_sock);
+    }
+    int r = wait_report(plan, c);
+    late_netns_join(&here);
+    close_fd(&c->netns_sock);
+    return r;
 }
 
 int
 iso_spawn(const struct iso_plan *plan, struct iso_child *c)
 {
-    int rp[2] = {-1, -1}, sp[2] = {-1, -1};
+    int rp[2] = {-1, -1}, sp[2] = {-1, -1}, np[2] = {-1, -1};
+    struct late_netns late = {.started = 0};
+    int late_now = 0;
     int vm = !(plan->flags & ISO_PLAN_NO_VM);
     int sync = (plan->flags & (ISO_PLAN_SYNC | ISO_PLAN_HOLD)) || plan->uid_map != NULL ||
                plan->gid_map != NULL;
@@ -396,7 +499,7 @@ iso_spawn(const struct iso_plan *plan, struct iso_child *c)
 
     memset(c, 0, sizeof *c);
     c->pid = -1;
-    c->pidfd = c->report_fd = c->sync_fd = -1;
+    c->pidfd = c->report_fd = c->sync_fd = c->netns_sock = -1;
     if (plan->flags & ISO_PLAN_TIMING) {
         c->t_start = now_ns();
     }
@@ -412,6 +515,15 @@ iso_spawn(const struct iso_plan *plan, struct iso_child *c)
         goto fail_pipes;
     }
     c->sync_fd = sp[1];
+    if ((plan->flags & ISO_PLAN_NETNS_LATE) &&
+        socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, np) < 0) {
+        err = errno;
+        goto fail_pipes;
+    }
+    c->netns_sock = np[0];
+    /* Unless the child is held (its release starts it), the namespace is
+     * made from here on, while the kernel clones. */
+    late_now = np[0] >= 0 && !(plan->flags & ISO_PLAN_HOLD);
 
     /* The child's arguments live at the top of its own stack mapping: with
      * ISO_PLAN_HOLD this function returns while the child still reads them. */
@@ -433,6 +545,9 @@ iso_spawn(const struct iso_plan *plan, struct iso_child *c)
     a->report_rd = rp[0];
     a->sync_fd = sp[0];
     a->sync_wr = sp[1];
+    a->netns_sock = np[1];
+    a->netns_peer = np[0];
+    a->netns_joined = 0;
 
     /* Block every signal until the child has reset its handlers: a CLONE_VM
      * child running the parent's (Python's) handler would write to the
@@ -467,6 +582,9 @@ iso_spawn(const struct iso_plan *plan, struct iso_child *c)
         goto fail_pipes;
     }
 
+    if (late_now) {
+        late_netns_start(plan, &late, np[0]);
+    }
     c->stage = ISO_STAGE_CLONE;
     pid_t pid = do_clone(plan, c, a, vm);
     err = errno;
@@ -480,6 +598,9 @@ iso_spawn(const struct iso_plan *plan, struct iso_child *c)
     close(rp[1]);
     if (sp[0] >= 0) {
         close(sp[0]);
+    }
+    if (np[1] >= 0) {
+        close(np[1]);
     }
     if (plan->flags & ISO_PLAN_TIMING) {
         c->t_cloned = now_ns();
@@ -511,7 +632,8 @@ iso_spawn(const struct iso_plan *plan, struct iso_child *c)
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         return 0;
     }
-    int r = release(plan, c);
+    int r = release(plan, c, late_now ? &late : NULL);
+    late_netns_join(&late);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return r;
 
@@ -519,6 +641,7 @@ fail_child:
     err = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     kill_and_reap(c);
+    late_netns_join(&late);
     return -err;
 
 fail_pipes:
@@ -528,7 +651,11 @@ fail_pipes:
     if (sp[0] >= 0 && c->pid < 0) {
         close(sp[0]);
     }
+    if (np[1] >= 0 && c->pid < 0) {
+        close(np[1]);
+    }
     kill_and_reap(c);
+    late_netns_join(&late);
     return -err;
 }
 
@@ -538,7 +665,7 @@ iso_release(const struct iso_plan *plan, struct iso_child *c)
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    int r = release(plan, c);
+    int r = release(plan, c, NULL);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return r;
 }

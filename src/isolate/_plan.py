@@ -857,6 +857,20 @@ class CgroupJoin(Op):
         return "join cgroup"
 
 
+@dataclass(frozen=True, slots=True)
+class NetnsJoin(Op):
+    """Enter the network namespace a thread of the parent made meanwhile
+    (``PLAN_NETNS_LATE``): the child builds its root while the kernel sets the
+    namespace up on another CPU.  Every op before it must not depend on the
+    network namespace (see ``process._late_netns``)."""
+
+    kind: ClassVar[int] = lib.ISO_OP_NETNS_JOIN
+    error: ClassVar[type[errors.SetupError]] = errors.NamespaceError
+
+    def describe(self) -> str:
+        return "enter the new network namespace"
+
+
 # The ops that build a new root inside the child live in _plan_root.py; they
 # need the base classes above, hence the import here.
 from ._plan_root import RootBind as RootBind  # noqa: E402
@@ -874,7 +888,7 @@ OP_CLASSES: dict[int, type[Op]] = {
                 SetPgid, SetCtty, FdMap, CloseFds, SetGroups, SetResGid, SetResUid, KeepCaps,
                 CapBound, CapSet, CapAmbient, NoNewPrivs, PdeathSig, Seccomp, LoopbackUp, Exec,
                 ExecAt, RootStage, RootMkdir, RootBind, RootMount, RootMask, RootChdir,
-                SetDumpable, ExecGate, Console, CgroupJoin)
+                SetDumpable, ExecGate, Console, CgroupJoin, NetnsJoin)
 }
 assert len(OP_CLASSES) == lib.ISO_OP_KIND_MAX - 1
 
@@ -897,6 +911,8 @@ PLAN_LEGACY_CLONE = lib.ISO_PLAN_LEGACY_CLONE
 PLAN_SETGROUPS_DENY = lib.ISO_PLAN_SETGROUPS_DENY
 PLAN_SYNC = lib.ISO_PLAN_SYNC
 PLAN_TIMING = lib.ISO_PLAN_TIMING
+PLAN_NETNS_LATE = lib.ISO_PLAN_NETNS_LATE
+PLAN_NETNS_LO = lib.ISO_PLAN_NETNS_LO
 
 
 @dataclass(slots=True)

@@ -454,6 +454,8 @@ class Container:
             ops += [P.Chdir(path_=ctx.new), P.Mount(b".", b"/", None, _MA.MS_MOVE), P.Chroot(b".")]
         else:
             ops.append(P.PivotRoot(new_root=ctx.new))
+        if self.rootfs._sys_after_switch(ctx):
+            ops += self.rootfs._sys_ops(b"/", b"/dev/null")
         if self.make_cwd and cwd != b".":
             # As runc: a working directory the image lacks is created (0755, by root).
             parts = cwd.split(b"/")

@@ -19,6 +19,7 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 
 from . import _plan as P
+from ._plan_root import RootBinds, RootMasks, RootMkdirs
 from ._spawn import Spawned, execute
 from .errors import ConfigError, UnsupportedError
 from .idmap import IdMap, check_maps, format_maps
@@ -481,10 +482,59 @@ def build_plan(
     if prog is not None and not early_seccomp:
         ops_.append(P.Seccomp(prog))
     ops_.append(P.Exec(candidates))
+    if clone_flags & P.NSTYPES["net"] and not clone_flags & P.NSTYPES["user"]:
+        ops_, clone_flags, flags = _late_netns(ops_, clone_flags, flags)
 
     return P.Plan(ops=ops_, argv=bargv, envp=envp, clone_flags=clone_flags, flags=flags,
                   cgroup_fd=cgroup_fd, uid_map=uid_text, gid_map=gid_text,
                   join_fds=tuple(join_fds), pidns_fd=pidns_fd, netns_fd=netns_fd)
+
+
+#: Ops whose effect does not depend on the child's network namespace: mounts
+#: (but sysfs, which shows its mounter's), binds, mount points, masks, the
+#: switch to the new root.
+_NETNS_FREE = frozenset({P.PdeathSig, P.CgroupJoin, P.Umask, P.MountSetattr, P.Mkdir, P.Mknod,
+                         P.Symlink, P.Bind, P.RootStage, P.RootMkdir, P.RootBind, P.RootMask,
+                         RootMkdirs, RootBinds, RootMasks, P.SetHostname, P.SetDomainname,
+                         P.PivotRoot, P.Chroot, P.Chdir, P.RootChdir})
+_LATE_NETNS_MIN_OPS = 3
+
+
+def _netns_free(op: P.Op) -> bool:
+    t = type(op)
+    if t in _NETNS_FREE:
+        return True
+    if t is P.Mount or t is P.RootMount:
+        return getattr(op, "fstype", None) != b"sysfs"
+    if t is P.Unshare:
+        return not op.flags & (P.NSTYPES["net"] | P.NSTYPES["user"])  # type: ignore[attr-defined]
+    if t is P.SetNs:
+        return op.nstype not in (P.NSTYPES["net"], P.NSTYPES["user"])  # type: ignore[attr-defined]
+    return False
+
+
+def _late_netns(ops: list[P.Op], clone_flags: int, flags: int) -> tuple[list[P.Op], int, int]:
+    """Make a new network namespace during the child's first ops, not at clone.
+
+    Setting one up costs the kernel most of a millisecond, more than every
+    other namespace together.  When the plan starts with enough ops that do
+    not depend on it (a container's root: mounts, binds, /dev), a thread of
+    the parent makes it (lo up) while the child runs them, and ``NetnsJoin``
+    enters it before the first op that does (``PLAN_NETNS_LATE``).  The child
+    never reaches execve outside it (checked in C too).  Not with a new user
+    namespace, which must own the network namespace.
+    """
+    rest = [op for op in ops if type(op) is not P.LoopbackUp]
+    i = 0
+    while i < len(rest) and _netns_free(rest[i]):
+        i += 1
+    work = sum(1 for op in rest[:i] if type(op) not in (P.PdeathSig, P.CgroupJoin, P.Umask))
+    if work < _LATE_NETNS_MIN_OPS:
+        return ops, clone_flags, flags
+    lo = len(rest) < len(ops)
+    rest.insert(i, P.NetnsJoin())
+    flags |= P.PLAN_NETNS_LATE | (P.PLAN_NETNS_LO if lo else 0)
+    return rest, clone_flags & ~P.NSTYPES["net"], flags
 
 
 def _maps_root(uid_map: Sequence[IdMap] | None, gid_map: Sequence[IdMap] | None) -> bool:

@@ -256,7 +256,9 @@ class RootFS:
 
     Mounts are made in this order: the root, /proc, /sys, /dev, then those
     added by ``bind()``, ``tmpfs()``, ``mqueue()`` and ``cgroupfs()`` in the
-    order of the calls, then the masked and read-only paths.
+    order of the calls, then the masked and read-only paths.  A container
+    with its own network namespace and no user namespace mounts /sys last
+    (after the switch to the new root), unless something is mounted below it.
     """
 
     def __init__(self, *, directory: StrPath | None = None, readonly: bool = True,
@@ -861,6 +863,7 @@ class RootFS:
                     # Into our own fresh tmpfs: no target can be a symlink (see RootBinds).
                     ops.append(RootBinds(old, new, tuple(binds), readonly=True, optional=True))
 
+        defer_sys = self._defer_sys(ctx)
         # procfs can only be mounted by the owner of the pid namespace, sysfs by the
         # owner of the network namespace: in a user namespace without its own, bind the host's.
         for on, mnt, fstype, fresh in ((self.proc, b"proc", b"proc", ctx.new_pid),
@@ -869,6 +872,8 @@ class RootFS:
                 continue
             ops += _mkdirs(new, mnt, is_dir=True, made=made)
             attrs = self._builtin["/" + mnt.decode()].attrs
+            if defer_sys and mnt == b"sys":
+                continue
             if fresh or not ctx.userns:
                 ops.append(P.RootMount(fstype, new, mnt, source=fstype, attrs=attrs))
             else:
@@ -911,6 +916,8 @@ class RootFS:
         # be the root: one op each list (see RootMasks).  A caller's paths may lead
         # anywhere in an image, the root included: one op each, resolving the root anew.
         null = new + b"/dev/null" if self.dev else _host(old, b"/dev/null")
+        if defer_sys:
+            masked = [p for p in masked if not _below(p, b"sys")]
         if masked:
             ops.append(RootMasks(new, tuple(masked), null, fd=self._empty_master() if share else -1))
         ops += [P.RootMask(new, rel, null) for rel in self._masked]
@@ -919,6 +926,36 @@ class RootFS:
                                  optional=True))
         ops += [P.RootBind(new, rel, new, rel, readonly=True, optional=True)
                 for rel in self._readonly_paths]
+        if defer_sys and not self._sys_after_switch(ctx):
+            ops += self._sys_ops(new, null, share)
+        return ops
+
+    def _defer_sys(self, ctx: _Ctx) -> bool:
+        """Whether sysfs is mounted after every other mount.
+
+        sysfs shows the network namespace of whoever mounts it.  With a new
+        one and no user namespace, the spawn makes the namespace while the
+        child runs its first ops (see ``process._late_netns``), and the child
+        enters it before the first op that needs it: the later sysfs comes,
+        the more of the root is built meanwhile.  Not when a caller's mount or
+        path lies below /sys, which must come after it.
+        """
+        return bool(self.sys and ctx.new_net and not ctx.userns
+                    and not any(_below(m.target, b"sys") for m in self._mounts)
+                    and not any(_below(p, b"sys") for p in self._masked + self._readonly_paths))
+
+    def _sys_after_switch(self, ctx: _Ctx) -> bool:
+        """Whether ``_sys_ops`` run after pivot_root, on ``/`` (``Container`` adds them):
+        pivot_root, too, then runs while the network namespace is being made."""
+        return self._defer_sys(ctx) and self.dev and not ctx.chroot
+
+    def _sys_ops(self, root: bytes, null: bytes, share: bool = False) -> list[P.Op]:
+        """sysfs at ``root``/sys, and the OCI masks below it."""
+        ops: list[P.Op] = [P.RootMount(b"sysfs", root, b"sys", source=b"sysfs",
+                                       attrs=self._builtin["/sys"].attrs)]
+        masked = tuple(p.lstrip("/").encode() for p in OCI_MASKED_PATHS if p.startswith("/sys"))
+        if self.oci_masks and masked:
+            ops.append(RootMasks(root, masked, null, fd=self._empty_master() if share else -1))
         return ops
 
     def _dev_ops(self, ctx: _Ctx, made: set[bytes]) -> list[P.Op]:
@@ -1014,6 +1051,11 @@ def _shared_roots_work() -> bool:
                     os.close(fd)
         _SHARED_ROOTS.append(ok)
     return _SHARED_ROOTS[0]
+
+
+def _below(path: bytes, top: bytes) -> bool:
+    """Whether the relative ``path`` is ``top`` or lies under it."""
+    return path == top or path.startswith(top + b"/")
 
 
 def _host_devices() -> dict[str, bytes]:

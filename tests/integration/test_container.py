@@ -36,6 +36,20 @@ def test_run_result_and_defaults() -> None:
     assert r.root_mode == "pivot_root"
 
 
+def test_own_network_namespace_without_a_user_namespace() -> None:
+    # Made while the root is built and entered before sysfs is mounted: private, lo up,
+    # and /sys shows it, not the caller's; the socket it came through is not left open.
+    with isolate.Container(namespaces=isolate.DEFAULT_NAMESPACES - {"user"}) as c:
+        r = c.run(["/bin/sh", "-c", "readlink /proc/self/ns/net; ls /sys/class/net; "
+                   "cat /sys/class/net/lo/flags; ls /proc/self/fd | tr '\\n' ' '"])
+    assert r.returncode == 0, r
+    ns, net, flags, fds = r.stdout.decode().split("\n")[:4]
+    assert ns.startswith("net:[") and ns != os.readlink("/proc/self/ns/net")
+    assert net == "lo"
+    assert int(flags, 16) & 1                     # IFF_UP
+    assert sorted(int(x) for x in fds.split()) in ([0, 1, 2], [0, 1, 2, 3])   # (3: ls's own)
+
+
 def test_signal_gives_negative_returncode() -> None:
     # Without a pid namespace: as pid 1 the command would ignore signals it has no handler for.
     with isolate.Container(namespaces=isolate.DEFAULT_NAMESPACES - {"pid"}) as c:

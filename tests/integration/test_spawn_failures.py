@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -79,6 +82,8 @@ CASES = [
     ("loopback", dict(namespaces={"user"}, ops=[P.LoopbackUp()]), errors.NamespaceError,
      errno.EPERM, P.LoopbackUp),
     ("execve", dict(executable=NOPE), errors.ExecError, errno.ENOENT, P.Exec),
+    # No namespace is on its way (the plan does not make one late): nothing to receive it from.
+    ("netns_join", dict(ops=[P.NetnsJoin()]), errors.NamespaceError, errno.EBADF, P.NetnsJoin),
 ]
 
 
@@ -122,6 +127,42 @@ def test_parent_side_join_refuses_a_file_that_is_not_a_namespace(type_: str, sta
         assert after == before
     finally:
         os.close(fake.fd)
+
+
+def _late_netns_plan() -> P.Plan:
+    plan = isolate.process.build_plan(["/bin/true"], namespaces={"mnt", "net"},
+                                      ops=[P.Mount(b"tmpfs", b"/tmp", b"tmpfs")] * 4)
+    assert plan.flags & P.PLAN_NETNS_LATE
+    return plan
+
+
+def test_a_late_network_namespace_plan_never_execs_without_entering_it() -> None:
+    # The namespace is not made at clone: a plan that lost its join must not run the
+    # program in the caller's network namespace.
+    plan = _late_netns_plan()
+    plan.ops = [op for op in plan.ops if type(op) is not P.NetnsJoin]
+    with pytest.raises(errors.ExecError) as info:
+        isolate._spawn.execute(plan)
+    assert info.value.errno == errno.EINVAL and info.value.op.startswith("execve")
+
+
+def test_a_network_namespace_the_parent_cannot_make_fails_at_the_join(tmp_path: Path) -> None:
+    # In a user namespace of its own whose network namespace limit is 0, the parent's
+    # thread gets ENOSPC making it: the child reports that errno at its join step.
+    script = tmp_path / "limit.py"
+    script.write_text(
+        "import isolate\n"
+        "from isolate import _plan as P\n"
+        "open('/proc/sys/user/max_net_namespaces', 'w').write('0')\n"
+        "try:\n"
+        "    isolate.run(['/bin/true'], namespaces={'mnt', 'net'},\n"
+        "                ops=[P.Mount(b'tmpfs', b'/tmp', b'tmpfs')] * 4)\n"
+        "except isolate.errors.NamespaceError as e:\n"
+        "    print(e.errno, e.op)\n")
+    r = subprocess.run(["unshare", "--user", "--map-root-user", sys.executable, str(script)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == f"{errno.ENOSPC} enter the new network namespace\n", r
 
 
 def test_execveat_on_a_bad_fd() -> None:

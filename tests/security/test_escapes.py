@@ -62,6 +62,36 @@ def test_cannot_see_host_pids() -> None:
         host.wait()
 
 
+def test_cannot_see_the_callers_network_interfaces_without_a_user_namespace(tmp_path: Path) -> None:
+    """Tried: from a container without a user namespace, whose network namespace is made
+    while its root is built, find an interface of the caller's network namespace (a veth
+    pair the test makes in a namespace of its own): in /sys/class/net (sysfs shows the
+    namespace of whoever mounts it), /proc/net/dev and if_nameindex().
+    Stopped by: the child enters its new namespace before it mounts sysfs, and runs
+    nothing outside it; all three show lo alone."""
+    script = tmp_path / "probe.py"
+    script.write_text(
+        "import socket, subprocess, isolate\n"
+        "subprocess.run(['ip', 'link', 'add', 'isoprobe0', 'type', 'veth', 'peer', 'name',\n"
+        "                'isoprobe1'], check=True)\n"
+        "print(sorted(n for _, n in socket.if_nameindex()))\n"
+        "with isolate.Container(namespaces=isolate.DEFAULT_NAMESPACES - {'user'}) as c:\n"
+        f"    r = c.run(['{PY}', '-c', 'import os, socket\\n'\n"
+        "              'print(sorted(os.listdir(\"/sys/class/net\")))\\n'\n"
+        "              'print(open(\"/proc/net/dev\").read().count(\":\"))\\n'\n"
+        "              'print(sorted(n for _, n in socket.if_nameindex()))'])\n"
+        "print(r.returncode, r.stderr)\n"
+        "print(r.stdout.decode(), end='')\n")
+    # The caller runs in a network namespace of the test's own: the host's is not touched.
+    r = subprocess.run(["unshare", "--net", sys.executable, str(script)], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    caller, status, sysfs, dev_lines, names = r.stdout.split("\n")[:5]
+    assert "isoprobe0" in caller and "isoprobe1" in caller     # there is something to find
+    assert status == "0 b''", r.stdout
+    assert sysfs == "['lo']" and dev_lines == "1" and names == "['lo']", r.stdout
+
+
 def test_proc_1_root_is_the_container_root(host_marker: Path) -> None:
     """Tried: reach the host's files through /proc/1/root.
     Stopped by: pid 1 is the container's own init, whose root is the container's."""

@@ -106,6 +106,43 @@ def test_new_namespaces_become_clone_flags_and_mnt_is_made_private() -> None:
     assert P.LoopbackUp in kinds and kinds[-1] is P.Exec
 
 
+def _root_ops(n: int) -> list[P.Op]:
+    """A container's root in miniature: ``n`` mounts, sysfs, then the switch."""
+    return ([P.Mount(b"tmpfs", f"/new/d{i}".encode(), b"tmpfs") for i in range(n)]
+            + [P.Mount(b"sysfs", b"/new/sys", b"sysfs"), P.PivotRoot(new_root=b"/new")])
+
+
+def test_a_new_network_namespace_is_made_while_the_root_is_built() -> None:
+    plan = build_plan(["true"], namespaces={"pid", "mnt", "net"}, ops=_root_ops(4))
+    # Not at clone: the parent's thread makes it (with lo up), the child enters it
+    # before sysfs, which shows the namespace of whoever mounts it.
+    assert plan.clone_flags == P.NSTYPES["pid"] | P.NSTYPES["mnt"]
+    assert plan.flags & P.PLAN_NETNS_LATE and plan.flags & P.PLAN_NETNS_LO
+    kinds = [type(op) for op in plan.ops]
+    assert P.LoopbackUp not in kinds and kinds.count(P.NetnsJoin) == 1
+    join = kinds.index(P.NetnsJoin)
+    assert plan.ops[join + 1] == P.Mount(b"sysfs", b"/new/sys", b"sysfs")
+    assert all(k is P.Mount for k in kinds[:join])
+    # Without lo: no lo flag.
+    plan = build_plan(["true"], namespaces={"mnt", "net"}, ops=_root_ops(4), loopback=False)
+    assert plan.flags & P.PLAN_NETNS_LATE and not plan.flags & P.PLAN_NETNS_LO
+
+
+def test_a_network_namespace_is_made_at_clone_when_nothing_would_overlap_it() -> None:
+    # Too little to do before it is needed: a thread would only add its own cost.
+    plan = build_plan(["true"], namespaces={"mnt", "net"}, ops=_root_ops(1))
+    assert plan.clone_flags & P.NSTYPES["net"] and not plan.flags & P.PLAN_NETNS_LATE
+    assert P.NetnsJoin not in [type(op) for op in plan.ops]
+    # The first op already needs it.
+    ops = [P.WriteFile(b"/proc/sys/net/ipv4/ip_forward", b"1")] + _root_ops(6)
+    plan = build_plan(["true"], namespaces={"mnt", "net"}, ops=ops)
+    assert plan.clone_flags & P.NSTYPES["net"] and not plan.flags & P.PLAN_NETNS_LATE
+    # A new user namespace must own the network namespace: made at clone, with it.
+    plan = build_plan(["true"], namespaces={"user", "mnt", "net"}, ops=_root_ops(6))
+    assert plan.clone_flags & P.NSTYPES["net"] and not plan.flags & P.PLAN_NETNS_LATE
+    assert P.LoopbackUp in [type(op) for op in plan.ops]
+
+
 class _V1Cgroup:
     """Stands in for a v1 ``isolate.Cgroup``: two open ``tasks`` files, no v2 directory."""
 

@@ -56,6 +56,7 @@ OPS = st.one_of(
     st.builds(P.Seccomp, program=st.binary(min_size=8, max_size=64).filter(lambda b: len(b) % 8 == 0),
               flags=u64),
     st.builds(P.LoopbackUp),
+    st.builds(P.NetnsJoin),
     st.builds(P.Exec, candidates=st.lists(paths, min_size=1, max_size=4).map(tuple)),
     st.builds(P.ExecAt, fd=fds, path_=st.just(b"") | paths, flags=u64),
 )

@@ -109,6 +109,32 @@ def test_builtin_defaults_are_unchanged() -> None:
     assert isinstance(shm, P.RootMount) and (shm.attrs, shm.options) == (NOSUID | NODEV, (("mode", "1777"),))
 
 
+def test_sysfs_comes_after_the_root_switch_without_a_user_namespace() -> None:
+    # Its own network namespace and no user namespace: the namespace is made while the
+    # root is built, and sysfs (which shows its mounter's) waits for it, after pivot_root.
+    c = ctx(userns=False)
+    rootfs = RootFS.host()
+    ops = rootfs._ops(c)
+    assert not [op for op in ops if getattr(op, "fstype", None) == b"sysfs"]
+    assert all(not m.startswith(b"sys") for op in ops if isinstance(op, RootMasks) for m in op.targets)
+    assert rootfs._sys_after_switch(c)
+    after = rootfs._sys_ops(b"/", b"/dev/null")
+    assert after[0] == P.RootMount(b"sysfs", b"/", b"sys", source=b"sysfs",
+                                   attrs=NOSUID | NODEV | NOEXEC | RDONLY)
+    assert isinstance(after[1], RootMasks) and set(after[1].targets) == {
+        p.lstrip("/").encode() for p in OCI_MASKED_PATHS if p.startswith("/sys")}
+    # A caller's mount below /sys needs sysfs first: the usual order.
+    ops = RootFS.host().tmpfs("/sys/fs/cgroup")._ops(c)
+    sysfs = [i for i, op in enumerate(ops) if getattr(op, "fstype", None) == b"sysfs"]
+    below = [i for i, op in enumerate(ops) if getattr(op, "target", None) == b"sys/fs/cgroup"]
+    assert sysfs and below and sysfs[0] < below[0]
+    # With a user namespace sysfs keeps its place; in chroot mode it comes last, before the switch.
+    assert not rootfs._sys_after_switch(ctx()) and not rootfs._defer_sys(ctx())
+    chroot = ctx(userns=False, chroot=True)
+    assert not rootfs._sys_after_switch(chroot)
+    assert getattr(rootfs._ops(chroot)[-2], "fstype", None) == b"sysfs"
+
+
 def test_mount_options_change_only_what_is_given() -> None:
     rootfs = (RootFS.host().mount_options("/proc", nosuid=False, nodev=False, noexec=False)
               .mount_options("/dev", noexec=False, atime="strictatime", size="65536k")
