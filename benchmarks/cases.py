@@ -25,6 +25,7 @@ import isolate
 from isolate import _plan as P
 
 TRUE = "/bin/true"
+CGROUP_PREFIX = "isolate-test-bench"
 Iteration = Callable[[], None]
 
 
@@ -198,6 +199,76 @@ def _rootfs_plan_pooled() -> Iterator[Iteration]:
         yield it
 
 
+# --- cgroups (issue 3: create, limit, spawn into, remove) ---------------------
+
+CGROUP_LIMITS = dict(memory_max=256 << 20, pids_max=100, cpus=0.5)
+CGROUP_CONTROLLERS = frozenset({"memory", "pids", "cpu"})
+
+
+@contextlib.contextmanager
+def cgroup_parent(name: str) -> Iterator[str]:
+    """A parent group ``name`` in every hierarchy (made here, removed after), as a service's
+    own parent group would be: yields its path relative to each hierarchy's root."""
+    from isolate.cgroup import detect
+
+    layout = detect()
+    made = []
+    try:
+        for h in layout.hierarchies():
+            if h.version == 2 and layout.kind == "hybrid":
+                continue
+            path = os.path.join(h.mount, name)
+            if not os.path.isdir(path):
+                os.mkdir(path)
+                made.append(path)
+            if h.version == 2:
+                with open(os.path.join(path, "cgroup.subtree_control"), "w") as f:
+                    f.write(" ".join("+" + c for c in sorted(CGROUP_CONTROLLERS)))
+        yield name
+    finally:
+        for path in reversed(made):
+            with contextlib.suppress(OSError):
+                os.rmdir(path)
+
+
+@case("isolate.spawn into a new Cgroup (memory+pids+cpu limits)", "isolate",
+      "Cgroup.create with the limits, spawn into it, wait, close (removes it)")
+def _cgroup_cycle() -> Iterator[Iteration]:
+    if not hasattr(isolate, "Cgroup"):
+        raise Skip("isolate.Cgroup is not available in this version")
+    limits = isolate.Limits(**CGROUP_LIMITS)
+    counter = iter(range(1 << 62))
+    with cgroup_parent(f"{CGROUP_PREFIX}-cg-{os.getpid()}") as parent:
+        def it() -> None:
+            with isolate.Cgroup.create(f"c{next(counter)}", parent=parent, limits=limits,
+                                       controllers=CGROUP_CONTROLLERS) as cg:
+                spawn_wait(cgroup=cg)
+        try:
+            it()
+        except (isolate.UnsupportedError, isolate.CgroupError) as e:
+            raise Skip(f"{type(e).__name__}: {e}") from None
+        yield it
+
+
+@case("isolate.spawn into a Cgroup from CgroupPool (memory+pids+cpu limits)", "isolate",
+      "a fresh group per spawn, made ahead and removed behind by the pool's thread")
+def _cgroup_pool_cycle() -> Iterator[Iteration]:
+    if not hasattr(isolate, "CgroupPool"):
+        raise Skip("isolate.CgroupPool is not available in this version")
+    with cgroup_parent(f"{CGROUP_PREFIX}-pool-{os.getpid()}") as parent:
+        try:
+            pool = isolate.CgroupPool(parent=parent, limits=isolate.Limits(**CGROUP_LIMITS),
+                                      controllers=CGROUP_CONTROLLERS)
+        except (isolate.UnsupportedError, isolate.CgroupError) as e:
+            raise Skip(f"{type(e).__name__}: {e}") from None
+        with pool:
+            def it() -> None:
+                with pool.take() as cg:
+                    spawn_wait(cgroup=cg)
+            it()
+            yield it
+
+
 # --- isolate.Container (appears once issue 4's Container exists) -------------
 
 
@@ -292,9 +363,6 @@ def _bwrap_net() -> Iterator[Iteration]:
     argv = bwrap_argv(share_net=True)
     check_tool(argv)
     yield lambda: run_quiet(argv)
-
-
-CGROUP_PREFIX = "isolate-test-bench"
 
 
 @contextlib.contextmanager

@@ -47,6 +47,8 @@ import isolate
 from isolate import Cgroup, Limits
 from isolate.cgroup import detect
 
+from benchmarks.cases import cgroup_parent
+
 LIMITS = Limits(memory_max=256 << 20, pids_max=100, cpus=0.5)
 _counter = itertools.count()
 #: case name -> (median wall us, mean cpu us), filled as the cases run.
@@ -108,22 +110,8 @@ def _summary(request: pytest.FixtureRequest) -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def parent() -> Iterator[str]:
-    layout = detect()
-    name = f"isolate-test-bench-{os.getpid()}"
-    made = []
-    for h in layout.hierarchies():
-        if h.version == 2 and layout.kind == "hybrid":
-            continue
-        path = os.path.join(h.mount, name)
-        if not os.path.isdir(path):
-            os.mkdir(path)
-            made.append(path)
-        if h.version == 2:
-            with open(os.path.join(path, "cgroup.subtree_control"), "w") as f:
-                f.write("+memory +pids +cpu")
-    yield name
-    for path in made:
-        os.rmdir(path)
+    with cgroup_parent(f"isolate-test-bench-{os.getpid()}") as name:
+        yield name
 
 
 def _true() -> None:
