@@ -94,6 +94,14 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
             add(f"{label} ≤ 0.15× {rt} run", ratio(row, f"{rt} run"), 0.15)
         if pooled is not None:
             add(f"{label}, pooled net ≤ 1.6× subprocess.run", ratio(pooled, "subprocess.run"), 1.6)
+    # The floor on this machine: the same shape spawned by a hand-written C program.
+    cref = "hand-written C spawn of the Container's shape"
+    add("hand-written C spawn of that shape ≤ 0.5× bwrap --unshare-all (the floor)",
+        ratio(cref, "bwrap --unshare-all"), 0.5)
+    for rt in ("crun", "runc"):
+        add(f"hand-written C spawn of that shape ≤ 0.15× {rt} run (the floor)", ratio(cref, f"{rt} run"), 0.15)
+    add("Container (pid+mnt+uts+ipc+net+cgroup) ≤ 1.0× the hand-written C spawn",
+        ratio("isolate.Container host rootfs, no user ns", cref), 1.0)
     for label, row in (("new Cgroup", "isolate.spawn into a new Cgroup (memory+pids+cpu limits)"),
                        ("Cgroup from CgroupPool",
                         "isolate.spawn into a Cgroup from CgroupPool (memory+pids+cpu limits)")):
