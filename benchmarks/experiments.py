@@ -64,6 +64,8 @@ def interleaved(fns: Sequence[tuple[str, C.Iteration]], rounds: int, warmup: int
 
     Returns {name: {"wall": [ns...], "cpu": [ns...]}}.  A case that raises is
     dropped from the following rounds and its error recorded in ``failed``.
+    An iteration with a ``settle`` attribute (a pooled case, see
+    ``cases.settled``) is followed by that call, untimed.
     """
     out: dict[str, dict[str, list[int]]] = {name: {"wall": [], "cpu": []} for name, _ in fns}
     live = list(fns)
@@ -84,6 +86,9 @@ def interleaved(fns: Sequence[tuple[str, C.Iteration]], rounds: int, warmup: int
                 if r >= warmup:
                     out[name]["wall"].append(t1 - t0)
                     out[name]["cpu"].append(c1 - c0)
+                settle = getattr(fn, "settle", None)
+                if settle is not None:
+                    settle()    # untimed: see cases.settled
             gc.collect()
     return out
 

@@ -116,7 +116,8 @@ def markdown(res: dict[str, Any]) -> str:
     if lat:
         out += ["## Start /bin/true and wait", "",
                 f"Cases interleaved (A B C … A B C …), {lat['rounds']} rounds after {lat['warmup']} "
-                "warm-up rounds. Times in ms; ratio = median / median of `subprocess.run`; "
+                "warm-up rounds; after a pooled case, an untimed wait until its pool has refilled, "
+                "so that the pool's thread works on no other row's clock. Times in ms; ratio = median / median of `subprocess.run`; "
                 "CPU = this thread + reaped children (kernel workers not included: see the network "
                 "namespace table).", "",
                 "| case | median | p10 | p90 | n | ratio | CPU |", "|---|---:|---:|---:|---:|---:|---:|"]
@@ -134,6 +135,24 @@ def markdown(res: dict[str, Any]) -> str:
         if notes:
             out += ["", "Notes:", ""] + [f"- {r['name']}: {r['note']}" for r in notes]
         out.append("")
+    runs = res.get("target_runs")
+    if runs:
+        out += ["## Target comparisons, each run on its own", "",
+                "The rows each target divides, with its references, interleaved as above but without "
+                "the rest of the table (there some thirty cases take turns, each once per quarter "
+                "second, while the kernel still tears down the namespaces and cgroups of the cases "
+                "before it). The targets below use these runs where they have both rows.", ""]
+        for run_name, table in runs.items():
+            out += [f"**{run_name}** ({table['rounds']} rounds after {table['warmup']} warm-up)", "",
+                    "| case | median | p10 | p90 | n | ratio |", "|---|---:|---:|---:|---:|---:|"]
+            for r in table["rows"]:
+                if r["stats"] is None:
+                    out.append(f"| {r['name']} | skipped: {r['skipped']} | | | | |")
+                    continue
+                st = r["stats"]
+                out.append(f"| {r['name']} | {_ms(st['median'])} | {_ms(st['p10'])} | {_ms(st['p90'])} | "
+                           f"{st['n']} | {_x(r['ratio'])} |")
+            out.append("")
     t = res.get("targets")
     if t:
         out += ["## Targets (ratios from this run)", "", "| target | measured | met |", "|---|---:|:---:|"]

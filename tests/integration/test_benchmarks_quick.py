@@ -55,6 +55,10 @@ def test_every_section_is_present(results: Path) -> None:
     assert data["phases"]["variants"]["pid+mnt+uts+ipc"]["clone3 (pipes, stack, namespaces)"]["median"] > 0
     assert data["memory"]["embedding"]["spawns"] == data["config"]["spawns_for_growth"]
     assert {t["target"] for t in data["targets"]}
+    # Each target's comparison also runs on its own, with the rows it divides.
+    runs = data["target_runs"]
+    assert set(runs) == {"container", "cgroup", "oci"}
+    assert "bwrap --unshare-all" in {r["name"] for r in runs["container"]["rows"]}
 
 
 def test_markdown_and_charts_are_written(results: Path) -> None:
