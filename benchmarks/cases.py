@@ -547,6 +547,20 @@ def _oci_case(runtime: str) -> None:
                 yield lambda: _run_in(ns, argv())
 
 
+@case("python -I -S, import isolate._native (isolate-oci's floor)", "baseline",
+      "this Python started without site and importing only the C binding: what any "
+      "isolate-oci call pays before its own imports and work")
+def _python_floor() -> Iterator[Iteration]:
+    import _cffi_backend
+
+    paths = [os.path.dirname(os.path.dirname(os.path.abspath(isolate.__file__))),
+             os.path.dirname(os.path.abspath(_cffi_backend.__file__))]
+    argv = [sys.executable, "-I", "-S", "-c",
+            f"import sys; sys.path[:0] = {paths!r}; import isolate._native"]
+    check_tool(argv)
+    yield lambda: run_quiet(argv)
+
+
 @case("isolate.oci.runtime.run", "isolate", "isolate-oci run's work in this process: no interpreter start-up")
 def _oci_in_process() -> Iterator[Iteration]:
     from isolate.oci import runtime

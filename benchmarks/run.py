@@ -37,7 +37,8 @@ TARGET_RUNS: dict[str, tuple[str, ...]] = {
     "cgroup": ("subprocess.run", "isolate.spawn (no namespace)",
                "isolate.spawn into a new Cgroup (memory+pids+cpu limits)",
                "isolate.spawn into a Cgroup from CgroupPool (memory+pids+cpu limits)"),
-    "oci": ("subprocess.run", "isolate.oci.runtime.run", "isolate-oci run", "runc run", "crun run"),
+    "oci": ("subprocess.run", "python -I -S, import isolate._native (isolate-oci's floor)",
+            "isolate.oci.runtime.run", "isolate-oci run", "runc run", "crun run"),
 }
 
 
@@ -137,6 +138,8 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
         add(f"{label}: create + memory/pids/cpu limits + spawn into + remove adds ≤ 0.3 ms "
             "to isolate.spawn (value in ms)", added_ms(row, "isolate.spawn (no namespace)", "cgroup"), 0.3)
     add("isolate-oci run ≤ 0.6× runc run", ratio("isolate-oci run", "runc run", "oci"), 0.6)
+    add("CPython start-up + the C binding's import alone ≤ 0.6× runc run (isolate-oci's floor)",
+        ratio("python -I -S, import isolate._native (isolate-oci's floor)", "runc run", "oci"), 0.6)
     add("full namespaces, pooled net ≤ 1.6× subprocess.run",
         ratio(full + ", net from NetnsPool", "subprocess.run"), 1.6)
     rss = res.get("rss", {}).get("ratio_last_to_first", {})
