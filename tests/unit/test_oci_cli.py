@@ -200,3 +200,16 @@ def test_fast_parser_agrees_with_argparse(argv: list[str]) -> None:
         assert fast is None
         return
     assert fast is not None and vars(fast) == vars(build_parser(verb).parse_args(norm))
+
+
+def test_the_state_verb_imports_nothing_heavy() -> None:
+    # Runtimes' callers (conmon, containerd's shim) run `state` most: start-up is its cost.
+    # signal builds enums, typing and argparse are large; none of them is needed to read a state.
+    import subprocess
+    import sys
+
+    code = ("import sys, isolate.cli.oci, isolate.cli.oci_verbs\n"
+            "print(sorted(m for m in ('signal', 'enum', 'argparse', 'typing', 'subprocess', "
+            "'pathlib', 're', 'threading') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "[]"

@@ -23,7 +23,6 @@ from __future__ import annotations
 import errno
 import os
 import select
-import signal
 import time
 
 from .. import _json as json
@@ -171,6 +170,8 @@ def _write_pid_file(path: str | None, pid: int) -> None:
 
 def _kill_wait(pid: int, timeout: float = 10.0) -> None:
     """SIGKILL ``pid`` (not necessarily our child) and wait until it has exited."""
+    import signal
+
     try:
         pidfd = os.pidfd_open(pid)
     except ProcessLookupError:
@@ -354,6 +355,8 @@ def list_states(root: str) -> list[dict[str, Any]]:
 
 def parse_signal(text: str | int | None) -> int:
     """``TERM``, ``SIGTERM`` or ``15`` to a signal number (runc's rules); ``ConfigError`` otherwise."""
+    import signal
+
     if text is None:
         return signal.SIGTERM
     if isinstance(text, int) or text.isdigit():
@@ -370,8 +373,15 @@ def parse_signal(text: str | int | None) -> int:
     return int(sig)
 
 
-def kill(root: str, cid: str, sig: int = signal.SIGTERM, *, all: bool = False) -> None:
-    """Send ``sig`` to the container's first process (``all``: to every process in its cgroup)."""
+def kill(root: str, cid: str, sig: int | None = None, *, all: bool = False) -> None:
+    """Send ``sig`` (default SIGTERM) to the container's first process (``all``: to every
+    process in its cgroup)."""
+    # signal is imported here, not at the top: building its enums costs state,
+    # the verb runtimes call most, several milliseconds of start-up.
+    import signal
+
+    if sig is None:
+        sig = signal.SIGTERM
     sd, st = _load(root, cid)
     with sd:
         status = sd.status(st)
@@ -686,12 +696,12 @@ def run(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
     return code
 
 
-_FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
-              signal.SIGUSR2, signal.SIGWINCH)
-
-
 def _wait_forwarding(pid: int) -> int:
     """Wait for our child ``pid``, passing on the signals we get (runc run does too)."""
+    import signal
+
+    forwarded = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+                 signal.SIGUSR2, signal.SIGWINCH)
     old = {}
 
     def forward(sig: int, frame: Any) -> None:
@@ -700,7 +710,7 @@ def _wait_forwarding(pid: int) -> int:
         except ProcessLookupError:
             pass
 
-    for sig in _FORWARDED:
+    for sig in forwarded:
         old[sig] = signal.signal(sig, forward)
     try:
         while True:
