@@ -80,6 +80,7 @@ int run_op_cgroup_join(const struct iso_plan *p, const struct iso_op *op);
 int run_op_caps(const struct iso_plan *p, const struct iso_op *op);
 int run_op_loopback_up(void);
 int run_op_console(const struct iso_plan *p, const struct iso_op *op);
+int iso_send_fd(int sock, const void *data, size_t len, int fd);
 int run_op_root_stage(const struct iso_plan *p, const struct iso_op *op);
 int run_op_root_mkdir(const struct iso_plan *p, const struct iso_op *op);
 int run_op_root_bind(const struct iso_plan *p, const struct iso_op *op);

@@ -157,6 +157,34 @@ run_op_loopback_up(void)
     return r;
 }
 
+/* Send `len` bytes of `data` and, if fd >= 0, the fd (SCM_RIGHTS) over the
+ * unix socket `sock`.  Async-signal-safe; a closed peer gives EPIPE, no SIGPIPE. */
+int
+iso_send_fd(int sock, const void *data, size_t len, int fd)
+{
+    struct iovec iov = {.iov_base = (void *)data, .iov_len = len};
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } ctl;
+    memset(&ctl, 0, sizeof ctl);
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (fd >= 0) {
+        msg.msg_control = ctl.buf;
+        msg.msg_controllen = sizeof ctl.buf;
+        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &fd, sizeof(int));
+    }
+    ssize_t n;
+    do {
+        n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    return n < 0 ? -1 : 0;
+}
+
 /* A terminal from the container's own devpts (OCI process.terminal): open
  * /dev/ptmx as the container sees it, send the master over the unix socket
  * op->fd with SCM_RIGHTS (what runc sends to --console-socket: the message
@@ -188,25 +216,7 @@ run_op_console(const struct iso_plan *p, const struct iso_op *op)
         close_keep_errno(m);
         return -1;
     }
-    char name[] = "/dev/ptmx";
-    struct iovec iov = {.iov_base = name, .iov_len = sizeof name - 1};
-    union {
-        char buf[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } ctl;
-    memset(&ctl, 0, sizeof ctl);
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
-                         .msg_controllen = sizeof ctl.buf};
-    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &m, sizeof(int));
-    ssize_t n;
-    do {
-        n = sendmsg(op->fd, &msg, MSG_NOSIGNAL);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0) {
+    if (iso_send_fd(op->fd, "/dev/ptmx", sizeof "/dev/ptmx" - 1, m) < 0) {
         close_keep_errno(s);
         close_keep_errno(m);
         return -1;

@@ -384,33 +384,6 @@ struct late_netns {
     pthread_t thread;
 };
 
-static void
-send_netns(int sock, int32_t err, int fd)
-{
-    union {
-        struct cmsghdr h;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } ctl;
-    struct iovec iov = {.iov_base = &err, .iov_len = sizeof err};
-    struct msghdr m;
-    memset(&m, 0, sizeof m);
-    memset(&ctl, 0, sizeof ctl);
-    m.msg_iov = &iov;
-    m.msg_iovlen = 1;
-    if (fd >= 0) {
-        m.msg_control = ctl.buf;
-        m.msg_controllen = sizeof ctl.buf;
-        struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(c), &fd, sizeof fd);
-    }
-    /* A child that failed before its join has closed its end: EPIPE, no signal. */
-    while (sendmsg(sock, &m, MSG_NOSIGNAL) < 0 && errno == EINTR) {
-    }
-}
-
 static void *
 late_netns_main(void *arg)
 {
@@ -421,7 +394,8 @@ late_netns_main(void *arg)
         (fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)) < 0) {
         err = errno;
     }
-    send_netns(l->sock, err, fd);
+    /* A child that failed before its join has closed its end: nothing to tell. */
+    (void)iso_send_fd(l->sock, &err, sizeof err, fd);
     if (fd >= 0) {
         close(fd);
     }
@@ -436,14 +410,16 @@ late_netns_start(const struct iso_plan *plan, struct late_netns *l, int sock)
 {
     l->lo = !!(plan->flags & ISO_PLAN_NETNS_LO);
     l->started = 0;
+    int32_t err = 0;
     l->sock = fcntl(sock, F_DUPFD_CLOEXEC, 0);
     if (l->sock < 0) {
-        send_netns(sock, errno, -1);
+        err = errno;
+        (void)iso_send_fd(sock, &err, sizeof err, -1);
         return;
     }
-    int perr = pthread_create(&l->thread, NULL, late_netns_main, l);
-    if (perr != 0) {
-        send_netns(sock, perr, -1);
+    err = pthread_create(&l->thread, NULL, late_netns_main, l);
+    if (err != 0) {
+        (void)iso_send_fd(sock, &err, sizeof err, -1);
         close(l->sock);
         return;
     }
