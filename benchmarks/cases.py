@@ -375,7 +375,8 @@ def bwrap_argv(share_net: bool) -> list[str]:
 @case("hand-written C spawn of the Container's shape", "external",
       "benchmarks/container_reference.c: pid+mnt+uts+ipc+net+cgroup at clone, lo up, tmpfs root, "
       "ro /usr, /proc, /dev (mknod, devpts, shm), /tmp, pivot_root; no seccomp, caps or masks; "
-      "one spawn per byte on a pipe (the round trip counts against it)")
+      "one spawn per byte on a pipe (the round trip counts against it; its CPU, in another "
+      "process, is not in the CPU column)")
 def _container_reference() -> Iterator[Iteration]:
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
