@@ -437,7 +437,10 @@ class Container:
                    new_net="net" in self.namespaces, new_pid="pid" in self.namespaces,
                    console=console, direct=direct, new_ipc="ipc" in self.namespaces,
                    new_cgroupns="cgroup" in self.namespaces,
-                   cgroup_paths=None if self._cgroup is None else tuple(sorted(self._cgroup.paths.items())),
+                   # Only a cgroupfs mount shows the group's paths: without one, every
+                   # group (a pool hands out a new one per container) shares the plan.
+                   cgroup_paths=None if self._cgroup is None or not self.rootfs._mounts_cgroupfs()
+                   else tuple(sorted(self._cgroup.paths.items())),
                    shared_root=self._root_unmountable and (not self.make_cwd or cwd == b"."))
         base = self.rootfs._op_seq(ctx)
         umask = None if self.umask is not None else _process_umask()

@@ -930,6 +930,11 @@ class RootFS:
             ops += self._sys_ops(new, null, share)
         return ops
 
+    def _mounts_cgroupfs(self) -> bool:
+        """Whether the root holds a ``cgroupfs()``: only then do its ops depend on the
+        container's cgroup (``_Ctx.cgroup_paths``)."""
+        return any(isinstance(m, _Special) and m.kind == "cgroup" for m in self._mounts)
+
     def _defer_sys(self, ctx: _Ctx) -> bool:
         """Whether sysfs is mounted after every other mount.
 

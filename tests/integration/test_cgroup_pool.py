@@ -103,6 +103,27 @@ def test_a_container_takes_a_fresh_group_from_a_pool_and_hands_it_back(cgroup_pa
 
 
 @pytest.mark.cgroup1
+def test_containers_from_a_pool_share_one_root_plan_unless_it_shows_the_group(cgroup_parent: str) -> None:
+    # Each container gets a new group; only a cgroupfs mount puts the group's paths in
+    # the root's ops, so without one every container reuses the same ops.
+    for rootfs, per_group in ((isolate.RootFS.host(), False), (isolate.RootFS.host().cgroupfs(), True)):
+        with CgroupPool(parent=cgroup_parent, limits=LIMITS, size=2) as pool:
+            seqs = []
+            for _i in range(2):
+                with isolate.Container(rootfs=rootfs, cgroup=pool) as c:
+                    c._ensure_cgroup()
+                    assert c.cgroup is not None
+                    seqs.append((c._root_ops(c.cwd, None), c.cgroup.name))
+                    if per_group:   # and it still shows its own group
+                        r = c.run(["/bin/sh", "-c", "cat /sys/fs/cgroup/pids/pids.max"])
+                        assert r.stdout == b"20\n", r   # LIMITS.pids_max
+            (first, g1), (second, g2) = seqs
+            assert g1 != g2
+            assert (first is not second and first != second) if per_group else first is second
+    assert _leftovers(cgroup_parent) == []
+
+
+@pytest.mark.cgroup1
 def test_a_program_that_dies_with_an_open_pool_leaves_no_group(cgroup_parent: str) -> None:
     """An uncaught exception with a pool open: its groups (made by the pool, never seen by the
     caller) are removed when the interpreter exits."""
