@@ -183,9 +183,13 @@ run_op_exec_gate(const struct iso_plan *p, const struct iso_op *op, int32_t step
 }
 
 /* ISO_PLAN_NETNS_LATE: the parent's thread sends the new network namespace
- * (SCM_RIGHTS, with a 0 errno) or the errno that stopped it making one. */
+ * (SCM_RIGHTS, with a 0 errno) or the errno that stopped it making one.  On
+ * that errno the child makes the namespace itself, as a clone would have:
+ * the thread may have failed for want of a thread or of /proc (the caller's
+ * mount namespace need not have one), and a refusal the child meets too
+ * (EPERM, ENOSPC) is reported with the child's own errno. */
 static int
-run_op_netns_join(struct iso_child_args *a)
+run_op_netns_join(const struct iso_plan *p, struct iso_child_args *a)
 {
     int32_t err = 0;
     union {
@@ -216,11 +220,20 @@ run_op_netns_join(struct iso_child_args *a)
         c->cmsg_len == CMSG_LEN(sizeof(int))) {
         memcpy(&fd, CMSG_DATA(c), sizeof fd);
     }
-    if (n != (ssize_t)sizeof err || err != 0 || fd < 0) {
+    if (n != (ssize_t)sizeof err || (err == 0 && fd < 0)) {
         close_keep_errno(fd);
         /* EOF: the parent is gone. */
-        errno = n != (ssize_t)sizeof err ? ECONNRESET : err != 0 ? err : EBADMSG;
+        errno = n != (ssize_t)sizeof err ? ECONNRESET : EBADMSG;
         return -1;
+    }
+    if (err != 0) {
+        close_keep_errno(fd);
+        if (unshare(CLONE_NEWNET) < 0 ||
+            ((p->flags & ISO_PLAN_NETNS_LO) && run_op_loopback_up() < 0)) {
+            return -1;
+        }
+        a->netns_joined = 1;
+        return 0;
     }
     int r = setns(fd, CLONE_NEWNET);
     close_keep_errno(fd);
@@ -364,7 +377,7 @@ run_op(const struct iso_plan *p, const struct iso_op *op, int32_t step, struct i
     case ISO_OP_CGROUP_JOIN:
         return run_op_cgroup_join(p, op);
     case ISO_OP_NETNS_JOIN:
-        return run_op_netns_join(a);
+        return run_op_netns_join(p, a);
     default:
         errno = EINVAL;
         return -1;

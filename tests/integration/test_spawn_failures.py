@@ -165,6 +165,25 @@ def test_a_network_namespace_the_parent_cannot_make_fails_at_the_join(tmp_path: 
     assert r.stdout == f"{errno.ENOSPC} enter the new network namespace\n", r
 
 
+def test_a_caller_without_proc_still_gets_a_late_network_namespace(tmp_path: Path) -> None:
+    # The parent's thread cannot open /proc/thread-self/ns/net in a mount namespace
+    # without /proc: the child then makes the namespace itself (and brings lo up).
+    script = tmp_path / "noproc.py"
+    script.write_text(
+        "import isolate\n"
+        "from isolate import _plan as P\n"
+        "r = isolate.run(['ip', '-o', 'link'], namespaces={'mnt', 'net'}, capture_output=True,\n"
+        "                ops=[P.Mount(b'tmpfs', b'/tmp', b'tmpfs')] * 4)\n"
+        "print(r.returncode, r.stdout.decode().strip())\n")
+    r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                        f"umount -l /proc && {sys.executable} {script}"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    code, line = r.stdout.strip().split(" ", 1)
+    assert code == "0" and line.count("\n") == 0, r.stdout          # one interface
+    assert ": lo: <" in line and ",UP" in line, r.stdout                  # lo, up
+
+
 def test_execveat_on_a_bad_fd() -> None:
     plan = isolate.process.build_plan(["/bin/true"])
     plan.ops[-1] = P.ExecAt(fd=1000)
