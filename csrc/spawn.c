@@ -435,10 +435,8 @@ late_netns_join(struct late_netns *l)
     }
 }
 
-/* `late`: the network namespace thread iso_spawn started before the clone,
- * or NULL to start it here (after a held child's release). */
 static int
-release(const struct iso_plan *plan, struct iso_child *c, struct late_netns *late)
+release(const struct iso_plan *plan, struct iso_child *c)
 {
     if (c->sync_fd >= 0) {
         c->stage = ISO_STAGE_RELEASE;
@@ -452,8 +450,10 @@ release(const struct iso_plan *plan, struct iso_child *c, struct late_netns *lat
     if (plan->flags & ISO_PLAN_TIMING) {
         c->t_released = now_ns();
     }
+    /* iso_spawn starts the network namespace thread before the clone, unless
+     * the child is held: then it starts here, after the release. */
     struct late_netns here = {.started = 0};
-    if (late == NULL && c->netns_sock >= 0) {
+    if (c->netns_sock >= 0 && (plan->flags & ISO_PLAN_HOLD)) {
         late_netns_start(plan, &here, c->netns_sock);
     }
     int r = wait_report(plan, c);
@@ -497,7 +497,7 @@ iso_spawn(const struct iso_plan *plan, struct iso_child *c)
         goto fail_pipes;
     }
     c->netns_sock = np[0];
-    /* Unless the child is held (its release starts it), the namespace is
+    /* Unless the child is held (release() starts it then), the namespace is
      * made from here on, while the kernel clones. */
     late_now = np[0] >= 0 && !(plan->flags & ISO_PLAN_HOLD);
 
@@ -608,7 +608,7 @@ iso_spawn(const struct iso_plan *plan, struct iso_child *c)
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         return 0;
     }
-    int r = release(plan, c, late_now ? &late : NULL);
+    int r = release(plan, c);
     late_netns_join(&late);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return r;
@@ -641,7 +641,7 @@ iso_release(const struct iso_plan *plan, struct iso_child *c)
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    int r = release(plan, c, NULL);
+    int r = release(plan, c);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return r;
 }

@@ -165,6 +165,18 @@ def test_a_network_namespace_the_parent_cannot_make_fails_at_the_join(tmp_path: 
     assert r.stdout == f"{errno.ENOSPC} enter the new network namespace\n", r
 
 
+def test_a_held_late_network_namespace_plan_makes_it_after_the_release() -> None:
+    # A held child (before_release) gets its namespace thread only once released.
+    plan = _late_netns_plan()
+    seen: list[int] = []
+    s = isolate._spawn.execute(plan, before_release=seen.append)
+    try:
+        _, status = os.waitpid(s.pid, 0)
+    finally:
+        os.close(s.pidfd)
+    assert seen == [s.pid] and os.waitstatus_to_exitcode(status) == 0
+
+
 def test_a_caller_without_proc_still_gets_a_late_network_namespace(tmp_path: Path) -> None:
     # The parent's thread cannot open /proc/thread-self/ns/net in a mount namespace
     # without /proc: the child then makes the namespace itself (and brings lo up).
