@@ -52,6 +52,8 @@ enum iso_op_kind {
     ISO_OP_CONSOLE,          /* fd: unix socket for the pty master; val0 rows, val1 cols, val2 bind /dev/console */
     ISO_OP_CGROUP_JOIN,      /* write "0" to each of the plan's join_fds (tasks / cgroup.procs files) */
     ISO_OP_NETNS_JOIN,       /* ISO_PLAN_NETNS_LATE: receive the new network namespace, setns into it */
+    ISO_OP_FORK,             /* ISO_PLAN_FORK: fd a pid namespace to join or -1, val0 CLONE_NEW*
+                                flags: fork the process that runs the rest of the plan */
     ISO_OP_KIND_MAX
 };
 
@@ -64,7 +66,8 @@ enum iso_op_flags {
 
 enum iso_plan_flags {
     ISO_PLAN_HOLD = 1,        /* iso_spawn() returns with the child waiting; iso_release() */
-    ISO_PLAN_NO_VM = 2,       /* copy the address space (needed to setns into a user ns) */
+    ISO_PLAN_FORK = 2,        /* the plan holds an ISO_OP_FORK: the child program forks the
+                                 process that becomes the spawned one (see spawn.c) */
     ISO_PLAN_LEGACY_CLONE = 4,/* use clone(2) even where clone3(2) exists */
     ISO_PLAN_SETGROUPS_DENY = 8,
     ISO_PLAN_SYNC = 16,       /* the child waits for the parent's go-ahead */
@@ -72,14 +75,19 @@ enum iso_plan_flags {
     ISO_PLAN_NETNS_LATE = 64, /* the new network namespace is not made at clone: a thread of
                                  the parent makes it while the child runs its first ops, and
                                  sends it to ISO_OP_NETNS_JOIN (no new user namespace) */
-    ISO_PLAN_NETNS_LO = 128   /* with ISO_PLAN_NETNS_LATE: that thread brings lo up */
+    ISO_PLAN_NETNS_LO = 128,  /* with ISO_PLAN_NETNS_LATE: that thread brings lo up */
+    ISO_PLAN_CLOSE_FDS = 256  /* the child program inherits only keep_fds (and 0-2), so that no
+                                 other fd of the caller's is open while it looks paths up */
 };
 
 enum iso_child_stage {
     ISO_STAGE_NONE = 0,
     ISO_STAGE_PIPE, ISO_STAGE_STACK, ISO_STAGE_CLONE, ISO_STAGE_UID_MAP,
     ISO_STAGE_GID_MAP, ISO_STAGE_SETGROUPS, ISO_STAGE_RELEASE,
-    ISO_STAGE_REPORT, ISO_STAGE_PIDNS, ISO_STAGE_NETNS
+    ISO_STAGE_REPORT, ISO_STAGE_PIDNS, ISO_STAGE_NETNS,
+    ISO_STAGE_PLAN,       /* writing the plan for the child program */
+    ISO_STAGE_CHILD,      /* starting the child program (execveat of the sealed helper) */
+    ISO_STAGE_FORK        /* the child program ended before it forked into the pid namespace */
 };
 
 struct iso_op {
@@ -105,11 +113,14 @@ struct iso_plan {
     const char *gid_map;
     const int32_t *join_fds;     /* tasks files (v1) ISO_OP_CGROUP_JOIN writes "0" to */
     uint32_t n_join_fds;
-    int32_t pidns_fd;            /* the parent thread enters this pid namespace for the clone, or -1 */
-    int32_t netns_fd;            /* a network namespace the parent thread enters for the clone, or -1 */
-    uint64_t *op_times;          /* ISO_PLAN_TIMING with a shared address space: the child
-                                    stores CLOCK_MONOTONIC ns after each op (n_ops + 1 slots,
-                                    slot 0 when it starts), else NULL */
+    int32_t netns_fd;            /* a network namespace to be born in (entered around the clone,
+                                    or by ISO_OP_FORK before its fork), or -1 */
+    const int32_t *keep_fds;     /* ISO_PLAN_CLOSE_FDS: every fd the ops name (sources of
+                                    ISO_OP_FDMAP, namespace and cgroup fds, ...) */
+    uint32_t n_keep_fds;
+    uint64_t *op_times;          /* ISO_PLAN_TIMING: n_ops + 1 slots for CLOCK_MONOTONIC ns, slot 0
+                                    when the child program starts, slot i + 1 after op i; filled
+                                    once the child has exec'd or failed.  Else NULL. */
 };
 
 /* A report with err == 0 is not a failure: an ISO_OP_EXEC_GATE child is
@@ -128,8 +139,8 @@ struct iso_child {
     int32_t sync_fd;             /* write end while the child is held, else -1 */
     int32_t stage;               /* on failure: the parent-side ISO_STAGE_* that failed */
     int32_t clone3_used;
-    void *stack;
-    uint64_t stack_size;
+    int32_t plan_fd;             /* the plan as the child program reads it (memfd), or -1 */
+    int32_t helper_pid;          /* ISO_PLAN_FORK: the child program's own pid until it forked */
     struct iso_report report;
     int32_t report_len;          /* bytes read from the report pipe: 0 = exec succeeded */
     int32_t netns_sock;          /* ISO_PLAN_NETNS_LATE: our end of the socket to the child, or -1 */
@@ -137,6 +148,7 @@ struct iso_child {
 };
 
 int iso_spawn(const struct iso_plan *plan, struct iso_child *child);
+int iso_helper_load(const char *path);
 int iso_release(const struct iso_plan *plan, struct iso_child *child);
 void iso_abandon(struct iso_child *child);
 int iso_setns(int fd, int nstype);

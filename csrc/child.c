@@ -1,51 +1,23 @@
-/* child_main(): the new process, from clone to execve.
+/* The op loop of the child program (init.c), from its start to execve.
  *
- * Async-signal-safe calls only: no malloc, stdio, strerror or locks, and
- * never Python.  The child may share the parent's memory (CLONE_VM), so it
- * writes nothing but its own stack.  Credentials change through raw
- * syscalls: glibc's wrappers would signal the parent's threads (SIGSETXID).
+ * This runs in a process of its own: the spawn's clone exec'd our sealed
+ * helper before any op (spawn.c), so nothing here shares the caller's memory,
+ * and what the ops change (credentials, dumpability, cgroup) is the child's
+ * alone.  Still async-signal-safe in style: raw system calls (nolibc.c), no
+ * malloc or stdio, and only iso_child_fail reports.
  */
 #include "isolate.h"
 
-static _Noreturn void
-child_fail(int fd, int32_t step, int32_t kind, int err)
+_Noreturn void
+iso_child_fail(int fd, int32_t step, int32_t kind, int err)
 {
-    /* We can't call strerror(err): it is not async-signal-safe.  The parent
-     * looks the message up. */
+    /* No strerror here: the parent looks the message up. */
     struct iso_report r = {step, kind, err, 0};
     ssize_t n;
     do {
         n = write(fd, &r, sizeof r);
     } while (n < 0 && errno == EINTR);
     _exit(127);
-}
-
-/* Handlers installed by the parent must not run here: Python's handler
- * would write to the parent's memory and wakeup fd.  Ignored SIGPIPE and
- * SIGXFSZ (CPython ignores both at start-up) go back to the default, as
- * subprocess's restore_signals does. */
-static void
-reset_signal_handlers(void)
-{
-    struct sigaction dfl;
-    memset(&dfl, 0, sizeof dfl);
-    dfl.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < NSIG; sig++) {
-        struct sigaction old;
-        if (sig == SIGKILL || sig == SIGSTOP) {
-            continue;
-        }
-        if (sigaction(sig, NULL, &old) < 0) {
-            continue;   /* glibc's internal signals */
-        }
-        if (old.sa_handler == SIG_DFL) {
-            continue;
-        }
-        if (old.sa_handler == SIG_IGN && sig != SIGPIPE && sig != SIGXFSZ) {
-            continue;
-        }
-        sigaction(sig, &dfl, NULL);
-    }
 }
 
 /* PR_SET_PDEATHSIG only fires for a parent that dies after the prctl.  The
@@ -65,13 +37,11 @@ run_op_pdeathsig(const struct iso_op *op, int report_fd)
     return 0;
 }
 
-extern char **environ;
-
 static int
 run_op_exec(const struct iso_plan *p, const struct iso_op *op)
 {
     const char *path = plan_str(p, op->arg0);
-    char **envp = p->envp ? p->envp : environ;
+    char **envp = p->envp;
     int saved = 0;
     for (uint32_t i = 0; i < op->arg1 && path != NULL; i++) {
         execve(path, p->argv, envp);
@@ -229,7 +199,7 @@ run_op_netns_join(const struct iso_plan *p, struct iso_child_args *a)
     if (err != 0) {
         close_keep_errno(fd);
         if (unshare(CLONE_NEWNET) < 0 ||
-            ((p->flags & ISO_PLAN_NETNS_LO) && run_op_loopback_up() < 0)) {
+            ((p->flags & ISO_PLAN_NETNS_LO) && iso_loopback_up() < 0)) {
             return -1;
         }
         a->netns_joined = 1;
@@ -241,6 +211,77 @@ run_op_netns_join(const struct iso_plan *p, struct iso_child_args *a)
         a->netns_joined = 1;
     }
     return r;
+}
+
+/* Wait for the parent's go-ahead (its id maps are written).  EOF: the parent
+ * gave up, and nobody would hear a report. */
+int
+iso_child_wait_go(struct iso_child_args *a)
+{
+    char go;
+    ssize_t n;
+    do {
+        n = read(a->sync_fd, &go, 1);
+    } while (n < 0 && errno == EINTR);
+    if (n != 1) {
+        _exit(127);
+    }
+    close(a->sync_fd);
+    a->sync_fd = -1;
+    /* Not dumpable from here to execve (which resets it): what already runs
+     * in a namespace we join must not ptrace us or open our /proc files.  Not
+     * before the maps: an unprivileged parent could no longer write them. */
+    return prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
+/* ISO_PLAN_FORK: the process the spawn returns is forked here, by the child
+ * program, with the plan's new namespaces (op->val0), in its cgroup v2
+ * directory, and in the pid namespace op->fd if it is >= 0, entered first
+ * (and the plan's network namespace, before any new user namespace exists).
+ * CLONE_PARENT makes it the spawning thread's child; this process tells the
+ * parent its pid (a report with err 0) and leaves, and it runs the rest of
+ * the plan.  Two reasons to fork rather than clone from the caller:
+ * - a new user namespace: the child program's execve in a user namespace
+ *   whose maps are not written yet drops every capability; a process forked
+ *   into it keeps them while the parent writes its maps;
+ * - a joined pid namespace (an exec into a running container): whatever runs
+ *   there sees a process that enters at once; it must already run this
+ *   program, whose cmdline and exe show nothing of the caller's. */
+static int
+run_op_fork(const struct iso_op *op, int32_t step, struct iso_child_args *a)
+{
+    if (op->fd >= 0 && setns(op->fd, CLONE_NEWPID) < 0) {
+        return -1;
+    }
+    if (a->netns_fd >= 0 && setns(a->netns_fd, CLONE_NEWNET) < 0) {
+        return -1;
+    }
+    struct iso_clone_args ca;
+    memset(&ca, 0, sizeof ca);
+    ca.flags = CLONE_PARENT | op->val0;   /* exit_signal 0: CLONE_PARENT takes the parent's */
+    if (a->cgroup_fd >= 0) {
+        ca.flags |= CLONE_INTO_CGROUP;
+        ca.cgroup = (uint64_t)a->cgroup_fd;
+    }
+    long pid = syscall(__NR_clone3, &ca, sizeof ca);
+    if (pid < 0 && errno == ENOSYS && a->cgroup_fd < 0 && !(op->val0 & CLONE_NEWTIME)) {
+        pid = syscall(SYS_clone, (unsigned long)(CLONE_PARENT | op->val0), 0, 0, 0, 0);
+    }
+    if (pid < 0) {
+        return -1;
+    }
+    if (pid > 0) {
+        struct iso_report r = {step, (int32_t)op->kind, 0, (int32_t)pid};
+        ssize_t n;
+        do {
+            n = write(a->report_fd, &r, sizeof r);
+        } while (n < 0 && errno == EINTR);
+        _exit(n == (ssize_t)sizeof r ? 0 : 127);
+    }
+    if (a->sync_fd >= 0) {
+        return iso_child_wait_go(a);
+    }
+    return 0;
 }
 
 static int
@@ -350,12 +391,12 @@ run_op(const struct iso_plan *p, const struct iso_op *op, int32_t step, struct i
     case ISO_OP_SECCOMP:
         return run_op_seccomp(p, op);
     case ISO_OP_LOOPBACK_UP:
-        return run_op_loopback_up();
+        return iso_loopback_up();
     case ISO_OP_EXECVE:
         return run_op_exec(p, op);
     case ISO_OP_EXECVEAT:
         return (int)syscall(SYS_execveat, op->fd, plan_str(p, op->arg0) ? plan_str(p, op->arg0) : "",
-                            p->argv, p->envp ? p->envp : environ, (int)op->val0);
+                            p->argv, p->envp, (int)op->val0);
     case ISO_OP_ROOT_STAGE:
         return run_op_root_stage(p, op);
     case ISO_OP_ROOT_MKDIR:
@@ -378,63 +419,34 @@ run_op(const struct iso_plan *p, const struct iso_op *op, int32_t step, struct i
         return run_op_cgroup_join(p, op);
     case ISO_OP_NETNS_JOIN:
         return run_op_netns_join(p, a);
+    case ISO_OP_FORK:
+        return run_op_fork(op, step, a);
     default:
         errno = EINVAL;
         return -1;
     }
 }
 
-static uint64_t
-child_now_ns(void)
+uint64_t
+iso_now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-int
-iso_child_main(void *arg)
+_Noreturn void
+iso_child_run(struct iso_child_args *a)
 {
-    struct iso_child_args *a = arg;
     const struct iso_plan *p = a->plan;
-
-    close(a->report_rd);
-    if (a->sync_wr >= 0) {
-        close(a->sync_wr);
-    }
-    if (a->netns_peer >= 0) {
-        close(a->netns_peer);
-    }
-    reset_signal_handlers();
-    sigprocmask(SIG_SETMASK, &a->sigmask, NULL);
-
-    if (a->sync_fd >= 0) {
-        /* Wait for the id maps.  EOF: the parent gave up. */
-        char go;
-        ssize_t n;
-        do {
-            n = read(a->sync_fd, &go, 1);
-        } while (n < 0 && errno == EINTR);
-        if (n != 1) {
-            _exit(127);
-        }
-        close(a->sync_fd);
-    }
-
-    /* Phase timing (opt-in): with CLONE_VM these stores land in the parent's
-     * memory; clock_gettime is async-signal-safe. */
-    uint64_t *times = p->op_times;
-    if (times != NULL) {
-        times[0] = child_now_ns();
-    }
     for (uint32_t i = 0; i < p->n_ops; i++) {
         if (run_op(p, &p->ops[i], (int32_t)i, a) < 0) {
-            child_fail(a->report_fd, (int32_t)i, (int32_t)p->ops[i].kind, errno);
+            iso_child_fail(a->report_fd, (int32_t)i, (int32_t)p->ops[i].kind, errno);
         }
-        if (times != NULL && i + 1 < p->n_ops) {
-            times[i + 1] = child_now_ns();   /* the last op is execve: the parent stamps its end */
+        if (a->times != NULL && i + 1 < p->n_ops) {
+            a->times[i + 1] = iso_now_ns();   /* the last op is execve: the parent stamps its end */
         }
     }
     /* A plan must end in execve. */
-    child_fail(a->report_fd, (int32_t)p->n_ops, 0, EINVAL);
+    iso_child_fail(a->report_fd, (int32_t)p->n_ops, 0, EINVAL);
 }

@@ -39,20 +39,47 @@
 _Static_assert(sizeof(struct iso_report) == 16, "ABI: iso_report is one atomic pipe write");
 _Static_assert(sizeof(struct iso_op) == 64, "ABI: iso_op is packed by _plan.py");
 
-/* child.c: runs in the new process, never returns. */
+/* The plan as the child program reads it: one memfd the parent writes and
+ * the child maps (MAP_SHARED: with ISO_PLAN_TIMING the child stores its
+ * stamps there).  Every *_off is a byte offset from the start; strings are
+ * NUL-terminated and packed back to back.  Python never sees this layout. */
+#define ISO_WIRE_MAGIC 0x64696f73u   /* "sodi" */
+#define ISO_WIRE_VERSION 1u
+
+struct iso_wire {
+    uint32_t magic, version, size, flags;   /* size: the whole blob; flags: ISO_PLAN_* */
+    uint32_t n_ops, ops_off;                /* struct iso_op[n_ops] */
+    uint32_t arena_len, arena_off;
+    uint32_t argc, argv_off;                /* argc strings */
+    uint32_t envc, envp_off;                /* envc strings */
+    uint32_t ptrs_off;                      /* (argc + 1 + envc + 1) pointer slots the child fills */
+    uint32_t n_join_fds, join_fds_off;      /* int32_t[n_join_fds] */
+    uint32_t n_keep_fds, keep_fds_off;      /* int32_t[n_keep_fds]: the plan's fds, made
+                                               close-on-exec again by the child */
+    uint32_t times_off;                     /* ISO_PLAN_TIMING: uint64_t[n_ops + 1], else 0 */
+    int32_t report_fd, sync_fd, netns_sock; /* the child's ends, or -1 */
+    int32_t netns_fd, cgroup_fd;            /* for ISO_OP_FORK's fork, or -1 */
+    uint64_t sigmask;                       /* the spawning thread's mask (signals 1-64) */
+};
+
+/* The running child's own state (child.c).  Lives on the child program's stack. */
 struct iso_child_args {
     const struct iso_plan *plan;
     int report_fd;        /* write end */
-    int report_rd;        /* the parent's read end, closed first thing */
     int sync_fd;          /* read end, or -1 */
-    int sync_wr;          /* the parent's write end, closed first thing */
     int netns_sock;       /* ISO_PLAN_NETNS_LATE: where the network namespace arrives, or -1 */
-    int netns_peer;       /* the parent's end of that socket, closed first thing */
     int netns_joined;     /* ISO_OP_NETNS_JOIN done: execve may run */
-    sigset_t sigmask;     /* the calling thread's mask, restored before execve */
+    int netns_fd;         /* ISO_OP_FORK: the network namespace to fork into, or -1 */
+    int cgroup_fd;        /* ISO_OP_FORK: born into this cgroup v2 directory, or -1 */
+    uint64_t *times;      /* ISO_PLAN_TIMING: the wire's stamps, else NULL */
 };
 
-int iso_child_main(void *arg);
+/* child.c: the op loop of the child program, from its start to execve.
+ * Never returns. */
+_Noreturn void iso_child_run(struct iso_child_args *a);
+_Noreturn void iso_child_fail(int fd, int32_t step, int32_t kind, int err);
+int iso_child_wait_go(struct iso_child_args *a);
+uint64_t iso_now_ns(void);
 
 /* Close fd without losing the errno of the failure being reported. */
 static inline void
@@ -65,7 +92,7 @@ close_keep_errno(int fd)
     }
 }
 
-/* ops_*.c: called only from child.c.  Return -1 with errno set on failure. */
+/* ops_*.c: called only from child.c, in the child program.  Return -1 with errno set. */
 int run_op_mount(const struct iso_plan *p, const struct iso_op *op);
 int run_op_bind(const struct iso_plan *p, const struct iso_op *op);
 int run_op_mount_setattr(const struct iso_plan *p, const struct iso_op *op);
@@ -78,9 +105,7 @@ int run_op_fdmap(const struct iso_plan *p, const struct iso_op *op);
 int run_op_close_fds(const struct iso_plan *p, const struct iso_op *op);
 int run_op_cgroup_join(const struct iso_plan *p, const struct iso_op *op);
 int run_op_caps(const struct iso_plan *p, const struct iso_op *op);
-int run_op_loopback_up(void);
 int run_op_console(const struct iso_plan *p, const struct iso_op *op);
-int iso_send_fd(int sock, const void *data, size_t len, int fd);
 int run_op_root_stage(const struct iso_plan *p, const struct iso_op *op);
 int run_op_root_mkdir(const struct iso_plan *p, const struct iso_op *op);
 int run_op_root_bind(const struct iso_plan *p, const struct iso_op *op);
@@ -88,6 +113,10 @@ int run_op_root_mount(const struct iso_plan *p, const struct iso_op *op);
 int run_op_root_mask(const struct iso_plan *p, const struct iso_op *op);
 int run_op_root_chdir(const struct iso_plan *p, const struct iso_op *op);
 int run_op_set_dumpable(const struct iso_op *op);
+
+/* net.c: used by both the parent (the late network namespace's thread) and the child. */
+int iso_loopback_up(void);
+int iso_send_fd(int sock, const void *data, size_t len, int fd);
 
 static inline const char *
 plan_str(const struct iso_plan *p, uint32_t off)

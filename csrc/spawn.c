@@ -1,20 +1,26 @@
-/* iso_spawn(): the parent's side.  Pipes, clone3, id maps, and the wait for
- * the child's report.  (The child joins a v1 cgroup itself: ISO_OP_CGROUP_JOIN.)
+/* iso_spawn(): the parent's side.  The plan in a memfd, pipes, clone3, id
+ * maps, and the wait for the child's report.
  *
- * The child shares the parent's address space (CLONE_VM, as glibc's
- * posix_spawn and CPython's vfork path do), so a spawn costs the same from a
- * 50 MiB parent as from a 2 GiB one: no page tables are copied.  Unlike
- * vfork, the calling thread keeps running while the child waits for its id
- * maps; it only reads its own stack and the plan, which the caller keeps
- * alive and unchanged until the child has exec'd or exited.
+ * The clone shares the caller's address space and stops it (CLONE_VM |
+ * CLONE_VFORK, as glibc's posix_spawn does), so a spawn costs the same from
+ * a 50 MiB caller as from a 2 GiB one: no page tables are copied.  That
+ * child does one thing: it execveat()s the child program, a small static
+ * binary kept in a sealed memfd (iso_helper_load), which reads the plan and
+ * runs its ops (init.c, child.c).  Nothing that changes credentials,
+ * dumpability or cgroups ever runs in memory the caller shares, and the
+ * OOM killer never picks a task in vfork (oom_badness: in_vfork), so a
+ * memory limit can only kill the child program's own image.
+ *
+ * The calling thread is stopped only until that execveat; it then writes the
+ * id maps and v1 cgroup files while the child program waits for its go-ahead.
  */
 #include "isolate.h"
 
 #include <pthread.h>
 #include <stdio.h>
-#include <sys/uio.h>
+#include <stdlib.h>
 
-#define ISO_STACK_SIZE (256 * 1024)
+#define ISO_STACK_SIZE (64 * 1024)
 #define ISO_GUARD_SIZE 4096
 
 /* long iso_clone3_vm(struct iso_clone_args *args, size_t size,
@@ -132,10 +138,233 @@ write_proc_file(pid_t pid, const char *name, const char *data)
     return 0;
 }
 
+/* --- the child program ------------------------------------------------------
+ *
+ * One sealed memfd per process holds the child program (built by
+ * csrc/build_child.py, installed as isolate/_isolate_child).  Sealed against
+ * writes, shrinking and growing: a process in a sandbox that reaches it
+ * through /proc/<pid>/exe (a "#!/proc/self/exe" script) can run it but never
+ * change it, and it is no file of the host's.  The fd is close-on-exec; the
+ * clone execs it with execveat(AT_EMPTY_PATH), which an ELF file allows.
+ */
+static volatile int helper_fd = -1;
+static dev_t helper_dev;
+static ino_t helper_ino;
+
+static int
+helper_valid(int fd)
+{
+    struct stat st;
+    /* The caller may have closed our fd and reused its number. */
+    return fd >= 0 && fstat(fd, &st) == 0 && st.st_dev == helper_dev && st.st_ino == helper_ino;
+}
+
+static int
+copy_sealed(int src)
+{
+    unsigned flags = MFD_CLOEXEC | MFD_ALLOW_SEALING;
+    int m = (int)syscall(__NR_memfd_create, "isolate-child", flags | MFD_EXEC);
+    if (m < 0 && errno == EINVAL) {
+        m = (int)syscall(__NR_memfd_create, "isolate-child", flags);   /* before Linux 6.3 */
+    }
+    if (m < 0) {
+        return -1;
+    }
+    char buf[16384];
+    ssize_t n;
+    while ((n = read(src, buf, sizeof buf)) != 0) {
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            close_keep_errno(m);
+            return -1;
+        }
+        if (write_all(m, buf, (size_t)n) < 0) {
+            close_keep_errno(m);
+            return -1;
+        }
+    }
+    if (fchmod(m, 0555) < 0 ||
+        fcntl(m, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0) {
+        close_keep_errno(m);
+        return -1;
+    }
+    (void)fcntl(m, F_ADD_SEALS, F_SEAL_EXEC);   /* Linux 6.3; F_SEAL_SEAL allows none after */
+    return m;
+}
+
+/* Load the child program at `path` into the sealed memfd, once per process
+ * (again if the fd was closed behind our back).  0 or -errno. */
+int
+iso_helper_load(const char *path)
+{
+    int fd = helper_fd;
+    if (helper_valid(fd)) {
+        return 0;
+    }
+    int src = open(path, O_RDONLY | O_CLOEXEC);
+    if (src < 0) {
+        return -errno;
+    }
+    int m = copy_sealed(src);
+    int err = errno;
+    close(src);
+    if (m < 0) {
+        return -err;
+    }
+    struct stat st;
+    if (fstat(m, &st) < 0) {
+        err = errno;
+        close(m);
+        return -err;
+    }
+    /* Publish; a thread that lost the race keeps the winner's. */
+    int old = fd;
+    helper_dev = st.st_dev;
+    helper_ino = st.st_ino;
+    if (!__atomic_compare_exchange_n(&helper_fd, &old, m, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+        close(m);
+        return helper_valid(helper_fd) ? 0 : -EAGAIN;
+    }
+    return 0;
+}
+
+/* --- the plan for the child program (struct iso_wire, isolate.h) ------------ */
+
+#define ISO_WIRE_TIMES_OFF ((sizeof(struct iso_wire) + 7) & ~(size_t)7)
+
+extern char **environ;
+
+static size_t
+align8(size_t n)
+{
+    return (n + 7) & ~(size_t)7;
+}
+
+static size_t
+strings_len(char *const *v, uint32_t *count)
+{
+    size_t len = 0;
+    uint32_t n = 0;
+    for (; v != NULL && v[n] != NULL; n++) {
+        len += strlen(v[n]) + 1;
+    }
+    *count = n;
+    return len;
+}
+
+static char *
+put_strings(char *at, char *const *v, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        size_t l = strlen(v[i]) + 1;
+        memcpy(at, v[i], l);
+        at += l;
+    }
+    return at;
+}
+
+/* The plan in a new memfd (close-on-exec; the clone clears that for the
+ * child program).  envp NULL: this process's environment, now.  Returns the
+ * fd, or -1 with errno set. */
+static int
+write_plan(const struct iso_plan *p, int sync_rd, int netns_sock,
+           uint64_t sigmask)
+{
+    char **envp = p->envp ? p->envp : environ;
+    struct iso_wire w;
+    memset(&w, 0, sizeof w);
+    w.magic = ISO_WIRE_MAGIC;
+    w.version = ISO_WIRE_VERSION;
+    w.flags = p->flags;
+    size_t off = ISO_WIRE_TIMES_OFF;
+    if (p->flags & ISO_PLAN_TIMING) {
+        w.times_off = (uint32_t)off;
+        off += ((size_t)p->n_ops + 1) * sizeof(uint64_t);
+    }
+    w.n_ops = p->n_ops;
+    w.ops_off = (uint32_t)off;
+    off += (size_t)p->n_ops * sizeof(struct iso_op);
+    w.n_join_fds = p->n_join_fds;
+    w.join_fds_off = (uint32_t)off;
+    off += (size_t)p->n_join_fds * 4;
+    w.n_keep_fds = p->n_keep_fds;
+    w.keep_fds_off = (uint32_t)off;
+    off = align8(off + (size_t)p->n_keep_fds * 4);
+    size_t argv_len = strings_len(p->argv, &w.argc);
+    size_t envp_len = strings_len(envp, &w.envc);
+    w.ptrs_off = (uint32_t)off;
+    off += ((size_t)w.argc + w.envc + 2) * sizeof(char *);
+    w.arena_off = (uint32_t)off;
+    w.arena_len = p->arena_len;
+    off += p->arena_len;
+    w.argv_off = (uint32_t)off;
+    off += argv_len;
+    w.envp_off = (uint32_t)off;
+    off += envp_len;
+    if (off > UINT32_MAX / 2) {
+        errno = E2BIG;
+        return -1;
+    }
+    w.size = (uint32_t)off;
+    w.report_fd = -1;   /* given on the command line */
+    w.sync_fd = sync_rd;
+    w.netns_sock = netns_sock;
+    w.netns_fd = (p->flags & ISO_PLAN_FORK) ? p->netns_fd : -1;
+    w.cgroup_fd = (p->flags & ISO_PLAN_FORK) ? p->cgroup_fd : -1;
+    w.sigmask = sigmask;
+
+    char *buf = calloc(1, off);
+    if (buf == NULL) {
+        return -1;
+    }
+    memcpy(buf, &w, sizeof w);
+    if (p->n_ops) {
+        memcpy(buf + w.ops_off, p->ops, (size_t)p->n_ops * sizeof(struct iso_op));
+    }
+    if (p->n_join_fds) {
+        memcpy(buf + w.join_fds_off, p->join_fds, (size_t)p->n_join_fds * 4);
+    }
+    if (p->n_keep_fds) {
+        memcpy(buf + w.keep_fds_off, p->keep_fds, (size_t)p->n_keep_fds * 4);
+    }
+    memcpy(buf + w.arena_off, p->arena, p->arena_len);
+    put_strings(buf + w.argv_off, p->argv, w.argc);
+    put_strings(buf + w.envp_off, envp, w.envc);
+
+    int fd = (int)syscall(__NR_memfd_create, "isolate-plan", MFD_CLOEXEC);
+    if (fd < 0 || write_all(fd, buf, off) < 0) {
+        int saved = errno;
+        free(buf);
+        if (fd >= 0) {
+            close(fd);
+        }
+        errno = saved;
+        return -1;
+    }
+    free(buf);
+    return fd;
+}
+
+/* ISO_PLAN_TIMING: copy the child program's stamps into plan->op_times. */
+static void
+read_times(const struct iso_plan *p, struct iso_child *c)
+{
+    if (p->op_times != NULL && c->plan_fd >= 0) {
+        size_t len = ((size_t)p->n_ops + 1) * sizeof(uint64_t);
+        if (pread(c->plan_fd, p->op_times, len, (off_t)ISO_WIRE_TIMES_OFF) != (ssize_t)len) {
+            memset(p->op_times, 0, len);
+        }
+    }
+}
+
+/* --- the clone ----------------------------------------------------------------- */
+
 /* One child stack cached per thread: a spawn then costs no mmap, mprotect
- * or munmap, and its pages are already faulted in.  A thread has at most one
- * spawn between clone and exec, except while a child is held (ISO_PLAN_HOLD),
- * when the cache is simply empty.  The destructor unmaps it at thread exit. */
+ * or munmap.  The clone is a vfork: by the time it returns, the child has
+ * exec'd or exited and the stack is free again.  The destructor unmaps it at
+ * thread exit. */
 static pthread_key_t stack_key;
 static pthread_once_t stack_once = PTHREAD_ONCE_INIT;
 
@@ -157,7 +386,6 @@ get_stack(void)
     pthread_once(&stack_once, make_stack_key);
     void *st = pthread_getspecific(stack_key);
     if (st != NULL) {
-        pthread_setspecific(stack_key, NULL);
         return st;
     }
     st = mmap(NULL, ISO_STACK_SIZE, PROT_READ | PROT_WRITE,
@@ -166,7 +394,7 @@ get_stack(void)
         return NULL;
     }
     /* A guard page: an overflowing child must fault, not write into the parent. */
-    if (mprotect(st, ISO_GUARD_SIZE, PROT_NONE) < 0) {
+    if (mprotect(st, ISO_GUARD_SIZE, PROT_NONE) < 0 || pthread_setspecific(stack_key, st) != 0) {
         int saved = errno;
         munmap(st, ISO_STACK_SIZE);
         errno = saved;
@@ -175,80 +403,82 @@ get_stack(void)
     return st;
 }
 
+/* What the clone needs to exec the child program; on the parent's stack
+ * (the parent is stopped until the execveat). */
+struct iso_start {
+    const struct iso_plan *plan;
+    int helper_fd, plan_fd, report_fd, sync_rd, netns_sock;
+};
+
 static void
-free_stack(struct iso_child *c)
+put_uint(char *buf, unsigned v)
 {
-    if (c->stack != NULL) {
-        if (pthread_getspecific(stack_key) == NULL &&
-            pthread_setspecific(stack_key, c->stack) == 0) {
-            c->stack = NULL;
-            return;
-        }
-        munmap(c->stack, c->stack_size);
-        c->stack = NULL;
+    char tmp[12];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v && n < (int)sizeof tmp);
+    while (n > 0) {
+        *buf++ = tmp[--n];
     }
+    *buf = 0;
 }
 
-/* Kill and reap a child that will not reach execve.  The stack may only be
- * unmapped once the child is gone: it may still be running on it. */
-static void
-kill_and_reap(struct iso_child *c)
-{
-    if (c->pid > 0) {
-        if (c->pidfd < 0 || syscall(__NR_pidfd_send_signal, c->pidfd, SIGKILL, NULL, 0) < 0) {
-            kill(c->pid, SIGKILL);
-        }
-        while (waitpid(c->pid, NULL, 0) < 0 && errno == EINTR) {
-        }
-        c->pid = -1;
-    }
-    close_fd(&c->pidfd);
-    close_fd(&c->sync_fd);
-    close_fd(&c->report_fd);
-    close_fd(&c->netns_sock);
-    free_stack(c);
-}
-
+/* The clone: runs on its own stack in the caller's memory, with every
+ * signal blocked, while the calling thread waits (CLONE_VFORK).  Only
+ * system calls on its own fd table, then execveat of the child program. */
 static int
-enter_for_children(int fd, int nstype, const char *name, int *back)
+child_start(void *arg)
 {
-    char path[64];
-    snprintf(path, sizeof path, "/proc/thread-self/ns/%s", name);
-    *back = open(path, O_RDONLY | O_CLOEXEC);
-    if (*back < 0) {
-        return -1;
+    const struct iso_start *s = arg;
+    const struct iso_plan *p = s->plan;
+    if (p->flags & ISO_PLAN_CLOSE_FDS) {
+        /* The child program looks paths up: it must hold no fd of the
+         * caller's it does not need (a directory fd leads out of any root). */
+        if (syscall(__NR_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
+            struct rlimit rl;
+            unsigned last = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536 ?
+                            (unsigned)rl.rlim_cur : 65536;
+            for (unsigned fd = 3; fd < last; fd++) {
+                fcntl((int)fd, F_SETFD, FD_CLOEXEC);
+            }
+        }
     }
-    if (setns(fd, nstype) < 0) {
-        int saved = errno;
-        close(*back);
-        *back = -1;
-        errno = saved;
-        return -1;
+    /* What it needs survives the execveat; it marks them close-on-exec again. */
+    for (uint32_t i = 0; i < p->n_keep_fds; i++) {
+        fcntl(p->keep_fds[i], F_SETFD, 0);
     }
-    return 0;
-}
-
-static void
-leave_for_children(int *back, int nstype)
-{
-    if (*back >= 0) {
-        /* Returning to our own namespace is always allowed. */
-        (void)setns(*back, nstype);
-        close(*back);
-        *back = -1;
+    int own[] = {s->plan_fd, s->report_fd, s->sync_rd, s->netns_sock};
+    for (size_t i = 0; i < sizeof own / sizeof own[0]; i++) {
+        if (own[i] >= 0 && fcntl(own[i], F_SETFD, 0) < 0) {
+            goto fail;
+        }
     }
+    char plan_arg[16], report_arg[16];
+    put_uint(plan_arg, (unsigned)s->plan_fd);
+    put_uint(report_arg, (unsigned)s->report_fd);
+    char *argv[] = {"isolate-child", plan_arg, report_arg, NULL};
+    char *envp[] = {NULL};
+    syscall(__NR_execveat, s->helper_fd, "", argv, envp, AT_EMPTY_PATH);
+fail:;
+    struct iso_report r = {-1, 0, errno, 0};
+    ssize_t n;
+    do {
+        n = write(s->report_fd, &r, sizeof r);
+    } while (n < 0 && errno == EINTR);
+    _exit(127);
 }
 
 static pid_t
-do_clone(const struct iso_plan *plan, struct iso_child *c, struct iso_child_args *a, int vm)
+do_clone(const struct iso_plan *plan, struct iso_child *c, struct iso_start *s, void *stack)
 {
-    uint64_t flags = plan->clone_flags | CLONE_PIDFD;
+    /* ISO_PLAN_FORK: the new namespaces and the cgroup are the fork's. */
+    int fork = !!(plan->flags & ISO_PLAN_FORK);
+    uint64_t flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | (fork ? 0 : plan->clone_flags);
+    int cgroup_fd = fork ? -1 : plan->cgroup_fd;
     int pidfd = -1;
-    char *stack_top = NULL;
-    if (vm) {
-        flags |= CLONE_VM;
-        stack_top = (char *)c->stack + c->stack_size - 256;   /* 16-byte aligned */
-    }
+    char *stack_top = (char *)stack + ISO_STACK_SIZE - 256;   /* 16-byte aligned */
 
     if (clone3_state != 0 && !(plan->flags & ISO_PLAN_LEGACY_CLONE)) {
         struct iso_clone_args ca;
@@ -256,47 +486,38 @@ do_clone(const struct iso_plan *plan, struct iso_child *c, struct iso_child_args
         ca.flags = flags;
         ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
         ca.exit_signal = SIGCHLD;
-        if (plan->cgroup_fd >= 0) {
+        if (cgroup_fd >= 0) {
             ca.flags |= CLONE_INTO_CGROUP;
-            ca.cgroup = (uint64_t)plan->cgroup_fd;
+            ca.cgroup = (uint64_t)cgroup_fd;
         }
         long r;
-        if (vm) {
 #if ISO_HAVE_CLONE3_VM
-            ca.stack = (uint64_t)(uintptr_t)c->stack + ISO_GUARD_SIZE;
-            ca.stack_size = (uint64_t)(stack_top - ((char *)c->stack + ISO_GUARD_SIZE));
-            r = iso_clone3_vm(&ca, sizeof ca, iso_child_main, a);
-            if (r < 0) {
-                errno = (int)-r;
-                r = -1;
-            }
-#else
+        ca.stack = (uint64_t)(uintptr_t)stack + ISO_GUARD_SIZE;
+        ca.stack_size = (uint64_t)(stack_top - ((char *)stack + ISO_GUARD_SIZE));
+        r = iso_clone3_vm(&ca, sizeof ca, child_start, s);
+        if (r < 0) {
+            errno = (int)-r;
             r = -1;
-            errno = ENOSYS;
+        }
+#else
+        /* No trampoline for this architecture: a vfork that copies the
+         * address space (slower with a large caller, as fork is). */
+        ca.flags &= ~(uint64_t)CLONE_VM;
+        r = syscall(__NR_clone3, &ca, sizeof ca);
+        if (r == 0) {
+            _exit(child_start(s));
+        }
 #endif
-        }
-        else {
-            r = syscall(__NR_clone3, &ca, sizeof ca);
-            if (r == 0) {
-                _exit(iso_child_main(a));
-            }
-        }
         if (r > 0) {
             clone3_state = 1;
             c->clone3_used = 1;
             c->pidfd = pidfd;
             return (pid_t)r;
         }
-        if (errno != ENOSYS || plan->cgroup_fd >= 0) {
+        if (errno != ENOSYS || cgroup_fd >= 0) {
             return -1;
         }
-#if ISO_HAVE_CLONE3_VM
         clone3_state = 0;
-#else
-        if (!vm) {
-            clone3_state = 0;
-        }
-#endif
     }
 
     /* clone(2): the time namespace bit overlaps CSIGNAL there, so time
@@ -305,16 +526,7 @@ do_clone(const struct iso_plan *plan, struct iso_child *c, struct iso_child_args
         errno = ENOSYS;
         return -1;
     }
-    pid_t pid;
-    if (vm) {
-        pid = clone(iso_child_main, stack_top, (int)flags | SIGCHLD, a, &pidfd);
-    }
-    else {
-        pid = (pid_t)syscall(SYS_clone, (unsigned long)(flags | SIGCHLD), NULL, &pidfd, NULL, NULL);
-        if (pid == 0) {
-            _exit(iso_child_main(a));
-        }
-    }
+    pid_t pid = clone(child_start, stack_top, (int)flags | SIGCHLD, s, &pidfd);
     if (pid > 0) {
         c->clone3_used = 0;
         c->pidfd = pidfd;
@@ -322,13 +534,38 @@ do_clone(const struct iso_plan *plan, struct iso_child *c, struct iso_child_args
     return pid;
 }
 
-/* Waits for the child's report: EOF means execve succeeded.  Reaps a child
- * that reported a failure.  Signals stay blocked, so read(2) is never
- * interrupted while the child may be using errno. */
-static int
-wait_report(const struct iso_plan *plan, struct iso_child *c)
+/* --- waiting for the child ---------------------------------------------------- */
+
+static void
+reap(pid_t pid)
 {
-    c->stage = ISO_STAGE_REPORT;
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+    }
+}
+
+/* Kill and reap a child that will not reach execve. */
+static void
+kill_and_reap(struct iso_child *c)
+{
+    if (c->pid > 0) {
+        if (c->pidfd < 0 || syscall(__NR_pidfd_send_signal, c->pidfd, SIGKILL, NULL, 0) < 0) {
+            kill(c->pid, SIGKILL);
+        }
+        reap(c->pid);
+        c->pid = -1;
+    }
+    close_fd(&c->pidfd);
+    close_fd(&c->sync_fd);
+    close_fd(&c->report_fd);
+    close_fd(&c->netns_sock);
+    close_fd(&c->plan_fd);
+}
+
+/* Read one report (or EOF: 0 bytes).  Signals stay blocked, so read(2) is
+ * never interrupted half-way. */
+static ssize_t
+read_report(struct iso_child *c)
+{
     char *buf = (char *)&c->report;
     size_t got = 0;
     for (;;) {
@@ -337,35 +574,120 @@ wait_report(const struct iso_plan *plan, struct iso_child *c)
             if (errno == EINTR) {
                 continue;
             }
-            int saved = errno;
-            kill_and_reap(c);
-            return -saved;
+            return -1;
         }
         if (n == 0 || (got += (size_t)n) == sizeof c->report) {
-            break;
+            return (ssize_t)got;
         }
+    }
+}
+
+/* A report the child program wrote before its first op (step -1): it could
+ * not start.  The parent-side error of stage ISO_STAGE_CHILD. */
+static int
+child_start_failed(struct iso_child *c)
+{
+    int err = c->report.err > 0 ? c->report.err : EPROTO;
+    reap(c->pid);
+    c->pid = -1;
+    c->report_len = 0;
+    kill_and_reap(c);
+    c->stage = ISO_STAGE_CHILD;
+    return -err;
+}
+
+/* Waits for the child's report: EOF means execve succeeded.  Reaps a child
+ * that reported a failure. */
+static int
+wait_report(const struct iso_plan *plan, struct iso_child *c)
+{
+    c->stage = ISO_STAGE_REPORT;
+    ssize_t got = read_report(c);
+    if (got < 0) {
+        int saved = errno;
+        kill_and_reap(c);
+        return -saved;
     }
     c->report_len = (int32_t)got;
     if (plan->flags & ISO_PLAN_TIMING) {
         c->t_done = now_ns();
     }
     close_fd(&c->report_fd);
-    if (got == sizeof c->report && c->report.err == 0) {
-        /* Ready at an exec gate: the child lives on, waiting for its go-ahead.
-         * (Gated plans use no shared stack: ISO_PLAN_NO_VM.) */
+    if (got == (ssize_t)sizeof c->report && c->report.step == -1) {
+        return child_start_failed(c);
+    }
+    read_times(plan, c);
+    close_fd(&c->plan_fd);
+    if (got == (ssize_t)sizeof c->report && c->report.err == 0) {
+        /* Ready at an exec gate: the child lives on, waiting for its go-ahead. */
         c->stage = ISO_STAGE_NONE;
         return 0;
     }
     if (got != 0) {
-        /* The child exits right after its report; reap it before freeing its stack. */
-        while (waitpid(c->pid, NULL, 0) < 0 && errno == EINTR) {
-        }
+        /* The child exits right after its report. */
+        reap(c->pid);
         c->pid = -1;
         close_fd(&c->pidfd);
     }
-    free_stack(c);
     c->stage = ISO_STAGE_NONE;
     return 0;
+}
+
+/* ISO_PLAN_FORK: the child program forked the spawned process into the pid
+ * namespace (ISO_OP_FORK) and reported its pid (err 0), or failed at an
+ * op before.  The spawned process is then that one: our child too
+ * (CLONE_PARENT), opened as a pidfd.  1: forked; 0: a failure report is in
+ * c->report; <0: -errno. */
+static int
+wait_forked(struct iso_child *c)
+{
+    c->stage = ISO_STAGE_FORK;
+    ssize_t got = read_report(c);
+    if (got < 0 || got == 0) {
+        int err = got < 0 ? errno : ECHILD;
+        kill_and_reap(c);
+        return -err;
+    }
+    c->report_len = (int32_t)got;
+    if (got == (ssize_t)sizeof c->report && c->report.step == -1) {
+        return child_start_failed(c);
+    }
+    if (got != (ssize_t)sizeof c->report || c->report.err != 0 ||
+        c->report.kind != ISO_OP_FORK || c->report.reserved <= 0) {
+        reap(c->pid);             /* it failed: it exits after its report */
+        c->pid = -1;
+        close_fd(&c->pidfd);
+        close_fd(&c->report_fd);
+        close_fd(&c->plan_fd);
+        c->stage = ISO_STAGE_NONE;
+        return 0;
+    }
+    pid_t child = (pid_t)c->report.reserved;
+    c->report_len = 0;
+    memset(&c->report, 0, sizeof c->report);
+    reap(c->pid);                 /* the child program leaves once it has forked */
+    c->helper_pid = c->pid;
+    close_fd(&c->pidfd);
+    c->pid = child;
+    /* Our child: nobody else can reap it, so its pid cannot be reused meanwhile. */
+    c->pidfd = (int32_t)syscall(__NR_pidfd_open, child, 0);
+    if (c->pidfd < 0) {
+        int err = errno;
+        kill(child, SIGKILL);
+        kill_and_reap(c);
+        return -err;
+    }
+    c->stage = ISO_STAGE_NONE;
+    return 1;
+}
+
+/* Whether the report pipe already holds something (or EOF): the clone could
+ * not start the child program, or the child program is done already. */
+static int
+report_ready(const struct iso_child *c)
+{
+    struct pollfd pfd = {.fd = c->report_fd, .events = POLLIN};
+    return poll(&pfd, 1, 0) == 1;
 }
 
 /* ISO_PLAN_NETNS_LATE.  A network namespace costs the kernel most of a
@@ -390,7 +712,7 @@ late_netns_main(void *arg)
     struct late_netns *l = arg;
     int32_t err = 0;
     int fd = -1;
-    if (unshare(CLONE_NEWNET) < 0 || (l->lo && run_op_loopback_up() < 0) ||
+    if (unshare(CLONE_NEWNET) < 0 || (l->lo && iso_loopback_up() < 0) ||
         (fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)) < 0) {
         err = errno;
     }
@@ -440,7 +762,13 @@ release(const struct iso_plan *plan, struct iso_child *c)
 {
     if (c->sync_fd >= 0) {
         c->stage = ISO_STAGE_RELEASE;
-        if (write_all(c->sync_fd, "g", 1) < 0) {
+        /* A socket, not a pipe: a child that is gone gives EPIPE, never a
+         * SIGPIPE pending on this thread once its mask is restored. */
+        ssize_t n;
+        do {
+            n = send(c->sync_fd, "g", 1, MSG_NOSIGNAL);
+        } while (n < 0 && errno == EINTR);
+        if (n != 1) {
             int saved = errno;
             kill_and_reap(c);
             return -saved;
@@ -462,143 +790,159 @@ release(const struct iso_plan *plan, struct iso_child *c)
     return r;
 }
 
+/* The id maps of the child (the spawned process itself with ISO_PLAN_FORK). */
+static int
+write_maps(const struct iso_plan *plan, struct iso_child *c)
+{
+    if (plan->flags & ISO_PLAN_SETGROUPS_DENY) {
+        c->stage = ISO_STAGE_SETGROUPS;
+        if (write_proc_file(c->pid, "setgroups", "deny") < 0) {
+            return -1;
+        }
+    }
+    if (plan->uid_map != NULL) {
+        c->stage = ISO_STAGE_UID_MAP;
+        if (write_proc_file(c->pid, "uid_map", plan->uid_map) < 0) {
+            return -1;
+        }
+    }
+    if (plan->gid_map != NULL) {
+        c->stage = ISO_STAGE_GID_MAP;
+        if (write_proc_file(c->pid, "gid_map", plan->gid_map) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int
 iso_spawn(const struct iso_plan *plan, struct iso_child *c)
 {
     int rp[2] = {-1, -1}, sp[2] = {-1, -1}, np[2] = {-1, -1};
     struct late_netns late = {.started = 0};
-    int late_now = 0;
-    int vm = !(plan->flags & ISO_PLAN_NO_VM);
     int sync = (plan->flags & (ISO_PLAN_SYNC | ISO_PLAN_HOLD)) || plan->uid_map != NULL ||
                plan->gid_map != NULL;
     int err = 0;
 
     memset(c, 0, sizeof *c);
-    c->pid = -1;
-    c->pidfd = c->report_fd = c->sync_fd = c->netns_sock = -1;
+    c->pid = c->helper_pid = -1;
+    c->pidfd = c->report_fd = c->sync_fd = c->netns_sock = c->plan_fd = -1;
     if (plan->flags & ISO_PLAN_TIMING) {
         c->t_start = now_ns();
     }
+    int hfd = helper_fd;
+    if (!helper_valid(hfd)) {
+        c->stage = ISO_STAGE_CHILD;
+        return -ENOEXEC;          /* iso_helper_load() first */
+    }
 
     c->stage = ISO_STAGE_PIPE;
-    if (pipe2(rp, O_CLOEXEC) < 0) {
+    if (pipe2(rp, O_CLOEXEC) < 0 ||
+        (sync && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) ||
+        ((plan->flags & ISO_PLAN_NETNS_LATE) &&
+         socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, np) < 0)) {
         err = errno;
         goto fail_pipes;
     }
     c->report_fd = rp[0];
-    if (sync && pipe2(sp, O_CLOEXEC) < 0) {
-        err = errno;
-        goto fail_pipes;
-    }
     c->sync_fd = sp[1];
-    if ((plan->flags & ISO_PLAN_NETNS_LATE) &&
-        socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, np) < 0) {
+    c->netns_sock = np[0];
+
+    c->stage = ISO_STAGE_STACK;
+    void *stack = get_stack();
+    if (stack == NULL) {
         err = errno;
         goto fail_pipes;
     }
-    c->netns_sock = np[0];
-    /* Unless the child is held (release() starts it then), the namespace is
-     * made from here on, while the kernel clones. */
-    late_now = np[0] >= 0 && !(plan->flags & ISO_PLAN_HOLD);
 
-    /* The child's arguments live at the top of its own stack mapping: with
-     * ISO_PLAN_HOLD this function returns while the child still reads them. */
-    struct iso_child_args local_args, *a = &local_args;
-    if (vm) {
-        c->stage = ISO_STAGE_STACK;
-        c->stack_size = ISO_STACK_SIZE;
-        void *st = get_stack();
-        if (st == NULL) {
-            err = errno;
-            goto fail_pipes;
-        }
-        c->stack = st;
-        a = (struct iso_child_args *)((char *)st + ISO_STACK_SIZE - 256 + 16);
-        _Static_assert(sizeof(struct iso_child_args) <= 256 - 16, "child args fit above the stack top");
-    }
-    a->plan = plan;
-    a->report_fd = rp[1];
-    a->report_rd = rp[0];
-    a->sync_fd = sp[0];
-    a->sync_wr = sp[1];
-    a->netns_sock = np[1];
-    a->netns_peer = np[0];
-    a->netns_joined = 0;
-
-    /* Block every signal until the child has reset its handlers: a CLONE_VM
-     * child running the parent's (Python's) handler would write to the
-     * parent's memory and wakeup fd. */
+    /* Block every signal until the child program restores this mask: the
+     * clone must not run the caller's (Python's) handlers, which would write
+     * to the caller's memory and wakeup fd. */
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    a->sigmask = old;
+    uint64_t mask = 0;
+    for (int sig = 1; sig <= 64; sig++) {
+        if (sigismember(&old, sig) == 1) {
+            mask |= 1ULL << (sig - 1);
+        }
+    }
 
-    /* Joining a pid namespace applies to children only (pid_for_children),
-     * and only for this thread: enter it for the clone, then return.  Other
-     * threads are not affected; this one runs no Python meanwhile (the GIL
-     * is released). */
-    int back_pid = -1;
-    if (plan->pidns_fd >= 0 &&
-        enter_for_children(plan->pidns_fd, CLONE_NEWPID, "pid_for_children", &back_pid) < 0) {
-        c->stage = ISO_STAGE_PIDNS;
+    c->stage = ISO_STAGE_PLAN;
+    c->plan_fd = write_plan(plan, sp[0], np[1], mask);
+    if (c->plan_fd < 0) {
         err = errno;
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         goto fail_pipes;
     }
+
     /* A network namespace is inherited at clone like any other; entering it
      * here rather than in the child lets it be combined with a new user
-     * namespace, which would own the child but not this namespace. */
+     * namespace, which would own the child but not this namespace.  (With
+     * ISO_PLAN_FORK the child program enters it before its fork.) */
     int back_net = -1;
-    if (plan->netns_fd >= 0 &&
-        enter_for_children(plan->netns_fd, CLONE_NEWNET, "net", &back_net) < 0) {
-        c->stage = ISO_STAGE_NETNS;
-        err = errno;
-        leave_for_children(&back_pid, CLONE_NEWPID);
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-        goto fail_pipes;
+    if (plan->netns_fd >= 0 && !(plan->flags & ISO_PLAN_FORK)) {
+        back_net = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+        if (back_net < 0 || setns(plan->netns_fd, CLONE_NEWNET) < 0) {
+            c->stage = ISO_STAGE_NETNS;
+            err = errno;
+            close_fd(&back_net);
+            pthread_sigmask(SIG_SETMASK, &old, NULL);
+            goto fail_pipes;
+        }
     }
-
-    if (late_now) {
+    /* Unless the child is held (release() starts it then), the namespace is
+     * made from here on, while the kernel clones. */
+    if (np[0] >= 0 && !(plan->flags & ISO_PLAN_HOLD)) {
         late_netns_start(plan, &late, np[0]);
     }
+    struct iso_start start = {
+        .plan = plan, .helper_fd = hfd, .plan_fd = c->plan_fd, .report_fd = rp[1],
+        .sync_rd = sp[0], .netns_sock = np[1],
+    };
     c->stage = ISO_STAGE_CLONE;
-    pid_t pid = do_clone(plan, c, a, vm);
+    pid_t pid = do_clone(plan, c, &start, stack);
     err = errno;
-    leave_for_children(&back_net, CLONE_NEWNET);
-    leave_for_children(&back_pid, CLONE_NEWPID);
+    if (back_net >= 0) {
+        /* Returning to our own namespace is always allowed. */
+        (void)setns(back_net, CLONE_NEWNET);
+        close_fd(&back_net);
+    }
     if (pid < 0) {
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         goto fail_pipes;
     }
+    /* The clone has exec'd the child program, or failed and exited. */
     c->pid = pid;
     close(rp[1]);
-    if (sp[0] >= 0) {
-        close(sp[0]);
-    }
-    if (np[1] >= 0) {
-        close(np[1]);
-    }
+    close_fd(&sp[0]);
+    close_fd(&np[1]);
     if (plan->flags & ISO_PLAN_TIMING) {
         c->t_cloned = now_ns();
     }
 
-    if (plan->flags & ISO_PLAN_SETGROUPS_DENY) {
-        c->stage = ISO_STAGE_SETGROUPS;
-        if (write_proc_file(pid, "setgroups", "deny") < 0) {
-            goto fail_child;
+    if (plan->flags & ISO_PLAN_FORK) {
+        int r = wait_forked(c);
+        if (r <= 0) {
+            pthread_sigmask(SIG_SETMASK, &old, NULL);
+            late_netns_join(&late);
+            return r;
         }
+    } else if (report_ready(c)) {
+        /* Failed before any op waits for us (or already done): no maps, no go-ahead. */
+        close_fd(&c->sync_fd);
+        int r = wait_report(plan, c);
+        late_netns_join(&late);
+        close_fd(&c->netns_sock);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        return r;
     }
-    if (plan->uid_map != NULL) {
-        c->stage = ISO_STAGE_UID_MAP;
-        if (write_proc_file(pid, "uid_map", plan->uid_map) < 0) {
-            goto fail_child;
-        }
-    }
-    if (plan->gid_map != NULL) {
-        c->stage = ISO_STAGE_GID_MAP;
-        if (write_proc_file(pid, "gid_map", plan->gid_map) < 0) {
-            goto fail_child;
-        }
+    if (write_maps(plan, c) < 0) {
+        err = errno;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        kill_and_reap(c);
+        late_netns_join(&late);
+        return -err;
     }
     if (plan->flags & ISO_PLAN_TIMING) {
         c->t_mapped = now_ns();
@@ -613,23 +957,12 @@ iso_spawn(const struct iso_plan *plan, struct iso_child *c)
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return r;
 
-fail_child:
-    err = errno;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    kill_and_reap(c);
-    late_netns_join(&late);
-    return -err;
-
 fail_pipes:
-    if (rp[1] >= 0 && c->pid < 0) {
+    if (rp[1] >= 0) {
         close(rp[1]);
     }
-    if (sp[0] >= 0 && c->pid < 0) {
-        close(sp[0]);
-    }
-    if (np[1] >= 0 && c->pid < 0) {
-        close(np[1]);
-    }
+    close_fd(&sp[0]);
+    close_fd(&np[1]);
     kill_and_reap(c);
     late_netns_join(&late);
     return -err;

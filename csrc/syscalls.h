@@ -1,8 +1,7 @@
-/* Raw syscall wrappers and the constants older libc headers lack.
+/* Raw syscall numbers, structs and the constants older libc headers lack.
  *
- * The child calls the kernel through syscall(2), never through libc wrappers
- * that keep process-wide state: glibc's setresuid() and setgroups() broadcast
- * to every thread of the parent (SIGSETXID), which a CLONE_VM child shares. */
+ * The child program calls the kernel directly (nolibc.c, or syscall(2)); the
+ * parent's clone runs nothing but system calls before its execveat. */
 #ifndef ISOLATE_SYSCALLS_H
 #define ISOLATE_SYSCALLS_H
 
@@ -85,6 +84,23 @@
 #ifndef AT_RECURSIVE
 #define AT_RECURSIVE 0x8000
 #endif
+#ifndef MFD_CLOEXEC
+#define MFD_CLOEXEC 0x0001U
+#define MFD_ALLOW_SEALING 0x0002U
+#endif
+#ifndef MFD_EXEC
+#define MFD_EXEC 0x0010U          /* Linux 6.3: executable memfd, asked for explicitly */
+#endif
+#ifndef F_ADD_SEALS
+#define F_ADD_SEALS 1033
+#define F_SEAL_SEAL 0x0001
+#define F_SEAL_SHRINK 0x0002
+#define F_SEAL_GROW 0x0004
+#define F_SEAL_WRITE 0x0008
+#endif
+#ifndef F_SEAL_EXEC
+#define F_SEAL_EXEC 0x0020        /* Linux 6.3: the mode's exec bits are fixed */
+#endif
 #ifndef PR_CAP_AMBIENT
 #define PR_CAP_AMBIENT 47
 #define PR_CAP_AMBIENT_RAISE 2
@@ -95,6 +111,14 @@
 struct iso_clone_args {
     uint64_t flags, pidfd, child_tid, parent_tid, exit_signal;
     uint64_t stack, stack_size, tls, set_tid, set_tid_size, cgroup;
+};
+
+/* The kernel's struct sigaction (rt_sigaction(2)), which is not libc's. */
+struct iso_ksigaction {
+    void (*handler)(int);
+    unsigned long flags;
+    void (*restorer)(void);
+    uint64_t mask;
 };
 
 #ifndef ISO_MOUNT_ATTR_DEFINED

@@ -13,6 +13,7 @@ import functools
 import glob
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -112,7 +113,11 @@ def _children() -> set[int]:
 
 
 def _test_cgroups() -> set[str]:
-    return set(glob.glob(str(CGROUP_ROOT / "**" / "isolate-test-*"), recursive=True))
+    # Only this run's: every test cgroup name carries the pid of the pytest that made it,
+    # so another run on the machine at the same time is not taken for a leak.
+    pid = re.compile(rf"-{os.getpid()}(-|$)")
+    return {p for p in glob.glob(str(CGROUP_ROOT / "**" / "isolate-test-*"), recursive=True)
+            if pid.search(os.path.basename(p))}
 
 
 def snapshot() -> dict[str, object]:
@@ -143,6 +148,15 @@ def _check_leaks():
             return
         time.sleep(0.02)
     pytest.fail(f"left behind: {found}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _child_program_loaded() -> None:
+    """The sealed memfd holding the child program lives as long as the process
+    (csrc/spawn.c): load it before any test, so it is no test's leak."""
+    from isolate._spawn import _load_child
+
+    _load_child()
 
 
 @pytest.fixture

@@ -858,6 +858,37 @@ class CgroupJoin(Op):
 
 
 @dataclass(frozen=True, slots=True)
+class Fork(Op):
+    """Fork the process that runs the rest of the plan (and that ``spawn`` returns).
+
+    The child program forks it with ``clone_flags``' new namespaces, in the
+    plan's cgroup, after entering the pid namespace ``fd`` when it is >= 0.
+    Used for a new user namespace (the child program's own execve there,
+    before the id maps exist, would drop every capability; a forked process
+    keeps them) and for a joined pid namespace (what runs there sees a process
+    that enters at once: it must already run the child program, whose cmdline
+    and /proc/<pid>/exe show nothing of the caller's).  Needs ``PLAN_FORK``.
+    """
+
+    kind: ClassVar[int] = lib.ISO_OP_FORK
+    error: ClassVar[type[errors.SetupError]] = errors.NamespaceError
+    fd: int = -1
+    clone_flags: int = 0
+
+    def describe(self) -> str:
+        where = f" into pid namespace (fd {self.fd})" if self.fd >= 0 else ""
+        extra = f" with new {_flag_names(self.clone_flags, NSTYPES)}" if self.clone_flags else ""
+        return f"fork{where}{extra}"
+
+    def encode(self, arena: _Arena) -> Any:
+        return 0, self.fd, (0, 0, 0, 0), (self.clone_flags, 0, 0, 0)
+
+    @classmethod
+    def decode(cls, flags: int, fd: int, args: Any, vals: Any, arena: _Arena) -> Op:
+        return cls(fd=fd, clone_flags=vals[0])
+
+
+@dataclass(frozen=True, slots=True)
 class NetnsJoin(Op):
     """Enter the network namespace a thread of the parent made meanwhile
     (``PLAN_NETNS_LATE``): the child builds its root while the kernel sets the
@@ -888,7 +919,7 @@ OP_CLASSES: dict[int, type[Op]] = {
                 SetPgid, SetCtty, FdMap, CloseFds, SetGroups, SetResGid, SetResUid, KeepCaps,
                 CapBound, CapSet, CapAmbient, NoNewPrivs, PdeathSig, Seccomp, LoopbackUp, Exec,
                 ExecAt, RootStage, RootMkdir, RootBind, RootMount, RootMask, RootChdir,
-                SetDumpable, ExecGate, Console, CgroupJoin, NetnsJoin)
+                SetDumpable, ExecGate, Console, CgroupJoin, NetnsJoin, Fork)
 }
 assert len(OP_CLASSES) == lib.ISO_OP_KIND_MAX - 1
 
@@ -903,10 +934,14 @@ STAGES = {
     lib.ISO_STAGE_REPORT: "read report",
     lib.ISO_STAGE_PIDNS: "enter pid namespace",
     lib.ISO_STAGE_NETNS: "enter network namespace",
+    lib.ISO_STAGE_PLAN: "write the plan for the child program",
+    lib.ISO_STAGE_CHILD: "start the child program",
+    lib.ISO_STAGE_FORK: "fork into the pid namespace",
 }
 
 PLAN_HOLD = lib.ISO_PLAN_HOLD
-PLAN_NO_VM = lib.ISO_PLAN_NO_VM
+PLAN_FORK = lib.ISO_PLAN_FORK
+PLAN_CLOSE_FDS = lib.ISO_PLAN_CLOSE_FDS
 PLAN_LEGACY_CLONE = lib.ISO_PLAN_LEGACY_CLONE
 PLAN_SETGROUPS_DENY = lib.ISO_PLAN_SETGROUPS_DENY
 PLAN_SYNC = lib.ISO_PLAN_SYNC
@@ -921,7 +956,9 @@ class Plan:
 
     ``ops`` must end in ``Exec`` or ``ExecAt``.  Fds named here (``cgroup_fd``,
     ``join_fds``, ``SetNs.fd`` ...) are borrowed: the caller keeps them open
-    until the spawn returns.
+    until the spawn returns.  With ``PLAN_CLOSE_FDS`` the child program
+    inherits only those (every op's ``fd`` slot, ``FdMap`` sources,
+    ``join_fds``, ``netns_fd`` and ``cgroup_fd``) besides 0-2.
     """
 
     ops: list[Op]
@@ -933,7 +970,6 @@ class Plan:
     uid_map: bytes | None = None
     gid_map: bytes | None = None
     join_fds: tuple[int, ...] = ()      # for CgroupJoin
-    pidns_fd: int = -1
     netns_fd: int = -1
     _packed: Any = field(default=None, repr=False)
 
@@ -942,9 +978,14 @@ class Plan:
         arena = _Arena()
         ops_buf = bytearray(OP_STRUCT.size * len(self.ops))
         pack_into = OP_STRUCT.pack_into
+        used = {self.netns_fd} - {-1}     # the fds the ops name (see PLAN_CLOSE_FDS)
         for i, op in enumerate(self.ops):
             flags, fd, args, vals = op.encode(arena)
             pack_into(ops_buf, i * 64, op.kind, flags, fd, 0, *args, *vals)
+            if fd >= 0:
+                used.add(fd)
+            if type(op) is FdMap:
+                used.update(src for src, _ in op.pairs)
         keep: list[Any] = []
         c_ops = ffi.from_buffer("struct iso_op[]", ops_buf) if self.ops else ffi.NULL
         c_arena = ffi.from_buffer("char[]", arena.buf)
@@ -976,13 +1017,15 @@ class Plan:
             keep.append(fds)
             p.join_fds = fds
             p.n_join_fds = len(self.join_fds)
-        p.pidns_fd = self.pidns_fd
         p.netns_fd = self.netns_fd
-        if self.flags & PLAN_TIMING and not self.flags & PLAN_NO_VM and self.ops:
+        op_fds = frozenset(used)
+        c_fds = _keep_fds(p, op_fds, self.join_fds, self.cgroup_fd)
+        keep.append(c_fds)
+        if self.flags & PLAN_TIMING and self.ops:
             times = ffi.new("uint64_t[]", len(self.ops) + 1)
             keep.append(times)
             p.op_times = times
-        self._packed = (p, keep, arena)
+        self._packed = (p, keep, arena, op_fds)
         return p
 
     def with_cgroup(self, cgroup_fd: int, join_fds: tuple[int, ...]) -> Plan:
@@ -991,15 +1034,16 @@ class Plan:
         if (cgroup_fd, join_fds) == (self.cgroup_fd, self.join_fds):
             return self
         assert self._packed is not None and len(join_fds) == len(self.join_fds)
-        packed, keep, arena = self._packed
+        packed, keep, arena, op_fds = self._packed
         p = ffi.new("struct iso_plan *", packed[0])
         p.cgroup_fd = cgroup_fd
         fds = ffi.new("int32_t[]", list(join_fds)) if join_fds else ffi.NULL
         p.join_fds = fds
+        c_keep = _keep_fds(p, op_fds, join_fds, cgroup_fd)
         new = Plan(ops=self.ops, argv=self.argv, envp=self.envp, clone_flags=self.clone_flags,
                    flags=self.flags, cgroup_fd=cgroup_fd, uid_map=self.uid_map, gid_map=self.gid_map,
-                   join_fds=join_fds, pidns_fd=self.pidns_fd, netns_fd=self.netns_fd)
-        new._packed = (p, [keep, fds], arena)
+                   join_fds=join_fds, netns_fd=self.netns_fd)
+        new._packed = (p, [keep, fds, c_keep], arena, op_fds)
         return new
 
     def error_for(self, step: int, kind: int, err: int) -> errors.IsolateError:
@@ -1016,6 +1060,15 @@ class Plan:
         if not 0 < err < 4096:
             return errors.ProtocolError(f"bad report from child: errno {err} at step {step}")
         return op.error(err, step=step, op=op.describe(), path=op.path())
+
+
+def _keep_fds(p: Any, op_fds: frozenset[int], join_fds: tuple[int, ...], cgroup_fd: int) -> Any:
+    """Set ``p.keep_fds``: the fds the child program inherits (see ``Plan``); returns the cdata."""
+    fds = sorted(op_fds | set(join_fds) | ({cgroup_fd} - {-1}))
+    c_fds = ffi.new("int32_t[]", fds) if fds else ffi.NULL
+    p.keep_fds = c_fds
+    p.n_keep_fds = len(fds)
+    return c_fds
 
 
 def decode_report(plan: Plan, data: bytes) -> errors.IsolateError:

@@ -3,9 +3,16 @@
 The protocol (see ``csrc/spawn.c``): the child writes one fixed-size
 ``struct iso_report`` on an O_CLOEXEC pipe if a step fails; end-of-file means
 execve succeeded.  A failed child is reaped by the C side before we return.
+
+The child is the child program ``_isolate_child`` (csrc/init.c), which the
+spawn's clone executes from a sealed memfd before any op; it is loaded into
+that memfd once per process (``_load_child``).
 """
 
 from __future__ import annotations
+
+import errno
+import os
 
 from ._record import dataclass
 from . import errors
@@ -32,6 +39,27 @@ def _spawn_error(rc: int, child: object) -> errors.SpawnError:
     return errors.SpawnError(-rc, stage=stage)
 
 
+#: The child program, built with the package (csrc/build_child.py).
+CHILD_PROGRAM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_isolate_child")
+
+
+def _load_child() -> None:
+    """Load the child program into its sealed memfd (once; again if its fd was closed)."""
+    rc = lib.iso_helper_load(os.fsencode(CHILD_PROGRAM))
+    if rc == 0:
+        return
+    err = -rc
+    if err == errno.ENOENT:
+        raise errors.UnsupportedError(
+            f"the child program {CHILD_PROGRAM} is missing: reinstall isolate (pip install .)")
+    if err in (errno.EACCES, errno.EPERM):
+        raise errors.UnsupportedError(
+            f"cannot make an executable sealed memfd for the child program ([Errno {err}] "
+            f"{os.strerror(err)}); isolate runs it from one so that nothing in a sandbox can "
+            "reach a host binary: allow executable memfds (sysctl vm.memfd_noexec=0)")
+    raise errors.SpawnError(err, stage="load the child program")
+
+
 def execute(plan: Plan, *, before_release: Callable[[int], None] | None = None) -> Spawned:
     """Spawn ``plan``.  ``before_release(pid)`` runs while the child waits, before any op.
 
@@ -44,11 +72,12 @@ def execute(plan: Plan, *, before_release: Callable[[int], None] | None = None) 
     else:
         # A cached plan is packed once and reused: C only reads it.
         c_plan = plan._packed[0] if plan._packed is not None else plan.pack()
+    _load_child()
     child = ffi.new("struct iso_child *")
     rc = lib.iso_spawn(c_plan, child)
     if rc < 0:
         raise _spawn_error(rc, child)
-    if before_release is not None:
+    if before_release is not None and not child.report_len:
         try:
             before_release(child.pid)
         except BaseException:

@@ -274,17 +274,13 @@ def build_plan(
             raise ConfigError(f"namespaces and join both name {t!r}")
         joined[t] = item.fileno()
     if "user" in joined:
-        # setns into a user namespace refuses a process whose memory is shared (CLONE_VM).
-        flags |= P.PLAN_NO_VM
+        # Before the other joins: the user namespace owns them.
         pre.append(P.SetNs(fd=joined["user"], nstype=P.NSTYPES["user"]))
-    # A pid namespace applies to children only, and net is entered before a new
-    # user namespace exists: the parent thread enters these around the clone.
+    # A joined pid namespace is entered by a fork of the child program (Fork,
+    # after the user namespace); a joined network namespace at clone (or
+    # before that fork), before any new user namespace exists.
     pidns_fd = joined.get("pid", -1)
     netns_fd = joined.get("net", -1)
-    if "time" in joined:
-        # The kernel lets only a single-threaded process (mm not shared) enter a
-        # time namespace (EUSERS otherwise): the child does it, without CLONE_VM.
-        flags |= P.PLAN_NO_VM
     for t, fd in joined.items():
         if t not in ("user", "pid", "net"):
             pre.append(P.SetNs(fd=fd, nstype=P.NSTYPES[t]))
@@ -399,10 +395,9 @@ def build_plan(
         ops_.append(P.SetCtty(fd=0))
     if exec_gate is not None:
         _check_fd(exec_gate, "exec_gate")
-        # The child outlives this call, waiting at the gate: no shared memory.
-        flags |= P.PLAN_NO_VM
         keep_fds = [*keep_fds, exec_gate]
     if close_fds:
+        flags |= P.PLAN_CLOSE_FDS
         ops_.append(P.CloseFds(tuple(sorted(set(keep_fds)))))
     candidates = _candidates(bargv[0], executable, env)
     prog = None
@@ -482,12 +477,30 @@ def build_plan(
     if prog is not None and not early_seccomp:
         ops_.append(P.Seccomp(prog))
     ops_.append(P.Exec(candidates))
-    if clone_flags & P.NSTYPES["net"] and not clone_flags & P.NSTYPES["user"]:
+    if pidns_fd >= 0 or clone_flags & P.NSTYPES["user"]:
+        ops_, clone_flags, flags = _fork(ops_, pidns_fd, clone_flags, flags)
+    elif clone_flags & P.NSTYPES["net"] and not clone_flags & P.NSTYPES["user"]:
         ops_, clone_flags, flags = _late_netns(ops_, clone_flags, flags)
 
     return P.Plan(ops=ops_, argv=bargv, envp=envp, clone_flags=clone_flags, flags=flags,
                   cgroup_fd=cgroup_fd, uid_map=uid_text, gid_map=gid_text,
-                  join_fds=tuple(join_fds), pidns_fd=pidns_fd, netns_fd=netns_fd)
+                  join_fds=tuple(join_fds), netns_fd=netns_fd)
+
+
+def _fork(ops: list[P.Op], pidns_fd: int, clone_flags: int,
+          flags: int) -> tuple[list[P.Op], int, int]:
+    """Make the spawned process a fork of the child program (``Fork``, ``PLAN_FORK``).
+
+    For a new user namespace (the child program cannot exec into one whose id
+    maps are not written yet without losing its capabilities) and for a
+    joined pid namespace (what runs there must never see a clone of the
+    caller).  The fork comes first, after joining a user namespace only: the
+    death signal, the cgroup join and the rest are the forked process's own.
+    The new namespaces are made at that fork.
+    """
+    user = [op for op in ops if type(op) is P.SetNs and op.nstype == P.NSTYPES["user"]]
+    rest = [op for op in ops if not any(op is u for u in user)]
+    return user + [P.Fork(fd=pidns_fd, clone_flags=clone_flags)] + rest, 0, flags | P.PLAN_FORK
 
 
 #: Ops whose effect does not depend on the child's network namespace: mounts

@@ -112,17 +112,31 @@ def test_setns_in_the_child_refuses_a_file_that_is_not_a_namespace() -> None:
         os.close(fake.fd)
 
 
-@pytest.mark.parametrize("type_,stage", [("net", "enter network namespace"),
-                                         ("pid", "enter pid namespace")])
-def test_parent_side_join_refuses_a_file_that_is_not_a_namespace(type_: str, stage: str) -> None:
-    # net, pid and time are entered by the spawning thread around the clone.
-    fake = FileAsNamespace(type_)
+def test_parent_side_join_refuses_a_file_that_is_not_a_namespace() -> None:
+    # A joined network namespace is entered by the spawning thread around the clone.
+    fake = FileAsNamespace("net")
     before = {n: os.stat(f"/proc/thread-self/ns/{n}").st_ino for n in ("net", "pid_for_children")}
     try:
         with pytest.raises(errors.SpawnError) as info:
             isolate.run(["/bin/true"], join=[fake])
         assert info.value.errno == errno.EINVAL
-        assert info.value.stage == stage
+        assert info.value.stage == "enter network namespace"
+        after = {n: os.stat(f"/proc/thread-self/ns/{n}").st_ino for n in before}
+        assert after == before
+    finally:
+        os.close(fake.fd)
+
+
+def test_a_joined_pid_namespace_that_is_not_one_fails_at_the_fork() -> None:
+    # A joined pid namespace is entered by the child program before it forks (Fork):
+    # the caller's own namespaces never change.
+    fake = FileAsNamespace("pid")
+    before = {n: os.stat(f"/proc/thread-self/ns/{n}").st_ino for n in ("net", "pid_for_children")}
+    try:
+        with pytest.raises(errors.NamespaceError) as info:
+            isolate.run(["/bin/true"], join=[fake])
+        assert info.value.errno == errno.EINVAL
+        assert info.value.op == f"fork into pid namespace (fd {fake.fd})"
         after = {n: os.stat(f"/proc/thread-self/ns/{n}").st_ino for n in before}
         assert after == before
     finally:

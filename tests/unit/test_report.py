@@ -28,6 +28,9 @@ PLAN_OPS = [
 ]
 
 
+REAL_LIB = _spawn.lib
+
+
 def plan() -> P.Plan:
     return P.Plan(ops=list(PLAN_OPS), argv=[b"true"], envp=None)
 
@@ -50,8 +53,11 @@ class FakeLib:
         child.pidfd = -1  # type: ignore[attr-defined]
         return 0
 
+    def iso_helper_load(self, path: bytes) -> int:
+        return 0
+
     def __getattr__(self, name: str) -> object:
-        return getattr(_spawn.lib, name)
+        return getattr(REAL_LIB, name)
 
 
 def run_fake(monkeypatch: pytest.MonkeyPatch, data: bytes, **kw: int) -> BaseException:
