@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -28,3 +28,44 @@ def host_marker() -> Iterator[Path]:
         yield marker
     finally:
         shutil.rmtree(d)
+
+
+# --- comparison with other runtimes ---------------------------------------------
+# One row per (attack, tool): whether that tool stopped the attack, and how.  The
+# test records isolate's row and asserts isolate's outcome; a competitor that
+# cannot be run at all must fail the test, never be recorded as a guess.  Rows
+# live in the test reports (user_properties), so a test module that loaded this
+# file under another name still adds to the one table.
+
+TOOLS = ("isolate", "runc", "crun", "bwrap")
+
+
+def compare(request: pytest.FixtureRequest, attack: str, tool: str, stopped: bool, detail: str) -> None:
+    """Record whether ``tool`` stopped ``attack``: a ``comparison`` user property of the
+    test (in the junit report) and a row of the table printed at the end of the run."""
+    request.node.user_properties.append(
+        ("comparison", {"attack": attack, "tool": tool, "stopped": stopped, "detail": detail}))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The table "attack | isolate | runc | crun | bwrap" of every recorded comparison."""
+    rows: dict[str, dict[str, str]] = {}
+    for reports in terminalreporter.stats.values():
+        for rep in reports:
+            if getattr(rep, "when", None) != "call":
+                continue
+            for name, row in getattr(rep, "user_properties", ()):
+                if name != "comparison":
+                    continue
+                mark = "stopped" if row["stopped"] else "NOT STOPPED"
+                cells = rows.setdefault(row["attack"], {})
+                # Tried several ways (interfaces, stagings): not stopped once is not stopped.
+                cells[row["tool"]] = mark if cells.get(row["tool"], mark) == mark else "NOT STOPPED"
+    if not rows:
+        return
+    width = max(len(a) for a in rows)
+    terminalreporter.section("comparison with other runtimes")
+    terminalreporter.write_line(f"{'attack':<{width}} | " + " | ".join(f"{t:<11}" for t in TOOLS))
+    for attack in sorted(rows):
+        terminalreporter.write_line(f"{attack:<{width}} | "
+                                    + " | ".join(f"{rows[attack].get(t, '-'):<11}" for t in TOOLS))
