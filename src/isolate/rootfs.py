@@ -361,6 +361,10 @@ class RootFS:
 
         Mount points the image lacks (/proc, /dev, bind targets) are created in
         the directory, as bubblewrap does; use ``overlay()`` to leave it untouched.
+        The image is untrusted: every path the build opens in it is resolved
+        inside it (its symlinks cannot lead out), and it is mounted nodev, so a
+        device node it carries never opens (with ``dev=False`` the image's own
+        /dev nodes do not work either: ``bind()`` the host's devices instead).
         """
         return cls(directory=path, readonly=readonly, **options)
 
@@ -796,24 +800,28 @@ class RootFS:
             work_base = _host(old, up + b"/work")
 
         def overlay(lower: bytes, upper: bytes, work: bytes, target_root: bytes | None,
-                    target: bytes) -> P.Op:
+                    target: bytes, attrs: int = 0) -> P.Op:
             opts: list[tuple[str, str | None]] = [
                 ("lowerdir", _ovl_escape(lower)), ("upperdir", _ovl_escape(upper)),
                 ("workdir", _ovl_escape(work))]
             if ctx.userns:
                 # trusted.* xattrs need CAP_SYS_ADMIN in the initial user namespace.
                 opts.append(("userxattr", None))
-            return P.RootMount(b"overlay", target_root, target, source=b"overlay",
+            return P.RootMount(b"overlay", target_root, target, source=b"overlay", attrs=attrs,
                                options=tuple(opts))
 
         if self._directory is not None:
             d = os.fsencode(self._directory)
+            # nodev: a device node an image carries (say, one for the host's disk)
+            # must never open; the container's devices are the fresh /dev's.
             if ov is None:
-                ops.append(P.RootBind(old, d.lstrip(b"/") or b".", None, new, recursive=True))
+                ops.append(P.RootBind(old, d.lstrip(b"/") or b".", None, new, recursive=True,
+                                      attr_set=_MA.MOUNT_ATTR_NODEV))
             else:
                 ops.append(P.RootMkdir(root=None, parent=os.path.dirname(new),
                                        name=os.path.basename(new)))
-                ops.append(overlay(_host(old, d), upper_base, work_base, None, new))
+                ops.append(overlay(_host(old, d), upper_base, work_base, None, new,
+                                   attrs=_MA.MOUNT_ATTR_NODEV))
         else:
             # Every top-level entry of the fresh root in one op (one directory fd).
             top: list[tuple[bytes, int, int, bytes | None]] = [

@@ -33,6 +33,7 @@ attack to bwrap); the table printed at the end of the run says which stopped wha
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import importlib.util
@@ -629,6 +630,74 @@ def test_oci(family: str, kind: str, staging: str, host: Host, busybox_rootfs: P
         assert "HOME=/\n" in outcome.output, outcome
     if family == "dev" and outcome.status == 0:
         assert outcome.output == "dev-ok\n", outcome
+
+
+# --- the device nodes an image carries ----------------------------------------------------
+
+
+@contextlib.contextmanager
+def loop_device(backing: Path) -> Iterator[int]:
+    """A loop device over ``backing`` (a file of the test's): its st_rdev."""
+    dev = subprocess.run(["losetup", "--find", "--show", str(backing)], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    try:
+        yield os.stat(dev).st_rdev
+    finally:
+        subprocess.run(["losetup", "--detach", dev], check=True)
+
+
+@pytest.mark.parametrize("how", ["container", "container-no-userns", "cli", "oci"])
+def test_device_node_in_the_image_does_not_open(how: str, host: Host, busybox_rootfs: Path,
+                                                tmp_path: Path, oci_cgroup_parent: str,
+                                                competitors: dict[str, str],
+                                                request: pytest.FixtureRequest) -> None:
+    """Tried: an image carrying a block device node for a host disk (a loop device over a
+    file of the host's that holds the secret) reads and writes the disk from inside.
+    Stopped by: the image is mounted nodev, so its nodes never open; the container's
+    devices are its own /dev's.  (runc and crun rely on their device cgroup.)"""
+    disk = host.base / "disk.img"
+    fresh = host.secret.encode() + b"\n" + bytes(8192)
+    disk.write_bytes(fresh)
+    script = "head -c 60 /disk; echo pwned | dd of=/disk bs=1 seek=4096 conv=notrunc; echo done"
+    attack = "device node for a host disk in the image"
+    home = image_home(host, tmp_path, "direct")
+    with loop_device(disk) as rdev:
+        def image(dest: Path) -> Path:
+            shutil.copytree(busybox_rootfs, dest, symlinks=True)
+            os.mknod(dest / "disk", 0o666 | stat.S_IFBLK, rdev)
+            return dest
+
+        if how.startswith("container"):
+            ns = isolate.DEFAULT_NAMESPACES - ({"user"} if how == "container-no-userns" else set())
+            with isolate.Container(rootfs=isolate.RootFS.from_directory(image(home / "rootfs")),
+                                   namespaces=ns) as c:
+                r = c.run(list(sh(script)), timeout=60)
+            out = (r.stdout + r.stderr).decode(errors="replace")
+        elif how == "cli":
+            p = subprocess.run([ISOLATE, "run", "--rootfs", str(image(home / "rootfs")), "--", *sh(script)],
+                               capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+            out = p.stdout + p.stderr
+        else:
+            out = ""
+            for runtime in ("isolate", "runc", "crun"):
+                config = base_config(list(sh(script)), cgroups_path=f"/{oci_cgroup_parent}/{runtime}")
+                bundle = make_bundle(home, runtime, config)
+                image(bundle / "rootfs")
+                o = run_oci(runtime, bundle, host, f"disk-{os.getpid()}-{runtime}")
+                reached = host.secret in o.output or disk.read_bytes() != fresh
+                if runtime == "isolate":
+                    out = o.output
+                else:
+                    # crun runs here without its cgroup manager (see oci_argv): no device
+                    # cgroup, the defence runc and crun have against this node.
+                    note = " (without a cgroup manager: no device cgroup)" if runtime == "crun" else ""
+                    compare(request, attack, runtime, not reached,
+                            f"{competitors[runtime]}{note}: {o.output.strip()[-160:]!r}")
+                    disk.write_bytes(fresh)
+        stopped = host.secret not in out and disk.read_bytes() == fresh
+        compare(request, attack, "isolate", stopped, how)
+        assert stopped, out
+        assert "Permission denied" in out and "done\n" in out, out
 
 
 def test_bwrap_dev_symlink(host: Host, busybox_rootfs: Path, tmp_path: Path,
