@@ -5,7 +5,7 @@ runtime bind a host file read-write over /proc/keys, because the source of the
 masks, ``<new root>/dev/null``, was looked up from the runtime's root.  For each
 op that takes a path inside the new root (the mount points it makes, bind and
 tmpfs targets, /dev with its nodes, links and the null device of the masks,
-masked and read-only paths, /etc, the working directory), the image
+masked and read-only paths, /etc, the working directory, the console), the image
 makes that path a symlink to a host directory (``Host``: marker files holding a
 unique secret, under /var/tmp, which no container sees), written five ways:
 
@@ -40,10 +40,12 @@ import importlib.util
 import json
 import os
 import shutil
+import socket
 import stat
 import struct
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -698,6 +700,132 @@ def test_device_node_in_the_image_does_not_open(how: str, host: Host, busybox_ro
         compare(request, attack, "isolate", stopped, how)
         assert stopped, out
         assert "Permission denied" in out and "done\n" in out, out
+
+
+# --- the console ------------------------------------------------------------------------
+
+
+class ConsoleSocket:
+    """A unix socket that receives the pty master a runtime sends (--console-socket)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(str(path))
+        self.server.listen(4)
+        self.server.settimeout(60)
+        self.masters: list[int] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = self.server.accept()
+            with conn:
+                _, fds, _, _ = socket.recv_fds(conn, 4096, 1)
+                self.masters += fds
+
+    def read_until(self, marker: bytes) -> bytes:
+        """What the master gives until ``marker`` or its end."""
+        self.thread.join(60)
+        out = b""
+        while self.masters and marker not in out:
+            try:
+                chunk = os.read(self.masters[0], 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        return out
+
+    def close(self) -> None:
+        if self.thread.is_alive():
+            with contextlib.suppress(OSError):
+                self.server.shutdown(socket.SHUT_RDWR)
+        self.server.close()
+        self.thread.join(5)
+        for fd in self.masters:
+            os.close(fd)
+
+
+@pytest.mark.parametrize("kind", ["absolute", "dotdot", "staging"])
+def test_oci_console_with_dev_symlink(kind: str, host: Host, busybox_rootfs: Path, tmp_path: Path,
+                                      oci_cgroup_parent: str) -> None:
+    """An image whose /dev is a symlink, run with a terminal: the pty is the container's
+    (devpts of its own /dev) and /dev/console is bound from the pty's own fd."""
+    home = image_home(host, tmp_path, "staged")
+    config = base_config(list(sh("tty; stat -c '%t %T' /dev/console; cat /proc/keys; echo console-ok")),
+                         cgroups_path=f"/{oci_cgroup_parent}/c")
+    config["process"]["terminal"] = True
+    bundle = make_bundle(home, "bundle", config)
+    hostile_image(busybox_rootfs, bundle / "rootfs", host, at="dev", kind=kind, staging="staged")
+    state, cid = home / "state", f"console-{os.getpid()}"
+    console = ConsoleSocket(home / "console.sock")
+    host.watch()
+    try:
+        p = subprocess.run(oci_argv("isolate", state, "create", "--bundle", str(bundle),
+                                    "--console-socket", str(console.path), cid),
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+        subprocess.run(oci_argv("isolate", state, "start", cid), check=True, timeout=60)
+        out = console.read_until(b"console-ok").decode(errors="replace").replace("\r", "")
+    finally:
+        console.close()
+        subprocess.run(oci_argv("isolate", state, "delete", "--force", cid), capture_output=True)
+    problem = host.check(out)
+    assert problem is None, problem
+    # The container's first pty, named where its /dev is (the image's mirror of the link),
+    # and bound on /dev/console.
+    tty, console_dev, last = out.split("\n")[:3]
+    assert tty.endswith("/pts/0") and console_dev == "88 0" and last == "console-ok", out
+
+
+@pytest.mark.parametrize("kind", ["absolute", "dotdot", "proc-self-root", "proc-self-fd"])
+def test_oci_exec_console_ptmx_replaced(kind: str, host: Host, busybox_rootfs: Path, tmp_path: Path,
+                                        oci_cgroup_parent: str, competitors: dict[str, str],
+                                        request: pytest.FixtureRequest) -> None:
+    """Tried: a running container replaces its /dev/ptmx with a symlink to a host file
+    (``proc-self-fd``: through an fd the runtime holds, here one its caller leaked to it),
+    then an operator runs ``exec --tty --console-socket``, which opens /dev/ptmx inside
+    the container, read-write.
+    Stopped by: /dev/ptmx is resolved inside the container's root without magic links and
+    must be the ptmx device (5:2); the exec fails, naming the console step."""
+    text, _ = link_for(host, kind, "staged", "ptmx")
+    home = image_home(host, tmp_path, "staged")
+    script = f"rm -f /dev/ptmx && ln -s '{text}' /dev/ptmx && echo ready && exec sleep 300"
+    attack = f"exec --tty, /dev/ptmx replaced by the container: {kind}"
+    for runtime in ("isolate", "runc", "crun"):
+        config = base_config(list(sh(script)), cgroups_path=f"/{oci_cgroup_parent}/{runtime}")
+        bundle = make_bundle(home, runtime, config)
+        shutil.copytree(busybox_rootfs, bundle / "rootfs", symlinks=True)
+        state, cid = home / f"state-{runtime}", f"ptmx-{os.getpid()}-{runtime}"
+        console = ConsoleSocket(home / f"{runtime}.sock")
+        init = subprocess.Popen(oci_argv(runtime, state, "run", "--bundle", str(bundle), cid),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        try:
+            assert init.stdout is not None and init.stdout.readline() == b"ready\n", runtime
+            host.watch()
+            # Detached, as a shim runs it: runc takes a console socket only so.
+            p = subprocess.run(oci_argv(runtime, state, "exec", "--detach", "--tty", "--console-socket",
+                                        str(console.path), cid, "true"),
+                               capture_output=True, text=True, timeout=60, pass_fds=[host.fd])
+            out = p.stdout + p.stderr
+            problem = host.check(out)
+        finally:
+            console.close()
+            subprocess.run(oci_argv(runtime, state, "kill", cid, "KILL"), capture_output=True)
+            init.communicate(timeout=60)
+            subprocess.run(oci_argv(runtime, state, "delete", "--force", cid), capture_output=True)
+        if runtime == "isolate":
+            compare(request, attack, runtime, problem is None, out.strip()[-200:])
+            assert problem is None, problem
+            assert p.returncode == 1 and out.startswith("isolate-oci: exec: step "), out
+            assert "open a terminal on /dev/ptmx" in out and out.count("\n") == 1, out
+            assert os.strerror(errno.ELOOP if kind in MAGIC else errno.ENOENT) in out, out
+        else:
+            stopped, detail = _row(problem, Outcome(p.returncode, out))
+            compare(request, attack, runtime, stopped, f"{competitors[runtime]}: {detail}")
 
 
 def test_bwrap_dev_symlink(host: Host, busybox_rootfs: Path, tmp_path: Path,
