@@ -634,6 +634,50 @@ def test_oci(family: str, kind: str, staging: str, host: Host, busybox_rootfs: P
         assert outcome.output == "dev-ok\n", outcome
 
 
+@pytest.mark.parametrize("staging", ["direct", "staged"])
+def test_oci_image_dev_null_names_a_proc_file(staging: str, host: Host, busybox_rootfs: Path,
+                                              tmp_path: Path, oci_cgroup_parent: str,
+                                              competitors: dict[str, str],
+                                              request: pytest.FixtureRequest) -> None:
+    """Tried: a config without a /dev mount (the image's /dev is used) and an image whose
+    dev/null is a symlink to a procfs file: a runtime that binds "/dev/null" over the
+    masked paths, or reopens it for the process's stdio, hands the container that file,
+    read-write (CVE-2025-31133: with /proc/sys/kernel/core_pattern, a host escape).  The
+    file here is the container's own domainname (its uts namespace), harmless.
+    Stopped by: without a /dev of its own, the masks take the host's /dev/null, resolved
+    in the host's root and checked to be 1:3; isolate reopens nothing by path."""
+    attack = "config without /dev, image's dev/null -> a procfs file"
+    before = Path("/proc/sys/kernel/domainname").read_text()
+    # The report goes to a file of the image: a runtime may have replaced stdout.
+    script = ("{ grep ' /proc/keys ' /proc/self/mountinfo; ls -l /proc/self/fd/; "
+              "cat /proc/sys/kernel/domainname; } > /tmp/report 2>&1; echo report-ok")
+    home = image_home(host, tmp_path, staging)
+    ours = ""
+    for runtime in ["isolate"] + (["runc", "crun"] if staging == "staged" else []):
+        config = base_config(list(sh(script)), cgroups_path=f"/{oci_cgroup_parent}/{runtime}")
+        config["mounts"] = [m for m in config["mounts"] if not m["destination"].startswith("/dev")]
+        bundle = make_bundle(home, runtime, config)
+        shutil.copytree(busybox_rootfs, bundle / "rootfs", symlinks=True)
+        os.symlink("/proc/sys/kernel/domainname", bundle / "rootfs" / "dev" / "null")
+        o = run_oci(runtime, bundle, host, f"devnull-{os.getpid()}-{runtime}")
+        report_file = bundle / "rootfs" / "tmp" / "report"
+        report = report_file.read_text() if report_file.exists() else ""
+        handed = [line for line in report.splitlines()
+                  if "/sys/kernel/domainname" in line or "-> /proc/sys/kernel/domainname" in line]
+        if runtime == "isolate":
+            compare(request, attack, runtime, not handed, f"isolate-oci, {staging}")
+            assert o.status == 0 and o.output == "report-ok\n", o
+            ours = report
+        else:
+            detail = f"handed {handed}" if handed else f"refused: {o.output.strip()[-160:]}"
+            compare(request, attack, runtime, not handed, f"{competitors[runtime]}: {detail}")
+    assert Path("/proc/sys/kernel/domainname").read_text() == before
+    keys = ours.splitlines()[0].split()
+    # /proc/keys is the null device (its root in mountinfo), and no fd is a procfs file.
+    assert keys[3] == "/null" and keys[4] == "/proc/keys", ours
+    assert "/proc/sys" not in ours, ours
+
+
 # --- the device nodes an image carries ----------------------------------------------------
 
 
