@@ -335,6 +335,7 @@ class RootMount(Op):
 
 
 def _null_where(root: bytes | None, null: bytes, null_root: bytes | None) -> str:
+    """Where a mask's null device is, for its description."""
     return _rel(root if null_root is None else null_root, null)
 
 
