@@ -1,6 +1,8 @@
 /* Process-state ops: fds, capabilities, network.  Called only from child.c. */
 #include "isolate.h"
 
+#include <linux/openat2.h>
+
 /* Map src -> dst for every pair, in two phases so that overlapping pairs
  * (0 -> 1 and 1 -> 0) work: first duplicate every source above all of them,
  * then dup3 each copy onto its target (without O_CLOEXEC). */
@@ -139,63 +141,101 @@ run_op_caps(const struct iso_plan *p, const struct iso_op *op)
  * /dev/ptmx as the container sees it, send the master over the unix socket
  * op->fd with SCM_RIGHTS (what runc sends to --console-socket: the message
  * is "/dev/ptmx"), and make the slave this process's controlling terminal
- * and stdio, in a new session.  val2: also bind the slave onto /dev/console. */
+ * and stdio, in a new session.  val2: also bind the slave onto /dev/console.
+ *
+ * This runs inside the container's root, where a running container (exec)
+ * may have replaced any path: dev/ptmx and dev/console are resolved inside
+ * "/" without magic links (a /proc/self/fd/N of ours would lead out), the
+ * master must be the ptmx device 5:2, and the bind's source is the slave's
+ * own fd (TIOCGPTPEER), never the path /dev/pts/N (runc's CVE-2025-52565),
+ * onto a regular file or character device opened without following a
+ * symlink.  Failures of the checks give ENODEV. */
 int
 run_op_console(const struct iso_plan *p, const struct iso_op *op)
 {
     (void)p;
-    int m = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
-    if (m < 0) {
+    struct open_how how;
+    memset(&how, 0, sizeof how);
+    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+    int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (root < 0) {
+        return -1;
+    }
+    how.flags = O_RDWR | O_NOCTTY | O_CLOEXEC;
+    int m = (int)syscall(__NR_openat2, root, "dev/ptmx", &how, sizeof how);
+    struct stat st;
+    if (m < 0 || fstat(m, &st) < 0) {
+        close_keep_errno(m);
+        close_keep_errno(root);
+        return -1;
+    }
+    if (!S_ISCHR(st.st_mode) || st.st_rdev != makedev(5, 2)) {
+        errno = ENODEV;
+        close_keep_errno(m);
+        close_keep_errno(root);
         return -1;
     }
     int unlock = 0;
-    unsigned ptn = 0;
-    if (ioctl(m, TIOCSPTLCK, &unlock) < 0 || ioctl(m, TIOCGPTN, &ptn) < 0) {
+    if (ioctl(m, TIOCSPTLCK, &unlock) < 0) {
         close_keep_errno(m);
+        close_keep_errno(root);
         return -1;
     }
     if (op->val0 != 0 || op->val1 != 0) {
         struct winsize ws = {.ws_row = (unsigned short)op->val0, .ws_col = (unsigned short)op->val1};
         if (ioctl(m, TIOCSWINSZ, &ws) < 0) {
             close_keep_errno(m);
+            close_keep_errno(root);
             return -1;
         }
     }
     int s = ioctl(m, TIOCGPTPEER, O_RDWR | O_NOCTTY);
     if (s < 0) {
         close_keep_errno(m);
+        close_keep_errno(root);
         return -1;
     }
     if (iso_send_fd(op->fd, "/dev/ptmx", sizeof "/dev/ptmx" - 1, m) < 0) {
         close_keep_errno(s);
         close_keep_errno(m);
+        close_keep_errno(root);
         return -1;
     }
     close(m);
     close(op->fd);
     if (op->val2) {
-        char pts[32] = "/dev/pts/";
-        /* the slave's name without snprintf (not async-signal-safe everywhere) */
-        char digits[12];
-        int k = 0;
-        do {
-            digits[k++] = (char)('0' + ptn % 10);
-            ptn /= 10;
-        } while (ptn && k < (int)sizeof digits);
-        size_t at = strlen(pts);
-        while (k > 0) {
-            pts[at++] = digits[--k];
+        int rc = -1, mfd = -1, tfd = -1;
+        how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
+        int dev = (int)syscall(__NR_openat2, root, "dev", &how, sizeof how);
+        if (dev >= 0 && mknodat(dev, "console", S_IFREG | 0600, 0) < 0 && errno != EEXIST) {
+            goto bound;
         }
-        pts[at] = 0;
-        int f = open("/dev/console", O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
-        if (f >= 0) {
-            close(f);
+        if (dev >= 0) {
+            tfd = openat(dev, "console", O_PATH | O_NOFOLLOW | O_CLOEXEC);
         }
-        if (mount(pts, "/dev/console", NULL, MS_BIND, NULL) < 0) {
+        if (tfd < 0 || fstat(tfd, &st) < 0) {
+            goto bound;
+        }
+        if (!S_ISREG(st.st_mode) && !S_ISCHR(st.st_mode)) {
+            errno = ENODEV;
+            goto bound;
+        }
+        mfd = (int)syscall(__NR_open_tree, s, "", AT_EMPTY_PATH | OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+        if (mfd >= 0) {
+            rc = (int)syscall(__NR_move_mount, mfd, "", tfd, "",
+                              MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
+        }
+    bound:
+        close_keep_errno(mfd);
+        close_keep_errno(tfd);
+        close_keep_errno(dev);
+        if (rc < 0) {
             close_keep_errno(s);
+            close_keep_errno(root);
             return -1;
         }
     }
+    close(root);
     if (setsid() < 0 || ioctl(s, TIOCSCTTY, 0) < 0) {
         close_keep_errno(s);
         return -1;

@@ -354,13 +354,13 @@ run_op_root_mount(const struct iso_plan *p, const struct iso_op *op)
 }
 
 /* Hide path (inside the root open as rfd), as the OCI default masked paths
- * are hidden: a directory gets an empty read-only tmpfs, anything else the
- * null device bound over it.  A missing path is nothing to hide.  *empty is
- * the first such tmpfs, once attached (else -1): later directories get a
- * clone of it, one superblock for all (read-only, so nothing is shared but
- * emptiness). */
+ * are hidden: a directory gets an empty read-only tmpfs, anything else a
+ * clone of the null device open as nfd.  A missing path is nothing to hide.
+ * *empty is the first such tmpfs, once attached (else -1): later
+ * directories get a clone of it, one superblock for all (read-only, so
+ * nothing is shared but emptiness). */
 static int
-mask_one(const struct iso_plan *p, int rfd, const char *path, const char *null, int *empty)
+mask_one(const struct iso_plan *p, int rfd, const char *path, int nfd, int *empty)
 {
     int tfd = open_beneath(rfd, path, O_PATH);
     if (tfd < 0) {
@@ -379,7 +379,8 @@ mask_one(const struct iso_plan *p, int rfd, const char *path, const char *null, 
         mfd = fs_new(p, "tmpfs", "tmpfs", MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
                      MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, 0, 0);
     } else {
-        mfd = (int)syscall(__NR_open_tree, AT_FDCWD, null, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+        mfd = (int)syscall(__NR_open_tree, nfd, "",
+                           AT_EMPTY_PATH | OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
     }
     if (mfd < 0) {
         close_keep_errno(tfd);
@@ -395,28 +396,52 @@ mask_one(const struct iso_plan *p, int rfd, const char *path, const char *null, 
     return rc;
 }
 
-/* Hide arg1 inside root arg0 (see mask_one), arg2 the null device.  val2
- * N > 0: N paths packed at arg1, each NUL-terminated, the root opened once.
- * fd >= 0: the empty read-only tmpfs to clone for directories, kept by the
- * parent (a RootFS's shared one), instead of a new one. */
+/* Hide arg1 inside root arg0 (see mask_one).  arg2: the null device, a path
+ * resolved inside root arg3, or inside root arg0 when arg3 is 0; never as
+ * is, and once open it must be the character device 1:3 (else ENODEV): an
+ * image whose /dev is a symlink must not turn "the new root's dev/null" into
+ * a host file, bound read-write over /proc/keys (the class of runc's
+ * CVE-2025-31133).  Checked on the fd that is cloned: no window for a swap.
+ * val2 N > 0: N paths packed at arg1, each NUL-terminated, the roots opened
+ * once.  fd >= 0: the empty read-only tmpfs to clone for directories, kept
+ * by the parent (a RootFS's shared one), instead of a new one. */
 int
 run_op_root_mask(const struct iso_plan *p, const struct iso_op *op)
 {
-    const char *root = plan_str(p, op->arg0);
-    int rfd = -1;
+    const char *root = plan_str(p, op->arg0), *null_root = plan_str(p, op->arg3);
+    int rfd = -1, nrfd = -1, nfd = -1;
     if (root != NULL && (rfd = open_root(root)) < 0) {
         return errno == ENOENT ? 0 : -1;
     }
+    if (null_root != NULL && (nrfd = open_root(null_root)) < 0) {
+        close_keep_errno(rfd);
+        return -1;
+    }
+    nfd = open_beneath(null_root != NULL ? nrfd : rfd, plan_str(p, op->arg2), O_PATH);
+    close_keep_errno(nrfd);
+    struct stat st;
+    if (nfd < 0 || fstat(nfd, &st) < 0) {
+        close_keep_errno(nfd);
+        close_keep_errno(rfd);
+        return -1;
+    }
+    if (!S_ISCHR(st.st_mode) || st.st_rdev != makedev(1, 3)) {
+        errno = ENODEV;
+        close_keep_errno(nfd);
+        close_keep_errno(rfd);
+        return -1;
+    }
     int rc = 0, empty = op->fd;
-    const char *path = plan_str(p, op->arg1), *null = plan_str(p, op->arg2);
+    const char *path = plan_str(p, op->arg1);
     uint64_t n = op->val2 ? op->val2 : 1;
     for (uint64_t i = 0; i < n && rc == 0; i++) {
-        rc = mask_one(p, rfd, path, null, &empty);
+        rc = mask_one(p, rfd, path, nfd, &empty);
         path += strlen(path) + 1;
     }
     if (empty != op->fd) {
         close_keep_errno(empty);
     }
+    close_keep_errno(nfd);
     close_keep_errno(rfd);
     return rc;
 }

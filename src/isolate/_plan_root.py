@@ -334,25 +334,38 @@ class RootMount(Op):
                    optional=bool(flags & F_EXIST_OK), fd=fd)
 
 
+def _null_where(root: bytes | None, null: bytes, null_root: bytes | None) -> str:
+    """Where a mask's null device is, for its description."""
+    return _rel(root if null_root is None else null_root, null)
+
+
 @dataclass(frozen=True, slots=True)
 class RootMask(Op):
-    """Hide ``target`` inside ``root``: read-only empty tmpfs on a directory, ``null`` on a file."""
+    """Hide ``target`` inside ``root``: read-only empty tmpfs on a directory, ``null`` on a file.
+
+    ``null`` is resolved inside ``null_root`` (None: inside ``root``), never
+    as is, and must be the character device 1:3 once opened, else the op
+    fails with ENODEV: an image's symlinks cannot make it a host file.
+    Packed as arg0 root, arg1 target, arg2 null, arg3 null_root (0: None).
+    """
 
     kind: ClassVar[int] = lib.ISO_OP_ROOT_MASK
     error: ClassVar[type[errors.SetupError]] = errors.MountError
     root: bytes
     target: bytes
     null: bytes
+    null_root: bytes | None = None
 
     def describe(self) -> str:
-        return f"mask {_rel(self.root, self.target)}"
+        return (f"mask {_rel(self.root, self.target)} "
+                f"(null device: {_null_where(self.root, self.null, self.null_root)})")
 
     def path(self) -> str | None:
         return _rel(self.root, self.target)
 
     def encode(self, arena: _Arena) -> Any:
-        return 0, -1, (arena.str(self.root), arena.str(self.target), arena.str(self.null), 0), (
-            0, 0, 0, 0)
+        return 0, -1, (arena.str(self.root), arena.str(self.target), arena.str(self.null),
+                       arena.str(self.null_root)), (0, 0, 0, 0)
 
     @classmethod
     def decode(cls, flags: int, fd: int, args: Any, vals: Any, arena: _Arena) -> Op:
@@ -360,7 +373,7 @@ class RootMask(Op):
             return RootMasks.decode(flags, fd, args, vals, arena)
         r, t, n = _s(arena, args[0]), _s(arena, args[1]), _s(arena, args[2])
         assert r is not None and t is not None and n is not None
-        return cls(root=r, target=t, null=n)
+        return cls(root=r, target=t, null=n, null_root=_s(arena, args[3]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,6 +382,8 @@ class RootMasks(Op):
 
     As with ``RootBinds``, no target may be the root itself: meant for the
     OCI default masked paths, below the /proc and /sys the plan mounted.
+    ``null`` and ``null_root`` as for ``RootMask``; the null device is opened
+    and checked once for all.
     """
 
     kind: ClassVar[int] = lib.ISO_OP_ROOT_MASK
@@ -378,6 +393,7 @@ class RootMasks(Op):
     null: bytes
     #: An empty read-only detached tmpfs the caller keeps, cloned for directories (-1: one is made).
     fd: int = -1
+    null_root: bytes | None = None
 
     def __post_init__(self) -> None:
         if not self.targets:
@@ -387,18 +403,19 @@ class RootMasks(Op):
 
     def expand(self) -> list[RootMask]:
         """The same masks as one ``RootMask`` each."""
-        return [RootMask(self.root, t, self.null) for t in self.targets]
+        return [RootMask(self.root, t, self.null, self.null_root) for t in self.targets]
 
     def describe(self) -> str:
-        return "mask " + ", ".join(_rel(self.root, t) for t in self.targets)
+        return ("mask " + ", ".join(_rel(self.root, t) for t in self.targets)
+                + f" (null device: {_null_where(self.root, self.null, self.null_root)})")
 
     def path(self) -> str | None:
         return _rel(self.root, self.targets[0]) if len(self.targets) == 1 else None
 
     def encode(self, arena: _Arena) -> Any:
         packed = b"".join(t + b"\0" for t in self.targets)
-        return 0, self.fd, (arena.str(self.root), arena.data(packed[:-1], 1), arena.str(self.null), 0), (
-            0, 0, len(self.targets), 0)
+        return 0, self.fd, (arena.str(self.root), arena.data(packed[:-1], 1), arena.str(self.null),
+                            arena.str(self.null_root)), (0, 0, len(self.targets), 0)
 
     @classmethod
     def decode(cls, flags: int, fd: int, args: Any, vals: Any, arena: _Arena) -> Op:
@@ -409,7 +426,7 @@ class RootMasks(Op):
             end = arena.buf.index(0, off)
             targets.append(bytes(arena.buf[off:end]))
             off = end + 1
-        return cls(root=r, targets=tuple(targets), null=n, fd=fd)
+        return cls(root=r, targets=tuple(targets), null=n, fd=fd, null_root=_s(arena, args[3]))
 
 
 @dataclass(frozen=True, slots=True)

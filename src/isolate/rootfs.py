@@ -361,6 +361,10 @@ class RootFS:
 
         Mount points the image lacks (/proc, /dev, bind targets) are created in
         the directory, as bubblewrap does; use ``overlay()`` to leave it untouched.
+        The image is untrusted: every path the build opens in it is resolved
+        inside it (its symlinks cannot lead out), and it is mounted nodev, so a
+        device node it carries never opens (with ``dev=False`` the image's own
+        /dev nodes do not work either: ``bind()`` the host's devices instead).
         """
         return cls(directory=path, readonly=readonly, **options)
 
@@ -796,24 +800,28 @@ class RootFS:
             work_base = _host(old, up + b"/work")
 
         def overlay(lower: bytes, upper: bytes, work: bytes, target_root: bytes | None,
-                    target: bytes) -> P.Op:
+                    target: bytes, attrs: int = 0) -> P.Op:
             opts: list[tuple[str, str | None]] = [
                 ("lowerdir", _ovl_escape(lower)), ("upperdir", _ovl_escape(upper)),
                 ("workdir", _ovl_escape(work))]
             if ctx.userns:
                 # trusted.* xattrs need CAP_SYS_ADMIN in the initial user namespace.
                 opts.append(("userxattr", None))
-            return P.RootMount(b"overlay", target_root, target, source=b"overlay",
+            return P.RootMount(b"overlay", target_root, target, source=b"overlay", attrs=attrs,
                                options=tuple(opts))
 
         if self._directory is not None:
             d = os.fsencode(self._directory)
+            # nodev: a device node an image carries (say, one for the host's disk)
+            # must never open; the container's devices are the fresh /dev's.
             if ov is None:
-                ops.append(P.RootBind(old, d.lstrip(b"/") or b".", None, new, recursive=True))
+                ops.append(P.RootBind(old, d.lstrip(b"/") or b".", None, new, recursive=True,
+                                      attr_set=_MA.MOUNT_ATTR_NODEV))
             else:
                 ops.append(P.RootMkdir(root=None, parent=os.path.dirname(new),
                                        name=os.path.basename(new)))
-                ops.append(overlay(_host(old, d), upper_base, work_base, None, new))
+                ops.append(overlay(_host(old, d), upper_base, work_base, None, new,
+                                   attrs=_MA.MOUNT_ATTR_NODEV))
         else:
             # Every top-level entry of the fresh root in one op (one directory fd).
             top: list[tuple[bytes, int, int, bytes | None]] = [
@@ -915,19 +923,23 @@ class RootFS:
         # The OCI defaults lie below the /proc and /sys mounted above, so none can
         # be the root: one op each list (see RootMasks).  A caller's paths may lead
         # anywhere in an image, the root included: one op each, resolving the root anew.
-        null = new + b"/dev/null" if self.dev else _host(old, b"/dev/null")
+        # The null device bound over masked files: the fresh /dev's, resolved inside the
+        # new root as the /dev mount was (never from the staging root, where an image's
+        # dev symlink would lead to a host file), or the host's when there is no /dev.
+        null, null_root = (b"dev/null", None) if self.dev else (b"dev/null", old)
         if defer_sys:
             masked = [p for p in masked if not _below(p, b"sys")]
         if masked:
-            ops.append(RootMasks(new, tuple(masked), null, fd=self._empty_master() if share else -1))
-        ops += [P.RootMask(new, rel, null) for rel in self._masked]
+            ops.append(RootMasks(new, tuple(masked), null, fd=self._empty_master() if share else -1,
+                                 null_root=null_root))
+        ops += [P.RootMask(new, rel, null, null_root) for rel in self._masked]
         if ro_paths:
             ops.append(RootBinds(new, new, tuple((rel, rel) for rel in ro_paths), readonly=True,
                                  optional=True))
         ops += [P.RootBind(new, rel, new, rel, readonly=True, optional=True)
                 for rel in self._readonly_paths]
         if defer_sys and not self._sys_after_switch(ctx):
-            ops += self._sys_ops(new, null, share)
+            ops += self._sys_ops(new, null, share, null_root)
         return ops
 
     def _mounts_cgroupfs(self) -> bool:
@@ -954,13 +966,19 @@ class RootFS:
         pivot_root, too, then runs while the network namespace is being made."""
         return self._defer_sys(ctx) and self.dev and not ctx.chroot
 
-    def _sys_ops(self, root: bytes, null: bytes, share: bool = False) -> list[P.Op]:
-        """sysfs at ``root``/sys, and the OCI masks below it."""
+    def _sys_ops(self, root: bytes, null: bytes, share: bool = False,
+                 null_root: bytes | None = None) -> list[P.Op]:
+        """sysfs at ``root``/sys, and the OCI masks below it.
+
+        ``null``: the null device for masked files, resolved inside ``null_root``
+        (None: inside ``root``; see ``RootMask``).
+        """
         ops: list[P.Op] = [P.RootMount(b"sysfs", root, b"sys", source=b"sysfs",
                                        attrs=self._builtin["/sys"].attrs)]
         masked = tuple(p.lstrip("/").encode() for p in OCI_MASKED_PATHS if p.startswith("/sys"))
         if self.oci_masks and masked:
-            ops.append(RootMasks(root, masked, null, fd=self._empty_master() if share else -1))
+            ops.append(RootMasks(root, masked, null, fd=self._empty_master() if share else -1,
+                                 null_root=null_root))
         return ops
 
     def _dev_ops(self, ctx: _Ctx, made: set[bytes]) -> list[P.Op]:

@@ -192,6 +192,10 @@ def _mount_line(line: str, masked: frozenset[str], readonly: frozenset[str]) -> 
         # A read-only bind of itself: its other flags are those of the mount it is in,
         # compared there.
         return f"{dest} {fstype} {ro}"
+    if dest == "/":
+        # isolate mounts an image nodev (a device node it carries never opens: see
+        # RootFS.from_directory); runc leaves that to its device cgroup.
+        flags = ",".join(o for o in flags.split(",") if o != "nodev")
     out = f"{dest} {flags} {fstype}"
     if root == "/" and fstype in ("tmpfs", "devpts", "mqueue"):
         keep = [o for o in sopts.split(",") if o.split("=")[0] in ("size", "mode", "uid", "gid", "ptmxmode",

@@ -205,7 +205,7 @@ def _wait_for_writer(attack: Attack) -> None:
 
 @pytest.mark.parametrize("verb", ["run", "exec"])
 def test_oci_runtime_binary_cannot_be_overwritten(attack: Attack, tmp_path: Path, verb: str,
-                                                  oci_cgroup_parent: str, record_property: Any) -> None:
+                                                  oci_cgroup_parent: str) -> None:
     """Tried (the CVE itself): ``isolate-oci run --detach`` of a container whose command is a
     ``#!/proc/self/exe`` program, and ``isolate-oci exec --detach`` of it into a running one;
     the program, if it is the runtime's interpreter, keeps a handle on it, lets go of its
@@ -351,7 +351,8 @@ def _runtime_copy(tmp: Path, tool: str) -> list[str] | None:
 
 @pytest.mark.parametrize("tool", ["isolate-oci", "runc", "crun"])
 def test_a_process_inside_cannot_reach_the_runtime_binary_through_an_exec(
-        attack: Attack, tmp_path: Path, tool: str, oci_cgroup_parent: str) -> None:
+        attack: Attack, tmp_path: Path, tool: str, oci_cgroup_parent: str,
+        request: pytest.FixtureRequest) -> None:
     """Tried (the original CVE-2019-5736 exploit's shape): a process already in the container
     waits for a process whose /proc/<pid>/exe is the runtime's binary, while the runtime
     execs a ``#!/proc/self/exe`` program into it; then holds it and overwrites it once the
@@ -407,7 +408,7 @@ def test_a_process_inside_cannot_reach_the_runtime_binary_through_an_exec(
     # handle on a read-only mount of it, say) is noted; isolate must not even allow that.
     stopped = sha(target) == digest
     reached = "REACHED" in found
-    compare("runtime binary overwritten from inside (CVE-2019-5736)",
+    compare(request, "runtime binary overwritten from inside (CVE-2019-5736)",
             "isolate" if runtime is None else tool, stopped,
             "reached, not writable" if reached and stopped else ("overwritten" if not stopped else ""))
     if runtime is None:
