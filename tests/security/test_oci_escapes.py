@@ -1,0 +1,248 @@
+"""Escapes through the OCI runtime (issue 12: escapes 2, 4 and 5), each done for real.
+
+Every attack goes through the real command line (``isolate-oci`` next to
+``sys.executable``), with a busybox bundle (conftest's ``make_bundle``) and,
+where busybox cannot do it, ``oci_probe.c``: a static C program the test
+builds into the bundle's rootfs, so the attacker's program is the image's own.
+Each attack also runs against runc and crun, and the table printed at the end of
+the run (``comparison``) says which of them stopped it; the isolate case asserts
+that it was stopped.
+
+Escape 5: a startContainer hook is a program of the image; it must run as the
+container's process would (credentials, capabilities, no_new_privs, seccomp,
+rlimits, umask, cgroup), not with the runtime's privileges, so it cannot read
+or write a host file through open_by_handle_at.
+
+Escape 2 (CVE-2024-21626 class): a working directory given as a magic link
+(``/proc/self/fd/N``), directly or through a symlink the container planted in
+place of its configured cwd, must not land the process in a host directory.
+
+Escape 4 (TIOCSTI, CVE-2017-5226 class): a process started without a terminal
+must not share the caller's session, whose terminal it could type into.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import subprocess
+import sys
+import termios
+import tty
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.root]
+
+OCI = str(Path(sys.executable).parent / "isolate-oci")
+TOOLS = ("isolate", "runc", "crun")
+HERE = Path(__file__).parent
+TIMEOUT = 60
+# The default spec's capabilities (runc's `spec`), as a /proc/<pid>/status mask.
+CAPS = {"CAP_AUDIT_WRITE": 29, "CAP_KILL": 5, "CAP_NET_BIND_SERVICE": 10}
+CAP_MASK = sum(1 << bit for bit in CAPS.values())
+
+
+# --- the runtimes -------------------------------------------------------------------
+
+
+@dataclass
+class Runtime:
+    """One OCI runtime's command line with its own --root; ``cleanup`` force-deletes what it made."""
+
+    name: str
+    argv: list[str]
+    ids: set[str] = field(default_factory=set)
+
+    def command(self, *args: str) -> list[str]:
+        """The full command line for ``args`` (a verb and its arguments)."""
+        if args and args[0] in ("run", "create"):
+            self.ids.add(args[-1])
+        return [*self.argv, *args]
+
+    def __call__(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+        kw.setdefault("stdin", subprocess.DEVNULL)
+        if "stdout" not in kw and "stderr" not in kw:
+            kw["capture_output"] = True
+        return subprocess.run(self.command(*args), text=True, timeout=TIMEOUT, check=False, **kw)
+
+    def ok(self, *args: str, **kw: Any) -> str:
+        """Run ``args``; fail the test (naming the runtime) if it does not succeed."""
+        r = self(*args, **kw)
+        assert r.returncode == 0, f"{self.name} {' '.join(args)}: {r.returncode} {r.stderr}"
+        return r.stdout or ""
+
+    def cleanup(self) -> None:
+        for cid in sorted(self.ids):
+            self("delete", "--force", cid)
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> Iterator[Callable[[str], Runtime]]:
+    """``runtime(name)``: isolate-oci, runc or crun, each with a state root under ``tmp_path``.
+
+    crun 1.8 refuses hybrid cgroup hosts; as in the benchmarks (cases.crun_view) it
+    runs in a mount namespace of ours whose /sys/fs/cgroup is a cgroup2 mount, with
+    ``--cgroup-manager=disabled``.  A runtime that cannot be found fails the test.
+    """
+    made: list[Runtime] = []
+    holders: list[subprocess.Popen[bytes]] = []
+
+    def get(name: str) -> Runtime:
+        root = str(tmp_path / f"state-{name}")
+        if name == "isolate":
+            rt = Runtime(name, [OCI, "--root", root])
+        else:
+            exe = shutil.which(name)
+            assert exe is not None, f"{name} is not installed: the comparison cannot run"
+            flags: list[str] = []
+            prefix: list[str] = []
+            if name == "crun" and _hybrid():
+                holder = subprocess.Popen(
+                    ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                     "mount -t cgroup2 cgroup2 /sys/fs/cgroup && echo ready && exec sleep 100000"],
+                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                holders.append(holder)
+                assert holder.stdout is not None and holder.stdout.readline() == b"ready\n", \
+                    "no mount namespace with cgroup2 at /sys/fs/cgroup could be made for crun"
+                prefix = ["nsenter", f"--mount=/proc/{holder.pid}/ns/mnt", "--"]
+                flags = ["--cgroup-manager=disabled"]
+            rt = Runtime(name, [*prefix, exe, *flags, "--root", root])
+        made.append(rt)
+        return rt
+
+    try:
+        yield get
+    finally:
+        for rt in made:
+            rt.cleanup()
+        for holder in holders:
+            holder.kill()
+            holder.wait()
+            assert holder.stdout is not None
+            holder.stdout.close()
+
+
+def _hybrid() -> bool:
+    from isolate.cgroup import detect
+
+    return detect().kind == "hybrid"
+
+
+@pytest.fixture(scope="session")
+def probe(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """oci_probe.c built static (it runs in a busybox image and on the host)."""
+    out = tmp_path_factory.mktemp("probe") / "oci_probe"
+    subprocess.run(["gcc", "-static", "-O1", "-Wall", "-Wextra", "-Werror", "-o", str(out),
+                    str(HERE / "oci_probe.c")], check=True)
+    return out
+
+
+def bundle_for(tool: str, make_bundle: Callable[..., Path], args: list[str],
+               edit: Callable[[dict[str, Any]], None] | None = None) -> Path:
+    """conftest's ``make_bundle`` for ``tool`` (its own rootfs copy and cgroup), readable by all three.
+
+    The config says ociVersion 1.0.2: crun 1.8 refuses the 1.2.0 of ``isolate-oci spec``.
+    """
+    def edit_all(c: dict[str, Any]) -> None:
+        c["ociVersion"] = "1.0.2"
+        if edit is not None:
+            edit(c)
+
+    return make_bundle(args, edit=edit_all, name=tool)
+
+
+def _report(text: str) -> dict[str, str]:
+    """The probe's "key value" lines (keys end before the first blank or tab)."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        key, _, value = line.replace("\t", " ").partition(" ")
+        out[key.rstrip(":")] = value.strip()
+    return out
+
+
+# --- escape 5: startContainer hooks -------------------------------------------------
+
+HOOK_SECCOMP = {
+    "defaultAction": "SCMP_ACT_ALLOW",
+    "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+    # A harmless syscall answered with a chosen errno: the hook's filter is this one.
+    "syscalls": [{"names": ["sysinfo"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EBADFD}],
+}
+HOOK_RLIMIT = (123, 456)
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_start_container_hook_runs_as_the_containers_process(
+        tool: str, runtime: Callable[[str], Runtime], make_bundle: Callable[..., Path], probe: Path,
+        tmp_path: Path, comparison: Callable[[str, str, bool, str], None]) -> None:
+    """Tried: a startContainer hook that is the image's own program opens a host file by
+    its handle (open_by_handle_at, which needs CAP_DAC_READ_SEARCH) to read and append
+    to it, and reports what it runs as.
+    Stopped by: the hook runs as the container's process would: its user, groups,
+    umask, capabilities (the config's: no CAP_DAC_READ_SEARCH, so EPERM),
+    no_new_privs, rlimits, seccomp filter (the config's, seen by its errno for
+    sysinfo) and the container's cgroup."""
+    host = tmp_path / "host"
+    host.mkdir()
+    secret = host / "secret"
+    secret.write_text("host secret\n")
+    handle = subprocess.run([str(probe), "handle", str(secret)], capture_output=True, text=True,
+                            check=True).stdout.split()
+
+    def edit(c: dict[str, Any]) -> None:
+        c["process"]["user"] = {"uid": 1000, "gid": 1000, "additionalGids": [1001, 1002], "umask": 0o027}
+        c["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": HOOK_RLIMIT[0], "hard": HOOK_RLIMIT[1]}]
+        c["process"]["noNewPrivileges"] = True
+        # Every set: ambient ones (what a non-root user keeps across execve) must be inheritable.
+        c["process"]["capabilities"] = {k: sorted(CAPS) for k in ("bounding", "effective", "permitted",
+                                                                  "inheritable", "ambient")}
+        c["linux"]["seccomp"] = HOOK_SECCOMP
+        c["hooks"] = {"startContainer": [{"path": "/probe", "args": [
+            "probe", "hook", handle[0], handle[1], "/srv/hook.out"]}]}
+
+    # The container's own process records its cgroup for the comparison, after the hook.
+    bundle = bundle_for(tool, make_bundle, ["sh", "-c", "cat /proc/self/cgroup > /srv/init.cgroup"], edit)
+    shutil.copy(probe, bundle / "rootfs" / "probe")
+    os.chmod(bundle / "rootfs" / "srv", 0o777)
+    rt = runtime(tool)
+    rt.ok("run", "--bundle", str(bundle), "hooked")
+    out = bundle / "rootfs" / "srv" / "hook.out"
+    assert out.exists(), f"{tool}: the hook did not run"
+    text = out.read_text()
+    r = _report(text)
+    assert r.get("done") == "1", f"{tool}: the hook did not finish: {text}"
+    init_cgroup = (bundle / "rootfs" / "srv" / "init.cgroup").read_text().splitlines()
+    hook_cgroup = [line.split(" ", 1)[1] for line in text.splitlines() if line.startswith("/proc/self/cgroup ")]
+
+    seen = {
+        "open_by_handle_at read": r["read-errno"], "open_by_handle_at write": r["write-errno"],
+        "Uid": r["Uid"].split(), "Gid": r["Gid"].split(), "Groups": r["Groups"].split(),
+        "Umask": r["Umask"], "CapEff": int(r["CapEff"], 16), "CapPrm": int(r["CapPrm"], 16),
+        "CapBnd": int(r["CapBnd"], 16), "CapAmb": int(r["CapAmb"], 16), "NoNewPrivs": r["NoNewPrivs"], "Seccomp": r["Seccomp"],
+        "sysinfo errno": r["sysinfo"], "Max open files": r["Max"].split()[2:4],
+        "cgroup is the container's": hook_cgroup == init_cgroup,
+    }
+    want = {
+        "open_by_handle_at read": str(errno.EPERM), "open_by_handle_at write": str(errno.EPERM),
+        "Uid": ["1000"] * 4, "Gid": ["1000"] * 4, "Groups": ["1001", "1002"], "Umask": "0027",
+        "CapEff": CAP_MASK, "CapPrm": CAP_MASK, "CapBnd": CAP_MASK, "CapAmb": CAP_MASK, "NoNewPrivs": "1", "Seccomp": "2",
+        "sysinfo errno": str(errno.EBADFD), "Max open files": [str(v) for v in HOOK_RLIMIT],
+        "cgroup is the container's": True,
+    }
+    stopped = r["read-errno"] != "0" and r["write-errno"] != "0" and secret.read_text() == "host secret\n"
+    wrong = {k: v for k, v in seen.items() if v != want[k]}
+    comparison("startContainer hook: host file via open_by_handle_at", tool, stopped,
+               f"read errno {r['read-errno']}, write errno {r['write-errno']}; differs from the "
+               f"container's process: {wrong or 'nothing'}")
+    if tool == "isolate":
+        assert secret.read_text() == "host secret\n"
+        assert "read-data" not in r, r
+        assert seen == want
