@@ -85,12 +85,13 @@ class Runtime:
 
 
 @pytest.fixture
-def runtime(tmp_path: Path) -> Iterator[Callable[[str], Runtime]]:
+def runtime(tmp_path: Path, oci_cgroup_parent: str) -> Iterator[Callable[[str], Runtime]]:
     """``runtime(name)``: isolate-oci, runc or crun, each with a state root under ``tmp_path``.
 
     crun 1.8 refuses hybrid cgroup hosts; as in the benchmarks (cases.crun_view) it
     runs in a mount namespace of ours whose /sys/fs/cgroup is a cgroup2 mount, with
     ``--cgroup-manager=disabled``.  A runtime that cannot be found fails the test.
+    (``oci_cgroup_parent``: its check of leftovers runs after the containers are deleted.)
     """
     made: list[Runtime] = []
     holders: list[subprocess.Popen[bytes]] = []
@@ -246,3 +247,218 @@ def test_start_container_hook_runs_as_the_containers_process(
         assert secret.read_text() == "host secret\n"
         assert "read-data" not in r, r
         assert seen == want
+
+
+# --- escape 2: working directories through magic links -------------------------------
+
+FDS = range(3, 21)
+
+
+@dataclass
+class Escape:
+    """The would-be host target of a cwd attack and where its writes landed."""
+
+    tmp: Path
+    token: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+    def __post_init__(self) -> None:
+        # The marker directory: the runtime's cwd, and an fd the caller leaves open in it
+        # (not close-on-exec, as a careless shim would), so /proc/self/fd/N names it.
+        self.marker = self.tmp / "marker"
+        self.marker.mkdir()
+        (self.marker / "keep").write_text("host\n")
+        self.fd = os.open(self.marker, os.O_RDONLY | os.O_DIRECTORY)
+        os.set_inheritable(self.fd, True)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def script(self, name: str) -> list[str]:
+        """sh writing ``name`` in its cwd and, should the cwd be outside the root, in the
+        marker directory through ``..`` from there."""
+        climb = "../" * 16 + str(self.marker).lstrip("/")
+        return ["sh", "-c", f"echo escaped > {name}-{self.token}; echo escaped > {climb}/{name}-{self.token}"]
+
+    def landed(self, name: str) -> tuple[list[Path], list[Path]]:
+        """(files written on the host, files written inside a bundle's rootfs) for ``name``."""
+        pattern = f"{name}-{self.token}"
+        found = sorted(self.tmp.rglob(pattern)) + sorted(Path("/").glob(pattern))
+        inside = [p for p in found if p.is_relative_to(self.tmp) and "rootfs" in p.relative_to(self.tmp).parts]
+        return [p for p in found if p not in inside], inside
+
+    def run(self, rt: Runtime, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+        """``rt`` with the marker directory as its cwd and the marker fd open."""
+        return rt(*args, cwd=self.marker, pass_fds=[self.fd], **kw)
+
+
+@pytest.fixture
+def escape(tmp_path: Path) -> Iterator[Escape]:
+    e = Escape(tmp_path)
+    try:
+        yield e
+    finally:
+        e.close()
+
+
+def _outcome(escape: Escape, name: str, r: subprocess.CompletedProcess[str]) -> str:
+    """"host" (the attack wrote on the host), "inside" (it stayed in the root) or "refused: ..."."""
+    host, inside = escape.landed(name)
+    if host:
+        return f"host: {[str(p) for p in host]}"
+    if inside:
+        return "inside"
+    return f"refused: {r.returncode} {r.stderr.strip()}"
+
+
+def _judge(tool: str, attack: str, escape: Escape, outcomes: dict[str, str],
+           comparison: Callable[[str, str, bool, str], None]) -> None:
+    escaped = {k: v for k, v in outcomes.items() if v.startswith("host")}
+    comparison(attack, tool, not escaped, f"escaped with {sorted(escaped)}: {escaped}" if escaped else
+               f"each refused or stayed inside: {outcomes}")
+    if tool == "isolate":
+        assert not escaped, outcomes
+        assert sorted(p.name for p in escape.marker.iterdir()) == ["keep"]
+        for what, outcome in outcomes.items():
+            # Refused with one line naming the step (entering or making the cwd), or done inside.
+            assert outcome == "inside" or (
+                outcome.startswith("refused: 1 isolate-oci:") and "\n" not in outcome
+                and ("chdir" in outcome or "mkdir" in outcome)), (what, outcome)
+
+
+def _sleeping(tool: str, make_bundle: Callable[..., Path], rt: Runtime, cid: str,
+              edit: Callable[[dict[str, Any]], None] | None = None) -> Path:
+    """A running container ``cid`` (``sleep``); its stdio is not ours to wait on."""
+    bundle = bundle_for(tool, make_bundle, ["sleep", "300"], edit)
+    with open(bundle / "run.err", "w+") as err:
+        r = rt("run", "--detach", "--bundle", str(bundle), cid, stdout=subprocess.DEVNULL, stderr=err)
+        err.seek(0)
+        assert r.returncode == 0, f"{tool} run --detach: {r.returncode} {err.read()}"
+    return bundle
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_exec_cwd_through_proc_self_fd_stays_in_the_container(
+        tool: str, runtime: Callable[[str], Runtime], make_bundle: Callable[..., Path], escape: Escape,
+        comparison: Callable[[str, str, bool, str], None]) -> None:
+    """Tried: ``exec --cwd /proc/self/fd/N`` for every N from 3 to 20 (the runtime's
+    state directory, namespace and cgroup fds, and a directory fd its caller left open),
+    then write a file there and, through ``..``, in the host's marker directory.
+    Stopped by: the cwd is opened inside the container's root with
+    RESOLVE_NO_MAGICLINKS: /proc/self/fd/N is refused (ELOOP), or names no file."""
+    rt = runtime(tool)
+    _sleeping(tool, make_bundle, rt, "c1")
+    outcomes = {}
+    for n in FDS:
+        r = escape.run(rt, "exec", "--cwd", f"/proc/self/fd/{n}", "c1", *escape.script(f"fd{n}"))
+        outcomes[f"fd {n}"] = _outcome(escape, f"fd{n}", r)
+    _judge(tool, "exec --cwd /proc/self/fd/N", escape, outcomes, comparison)
+
+
+PLANTED = [f"/proc/self/fd/{n}" for n in FDS] + [
+    "../../../../../../../..", "/", "/proc/self/root", "/proc/1/root", "/proc/self/cwd"]
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_exec_into_a_planted_cwd_symlink_stays_in_the_container(
+        tool: str, runtime: Callable[[str], Runtime], make_bundle: Callable[..., Path], escape: Escape,
+        comparison: Callable[[str, str, bool, str], None]) -> None:
+    """Tried: the container replaces its configured cwd (/work) with a symlink to
+    /proc/self/fd/N (N from 3 to 20), a ``..`` chain, ``/``, /proc/self/root,
+    /proc/1/root or /proc/self/cwd; then the operator runs a plain ``exec`` (no --cwd)
+    that writes a file in its cwd and, through ``..``, in the host's marker directory.
+    Stopped by: the cwd is resolved inside the root (symlinks and ``..`` stay in it) and
+    magic links are refused."""
+    rt = runtime(tool)
+    _sleeping(tool, make_bundle, rt, "c1", edit=lambda c: c["process"].update(cwd="/work"))
+    outcomes = {}
+    for i, target in enumerate(PLANTED):
+        # The container's own process plants the link (exec'd with a harmless cwd).
+        rt.ok("exec", "--cwd", "/", "c1", "sh", "-c", f"rm -rf /work && ln -s {target} /work")
+        r = escape.run(rt, "exec", "c1", *escape.script(f"link{i}"))
+        outcomes[target] = _outcome(escape, f"link{i}", r)
+    _judge(tool, "exec into a cwd the container made a symlink", escape, outcomes, comparison)
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_run_with_process_cwd_through_proc_self_fd_stays_in_the_container(
+        tool: str, runtime: Callable[[str], Runtime], make_bundle: Callable[..., Path], escape: Escape,
+        comparison: Callable[[str, str, bool, str], None]) -> None:
+    """Tried: a config whose process.cwd is /proc/self/fd/N (N from 3 to 20; the attack
+    of CVE-2024-21626 on runc's create), run in the foreground.
+    Stopped by: create makes and enters the cwd inside the root without magic links."""
+    rt = runtime(tool)
+    bundle = bundle_for(tool, make_bundle, ["true"])
+    config = json.loads((bundle / "config.json").read_text())
+    outcomes = {}
+    for n in FDS:
+        config["process"]["cwd"] = f"/proc/self/fd/{n}"
+        config["process"]["args"] = escape.script(f"run{n}")
+        (bundle / "config.json").write_text(json.dumps(config))
+        r = escape.run(rt, "run", "--bundle", str(bundle), f"r{n}")
+        rt("delete", "--force", f"r{n}")
+        outcomes[f"fd {n}"] = _outcome(escape, f"run{n}", r)
+    _judge(tool, "run with process.cwd /proc/self/fd/N", escape, outcomes, comparison)
+
+
+# The CLI with isolate.spawn wrapped: before each spawn, every fd this process has open,
+# with its close-on-exec flag and target, is appended to $FD_AUDIT as one JSON line.
+FD_AUDIT = r"""
+import json, os, sys
+import isolate.container, isolate.process
+
+real = isolate.process.spawn
+
+def audit(*args, **kwargs):
+    fds = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{name}")
+            with open(f"/proc/self/fdinfo/{name}") as f:
+                flags = int(next(l for l in f if l.startswith("flags:")).split()[1], 8)
+        except (OSError, StopIteration):
+            continue        # the listing's own fd
+        fds[name] = {"cloexec": bool(flags & os.O_CLOEXEC), "target": target}
+    with open(os.environ["FD_AUDIT"], "a") as f:
+        f.write(json.dumps({"argv": [str(a) for a in args[0]], "fds": fds}) + "\n")
+    return real(*args, **kwargs)
+
+isolate.process.spawn = isolate.container.spawn = audit
+from isolate.cli.oci import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_no_fd_of_the_runtime_is_inheritable_when_it_spawns(
+        runtime: Callable[[str], Runtime], make_bundle: Callable[..., Path], escape: Escape,
+        tmp_path: Path) -> None:
+    """Tried: leave a directory fd open (not close-on-exec) to isolate-oci create, start (a
+    startContainer hook) and exec, as a careless caller would, and list every fd the
+    runtime has when it starts each process.
+    Holds: every fd from 3 up is close-on-exec by then (the caller's too, as runc's
+    CloseExecFrom makes them), so once the child has exec'd its helper none is left for a
+    path lookup to reach through /proc/self/fd/N: only fds the plan names."""
+    log = tmp_path / "fds.jsonl"
+    base = runtime("isolate").argv[1:]          # --root <state>
+    bundle = bundle_for("isolate", make_bundle, ["sleep", "300"], lambda c: c.update(
+        hooks={"startContainer": [{"path": "/bin/true"}]}))
+    rt = Runtime("isolate", [sys.executable, "-c", FD_AUDIT, *base])
+    env = {**os.environ, "FD_AUDIT": str(log)}
+    try:
+        with open(tmp_path / "create.err", "w+") as err:       # the container keeps its stdio
+            r = escape.run(rt, "create", "--bundle", str(bundle), "c1", env=env, stdout=subprocess.DEVNULL,
+                           stderr=err)
+            err.seek(0)
+            assert r.returncode == 0, err.read()
+        for args in (("start", "c1"), ("exec", "c1", "true")):
+            r = escape.run(rt, *args, env=env)
+            assert r.returncode == 0, r.stderr
+    finally:
+        rt.cleanup()
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [rec["argv"][0] for rec in records] == ["sleep", "/bin/true", "true"]
+    marker_seen = 0
+    for rec in records:
+        leaky = {fd: v for fd, v in rec["fds"].items() if int(fd) >= 3 and not v["cloexec"]}
+        assert not leaky, (rec["argv"], leaky)
+        marker_seen += any(v["target"] == str(escape.marker) for v in rec["fds"].values())
+    assert marker_seen == 3, records       # the caller's fd was there, close-on-exec

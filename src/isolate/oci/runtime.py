@@ -132,6 +132,26 @@ def _check_preserved(n: int) -> None:
                               f"{2 + n})") from None
 
 
+def _cloexec_from(first: int) -> None:
+    """Mark every open fd from ``first`` up close-on-exec (runc's CloseExecFrom).
+
+    What the caller left open (a shim's pipe, a shell's directory) is not the
+    container's: with O_CLOEXEC it is gone once the new process execs, so no
+    path the process looks up afterwards can go through it (/proc/self/fd/N).
+    """
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return
+    for name in names:
+        fd = int(name)
+        if fd >= first:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:
+                pass            # the listing's own fd, closed by now
+
+
 def _home_for(rootfs: str, uid: int) -> str:
     """The home of ``uid`` in the image's /etc/passwd, else ``/`` (runc sets HOME this way)."""
     try:
@@ -203,6 +223,7 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
     from .convert import spec_to_container_options
 
     _check_preserved(preserve_fds)
+    _cloexec_from(3 + preserve_fds)
     sd = StateDir(root, cid)
     spec, bundle_path = S.load_bundle(bundle)
     proc_spec = spec.process
@@ -311,6 +332,7 @@ def start(root: str, cid: str, *, warn: Warn = _ignore) -> ContainerState:
             raise RuntimeError_(f"cannot start a container that is {status}")
         hooks = hooks_of(st.config, "startContainer")
         if hooks:
+            _cloexec_from(3)
             run_hooks(hooks, sd.oci_state(st, "created"), "startContainer", container=st)
         try:
             fd = os.open(sd.fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -571,6 +593,7 @@ def exec_process(root: str, cid: str, proc_spec: S.Process, *, detach: bool = Fa
     from .inside import entering
 
     _check_preserved(preserve_fds)
+    _cloexec_from(3 + preserve_fds)
     sd, st = _load(root, cid)
     fds: list[int] = []
     with sd:
