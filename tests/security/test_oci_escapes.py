@@ -23,9 +23,12 @@ must not share the caller's session, whose terminal it could type into.
 
 from __future__ import annotations
 
+import array
 import errno
+import fcntl
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -462,3 +465,88 @@ def test_no_fd_of_the_runtime_is_inheritable_when_it_spawns(
         assert not leaky, (rec["argv"], leaky)
         marker_seen += any(v["target"] == str(escape.marker) for v in rec["fds"].values())
     assert marker_seen == 3, records       # the caller's fd was there, close-on-exec
+
+
+# --- escape 4: typing into the caller's terminal ---------------------------------------
+
+
+def _input_queue(fd: int) -> bytes:
+    """What is waiting to be read on the terminal ``fd`` (non-blocking)."""
+    waiting = array.array("i", [0])
+    fcntl.ioctl(fd, termios.FIONREAD, waiting)
+    os.set_blocking(fd, False)
+    try:
+        return os.read(fd, 4096)
+    except BlockingIOError:
+        return b""
+    finally:
+        os.set_blocking(fd, True)
+
+
+@pytest.mark.parametrize("verb", ["run", "create", "exec"])
+@pytest.mark.parametrize("tool", TOOLS)
+def test_the_container_cannot_type_into_the_callers_terminal(
+        tool: str, verb: str, runtime: Callable[[str], Runtime], make_bundle: Callable[..., Path],
+        probe: Path, tmp_path: Path, comparison: Callable[[str, str, bool, str], None]) -> None:
+    """Tried: the runtime runs under a pseudo-terminal that is its controlling terminal
+    (its caller's shell's, here a session made with ``setsid --ctty``) and is started
+    without a terminal in the config (``run``; ``create`` then ``start``; ``exec`` without
+    -t), so the container's process has that terminal as stdin; it pushes a command into
+    the terminal's input queue with ioctl(TIOCSTI), where the caller's shell would read
+    and run it, and tries TIOCLINUX.  The config has no seccomp filter, so nothing but the
+    session stands in the way.
+    Stopped by: the process gets a session of its own (no controlling terminal): TIOCSTI
+    on a terminal that is not the caller's controlling one needs CAP_SYS_ADMIN (EPERM),
+    and nothing arrives on the terminal's input queue."""
+    rt = runtime(tool)
+    typed = f"echo typed-{uuid.uuid4().hex[:8]}\n"
+    attack = ["/probe", "tty", typed]
+
+    def edit(c: dict[str, Any]) -> None:
+        c["linux"].pop("seccomp", None)     # whatever the profile says about ioctl, it is not asked
+
+    bundle = bundle_for(tool, make_bundle, ["sleep", "300"] if verb == "exec" else attack, edit)
+    shutil.copy(probe, bundle / "rootfs" / "probe")
+    out = tmp_path / "probe.out"
+    if verb == "exec":
+        with open(tmp_path / "run.err", "w+") as err:
+            r = rt("run", "--detach", "--bundle", str(bundle), "c1", stdout=subprocess.DEVNULL, stderr=err)
+            err.seek(0)
+            assert r.returncode == 0, err.read()
+        steps = [rt.command("exec", "c1", *attack)]
+    elif verb == "create":
+        steps = [rt.command("create", "--bundle", str(bundle), "c1"), rt.command("start", "c1")]
+    else:
+        steps = [rt.command("run", "--bundle", str(bundle), "c1")]
+    # The session leader (the caller's shell) stays until the probe is done: its terminal
+    # stays the session's controlling terminal all along.
+    script = " && ".join(shlex.join(s) for s in steps) + (
+        f"; i=0; until grep -q '^done' {shlex.quote(str(out))} || [ $i -ge 600 ]; do sleep 0.1; "
+        "i=$((i+1)); done")
+    master, slave = os.openpty()
+    try:
+        tty.setraw(slave)                   # every byte readable at once, no echo
+        with open(out, "w") as o, open(tmp_path / "err", "w+") as e:
+            r = subprocess.run(["setsid", "--wait", "--ctty", "sh", "-c", script], stdin=slave, stdout=o,
+                               stderr=e, timeout=TIMEOUT)
+            e.seek(0)
+            errors = e.read()
+        queued = _input_queue(slave)
+    finally:
+        os.close(master)
+        os.close(slave)
+    report = _report(out.read_text())
+    assert report.get("done") == "1", f"{tool} {verb}: the probe did not run: {r.returncode} {errors}"
+    stopped = report["tiocsti-errno"] != "0" and not queued
+    # runc in the foreground (run, exec) hands the process pipes it copies the terminal
+    # through, never the terminal itself.
+    how = "" if report["isatty"] == "1" else "stdin is not the terminal (the runtime copies it); "
+    comparison(f"TIOCSTI into the caller's terminal ({verb})", tool, stopped,
+               f"{how}TIOCSTI errno {report['tiocsti-errno']}, TIOCLINUX errno {report['tioclinux-errno']}, "
+               f"controlling tty {report['ctty']}, own session {report['sid-is-pid']}, queued {queued!r}")
+    if tool == "isolate":
+        assert report["isatty"] == "1"      # stdin is the caller's terminal
+        assert queued == b""
+        assert report["tiocsti-errno"] == str(errno.EPERM)
+        assert report["tioclinux-errno"] != "0"
+        assert (report["ctty"], report["sid-is-pid"]) == ("0", "1")

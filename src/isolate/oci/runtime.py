@@ -267,6 +267,11 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
             stdio = dict(console_socket=sock, console_size=(size.height, size.width) if size else None)
         elif terminal and os.isatty(0):
             stdio = dict(tty=True)
+        else:
+            # A session of its own, as runc's: the caller's terminal, if any, is not the
+            # process's controlling one, so it cannot type into it (TIOCSTI).  With a
+            # terminal, its setup makes the session instead.
+            stdio = dict(new_session=True)
         pass_fds = list(range(3, 3 + preserve_fds))
         container = Container(**opts, cgroup=cg, die_with_parent=False, name=cid)
         proc = container.start(list(conv.args), exec_gate=gate, pass_fds=pass_fds, **stdio)
