@@ -252,6 +252,26 @@ def test_start_container_hook_runs_as_the_containers_process(
         assert seen == want
 
 
+
+def test_a_start_container_hook_past_its_timeout_is_killed_with_what_it_started(
+        runtime: Callable[[str], Runtime], make_bundle: Callable[..., Path]) -> None:
+    """A hook that outlives its timeout fails start; it and the processes it started (its
+    session) are killed, and the container's own process is left as it was (created)."""
+    def edit(c: dict[str, Any]) -> None:
+        c["hooks"] = {"startContainer": [{"path": "/bin/sh", "timeout": 1, "args": [
+            "sh", "-c", "sleep 1000.5 & exec sleep 1000.6"]}]}
+
+    bundle = bundle_for("isolate", make_bundle, ["sleep", "300"], edit)
+    rt = runtime("isolate")
+    with open(bundle / "create.err", "w+") as err:
+        assert rt("create", "--bundle", str(bundle), "c1", stdout=subprocess.DEVNULL, stderr=err).returncode == 0
+    r = rt("start", "c1")
+    assert (r.returncode, r.stderr) == (1, "isolate-oci: start: hooks.startContainer[0] (/bin/sh): "
+                                           "timed out after 1 s\n")
+    assert json.loads(rt.ok("state", "c1"))["status"] == "created"
+    assert [int(p) for p in rt.ok("ps", "--format", "json", "c1").strip("[]\n").split(",")] == \
+        [json.loads(rt.ok("state", "c1"))["pid"]]
+
 # --- escape 2: working directories through magic links -------------------------------
 
 FDS = range(3, 21)

@@ -89,7 +89,14 @@ def _run_one(hook: S.Hook, data: bytes, container: ContainerState | None) -> Non
             try:
                 _, err = p.communicate(data, timeout)
             except subprocess.TimeoutExpired:
-                p.kill_tree()       # its session: the hook and whatever it started
+                # Its session (a process group): the hook and what it started, not the
+                # container (kill_tree would kill the whole cgroup).  Not reaped yet, the
+                # hook's pid cannot have been reused.
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                p.kill()
                 p.wait()
                 raise HookError(f"timed out after {timeout} s") from None
         code = p.returncode
