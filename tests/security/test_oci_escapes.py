@@ -23,16 +23,14 @@ must not share the caller's session, whose terminal it could type into.
 
 from __future__ import annotations
 
-import array
 import errno
-import fcntl
 import json
 import os
 import shlex
 import shutil
 import subprocess
 import sys
-import termios
+import tempfile
 import tty
 import uuid
 from collections.abc import Callable, Iterator
@@ -132,6 +130,15 @@ def runtime(tmp_path: Path, oci_cgroup_parent: str) -> Iterator[Callable[[str], 
             holder.wait()
             assert holder.stdout is not None
             holder.stdout.close()
+
+
+def detached(rt: Runtime, *args: str, **kw: Any) -> None:
+    """A verb that leaves a container holding our stdio (create, run --detach): its stdout
+    is /dev/null and its stderr a file, so nothing waits for the container to close a pipe."""
+    with tempfile.TemporaryFile("w+") as err:
+        r = rt(*args, stdout=subprocess.DEVNULL, stderr=err, **kw)
+        err.seek(0)
+        assert r.returncode == 0, f"{rt.name} {' '.join(args)}: {r.returncode} {err.read()}"
 
 
 def _hybrid() -> bool:
@@ -252,7 +259,6 @@ def test_start_container_hook_runs_as_the_containers_process(
         assert seen == want
 
 
-
 def test_a_start_container_hook_past_its_timeout_is_killed_with_what_it_started(
         runtime: Callable[[str], Runtime], make_bundle: Callable[..., Path]) -> None:
     """A hook that outlives its timeout fails start; it and the processes it started (its
@@ -263,14 +269,14 @@ def test_a_start_container_hook_past_its_timeout_is_killed_with_what_it_started(
 
     bundle = bundle_for("isolate", make_bundle, ["sleep", "300"], edit)
     rt = runtime("isolate")
-    with open(bundle / "create.err", "w+") as err:
-        assert rt("create", "--bundle", str(bundle), "c1", stdout=subprocess.DEVNULL, stderr=err).returncode == 0
+    detached(rt, "create", "--bundle", str(bundle), "c1")
     r = rt("start", "c1")
     assert (r.returncode, r.stderr) == (1, "isolate-oci: start: hooks.startContainer[0] (/bin/sh): "
                                            "timed out after 1 s\n")
     assert json.loads(rt.ok("state", "c1"))["status"] == "created"
     assert [int(p) for p in rt.ok("ps", "--format", "json", "c1").strip("[]\n").split(",")] == \
         [json.loads(rt.ok("state", "c1"))["pid"]]
+
 
 # --- escape 2: working directories through magic links -------------------------------
 
@@ -352,10 +358,7 @@ def _sleeping(tool: str, make_bundle: Callable[..., Path], rt: Runtime, cid: str
               edit: Callable[[dict[str, Any]], None] | None = None) -> Path:
     """A running container ``cid`` (``sleep``); its stdio is not ours to wait on."""
     bundle = bundle_for(tool, make_bundle, ["sleep", "300"], edit)
-    with open(bundle / "run.err", "w+") as err:
-        r = rt("run", "--detach", "--bundle", str(bundle), cid, stdout=subprocess.DEVNULL, stderr=err)
-        err.seek(0)
-        assert r.returncode == 0, f"{tool} run --detach: {r.returncode} {err.read()}"
+    detached(rt, "run", "--detach", "--bundle", str(bundle), cid)
     return bundle
 
 
@@ -467,11 +470,7 @@ def test_no_fd_of_the_runtime_is_inheritable_when_it_spawns(
     rt = Runtime("isolate", [sys.executable, "-c", FD_AUDIT, *base])
     env = {**os.environ, "FD_AUDIT": str(log)}
     try:
-        with open(tmp_path / "create.err", "w+") as err:       # the container keeps its stdio
-            r = escape.run(rt, "create", "--bundle", str(bundle), "c1", env=env, stdout=subprocess.DEVNULL,
-                           stderr=err)
-            err.seek(0)
-            assert r.returncode == 0, err.read()
+        detached(rt, "create", "--bundle", str(bundle), "c1", env=env, cwd=escape.marker, pass_fds=[escape.fd])
         for args in (("start", "c1"), ("exec", "c1", "true")):
             r = escape.run(rt, *args, env=env)
             assert r.returncode == 0, r.stderr
@@ -491,9 +490,7 @@ def test_no_fd_of_the_runtime_is_inheritable_when_it_spawns(
 
 
 def _input_queue(fd: int) -> bytes:
-    """What is waiting to be read on the terminal ``fd`` (non-blocking)."""
-    waiting = array.array("i", [0])
-    fcntl.ioctl(fd, termios.FIONREAD, waiting)
+    """What is waiting to be read on the terminal ``fd`` (raw mode: every byte; non-blocking)."""
     os.set_blocking(fd, False)
     try:
         return os.read(fd, 4096)
@@ -529,10 +526,7 @@ def test_the_container_cannot_type_into_the_callers_terminal(
     shutil.copy(probe, bundle / "rootfs" / "probe")
     out = tmp_path / "probe.out"
     if verb == "exec":
-        with open(tmp_path / "run.err", "w+") as err:
-            r = rt("run", "--detach", "--bundle", str(bundle), "c1", stdout=subprocess.DEVNULL, stderr=err)
-            err.seek(0)
-            assert r.returncode == 0, err.read()
+        detached(rt, "run", "--detach", "--bundle", str(bundle), "c1")
         steps = [rt.command("exec", "c1", *attack)]
     elif verb == "create":
         steps = [rt.command("create", "--bundle", str(bundle), "c1"), rt.command("start", "c1")]
