@@ -535,7 +535,7 @@ def test_the_container_cannot_type_into_the_callers_terminal(
     # The session leader (the caller's shell) stays until the probe is done: its terminal
     # stays the session's controlling terminal all along.
     script = " && ".join(shlex.join(s) for s in steps) + (
-        f"; i=0; until grep -q '^done' {shlex.quote(str(out))} || [ $i -ge 600 ]; do sleep 0.1; "
+        f"; i=0; until grep -q '^done' {shlex.quote(str(out))} || [ $i -ge 300 ]; do sleep 0.1; "
         "i=$((i+1)); done")
     master, slave = os.openpty()
     try:
