@@ -157,8 +157,9 @@ def probe(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def bundle_for(tool: str, make_bundle: Callable[..., Path], args: list[str],
-               edit: Callable[[dict[str, Any]], None] | None = None) -> Path:
-    """conftest's ``make_bundle`` for ``tool`` (its own rootfs copy and cgroup), readable by all three.
+               edit: Callable[[dict[str, Any]], None] | None = None, *, name: str | None = None) -> Path:
+    """conftest's ``make_bundle`` for ``tool`` (its own rootfs copy and cgroup, both called
+    ``name``, default ``tool``), readable by all three.
 
     The config says ociVersion 1.0.2: crun 1.8 refuses the 1.2.0 of ``isolate-oci spec``.
     """
@@ -167,7 +168,7 @@ def bundle_for(tool: str, make_bundle: Callable[..., Path], args: list[str],
         if edit is not None:
             edit(c)
 
-    return make_bundle(args, edit=edit_all, name=tool)
+    return make_bundle(args, edit=edit_all, name=name or tool)
 
 
 def _report(text: str) -> dict[str, str]:
@@ -564,3 +565,47 @@ def test_the_container_cannot_type_into_the_callers_terminal(
         assert report["tiocsti-errno"] == str(errno.EPERM)
         assert report["tioclinux-errno"] != "0"
         assert (report["ctty"], report["sid-is-pid"]) == ("0", "1")
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_a_cwd_through_a_host_process_stays_in_the_container(
+        tool: str, runtime: Callable[[str], Runtime], make_bundle: Callable[..., Path], escape: Escape,
+        comparison: Callable[[str, str, bool, str], None]) -> None:
+    """Tried: a container sharing the host's pid namespace (as Kubernetes' hostPID) sees a
+    host process in its /proc (a sleep whose cwd is the host's marker directory) but may
+    not follow its /proc/<pid>/cwd itself (no CAP_SYS_PTRACE); it replaces its own cwd
+    with a symlink to that /proc/<pid>/cwd and waits for the operator's plain ``exec``,
+    whose setup runs with every capability until it drops them.  And a config whose
+    process.cwd is that /proc/<pid>/cwd, run.
+    Stopped by: the cwd is resolved inside the container's root and /proc/<pid>/cwd, a
+    magic link, is refused, whatever fds the process holds."""
+    host = subprocess.Popen(["sleep", "300"], cwd=escape.marker)
+    try:
+        host_dir = f"/proc/{host.pid}/cwd"
+
+        def no_pidns(c: dict[str, Any]) -> None:
+            c["linux"]["namespaces"] = [n for n in c["linux"]["namespaces"] if n["type"] != "pid"]
+            c["process"]["cwd"] = "/work"
+
+        rt = runtime(tool)
+        _sleeping(tool, make_bundle, rt, "c1", edit=no_pidns)
+        # The container itself may not go there: the runtime is what it needs.
+        r = rt("exec", "--cwd", "/", "c1", *escape.script("self")[:2], f"cd {host_dir} && {escape.script('self')[2]}")
+        assert r.returncode != 0 and escape.landed("self") == ([], []), (tool, r)
+        outcomes = {}
+        rt.ok("exec", "--cwd", "/", "c1", "sh", "-c", f"rm -rf /work && ln -s {host_dir} /work")
+        r = escape.run(rt, "exec", "c1", *escape.script("exec"))
+        outcomes["exec into the planted link"] = _outcome(escape, "exec", r)
+
+        def with_cwd(c: dict[str, Any]) -> None:
+            no_pidns(c)
+            c["process"]["cwd"] = host_dir
+
+        bundle = bundle_for(tool, make_bundle, escape.script("run"), with_cwd, name=f"{tool}-run")
+        r = escape.run(rt, "run", "--bundle", str(bundle), "r1")
+        rt("delete", "--force", "r1")
+        outcomes["run with that cwd"] = _outcome(escape, "run", r)
+    finally:
+        host.kill()
+        host.wait()
+    _judge(tool, "cwd through /proc/<host pid>/cwd (no pid namespace)", escape, outcomes, comparison)
