@@ -512,10 +512,12 @@ class Container:
               cwd: str | None = None, stdin: Stdio = None, stdout: Stdio = None,
               stderr: Stdio = None, pass_fds: Sequence[int] | Mapping[int, int] = (),
               tty: bool = False, exec_gate: int | None = None, console_socket: int | None = None,
-              console_size: tuple[int, int] | None = None) -> Process:
+              console_size: tuple[int, int] | None = None, new_session: bool = False) -> Process:
         """Create the container and start ``argv`` as its first process; returns the ``Process``.
 
         ``tty``: stdin is a terminal, made the controlling one in a new session.
+        ``new_session``: a session of its own without a terminal (setsid), so
+        the caller's terminal is not its controlling one (no TIOCSTI into it).
         ``exec_gate`` (for OCI create/start): an fd; the process is set up,
         then waits before execve until a byte can be read from it.
         ``console_socket``: a connected unix socket; the process gets a
@@ -552,7 +554,7 @@ class Container:
                 opts.update(_without_defaults({
                     "join": self._join, "uid_map": self._uid_map, "gid_map": self._gid_map,
                     "hostname": self.hostname, "cgroup": self._cgroup, "tty": tty,
-                    "exec_gate": exec_gate}))
+                    "exec_gate": exec_gate, "new_session": new_session}))
                 self.process = spawn(argv, namespaces=self.namespaces, ops=ops, stdin=stdin,
                                      stdout=stdout, stderr=stderr, pass_fds=pass_fds, **opts)
             except BaseException:

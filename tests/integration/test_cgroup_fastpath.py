@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import isolate
-from conftest import cgroup_leftovers as _leftovers
+from support import cgroup_leftovers as _leftovers
 from isolate import Cgroup, ConfigError, Limits
 from isolate.cgroup import detect
 

@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import cgroup_leftovers as _leftovers
+from support import cgroup_leftovers as _leftovers
 
 import isolate
 from isolate import CgroupPool, ConfigError, Limits

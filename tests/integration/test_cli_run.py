@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import cgroup_leftovers
+from support import cgroup_leftovers
 
 pytestmark = [pytest.mark.root]
 

@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import cgroup_leftovers, force_remove_cgroup, glob_below
+from support import cgroup_leftovers, force_remove_cgroup, glob_below
 
 pytestmark = [pytest.mark.root]
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import base_config
+from support import base_config
 
 pytestmark = [pytest.mark.root]
 

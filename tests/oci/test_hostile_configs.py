@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import base_config, make_busybox_rootfs
+from support import base_config, make_busybox_rootfs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import force_remove_cgroup, glob_below
+from support import force_remove_cgroup, glob_below
 
 pytestmark = pytest.mark.root
 

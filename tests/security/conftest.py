@@ -7,31 +7,13 @@ turns one defence off to show that the next one still holds.
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
-
-
-def _suite_conftest():  # type: ignore[no-untyped-def]
-    """tests/conftest.py, whose module name this file shadows for the tests here."""
-    spec = importlib.util.spec_from_file_location("isolate_suite_conftest",
-                                                  Path(__file__).resolve().parent.parent / "conftest.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_suite = _suite_conftest()
-#: The suite's OCI bundle helpers (tests/conftest.py), for the attacks run through isolate-oci.
-base_config = _suite.base_config
-make_busybox_rootfs = _suite.make_busybox_rootfs
-
-PY = "/usr/bin/python3"
+from support import compare
 
 
 @pytest.fixture
@@ -54,14 +36,7 @@ def host_marker() -> Iterator[Path]:
 # live in the test reports (user_properties), so a test module that loaded this
 # file under another name still adds to the one table.
 
-TOOLS = ("isolate", "runc", "crun", "bwrap")
-
-
-def compare(request: pytest.FixtureRequest, attack: str, tool: str, stopped: bool, detail: str) -> None:
-    """Record whether ``tool`` stopped ``attack``: a ``comparison`` user property of the
-    test (in the junit report) and a row of the table printed at the end of the run."""
-    request.node.user_properties.append(
-        ("comparison", {"attack": attack, "tool": tool, "stopped": stopped, "detail": detail}))
+TOOLS = ("isolate", "runc", "crun", "bwrap")   # compare() itself is in tests/support.py
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -86,3 +61,9 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     for attack in sorted(rows):
         terminalreporter.write_line(f"{attack:<{width}} | "
                                     + " | ".join(f"{rows[attack].get(t, '-'):<11}" for t in TOOLS))
+
+
+@pytest.fixture
+def comparison(request: pytest.FixtureRequest) -> Callable[[str, str, bool, str], None]:
+    """``compare`` bound to the running test: ``comparison(attack, tool, stopped, detail)``."""
+    return lambda attack, tool, stopped, detail: compare(request, attack, tool, stopped, detail)

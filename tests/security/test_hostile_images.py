@@ -36,7 +36,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-import importlib.util
 import json
 import os
 import shutil
@@ -58,19 +57,8 @@ import isolate
 from isolate.errors import SetupError
 
 
-def _conftest(path: Path) -> Any:
-    """A conftest's helpers, loaded by path: ``import conftest`` names whichever
-    conftest pytest loaded last."""
-    spec = importlib.util.spec_from_file_location(f"_hostile_{path.parent.name}_conftest", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_TESTS = _conftest(Path(__file__).parents[1] / "conftest.py")
-base_config = _TESTS.base_config
-compare = _conftest(Path(__file__).parent / "conftest.py").compare
+import support as _TESTS
+from support import base_config, compare
 
 pytestmark = [pytest.mark.root]
 

@@ -21,19 +21,16 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 import isolate
-from conftest import base_config, compare, make_busybox_rootfs
+from support import base_config, compare, make_busybox_rootfs
 
 pytestmark = [pytest.mark.root]
 

@@ -2,9 +2,12 @@
 
 prestart, createRuntime, createContainer (at create) and poststart,
 poststop run in the runtime's namespaces; startContainer runs inside the
-container (every namespace of its own, so ``path`` resolves in the
-container's root and the program, which comes from the container's files,
-sees only the container), as the runtime spec asks.  A hook that fails or outlives its
+container, as the runtime spec asks: ``path`` resolves in the container's
+root, and the program, which comes from the container's files, runs as the
+container's process would (``inside.entering``: its namespaces, cgroup, user
+and groups, capabilities, no_new_privs, seccomp filter, rlimits, umask and
+working directory), as runc runs it from the container's init just before
+execve, never with the runtime's privileges.  A hook that fails or outlives its
 ``timeout`` fails create/start; poststart and poststop failures are only
 warnings (the spec: "the runtime MUST log a warning").
 """
@@ -22,6 +25,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import Any
+
+    from .state import ContainerState
 
 __all__ = ["HookError", "hooks_of", "run_hooks"]
 
@@ -41,23 +46,23 @@ def hooks_of(config: dict[str, Any], point: str) -> list[S.Hook]:
 
 
 def run_hooks(hooks: Sequence[S.Hook], state: dict[str, Any], point: str, *,
-              container_pid: int | None = None, warn: Callable[[str], None] | None = None) -> None:
+              container: ContainerState | None = None, warn: Callable[[str], None] | None = None) -> None:
     """Run ``hooks`` in order; raise ``HookError`` on the first failure unless ``warn`` is given.
 
-    ``container_pid``: run inside that process's mount namespace (startContainer).
+    ``container``: run inside that container, as its process (startContainer).
     """
     data = json.dumps(state).encode()
     for i, hook in enumerate(hooks):
         where = f"hooks.{point}[{i}] ({hook.path})"
         try:
-            _run_one(hook, data, container_pid)
+            _run_one(hook, data, container)
         except HookError as e:
             if warn is None:
                 raise HookError(f"{where}: {e}") from None
             warn(f"{where}: {e}")
 
 
-def _run_one(hook: S.Hook, data: bytes, container_pid: int | None) -> None:
+def _run_one(hook: S.Hook, data: bytes, container: ContainerState | None) -> None:
     import subprocess  # here, not at the top: most runtime calls run no hook
 
     args = list(hook.args) if hook.args else [hook.path]
@@ -66,60 +71,61 @@ def _run_one(hook: S.Hook, data: bytes, container_pid: int | None) -> None:
         k, _, v = entry.partition("=")
         env[k] = v
     timeout = hook.timeout
-    if container_pid is not None:
+    if container is not None:
         from .. import process
-        from ..namespace import Namespace
+        from .inside import entering
 
-        # Every namespace the container has of its own, not only its mount
-        # namespace: the program comes from the container's files, so it must
-        # not run as root of the host's pid, network or user namespaces.
-        joined = []
+        proc = S.parse(container.config).process
+        if proc is None:
+            raise HookError("the container has no process to run the hook as")
         try:
-            for t in ("user", "mnt", "pid", "net", "ipc", "uts", "cgroup"):
-                theirs = f"/proc/{container_pid}/ns/{t}"
-                if os.stat(theirs).st_ino != os.stat(f"/proc/self/ns/{t}").st_ino:
-                    joined.append(Namespace.from_path(theirs, type=t))
-        except (OSError, IsolateError) as e:
-            for ns in joined:
-                ns.close()
-            raise HookError(f"cannot enter the container: {e}") from None
-        try:
-            try:
-                proc = process.spawn(args, executable=hook.path, join=joined, env=env,
-                                     stdin=subprocess.PIPE, cwd="/")
-            except IsolateError as e:
-                raise HookError(str(e)) from None
-            with proc:
-                try:
-                    proc.communicate(data, timeout)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-                    raise HookError(f"timed out after {timeout} s") from None
-            code = proc.returncode
-        finally:
-            for ns in joined:
-                ns.close()
-    else:
-        try:
-            # A session of its own: a timeout kills everything the hook started.
-            p = subprocess.Popen(args, executable=hook.path, env=env, stdin=subprocess.PIPE,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd="/",
-                                 start_new_session=True)
-        except OSError as e:
-            raise HookError(f"cannot run: {e.strerror}") from None
+            # The hook's own environment, exactly (runc); everything else is the process's.
+            with entering(container, proc, env=env) as opts:
+                p = process.spawn(args, executable=hook.path, stdin=subprocess.PIPE,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **opts)
+        except IsolateError as e:
+            raise HookError(f"cannot run: {e}") from None
         with p:
             try:
                 _, err = p.communicate(data, timeout)
             except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
+                # Its session (a process group): the hook and what it started, not the
+                # container (kill_tree would kill the whole cgroup).  Not reaped yet, the
+                # hook's pid cannot have been reused.
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                p.kill()
                 p.wait()
                 raise HookError(f"timed out after {timeout} s") from None
         code = p.returncode
-        if code != 0 and err:
-            tail = err.decode(errors="replace").strip().splitlines()[-1:]
-            if tail:
-                raise HookError(f"exit status {code}: {tail[0]}")
-    if code is None or code != 0:
-        what = f"killed by signal {-code}" if code is not None and code < 0 else f"exit status {code}"
-        raise HookError(what)
+        _check_exit(code, err)
+        return
+    try:
+        # A session of its own: a timeout kills everything the hook started.
+        host = subprocess.Popen(args, executable=hook.path, env=env, stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd="/",
+                                start_new_session=True)
+    except OSError as e:
+        raise HookError(f"cannot run: {e.strerror}") from None
+    with host:
+        try:
+            _, err = host.communicate(data, timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(host.pid, signal.SIGKILL)
+            host.wait()
+            raise HookError(f"timed out after {timeout} s") from None
+    _check_exit(host.returncode, err)
+
+
+def _check_exit(code: int | None, err: bytes | None) -> None:
+    """``HookError`` for a hook that did not exit 0, with the last line of its stderr."""
+    if code == 0:
+        return
+    if code is not None and code > 0 and err:
+        tail = err.decode(errors="replace").strip().splitlines()[-1:]
+        if tail:
+            raise HookError(f"exit status {code}: {tail[0]}")
+    what = f"killed by signal {-code}" if code is not None and code < 0 else f"exit status {code}"
+    raise HookError(what)

@@ -60,12 +60,12 @@ def hooks_of(config: dict[str, Any], point: str) -> list[S.Hook]:
 
 
 def run_hooks(hooks: Sequence[S.Hook], state: dict[str, Any], point: str, *,
-              container_pid: int | None = None, warn: Warn | None = None) -> None:
+              container: ContainerState | None = None, warn: Warn | None = None) -> None:
     """``hooks.run_hooks``, importing that module only when there are hooks to run."""
     if hooks:
         from .hooks import run_hooks as run
 
-        run(hooks, state, point, container_pid=container_pid, warn=warn)
+        run(hooks, state, point, container=container, warn=warn)
 
 
 # --- cgroups ------------------------------------------------------------------
@@ -130,6 +130,26 @@ def _check_preserved(n: int) -> None:
         except OSError:
             raise ConfigError(f"--preserve-fds: fd {fd} is not open (the caller must pass fds 3 to "
                               f"{2 + n})") from None
+
+
+def _cloexec_from(first: int) -> None:
+    """Mark every open fd from ``first`` up close-on-exec (runc's CloseExecFrom).
+
+    What the caller left open (a shim's pipe, a shell's directory) is not the
+    container's: with O_CLOEXEC it is gone once the new process execs, so no
+    path the process looks up afterwards can go through it (/proc/self/fd/N).
+    """
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return
+    for name in names:
+        fd = int(name)
+        if fd >= first:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:
+                pass            # the listing's own fd, closed by now
 
 
 def _home_for(rootfs: str, uid: int) -> str:
@@ -203,6 +223,7 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
     from .convert import spec_to_container_options
 
     _check_preserved(preserve_fds)
+    _cloexec_from(3 + preserve_fds)
     sd = StateDir(root, cid)
     spec, bundle_path = S.load_bundle(bundle)
     proc_spec = spec.process
@@ -246,6 +267,11 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
             stdio = dict(console_socket=sock, console_size=(size.height, size.width) if size else None)
         elif terminal and os.isatty(0):
             stdio = dict(tty=True)
+        else:
+            # A session of its own, as runc's: the caller's terminal, if any, is not the
+            # process's controlling one, so it cannot type into it (TIOCSTI).  With a
+            # terminal, its setup makes the session instead.
+            stdio = dict(new_session=True)
         pass_fds = list(range(3, 3 + preserve_fds))
         container = Container(**opts, cgroup=cg, die_with_parent=False, name=cid)
         proc = container.start(list(conv.args), exec_gate=gate, pass_fds=pass_fds, **stdio)
@@ -309,8 +335,10 @@ def start(root: str, cid: str, *, warn: Warn = _ignore) -> ContainerState:
         status = sd.status(st)
         if status != "created":
             raise RuntimeError_(f"cannot start a container that is {status}")
-        run_hooks(hooks_of(st.config, "startContainer"), sd.oci_state(st, "created"), "startContainer",
-                  container_pid=st.pid)
+        hooks = hooks_of(st.config, "startContainer")
+        if hooks:
+            _cloexec_from(3)
+            run_hooks(hooks, sd.oci_state(st, "created"), "startContainer", container=st)
         try:
             fd = os.open(sd.fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError as e:
@@ -559,76 +587,52 @@ def exec_process(root: str, cid: str, proc_spec: S.Process, *, detach: bool = Fa
                  ignore_paused: bool = False) -> int:
     """Run ``proc_spec`` inside the container; returns its exit status (0 at once with ``detach``).
 
-    The process joins the namespaces of the container's first process, its
-    cgroup, and gets the config's seccomp filter, as runc's exec does.
+    The process is set up as the container's own (``inside.entering``): it
+    joins the namespaces of the container's first process and its cgroup,
+    gets the config's credentials, capabilities and seccomp filter, a session
+    of its own, and its working directory resolved inside the container's
+    root (never a magic link), as runc's exec does.
     """
     from .. import _plan as P
     from .. import process
-    from ..namespace import Namespace
-    from . import spec as S
-    from .convert import _Out, _process, _seccomp
+    from .inside import entering
 
     _check_preserved(preserve_fds)
+    _cloexec_from(3 + preserve_fds)
     sd, st = _load(root, cid)
-    joined: list[Any] = []
-    cg = None
     fds: list[int] = []
     with sd:
         status = sd.status(st)
         if status not in ("running", "created") and not (status == "paused" and ignore_paused):
             raise RuntimeError_(f"cannot exec in a {status} container")
-        spec = S.parse(st.config)
-        linux = spec.linux or S.Linux()
-        opts: dict[str, Any] = {}
-        out = _Out()
-        _process(proc_spec, opts, out)
-        _seccomp(linux.seccomp, opts, out)
-        opts["env"] = _with_home(opts["env"], st.rootfs, opts.get("user")) if st.rootfs else opts["env"]
-        sets = dict(opts.get("capability_sets") or {})
-        if extra_caps:
-            for name in ("bounding", "effective", "permitted"):
-                sets[name] = sorted(set(sets.get(name, ())) | set(extra_caps))
-        prog = opts["seccomp"].compile() if opts.get("seccomp") is not None else None
         terminal = bool(proc_spec.terminal)
         if terminal and not console_socket and not os.isatty(0):
             raise ConfigError("--tty needs --console-socket or a terminal on stdin")
-        try:
-            for ns in linux.namespaces or ():
-                name = S.NAMESPACE_TYPES[ns.type]
-                path = ns.path or f"/proc/{st.pid}/ns/{name}"
-                joined.append(Namespace.from_path(path, type=name))
-            if proc_start_time(st.pid) != st.pid_start:
-                raise RuntimeError_("cannot exec: the container stopped")
-            # Not dumpable from birth: the new process appears in the container's pid
-            # namespace at clone, before its first op, and what runs there must not
-            # ptrace it or open its /proc/<pid>/exe (this interpreter: CVE-2019-5736).
-            # This short-lived process stays so too.
-            from .._spawn import set_dumpable
+        # With a terminal, its setup makes the session (setsid, then TIOCSCTTY).
+        with entering(st, proc_spec, extra_caps=extra_caps, new_session=not terminal) as opts:
+            try:
+                # Not dumpable from birth: the new process appears in the container's pid
+                # namespace at clone, before its first op, and what runs there must not
+                # ptrace it or open its /proc/<pid>/exe (this interpreter: CVE-2019-5736).
+                # This short-lived process stays so too.
+                from .._spawn import set_dumpable
 
-            set_dumpable(False)
-            cg = _open_cgroup(st)
-            stdio: dict[str, Any] = {}
-            ops: list[Any] = [P.SetDumpable(0)]
-            if terminal and console_socket:
-                sock = _connect_console(console_socket)
-                fds.append(sock)
-                size = proc_spec.console_size
-                ops.append(P.Console(fd=sock, rows=size.height if size else 0, cols=size.width if size else 0))
-            elif terminal:
-                stdio = dict(tty=True)
-            p = process.spawn(
-                list(proc_spec.args or ()), join=joined, cgroup=cg, env=opts["env"], cwd=opts["cwd"],
-                user=opts["user"], group=opts["group"], groups=opts["groups"],
-                capabilities=opts.get("capabilities"), capability_sets=sets, no_new_privs=opts["no_new_privs"],
-                rlimits=opts.get("rlimits"), umask=opts.get("umask"), seccomp=prog,
-                ops=ops, pass_fds=list(range(3, 3 + preserve_fds)), **stdio)
-        finally:
-            for ns in joined:
-                ns.close()
-            for fd in fds:
-                os.close(fd)
-            if cg is not None:
-                cg.detach()
+                set_dumpable(False)
+                stdio: dict[str, Any] = {}
+                ops: list[Any] = [P.SetDumpable(0), *opts.pop("ops")]
+                if terminal and console_socket:
+                    sock = _connect_console(console_socket)
+                    fds.append(sock)
+                    size = proc_spec.console_size
+                    ops.append(P.Console(fd=sock, rows=size.height if size else 0,
+                                         cols=size.width if size else 0))
+                elif terminal:
+                    stdio = dict(tty=True)
+                p = process.spawn(list(proc_spec.args or ()), ops=ops,
+                                  pass_fds=list(range(3, 3 + preserve_fds)), **stdio, **opts)
+            finally:
+                for fd in fds:
+                    os.close(fd)
     _write_pid_file(pid_file, p.pid)
     if detach:
         p.detach()          # the caller (conmon, a shim) is the subreaper that reaps it

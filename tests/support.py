@@ -1,0 +1,106 @@
+"""Helpers the tests share (not fixtures): cgroup clean-up, OCI bundles, the comparison table.
+
+A plain module, imported as ``support``: ``from conftest import ...`` would name
+whichever conftest.py pytest imported last (tests/ and tests/security have one each).
+"""
+
+from __future__ import annotations
+
+import copy
+import glob
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+def cgroup_leftovers(name: str) -> list[str]:
+    """Every directory called ``name`` anywhere under /sys/fs/cgroup."""
+    return sorted(glob.glob(f"/sys/fs/cgroup/**/{name}", recursive=True)
+                  + glob.glob(f"/sys/fs/cgroup/{name}"))
+
+
+def force_remove_cgroup(path: str) -> None:
+    """Thaw, kill and remove a cgroup tree.  A safety net only: a test that needs it has failed."""
+    for root, _, _ in sorted(os.walk(path, topdown=False), key=lambda t: -len(t[0])):
+        for freeze, thawed in (("freezer.state", "THAWED"), ("cgroup.freeze", "0")):
+            if Path(root, freeze).exists():
+                Path(root, freeze).write_text(thawed)
+        procs = Path(root, "cgroup.procs")
+        if procs.exists():
+            for pid in procs.read_text().split():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        for _ in range(100):
+            try:
+                os.rmdir(root)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.05)
+
+
+def glob_below(top: str) -> list[str]:
+    """Directories below the cgroup directory ``top``."""
+    return sorted(os.path.join(root, d) for root, dirs, _ in os.walk(top) for d in dirs)
+
+
+# --- OCI bundles --------------------------------------------------------------
+# A busybox root filesystem (Debian's busybox-static, installed by .ci/install-deps)
+# with one symlink per applet, so the same bundle runs under isolate-oci, runc,
+# podman (`podman import`) and containerd.
+
+BUSYBOX = "/bin/busybox"
+
+
+def make_busybox_rootfs(dest: Path) -> Path:
+    """A minimal root filesystem at ``dest``: busybox, its applets, /etc/passwd and group."""
+    for d in ("bin", "sbin", "etc", "proc", "sys", "dev", "tmp", "root", "home", "var", "run", "srv"):
+        (dest / d).mkdir(parents=True, exist_ok=True)
+    os.chmod(dest / "tmp", 0o1777)
+    shutil.copy2(BUSYBOX, dest / "bin" / "busybox")
+    applets = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True, check=True).stdout.split()
+    for name in applets:
+        link = dest / "bin" / name
+        if name != "busybox" and not link.exists():
+            link.symlink_to("busybox")
+    (dest / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n"
+                                         "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")
+    (dest / "etc" / "group").write_text("root:x:0:\nnogroup:x:65534:\n")
+    (dest / "etc" / "hostname").write_text("busybox\n")
+    return dest
+
+
+def base_config(args: list[str], cgroups_path: str | None = None) -> dict[str, Any]:
+    """``isolate-oci spec``'s config.json, running ``args`` without a terminal.
+
+    ``cgroups_path`` should lie under an ``isolate-test-*`` parent: without one,
+    runc would make ``/<container id>`` at the top of every hierarchy.
+    """
+    from isolate.oci.features import default_spec
+
+    config = copy.deepcopy(default_spec())
+    config["process"]["terminal"] = False
+    config["process"]["args"] = list(args)
+    config["root"] = {"path": "rootfs", "readonly": False}
+    if cgroups_path is not None:
+        config["linux"]["cgroupsPath"] = cgroups_path
+    return config
+
+
+# --- comparison with other runtimes (tests/security/conftest.py prints the table) ---------
+
+
+def compare(request: pytest.FixtureRequest, attack: str, tool: str, stopped: bool, detail: str) -> None:
+    """Record whether ``tool`` stopped ``attack``: a ``comparison`` user property of the
+    test (in the junit report) and a row of the table printed at the end of the run."""
+    request.node.user_properties.append(
+        ("comparison", {"attack": attack, "tool": tool, "stopped": stopped, "detail": detail}))
