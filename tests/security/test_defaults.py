@@ -1,0 +1,207 @@
+"""The default sandbox, handed to untrusted code (issue 12): privileges, hostname, the
+host's memory, the caller's memory, and the caller's terminal (escape 4, TIOCSTI).
+
+Each test performs the attack for real against ``isolate.Container()`` and
+``isolate run``, asserts what stopped it, and runs the same attack against
+runc and bwrap where they can run it (``comparison``; a competitor that
+cannot be run fails the test).  Attacks stay harmless: a root-only file of
+our own, tmpfs mounts that vanish with the sandbox, a pty of our own.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import tty
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import isolate
+from isolate.oci.features import default_spec
+from isolate.rootfs import RootFS
+from isolate.seccomp import OCI_DEFAULT_CAPS
+
+PY = "/usr/bin/python3"
+ISOLATE = str(Path(sys.executable).parent / "isolate")
+RUNC = shutil.which("runc") or "/usr/sbin/runc"
+BWRAP = shutil.which("bwrap") or "/usr/bin/bwrap"
+NOBODY = 65534
+MIB = 1 << 20
+
+pytestmark = [pytest.mark.root]
+
+Compare = Callable[[str, str, bool, str], None]
+
+
+def _need(path: str) -> None:
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"{path} is missing: .ci/install-deps installs it")
+
+
+# --- running the same code under runc and bwrap ------------------------------------------
+
+
+class Runc:
+    """runc running Python code in bundles whose root is the host's /usr (read-only) with the
+    usual symlinks: ``runc spec``'s defaults but for the root and the process (no user
+    namespace, the OCI default capabilities, no seccomp filter)."""
+
+    def __init__(self, base: Path, cgroup_parent: str) -> None:
+        self.base, self.state, self.cgroup_parent = base, base / "state", cgroup_parent
+        self.ids: list[str] = []
+
+    def argv(self, code: str, *, user: tuple[int, int] | None = None,
+             binds: tuple[tuple[str, str], ...] = ()) -> list[str]:
+        """The command line of ``runc run`` for a new bundle running ``code``."""
+        cid = f"defaults-{uuid.uuid4().hex[:8]}"
+        bundle = self.base / cid
+        root = bundle / "rootfs"
+        (root / "etc").mkdir(parents=True)
+        for name, target in (("bin", "usr/bin"), ("lib", "usr/lib"), ("lib64", "usr/lib64"),
+                             ("sbin", "usr/sbin")):
+            (root / name).symlink_to(target)
+        for name in ("passwd", "group"):
+            shutil.copy(f"/etc/{name}", root / "etc" / name)
+        config = copy.deepcopy(default_spec())
+        config["process"].update(terminal=False, args=[PY, "-c", code])
+        config["linux"]["cgroupsPath"] = f"/{self.cgroup_parent}/{cid}"
+        config["root"] = {"path": "rootfs", "readonly": True}
+        config["hostname"] = "runc"                     # as `runc spec` writes it
+        config["linux"].pop("seccomp", None)            # as `runc spec` writes it
+        config["mounts"].append({"destination": "/usr", "type": "bind", "source": "/usr",
+                                 "options": ["rbind", "ro"]})
+        for src, dst in binds:
+            config["mounts"].append({"destination": dst, "type": "bind", "source": src,
+                                     "options": ["bind", "ro"]})
+        if user is not None:
+            config["process"]["user"] = {"uid": user[0], "gid": user[1]}
+        (bundle / "config.json").write_text(json.dumps(config))
+        self.ids.append(cid)
+        return [RUNC, "--root", str(self.state), "run", "--bundle", str(bundle), cid]
+
+    def run(self, code: str, **options: Any) -> subprocess.CompletedProcess[bytes]:
+        """``code`` run by runc, its output captured."""
+        return subprocess.run(self.argv(code, **options), stdin=subprocess.DEVNULL, capture_output=True,
+                              timeout=60, check=False)
+
+    def cleanup(self) -> None:
+        for cid in self.ids:
+            if (self.state / cid).exists():
+                subprocess.run([RUNC, "--root", str(self.state), "delete", "--force", cid], check=False,
+                               capture_output=True)
+
+
+@pytest.fixture
+def runc(tmp_path_factory: pytest.TempPathFactory, oci_cgroup_parent: str) -> Iterator[Runc]:
+    """A ``Runc``; its containers are deleted afterwards (their cgroups checked by
+    ``oci_cgroup_parent``)."""
+    _need(RUNC)
+    base = tmp_path_factory.mktemp("runc")
+    base.chmod(0o755)
+    r = Runc(base, oci_cgroup_parent)
+    yield r
+    r.cleanup()
+
+
+def bwrap_argv(*options: str) -> list[str]:
+    """bwrap with the host's /usr as the root, /proc, /dev and every namespace."""
+    _need(BWRAP)
+    return [BWRAP, "--ro-bind", "/usr", "/usr", "--symlink", "usr/lib", "/lib",
+            "--symlink", "usr/lib64", "/lib64", "--symlink", "usr/bin", "/bin",
+            "--ro-bind", "/etc/passwd", "/etc/passwd", "--ro-bind", "/etc/group", "/etc/group",
+            "--proc", "/proc", "--dev", "/dev", "--unshare-all", "--die-with-parent", *options]
+
+
+# --- 3. the host's memory: tmpfs sizes ----------------------------------------------------
+
+FILL = textwrap.dedent("""
+    import errno, os, sys
+    path, cap = sys.argv[1], int(sys.argv[2])
+    chunk = b"x" * (1 << 20)
+    written, err = 0, 0
+    try:
+        with open(path, "wb", buffering=0) as f:
+            while written < cap:
+                written += f.write(chunk)
+    except OSError as e:
+        err = e.errno
+    print(written, err, flush=True)
+    sys.stdin.read()          # hold the tmpfs (and its pages) until the test has looked
+""")
+
+
+def _shmem() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("Shmem:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no Shmem in /proc/meminfo")
+
+
+def _fill(container: isolate.Container, path: str, cap: int) -> tuple[int, int, int]:
+    """Write up to ``cap`` bytes to ``path`` inside the started container: (written, errno,
+    growth of the host's Shmem while the sandbox holds what it wrote)."""
+    before = _shmem()
+    proc = container.start([PY, "-c", FILL, path, str(cap)], stdin=isolate.PIPE, stdout=isolate.PIPE)
+    assert proc.stdout is not None and proc.stdin is not None
+    line = proc.stdout.readline().split()
+    grown = _shmem() - before
+    proc.stdin.close()
+    container.wait(timeout=60)
+    assert len(line) == 2, line
+    return int(line[0]), int(line[1]), grown
+
+
+# Other agents share this machine: Shmem moves by their tmpfs too; allow that much noise.
+SHMEM_SLACK = 192 * MIB
+
+
+@pytest.mark.parametrize("target,bound", [("/tmp/fill", 512 * MIB), ("/root/fill", 256 * MIB),
+                                          ("/dev/shm/fill", 64 * MIB), ("/usr/fill", 1024 * MIB)],
+                         ids=["tmp", "home", "shm", "overlay"])
+def test_tmpfs_writes_stop_at_their_bound(target: str, bound: int, comparison: Compare) -> None:
+    """Tried: fill /tmp, $HOME, /dev/shm and an overlay's tmpfs upper layer of the default
+    sandbox, 256 MiB past their default bound: each was half of RAM, so 2 GiB written
+    inside raised the host's shared memory by 2 GiB with no limit set.
+    Stopped by: bounded default sizes (512m, 256m, 64m, 1g): ENOSPC, and the host's
+    Shmem grows by at most the bound."""
+    rootfs = RootFS.host(home="/root")
+    if "usr" in target:
+        rootfs.overlay()
+    with isolate.Container(rootfs=rootfs) as c:
+        written, err, grown = _fill(c, target, bound + 256 * MIB)
+    stopped = err == 28 and written <= bound
+    comparison(f"fill the sandbox's {target.rsplit('/', 1)[0]} (host memory)", "isolate", stopped,
+               f"{written >> 20} MiB written, errno {err}, Shmem +{grown >> 20} MiB")
+    assert err == 28, (written, err)                 # ENOSPC
+    assert bound - 8 * MIB <= written <= bound
+    assert grown <= bound + SHMEM_SLACK, grown
+
+
+def test_runc_and_bwrap_shm_and_tmp(runc: Runc, comparison: Compare) -> None:
+    """The same fills under runc (/dev/shm of ``runc spec``: 64m) and bwrap (--dev's /dev/shm,
+    --tmpfs /tmp without --size)."""
+    code = FILL.replace("sys.stdin.read()", "pass")
+    p = runc.run(code.replace("sys.argv[1], int(sys.argv[2])", f"'/dev/shm/f', {320 * MIB}"))
+    assert p.returncode == 0, p
+    written, err = map(int, p.stdout.split())
+    comparison("fill the sandbox's /dev/shm (host memory)", "runc", err == 28,
+               f"{written >> 20} MiB written, errno {err}")
+    for target in ("/dev/shm/f", "/tmp/f"):
+        b = subprocess.run(bwrap_argv("--tmpfs", "/tmp", PY, "-c", code, target, str(320 * MIB)),
+                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert b.returncode == 0, b
+        written, err = map(int, b.stdout.split())
+        comparison(f"fill the sandbox's {target.rsplit('/', 1)[0]} (host memory)", "bwrap", err == 28,
+                   f"{written >> 20} MiB written, errno {err}")
