@@ -30,21 +30,26 @@ from ._record import asdict, dataclass
 from . import _plan as P
 from .errors import ConfigError, UnsupportedError
 from .idmap import IdMap
-from .process import DEVNULL, PIPE, STDOUT, Process, spawn
+from .process import DEVNULL, PIPE, STDOUT, Process, _max_output, spawn
 from .rootfs import _MA, RootFS, _Ctx, container_path, root_is_initramfs
 from .seccomp import OCI_DEFAULT_CAPS, SeccompProfile
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
     from typing import IO, Any, TypeAlias
 
-__all__ = ["Container", "Result", "DEFAULT_NAMESPACES", "OCI_DEFAULT_CAPS"]
+__all__ = ["Container", "Result", "DEFAULT_NAMESPACES", "OCI_DEFAULT_CAPS", "DEFAULT_MAX_OUTPUT"]
 
 #: What a Container unshares by default.  ``time`` is left out: nothing needs it by default.
 DEFAULT_NAMESPACES = frozenset({"user", "pid", "mnt", "uts", "ipc", "net", "cgroup"})
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MAX_ID_RANGE = 4294967295          # the whole uid space except (uid_t)-1
+#: What ``Container.run``/``exec`` keep of each captured stream by default:
+#: 32 MiB, far more than a log anyone reads or a judge compares, while a
+#: sandbox printing without end costs its caller at most twice that (both
+#: streams) instead of all of its memory.  The rest is read and discarded.
+DEFAULT_MAX_OUTPUT = 32 << 20
 
 Stdio: TypeAlias = "None | int | IO[Any]"
 _counter = itertools.count()
@@ -59,7 +64,9 @@ class Result:
     and ``cpu_time`` are seconds; ``peak_memory`` bytes (from the cgroup, or
     the largest process RSS without one); ``root_mode`` says how the root was
     entered: ``"pivot_root"``, ``"chroot"`` (weaker: initramfs hosts) or
-    ``"none"`` (no rootfs).
+    ``"none"`` (no rootfs); ``truncated`` that stdout or stderr went past
+    ``max_output`` (what was kept is their first ``max_output`` bytes).
+    On a timeout, ``stdout``/``stderr`` hold what was read until then.
     """
 
     args: list[Any]
@@ -72,6 +79,7 @@ class Result:
     oom_killed: bool
     timed_out: bool
     root_mode: str
+    truncated: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (bytes decoded as UTF-8 with replacement)."""
@@ -170,6 +178,31 @@ def _timeout(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
         raise ConfigError(f"timeout must be a non-negative number of seconds, got {value!r}")
     return float(value)
+
+
+def _collect(proc: Process, timeout: float | None, input: bytes | None, max_output: int | None,
+             kill: Callable[[], None]) -> tuple[bytes | None, bytes | None, bool]:
+    """Wait for ``proc``, reading its pipes: (stdout, stderr, timed out).
+
+    On ``timeout``, ``kill()`` ends it and what it wrote until then is kept;
+    ``proc.truncated`` says whether output past ``max_output`` was discarded.
+    """
+    out = err = None
+    try:
+        if proc.stdout is not None or proc.stderr is not None or proc.stdin is not None:
+            out, err = proc.communicate(input, timeout, max_output=max_output)
+        else:
+            proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        kill()
+        proc.wait()
+        out, err = proc._drain()
+        return out, err, True
+    except BaseException:
+        kill()
+        proc.wait()
+        raise
+    return out, err, False
 
 
 class Container:
@@ -563,33 +596,23 @@ class Container:
                 raise
         return self.process
 
-    def wait(self, timeout: float | None = None, *, input: bytes | None = None) -> Result:
+    def wait(self, timeout: float | None = None, *, input: bytes | None = None,
+             max_output: int | None = DEFAULT_MAX_OUTPUT) -> Result:
         """Wait for the first process (killing the container after ``timeout`` seconds).
 
-        Reads its captured stdout/stderr.  With a pid namespace, the
-        container ends with its first process; its other processes are killed.
+        Reads its captured stdout/stderr, keeping at most ``max_output``
+        bytes of each (None: all); the rest is read and discarded, so the
+        process never blocks on a full pipe, and ``Result.truncated`` is set.
+        On ``timeout`` the output read until then is kept.  With a pid
+        namespace, the container ends with its first process; its other
+        processes are killed.
         """
         t = _timeout(timeout)
+        max_output = _max_output(max_output)
         proc = self.process
         if proc is None:
             raise RuntimeError(f"{self!r} was never started")
-        out = err = None
-        try:
-            if proc.stdout is not None or proc.stderr is not None or proc.stdin is not None:
-                out, err = proc.communicate(input, t)
-            else:
-                proc.wait(t)
-        except subprocess.TimeoutExpired:
-            self._timed_out = True
-            self.kill()
-            proc.wait()
-            for f in (proc.stdout, proc.stderr):
-                if f is not None and not f.closed:
-                    f.close()
-        except BaseException:
-            self.kill()
-            proc.wait()
-            raise
+        out, err, self._timed_out = _collect(proc, t, input, max_output, self.kill)
         wall = time.monotonic() - self._start_time
         self._reap_tree()
         return self._result(proc, out, err, wall)
@@ -613,7 +636,7 @@ class Container:
                 oom = st.oom_kill > self._oom_base
         return Result(args=list(proc.args), returncode=proc.returncode, stdout=out, stderr=err,
                       wall_time=wall, cpu_time=cpu, peak_memory=peak, oom_killed=oom,
-                      timed_out=self._timed_out, root_mode=self.root_mode)
+                      timed_out=self._timed_out, root_mode=self.root_mode, truncated=proc.truncated)
 
     def _reap_tree(self) -> None:
         # Without a pid namespace the first process's children may outlive it.
@@ -626,14 +649,20 @@ class Container:
     def run(self, argv: Sequence[Any], *, timeout: float | None = None, input: bytes | None = None,
             capture_output: bool = True, env: Mapping[str, str] | None = None,
             cwd: str | None = None, stdin: Stdio = None, stdout: Stdio = None,
-            stderr: Stdio = None, pass_fds: Sequence[int] | Mapping[int, int] = ()) -> Result:
+            stderr: Stdio = None, pass_fds: Sequence[int] | Mapping[int, int] = (),
+            max_output: int | None = DEFAULT_MAX_OUTPUT) -> Result:
         """Start ``argv`` in a fresh container and wait for it; returns a ``Result``.
 
-        ``capture_output`` (default) collects stdout and stderr; pass it
+        ``capture_output`` (default) collects stdout and stderr, at most
+        ``max_output`` bytes of each (default ``DEFAULT_MAX_OUTPUT``; None:
+        everything): the rest is read and thrown away, the process never
+        blocks, and ``Result.truncated`` is set.  Pass ``capture_output``
         False, or ``stdout``/``stderr``, to stream instead.  On ``timeout``
-        the container is killed and ``Result.timed_out`` is set.
+        the container is killed, ``Result.timed_out`` is set, and the output
+        read until then is in the result.
         """
         t = _timeout(timeout)
+        max_output = _max_output(max_output)
         if input is not None:
             if stdin is not None:
                 raise ConfigError("stdin and input cannot both be given")
@@ -643,7 +672,7 @@ class Container:
         self.start(argv, env=env, cwd=cwd, stdin=stdin, stdout=stdout, stderr=stderr,
                    pass_fds=pass_fds)
         try:
-            return self.wait(t, input=input)
+            return self.wait(t, input=input, max_output=max_output)
         finally:
             self._release_process()
 
@@ -654,14 +683,18 @@ class Container:
 
     def exec(self, argv: Sequence[Any], *, timeout: float | None = None, input: bytes | None = None,
              capture_output: bool = True, env: Mapping[str, str] | None = None,
-             cwd: str | None = None, user: int | str | None = None) -> Result:
+             cwd: str | None = None, user: int | str | None = None,
+             max_output: int | None = DEFAULT_MAX_OUTPUT) -> Result:
         """Run ``argv`` inside the running container and wait for it.
 
         The new process joins every namespace of the container (through
         /proc/<pid>/ns of its first process) and its cgroup, and gets the same
-        capabilities, no_new_privs and seccomp filter.
+        capabilities, no_new_privs and seccomp filter.  Output is kept as by
+        ``run()`` (``max_output``, ``Result.truncated``); on ``timeout`` the
+        process is killed.
         """
         t = _timeout(timeout)
+        max_output = _max_output(max_output)
         if not self.running:
             raise RuntimeError(f"{self!r} is not running")
         assert self.process is not None
@@ -682,24 +715,14 @@ class Container:
             stdio["stdout"] = stdio["stderr"] = PIPE
         start = time.monotonic()
         proc = spawn(argv, join=join, cgroup=self._cgroup, ops=ops, **stdio, **opts)
-        timed_out = False
-        out = err = None
         with proc:
-            try:
-                if proc.stdout is not None or proc.stdin is not None:
-                    out, err = proc.communicate(input, t)
-                else:
-                    proc.wait(t)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                proc.kill()
-                proc.wait()
+            out, err, timed_out = _collect(proc, t, input, max_output, proc.kill)
         ru = proc.rusage
         return Result(args=list(argv), returncode=proc.returncode if proc.returncode is not None else -9,
                       stdout=out, stderr=err, wall_time=time.monotonic() - start,
                       cpu_time=(ru.ru_utime + ru.ru_stime) if ru else 0.0,
                       peak_memory=int(ru.ru_maxrss) * 1024 if ru else None, oom_killed=False,
-                      timed_out=timed_out, root_mode=self.root_mode)
+                      timed_out=timed_out, root_mode=self.root_mode, truncated=proc.truncated)
 
     def _join_refs(self) -> list[_NsRef]:
         assert self.process is not None

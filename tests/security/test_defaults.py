@@ -205,3 +205,73 @@ def test_runc_and_bwrap_shm_and_tmp(runc: Runc, comparison: Compare) -> None:
         written, err = map(int, b.stdout.split())
         comparison(f"fill the sandbox's {target.rsplit('/', 1)[0]} (host memory)", "bwrap", err == 28,
                    f"{written >> 20} MiB written, errno {err}")
+
+
+# --- 4. the caller's memory: output ----------------------------------------------------
+
+FLOOD = textwrap.dedent("""
+    import sys
+    out = sys.stdout.buffer
+    for i in range(600):
+        out.write(b"%08d" % i * (1 << 17))         # 1 MiB blocks, each naming its index
+    sys.stderr.write("done\\n")
+""")
+
+CALLER = textwrap.dedent("""
+    import json, sys, isolate
+    how = sys.argv[1]
+    flood = [{py!r}, "-c", {flood!r}]
+    if how == "Container.run":
+        with isolate.Container() as c:
+            r = c.run(flood, timeout=120)
+        out, err, truncated, rc = r.stdout, r.stderr, r.truncated, r.returncode
+    elif how == "Container.exec":
+        with isolate.Container() as c:
+            c.start(["sleep", "1000"])
+            r = c.exec(flood, timeout=120)
+            c.kill()
+            c.wait()
+        out, err, truncated, rc = r.stdout, r.stderr, r.truncated, r.returncode
+    else:
+        r = isolate.run(flood, namespaces={{"user", "pid", "mnt"}}, capture_output=True,
+                        max_output=32 << 20, timeout=120)
+        out, err, truncated, rc = r.stdout, r.stderr, r.truncated, r.returncode
+    first = all(out[i << 20:(i + 1) << 20] == b"%08d" % i * (1 << 17) for i in range(len(out) >> 20))
+    # VmHWM, not ru_maxrss: execve carries the forking parent's (pytest's) high-water
+    # mark over into ru_maxrss, but VmHWM belongs to this process's own memory.
+    peak = next(int(l.split()[1]) << 10 for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+    print(json.dumps(dict(rc=rc, kept=len(out), err=err.decode(), truncated=truncated, first=first,
+                          peak=peak)))
+""").format(py=PY, flood=FLOOD)
+
+
+@pytest.mark.parametrize("how", ["Container.run", "Container.exec", "isolate.run(max_output=32m)"])
+def test_a_flood_of_output_does_not_exhaust_the_caller(how: str) -> None:
+    """Tried: write 600 MB to stdout from the sandbox; the caller kept all of it (it grew to
+    1.16 GiB).  Stopped by: ``max_output`` (32 MiB per stream by default for Container.run
+    and exec): the rest is read and discarded, the run completes, ``truncated`` is set and
+    the first 32 MiB are intact.  The caller's peak RSS (VmHWM) is measured in a process of
+    its own."""
+    p = subprocess.run([sys.executable, "-c", CALLER, how], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout)
+    assert r["rc"] == 0 and r["err"] == "done\n", r
+    assert r["truncated"] and r["kept"] == 32 << 20 and r["first"], r
+    assert r["peak"] < 256 * MIB, f"the caller's peak RSS was {r['peak'] >> 20} MiB"
+
+
+def test_a_timed_out_run_keeps_the_output_read_so_far() -> None:
+    """Issue 13's note: a timed-out run dropped the output it had already read."""
+    code = "import sys, time; print('before', flush=True); sys.stderr.write('err\\n'); time.sleep(1000)"
+    with isolate.Container() as c:
+        r = c.run([PY, "-c", code], timeout=2)
+    assert r.timed_out and r.stdout == b"before\n" and r.stderr == b"err\n", r
+    with isolate.Container() as c:
+        c.start(["sleep", "1000"])
+        r = c.exec([PY, "-c", code], timeout=2)
+        c.kill()
+        c.wait()
+    assert r.timed_out and r.stdout == b"before\n" and r.stderr == b"err\n", r
+    with pytest.raises(subprocess.TimeoutExpired) as e:
+        isolate.run([PY, "-c", code], namespaces={"pid"}, capture_output=True, timeout=2)
+    assert e.value.output == b"before\n" and e.value.stderr == b"err\n"

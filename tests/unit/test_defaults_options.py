@@ -66,3 +66,40 @@ def test_the_overlay_upper_tmpfs_is_bounded() -> None:
 def test_bad_sizes_name_the_option(option: str, value: object) -> None:
     with pytest.raises(isolate.ConfigError, match=option):
         RootFS.host(home="/root", **{option: value})  # type: ignore[arg-type]
+
+
+# --- output ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, "1m", True])
+def test_bad_max_output_is_refused_before_anything_runs(value: object) -> None:
+    with pytest.raises(isolate.ConfigError, match="max_output"):
+        isolate.run(["/bin/true"], capture_output=True, max_output=value)  # type: ignore[arg-type]
+    with isolate.Container() as c, pytest.raises(isolate.ConfigError, match="max_output"):
+        c.run(["/bin/true"], max_output=value)  # type: ignore[arg-type]
+    assert c.process is None
+
+
+def test_capture_keeps_the_first_bytes_and_says_it_truncated() -> None:
+    from isolate.process import _Capture
+
+    cap = _Capture(10)
+    for chunk in (b"0123", b"4567", b"89ab", b"cd"):
+        cap.add(chunk)
+    assert (cap.value(), cap.truncated) == (b"0123456789", True)
+    exact = _Capture(4)
+    exact.add(b"0123")
+    assert (exact.value(), exact.truncated) == (b"0123", False)
+    unlimited = _Capture(None)
+    unlimited.add(b"x" * 100)
+    assert (unlimited.value(), unlimited.truncated) == (b"x" * 100, False)
+
+
+def test_result_reports_truncation() -> None:
+    r = isolate.Result(args=["x"], returncode=0, stdout=b"", stderr=b"", wall_time=0.0, cpu_time=0.0,
+                       peak_memory=None, oom_killed=False, timed_out=False, root_mode="none",
+                       truncated=True)
+    assert r.to_dict()["truncated"] is True
+    from isolate.container import DEFAULT_MAX_OUTPUT
+
+    assert DEFAULT_MAX_OUTPUT == 32 << 20
