@@ -11,7 +11,7 @@ Everything a container needs becomes one plan (``build_plan(ops=...)``) and
 one C call; nothing is mounted in the caller's namespace, so the container's
 mounts vanish with its last process.  The secure defaults: every namespace
 (user, pid, mnt, uts, ipc, net with only ``lo`` up, cgroup), the OCI default
-capability set, ``no_new_privs``, Docker's default seccomp profile, SIGKILL
+capability set (none for a non-root user), ``no_new_privs``, Docker's default seccomp profile, SIGKILL
 when the spawning thread dies, and every fd that was not passed closed.
 """
 
@@ -28,6 +28,7 @@ import warnings
 
 from ._record import asdict, dataclass
 from . import _plan as P
+from ._userdb import Identity, rootfs_db, resolve
 from .errors import ConfigError, UnsupportedError
 from .idmap import IdMap
 from .process import DEVNULL, PIPE, STDOUT, Process, _max_output, spawn
@@ -222,9 +223,11 @@ class Container:
     the container takes a fresh group from and hands it back to on close),
     ``hostname``,
     ``env`` (default: PATH, HOME, TERM), ``cwd``, ``user``/``group``/
-    ``groups``, ``capabilities`` (``"default"``: the OCI set; ``[]``: none;
-    None: keep all), ``capability_sets`` (each of the five sets exactly, as
-    OCI's process.capabilities; overrides ``capabilities``), ``no_new_privs``, ``seccomp`` (``"default"``: Docker's
+    ``groups`` (below), ``capabilities`` (``"default"``: the OCI set; ``[]``: none;
+    None: keep all; a non-root ``user`` keeps none of them but in its
+    bounding set), ``capability_sets`` (each of the five sets exactly, as
+    OCI's process.capabilities; overrides ``capabilities``; the only way to
+    give a non-root user ambient capabilities), ``no_new_privs``, ``seccomp`` (``"default"``: Docker's
     profile; a ``SeccompProfile``; BPF bytes; None), ``rlimits``, ``umask``,
     ``die_with_parent`` (SIGKILL when the *thread* that started the
     container exits: PR_SET_PDEATHSIG follows the spawning thread, not the
@@ -234,6 +237,16 @@ class Container:
     rules it loses CAP_MKNOD, with which a made device node would open the
     host's disk), ``make_cwd`` (create ``cwd`` inside the root when
     missing, as OCI runtimes do).
+
+    ``user`` is root (uid 0, gid 0, no supplementary groups) by default, or
+    a uid or a name of the container's own /etc/passwd: the host's copy
+    for ``RootFS.host()``, the image's for a directory root (read inside
+    it: its symlinks never lead out), the host's for ``rootfs=None``.  Its
+    group is ``group`` if given, else its passwd entry's, else 65534
+    ("nogroup", for a uid without an entry), never 0 by accident; its
+    supplementary groups are ``groups`` if given, else (without ``group``)
+    those the container's /etc/group lists it in, as Docker does: never the
+    caller's.  An unknown name raises ``ConfigError``.
     """
 
     def __init__(
@@ -266,14 +279,23 @@ class Container:
         make_cwd: bool = False,
     ) -> None:
         self._closed = True
+        ident: Identity | None = None     # None: root (uid 0, gid 0), no supplementary groups
         if isinstance(rootfs, str):
             if rootfs != "host":
                 raise ConfigError(f"rootfs must be a RootFS, 'host' or None, got {rootfs!r}")
-            home = "/root" if user in (None, 0, "root") else None
-            rootfs = RootFS.host(home=home)
+            if user in (None, 0, "0", "root"):
+                rootfs = RootFS.host(home="/root")
+            else:
+                rootfs = RootFS.host()
+                ident = resolve(rootfs_db(rootfs), user, group, groups)
+                if ident.uid == 0:
+                    rootfs = RootFS.host(home="/root")
         elif rootfs is not None and not isinstance(rootfs, RootFS):
             raise ConfigError(f"rootfs must be a RootFS, 'host' or None, got {rootfs!r}")
         self.rootfs = rootfs
+        if ident is None and (user is not None or group is not None or groups is not None):
+            ident = resolve(rootfs_db(rootfs), user, group, groups)
+        self._identity = ident
         if isinstance(namespaces, str):
             raise ConfigError(f"namespaces must be a collection of names, got {namespaces!r}")
         ns = set(namespaces)
@@ -437,7 +459,7 @@ class Container:
             return dict(env)
         if self.env is not None:
             return dict(self.env)
-        home = "/root" if self.user in (None, 0, "root") else "/"
+        home = "/root" if self._identity is None or self._identity.uid == 0 else "/"
         out = {"PATH": DEFAULT_PATH, "HOME": home}
         if "TERM" in os.environ:
             out["TERM"] = os.environ["TERM"]
@@ -513,12 +535,31 @@ class Container:
         _ROOT_PLANS[key] = (base, seq)
         return seq
 
+    def _credentials(self, user: Any) -> dict[str, Any]:
+        """``spawn``'s user, group and groups: ``user`` (None: the container's) as the
+        container's /etc/passwd and /etc/group say (see ``isolate._userdb``)."""
+        ident = self._identity
+        if user is not None:
+            ident = resolve(rootfs_db(self.rootfs), user, self.group, self.groups)
+        # A caller without root in a new user namespace of its own ids cannot set groups
+        # (the kernel denies setgroups there, CVE-2014-8989), unless it asked for some.
+        settable = os.geteuid() == 0 or self.groups is not None or self._held_maps()
+        if ident is None:
+            return {"groups": () if settable else None}
+        return {"user": ident.uid, "group": ident.gid, "groups": ident.groups if settable else None}
+
+    def _held_maps(self) -> bool:
+        """Whether the id maps go through newuidmap/newgidmap (which allow setgroups)."""
+        if "user" not in self.namespaces:
+            return False
+        umaps, gmaps = self._uid_map, self._gid_map
+        return bool(umaps is not None and (len(umaps) > 1 or umaps[0].outside != os.geteuid())
+                    or gmaps is not None and (len(gmaps) > 1 or gmaps[0].outside != os.getegid()))
+
     def _spawn_options(self, *, env: Mapping[str, str] | None, user: Any) -> dict[str, Any]:
         opts = dict(
             env=self._env(env),
-            user=self.user if user is None else user,
-            group=self.group,
-            groups=self.groups,
+            **self._credentials(user),
             capabilities=self.capabilities,
             capability_sets=self.capability_sets,
             no_new_privs=self.no_new_privs,

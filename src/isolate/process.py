@@ -439,11 +439,26 @@ def build_plan(
         # caller's kuid, which may be unmapped.  Become root of the new namespace
         # (or the requested user), as runc does.
         user = 0 if user is None else user
-        group = 0 if group is None else group
         if groups is None and not flags & P.PLAN_SETGROUPS_DENY:
             groups = ()
     uid = None if user is None else _id(user, "user", "pwd")
     gid = None if group is None else _id(group, "group", "grp")
+    if uid is not None and gid is None and (os.geteuid() == 0 or "user" in new or "user" in joined):
+        # The ids change: the group and the supplementary groups are the
+        # user's (the host's passwd and group), never root's or the caller's
+        # by accident; see _userdb for the rules.
+        if uid == 0:
+            gid = 0
+            if groups is None and os.geteuid() == 0 and "user" not in joined:
+                groups = ()
+        else:
+            from ._userdb import HostDB, resolve
+
+            ident = resolve(HostDB(), user, None, groups)
+            gid = ident.gid
+            if groups is None and ("user" in new and not flags & P.PLAN_SETGROUPS_DENY
+                                   or os.geteuid() == 0 and "user" not in joined and "user" not in new):
+                groups = ident.groups
     if cap_keep is not None:
         last = P.last_cap()
         # The bounding set needs CAP_SETPCAP, which setresuid below takes away.
@@ -457,7 +472,7 @@ def build_plan(
     if gid is not None:
         ops_.append(P.SetResGid(gid, gid, gid))
     if uid is not None:
-        if cap_keep or (sets is not None and sets["permitted"]):
+        if sets is not None and sets["permitted"]:
             ops_.append(P.KeepCaps(1))
         ops_.append(P.SetResUid(uid, uid, uid))
     if sets is not None:
@@ -467,13 +482,12 @@ def build_plan(
         if sets["ambient"]:
             ops_.append(P.CapAmbient(raise_=sets["ambient"], last_cap=P.last_cap()))
     elif cap_keep is not None:
-        # Inheritable stays empty (CVE-2022-24769) unless a non-root user needs the
-        # capabilities as ambient ones, which the kernel requires to be inheritable.
-        ambient = uid not in (None, 0)
-        ops_.append(P.CapSet(effective=cap_keep, permitted=cap_keep,
-                             inheritable=cap_keep if ambient else 0))
-        if ambient:
-            ops_.append(P.CapAmbient(raise_=cap_keep, last_cap=P.last_cap()))
+        # Inheritable stays empty (CVE-2022-24769).  A non-root user keeps no
+        # capability at all (as with runc and Docker): ``capabilities`` is its
+        # bounding set, what a setuid binary could give back without
+        # no_new_privs; ambient ones only through ``capability_sets``.
+        keep = cap_keep if uid in (None, 0) else 0
+        ops_.append(P.CapSet(effective=keep, permitted=keep, inheritable=0))
     if no_new_privs:
         ops_.append(P.NoNewPrivs())
     if exec_gate is not None and not early_seccomp:
@@ -1049,7 +1063,7 @@ def spawn(
     ``stdin``/``stdout``/``stderr`` (None, PIPE, DEVNULL, STDOUT, an fd or a
     file), ``pass_fds`` (fds kept open, or a mapping child fd -> parent fd),
     ``close_fds``, ``uid_map``/``gid_map`` (``IdMap`` lists; default maps
-    root inside to the caller), ``user``/``group``/``groups``, ``hostname``,
+    root inside to the caller), ``user``/``group``/``groups`` (see below), ``hostname``,
     ``domainname``, ``cgroup`` (an ``isolate.Cgroup``: the child is born in
     it), ``new_session``, ``process_group``, ``tty``, ``umask``, ``rlimits``
     ({"nofile": (soft, hard)}), ``capabilities`` (names to keep; all others
@@ -1060,6 +1074,20 @@ def spawn(
     (SIGKILL when the spawning *thread* exits), ``seccomp`` (a BPF program
     as bytes), ``loopback`` (bring up lo in a new net namespace), ``ops``
     (extra plan ops, e.g. mounts, run before credentials change).
+
+    ``user``, ``group``, ``groups``: ids or the host's names (pwd, grp).  A
+    ``user`` in a new user namespace defaults to 0 (root of it).  When the
+    ids change (the caller is root, or in a user namespace), ``group``
+    defaults to the user's passwd group, and for a uid without a passwd
+    entry to 65534 (the overflow group, "nogroup", which owns nothing),
+    never to 0 by accident (uid 0 gets group 0); ``groups`` defaults to the
+    groups /etc/group lists the user in (none for uid 0): the caller's
+    supplementary groups are not kept.  (A caller without root in a new user
+    namespace cannot set groups: the kernel denies it, and the caller's show
+    as 65534 inside.)  A non-root ``user`` keeps no capability (effective,
+    permitted, inheritable and ambient sets empty, as with runc and Docker):
+    ``capabilities`` is then only its bounding set; ambient capabilities
+    only through ``capability_sets``.
 
     Every option is checked before any process exists (``ConfigError``).
     A failure in the child raises the failing step's ``SetupError`` subclass;

@@ -124,6 +124,175 @@ def bwrap_argv(*options: str) -> list[str]:
             "--proc", "/proc", "--dev", "/dev", "--unshare-all", "--die-with-parent", *options]
 
 
+# --- 1. privileges -----------------------------------------------------------------------
+
+PRIVILEGE_PROBE = textwrap.dedent("""
+    import json, os, sys
+    out = {}
+    for line in open("/proc/self/status"):
+        key, _, value = line.partition(":")
+        if key in ("Uid", "Gid", "Groups", "CapEff", "CapPrm", "CapInh", "CapAmb", "CapBnd"):
+            out[key] = value.split()
+    for name, call in (("setuid", lambda: os.setuid(0)), ("setgid", lambda: os.setgid(0)),
+                       ("setgroups", lambda: os.setgroups([0])),
+                       ("read", lambda: open("/secret", "rb").read()),
+                       ("read group's", lambda: open("/groupsecret", "rb").read())):
+        try:
+            call()
+            out[name] = 0
+        except OSError as e:
+            out[name] = e.errno
+    print("RESULT " + json.dumps(out))
+""")
+
+
+def _privilege_result(stdout: bytes) -> dict[str, Any]:
+    for line in stdout.decode(errors="replace").splitlines():
+        if line.startswith("RESULT "):
+            return dict(json.loads(line[7:]))
+    raise AssertionError(f"the probe printed no result: {stdout!r}")
+
+
+def _privileges_dropped(r: dict[str, Any], caller_groups: set[int]) -> tuple[bool, str]:
+    """Whether a non-root sandbox user got nothing back: no capability, no root id, no group
+    0 or of the caller, no way to become root or read root's file."""
+    bad = []
+    for k in ("CapEff", "CapPrm", "CapInh", "CapAmb"):
+        if int(r[k][0], 16):
+            bad.append(f"{k} {r[k][0]}")
+    if "0" in r["Gid"]:
+        bad.append(f"Gid {r['Gid']}")
+    groups = {int(g) for g in r["Groups"]}
+    if groups & ({0} | caller_groups):
+        bad.append(f"Groups {sorted(groups)}")
+    for k in ("setuid", "setgid", "setgroups", "read", "read group's"):
+        if r[k] == 0:
+            bad.append(f"{k} worked")
+    return not bad, ", ".join(bad) or f"Uid {r['Uid'][0]} Gid {r['Gid'][0]} Groups {sorted(groups)}"
+
+
+CALLER_GROUP = 4242       # a supplementary group of the caller, which no sandbox may keep
+
+
+@pytest.fixture
+def secrets() -> Iterator[tuple[Path, Path]]:
+    """A file only root can read (0600 root:root) and one only root and the caller's group
+    ``CALLER_GROUP`` can (0640 root:4242), in a directory anyone may traverse."""
+    d = Path(f"/var/tmp/isolate-secrets-{uuid.uuid4().hex}")
+    d.mkdir(mode=0o755)
+    root_only, group_only = d / "secret", d / "groupsecret"
+    for f, mode in ((root_only, 0o600), (group_only, 0o640)):
+        f.write_text("secret\n")
+        os.chown(f, 0, CALLER_GROUP if f is group_only else 0)
+        f.chmod(mode)
+    yield root_only, group_only
+    shutil.rmtree(d)
+
+
+def _as_caller_with_group(argv: list[str]) -> subprocess.CompletedProcess[bytes]:
+    """Run ``argv`` from a caller that has the supplementary group ``CALLER_GROUP``."""
+    return subprocess.run(argv, capture_output=True, timeout=120, stdin=subprocess.DEVNULL,
+                          preexec_fn=lambda: os.setgroups([CALLER_GROUP]))
+
+
+@pytest.mark.parametrize("how", ["Container(user=65534)",
+                                 "Container(user=65534) without a user namespace",
+                                 "Container(user='nobody', rootfs=image)"])
+def test_a_non_root_user_gets_no_privileges(how: str, secrets: tuple[Path, Path], tmp_path: Path,
+                                            comparison: Compare) -> None:
+    """Tried: as a non-root sandbox user (the documented way to run untrusted code), become
+    root with setuid(0)/setgid(0)/setgroups([0]), read a root-only (0600) file bound in,
+    and look for capabilities, group 0 or the caller's supplementary group in
+    /proc/self/status.  Was: gid 0 and the OCI capability set effective, setuid(0) worked.
+    Stopped by: a non-root user gets empty effective, permitted, inheritable and ambient
+    sets (the bounding set stays the OCI set), its group from the sandbox's /etc/passwd
+    (65534 for nobody) and supplementary groups from its /etc/group, never the caller's."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(PRIVILEGE_PROBE)
+    probe.chmod(0o644)
+    tmp_path.chmod(0o755)
+    secret, groupsecret = map(str, secrets)
+    if how.startswith("isolate run"):
+        p = _as_caller_with_group([ISOLATE, "run", "--user", "65534", "--bind", f"{probe}:/probe.py:ro",
+                                   "--bind", f"{secret}:/secret:ro", "--bind", f"{groupsecret}:/groupsecret:ro",
+                                   "--", PY, "/probe.py"])
+    else:
+        image = None
+        if "image" in how:
+            # An image whose nobody is 4000:4001, also in group 4002 of its /etc/group.
+            image = tmp_path / "image"
+            for d in ("etc", "usr", "tmp"):
+                (image / d).mkdir(parents=True)
+            for name, target in (("bin", "usr/bin"), ("lib", "usr/lib"), ("lib64", "usr/lib64")):
+                (image / name).symlink_to(target)
+            (image / "etc/passwd").write_text("root:x:0:0::/root:/bin/sh\nnobody:x:4000:4001::/:/bin/sh\n")
+            (image / "etc/group").write_text("root:x:0:\nnobody:x:4001:\nextra:x:4002:nobody\n")
+        code = textwrap.dedent(f"""
+            import sys, isolate
+            from isolate.rootfs import RootFS
+            image = {str(image) if image else None!r}
+            rootfs = RootFS.host() if image is None else RootFS.from_directory(image).bind("/usr", "/usr", readonly=True)
+            rootfs.bind({str(probe)!r}, "/probe.py", readonly=True).bind({secret!r}, "/secret", readonly=True)
+            rootfs.bind({groupsecret!r}, "/groupsecret", readonly=True)
+            ns = isolate.DEFAULT_NAMESPACES - ({{"user"}} if "without" in {how!r} else set())
+            user = "nobody" if image else 65534
+            with isolate.Container(rootfs=rootfs, user=user, namespaces=ns) as c:
+                r = c.run([{PY!r}, "/probe.py"], timeout=60)
+            sys.stdout.buffer.write(r.stdout + r.stderr)
+        """)
+        p = _as_caller_with_group([sys.executable, "-c", code])
+    r = _privilege_result(p.stdout)
+    stopped, detail = _privileges_dropped(r, {CALLER_GROUP})
+    comparison("non-root user regains root or capabilities", "isolate", stopped, f"{how}: {detail}")
+    assert stopped, (how, detail, r)
+    assert r["Uid"] == ["4000"] * 4 if "image" in how else r["Uid"] == [str(NOBODY)] * 4
+    if "image" in how:
+        assert r["Gid"] == ["4001"] * 4 and r["Groups"] == ["4002"], r     # the image's, not the host's
+    else:
+        assert r["Gid"] == [str(NOBODY)] * 4, r                            # the passwd entry's group
+    bounding = OCI_DEFAULT_CAPS - ({"CAP_MKNOD"} if "without" in how else set())
+    assert int(r["CapBnd"][0], 16) == sum(1 << isolate._plan.CAPABILITIES[c] for c in bounding)
+
+
+def test_runc_and_bwrap_drop_privileges_of_a_non_root_user(secrets: tuple[Path, Path], tmp_path: Path,
+                                                          runc: Runc, comparison: Compare) -> None:
+    """The same attack under runc (process.user 65534:65534) and bwrap (--uid/--gid 65534)."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(PRIVILEGE_PROBE)
+    tmp_path.chmod(0o755)
+    binds = ((str(secrets[0]), "/secret"), (str(secrets[1]), "/groupsecret"))
+    p = runc.run(PRIVILEGE_PROBE, user=(NOBODY, NOBODY), binds=binds)
+    assert p.returncode == 0, p
+    stopped, detail = _privileges_dropped(_privilege_result(p.stdout), set())
+    comparison("non-root user regains root or capabilities", "runc", stopped, detail)
+    b = _as_caller_with_group(bwrap_argv("--uid", str(NOBODY), "--gid", str(NOBODY),
+                                         "--ro-bind", str(probe), "/probe.py",
+                                         *(a for src, dst in binds for a in ("--ro-bind", src, dst)),
+                                         PY, "/probe.py"))
+    assert b.returncode == 0, b
+    stopped, detail = _privileges_dropped(_privilege_result(b.stdout), {CALLER_GROUP})
+    comparison("non-root user regains root or capabilities", "bwrap", stopped, detail)
+
+
+def test_spawn_as_a_user_does_not_keep_group_0_or_the_callers_groups() -> None:
+    """Tried: ``isolate.spawn(user=65534)`` from root with a supplementary group, no namespace:
+    the process kept gid 0 and the caller's groups (``subprocess``'s ``user=`` does too).
+    Stopped by: a changed uid gets its passwd group (65534 for a uid without an entry too)
+    and its /etc/group groups."""
+    code = textwrap.dedent("""
+        import os, isolate
+        os.setgroups([4242])
+        r = isolate.run(["/bin/sh", "-c", "id -u; id -g; id -G"], user=65534, capture_output=True)
+        print(r.stdout.decode().split())
+        r = isolate.run(["/bin/sh", "-c", "id -u; id -g; id -G"], user=54321, capture_output=True)
+        print(r.stdout.decode().split())
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    nobody, unknown = (eval(line) for line in out.splitlines())
+    assert nobody == ["65534", "65534", "65534"]
+    assert unknown == ["54321", "65534", "65534"]      # no passwd entry: the overflow group, not 0
+
+
 # --- 3. the host's memory: tmpfs sizes ----------------------------------------------------
 
 FILL = textwrap.dedent("""

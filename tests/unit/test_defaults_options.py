@@ -103,3 +103,102 @@ def test_result_reports_truncation() -> None:
     from isolate.container import DEFAULT_MAX_OUTPUT
 
     assert DEFAULT_MAX_OUTPUT == 32 << 20
+
+
+# --- users and groups --------------------------------------------------------------------
+
+
+def image(tmp_path: Path, passwd: str, group: str) -> Path:
+    root = tmp_path / "image"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/passwd").write_text(passwd)
+    (root / "etc/group").write_text(group)
+    return root
+
+
+def test_users_resolve_in_the_image_with_docker_rules(tmp_path: Path) -> None:
+    from isolate._userdb import NOGROUP, resolve, rootfs_db
+
+    root = image(tmp_path, "root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/srv/app:/bin/sh\n",
+                 "root:x:0:\napp:x:1001:\ndev:x:2000:app,other\nops:x:2001:other\n")
+    db = rootfs_db(RootFS.from_directory(root))
+    app = resolve(db, "app")
+    assert (app.uid, app.gid, app.groups, app.home) == (1000, 1001, (2000,), "/srv/app")
+    assert resolve(db, 1000).gid == 1001                       # by uid, the same entry
+    assert resolve(db, "app", group="ops").groups == ()       # an explicit group: no /etc/group groups
+    assert resolve(db, "app", groups=["ops", 7]).groups == (2001, 7)
+    unknown = resolve(db, 4321)
+    assert (unknown.gid, unknown.groups, unknown.home) == (NOGROUP, (), None)   # never gid 0
+    assert resolve(db, None).gid == 0 and resolve(db, "root").groups == ()
+    with pytest.raises(isolate.ConfigError, match="user: no such user 'nosuch'"):
+        resolve(db, "nosuch")
+    with pytest.raises(isolate.ConfigError, match="group: no such group 'nosuch'"):
+        resolve(db, "app", group="nosuch")
+    with pytest.raises(isolate.ConfigError, match=r"groups\[1\]: no such group"):
+        resolve(db, "app", groups=["dev", "nosuch"])
+
+
+@pytest.mark.parametrize("link", ["/etc/hostile", "../../../../../../etc/hostile",
+                                  "/proc/self/root/etc/hostile", "../etc/../../../../etc/hostile"])
+def test_the_images_passwd_is_read_inside_it(tmp_path: Path, link: str) -> None:
+    """An image's /etc/passwd that is a symlink out of it is resolved inside the image."""
+    from isolate._userdb import read_in_root
+
+    host = Path("/etc/hostile")
+    assert not host.exists()
+    root = image(tmp_path, "", "")
+    (root / "etc/passwd").unlink()
+    (root / "etc/passwd").symlink_to(link)
+    # The same path inside the image: what a RESOLVE_IN_ROOT lookup finds.
+    inside = root / "proc/self/root/etc" if link.startswith("/proc") else root / "etc"
+    inside.mkdir(parents=True, exist_ok=True)
+    (inside / "hostile").write_text("evil:x:0:0::/:/bin/sh\n")
+    assert read_in_root(os.fsencode(root), "etc/passwd") == b"evil:x:0:0::/:/bin/sh\n"
+    (inside / "hostile").unlink()
+    assert read_in_root(os.fsencode(root), "etc/passwd") is None
+
+
+def test_the_images_passwd_must_be_a_small_regular_file(tmp_path: Path) -> None:
+    from isolate._userdb import read_in_root
+
+    root = image(tmp_path, "", "")
+    (root / "etc/passwd").unlink()
+    (root / "etc/passwd").symlink_to("/dev/zero")
+    (root / "dev").mkdir()
+    os.mkfifo(root / "dev/zero")
+    with pytest.raises(isolate.ConfigError, match="not a regular file"):
+        read_in_root(os.fsencode(root), "etc/passwd")
+    (root / "etc/group").write_bytes(b"x" * 100)
+    with pytest.raises(isolate.ConfigError, match="larger than"):
+        read_in_root(os.fsencode(root), "etc/group", limit=99)
+    (root / "etc/loop").symlink_to("loop")
+    with pytest.raises(isolate.ConfigError, match="symbolic links"):
+        read_in_root(os.fsencode(root), "etc/loop")
+
+
+def test_container_user_names_are_the_sandboxs(tmp_path: Path) -> None:
+    root = image(tmp_path, "root:x:0:0::/root:/bin/sh\nnobody:x:4000:4001::/:/bin/sh\n",
+                 "root:x:0:\nextra:x:4002:nobody\n")
+    with isolate.Container(rootfs=RootFS.from_directory(root), user="nobody") as c:
+        assert c._credentials(None) == {"user": 4000, "group": 4001, "groups": (4002,)}
+        assert c._credentials(0) == {"user": 0, "group": 0, "groups": ()}
+    with pytest.raises(isolate.ConfigError, match="no such user 'daemon'"):
+        isolate.Container(rootfs=RootFS.from_directory(root), user="daemon")
+    # A host root has the host's copy; no user: root with no supplementary groups.
+    with isolate.Container(user="nobody") as c:
+        assert c._credentials(None)["user"] == 65534 and c._credentials(None)["group"] == 65534
+    with isolate.Container() as c:
+        assert c._credentials(None) == {"groups": ()}
+
+
+def test_an_etc_bind_replaces_the_images_databases(tmp_path: Path) -> None:
+    from isolate._userdb import resolve, rootfs_db
+
+    root = image(tmp_path, "app:x:1000:1000::/:/bin/sh\n", "")
+    mine = tmp_path / "passwd"
+    mine.write_text("app:x:3000:3000::/:/bin/sh\n")
+    r = RootFS.from_directory(root).bind(mine, "/etc/passwd")
+    assert resolve(rootfs_db(r), "app").uid == 3000
+    r = RootFS.host().tmpfs("/etc")
+    with pytest.raises(isolate.ConfigError, match="missing or empty"):
+        resolve(rootfs_db(r), "root2")
