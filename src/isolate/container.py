@@ -17,6 +17,7 @@ when the spawning thread dies, and every fd that was not passed closed.
 
 from __future__ import annotations
 
+import enum
 import functools
 import itertools
 import os
@@ -40,12 +41,16 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
     from typing import IO, Any, TypeAlias
 
-__all__ = ["Container", "Result", "DEFAULT_NAMESPACES", "OCI_DEFAULT_CAPS", "DEFAULT_MAX_OUTPUT"]
+__all__ = ["Container", "Result", "DEFAULT_NAMESPACES", "OCI_DEFAULT_CAPS", "DEFAULT_HOSTNAME",
+           "DEFAULT_MAX_OUTPUT"]
 
 #: What a Container unshares by default.  ``time`` is left out: nothing needs it by default.
 DEFAULT_NAMESPACES = frozenset({"user", "pid", "mnt", "uts", "ipc", "net", "cgroup"})
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MAX_ID_RANGE = 4294967295          # the whole uid space except (uid_t)-1
+#: The hostname of a container given no ``name``: fixed, so that every such
+#: container shares one spawn plan.
+DEFAULT_HOSTNAME = "isolate"
 #: What ``Container.run``/``exec`` keep of each captured stream by default:
 #: 32 MiB, far more than a log anyone reads or a judge compares, while a
 #: sandbox printing without end costs its caller at most twice that (both
@@ -173,6 +178,22 @@ def _cap_names(value: Any) -> frozenset[str] | None:
     return frozenset(out)
 
 
+class _Auto(enum.Enum):
+    """The default of ``Container(hostname=...)``: from the name, or DEFAULT_HOSTNAME."""
+
+    HOSTNAME = "auto"
+
+
+def hostname_for(name: str) -> str:
+    """``name`` made a valid hostname: labels of ASCII letters, digits and '-' (any other
+    character becomes '-'), at most 63 bytes each and 64 in all (the kernel's limit);
+    ``DEFAULT_HOSTNAME`` when nothing is left."""
+    chars = "".join(c if (c.isascii() and c.isalnum()) or c in "-." else "-" for c in name)
+    labels = [part.strip("-")[:63].strip("-") for part in chars.split(".")]
+    host = ".".join(label for label in labels if label)[:64].rstrip(".-")
+    return host or DEFAULT_HOSTNAME
+
+
 def _timeout(value: Any) -> float | None:
     if value is None:
         return None
@@ -221,7 +242,9 @@ class Container:
     ``isolate.cgroup.Limits``: a cgroup named ``name`` is made for the
     container) or ``cgroup`` (a caller-owned ``Cgroup``, or a ``CgroupPool``
     the container takes a fresh group from and hands it back to on close),
-    ``hostname``,
+    ``hostname`` (default: ``name`` made a valid hostname when given, else
+    ``DEFAULT_HOSTNAME``, never the host's; None keeps the name the new uts
+    namespace starts with, the host's),
     ``env`` (default: PATH, HOME, TERM), ``cwd``, ``user``/``group``/
     ``groups`` (below), ``capabilities`` (``"default"``: the OCI set; ``[]``: none;
     None: keep all; a non-root ``user`` keeps none of them but in its
@@ -261,7 +284,7 @@ class Container:
         limits: Any = None,
         cgroup: Any = None,
         name: str | None = None,
-        hostname: str | None = None,
+        hostname: str | None | _Auto = _Auto.HOSTNAME,
         env: Mapping[str, str] | None = None,
         cwd: str = "/",
         user: int | str | None = None,
@@ -344,6 +367,12 @@ class Container:
         self._cgroup = cgroup
         self._own_cgroup = False
         self.name = name if name is not None else f"isolate-{os.getpid()}-{next(_counter)}"
+        if isinstance(hostname, _Auto):
+            # Not the default name, unique per container: the plan cache would never hit.
+            hostname = (None if "uts" not in self.namespaces else
+                        hostname_for(name) if name is not None else DEFAULT_HOSTNAME)
+        elif hostname is not None and not isinstance(hostname, str):
+            raise ConfigError(f"hostname must be a string or None, got {hostname!r}")
         self.hostname = hostname
         self.env = dict(env) if env is not None else None
         if rootfs is None:

@@ -293,6 +293,35 @@ def test_spawn_as_a_user_does_not_keep_group_0_or_the_callers_groups() -> None:
     assert unknown == ["54321", "65534", "65534"]      # no passwd entry: the overflow group, not 0
 
 
+# --- 2. hostname -------------------------------------------------------------------------
+
+
+HOSTNAME_PROBE = "import socket; print(socket.gethostname())"
+
+
+def test_the_default_sandbox_does_not_show_the_hosts_name(runc: Runc, comparison: Compare) -> None:
+    """Tried: read the hostname inside the default sandbox (it was the host's).
+    Stopped by: a uts namespace with a hostname of its own: the container's name made a
+    hostname, else "isolate"."""
+    host = socket.gethostname()
+    with isolate.Container() as c:
+        default = c.run([PY, "-c", HOSTNAME_PROBE]).stdout.decode().strip()
+    with isolate.Container(name="job_42.a") as c:
+        named = c.run([PY, "-c", HOSTNAME_PROBE]).stdout.decode().strip()
+    stopped = host not in (default, named)
+    comparison("sandbox learns the host's hostname", "isolate", stopped, f"{default!r}, {named!r}")
+    assert (default, named) == ("isolate", "job-42.a")
+    assert socket.gethostname() == host
+    p = runc.run(HOSTNAME_PROBE)
+    assert p.returncode == 0, p
+    comparison("sandbox learns the host's hostname", "runc", p.stdout.decode().strip() != host,
+               f"runc spec's hostname: {p.stdout.decode().strip()!r}")
+    b = subprocess.run(bwrap_argv(PY, "-c", HOSTNAME_PROBE), capture_output=True, text=True, timeout=60)
+    assert b.returncode == 0, b
+    comparison("sandbox learns the host's hostname", "bwrap", b.stdout.strip() != host,
+               f"--unshare-all without --hostname: {b.stdout.strip()!r}")
+
+
 # --- 3. the host's memory: tmpfs sizes ----------------------------------------------------
 
 FILL = textwrap.dedent("""

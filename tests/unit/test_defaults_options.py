@@ -105,6 +105,33 @@ def test_result_reports_truncation() -> None:
     assert DEFAULT_MAX_OUTPUT == 32 << 20
 
 
+# --- hostname ----------------------------------------------------------------------------
+
+
+def test_default_hostname_is_the_name_or_a_fixed_one() -> None:
+    with isolate.Container() as a, isolate.Container() as b:
+        assert a.hostname == b.hostname == "isolate"       # one plan for every unnamed container
+    with isolate.Container(name="ci_job#7") as c:
+        assert c.hostname == "ci-job-7"
+    with isolate.Container(name="x", hostname="given") as c:
+        assert c.hostname == "given"
+    with isolate.Container(hostname=None) as c:
+        assert c.hostname is None                           # the uts namespace keeps what it has
+    with isolate.Container(namespaces=isolate.DEFAULT_NAMESPACES - {"uts"}) as c:
+        assert c.hostname is None
+
+
+@given(st.text(max_size=200))
+def test_hostname_for_any_name_is_a_valid_hostname(name: str) -> None:
+    from isolate.container import hostname_for
+
+    h = hostname_for(name)
+    assert 0 < len(h.encode()) <= 64 and h.isascii()
+    for label in h.split("."):
+        assert 0 < len(label) <= 63 and not label.startswith("-") and not label.endswith("-")
+        assert all(c.isalnum() or c == "-" for c in label)
+
+
 # --- users and groups --------------------------------------------------------------------
 
 
