@@ -11,8 +11,11 @@ Everything a container needs becomes one plan (``build_plan(ops=...)``) and
 one C call; nothing is mounted in the caller's namespace, so the container's
 mounts vanish with its last process.  The secure defaults: every namespace
 (user, pid, mnt, uts, ipc, net with only ``lo`` up, cgroup), the OCI default
-capability set (none for a non-root user), ``no_new_privs``, Docker's default seccomp profile, SIGKILL
-when the spawning thread dies, and every fd that was not passed closed.
+capability set (none for a non-root user), ``no_new_privs``, Docker's
+default seccomp profile (which also refuses TIOCSTI), a session of its own,
+a hostname of its own, bounded tmpfs sizes (see ``RootFS.host``), at most
+``DEFAULT_MAX_OUTPUT`` bytes of each captured stream kept, SIGKILL when the
+spawning thread dies, and every fd that was not passed closed.
 """
 
 from __future__ import annotations
@@ -251,7 +254,7 @@ class Container:
     bounding set), ``capability_sets`` (each of the five sets exactly, as
     OCI's process.capabilities; overrides ``capabilities``; the only way to
     give a non-root user ambient capabilities), ``no_new_privs``, ``seccomp`` (``"default"``: Docker's
-    profile; a ``SeccompProfile``; BPF bytes; None), ``rlimits``, ``umask``,
+    profile, plus TIOCSTI and TIOCLINUX refused; a ``SeccompProfile``; BPF bytes; None), ``rlimits``, ``umask``,
     ``die_with_parent`` (SIGKILL when the *thread* that started the
     container exits: PR_SET_PDEATHSIG follows the spawning thread, not the
     process), ``pivot_root`` (None: auto; False forces the chroot mode, in
@@ -259,7 +262,12 @@ class Container:
     leaving a chroot; without a user namespace and without ``Limits.devices``
     rules it loses CAP_MKNOD, with which a made device node would open the
     host's disk), ``make_cwd`` (create ``cwd`` inside the root when
-    missing, as OCI runtimes do).
+    missing, as OCI runtimes do), ``new_session`` (True, the default: every
+    process of the container runs in a session of its own, without a
+    controlling terminal, so it cannot push input into the caller's
+    terminal with TIOCSTI; False hands it the caller's session and
+    terminal: for interactive use, with only the seccomp filter refusing
+    TIOCSTI).
 
     ``user`` is root (uid 0, gid 0, no supplementary groups) by default, or
     a uid or a name of the container's own /etc/passwd: the host's copy
@@ -300,6 +308,7 @@ class Container:
         pivot_root: bool | None = None,
         stage: str = "/tmp",
         make_cwd: bool = False,
+        new_session: bool = True,
     ) -> None:
         self._closed = True
         ident: Identity | None = None     # None: root (uid 0, gid 0), no supplementary groups
@@ -374,6 +383,7 @@ class Container:
         elif hostname is not None and not isinstance(hostname, str):
             raise ConfigError(f"hostname must be a string or None, got {hostname!r}")
         self.hostname = hostname
+        self.new_session = bool(new_session)
         self.env = dict(env) if env is not None else None
         if rootfs is None:
             self.cwd = os.fsencode(cwd)
@@ -618,7 +628,11 @@ class Container:
               console_size: tuple[int, int] | None = None) -> Process:
         """Create the container and start ``argv`` as its first process; returns the ``Process``.
 
-        ``tty``: stdin is a terminal, made the controlling one in a new session.
+        ``tty``: stdin is a terminal, made the controlling one in a new
+        session (it must not be another session's: open a pty for it).
+        Otherwise the process runs in a session of its own without a
+        controlling terminal, unless the container was made with
+        ``new_session=False``.
         ``exec_gate`` (for OCI create/start): an fd; the process is set up,
         then waits before execve until a byte can be read from it.
         ``console_socket``: a connected unix socket; the process gets a
@@ -656,6 +670,7 @@ class Container:
                     "join": self._join, "uid_map": self._uid_map, "gid_map": self._gid_map,
                     "hostname": self.hostname, "cgroup": self._cgroup, "tty": tty,
                     "exec_gate": exec_gate}))
+                opts["new_session"] = self.new_session
                 self.process = spawn(argv, namespaces=self.namespaces, ops=ops, stdin=stdin,
                                      stdout=stdout, stderr=stderr, pass_fds=pass_fds, **opts)
             except BaseException:
@@ -759,9 +774,11 @@ class Container:
 
         The new process joins every namespace of the container (through
         /proc/<pid>/ns of its first process) and its cgroup, and gets the same
-        capabilities, no_new_privs and seccomp filter.  Output is kept as by
-        ``run()`` (``max_output``, ``Result.truncated``); on ``timeout`` the
-        process is killed.
+        capabilities, no_new_privs and seccomp filter, and a session of its
+        own (unless ``new_session=False``).  ``user`` (default: the
+        container's) is looked up in the container's /etc/passwd.  Output is
+        kept as by ``run()`` (``max_output``, ``Result.truncated``); on
+        ``timeout`` the process (and its process group) is killed.
         """
         t = _timeout(timeout)
         max_output = _max_output(max_output)
@@ -784,9 +801,20 @@ class Container:
         if capture_output:
             stdio["stdout"] = stdio["stderr"] = PIPE
         start = time.monotonic()
-        proc = spawn(argv, join=join, cgroup=self._cgroup, ops=ops, **stdio, **opts)
+        proc = spawn(argv, join=join, cgroup=self._cgroup, ops=ops, new_session=self.new_session,
+                     **stdio, **opts)
+
+        def kill() -> None:
+            # Not kill_tree(): that would end the whole container (its cgroup).
+            if self.new_session:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)   # its group: a zombie's pid is not reused
+                except (ProcessLookupError, PermissionError):
+                    pass
+            proc.kill()
+
         with proc:
-            out, err, timed_out = _collect(proc, t, input, max_output, proc.kill)
+            out, err, timed_out = _collect(proc, t, input, max_output, kill)
         ru = proc.rusage
         return Result(args=list(argv), returncode=proc.returncode if proc.returncode is not None else -9,
                       stdout=out, stderr=err, wall_time=time.monotonic() - start,

@@ -1046,6 +1046,16 @@ class CompletedProcess(subprocess.CompletedProcess):  # type: ignore[type-arg]
     truncated: bool = False
 
 
+def _default_session(options: dict[str, Any]) -> None:
+    """``new_session`` None (or absent) becomes True for a process that creates or joins a
+    namespace (a sandbox: see ``spawn``), else is left out (the caller's session)."""
+    if options.get("new_session") is None:
+        if options.get("namespaces") or options.get("join"):
+            options["new_session"] = True
+        else:
+            options.pop("new_session", None)
+
+
 def spawn(
     argv: Sequence[Any],
     *,
@@ -1063,9 +1073,11 @@ def spawn(
     ``stdin``/``stdout``/``stderr`` (None, PIPE, DEVNULL, STDOUT, an fd or a
     file), ``pass_fds`` (fds kept open, or a mapping child fd -> parent fd),
     ``close_fds``, ``uid_map``/``gid_map`` (``IdMap`` lists; default maps
-    root inside to the caller), ``user``/``group``/``groups`` (see below), ``hostname``,
-    ``domainname``, ``cgroup`` (an ``isolate.Cgroup``: the child is born in
-    it), ``new_session``, ``process_group``, ``tty``, ``umask``, ``rlimits``
+    root inside to the caller), ``user``/``group``/``groups`` (see below),
+    ``hostname``, ``domainname``, ``cgroup`` (an ``isolate.Cgroup``: the
+    child is born in it), ``new_session`` (see below), ``process_group``,
+    ``tty`` (stdin, a terminal no other session holds, becomes the
+    controlling terminal of a new session), ``umask``, ``rlimits``
     ({"nofile": (soft, hard)}), ``capabilities`` (names to keep; all others
     are dropped from every set), ``capability_sets`` (instead: each of
     bounding, effective, permitted, inheritable, ambient given exactly, as
@@ -1074,6 +1086,12 @@ def spawn(
     (SIGKILL when the spawning *thread* exits), ``seccomp`` (a BPF program
     as bytes), ``loopback`` (bring up lo in a new net namespace), ``ops``
     (extra plan ops, e.g. mounts, run before credentials change).
+
+    ``new_session``: None (the default) gives a process that creates or
+    joins any namespace a session of its own, so the caller's terminal is
+    never its controlling terminal (with which it could push input into the
+    caller's shell with TIOCSTI); a plain spawn stays in the caller's session,
+    as with ``subprocess``.  True or False decides it either way.
 
     ``user``, ``group``, ``groups``: ids or the host's names (pwd, grp).  A
     ``user`` in a new user namespace defaults to 0 (root of it).  When the
@@ -1115,6 +1133,7 @@ def spawn(
             keep.append(dst)
         # Inherited stdio needs no dup: fds 0-2 are already where they belong.
         std_pairs = [(src, dst) for dst, src in enumerate(stdio.child_fds) if src != dst]
+        _default_session(options)
         plan = _cached_plan(argv, std_pairs + pairs, keep, options)
         ns = set(options.get("namespaces", ()))
         tree = "pidns" if "pid" in ns else ("pgid" if options.get("process_group") or
@@ -1160,8 +1179,8 @@ def run(
     ``max_output`` (bytes kept of each captured stream; the rest is read
     and discarded, so the process never blocks, and the result's
     ``truncated`` is set; None, the default, keeps everything, as
-    ``subprocess`` does).  Without a pid namespace the command runs in
-    a new process group, so the timeout can reach its children.
+    ``subprocess`` does).  Without a pid namespace or a new session the
+    command runs in a new process group, so the timeout can reach its children.
     """
     if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
         raise ConfigError(f"timeout must be a non-negative number, got {timeout!r}")
@@ -1174,6 +1193,7 @@ def run(
         if stdout is not None or stderr is not None:
             raise ConfigError("capture_output cannot be combined with stdout/stderr")
         stdout = stderr = PIPE
+    _default_session(options)
     if "pid" not in set(options.get("namespaces", ())) and not options.get("new_session"):
         options.setdefault("process_group", True)
     with spawn(argv, stdin=stdin, stdout=stdout, stderr=stderr, **options) as proc:

@@ -473,3 +473,182 @@ def test_a_timed_out_run_keeps_the_output_read_so_far() -> None:
     with pytest.raises(subprocess.TimeoutExpired) as e:
         isolate.run([PY, "-c", code], namespaces={"pid"}, capture_output=True, timeout=2)
     assert e.value.output == b"before\n" and e.value.stderr == b"err\n"
+
+
+# --- 5. the caller's terminal: TIOCSTI (escape 4) -------------------------------------------
+
+MARKER = "echo ISOLATE-TIOCSTI-MARKER"
+
+TIOCSTI_ATTACK = textwrap.dedent("""
+    import ctypes, json, os
+    libc = ctypes.CDLL(None, use_errno=True)
+    SYS_ioctl, TIOCSTI, TIOCLINUX, TIOCSCTTY = 16, 0x5412, 0x541C, 0x540E
+
+    def ioctl(fd, request, arg):
+        ctypes.set_errno(0)
+        rc = libc.syscall(ctypes.c_long(SYS_ioctl), ctypes.c_long(fd), ctypes.c_ulong(request), arg)
+        return 0 if rc == 0 else ctypes.get_errno()
+
+    out = {"sid": os.getsid(0) == os.getpid()}
+    fds = {"stdin": 0}
+    try:
+        fds["/dev/tty"] = os.open("/dev/tty", os.O_RDWR)
+    except OSError as e:
+        out["/dev/tty"] = e.errno
+    for name, fd in fds.items():
+        # The command is typed into the terminal's input, as the caller's shell would read it.
+        out["tiocsti " + name] = [ioctl(fd, TIOCSTI, ctypes.c_char_p(bytes([c]))) for c in MARKER_BYTES]
+        out["tiocsti high bits " + name] = ioctl(fd, 1 << 32 | TIOCSTI, ctypes.c_char_p(b"#"))
+        out["tioclinux " + name] = ioctl(fd, TIOCLINUX, ctypes.c_char_p(bytes([3])))   # paste selection
+    out["tiocsctty steal"] = ioctl(0, TIOCSCTTY, ctypes.c_long(1))
+    print("RESULT " + json.dumps(out), flush=True)
+""").replace("MARKER_BYTES", repr((MARKER + "\n").encode()))
+
+# The caller: a session leader whose controlling terminal is the pty, like a shell in a
+# terminal; it runs the command in the foreground, then reads what reached its input.
+SHELL = textwrap.dedent("""
+    import fcntl, json, os, subprocess, sys, termios
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    rc = subprocess.call(sys.argv[2:])
+    os.set_blocking(0, False)
+    try:
+        got = os.read(0, 65536)
+    except BlockingIOError:
+        got = b""
+    os.write(int(sys.argv[1]), json.dumps({"rc": rc, "input": got.decode(errors="replace")}).encode())
+""")
+
+
+def under_terminal(argv: list[str], timeout: float = 120) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run ``argv`` from a "shell" whose controlling terminal is a new pty (raw mode):
+    (what the shell saw: its exit status and what arrived on its terminal's input,
+    the attack's RESULT)."""
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    r, w = os.pipe()
+    try:
+        shell = subprocess.Popen([sys.executable, "-c", SHELL, str(w), *argv], stdin=slave, stdout=slave,
+                                 stderr=slave, pass_fds=(w,), start_new_session=True)
+        os.close(w)
+        w = -1
+        shown = bytearray()
+        deadline = time.monotonic() + timeout
+        os.set_blocking(master, False)
+        while shell.poll() is None and time.monotonic() < deadline:
+            try:
+                shown += os.read(master, 65536)
+            except BlockingIOError:
+                time.sleep(0.02)
+        if shell.poll() is None:
+            os.killpg(shell.pid, signal.SIGKILL)
+            shell.wait()
+            raise AssertionError(f"{argv} did not finish: {bytes(shown)!r}")
+        try:
+            while chunk := os.read(master, 65536):
+                shown += chunk
+        except (BlockingIOError, OSError):
+            pass
+        seen = json.loads(os.read(r, 65536) or b"{}")
+    finally:
+        for fd in (master, slave, r, w):
+            if fd >= 0:
+                os.close(fd)
+    text = shown.decode(errors="replace")
+    results = [line[7:] for line in text.splitlines() if line.startswith("RESULT ")]
+    assert seen and results, (seen, text)
+    return seen, json.loads(results[-1])
+
+
+EPERM = 1
+
+
+def _typed_in(seen: dict[str, Any]) -> bool:
+    return "ISOLATE-TIOCSTI" in seen["input"] or "#" in seen["input"]
+
+
+def test_tiocsti_from_isolate_run_types_nothing_into_the_callers_shell(comparison: Compare) -> None:
+    """Tried (escape 4, bubblewrap's CVE-2017-5226): from ``isolate run`` under a terminal,
+    push a command into the terminal's input with ioctl(TIOCSTI) (also with high bits set
+    in the request, which the kernel drops) and TIOCLINUX, for the caller's shell to run.
+    Stopped by: its own session, without a controlling terminal, and the default seccomp
+    profile refusing both ioctls (EPERM)."""
+    seen, r = under_terminal([ISOLATE, "run", "--", PY, "-c", TIOCSTI_ATTACK])
+    stopped = not _typed_in(seen)
+    comparison("TIOCSTI into the caller's terminal", "isolate", stopped, f"input {seen['input']!r}, {r}")
+    assert stopped, seen
+    assert seen["rc"] == 0 and r["sid"], (seen, r)
+    assert r["tiocsti stdin"][0] == EPERM and r["tiocsti high bits stdin"] == EPERM
+    assert r["tioclinux stdin"] == EPERM                        # the filter: a pty would say ENOTTY
+    assert r["/dev/tty"] == 6                                   # ENXIO: no controlling terminal
+    assert r["tiocsctty steal"] == EPERM
+
+
+CONTAINER_UNDER_TERMINAL = textwrap.dedent("""
+    import sys, isolate
+    seccomp, new_session = sys.argv[1] == "default", sys.argv[2] == "new"
+    with isolate.Container(seccomp="default" if seccomp else None, new_session=new_session) as c:
+        sys.exit(c.run(sys.argv[3:], capture_output=False, timeout=60).returncode)
+""")
+
+
+def test_tiocsti_without_seccomp_is_stopped_by_the_session_alone() -> None:
+    """The same attack from ``Container(seccomp=None)``: TIOCSTI on a terminal that is not
+    the caller's controlling one fails (EPERM) without CAP_SYS_ADMIN, and a new session
+    cannot steal it with TIOCSCTTY."""
+    seen, r = under_terminal([sys.executable, "-c", CONTAINER_UNDER_TERMINAL, "none", "new",
+                              PY, "-c", TIOCSTI_ATTACK])
+    assert not _typed_in(seen), seen
+    assert r["sid"] and set(r["tiocsti stdin"]) == {EPERM} and r["tiocsti high bits stdin"] == EPERM
+    assert r["/dev/tty"] == 6 and r["tiocsctty steal"] == EPERM, r
+
+
+@pytest.mark.parametrize("how", ["Container(new_session=False)"])
+def test_tiocsti_in_the_callers_session_is_stopped_by_the_filter_alone(how: str) -> None:
+    """The terminal handed over (``isolate run --tty``, ``Container(new_session=False)``):
+    the sandbox stays in the caller's session, the terminal is its controlling one, and
+    only the default seccomp profile refuses TIOCSTI and TIOCLINUX."""
+    argv = ([ISOLATE, "run", "--tty", "--", PY, "-c", TIOCSTI_ATTACK] if how.startswith("isolate")
+            else [sys.executable, "-c", CONTAINER_UNDER_TERMINAL, "default", "caller", PY, "-c",
+                  TIOCSTI_ATTACK])
+    seen, r = under_terminal(argv)
+    assert not _typed_in(seen), seen
+    assert not r["sid"] and "/dev/tty" not in r, r          # the terminal is its controlling one
+    for fd in ("stdin", "/dev/tty"):
+        assert set(r["tiocsti " + fd]) == {EPERM} and r["tiocsti high bits " + fd] == EPERM, r
+        assert r["tioclinux " + fd] == EPERM, r
+
+
+def test_spawn_with_a_namespace_gets_its_own_session_and_a_plain_spawn_does_not() -> None:
+    """``isolate.spawn``/``run`` creating or joining a namespace default to a new session;
+    a plain spawn stays in the caller's, as with ``subprocess``."""
+    code = "import os; print(os.getsid(0) == os.getpid())"
+    seen, r = under_terminal([sys.executable, "-c", textwrap.dedent(f"""
+        import json, isolate
+        own = isolate.run([{PY!r}, "-c", {code!r}], namespaces={{"user", "pid"}}, capture_output=True)
+        plain = isolate.run([{PY!r}, "-c", {code!r}], capture_output=True)
+        print("RESULT " + json.dumps([own.stdout.decode().strip(), plain.stdout.decode().strip()]))
+    """)])
+    assert r == ["True", "False"], r
+    seen, r = under_terminal([sys.executable, "-c", textwrap.dedent(f"""
+        import isolate
+        isolate.run([{PY!r}, "-c", {TIOCSTI_ATTACK!r}], namespaces={{"user", "pid", "mnt"}})
+    """)])
+    assert not _typed_in(seen) and set(r["tiocsti stdin"]) == {EPERM}, (seen, r)
+
+
+@pytest.mark.parametrize("new_session", [False, True], ids=["default", "--new-session"])
+def test_bwrap_tiocsti(new_session: bool, comparison: Compare) -> None:
+    """The same attack under bwrap, without and with --new-session (its answer to CVE-2017-5226)."""
+    options = ("--new-session",) if new_session else ()
+    seen, r = under_terminal(bwrap_argv(*options, PY, "-c", TIOCSTI_ATTACK))
+    comparison("TIOCSTI into the caller's terminal", "bwrap", not _typed_in(seen),
+               f"{' '.join(options) or 'no --new-session'}: input {seen['input']!r}, {r}")
+    if new_session:
+        assert not _typed_in(seen), seen
+
+
+def test_runc_tiocsti(runc: Runc, comparison: Compare) -> None:
+    """The same attack under runc (terminal: false, so the process has the caller's stdio)."""
+    seen, r = under_terminal(runc.argv(TIOCSTI_ATTACK))
+    comparison("TIOCSTI into the caller's terminal", "runc", not _typed_in(seen),
+               f"input {seen['input']!r}, {r}")
