@@ -195,7 +195,7 @@ def _as_caller_with_group(argv: list[str]) -> subprocess.CompletedProcess[bytes]
                           preexec_fn=lambda: os.setgroups([CALLER_GROUP]))
 
 
-@pytest.mark.parametrize("how", ["Container(user=65534)",
+@pytest.mark.parametrize("how", ["isolate run --user 65534", "Container(user=65534)",
                                  "Container(user=65534) without a user namespace",
                                  "Container(user='nobody', rootfs=image)"])
 def test_a_non_root_user_gets_no_privileges(how: str, secrets: tuple[Path, Path], tmp_path: Path,
@@ -293,6 +293,23 @@ def test_spawn_as_a_user_does_not_keep_group_0_or_the_callers_groups() -> None:
     assert unknown == ["54321", "65534", "65534"]      # no passwd entry: the overflow group, not 0
 
 
+def test_an_unknown_user_is_named_in_the_error() -> None:
+    """``isolate run --user nosuchuser`` used to fail with "tmpfs target must not be the root"."""
+    p = subprocess.run([ISOLATE, "run", "--user", "nosuchuser", "--", "/bin/true"], capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 125
+    assert "no such user 'nosuchuser'" in p.stderr, p.stderr
+    p = subprocess.run([ISOLATE, "run", "--user", "65534", "--group", "nosuchgroup", "--", "/bin/true"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 125 and "no such group 'nosuchgroup'" in p.stderr, p.stderr
+
+
+def test_group_option_sets_the_group_and_no_supplementary_groups() -> None:
+    p = subprocess.run([ISOLATE, "run", "--user", "nobody", "--group", "100", "--", "/bin/sh", "-c",
+                        "id -u; id -g; id -G"], capture_output=True, text=True, timeout=60)
+    assert p.stdout.split() == ["65534", "100", "100"], p
+
+
 # --- 2. hostname -------------------------------------------------------------------------
 
 
@@ -308,9 +325,13 @@ def test_the_default_sandbox_does_not_show_the_hosts_name(runc: Runc, comparison
         default = c.run([PY, "-c", HOSTNAME_PROBE]).stdout.decode().strip()
     with isolate.Container(name="job_42.a") as c:
         named = c.run([PY, "-c", HOSTNAME_PROBE]).stdout.decode().strip()
-    stopped = host not in (default, named)
+    cli = subprocess.run([ISOLATE, "run", "--", PY, "-c", HOSTNAME_PROBE], capture_output=True,
+                         text=True, timeout=60).stdout.strip()
+    cli_named = subprocess.run([ISOLATE, "run", "--name", "box", "--", PY, "-c", HOSTNAME_PROBE],
+                               capture_output=True, text=True, timeout=60).stdout.strip()
+    stopped = host not in (default, named, cli, cli_named)
     comparison("sandbox learns the host's hostname", "isolate", stopped, f"{default!r}, {named!r}")
-    assert (default, named) == ("isolate", "job-42.a")
+    assert (default, named, cli, cli_named) == ("isolate", "job-42.a", "isolate", "box")
     assert socket.gethostname() == host
     p = runc.run(HOSTNAME_PROBE)
     assert p.returncode == 0, p
@@ -385,6 +406,25 @@ def test_tmpfs_writes_stop_at_their_bound(target: str, bound: int, comparison: C
     assert err == 28, (written, err)                 # ENOSPC
     assert bound - 8 * MIB <= written <= bound
     assert grown <= bound + SHMEM_SLACK, grown
+
+
+def test_tmpfs_size_options_of_isolate_run() -> None:
+    """``--tmp-size``, ``--home-size``, ``--shm-size``, ``--overlay-size`` bound the writes."""
+    code = textwrap.dedent("""
+        import os
+        for path in ("/tmp/f", os.environ["HOME"] + "/f", "/dev/shm/f", "/usr/f"):
+            n = 0
+            try:
+                with open(path, "wb", buffering=0) as f:
+                    while n < 64 << 20:
+                        n += f.write(b"x" * (1 << 20))
+            except OSError as e:
+                print(path.split("/")[1], n >> 20, e.errno)
+    """)
+    p = subprocess.run([ISOLATE, "run", "--tmp-size", "8m", "--home-size", "4m", "--shm-size", "2m",
+                        "--overlay", "--overlay-size", "16m", "--", PY, "-c", code],
+                       capture_output=True, text=True, timeout=60)
+    assert p.stdout.split("\n")[:4] == ["tmp 8 28", "root 4 28", "dev 2 28", "usr 16 28"], p
 
 
 def test_runc_and_bwrap_shm_and_tmp(runc: Runc, comparison: Compare) -> None:
@@ -602,7 +642,7 @@ def test_tiocsti_without_seccomp_is_stopped_by_the_session_alone() -> None:
     assert r["/dev/tty"] == 6 and r["tiocsctty steal"] == EPERM, r
 
 
-@pytest.mark.parametrize("how", ["Container(new_session=False)"])
+@pytest.mark.parametrize("how", ["isolate run --tty", "Container(new_session=False)"])
 def test_tiocsti_in_the_callers_session_is_stopped_by_the_filter_alone(how: str) -> None:
     """The terminal handed over (``isolate run --tty``, ``Container(new_session=False)``):
     the sandbox stays in the caller's session, the terminal is its controlling one, and

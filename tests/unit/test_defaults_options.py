@@ -229,3 +229,44 @@ def test_an_etc_bind_replaces_the_images_databases(tmp_path: Path) -> None:
     r = RootFS.host().tmpfs("/etc")
     with pytest.raises(isolate.ConfigError, match="missing or empty"):
         resolve(rootfs_db(r), "root2")
+
+
+# --- isolate run -------------------------------------------------------------------------
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    from isolate.cli import run
+
+    p = argparse.ArgumentParser()
+    run.add_parser(p.add_subparsers(dest="command"))
+    return p.parse_args(["run", *argv])
+
+
+def test_isolate_run_size_options() -> None:
+    from isolate.cli.run import container_from_args
+
+    c = container_from_args(parse("--tmp-size", "8m", "--home-size", "4m", "--shm-size", "2m",
+                                  "--overlay", "--overlay-size", "16m", "--", "true"))
+    assert c.rootfs is not None
+    sizes = tmpfs_sizes(c.rootfs)
+    assert sizes[b"tmp"] == str(8 << 20) and sizes[b"root"] == str(4 << 20)
+    assert sizes[b"dev/shm"] == str(2 << 20) and c.rootfs._overlay.size == str(16 << 20)
+    c.close()
+    with pytest.raises(isolate.ConfigError, match="--overlay-size needs --overlay"):
+        container_from_args(parse("--overlay-size", "1m", "--", "true"))
+    with pytest.raises(isolate.ConfigError, match="--tmp-size"):
+        container_from_args(parse("--tmp-size", "lots", "--", "true"))
+
+
+def test_isolate_run_user_group_hostname_and_session() -> None:
+    from isolate.cli.run import container_from_args
+
+    c = container_from_args(parse("--user", "nobody", "--group", "100", "--name", "a_b", "--", "true"))
+    assert c._credentials(None) == {"user": 65534, "group": 100, "groups": ()}
+    assert c.hostname == "a-b" and c.new_session and c.env["HOME"] == "/nonexistent"
+    c.close()
+    with pytest.raises(isolate.ConfigError, match="no such user 'nosuchuser'"):
+        container_from_args(parse("--user", "nosuchuser", "--", "true"))
+    if not os.isatty(0):
+        with pytest.raises(isolate.ConfigError, match="--tty needs a terminal"):
+            container_from_args(parse("--tty", "--", "true"))
