@@ -670,7 +670,8 @@ class Container:
                     "join": self._join, "uid_map": self._uid_map, "gid_map": self._gid_map,
                     "hostname": self.hostname, "cgroup": self._cgroup, "tty": tty,
                     "exec_gate": exec_gate}))
-                opts["new_session"] = self.new_session
+                # The console op makes the session itself (setsid, then its terminal).
+                opts["new_session"] = self.new_session and console_socket is None
                 self.process = spawn(argv, namespaces=self.namespaces, ops=ops, stdin=stdin,
                                      stdout=stdout, stderr=stderr, pass_fds=pass_fds, **opts)
             except BaseException:

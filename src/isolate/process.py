@@ -1048,9 +1048,13 @@ class CompletedProcess(subprocess.CompletedProcess):  # type: ignore[type-arg]
 
 def _default_session(options: dict[str, Any]) -> None:
     """``new_session`` None (or absent) becomes True for a process that creates or joins a
-    namespace (a sandbox: see ``spawn``), else is left out (the caller's session)."""
+    namespace (a sandbox: see ``spawn``), else is left out (the caller's session).
+
+    Not with a ``Console`` op, which makes the session itself (setsid, then its terminal).
+    """
     if options.get("new_session") is None:
-        if options.get("namespaces") or options.get("join"):
+        if ((options.get("namespaces") or options.get("join"))
+                and not any(type(op) is P.Console for op in options.get("ops", ()))):
             options["new_session"] = True
         else:
             options.pop("new_session", None)
@@ -1091,7 +1095,8 @@ def spawn(
     joins any namespace a session of its own, so the caller's terminal is
     never its controlling terminal (with which it could push input into the
     caller's shell with TIOCSTI); a plain spawn stays in the caller's session,
-    as with ``subprocess``.  True or False decides it either way.
+    as with ``subprocess``.  True or False decides it either way.  (A
+    ``Console`` op in ``ops`` makes the session itself, with its terminal.)
 
     ``user``, ``group``, ``groups``: ids or the host's names (pwd, grp).  A
     ``user`` in a new user namespace defaults to 0 (root of it).  When the

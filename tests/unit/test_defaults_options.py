@@ -270,3 +270,17 @@ def test_isolate_run_user_group_hostname_and_session() -> None:
     if not os.isatty(0):
         with pytest.raises(isolate.ConfigError, match="--tty needs a terminal"):
             container_from_args(parse("--tty", "--", "true"))
+
+
+# --- sessions ----------------------------------------------------------------------------
+
+
+def test_a_sandbox_gets_a_session_of_its_own_unless_a_console_op_makes_one() -> None:
+    from isolate.process import _default_session
+
+    cases = [({"namespaces": {"pid"}}, True), ({"join": [object()]}, True), ({}, None),
+             ({"namespaces": {"pid"}, "new_session": False}, False),
+             ({"namespaces": {"pid"}, "ops": [P.Console(fd=5, rows=0, cols=0)]}, None)]
+    for options, want in cases:
+        _default_session(options)
+        assert options.get("new_session") is want, options
