@@ -27,8 +27,8 @@ from .errors import ConfigError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-    from typing import Any
+    from collections.abc import Callable, Sequence
+    from typing import Any, TypeAlias
 
 #: The group of a uid that has no passwd entry: the kernel's overflow gid
 #: ("nogroup"/"nobody"), which by convention owns no file.  Never 0.
@@ -142,6 +142,39 @@ class HostDB:
         return "on the host"
 
 
+class _LazyDB:
+    """A ``FileDB`` read on its first lookup: ids given in full never read a file."""
+
+    def __init__(self, load: Callable[[], FileDB]) -> None:
+        self._load: Callable[[], FileDB] | None = load
+        self._db: FileDB | None = None
+
+    def _get(self) -> FileDB:
+        if self._db is None:
+            assert self._load is not None
+            self._db, self._load = self._load(), None
+        return self._db
+
+    def user(self, key: str | int) -> _User | None:
+        """See ``FileDB.user``."""
+        return self._get().user(key)
+
+    def group_id(self, name: str) -> int | None:
+        """See ``FileDB.group_id``."""
+        return self._get().group_id(name)
+
+    def member_of(self, name: str) -> tuple[int, ...]:
+        """See ``FileDB.member_of``."""
+        return self._get().member_of(name)
+
+    def missing(self, what: str) -> str:
+        """See ``FileDB.missing``."""
+        return self._get().missing(what)
+
+
+UserDB: TypeAlias = "FileDB | HostDB | _LazyDB"
+
+
 def _parse(data: bytes | None, fields: int) -> list[list[str]]:
     if not data:
         return []
@@ -172,7 +205,7 @@ def _number(value: Any, what: str) -> int | None:
     return n
 
 
-def _group(db: FileDB | HostDB, value: Any, what: str) -> int:
+def _group(db: UserDB, value: Any, what: str) -> int:
     n = _number(value, what)
     if n is not None:
         return n
@@ -182,15 +215,17 @@ def _group(db: FileDB | HostDB, value: Any, what: str) -> int:
     return gid
 
 
-def resolve(db: FileDB | HostDB, user: Any, group: Any = None,
+def resolve(db: UserDB, user: Any, group: Any = None,
             groups: Sequence[Any] | None = None) -> Identity:
     """The identity of ``user`` (a name or a uid; None: root) with ``group`` and ``groups``.
 
-    Raises ``ConfigError`` naming the field for an unknown name or a bad value.
+    The databases are read only when needed: numeric ``user``, ``group``
+    and ``groups`` all given need none (``home`` is then None).  Raises
+    ``ConfigError`` naming the field for an unknown name or a bad value.
     """
-    entry: _User | None
+    entry: _User | None = None
     if user is None:
-        uid, entry = 0, db.user(0)
+        uid = 0
     else:
         n = _number(user, "user")
         if n is None:
@@ -202,7 +237,10 @@ def resolve(db: FileDB | HostDB, user: Any, group: Any = None,
             else:
                 uid = entry.uid
         else:
-            uid, entry = n, db.user(n)
+            uid = n
+    if entry is None and (group is None or groups is None):
+        # Ids given in full (as an OCI config gives them) need no database.
+        entry = db.user(uid)
     if group is not None:
         gid = _group(db, group, "group")
     elif entry is not None:
@@ -298,16 +336,20 @@ def _host_file(path: str) -> bytes | None:
         return None
 
 
-def rootfs_db(rootfs: Any) -> FileDB | HostDB:
+def rootfs_db(rootfs: Any) -> UserDB:
     """The databases of a sandbox with the root ``rootfs`` (a ``RootFS``, or None: the host's).
 
     A host root (``RootFS.host()``) has the copy of the host's /etc it was
     made with; an image directory its own files, read inside it; a file or
     directory the caller binds onto /etc/passwd, /etc/group or /etc replaces
-    them, a tmpfs on /etc removes them.
+    them, a tmpfs on /etc removes them.  Nothing is read until a lookup needs it.
     """
     if rootfs is None:
         return HostDB()
+    return _LazyDB(lambda: _rootfs_files(rootfs))
+
+
+def _rootfs_files(rootfs: Any) -> FileDB:
     files: dict[str, bytes | None] = {}
     directory = rootfs.directory
     if directory is not None:

@@ -203,6 +203,24 @@ def test_the_images_passwd_must_be_a_small_regular_file(tmp_path: Path) -> None:
         read_in_root(os.fsencode(root), "etc/loop")
 
 
+def test_ids_given_in_full_read_no_database(tmp_path: Path) -> None:
+    """An OCI config gives uid, gid and additional gids: the image's files are never
+    opened then (a FIFO at /etc/passwd would refuse a lookup)."""
+    from isolate._userdb import resolve, rootfs_db
+
+    root = image(tmp_path, "", "")
+    for name in ("passwd", "group"):
+        (root / "etc" / name).unlink()
+        os.mkfifo(root / "etc" / name)
+    db = rootfs_db(RootFS.from_directory(root))
+    ident = resolve(db, 1000, 1000, [5])
+    assert (ident.uid, ident.gid, ident.groups, ident.home) == (1000, 1000, (5,), None)
+    with isolate.Container(rootfs=RootFS.from_directory(root), user=0, group=0, groups=[]) as c:
+        assert c._credentials(None) == {"user": 0, "group": 0, "groups": ()}
+    with pytest.raises(isolate.ConfigError, match="not a regular file"):
+        resolve(db, 1000)
+
+
 def test_container_user_names_are_the_sandboxs(tmp_path: Path) -> None:
     root = image(tmp_path, "root:x:0:0::/root:/bin/sh\nnobody:x:4000:4001::/:/bin/sh\n",
                  "root:x:0:\nextra:x:4002:nobody\n")
