@@ -249,12 +249,14 @@ class Container:
     ``DEFAULT_HOSTNAME``, never the host's; None keeps the name the new uts
     namespace starts with, the host's),
     ``env`` (default: PATH, HOME, TERM), ``cwd``, ``user``/``group``/
-    ``groups`` (below), ``capabilities`` (``"default"``: the OCI set; ``[]``: none;
-    None: keep all; a non-root ``user`` keeps none of them but in its
-    bounding set), ``capability_sets`` (each of the five sets exactly, as
-    OCI's process.capabilities; overrides ``capabilities``; the only way to
-    give a non-root user ambient capabilities), ``no_new_privs``, ``seccomp`` (``"default"``: Docker's
-    profile, plus TIOCSTI and TIOCLINUX refused; a ``SeccompProfile``; BPF bytes; None), ``rlimits``, ``umask``,
+    ``groups`` (below), ``capabilities`` (``"default"``: the OCI set;
+    ``[]``: none; None: keep all; a non-root ``user`` keeps none of them
+    but in its bounding set), ``capability_sets`` (each of the five sets
+    exactly, as OCI's process.capabilities; overrides ``capabilities``; the
+    only way to give a non-root user ambient capabilities),
+    ``no_new_privs``, ``seccomp`` (``"default"``: Docker's profile, which
+    here also refuses TIOCSTI and TIOCLINUX; a ``SeccompProfile``; BPF
+    bytes; None), ``rlimits``, ``umask``,
     ``die_with_parent`` (SIGKILL when the *thread* that started the
     container exits: PR_SET_PDEATHSIG follows the spawning thread, not the
     process), ``pivot_root`` (None: auto; False forces the chroot mode, in

@@ -214,8 +214,8 @@ def test_a_non_root_user_gets_no_privileges(how: str, secrets: tuple[Path, Path]
     secret, groupsecret = map(str, secrets)
     if how.startswith("isolate run"):
         p = _as_caller_with_group([ISOLATE, "run", "--user", "65534", "--bind", f"{probe}:/probe.py:ro",
-                                   "--bind", f"{secret}:/secret:ro", "--bind", f"{groupsecret}:/groupsecret:ro",
-                                   "--", PY, "/probe.py"])
+                                   "--bind", f"{secret}:/secret:ro",
+                                   "--bind", f"{groupsecret}:/groupsecret:ro", "--", PY, "/probe.py"])
     else:
         image = None
         if "image" in how:
@@ -231,7 +231,8 @@ def test_a_non_root_user_gets_no_privileges(how: str, secrets: tuple[Path, Path]
             import sys, isolate
             from isolate.rootfs import RootFS
             image = {str(image) if image else None!r}
-            rootfs = RootFS.host() if image is None else RootFS.from_directory(image).bind("/usr", "/usr", readonly=True)
+            rootfs = (RootFS.host() if image is None
+                      else RootFS.from_directory(image).bind("/usr", "/usr", readonly=True))
             rootfs.bind({str(probe)!r}, "/probe.py", readonly=True).bind({secret!r}, "/secret", readonly=True)
             rootfs.bind({groupsecret!r}, "/groupsecret", readonly=True)
             ns = isolate.DEFAULT_NAMESPACES - ({{"user"}} if "without" in {how!r} else set())
