@@ -434,11 +434,26 @@ def build_plan(
         # caller's kuid, which may be unmapped.  Become root of the new namespace
         # (or the requested user), as runc does.
         user = 0 if user is None else user
-        group = 0 if group is None else group
         if groups is None and not flags & P.PLAN_SETGROUPS_DENY:
             groups = ()
     uid = None if user is None else _id(user, "user", "pwd")
     gid = None if group is None else _id(group, "group", "grp")
+    if uid is not None and gid is None and (os.geteuid() == 0 or "user" in new or "user" in joined):
+        # The ids change: the group and the supplementary groups are the
+        # user's (the host's passwd and group), never root's or the caller's
+        # by accident; see _userdb for the rules.
+        if uid == 0:
+            gid = 0
+            if groups is None and os.geteuid() == 0 and "user" not in joined:
+                groups = ()
+        else:
+            from ._userdb import HostDB, resolve
+
+            ident = resolve(HostDB(), user, None, groups)
+            gid = ident.gid
+            if groups is None and ("user" in new and not flags & P.PLAN_SETGROUPS_DENY
+                                   or os.geteuid() == 0 and "user" not in joined and "user" not in new):
+                groups = ident.groups
     if cap_keep is not None:
         last = P.last_cap()
         # The bounding set needs CAP_SETPCAP, which setresuid below takes away.
@@ -452,7 +467,7 @@ def build_plan(
     if gid is not None:
         ops_.append(P.SetResGid(gid, gid, gid))
     if uid is not None:
-        if cap_keep or (sets is not None and sets["permitted"]):
+        if sets is not None and sets["permitted"]:
             ops_.append(P.KeepCaps(1))
         ops_.append(P.SetResUid(uid, uid, uid))
     if sets is not None:
@@ -462,13 +477,12 @@ def build_plan(
         if sets["ambient"]:
             ops_.append(P.CapAmbient(raise_=sets["ambient"], last_cap=P.last_cap()))
     elif cap_keep is not None:
-        # Inheritable stays empty (CVE-2022-24769) unless a non-root user needs the
-        # capabilities as ambient ones, which the kernel requires to be inheritable.
-        ambient = uid not in (None, 0)
-        ops_.append(P.CapSet(effective=cap_keep, permitted=cap_keep,
-                             inheritable=cap_keep if ambient else 0))
-        if ambient:
-            ops_.append(P.CapAmbient(raise_=cap_keep, last_cap=P.last_cap()))
+        # Inheritable stays empty (CVE-2022-24769).  A non-root user keeps no
+        # capability at all (as with runc and Docker): ``capabilities`` is its
+        # bounding set, what a setuid binary could give back without
+        # no_new_privs; ambient ones only through ``capability_sets``.
+        keep = cap_keep if uid in (None, 0) else 0
+        ops_.append(P.CapSet(effective=keep, permitted=keep, inheritable=0))
     if no_new_privs:
         ops_.append(P.NoNewPrivs())
     if exec_gate is not None and not early_seccomp:
@@ -649,6 +663,142 @@ def _newidmap(tool: str, pid: int, text: bytes) -> None:
                           f"(see /etc/sub{tool[3:6]})")
 
 
+def _max_output(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"max_output must be None or a number of bytes >= 0, got {value!r}")
+    return value
+
+
+class _Capture:
+    """One stream's output: kept up to ``limit`` bytes, the rest counted as discarded."""
+
+    __slots__ = ("chunks", "size", "limit", "truncated")
+
+    def __init__(self, limit: int | None) -> None:
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.limit = limit
+        self.truncated = False
+
+    def add(self, data: bytes) -> None:
+        if self.limit is not None:
+            room = self.limit - self.size
+            if len(data) > room:
+                self.truncated = True
+                if room <= 0:
+                    return
+                data = data[:room]
+        self.chunks.append(data)
+        self.size += len(data)
+
+    def value(self) -> bytes:
+        if len(self.chunks) > 1:
+            self.chunks = [b"".join(self.chunks)]
+        return self.chunks[0] if self.chunks else b""
+
+
+class _Communication:
+    """The state of ``Process.communicate``: what was read and written so far, so that a
+    call after a timeout (or ``_drain``) goes on where the last one stopped."""
+
+    def __init__(self, proc: Process, input: bytes | None, limit: int | None) -> None:
+        self.proc = proc
+        self.captures: dict[int, _Capture] = {}
+        self.out_fd = self.err_fd = -1
+        # poll(2) on the fds themselves: no selector object and no epoll fd per call.
+        self.poller = select.poll()
+        for f in (proc.stdout, proc.stderr):
+            if f is not None:
+                fd = f.fileno()
+                self.captures[fd] = _Capture(limit)
+                self.poller.register(fd, select.POLLIN)
+        if proc.stdout is not None:
+            self.out_fd = proc.stdout.fileno()
+        if proc.stderr is not None:
+            self.err_fd = proc.stderr.fileno()
+        self.open = set(self.captures)
+        self.view = memoryview(input or b"")
+        self.wfd = -1
+        if proc.stdin is not None:
+            if input:
+                self.wfd = proc.stdin.fileno()
+                os.set_blocking(self.wfd, False)
+                self.poller.register(self.wfd, select.POLLOUT)
+            else:
+                proc.stdin.close()
+
+    @property
+    def truncated(self) -> bool:
+        return any(c.truncated for c in self.captures.values())
+
+    def _read(self, fd: int) -> bool:
+        """Read once from ``fd``; False at EOF (or when nothing is buffered, draining)."""
+        cap = self.captures[fd]
+        try:
+            # Past the limit, larger reads: fewer wake-ups for output that is thrown away.
+            data = os.read(fd, 65536 if cap.limit is None or cap.size < cap.limit else 1 << 20)
+        except BlockingIOError:
+            return False
+        if not data:
+            return False
+        cap.add(data)
+        return True
+
+    def _close_input(self) -> None:
+        if self.wfd >= 0:
+            self.poller.unregister(self.wfd)
+            self.wfd = -1
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+
+    def run(self, deadline: float | None, drain: bool = False) -> None:
+        """Read (and write) until every pipe reached EOF; ``TimeoutExpired`` at ``deadline``.
+
+        ``drain``: read only what is buffered, from the pipes still open.
+        """
+        if drain:
+            self._close_input()
+            for fd in sorted(self.open):
+                os.set_blocking(fd, False)
+                while self._read(fd):
+                    pass
+            return
+        while self.open or self.wfd >= 0:
+            ms = None
+            if deadline is not None:
+                until = deadline - time.monotonic()
+                if until <= 0:
+                    raise subprocess.TimeoutExpired(self.proc.args, 0.0)
+                ms = int(until * 1000) + 1
+            for fd, _ in self.poller.poll(ms):
+                if fd == self.wfd:
+                    try:
+                        n = os.write(fd, self.view[:65536])
+                    except BrokenPipeError:
+                        n = len(self.view)
+                    self.view = self.view[n:]
+                    if not self.view:
+                        self._close_input()
+                elif fd in self.open and not self._read(fd):
+                    self.poller.unregister(fd)
+                    self.open.discard(fd)
+
+    def values(self) -> tuple[bytes | None, bytes | None]:
+        out = self.captures[self.out_fd].value() if self.out_fd >= 0 else None
+        err = self.captures[self.err_fd].value() if self.err_fd >= 0 else None
+        return out, err
+
+    def close(self) -> None:
+        """Close the pipes (the output stays in ``values()``)."""
+        self._close_input()
+        for f in (self.proc.stdout, self.proc.stderr):
+            if f is not None:
+                f.close()
+        self.open.clear()
+
+
 @final
 class Process:
     """A running isolated process.  Created by ``spawn()``; no public constructor.
@@ -671,8 +821,11 @@ class Process:
     #: Phase durations in ns with ``spawn(..., timings=True)``, else None.
     timings: dict[str, int] | None
     _lock: threading.Lock
+    #: Whether ``communicate()`` discarded output past its ``max_output``.
+    truncated: bool
     _tree: str
     _cgroup: Any
+    _comm: _Communication | None
 
     def __init__(self) -> None:
         raise TypeError("use isolate.spawn() to create a Process")
@@ -691,6 +844,8 @@ class Process:
         self._lock = threading.Lock()
         self._tree = tree
         self._cgroup = cgroup
+        self.truncated = False
+        self._comm = None
         fds = stdio.parent
         self.stdin = os.fdopen(fds[0], "wb") if fds[0] is not None else None
         self.stdout = os.fdopen(fds[1], "rb") if fds[1] is not None else None
@@ -804,59 +959,47 @@ class Process:
                 pass
         self.kill()
 
-    def communicate(self, input: bytes | None = None, timeout: float | None = None) -> tuple[bytes | None, bytes | None]:
-        """Send ``input``, read stdout/stderr to EOF and wait, like ``Popen.communicate``."""
+    def communicate(self, input: bytes | None = None, timeout: float | None = None, *,
+                    max_output: int | None = None) -> tuple[bytes | None, bytes | None]:
+        """Send ``input``, read stdout/stderr to EOF and wait, like ``Popen.communicate``.
+
+        ``max_output``: keep at most that many bytes of each stream; the rest
+        is still read (the process never blocks on a full pipe) and
+        discarded, and ``truncated`` is set.  None keeps everything.  On
+        ``timeout``, ``subprocess.TimeoutExpired`` carries the output read so
+        far (``output``/``stdout``, ``stderr``) and the process keeps
+        running; call ``communicate()`` again to go on reading.
+        """
+        state = self._comm
+        if state is None:
+            state = self._comm = _Communication(self, input, _max_output(max_output))
         deadline = None if timeout is None else time.monotonic() + timeout
-        # poll(2) on the fds themselves: no selector object and no epoll fd per call.
-        chunks: dict[int, list[bytes]] = {}
-        poller = select.poll()
-        for f in (self.stdout, self.stderr):
-            if f is not None:
-                chunks[f.fileno()] = []
-                poller.register(f.fileno(), select.POLLIN)
-        view = memoryview(input or b"")
-        wfd = -1
-        if self.stdin is not None:
-            if input:
-                wfd = self.stdin.fileno()
-                os.set_blocking(wfd, False)
-                poller.register(wfd, select.POLLOUT)
-            else:
-                self.stdin.close()
-        left = len(chunks) + (wfd >= 0)
-        while left:
-            ms = None
-            if deadline is not None:
-                until = deadline - time.monotonic()
-                if until <= 0:
-                    raise subprocess.TimeoutExpired(self.args, timeout or 0.0)
-                ms = int(until * 1000) + 1
-            for fd, _ in poller.poll(ms):
-                if fd == wfd:
-                    try:
-                        n = os.write(fd, view[:65536])
-                    except BrokenPipeError:
-                        n = len(view)
-                    view = view[n:]
-                    if not view:
-                        poller.unregister(fd)
-                        left -= 1
-                        assert self.stdin is not None
-                        self.stdin.close()
-                else:
-                    data = os.read(fd, 65536)
-                    if data:
-                        chunks[fd].append(data)
-                    else:
-                        poller.unregister(fd)
-                        left -= 1
-        out = b"".join(chunks[self.stdout.fileno()]) if self.stdout is not None else None
-        err = b"".join(chunks[self.stderr.fileno()]) if self.stderr is not None else None
-        for f in (self.stdout, self.stderr):
-            if f is not None:
-                f.close()
+        try:
+            state.run(deadline)
+        except subprocess.TimeoutExpired:
+            out, err = state.values()
+            raise subprocess.TimeoutExpired(self.args, timeout or 0.0, output=out, stderr=err) from None
+        out, err = state.values()
+        self.truncated = state.truncated
+        state.close()
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         self.wait(remaining)
+        return out, err
+
+    def _drain(self) -> tuple[bytes | None, bytes | None]:
+        """After the process was killed and reaped: what its pipes still hold, added to
+        what ``communicate()`` read before, without blocking; closes the pipes.
+
+        A process that escaped the kill may still hold a pipe open: only what
+        is already buffered is read, never waited for.
+        """
+        state = self._comm
+        if state is None:
+            state = self._comm = _Communication(self, None, None)
+        state.run(None, drain=True)
+        out, err = state.values()
+        self.truncated = state.truncated
+        state.close()
         return out, err
 
     def detach(self) -> None:
@@ -909,9 +1052,25 @@ class Process:
 
 
 class CompletedProcess(subprocess.CompletedProcess):  # type: ignore[type-arg]
-    """``subprocess.CompletedProcess`` plus ``rusage`` (``resource.struct_rusage``)."""
+    """``subprocess.CompletedProcess`` plus ``rusage`` (``resource.struct_rusage``) and
+    ``truncated`` (output past ``run(max_output=...)`` was discarded)."""
 
     rusage: resource.struct_rusage | None = None
+    truncated: bool = False
+
+
+def _default_session(options: dict[str, Any]) -> None:
+    """``new_session`` None (or absent) becomes True for a process that creates or joins a
+    namespace (a sandbox: see ``spawn``), else is left out (the caller's session).
+
+    Not with a ``Console`` op, which makes the session itself (setsid, then its terminal).
+    """
+    if options.get("new_session") is None:
+        if ((options.get("namespaces") or options.get("join"))
+                and not any(type(op) is P.Console for op in options.get("ops", ()))):
+            options["new_session"] = True
+        else:
+            options.pop("new_session", None)
 
 
 def spawn(
@@ -931,9 +1090,11 @@ def spawn(
     ``stdin``/``stdout``/``stderr`` (None, PIPE, DEVNULL, STDOUT, an fd or a
     file), ``pass_fds`` (fds kept open, or a mapping child fd -> parent fd),
     ``close_fds``, ``uid_map``/``gid_map`` (``IdMap`` lists; default maps
-    root inside to the caller), ``user``/``group``/``groups``, ``hostname``,
-    ``domainname``, ``cgroup`` (an ``isolate.Cgroup``: the child is born in
-    it), ``new_session``, ``process_group``, ``tty``, ``umask``, ``rlimits``
+    root inside to the caller), ``user``/``group``/``groups`` (see below),
+    ``hostname``, ``domainname``, ``cgroup`` (an ``isolate.Cgroup``: the
+    child is born in it), ``new_session`` (see below), ``process_group``,
+    ``tty`` (stdin, a terminal no other session holds, becomes the
+    controlling terminal of a new session), ``umask``, ``rlimits``
     ({"nofile": (soft, hard)}), ``capabilities`` (names to keep; all others
     are dropped from every set), ``capability_sets`` (instead: each of
     bounding, effective, permitted, inheritable, ambient given exactly, as
@@ -942,6 +1103,27 @@ def spawn(
     (SIGKILL when the spawning *thread* exits), ``seccomp`` (a BPF program
     as bytes), ``loopback`` (bring up lo in a new net namespace), ``ops``
     (extra plan ops, e.g. mounts, run before credentials change).
+
+    ``new_session``: None (the default) gives a process that creates or
+    joins any namespace a session of its own, so the caller's terminal is
+    never its controlling terminal (with which it could push input into the
+    caller's shell with TIOCSTI); a plain spawn stays in the caller's session,
+    as with ``subprocess``.  True or False decides it either way.  (A
+    ``Console`` op in ``ops`` makes the session itself, with its terminal.)
+
+    ``user``, ``group``, ``groups``: ids or the host's names (pwd, grp).  A
+    ``user`` in a new user namespace defaults to 0 (root of it).  When the
+    ids change (the caller is root, or in a user namespace), ``group``
+    defaults to the user's passwd group, and for a uid without a passwd
+    entry to 65534 (the overflow group, "nogroup", which owns nothing),
+    never to 0 by accident (uid 0 gets group 0); ``groups`` defaults to the
+    groups /etc/group lists the user in (none for uid 0): the caller's
+    supplementary groups are not kept.  (A caller without root in a new user
+    namespace cannot set groups: the kernel denies it, and the caller's show
+    as 65534 inside.)  A non-root ``user`` keeps no capability (effective,
+    permitted, inheritable and ambient sets empty, as with runc and Docker):
+    ``capabilities`` is then only its bounding set; ambient capabilities
+    only through ``capability_sets``.
 
     Every option is checked before any process exists (``ConfigError``).
     A failure in the child raises the failing step's ``SetupError`` subclass;
@@ -969,6 +1151,7 @@ def spawn(
             keep.append(dst)
         # Inherited stdio needs no dup: fds 0-2 are already where they belong.
         std_pairs = [(src, dst) for dst, src in enumerate(stdio.child_fds) if src != dst]
+        _default_session(options)
         plan = _cached_plan(argv, std_pairs + pairs, keep, options)
         ns = set(options.get("namespaces", ()))
         tree = "pidns" if "pid" in ns else ("pgid" if options.get("process_group") or
@@ -998,6 +1181,7 @@ def run(
     capture_output: bool = False,
     timeout: float | None = None,
     check: bool = False,
+    max_output: int | None = None,
     stdin: Stdio = None,
     stdout: Stdio = None,
     stderr: Stdio = None,
@@ -1007,13 +1191,18 @@ def run(
 
     Takes ``spawn()``'s options, plus ``input``, ``capture_output``,
     ``timeout`` (on expiry the whole process tree is killed, then
-    ``subprocess.TimeoutExpired`` is raised) and ``check`` (raise
-    ``subprocess.CalledProcessError`` on a non-zero exit).  Without a pid
-    namespace the command runs in a new process group, so the timeout can
-    reach its children.
+    ``subprocess.TimeoutExpired`` is raised, carrying the output read until
+    then as ``output``/``stdout`` and ``stderr``), ``check`` (raise
+    ``subprocess.CalledProcessError`` on a non-zero exit) and
+    ``max_output`` (bytes kept of each captured stream; the rest is read
+    and discarded, so the process never blocks, and the result's
+    ``truncated`` is set; None, the default, keeps everything, as
+    ``subprocess`` does).  Without a pid namespace or a new session the
+    command runs in a new process group, so the timeout can reach its children.
     """
     if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
         raise ConfigError(f"timeout must be a non-negative number, got {timeout!r}")
+    limit = _max_output(max_output)
     if input is not None:
         if stdin is not None:
             raise ConfigError("stdin and input cannot both be given")
@@ -1022,21 +1211,24 @@ def run(
         if stdout is not None or stderr is not None:
             raise ConfigError("capture_output cannot be combined with stdout/stderr")
         stdout = stderr = PIPE
+    _default_session(options)
     if "pid" not in set(options.get("namespaces", ())) and not options.get("new_session"):
         options.setdefault("process_group", True)
     with spawn(argv, stdin=stdin, stdout=stdout, stderr=stderr, **options) as proc:
         try:
-            out, err = proc.communicate(input, timeout)
+            out, err = proc.communicate(input, timeout, max_output=limit)
         except subprocess.TimeoutExpired as e:
             proc.kill_tree()
             proc.wait()
-            raise subprocess.TimeoutExpired(proc.args, e.timeout) from None
+            out, err = proc._drain()
+            raise subprocess.TimeoutExpired(proc.args, e.timeout, output=out, stderr=err) from None
         except BaseException:
             proc.kill_tree()
             raise
     assert proc.returncode is not None
     result = CompletedProcess(proc.args, proc.returncode, out, err)
     result.rusage = proc.rusage
+    result.truncated = proc.truncated
     if check:
         result.check_returncode()
     return result

@@ -48,7 +48,8 @@ if TYPE_CHECKING:
     from collections.abc import Collection, Sequence
     from typing import Any, TypeAlias
 
-__all__ = ["RootFS", "Changes", "OCI_MASKED_PATHS", "OCI_READONLY_PATHS", "HOST_DIRS", "HOST_ETC"]
+__all__ = ["RootFS", "Changes", "OCI_MASKED_PATHS", "OCI_READONLY_PATHS", "HOST_DIRS", "HOST_ETC",
+           "SHM_SIZE", "TMP_SIZE", "HOME_SIZE", "OVERLAY_SIZE"]
 
 StrPath: TypeAlias = "str | os.PathLike[str]"
 
@@ -85,6 +86,21 @@ _RDONLY = _MA.MOUNT_ATTR_RDONLY
 #: ``atime=`` values and their MOUNT_ATTR_* (relatime is the kernel's default, 0).
 _ATIME = {"relatime": 0, "noatime": _MA.MOUNT_ATTR_NOATIME, "strictatime": _MA.MOUNT_ATTR_STRICTATIME}
 _ATIME_MASK = _MA.MOUNT_ATTR_NOATIME | _MA.MOUNT_ATTR_STRICTATIME
+
+#: Default tmpfs sizes.  A tmpfs without one may take half of the host's RAM,
+#: and its pages are not any process's: no OOM kill frees them while the
+#: container lives, and without a memory limit nothing charges them to it.
+#: So each writable tmpfs of a container is bounded by default; the most one
+#: container can keep in host memory that way is their sum (832 MiB, 1.8 GiB
+#: with an overlay).  /dev/shm as Docker's; /tmp large enough for a compiler's
+#: or a package build's scratch files; $HOME for caches and dotfiles; the
+#: overlay's upper layer (everything written over the root) for a package
+#: installation.  Each can be changed: ``RootFS.host(tmp_size=, home_size=)``,
+#: ``tmpfs(size=)``, ``mount_options("/dev/shm", size=)``, ``overlay(size=)``.
+SHM_SIZE = "64m"
+TMP_SIZE = "512m"
+HOME_SIZE = "256m"
+OVERLAY_SIZE = "1g"
 
 #: The mounts a RootFS makes itself, as ``RootFS.mount_options()`` names them.
 BUILTIN_MOUNTS = ("/proc", "/sys", "/dev", "/dev/pts", "/dev/shm")
@@ -194,7 +210,7 @@ _BUILTIN_DEFAULTS = {
     "/sys": _Builtin(_NOSUID_NODEV_NOEXEC | _RDONLY),
     "/dev": _Builtin(_MA.MOUNT_ATTR_NOSUID | _MA.MOUNT_ATTR_NOEXEC, size="64k", mode=0o755),
     "/dev/pts": _Builtin(_MA.MOUNT_ATTR_NOSUID | _MA.MOUNT_ATTR_NOEXEC, mode=0o620),
-    "/dev/shm": _Builtin(_NOSUID_NODEV, mode=0o1777),
+    "/dev/shm": _Builtin(_NOSUID_NODEV, size=SHM_SIZE, mode=0o1777),
 }
 
 
@@ -314,15 +330,23 @@ class RootFS:
 
     @classmethod
     def host(cls, *, etc: Sequence[str] = HOST_ETC, tmp: bool = True,
-             home: StrPath | None = None, tmp_size: int | str | None = None) -> RootFS:
+             home: StrPath | None = None, tmp_size: int | str | None = TMP_SIZE,
+             home_size: int | str | None = HOME_SIZE) -> RootFS:
         """The host's /usr, /bin, /sbin, /lib* and a minimal /etc, read-only.
 
         Merged-/usr hosts (``/bin -> usr/bin``) get the same symlinks.  Small
-    regular files of /etc are copied when the ``RootFS`` is made (a snapshot;
-    writing them costs less than binding them), directories are bound.  ``tmp``
-        puts a tmpfs on /tmp, ``home`` another on that path (the caller's
-        ``$HOME`` inside); the root itself is an empty read-only tmpfs.
+        regular files of /etc are copied when the ``RootFS`` is made (a snapshot;
+        writing them costs less than binding them), directories are bound.  ``tmp``
+        puts a tmpfs of ``tmp_size`` on /tmp (default ``TMP_SIZE``, 512 MiB),
+        ``home`` another, of ``home_size`` (default ``HOME_SIZE``, 256 MiB),
+        on that path (the caller's ``$HOME`` inside); sizes are bytes or as
+        tmpfs takes them (``"1g"``, ``"10%"`` of RAM), None for tmpfs's own
+        default, half of RAM (unbounded, for a sandbox).  /dev/shm has
+        ``SHM_SIZE`` (64 MiB; ``mount_options("/dev/shm", size=...)``).  The
+        root itself is an empty read-only tmpfs.  Writing past a size fails
+        with ENOSPC.
         """
+        tmp_size, home_size = _size(tmp_size, "tmp_size"), _size(home_size, "home_size")
         self = cls()
         for name in HOST_DIRS:
             p = Path("/", name)
@@ -352,7 +376,7 @@ class RootFS:
         if tmp:
             self.tmpfs("/tmp", size=tmp_size)
         if home is not None:
-            self.tmpfs(home, mode=0o700)
+            self.tmpfs(home, mode=0o700, size=home_size)
         return self
 
     @classmethod
@@ -458,8 +482,10 @@ class RootFS:
         ``/dev/shm``; an argument left None keeps its default (/proc:
         nosuid, nodev, noexec; /sys: those and read-only; /dev: nosuid,
         noexec, size 64k, mode 0755; /dev/pts: nosuid, noexec, mode 0620;
-        /dev/shm: nosuid, nodev, mode 1777; all relatime).  ``size``:
-        /dev and /dev/shm; ``mode``: /dev, /dev/pts, /dev/shm; ``gid`` (owner
+        /dev/shm: nosuid, nodev, size ``SHM_SIZE`` (64m, as Docker's), mode
+        1777; all relatime).  ``size``: /dev and /dev/shm (bytes, or as
+        tmpfs takes it: ``"256m"``; ``"50%"`` of RAM lifts the bound);
+        ``mode``: /dev, /dev/pts, /dev/shm; ``gid`` (owner
         group of new ptys): /dev/pts.  Raises ``ConfigError`` naming the
         target and the argument it cannot take.
         """
@@ -521,11 +547,14 @@ class RootFS:
             raise ConfigError(f"{what} must not be the root{hint}")
         return targets
 
-    def overlay(self, upper: StrPath | None = None, *, size: int | str | None = None) -> RootFS:
+    def overlay(self, upper: StrPath | None = None, *,
+                size: int | str | None = OVERLAY_SIZE) -> RootFS:
         """A writable layer over this root.
 
-        ``upper=None`` keeps the changes on a tmpfs (of ``size``) that vanishes
-        with the container.  ``upper=DIR`` keeps them in ``DIR/upper`` (with a
+        ``upper=None`` keeps the changes on a tmpfs of ``size`` (default
+        ``OVERLAY_SIZE``, 1 GiB; bytes or as tmpfs takes it; None: half of
+        RAM) that vanishes with the container: writing past it fails with
+        ENOSPC.  ``upper=DIR`` keeps them in ``DIR/upper`` (with a
         work directory ``DIR/work``, removed after the run) for ``changes()``.
         On a host root, each bound directory (/usr, /bin ...) gets its layer.
         """

@@ -169,12 +169,29 @@ def test_v1_cgroup_is_joined_first_and_a_cgroup_namespace_made_after_it() -> Non
 
 
 def test_credentials_are_ordered_groups_gid_uid_then_caps() -> None:
-    plan = build_plan(["true"], user=1000, group=1000, groups=[1000], capabilities=["NET_RAW"],
+    sets = {"bounding": ["NET_RAW"], "effective": ["NET_RAW"], "permitted": ["NET_RAW"],
+            "inheritable": ["NET_RAW"], "ambient": ["NET_RAW"]}
+    plan = build_plan(["true"], user=1000, group=1000, groups=[1000], capability_sets=sets,
                       no_new_privs=True)
     kinds = [type(op).__name__ for op in plan.ops]
     order = ["CapBound", "SetGroups", "SetResGid", "KeepCaps", "SetResUid", "CapSet", "CapAmbient",
              "NoNewPrivs", "Exec"]
     assert [k for k in kinds if k in order] == order
+
+
+def test_a_non_root_user_keeps_capabilities_only_in_its_bounding_set() -> None:
+    # As runc and Docker: empty effective, permitted, inheritable and ambient sets;
+    # ``capabilities`` bound what a setuid binary could give back.
+    plan = build_plan(["true"], user=1000, group=1000, groups=[], capabilities=["NET_RAW"])
+    kinds = [type(op).__name__ for op in plan.ops]
+    assert "KeepCaps" not in kinds and "CapAmbient" not in kinds
+    assert P.CapSet(effective=0, permitted=0, inheritable=0) in plan.ops
+    bound = next(op for op in plan.ops if isinstance(op, P.CapBound))
+    assert not bound.drop & (1 << P.CAPABILITIES["CAP_NET_RAW"])
+    # Root keeps them (effective and permitted, never inheritable).
+    root = build_plan(["true"], user=0, group=0, groups=[], capabilities=["NET_RAW"])
+    bit = 1 << P.CAPABILITIES["CAP_NET_RAW"]
+    assert P.CapSet(effective=bit, permitted=bit, inheritable=0) in root.ops
 
 
 def test_path_search_candidates_follow_env_path() -> None:

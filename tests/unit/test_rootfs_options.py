@@ -106,7 +106,8 @@ def test_builtin_defaults_are_unchanged() -> None:
     assert dev.options == (("mode", "0755"), ("size", "64k"))
     assert isinstance(pts, P.RootMount) and pts.attrs == NOSUID | NOEXEC
     assert pts.options == (("newinstance", None), ("ptmxmode", "0666"), ("mode", "0620"))
-    assert isinstance(shm, P.RootMount) and (shm.attrs, shm.options) == (NOSUID | NODEV, (("mode", "1777"),))
+    assert isinstance(shm, P.RootMount) and (shm.attrs, shm.options) == (NOSUID | NODEV, (("mode", "1777"),
+                                                                                      ("size", "64m")))
 
 
 def test_sysfs_comes_after_the_root_switch_without_a_user_namespace() -> None:

@@ -1,9 +1,11 @@
 """``isolate run [options] -- CMD ...``: run a command in the default sandbox.
 
 The default sandbox is ``isolate.Container()``: the host's /usr, /bin, /lib*
-and a minimal /etc read-only, tmpfs on /tmp and $HOME, new user, pid, mnt,
-uts, ipc, net (only ``lo``) and cgroup namespaces, the OCI default
-capabilities, no_new_privs and Docker's default seccomp profile.
+and a minimal /etc read-only, tmpfs on /tmp (512m) and $HOME (256m), /dev/shm
+of 64m, new user, pid, mnt, uts (hostname ``isolate`` or ``--name``), ipc, net
+(only ``lo``) and cgroup namespaces, a session of its own (``--tty`` keeps
+yours), the OCI default capabilities (none for a non-root ``--user``),
+no_new_privs and Docker's default seccomp profile (which also refuses TIOCSTI).
 
 The exit status is the command's, 128+N when a signal N ended it, and 125
 when isolate itself failed (one line on stderr naming the failing step).
@@ -73,8 +75,26 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                    help="set an environment variable (repeatable)")
     p.add_argument("--cwd", default=None, metavar="DIR", help="working directory inside")
-    p.add_argument("--user", default=None, metavar="USER", help="user (name or uid) to run as")
-    p.add_argument("--hostname", default=None, help="hostname inside")
+    p.add_argument("--user", default=None, metavar="USER",
+                   help="user (name or uid) to run as, from the sandbox's /etc/passwd; a non-root "
+                        "user has no capabilities")
+    p.add_argument("--group", default=None, metavar="GROUP",
+                   help="group (name or gid) to run as (default: the user's, from the sandbox's "
+                        "/etc/passwd; 65534 for a uid without an entry)")
+    p.add_argument("--tty", action="store_true",
+                   help="hand the sandbox your terminal: it stays in your session with the terminal "
+                        "as its controlling tty (interactive programs, job control); without it the "
+                        "sandbox runs in a session of its own")
+    p.add_argument("--tmp-size", default=None, metavar="SIZE",
+                   help="size of the tmpfs on /tmp (default 512m)")
+    p.add_argument("--home-size", default=None, metavar="SIZE",
+                   help="size of the tmpfs on $HOME (default 256m)")
+    p.add_argument("--shm-size", default=None, metavar="SIZE",
+                   help="size of /dev/shm (default 64m)")
+    p.add_argument("--overlay-size", default=None, metavar="SIZE",
+                   help="size of the tmpfs holding --overlay's writable layer (default 1g)")
+    p.add_argument("--hostname", default=None,
+                   help="hostname inside (default: --name made a hostname, else 'isolate')")
     p.add_argument("--name", default=None, help="container name (also its cgroup's name)")
     p.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
                    help="write the result as JSON to FILE (stderr without FILE)")
@@ -85,21 +105,42 @@ def add_parser(sub: Any) -> None:
 
 def container_from_args(args: argparse.Namespace) -> Any:
     """The ``Container`` the options describe (``ConfigError`` for bad ones)."""
+    from .._userdb import resolve, rootfs_db
     from ..container import DEFAULT_PATH, Container
     from ..errors import ConfigError
-    from ..rootfs import RootFS
+    from ..rootfs import HOME_SIZE, OVERLAY_SIZE, TMP_SIZE, RootFS
 
     user: Any = args.user
     if user is not None and user.isdigit():
         user = int(user)
-    home = _home(user)
+    group: Any = args.group
+    if group is not None and group.isdigit():
+        group = int(group)
+    tmp_size = TMP_SIZE if args.tmp_size is None else parse_size(args.tmp_size, "--tmp-size")
+    home_size = HOME_SIZE if args.home_size is None else parse_size(args.home_size, "--home-size")
+    shm_size = None if args.shm_size is None else parse_size(args.shm_size, "--shm-size")
+    overlay_size = (OVERLAY_SIZE if args.overlay_size is None
+                    else parse_size(args.overlay_size, "--overlay-size"))
+    if args.overlay_size is not None and args.overlay is None:
+        raise ConfigError("--overlay-size needs --overlay")
+    if args.tty and not os.isatty(0):
+        raise ConfigError("--tty needs a terminal on stdin")
     if args.rootfs is not None:
         rootfs = RootFS.from_directory(args.rootfs)
-        rootfs.tmpfs("/tmp")
+        rootfs.tmpfs("/tmp", size=tmp_size)
     else:
-        rootfs = RootFS.host(home=home)
+        rootfs = RootFS.host(tmp_size=tmp_size)
+    # The user as the sandbox knows it (its /etc/passwd): an unknown one is an error here.
+    ident = resolve(rootfs_db(rootfs), user, group)
+    home = "/root" if ident.uid == 0 else (ident.home or "/")
+    if args.rootfs is None and _own_tmpfs(home):
+        rootfs.tmpfs(home, mode=0o700, size=home_size)
+    elif args.rootfs is None:
+        home = "/"
+    if shm_size is not None:
+        rootfs.mount_options("/dev/shm", size=shm_size)
     if args.overlay is not None:
-        rootfs.overlay(args.overlay or None)
+        rootfs.overlay(args.overlay or None, size=overlay_size)
     for b in args.bind:
         src, dst, ro = parse_bind(b)
         rootfs.bind(src, dst, readonly=ro)
@@ -117,21 +158,26 @@ def container_from_args(args: argparse.Namespace) -> Any:
 
         limits = Limits(memory_max=None if args.memory is None else parse_size(args.memory, "--memory"),
                         cpus=args.cpus, pids_max=args.pids)
-    return Container(rootfs=rootfs, net=args.net, limits=limits, hostname=args.hostname, env=env,
-                     name=args.name,
-                     cwd=args.cwd or (home if args.rootfs is None else "/"), user=user)
+    extra: dict[str, Any] = {}
+    if args.hostname is not None:
+        extra["hostname"] = args.hostname
+    return Container(rootfs=rootfs, net=args.net, limits=limits, env=env, name=args.name,
+                     cwd=args.cwd or (home if args.rootfs is None else "/"), user=user, group=group,
+                     new_session=not args.tty, **extra)
 
 
-def _home(user: Any) -> str:
-    if user in (None, 0, "root"):
-        return "/root"
-    import pwd
+def _own_tmpfs(home: str) -> bool:
+    """Whether ``home`` can have a tmpfs of its own in a host root: an absolute path
+    below the root that is not /tmp or one of the host directories bound there."""
+    from ..errors import ConfigError
+    from ..rootfs import HOST_DIRS, container_path
 
     try:
-        entry = pwd.getpwuid(user) if isinstance(user, int) else pwd.getpwnam(user)
-        return entry.pw_dir or "/"
-    except KeyError:
-        return "/"
+        rel = container_path(home, "home")
+    except ConfigError:
+        return False
+    top = rel.split(b"/")[0].decode(errors="replace")
+    return rel != b"." and top not in ("tmp", "proc", "sys", "dev", "etc", *HOST_DIRS)
 
 
 class _SignalForwarder:

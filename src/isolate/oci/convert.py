@@ -117,8 +117,9 @@ def _convert(spec: S.Spec, bundle: Path, out: _Out, owned: list[Any]) -> dict[st
     linux = spec.linux or S.Linux()
     _namespaces(linux, opts, out, owned)
     _process(spec.process, opts, out)
-    if spec.hostname:
-        opts["hostname"] = spec.hostname
+    # Always given: a config without one keeps the name its uts namespace starts with
+    # (the host's), as runc does, not Container's default for a named container.
+    opts["hostname"] = spec.hostname or None
     if spec.domainname:
         out.skip("domainname", "not set yet")
     if spec.hooks is not None and any(getattr(spec.hooks, f) for f in (
