@@ -3,6 +3,8 @@
  * isolate.probe().  Each returns 0 or -errno, kernel style. */
 #include "isolate.h"
 
+#include <linux/openat2.h>
+
 int
 iso_mount(const char *source, const char *target, const char *fstype, uint64_t flags,
           const char *data)
@@ -102,4 +104,18 @@ iso_mount_fd_setattr(int fd, uint64_t attr_set)
         return -errno;
     }
     return 0;
+}
+
+/* path inside the tree whose directory fd is dirfd, resolved as the kernel
+ * does for the child's ops: every symlink, absolute or "..", stays inside
+ * (RESOLVE_IN_ROOT), no magic link.  The fd (O_CLOEXEC), or -errno. */
+int
+iso_open_in_root(int dirfd, const char *path, int flags)
+{
+    struct open_how how;
+    memset(&how, 0, sizeof how);
+    how.flags = (uint64_t)flags | O_CLOEXEC;
+    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+    int fd = (int)syscall(__NR_openat2, dirfd, path, &how, sizeof how);
+    return fd < 0 ? -errno : fd;
 }

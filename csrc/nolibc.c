@@ -124,7 +124,7 @@ open(const char *path, int flags, ...)
         mode = va_arg(ap, mode_t);
         va_end(ap);
     }
-    return (int)SYS4(__NR_openat, AT_FDCWD, path, flags, mode);
+    return openat(AT_FDCWD, path, flags, mode);
 }
 
 int

@@ -136,6 +136,18 @@ def mount_fd_setattr(fd: int, attr_set: int) -> None:
         raise OSError(-rc, os.strerror(-rc))
 
 
+def open_in_root(dirfd: int, path: str | bytes, flags: int) -> int:
+    """openat2(``dirfd``, ``path``, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS): ``path`` of
+    the tree ``dirfd`` opens, with every symlink resolved inside it.  The fd
+    (O_CLOEXEC, the caller's to close); raises OSError naming ``path``."""
+    import os
+
+    rc = lib.iso_open_in_root(dirfd, os.fsencode(path), flags)
+    if rc < 0:
+        raise OSError(-rc, os.strerror(-rc), os.fsdecode(path))
+    return int(rc)
+
+
 def setns(fd: int, nstype: int) -> None:
     """setns(2) for the calling thread; raises OSError."""
     import os

@@ -18,7 +18,6 @@ except that nothing defaults to group 0):
 
 from __future__ import annotations
 
-import errno as _errno
 import os
 import stat
 
@@ -37,7 +36,6 @@ NOGROUP = 65534
 #: Larger /etc/passwd or /etc/group files of a sandbox are refused.
 MAX_DB_SIZE = 8 << 20
 
-_MAX_LINKS = 40        # as the kernel's MAXSYMLINKS
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,69 +261,33 @@ def resolve(db: UserDB, user: Any, group: Any = None,
 def read_in_root(root: str | bytes, path: str, limit: int = MAX_DB_SIZE) -> bytes | None:
     """The regular file ``path`` of the tree at ``root``, resolved inside it; None if absent.
 
-    Each component is opened with O_NOFOLLOW beneath the directory fd of the
-    one before; a symlink's target is read and resolved here, an absolute
-    one from ``root`` and ``..`` never above it (openat2's RESOLVE_IN_ROOT),
-    so no link in the tree, magic or not, leads out of it.  Raises
-    ``ConfigError`` for a file that is not regular, is larger than ``limit``,
-    or changes while it is looked up.
+    Opened with ``openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`` beneath
+    ``root``: a symlink in the tree, absolute or ``..``, resolves inside it,
+    and a magic link (``/proc/self/fd/N``) is refused.  Raises ``ConfigError``
+    for a file that is not regular or is larger than ``limit``.
     """
+    from ._spawn import open_in_root
+
     shown = f"{os.fsdecode(root)}/{path}"
-    flags = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
-    stack = [os.open(root, flags)]
+    dfd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        parts = [p for p in path.split("/") if p not in ("", ".")]
-        links = 0
-        while parts:
-            name = parts.pop(0)
-            if name == "..":
-                if len(stack) > 1:
-                    os.close(stack.pop())
-                continue
-            try:
-                st = os.stat(name, dir_fd=stack[-1], follow_symlinks=False)
-            except (FileNotFoundError, NotADirectoryError):
-                return None
-            if stat.S_ISLNK(st.st_mode):
-                links += 1
-                if links > _MAX_LINKS:
-                    raise ConfigError(f"{shown}: too many levels of symbolic links")
-                target = os.readlink(name, dir_fd=stack[-1])
-                if target.startswith("/"):
-                    while len(stack) > 1:
-                        os.close(stack.pop())
-                parts = [p for p in target.split("/") if p not in ("", ".")] + parts
-                continue
-            try:
-                if parts:
-                    if not stat.S_ISDIR(st.st_mode):
-                        return None
-                    stack.append(os.open(name, flags | os.O_NOFOLLOW, dir_fd=stack[-1]))
-                    continue
-                if not stat.S_ISREG(st.st_mode):
-                    raise ConfigError(f"{shown} is not a regular file")
-                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC,
-                             dir_fd=stack[-1])
-            except OSError as e:
-                if e.errno in (_errno.ELOOP, _errno.ENOTDIR, _errno.ENOENT):
-                    raise ConfigError(f"{shown} changed while it was looked up") from None
-                raise ConfigError(f"{shown}: {e.strerror}") from None
-            try:
-                st = os.fstat(fd)
-                if not stat.S_ISREG(st.st_mode):
-                    raise ConfigError(f"{shown} is not a regular file")
-                if st.st_size > limit:
-                    raise ConfigError(f"{shown} is larger than {limit} bytes")
-                data = os.read(fd, limit + 1)
-                if len(data) > limit:
-                    raise ConfigError(f"{shown} is larger than {limit} bytes")
-                return data
-            finally:
-                os.close(fd)
-        return None     # the path named a directory (or the root itself)
+        fd = open_in_root(dfd, path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as e:
+        raise ConfigError(f"{shown}: {e.strerror}") from None
     finally:
-        for fd in stack:
-            os.close(fd)
+        os.close(dfd)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"{shown} is not a regular file")
+        data = os.read(fd, limit + 1)
+        if st.st_size > limit or len(data) > limit:
+            raise ConfigError(f"{shown} is larger than {limit} bytes")
+        return data
+    finally:
+        os.close(fd)
 
 
 def _host_file(path: str) -> bytes | None:
