@@ -134,6 +134,21 @@ main(int argc, char **argv)
         }
     }
 
+    if (w->caps_carried) {
+        /* The clone raised them to get here (spawn.c, carry_caps): undo it. */
+        struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+        struct __user_cap_data_struct d[2];
+        if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 ||
+            syscall(SYS_capget, &h, d) < 0) {
+            iso_child_fail(report_fd, -1, 0, errno);
+        }
+        d[0].inheritable = (uint32_t)w->inheritable;
+        d[1].inheritable = (uint32_t)(w->inheritable >> 32);
+        if (syscall(SYS_capset, &h, d) < 0) {
+            iso_child_fail(report_fd, -1, 0, errno);
+        }
+    }
+
     char **ptrs = (char **)(b + w->ptrs_off);
     struct iso_plan plan;
     memset(&plan, 0, sizeof plan);

@@ -59,6 +59,10 @@ struct iso_wire {
     uint32_t times_off;                     /* ISO_PLAN_TIMING: uint64_t[n_ops + 1], else 0 */
     int32_t report_fd, sync_fd, netns_sock; /* the child's ends, or -1 */
     int32_t netns_fd, cgroup_fd;            /* for ISO_OP_FORK's fork, or -1 */
+    int32_t caps_carried;                   /* the clone raised every capability as ambient
+                                               to carry it across the child program's execve
+                                               (spawn.c: carry_caps); undone first thing */
+    uint64_t inheritable;                   /* then the inheritable set is this again */
     uint64_t sigmask;                       /* the spawning thread's mask (signals 1-64) */
 };
 

@@ -232,6 +232,14 @@ iso_helper_load(const char *path)
 
 /* --- the plan for the child program (struct iso_wire, isolate.h) ------------ */
 
+/* Whether the clone makes a new user namespace (then it carries its
+ * capabilities across the child program's execve: carry_caps). */
+static int
+makes_user_ns(const struct iso_plan *p)
+{
+    return (p->clone_flags & CLONE_NEWUSER) && !(p->flags & ISO_PLAN_FORK);
+}
+
 #define ISO_WIRE_TIMES_OFF ((sizeof(struct iso_wire) + 7) & ~(size_t)7)
 
 extern char **environ;
@@ -269,8 +277,7 @@ put_strings(char *at, char *const *v, uint32_t n)
  * child program).  envp NULL: this process's environment, now.  Returns the
  * fd, or -1 with errno set. */
 static int
-write_plan(const struct iso_plan *p, int sync_rd, int netns_sock,
-           uint64_t sigmask)
+write_plan(const struct iso_plan *p, int sync_rd, int netns_sock, uint64_t sigmask)
 {
     char **envp = p->envp ? p->envp : environ;
     struct iso_wire w;
@@ -314,6 +321,15 @@ write_plan(const struct iso_plan *p, int sync_rd, int netns_sock,
     w.netns_fd = (p->flags & ISO_PLAN_FORK) ? p->netns_fd : -1;
     w.cgroup_fd = (p->flags & ISO_PLAN_FORK) ? p->cgroup_fd : -1;
     w.sigmask = sigmask;
+    if (makes_user_ns(p)) {
+        struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+        struct __user_cap_data_struct d[2];
+        if (syscall(SYS_capget, &h, d) < 0) {
+            return -1;
+        }
+        w.caps_carried = 1;
+        w.inheritable = (uint64_t)d[1].inheritable << 32 | d[0].inheritable;
+    }
 
     char *buf = calloc(1, off);
     if (buf == NULL) {
@@ -408,7 +424,40 @@ get_stack(void)
 struct iso_start {
     const struct iso_plan *plan;
     int helper_fd, plan_fd, report_fd, sync_rd, netns_sock;
+    int carry_caps;
 };
+
+/* A clone made with CLONE_NEWUSER holds every capability in its namespace,
+ * but its id maps are not written yet, so the execve of the child program
+ * would drop them all (an unmapped uid is not root there).  The parent
+ * cannot write the maps first: it waits for the execve (a vfork).  So the
+ * clone raises every capability it holds as an ambient one, which execve
+ * keeps for a program without file capabilities; the child program drops
+ * them (and restores the inheritable set) before anything else.  Permitted
+ * does not grow, so the shared memory's dumpability is not touched. */
+static int
+carry_caps(void)
+{
+    struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    struct __user_cap_data_struct d[2];
+    if (syscall(SYS_capget, &h, d) < 0) {
+        return -1;
+    }
+    d[0].inheritable = d[0].permitted;
+    d[1].inheritable = d[1].permitted;
+    if (syscall(SYS_capset, &h, d) < 0) {
+        return -1;
+    }
+    for (unsigned long cap = 0; cap < 64; cap++) {
+        if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0) {
+            if (errno == EINVAL) {
+                break;          /* past cap_last_cap */
+            }
+            return -1;
+        }
+    }
+    return 0;
+}
 
 static void
 put_uint(char *buf, unsigned v)
@@ -454,6 +503,9 @@ child_start(void *arg)
         if (own[i] >= 0 && fcntl(own[i], F_SETFD, 0) < 0) {
             goto fail;
         }
+    }
+    if (s->carry_caps && carry_caps() < 0) {
+        goto fail;
     }
     char plan_arg[16], report_arg[16];
     put_uint(plan_arg, (unsigned)s->plan_fd);
@@ -898,7 +950,7 @@ iso_spawn(const struct iso_plan *plan, struct iso_child *c)
     }
     struct iso_start start = {
         .plan = plan, .helper_fd = hfd, .plan_fd = c->plan_fd, .report_fd = rp[1],
-        .sync_rd = sp[0], .netns_sock = np[1],
+        .sync_rd = sp[0], .netns_sock = np[1], .carry_caps = makes_user_ns(plan),
     };
     c->stage = ISO_STAGE_CLONE;
     pid_t pid = do_clone(plan, c, &start, stack);

@@ -491,7 +491,7 @@ def build_plan(
     if prog is not None and not early_seccomp:
         ops_.append(P.Seccomp(prog))
     ops_.append(P.Exec(candidates))
-    if pidns_fd >= 0 or clone_flags & P.NSTYPES["user"]:
+    if pidns_fd >= 0:
         ops_, clone_flags, flags = _fork(ops_, pidns_fd, clone_flags, flags)
     elif clone_flags & P.NSTYPES["net"] and not clone_flags & P.NSTYPES["user"]:
         ops_, clone_flags, flags = _late_netns(ops_, clone_flags, flags)
@@ -505,12 +505,11 @@ def _fork(ops: list[P.Op], pidns_fd: int, clone_flags: int,
           flags: int) -> tuple[list[P.Op], int, int]:
     """Make the spawned process a fork of the child program (``Fork``, ``PLAN_FORK``).
 
-    For a new user namespace (the child program cannot exec into one whose id
-    maps are not written yet without losing its capabilities) and for a
-    joined pid namespace (what runs there must never see a clone of the
-    caller).  The fork comes first, after joining a user namespace only: the
-    death signal, the cgroup join and the rest are the forked process's own.
-    The new namespaces are made at that fork.
+    For a joined pid namespace: what runs there sees a process that enters
+    at once, and it must never be a clone of the caller.  The fork comes
+    first, after joining a user namespace only: the death signal, the cgroup
+    join and the rest are the forked process's own.  The new namespaces are
+    made at that fork.
     """
     user = [op for op in ops if type(op) is P.SetNs and op.nstype == P.NSTYPES["user"]]
     rest = [op for op in ops if not any(op is u for u in user)]

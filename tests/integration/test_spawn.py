@@ -259,23 +259,27 @@ def test_legacy_clone_fallback_works() -> None:
 
 
 def test_a_forked_child_is_the_callers_own_and_the_child_program_is_reaped() -> None:
-    # With a new user namespace the spawned process is forked by the child program
-    # (Fork, CLONE_PARENT): it is our child, which waitpid can reap, and the child
-    # program that forked it is gone, reaped by the spawn.
+    # Into a joined pid namespace the spawned process is forked by the child program
+    # (Fork, CLONE_PARENT): it is our child, which waitpid can reap, in that namespace,
+    # and the child program that forked it is gone, reaped by the spawn.
     from isolate import _plan as P
     from isolate._spawn import execute
     from isolate.process import build_plan
 
-    plan = build_plan(["/bin/sh", "-c", "exit 4"], namespaces={"user", "pid", "mnt"})
-    assert plan.flags & P.PLAN_FORK
-    before = set(os.listdir("/proc/self/task"))
-    s = execute(plan)
-    _, status = os.waitpid(s.pid, 0)
-    os.close(s.pidfd)
-    assert os.waitstatus_to_exitcode(status) == 4
-    with pytest.raises(ChildProcessError):
-        os.waitpid(-1, os.WNOHANG)          # no other child: the child program was reaped
-    assert set(os.listdir("/proc/self/task")) == before
+    holder = isolate.spawn(["sleep", "60"], namespaces={"pid"})
+    try:
+        with isolate.Namespace.of(holder.pid, "pid") as pidns:
+            plan = build_plan(["/bin/sh", "-c", "exit $$"], join=[pidns], namespaces={"mnt"})
+            assert plan.flags & P.PLAN_FORK and type(plan.ops[0]) is P.Fork
+            s = execute(plan)
+        _, status = os.waitpid(s.pid, 0)
+        os.close(s.pidfd)
+        assert os.waitstatus_to_exitcode(status) == 2     # pid 2: the holder is pid 1 there
+        # No zombie left to reap (the holder still runs): the child program was reaped.
+        assert os.waitpid(-1, os.WNOHANG) == (0, 0)
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_die_with_parent_kills_the_child_when_the_parent_dies(tmp_path) -> None:
