@@ -254,6 +254,12 @@ WATCHER = textwrap.dedent('''\
                 info["environ"] = "read"
             except OSError as e:
                 info["environ"] = f"errno {e.errno}"
+            for what in ("map_files", "fd"):
+                try:
+                    info[what] = [os.readlink(f"/proc/{pid}/{what}/{n}")
+                                  for n in os.listdir(f"/proc/{pid}/{what}")]
+                except OSError as e:
+                    info[what] = f"errno {e.errno}"
             if info["cmdline"] or not info["exe"].startswith("errno 2"):
                 seen[pid] = info
         time.sleep(0.001)
@@ -285,9 +291,10 @@ def test_a_process_entering_a_running_container_shows_nothing_of_the_caller(tmp_
     """Tried: from inside a running container, watch every process that enters it (held
     before its execve, as an exec's process is while it sets up) and read its
     /proc/<pid>/cmdline (the caller was started with a secret argument), exe, cwd,
-    root and environ.
+    root, environ, map_files and fd.
     Stopped by: what enters is a fork of the child program (Fork): its cmdline is the
-    child program's, and it is not dumpable, so exe, cwd, root and environ are refused."""
+    child program's, and it is not dumpable, so exe, cwd, root, environ, map_files and
+    fd are refused."""
     secret = f"SECRET-{os.getpid()}-{time.monotonic_ns()}"
     r = attack.caller(JOINER, str(attack.report), secret, WATCHER)
     assert r.returncode == 0, r.stderr
@@ -299,7 +306,7 @@ def test_a_process_entering_a_running_container_shows_nothing_of_the_caller(tmp_
         assert info["cmdline"].startswith("isolate-child\0") or info["cmdline"].startswith("/bin/true"), info
         assert str(attack.host_py) not in json.dumps(info), info
         if info["cmdline"].startswith("isolate-child"):
-            for what in ("exe", "cwd", "root", "environ"):
+            for what in ("exe", "cwd", "root", "environ", "map_files", "fd"):
                 assert info[what] == "errno 13", (what, info)
 
 
