@@ -8,7 +8,9 @@ environment of its own (under ``--work``, reused when it is there);
 install.  Each install runs in a worker process of its own, which times one
 iteration of a case when asked; the driver asks them in turn, case after
 case, round after round, so both see the same machine at the same moment.
-Writes DIR/before-after.md and DIR/before-after.json.
+``--rss MIB`` makes both callers hold that much touched memory first (the
+clone shares it: a spawn must cost the same from a large caller).  Writes
+DIR/before-after.md and .json (``-rssMIB`` in the names with ``--rss``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ CASES: dict[str, str] = {
         "isolate.run(['/bin/true'], namespaces={'user', 'pid', 'mnt'}, stdin=isolate.DEVNULL)",
     "isolate.run user=65534 (no namespace)":
         "isolate.run(['/bin/true'], user=65534, group=65534, groups=[], stdin=isolate.DEVNULL)",
+    "isolate.run pid+mnt into a 256 MiB memory cgroup":
+        "isolate.run(['/bin/true'], namespaces={'pid', 'mnt'}, cgroup=LIMITED, stdin=isolate.DEVNULL)",
     "Container().run (the default sandbox)":
         "CONTAINER_RUN(isolate.Container())",
     "Container, no user namespace":
@@ -48,6 +52,10 @@ WORKER = r'''
 import os, sys, time
 import isolate
 
+BALLAST = bytearray(RSS_MIB << 20)         # the caller's resident memory, touched
+for i in range(0, len(BALLAST), 4096):
+    BALLAST[i] = 1
+
 def CONTAINER_RUN(c):
     with c:
         r = c.run(["/bin/true"])
@@ -55,6 +63,7 @@ def CONTAINER_RUN(c):
 
 RUNNING = isolate.Container()
 RUNNING.start(["sleep", "100000"], stdin=isolate.DEVNULL)
+LIMITED = isolate.Cgroup.create(f"bench-{os.getpid()}", limits=isolate.Limits(memory_max=256 << 20))
 cases = {name: compile(code, name, "exec") for name, code in CASES.items()}
 print("ready", flush=True)
 for line in sys.stdin:
@@ -63,6 +72,7 @@ for line in sys.stdin:
     exec(cases[name])
     print(time.perf_counter_ns() - t, flush=True)
 RUNNING.close()
+LIMITED.close()
 '''
 
 
@@ -82,9 +92,9 @@ def baseline_python(rev: str, work: Path) -> str:
 class Worker:
     """One install, timing cases on request."""
 
-    def __init__(self, label: str, python: str) -> None:
+    def __init__(self, label: str, python: str, rss_mib: int) -> None:
         self.label = label
-        code = f"CASES = {CASES!r}\n" + WORKER
+        code = f"CASES = {CASES!r}\nRSS_MIB = {rss_mib}\n" + WORKER
         # Not from this tree: the worker imports the install its interpreter has.
         self.proc = subprocess.Popen([python, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      text=True, cwd="/")
@@ -105,8 +115,8 @@ class Worker:
         self.proc.wait(timeout=60)
 
 
-def run(python_before: str, rounds: int, warmup: int) -> dict[str, Any]:
-    workers = [Worker("before", python_before), Worker("after", sys.executable)]
+def run(python_before: str, rounds: int, warmup: int, rss_mib: int = 0) -> dict[str, Any]:
+    workers = [Worker("before", python_before, rss_mib), Worker("after", sys.executable, rss_mib)]
     samples: dict[str, dict[str, list[int]]] = {c: {w.label: [] for w in workers} for c in CASES}
     try:
         for r in range(warmup + rounds):
@@ -119,14 +129,15 @@ def run(python_before: str, rounds: int, warmup: int) -> dict[str, Any]:
     finally:
         for w in workers:
             w.close()
-    return {"rounds": rounds, "kernel": os.uname().release, "cpus": os.cpu_count(),
+    return {"rounds": rounds, "kernel": os.uname().release, "cpus": os.cpu_count(), "rss_mib": rss_mib,
             "cases": {c: {k: {"stats": summary([v / 1e6 for v in xs]), "ms": [v / 1e6 for v in xs]}
                           for k, xs in s.items()} for c, s in samples.items()}}
 
 
 def markdown(res: dict[str, Any], label: str) -> str:
     lines = [f"# Before and after: {label}", "",
-             f"Kernel {res['kernel']}, {res['cpus']} CPUs, {res['rounds']} interleaved rounds; "
+             f"Kernel {res['kernel']}, {res['cpus']} CPUs, {res['rounds']} interleaved rounds, "
+             f"each caller holding {res['rss_mib']} MiB of touched memory besides its own; "
              "medians in ms (p10-p90), and after/before.", "",
              "| case | before | after | after/before |", "|---|---:|---:|---:|"]
     for case, by in res["cases"].items():
@@ -146,16 +157,19 @@ def main() -> int:
     ap.add_argument("--work", type=Path, default=Path("/var/tmp/isolate-bench"))
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--label", default=None)
+    ap.add_argument("--rss", type=int, default=0, metavar="MIB",
+                    help="each worker first grows by this much touched memory (spawn cost against RSS)")
     args = ap.parse_args()
     python = args.baseline or baseline_python(args.baseline_rev, args.work)
     label = args.label or f"{args.baseline_rev or args.baseline} against this install"
-    res = run(python, args.rounds, args.warmup)
+    res = run(python, args.rounds, args.warmup, args.rss)
     text = markdown(res, label)
     print(text)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "before-after.md").write_text(text)
-        (args.out / "before-after.json").write_text(json.dumps(res))
+        name = "before-after" + (f"-rss{args.rss}" if args.rss else "")
+        (args.out / f"{name}.md").write_text(text)
+        (args.out / f"{name}.json").write_text(json.dumps(res))
     return 0
 
 
