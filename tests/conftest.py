@@ -88,9 +88,16 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 # --- leak checks -----------------------------------------------------------
 
 
+#: Where a test of this suite makes mounts in the host's namespace: temporary
+#: directories (pytest's, tempfile's) and places named after isolate.
+#: Another program's mounts elsewhere on the machine are not this run's to check.
+_OURS = ("/tmp/", "/var/tmp/", "/run/isolate", "/run/netns/isolate", "isolate")
+
+
 def _mounts() -> list[str]:
     # Mount ids and options change for unrelated reasons; the set of mount points is what leaks.
-    return sorted(line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines())
+    points = (line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines())
+    return sorted(p for p in points if any(o in p for o in _OURS))
 
 
 def _fds() -> set[int]:

@@ -131,3 +131,19 @@ def test_second_signal_kills_a_command_that_ignores_the_first() -> None:
         assert p.poll() is None, "pid 1 without a handler should have ignored SIGTERM"
         p.terminate()
         assert p.wait(timeout=30) == 128 + 9
+
+
+def test_bad_values_are_named_before_anything_runs(tmp_path: Path) -> None:
+    """``--memory -5m``, ``--pids 0`` and a ``--json`` file in a missing directory: one
+    line naming the option and the value, status 125, and the command never runs."""
+    marker = tmp_path / "ran"
+    cmd = ["--bind", f"{tmp_path}:/out", "--", "touch", "/out/ran"]
+    for args, says in ((["--memory", "-5m"], "--memory must be a positive size like 512m or 2g, got '-5m'"),
+                       (["--pids", "0"], "--pids must be at least 1, got 0"),
+                       (["--json", "/nonexistent/dir/r.json"],
+                        "--json: '/nonexistent/dir' is not an existing directory")):
+        r = isolate_run(*args, *cmd)
+        assert r.returncode == 125, (args, r)
+        err = r.stderr.decode()
+        assert err.count("\n") == 1 and says in err, (args, err)
+        assert not marker.exists(), args

@@ -100,3 +100,11 @@ def test_one_signal_is_forwarded_once_and_never_kills(order: str) -> None:
     assert (c.process.sent, c.killed) == ([15], 0)
     f._handler(15, None)            # a second signal kills the whole sandbox
     assert (c.process.sent, c.killed) == ([15], 1)
+
+
+def test_a_value_that_looks_like_an_option_is_kept_with_its_option() -> None:
+    from isolate.cli.run import join_values
+
+    assert join_values(["--memory", "-5m", "--pids", "3", "--", "ls", "--memory", "-l"]) == [
+        "--memory=-5m", "--pids", "3", "--", "ls", "--memory", "-l"]
+    assert join_values(["--cpus", "--", "true"]) == ["--cpus", "--", "true"]

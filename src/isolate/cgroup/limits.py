@@ -346,7 +346,8 @@ class Limits:
         _check_int("Limits", "cpu_period_us", self.cpu_period_us, lo=1000, hi=1_000_000)
         _check_int("Limits", "cpu_weight", self.cpu_weight, lo=1, hi=10000)
         _check_int("Limits", "io_weight", self.io_weight, lo=1, hi=10000)
-        _check_int("Limits", "pids_max", self.pids_max, hi=(1 << 22))
+        # 0 would refuse the sandbox its first process.
+        _check_int("Limits", "pids_max", self.pids_max, lo=1, hi=(1 << 22))
         for name, host in (("cpuset_cpus", "/sys/devices/system/cpu/online"),
                            ("cpuset_mems", "/sys/devices/system/node/online")):
             value = getattr(self, name)

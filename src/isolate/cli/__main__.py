@@ -31,6 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``isolate`` and ``python -m isolate``; returns the exit status."""
     parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["run"]:
+        from isolate.cli.run import join_values
+
+        argv = ["run", *join_values(argv[1:])]
     args = parser.parse_args(argv)
     mod = importlib.import_module(f"isolate.cli.{COMMANDS[args.command]}")
     from isolate.errors import IsolateError

@@ -153,6 +153,8 @@ def container_from_args(args: argparse.Namespace) -> Any:
             raise ConfigError(f"--env must be KEY=VALUE, got {item!r}")
         env[key] = value
     limits = None
+    if args.pids is not None and args.pids < 1:
+        raise ConfigError(f"--pids must be at least 1, got {args.pids!r}")
     if args.memory is not None or args.cpus is not None or args.pids is not None:
         from ..cgroup import Limits
 
@@ -229,6 +231,43 @@ class _SignalForwarder:
                 self.container.kill()
 
 
+#: Options whose value may look like an option (``--memory -5m``): argparse would take
+#: it for one and report a missing argument instead of the bad value.
+VALUE_OPTIONS = ("--memory", "--cpus", "--pids", "--timeout", "--tmp-size", "--home-size",
+                 "--shm-size", "--overlay-size")
+
+
+def join_values(argv: list[str]) -> list[str]:
+    """``--memory -5m`` -> ``--memory=-5m`` (before the command only), so the value is checked."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--":
+            return out + argv[i:]
+        if a in VALUE_OPTIONS and i + 1 < len(argv) and argv[i + 1].startswith("-") \
+                and argv[i + 1] != "--":
+            out.append(f"{a}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(a)
+        i += 1
+    return out
+
+
+def _check_json_path(path: str | None) -> None:
+    """``--json FILE``: its directory must exist and be writable, checked before anything runs."""
+    if path is None or path == "-":
+        return
+    from ..errors import ConfigError
+
+    where = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(where):
+        raise ConfigError(f"--json: {where!r} is not an existing directory (for {path!r})")
+    if os.path.isdir(path) or not os.access(path if os.path.exists(path) else where, os.W_OK):
+        raise ConfigError(f"--json: cannot write {path!r}")
+
+
 def main(args: argparse.Namespace) -> int:
     """Run the command; returns its exit status (128+N for signal N, 125 for isolate's errors)."""
     from ..errors import IsolateError, SetupError
@@ -244,6 +283,7 @@ def main(args: argparse.Namespace) -> int:
             from ..errors import ConfigError
 
             raise ConfigError(f"--timeout must be >= 0, got {args.timeout!r}")
+        _check_json_path(args.json)
         with container_from_args(args) as c, _SignalForwarder(c) as forwarder:
             c.start(command)
             forwarder.started()
