@@ -130,22 +130,40 @@ def _fork_exec() -> None:
     os.waitpid(pid, 0)
 
 
-def _scaling_cases() -> list[tuple[str, C.Iteration]]:
+#: The RSS section's spawns with a memory limit and with a user change (issue 13).
+RSS_LIMITED = "isolate.spawn pid+mnt into a 512 MiB memory cgroup"
+RSS_USER = "isolate.spawn user=65534"
+
+
+def _scaling_cases(limited: Any = None) -> list[tuple[str, C.Iteration]]:
     env = dict(os.environ)
 
     def posix_spawn() -> None:
         os.waitpid(os.posix_spawn(C.TRUE, [C.TRUE], env), 0)
     core = frozenset(C.CORE)
-    return [("subprocess.run", lambda: subprocess.run([C.TRUE], check=True)),
-            ("os.posix_spawn + waitpid", posix_spawn),
-            ("os.fork + execv", _fork_exec),
-            ("isolate.spawn (no namespace)", lambda: C.spawn_wait()),
-            ("isolate.spawn pid+mnt+uts+ipc", lambda: C.spawn_wait(namespaces=core))]
+    cases: list[tuple[str, C.Iteration]] = [
+        ("subprocess.run", lambda: subprocess.run([C.TRUE], check=True)),
+        ("os.posix_spawn + waitpid", posix_spawn),
+        ("os.fork + execv", _fork_exec),
+        ("isolate.spawn (no namespace)", lambda: C.spawn_wait()),
+        ("isolate.spawn pid+mnt+uts+ipc", lambda: C.spawn_wait(namespaces=core)),
+        (RSS_USER, lambda: C.spawn_wait(user=65534, group=65534, groups=[]))]
+    if limited is not None:
+        cases.append((RSS_LIMITED, lambda: C.spawn_wait(namespaces={"pid", "mnt"}, cgroup=limited)))
+    return cases
 
 
 def rss_curve(levels_mib: Sequence[int], rounds: int, log: Log) -> dict[str, Any]:
     """Latency against this process's resident memory (a touched bytearray as ballast)."""
-    fns = _scaling_cases()
+    with contextlib.ExitStack() as stack:
+        parent = stack.enter_context(C.cgroup_parent(f"isolate-bench-rss-{os.getpid()}"))
+        limited = stack.enter_context(isolate.Cgroup.create(
+            "limited", parent=parent, limits=isolate.Limits(memory_max=512 << 20)))
+        return _rss_curve(_scaling_cases(limited), levels_mib, rounds, log)
+
+
+def _rss_curve(fns: list[tuple[str, C.Iteration]], levels_mib: Sequence[int], rounds: int,
+               log: Log) -> dict[str, Any]:
     ballast: list[bytearray] = []
     points = []
     try:

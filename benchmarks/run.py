@@ -146,6 +146,8 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
     levels = res.get("rss", {}).get("points", [])
     span = f"{levels[-1]['target_mib']} MiB / {levels[0]['target_mib']} MiB" if levels else "2 GiB / 50 MiB"
     add(f"isolate.spawn pid+mnt+uts+ipc at {span} RSS ≤ 1.15×", rss.get(core), 1.15)
+    add(f"{E.RSS_LIMITED} at {span} RSS ≤ 1.15×", rss.get(E.RSS_LIMITED), 1.15)
+    add(f"{E.RSS_USER} at {span} RSS ≤ 1.15×", rss.get(E.RSS_USER), 1.15)
     sp = res.get("threads", {}).get("speedup_2_vs_1", {})
     add("isolate.spawn pid+mnt+uts+ipc, 2 threads ≥ 1.7× 1 thread", sp.get(core), 1.7, at_least=True)
     return out
