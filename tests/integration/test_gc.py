@@ -24,18 +24,23 @@ V1 = "/sys/fs/cgroup"
 NO_THREADS = textwrap.dedent(r'''
     import gc, json, os, sys, warnings
     pids_dir, parent, which = sys.argv[1], sys.argv[2], sys.argv[3]
-    import isolate, isolate.cgroup.pool, isolate.netpool
+    import isolate, isolate._owner, isolate.cgroup.pool, isolate.netpool
     with open(os.path.join(pids_dir, "cgroup.procs"), "w") as f:
         f.write(str(os.getpid()))
     with open(os.path.join(pids_dir, "pids.max"), "w") as f:
         f.write("1")
     def fds():
+        # Not the owner registry's two (its directory's lock, the journal): they live as
+        # long as the process, whatever it makes.
+        reg = isolate._owner.registry_path()
         out = []
         for fd in sorted(os.listdir("/proc/self/fd")):
             try:
-                out.append(f"{fd} {os.readlink(f'/proc/self/fd/{fd}')}")
+                link = os.readlink(f"/proc/self/fd/{fd}")
             except OSError:
                 continue
+            if not link.startswith(reg + "/"):
+                out.append(f"{fd} {link}")
         return out
     before = fds()
     out = {}
