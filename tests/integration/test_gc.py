@@ -24,7 +24,7 @@ import isolate
 from isolate import Cgroup
 from isolate._owner import registry_path
 
-pytestmark = [pytest.mark.root, pytest.mark.cgroup1]
+pytestmark = pytest.mark.root
 
 CONTROLLERS = ("memory", "pids", "cpu", "cpuacct")
 V1 = "/sys/fs/cgroup"
@@ -130,6 +130,7 @@ def _remove_callers_groups(parent: str, pids: set[int]) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.cgroup1
 def test_twenty_killed_callers_leave_nothing_after_gc_and_a_live_one_is_untouched(
         parent: str, tmp_path: Path) -> None:
     rnd = random.Random(1313)
@@ -206,6 +207,92 @@ def _check_nothing_left(parent: str, tmp_path: Path, killed: set[int], live: int
     assert os.path.ismount(tmp_path / "live" / "ns-live")
 
 
+#: A group of its own with a process in it, and a CgroupPool's group with one too; prints
+#: their directories, then waits to be killed.
+GROUPS = textwrap.dedent(r"""
+    import json, sys
+    import isolate
+    from isolate import Cgroup, CgroupPool, Limits
+    parent = sys.argv[1]
+    cg = Cgroup.create("g", parent=f"{parent}/direct", limits=Limits(pids_max=10))
+    a = isolate.spawn(["/bin/sleep", "1000"], cgroup=cg)
+    pool = CgroupPool(parent=f"{parent}/pool", size=2)
+    taken = pool.take()
+    b = isolate.spawn(["/bin/sleep", "1000"], cgroup=taken)
+    print(json.dumps({"dirs": sorted(cg.paths.values()) + sorted(taken.paths.values()),
+                      "pids": [a.pid, b.pid]}), flush=True)
+    sys.stdin.read()
+""")
+
+
+@pytest.mark.parametrize("version", [pytest.param(None, marks=pytest.mark.cgroup1, id="v1"),
+                                     pytest.param(None, marks=pytest.mark.cgroupv2, id="v2")])
+def test_a_killed_callers_groups_and_what_runs_in_them_are_reclaimed(
+        cgroup_parent: str, version: None) -> None:
+    p = subprocess.Popen([sys.executable, "-c", GROUPS, cgroup_parent],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None
+        made = json.loads(p.stdout.readline())
+    finally:
+        p.kill()
+        p.wait()
+    assert all(os.path.isdir(d) for d in made["dirs"])
+    assert all(isolate._owner.proc_start_time(pid) is not None for pid in made["pids"])
+    ready = {d for d in _all_dirs(cgroup_parent) if "/pool/pool-" in d} - set(made["dirs"])
+    found = [f for f in isolate.gc() if f.pid == p.pid]
+    assert {f.path for f in found if f.kind == "cgroup"} == set(made["dirs"]) | ready
+    # Every directory it made, its parents and the pool's ready groups with them; the
+    # sleepers were killed first (reaped by init: no longer running).
+    assert _all_dirs(cgroup_parent) == []
+    for pid in made["pids"]:
+        assert isolate._owner.proc_start_time(pid) is None
+
+
+def _all_dirs(name: str) -> list[str]:
+    return sorted(d for top in glob.glob(f"/sys/fs/cgroup/**/{name}", recursive=True)
+                  + glob.glob(f"/sys/fs/cgroup/{name}")
+                  for d in [top, *(os.path.join(r, x) for r, ds, _ in os.walk(top) for x in ds)])
+
+
+#: Joins the cgroup named by argv (a dead owner's), then runs gc: it must not kill itself.
+SELF_IN_GROUP = textwrap.dedent(r"""
+    import json, os, sys, warnings
+    import isolate
+    for d in json.loads(sys.argv[1]):
+        with open(os.path.join(d, "cgroup.procs"), "w") as f:
+            f.write(str(os.getpid()))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        found = isolate.gc()
+    print(json.dumps({"found": [f.path for f in found],
+                      "warnings": [str(w.message) for w in caught]}), flush=True)
+""")
+
+
+@pytest.mark.cgroup1
+def test_gc_never_kills_the_process_running_it(cgroup_parent: str) -> None:
+    # A dead owner's group that the process running gc has joined: left, with a warning.
+    p = subprocess.Popen([sys.executable, "-c", GROUPS, cgroup_parent],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None
+        made = json.loads(p.stdout.readline())
+    finally:
+        p.kill()
+        p.wait()
+    direct = [d for d in made["dirs"] if "/direct/" in d]
+    try:
+        r = subprocess.run([sys.executable, "-c", SELF_IN_GROUP, json.dumps(direct)],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        out = json.loads(r.stdout)
+        assert not set(direct) & set(out["found"])
+        assert any("not emptying a cgroup this process is in" in w for w in out["warnings"]), out
+    finally:
+        assert {f.path for f in isolate.gc() if f.kind == "cgroup"} >= set(direct)
+
+
 #: Makes a cgroup in ``<parent>/a`` and one in ``<parent>/b`` (with a process in it), runs a
 #: container on an overlay kept in ``<base>`` (held at /bin/sleep), binds a namespace in
 #: ``<base>`` and one in a directory of its own under /run, prints what it made, then waits
@@ -252,6 +339,7 @@ CHECKER = textwrap.dedent(r"""
 """)
 
 
+@pytest.mark.cgroup1
 def test_the_first_create_under_a_parent_reclaims_what_a_dead_owner_left_there(
         cgroup_parent: str, tmp_path: Path) -> None:
     p = subprocess.Popen([sys.executable, "-c", MAKER, cgroup_parent, str(tmp_path)],
@@ -324,6 +412,7 @@ DETACHER = textwrap.dedent(r'''
 ''')
 
 
+@pytest.mark.cgroup1
 def test_things_handed_over_with_detach_are_never_reclaimed(cgroup_parent: str,
                                                             tmp_path: Path) -> None:
     p = subprocess.Popen([sys.executable, "-c", DETACHER, cgroup_parent, str(tmp_path)],
@@ -441,6 +530,7 @@ NO_THREADS = textwrap.dedent(r'''
 
 
 @pytest.mark.parametrize("which", ["cgroup", "netns"])
+@pytest.mark.cgroup1
 def test_a_pool_whose_thread_cannot_start_leaves_nothing_and_says_why(
         cgroup_parent: str, which: str) -> None:
     pids_dir = f"{V1}/pids/{cgroup_parent}/caller"

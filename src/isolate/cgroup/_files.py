@@ -333,6 +333,8 @@ def remove_tree(path: str, *, timeout: float = 10.0) -> None:
                 raise
             if not pids:
                 break
+            if os.getpid() in pids:
+                raise CgroupError(_errno.EBUSY, "not emptying a cgroup this process is in", d)
             for pid in pids:
                 try:
                     os.kill(pid, 9)
