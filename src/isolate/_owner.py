@@ -69,8 +69,8 @@ if TYPE_CHECKING:
 else:
     Kind = str
 
-__all__ = ["Leftover", "Owner", "Record", "gc", "record", "reclaim_once", "registry_path",
-           "proc_start_time"]
+__all__ = ["Leftover", "Owner", "Record", "gc", "leave", "record", "reclaim_once",
+           "registry_path", "proc_start_time"]
 
 #: Overrides the registry's location (tests); None: the default for this user.
 REGISTRY: str | None = None
@@ -322,8 +322,14 @@ def _home() -> _Home:
     return _me
 
 
-def _leave() -> None:
-    """At exit: remove this process's directory unless a record is left (which gc then reclaims)."""
+def leave() -> None:
+    """Remove this process's registry directory unless a record is left (gc reclaims that).
+
+    Runs at exit (``atexit``); a program that ends with ``os._exit`` (as
+    ``isolate-oci`` does, for speed) calls it first, or leaves an empty
+    directory for the next reclaim to remove.  Making something afterwards
+    makes a new one.
+    """
     global _me
     with _lock:
         me = _me
@@ -339,9 +345,9 @@ def _leave() -> None:
         me.close()
 
 
-import atexit  # noqa: E402  (registered after _leave exists)
+import atexit  # noqa: E402  (registered after leave exists)
 
-atexit.register(_leave)
+atexit.register(leave)
 
 
 # --- records ------------------------------------------------------------------

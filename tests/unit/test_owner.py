@@ -311,3 +311,24 @@ def test_a_line_cut_short_by_a_kill_is_ignored(tmp_path: Path) -> None:
         '{"id": 1, "made": ["/a", "overlay-wo')
     (rec,) = _owner._records(str(tmp_path), _owner.Owner(1, 2, "b"))
     assert rec.entries[("/a", "overlay-work")].ids is None
+
+
+def test_leave_removes_the_directory_of_an_owner_with_nothing_left(
+        registry: Path, tmp_path: Path) -> None:
+    def make_remove_leave(path: Path, leave: bool) -> None:
+        _make_work(path)
+        path.rmdir()
+        _last_record().clear()
+        if leave:
+            _owner.leave()           # what a program ending with os._exit calls first
+
+    _in_child(lambda: make_remove_leave(tmp_path / "a", True))
+    assert _homes(registry) == []
+    # Without it (os._exit, SIGKILL) an empty directory stays: gc removes it, reporting nothing.
+    _in_child(lambda: make_remove_leave(tmp_path / "b", False))
+    assert len(_homes(registry)) == 1
+    assert _owner.gc() == []
+    assert _homes(registry) == []
+    # A record still open at leave(): the directory stays for gc.
+    _in_child(lambda: (_make_work(tmp_path / "c"), _owner.leave()))
+    assert [f.path for f in _owner.gc()] == [str(tmp_path / "c")]
