@@ -165,6 +165,16 @@ def _child_program_loaded() -> None:
     _load_child()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _owner_home_made() -> None:
+    """Likewise this process's directory in the owner registry (src/isolate/_owner.py): its
+    lock and journal fds live as long as the process, made by whichever test first makes a
+    cgroup, an overlay or a namespace file."""
+    from isolate import _owner
+
+    _owner.record("session").clear()
+
+
 @pytest.fixture
 def no_leaks():
     """Fail the test if it leaves a mount, fd, child, zombie or test cgroup behind."""

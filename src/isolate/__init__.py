@@ -46,6 +46,7 @@ _LAZY = {
     **dict.fromkeys(["SeccompProfile", "SyscallRule", "ArgCmp"], "seccomp"),
     **dict.fromkeys(["NetnsPool", "PooledNetns"], "netpool"),
     "CgroupPool": "cgroup.pool",
+    **dict.fromkeys(["gc", "Leftover"], "_owner"),
 }
 
 __all__ = [
@@ -85,6 +86,7 @@ if TYPE_CHECKING:  # static names for type checkers; at run time __getattr__ loa
     from .cgroup import (DEFAULT_DEVICES, Cgroup, CgroupStats, DeviceRule,  # noqa: F401
                          HugetlbLimit, IoThrottle, Limits)
     from .cgroup.pool import CgroupPool  # noqa: F401
+    from ._owner import Leftover, gc  # noqa: F401
     from .container import DEFAULT_NAMESPACES, Container, Result  # noqa: F401
     from .idmap import IdMap, SubIdRange, parse_subid, subid_ranges  # noqa: F401
     from .namespace import NAMESPACE_TYPES, Namespace  # noqa: F401

@@ -678,6 +678,8 @@ class Container:
                 opts["new_session"] = own and console_socket is None
                 self.process = spawn(argv, namespaces=self.namespaces, ops=ops, stdin=stdin,
                                      stdout=stdout, stderr=stderr, pass_fds=pass_fds, **opts)
+                if self.rootfs is not None:
+                    self.rootfs._started(self.process.pid)   # its overlay stays while it runs
             except BaseException:
                 if self.rootfs is not None:
                     self.rootfs._abort()

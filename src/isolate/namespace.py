@@ -33,6 +33,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
     from typing import Any, final
+
+    from ._owner import Record
 else:
     from ._record import final
 
@@ -142,10 +144,16 @@ def _identify(fd: int) -> tuple[str, int, int] | None:
 
 
 class _Binding:
-    """What ``Namespace.create`` made, undone in reverse order by ``release``."""
+    """What ``Namespace.create`` made, undone in reverse order by ``release``.
+
+    ``rec`` is the owner record naming each of those things (see
+    ``isolate.gc``): it ends once everything is undone, and stays (for a
+    reclaim after this process is gone) if something could not be.
+    """
 
     def __init__(self) -> None:
         self._undo: list[tuple[str, Callable[[], None]]] = []
+        self.rec: Record | None = None
 
     def push(self, what: str, fn: Callable[[], None]) -> None:
         self._undo.append((what, fn))
@@ -161,7 +169,12 @@ class _Binding:
                 if first is None:
                     first = e
         if first is not None:
+            if self.rec is not None:
+                self.rec.flush()
             raise first
+        if self.rec is not None:
+            self.rec.clear()
+            self.rec = None
 
 
 def _unescape(field: str) -> str:
@@ -209,6 +222,8 @@ def _private_dir(directory: str, binding: _Binding) -> None:
             f"path: {directory!r} is on a shared mount ({mp}); a mount namespace file needs a "
             "private one: choose another directory, or run "
             f"'mount --bind {real} {real} && mount --make-private {real}'")
+    if binding.rec is not None:
+        binding.rec.mount(real, role="private-mount")
     _mount(real, real, None, _MS_BIND)
     # Undo with a plain umount: a lazy one would also detach anything others
     # mounted inside it meanwhile.
@@ -361,7 +376,11 @@ class Namespace:
         file must not).  With ``path=None`` a private directory is made under
         /run (or the temporary directory) and removed again.  ``close()``, or
         the end of the ``with`` block, unmounts and removes everything made
-        here; so does any failure inside ``create``.  Needs CAP_SYS_ADMIN.
+        here; so does any failure inside ``create``.  If this process dies
+        without ``close()``, ``isolate gc`` (or the next ``Namespace.create``
+        of any isolate process in the same directory) unmounts and removes
+        them: each is named in an owner record (see ``isolate.gc``).
+        Needs CAP_SYS_ADMIN.
 
         The namespace is made by a child spawned with it (so the caller never
         changes namespace), bound while the child waits:
@@ -407,21 +426,35 @@ class Namespace:
             plan = build_plan(program, namespaces={type}, keep_fds=(0, 1, 2),
                               uid_map=uid_map, gid_map=gid_map)
 
+        from . import _owner
+
         binding = _Binding()
         try:
+            # Dead owners' namespace files and directories here go first; what
+            # is made below is named in an owner record of this process.
             if target is None:
                 import tempfile
 
                 base = "/run" if os.access("/run", os.W_OK | os.X_OK) else tempfile.gettempdir()
-                tmpdir = tempfile.mkdtemp(prefix="isolate-ns-", dir=base)
+                _owner.reclaim_once([base])
+                rec = binding.rec = _owner.record("namespace")
+                tmpdir = os.path.join(base, f"isolate-ns-{os.urandom(6).hex()}")
+                rec.pending(tmpdir, role="namespace-dir")
+                os.mkdir(tmpdir, 0o700)
                 binding.push(f"remove {tmpdir}", lambda: os.rmdir(tmpdir))
+                rec.made(tmpdir, "namespace-dir")
                 target = os.path.join(tmpdir, type)
+            else:
+                _owner.reclaim_once([os.path.dirname(target)])
+                rec = binding.rec = _owner.record("namespace")
             if type == "mnt":
                 _private_dir(os.path.dirname(target), binding)
+            rec.pending(target, role="namespace-file")
             tfd = os.open(target, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW |
                           os.O_CLOEXEC, 0o444)
             final_target = target
             binding.push(f"remove {target}", lambda: os.unlink(final_target))
+            rec.made(target, "namespace-file", os.fstat(tfd))
             try:
                 holder = None
                 if plan is None:
@@ -435,6 +468,7 @@ class Namespace:
             self = cls._adopt(fd, target, f"path: {target!r}")
             self._binding = binding
             self._holder = holder
+            rec.flush()
             return self
         except BaseException:
             try:
@@ -471,6 +505,27 @@ class Namespace:
             os.close(fd)
         if binding is not None:
             binding.release()
+
+    def detach(self) -> None:
+        """Close the descriptor, but leave a created namespace's file and bind mount in place.
+
+        The namespace is handed over, as ``ip netns add`` leaves
+        /run/netns/NAME: it lives on at ``path`` after this process exits,
+        and ``isolate gc`` never reclaims it (its owner record goes).  Whoever
+        takes it over removes it (``umount PATH && rm PATH``).  A pid
+        namespace ends with its init, which lives only as long as this
+        process: detaching one raises ``ConfigError``.  Idempotent.
+        """
+        if self._holder is not None:
+            raise ConfigError("a created pid namespace cannot be detached: it ends with its "
+                              "init, which lives only as long as this process")
+        with self._lock:
+            fd, self._fd = self._fd, -1
+            binding, self._binding = self._binding, None
+        if fd >= 0:
+            os.close(fd)
+        if binding is not None and binding.rec is not None:
+            binding.rec.clear()
 
     def __enter__(self) -> Namespace:
         return self
@@ -548,6 +603,8 @@ class Namespace:
 def _bind(source: str, tfd: int, target: str, binding: _Binding) -> None:
     # Mounting on /proc/self/fd/N hits exactly the file created above, even
     # if someone swapped the name for a symlink meanwhile.
+    if binding.rec is not None:
+        binding.rec.mount(target, role="namespace-mount")
     try:
         _mount(source, f"/proc/self/fd/{tfd}", None, _MS_BIND)
     except OSError as e:

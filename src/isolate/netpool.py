@@ -25,7 +25,7 @@ import threading
 import warnings
 from collections import deque
 
-from . import _spawn
+from . import _spawn, _threads
 from ._plan import NSTYPES
 from .errors import ConfigError, UnsupportedError
 
@@ -109,7 +109,9 @@ class NetnsPool:
     context manager; ``close()`` stops the thread and closes every fd the
     pool still holds.  The constructor waits for the first namespace, so a
     host where network namespaces cannot be created fails here:
-    ``UnsupportedError`` without ``CAP_SYS_ADMIN``.
+    ``UnsupportedError`` without ``CAP_SYS_ADMIN``; ``SpawnError`` when the
+    thread cannot start (the caller's cgroup at its ``pids.max``), with
+    nothing left behind.
 
     >>> with isolate.NetnsPool(size=4) as pool, pool.take() as ns:
     ...     isolate.run(["ping", "-c1", "127.0.0.1"], join=[ns], namespaces={"pid"})
@@ -130,8 +132,14 @@ class NetnsPool:
         self._error: BaseException | None = None
         self.created = 0
         """Namespaces created so far (a statistic)."""
-        self._thread = threading.Thread(target=self._run, name="isolate-netns-pool", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        thread = threading.Thread(target=self._run, name="isolate-netns-pool", daemon=True)
+        try:
+            _threads.start(thread, "NetnsPool")
+        except BaseException:
+            self._closed = True       # nothing was made: no thread, no namespace, no fd
+            raise
+        self._thread = thread
         with self._cond:
             self._cond.wait_for(lambda: self._ready or self._error is not None)
             error = self._error
@@ -178,7 +186,7 @@ class NetnsPool:
     def _discard(self, fd: int) -> bool:
         """Queue ``fd`` for the thread to close; False if the pool is closed (caller closes)."""
         with self._cond:
-            if self._closed or not self._thread.is_alive():
+            if self._closed or self._thread is None or not self._thread.is_alive():
                 return False
             self._discarded.append(fd)
             self._refill = True
@@ -245,8 +253,9 @@ class NetnsPool:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        if self._thread is not threading.current_thread():
-            self._thread.join()
+        thread = getattr(self, "_thread", None)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
         with self._cond:
             fds = list(self._ready) + self._discarded
             self._ready.clear()

@@ -48,6 +48,8 @@ if TYPE_CHECKING:
     from collections.abc import Collection, Sequence
     from typing import Any, TypeAlias
 
+    from ._owner import Record
+
 __all__ = ["RootFS", "Changes", "OCI_MASKED_PATHS", "OCI_READONLY_PATHS", "HOST_DIRS", "HOST_ETC",
            "SHM_SIZE", "TMP_SIZE", "HOME_SIZE", "OVERLAY_SIZE"]
 
@@ -303,6 +305,7 @@ class RootFS:
         self._gen = 0          # bumped by every builder call: part of the op cache key
         self._overlay: _Overlay | None = None
         self._created: list[Path] = []   # overlay directories made for the current run
+        self._rec: Record | None = None  # the owner record of the run's overlay work directories
         self._cache: dict[tuple[object, ...], P.OpSeq] = {}
         self._in_place: dict[tuple[object, ...], bool] = {}
         self._used_once: set[tuple[object, ...]] = set()
@@ -642,20 +645,53 @@ class RootFS:
     # --- plan ----------------------------------------------------------------
 
     def _prepare(self) -> None:
-        """Create the kept overlay directories (parent side, before the spawn)."""
+        """Create the kept overlay directories (parent side, before the spawn).
+
+        The work directories made here are named in an owner record of this
+        process (see ``isolate.gc``), and dead owners' work directories in
+        this layer are reclaimed first.  The upper layer is the caller's
+        data: never recorded, never reclaimed.
+        """
         self._created = []
+        self._rec = None
         if self._overlay is None or self._overlay.upper is None:
             return
+        from . import _owner
+
         base = self._overlay.upper
-        dirs = [base / "upper", base / "work"]
+        work = base / "work"
+        _owner.reclaim_once([str(base), str(work)])
+        dirs = [base / "upper", work]
         if self._directory is None:
             for name, link in self._host_dirs:
                 if link is None:
-                    dirs += [base / "upper" / name, base / "work" / name]
+                    dirs += [base / "upper" / name, work / name]
+        rec = None
         for d in dirs:
             if not d.exists():
-                d.mkdir(mode=0o755)
+                # The work directory, or what is made in one found there (and not below it).
+                scratch = d == work or (d.parent == work and work not in self._created)
+                if scratch:
+                    if rec is None:
+                        rec = self._rec = _owner.record("overlay")
+                    rec.pending(str(d), role="overlay-work")
+                try:
+                    d.mkdir(mode=0o755)
+                except BaseException:
+                    if rec is not None and scratch:
+                        rec.cancel(str(d))
+                    raise
                 self._created.append(d)
+                if rec is not None and scratch:
+                    rec.made(str(d), "overlay-work")
+        if rec is not None:
+            rec.flush()
+
+    def _started(self, pid: int) -> None:
+        """The container's first process ``pid`` runs on the overlay: its work directories
+        stay while it runs, whatever becomes of this process (see ``isolate.gc``)."""
+        if self._rec is not None:
+            self._rec.holder(pid)
 
     def _abort(self) -> None:
         """Undo ``_prepare`` after a failed spawn: nothing of ours is left behind."""
@@ -664,6 +700,7 @@ class RootFS:
         for d in reversed(self._created):
             shutil.rmtree(d, ignore_errors=True)
         self._created = []
+        self._forget()
 
     def _finish(self) -> None:
         """After the container is gone: drop the overlay work directories (kernel scratch)."""
@@ -672,6 +709,13 @@ class RootFS:
 
             shutil.rmtree(self._overlay.upper / "work", ignore_errors=True)
         self._created = []
+        self._forget()
+
+    def _forget(self) -> None:
+        """End the run's owner record: its work directories are gone (or were never made)."""
+        rec, self._rec = self._rec, None
+        if rec is not None:
+            rec.clear()
 
     def __del__(self, _close: Any = os.close) -> None:
         # The shared root's fd (see _shared_master) lives as long as the RootFS.

@@ -19,8 +19,10 @@ from __future__ import annotations
 import os
 import warnings
 
+from .. import _owner
 from .._record import dataclass, fields
 from ..errors import CgroupError, ConfigError
+from ._files import forget_parents
 from .layout import Hierarchy, Layout, check_name, detect, split_parent
 from .limits import (
     DEFAULT_DEVICES,
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
     from typing import Any, Protocol, final
 
+    from .._owner import Record
     from .pool import CgroupPool
 else:
     from .._record import final
@@ -195,7 +198,7 @@ class Cgroup:
     """
 
     __slots__ = ("name", "layout", "limits", "controllers", "_v1", "_v2", "_closed",
-                 "_v1_ctl", "_v2_ctl", "_pool", "__weakref__")
+                 "_v1_ctl", "_v2_ctl", "_pool", "_rec", "__weakref__")
 
     name: str
     layout: Layout
@@ -211,6 +214,7 @@ class Cgroup:
         self._v1: V1Group | None = None
         self._v2: V2Group | None = None
         self._pool: CgroupPool | None = None   # set by CgroupPool.take(): close() hands back
+        self._rec: Record | None = None         # the owner record (None: opened, not made)
 
     @classmethod
     def open(cls, name: str, *, parent: str | os.PathLike[str] | None = None,
@@ -224,13 +228,33 @@ class Cgroup:
         return cls.create(name, parent=parent, controllers=controllers, layout=layout, _adopt=True)
 
     def detach(self) -> None:
-        """Forget the group without removing it: it outlives this object (see ``open``)."""
+        """Forget the group without removing it: it outlives this object (see ``open``).
+
+        The group is handed over: its owner record goes too (see ``disown``),
+        so ``isolate.gc()`` never reclaims it.
+        """
+        self.disown()
         for group in (self._v2, self._v1):
             if group is not None:
                 for d in getattr(group, "dirs", None) or [getattr(group, "dir", None)]:
                     if d is not None and not d.closed:
                         d.close()
         self._closed = True
+
+    def disown(self) -> None:
+        """Hand the group over while keeping this object usable: delete its owner record.
+
+        A group this process made is reclaimed by ``isolate.gc()`` (and by the
+        next isolate process making a group beside it) once this process is
+        gone without ``close()``.  A caller that records the group elsewhere
+        and removes it itself later (the OCI runtime's ``state.json``, read
+        by ``delete``) calls this as soon as that record is written; from
+        then on the group is the caller's alone.  ``close()`` still removes
+        it.  Idempotent; ``detach()`` does it too.
+        """
+        rec, self._rec = self._rec, None
+        if rec is not None:
+            rec.clear()
 
     @classmethod
     def create(cls, name: str, *, parent: str | os.PathLike[str] | None = None,
@@ -284,12 +308,24 @@ class Cgroup:
         self._v1_ctl = v1_ctl
         self._v2_ctl = v2_ctl
         self.controllers = frozenset(v1_ctl | v2_ctl)
+        v2_h = lay.v2 if (unified or v2_ctl) and lay.v2 is not None else None
+        rec = None
+        if not _adopt:
+            hs = [*(v1_hs if v1_ctl else ()), *((v2_h,) if v2_h is not None else ())]
+            if _owner.reclaim_once([f"{h.mount}/{parent_of(h)}" for h in hs]):
+                for h in hs:
+                    forget_parents(h.mount)   # a reclaim may have removed a parent we knew
+            rec = self._rec = _owner.record("cgroup")
         try:
             if v1_ctl:
                 lazy_freezer = lay.v1.get("freezer") if not (unified or v2_ctl) else None
-                self._v1 = V1Group(list(v1_hs), parent_of, name, lazy_freezer, adopt=_adopt)
-            if (unified or v2_ctl) and lay.v2 is not None:
-                self._v2 = V2Group(lay.v2, parent_of(lay.v2), name, v2_ctl, v2_ctl & needed, adopt=_adopt)
+                self._v1 = V1Group(list(v1_hs), parent_of, name, lazy_freezer, adopt=_adopt,
+                                   rec=rec)
+            if v2_h is not None:
+                self._v2 = V2Group(v2_h, parent_of(v2_h), name, v2_ctl, v2_ctl & needed,
+                                   adopt=_adopt, rec=rec)
+            if rec is not None:
+                rec.flush()
             self._closed = False
             if limits is not None:
                 # Validated above and every needed controller joined: write
@@ -423,6 +459,7 @@ class Cgroup:
             self._v1.kill()
 
     def _teardown(self) -> None:
+        """Remove every directory; the owner record goes once all of them are gone."""
         errors: list[BaseException] = []
         groups: tuple[CgroupDriver | None, ...] = (self._v2, self._v1)
         for group in groups:
@@ -434,7 +471,11 @@ class Cgroup:
                 errors.append(e)
         self._closed = True
         if errors:
+            # What is left stays recorded: reclaimed once this process is gone.
+            if self._rec is not None:
+                self._rec.flush()
             raise errors[0]
+        self.disown()
 
     def close(self) -> None:
         """Kill what is inside, then remove every directory the group created.  Idempotent.

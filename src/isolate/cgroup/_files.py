@@ -15,6 +15,10 @@ from collections.abc import Callable
 from .._record import dataclass, field
 from ..errors import CgroupError, UnsupportedError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .._owner import Record
+
 _O_RD = os.O_RDONLY | os.O_CLOEXEC
 _O_WR = os.O_WRONLY | os.O_CLOEXEC
 
@@ -165,29 +169,63 @@ def open_dir(path: str, hierarchy: str, *, keep_fd: bool, spawn_file: str = "cgr
     return d
 
 
-#: Parent directories this process made and has not removed yet.  Groups
-#: sharing a parent each try to remove it on close; the last one succeeds.
-MADE: set[str] = set()
+#: Parent directories this process made and has not removed yet, with their
+#: (device, inode) for owner records.  Groups sharing a parent each try to
+#: remove it on close; the last one succeeds.
+MADE: dict[str, tuple[int, int]] = {}
 #: Parent directories known to exist, so that a create does not mkdir them
 #: again.  Forgotten when removed, or when a create finds one gone.
 KNOWN: set[str] = set()
 
 
-def make_dir(path: str, created: list[str]) -> None:
-    """mkdir ``path`` if missing; record it in ``created`` if this process made it (now or before)."""
+def _claim_parent(path: str, rec: Record | None) -> None:
+    """Name the parent ``path`` this process made in ``rec`` (so that its death reclaims it too)."""
+    if rec is not None:
+        dev, ino = MADE[path]
+        rec.made_ids(path, "cgroup-parent", dev, ino)
+
+
+def make_dir(path: str, created: list[str], rec: Record | None = None) -> None:
+    """mkdir ``path`` if missing; record it in ``created`` if this process made it (now or before).
+
+    ``rec``: the owner record of the group being made; a missing directory
+    is named there as pending before the ``mkdir``, and as made after it.
+    """
+    announce = rec is not None and path not in MADE and not os.path.isdir(path)
+    if announce:
+        assert rec is not None
+        rec.pending(path, role="cgroup-parent")
     try:
         os.mkdir(path)
     except FileExistsError:
         if path in MADE:
             created.append(path)
+            _claim_parent(path, rec)
+        elif announce:
+            assert rec is not None
+            rec.cancel(path)
         return
     except OSError as e:
+        if announce:
+            assert rec is not None
+            rec.cancel(path)
         raise CgroupError(e.errno or _errno.EIO, f"{e.strerror}: creating a parent cgroup", path) from None
-    MADE.add(path)
+    st = os.stat(path)
+    MADE[path] = (st.st_dev, st.st_ino)
     created.append(path)
+    _claim_parent(path, rec)
 
 
-def make_dirs(mount: str, rel: str, created: list[str]) -> str:
+def child_path(mount: str, rel: str, name: str) -> str:
+    """The path ``make_dirs(mount, rel)`` returns, with ``name`` appended."""
+    if not rel:
+        return f"{mount}/{name}"
+    if "//" in rel or rel[0] == "/" or rel[-1] == "/":
+        rel = "/".join(p for p in rel.split("/") if p)
+    return f"{mount}/{rel}/{name}"
+
+
+def make_dirs(mount: str, rel: str, created: list[str], rec: Record | None = None) -> str:
     """mkdir -p ``mount/rel``; appends the directories this process made to ``created``."""
     path = mount
     for part in rel.split("/"):
@@ -197,8 +235,9 @@ def make_dirs(mount: str, rel: str, created: list[str]) -> str:
         if path in KNOWN:
             if path in MADE:
                 created.append(path)
+                _claim_parent(path, rec)
             continue
-        make_dir(path, created)
+        make_dir(path, created, rec)
         KNOWN.add(path)
     return path
 
@@ -219,7 +258,7 @@ def try_remove_dir(path: str) -> bool:
         if e.errno in (_errno.EBUSY, _errno.ENOTEMPTY):
             return False
         raise CgroupError(e.errno or _errno.EIO, f"{e.strerror}: removing the cgroup", path) from None
-    MADE.discard(path)
+    MADE.pop(path, None)
     KNOWN.discard(path)
     return True
 
@@ -234,11 +273,11 @@ def remove_dir(path: str, *, must: bool, timeout: float = 10.0) -> None:
     while True:
         try:
             os.rmdir(path)
-            MADE.discard(path)
+            MADE.pop(path, None)
             KNOWN.discard(path)
             return
         except FileNotFoundError:
-            MADE.discard(path)
+            MADE.pop(path, None)
             KNOWN.discard(path)
             return
         except OSError as e:
@@ -251,6 +290,61 @@ def remove_dir(path: str, *, must: bool, timeout: float = 10.0) -> None:
                                            f"{timeout:.0f} s", path) from None
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
+
+
+def remove_tree(path: str, *, timeout: float = 10.0) -> None:
+    """Kill every process in the cgroup ``path`` and below it, then remove them all, deepest first.
+
+    For groups whose owner is gone (``isolate.gc``): there is no ``Cgroup``
+    object, only the directory.  Each group is thawed first (a frozen task
+    ignores SIGKILL until thawed: v1 ``freezer.state``, v2 ``cgroup.freeze``),
+    then emptied with ``cgroup.kill`` where the kernel has it, else SIGKILL to
+    every pid in ``cgroup.procs``, again until none is left (a fork racing
+    the kill is caught on the next pass).  Raises ``CgroupError`` if a group
+    is still busy after ``timeout`` seconds.
+    """
+    dirs = [root for root, _, _ in os.walk(path)]     # parents before children
+    for d in dirs:
+        for name, value in (("freezer.state", b"THAWED"), ("cgroup.freeze", b"0")):
+            try:
+                fd = os.open(os.path.join(d, name), _O_WR)   # no O_CREAT: absent means no freezer
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                raise CgroupError(e.errno or _errno.EIO, f"{e.strerror}: thawing", d) from None
+            try:
+                os.write(fd, value)
+            except OSError as e:
+                raise CgroupError(e.errno or _errno.EIO, f"{e.strerror}: thawing", d) from None
+            finally:
+                os.close(fd)
+    deadline = time.monotonic() + timeout
+    for d in reversed(dirs):
+        dd = Dir(d, -1, "")
+        if dd.has("cgroup.kill"):
+            dd.write("cgroup.kill", 1)
+        delay = 0.0005
+        while True:
+            try:
+                pids = dd.procs()
+            except CgroupError as e:
+                if e.errno == _errno.ENOENT:
+                    break
+                raise
+            if not pids:
+                break
+            if os.getpid() in pids:
+                raise CgroupError(_errno.EBUSY, "not emptying a cgroup this process is in", d)
+            for pid in pids:
+                try:
+                    os.kill(pid, 9)
+                except ProcessLookupError:
+                    pass
+            if time.monotonic() > deadline:
+                break                 # remove_dir says what is still there
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        remove_dir(d, must=True, timeout=max(0.0, deadline - time.monotonic()))
 
 
 def parse_psi(text: str | None) -> dict[str, dict[str, float]] | None:

@@ -23,6 +23,7 @@ import warnings
 import weakref
 from collections import deque
 
+from .. import _threads
 from ..errors import ConfigError
 from . import Cgroup
 
@@ -57,10 +58,12 @@ class CgroupPool:
     ``Cgroup`` (every method works: ``stats()``, ``apply()``, ``kill()`` ...)
     whose ``close()`` queues its removal on the pool's thread instead of
     removing it inline.  The constructor validates the arguments and waits for
-    the first group, so bad input or a refused ``mkdir`` fails here, with
-    nothing left behind.  ``close()`` (or the ``with`` block) stops the
-    thread, removes every group still ready or queued, and raises the first
-    removal error; groups still taken are removed by their own ``close()``.
+    the first group, so bad input, a refused ``mkdir`` or a thread that cannot
+    start (``SpawnError``: the caller's cgroup at its ``pids.max``) fails
+    here, with nothing left behind: no group, no fd.  ``close()`` (or the
+    ``with`` block) stops the thread, removes every group still ready or
+    queued, and raises the first removal error; groups still taken are
+    removed by their own ``close()``.
 
     >>> with isolate.CgroupPool(limits=isolate.Limits(memory_max=256 << 20, pids_max=64)) as pool:
     ...     with pool.take() as cg:
@@ -86,20 +89,39 @@ class CgroupPool:
         self._failed: list[tuple[Cgroup, BaseException]] = []
         self._closed = True   # until the thread runs: a failed constructor has nothing to close
         self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        # The thread sleeps in read(2) on this pipe; a byte wakes it.  Cheaper
+        # than a Condition on the caller's side: no lock, one write.
+        self._wake_lock = threading.Lock()
+        self._wake_r = self._wake_w = -1
         self.created = 0
         """Groups created so far (a statistic)."""
         # The first group is made here, in the caller's thread: bad arguments
         # raise their own ConfigError/CgroupError before any thread exists.
-        self._ready.append(self._create())
-        # The thread sleeps in read(2) on this pipe; a byte wakes it.  Cheaper
-        # than a Condition on the caller's side: no lock, one write.
-        self._wake_lock = threading.Lock()
-        self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-        os.set_blocking(self._wake_r, True)
-        self._closed = False
-        self._thread: threading.Thread | None = threading.Thread(
-            target=self._run, name="isolate-cgroup-pool", daemon=True)
-        self._thread.start()
+        first = self._create()
+        # All or nothing from here: a pipe or a thread that cannot be made
+        # (the caller's cgroup at pids.max) leaves no group and no fd.
+        try:
+            self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+            os.set_blocking(self._wake_r, True)
+            self._ready.append(first)
+            self._closed = False
+            thread = threading.Thread(target=self._run, name="isolate-cgroup-pool", daemon=True)
+            _threads.start(thread, "CgroupPool")
+        except BaseException:
+            self._closed = True
+            self._ready.clear()
+            for fd in (self._wake_r, self._wake_w):
+                if fd >= 0:
+                    os.close(fd)
+            self._wake_r = self._wake_w = -1
+            try:
+                first._teardown()
+            except Exception as cleanup:   # the first error matters more; say what is left
+                warnings.warn(f"CgroupPool: removing {first!r} after a failed start: {cleanup}",
+                              ResourceWarning, stacklevel=2)
+            raise
+        self._thread = thread
         _LIVE.add(self)
 
     @property

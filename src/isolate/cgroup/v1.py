@@ -19,6 +19,7 @@ from ..errors import CgroupError, UnsupportedError
 from . import devices as _devices
 from ._files import (
     Dir,
+    child_path,
     forget_parents,
     make_dirs,
     open_dir,
@@ -28,6 +29,10 @@ from ._files import (
 )
 from .layout import Hierarchy
 from .limits import Limits, weight_to_blkio, weight_to_shares
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .._owner import Record
 
 __all__ = ["V1Group"]
 
@@ -55,9 +60,12 @@ class V1Group:
     """
 
     def __init__(self, hierarchies: list[Hierarchy], parent_of: Callable[[Hierarchy], str],
-                 name: str, freezer: Hierarchy | None, adopt: bool = False) -> None:
+                 name: str, freezer: Hierarchy | None, adopt: bool = False,
+                 rec: Record | None = None) -> None:
         self.name = name
         self.adopt = adopt      # join existing directories (made by another process)
+        #: The owner record naming every directory this group makes (None: adopted).
+        self.rec = rec
         self.parent_of = parent_of
         self.created: list[str] = []
         self.leaves: set[str] = set()
@@ -65,6 +73,13 @@ class V1Group:
         self.mounts: list[str] = []
         self.by_ctl: dict[str, Dir] = {}
         self.freezer_h = freezer
+        self._announced: set[str] = set()
+        if rec is not None:
+            # One write names every directory about to be made (the lazy freezer's later).
+            leaves = [child_path(h.mount, parent_of(h), name) for h in hierarchies]
+            # (make_dirs builds the same paths; one that differs is announced by _make)
+            rec.pending(*leaves, role="cgroup")
+            self._announced.update(leaves)
         #: Just made and no limit written yet, so every knob holds a new
         #: cgroup's default (``Cgroup.create`` clears it after its own write).
         self.fresh = True
@@ -86,6 +101,9 @@ class V1Group:
         else:
             path = self._make(h, parent)
         d = open_dir(path, _label(h), keep_fd=False, spawn_file="tasks")
+        if self.rec is not None and not self.adopt:
+            # The open tasks file stands for the directory: no second path lookup.
+            self.rec.made(path, "cgroup", os.fstat(d.procs_fd), probe="tasks")
         self.dirs.append(d)
         self.mounts.append(h.mount)
         for c in h.controllers:
@@ -95,17 +113,22 @@ class V1Group:
     def _make(self, h: Hierarchy, parent: str) -> str:
         """mkdir the group (and missing parents) in hierarchy ``h``; returns its path."""
         start = len(self.created)
-        parent_path = make_dirs(h.mount, parent, self.created)
+        rec = self.rec
+        parent_path = make_dirs(h.mount, parent, self.created, rec)
         path = f"{parent_path}/{self.name}"
+        if rec is not None and path not in self._announced:
+            rec.pending(path, role="cgroup")
         try:
             try:
                 os.mkdir(path)
             except FileNotFoundError:
                 # A parent we knew of was removed by someone else: make it again.
                 forget_parents(h.mount)
-                parent_path = make_dirs(h.mount, parent, self.created)
+                parent_path = make_dirs(h.mount, parent, self.created, rec)
                 os.mkdir(path)
         except FileExistsError:
+            if rec is not None:
+                rec.cancel(path)
             raise CgroupError(_errno.EEXIST, "a cgroup of this name already exists", path) from None
         except OSError as e:
             raise CgroupError(e.errno or _errno.EIO, f"{e.strerror}: creating the cgroup", path) from None
@@ -223,6 +246,8 @@ class V1Group:
         if self.freezer_h is None:
             return None
         d = self._join(self.freezer_h)
+        if self.rec is not None:
+            self.rec.flush()
         # Processes already running are moved in; a fork racing with the move
         # is caught on the next pass (fork and migration exclude each other).
         for _ in range(1000):

@@ -19,6 +19,10 @@ from ._files import Dir, make_dir, open_dir, parse_psi, remove_dir, wait_until
 from .layout import V2_CORE, V2_NAME, Hierarchy
 from .limits import Limits
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .._owner import Record
+
 __all__ = ["V2Group"]
 
 _STAT_TIMEOUT = 30.0
@@ -36,8 +40,9 @@ class V2Group:
     """
 
     def __init__(self, h: Hierarchy, parent: str, name: str, controllers: set[str],
-                 required: set[str], adopt: bool = False) -> None:
+                 required: set[str], adopt: bool = False, rec: Record | None = None) -> None:
         self.h = h
+        self.rec = rec          # the owner record naming what this group makes (None: adopted)
         self.created: list[str] = []    # parents made for this cgroup, then the cgroup itself
         self.leaf: str | None = None
         self.dir: Dir | None = None
@@ -57,14 +62,25 @@ class V2Group:
                 self.dir = open_dir(path, f"cgroup v2 at {h.mount}", keep_fd=True)
                 return
             self.enabled = self._enable_chain(parent, wanted, need)
+            if rec is not None:
+                rec.pending(path, role="cgroup")
             try:
-                os.mkdir(path)
+                try:
+                    os.mkdir(path)
+                except FileNotFoundError:
+                    # A parent was removed meanwhile (a reclaim by another process): again.
+                    self.enabled = self._enable_chain(parent, wanted, need)
+                    os.mkdir(path)
             except OSError as e:
+                if rec is not None:
+                    rec.cancel(path)
                 msg = "a cgroup of this name already exists" if e.errno == _errno.EEXIST else e.strerror
                 raise CgroupError(e.errno or _errno.EIO, msg, path) from None
             self.created.append(path)
             self.leaf = path
             self.dir = open_dir(path, f"cgroup v2 at {h.mount}", keep_fd=True)
+            if rec is not None:
+                rec.made(path, "cgroup", os.fstat(self.dir.fd))
         except BaseException:
             self.remove()
             raise
@@ -77,7 +93,7 @@ class V2Group:
         for i in range(len(parts) + 1):
             if i:
                 path = os.path.join(path, parts[i - 1])
-                make_dir(path, self.created)
+                make_dir(path, self.created, self.rec)
             if not wanted:
                 continue
             try:

@@ -12,6 +12,7 @@ import sys
 
 # subcommand -> module in isolate.cli
 COMMANDS = {
+    "gc": "gc",
     "probe": "probe",
     "run": "run",
 }
