@@ -31,8 +31,10 @@ from .state import ContainerState, StateDir, list_ids, now, proc_start_time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
     from typing import Any
+
+    from ..cgroup import Cgroup
 
     from . import spec as S
 
@@ -96,13 +98,60 @@ def _controllers(limits: Any) -> list[str]:
     return sorted(wanted)
 
 
-def _open_cgroup(st: ContainerState) -> Any:
-    """The container's cgroup (made by ``create``), or None if it has none."""
-    if not st.cgroup:
+def _cgroup_at(paths: Sequence[str], controllers: Iterable[str]) -> Cgroup | None:
+    """The cgroup whose directories are ``paths`` (as ``create`` recorded them), or None if none is left.
+
+    Opened from the paths themselves, whatever cgroup this process is in:
+    each hierarchy is described to ``Cgroup.open`` as rooted at the
+    directory that holds the group.  Directories already gone are left out,
+    so a group half made or half removed still opens.
+    """
+    from ..cgroup import Cgroup, Layout, _layout
+    from ..cgroup.layout import Hierarchy
+
+    lay = _layout()
+    mounts = sorted(lay.hierarchies(), key=lambda h: -len(h.mount))
+    v1: dict[str, Hierarchy] = {}
+    v2: Hierarchy | None = None
+    names: set[str] = set()
+    for path in paths:
+        h = next((h for h in mounts if path.startswith(h.mount + "/")), None)
+        if h is None or not os.path.isdir(path):
+            continue
+        at = Hierarchy(h.version, os.path.dirname(path), "/", h.controllers, "/")
+        names.add(os.path.basename(path))
+        if h.version == 2:
+            v2 = at
+        else:
+            v1.update(dict.fromkeys(h.controllers, at))
+    if not names:
         return None
+    if len(names) > 1:
+        raise ConfigError(f"state.json: the container's cgroup paths name different groups: {sorted(paths)!r}")
+    kind = "hybrid" if v1 and v2 is not None else "v1" if v1 else "v2"
+    here = Layout(kind, v2, v1)
+    wanted = []
+    for c in controllers:
+        try:
+            here.where(c)
+        except UnsupportedError:
+            continue
+        wanted.append(c)
+    if kind == "hybrid":
+        wanted.append("unified")
+    return Cgroup.open(names.pop(), parent=".", controllers=wanted, layout=here)
+
+
+def _open_cgroup(st: ContainerState) -> Cgroup | None:
+    """The container's cgroup (made by ``create``), or None if it has none (left)."""
+    cg = st.cgroup
+    if not cg:
+        return None
+    if "paths" in cg:
+        return _cgroup_at(cg["paths"], cg["controllers"])
     from ..cgroup import Cgroup
 
-    cg = st.cgroup
+    # state.json of an older isolate-oci, without the paths.
     return Cgroup.open(cg["name"], parent=cg["parent"], controllers=cg["controllers"])
 
 
@@ -415,8 +464,8 @@ def kill(root: str, cid: str, sig: int | None = None, *, all: bool = False) -> N
         status = sd.status(st)
         if status == "stopped":
             raise RuntimeError_("container not running")
-        if all and st.cgroup:
-            cg = _open_cgroup(st)
+        cg = _open_cgroup(st) if all else None
+        if cg is not None:
             try:
                 for pid in cg.procs():
                     try:
