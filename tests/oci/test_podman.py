@@ -372,3 +372,21 @@ def test_run_timeout_ends_the_container_and_leaves_nothing(podman: Podman) -> No
     assert not [d for m in cgroup_mounts() for c in cids
                 for d in glob_below(os.path.join(m, podman.cgroup_parent)) if c in d]
     assert processes_mentioning(cids) == []
+
+
+def test_kill_sigkill_ends_a_paused_container(podman: Podman) -> None:
+    """``podman kill -s KILL`` of a paused container ends it at once.
+
+    A process in a frozen v1 cgroup does not act on SIGKILL until thawed:
+    the runtime thaws the group after SIGKILL, as runc does (without it,
+    podman waits for an exit that never comes and fails after 5 s).
+    """
+    cid = podman.start_detached(IMAGE, "sleep", "600")
+    podman.ok("pause", cid)
+    assert podman.ok("inspect", "--format", "{{.State.Status}}", cid).strip() == "paused"
+    r = podman("kill", "-s", "KILL", cid)
+    assert r.returncode == 0, r.stderr
+    assert podman.ok("wait", cid).strip() == "137"
+    state = podman.ok("inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", cid).split()
+    assert state == ["exited", "137"]
+

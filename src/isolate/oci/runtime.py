@@ -27,7 +27,7 @@ import time
 
 from .. import _json as json
 from ..errors import ConfigError, IsolateError, UnsupportedError
-from .state import ContainerState, StateDir, list_ids, now, proc_start_time
+from .state import ContainerState, StateDir, list_ids, now, proc_start_time, thaw_paths
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -452,7 +452,13 @@ def parse_signal(text: str | int | None) -> int:
 
 def kill(root: str, cid: str, sig: int | None = None, *, all: bool = False) -> None:
     """Send ``sig`` (default SIGTERM) to the container's first process (``all``: to every
-    process in its cgroup)."""
+    process in its cgroup, also after the first one has exited).
+
+    SIGKILL to a paused container thaws it: a process in a frozen cgroup v1
+    acts on SIGKILL only once thawed (runc does the same).  ``all`` with
+    SIGKILL freezes, kills and thaws until the group is empty, so a process
+    that forks cannot outrun it.
+    """
     # signal is imported here, not at the top: building its enums costs state,
     # the verb runtimes call most, several milliseconds of start-up.
     import signal
@@ -462,25 +468,35 @@ def kill(root: str, cid: str, sig: int | None = None, *, all: bool = False) -> N
     sd, st = _load(root, cid)
     with sd:
         status = sd.status(st)
-        if status == "stopped":
-            raise RuntimeError_("container not running")
         cg = _open_cgroup(st) if all else None
-        if cg is not None:
-            try:
-                for pid in cg.procs():
-                    try:
-                        os.kill(pid, sig)
-                    except ProcessLookupError:
-                        pass
-            finally:
-                cg.detach()
-            return
-        pidfd = os.pidfd_open(st.pid)
         try:
-            if proc_start_time(st.pid) == st.pid_start:     # the same process, not a reused pid
-                signal.pidfd_send_signal(pidfd, sig)
+            if cg is not None and (status != "stopped" or cg.procs()):
+                # Also once the first process is gone: without a pid namespace of
+                # its own, what it started may still run (runc does the same).
+                if sig == signal.SIGKILL:
+                    cg.kill()       # v1: freeze, kill, thaw until empty; v2: cgroup.kill
+                else:
+                    for pid in cg.procs():
+                        try:
+                            os.kill(pid, sig)
+                        except ProcessLookupError:
+                            pass
+            elif status == "stopped" or st.pid <= 0:
+                raise RuntimeError_("container not running")
+            else:
+                pidfd = os.pidfd_open(st.pid)
+                try:
+                    if proc_start_time(st.pid) == st.pid_start:     # the same process, not a reused pid
+                        signal.pidfd_send_signal(pidfd, sig)
+                finally:
+                    os.close(pidfd)
         finally:
-            os.close(pidfd)
+            if cg is not None:
+                cg.detach()
+        if sig == signal.SIGKILL and status == "paused":
+            # A frozen (v1) process acts on SIGKILL only once thawed; a paused
+            # container told to die must not stay paused (runc: signalInit).
+            thaw_paths(st)
 
 
 def delete(root: str, cid: str, *, force: bool = False, warn: Warn = _ignore) -> None:

@@ -204,6 +204,17 @@ def frozen(st: ContainerState) -> bool:
     return False
 
 
+def thaw_paths(st: ContainerState) -> None:
+    """Thaw the container's cgroup directories, if frozen (a frozen v1 task does not die of SIGKILL)."""
+    for path in (st.cgroup or {}).get("paths", ()):
+        for name, value in (("freezer.state", "THAWED"), ("cgroup.freeze", "0")):
+            try:
+                with open(os.path.join(path, name), "w") as f:
+                    f.write(value)
+            except OSError:
+                continue
+
+
 def list_ids(root: str) -> list[str]:
     """Container ids under ``root`` (sorted)."""
     try:
