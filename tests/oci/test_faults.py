@@ -11,13 +11,19 @@ or mount), and the id must be usable again.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
+import signal
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,12 +51,60 @@ def oci(root: Path, *args: str, timeout: float = ANSWER) -> subprocess.Completed
     return r
 
 
+def start_create(root: Path, bundle: Path, cid: str, *extra: str) -> subprocess.Popen[bytes]:
+    """``isolate-oci create`` in the background (its stdio: nothing of ours)."""
+    return subprocess.Popen([OCI, "--root", str(root), "create", *extra, "--bundle", str(bundle), cid],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def status(root: Path, cid: str) -> str:
+    """``state``'s status, or "missing" when the runtime says there is no such container."""
+    r = oci(root, "state", cid)
+    if r.returncode == 1 and r.stderr == f"isolate-oci: state: container {cid!r} does not exist\n":
+        return "missing"
+    assert r.returncode == 0, r.stderr
+    return str(json.loads(r.stdout)["status"])
+
+
 def alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
     except FileNotFoundError:
         return False
+
+
+def cgroup_dirs(parent: str, name: str) -> list[str]:
+    """The directories of cgroup ``<parent>/<name>`` in every hierarchy."""
+    return [str(p) for p in Path("/sys/fs/cgroup").glob(f"*/{parent}/{name}")]
+
+
+def holders_of(path: Path) -> list[int]:
+    """Pids holding the flock of directory ``path``: /proc/<pid>/fdinfo/<fd> lists the locks its
+    open file owns (a process that merely has the directory open shows none)."""
+    try:
+        want = os.stat(path)
+    except FileNotFoundError:
+        return []
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{entry}/fd"):
+                with contextlib.suppress(OSError):
+                    s = os.stat(f"/proc/{entry}/fd/{fd}")
+                    if (s.st_dev, s.st_ino) == (want.st_dev, want.st_ino) and \
+                            "\nlock:" in Path(f"/proc/{entry}/fdinfo/{fd}").read_text():
+                        out.append(int(entry))
+                        break
+    return sorted(out)
+
+
+def set_config(bundle: Path, edit: Callable[[dict[str, Any]], None]) -> None:
+    config = json.loads((bundle / "config.json").read_text())
+    edit(config)
+    (bundle / "config.json").write_text(json.dumps(config, indent=2))
 
 
 # --- a caller in another cgroup -------------------------------------------------------
@@ -106,3 +160,135 @@ def test_delete_from_another_cgroup(make_bundle: Callable[..., Path], oci_cgroup
                 os.rmdir(d)
         a.close()
         b.close()
+
+
+# --- a create killed at a known point ------------------------------------------------------
+
+
+def test_create_killed_before_its_process_exists(make_bundle: Callable[..., Path], oci_cgroup_parent: str,
+                                                 tmp_path: Path) -> None:
+    """``create`` killed after making the cgroup and the state directory, before the process
+    exists (here: stuck connecting to a console socket whose backlog is full).  The half-made
+    container is recognised (its owner is dead): ``state`` says stopped, ``list`` shows it,
+    a second ``create`` says what to run, ``delete --force`` removes all of it, and the id
+    works again."""
+    root = tmp_path / "state"
+    bundle = make_bundle(["sleep", "30"], edit=lambda c: c["process"].update(terminal=True))
+    path = str(tmp_path / "console.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    filler = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    with listener, filler:
+        listener.bind(path)
+        listener.listen(0)
+        filler.connect(path)            # the backlog is full: the runtime's connect() blocks
+        p = start_create(root, bundle, "c1", "--console-socket", path)
+        try:
+            deadline = time.monotonic() + ANSWER
+            while Path(f"/proc/{p.pid}/wchan").read_text() != "unix_wait_for_peer":
+                assert p.poll() is None and time.monotonic() < deadline, "create never reached connect()"
+                time.sleep(0.01)
+        finally:
+            p.kill()
+            p.wait()
+    groups = cgroup_dirs(oci_cgroup_parent, "bundle")
+    assert groups, "create had made no cgroup before connect()"
+    assert status(root, "c1") == "stopped"
+    assert oci(root, "list", "-q").stdout == "c1\n"
+    set_config(bundle, lambda c: c["process"].update(terminal=False))
+    r = oci(root, "create", "--bundle", str(bundle), "c1")
+    assert r.returncode == 1 and f"`delete --force c1` removes it" in r.stderr, r.stderr
+    r = oci(root, "delete", "--force", "c1")
+    assert r.returncode == 0, r.stderr
+    assert cgroup_dirs(oci_cgroup_parent, "bundle") == []
+    assert os.listdir(root) == []
+    assert oci(root, "create", "--bundle", str(bundle), "c1").returncode == 0
+    assert status(root, "c1") == "created"
+    assert oci(root, "delete", "--force", "c1").returncode == 0
+    assert os.listdir(root) == []
+
+
+def test_create_killed_in_a_hook_leaves_a_container_delete_removes(make_bundle: Callable[..., Path],
+                                                                    oci_cgroup_parent: str,
+                                                                    tmp_path: Path) -> None:
+    """``create`` killed while a createRuntime hook runs: the process waits at its exec gate and
+    outlives the runtime.  It can never start (``state``: stopped), and ``delete --force`` kills
+    it and removes its cgroup."""
+    root = tmp_path / "state"
+    hook_pid = tmp_path / "hook.pid"
+
+    def edit(c: dict[str, Any]) -> None:
+        c["hooks"] = {"createRuntime": [{"path": "/bin/sh",
+                                         "args": ["sh", "-c", f'echo $$ > "{hook_pid}"; exec sleep 30']}]}
+
+    bundle = make_bundle(["sleep", "30"], edit=edit)
+    p = start_create(root, bundle, "c1")
+    try:
+        deadline = time.monotonic() + ANSWER
+        while not hook_pid.exists() or not hook_pid.read_text().strip():
+            assert p.poll() is None and time.monotonic() < deadline, "the hook never ran"
+            time.sleep(0.01)
+    finally:
+        p.kill()
+        p.wait()
+    os.kill(int(hook_pid.read_text()), signal.SIGKILL)          # the hook we made sleep
+    st = json.loads((root / "c1" / "state.json").read_text())
+    assert alive(st["pid"])                                     # held at the exec gate ...
+    assert holders_of(root / "c1") == []                        # ... without the runtime's lock
+    assert status(root, "c1") == "stopped"
+    r = oci(root, "start", "c1")
+    assert r.returncode == 1 and "cannot start a container that is stopped" in r.stderr, r.stderr
+    r = oci(root, "create", "--bundle", str(bundle), "c1")
+    assert r.returncode == 1 and "`delete --force c1` removes it" in r.stderr, r.stderr
+    assert oci(root, "delete", "--force", "c1").returncode == 0
+    assert not alive(st["pid"])
+    assert cgroup_dirs(oci_cgroup_parent, "bundle") == []
+    assert os.listdir(root) == []
+
+
+def test_a_state_directory_without_state_json_is_removed(make_bundle: Callable[..., Path],
+                                                         tmp_path: Path) -> None:
+    """What an interrupted create of an older isolate-oci left (a directory with only exec.fifo),
+    and the private directory of a create that died before naming its container: ``delete
+    --force`` removes both, ``create`` then works."""
+    root = tmp_path / "state"
+    root.mkdir(mode=0o700)
+    (root / "c1").mkdir(mode=0o700)
+    os.mkfifo(root / "c1" / "exec.fifo", 0o600)
+    dead = subprocess.Popen(["true"])                   # a pid that has exited
+    dead.wait()
+    (root / f"~{dead.pid}.1.0badc0de").mkdir()
+    assert status(root, "c1") == "missing"
+    assert oci(root, "list", "-q").stdout == ""
+    bundle = make_bundle(["sleep", "30"])
+    r = oci(root, "create", "--bundle", str(bundle), "c1")
+    assert r.returncode == 1 and "`delete --force c1` removes it" in r.stderr, r.stderr
+    assert oci(root, "delete", "--force", "c1").returncode == 0
+    assert os.listdir(root) == []
+    assert oci(root, "create", "--bundle", str(bundle), "c1").returncode == 0
+    assert oci(root, "delete", "--force", "c1").returncode == 0
+
+
+def test_the_state_directory_appears_whole(make_bundle: Callable[..., Path], tmp_path: Path) -> None:
+    """A container's directory appears in ``--root`` by a rename, with state.json (naming its
+    creator) already inside: never as an empty directory that a killed create would leave."""
+    in_create, in_moved_to, in_cloexec = 0x100, 0x80, 0o2000000
+    root = tmp_path / "state"
+    root.mkdir(mode=0o700)
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.inotify_init1(in_cloexec)
+    assert fd >= 0, os.strerror(ctypes.get_errno())
+    try:
+        assert libc.inotify_add_watch(fd, str(root).encode(), in_create | in_moved_to) >= 0
+        bundle = make_bundle(["sleep", "30"])
+        assert oci(root, "create", "--bundle", str(bundle), "c1").returncode == 0
+        events = []
+        data = os.read(fd, 65536)
+        while data:
+            _, mask, _, size = struct.unpack_from("iIII", data)
+            name = data[16:16 + size].rstrip(b"\0").decode()
+            events.append((name, "moved_to" if mask & in_moved_to else "create"))
+            data = data[16 + size:]
+    finally:
+        os.close(fd)
+    assert [e for e in events if e[0] == "c1"] == [("c1", "moved_to")], events
+    assert oci(root, "delete", "--force", "c1").returncode == 0

@@ -26,8 +26,16 @@ import select
 import time
 
 from .. import _json as json
-from ..errors import ConfigError, IsolateError, UnsupportedError
-from .state import ContainerState, StateDir, list_ids, now, proc_start_time, thaw_paths
+from ..errors import CgroupError, ConfigError, IsolateError, UnsupportedError
+from .state import (
+    ContainerState,
+    StateDir,
+    list_ids,
+    now,
+    proc_start_time,
+    sweep,
+    thaw_paths,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -96,6 +104,28 @@ def _controllers(limits: Any) -> list[str]:
     # cpuset, blkio...), never in the runtime's.
     wanted |= set(_layout().v1) & set(KNOWN_CONTROLLERS)
     return sorted(wanted)
+
+
+def _planned_paths(name: str, parent: str | None, controllers: Iterable[str], limits: Any) -> list[str]:
+    """The directories ``Cgroup.create(name, parent=, controllers=, limits=)`` is about to make.
+
+    Recorded in state.json before they exist, so that whatever a killed
+    ``create`` made is found by ``delete --force``.  The default parent
+    depends on this process's own cgroup in each hierarchy, which is why the
+    paths are recorded rather than recomputed by later commands.
+    """
+    from ..cgroup import _default_parent, _layout, _resolve
+    from ..cgroup.layout import split_parent
+    from ..cgroup.limits import controllers_for
+
+    lay = _layout()
+    _, v2_ctl, v1_hs, unified = _resolve(lay, frozenset(controllers), frozenset(controllers_for(limits)))
+    rel = None if parent is None else split_parent(parent, lay)
+    hierarchies = list(v1_hs)
+    if (unified or v2_ctl) and lay.v2 is not None:
+        hierarchies.append(lay.v2)
+    return sorted(os.path.join(h.mount, _default_parent(h) if rel is None else rel, name)
+                  for h in hierarchies)
 
 
 def _cgroup_at(paths: Sequence[str], controllers: Iterable[str]) -> Cgroup | None:
@@ -285,9 +315,9 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
         raise ConfigError("--console-socket: process.terminal is false in config.json")
     linux = spec.linux or S.Linux()
     parent, name = _cgroup_place(linux.cgroups_path, cid)
-    sd.make()
     conv = None
     cg = None
+    begun = False
     pid = -1
     fds: list[int] = []
     try:
@@ -304,7 +334,30 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
             opts["pivot_root"] = False
         from ..cgroup import Cgroup
 
-        cg = Cgroup.create(name, parent=parent, limits=limits, controllers=_controllers(limits))
+        sd.check_free()         # before the cgroup's: a taken id says what to do about it
+        controllers = _controllers(limits)
+        planned = _planned_paths(name, parent, controllers, limits)
+        for path in planned:
+            # Taken before we record it: the record must only ever name what this create makes.
+            if os.path.lexists(path):
+                raise CgroupError(errno.EEXIST, "a cgroup of this name already exists", path)
+        me = os.getpid()
+        me_start = proc_start_time(me)
+        assert me_start is not None
+        # Recorded before anything is made: if this process dies from here on, delete
+        # --force finds the owner dead and removes what the record names.
+        st = ContainerState(id=cid, bundle=str(bundle_path), pid=-1, pid_start=0, created=now(),
+                            config=spec.to_dict(), rootfs=str(spec.root_path(bundle_path)) if spec.root else "",
+                            cgroup={"name": name, "parent": parent, "controllers": controllers, "paths": planned},
+                            annotations=dict(spec.annotations or {}), owner={"pid": me, "pid_start": me_start})
+        sd.begin(st)
+        begun = True
+        cg = Cgroup.create(name, parent=parent, limits=limits, controllers=controllers)
+        made = {"name": name, "parent": parent, "controllers": sorted(cg.controllers),
+                "paths": sorted(cg.paths.values())}
+        if made != st.cgroup:
+            st.cgroup = made
+            sd.write(st)
         os.mkfifo(sd.fifo, 0o600)
         gate = os.open(sd.fifo, os.O_RDWR | os.O_CLOEXEC)
         fds.append(gate)
@@ -327,12 +380,7 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
         pid = proc.pid
         start_time = proc_start_time(pid)
         assert start_time is not None
-        cgroup_info = {"name": name, "parent": parent, "controllers": sorted(cg.controllers),
-                       "paths": sorted(cg.paths.values())}
-        st = ContainerState(id=cid, bundle=str(bundle_path), pid=pid, pid_start=start_time,
-                            created=now(), config=spec.to_dict(),
-                            rootfs=str(spec.root_path(bundle_path)) if spec.root else "",
-                            cgroup=cgroup_info, annotations=dict(spec.annotations or {}))
+        st.pid, st.pid_start = pid, start_time
         sd.write(st)
         creating = sd.oci_state(st, "creating")
         try:
@@ -344,6 +392,8 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
             pid = -1
             run_hooks(hooks_of(st.config, "poststop"), sd.oci_state(st, "stopped"), "poststop", warn=warn)
             raise
+        st.owner = None
+        sd.write(st)            # created: it no longer depends on this process
         _write_pid_file(pid_file, pid)
         container.detach()
         cg.detach()             # it outlives this process; delete removes it
@@ -357,7 +407,8 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
                 cg.close()
             except Exception as e:      # report the first failure, not the cleanup's
                 warn(f"removing the cgroup: {e}")
-        sd.remove()
+        if begun:
+            sd.remove()
         raise
     finally:
         for fd in fds:
@@ -368,6 +419,7 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
 
 
 def _load(root: str, cid: str, *, exclusive: bool = False) -> tuple[StateDir, ContainerState]:
+    """The container's state directory, locked, and its state."""
     sd = StateDir(root, cid)
     sd.lock(exclusive=exclusive)
     try:
@@ -503,31 +555,46 @@ def delete(root: str, cid: str, *, force: bool = False, warn: Warn = _ignore) ->
     """Remove a stopped (or created) container; ``force`` kills a running one first.
 
     poststop hooks run last, with status "stopped"; their failures are warnings.
+    A container left half-made by a ``create`` that died reads as stopped
+    and is removed like one: its process, if it got one, its cgroup (the
+    paths recorded before it was made) and its state directory.  ``force``
+    also removes a state directory without state.json.
     """
+    sd = StateDir(root, cid)
     try:
-        sd, st = _load(root, cid, exclusive=True)
+        sd.lock(exclusive=True)
     except LookupError:
         if force:
+            sweep(sd.root)
             return
         raise
     with sd:
-        status = sd.status(st)
-        if status in ("running", "paused") and not force:
-            raise RuntimeError_(f"cannot delete container {cid} that is not stopped: {status}")
-        cg = _open_cgroup(st) if st.cgroup else None
         try:
-            if status != "stopped":
-                if cg is not None:
-                    cg.thaw()
-                _kill_wait(st.pid)
-            if cg is not None:
-                cg.close()          # kills what is left (no pid namespace), then rmdir
-                cg = None
-        finally:
-            if cg is not None:
-                cg.detach()
-        run_hooks(hooks_of(st.config, "poststop"), sd.oci_state(st, "stopped"), "poststop", warn=warn)
-        sd.remove()
+            st = sd.read()
+        except LookupError:
+            if not (force and sd.exists()):
+                raise
+            sd.remove()         # a directory an older isolate-oci's create left without state.json
+            st = None
+        if st is not None:
+            status = sd.status(st)
+            if status in ("running", "paused", "creating") and not force:
+                raise RuntimeError_(f"cannot delete container {cid} that is not stopped: {status}")
+            _destroy(st)
+            if st.pid > 0:
+                run_hooks(hooks_of(st.config, "poststop"), sd.oci_state(st, "stopped"), "poststop", warn=warn)
+            sd.remove()
+    sweep(sd.root)
+
+
+def _destroy(st: ContainerState) -> None:
+    """Kill the container's processes and remove its cgroup, from what state.json records."""
+    thaw_paths(st)              # a frozen (v1) process does not die of SIGKILL
+    if st.pid > 0 and proc_start_time(st.pid) == st.pid_start:
+        _kill_wait(st.pid)
+    cg = _open_cgroup(st)
+    if cg is not None:
+        cg.close()              # kills what is left (no pid namespace, a half-made container), then rmdir
 
 
 def pause(root: str, cid: str) -> None:

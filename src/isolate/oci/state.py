@@ -1,12 +1,27 @@
 """Container state kept under the runtime's ``--root``: one directory per container.
 
 ``<root>/<id>/state.json`` holds what later commands need (the init pid and
-its start time, the bundle, the config, the cgroup); ``<root>/<id>/exec.fifo``
-exists while the container is created but not started.  Every command takes
-an ``flock`` on the container's directory (shared to read, exclusive to
-change), so concurrent calls are safe, and the status is computed from the
-kernel each time (is the pid alive with the same start time, is the cgroup
-frozen), so ``state`` stays true after the caller or the container dies.
+its start time, the bundle, the config, the cgroup's paths);
+``<root>/<id>/exec.fifo`` exists while the container is created but not
+started.  The status is computed from the kernel each time (is the pid alive
+with the same start time, is the cgroup frozen), so ``state`` stays true
+after the caller or the container dies.
+
+Crash consistency: a ``create`` may be killed at any moment, so
+
+- the directory appears whole or not at all: ``create`` fills a private
+  ``~<pid>.<start>.<random>`` directory (state.json with its own pid and
+  start time as ``owner``) and renames it to ``<id>``; a private directory
+  whose creator is dead is swept by the next ``create`` or ``delete``;
+- what ``create`` makes is recorded before it is made (the cgroup paths it
+  is about to create), so ``delete --force`` finds and removes it whenever
+  the creator died;
+- ``owner`` stays in state.json until ``create`` has finished: alive, the
+  container is "creating"; dead, it was left half-made and reads as
+  "stopped" (it can never start), and ``delete`` removes it.
+
+Every command takes an ``flock`` on the container's directory (shared to
+read, exclusive to change), so concurrent calls are safe.
 """
 
 from __future__ import annotations
@@ -24,7 +39,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["ContainerState", "StateDir", "check_id", "proc_start_time"]
+__all__ = ["ContainerState", "StateDir", "check_id", "list_ids", "owner_alive", "proc_start_time",
+           "sweep", "thaw_paths"]
 
 OCI_VERSION = "1.2.0"
 # runc's ^[\w+-\.]+$ with Go's ASCII \w (Python's \w takes any script's letters,
@@ -32,6 +48,8 @@ OCI_VERSION = "1.2.0"
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 STATE_FILE = "state.json"
 FIFO = "exec.fifo"
+#: Prefix of a directory ``create`` is still filling; never a valid id (``~`` is not in _ID_CHARS).
+_TMP_PREFIX = "~"
 
 
 def check_id(container_id: str) -> str:
@@ -58,9 +76,20 @@ def proc_start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
+def owner_alive(owner: dict[str, int] | None) -> bool:
+    """Whether ``owner`` ({"pid", "pid_start"}) is still the same live process."""
+    return owner is not None and proc_start_time(owner["pid"]) == owner["pid_start"]
+
+
 @dataclass
 class ContainerState:
-    """What ``state.json`` holds.  ``status`` is computed, never stored (see ``StateDir.status``)."""
+    """What ``state.json`` holds.  ``status`` is computed, never stored (see ``StateDir.status``).
+
+    ``pid`` is -1 until ``create`` has started the process.  ``owner``
+    ({"pid", "pid_start"}) is the ``create`` still working on the container,
+    None once it has finished.  ``cgroup["paths"]`` are the group's
+    directories, recorded before ``create`` makes them.
+    """
 
     id: str
     bundle: str
@@ -69,9 +98,10 @@ class ContainerState:
     created: str
     config: dict[str, Any]
     rootfs: str = ""
-    cgroup: dict[str, Any] | None = None       # {"name", "parent", "controllers"}
+    cgroup: dict[str, Any] | None = None       # {"name", "parent", "controllers", "paths"}
     started: bool = False
     annotations: dict[str, str] = field(default_factory=dict)
+    owner: dict[str, int] | None = None
 
     def to_json(self) -> str:
         """The text of state.json."""
@@ -79,13 +109,14 @@ class ContainerState:
 
     @classmethod
     def from_json(cls, text: str) -> ContainerState:
+        """Parse state.json's text (fields it does not know are ignored)."""
         data = json.loads(text)
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
 class StateDir:
-    """``<root>/<id>``: locked, read and written by the runtime's commands."""
+    """``<root>/<id>``: made, locked, read and written by the runtime's commands."""
 
     def __init__(self, root: str, container_id: str) -> None:
         self.root = os.path.abspath(root)
@@ -96,26 +127,63 @@ class StateDir:
 
     # --- creation and locking ------------------------------------------------
 
-    def make(self) -> None:
-        """Create the directory (exclusively locked); ``ConfigError`` if the id is taken."""
+    def begin(self, st: ContainerState) -> None:
+        """Make the directory with ``st`` in it, atomically, and hold its lock (exclusive).
+
+        ``st.owner`` should name this process.  Raises ``ConfigError`` if the
+        id is taken, saying how to remove a container a dead ``create`` left.
+        """
         # 0700, as runc's: whoever can reach exec.fifo can start the container.
         os.makedirs(self.root, mode=0o700, exist_ok=True)
+        sweep(self.root)
+        me = os.getpid()
+        tmp = os.path.join(self.root, f"{_TMP_PREFIX}{me}.{proc_start_time(me)}.{os.urandom(4).hex()}")
+        os.mkdir(tmp, 0o700)
         try:
-            os.mkdir(self.path, 0o700)
-        except FileExistsError:
-            raise ConfigError(f"container id: a container named {self.id!r} already exists") from None
-        self.lock(exclusive=True)
+            fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            self._lock_fd = fd
+            fcntl.flock(fd, fcntl.LOCK_EX)      # the lock follows the directory through rename
+            with open(os.path.join(tmp, STATE_FILE), "w", encoding="utf-8") as f:
+                f.write(st.to_json())
+            try:
+                # A directory renamed onto an existing one replaces it only if that one is
+                # empty (then it held nothing: no record, no lock worth keeping).
+                os.rename(tmp, self.path)
+            except OSError as e:
+                if e.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+                    raise ConfigError(self._taken()) from None
+                raise
+        except BaseException:
+            self.unlock()
+            _rmtree(tmp)
+            raise
+
+    def check_free(self) -> None:
+        """``ConfigError`` (see ``begin``) if the id is taken now; ``begin`` checks again, atomically."""
+        if os.path.lexists(self.path):
+            raise ConfigError(self._taken())
+
+    def _taken(self) -> str:
+        """The error for an id in use, with what to run when a dead ``create`` left it."""
+        msg = f"container id: a container named {self.id!r} already exists"
+        try:
+            st = self.read()
+        except LookupError:
+            return f"{msg} (an unfinished state directory: `delete --force {self.id}` removes it)"
+        except (OSError, ValueError, TypeError):
+            return msg
+        if st.owner is not None and not owner_alive(st.owner):
+            return (f"{msg} (left half-made by a create, pid {st.owner['pid']}, that died: "
+                    f"`delete --force {self.id}` removes it)")
+        return msg
 
     def lock(self, *, exclusive: bool) -> None:
         """flock the directory; ``LookupError`` if the container does not exist."""
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             raise LookupError(f"container {self.id!r} does not exist") from None
         fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-        if not os.path.exists(os.path.join(self.path, STATE_FILE)) and not exclusive:
-            os.close(fd)
-            raise LookupError(f"container {self.id!r} does not exist")
         self._lock_fd = fd
 
     def unlock(self) -> None:
@@ -133,35 +201,34 @@ class StateDir:
     # --- content ---------------------------------------------------------------
 
     def write(self, st: ContainerState) -> None:
-        """Replace state.json atomically."""
+        """Replace state.json atomically (the caller holds the exclusive lock)."""
         tmp = os.path.join(self.path, STATE_FILE + ".tmp")
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(st.to_json())
         os.replace(tmp, os.path.join(self.path, STATE_FILE))
 
     def read(self) -> ContainerState:
-        """state.json; ``LookupError`` if the container does not exist."""
+        """state.json; ``LookupError`` if there is none."""
         try:
             with open(os.path.join(self.path, STATE_FILE), encoding="utf-8") as f:
                 return ContainerState.from_json(f.read())
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             raise LookupError(f"container {self.id!r} does not exist") from None
 
-    def remove(self) -> None:
-        """Remove the directory and everything in it."""
-        try:
-            # Only files here (state.json, exec.fifo): no need for shutil and its imports.
-            for name in os.listdir(self.path):
-                os.unlink(os.path.join(self.path, name))
-            os.rmdir(self.path)
-        except OSError:
-            import shutil
+    def exists(self) -> bool:
+        """Whether ``<root>/<id>`` exists (with or without a state.json)."""
+        return os.path.isdir(self.path)
 
-            shutil.rmtree(self.path, ignore_errors=True)
+    def remove(self) -> None:
+        """Remove the directory and everything in it, then release the lock."""
+        _rmtree(self.path)
         self.unlock()
 
     def status(self, st: ContainerState) -> str:
         """creating, created, running, paused or stopped, from the kernel's view now."""
+        if st.owner is not None:
+            # A create that died left the container half-made: it can never start.
+            return "creating" if owner_alive(st.owner) else "stopped"
         if st.pid <= 0:
             return "creating"
         if proc_start_time(st.pid) != st.pid_start:
@@ -176,9 +243,23 @@ class StateDir:
         """The state object of the runtime spec (what ``state`` prints and hooks read)."""
         status = status or self.status(st)
         return {"ociVersion": OCI_VERSION, "id": st.id, "status": status,
-                "pid": st.pid if status not in ("stopped",) else 0, "bundle": st.bundle,
+                "pid": st.pid if status != "stopped" and st.pid > 0 else 0, "bundle": st.bundle,
                 "rootfs": st.rootfs, "created": st.created, "owner": "",
                 "annotations": st.annotations}
+
+
+def _rmtree(path: str) -> None:
+    """Remove a state directory (only files in it: no need for shutil and its imports)."""
+    try:
+        for name in os.listdir(path):
+            os.unlink(os.path.join(path, name))
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        import shutil
+
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def now() -> str:
@@ -215,10 +296,30 @@ def thaw_paths(st: ContainerState) -> None:
                 continue
 
 
+def sweep(root: str) -> None:
+    """Remove the private directories of ``create`` calls that died before naming them."""
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith(_TMP_PREFIX):
+            continue
+        pid, _, rest = name[len(_TMP_PREFIX):].partition(".")
+        start, _, _ = rest.partition(".")
+        try:
+            alive = proc_start_time(int(pid)) == int(start)
+        except ValueError:
+            alive = False
+        if not alive:
+            _rmtree(os.path.join(root, name))
+
+
 def list_ids(root: str) -> list[str]:
     """Container ids under ``root`` (sorted)."""
     try:
         names = os.listdir(root)
     except FileNotFoundError:
         return []
-    return sorted(n for n in names if os.path.isfile(os.path.join(root, n, STATE_FILE)))
+    return sorted(n for n in names
+                  if not n.startswith(_TMP_PREFIX) and os.path.isfile(os.path.join(root, n, STATE_FILE)))
