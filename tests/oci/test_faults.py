@@ -10,10 +10,12 @@ or mount), and the id must be usable again.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
 import json
 import os
+import random
 import signal
 import socket
 import struct
@@ -21,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +81,18 @@ def cgroup_dirs(parent: str, name: str) -> list[str]:
     return [str(p) for p in Path("/sys/fs/cgroup").glob(f"*/{parent}/{name}")]
 
 
+def mounts_under(path: Path) -> list[str]:
+    """This mount namespace's mounts whose mount point or source lies under ``path`` (others'
+    tests make mounts of their own meanwhile)."""
+    out = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        f = line.split()
+        source = line.split(" - ", 1)[1].split()[1] if " - " in line else ""
+        if any(p == str(path) or p.startswith(f"{path}/") for p in (f[3], f[4], source)):
+            out.append(line)
+    return out
+
+
 def holders_of(path: Path) -> list[int]:
     """Pids holding the flock of directory ``path``: /proc/<pid>/fdinfo/<fd> lists the locks its
     open file owns (a process that merely has the directory open shows none)."""
@@ -105,6 +119,44 @@ def set_config(bundle: Path, edit: Callable[[dict[str, Any]], None]) -> None:
     config = json.loads((bundle / "config.json").read_text())
     edit(config)
     (bundle / "config.json").write_text(json.dumps(config, indent=2))
+
+
+@contextlib.contextmanager
+def subreaper() -> Iterator[Callable[[], list[int]]]:
+    """Make this process the subreaper of what it starts (as conmon and containerd's shim are).
+
+    Yields a function that reaps the zombies reparented here and returns the
+    pids of the live processes that are still this process's children.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_child_subreaper = 36
+    assert libc.prctl(pr_set_child_subreaper, 1, 0, 0, 0) == 0
+
+    def children() -> list[int]:
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+        me = str(os.getpid())
+        out = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    stat = Path("/proc", entry, "stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                if stat[1] == me and stat[0] not in ("Z", "X"):
+                    out.append(int(entry))
+        return out
+
+    try:
+        yield children
+    finally:
+        libc.prctl(pr_set_child_subreaper, 0, 0, 0, 0)
+        children()
 
 
 # --- a caller in another cgroup -------------------------------------------------------
@@ -160,6 +212,51 @@ def test_delete_from_another_cgroup(make_bundle: Callable[..., Path], oci_cgroup
                 os.rmdir(d)
         a.close()
         b.close()
+
+
+# --- a lock held by a process that outlived its runtime -----------------------------------
+
+HOLD_LOCK = """
+import fcntl, os, sys, time
+state_dir, *groups = sys.argv[1:]
+for g in groups:
+    with open(os.path.join(g, "cgroup.procs"), "w") as f:
+        f.write(str(os.getpid()))
+fd = os.open(state_dir, os.O_RDONLY | os.O_DIRECTORY)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_lock_held_by_the_containers_own_process_blocks_nothing(make_bundle: Callable[..., Path],
+                                                                   tmp_path: Path) -> None:
+    """A process of the container holding the state directory's lock (what a runtime that
+    leaks its locked fd into the container leaves when it dies) never makes a call hang:
+    ``state`` and ``list`` take no lock, ``start`` names the holder, ``delete --force`` kills it."""
+    root = tmp_path / "state"
+    bundle = make_bundle(["sleep", "30"])
+    assert oci(root, "create", "--bundle", str(bundle), "c1").returncode == 0
+    st = json.loads((root / "c1" / "state.json").read_text())
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(root / "c1"), *st["cgroup"]["paths"]],
+                              stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"locked\n"
+        assert holders_of(root / "c1") == [holder.pid]
+        assert status(root, "c1") == "created"
+        assert oci(root, "list", "-q").stdout == "c1\n"
+        r = oci(root, "start", "c1")
+        assert r.returncode == 1 and f"its own process pid {holder.pid}" in r.stderr, r.stderr
+        r = oci(root, "delete", "--force", "c1")
+        assert r.returncode == 0, r.stderr
+        assert holder.wait(timeout=ANSWER) == -signal.SIGKILL
+        assert not alive(st["pid"])
+        assert [p for p in st["cgroup"]["paths"] if os.path.exists(p)] == []
+        assert os.listdir(root) == []
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        holder.wait()
 
 
 # --- a create killed at a known point ------------------------------------------------------
@@ -292,3 +389,68 @@ def test_the_state_directory_appears_whole(make_bundle: Callable[..., Path], tmp
         os.close(fd)
     assert [e for e in events if e[0] == "c1"] == [("c1", "moved_to")], events
     assert oci(root, "delete", "--force", "c1").returncode == 0
+
+
+# --- a create killed at random points ---------------------------------------------------------
+
+KILLS = 100
+
+
+def test_create_killed_at_random_points(make_bundle: Callable[..., Path], oci_cgroup_parent: str,
+                                        tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """SIGKILL ``create`` after a random delay, ``KILLS`` times (seeded), the delays spread over
+    the whole length of a create (measured first).  After each kill: no process that outlived
+    it holds the state lock; ``state``, ``list`` and ``delete --force`` answer; then nothing is
+    left: no state directory, no cgroup, no process, no mount."""
+    rng = random.Random(20240513)
+    root = tmp_path / "state"
+    bundle = make_bundle(["sleep", "30"])
+
+    def create_config(cid: str) -> None:
+        set_config(bundle, lambda c: c["linux"].update(cgroupsPath=f"/{oci_cgroup_parent}/{cid}"))
+
+    durations = []
+    for i in range(6):
+        create_config(f"m{i}")
+        t0 = time.monotonic()
+        p = start_create(root, bundle, f"m{i}")
+        assert p.wait(timeout=ANSWER) == 0
+        durations.append(time.monotonic() - t0)
+        assert oci(root, "delete", "--force", f"m{i}").returncode == 0
+    length = max(durations[1:])         # the first one warms the page cache
+    seen: collections.Counter[str] = collections.Counter()
+    with subreaper() as children:
+        for i in range(KILLS):
+            cid = f"k{i}"
+            create_config(cid)
+            # One delay in each of KILLS equal slices of a create's length.
+            delay = length * (i + rng.random()) / KILLS
+            p = start_create(root, bundle, cid)
+            time.sleep(delay)
+            p.kill()
+            p.wait()
+            where = f"kill {i} after {delay * 1000:.1f} ms"
+            # The spawn's clone holds a copy of create's fds from clone to its execveat of
+            # the child program (a few system calls, nothing that waits): killed in that
+            # window, create leaves the lock to it until then, and to nothing after.
+            deadline = time.monotonic() + ANSWER
+            while holders_of(root / cid) and time.monotonic() < deadline:
+                time.sleep(0.001)
+            assert holders_of(root / cid) == [], f"{where}: a process that outlived create keeps the lock"
+            seen[status(root, cid)] += 1
+            assert oci(root, "list", "--format", "json").returncode == 0, where
+            r = oci(root, "delete", "--force", cid)
+            assert r.returncode == 0, f"{where}: {r.stderr}"
+            # Processes the kill orphaned that end on their own (a child program whose
+            # parent vanished reads EOF on its go-ahead pipe and exits) get a moment.
+            deadline = time.monotonic() + 5
+            while (left := children()) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert left == [], f"{where}: processes left: {left}"
+            assert not (root / cid).exists() and os.listdir(root) == [], f"{where}: {os.listdir(root)}"
+            assert cgroup_dirs(oci_cgroup_parent, cid) == [], where
+            assert mounts_under(tmp_path) == [], where
+    # What state said after each kill (missing: killed before the directory appeared;
+    # stopped: half-made; created: killed after it finished), for the run's report.
+    request.node.user_properties.append(("create_length_ms", round(length * 1000, 1)))
+    request.node.user_properties.append(("state_after_kill", dict(seen)))

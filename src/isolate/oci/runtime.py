@@ -26,9 +26,10 @@ import select
 import time
 
 from .. import _json as json
-from ..errors import CgroupError, ConfigError, IsolateError, UnsupportedError
+from ..errors import CgroupError, ConfigError, UnsupportedError
 from .state import (
     ContainerState,
+    RuntimeError_,
     StateDir,
     list_ids,
     now,
@@ -50,10 +51,6 @@ if TYPE_CHECKING:
 
 __all__ = ["RuntimeError_", "create", "delete", "events", "exec_process", "kill", "list_states",
            "pause", "ps", "resume", "start", "state", "update"]
-
-
-class RuntimeError_(IsolateError):
-    """A verb that cannot be done in the container's current state (e.g. start a running container)."""
 
 
 def _ignore(msg: str) -> None:
@@ -419,7 +416,7 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
 
 
 def _load(root: str, cid: str, *, exclusive: bool = False) -> tuple[StateDir, ContainerState]:
-    """The container's state directory, locked, and its state."""
+    """The container's state directory, locked (see ``StateDir.lock``), and its state."""
     sd = StateDir(root, cid)
     sd.lock(exclusive=exclusive)
     try:
@@ -459,16 +456,17 @@ def start(root: str, cid: str, *, warn: Warn = _ignore) -> ContainerState:
 
 def config_of(root: str, cid: str) -> dict[str, Any]:
     """The config.json (as a dict) that container ``cid`` was created from."""
-    sd, st = _load(root, cid)
-    with sd:
-        return st.config
+    return StateDir(root, cid).read().config
 
 
 def state(root: str, cid: str) -> dict[str, Any]:
-    """The runtime-spec state object of container ``cid``."""
-    sd, st = _load(root, cid)
-    with sd:
-        return sd.oci_state(st)
+    """The runtime-spec state object of container ``cid``.
+
+    Takes no lock (state.json is replaced atomically), so it answers while
+    another command works on the container: "creating" during a ``create``.
+    """
+    sd = StateDir(root, cid)
+    return sd.oci_state(sd.read())
 
 
 def list_states(root: str) -> list[dict[str, Any]]:
@@ -558,11 +556,12 @@ def delete(root: str, cid: str, *, force: bool = False, warn: Warn = _ignore) ->
     A container left half-made by a ``create`` that died reads as stopped
     and is removed like one: its process, if it got one, its cgroup (the
     paths recorded before it was made) and its state directory.  ``force``
-    also removes a state directory without state.json.
+    also removes a state directory without state.json, and takes the lock
+    from processes of the container that hold it (see ``StateDir.lock``).
     """
     sd = StateDir(root, cid)
     try:
-        sd.lock(exclusive=True)
+        sd.lock(exclusive=True, evict=force)
     except LookupError:
         if force:
             sweep(sd.root)

@@ -20,8 +20,13 @@ Crash consistency: a ``create`` may be killed at any moment, so
   container is "creating"; dead, it was left half-made and reads as
   "stopped" (it can never start), and ``delete`` removes it.
 
-Every command takes an ``flock`` on the container's directory (shared to
-read, exclusive to change), so concurrent calls are safe.
+Locking: commands that change a container take an ``flock`` on its
+directory (shared for ``kill`` and ``exec``, exclusive otherwise), waiting
+at most ``LOCK_TIMEOUT`` seconds; ``state`` and ``list`` take none
+(state.json is replaced atomically).  A lock held by one of the container's
+own processes (an fd a runtime left to a process that outlived it) is never
+waited for: ``delete --force`` kills such holders, other commands say who
+holds it.
 """
 
 from __future__ import annotations
@@ -33,14 +38,14 @@ import time
 
 from .. import _json as json
 from .._record import dataclass, field, fields
-from ..errors import ConfigError
+from ..errors import ConfigError, IsolateError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["ContainerState", "StateDir", "check_id", "list_ids", "owner_alive", "proc_start_time",
-           "sweep", "thaw_paths"]
+__all__ = ["ContainerState", "LOCK_TIMEOUT", "RuntimeError_", "StateDir", "check_id", "list_ids",
+           "lock_holders", "member_pids", "owner_alive", "proc_start_time", "sweep"]
 
 OCI_VERSION = "1.2.0"
 # runc's ^[\w+-\.]+$ with Go's ASCII \w (Python's \w takes any script's letters,
@@ -50,6 +55,12 @@ STATE_FILE = "state.json"
 FIFO = "exec.fifo"
 #: Prefix of a directory ``create`` is still filling; never a valid id (``~`` is not in _ID_CHARS).
 _TMP_PREFIX = "~"
+#: How long a command waits for another live command's lock on the same container.
+LOCK_TIMEOUT = 30.0
+
+
+class RuntimeError_(IsolateError):
+    """A verb that cannot be done in the container's current state (e.g. start a running container)."""
 
 
 def check_id(container_id: str) -> str:
@@ -177,14 +188,60 @@ class StateDir:
                     f"`delete --force {self.id}` removes it)")
         return msg
 
-    def lock(self, *, exclusive: bool) -> None:
-        """flock the directory; ``LookupError`` if the container does not exist."""
+    def lock(self, *, exclusive: bool, timeout: float = LOCK_TIMEOUT, evict: bool = False) -> None:
+        """flock the directory, waiting at most ``timeout`` seconds for another command.
+
+        ``LookupError`` if the container does not exist; ``RuntimeError_``
+        naming the holders when the wait ends, or at once when every holder
+        is a process of the container itself (``member_pids``), which must
+        never hold the runtime's lock.  ``evict`` (``delete --force``): kill
+        such holders instead, and take the lock.
+        """
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except (FileNotFoundError, NotADirectoryError):
             raise LookupError(f"container {self.id!r} does not exist") from None
-        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        try:
+            start = time.monotonic()
+            look_at = start + 0.1
+            delay = 0.0005
+            while True:
+                try:
+                    fcntl.flock(fd, mode | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    pass
+                now = time.monotonic()
+                if now >= look_at or now - start >= timeout:
+                    look_at = now + 0.5
+                    self._on_busy(fd, timed_out=now - start >= timeout, timeout=timeout, evict=evict)
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+        except BaseException:
+            os.close(fd)
+            raise
         self._lock_fd = fd
+
+    def _on_busy(self, fd: int, *, timed_out: bool, timeout: float, evict: bool) -> None:
+        """The lock is taken: evict or name holders that belong to the container; name any at the end."""
+        holders = lock_holders(fd)
+        try:
+            st: ContainerState | None = self.read()
+        except (LookupError, OSError, ValueError, TypeError):
+            st = None
+        inside = member_pids(st) if st is not None else set()
+        if holders and set(holders) <= inside:
+            if evict:
+                assert st is not None
+                _kill_members(st, holders)
+                return
+            raise RuntimeError_(f"container {self.id!r}: its own process {_describe(holders)} holds the "
+                                f"runtime's lock on it (`delete --force {self.id}` removes the container)")
+        if timed_out:
+            who = _describe(holders) if holders else "another process"
+            raise RuntimeError_(f"container {self.id!r} is busy: {who} has held its lock for more than "
+                                f"{timeout:.0f} s")
 
     def unlock(self) -> None:
         """Release the lock (closing the directory fd); idempotent."""
@@ -208,7 +265,7 @@ class StateDir:
         os.replace(tmp, os.path.join(self.path, STATE_FILE))
 
     def read(self) -> ContainerState:
-        """state.json; ``LookupError`` if there is none."""
+        """state.json (no lock needed: it is replaced atomically); ``LookupError`` if there is none."""
         try:
             with open(os.path.join(self.path, STATE_FILE), encoding="utf-8") as f:
                 return ContainerState.from_json(f.read())
@@ -285,6 +342,64 @@ def frozen(st: ContainerState) -> bool:
     return False
 
 
+def member_pids(st: ContainerState) -> set[int]:
+    """The container's processes now: those in its cgroup directories, and its first process."""
+    out: set[int] = set()
+    for path in (st.cgroup or {}).get("paths", ()):
+        try:
+            with open(os.path.join(path, "cgroup.procs")) as f:
+                out.update(int(p) for p in f.read().split())
+        except OSError:
+            continue
+    if st.pid > 0 and proc_start_time(st.pid) == st.pid_start:
+        out.add(st.pid)
+    return out
+
+
+def lock_holders(fd: int) -> list[int]:
+    """Pids of the processes (other than this one) whose open file holds the flock on ``fd``'s file.
+
+    /proc/<pid>/fdinfo/<n> lists the locks that open file owns; a process
+    that only has the directory open (a command waiting for the lock) is not
+    a holder.
+    """
+    st = os.fstat(fd)
+    me = os.getpid()
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            names = os.listdir(f"/proc/{entry}/fd")
+        except OSError:
+            continue
+        for name in names:
+            try:
+                s = os.stat(f"/proc/{entry}/fd/{name}")
+                if (s.st_dev, s.st_ino) != (st.st_dev, st.st_ino):
+                    continue
+                with open(f"/proc/{entry}/fdinfo/{name}") as f:
+                    if "\nlock:" in f.read():
+                        out.append(int(entry))
+                        break
+            except OSError:
+                continue
+    return sorted(out)
+
+
+def _describe(pids: list[int]) -> str:
+    """``pid 12 (isolate-oci create c1)``: the pids with their command lines, for errors."""
+    parts = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            cmd = ""
+        parts.append(f"pid {pid} ({cmd[:80]})" if cmd else f"pid {pid}")
+    return ", ".join(parts)
+
+
 def thaw_paths(st: ContainerState) -> None:
     """Thaw the container's cgroup directories, if frozen (a frozen v1 task does not die of SIGKILL)."""
     for path in (st.cgroup or {}).get("paths", ()):
@@ -294,6 +409,28 @@ def thaw_paths(st: ContainerState) -> None:
                     f.write(value)
             except OSError:
                 continue
+
+
+def _kill_members(st: ContainerState, pids: list[int]) -> None:
+    """SIGKILL ``pids`` (processes of the container) and wait, up to 10 s, until they are gone."""
+    import select
+    import signal
+
+    thaw_paths(st)
+    for pid in pids:
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        try:
+            if pid not in member_pids(st):
+                continue            # not the process we looked at a moment ago
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            select.select([pidfd], [], [], 10.0)
+        except ProcessLookupError:
+            pass
+        finally:
+            os.close(pidfd)
 
 
 def sweep(root: str) -> None:
