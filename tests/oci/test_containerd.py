@@ -505,3 +505,38 @@ def test_shim_argv(ctr: Ctr, tmp_path: Path) -> None:
     assert calls[:3] == expected
     # The shim's cleanup may follow (asynchronously, after ctr has returned).
     assert all(call == [bundle, *common, "delete", "--force", cid] for call in calls[3:]), calls
+
+
+def test_sigkill_ends_a_paused_task(ctr: Ctr) -> None:
+    """``ctr task kill -s SIGKILL`` of a paused task ends it, and ``task rm`` removes it.
+
+    A process in a frozen v1 cgroup does not act on SIGKILL until thawed:
+    the runtime's kill must thaw the group after SIGKILL (as runc does), or
+    the task stays PAUSED and the shim's ``task rm --force`` waits forever.
+    """
+    cid = ctr.new_id("pausekill")
+    assert ctr.run(cid, "/bin/sleep", "60", detach=True).returncode == 0
+    pid = ctr.wait_status(cid, "RUNNING")
+    assert ctr("task", "pause", cid).returncode == 0
+    assert ctr.tasks()[cid] == (pid, "PAUSED")
+    r = ctr("task", "kill", "--signal", "SIGKILL", cid)
+    assert r.returncode == 0, r
+    ctr.wait_status(cid, "STOPPED")
+    r = ctr("task", "rm", cid)
+    assert r.returncode == 0 and "exit code 137" in r.stderr, r
+    assert cid not in ctr.tasks()
+    assert cgroup_leftovers(cid) == []
+    assert ctr("containers", "rm", cid).returncode == 0
+
+
+def test_forced_removal_of_a_paused_task(ctr: Ctr) -> None:
+    """``ctr task rm --force`` of a paused task (the shim's ``kill --all ID 9``) returns and removes it."""
+    cid = ctr.new_id("pauserm")
+    assert ctr.run(cid, "/bin/sh", "-c", "sleep 60 & sleep 60", detach=True).returncode == 0
+    ctr.wait_status(cid, "RUNNING")
+    assert ctr("task", "pause", cid).returncode == 0
+    r = ctr("task", "rm", "--force", cid)
+    assert r.returncode == 0, r
+    assert cid not in ctr.tasks()
+    assert cgroup_leftovers(cid) == []
+    assert ctr("containers", "rm", cid).returncode == 0

@@ -474,3 +474,47 @@ def test_lifecycle_on_cgroup_v2(oci: Runtime, make_bundle: Callable[..., Path], 
     oci.ok("delete", "--force", "c1")
     assert not group.exists()
 
+
+@pytest.mark.parametrize("how", [("KILL",), ("--all", "KILL")])
+def test_sigkill_ends_a_paused_container(oci: Runtime, make_bundle: Callable[..., Path], how: tuple[str, ...]) -> None:
+    """SIGKILL (to the first process, or ``--all``) ends a paused container: a process in a
+    frozen v1 cgroup acts on it only once thawed, so the runtime thaws the group after
+    sending it (as runc does)."""
+    bundle = make_bundle(["sh", "-c", "sleep 30 & sleep 30"])
+    oci.run_detached(bundle, "c1")
+    pids = json.loads(oci.ok("ps", "--format", "json", "c1"))
+    oci.ok("pause", "c1")
+    assert oci.state("c1")["status"] == "paused"
+    *flags, sig = how
+    oci.ok("kill", *flags, "c1", sig)
+    assert oci.wait_status("c1", "stopped")["pid"] == 0
+    deadline = time.monotonic() + 10
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not any(alive(p) for p in pids)
+    oci.ok("delete", "c1")
+
+
+def test_kill_all_reaches_what_outlives_the_first_process(oci: Runtime, make_bundle: Callable[..., Path]) -> None:
+    """Without a pid namespace of its own, what the first process started outlives it; ``kill
+    --all`` of the stopped container still signals it (runc does the same)."""
+    def edit(c: dict[str, Any]) -> None:
+        c["linux"]["namespaces"] = [ns for ns in c["linux"]["namespaces"] if ns["type"] != "pid"]
+
+    bundle = make_bundle(["sh", "-c", "sleep 30 & echo $! > /srv/left.pid.tmp; mv /srv/left.pid.tmp /srv/left.pid"],
+                         edit=edit)
+    oci.run_detached(bundle, "c1")
+    oci.wait_status("c1", "stopped")
+    left = bundle / "rootfs" / "srv" / "left.pid"
+    deadline = time.monotonic() + 10
+    while not left.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    pid = int(left.read_text())             # a host pid: no pid namespace
+    assert alive(pid)
+    r = oci("kill", "--all", "c1", "KILL")
+    assert r.returncode == 0, r.stderr
+    deadline = time.monotonic() + 10
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not alive(pid)
+    oci.ok("delete", "c1")

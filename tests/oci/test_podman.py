@@ -142,9 +142,10 @@ lock_type = "file"
         assert r.returncode == 0, f"podman {' '.join(args)}: exit {r.returncode}\n{r.stderr}"
         return r.stdout
 
-    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
         """``podman run`` with no network, in our cgroup parent; ``args`` are options, image and command."""
-        return self("run", "--network", "none", "--cgroup-parent", f"/{self.cgroup_parent}", *args)
+        return self("run", "--network", "none", "--cgroup-parent", f"/{self.cgroup_parent}", *args,
+                    timeout=timeout)
 
     def start_detached(self, *args: str) -> str:
         """``podman run -d``; returns the container id."""
@@ -353,3 +354,42 @@ def test_tty(podman: Podman) -> None:
     assert re.fullmatch(r"/dev/pts/\d+\nstdin\nstdout\n", r.stdout.replace("\r", "")), repr(r.stdout)
     plain = podman.run("--rm", IMAGE, "sh", "-c", script)
     assert (plain.returncode, plain.stdout) == (1, "not a tty\n"), plain.stderr
+
+
+def test_run_timeout_ends_the_container_and_leaves_nothing(podman: Podman) -> None:
+    """``podman run --timeout 2`` kills the container after 2 s: conmon survives to report it, and the
+    runtime's state, the container's cgroup and every process of it are gone when podman returns.
+
+    conmon kills the container's process group: a container in conmon's own
+    group took conmon with it, and podman returned 127 after 23 s with the
+    container left "running".  podman 4.3 reports a container its timeout
+    killed as exit status 255 (exit code -1), with runc too.
+    """
+    r = podman.run("--rm", "--timeout", "2", IMAGE, "sleep", "30", timeout=15)
+    assert r.returncode == 255, r.stderr
+    assert podman.ok("ps", "--all", "--quiet") == ""
+    cids = podman.container_ids()
+    assert cids, "podman logged no container"
+    state = RUNTIME_STATE.get(os.path.basename(podman.runtime), "")
+    assert not [c for c in cids if state and os.path.exists(os.path.join(state, c))]
+    assert not [d for m in cgroup_mounts() for c in cids
+                for d in glob_below(os.path.join(m, podman.cgroup_parent)) if c in d]
+    assert processes_mentioning(cids) == []
+
+
+def test_kill_sigkill_ends_a_paused_container(podman: Podman) -> None:
+    """``podman kill -s KILL`` of a paused container ends it at once.
+
+    A process in a frozen v1 cgroup does not act on SIGKILL until thawed:
+    the runtime thaws the group after SIGKILL, as runc does (without it,
+    podman waits for an exit that never comes and fails after 5 s).
+    """
+    cid = podman.start_detached(IMAGE, "sleep", "600")
+    podman.ok("pause", cid)
+    assert podman.ok("inspect", "--format", "{{.State.Status}}", cid).strip() == "paused"
+    r = podman("kill", "-s", "KILL", cid)
+    assert r.returncode == 0, r.stderr
+    assert podman.ok("wait", cid).strip() == "137"
+    state = podman.ok("inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", cid).split()
+    assert state == ["exited", "137"]
+

@@ -26,13 +26,24 @@ import select
 import time
 
 from .. import _json as json
-from ..errors import ConfigError, IsolateError, UnsupportedError
-from .state import ContainerState, StateDir, list_ids, now, proc_start_time
+from ..errors import CgroupError, ConfigError, UnsupportedError
+from .state import (
+    ContainerState,
+    RuntimeError_,
+    StateDir,
+    list_ids,
+    now,
+    proc_start_time,
+    sweep,
+    thaw_paths,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
     from typing import Any
+
+    from ..cgroup import Cgroup
 
     from . import spec as S
 
@@ -40,10 +51,6 @@ if TYPE_CHECKING:
 
 __all__ = ["RuntimeError_", "create", "delete", "events", "exec_process", "kill", "list_states",
            "pause", "ps", "resume", "start", "state", "update"]
-
-
-class RuntimeError_(IsolateError):
-    """A verb that cannot be done in the container's current state (e.g. start a running container)."""
 
 
 def _ignore(msg: str) -> None:
@@ -96,13 +103,82 @@ def _controllers(limits: Any) -> list[str]:
     return sorted(wanted)
 
 
-def _open_cgroup(st: ContainerState) -> Any:
-    """The container's cgroup (made by ``create``), or None if it has none."""
-    if not st.cgroup:
+def _planned_paths(name: str, parent: str | None, controllers: Iterable[str], limits: Any) -> list[str]:
+    """The directories ``Cgroup.create(name, parent=, controllers=, limits=)`` is about to make.
+
+    Recorded in state.json before they exist, so that whatever a killed
+    ``create`` made is found by ``delete --force``.  The default parent
+    depends on this process's own cgroup in each hierarchy, which is why the
+    paths are recorded rather than recomputed by later commands.
+    """
+    from ..cgroup import _default_parent, _layout, _resolve
+    from ..cgroup.layout import split_parent
+    from ..cgroup.limits import controllers_for
+
+    lay = _layout()
+    _, v2_ctl, v1_hs, unified = _resolve(lay, frozenset(controllers), frozenset(controllers_for(limits)))
+    rel = None if parent is None else split_parent(parent, lay)
+    hierarchies = list(v1_hs)
+    if (unified or v2_ctl) and lay.v2 is not None:
+        hierarchies.append(lay.v2)
+    return sorted(os.path.join(h.mount, _default_parent(h) if rel is None else rel, name)
+                  for h in hierarchies)
+
+
+def _cgroup_at(paths: Sequence[str], controllers: Iterable[str]) -> Cgroup | None:
+    """The cgroup whose directories are ``paths`` (as ``create`` recorded them), or None if none is left.
+
+    Opened from the paths themselves, whatever cgroup this process is in:
+    each hierarchy is described to ``Cgroup.open`` as rooted at the
+    directory that holds the group.  Directories already gone are left out,
+    so a group half made or half removed still opens.
+    """
+    from ..cgroup import Cgroup, Layout, _layout
+    from ..cgroup.layout import Hierarchy
+
+    lay = _layout()
+    mounts = sorted(lay.hierarchies(), key=lambda h: -len(h.mount))
+    v1: dict[str, Hierarchy] = {}
+    v2: Hierarchy | None = None
+    names: set[str] = set()
+    for path in paths:
+        h = next((h for h in mounts if path.startswith(h.mount + "/")), None)
+        if h is None or not os.path.isdir(path):
+            continue
+        at = Hierarchy(h.version, os.path.dirname(path), "/", h.controllers, "/")
+        names.add(os.path.basename(path))
+        if h.version == 2:
+            v2 = at
+        else:
+            v1.update(dict.fromkeys(h.controllers, at))
+    if not names:
         return None
+    if len(names) > 1:
+        raise ConfigError(f"state.json: the container's cgroup paths name different groups: {sorted(paths)!r}")
+    kind = "hybrid" if v1 and v2 is not None else "v1" if v1 else "v2"
+    here = Layout(kind, v2, v1)
+    wanted = []
+    for c in controllers:
+        try:
+            here.where(c)
+        except UnsupportedError:
+            continue
+        wanted.append(c)
+    if kind == "hybrid":
+        wanted.append("unified")
+    return Cgroup.open(names.pop(), parent=".", controllers=wanted, layout=here)
+
+
+def _open_cgroup(st: ContainerState) -> Cgroup | None:
+    """The container's cgroup (made by ``create``), or None if it has none (left)."""
+    cg = st.cgroup
+    if not cg:
+        return None
+    if "paths" in cg:
+        return _cgroup_at(cg["paths"], cg["controllers"])
     from ..cgroup import Cgroup
 
-    cg = st.cgroup
+    # state.json of an older isolate-oci, without the paths.
     return Cgroup.open(cg["name"], parent=cg["parent"], controllers=cg["controllers"])
 
 
@@ -236,9 +312,9 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
         raise ConfigError("--console-socket: process.terminal is false in config.json")
     linux = spec.linux or S.Linux()
     parent, name = _cgroup_place(linux.cgroups_path, cid)
-    sd.make()
     conv = None
     cg = None
+    begun = False
     pid = -1
     fds: list[int] = []
     try:
@@ -255,7 +331,30 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
             opts["pivot_root"] = False
         from ..cgroup import Cgroup
 
-        cg = Cgroup.create(name, parent=parent, limits=limits, controllers=_controllers(limits))
+        sd.check_free()         # before the cgroup's: a taken id says what to do about it
+        controllers = _controllers(limits)
+        planned = _planned_paths(name, parent, controllers, limits)
+        for path in planned:
+            # Taken before we record it: the record must only ever name what this create makes.
+            if os.path.lexists(path):
+                raise CgroupError(errno.EEXIST, "a cgroup of this name already exists", path)
+        me = os.getpid()
+        me_start = proc_start_time(me)
+        assert me_start is not None
+        # Recorded before anything is made: if this process dies from here on, delete
+        # --force finds the owner dead and removes what the record names.
+        st = ContainerState(id=cid, bundle=str(bundle_path), pid=-1, pid_start=0, created=now(),
+                            config=spec.to_dict(), rootfs=str(spec.root_path(bundle_path)) if spec.root else "",
+                            cgroup={"name": name, "parent": parent, "controllers": controllers, "paths": planned},
+                            annotations=dict(spec.annotations or {}), owner={"pid": me, "pid_start": me_start})
+        sd.begin(st)
+        begun = True
+        cg = Cgroup.create(name, parent=parent, limits=limits, controllers=controllers)
+        made = {"name": name, "parent": parent, "controllers": sorted(cg.controllers),
+                "paths": sorted(cg.paths.values())}
+        if made != st.cgroup:
+            st.cgroup = made
+            sd.write(st)
         os.mkfifo(sd.fifo, 0o600)
         gate = os.open(sd.fifo, os.O_RDWR | os.O_CLOEXEC)
         fds.append(gate)
@@ -278,12 +377,7 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
         pid = proc.pid
         start_time = proc_start_time(pid)
         assert start_time is not None
-        cgroup_info = {"name": name, "parent": parent, "controllers": sorted(cg.controllers),
-                       "paths": sorted(cg.paths.values())}
-        st = ContainerState(id=cid, bundle=str(bundle_path), pid=pid, pid_start=start_time,
-                            created=now(), config=spec.to_dict(),
-                            rootfs=str(spec.root_path(bundle_path)) if spec.root else "",
-                            cgroup=cgroup_info, annotations=dict(spec.annotations or {}))
+        st.pid, st.pid_start = pid, start_time
         sd.write(st)
         creating = sd.oci_state(st, "creating")
         try:
@@ -295,6 +389,8 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
             pid = -1
             run_hooks(hooks_of(st.config, "poststop"), sd.oci_state(st, "stopped"), "poststop", warn=warn)
             raise
+        st.owner = None
+        sd.write(st)            # created: it no longer depends on this process
         _write_pid_file(pid_file, pid)
         container.detach()
         cg.detach()             # it outlives this process; delete removes it
@@ -308,7 +404,8 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
                 cg.close()
             except Exception as e:      # report the first failure, not the cleanup's
                 warn(f"removing the cgroup: {e}")
-        sd.remove()
+        if begun:
+            sd.remove()
         raise
     finally:
         for fd in fds:
@@ -319,6 +416,7 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
 
 
 def _load(root: str, cid: str, *, exclusive: bool = False) -> tuple[StateDir, ContainerState]:
+    """The container's state directory, locked (see ``StateDir.lock``), and its state."""
     sd = StateDir(root, cid)
     sd.lock(exclusive=exclusive)
     try:
@@ -358,16 +456,17 @@ def start(root: str, cid: str, *, warn: Warn = _ignore) -> ContainerState:
 
 def config_of(root: str, cid: str) -> dict[str, Any]:
     """The config.json (as a dict) that container ``cid`` was created from."""
-    sd, st = _load(root, cid)
-    with sd:
-        return st.config
+    return StateDir(root, cid).read().config
 
 
 def state(root: str, cid: str) -> dict[str, Any]:
-    """The runtime-spec state object of container ``cid``."""
-    sd, st = _load(root, cid)
-    with sd:
-        return sd.oci_state(st)
+    """The runtime-spec state object of container ``cid``.
+
+    Takes no lock (state.json is replaced atomically), so it answers while
+    another command works on the container: "creating" during a ``create``.
+    """
+    sd = StateDir(root, cid)
+    return sd.oci_state(sd.read())
 
 
 def list_states(root: str) -> list[dict[str, Any]]:
@@ -403,7 +502,13 @@ def parse_signal(text: str | int | None) -> int:
 
 def kill(root: str, cid: str, sig: int | None = None, *, all: bool = False) -> None:
     """Send ``sig`` (default SIGTERM) to the container's first process (``all``: to every
-    process in its cgroup)."""
+    process in its cgroup, also after the first one has exited).
+
+    SIGKILL to a paused container thaws it: a process in a frozen cgroup v1
+    acts on SIGKILL only once thawed (runc does the same).  ``all`` with
+    SIGKILL freezes, kills and thaws until the group is empty, so a process
+    that forks cannot outrun it.
+    """
     # signal is imported here, not at the top: building its enums costs state,
     # the verb runtimes call most, several milliseconds of start-up.
     import signal
@@ -413,56 +518,82 @@ def kill(root: str, cid: str, sig: int | None = None, *, all: bool = False) -> N
     sd, st = _load(root, cid)
     with sd:
         status = sd.status(st)
-        if status == "stopped":
-            raise RuntimeError_("container not running")
-        if all and st.cgroup:
-            cg = _open_cgroup(st)
-            try:
-                for pid in cg.procs():
-                    try:
-                        os.kill(pid, sig)
-                    except ProcessLookupError:
-                        pass
-            finally:
-                cg.detach()
-            return
-        pidfd = os.pidfd_open(st.pid)
+        cg = _open_cgroup(st) if all else None
         try:
-            if proc_start_time(st.pid) == st.pid_start:     # the same process, not a reused pid
-                signal.pidfd_send_signal(pidfd, sig)
+            if cg is not None and (status != "stopped" or cg.procs()):
+                # Also once the first process is gone: without a pid namespace of
+                # its own, what it started may still run (runc does the same).
+                if sig == signal.SIGKILL:
+                    cg.kill()       # v1: freeze, kill, thaw until empty; v2: cgroup.kill
+                else:
+                    for pid in cg.procs():
+                        try:
+                            os.kill(pid, sig)
+                        except ProcessLookupError:
+                            pass
+            elif status == "stopped" or st.pid <= 0:
+                raise RuntimeError_("container not running")
+            else:
+                pidfd = os.pidfd_open(st.pid)
+                try:
+                    if proc_start_time(st.pid) == st.pid_start:     # the same process, not a reused pid
+                        signal.pidfd_send_signal(pidfd, sig)
+                finally:
+                    os.close(pidfd)
         finally:
-            os.close(pidfd)
+            if cg is not None:
+                cg.detach()
+        if sig == signal.SIGKILL and status == "paused":
+            # A frozen (v1) process acts on SIGKILL only once thawed; a paused
+            # container told to die must not stay paused (runc: signalInit).
+            thaw_paths(st)
 
 
 def delete(root: str, cid: str, *, force: bool = False, warn: Warn = _ignore) -> None:
     """Remove a stopped (or created) container; ``force`` kills a running one first.
 
     poststop hooks run last, with status "stopped"; their failures are warnings.
+    A container left half-made by a ``create`` that died reads as stopped
+    and is removed like one: its process, if it got one, its cgroup (the
+    paths recorded before it was made) and its state directory.  ``force``
+    also removes a state directory without state.json, and takes the lock
+    from processes of the container that hold it (see ``StateDir.lock``).
     """
+    sd = StateDir(root, cid)
     try:
-        sd, st = _load(root, cid, exclusive=True)
+        sd.lock(exclusive=True, evict=force)
     except LookupError:
         if force:
+            sweep(sd.root)
             return
         raise
     with sd:
-        status = sd.status(st)
-        if status in ("running", "paused") and not force:
-            raise RuntimeError_(f"cannot delete container {cid} that is not stopped: {status}")
-        cg = _open_cgroup(st) if st.cgroup else None
         try:
-            if status != "stopped":
-                if cg is not None:
-                    cg.thaw()
-                _kill_wait(st.pid)
-            if cg is not None:
-                cg.close()          # kills what is left (no pid namespace), then rmdir
-                cg = None
-        finally:
-            if cg is not None:
-                cg.detach()
-        run_hooks(hooks_of(st.config, "poststop"), sd.oci_state(st, "stopped"), "poststop", warn=warn)
-        sd.remove()
+            st = sd.read()
+        except LookupError:
+            if not (force and sd.exists()):
+                raise
+            sd.remove()         # a directory an older isolate-oci's create left without state.json
+            st = None
+        if st is not None:
+            status = sd.status(st)
+            if status in ("running", "paused", "creating") and not force:
+                raise RuntimeError_(f"cannot delete container {cid} that is not stopped: {status}")
+            _destroy(st)
+            if st.pid > 0:
+                run_hooks(hooks_of(st.config, "poststop"), sd.oci_state(st, "stopped"), "poststop", warn=warn)
+            sd.remove()
+    sweep(sd.root)
+
+
+def _destroy(st: ContainerState) -> None:
+    """Kill the container's processes and remove its cgroup, from what state.json records."""
+    thaw_paths(st)              # a frozen (v1) process does not die of SIGKILL
+    if st.pid > 0 and proc_start_time(st.pid) == st.pid_start:
+        _kill_wait(st.pid)
+    cg = _open_cgroup(st)
+    if cg is not None:
+        cg.close()              # kills what is left (no pid namespace, a half-made container), then rmdir
 
 
 def pause(root: str, cid: str) -> None:

@@ -1,12 +1,32 @@
 """Container state kept under the runtime's ``--root``: one directory per container.
 
 ``<root>/<id>/state.json`` holds what later commands need (the init pid and
-its start time, the bundle, the config, the cgroup); ``<root>/<id>/exec.fifo``
-exists while the container is created but not started.  Every command takes
-an ``flock`` on the container's directory (shared to read, exclusive to
-change), so concurrent calls are safe, and the status is computed from the
-kernel each time (is the pid alive with the same start time, is the cgroup
-frozen), so ``state`` stays true after the caller or the container dies.
+its start time, the bundle, the config, the cgroup's paths);
+``<root>/<id>/exec.fifo`` exists while the container is created but not
+started.  The status is computed from the kernel each time (is the pid alive
+with the same start time, is the cgroup frozen), so ``state`` stays true
+after the caller or the container dies.
+
+Crash consistency: a ``create`` may be killed at any moment, so
+
+- the directory appears whole or not at all: ``create`` fills a private
+  ``~<pid>.<start>.<random>`` directory (state.json with its own pid and
+  start time as ``owner``) and renames it to ``<id>``; a private directory
+  whose creator is dead is swept by the next ``create`` or ``delete``;
+- what ``create`` makes is recorded before it is made (the cgroup paths it
+  is about to create), so ``delete --force`` finds and removes it whenever
+  the creator died;
+- ``owner`` stays in state.json until ``create`` has finished: alive, the
+  container is "creating"; dead, it was left half-made and reads as
+  "stopped" (it can never start), and ``delete`` removes it.
+
+Locking: commands that change a container take an ``flock`` on its
+directory (shared for ``kill`` and ``exec``, exclusive otherwise), waiting
+at most ``LOCK_TIMEOUT`` seconds; ``state`` and ``list`` take none
+(state.json is replaced atomically).  A lock held by one of the container's
+own processes (an fd a runtime left to a process that outlived it) is never
+waited for: ``delete --force`` kills such holders, other commands say who
+holds it.
 """
 
 from __future__ import annotations
@@ -18,13 +38,14 @@ import time
 
 from .. import _json as json
 from .._record import dataclass, field, fields
-from ..errors import ConfigError
+from ..errors import ConfigError, IsolateError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["ContainerState", "StateDir", "check_id", "proc_start_time"]
+__all__ = ["ContainerState", "LOCK_TIMEOUT", "RuntimeError_", "StateDir", "check_id", "list_ids",
+           "lock_holders", "member_pids", "owner_alive", "proc_start_time", "sweep"]
 
 OCI_VERSION = "1.2.0"
 # runc's ^[\w+-\.]+$ with Go's ASCII \w (Python's \w takes any script's letters,
@@ -32,6 +53,14 @@ OCI_VERSION = "1.2.0"
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 STATE_FILE = "state.json"
 FIFO = "exec.fifo"
+#: Prefix of a directory ``create`` is still filling; never a valid id (``~`` is not in _ID_CHARS).
+_TMP_PREFIX = "~"
+#: How long a command waits for another live command's lock on the same container.
+LOCK_TIMEOUT = 30.0
+
+
+class RuntimeError_(IsolateError):
+    """A verb that cannot be done in the container's current state (e.g. start a running container)."""
 
 
 def check_id(container_id: str) -> str:
@@ -58,9 +87,20 @@ def proc_start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
+def owner_alive(owner: dict[str, int] | None) -> bool:
+    """Whether ``owner`` ({"pid", "pid_start"}) is still the same live process."""
+    return owner is not None and proc_start_time(owner["pid"]) == owner["pid_start"]
+
+
 @dataclass
 class ContainerState:
-    """What ``state.json`` holds.  ``status`` is computed, never stored (see ``StateDir.status``)."""
+    """What ``state.json`` holds.  ``status`` is computed, never stored (see ``StateDir.status``).
+
+    ``pid`` is -1 until ``create`` has started the process.  ``owner``
+    ({"pid", "pid_start"}) is the ``create`` still working on the container,
+    None once it has finished.  ``cgroup["paths"]`` are the group's
+    directories, recorded before ``create`` makes them.
+    """
 
     id: str
     bundle: str
@@ -69,9 +109,10 @@ class ContainerState:
     created: str
     config: dict[str, Any]
     rootfs: str = ""
-    cgroup: dict[str, Any] | None = None       # {"name", "parent", "controllers"}
+    cgroup: dict[str, Any] | None = None       # {"name", "parent", "controllers", "paths"}
     started: bool = False
     annotations: dict[str, str] = field(default_factory=dict)
+    owner: dict[str, int] | None = None
 
     def to_json(self) -> str:
         """The text of state.json."""
@@ -79,13 +120,14 @@ class ContainerState:
 
     @classmethod
     def from_json(cls, text: str) -> ContainerState:
+        """Parse state.json's text (fields it does not know are ignored)."""
         data = json.loads(text)
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
 class StateDir:
-    """``<root>/<id>``: locked, read and written by the runtime's commands."""
+    """``<root>/<id>``: made, locked, read and written by the runtime's commands."""
 
     def __init__(self, root: str, container_id: str) -> None:
         self.root = os.path.abspath(root)
@@ -96,27 +138,110 @@ class StateDir:
 
     # --- creation and locking ------------------------------------------------
 
-    def make(self) -> None:
-        """Create the directory (exclusively locked); ``ConfigError`` if the id is taken."""
+    def begin(self, st: ContainerState) -> None:
+        """Make the directory with ``st`` in it, atomically, and hold its lock (exclusive).
+
+        ``st.owner`` should name this process.  Raises ``ConfigError`` if the
+        id is taken, saying how to remove a container a dead ``create`` left.
+        """
         # 0700, as runc's: whoever can reach exec.fifo can start the container.
         os.makedirs(self.root, mode=0o700, exist_ok=True)
+        sweep(self.root)
+        me = os.getpid()
+        tmp = os.path.join(self.root, f"{_TMP_PREFIX}{me}.{proc_start_time(me)}.{os.urandom(4).hex()}")
+        os.mkdir(tmp, 0o700)
         try:
-            os.mkdir(self.path, 0o700)
-        except FileExistsError:
-            raise ConfigError(f"container id: a container named {self.id!r} already exists") from None
-        self.lock(exclusive=True)
+            fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            self._lock_fd = fd
+            fcntl.flock(fd, fcntl.LOCK_EX)      # the lock follows the directory through rename
+            with open(os.path.join(tmp, STATE_FILE), "w", encoding="utf-8") as f:
+                f.write(st.to_json())
+            try:
+                # A directory renamed onto an existing one replaces it only if that one is
+                # empty (then it held nothing: no record, no lock worth keeping).
+                os.rename(tmp, self.path)
+            except OSError as e:
+                if e.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+                    raise ConfigError(self._taken()) from None
+                raise
+        except BaseException:
+            self.unlock()
+            _rmtree(tmp)
+            raise
 
-    def lock(self, *, exclusive: bool) -> None:
-        """flock the directory; ``LookupError`` if the container does not exist."""
+    def check_free(self) -> None:
+        """``ConfigError`` (see ``begin``) if the id is taken now; ``begin`` checks again, atomically."""
+        if os.path.lexists(self.path):
+            raise ConfigError(self._taken())
+
+    def _taken(self) -> str:
+        """The error for an id in use, with what to run when a dead ``create`` left it."""
+        msg = f"container id: a container named {self.id!r} already exists"
+        try:
+            st = self.read()
+        except LookupError:
+            return f"{msg} (an unfinished state directory: `delete --force {self.id}` removes it)"
+        except (OSError, ValueError, TypeError):
+            return msg
+        if st.owner is not None and not owner_alive(st.owner):
+            return (f"{msg} (left half-made by a create, pid {st.owner['pid']}, that died: "
+                    f"`delete --force {self.id}` removes it)")
+        return msg
+
+    def lock(self, *, exclusive: bool, timeout: float = LOCK_TIMEOUT, evict: bool = False) -> None:
+        """flock the directory, waiting at most ``timeout`` seconds for another command.
+
+        ``LookupError`` if the container does not exist; ``RuntimeError_``
+        naming the holders when the wait ends, or at once when every holder
+        is a process of the container itself (``member_pids``), which must
+        never hold the runtime's lock.  ``evict`` (``delete --force``): kill
+        such holders instead, and take the lock.
+        """
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             raise LookupError(f"container {self.id!r} does not exist") from None
-        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-        if not os.path.exists(os.path.join(self.path, STATE_FILE)) and not exclusive:
+        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        try:
+            start = time.monotonic()
+            look_at = start + 0.1
+            delay = 0.0005
+            while True:
+                try:
+                    fcntl.flock(fd, mode | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    pass
+                now = time.monotonic()
+                if now >= look_at or now - start >= timeout:
+                    look_at = now + 0.5
+                    self._on_busy(fd, timed_out=now - start >= timeout, timeout=timeout, evict=evict)
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+        except BaseException:
             os.close(fd)
-            raise LookupError(f"container {self.id!r} does not exist")
+            raise
         self._lock_fd = fd
+
+    def _on_busy(self, fd: int, *, timed_out: bool, timeout: float, evict: bool) -> None:
+        """The lock is taken: evict or name holders that belong to the container; name any at the end."""
+        holders = lock_holders(fd)
+        try:
+            st: ContainerState | None = self.read()
+        except (LookupError, OSError, ValueError, TypeError):
+            st = None
+        inside = member_pids(st) if st is not None else set()
+        if holders and set(holders) <= inside:
+            if evict:
+                assert st is not None
+                _kill_members(st, holders)
+                return
+            raise RuntimeError_(f"container {self.id!r}: its own process {_describe(holders)} holds the "
+                                f"runtime's lock on it (`delete --force {self.id}` removes the container)")
+        if timed_out:
+            who = _describe(holders) if holders else "another process"
+            raise RuntimeError_(f"container {self.id!r} is busy: {who} has held its lock for more than "
+                                f"{timeout:.0f} s")
 
     def unlock(self) -> None:
         """Release the lock (closing the directory fd); idempotent."""
@@ -133,35 +258,34 @@ class StateDir:
     # --- content ---------------------------------------------------------------
 
     def write(self, st: ContainerState) -> None:
-        """Replace state.json atomically."""
+        """Replace state.json atomically (the caller holds the exclusive lock)."""
         tmp = os.path.join(self.path, STATE_FILE + ".tmp")
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(st.to_json())
         os.replace(tmp, os.path.join(self.path, STATE_FILE))
 
     def read(self) -> ContainerState:
-        """state.json; ``LookupError`` if the container does not exist."""
+        """state.json (no lock needed: it is replaced atomically); ``LookupError`` if there is none."""
         try:
             with open(os.path.join(self.path, STATE_FILE), encoding="utf-8") as f:
                 return ContainerState.from_json(f.read())
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             raise LookupError(f"container {self.id!r} does not exist") from None
 
-    def remove(self) -> None:
-        """Remove the directory and everything in it."""
-        try:
-            # Only files here (state.json, exec.fifo): no need for shutil and its imports.
-            for name in os.listdir(self.path):
-                os.unlink(os.path.join(self.path, name))
-            os.rmdir(self.path)
-        except OSError:
-            import shutil
+    def exists(self) -> bool:
+        """Whether ``<root>/<id>`` exists (with or without a state.json)."""
+        return os.path.isdir(self.path)
 
-            shutil.rmtree(self.path, ignore_errors=True)
+    def remove(self) -> None:
+        """Remove the directory and everything in it, then release the lock."""
+        _rmtree(self.path)
         self.unlock()
 
     def status(self, st: ContainerState) -> str:
         """creating, created, running, paused or stopped, from the kernel's view now."""
+        if st.owner is not None:
+            # A create that died left the container half-made: it can never start.
+            return "creating" if owner_alive(st.owner) else "stopped"
         if st.pid <= 0:
             return "creating"
         if proc_start_time(st.pid) != st.pid_start:
@@ -176,9 +300,23 @@ class StateDir:
         """The state object of the runtime spec (what ``state`` prints and hooks read)."""
         status = status or self.status(st)
         return {"ociVersion": OCI_VERSION, "id": st.id, "status": status,
-                "pid": st.pid if status not in ("stopped",) else 0, "bundle": st.bundle,
+                "pid": st.pid if status != "stopped" and st.pid > 0 else 0, "bundle": st.bundle,
                 "rootfs": st.rootfs, "created": st.created, "owner": "",
                 "annotations": st.annotations}
+
+
+def _rmtree(path: str) -> None:
+    """Remove a state directory (only files in it: no need for shutil and its imports)."""
+    try:
+        for name in os.listdir(path):
+            os.unlink(os.path.join(path, name))
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        import shutil
+
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def now() -> str:
@@ -204,10 +342,121 @@ def frozen(st: ContainerState) -> bool:
     return False
 
 
+def member_pids(st: ContainerState) -> set[int]:
+    """The container's processes now: those in its cgroup directories, and its first process."""
+    out: set[int] = set()
+    for path in (st.cgroup or {}).get("paths", ()):
+        try:
+            with open(os.path.join(path, "cgroup.procs")) as f:
+                out.update(int(p) for p in f.read().split())
+        except OSError:
+            continue
+    if st.pid > 0 and proc_start_time(st.pid) == st.pid_start:
+        out.add(st.pid)
+    return out
+
+
+def lock_holders(fd: int) -> list[int]:
+    """Pids of the processes (other than this one) whose open file holds the flock on ``fd``'s file.
+
+    /proc/<pid>/fdinfo/<n> lists the locks that open file owns; a process
+    that only has the directory open (a command waiting for the lock) is not
+    a holder.
+    """
+    st = os.fstat(fd)
+    me = os.getpid()
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            names = os.listdir(f"/proc/{entry}/fd")
+        except OSError:
+            continue
+        for name in names:
+            try:
+                s = os.stat(f"/proc/{entry}/fd/{name}")
+                if (s.st_dev, s.st_ino) != (st.st_dev, st.st_ino):
+                    continue
+                with open(f"/proc/{entry}/fdinfo/{name}") as f:
+                    if "\nlock:" in f.read():
+                        out.append(int(entry))
+                        break
+            except OSError:
+                continue
+    return sorted(out)
+
+
+def _describe(pids: list[int]) -> str:
+    """``pid 12 (isolate-oci create c1)``: the pids with their command lines, for errors."""
+    parts = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            cmd = ""
+        parts.append(f"pid {pid} ({cmd[:80]})" if cmd else f"pid {pid}")
+    return ", ".join(parts)
+
+
+def thaw_paths(st: ContainerState) -> None:
+    """Thaw the container's cgroup directories, if frozen (a frozen v1 task does not die of SIGKILL)."""
+    for path in (st.cgroup or {}).get("paths", ()):
+        for name, value in (("freezer.state", "THAWED"), ("cgroup.freeze", "0")):
+            try:
+                with open(os.path.join(path, name), "w") as f:
+                    f.write(value)
+            except OSError:
+                continue
+
+
+def _kill_members(st: ContainerState, pids: list[int]) -> None:
+    """SIGKILL ``pids`` (processes of the container) and wait, up to 10 s, until they are gone."""
+    import select
+    import signal
+
+    thaw_paths(st)
+    for pid in pids:
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        try:
+            if pid not in member_pids(st):
+                continue            # not the process we looked at a moment ago
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            select.select([pidfd], [], [], 10.0)
+        except ProcessLookupError:
+            pass
+        finally:
+            os.close(pidfd)
+
+
+def sweep(root: str) -> None:
+    """Remove the private directories of ``create`` calls that died before naming them."""
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith(_TMP_PREFIX):
+            continue
+        pid, _, rest = name[len(_TMP_PREFIX):].partition(".")
+        start, _, _ = rest.partition(".")
+        try:
+            alive = proc_start_time(int(pid)) == int(start)
+        except ValueError:
+            alive = False
+        if not alive:
+            _rmtree(os.path.join(root, name))
+
+
 def list_ids(root: str) -> list[str]:
     """Container ids under ``root`` (sorted)."""
     try:
         names = os.listdir(root)
     except FileNotFoundError:
         return []
-    return sorted(n for n in names if os.path.isfile(os.path.join(root, n, STATE_FILE)))
+    return sorted(n for n in names
+                  if not n.startswith(_TMP_PREFIX) and os.path.isfile(os.path.join(root, n, STATE_FILE)))
