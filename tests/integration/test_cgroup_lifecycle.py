@@ -143,3 +143,26 @@ def test_detect_agrees_with_mounts() -> None:
     own = Path("/proc/self/cgroup").read_text()
     if layout.v2 is not None:
         assert f"0::{layout.v2.own}" in own.splitlines()
+
+
+@pytest.mark.cgroup1
+def test_opening_a_partly_missing_group_touches_nothing_of_it(parent: str) -> None:
+    """``Cgroup.open`` of a group one of whose v1 directories is gone (someone removed it)
+    fails naming it, and leaves the rest of the group and its processes as they were:
+    a failed open used to kill them and remove the directories it had opened."""
+    with Cgroup.create("partly", parent=parent, limits=Limits(pids_max=10)) as cg:
+        p = isolate.spawn(["sleep", "60"], cgroup=cg)
+        try:
+            paths = sorted(cg.paths.values())
+            gone = next(path for path in paths if "/pids/" in path)
+            # Move the process out of that one hierarchy, then remove its directory.
+            Path("/sys/fs/cgroup/pids/cgroup.procs").write_text(str(p.pid))
+            os.rmdir(gone)
+            with pytest.raises(isolate.CgroupError) as info:
+                Cgroup.open("partly", parent=parent)
+            assert info.value.filename == gone or gone in str(info.value)
+            assert all(os.path.isdir(path) for path in paths if path != gone)
+            assert p.poll() is None
+        finally:
+            p.kill()
+            p.wait()

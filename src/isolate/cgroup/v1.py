@@ -87,7 +87,12 @@ class V1Group:
             for h in hierarchies:
                 self._join(h)
         except BaseException:
-            self.remove()
+            if adopt:
+                # Another's group, partly missing: let go of it, never kill or remove it.
+                for d in self.dirs:
+                    d.close()
+            else:
+                self.remove()
             raise
 
     def _join(self, h: Hierarchy) -> Dir:

@@ -355,6 +355,9 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
         if made != st.cgroup:
             st.cgroup = made
             sd.write(st)
+        # state.json names the group now, and delete removes it: never isolate.gc()'s to reclaim,
+        # which would take a container whose `create` ended early from under its state.
+        cg.disown()
         os.mkfifo(sd.fifo, 0o600)
         gate = os.open(sd.fifo, os.O_RDWR | os.O_CLOEXEC)
         fds.append(gate)
