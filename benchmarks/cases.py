@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, ContextManager
 
 import isolate
+from isolate import _ops as O
 from isolate import _plan as P
 
 TRUE = "/bin/true"
@@ -179,21 +180,21 @@ def _pooled_full() -> Iterator[Iteration]:
 
 def rootfs_ops(root: bytes) -> list[P.Op]:
     """A bwrap-shaped host root built from plan ops: tmpfs root, ro /usr, /proc, /dev, pivot_root."""
-    ops: list[P.Op] = [P.Mount(b"tmpfs", root, b"tmpfs", P.lib.MS_NOSUID, b"mode=0755,size=1m"),
-                       P.Mkdir(root + b"/usr"), P.Bind(b"/usr", root + b"/usr", readonly=True)]
+    ops: list[P.Op] = [O.Mount(b"tmpfs", root, b"tmpfs", P.lib.MS_NOSUID, b"mode=0755,size=1m"),
+                       O.Mkdir(root + b"/usr"), O.Bind(b"/usr", root + b"/usr", readonly=True)]
     for d in (b"bin", b"lib", b"lib64", b"sbin"):
         if os.path.islink(b"/" + d):
-            ops.append(P.Symlink(os.readlink(b"/" + d), root + b"/" + d))
+            ops.append(O.Symlink(os.readlink(b"/" + d), root + b"/" + d))
         elif os.path.isdir(b"/" + d):
-            ops += [P.Mkdir(root + b"/" + d), P.Bind(b"/" + d, root + b"/" + d, readonly=True)]
+            ops += [O.Mkdir(root + b"/" + d), O.Bind(b"/" + d, root + b"/" + d, readonly=True)]
     nodev = P.lib.MS_NOSUID | P.lib.MS_NODEV
-    ops += [P.Mkdir(root + b"/proc"),
-            P.Mount(b"proc", root + b"/proc", b"proc", nodev | P.lib.MS_NOEXEC),
-            P.Mkdir(root + b"/dev"),
-            P.Mount(b"tmpfs", root + b"/dev", b"tmpfs", P.lib.MS_NOSUID, b"mode=0755")]
+    ops += [O.Mkdir(root + b"/proc"),
+            O.Mount(b"proc", root + b"/proc", b"proc", nodev | P.lib.MS_NOEXEC),
+            O.Mkdir(root + b"/dev"),
+            O.Mount(b"tmpfs", root + b"/dev", b"tmpfs", P.lib.MS_NOSUID, b"mode=0755")]
     for dev in (b"null", b"zero", b"full", b"random", b"urandom", b"tty"):
-        ops += [P.WriteFile(root + b"/dev/" + dev, b""), P.Bind(b"/dev/" + dev, root + b"/dev/" + dev)]
-    ops += [P.Symlink(b"/proc/self/fd", root + b"/dev/fd"), P.PivotRoot(root)]
+        ops += [O.WriteFile(root + b"/dev/" + dev, b""), O.Bind(b"/dev/" + dev, root + b"/dev/" + dev)]
+    ops += [O.Symlink(b"/proc/self/fd", root + b"/dev/fd"), O.PivotRoot(root)]
     return ops
 
 

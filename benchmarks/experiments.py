@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import isolate
+from isolate import _ops as O
 from isolate import _plan as P
 
 from . import cases as C
@@ -247,7 +248,7 @@ def mount_curve(counts: Sequence[int], rounds: int, log: Log) -> dict[str, Any]:
             p = os.path.join(d, str(i))
             os.mkdir(p)
             dirs.append(os.fsencode(p))
-        plans = {n: [P.Mount(b"tmpfs", dirs[i], b"tmpfs", 0, b"size=64k") for i in range(n)]
+        plans = {n: [O.Mount(b"tmpfs", dirs[i], b"tmpfs", 0, b"size=64k") for i in range(n)]
                  for n in counts}
         ns = frozenset({"mnt"})
         fns = [(str(n), (lambda ops=ops: C.spawn_wait(namespaces=ns, ops=ops)))
@@ -255,7 +256,11 @@ def mount_curve(counts: Sequence[int], rounds: int, log: Log) -> dict[str, Any]:
         spawn = interleaved(fns, rounds, warmup=1)
 
         def pack(ops: list[P.Op]) -> None:
-            isolate.process.build_plan([C.TRUE], namespaces=ns, ops=ops).pack()
+            # Planned and packed anew each time: the cost of a spawn of a new shape.
+            from isolate._planner import FdLayout, Host, plan_process
+
+            spec, iso, _ = isolate.process.specs([C.TRUE], namespaces=ns)
+            plan_process(spec, iso, FdLayout(), Host.of(spec), ops).plan.pack()
         python = interleaved([(str(n), (lambda ops=ops: pack(ops))) for n, ops in plans.items()],
                              rounds, warmup=1)
     points = []

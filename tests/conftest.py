@@ -175,6 +175,17 @@ def _owner_home_made() -> None:
     _owner.record("session").clear()
 
 
+@pytest.fixture(autouse=True)
+def _plan_cache_dropped(_leak_guard):
+    """The plan cache (isolate._cache) keeps what its plans name for the life of the
+    process (a shared root's detached tmpfs, an fd): emptied after each test, before the
+    leak check, so that it is no test's leak."""
+    yield
+    from isolate import _cache
+
+    _cache.clear()
+
+
 @pytest.fixture
 def no_leaks():
     """Fail the test if it leaves a mount, fd, child, zombie or test cgroup behind."""

@@ -104,3 +104,14 @@ def compare(request: pytest.FixtureRequest, attack: str, tool: str, stopped: boo
     test (in the junit report) and a row of the table printed at the end of the run."""
     request.node.user_properties.append(
         ("comparison", {"attack": attack, "tool": tool, "stopped": stopped, "detail": detail}))
+
+
+def shares_a_master(rootfs: Any, **options: Any) -> bool:
+    """Whether a ``Container`` of ``rootfs`` (with ``options``) attaches a clone of a root
+    made once in the caller (the shared read-only root of a host root started again)."""
+    import isolate
+    from isolate import _ops as O
+
+    with isolate.Container(rootfs=rootfs, **options) as c:
+        ops, _ = c._root_ops(c.cwd, None)
+    return any(isinstance(op, O.RootMount) and op.fd >= 0 for op in ops)

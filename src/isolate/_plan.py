@@ -1,13 +1,24 @@
-"""Plan ops and their packing into the C ``struct iso_plan``.
+"""Plans as values: ops declared once with their slots, packed into the C ``struct iso_plan``.
 
-Python decides, C executes: every op here is plain, validated data.
-``Plan.pack()`` does every allocation the child will need, so that the child
-(see ``csrc/child.c``) allocates nothing between clone and execve.
+Python decides, C executes: every op is plain, validated data.  An op class
+declares once, in its ``layout``, where each of its fields goes in the
+64-byte ``struct iso_op``: ``kind, flags, fd, reserved`` (4 x 32 bits),
+``arg0..arg3`` (arena offsets or small counts) and ``val0..val3`` (64-bit
+numbers).  Packing and unpacking walk that layout: no op has code of its own
+for either.  Strings and arrays live in one arena whose first byte is NUL, so
+offset 0 means "none".
 
-Each op packs into one 64-byte ``struct iso_op``: ``kind, flags, fd,
-reserved`` (4 x 32 bits), ``arg0..arg3`` (arena offsets or small counts) and
-``val0..val3`` (64-bit numbers).  Strings and arrays live in one arena whose
-first byte is NUL, so offset 0 means "none".
+A ``Plan`` is a frozen value.  ``Plan.pack()`` does every allocation the
+child will need (see ``csrc/child.c``, which allocates nothing between clone
+and execve) and gives a ``PackedPlan``, which is never changed: one serves
+every spawn of its shape.  What differs from one spawn to the next, the fd
+numbers of stdio pipes, of joined namespaces or of a cgroup, appears in a plan
+as ``SpawnFd`` placeholders, named in ``Plan.fd_names``;
+``PackedPlan.instantiate(fds)`` writes one spawn's numbers into a copy of its
+own.
+
+The ops themselves are declared in ``_ops.py`` and ``_ops_root.py``; only
+this module and ``_spawn.py`` touch the compiled binding.
 """
 
 from __future__ import annotations
@@ -15,14 +26,16 @@ from __future__ import annotations
 import struct
 
 from . import errors
-from ._record import dataclass, field, fields
 from ._native import ffi as ffi
 from ._native import lib as lib
+from ._record import dataclass, fields, replace
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
-    from typing import Any, ClassVar
+    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+    from typing import Any, ClassVar, TypeVar
+
+    OpT = TypeVar("OpT", bound="type[Op]")
 
 OP_STRUCT = struct.Struct("=IIii4I4Q")
 REPORT_STRUCT = struct.Struct("=iiii")
@@ -30,10 +43,79 @@ MAX_FD_PAIRS = 1024
 assert OP_STRUCT.size == ffi.sizeof("struct iso_op") == 64
 assert REPORT_STRUCT.size == ffi.sizeof("struct iso_report")
 
-F_RECURSIVE = lib.ISO_F_RECURSIVE
-F_EXIST_OK = lib.ISO_F_EXIST_OK
-F_CHROOT_FALLBACK = lib.ISO_F_CHROOT_FALLBACK
-F_READONLY = lib.ISO_F_READONLY
+F_RECURSIVE: int = lib.ISO_F_RECURSIVE
+F_EXIST_OK: int = lib.ISO_F_EXIST_OK
+F_CHROOT_FALLBACK: int = lib.ISO_F_CHROOT_FALLBACK
+F_READONLY: int = lib.ISO_F_READONLY
+
+
+class K:
+    """Op kinds (``enum iso_op_kind`` in csrc/api.h)."""
+
+    SETNS: int = lib.ISO_OP_SETNS
+    UNSHARE: int = lib.ISO_OP_UNSHARE
+    MOUNT: int = lib.ISO_OP_MOUNT
+    BIND: int = lib.ISO_OP_BIND
+    MOUNT_SETATTR: int = lib.ISO_OP_MOUNT_SETATTR
+    MKDIR: int = lib.ISO_OP_MKDIR
+    MKNOD: int = lib.ISO_OP_MKNOD
+    SYMLINK: int = lib.ISO_OP_SYMLINK
+    WRITE_FILE: int = lib.ISO_OP_WRITE_FILE
+    PIVOT_ROOT: int = lib.ISO_OP_PIVOT_ROOT
+    CHROOT: int = lib.ISO_OP_CHROOT
+    SETHOSTNAME: int = lib.ISO_OP_SETHOSTNAME
+    SETDOMAINNAME: int = lib.ISO_OP_SETDOMAINNAME
+    CHDIR: int = lib.ISO_OP_CHDIR
+    UMASK: int = lib.ISO_OP_UMASK
+    SETRLIMIT: int = lib.ISO_OP_SETRLIMIT
+    SETSID: int = lib.ISO_OP_SETSID
+    SETPGID: int = lib.ISO_OP_SETPGID
+    SETCTTY: int = lib.ISO_OP_SETCTTY
+    FDMAP: int = lib.ISO_OP_FDMAP
+    CLOSE_FDS: int = lib.ISO_OP_CLOSE_FDS
+    SETGROUPS: int = lib.ISO_OP_SETGROUPS
+    SETRESGID: int = lib.ISO_OP_SETRESGID
+    SETRESUID: int = lib.ISO_OP_SETRESUID
+    KEEPCAPS: int = lib.ISO_OP_KEEPCAPS
+    CAP_BOUND: int = lib.ISO_OP_CAP_BOUND
+    CAPSET: int = lib.ISO_OP_CAPSET
+    CAP_AMBIENT: int = lib.ISO_OP_CAP_AMBIENT
+    NO_NEW_PRIVS: int = lib.ISO_OP_NO_NEW_PRIVS
+    PDEATHSIG: int = lib.ISO_OP_PDEATHSIG
+    SECCOMP: int = lib.ISO_OP_SECCOMP
+    LOOPBACK_UP: int = lib.ISO_OP_LOOPBACK_UP
+    EXECVE: int = lib.ISO_OP_EXECVE
+    EXECVEAT: int = lib.ISO_OP_EXECVEAT
+    ROOT_STAGE: int = lib.ISO_OP_ROOT_STAGE
+    ROOT_MKDIR: int = lib.ISO_OP_ROOT_MKDIR
+    ROOT_BIND: int = lib.ISO_OP_ROOT_BIND
+    ROOT_MOUNT: int = lib.ISO_OP_ROOT_MOUNT
+    ROOT_MASK: int = lib.ISO_OP_ROOT_MASK
+    ROOT_CHDIR: int = lib.ISO_OP_ROOT_CHDIR
+    SET_DUMPABLE: int = lib.ISO_OP_SET_DUMPABLE
+    EXEC_GATE: int = lib.ISO_OP_EXEC_GATE
+    CONSOLE: int = lib.ISO_OP_CONSOLE
+    CGROUP_JOIN: int = lib.ISO_OP_CGROUP_JOIN
+    NETNS_JOIN: int = lib.ISO_OP_NETNS_JOIN
+    FORK: int = lib.ISO_OP_FORK
+    MAX: int = lib.ISO_OP_KIND_MAX
+
+
+# Kernel constants the planners use, from the headers at build time.
+MS_REC: int = lib.MS_REC
+MS_PRIVATE: int = lib.MS_PRIVATE
+MS_BIND: int = lib.MS_BIND
+MS_MOVE: int = lib.MS_MOVE
+MS_REMOUNT: int = lib.MS_REMOUNT
+MOUNT_ATTR_RDONLY: int = lib.MOUNT_ATTR_RDONLY
+MOUNT_ATTR_NOSUID: int = lib.MOUNT_ATTR_NOSUID
+MOUNT_ATTR_NODEV: int = lib.MOUNT_ATTR_NODEV
+MOUNT_ATTR_NOEXEC: int = lib.MOUNT_ATTR_NOEXEC
+MOUNT_ATTR_NOATIME: int = lib.MOUNT_ATTR_NOATIME
+MOUNT_ATTR_STRICTATIME: int = lib.MOUNT_ATTR_STRICTATIME
+O_CREAT: int = lib.O_CREAT
+O_TRUNC: int = lib.O_TRUNC
+AT_EMPTY_PATH: int = lib.AT_EMPTY_PATH
 
 NSTYPES: dict[str, int] = {
     "mnt": lib.CLONE_NEWNS,
@@ -62,25 +144,36 @@ def last_cap() -> int:
         return max(CAPABILITIES.values())
 
 
-def _flag_names(value: int, table: dict[str, int]) -> str:
+def flag_names(value: int, table: dict[str, int]) -> str:
+    """``value``'s bits as the ``|``-joined names of ``table`` (``"0"`` for none)."""
     names = [n for n, bit in table.items() if value & bit]
     return "|".join(names) if names else "0"
 
 
-class _Arena:
+def text(b: bytes | None) -> str:
+    """Bytes from a plan as text for messages (``""`` for None)."""
+    return "" if b is None else b.decode("utf-8", "surrogateescape")
+
+
+# --- the arena ---------------------------------------------------------------------
+
+
+class Arena:
     """The plan's string and array area.  Offset 0 is a NUL byte meaning "none"."""
 
     __slots__ = ("buf",)
 
-    def __init__(self) -> None:
-        self.buf = bytearray(b"\0" * 8)
+    def __init__(self, data: bytes = b"\0" * 8) -> None:
+        self.buf = bytearray(data)
 
     def align(self, n: int) -> None:
+        """Pad to a multiple of ``n`` bytes."""
         pad = -len(self.buf) % n
         if pad:
             self.buf += b"\0" * pad
 
     def str(self, s: bytes | None) -> int:
+        """``s`` and a NUL; its offset (0 for None)."""
         if s is None:
             return 0
         off = len(self.buf)
@@ -89,6 +182,7 @@ class _Arena:
         return off
 
     def data(self, b: bytes, align: int = 8) -> int:
+        """``b`` (aligned to ``align``) and a NUL; its offset."""
         self.align(align)
         off = len(self.buf)
         self.buf += b
@@ -96,22 +190,306 @@ class _Arena:
         return off
 
     def read_str(self, off: int) -> bytes | None:
+        """The NUL-terminated string at ``off`` (None for 0)."""
         if off == 0:
             return None
         end = self.buf.index(0, off)
         return bytes(self.buf[off:end])
 
 
-def _s(buf: _Arena, off: int) -> bytes | None:
-    return buf.read_str(off)
+# --- per-spawn fds -----------------------------------------------------------------
+
+
+class SpawnFd(int):
+    """An fd that each spawn supplies: the ``index``-th of the plan's ``fd_names``.
+
+    Its value is ``-2 - index``, never a real fd nor -1 ("none"), so a plan
+    holding one is a template: ``PackedPlan.instantiate`` writes the spawn's
+    number where it is packed, and ``Plan.bind`` gives the plan with it.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, index: int) -> SpawnFd:
+        if index < 0:
+            raise ValueError(f"SpawnFd index must be >= 0, got {index}")
+        return super().__new__(cls, -2 - index)
+
+    @property
+    def index(self) -> int:
+        """The position of this fd in ``Plan.fd_names`` (and in ``instantiate``'s ``fds``)."""
+        return -2 - int(self)
+
+    def __repr__(self) -> str:
+        return f"SpawnFd({self.index})"
+
+
+def resolve_fd(value: int, fds: Sequence[int]) -> int:
+    """``value`` itself, or for a ``SpawnFd`` the spawn's fd it stands for."""
+    return fds[value.index] if type(value) is SpawnFd else value
+
+
+class _Sink:
+    """What packing an op learns besides the bytes: the fds it names (inherited by
+    the child program) and where per-spawn fds go (``(buffer, byte offset, index)``)."""
+
+    __slots__ = ("fds", "holes", "op_base")
+
+    def __init__(self) -> None:
+        self.fds: set[int] = set()
+        self.holes: list[tuple[int, int, int]] = []
+        self.op_base = 0
+
+    def fd(self, value: int, where: int, offset: int) -> None:
+        if type(value) is SpawnFd:
+            self.holes.append((where, offset, value.index))
+        elif value >= 0:
+            self.fds.add(value)
+
+
+_IN_OPS, _IN_ARENA = 0, 1
+
+# --- slots: where a field goes in struct iso_op ------------------------------------
+
+# Positions in an op's ten raw values: flags, fd, arg0..arg3, val0..val3.
+FLAGS, FD = 0, 1
+
+
+def ARG(i: int) -> int:
+    """The raw position of ``arg<i>`` (a 32-bit arena offset or count)."""
+    return 2 + i
+
+
+def VAL(i: int) -> int:
+    """The raw position of ``val<i>`` (a 64-bit number)."""
+    return 6 + i
+
+
+_FD_OFFSET = 8      # byte offset of the fd slot in struct iso_op
+
+
+class Slot:
+    """Where one field of an op goes, and how it comes back (``Op.layout``)."""
+
+    __slots__ = ()
+    #: Whether values of this slot may be fds (``SpawnFd`` placeholders included).
+    holds_fds: ClassVar[bool] = False
+
+    def put(self, value: Any, raw: list[int], arena: Arena, sink: _Sink) -> None:
+        raise NotImplementedError
+
+    def get(self, raw: Sequence[int], arena: Arena) -> Any:
+        raise NotImplementedError
+
+    def bind(self, value: Any, fds: Sequence[int]) -> Any:
+        """``value`` with its ``SpawnFd`` placeholders replaced by ``fds``' numbers."""
+        return value
+
+
+class Num(Slot):
+    """An integer at ``pos`` (``VAL(i)`` or ``ARG(i)``)."""
+
+    __slots__ = ("pos",)
+
+    def __init__(self, pos: int) -> None:
+        self.pos = pos
+
+    def put(self, value: Any, raw: list[int], arena: Arena, sink: _Sink) -> None:
+        raw[self.pos] = int(value)
+
+    def get(self, raw: Sequence[int], arena: Arena) -> Any:
+        return raw[self.pos]
+
+
+class Flag(Slot):
+    """A bool: ``bit`` in the op's flags."""
+
+    __slots__ = ("bit",)
+
+    def __init__(self, bit: int) -> None:
+        self.bit = bit
+
+    def put(self, value: Any, raw: list[int], arena: Arena, sink: _Sink) -> None:
+        if value:
+            raw[FLAGS] |= self.bit
+
+    def get(self, raw: Sequence[int], arena: Arena) -> Any:
+        return bool(raw[FLAGS] & self.bit)
+
+
+class Bool(Slot):
+    """A bool as 0 or 1 at ``pos``."""
+
+    __slots__ = ("pos",)
+
+    def __init__(self, pos: int) -> None:
+        self.pos = pos
+
+    def put(self, value: Any, raw: list[int], arena: Arena, sink: _Sink) -> None:
+        raw[self.pos] = 1 if value else 0
+
+    def get(self, raw: Sequence[int], arena: Arena) -> Any:
+        return bool(raw[self.pos])
+
+
+class Fd(Slot):
+    """The op's fd slot (-1: none); a ``SpawnFd`` is filled in per spawn."""
+
+    __slots__ = ()
+    holds_fds = True
+
+    def put(self, value: Any, raw: list[int], arena: Arena, sink: _Sink) -> None:
+        raw[FD] = value
+        sink.fd(value, _IN_OPS, sink.op_base + _FD_OFFSET)
+
+    def get(self, raw: Sequence[int], arena: Arena) -> Any:
+        return raw[FD]
+
+    def bind(self, value: Any, fds: Sequence[int]) -> Any:
+        return resolve_fd(value, fds)
+
+
+class Str(Slot):
+    """A NUL-terminated string (None: offset 0) at ``pos``; its length at ``length`` if given."""
+
+    __slots__ = ("pos", "length", "empty")
+
+    def __init__(self, pos: int, *, length: int | None = None, empty: bytes | None = None) -> None:
+        self.pos, self.length, self.empty = pos, length, empty
+
+    def put(self, value: Any, raw: list[int], arena: Arena, sink: _Sink) -> None:
+        raw[self.pos] = arena.str(value)
+        if self.length is not None:
+            raw[self.length] = len(value)
+
+    def get(self, raw: Sequence[int], arena: Arena) -> Any:
+        s = arena.read_str(raw[self.pos])
+        return self.empty if s is None and self.empty is not None else s
+
+
+class Data(Slot):
+    """Bytes aligned to ``align`` at ``pos``, their length at ``length`` (in ``unit`` bytes)."""
+
+    __slots__ = ("pos", "length", "align", "unit")
+
+    def __init__(self, pos: int, *, length: int, align: int = 1, unit: int = 1) -> None:
+        self.pos, self.length, self.align, self.unit = pos, length, align, unit
+
+    def put(self, value: Any, raw: list[int], arena: Arena, sink: _Sink) -> None:
+        raw[self.pos] = arena.data(value, self.align)
+        raw[self.length] = len(value) // self.unit
+
+    def get(self, raw: Sequence[int], arena: Arena) -> Any:
+        off = raw[self.pos]
+        return bytes(arena.buf[off:off + raw[self.length] * self.unit])
+
+
+class Strs(Slot):
+    """Strings, NUL-separated, at ``pos`` (0 when there are none), their number at ``count``."""
+
+    __slots__ = ("pos", "count")
+
+    def __init__(self, pos: int, *, count: int) -> None:
+        self.pos, self.count = pos, count
+
+    def put(self, value: Any, raw: list[int], arena: Arena, sink: _Sink) -> None:
+        raw[self.pos] = arena.str(b"\0".join(value)) if value else 0
+        raw[self.count] = len(value)
+
+    def get(self, raw: Sequence[int], arena: Arena) -> Any:
+        out, off = [], raw[self.pos]
+        for _ in range(raw[self.count]):
+            end = arena.buf.index(0, off)
+            out.append(bytes(arena.buf[off:end]))
+            off = end + 1
+        return tuple(out)
+
+
+class Ints(Slot):
+    """An 8-aligned array of ``fmt`` (``i`` or ``I``) at ``pos``, its length at ``count``.
+
+    ``pairs``: the value is ``(a, b)`` pairs, counted as pairs, packed flat;
+    ``fds``: their first members (or every member, without ``pairs``) are fds.
+    """
+
+    __slots__ = ("pos", "count", "fmt", "pairs", "fds")
+
+    def __init__(self, pos: int, *, count: int, fmt: str = "i", pairs: bool = False,
+                 fds: bool = False) -> None:
+        self.pos, self.count, self.fmt, self.pairs, self.fds = pos, count, fmt, pairs, fds
+
+    @property
+    def holds_fds(self) -> bool:  # type: ignore[override]
+        return self.fds
+
+    def put(self, value: Any, raw: list[int], arena: Arena, sink: _Sink) -> None:
+        flat = [x for pair in value for x in pair] if self.pairs else list(value)
+        arena.align(8)
+        off = len(arena.buf)
+        arena.buf += struct.pack(f"={len(flat)}{self.fmt}", *flat)
+        raw[self.pos] = off
+        raw[self.count] = len(value)
+        if self.fds:
+            step = 2 if self.pairs else 1
+            for i in range(0, len(flat), step):
+                sink.fd(flat[i], _IN_ARENA, off + 4 * i)
+
+    def get(self, raw: Sequence[int], arena: Arena) -> Any:
+        n = raw[self.count] * (2 if self.pairs else 1)
+        flat = struct.unpack_from(f"={n}{self.fmt}", arena.buf, raw[self.pos]) if n else ()
+        return tuple(zip(flat[::2], flat[1::2])) if self.pairs else tuple(flat)
+
+    def bind(self, value: Any, fds: Sequence[int]) -> Any:
+        if not self.fds:
+            return value
+        if self.pairs:
+            return tuple((resolve_fd(a, fds), b) for a, b in value)
+        return tuple(resolve_fd(v, fds) for v in value)
+
+
+class Packed(Slot):
+    """Bytes a codec makes of the value, at ``pos`` (0 when empty), an item count at ``count``.
+
+    ``codec`` is ``(encode(value) -> bytes, decode(buf, offset, count) -> value)``.
+    """
+
+    __slots__ = ("pos", "count", "encode", "decode")
+
+    def __init__(self, pos: int, *, count: int,
+                 codec: tuple[Callable[[Any], bytes], Callable[[bytearray, int, int], Any]]) -> None:
+        self.pos, self.count = pos, count
+        self.encode, self.decode = codec
+
+    def put(self, value: Any, raw: list[int], arena: Arena, sink: _Sink) -> None:
+        raw[self.pos] = arena.data(self.encode(value), 1) if value else 0
+        raw[self.count] = len(value)
+
+    def get(self, raw: Sequence[int], arena: Arena) -> Any:
+        return self.decode(arena.buf, raw[self.pos], raw[self.count])
+
+
+# --- ops ----------------------------------------------------------------------------
+
+#: Op kind -> its class, and the batched classes sharing a kind (told apart by a count).
+OP_CLASSES: dict[int, type[Op]] = {}
+BATCHED: dict[int, tuple[int, type[Op]]] = {}
 
 
 @dataclass(frozen=True, slots=True)
 class Op:
-    """One step the child runs between clone and execve."""
+    """One step the child runs between clone and execve.
+
+    A subclass names its ``kind``, the ``error`` a failure raises, and its
+    ``layout``: the ``Slot`` of each field (fields not named there, and
+    every slot not named, pack as zero).  ``register`` compiles it.
+    """
 
     kind: ClassVar[int]
     error: ClassVar[type[errors.SetupError]] = errors.SetupError
+    layout: ClassVar[Mapping[str, Slot]] = {}
+    #: (field name, slot) in field order, and the fields that hold fds: set by ``register``.
+    _slots: ClassVar[tuple[tuple[str, Slot], ...]] = ()
+    _fd_fields: ClassVar[tuple[tuple[str, Slot], ...]] = ()
 
     def describe(self) -> str:
         """A short text for error messages, e.g. ``mount proc on /proc``."""
@@ -121,22 +499,74 @@ class Op:
         """The file name an error should carry, if any."""
         return None
 
-    def encode(self, arena: _Arena) -> tuple[int, int, tuple[int, int, int, int], tuple[int, int, int, int]]:
-        """Returns (flags, fd, (arg0..arg3), (val0..val3))."""
-        return 0, -1, (0, 0, 0, 0), (0, 0, 0, 0)
+    def raw(self, arena: Arena, sink: _Sink | None = None) -> list[int]:
+        """The ten values after ``kind`` in ``struct iso_op`` (flags, fd, args, vals)."""
+        out = [0, -1, 0, 0, 0, 0, 0, 0, 0, 0]
+        s = sink if sink is not None else _Sink()
+        for name, slot in self._slots:
+            slot.put(getattr(self, name), out, arena, s)
+        return out
 
     @classmethod
-    def decode(cls, flags: int, fd: int, args: tuple[int, ...], vals: tuple[int, ...], arena: _Arena) -> Op:
-        """The inverse of ``encode`` (used by tests and debugging tools)."""
-        return cls()
+    def from_raw(cls, raw: Sequence[int], arena: Arena) -> Op:
+        """The op ``raw`` (as ``Op.raw`` gives it) describes."""
+        return cls(**{name: slot.get(raw, arena) for name, slot in cls._slots})
+
+    def bind(self, fds: Sequence[int]) -> Op:
+        """This op with the spawn's fds in place of its ``SpawnFd`` placeholders."""
+        if not self._fd_fields:
+            return self
+        changes = {name: slot.bind(getattr(self, name), fds) for name, slot in self._fd_fields}
+        return replace(self, **changes)
+
+    def spawn_fds(self) -> Iterator[int]:
+        """The fd values this op names (``SpawnFd`` placeholders included)."""
+        for name, slot in self._fd_fields:
+            value = getattr(self, name)
+            if isinstance(slot, Fd):
+                yield value
+            elif isinstance(slot, Ints) and slot.pairs:
+                yield from (a for a, _ in value)
+            else:
+                yield from value
+
+
+def register(cls: OpT) -> OpT:
+    """Compile ``cls.layout`` and enter the class in ``OP_CLASSES`` (or ``BATCHED``).
+
+    A batched class (``batch_count``: the raw position of its entry count,
+    never 0 for it, always 0 for the plain op of the same kind) shares its
+    kind with a plain op, as the C side does.
+    """
+    names = {f.name for f in fields(cls)}
+    layout = cls.layout
+    unknown = set(layout) - names
+    assert not unknown, f"{cls.__name__}.layout names no field: {unknown}"
+    cls._slots = tuple((f.name, layout[f.name]) for f in fields(cls) if f.name in layout)
+    cls._fd_fields = tuple((n, s) for n, s in cls._slots if s.holds_fds)
+    batch = getattr(cls, "batch_count", None)
+    if batch is not None:
+        BATCHED[cls.kind] = (batch, cls)
+    else:
+        assert cls.kind not in OP_CLASSES, f"two classes of kind {cls.kind}"
+        OP_CLASSES[cls.kind] = cls
+    return cls
+
+
+def op_class(kind: int, raw: Sequence[int]) -> type[Op]:
+    """The class of a packed op of ``kind`` with ``raw`` values."""
+    batched = BATCHED.get(kind)
+    if batched is not None and raw[batched[0]]:
+        return batched[1]
+    return OP_CLASSES[kind]
 
 
 class OpSeq(tuple[Op, ...]):
     """An immutable run of ops that hashes once.
 
-    The spawn plan cache keys on every op; a container's root alone is some
-    sixty, so ``Container`` hands over the ops it reuses run after run as one
-    ``OpSeq`` and the key costs a dict lookup instead of sixty hashes.
+    Plan cache keys hold a container's root, some sixty ops: as one
+    ``OpSeq``, made once per root, a key costs a dict lookup instead of
+    sixty hashes.
     """
 
     def __hash__(self) -> int:
@@ -146,782 +576,7 @@ class OpSeq(tuple[Op, ...]):
         return h
 
 
-def _d(b: bytes | None) -> str:
-    return "" if b is None else b.decode("utf-8", "surrogateescape")
-
-
-@dataclass(frozen=True, slots=True)
-class SetNs(Op):
-    kind: ClassVar[int] = lib.ISO_OP_SETNS
-    error: ClassVar[type[errors.SetupError]] = errors.NamespaceError
-    fd: int
-    nstype: int
-
-    def describe(self) -> str:
-        return f"setns {NSNAMES.get(self.nstype, hex(self.nstype))} (fd {self.fd})"
-
-    def encode(self, arena: _Arena) -> Any:
-        return 0, self.fd, (0, 0, 0, 0), (self.nstype, 0, 0, 0)
-
-    @classmethod
-    def decode(cls, flags: int, fd: int, args: Any, vals: Any, arena: _Arena) -> Op:
-        return cls(fd=fd, nstype=vals[0])
-
-
-@dataclass(frozen=True, slots=True)
-class Unshare(Op):
-    kind: ClassVar[int] = lib.ISO_OP_UNSHARE
-    error: ClassVar[type[errors.SetupError]] = errors.NamespaceError
-    flags: int
-
-    def describe(self) -> str:
-        return f"unshare {_flag_names(self.flags, NSTYPES)}"
-
-    def encode(self, arena: _Arena) -> Any:
-        return 0, -1, (0, 0, 0, 0), (self.flags, 0, 0, 0)
-
-    @classmethod
-    def decode(cls, flags: int, fd: int, args: Any, vals: Any, arena: _Arena) -> Op:
-        return cls(flags=vals[0])
-
-
-@dataclass(frozen=True, slots=True)
-class Mount(Op):
-    kind: ClassVar[int] = lib.ISO_OP_MOUNT
-    error: ClassVar[type[errors.SetupError]] = errors.MountError
-    source: bytes | None
-    target: bytes
-    fstype: bytes | None = None
-    flags: int = 0
-    data: bytes | None = None
-
-    def describe(self) -> str:
-        if self.flags & lib.MS_REMOUNT:
-            return f"remount {_d(self.target)}"
-        if self.flags & lib.MS_BIND:
-            return f"bind {_d(self.source)} on {_d(self.target)}"
-        if self.source is None and self.fstype is None:
-            return f"set propagation of {_d(self.target)}"
-        return f"mount {_d(self.source or self.fstype)} on {_d(self.target)}"
-
-    def path(self) -> str | None:
-        return _d(self.target)
-
-    def encode(self, arena: _Arena) -> Any:
-        return 0, -1, (arena.str(self.source), arena.str(self.target), arena.str(self.fstype),
-                       arena.str(self.data)), (self.flags, 0, 0, 0)
-
-    @classmethod
-    def decode(cls, flags: int, fd: int, args: Any, vals: Any, arena: _Arena) -> Op:
-        target = _s(arena, args[1])
-        assert target is not None
-        return cls(source=_s(arena, args[0]), target=target, fstype=_s(arena, args[2]),
-                   flags=vals[0], data=_s(arena, args[3]))
-
-
-@dataclass(frozen=True, slots=True)
-class Bind(Op):
-    """A bind mount through open_tree + move_mount (read-only applied recursively)."""
-
-    kind: ClassVar[int] = lib.ISO_OP_BIND
-    error: ClassVar[type[errors.SetupError]] = errors.MountError
-    source: bytes
-    target: bytes
-    recursive: bool = True
-    readonly: bool = False
-
-    def describe(self) -> str:
-        ro = " read-only" if self.readonly else ""
-        return f"bind{ro} {_d(self.source)} on {_d(self.target)}"
-
-    def path(self) -> str | None:
-        return _d(self.target)
-
-    def encode(self, arena: _Arena) -> Any:
-        flags = (F_RECURSIVE if self.recursive else 0) | (F_READONLY if self.readonly else 0)
-        return flags, -1, (arena.str(self.source), arena.str(self.target), 0, 0), (0, 0, 0, 0)
-
-    @classmethod
-    def decode(cls, flags: int, fd: int, args: Any, vals: Any, arena: _Arena) -> Op:
-        s, t = _s(arena, args[0]), _s(arena, args[1])
-        assert s is not None and t is not None
-        return cls(source=s, target=t, recursive=bool(flags & F_RECURSIVE),
-                   readonly=bool(flags & F_READONLY))
-
-
-@dataclass(frozen=True, slots=True)
-class MountSetattr(Op):
-    kind: ClassVar[int] = lib.ISO_OP_MOUNT_SETATTR
-    error: ClassVar[type[errors.SetupError]] = errors.MountError
-    target: bytes
-    attr_set: int = 0
-    attr_clr: int = 0
-    propagation: int = 0
-    recursive: bool = True
-
-    def describe(self) -> str:
-        return f"mount_setattr {_d(self.target)}"
-
-    def path(self) -> str | None:
-        return _d(self.target)
-
-    def encode(self, arena: _Arena) -> Any:
-        return (F_RECURSIVE if self.recursive else 0), -1, (0, arena.str(self.target), 0, 0), (
-            self.attr_set, self.attr_clr, self.propagation, 0)
-
-    @classmethod
-    def decode(cls, flags: int, fd: int, args: Any, vals: Any, arena: _Arena) -> Op:
-        t = _s(arena, args[1])
-        assert t is not None
-        return cls(target=t, attr_set=vals[0], attr_clr=vals[1], propagation=vals[2],
-                   recursive=bool(flags & F_RECURSIVE))
-
-
-@dataclass(frozen=True, slots=True)
-class _PathMode(Op):
-    path_: bytes
-    mode: int = 0o755
-    exist_ok: bool = False
-
-    def path(self) -> str | None:
-        return _d(self.path_)
-
-    def encode(self, arena: _Arena) -> Any:
-        return (F_EXIST_OK if self.exist_ok else 0), -1, (arena.str(self.path_), 0, 0, 0), (
-            self.mode, 0, 0, 0)
-
-    @classmethod
-    def decode(cls, flags: int, fd: int, args: Any, vals: Any, arena: _Arena) -> Op:
-        p = _s(arena, args[0])
-        assert p is not None
-        return cls(path_=p, mode=vals[0], exist_ok=bool(flags & F_EXIST_OK))
-
-
-@dataclass(frozen=True, slots=True)
-class Mkdir(_PathMode):
-    kind: ClassVar[int] = lib.ISO_OP_MKDIR
-    error: ClassVar[type[errors.SetupError]] = errors.MountError
-
-    def describe(self) -> str:
-        return f"mkdir {_d(self.path_)}"
-
-
-@dataclass(frozen=True, slots=True)
-class Mknod(Op):
-    kind: ClassVar[int] = lib.ISO_OP_MKNOD
-    error: ClassVar[type[errors.SetupError]] = errors.MountError
-    path_: bytes
-    mode: int
-    dev: int = 0
-    exist_ok: bool = False
-
-    def describe(self) -> str:
-        return f"mknod {_d(self.path_)}"
-
-    def path(self) -> str | None:
-        return _d(self.path_)
-
-    def encode(self, arena: _Arena) -> Any:
-        return (F_EXIST_OK if self.exist_ok else 0), -1, (arena.str(self.path_), 0, 0, 0), (
-            self.mode, self.dev, 0, 0)
-
-    @classmethod
-    def decode(cls, flags: int, fd: int, args: Any, vals: Any, arena: _Arena) -> Op:
-        p = _s(arena, args[0])
-        assert p is not None
-        return cls(path_=p, mode=vals[0], dev=vals[1], exist_ok=bool(flags & F_EXIST_OK))
-
-
-@dataclass(frozen=True, slots=True)
-class Symlink(Op):
-    kind: ClassVar[int] = lib.ISO_OP_SYMLINK
-    error: ClassVar[type[errors.SetupError]] = errors.MountError
-    target: bytes
-    path_: bytes
-    exist_ok: bool = False
-
-    def describe(self) -> str:
-        return f"symlink {_d(self.path_)} -> {_d(self.target)}"
-
-    def path(self) -> str | None:
-        return _d(self.path_)
-
-    def encode(self, arena: _Arena) -> Any:
-        return (F_EXIST_OK if self.exist_ok else 0), -1, (
-            arena.str(self.target), arena.str(self.path_), 0, 0), (0, 0, 0, 0)
-
-    @classmethod
-    def decode(cls, flags: int, fd: int, args: Any, vals: Any, arena: _Arena) -> Op:
-        t, p = _s(arena, args[0]), _s(arena, args[1])
-        assert t is not None and p is not None
-        return cls(target=t, path_=p, exist_ok=bool(flags & F_EXIST_OK))
-
-
-@dataclass(frozen=True, slots=True)
-class WriteFile(Op):
-    kind: ClassVar[int] = lib.ISO_OP_WRITE_FILE
-    error: ClassVar[type[errors.SetupError]] = errors.MountError
-    path_: bytes
-    data: bytes
-    mode: int = 0o644
-    oflags: int = lib.O_CREAT | lib.O_TRUNC
-
-    def describe(self) -> str:
-        return f"write {_d(self.path_)}"
-
-    def path(self) -> str | None:
-        return _d(self.path_)
-
-    def encode(self, arena: _Arena) -> Any:
-        return 0, -1, (arena.str(self.path_), arena.data(self.data, 1), len(self.data), 0), (
-            self.mode, self.oflags, 0, 0)
-
-    @classmethod
-    def decode(cls, flags: int, fd: int, args: Any, vals: Any, arena: _Arena) -> Op:
-        p = _s(arena, args[0])
-        assert p is not None
-        return cls(path_=p, data=bytes(arena.buf[args[1]:args[1] + args[2]]), mode=vals[0],
-                   oflags=vals[1])
-
-
-@dataclass(frozen=True, slots=True)
-class PivotRoot(Op):
-    kind: ClassVar[int] = lib.ISO_OP_PIVOT_ROOT
-    error: ClassVar[type[errors.SetupError]] = errors.MountError
-    new_root: bytes
-    chroot_fallback: bool = False
-
-    def describe(self) -> str:
-        return f"pivot_root to {_d(self.new_root)}"
-
-    def path(self) -> str | None:
-        return _d(self.new_root)
-
-    def encode(self, arena: _Arena) -> Any:
-        return (F_CHROOT_FALLBACK if self.chroot_fallback else 0), -1, (
-            arena.str(self.new_root), 0, 0, 0), (0, 0, 0, 0)
-
-    @classmethod
-    def decode(cls, flags: int, fd: int, args: Any, vals: Any, arena: _Arena) -> Op:
-        r = _s(arena, args[0])
-        assert r is not None
-        return cls(new_root=r, chroot_fallback=bool(flags & F_CHROOT_FALLBACK))
-
-
-@dataclass(frozen=True, slots=True)
-class _OneString(Op):
-    value: bytes
-
-    def encode(self, arena: _Arena) -> Any:
-        return 0, -1, (arena.str(self.value), len(self.value), 0, 0), (0, 0, 0, 0)
-
-    @classmethod
-    def decode(cls, flags: int, fd: int, args: Any, vals: Any, arena: _Arena) -> Op:
-        v = _s(arena, args[0])
-        assert v is not None
-        return cls(value=v)
-
-
-@dataclass(frozen=True, slots=True)
-class Chroot(_OneString):
-    kind: ClassVar[int] = lib.ISO_OP_CHROOT
-    error: ClassVar[type[errors.SetupError]] = errors.MountError
-
-    def describe(self) -> str:
-        return f"chroot {_d(self.value)}"
-
-    def path(self) -> str | None:
-        return _d(self.value)
-
-
-@dataclass(frozen=True, slots=True)
-class SetHostname(_OneString):
-    kind: ClassVar[int] = lib.ISO_OP_SETHOSTNAME
-    error: ClassVar[type[errors.SetupError]] = errors.NamespaceError
-
-    def describe(self) -> str:
-        return f"sethostname {_d(self.value)}"
-
-
-@dataclass(frozen=True, slots=True)
-class SetDomainname(_OneString):
-    kind: ClassVar[int] = lib.ISO_OP_SETDOMAINNAME
-    error: ClassVar[type[errors.SetupError]] = errors.NamespaceError
-
-    def describe(self) -> str:
-        return f"setdomainname {_d(self.value)}"
-
-
-@dataclass(frozen=True, slots=True)
-class Chdir(Op):
-    kind: ClassVar[int] = lib.ISO_OP_CHDIR
-    error: ClassVar[type[errors.SetupError]] = errors.MountError
-    path_: bytes | None = None
-    fd: int = -1
-
-    def describe(self) -> str:
-        return f"chdir {_d(self.path_)}" if self.path_ is not None else f"fchdir {self.fd}"
-
-    def path(self) -> str | None:
-        return None if self.path_ is None else _d(self.path_)
-
-    def encode(self, arena: _Arena) -> Any:
-        return 0, self.fd, (arena.str(self.path_), 0, 0, 0), (0, 0, 0, 0)
-
-    @classmethod
-    def decode(cls, flags: int, fd: int, args: Any, vals: Any, arena: _Arena) -> Op:
-        return cls(path_=_s(arena, args[0]), fd=fd)
-
-
-@dataclass(frozen=True, slots=True)
-class _Vals(Op):
-    """An op whose arguments are only numbers (val0..val3), in field order."""
-
-    def encode(self, arena: _Arena) -> Any:
-        vals = [getattr(self, f.name) for f in fields(self)]
-        vals += [0] * (4 - len(vals))
-        return 0, -1, (0, 0, 0, 0), tuple(int(v) for v in vals)
-
-    @classmethod
-    def decode(cls, flags: int, fd: int, args: Any, vals: Any, arena: _Arena) -> Op:
-        names = [f.name for f in fields(cls)]
-        return cls(**dict(zip(names, vals)))
-
-
-@dataclass(frozen=True, slots=True)
-class Umask(_Vals):
-    kind: ClassVar[int] = lib.ISO_OP_UMASK
-    mask: int
-
-    def describe(self) -> str:
-        return f"umask {self.mask:03o}"
-
-
-@dataclass(frozen=True, slots=True)
-class SetRlimit(_Vals):
-    kind: ClassVar[int] = lib.ISO_OP_SETRLIMIT
-    error: ClassVar[type[errors.SetupError]] = errors.IdentityError
-    resource: int
-    soft: int
-    hard: int
-
-    def describe(self) -> str:
-        import resource as _r
-
-        names = {getattr(_r, n): n for n in dir(_r) if n.startswith("RLIMIT_")}
-        return f"setrlimit {names.get(self.resource, self.resource)}"
-
-
-@dataclass(frozen=True, slots=True)
-class SetSid(_Vals):
-    kind: ClassVar[int] = lib.ISO_OP_SETSID
-    error: ClassVar[type[errors.SetupError]] = errors.IdentityError
-
-    def describe(self) -> str:
-        return "setsid"
-
-
-@dataclass(frozen=True, slots=True)
-class SetPgid(_Vals):
-    kind: ClassVar[int] = lib.ISO_OP_SETPGID
-    error: ClassVar[type[errors.SetupError]] = errors.IdentityError
-
-    def describe(self) -> str:
-        return "setpgid"
-
-
-@dataclass(frozen=True, slots=True)
-class SetCtty(Op):
-    kind: ClassVar[int] = lib.ISO_OP_SETCTTY
-    error: ClassVar[type[errors.SetupError]] = errors.IdentityError
-    fd: int = 0
-
-    def describe(self) -> str:
-        return f"set controlling terminal (fd {self.fd})"
-
-    def encode(self, arena: _Arena) -> Any:
-        return 0, self.fd, (0, 0, 0, 0), (0, 0, 0, 0)
-
-    @classmethod
-    def decode(cls, flags: int, fd: int, args: Any, vals: Any, arena: _Arena) -> Op:
-        return cls(fd=fd)
-
-
-def _int_array(arena: _Arena, values: Iterable[int], fmt: str) -> int:
-    vals = list(values)
-    arena.align(8)
-    off = len(arena.buf)
-    arena.buf += struct.pack(f"={len(vals)}{fmt}", *vals)
-    return off
-
-
-def _read_ints(arena: _Arena, off: int, n: int, fmt: str) -> tuple[int, ...]:
-    return struct.unpack_from(f"={n}{fmt}", arena.buf, off) if n else ()
-
-
-@dataclass(frozen=True, slots=True)
-class FdMap(Op):
-    """dup every (src, dst) pair; overlapping pairs are handled."""
-
-    kind: ClassVar[int] = lib.ISO_OP_FDMAP
-    error: ClassVar[type[errors.SetupError]] = errors.IdentityError
-    pairs: tuple[tuple[int, int], ...]
-
-    def describe(self) -> str:
-        return "map fds " + ", ".join(f"{s}->{d}" for s, d in self.pairs)
-
-    def encode(self, arena: _Arena) -> Any:
-        flat = [x for pair in self.pairs for x in pair]
-        return 0, -1, (_int_array(arena, flat, "i"), len(self.pairs), 0, 0), (0, 0, 0, 0)
-
-    @classmethod
-    def decode(cls, flags: int, fd: int, args: Any, vals: Any, arena: _Arena) -> Op:
-        flat = _read_ints(arena, args[0], 2 * args[1], "i")
-        return cls(pairs=tuple(zip(flat[::2], flat[1::2])))
-
-
-@dataclass(frozen=True, slots=True)
-class CloseFds(Op):
-    """Mark every fd not in ``keep`` close-on-exec."""
-
-    kind: ClassVar[int] = lib.ISO_OP_CLOSE_FDS
-    error: ClassVar[type[errors.SetupError]] = errors.IdentityError
-    keep: tuple[int, ...]
-
-    def describe(self) -> str:
-        return "close fds"
-
-    def encode(self, arena: _Arena) -> Any:
-        keep = sorted(set(self.keep))
-        return 0, -1, (_int_array(arena, keep, "i"), len(keep), 0, 0), (0, 0, 0, 0)
-
-    @classmethod
-    def decode(cls, flags: int, fd: int, args: Any, vals: Any, arena: _Arena) -> Op:
-        return cls(keep=_read_ints(arena, args[0], args[1], "i"))
-
-
-@dataclass(frozen=True, slots=True)
-class SetGroups(Op):
-    kind: ClassVar[int] = lib.ISO_OP_SETGROUPS
-    error: ClassVar[type[errors.SetupError]] = errors.IdentityError
-    gids: tuple[int, ...]
-
-    def describe(self) -> str:
-        return "setgroups " + ",".join(map(str, self.gids))
-
-    def encode(self, arena: _Arena) -> Any:
-        return 0, -1, (_int_array(arena, self.gids, "I"), len(self.gids), 0, 0), (0, 0, 0, 0)
-
-    @classmethod
-    def decode(cls, flags: int, fd: int, args: Any, vals: Any, arena: _Arena) -> Op:
-        return cls(gids=_read_ints(arena, args[0], args[1], "I"))
-
-
-@dataclass(frozen=True, slots=True)
-class SetResGid(_Vals):
-    kind: ClassVar[int] = lib.ISO_OP_SETRESGID
-    error: ClassVar[type[errors.SetupError]] = errors.IdentityError
-    rgid: int
-    egid: int
-    sgid: int
-
-    def describe(self) -> str:
-        return f"setresgid {self.rgid}"
-
-
-@dataclass(frozen=True, slots=True)
-class SetResUid(_Vals):
-    kind: ClassVar[int] = lib.ISO_OP_SETRESUID
-    error: ClassVar[type[errors.SetupError]] = errors.IdentityError
-    ruid: int
-    euid: int
-    suid: int
-
-    def describe(self) -> str:
-        return f"setresuid {self.ruid}"
-
-
-@dataclass(frozen=True, slots=True)
-class KeepCaps(_Vals):
-    kind: ClassVar[int] = lib.ISO_OP_KEEPCAPS
-    error: ClassVar[type[errors.SetupError]] = errors.IdentityError
-    on: int = 1
-
-    def describe(self) -> str:
-        return f"prctl PR_SET_KEEPCAPS {self.on}"
-
-
-@dataclass(frozen=True, slots=True)
-class CapBound(_Vals):
-    kind: ClassVar[int] = lib.ISO_OP_CAP_BOUND
-    error: ClassVar[type[errors.SetupError]] = errors.IdentityError
-    drop: int
-    last_cap: int
-
-    def describe(self) -> str:
-        return "drop capabilities from the bounding set"
-
-
-@dataclass(frozen=True, slots=True)
-class CapSet(_Vals):
-    kind: ClassVar[int] = lib.ISO_OP_CAPSET
-    error: ClassVar[type[errors.SetupError]] = errors.IdentityError
-    effective: int
-    permitted: int
-    inheritable: int
-
-    def describe(self) -> str:
-        return "capset"
-
-
-@dataclass(frozen=True, slots=True)
-class CapAmbient(_Vals):
-    kind: ClassVar[int] = lib.ISO_OP_CAP_AMBIENT
-    error: ClassVar[type[errors.SetupError]] = errors.IdentityError
-    raise_: int
-    last_cap: int
-
-    def describe(self) -> str:
-        return "set ambient capabilities"
-
-
-@dataclass(frozen=True, slots=True)
-class NoNewPrivs(_Vals):
-    kind: ClassVar[int] = lib.ISO_OP_NO_NEW_PRIVS
-    error: ClassVar[type[errors.SetupError]] = errors.IdentityError
-
-    def describe(self) -> str:
-        return "prctl PR_SET_NO_NEW_PRIVS"
-
-
-@dataclass(frozen=True, slots=True)
-class PdeathSig(_Vals):
-    kind: ClassVar[int] = lib.ISO_OP_PDEATHSIG
-    error: ClassVar[type[errors.SetupError]] = errors.IdentityError
-    signal: int
-
-    def describe(self) -> str:
-        return f"prctl PR_SET_PDEATHSIG {self.signal}"
-
-
-@dataclass(frozen=True, slots=True)
-class Seccomp(Op):
-    """Load a classic-BPF seccomp program (``struct sock_filter`` array as bytes)."""
-
-    kind: ClassVar[int] = lib.ISO_OP_SECCOMP
-    error: ClassVar[type[errors.SetupError]] = errors.IdentityError
-    program: bytes
-    flags: int = 0
-
-    def describe(self) -> str:
-        return f"load seccomp filter ({len(self.program) // 8} instructions)"
-
-    def encode(self, arena: _Arena) -> Any:
-        return 0, -1, (arena.data(self.program, 8), len(self.program) // 8, 0, 0), (
-            self.flags, 0, 0, 0)
-
-    @classmethod
-    def decode(cls, flags: int, fd: int, args: Any, vals: Any, arena: _Arena) -> Op:
-        return cls(program=bytes(arena.buf[args[0]:args[0] + 8 * args[1]]), flags=vals[0])
-
-
-@dataclass(frozen=True, slots=True)
-class LoopbackUp(_Vals):
-    kind: ClassVar[int] = lib.ISO_OP_LOOPBACK_UP
-    error: ClassVar[type[errors.SetupError]] = errors.NamespaceError
-
-    def describe(self) -> str:
-        return "bring up lo"
-
-
-@dataclass(frozen=True, slots=True)
-class Exec(Op):
-    """execve the first candidate path that exists (like CPython's exec_array)."""
-
-    kind: ClassVar[int] = lib.ISO_OP_EXECVE
-    error: ClassVar[type[errors.SetupError]] = errors.ExecError
-    candidates: tuple[bytes, ...]
-
-    def describe(self) -> str:
-        if len(self.candidates) == 1:
-            return f"execve {_d(self.candidates[0])}"
-        return f"execve {_d(self.candidates[0].rsplit(b'/', 1)[-1])} (searched PATH)"
-
-    def path(self) -> str | None:
-        return _d(self.candidates[0]) if len(self.candidates) == 1 else None
-
-    def encode(self, arena: _Arena) -> Any:
-        return 0, -1, (arena.str(b"\0".join(self.candidates)), len(self.candidates), 0, 0), (
-            0, 0, 0, 0)
-
-    @classmethod
-    def decode(cls, flags: int, fd: int, args: Any, vals: Any, arena: _Arena) -> Op:
-        out, off = [], args[0]
-        for _ in range(args[1]):
-            s = _s(arena, off)
-            assert s is not None
-            out.append(s)
-            off += len(s) + 1
-        return cls(candidates=tuple(out))
-
-
-@dataclass(frozen=True, slots=True)
-class ExecAt(Op):
-    kind: ClassVar[int] = lib.ISO_OP_EXECVEAT
-    error: ClassVar[type[errors.SetupError]] = errors.ExecError
-    fd: int
-    path_: bytes = b""
-    flags: int = lib.AT_EMPTY_PATH
-
-    def describe(self) -> str:
-        return f"execveat fd {self.fd}"
-
-    def encode(self, arena: _Arena) -> Any:
-        return 0, self.fd, (arena.str(self.path_), 0, 0, 0), (self.flags, 0, 0, 0)
-
-    @classmethod
-    def decode(cls, flags: int, fd: int, args: Any, vals: Any, arena: _Arena) -> Op:
-        return cls(fd=fd, path_=_s(arena, args[0]) or b"", flags=vals[0])
-
-
-@dataclass(frozen=True, slots=True)
-class ExecGate(Op):
-    """Check the program, report "ready", then wait for a byte on ``fd`` (OCI create/start).
-
-    ``candidates`` are the ``Exec`` op's paths: a missing or non-executable
-    program fails here, at create time, as runc's does.  The child then
-    reports no more (it exits 127 if execve fails after the go-ahead).
-    """
-
-    kind: ClassVar[int] = lib.ISO_OP_EXEC_GATE
-    error: ClassVar[type[errors.SetupError]] = errors.ExecError
-    fd: int
-    candidates: tuple[bytes, ...] = ()
-
-    def describe(self) -> str:
-        if len(self.candidates) == 1:
-            return f"find {_d(self.candidates[0])}"
-        if self.candidates:
-            return f"find {_d(self.candidates[0].rsplit(b'/', 1)[-1])} (searched PATH)"
-        return "wait for start"
-
-    def path(self) -> str | None:
-        return _d(self.candidates[0]) if len(self.candidates) == 1 else None
-
-    def encode(self, arena: _Arena) -> Any:
-        off = arena.str(b"\0".join(self.candidates)) if self.candidates else 0
-        return 0, self.fd, (off, len(self.candidates), 0, 0), (0, 0, 0, 0)
-
-    @classmethod
-    def decode(cls, flags: int, fd: int, args: Any, vals: Any, arena: _Arena) -> Op:
-        exe = Exec.decode(flags, fd, args, vals, arena) if args[1] else None
-        return cls(fd=fd, candidates=exe.candidates if isinstance(exe, Exec) else ())
-
-
-@dataclass(frozen=True, slots=True)
-class Console(Op):
-    """A pty from the container's own /dev/ptmx: the master goes to the unix socket ``fd``
-    (SCM_RIGHTS, as runc's --console-socket), the slave becomes stdio and the
-    controlling terminal of a new session; ``bind_console`` binds it on /dev/console."""
-
-    kind: ClassVar[int] = lib.ISO_OP_CONSOLE
-    error: ClassVar[type[errors.SetupError]] = errors.SetupError
-    fd: int
-    rows: int = 0
-    cols: int = 0
-    bind_console: bool = False
-
-    def describe(self) -> str:
-        return "open a terminal on /dev/ptmx and send it to the console socket"
-
-    def encode(self, arena: _Arena) -> Any:
-        return 0, self.fd, (0, 0, 0, 0), (self.rows, self.cols, int(self.bind_console), 0)
-
-    @classmethod
-    def decode(cls, flags: int, fd: int, args: Any, vals: Any, arena: _Arena) -> Op:
-        return cls(fd=fd, rows=vals[0], cols=vals[1], bind_console=bool(vals[2]))
-
-
-@dataclass(frozen=True, slots=True)
-class CgroupJoin(Op):
-    """Move the child into its cgroup: write ``0`` (itself) to each of the plan's
-    ``join_fds``, the ``tasks`` file of every v1 hierarchy.  It runs before any
-    other op, so no step runs outside the group's limits; the kernel moves a
-    thread that moves itself without the global lock a parent writing its pid
-    would take."""
-
-    kind: ClassVar[int] = lib.ISO_OP_CGROUP_JOIN
-    error: ClassVar[type[errors.SetupError]] = errors.CgroupJoinError
-
-    def describe(self) -> str:
-        return "join cgroup"
-
-
-@dataclass(frozen=True, slots=True)
-class Fork(Op):
-    """Fork the process that runs the rest of the plan (and that ``spawn`` returns).
-
-    The child program forks it with ``clone_flags``' new namespaces, in the
-    plan's cgroup, after entering the pid namespace ``fd`` when it is >= 0.
-    Used for a new user namespace (the child program's own execve there,
-    before the id maps exist, would drop every capability; a forked process
-    keeps them) and for a joined pid namespace (what runs there sees a process
-    that enters at once: it must already run the child program, whose cmdline
-    and /proc/<pid>/exe show nothing of the caller's).  Needs ``PLAN_FORK``.
-    """
-
-    kind: ClassVar[int] = lib.ISO_OP_FORK
-    error: ClassVar[type[errors.SetupError]] = errors.NamespaceError
-    fd: int = -1
-    clone_flags: int = 0
-
-    def describe(self) -> str:
-        where = f" into pid namespace (fd {self.fd})" if self.fd >= 0 else ""
-        extra = f" with new {_flag_names(self.clone_flags, NSTYPES)}" if self.clone_flags else ""
-        return f"fork{where}{extra}"
-
-    def encode(self, arena: _Arena) -> Any:
-        return 0, self.fd, (0, 0, 0, 0), (self.clone_flags, 0, 0, 0)
-
-    @classmethod
-    def decode(cls, flags: int, fd: int, args: Any, vals: Any, arena: _Arena) -> Op:
-        return cls(fd=fd, clone_flags=vals[0])
-
-
-@dataclass(frozen=True, slots=True)
-class NetnsJoin(Op):
-    """Enter the network namespace a thread of the parent made meanwhile
-    (``PLAN_NETNS_LATE``): the child builds its root while the kernel sets the
-    namespace up on another CPU.  Every op before it must not depend on the
-    network namespace (see ``process._late_netns``)."""
-
-    kind: ClassVar[int] = lib.ISO_OP_NETNS_JOIN
-    error: ClassVar[type[errors.SetupError]] = errors.NamespaceError
-
-    def describe(self) -> str:
-        return "enter the new network namespace"
-
-
-# The ops that build a new root inside the child live in _plan_root.py; they
-# need the base classes above, hence the import here.
-from ._plan_root import RootBind as RootBind  # noqa: E402
-from ._plan_root import RootChdir as RootChdir  # noqa: E402
-from ._plan_root import RootMask as RootMask  # noqa: E402
-from ._plan_root import RootMkdir as RootMkdir  # noqa: E402
-from ._plan_root import RootMount as RootMount  # noqa: E402
-from ._plan_root import RootStage as RootStage  # noqa: E402
-from ._plan_root import SetDumpable as SetDumpable  # noqa: E402
-
-OP_CLASSES: dict[int, type[Op]] = {
-    cls.kind: cls
-    for cls in (SetNs, Unshare, Mount, Bind, MountSetattr, Mkdir, Mknod, Symlink, WriteFile,
-                PivotRoot, Chroot, SetHostname, SetDomainname, Chdir, Umask, SetRlimit, SetSid,
-                SetPgid, SetCtty, FdMap, CloseFds, SetGroups, SetResGid, SetResUid, KeepCaps,
-                CapBound, CapSet, CapAmbient, NoNewPrivs, PdeathSig, Seccomp, LoopbackUp, Exec,
-                ExecAt, RootStage, RootMkdir, RootBind, RootMount, RootMask, RootChdir,
-                SetDumpable, ExecGate, Console, CgroupJoin, NetnsJoin, Fork)
-}
-assert len(OP_CLASSES) == lib.ISO_OP_KIND_MAX - 1
+# --- plans ---------------------------------------------------------------------------
 
 STAGES = {
     lib.ISO_STAGE_PIPE: "pipe2",
@@ -939,29 +594,31 @@ STAGES = {
     lib.ISO_STAGE_FORK: "fork into the pid namespace",
 }
 
-PLAN_HOLD = lib.ISO_PLAN_HOLD
-PLAN_FORK = lib.ISO_PLAN_FORK
-PLAN_CLOSE_FDS = lib.ISO_PLAN_CLOSE_FDS
-PLAN_LEGACY_CLONE = lib.ISO_PLAN_LEGACY_CLONE
-PLAN_SETGROUPS_DENY = lib.ISO_PLAN_SETGROUPS_DENY
-PLAN_SYNC = lib.ISO_PLAN_SYNC
-PLAN_TIMING = lib.ISO_PLAN_TIMING
-PLAN_NETNS_LATE = lib.ISO_PLAN_NETNS_LATE
-PLAN_NETNS_LO = lib.ISO_PLAN_NETNS_LO
+PLAN_HOLD: int = lib.ISO_PLAN_HOLD
+PLAN_FORK: int = lib.ISO_PLAN_FORK
+PLAN_CLOSE_FDS: int = lib.ISO_PLAN_CLOSE_FDS
+PLAN_LEGACY_CLONE: int = lib.ISO_PLAN_LEGACY_CLONE
+PLAN_SETGROUPS_DENY: int = lib.ISO_PLAN_SETGROUPS_DENY
+PLAN_SYNC: int = lib.ISO_PLAN_SYNC
+PLAN_TIMING: int = lib.ISO_PLAN_TIMING
+PLAN_NETNS_LATE: int = lib.ISO_PLAN_NETNS_LATE
+PLAN_NETNS_LO: int = lib.ISO_PLAN_NETNS_LO
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Plan:
     """Everything a spawn needs: clone flags, parent-side steps, and the child's ops.
 
-    ``ops`` must end in ``Exec`` or ``ExecAt``.  Fds named here (``cgroup_fd``,
-    ``join_fds``, ``SetNs.fd`` ...) are borrowed: the caller keeps them open
-    until the spawn returns.  With ``PLAN_CLOSE_FDS`` the child program
-    inherits only those (every op's ``fd`` slot, ``FdMap`` sources,
-    ``join_fds``, ``netns_fd`` and ``cgroup_fd``) besides 0-2.
+    ``ops`` must end in ``Exec`` or ``ExecAt``.  Fds named here are
+    borrowed: the caller keeps them open until the spawn returns.  A
+    ``SpawnFd`` (in an op, ``cgroup_fd``, ``join_fds`` or ``netns_fd``) is a
+    placeholder for the fd named ``fd_names[index]``, given per spawn.  With
+    ``PLAN_CLOSE_FDS`` the child program inherits only the fds the plan names
+    (every op's ``fd`` slot, ``FdMap`` sources, ``join_fds``, ``netns_fd``
+    and ``cgroup_fd``) besides 0-2.
     """
 
-    ops: list[Op]
+    ops: Sequence[Op]
     argv: Sequence[bytes]
     envp: Sequence[bytes] | None    # None: the parent's environ, read at spawn time
     clone_flags: int = 0
@@ -971,80 +628,34 @@ class Plan:
     gid_map: bytes | None = None
     join_fds: tuple[int, ...] = ()      # for CgroupJoin
     netns_fd: int = -1
-    _packed: Any = field(default=None, repr=False)
+    fd_names: tuple[str, ...] = ()
 
-    def pack(self) -> Any:
-        """Build the ``struct iso_plan`` cdata.  The result owns all its memory."""
-        arena = _Arena()
-        ops_buf = bytearray(OP_STRUCT.size * len(self.ops))
-        pack_into = OP_STRUCT.pack_into
-        used = {self.netns_fd} - {-1}     # the fds the ops name (see PLAN_CLOSE_FDS)
-        for i, op in enumerate(self.ops):
-            flags, fd, args, vals = op.encode(arena)
-            pack_into(ops_buf, i * 64, op.kind, flags, fd, 0, *args, *vals)
-            if fd >= 0:
-                used.add(fd)
-            if type(op) is FdMap:
-                used.update(src for src, _ in op.pairs)
-        keep: list[Any] = []
-        c_ops = ffi.from_buffer("struct iso_op[]", ops_buf) if self.ops else ffi.NULL
-        c_arena = ffi.from_buffer("char[]", arena.buf)
-        argv = [ffi.new("char[]", a) for a in self.argv]
-        envp = [ffi.new("char[]", e) for e in self.envp] if self.envp is not None else None
-        c_argv = ffi.new("char *[]", argv + [ffi.NULL])
-        c_envp = ffi.new("char *[]", envp + [ffi.NULL]) if envp is not None else ffi.NULL
-        keep += [ops_buf, arena, c_ops, c_arena, argv, envp, c_argv, c_envp]
-        p = ffi.new("struct iso_plan *")
-        p.clone_flags = self.clone_flags
-        p.flags = self.flags
-        p.cgroup_fd = self.cgroup_fd
-        p.ops = c_ops
-        p.n_ops = len(self.ops)
-        p.arena = c_arena
-        p.arena_len = len(arena.buf)
-        p.argv = c_argv
-        p.envp = c_envp
-        if self.uid_map is not None:
-            m = ffi.new("char[]", self.uid_map)
-            keep.append(m)
-            p.uid_map = m
-        if self.gid_map is not None:
-            m = ffi.new("char[]", self.gid_map)
-            keep.append(m)
-            p.gid_map = m
-        if self.join_fds:
-            fds = ffi.new("int32_t[]", list(self.join_fds))
-            keep.append(fds)
-            p.join_fds = fds
-            p.n_join_fds = len(self.join_fds)
-        p.netns_fd = self.netns_fd
-        op_fds = frozenset(used)
-        c_fds = _keep_fds(p, op_fds, self.join_fds, self.cgroup_fd)
-        keep.append(c_fds)
-        if self.flags & PLAN_TIMING and self.ops:
-            times = ffi.new("uint64_t[]", len(self.ops) + 1)
-            keep.append(times)
-            p.op_times = times
-        self._packed = (p, keep, arena, op_fds)
-        return p
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        if type(self.ops) is not tuple and type(self.ops) is not OpSeq:
+            set_(self, "ops", tuple(self.ops))
+        if type(self.argv) is not tuple:
+            set_(self, "argv", tuple(self.argv))
+        if self.envp is not None and type(self.envp) is not tuple:
+            set_(self, "envp", tuple(self.envp))
+        if type(self.join_fds) is not tuple:
+            set_(self, "join_fds", tuple(self.join_fds))
 
-    def with_cgroup(self, cgroup_fd: int, join_fds: tuple[int, ...]) -> Plan:
-        """This packed plan for another cgroup of the same shape: a copy whose
-        ``struct iso_plan`` names the new fds and shares everything else."""
-        if (cgroup_fd, join_fds) == (self.cgroup_fd, self.join_fds):
+    def pack(self, keep: tuple[object, ...] = ()) -> PackedPlan:
+        """Pack the plan for C: every allocation the child needs, done here.
+
+        ``keep``: objects the packed plan keeps alive (owners of fds it names).
+        """
+        return PackedPlan(self, keep)
+
+    def bind(self, fds: Sequence[int]) -> Plan:
+        """This plan with the spawn's ``fds`` (in ``fd_names`` order) in place of its placeholders."""
+        if not self.fd_names:
             return self
-        assert self._packed is not None and len(join_fds) == len(self.join_fds)
-        packed, keep, arena, op_fds = self._packed
-        p = ffi.new("struct iso_plan *", packed[0])
-        p.cgroup_fd = cgroup_fd
-        fds = ffi.new("int32_t[]", list(join_fds)) if join_fds else ffi.NULL
-        p.join_fds = fds
-        c_keep = _keep_fds(p, op_fds, join_fds, cgroup_fd)
-        new = Plan(ops=self.ops, argv=self.argv, envp=self.envp, clone_flags=self.clone_flags,
-                   flags=self.flags, cgroup_fd=cgroup_fd, uid_map=self.uid_map, gid_map=self.gid_map,
-                   join_fds=join_fds, netns_fd=self.netns_fd)
-        new._packed = (p, [keep, fds, c_keep], arena, op_fds)
-        return new
+        return replace(self, ops=tuple(op.bind(fds) for op in self.ops),
+                       cgroup_fd=resolve_fd(self.cgroup_fd, fds),
+                       join_fds=tuple(resolve_fd(f, fds) for f in self.join_fds),
+                       netns_fd=resolve_fd(self.netns_fd, fds), fd_names=())
 
     def error_for(self, step: int, kind: int, err: int) -> errors.IsolateError:
         """The exception for a child report; ``ProtocolError`` if it does not fit this plan."""
@@ -1062,13 +673,127 @@ class Plan:
         return op.error(err, step=step, op=op.describe(), path=op.path())
 
 
-def _keep_fds(p: Any, op_fds: frozenset[int], join_fds: tuple[int, ...], cgroup_fd: int) -> Any:
-    """Set ``p.keep_fds``: the fds the child program inherits (see ``Plan``); returns the cdata."""
-    fds = sorted(op_fds | set(join_fds) | ({cgroup_fd} - {-1}))
-    c_fds = ffi.new("int32_t[]", fds) if fds else ffi.NULL
-    p.keep_fds = c_fds
-    p.n_keep_fds = len(fds)
-    return c_fds
+class PackedPlan:
+    """A ``Plan`` packed for C: ops and arena as bytes, argv and envp as cdata.
+
+    Never changed after it is made, so one serves every spawn of its plan,
+    from any thread.  ``instantiate`` gives one spawn's ``struct iso_plan``,
+    with that spawn's fds.
+    """
+
+    __slots__ = ("plan", "ops", "arena", "_c_ops", "_c_arena", "_c_argv", "_c_envp", "_keep",
+                 "_static_fds", "_holes", "_template", "_static_keep", "__weakref__")
+
+    def __init__(self, plan: Plan, keep: tuple[object, ...] = ()) -> None:
+        self.plan = plan
+        arena = Arena()
+        sink = _Sink()
+        ops = plan.ops
+        buf = bytearray(OP_STRUCT.size * len(ops))
+        pack_into = OP_STRUCT.pack_into
+        for i, op in enumerate(ops):
+            sink.op_base = base = i * OP_STRUCT.size
+            raw = op.raw(arena, sink)
+            pack_into(buf, base, op.kind, raw[0], raw[1], 0, *raw[2:])
+        self.ops = bytes(buf)
+        self.arena = bytes(arena.buf)
+        for f in (plan.netns_fd, plan.cgroup_fd, *plan.join_fds):
+            if type(f) is not SpawnFd and f >= 0:
+                sink.fds.add(f)
+        self._static_fds = frozenset(sink.fds)
+        self._holes = tuple(sink.holes)
+        refs: list[Any] = [keep]
+        self._c_ops = ffi.from_buffer("struct iso_op[]", self.ops) if ops else ffi.NULL
+        self._c_arena = ffi.from_buffer("char[]", self.arena)
+        argv = [ffi.new("char[]", a) for a in plan.argv]
+        self._c_argv = ffi.new("char *[]", argv + [ffi.NULL])
+        envp = [ffi.new("char[]", e) for e in plan.envp] if plan.envp is not None else None
+        self._c_envp = ffi.new("char *[]", envp + [ffi.NULL]) if envp is not None else ffi.NULL
+        refs += [argv, envp]
+        t = ffi.new("struct iso_plan *")
+        t.clone_flags = plan.clone_flags
+        t.flags = plan.flags
+        t.ops = self._c_ops
+        t.n_ops = len(ops)
+        t.arena = self._c_arena
+        t.arena_len = len(self.arena)
+        t.argv = self._c_argv
+        t.envp = self._c_envp
+        for name in ("uid_map", "gid_map"):
+            value = getattr(plan, name)
+            if value is not None:
+                m = ffi.new("char[]", value)
+                refs.append(m)
+                setattr(t, name, m)
+        self._template = t
+        self._keep = refs
+        self._static_keep = None if plan.fd_names else self._fd_array(sorted(self._static_fds))
+
+    def _fd_array(self, fds: list[int]) -> Any:
+        return ffi.new("int32_t[]", fds) if fds else ffi.NULL
+
+    def instantiate(self, fds: Sequence[int] = (), *, hold: bool = False) -> SpawnPlan:
+        """One spawn's ``struct iso_plan``: ``fds`` (in ``plan.fd_names`` order) in place of
+        the placeholders; ``hold`` sets ``PLAN_HOLD`` (the child waits for ``iso_release``)."""
+        plan = self.plan
+        if len(fds) != len(plan.fd_names):
+            raise ValueError(f"the plan takes {len(plan.fd_names)} fds ({plan.fd_names}), got {len(fds)}")
+        p = ffi.new("struct iso_plan *", self._template[0])
+        refs: list[Any] = [self]
+        if self._holes:
+            bufs = [bytearray(self.ops), None]
+            for where, off, index in self._holes:
+                b = bufs[where]
+                if b is None:
+                    b = bufs[where] = bytearray(self.arena)
+                struct.pack_into("=i", b, off, fds[index])
+            p.ops = ffi.from_buffer("struct iso_op[]", bufs[0])
+            if bufs[1] is not None:
+                p.arena = ffi.from_buffer("char[]", bufs[1])
+            refs += [bufs, p.ops, p.arena]
+        cgroup_fd = resolve_fd(plan.cgroup_fd, fds)
+        netns_fd = resolve_fd(plan.netns_fd, fds)
+        p.cgroup_fd = cgroup_fd
+        p.netns_fd = netns_fd
+        if plan.join_fds:
+            join = [resolve_fd(f, fds) for f in plan.join_fds]
+            c_join = ffi.new("int32_t[]", join)
+            refs.append(c_join)
+            p.join_fds = c_join
+            p.n_join_fds = len(join)
+        if self._static_keep is not None:
+            keep = self._static_keep
+            p.n_keep_fds = len(self._static_fds)
+        else:
+            names = sorted(self._static_fds | {f for f in fds if f >= 0}
+                           | {cgroup_fd, netns_fd} - {-1})
+            keep = self._fd_array(names)
+            refs.append(keep)
+            p.n_keep_fds = len(names)
+        p.keep_fds = keep
+        if hold:
+            p.flags |= PLAN_HOLD
+        times = ffi.NULL
+        if plan.flags & PLAN_TIMING and plan.ops:
+            times = ffi.new("uint64_t[]", len(plan.ops) + 1)
+            refs.append(times)
+            p.op_times = times
+        return SpawnPlan(p, refs, fds)
+
+
+class SpawnPlan:
+    """One spawn's ``struct iso_plan`` (``c``), alive as long as this object."""
+
+    __slots__ = ("c", "_refs", "fds")
+
+    def __init__(self, c: Any, refs: list[Any], fds: Sequence[int]) -> None:
+        self.c, self._refs, self.fds = c, refs, tuple(fds)
+
+    @property
+    def plan(self) -> Plan:
+        """The plan as this spawn runs it: its fds in place (for messages)."""
+        packed: PackedPlan = self._refs[0]
+        return packed.plan.bind(self.fds)
 
 
 def decode_report(plan: Plan, data: bytes) -> errors.IsolateError:
@@ -1081,10 +806,17 @@ def decode_report(plan: Plan, data: bytes) -> errors.IsolateError:
 
 def unpack_ops(ops_buf: bytes, arena: bytes) -> list[Op]:
     """A pure-Python reader of packed ops: the inverse of ``Plan.pack`` (for tests)."""
-    a = _Arena()
-    a.buf = bytearray(arena)
+    a = Arena(arena)
     out = []
     for off in range(0, len(ops_buf), OP_STRUCT.size):
         kind, flags, fd, _, *rest = OP_STRUCT.unpack_from(ops_buf, off)
-        out.append(OP_CLASSES[kind].decode(flags, fd, tuple(rest[:4]), tuple(rest[4:]), a))
+        raw = [flags, fd, *rest]
+        out.append(op_class(kind, raw).from_raw(raw, a))
     return out
+
+
+def pack_ops(ops: Iterable[Op]) -> tuple[bytes, bytes]:
+    """The ops (as C reads them) and the arena of a plan of ``ops`` (for tests and tools)."""
+    packed = Plan(ops=tuple(ops), argv=(b"x",), envp=None).pack()
+    return packed.ops, packed.arena
+

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     T = TypeVar("T")
 
-__all__ = ["MISSING", "Field", "asdict", "dataclass", "field", "fields", "final"]
+__all__ = ["MISSING", "Field", "asdict", "dataclass", "field", "fields", "final", "replace"]
 
 _CLASSVAR_PREFIXES = ("ClassVar", "typing.ClassVar", "t.ClassVar")
 
@@ -87,6 +87,14 @@ def _asdict(obj: Any) -> Any:
     return obj
 
 
+def _replace(obj: Any, /, **changes: Any) -> Any:
+    """``dataclasses.replace``: a new record of ``obj``'s class, with ``changes``
+    (validated again by ``__post_init__``)."""
+    kw = {f.name: getattr(obj, f.name) for f in _fields(obj) if f.init}
+    kw.update(changes)
+    return type(obj)(**kw)
+
+
 def _dataclass(cls: type[T] | None = None, /, *, frozen: bool = False, slots: bool = False,
                kw_only: bool = False) -> Any:
     """Like ``dataclasses.dataclass`` (with ``eq=True, repr=True``) for the options named."""
@@ -104,9 +112,11 @@ if TYPE_CHECKING:
     from dataclasses import dataclass as dataclass
     from dataclasses import field as field
     from dataclasses import fields as fields
+    from dataclasses import replace as replace
     from typing import final as final
 else:
     MISSING, Field, asdict, dataclass, field, fields = _MISSING, _Field, _asdict, _dataclass, _field, _fields
+    replace = _replace
 
     def final(cls: Any) -> Any:
         """``typing.final``, which marks the class the same way, without importing ``typing``."""

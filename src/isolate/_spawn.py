@@ -17,11 +17,11 @@ import os
 from ._record import dataclass
 from . import errors
 from ._native import ffi, lib
-from ._plan import PLAN_HOLD, STAGES, Plan, decode_report
+from ._plan import STAGES, PackedPlan, Plan, decode_report
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,18 +60,17 @@ def _load_child() -> None:
     raise errors.SpawnError(err, stage="load the child program")
 
 
-def execute(plan: Plan, *, before_release: Callable[[int], None] | None = None) -> Spawned:
-    """Spawn ``plan``.  ``before_release(pid)`` runs while the child waits, before any op.
+def execute(packed: PackedPlan, fds: Sequence[int] = (), *,
+            before_release: Callable[[int], None] | None = None) -> Spawned:
+    """Spawn ``packed`` with this spawn's ``fds`` (in ``packed.plan.fd_names`` order).
 
-    Raises ``SpawnError`` for a parent-side failure and the op's
-    ``SetupError`` subclass for a child-side one; nothing is left behind.
+    ``before_release(pid)`` runs while the child waits, before any op (the
+    plan is held: ``PLAN_HOLD``).  Raises ``SpawnError`` for a parent-side
+    failure and the op's ``SetupError`` subclass for a child-side one;
+    nothing is left behind.
     """
-    if before_release is not None:
-        plan.flags |= PLAN_HOLD
-        c_plan = plan.pack()
-    else:
-        # A cached plan is packed once and reused: C only reads it.
-        c_plan = plan._packed[0] if plan._packed is not None else plan.pack()
+    inst = packed.instantiate(fds, hold=before_release is not None)
+    c_plan = inst.c
     _load_child()
     child = ffi.new("struct iso_child *")
     rc = lib.iso_spawn(c_plan, child)
@@ -91,10 +90,10 @@ def execute(plan: Plan, *, before_release: Callable[[int], None] | None = None) 
             # Ready at an ExecGate: alive, waiting for its go-ahead.
             return Spawned(child.pid, child.pidfd, bool(child.clone3_used), None)
         data = bytes(ffi.buffer(ffi.addressof(child, "report"), child.report_len))
-        raise decode_report(plan, data)
+        raise decode_report(inst.plan, data)
     timings = None
-    if plan.flags & lib.ISO_PLAN_TIMING:
-        timings = _timings(plan, c_plan, child)
+    if packed.plan.flags & lib.ISO_PLAN_TIMING:
+        timings = _timings(inst.plan, c_plan, child)
     return Spawned(child.pid, child.pidfd, bool(child.clone3_used), timings)
 
 

@@ -299,7 +299,8 @@ def _host_file(path: str) -> bytes | None:
 
 
 def rootfs_db(rootfs: Any) -> UserDB:
-    """The databases of a sandbox with the root ``rootfs`` (a ``RootFS``, or None: the host's).
+    """The databases of a sandbox with the root ``rootfs`` (a ``RootFS`` or ``RootSpec``, or None:
+    the host's).
 
     A host root (``RootFS.host()``) has the copy of the host's /etc it was
     made with; an image directory its own files, read inside it; a file or
@@ -313,14 +314,15 @@ def rootfs_db(rootfs: Any) -> UserDB:
 
 def _rootfs_files(rootfs: Any) -> FileDB:
     files: dict[str, bytes | None] = {}
-    directory = rootfs.directory
+    spec = getattr(rootfs, "spec", rootfs)     # a RootFS or its RootSpec
+    directory = spec.directory
     if directory is not None:
         where = f"the image {directory}"
         for name in ("passwd", "group"):
             files[name] = read_in_root(os.fsencode(directory), f"etc/{name}")
     else:
         where = "a copy of the host's"
-        etc = {name: (kind, payload) for name, kind, payload in rootfs._host_etc}
+        etc = {name: (kind, payload) for name, kind, payload in spec.host_etc}
         for name in ("passwd", "group"):
             kind, payload = etc.get(name, ("absent", b""))
             if kind == "file":
@@ -329,7 +331,7 @@ def _rootfs_files(rootfs: Any) -> FileDB:
                 files[name] = _host_file(os.path.realpath(f"/etc/{name}"))
             else:
                 files[name] = None
-    for m in rootfs._mounts:
+    for m in spec.mounts:
         target = getattr(m, "target", b"")
         source = getattr(m, "source", None)
         if target == b"etc":

@@ -7,10 +7,13 @@
         result = c.run(["make", "test"], timeout=60)
     print(result.returncode, result.peak_memory, result.oom_killed)
 
-Everything a container needs becomes one plan (``build_plan(ops=...)``) and
-one C call; nothing is mounted in the caller's namespace, so the container's
-mounts vanish with its last process.  The secure defaults: every namespace
-(user, pid, mnt, uts, ipc, net with only ``lo`` up, cgroup), the OCI default
+A ``Container`` is the lifecycle of one ``ContainerConfig`` (given, or made
+from the keyword options): it makes its cgroup, starts its first process
+(one plan, one C call: the root's ops from the plan cache, see ``_plans``),
+waits, runs others inside (``exec_into``), pauses, kills and removes.
+Nothing is mounted in the caller's namespace, so the container's mounts
+vanish with its last process.  The secure defaults: every namespace (user,
+pid, mnt, uts, ipc, net with only ``lo`` up, cgroup), the OCI default
 capability set (none for a non-root user), ``no_new_privs``, Docker's
 default seccomp profile (which also refuses TIOCSTI), a session of its own,
 a hostname of its own, bounded tmpfs sizes (see ``RootFS.host``), at most
@@ -20,8 +23,6 @@ spawning thread dies, and every fd that was not passed closed.
 
 from __future__ import annotations
 
-import enum
-import functools
 import itertools
 import os
 import signal
@@ -30,30 +31,36 @@ import threading
 import time
 import warnings
 
+from . import _plans
+from . import _validate as V
+from ._enter import exec_into
+from ._io import collect, stdio_for
+from ._ops import Chdir
+from ._plan import OpSeq
+from ._planner_root import RootContext, mounts_cgroupfs
 from ._record import asdict, dataclass
-from . import _plan as P
-from ._userdb import Identity, rootfs_db, resolve
+from ._resolve import Resolved, config_from_options, console_path, process_umask
+from .config import DEFAULT_HOSTNAME, DEFAULT_NAMESPACES, ContainerConfig, hostname_for
 from .errors import ConfigError, UnsupportedError
-from .idmap import IdMap
-from .process import DEVNULL, PIPE, STDOUT, Process, _max_output, spawn
-from .rootfs import _MA, RootFS, _Ctx, container_path, root_is_initramfs
-from .seccomp import OCI_DEFAULT_CAPS, SeccompProfile
+from .process import Process, launch
+from .rootfs import RootFS, container_path
+from .seccomp import OCI_DEFAULT_CAPS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping, Sequence
-    from typing import IO, Any, TypeAlias
+    from collections.abc import Iterable, Mapping, Sequence
+    from typing import IO, Any, Literal, TypeAlias
+
+    from .cgroup import Cgroup, CgroupStats, Limits
+    from .cgroup.pool import CgroupPool
+    from .idmap import IdMap
+    from .oci.convert import Conversion
+    from .process import NamespaceLike, StrPath
+    from .seccomp import SeccompProfile
 
 __all__ = ["Container", "Result", "DEFAULT_NAMESPACES", "OCI_DEFAULT_CAPS", "DEFAULT_HOSTNAME",
-           "DEFAULT_MAX_OUTPUT"]
+           "DEFAULT_MAX_OUTPUT", "hostname_for"]
 
-#: What a Container unshares by default.  ``time`` is left out: nothing needs it by default.
-DEFAULT_NAMESPACES = frozenset({"user", "pid", "mnt", "uts", "ipc", "net", "cgroup"})
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-MAX_ID_RANGE = 4294967295          # the whole uid space except (uid_t)-1
-#: The hostname of a container given no ``name``: fixed, so that every such
-#: container shares one spawn plan.
-DEFAULT_HOSTNAME = "isolate"
 #: What ``Container.run``/``exec`` keep of each captured stream by default:
 #: 32 MiB, far more than a log anyone reads or a judge compares, while a
 #: sandbox printing without end costs its caller at most twice that (both
@@ -116,124 +123,12 @@ class _NsRef:
         return self.fd
 
 
-#: Stage directory -> its real path, checked once per process: right after a
-#: container run the lookups cost ~100 us (cold caches), on every start.  The
-#: stage is only a mount point in the child's own mount namespace; should it
-#: vanish later, the child's mount fails with a MountError naming it.
-_STAGES: dict[bytes, bytes] = {}
-
-#: The default id map of a root caller: every id to itself (immutable, so shared).
-_IDENTITY_MAP = (IdMap(inside=0, outside=0, count=MAX_ID_RANGE),)
-
-
-#: A container's whole root plan, per RootFS op sequence and what the container
-#: adds (cwd, ...): (that sequence, the plan).  See ``Container._root_ops``.
-_ROOT_PLANS: dict[tuple[object, ...], tuple[P.OpSeq, P.OpSeq]] = {}
-
-
-@functools.lru_cache(maxsize=64)
-def _chdir_ops(cwd: bytes) -> P.OpSeq:
-    return P.OpSeq((P.Chdir(path_=cwd),))
-
-
-@functools.lru_cache(maxsize=16)
-def _default_seccomp(caps: frozenset[str]) -> bytes:
-    return SeccompProfile.default(caps).compile()
-
-
-def _without_defaults(options: dict[str, Any]) -> dict[str, Any]:
-    """``options`` less those that say what ``spawn`` does anyway (None, False, no join):
-    fewer values to key the spawn plan cache on.  (``groups=[]`` is not a default.)"""
-    return {k: v for k, v in options.items()
-            if v is not None and v is not False and not (k == "join" and not v)}
-
-
-def _process_umask() -> int:
-    """This process's umask, read without changing it (Linux 4.7+), else by setting it back."""
-    try:
-        with open("/proc/self/status", "rb") as f:
-            for line in f:
-                if line.startswith(b"Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _cap_names(value: Any) -> frozenset[str] | None:
-    """``"default"`` -> the OCI set, None -> keep all, iterable -> those (validated)."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        if value == "default":
-            return OCI_DEFAULT_CAPS
-        raise ConfigError(f"capabilities must be 'default', None or a list of names, got {value!r}")
-    out = set()
-    for c in value:
-        if not isinstance(c, str):
-            raise ConfigError(f"capabilities: {c!r} is not a capability name")
-        key = c.upper() if c.upper().startswith("CAP_") else "CAP_" + c.upper()
-        if key not in P.CAPABILITIES:
-            raise ConfigError(f"capabilities: unknown capability {c!r}")
-        out.add(key)
-    return frozenset(out)
-
-
-class _Auto(enum.Enum):
-    """The default of ``Container(hostname=...)``: from the name, or DEFAULT_HOSTNAME."""
-
-    HOSTNAME = "auto"
-
-
-def hostname_for(name: str) -> str:
-    """``name`` made a valid hostname: labels of ASCII letters, digits and '-' (any other
-    character becomes '-'), at most 63 bytes each and 64 in all (the kernel's limit);
-    ``DEFAULT_HOSTNAME`` when nothing is left."""
-    chars = "".join(c if (c.isascii() and c.isalnum()) or c in "-." else "-" for c in name)
-    labels = [part.strip("-")[:63].strip("-") for part in chars.split(".")]
-    host = ".".join(label for label in labels if label)[:64].rstrip(".-")
-    return host or DEFAULT_HOSTNAME
-
-
-def _timeout(value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ConfigError(f"timeout must be a non-negative number of seconds, got {value!r}")
-    return float(value)
-
-
-def _collect(proc: Process, timeout: float | None, input: bytes | None, max_output: int | None,
-             kill: Callable[[], None]) -> tuple[bytes | None, bytes | None, bool]:
-    """Wait for ``proc``, reading its pipes: (stdout, stderr, timed out).
-
-    On ``timeout``, ``kill()`` ends it and what it wrote until then is kept;
-    ``proc.truncated`` says whether output past ``max_output`` was discarded.
-    """
-    out = err = None
-    try:
-        if proc.stdout is not None or proc.stderr is not None or proc.stdin is not None:
-            out, err = proc.communicate(input, timeout, max_output=max_output)
-        else:
-            proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        kill()
-        proc.wait()
-        out, err = proc._drain()
-        return out, err, True
-    except BaseException:
-        kill()
-        proc.wait()
-        raise
-    return out, err, False
-
 
 class Container:
     """A container: created by ``start()``/``run()``, torn down by ``close()`` or ``with``.
 
-    Options (keyword-only; every one checked here, before anything exists):
+    Give a ``ContainerConfig`` (``Container(config, cgroup=...)``), or its
+    options as keywords (every one checked here, before anything exists):
     ``rootfs`` (a ``RootFS``; default ``RootFS.host()``; None keeps the
     host's tree), ``namespaces`` (default ``DEFAULT_NAMESPACES``), ``net``
     (``"none"``: own network namespace with ``lo``; ``"host"``: the host's;
@@ -280,31 +175,39 @@ class Container:
     supplementary groups are ``groups`` if given, else (without ``group``)
     those the container's /etc/group lists it in, as Docker does: never the
     caller's.  An unknown name raises ``ConfigError``.
+
+    ``join``, ``net`` (a namespace) and ``cgroup`` are live resources the
+    caller keeps open, given with a config or without one.  A ``RootFS``
+    given as ``rootfs`` may still be changed before a start: each start
+    builds the root it describes then.
     """
+
 
     def __init__(
         self,
+        config: ContainerConfig | None = None,
+        /,
         *,
-        rootfs: RootFS | None | str = "host",
+        rootfs: RootFS | None | Literal["host"] = "host",
         namespaces: Iterable[str] = DEFAULT_NAMESPACES,
-        join: Iterable[Any] = (),
-        net: Any = "none",
+        join: Iterable[NamespaceLike] = (),
+        net: Literal["none", "host"] | NamespaceLike = "none",
         uid_map: Sequence[IdMap] | None = None,
         gid_map: Sequence[IdMap] | None = None,
-        limits: Any = None,
-        cgroup: Any = None,
+        limits: Limits | None = None,
+        cgroup: Cgroup | CgroupPool | None = None,
         name: str | None = None,
-        hostname: str | None | _Auto = _Auto.HOSTNAME,
+        hostname: str | None = "auto",
         env: Mapping[str, str] | None = None,
         cwd: str = "/",
         user: int | str | None = None,
         group: int | str | None = None,
         groups: Sequence[int | str] | None = None,
-        capabilities: Iterable[str] | str | None = "default",
+        capabilities: Iterable[str] | Literal["default"] | None = "default",
         capability_sets: Mapping[str, Iterable[str]] | None = None,
         no_new_privs: bool = True,
-        seccomp: SeccompProfile | bytes | str | None = "default",
-        rlimits: Mapping[Any, Any] | None = None,
+        seccomp: SeccompProfile | bytes | Literal["default"] | None = "default",
+        rlimits: Mapping[str | int, int | tuple[int, int]] | None = None,
         umask: int | None = 0o022,
         die_with_parent: bool = True,
         pivot_root: bool | None = None,
@@ -313,139 +216,63 @@ class Container:
         new_session: bool = True,
     ) -> None:
         self._closed = True
-        ident: Identity | None = None     # None: root (uid 0, gid 0), no supplementary groups
-        if isinstance(rootfs, str):
-            if rootfs != "host":
-                raise ConfigError(f"rootfs must be a RootFS, 'host' or None, got {rootfs!r}")
-            if user in (None, 0, "0", "root"):
-                rootfs = RootFS.host(home="/root")
-            else:
-                rootfs = RootFS.host()
-                ident = resolve(rootfs_db(rootfs), user, group, groups)
-                if ident.uid == 0:
-                    rootfs = RootFS.host(home="/root")
-        elif rootfs is not None and not isinstance(rootfs, RootFS):
-            raise ConfigError(f"rootfs must be a RootFS, 'host' or None, got {rootfs!r}")
-        self.rootfs = rootfs
-        if ident is None and (user is not None or group is not None or groups is not None):
-            ident = resolve(rootfs_db(rootfs), user, group, groups)
-        self._identity = ident
-        if isinstance(namespaces, str):
-            raise ConfigError(f"namespaces must be a collection of names, got {namespaces!r}")
-        ns = set(namespaces)
-        for n in ns:
-            if n not in P.NSTYPES:
-                raise ConfigError(f"namespaces: unknown namespace {n!r}")
-        self._join = list(join)
-        if not isinstance(net, str) and getattr(net, "type", None) == "net" and hasattr(net, "fileno"):
-            self._join.append(net)     # e.g. a PooledNetns: joined instead of created
-        elif net not in ("none", "host"):
-            raise ConfigError(f"net must be 'none', 'host' or a network namespace, got {net!r}")
-        if net == "host":
-            ns.discard("net")
-        for item in self._join:
-            t = getattr(item, "type", None)
-            if t not in P.NSTYPES or not hasattr(item, "fileno"):
-                raise ConfigError(f"join: {item!r} is not an open namespace")
-            ns.discard(t)
-            if t == "mnt" and rootfs is not None:
-                raise ConfigError("join: a joined mount namespace cannot take a rootfs")
-            if "user" in ns and t not in ("user", "net"):
-                # The joined namespace belongs to another user namespace, in which a
-                # process born in a new user namespace holds no capability (setns: EPERM).
-                # A network namespace is entered by the parent before the clone, so it
-                # combines with a new user namespace (its lo must already be up).
-                raise ConfigError(f"join: joining a {t} namespace needs 'user' left out of namespaces")
-        if rootfs is not None and "mnt" not in ns:
-            raise ConfigError("a rootfs needs the 'mnt' namespace")
-        self.namespaces = frozenset(ns)
-        if "user" in ns and uid_map is None and os.geteuid() == 0:
-            uid_map = _IDENTITY_MAP
-        if "user" in ns and gid_map is None and os.geteuid() == 0:
-            gid_map = _IDENTITY_MAP
-        self._uid_map, self._gid_map = uid_map, gid_map
+        joined = list(join)
+        options = dict(rootfs=rootfs, namespaces=namespaces, uid_map=uid_map, gid_map=gid_map,
+                       limits=limits, name=name, hostname=hostname, env=env, cwd=cwd, user=user,
+                       group=group, groups=groups, capabilities=capabilities,
+                       capability_sets=capability_sets, no_new_privs=no_new_privs, seccomp=seccomp,
+                       rlimits=rlimits, umask=umask, die_with_parent=die_with_parent,
+                       pivot_root=pivot_root, stage=stage, make_cwd=make_cwd, new_session=new_session)
+        ident = None
+        resolved = False
+        if config is None:
+            config, root, ident = config_from_options(net=net, join=joined, **options)  # type: ignore[arg-type]
+            resolved = True
+        else:
+            if not isinstance(config, ContainerConfig):
+                raise ConfigError(f"config must be a ContainerConfig, got {config!r}")
+            given = sorted(k for k, v in options.items() if v is not _DEFAULTS[k] and v != _DEFAULTS[k])
+            if given:
+                raise ConfigError(f"give a ContainerConfig or its options, not both: {', '.join(given)}")
+            if not isinstance(net, str) and getattr(net, "type", None) == "net":
+                joined.append(net)
+            elif net != "none":
+                raise ConfigError(f"net must be a network namespace with a config (its net is "
+                                  f"{config.net!r}), got {net!r}")
+            root = RootFS.from_spec(config.root) if config.root is not None else None
+        limits = config.limits
         if limits is not None and cgroup is not None:
             raise ConfigError("give limits or cgroup, not both")
-        if limits is not None:
-            from .cgroup import Limits
-
-            if not isinstance(limits, Limits):
-                raise ConfigError(f"limits must be an isolate.cgroup.Limits, got {limits!r}")
-        self.limits = limits
-        self._pool = None
+        self._pool: CgroupPool | None = None
         if cgroup is not None and hasattr(cgroup, "take") and not hasattr(cgroup, "_spawn_target"):
             self._pool, cgroup = cgroup, None   # a CgroupPool: a fresh group at start
-        self._cgroup = cgroup
-        self._own_cgroup = False
-        self.name = name if name is not None else f"isolate-{os.getpid()}-{next(_counter)}"
-        if isinstance(hostname, _Auto):
-            # Not the default name, unique per container: the plan cache would never hit.
-            hostname = (None if "uts" not in self.namespaces else
-                        hostname_for(name) if name is not None else DEFAULT_HOSTNAME)
-        elif hostname is not None and not isinstance(hostname, str):
-            raise ConfigError(f"hostname must be a string or None, got {hostname!r}")
-        self.hostname = hostname
-        self.new_session = bool(new_session)
-        self.env = dict(env) if env is not None else None
-        if rootfs is None:
-            self.cwd = os.fsencode(cwd)
-        else:
-            self.cwd = b"." if cwd == "/" else container_path(cwd, "cwd")
-        self.user, self.group, self.groups = user, group, groups
-        if pivot_root is None:
-            pivot_root = not root_is_initramfs()
-        self.root_mode = "none" if rootfs is None else ("pivot_root" if pivot_root else "chroot")
-        self.capabilities = _cap_names(capabilities)
-        if self.root_mode == "chroot" and capabilities == "default":
-            # Under chroot the host tree still exists below the root, and chroot(2)
-            # itself is the way out (chroot a subdirectory, then '..' past the root).
-            assert self.capabilities is not None
-            self.capabilities = self.capabilities - {"CAP_SYS_CHROOT"}
         group_limits = limits if limits is not None else getattr(self._pool or cgroup, "limits", None)
-        if (capabilities == "default" and "user" not in self.namespaces
-                and getattr(group_limits, "devices", None) is None):
-            # Outside a user namespace a device node made with mknod opens the
-            # host's device (a disk, /dev/mem), and without device rules in its
-            # cgroup nothing stops it, as runc's device cgroup would.
-            assert self.capabilities is not None
-            self.capabilities = self.capabilities - {"CAP_MKNOD"}
-        self.no_new_privs = bool(no_new_privs)
-        self._seccomp_prog: bytes | None
-        if seccomp is None:
-            self._seccomp_prog = None
-        elif isinstance(seccomp, str):
-            if seccomp != "default":
-                raise ConfigError(f"seccomp must be 'default', a SeccompProfile, bytes or None, got {seccomp!r}")
-            caps = self.capabilities if self.capabilities is not None else frozenset(P.CAPABILITIES)
-            self._seccomp_prog = _default_seccomp(caps)
-        elif isinstance(seccomp, SeccompProfile):
-            self._seccomp_prog = seccomp.compile()
-        elif isinstance(seccomp, (bytes, bytearray)):
-            self._seccomp_prog = bytes(seccomp)
-        else:
-            raise ConfigError(f"seccomp must be 'default', a SeccompProfile, bytes or None, got {seccomp!r}")
-        self.capability_sets = capability_sets
-        # No process of the container can ever remount anything: without
-        # CAP_SYS_ADMIN in its bounding set (and in no user namespace, where
-        # the root would be its own), so a read-only root may be shared.
-        self._root_unmountable = (capability_sets is None and self.capabilities is not None
-                                  and "CAP_SYS_ADMIN" not in self.capabilities
-                                  and "user" not in self.namespaces and os.geteuid() == 0)
-        self.make_cwd = bool(make_cwd)
-        self.rlimits = rlimits
-        self.umask = umask
-        self.die_with_parent = bool(die_with_parent)
-        st = os.fsencode(stage)
-        real = _STAGES.get(st)
-        if real is None:
-            if rootfs is not None and not os.path.isdir(st):
-                raise ConfigError(f"stage must be an existing directory, got {stage!r}")
-            real = os.path.realpath(st)
-            if rootfs is not None:
-                if len(_STAGES) >= 64:
-                    _STAGES.clear()
-                _STAGES[st] = real
-        self._stage = real
+        r = Resolved(config, root, joined, group_limits, ident, resolved)
+        self._r = r
+        self.config = config
+        self.rootfs = root
+        self.namespaces = r.namespaces
+        self._join = r.join
+        self._uid_map, self._gid_map = r.uid_map, r.gid_map
+        self.limits = limits
+        self._cgroup: Cgroup | None = cgroup  # type: ignore[assignment]
+        self._own_cgroup = False
+        self.name = config.name if config.name is not None else f"isolate-{os.getpid()}-{next(_counter)}"
+        self.hostname = config.hostname
+        proc = config.process
+        self.new_session = bool(proc.new_session)
+        self.env = dict(proc.env) if proc.env is not None else None
+        self.cwd = r.cwd
+        self.user, self.group, self.groups = proc.user, proc.group, proc.groups
+        self.root_mode = r.root_mode
+        self.capabilities = r.capabilities
+        self.capability_sets = proc.capability_sets
+        self.no_new_privs = proc.no_new_privs
+        self.make_cwd = config.make_cwd
+        self.rlimits = proc.rlimits
+        self.umask = proc.umask
+        self.die_with_parent = proc.die_with_parent
+        self._stage = r.stage
         self.process: Process | None = None
         self._lock = threading.Lock()
         self._start_time = 0.0
@@ -454,7 +281,7 @@ class Container:
         self._ns_fds: dict[str, int] = {}
         #: ``from_bundle``: the bundle's process args, and the conversion holding its joined namespaces.
         self.args: tuple[str, ...] | None = None
-        self._conversion: Any = None
+        self._conversion: Conversion | None = None
         self._closed = False
 
     @classmethod
@@ -467,9 +294,14 @@ class Container:
         would not be applied; bad input raises ``ConfigError`` naming the
         JSON path (see ``isolate.oci.container_from_bundle``).
         """
-        from .oci.convert import container_from_bundle
+        from .oci.convert import convert_bundle
 
-        container, conv = container_from_bundle(path, strict=strict)
+        conv = convert_bundle(path, strict=strict)
+        try:
+            container = cls(conv.config, join=conv.join)
+        except BaseException:
+            conv.close()
+            raise
         container.args = conv.args
         container._conversion = conv
         return container
@@ -489,127 +321,39 @@ class Container:
         return self.process.pid if self.process is not None else None
 
     @property
-    def cgroup(self) -> Any:
+    def cgroup(self) -> Cgroup | None:
         """The container's cgroup, or None."""
         return self._cgroup
 
     # --- the plan ------------------------------------------------------------
 
-    def _env(self, env: Mapping[str, str] | None) -> dict[str, str]:
-        if env is not None:
-            return dict(env)
-        if self.env is not None:
-            return dict(self.env)
-        home = "/root" if self._identity is None or self._identity.uid == 0 else "/"
-        out = {"PATH": DEFAULT_PATH, "HOME": home}
-        if "TERM" in os.environ:
-            out["TERM"] = os.environ["TERM"]
-        return out
-
-    def _console(self, stdout: Stdio) -> bytes | None:
-        fd = 1 if stdout is None else (stdout if isinstance(stdout, int) else
-                                       (stdout.fileno() if hasattr(stdout, "fileno") else -1))
-        if not isinstance(fd, int) or fd < 0 or fd in (PIPE, DEVNULL, STDOUT):
-            return None
-        try:
-            return os.fsencode(os.ttyname(fd)) if os.isatty(fd) else None
-        except OSError:
-            return None
-
-    def _root_ops(self, cwd: bytes, stdout: Stdio) -> P.OpSeq:
+    def _root_ops(self, cwd: bytes, stdout: Stdio) -> tuple[OpSeq, tuple[object, ...]]:
+        """The ops of the container's root for a process in ``cwd`` (from the plan cache),
+        and what owns the fds they name."""
         if self.rootfs is None:
-            return _chdir_ops(cwd)
+            return OpSeq((Chdir(path_=cwd),)), ()
+        spec = self.rootfs.spec
         chroot = self.root_mode == "chroot"
         stage = self._stage
-        console = self._console(stdout)
-        direct = not chroot and self.rootfs._builds_in_place(stage, console)
+        console = console_path(stdout)
+        direct = not chroot and _plans.builds_in_place(spec, stage, console)
         if direct:
             new, old = stage, b"/"
         elif chroot:
             new, old = stage + b"/newroot", stage + b"/oldroot"
         else:
             new, old = b"/newroot", b"/oldroot"
-        ctx = _Ctx(new=new, old=old, stage=stage, chroot=chroot, userns="user" in self.namespaces,
-                   new_net="net" in self.namespaces, new_pid="pid" in self.namespaces,
-                   console=console, direct=direct, new_ipc="ipc" in self.namespaces,
-                   new_cgroupns="cgroup" in self.namespaces,
-                   # Only a cgroupfs mount shows the group's paths: without one, every
-                   # group (a pool hands out a new one per container) shares the plan.
-                   cgroup_paths=None if self._cgroup is None or not self.rootfs._mounts_cgroupfs()
-                   else tuple(sorted(self._cgroup.paths.items())),
-                   shared_root=self._root_unmountable and (not self.make_cwd or cwd == b"."))
-        base = self.rootfs._op_seq(ctx)
-        umask = None if self.umask is not None else _process_umask()
-        key = (id(base), ctx.new, chroot, cwd, self.make_cwd, self.rootfs.readonly, umask)
-        hit = _ROOT_PLANS.get(key)
-        if hit is not None and hit[0] is base:
-            return hit[1]
-        # The modes in the plan (0755 directories, 0644 /etc files, ...) are
-        # meant exactly: a caller's umask of 077 would otherwise make /etc
-        # unreadable to every user but root inside.
-        ops: list[P.Op] = [P.Umask(0)]
-        ops += base
-        if chroot:
-            ops += [P.Chdir(path_=ctx.new), P.Mount(b".", b"/", None, _MA.MS_MOVE), P.Chroot(b".")]
-        else:
-            ops.append(P.PivotRoot(new_root=ctx.new))
-        if self.rootfs._sys_after_switch(ctx):
-            ops += self.rootfs._sys_ops(b"/", b"/dev/null")
-        if self.make_cwd and cwd != b".":
-            # As runc: a working directory the image lacks is created (0755, by root).
-            parts = cwd.split(b"/")
-            for i, name in enumerate(parts):
-                ops.append(P.RootMkdir(root=b"/", parent=b"/" + b"/".join(parts[:i]), name=name))
-        if self.rootfs.readonly:
-            # Last, so that mount points could still be made on the root.
-            ops.append(P.MountSetattr(b"/", attr_set=_MA.MOUNT_ATTR_RDONLY, recursive=False))
-        if cwd != b".":
-            # (Entering the root, by pivot_root or chroot, ends in its "/".)
-            ops.append(P.RootChdir(b"/", cwd))
-        if umask is not None:
-            # No umask of our own: the process keeps the caller's (spawn sets none).
-            ops.append(P.Umask(umask))
-        seq = P.OpSeq(ops)
-        if len(_ROOT_PLANS) >= 64:
-            _ROOT_PLANS.pop(next(iter(_ROOT_PLANS)))
-        # The value holds ``base``, so its id in the key cannot be reused while cached.
-        _ROOT_PLANS[key] = (base, seq)
-        return seq
-
-    def _credentials(self, user: Any) -> dict[str, Any]:
-        """``spawn``'s user, group and groups: ``user`` (None: the container's) as the
-        container's /etc/passwd and /etc/group say (see ``isolate._userdb``)."""
-        ident = self._identity
-        if user is not None:
-            ident = resolve(rootfs_db(self.rootfs), user, self.group, self.groups)
-        # A caller without root in a new user namespace of its own ids cannot set groups
-        # (the kernel denies setgroups there, CVE-2014-8989), unless it asked for some.
-        settable = os.geteuid() == 0 or self.groups is not None or self._held_maps()
-        if ident is None:
-            return {"groups": () if settable else None}
-        return {"user": ident.uid, "group": ident.gid, "groups": ident.groups if settable else None}
-
-    def _held_maps(self) -> bool:
-        """Whether the id maps go through newuidmap/newgidmap (which allow setgroups)."""
-        if "user" not in self.namespaces:
-            return False
-        umaps, gmaps = self._uid_map, self._gid_map
-        return bool(umaps is not None and (len(umaps) > 1 or umaps[0].outside != os.geteuid())
-                    or gmaps is not None and (len(gmaps) > 1 or gmaps[0].outside != os.getegid()))
-
-    def _spawn_options(self, *, env: Mapping[str, str] | None, user: Any) -> dict[str, Any]:
-        opts = dict(
-            env=self._env(env),
-            **self._credentials(user),
-            capabilities=self.capabilities,
-            capability_sets=self.capability_sets,
-            no_new_privs=self.no_new_privs,
-            seccomp=self._seccomp_prog,
-            rlimits=self.rlimits,
-            umask=self.umask,
-            die_with_parent=self.die_with_parent,
-        )
-        return _without_defaults(opts)
+        ns = self.namespaces
+        ctx = RootContext(new=new, old=old, stage=stage, chroot=chroot, userns="user" in ns,
+                          new_net="net" in ns, new_pid="pid" in ns, console=console, direct=direct,
+                          new_ipc="ipc" in ns, new_cgroupns="cgroup" in ns,
+                          # Only a cgroupfs mount shows the group's paths: without one, every
+                          # group (a pool hands out a new one per container) shares the plan.
+                          cgroup_paths=None if self._cgroup is None or not mounts_cgroupfs(spec)
+                          else tuple(sorted(self._cgroup.paths.items())),
+                          shared_root=self._r.root_unmountable and (not self.make_cwd or cwd == b"."))
+        umask = None if self.umask is not None else process_umask()
+        return _plans.container_root(spec, ctx, cwd=cwd, make_cwd=self.make_cwd, umask=umask)
 
     def _ensure_cgroup(self) -> None:
         if self._cgroup is None and self._pool is not None:
@@ -621,9 +365,14 @@ class Container:
             self._cgroup = Cgroup.create(self.name, limits=self.limits)
             self._own_cgroup = True
 
+    def _cwd(self, cwd: str | None) -> bytes:
+        if cwd is None:
+            return self.cwd
+        return container_path(cwd, "cwd") if self.rootfs is not None else os.fsencode(cwd)
+
     # --- lifecycle -----------------------------------------------------------
 
-    def start(self, argv: Sequence[Any], *, env: Mapping[str, str] | None = None,
+    def start(self, argv: Sequence[StrPath] | None = None, *, env: Mapping[str, str] | None = None,
               cwd: str | None = None, stdin: Stdio = None, stdout: Stdio = None,
               stderr: Stdio = None, pass_fds: Sequence[int] | Mapping[int, int] = (),
               tty: bool = False, exec_gate: int | None = None, console_socket: int | None = None,
@@ -631,16 +380,17 @@ class Container:
               new_session: bool | None = None) -> Process:
         """Create the container and start ``argv`` as its first process; returns the ``Process``.
 
-        ``tty``: stdin is a terminal, made the controlling one in a new
-        session (it must not be another session's: open a pty for it).
-        Otherwise the process runs in a session of its own without a
-        controlling terminal (no TIOCSTI into the caller's), unless
-        ``new_session`` (default: the container's ``new_session``) is False.
-        ``exec_gate`` (for OCI create/start): an fd; the process is set up,
-        then waits before execve until a byte can be read from it.
-        ``console_socket``: a connected unix socket; the process gets a
-        terminal from the container's own /dev/ptmx (of ``console_size``,
-        rows and columns) as stdio, and its master is sent there (SCM_RIGHTS).
+        ``argv`` None: the config's ``process.args``.  ``tty``: stdin is a
+        terminal, made the controlling one in a new session (it must not be
+        another session's: open a pty for it).  Otherwise the process runs
+        in a session of its own without a controlling terminal (no TIOCSTI
+        into the caller's), unless ``new_session`` (default: the
+        container's ``new_session``) is False.  ``exec_gate`` (for OCI
+        create/start): an fd; the process is set up, then waits before
+        execve until a byte can be read from it.  ``console_socket``: a
+        connected unix socket; the process gets a terminal from the
+        container's own /dev/ptmx (of ``console_size``, rows and columns) as
+        stdio, and its master is sent there (SCM_RIGHTS).
 
         Raises ``ConfigError`` for bad input (nothing created), the failing
         step's ``SetupError`` (everything created so far is removed), or
@@ -651,33 +401,27 @@ class Container:
         with self._lock:
             if self.running:
                 raise RuntimeError(f"{self!r} is already running")
-            c = self.cwd if cwd is None else (container_path(cwd, "cwd") if self.rootfs is not None
-                                              else os.fsencode(cwd))
-            opts = self._spawn_options(env=env, user=None)
+            c = self._cwd(cwd)
+            spec = self._r.spec(self._argv(argv), env=env, tty=tty, new_session=new_session)
             created_cgroup = self._cgroup is None
             if self.rootfs is not None:
                 self.rootfs._prepare()
             try:
                 self._ensure_cgroup()
                 # After the cgroup exists: RootFS.cgroupfs() binds its directories.
-                ops: Sequence[P.Op] = self._root_ops(c, stdout)
+                ops, keep = self._root_ops(c, stdout)
+                console = None
                 if console_socket is not None:
                     rows, cols = console_size or (0, 0)
-                    ops = [*ops, P.Console(fd=console_socket, rows=rows, cols=cols,
-                                         bind_console=self.rootfs is not None and self.rootfs.dev)]
+                    console = (console_socket, (rows, cols, self.rootfs is not None and self.rootfs.spec.dev))
                 base = self._cgroup.stats() if self._cgroup is not None else None
                 self._oom_base = base.oom_kill if base is not None else 0
                 self._start_time = time.monotonic()
                 self._timed_out = False
-                opts.update(_without_defaults({
-                    "join": self._join, "uid_map": self._uid_map, "gid_map": self._gid_map,
-                    "hostname": self.hostname, "cgroup": self._cgroup, "tty": tty,
-                    "exec_gate": exec_gate}))
-                # The console op makes the session itself (setsid, then its terminal).
-                own = self.new_session if new_session is None else new_session
-                opts["new_session"] = own and console_socket is None
-                self.process = spawn(argv, namespaces=self.namespaces, ops=ops, stdin=stdin,
-                                     stdout=stdout, stderr=stderr, pass_fds=pass_fds, **opts)
+                self.process = launch(spec, self._r.isolation, stdin=stdin, stdout=stdout,
+                                      stderr=stderr, pass_fds=pass_fds,
+                                      join_fds=[j.fileno() for j in self._join], cgroup=self._cgroup,
+                                      extra=ops, keep=keep, exec_gate=exec_gate, console=console)
                 if self.rootfs is not None:
                     self.rootfs._started(self.process.pid)   # its overlay stays while it runs
             except BaseException:
@@ -687,6 +431,15 @@ class Container:
                     self._close_cgroup()
                 raise
         return self.process
+
+    def _argv(self, argv: Sequence[StrPath] | None) -> Sequence[StrPath]:
+        if argv is not None:
+            return argv
+        if self.config.process.args:
+            return self.config.process.args
+        if self.args:
+            return self.args
+        raise ConfigError("argv must not be empty (the config's process has no args)")
 
     def wait(self, timeout: float | None = None, *, input: bytes | None = None,
              max_output: int | None = DEFAULT_MAX_OUTPUT) -> Result:
@@ -699,12 +452,12 @@ class Container:
         namespace, the container ends with its first process; its other
         processes are killed.
         """
-        t = _timeout(timeout)
-        max_output = _max_output(max_output)
+        t = V.timeout(timeout)
+        max_output = V.max_output(max_output)
         proc = self.process
         if proc is None:
             raise RuntimeError(f"{self!r} was never started")
-        out, err, self._timed_out = _collect(proc, t, input, max_output, self.kill)
+        out, err, self._timed_out = collect(proc, t, input, max_output, self.kill)
         wall = time.monotonic() - self._start_time
         self._reap_tree()
         return self._result(proc, out, err, wall)
@@ -716,6 +469,7 @@ class Container:
         peak = int(ru.ru_maxrss) * 1024 if ru is not None else None
         oom = False
         if self._cgroup is not None:
+            st: CgroupStats | None
             try:
                 st = self._cgroup.stats()
             except Exception:      # a vanished cgroup only loses the figures
@@ -738,42 +492,44 @@ class Container:
             except Exception:
                 pass
 
-    def run(self, argv: Sequence[Any], *, timeout: float | None = None, input: bytes | None = None,
-            capture_output: bool = True, env: Mapping[str, str] | None = None,
-            cwd: str | None = None, stdin: Stdio = None, stdout: Stdio = None,
-            stderr: Stdio = None, pass_fds: Sequence[int] | Mapping[int, int] = (),
-            max_output: int | None = DEFAULT_MAX_OUTPUT) -> Result:
-        """Start ``argv`` in a fresh container and wait for it; returns a ``Result``.
+    def run(self, argv: Sequence[StrPath] | None = None, *, timeout: float | None = None,
+            input: bytes | None = None, capture_output: bool = True,
+            env: Mapping[str, str] | None = None, cwd: str | None = None, stdin: Stdio = None,
+            stdout: Stdio = None, stderr: Stdio = None,
+            pass_fds: Sequence[int] | Mapping[int, int] = (),
+            max_output: int | None = DEFAULT_MAX_OUTPUT, check: bool = False) -> Result:
+        """Start ``argv`` (None: the config's) in a fresh container and wait for it; returns a ``Result``.
 
+        Waits as ``isolate.run`` does (see ``isolate.process``): ``timeout``
+        in seconds, after which the container is killed, ``Result.timed_out``
+        is set and the output read until then is in the result;
         ``capture_output`` (default) collects stdout and stderr, at most
         ``max_output`` bytes of each (default ``DEFAULT_MAX_OUTPUT``; None:
         everything): the rest is read and thrown away, the process never
         blocks, and ``Result.truncated`` is set.  Pass ``capture_output``
-        False, or ``stdout``/``stderr``, to stream instead.  On ``timeout``
-        the container is killed, ``Result.timed_out`` is set, and the output
-        read until then is in the result.
+        False, or ``stdout``/``stderr``, to stream instead.  ``check``:
+        raise ``subprocess.CalledProcessError`` on a non-zero exit (as
+        ``isolate.run(check=True)``; not on a timeout, which the result says).
         """
-        t = _timeout(timeout)
-        max_output = _max_output(max_output)
-        if input is not None:
-            if stdin is not None:
-                raise ConfigError("stdin and input cannot both be given")
-            stdin = PIPE
-        if capture_output and stdout is None and stderr is None:
-            stdout = stderr = PIPE
+        t = V.timeout(timeout)
+        max_output = V.max_output(max_output)
+        stdin, stdout, stderr = stdio_for(input, capture_output, stdin, stdout, stderr, strict=False)
         self.start(argv, env=env, cwd=cwd, stdin=stdin, stdout=stdout, stderr=stderr,
                    pass_fds=pass_fds)
         try:
-            return self.wait(t, input=input, max_output=max_output)
+            result = self.wait(t, input=input, max_output=max_output)
         finally:
             self._release_process()
+        if check and not result.timed_out:
+            result.check_returncode()
+        return result
 
     def _release_process(self) -> None:
         if self.process is not None:
             self.process.close()
         self._close_ns_fds()
 
-    def exec(self, argv: Sequence[Any], *, timeout: float | None = None, input: bytes | None = None,
+    def exec(self, argv: Sequence[StrPath], *, timeout: float | None = None, input: bytes | None = None,
              capture_output: bool = True, env: Mapping[str, str] | None = None,
              cwd: str | None = None, user: int | str | None = None,
              max_output: int | None = DEFAULT_MAX_OUTPUT) -> Result:
@@ -782,34 +538,24 @@ class Container:
         The new process joins every namespace of the container (through
         /proc/<pid>/ns of its first process) and its cgroup, and gets the same
         capabilities, no_new_privs and seccomp filter, and a session of its
-        own (unless ``new_session=False``).  ``user`` (default: the
-        container's) is looked up in the container's /etc/passwd.  Output is
-        kept as by ``run()`` (``max_output``, ``Result.truncated``); on
-        ``timeout`` the process (and its process group) is killed.
+        own (unless ``new_session=False``), as ``exec_into`` sets up every
+        process entering a container.  ``user`` (default: the container's)
+        is looked up in the container's /etc/passwd.  Output is kept as by
+        ``run()`` (``max_output``, ``Result.truncated``); on ``timeout`` the
+        process (and its process group) is killed.
         """
-        t = _timeout(timeout)
-        max_output = _max_output(max_output)
+        t = V.timeout(timeout)
+        max_output = V.max_output(max_output)
         if not self.running:
             raise RuntimeError(f"{self!r} is not running")
         assert self.process is not None
-        c = self.cwd if cwd is None else (container_path(cwd, "cwd") if self.rootfs is not None
-                                          else os.fsencode(cwd))
+        c = self._cwd(cwd)
         join = self._join_refs()
-        opts = self._spawn_options(env=env, user=user)
-        root = b"/"
-        # Not dumpable until execve: processes already in the container must
-        # not ptrace or open /proc/<pid>/exe of a process that is still the
-        # runtime (the class of CVE-2019-5736).
-        ops: list[P.Op] = [P.SetDumpable(0),
-                           P.RootChdir(root, c) if self.rootfs is not None else P.Chdir(path_=c)]
-        stdio: dict[str, Any] = {}
-        if input is not None:
-            stdio["stdin"] = PIPE
-        if capture_output:
-            stdio["stdout"] = stdio["stderr"] = PIPE
+        spec = self._r.spec(argv, env=env, user=user)
+        stdin, stdout, stderr = stdio_for(input, capture_output, None, None, None, strict=False)
         start = time.monotonic()
-        proc = spawn(argv, join=join, cgroup=self._cgroup, ops=ops, new_session=self.new_session,
-                     **stdio, **opts)
+        proc = exec_into(spec, join=join, cgroup=self._cgroup, cwd=c, in_root=self.rootfs is not None,
+                         stdin=stdin, stdout=stdout, stderr=stderr)
 
         def kill() -> None:
             # Not kill_tree(): that would end the whole container (its cgroup).
@@ -821,7 +567,7 @@ class Container:
             proc.kill()
 
         with proc:
-            out, err, timed_out = _collect(proc, t, input, max_output, kill)
+            out, err, timed_out = collect(proc, t, input, max_output, kill)
         ru = proc.rusage
         return Result(args=list(argv), returncode=proc.returncode if proc.returncode is not None else -9,
                       stdout=out, stderr=err, wall_time=time.monotonic() - start,
@@ -932,3 +678,8 @@ class Container:
                 self.close()
             except Exception:
                 pass
+
+
+#: The keyword options' defaults (what a ``Container`` given a config must leave them at).
+_DEFAULTS: dict[str, object] = {k: v for k, v in (Container.__init__.__kwdefaults__ or {}).items()
+                                if k not in ("join", "net", "cgroup")}

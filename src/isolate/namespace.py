@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from typing import Any, final
 
     from ._owner import Record
+    from ._planner import ProcessPlan
 else:
     from ._record import final
 
@@ -420,11 +421,13 @@ class Namespace:
         program = [_tool("cat")] if type == "pid" else [_tool("true")]
         plan = None
         if type != "pid":
-            from .process import build_plan
+            from . import _plans
+            from ._planner import FdLayout
+            from .process import specs
 
             # Validates the maps before anything is made.
-            plan = build_plan(program, namespaces={type}, keep_fds=(0, 1, 2),
-                              uid_map=uid_map, gid_map=gid_map)
+            spec, iso, _ = specs(program, namespaces={type}, uid_map=uid_map, gid_map=gid_map)
+            plan = _plans.packed_process(spec, iso, FdLayout())
 
         from . import _owner
 
@@ -614,17 +617,25 @@ def _bind(source: str, tfd: int, target: str, binding: _Binding) -> None:
                  lambda: _umount(target, _MNT_DETACH | _UMOUNT_NOFOLLOW))
 
 
-def _spawn_and_bind(plan: P.Plan, type: str, tfd: int, target: str, binding: _Binding) -> None:
+def _spawn_and_bind(plan: tuple[ProcessPlan, P.PackedPlan], type: str, tfd: int, target: str,
+                    binding: _Binding) -> None:
     """Spawn ``plan`` (a child in a new ``type`` namespace) and bind its namespace while it waits."""
+    planned, packed = plan
 
     # A child cloned with CLONE_VM enters a new time namespace only at execve
     # (the vDSO is per address space); until then it is its time_for_children.
     entry = "time_for_children" if type == "time" else type
 
     def bind(pid: int) -> None:
+        if planned.held_maps is not None:
+            # Maps only newuidmap/newgidmap may write (see spawn).
+            from .process import _newidmap
+
+            _newidmap("newuidmap", pid, planned.held_maps[0])
+            _newidmap("newgidmap", pid, planned.held_maps[1])
         _bind(f"/proc/{pid}/ns/{entry}", tfd, target, binding)
 
-    spawned = _spawn.execute(plan, before_release=bind)
+    spawned = _spawn.execute(packed, before_release=bind)
     try:
         _, status = os.waitpid(spawned.pid, 0)
         code = os.waitstatus_to_exitcode(status)

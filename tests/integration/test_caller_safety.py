@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 import isolate
+from isolate import _ops as O
 from support import cgroup_leftovers
 
 pytestmark = [pytest.mark.root]
@@ -188,11 +189,11 @@ def test_the_callers_dumpability_never_changes_unprivileged(tmp_path: Path) -> N
     if subtrees and os.stat("/root").st_mode & 0o001 == 0:
         for i, d in enumerate(subtrees):
             (stage / str(i)).mkdir()
-            ops.append(P.Bind(d.encode(), str(stage / str(i)).encode()))
-        ops.append(P.Mount(b"tmpfs", b"/root", b"tmpfs", 0, b"mode=755"))
+            ops.append(O.Bind(d.encode(), str(stage / str(i)).encode()))
+        ops.append(O.Mount(b"tmpfs", b"/root", b"tmpfs", 0, b"mode=755"))
         for i, d in enumerate(subtrees):
-            ops.append(P.Mkdir(d.encode()))
-            ops.append(P.Bind(str(stage / str(i)).encode(), d.encode()))
+            ops.append(O.Mkdir(d.encode()))
+            ops.append(O.Bind(str(stage / str(i)).encode(), d.encode()))
     os.chmod(tmp_path, 0o755)
     r = isolate.run([sys.executable, "-c", DUMPABLE, "userns", "userns-pid", "userns", "userns-pid"],
                     namespaces={"mnt"}, ops=ops, cwd="/", user=NOBODY, group=NOBODY, groups=[],

@@ -113,7 +113,7 @@ def test_containers_from_a_pool_share_one_root_plan_unless_it_shows_the_group(cg
                 with isolate.Container(rootfs=rootfs, cgroup=pool) as c:
                     c._ensure_cgroup()
                     assert c.cgroup is not None
-                    seqs.append((c._root_ops(c.cwd, None), c.cgroup.name))
+                    seqs.append((c._root_ops(c.cwd, None)[0], c.cgroup.name))
                     if per_group:   # and it still shows its own group
                         r = c.run(["/bin/sh", "-c", "cat /sys/fs/cgroup/pids/pids.max"])
                         assert r.stdout == b"20\n", r   # LIMITS.pids_max

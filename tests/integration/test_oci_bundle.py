@@ -94,7 +94,7 @@ def test_container_from_bundle_runs_the_configs_process(tmp_path: Path) -> None:
     with isolate.Container.from_bundle(bundle) as c:
         assert c.args == ("sh", "-c", "echo $(hostname) $FOO; exit 3")
         result = c.run(list(c.args), timeout=60)
-        joined = c._conversion.options["join"]
+        joined = c._conversion.join
     assert (result.returncode, result.stdout) == (3, b"bundled from-config\n")
     assert all(ns.closed for ns in joined)          # the joined network namespace was released
     with pytest.raises(isolate.ConfigError, match="cannot read config.json"):

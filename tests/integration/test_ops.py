@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import isolate
+from isolate import _ops as O
 from isolate import _plan as P
 
 pytestmark = pytest.mark.root
@@ -35,7 +36,7 @@ def test_recursive_read_only_bind_covers_submounts(tmp_path: Path) -> None:
     out = sh(f"touch {dst}/a 2>&1 || echo ro-top; touch {dst}/sub/b 2>&1 || echo ro-sub; "
              f"grep ' {dst}/sub ' /proc/self/mountinfo | grep -c ' ro,'",
              namespaces={"mnt"},
-             ops=[P.Mount(b"tmpfs", b(sub), b"tmpfs"), P.Bind(b(src), b(dst), recursive=True, readonly=True)])
+             ops=[O.Mount(b"tmpfs", b(sub), b"tmpfs"), O.Bind(b(src), b(dst), recursive=True, readonly=True)])
     assert "ro-top" in out and "ro-sub" in out
     assert out.strip().endswith("1")
     assert not (src / "a").exists()
@@ -44,8 +45,8 @@ def test_recursive_read_only_bind_covers_submounts(tmp_path: Path) -> None:
 def test_mount_setattr_makes_a_tree_read_only(tmp_path: Path) -> None:
     out = sh(f"touch {tmp_path}/x 2>/dev/null && echo writable || echo read-only",
              namespaces={"mnt"},
-             ops=[P.Mount(b"tmpfs", b(tmp_path), b"tmpfs"),
-                  P.MountSetattr(b(tmp_path), attr_set=P.lib.MOUNT_ATTR_RDONLY)])
+             ops=[O.Mount(b"tmpfs", b(tmp_path), b"tmpfs"),
+                  O.MountSetattr(b(tmp_path), attr_set=P.lib.MOUNT_ATTR_RDONLY)])
     assert out.strip() == "read-only"
 
 
@@ -59,10 +60,10 @@ def test_mkdir_mknod_symlink_and_write_file(tmp_path: Path) -> None:
     d = tmp_path / "d"
     out = sh(f"stat -c '%F %a' {d}; stat -c %F {d}/fifo; readlink {d}/link; cat {d}/file; "
              f"stat -c %a {d}/file",
-             ops=[P.Mkdir(b(d), mode=0o750), P.Mkdir(b(d), exist_ok=True),
-                  P.Mknod(b(d / "fifo"), mode=P.lib.S_IFIFO | 0o600),
-                  P.Symlink(b"/target", b(d / "link")),
-                  P.WriteFile(b(d / "file"), b"contents\n", mode=0o640)],
+             ops=[O.Mkdir(b(d), mode=0o750), O.Mkdir(b(d), exist_ok=True),
+                  O.Mknod(b(d / "fifo"), mode=P.lib.S_IFIFO | 0o600),
+                  O.Symlink(b"/target", b(d / "link")),
+                  O.WriteFile(b(d / "file"), b"contents\n", mode=0o640)],
              umask=0)
     lines = out.split("\n")
     assert lines[0] == "directory 750"
@@ -83,11 +84,11 @@ def test_pivot_root_detaches_the_old_root(tmp_path: Path) -> None:
     root = tmp_path / "root"
     (root / "bin").mkdir(parents=True)
     bb = _busybox()
-    ops = [P.Mount(b"tmpfs", b(root), b"tmpfs"), P.Mkdir(b(root / "bin")),
-           P.Mknod(b(root / "bin/sh"), P.lib.S_IFREG | 0o755),
-           P.Bind(bb.encode(), b(root / "bin/sh")),
-           P.Mkdir(b(root / "proc")),
-           P.PivotRoot(b(root))]
+    ops = [O.Mount(b"tmpfs", b(root), b"tmpfs"), O.Mkdir(b(root / "bin")),
+           O.Mknod(b(root / "bin/sh"), P.lib.S_IFREG | 0o755),
+           O.Bind(bb.encode(), b(root / "bin/sh")),
+           O.Mkdir(b(root / "proc")),
+           O.PivotRoot(b(root))]
     r = isolate.run(["/bin/sh", "-c", "mount -t proc proc /proc; cat /proc/self/mountinfo; ls /; pwd"],
                     namespaces={"mnt", "pid"}, ops=ops, capture_output=True)
     assert r.returncode == 0, r.stderr
@@ -102,8 +103,8 @@ def test_chroot_changes_the_root(tmp_path: Path) -> None:
     (tmp_path / "bin").mkdir()
     (tmp_path / "marker").write_text("inside\n")
     bb = _busybox()
-    ops = [P.Mknod(b(tmp_path / "bin/sh"), P.lib.S_IFREG | 0o755), P.Bind(bb.encode(), b(tmp_path / "bin/sh")),
-           P.Chroot(b(tmp_path))]
+    ops = [O.Mknod(b(tmp_path / "bin/sh"), P.lib.S_IFREG | 0o755), O.Bind(bb.encode(), b(tmp_path / "bin/sh")),
+           O.Chroot(b(tmp_path))]
     r = isolate.run(["/bin/sh", "-c", "read x < /marker; echo $x"], namespaces={"mnt"}, ops=ops,
                     capture_output=True)
     assert r.stdout == b"inside\n"
@@ -154,7 +155,7 @@ def _deny_mkdir_filter() -> bytes:
 
 def test_seccomp_filter_is_loaded_last_and_enforced(tmp_path: Path) -> None:
     r = isolate.run(["mkdir", str(tmp_path / "x")], seccomp=_deny_mkdir_filter(), no_new_privs=True,
-                    capture_output=True, ops=[P.Mkdir(b(tmp_path / "made-before-filter"))])
+                    capture_output=True, ops=[O.Mkdir(b(tmp_path / "made-before-filter"))])
     assert r.returncode != 0 and b"Operation not permitted" in r.stderr
     assert (tmp_path / "made-before-filter").is_dir()
     assert not (tmp_path / "x").exists()

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import isolate
+from isolate import _ops as O
 from isolate._probe import parse_kernel_version, parse_status_seccomp
 from isolate._spawn import clone3_available
 
@@ -141,12 +142,12 @@ def _python_as_nobody(code: str) -> dict[str, object]:
     ops: list[P.Op] = []
     if subtrees and os.stat("/root").st_mode & 0o001 == 0:
         # /root is private to root: in a new mount namespace, show nobody only these.
-        ops.append(P.Mount(b"tmpfs", b"/mnt", b"tmpfs", 0, b"mode=755"))
+        ops.append(O.Mount(b"tmpfs", b"/mnt", b"tmpfs", 0, b"mode=755"))
         for i, d in enumerate(subtrees):
-            ops += [P.Mkdir(f"/mnt/{i}".encode()), P.Bind(d.encode(), f"/mnt/{i}".encode())]
-        ops.append(P.Mount(b"tmpfs", b"/root", b"tmpfs", 0, b"mode=755"))
+            ops += [O.Mkdir(f"/mnt/{i}".encode()), O.Bind(d.encode(), f"/mnt/{i}".encode())]
+        ops.append(O.Mount(b"tmpfs", b"/root", b"tmpfs", 0, b"mode=755"))
         for i, d in enumerate(subtrees):
-            ops += [P.Mkdir(d.encode()), P.Bind(f"/mnt/{i}".encode(), d.encode())]
+            ops += [O.Mkdir(d.encode()), O.Bind(f"/mnt/{i}".encode(), d.encode())]
     r = isolate.run([sys.executable, "-c", code], namespaces={"mnt"}, ops=ops, cwd="/",
                     user=NOBODY, group=NOBODY, groups=[], capture_output=True, timeout=120,
                     env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin",

@@ -12,6 +12,7 @@ import time
 import pytest
 
 import isolate
+from isolate import _ops as O
 from isolate import IdMap
 
 pytestmark = pytest.mark.root
@@ -50,7 +51,7 @@ def test_new_net_namespace_has_only_loopback_up() -> None:
     ifaces = [line.split(":")[0].strip() for line in out.splitlines()[2:]]
     assert ifaces == ["lo"]
     flags = sh("cat /sys/class/net/lo/flags", namespaces={"net", "mnt"},
-               ops=[isolate._plan.Mount(b"sysfs", b"/sys", b"sysfs")])
+               ops=[O.Mount(b"sysfs", b"/sys", b"sysfs")])
     assert int(flags, 16) & 0x1  # IFF_UP
 
 
@@ -246,12 +247,13 @@ def test_cgroup_namespace_shows_root() -> None:
 
 def test_legacy_clone_fallback_works() -> None:
     from isolate import _plan as P
+    from isolate._record import replace
     from isolate._spawn import execute
     from isolate.process import build_plan
 
     plan = build_plan(["/bin/sh", "-c", "exit $$"], namespaces={"pid", "uts"})
-    plan.flags |= P.PLAN_LEGACY_CLONE
-    s = execute(plan)
+    plan = replace(plan, flags=plan.flags | P.PLAN_LEGACY_CLONE)
+    s = execute(plan.pack())
     assert not s.clone3
     _, status = os.waitpid(s.pid, 0)
     os.close(s.pidfd)
@@ -270,8 +272,8 @@ def test_a_forked_child_is_the_callers_own_and_the_child_program_is_reaped() -> 
     try:
         with isolate.Namespace.of(holder.pid, "pid") as pidns:
             plan = build_plan(["/bin/sh", "-c", "exit $$"], join=[pidns], namespaces={"mnt"})
-            assert plan.flags & P.PLAN_FORK and type(plan.ops[0]) is P.Fork
-            s = execute(plan)
+            assert plan.flags & P.PLAN_FORK and type(plan.ops[0]) is O.Fork
+            s = execute(plan.pack())
         _, status = os.waitpid(s.pid, 0)
         os.close(s.pidfd)
         assert os.waitstatus_to_exitcode(status) == 2     # pid 2: the holder is pid 1 there

@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 
 import isolate
+from isolate import _ops as O
 from isolate import _plan as P
 from isolate import errors
+from isolate._record import replace
 
 pytestmark = pytest.mark.root
 
@@ -37,53 +39,53 @@ class FileAsNamespace:
 
 # (id, spawn options, expected exception, expected errno, the failing op's class)
 CASES = [
-    ("unshare", dict(ops=[P.Unshare(flags=0x1)]), errors.NamespaceError, errno.EINVAL, P.Unshare),
-    ("mount", dict(namespaces={"mnt"}, ops=[P.Mount(b"proc", NOPE, b"proc")]), errors.MountError,
-     errno.ENOENT, P.Mount),
-    ("bind", dict(namespaces={"mnt"}, ops=[P.Bind(NOPE, b"/tmp")]), errors.MountError,
-     errno.ENOENT, P.Bind),
-    ("mount_setattr", dict(namespaces={"mnt"}, ops=[P.MountSetattr(NOPE, attr_set=1)]),
-     errors.MountError, errno.ENOENT, P.MountSetattr),
-    ("mkdir", dict(ops=[P.Mkdir(NOPE)]), errors.MountError, errno.ENOENT, P.Mkdir),
-    ("mknod", dict(ops=[P.Mknod(NOPE, mode=P.lib.S_IFIFO | 0o600)]), errors.MountError,
-     errno.ENOENT, P.Mknod),
-    ("symlink", dict(ops=[P.Symlink(b"/", NOPE)]), errors.MountError, errno.ENOENT, P.Symlink),
-    ("write_file", dict(ops=[P.WriteFile(NOPE, b"x")]), errors.MountError, errno.ENOENT, P.WriteFile),
-    ("pivot_root", dict(namespaces={"mnt"}, ops=[P.PivotRoot(NOPE)]), errors.MountError,
-     errno.ENOENT, P.PivotRoot),
-    ("chroot", dict(ops=[P.Chroot(NOPE)]), errors.MountError, errno.ENOENT, P.Chroot),
-    ("sethostname", dict(namespaces={"uts"}, ops=[P.SetHostname(b"x" * 100)]),
-     errors.NamespaceError, errno.EINVAL, P.SetHostname),
-    ("setdomainname", dict(namespaces={"uts"}, ops=[P.SetDomainname(b"x" * 100)]),
-     errors.NamespaceError, errno.EINVAL, P.SetDomainname),
-    ("chdir", dict(cwd=NOPE), errors.MountError, errno.ENOENT, P.Chdir),
-    ("setrlimit", dict(ops=[P.SetRlimit(7, 10, 5)]), errors.IdentityError, errno.EINVAL, P.SetRlimit),
-    ("setsid", dict(ops=[P.SetPgid(), P.SetSid()]), errors.IdentityError, errno.EPERM, P.SetSid),
-    ("setpgid", dict(ops=[P.SetSid(), P.SetPgid()]), errors.IdentityError, errno.EPERM, P.SetPgid),
-    ("setctty", dict(stdin=isolate.DEVNULL, ops=[P.SetCtty(fd=0)]), errors.IdentityError,
-     errno.ENOTTY, P.SetCtty),
-    ("fdmap", dict(ops=[P.FdMap(((1000, 5),))]), errors.IdentityError, errno.EBADF, P.FdMap),
-    ("setgroups", dict(namespaces={"user"}, ops=[P.SetGroups((99999,))]), errors.IdentityError,
-     errno.EINVAL, P.SetGroups),
-    ("setresgid", dict(ops=[P.SetResUid(65534, 65534, 65534), P.SetResGid(4321, 4321, 4321)]),
-     errors.IdentityError, errno.EPERM, P.SetResGid),
-    ("setresuid", dict(ops=[P.SetResUid(65534, 65534, 65534), P.SetResUid(0, 0, 0)]),
-     errors.IdentityError, errno.EPERM, P.SetResUid),
-    ("keepcaps", dict(ops=[P.KeepCaps(2)]), errors.IdentityError, errno.EINVAL, P.KeepCaps),
-    ("cap_bound", dict(ops=[P.SetResUid(65534, 65534, 65534), P.CapBound(drop=1, last_cap=40)]),
-     errors.IdentityError, errno.EPERM, P.CapBound),
-    ("capset", dict(ops=[P.SetResUid(65534, 65534, 65534), P.CapSet(1, 1, 0)]),
-     errors.IdentityError, errno.EPERM, P.CapSet),
-    ("cap_ambient", dict(ops=[P.CapAmbient(raise_=1 << 21, last_cap=40)]), errors.IdentityError,
-     errno.EPERM, P.CapAmbient),
-    ("pdeathsig", dict(ops=[P.PdeathSig(1000)]), errors.IdentityError, errno.EINVAL, P.PdeathSig),
+    ("unshare", dict(ops=[O.Unshare(flags=0x1)]), errors.NamespaceError, errno.EINVAL, O.Unshare),
+    ("mount", dict(namespaces={"mnt"}, ops=[O.Mount(b"proc", NOPE, b"proc")]), errors.MountError,
+     errno.ENOENT, O.Mount),
+    ("bind", dict(namespaces={"mnt"}, ops=[O.Bind(NOPE, b"/tmp")]), errors.MountError,
+     errno.ENOENT, O.Bind),
+    ("mount_setattr", dict(namespaces={"mnt"}, ops=[O.MountSetattr(NOPE, attr_set=1)]),
+     errors.MountError, errno.ENOENT, O.MountSetattr),
+    ("mkdir", dict(ops=[O.Mkdir(NOPE)]), errors.MountError, errno.ENOENT, O.Mkdir),
+    ("mknod", dict(ops=[O.Mknod(NOPE, mode=P.lib.S_IFIFO | 0o600)]), errors.MountError,
+     errno.ENOENT, O.Mknod),
+    ("symlink", dict(ops=[O.Symlink(b"/", NOPE)]), errors.MountError, errno.ENOENT, O.Symlink),
+    ("write_file", dict(ops=[O.WriteFile(NOPE, b"x")]), errors.MountError, errno.ENOENT, O.WriteFile),
+    ("pivot_root", dict(namespaces={"mnt"}, ops=[O.PivotRoot(NOPE)]), errors.MountError,
+     errno.ENOENT, O.PivotRoot),
+    ("chroot", dict(ops=[O.Chroot(NOPE)]), errors.MountError, errno.ENOENT, O.Chroot),
+    ("sethostname", dict(namespaces={"uts"}, ops=[O.SetHostname(b"x" * 100)]),
+     errors.NamespaceError, errno.EINVAL, O.SetHostname),
+    ("setdomainname", dict(namespaces={"uts"}, ops=[O.SetDomainname(b"x" * 100)]),
+     errors.NamespaceError, errno.EINVAL, O.SetDomainname),
+    ("chdir", dict(cwd=NOPE), errors.MountError, errno.ENOENT, O.Chdir),
+    ("setrlimit", dict(ops=[O.SetRlimit(7, 10, 5)]), errors.IdentityError, errno.EINVAL, O.SetRlimit),
+    ("setsid", dict(ops=[O.SetPgid(), O.SetSid()]), errors.IdentityError, errno.EPERM, O.SetSid),
+    ("setpgid", dict(ops=[O.SetSid(), O.SetPgid()]), errors.IdentityError, errno.EPERM, O.SetPgid),
+    ("setctty", dict(stdin=isolate.DEVNULL, ops=[O.SetCtty(fd=0)]), errors.IdentityError,
+     errno.ENOTTY, O.SetCtty),
+    ("fdmap", dict(ops=[O.FdMap(((1000, 5),))]), errors.IdentityError, errno.EBADF, O.FdMap),
+    ("setgroups", dict(namespaces={"user"}, ops=[O.SetGroups((99999,))]), errors.IdentityError,
+     errno.EINVAL, O.SetGroups),
+    ("setresgid", dict(ops=[O.SetResUid(65534, 65534, 65534), O.SetResGid(4321, 4321, 4321)]),
+     errors.IdentityError, errno.EPERM, O.SetResGid),
+    ("setresuid", dict(ops=[O.SetResUid(65534, 65534, 65534), O.SetResUid(0, 0, 0)]),
+     errors.IdentityError, errno.EPERM, O.SetResUid),
+    ("keepcaps", dict(ops=[O.KeepCaps(2)]), errors.IdentityError, errno.EINVAL, O.KeepCaps),
+    ("cap_bound", dict(ops=[O.SetResUid(65534, 65534, 65534), O.CapBound(drop=1, last_cap=40)]),
+     errors.IdentityError, errno.EPERM, O.CapBound),
+    ("capset", dict(ops=[O.SetResUid(65534, 65534, 65534), O.CapSet(1, 1, 0)]),
+     errors.IdentityError, errno.EPERM, O.CapSet),
+    ("cap_ambient", dict(ops=[O.CapAmbient(raise_=1 << 21, last_cap=40)]), errors.IdentityError,
+     errno.EPERM, O.CapAmbient),
+    ("pdeathsig", dict(ops=[O.PdeathSig(1000)]), errors.IdentityError, errno.EINVAL, O.PdeathSig),
     ("seccomp", dict(no_new_privs=True, seccomp=b"\xff" * 8), errors.IdentityError, errno.EINVAL,
-     P.Seccomp),
-    ("loopback", dict(namespaces={"user"}, ops=[P.LoopbackUp()]), errors.NamespaceError,
-     errno.EPERM, P.LoopbackUp),
-    ("execve", dict(executable=NOPE), errors.ExecError, errno.ENOENT, P.Exec),
+     O.Seccomp),
+    ("loopback", dict(namespaces={"user"}, ops=[O.LoopbackUp()]), errors.NamespaceError,
+     errno.EPERM, O.LoopbackUp),
+    ("execve", dict(executable=NOPE), errors.ExecError, errno.ENOENT, O.Exec),
     # No namespace is on its way (the plan does not make one late): nothing to receive it from.
-    ("netns_join", dict(ops=[P.NetnsJoin()]), errors.NamespaceError, errno.EBADF, P.NetnsJoin),
+    ("netns_join", dict(ops=[O.NetnsJoin()]), errors.NamespaceError, errno.EBADF, O.NetnsJoin),
 ]
 
 
@@ -145,7 +147,7 @@ def test_a_joined_pid_namespace_that_is_not_one_fails_at_the_fork() -> None:
 
 def _late_netns_plan() -> P.Plan:
     plan = isolate.process.build_plan(["/bin/true"], namespaces={"mnt", "net"},
-                                      ops=[P.Mount(b"tmpfs", b"/tmp", b"tmpfs")] * 4)
+                                      ops=[O.Mount(b"tmpfs", b"/tmp", b"tmpfs")] * 4)
     assert plan.flags & P.PLAN_NETNS_LATE
     return plan
 
@@ -154,9 +156,9 @@ def test_a_late_network_namespace_plan_never_execs_without_entering_it() -> None
     # The namespace is not made at clone: a plan that lost its join must not run the
     # program in the caller's network namespace.
     plan = _late_netns_plan()
-    plan.ops = [op for op in plan.ops if type(op) is not P.NetnsJoin]
+    plan = replace(plan, ops=[op for op in plan.ops if type(op) is not O.NetnsJoin])
     with pytest.raises(errors.ExecError) as info:
-        isolate._spawn.execute(plan)
+        isolate._spawn.execute(plan.pack())
     assert info.value.errno == errno.EINVAL and info.value.op.startswith("execve")
 
 
@@ -166,11 +168,11 @@ def test_a_network_namespace_the_parent_cannot_make_fails_at_the_join(tmp_path: 
     script = tmp_path / "limit.py"
     script.write_text(
         "import isolate\n"
-        "from isolate import _plan as P\n"
+        "from isolate import _ops as O\n"
         "open('/proc/sys/user/max_net_namespaces', 'w').write('0')\n"
         "try:\n"
         "    isolate.run(['/bin/true'], namespaces={'mnt', 'net'},\n"
-        "                ops=[P.Mount(b'tmpfs', b'/tmp', b'tmpfs')] * 4)\n"
+        "                ops=[O.Mount(b'tmpfs', b'/tmp', b'tmpfs')] * 4)\n"
         "except isolate.errors.NamespaceError as e:\n"
         "    print(e.errno, e.op)\n")
     r = subprocess.run(["unshare", "--user", "--map-root-user", sys.executable, str(script)],
@@ -183,7 +185,7 @@ def test_a_held_late_network_namespace_plan_makes_it_after_the_release() -> None
     # A held child (before_release) gets its namespace thread only once released.
     plan = _late_netns_plan()
     seen: list[int] = []
-    s = isolate._spawn.execute(plan, before_release=seen.append)
+    s = isolate._spawn.execute(plan.pack(), before_release=seen.append)
     try:
         _, status = os.waitpid(s.pid, 0)
     finally:
@@ -197,9 +199,9 @@ def test_a_caller_without_proc_still_gets_a_late_network_namespace(tmp_path: Pat
     script = tmp_path / "noproc.py"
     script.write_text(
         "import isolate\n"
-        "from isolate import _plan as P\n"
+        "from isolate import _ops as O\n"
         "r = isolate.run(['ip', '-o', 'link'], namespaces={'mnt', 'net'}, capture_output=True,\n"
-        "                ops=[P.Mount(b'tmpfs', b'/tmp', b'tmpfs')] * 4)\n"
+        "                ops=[O.Mount(b'tmpfs', b'/tmp', b'tmpfs')] * 4)\n"
         "print(r.returncode, r.stdout.decode().strip())\n")
     r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
                         f"umount -l /proc && {sys.executable} {script}"],
@@ -212,9 +214,9 @@ def test_a_caller_without_proc_still_gets_a_late_network_namespace(tmp_path: Pat
 
 def test_execveat_on_a_bad_fd() -> None:
     plan = isolate.process.build_plan(["/bin/true"])
-    plan.ops[-1] = P.ExecAt(fd=1000)
+    plan = replace(plan, ops=(*plan.ops[:-1], O.ExecAt(fd=1000)))
     with pytest.raises(errors.ExecError) as info:
-        isolate._spawn.execute(plan)
+        isolate._spawn.execute(plan.pack())
     assert info.value.errno == errno.EBADF
 
 
@@ -222,8 +224,8 @@ def test_execveat_runs_a_program_from_an_fd() -> None:
     fd = os.open("/bin/sh", os.O_RDONLY | os.O_CLOEXEC)
     try:
         plan = isolate.process.build_plan(["sh", "-c", "exit 5"], keep_fds=[0, 1, 2])
-        plan.ops[-1] = P.ExecAt(fd=fd)
-        s = isolate._spawn.execute(plan)
+        plan = replace(plan, ops=(*plan.ops[:-1], O.ExecAt(fd=fd)))
+        s = isolate._spawn.execute(plan.pack())
         _, status = os.waitpid(s.pid, 0)
         os.close(s.pidfd)
         assert os.waitstatus_to_exitcode(status) == 5
@@ -243,9 +245,9 @@ def test_parent_side_map_failure_is_a_spawn_error_and_kills_the_child() -> None:
     # A gid_map the kernel refuses (two lines mapping the same outside id are
     # caught in Python, so use an id above the kernel's range via a raw plan).
     plan = isolate.process.build_plan(["/bin/true"], namespaces={"user"})
-    plan.gid_map = b"0 4294967295 1\n"
+    plan = replace(plan, gid_map=b"0 4294967295 1\n")
     with pytest.raises(errors.SpawnError) as info:
-        isolate._spawn.execute(plan)
+        isolate._spawn.execute(plan.pack())
     assert info.value.stage == "gid_map"
     assert info.value.errno == errno.EINVAL
 
@@ -298,6 +300,6 @@ def test_spawn_releases_the_gil_while_waiting_for_exec() -> None:
 
         t = threading.Thread(target=reader)
         t.start()
-        isolate.run(["/bin/true"], ops=[P.WriteFile(fifo.encode(), b"hello", oflags=0)])
+        isolate.run(["/bin/true"], ops=[O.WriteFile(fifo.encode(), b"hello", oflags=0)])
         t.join(timeout=30)
         assert got == [b"hello"]

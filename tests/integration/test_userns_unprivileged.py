@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import isolate
+from isolate import _ops as O
 from isolate import _plan as P
 
 pytestmark = [pytest.mark.root, pytest.mark.userns]
@@ -66,16 +67,16 @@ def test_unprivileged_single_and_multi_range_maps(tmp_path: Path) -> None:
         # /root is private to root: show nobody only what this Python needs, in this namespace.
         for i, d in enumerate(subtrees):
             (stage / str(i)).mkdir()
-            ops.append(P.Bind(d.encode(), str(stage / str(i)).encode()))
-        ops.append(P.Mount(b"tmpfs", b"/root", b"tmpfs", 0, b"mode=755"))
+            ops.append(O.Bind(d.encode(), str(stage / str(i)).encode()))
+        ops.append(O.Mount(b"tmpfs", b"/root", b"tmpfs", 0, b"mode=755"))
         for i, d in enumerate(subtrees):
-            ops.append(P.Mkdir(d.encode()))
-            ops.append(P.Bind(str(stage / str(i)).encode(), d.encode()))
+            ops.append(O.Mkdir(d.encode()))
+            ops.append(O.Bind(str(stage / str(i)).encode(), d.encode()))
     for name in ("subuid", "subgid"):
         target = f"/etc/{name}"
         if not os.path.exists(target):
             pytest.skip(f"{target} does not exist to bind over")
-        ops.append(P.Bind(str(tmp_path / name).encode(), target.encode()))
+        ops.append(O.Bind(str(tmp_path / name).encode(), target.encode()))
     os.chmod(tmp_path, 0o755)
     r = isolate.run([sys.executable, "-c", CHILD], namespaces={"mnt"}, ops=ops, cwd="/",
                     user=NOBODY, group=NOBODY, groups=[], capture_output=True,

@@ -427,13 +427,13 @@ def test_run_with_process_cwd_through_proc_self_fd_stays_in_the_container(
     _judge(tool, "run with process.cwd /proc/self/fd/N", escape, outcomes, comparison)
 
 
-# The CLI with isolate.spawn wrapped: before each spawn, every fd this process has open,
+# The CLI with isolate.process.launch wrapped: before each spawn, every fd this process has open,
 # with its close-on-exec flag and target, is appended to $FD_AUDIT as one JSON line.
 FD_AUDIT = r"""
 import json, os, sys
-import isolate.container, isolate.process
+import isolate._enter, isolate.container, isolate.process
 
-real = isolate.process.spawn
+real = isolate.process.launch
 
 def audit(*args, **kwargs):
     fds = {}
@@ -446,10 +446,11 @@ def audit(*args, **kwargs):
             continue        # the listing's own fd
         fds[name] = {"cloexec": bool(flags & os.O_CLOEXEC), "target": target}
     with open(os.environ["FD_AUDIT"], "a") as f:
-        f.write(json.dumps({"argv": [str(a) for a in args[0]], "fds": fds}) + "\n")
+        f.write(json.dumps({"argv": [str(a) for a in args[0].args], "fds": fds}) + "\n")
     return real(*args, **kwargs)
 
-isolate.process.spawn = isolate.container.spawn = audit
+# launch(): where every process starts (spawn, Container, exec_into).
+isolate.process.launch = isolate.container.launch = isolate._enter.launch = audit
 from isolate.cli.oci import main
 sys.exit(main(sys.argv[1:]))
 """

@@ -14,12 +14,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import isolate
-from isolate import _plan as P
-from isolate.rootfs import RootFS, _Ctx
+from isolate import _ops as O
+from isolate._planner_root import RootContext
+from isolate.rootfs import RootFS
 
 
-def ctx() -> _Ctx:
-    return _Ctx(new=b"/newroot", old=b"/oldroot", stage=b"/tmp", chroot=False, userns=True,
+def ctx() -> RootContext:
+    return RootContext(new=b"/newroot", old=b"/oldroot", stage=b"/tmp", chroot=False, userns=True,
                 new_net=True, new_pid=True, console=None)
 
 
@@ -27,8 +28,8 @@ def tmpfs_sizes(rootfs: RootFS) -> dict[bytes, str | None]:
     """Every tmpfs the root mounts: target -> its size option (None: none)."""
     out = {}
     for op in rootfs._ops(ctx()):
-        if isinstance(op, P.RootMount) and op.fstype == b"tmpfs" or (
-                isinstance(op, P.RootMount) and op.source == b"shm"):
+        if isinstance(op, O.RootMount) and op.fstype == b"tmpfs" or (
+                isinstance(op, O.RootMount) and op.source == b"shm"):
             out[op.target] = dict(op.options).get("size")
     return out
 
@@ -53,7 +54,7 @@ def test_tmpfs_sizes_can_be_changed_or_lifted() -> None:
 
 def test_the_overlay_upper_tmpfs_is_bounded() -> None:
     def upper_size(r: RootFS) -> str | None:
-        (op,) = [op for op in r._ops(ctx()) if isinstance(op, P.RootMount) and op.target == b"/ovl"]
+        (op,) = [op for op in r._ops(ctx()) if isinstance(op, O.RootMount) and op.target == b"/ovl"]
         return dict(op.options).get("size")
 
     assert upper_size(RootFS.host().overlay()) == "1g"
@@ -81,7 +82,7 @@ def test_bad_max_output_is_refused_before_anything_runs(value: object) -> None:
 
 
 def test_capture_keeps_the_first_bytes_and_says_it_truncated() -> None:
-    from isolate.process import _Capture
+    from isolate._io import _Capture
 
     cap = _Capture(10)
     for chunk in (b"0123", b"4567", b"89ab", b"cd"):
@@ -216,7 +217,7 @@ def test_ids_given_in_full_read_no_database(tmp_path: Path) -> None:
     ident = resolve(db, 1000, 1000, [5])
     assert (ident.uid, ident.gid, ident.groups, ident.home) == (1000, 1000, (5,), None)
     with isolate.Container(rootfs=RootFS.from_directory(root), user=0, group=0, groups=[]) as c:
-        assert c._credentials(None) == {"user": 0, "group": 0, "groups": ()}
+        assert c._r._credentials(None) == {"user": 0, "group": 0, "groups": ()}
     with pytest.raises(isolate.ConfigError, match="not a regular file"):
         resolve(db, 1000)
 
@@ -225,15 +226,15 @@ def test_container_user_names_are_the_sandboxs(tmp_path: Path) -> None:
     root = image(tmp_path, "root:x:0:0::/root:/bin/sh\nnobody:x:4000:4001::/:/bin/sh\n",
                  "root:x:0:\nextra:x:4002:nobody\n")
     with isolate.Container(rootfs=RootFS.from_directory(root), user="nobody") as c:
-        assert c._credentials(None) == {"user": 4000, "group": 4001, "groups": (4002,)}
-        assert c._credentials(0) == {"user": 0, "group": 0, "groups": ()}
+        assert c._r._credentials(None) == {"user": 4000, "group": 4001, "groups": (4002,)}
+        assert c._r._credentials(0) == {"user": 0, "group": 0, "groups": ()}
     with pytest.raises(isolate.ConfigError, match="no such user 'daemon'"):
         isolate.Container(rootfs=RootFS.from_directory(root), user="daemon")
     # A host root has the host's copy; no user: root with no supplementary groups.
     with isolate.Container(user="nobody") as c:
-        assert c._credentials(None)["user"] == 65534 and c._credentials(None)["group"] == 65534
+        assert c._r._credentials(None)["user"] == 65534 and c._r._credentials(None)["group"] == 65534
     with isolate.Container() as c:
-        assert c._credentials(None) == {"groups": ()}
+        assert c._r._credentials(None) == {"user": None, "group": None, "groups": ()}
 
 
 def test_an_etc_bind_replaces_the_images_databases(tmp_path: Path) -> None:
@@ -268,7 +269,7 @@ def test_isolate_run_size_options() -> None:
     assert c.rootfs is not None
     sizes = tmpfs_sizes(c.rootfs)
     assert sizes[b"tmp"] == str(8 << 20) and sizes[b"root"] == str(4 << 20)
-    assert sizes[b"dev/shm"] == str(2 << 20) and c.rootfs._overlay.size == str(16 << 20)
+    assert sizes[b"dev/shm"] == str(2 << 20) and c.rootfs.spec.overlay.size == str(16 << 20)
     c.close()
     with pytest.raises(isolate.ConfigError, match="--overlay-size needs --overlay"):
         container_from_args(parse("--overlay-size", "1m", "--", "true"))
@@ -280,7 +281,7 @@ def test_isolate_run_user_group_hostname_and_session() -> None:
     from isolate.cli.run import container_from_args
 
     c = container_from_args(parse("--user", "nobody", "--group", "100", "--name", "a_b", "--", "true"))
-    assert c._credentials(None) == {"user": 65534, "group": 100, "groups": ()}
+    assert c._r._credentials(None) == {"user": 65534, "group": 100, "groups": ()}
     assert c.hostname == "a-b" and c.new_session and c.env["HOME"] == "/nonexistent"
     c.close()
     with pytest.raises(isolate.ConfigError, match="no such user 'nosuchuser'"):
@@ -294,11 +295,15 @@ def test_isolate_run_user_group_hostname_and_session() -> None:
 
 
 def test_a_sandbox_gets_a_session_of_its_own_unless_a_console_op_makes_one() -> None:
-    from isolate.process import _default_session
+    from isolate._planner import FdLayout, Isolation, new_session
+    from isolate.config import ProcessSpec
 
-    cases = [({"namespaces": {"pid"}}, True), ({"join": [object()]}, True), ({}, None),
-             ({"namespaces": {"pid"}, "new_session": False}, False),
-             ({"namespaces": {"pid"}, "ops": [P.Console(fd=5, rows=0, cols=0)]}, None)]
-    for options, want in cases:
-        _default_session(options)
-        assert options.get("new_session") is want, options
+    cases = [(dict(namespaces={"pid"}), {}, (), True), (dict(join=("pid",)), {}, (), True),
+             ({}, {}, (), False), (dict(namespaces={"pid"}), dict(new_session=False), (), False),
+             (dict(namespaces={"pid"}), {}, (O.Console(fd=5, rows=0, cols=0),), False)]
+    for iso, spec, extra, want in cases:
+        got = new_session(ProcessSpec(args=("x",), **{"new_session": None, **spec}),
+                          Isolation(**iso), FdLayout(), extra)
+        assert got is want, (iso, spec, extra)
+    # A console (Container.start(console_socket=...)) makes the session itself.
+    assert new_session(ProcessSpec(args=("x",)), Isolation(), FdLayout(console=(0, 0, False))) is False

@@ -8,6 +8,7 @@ import pytest
 
 import isolate
 from isolate import ConfigError, IdMap
+from isolate import _ops as O
 from isolate import _plan as P
 from isolate.process import build_plan
 
@@ -102,14 +103,14 @@ def test_new_namespaces_become_clone_flags_and_mnt_is_made_private() -> None:
     plan = build_plan(["true"], namespaces={"pid", "mnt", "net"})
     assert plan.clone_flags == P.NSTYPES["pid"] | P.NSTYPES["mnt"] | P.NSTYPES["net"]
     kinds = [type(op) for op in plan.ops]
-    assert kinds[0] is P.Mount and plan.ops[0].flags & P.lib.MS_PRIVATE
-    assert P.LoopbackUp in kinds and kinds[-1] is P.Exec
+    assert kinds[0] is O.Mount and plan.ops[0].flags & P.lib.MS_PRIVATE
+    assert O.LoopbackUp in kinds and kinds[-1] is O.Exec
 
 
 def _root_ops(n: int) -> list[P.Op]:
     """A container's root in miniature: ``n`` mounts, sysfs, then the switch."""
-    return ([P.Mount(b"tmpfs", f"/new/d{i}".encode(), b"tmpfs") for i in range(n)]
-            + [P.Mount(b"sysfs", b"/new/sys", b"sysfs"), P.PivotRoot(new_root=b"/new")])
+    return ([O.Mount(b"tmpfs", f"/new/d{i}".encode(), b"tmpfs") for i in range(n)]
+            + [O.Mount(b"sysfs", b"/new/sys", b"sysfs"), O.PivotRoot(new_root=b"/new")])
 
 
 def test_a_new_network_namespace_is_made_while_the_root_is_built() -> None:
@@ -119,10 +120,10 @@ def test_a_new_network_namespace_is_made_while_the_root_is_built() -> None:
     assert plan.clone_flags == P.NSTYPES["pid"] | P.NSTYPES["mnt"]
     assert plan.flags & P.PLAN_NETNS_LATE and plan.flags & P.PLAN_NETNS_LO
     kinds = [type(op) for op in plan.ops]
-    assert P.LoopbackUp not in kinds and kinds.count(P.NetnsJoin) == 1
-    join = kinds.index(P.NetnsJoin)
-    assert plan.ops[join + 1] == P.Mount(b"sysfs", b"/new/sys", b"sysfs")
-    assert all(k is P.Mount for k in kinds[:join])
+    assert O.LoopbackUp not in kinds and kinds.count(O.NetnsJoin) == 1
+    join = kinds.index(O.NetnsJoin)
+    assert plan.ops[join + 1] == O.Mount(b"sysfs", b"/new/sys", b"sysfs")
+    assert all(k is O.Mount for k in kinds[:join])
     # Without lo: no lo flag.
     plan = build_plan(["true"], namespaces={"mnt", "net"}, ops=_root_ops(4), loopback=False)
     assert plan.flags & P.PLAN_NETNS_LATE and not plan.flags & P.PLAN_NETNS_LO
@@ -132,15 +133,15 @@ def test_a_network_namespace_is_made_at_clone_when_nothing_would_overlap_it() ->
     # Too little to do before it is needed: a thread would only add its own cost.
     plan = build_plan(["true"], namespaces={"mnt", "net"}, ops=_root_ops(1))
     assert plan.clone_flags & P.NSTYPES["net"] and not plan.flags & P.PLAN_NETNS_LATE
-    assert P.NetnsJoin not in [type(op) for op in plan.ops]
+    assert O.NetnsJoin not in [type(op) for op in plan.ops]
     # The first op already needs it.
-    ops = [P.WriteFile(b"/proc/sys/net/ipv4/ip_forward", b"1")] + _root_ops(6)
+    ops = [O.WriteFile(b"/proc/sys/net/ipv4/ip_forward", b"1")] + _root_ops(6)
     plan = build_plan(["true"], namespaces={"mnt", "net"}, ops=ops)
     assert plan.clone_flags & P.NSTYPES["net"] and not plan.flags & P.PLAN_NETNS_LATE
     # A new user namespace must own the network namespace: made at clone, with it.
     plan = build_plan(["true"], namespaces={"user", "mnt", "net"}, ops=_root_ops(6))
     assert plan.clone_flags & P.NSTYPES["net"] and not plan.flags & P.PLAN_NETNS_LATE
-    assert P.LoopbackUp in [type(op) for op in plan.ops]
+    assert O.LoopbackUp in [type(op) for op in plan.ops]
 
 
 class _V1Cgroup:
@@ -156,13 +157,13 @@ def test_v1_cgroup_is_joined_first_and_a_cgroup_namespace_made_after_it() -> Non
     # Made at clone, the namespace would be rooted at the caller's cgroup.
     assert plan.clone_flags == P.NSTYPES["pid"] | P.NSTYPES["mnt"]
     kinds = [type(op) for op in plan.ops]
-    join = kinds.index(P.CgroupJoin)
-    assert plan.ops[join] == P.CgroupJoin() and plan.join_fds == (5, 6)
-    assert plan.ops[join + 1] == P.Unshare(flags=P.NSTYPES["cgroup"])
-    assert kinds[:join] == [P.PdeathSig]  # no other step runs outside the group
+    join = kinds.index(O.CgroupJoin)
+    assert plan.ops[join] == O.CgroupJoin() and plan.join_fds == (5, 6)
+    assert plan.ops[join + 1] == O.Unshare(flags=P.NSTYPES["cgroup"])
+    assert kinds[:join] == [O.PdeathSig]  # no other step runs outside the group
     # Without a cgroup namespace the join is still first and nothing is unshared.
     plan = build_plan(["true"], namespaces={"pid"}, cgroup=_V1Cgroup())
-    assert plan.ops[0] == P.CgroupJoin() and P.Unshare not in [type(o) for o in plan.ops]
+    assert plan.ops[0] == O.CgroupJoin() and O.Unshare not in [type(o) for o in plan.ops]
 
 
 def test_credentials_are_ordered_groups_gid_uid_then_caps() -> None:
@@ -182,16 +183,16 @@ def test_a_non_root_user_keeps_capabilities_only_in_its_bounding_set() -> None:
     plan = build_plan(["true"], user=1000, group=1000, groups=[], capabilities=["NET_RAW"])
     kinds = [type(op).__name__ for op in plan.ops]
     assert "KeepCaps" not in kinds and "CapAmbient" not in kinds
-    assert P.CapSet(effective=0, permitted=0, inheritable=0) in plan.ops
-    bound = next(op for op in plan.ops if isinstance(op, P.CapBound))
+    assert O.CapSet(effective=0, permitted=0, inheritable=0) in plan.ops
+    bound = next(op for op in plan.ops if isinstance(op, O.CapBound))
     assert not bound.drop & (1 << P.CAPABILITIES["CAP_NET_RAW"])
     # Root keeps them (effective and permitted, never inheritable).
     root = build_plan(["true"], user=0, group=0, groups=[], capabilities=["NET_RAW"])
     bit = 1 << P.CAPABILITIES["CAP_NET_RAW"]
-    assert P.CapSet(effective=bit, permitted=bit, inheritable=0) in root.ops
+    assert O.CapSet(effective=bit, permitted=bit, inheritable=0) in root.ops
 
 
 def test_path_search_candidates_follow_env_path() -> None:
     plan = build_plan(["prog"], env={"PATH": "/a:/b"})
-    assert plan.ops[-1] == P.Exec((b"/a/prog", b"/b/prog"))
-    assert build_plan(["./x"]).ops[-1] == P.Exec((b"./x",))
+    assert plan.ops[-1] == O.Exec((b"/a/prog", b"/b/prog"))
+    assert build_plan(["./x"]).ops[-1] == O.Exec((b"./x",))

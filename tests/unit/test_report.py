@@ -16,15 +16,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import isolate
+from isolate import _ops as O
 from isolate import _plan as P
 from isolate import _spawn, errors
 from isolate._native import ffi
 
 PLAN_OPS = [
-    P.SetNs(fd=3, nstype=P.NSTYPES["net"]),
-    P.Mount(b"proc", b"/proc", b"proc"),
-    P.SetResUid(1, 1, 1),
-    P.Exec((b"/bin/true",)),
+    O.SetNs(fd=3, nstype=P.NSTYPES["net"]),
+    O.Mount(b"proc", b"/proc", b"proc"),
+    O.SetResUid(1, 1, 1),
+    O.Exec((b"/bin/true",)),
 ]
 
 
@@ -63,7 +64,7 @@ class FakeLib:
 def run_fake(monkeypatch: pytest.MonkeyPatch, data: bytes, **kw: int) -> BaseException:
     monkeypatch.setattr(_spawn, "lib", FakeLib(data, **kw))
     with pytest.raises(errors.IsolateError) as info:
-        _spawn.execute(plan())
+        _spawn.execute(plan().pack())
     return info.value
 
 

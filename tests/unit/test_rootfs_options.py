@@ -10,35 +10,30 @@ from typing import Any
 import pytest
 
 import isolate
+from isolate import _ops as O
 from isolate import _plan as P
-from isolate._plan_root import RootBinds, RootMasks, RootMkdirs
+from isolate._ops import RootBinds, RootMasks, RootMkdirs
 from isolate.cgroup.layout import Hierarchy
-from isolate.oci.convert import spec_to_container_options
+from isolate.oci.convert import spec_to_config
 from isolate.oci.spec import parse
-from isolate.rootfs import (
-    OCI_MASKED_PATHS,
-    OCI_READONLY_PATHS,
-    RootFS,
-    _cgroup_ops,
-    _Ctx,
-    _Special,
-    _v1_hierarchies,
-)
+from isolate._planner_root import HostFacts, RootContext, cgroup_ops, defer_sys, sys_after_switch, sys_ops
+from isolate.config import SpecialMount
+from isolate.rootfs import OCI_MASKED_PATHS, OCI_READONLY_PATHS, RootFS
 
 L: Any = P.lib
 NOSUID, NODEV, NOEXEC, RDONLY = (L.MOUNT_ATTR_NOSUID, L.MOUNT_ATTR_NODEV, L.MOUNT_ATTR_NOEXEC,
                                  L.MOUNT_ATTR_RDONLY)
 
 
-def ctx(**kw: Any) -> _Ctx:
+def ctx(**kw: Any) -> RootContext:
     args: dict[str, Any] = {"new": b"/newroot", "old": b"/oldroot", "stage": b"/tmp", "chroot": False,
                             "userns": True, "new_net": True, "new_pid": True, "console": None}
     args.update(kw)
-    return _Ctx(**args)
+    return RootContext(**args)
 
 
 def mount_at(ops: list[P.Op], target: bytes) -> P.Op:
-    (op,) = [op for op in ops if isinstance(op, (P.RootMount, P.RootBind)) and op.target == target
+    (op,) = [op for op in ops if isinstance(op, (O.RootMount, O.RootBind)) and op.target == target
              and op.root == b"/newroot"]
     return op
 
@@ -55,22 +50,22 @@ def image(tmp_path: Path) -> Path:
 def test_bind_flags_are_set_on_the_bind(tmp_path: Path) -> None:
     ops = RootFS.host().bind(tmp_path, "/data", nosuid=True, nodev=True, noexec=True)._ops(ctx())
     op = mount_at(ops, b"data")
-    assert isinstance(op, P.RootBind)
+    assert isinstance(op, O.RootBind)
     assert op.attr_set == NOSUID | NODEV | NOEXEC and not op.readonly
     # False leaves the flag as the source mount has it: nothing set, nothing cleared.
     plain = mount_at(RootFS.host().bind(tmp_path, "/data", readonly=True)._ops(ctx()), b"data")
-    assert isinstance(plain, P.RootBind) and (plain.attr_set, plain.attr_clr, plain.readonly) == (0, 0, True)
+    assert isinstance(plain, O.RootBind) and (plain.attr_set, plain.attr_clr, plain.readonly) == (0, 0, True)
 
 
 def test_tmpfs_flags_and_atime() -> None:
     ops = RootFS.host().tmpfs("/scratch", readonly=True, nosuid=False, nodev=False, noexec=True,
                               atime="strictatime")._ops(ctx())
     op = mount_at(ops, b"scratch")
-    assert isinstance(op, P.RootMount) and op.fstype == b"tmpfs"
+    assert isinstance(op, O.RootMount) and op.fstype == b"tmpfs"
     assert op.attrs == RDONLY | NOEXEC | L.MOUNT_ATTR_STRICTATIME
     # The default stays nosuid and nodev (relatime).
     default = mount_at(RootFS.host().tmpfs("/scratch")._ops(ctx()), b"scratch")
-    assert isinstance(default, P.RootMount) and default.attrs == NOSUID | NODEV
+    assert isinstance(default, O.RootMount) and default.attrs == NOSUID | NODEV
 
 
 @pytest.mark.parametrize("call, message", [
@@ -90,7 +85,7 @@ def test_bad_flags_name_the_argument_and_value(tmp_path: Path, call: Any, messag
     with pytest.raises(isolate.ConfigError) as info:
         call(rootfs, tmp_path)
     assert str(info.value).startswith(message)
-    assert rootfs._mounts == RootFS.host()._mounts     # nothing half-added
+    assert rootfs.spec.mounts == RootFS.host().spec.mounts     # nothing half-added
 
 
 # --- the mounts RootFS makes itself -------------------------------------------------------
@@ -100,13 +95,13 @@ def test_builtin_defaults_are_unchanged() -> None:
     ops = RootFS.host()._ops(ctx())
     proc, sys_, dev = mount_at(ops, b"proc"), mount_at(ops, b"sys"), mount_at(ops, b"dev")
     pts, shm = mount_at(ops, b"dev/pts"), mount_at(ops, b"dev/shm")
-    assert isinstance(proc, P.RootMount) and proc.attrs == NOSUID | NODEV | NOEXEC
-    assert isinstance(sys_, P.RootMount) and sys_.attrs == NOSUID | NODEV | NOEXEC | RDONLY
-    assert isinstance(dev, P.RootMount) and dev.attrs == NOSUID | NOEXEC
+    assert isinstance(proc, O.RootMount) and proc.attrs == NOSUID | NODEV | NOEXEC
+    assert isinstance(sys_, O.RootMount) and sys_.attrs == NOSUID | NODEV | NOEXEC | RDONLY
+    assert isinstance(dev, O.RootMount) and dev.attrs == NOSUID | NOEXEC
     assert dev.options == (("mode", "0755"), ("size", "64k"))
-    assert isinstance(pts, P.RootMount) and pts.attrs == NOSUID | NOEXEC
+    assert isinstance(pts, O.RootMount) and pts.attrs == NOSUID | NOEXEC
     assert pts.options == (("newinstance", None), ("ptmxmode", "0666"), ("mode", "0620"))
-    assert isinstance(shm, P.RootMount) and (shm.attrs, shm.options) == (NOSUID | NODEV, (("mode", "1777"),
+    assert isinstance(shm, O.RootMount) and (shm.attrs, shm.options) == (NOSUID | NODEV, (("mode", "1777"),
                                                                                       ("size", "64m")))
 
 
@@ -118,9 +113,9 @@ def test_sysfs_comes_after_the_root_switch_without_a_user_namespace() -> None:
     ops = rootfs._ops(c)
     assert not [op for op in ops if getattr(op, "fstype", None) == b"sysfs"]
     assert all(not m.startswith(b"sys") for op in ops if isinstance(op, RootMasks) for m in op.targets)
-    assert rootfs._sys_after_switch(c)
-    after = rootfs._sys_ops(b"/", b"/dev/null")
-    assert after[0] == P.RootMount(b"sysfs", b"/", b"sys", source=b"sysfs",
+    assert sys_after_switch(rootfs.spec, c)
+    after = sys_ops(rootfs.spec, b"/", b"/dev/null")
+    assert after[0] == O.RootMount(b"sysfs", b"/", b"sys", source=b"sysfs",
                                    attrs=NOSUID | NODEV | NOEXEC | RDONLY)
     assert isinstance(after[1], RootMasks) and set(after[1].targets) == {
         p.lstrip("/").encode() for p in OCI_MASKED_PATHS if p.startswith("/sys")}
@@ -130,9 +125,9 @@ def test_sysfs_comes_after_the_root_switch_without_a_user_namespace() -> None:
     below = [i for i, op in enumerate(ops) if getattr(op, "target", None) == b"sys/fs/cgroup"]
     assert sysfs and below and sysfs[0] < below[0]
     # With a user namespace sysfs keeps its place; in chroot mode it comes last, before the switch.
-    assert not rootfs._sys_after_switch(ctx()) and not rootfs._defer_sys(ctx())
+    assert not sys_after_switch(rootfs.spec, ctx()) and not defer_sys(rootfs.spec, ctx())
     chroot = ctx(userns=False, chroot=True)
-    assert not rootfs._sys_after_switch(chroot)
+    assert not sys_after_switch(rootfs.spec, chroot)
     assert getattr(rootfs._ops(chroot)[-2], "fstype", None) == b"sysfs"
 
 
@@ -144,16 +139,17 @@ def test_mount_options_change_only_what_is_given() -> None:
     ops = rootfs._ops(ctx())
     assert mount_at(ops, b"proc").attrs == 0        # type: ignore[attr-defined]
     dev = mount_at(ops, b"dev")
-    assert isinstance(dev, P.RootMount) and dev.attrs == NOSUID | L.MOUNT_ATTR_STRICTATIME
+    assert isinstance(dev, O.RootMount) and dev.attrs == NOSUID | L.MOUNT_ATTR_STRICTATIME
     assert dev.options == (("mode", "0755"), ("size", "65536k"))
     pts = mount_at(ops, b"dev/pts")
-    assert isinstance(pts, P.RootMount) and ("gid", "5") in pts.options and ("mode", "0620") in pts.options
+    assert isinstance(pts, O.RootMount) and ("gid", "5") in pts.options and ("mode", "0620") in pts.options
     shm = mount_at(ops, b"dev/shm")
-    assert isinstance(shm, P.RootMount) and shm.attrs == NOSUID | NODEV | NOEXEC
+    assert isinstance(shm, O.RootMount) and shm.attrs == NOSUID | NODEV | NOEXEC
     assert shm.options == (("mode", "1777"), ("size", str(64 << 20)))
     # Packed and read back the same (the gid travels as a string option).
     plan = P.Plan(ops=list(ops), argv=[b"x"], envp=None)
-    c = plan.pack()
+    inst = plan.pack().instantiate()  # keeps the packed plan (and c's memory) alive
+    c = inst.c
     back = P.unpack_ops(bytes(P.ffi.buffer(c.ops, 64 * c.n_ops)), bytes(P.ffi.buffer(c.arena, c.arena_len)))
     assert back == ops
 
@@ -163,8 +159,8 @@ def test_proc_and_sys_binds_in_a_user_namespace_take_the_flags_without_atime() -
     ops = rootfs._ops(ctx(new_pid=False, new_net=False))
     proc, sys_ = mount_at(ops, b"proc"), mount_at(ops, b"sys")
     # mount_setattr() takes an atime only with MOUNT_ATTR__ATIME cleared: binds keep the source's.
-    assert isinstance(proc, P.RootBind) and (proc.readonly, proc.attr_set) == (True, NOSUID | NODEV)
-    assert isinstance(sys_, P.RootBind) and (sys_.readonly, sys_.attr_set) == (True, NOSUID | NODEV | NOEXEC)
+    assert isinstance(proc, O.RootBind) and (proc.readonly, proc.attr_set) == (True, NOSUID | NODEV)
+    assert isinstance(sys_, O.RootBind) and (sys_.readonly, sys_.attr_set) == (True, NOSUID | NODEV | NOEXEC)
 
 
 @pytest.mark.parametrize("target, kw, message", [
@@ -194,7 +190,7 @@ def test_changing_options_invalidates_the_cached_ops() -> None:
     after = rootfs._ops(ctx())
     assert mount_at(before, b"proc") != mount_at(after, b"proc")
     rootfs.mask_paths("/etc/shadow")
-    assert P.RootMask(b"/newroot", b"etc/shadow", b"dev/null") in rootfs._ops(ctx())
+    assert O.RootMask(b"/newroot", b"etc/shadow", b"dev/null") in rootfs._ops(ctx())
 
 
 # --- order ----------------------------------------------------------------------------
@@ -206,11 +202,11 @@ def test_builtins_come_first_then_calls_in_order_then_masks(tmp_path: Path) -> N
     ops = rootfs._ops(ctx())
     where: dict[bytes, int] = {}
     for i, op in enumerate(ops):
-        if isinstance(op, (P.RootMount, P.RootBind, P.RootMask)) and op.root == b"/newroot":
+        if isinstance(op, (O.RootMount, O.RootBind, O.RootMask)) and op.root == b"/newroot":
             where.setdefault(op.target, i)
     assert where[b"proc"] < where[b"sys"] < where[b"dev"] < where[b"dev/extra"] < where[b"dev/extra/t"] \
         < where[b"dev/mqueue"] < where[b"sys/fs/cgroup"]
-    mask = ops.index(P.RootMask(b"/newroot", b"dev/extra/t", b"dev/null"))
+    mask = ops.index(O.RootMask(b"/newroot", b"dev/extra/t", b"dev/null"))
     assert mask > where[b"sys/fs/cgroup"]
 
 
@@ -219,13 +215,13 @@ def test_builtins_come_first_then_calls_in_order_then_masks(tmp_path: Path) -> N
 
 def test_mqueue_is_mounted_or_bound_without_an_ipc_namespace() -> None:
     op = mount_at(RootFS.host().mqueue()._ops(ctx()), b"dev/mqueue")
-    assert isinstance(op, P.RootMount) and (op.fstype, op.attrs) == (b"mqueue", NOSUID | NODEV | NOEXEC)
+    assert isinstance(op, O.RootMount) and (op.fstype, op.attrs) == (b"mqueue", NOSUID | NODEV | NOEXEC)
     # A user namespace may mount mqueue only for an ipc namespace it owns.
     op = mount_at(RootFS.host().mqueue(readonly=True)._ops(ctx(new_ipc=False)), b"dev/mqueue")
-    assert isinstance(op, P.RootBind) and op.source == b"dev/mqueue" and not op.optional
+    assert isinstance(op, O.RootBind) and op.source == b"dev/mqueue" and not op.optional
     assert (op.readonly, op.attr_set) == (True, NOSUID | NODEV | NOEXEC)
     op = mount_at(RootFS.host().mqueue("/mq")._ops(ctx(userns=False, new_ipc=False)), b"mq")
-    assert isinstance(op, P.RootMount) and op.fstype == b"mqueue"
+    assert isinstance(op, O.RootMount) and op.fstype == b"mqueue"
 
 
 # --- cgroupfs -----------------------------------------------------------------------------
@@ -239,10 +235,10 @@ V1 = [("/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/cpu,cpuacct/user.slice"),
 def test_cgroupfs_on_v1_binds_the_containers_directories_read_only() -> None:
     mine = (("/sys/fs/cgroup/memory", "/sys/fs/cgroup/memory/isolate/job"),
             ("/sys/fs/cgroup/unified", "/sys/fs/cgroup/unified/isolate/job"))
-    m = _Special(kind="cgroup", target=b"sys/fs/cgroup", attrs=RDONLY | NOSUID | NODEV | NOEXEC)
-    ops = _cgroup_ops(ctx(cgroup_paths=mine), m, V1, None)
+    m = SpecialMount(kind="cgroup", target=b"sys/fs/cgroup", attrs=RDONLY | NOSUID | NODEV | NOEXEC)
+    ops = cgroup_ops(ctx(cgroup_paths=mine), m, V1, None)
     tmpfs, mkdirs, *binds = ops
-    assert tmpfs == P.RootMount(b"tmpfs", b"/newroot", b"sys/fs/cgroup", source=b"tmpfs",
+    assert tmpfs == O.RootMount(b"tmpfs", b"/newroot", b"sys/fs/cgroup", source=b"tmpfs",
                                 attrs=NOSUID | NODEV | NOEXEC, options=(("mode", "0755"),))
     assert isinstance(mkdirs, RootMkdirs) and mkdirs.parent == b"sys/fs/cgroup"
     assert sorted(mkdirs.entries, key=lambda e: e[0]) == [
@@ -254,31 +250,31 @@ def test_cgroupfs_on_v1_binds_the_containers_directories_read_only() -> None:
         (b"sys/fs/cgroup/memory/isolate/job", b"sys/fs/cgroup/memory"),
         (b"sys/fs/cgroup/systemd/user.slice/session-1.scope", b"sys/fs/cgroup/systemd")]
     for b in binds:
-        assert isinstance(b, P.RootBind) and b.source_root == b"/oldroot" and b.readonly
+        assert isinstance(b, O.RootBind) and b.source_root == b"/oldroot" and b.readonly
         assert b.attr_set == NOSUID | NODEV | NOEXEC and not b.recursive
 
 
 def test_cgroupfs_on_v2_mounts_cgroup2_in_a_cgroup_namespace_else_binds() -> None:
     v2 = Hierarchy(2, "/sys/fs/cgroup", "/", frozenset(), "/user.slice")
-    m = _Special(kind="cgroup", target=b"sys/fs/cgroup", attrs=RDONLY | NOSUID)
+    m = SpecialMount(kind="cgroup", target=b"sys/fs/cgroup", attrs=RDONLY | NOSUID)
     mine = (("/sys/fs/cgroup", "/sys/fs/cgroup/isolate/job"),)
-    assert _cgroup_ops(ctx(new_cgroupns=True, cgroup_paths=mine), m, [], v2) == [
-        P.RootMount(b"cgroup2", b"/newroot", b"sys/fs/cgroup", source=b"cgroup2", attrs=RDONLY | NOSUID)]
-    (bind,) = _cgroup_ops(ctx(cgroup_paths=mine), m, [], v2)
-    assert isinstance(bind, P.RootBind) and bind.source == b"sys/fs/cgroup/isolate/job" and bind.readonly
-    (bind,) = _cgroup_ops(ctx(), m, [], v2)
-    assert isinstance(bind, P.RootBind) and bind.source == b"sys/fs/cgroup/user.slice"
+    assert cgroup_ops(ctx(new_cgroupns=True, cgroup_paths=mine), m, [], v2) == [
+        O.RootMount(b"cgroup2", b"/newroot", b"sys/fs/cgroup", source=b"cgroup2", attrs=RDONLY | NOSUID)]
+    (bind,) = cgroup_ops(ctx(cgroup_paths=mine), m, [], v2)
+    assert isinstance(bind, O.RootBind) and bind.source == b"sys/fs/cgroup/isolate/job" and bind.readonly
+    (bind,) = cgroup_ops(ctx(), m, [], v2)
+    assert isinstance(bind, O.RootBind) and bind.source == b"sys/fs/cgroup/user.slice"
     with pytest.raises(isolate.ConfigError, match="no cgroup filesystem"):
-        _cgroup_ops(ctx(), m, [], None)
+        cgroup_ops(ctx(), m, [], None)
 
 
 def test_cgroup_paths_are_part_of_the_cache_key() -> None:
     # This host's own hierarchies (the first v1 one, or the cgroup2 of a pure v2 host).
-    v1 = _v1_hierarchies()
+    v1 = HostFacts().v1_hierarchies()
     mount = v1[0][0] if v1 else "/sys/fs/cgroup"
     rootfs = RootFS.host().cgroupfs()
     sources = [{op.source for op in rootfs._ops(ctx(cgroup_paths=((mount, f"{mount}/{name}"),)))
-                if isinstance(op, P.RootBind)} for name in ("a", "b")]
+                if isinstance(op, O.RootBind)} for name in ("a", "b")]
     assert f"{mount}/a".encode().lstrip(b"/") in sources[0]
     assert f"{mount}/b".encode().lstrip(b"/") in sources[1]
 
@@ -290,21 +286,21 @@ def test_explicit_lists_replace_the_default_one(image: Path) -> None:
     rootfs = RootFS.from_directory(image, oci_masks=False).mask_paths("/etc/secret", "/proc/kcore") \
         .readonly_paths("/srv", "/proc/sys")
     ops = rootfs._ops(ctx())
-    assert [op.target for op in ops if isinstance(op, P.RootMask)] == [b"etc/secret", b"proc/kcore"]
-    ro = [op for op in ops if isinstance(op, P.RootBind) and op.source_root == b"/newroot"]
+    assert [op.target for op in ops if isinstance(op, O.RootMask)] == [b"etc/secret", b"proc/kcore"]
+    ro = [op for op in ops if isinstance(op, O.RootBind) and op.source_root == b"/newroot"]
     assert [(op.source, op.target, op.readonly, op.optional) for op in ro] == [
         (b"srv", b"srv", True, True), (b"proc/sys", b"proc/sys", True, True)]
     # Without explicit lists and oci_masks=False: nothing is masked.
-    assert not any(isinstance(op, P.RootMask) for op in RootFS.from_directory(image, oci_masks=False)
+    assert not any(isinstance(op, O.RootMask) for op in RootFS.from_directory(image, oci_masks=False)
                    ._ops(ctx()))
 
 
 def test_default_lists_stay_for_other_callers() -> None:
     ops = [one for op in RootFS.host().mask_paths("/etc/extra")._ops(ctx())
            for one in (op.expand() if isinstance(op, (RootBinds, RootMasks)) else [op])]
-    masked = [op.target.decode() for op in ops if isinstance(op, P.RootMask)]
+    masked = [op.target.decode() for op in ops if isinstance(op, O.RootMask)]
     assert masked == [p.lstrip("/") for p in OCI_MASKED_PATHS] + ["etc/extra"]
-    ro = [op.target.decode() for op in ops if isinstance(op, P.RootBind) and op.source_root == b"/newroot"]
+    ro = [op.target.decode() for op in ops if isinstance(op, O.RootBind) and op.source_root == b"/newroot"]
     assert ro == [p.lstrip("/") for p in OCI_READONLY_PATHS]
 
 
@@ -331,7 +327,7 @@ def convert(bundle: Path, mounts: list[dict[str, Any]], **linux: Any) -> Any:
     d["mounts"] = d["mounts"] + mounts
     d["linux"].update(linux)
     (bundle / "rootfs").mkdir(exist_ok=True)
-    return spec_to_container_options(parse(json.dumps(d)), bundle)
+    return spec_to_config(parse(json.dumps(d)), bundle)
 
 
 def test_oci_mount_options_become_flags(tmp_path: Path) -> None:
@@ -343,34 +339,34 @@ def test_oci_mount_options_become_flags(tmp_path: Path) -> None:
          "options": ["nosuid", "nodev", "noexec", "size=1m", "mode=700"]},
         {"destination": "/mnt", "type": "bind", "source": str(src), "options": ["bind", "nosuid", "nodev"]},
     ]) as conv:
-        rootfs = conv.options["rootfs"]
+        rootfs = RootFS.from_spec(conv.config.root)
         assert not conv.unsupported, conv.unsupported
         ops = rootfs._ops(ctx())
     ro, scratch, mnt = mount_at(ops, b"ro"), mount_at(ops, b"scratch"), mount_at(ops, b"mnt")
-    assert isinstance(ro, P.RootMount) and ro.attrs == RDONLY       # exactly the listed flags
-    assert isinstance(scratch, P.RootMount) and scratch.attrs == NOSUID | NODEV | NOEXEC
+    assert isinstance(ro, O.RootMount) and ro.attrs == RDONLY       # exactly the listed flags
+    assert isinstance(scratch, O.RootMount) and scratch.attrs == NOSUID | NODEV | NOEXEC
     assert scratch.options == (("mode", "700"), ("size", "1m"))
-    assert isinstance(mnt, P.RootBind) and (mnt.attr_set, mnt.readonly, mnt.recursive) == (NOSUID | NODEV,
+    assert isinstance(mnt, O.RootBind) and (mnt.attr_set, mnt.readonly, mnt.recursive) == (NOSUID | NODEV,
                                                                                           False, False)
 
 
 def test_oci_default_mounts_follow_the_config(tmp_path: Path) -> None:
     with convert(tmp_path, [], maskedPaths=["/proc/kcore", "/etc/secret"], readonlyPaths=["/srv"]) as conv:
-        rootfs = conv.options["rootfs"]
+        rootfs = RootFS.from_spec(conv.config.root)
         assert not conv.unsupported, conv.unsupported
         ops = rootfs._ops(ctx())
     proc, dev, pts, shm = (mount_at(ops, t) for t in (b"proc", b"dev", b"dev/pts", b"dev/shm"))
-    assert isinstance(proc, P.RootMount) and proc.attrs == 0        # the config lists no options
-    assert isinstance(dev, P.RootMount) and dev.attrs == NOSUID | L.MOUNT_ATTR_STRICTATIME
+    assert isinstance(proc, O.RootMount) and proc.attrs == 0        # the config lists no options
+    assert isinstance(dev, O.RootMount) and dev.attrs == NOSUID | L.MOUNT_ATTR_STRICTATIME
     assert dev.options == (("mode", "0755"), ("size", "65536k"))
-    assert isinstance(pts, P.RootMount) and ("gid", "5") in pts.options
-    assert isinstance(shm, P.RootMount) and shm.attrs == NOSUID | NODEV | NOEXEC
+    assert isinstance(pts, O.RootMount) and ("gid", "5") in pts.options
+    assert isinstance(shm, O.RootMount) and shm.attrs == NOSUID | NODEV | NOEXEC
     assert ("size", "65536k") in shm.options
     mq = mount_at(ops, b"dev/mqueue")
-    assert isinstance(mq, P.RootMount) and mq.attrs == NOSUID | NODEV | NOEXEC
-    assert any(isinstance(op, P.RootMount) and op.target == b"sys/fs/cgroup" for op in ops)
-    assert [op.target for op in ops if isinstance(op, P.RootMask)] == [b"proc/kcore", b"etc/secret"]
-    assert [op.target for op in ops if isinstance(op, P.RootBind) and op.source_root == b"/newroot"] \
+    assert isinstance(mq, O.RootMount) and mq.attrs == NOSUID | NODEV | NOEXEC
+    assert any(isinstance(op, O.RootMount) and op.target == b"sys/fs/cgroup" for op in ops)
+    assert [op.target for op in ops if isinstance(op, O.RootMask)] == [b"proc/kcore", b"etc/secret"]
+    assert [op.target for op in ops if isinstance(op, O.RootBind) and op.source_root == b"/newroot"] \
         == [b"srv"]
 
 

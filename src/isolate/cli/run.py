@@ -106,7 +106,8 @@ def add_parser(sub: Any) -> None:
 def container_from_args(args: argparse.Namespace) -> Any:
     """The ``Container`` the options describe (``ConfigError`` for bad ones)."""
     from .._userdb import resolve, rootfs_db
-    from ..container import DEFAULT_PATH, Container
+    from .._resolve import DEFAULT_PATH
+    from ..container import Container
     from ..errors import ConfigError
     from ..rootfs import HOME_SIZE, OVERLAY_SIZE, TMP_SIZE, RootFS
 

@@ -1,38 +1,47 @@
-"""A ``Spec`` to ``isolate.Container`` options, listing what cannot be applied yet.
+"""A ``Spec`` to a ``ContainerConfig``, listing what cannot be applied yet.
 
 ::
 
     spec, bundle = load_bundle(path)
-    with spec_to_container_options(spec, bundle) as conv:
+    with spec_to_config(spec, bundle) as conv:
         print(conv.unsupported)          # e.g. ('hooks: not run yet', ...)
-        with Container(**conv.options) as c:
-            c.run(conv.args)
+        with Container(conv.config, join=conv.join) as c:
+            c.run()                      # the config's process.args
 
 Nothing is dropped silently: every field that has an effect in the OCI
 spec but no equivalent in ``Container`` yet is named in
 ``Conversion.unsupported`` (JSON path and why), so a caller can refuse the
 config (``strict=True``) or warn.  Conversion opens the namespace files of
-``linux.namespaces[].path``; ``Conversion.close()`` closes them.
+``linux.namespaces[].path`` (``Conversion.join``); ``Conversion.close()``
+closes them.  ``process_spec`` is the one conversion of a ``process``
+section: ``create`` and ``exec`` (and the hooks run inside) share it.
 """
 
 from __future__ import annotations
 
 import errno as _errno
 import os
+import warnings
 from pathlib import Path
 
 from .._record import dataclass, field
+from ..config import ContainerConfig, ProcessSpec
 from ..errors import ConfigError, UnsupportedError
 from . import spec as S
 from ._schema import show
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Literal
 
-    from ..container import Container
+    from ..cgroup import Limits
+    from ..config import RootSpec
+    from ..idmap import IdMap
+    from ..namespace import Namespace
+    from ..seccomp import SeccompProfile
 
-__all__ = ["Conversion", "container_from_bundle", "spec_to_container_options"]
+__all__ = ["Conversion", "spec_to_config", "convert_bundle", "process_spec",
+           "spec_to_container_options"]
 
 # Mounts a RootFS makes itself (proc, sys, dev, devpts, shm): OCI configs list
 # them, and they map to RootFS(proc=, sys=, dev=) and mount_options() rather than to binds.
@@ -60,29 +69,51 @@ _NATIVE_ARCH = {"x86_64": "SCMP_ARCH_X86_64", "aarch64": "SCMP_ARCH_AARCH64", "i
 
 @dataclass(slots=True)
 class Conversion:
-    """The result of ``spec_to_container_options``.
+    """The result of ``spec_to_config``.
 
-    ``options``: keyword arguments for ``isolate.Container``; ``args``: the
-    process's argv (for ``Container.start``/``run``); ``unsupported``: one
-    line per field that is not applied (``"path: why"``).  Owns the
-    namespaces it opened for joining: ``close()`` (or ``with``) releases them.
+    ``config``: the ``ContainerConfig`` (its ``process.args`` the config's);
+    ``join``: the namespaces opened for ``linux.namespaces[].path``, to give
+    ``Container(config, join=...)``; ``args``: the process's argv;
+    ``unsupported``: one line per field that is not applied (``"path: why"``).
+    Owns ``join``: ``close()`` (or ``with``) releases them.
     """
 
-    options: dict[str, Any]
+    config: ContainerConfig
+    join: tuple[Namespace, ...]
     args: tuple[str, ...]
     unsupported: tuple[str, ...]
-    _owned: list[Any] = field(default_factory=list, repr=False)
+    _open: list[Namespace] = field(default_factory=list, repr=False)
 
     def close(self) -> None:
         """Close the namespace files opened for ``linux.namespaces[].path``; idempotent."""
-        while self._owned:
-            self._owned.pop().close()
+        while self._open:
+            self._open.pop().close()
 
     def __enter__(self) -> Conversion:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """Deprecated: ``Container`` keyword options (``Container(self.config, join=self.join)``
+        replaces ``Container(**self.options)``)."""
+        warnings.warn("Conversion.options is deprecated: use Container(conv.config, join=conv.join)",
+                      DeprecationWarning, stacklevel=2)
+        from ..rootfs import RootFS
+
+        c, p = self.config, self.config.process
+        o: dict[str, Any] = dict(
+            rootfs=RootFS.from_spec(c.root) if c.root is not None else None,
+            namespaces=c.namespaces, net=c.net, join=self.join, hostname=c.hostname, env=p.env,
+            cwd=p.cwd, user=p.user, group=p.group, groups=p.groups, capabilities=p.capabilities,
+            capability_sets=p.capability_sets, no_new_privs=p.no_new_privs, seccomp=p.seccomp,
+            rlimits=p.rlimits, umask=p.umask)
+        for name in ("uid_map", "gid_map", "limits"):
+            if getattr(c, name) is not None:
+                o[name] = getattr(c, name)
+        return o
 
 
 class _Out:
@@ -93,43 +124,60 @@ class _Out:
         self.unsupported.append(f"{path}: {why}")
 
 
-def spec_to_container_options(spec: S.Spec, bundle: str | os.PathLike[str]) -> Conversion:
-    """Map ``spec`` (from the bundle directory ``bundle``) onto ``Container`` options.
+def spec_to_config(spec: S.Spec, bundle: str | os.PathLike[str]) -> Conversion:
+    """Map ``spec`` (from the bundle directory ``bundle``) onto a ``ContainerConfig``.
 
     Raises ``ConfigError`` (naming the JSON path) for values that are valid
     JSON but that the host cannot satisfy (a missing root directory, a
     namespace path that is not a namespace, a cpuset outside the host...).
     """
     out = _Out()
-    owned: list[Any] = []
+    owned: list[Namespace] = []
     try:
-        opts = _convert(spec, Path(os.path.abspath(os.fspath(bundle))), out, owned)
+        config = _convert(spec, Path(os.path.abspath(os.fspath(bundle))), out, owned)
     except BaseException:
         for ns in owned:
             ns.close()
         raise
-    args = spec.process.args if spec.process is not None and spec.process.args else ()
-    return Conversion(options=opts, args=tuple(args), unsupported=tuple(out.unsupported), _owned=owned)
+    return Conversion(config=config, join=tuple(owned), args=tuple(config.process.args),  # type: ignore[arg-type]
+                      unsupported=tuple(out.unsupported), _open=list(owned))
 
 
-def _convert(spec: S.Spec, bundle: Path, out: _Out, owned: list[Any]) -> dict[str, Any]:
-    opts: dict[str, Any] = {}
+def spec_to_container_options(spec: S.Spec, bundle: str | os.PathLike[str]) -> Conversion:
+    """Deprecated name of ``spec_to_config`` (its ``Conversion.options`` is deprecated too)."""
+    warnings.warn("spec_to_container_options is deprecated: use spec_to_config", DeprecationWarning,
+                  stacklevel=2)
+    return spec_to_config(spec, bundle)
+
+
+def convert_bundle(path: str | os.PathLike[str], *, strict: bool = False) -> Conversion:
+    """The ``Conversion`` of the bundle at ``path`` (``<path>/config.json``).
+
+    ``strict=True`` raises ``UnsupportedError`` listing every field that
+    would not be applied.  The caller closes it (it holds the namespaces to join).
+    """
+    spec, bundle = S.load_bundle(path)
+    conv = spec_to_config(spec, bundle)
+    if strict and conv.unsupported:
+        conv.close()
+        raise UnsupportedError("config.json uses what isolate cannot apply yet: "
+                               + "; ".join(conv.unsupported))
+    return conv
+
+
+def _convert(spec: S.Spec, bundle: Path, out: _Out, owned: list[Namespace]) -> ContainerConfig:
     linux = spec.linux or S.Linux()
-    _namespaces(linux, opts, out, owned)
-    _process(spec.process, opts, out)
-    # Always given: a config without one keeps the name its uts namespace starts with
-    # (the host's), as runc does, not Container's default for a named container.
-    opts["hostname"] = spec.hostname or None
+    create, net, uid_map, gid_map = _namespaces(linux, out, owned)
+    process = process_spec(spec.process, linux.seccomp, out)
     if spec.domainname:
         out.skip("domainname", "not set yet")
     if spec.hooks is not None and any(getattr(spec.hooks, f) for f in (
             "prestart", "create_runtime", "create_container", "start_container", "poststart",
             "poststop")):
         out.skip("hooks", "not run yet")
-    _rootfs(spec, linux, bundle, opts, out)
-    _seccomp(linux.seccomp, opts, out)
-    if linux.resources is not None:
-        _resources(linux, opts, out)
+    joined = {ns.type for ns in owned}
+    rootfs = _rootfs(spec, linux, bundle, create, joined, out)
+    limits = _resources(linux, out) if linux.resources is not None else None
     for key, value in (("linux.devices", linux.devices), ("linux.sysctl", linux.sysctl),
                        ("linux.cgroupsPath", linux.cgroups_path), ("linux.mountLabel", linux.mount_label),
                        ("linux.personality", linux.personality), ("linux.timeOffsets", linux.time_offsets),
@@ -138,7 +186,11 @@ def _convert(spec: S.Spec, bundle: Path, out: _Out, owned: list[Any]) -> dict[st
             out.skip(key, f"not applied yet: {show(_json(value))}")
     if linux.rootfs_propagation not in (None, "", "private", "rprivate"):
         out.skip("linux.rootfsPropagation", f"only private is supported, got {show(linux.rootfs_propagation)}")
-    return opts
+    # The hostname always given: a config without one keeps the name its uts namespace
+    # starts with (the host's), as runc does, not Container's default for a named container.
+    return ContainerConfig(rootfs=rootfs, process=process, namespaces=create, net=net,
+                           uid_map=uid_map, gid_map=gid_map, limits=limits,
+                           hostname=spec.hostname or None)
 
 
 def _json(value: Any) -> Any:
@@ -151,96 +203,100 @@ def _json(value: Any) -> Any:
     return value
 
 
-def _namespaces(linux: S.Linux, opts: dict[str, Any], out: _Out, owned: list[Any]) -> None:
+def _namespaces(linux: S.Linux, out: _Out, owned: list[Namespace]
+                ) -> tuple[frozenset[str], Literal["none", "host"], tuple[IdMap, ...] | None,
+                           tuple[IdMap, ...] | None]:
+    """(the namespaces made, Container's ``net``, uid_map, gid_map); joined ones go to ``owned``."""
+    from ..namespace import Namespace as _Namespace
+
     create: set[str] = set()
-    join = []
-    for i, ns in enumerate(linux.namespaces or ()):
-        name = S.NAMESPACE_TYPES[ns.type]
-        if ns.path is None:
+    for i, entry in enumerate(linux.namespaces or ()):
+        name = S.NAMESPACE_TYPES[entry.type]
+        if entry.path is None:
             create.add(name)
             continue
-        from ..namespace import Namespace
-
         try:
-            handle = Namespace.from_path(ns.path, type=name)
+            handle = _Namespace.from_path(entry.path, type=name)
         except ConfigError as e:
             raise ConfigError(f"linux.namespaces[{i}].path: {e}") from None
         owned.append(handle)
-        join.append(handle)
-    opts["namespaces"] = frozenset(create - {"net"})
     # Container's own switch for the network: "none" makes a namespace with lo up.
-    opts["net"] = "none" if "net" in create else "host"
-    if "net" in create:
-        opts["namespaces"] = frozenset(create)
-    opts["join"] = tuple(join)
-    if linux.uid_mappings:
-        opts["uid_map"] = _idmaps(linux.uid_mappings)
-    if linux.gid_mappings:
-        opts["gid_map"] = _idmaps(linux.gid_mappings)
+    net: Literal["none", "host"] = "none" if "net" in create else "host"
+    uid_map = _idmaps(linux.uid_mappings) if linux.uid_mappings else None
+    gid_map = _idmaps(linux.gid_mappings) if linux.gid_mappings else None
+    return frozenset(create), net, uid_map, gid_map
 
 
-def _idmaps(maps: tuple[S.IdMapping, ...]) -> list[Any]:
+def _idmaps(maps: tuple[S.IdMapping, ...]) -> tuple[IdMap, ...]:
     from ..idmap import IdMap
 
-    return [IdMap(inside=m.container_id, outside=m.host_id, count=m.size) for m in maps]
+    return tuple(IdMap(inside=m.container_id, outside=m.host_id, count=m.size) for m in maps)
 
 
-def _process(proc: S.Process | None, opts: dict[str, Any], out: _Out) -> None:
+def process_spec(proc: S.Process | None, seccomp: S.Seccomp | None, out: _Out | None = None,
+                 *, extra_caps: tuple[str, ...] = (), umask: int | None = 0o022) -> ProcessSpec:
+    """The ``ProcessSpec`` of an OCI ``process`` section with the config's ``linux.seccomp``.
+
+    ``extra_caps`` (exec ``--cap``) are added to the bounding, effective and
+    permitted sets; ``umask``: the one to set when ``process.user.umask`` is
+    absent.  What is not applied is reported to ``out``.  Raises
+    ``ConfigError`` for values the host cannot apply (an unknown capability).
+    """
+    out = out or _Out()
+    profile = _seccomp(seccomp, out)
     if proc is None:
         out.skip("process", "absent: a container needs a process to start")
-        return
+        return ProcessSpec(seccomp=profile)
     env: dict[str, str] = {}
     for entry in proc.env or ():
         k, _, v = entry.partition("=")
         env[k] = v
-    opts["env"] = env
-    opts["cwd"] = proc.cwd
     user = proc.user or S.User(uid=0, gid=0)
-    opts["user"], opts["group"] = user.uid, user.gid
-    # OCI: the process has exactly additionalGids as supplementary groups.
-    opts["groups"] = list(user.additional_gids or ())
     if user.umask is not None:
         if user.umask > 0o777:
             out.skip("process.user.umask", f"only permission bits are applied, got {oct(user.umask)}")
-        opts["umask"] = user.umask & 0o777
-    _capabilities(proc.capabilities, opts, out)
-    opts["no_new_privs"] = bool(proc.no_new_privileges)
-    if proc.rlimits:
-        opts["rlimits"] = {r.type.lower(): (r.soft, r.hard) for r in proc.rlimits}
+        umask = user.umask & 0o777
+    caps, sets = _capabilities(proc.capabilities)
+    if extra_caps:
+        for name in ("bounding", "effective", "permitted"):
+            sets[name] = sorted(set(sets.get(name, ())) | set(extra_caps))
     for key, value in (("process.terminal", proc.terminal), ("process.consoleSize", proc.console_size),
                        ("process.oomScoreAdj", proc.oom_score_adj),
                        ("process.apparmorProfile", proc.apparmor_profile),
                        ("process.selinuxLabel", proc.selinux_label)):
         if value:
             out.skip(key, f"not applied yet: {show(_json(value))}")
+    # OCI: the process has exactly additionalGids as supplementary groups.
+    return ProcessSpec(args=tuple(proc.args or ()), env=env, cwd=proc.cwd, user=user.uid,
+                       group=user.gid, groups=tuple(user.additional_gids or ()), umask=umask,
+                       capabilities=caps, capability_sets=sets,
+                       no_new_privs=bool(proc.no_new_privileges),
+                       rlimits={r.type.lower(): (r.soft, r.hard) for r in proc.rlimits or ()} or None,
+                       seccomp=profile)
 
 
-def _capabilities(caps: S.Capabilities | None, opts: dict[str, Any], out: _Out) -> None:
+def _capabilities(caps: S.Capabilities | None) -> tuple[list[str], dict[str, list[str]]]:
+    """The bounding set (``capabilities``) and the five sets exactly (``capability_sets``)."""
     if caps is None:
         # No process.capabilities: every set is empty (runc drops them all).
-        opts["capabilities"] = []
-        opts["capability_sets"] = {}
-        return
+        return [], {}
     sets = {name: sorted(set(getattr(caps, name) or ())) for name in
             ("bounding", "effective", "permitted", "inheritable", "ambient")}
     # Container's single set (its chroot and default-seccomp logic) is the bounding set;
     # the process gets each of the five exactly.
-    opts["capabilities"] = sets["bounding"]
-    opts["capability_sets"] = sets
+    return sets["bounding"], sets
 
 
-def _rootfs(spec: S.Spec, linux: S.Linux, bundle: Path, opts: dict[str, Any], out: _Out) -> None:
+def _rootfs(spec: S.Spec, linux: S.Linux, bundle: Path, create: frozenset[str], joined: set[str],
+            out: _Out) -> RootSpec | None:
     from ..rootfs import RootFS
 
     assert spec.root is not None
-    if "mnt" not in opts["namespaces"] and not any(
-            getattr(j, "type", None) == "mnt" for j in opts["join"]):
-        opts["rootfs"] = None
+    if "mnt" not in create and "mnt" not in joined:
         out.skip("root", "without a mount namespace the host's root is kept")
-        return
-    if any(getattr(j, "type", None) == "mnt" for j in opts["join"]):
-        opts["rootfs"] = None
-        return
+        return None
+    if "mnt" in joined:
+        return None
     root = spec.root_path(bundle)
     mounts = list(spec.mounts or ())
     kinds = {(m.destination, m.type) for m in mounts}
@@ -262,7 +318,7 @@ def _rootfs(spec: S.Spec, linux: S.Linux, bundle: Path, opts: dict[str, Any], ou
                 raise ConfigError(f"{key}[{j}]: {e}") from None
     for i, m in enumerate(mounts):
         _mount(i, m, rootfs, bundle, out, proc=proc, sys_=sys_, dev=dev)
-    opts["rootfs"] = rootfs
+    return rootfs.spec
 
 
 def _mount(i: int, m: S.Mount, rootfs: Any, bundle: Path, out: _Out, *, proc: bool, sys_: bool,
@@ -352,10 +408,9 @@ def _mount(i: int, m: S.Mount, rootfs: Any, bundle: Path, out: _Out, *, proc: bo
         out.skip(f"{path}.options", f"not applied{where}: {show(sorted(extra))}")
 
 
-def _seccomp(sc: S.Seccomp | None, opts: dict[str, Any], out: _Out) -> None:
+def _seccomp(sc: S.Seccomp | None, out: _Out) -> SeccompProfile | None:
     if sc is None:
-        opts["seccomp"] = None      # runc applies no filter without linux.seccomp
-        return
+        return None      # runc applies no filter without linux.seccomp
     from ..seccomp import ArgCmp, SeccompProfile, SyscallRule
 
     base = "linux.seccomp"
@@ -387,12 +442,11 @@ def _seccomp(sc: S.Seccomp | None, opts: dict[str, Any], out: _Out) -> None:
                 args.append(ArgCmp(index=a.index, op=_CMP[a.op], value=a.value))
         rules.append(SyscallRule(names=r.names, action=action, errno=r.errno_ret or _errno.EPERM,
                                  args=tuple(args)))
-    opts["seccomp"] = SeccompProfile(default_action=default,
-                                     default_errno=sc.default_errno_ret or _errno.EPERM,
-                                     rules=tuple(rules))
+    return SeccompProfile(default_action=default, default_errno=sc.default_errno_ret or _errno.EPERM,
+                          rules=tuple(rules))
 
 
-def _resources(linux: S.Linux, opts: dict[str, Any], out: _Out) -> None:
+def _resources(linux: S.Linux, out: _Out) -> Limits | None:
     from ..cgroup.limits import (
         DEFAULT_DEVICES,
         DeviceRule,
@@ -468,29 +522,9 @@ def _resources(linux: S.Linux, opts: dict[str, Any], out: _Out) -> None:
     for key, value in (("network", res.network), ("rdma", res.rdma), ("unified", res.unified)):
         if value:
             out.skip(f"{base}.{key}", f"not applied yet: {show(_json(value))}")
-    if kw:
-        try:
-            opts["limits"] = Limits(**kw)
-        except ConfigError as e:
-            raise ConfigError(f"{base}: {e}") from None
-
-
-def container_from_bundle(path: str | os.PathLike[str], *, strict: bool = False) -> tuple[Container, Conversion]:
-    """A ``Container`` for the bundle at ``path``, and the ``Conversion`` (its ``args`` to run).
-
-    ``strict=True`` raises ``UnsupportedError`` listing every field that
-    would not be applied.  The caller closes both (the ``Conversion`` holds
-    the namespaces being joined).
-    """
-    from ..container import Container
-
-    spec, bundle = S.load_bundle(path)
-    conv = spec_to_container_options(spec, bundle)
+    if not kw:
+        return None
     try:
-        if strict and conv.unsupported:
-            raise UnsupportedError("config.json uses what isolate cannot apply yet: "
-                                   + "; ".join(conv.unsupported))
-        return Container(**conv.options), conv
-    except BaseException:
-        conv.close()
-        raise
+        return Limits(**kw)
+    except ConfigError as e:
+        raise ConfigError(f"{base}: {e}") from None

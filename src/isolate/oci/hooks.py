@@ -4,7 +4,7 @@ prestart, createRuntime, createContainer (at create) and poststart,
 poststop run in the runtime's namespaces; startContainer runs inside the
 container, as the runtime spec asks: ``path`` resolves in the container's
 root, and the program, which comes from the container's files, runs as the
-container's process would (``inside.entering``: its namespaces, cgroup, user
+container's process would (``inside.entering`` and ``exec_into``: its namespaces, cgroup, user
 and groups, capabilities, no_new_privs, seccomp filter, rlimits, umask and
 working directory), as runc runs it from the container's init just before
 execve, never with the runtime's privileges.  A hook that fails or outlives its
@@ -72,7 +72,8 @@ def _run_one(hook: S.Hook, data: bytes, container: ContainerState | None) -> Non
         env[k] = v
     timeout = hook.timeout
     if container is not None:
-        from .. import process
+        from .._enter import exec_into
+        from .._record import replace
         from .inside import entering
 
         proc = S.parse(container.config).process
@@ -80,9 +81,10 @@ def _run_one(hook: S.Hook, data: bytes, container: ContainerState | None) -> Non
             raise HookError("the container has no process to run the hook as")
         try:
             # The hook's own environment, exactly (runc); everything else is the process's.
-            with entering(container, proc, env=env) as opts:
-                p = process.spawn(args, executable=hook.path, stdin=subprocess.PIPE,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **opts)
+            with entering(container, proc, env=env) as inside:
+                spec = replace(inside.spec, args=tuple(args), executable=hook.path)
+                p = exec_into(spec, join=inside.join, cgroup=inside.cgroup, cwd=inside.cwd,
+                              stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         except IsolateError as e:
             raise HookError(f"cannot run: {e}") from None
         with p:

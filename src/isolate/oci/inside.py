@@ -4,11 +4,13 @@
 container that already runs, and that program may be the image's own: it
 must get no more than the container's process has.  ``entering`` turns the
 container's config (its ``process`` section, ``linux.seccomp`` and
-``linux.namespaces``) and its cgroup into ``isolate.spawn`` options, the one
-place both take them from::
+``linux.namespaces``) and its cgroup into what ``isolate._enter.exec_into``
+takes (the one way every process enters a running container, as
+``Container.exec`` does too)::
 
-    with entering(st, proc_spec) as options:
-        p = isolate.spawn(args, **options)
+    with entering(st, proc_spec) as inside:
+        p = exec_into(replace(inside.spec, args=args), join=inside.join,
+                      cgroup=inside.cgroup, cwd=inside.cwd)
 
 What the process gets, as runc gives its exec'd processes and its hooks:
 every namespace of the container's first process, its cgroup, the config's
@@ -24,30 +26,66 @@ from __future__ import annotations
 import contextlib
 import os
 
+from .._record import dataclass
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
     from typing import Any
 
+    from ..cgroup import Cgroup
+    from ..config import ProcessSpec
+    from ..namespace import Namespace
     from . import spec as S
     from .state import ContainerState
 
-__all__ = ["cwd_op", "entering"]
+__all__ = ["Inside", "entering", "home_for", "with_home"]
 
 
-def cwd_op(cwd: str) -> Any:
-    """The op that enters ``cwd``, resolved inside the process's root (after it joined the
-    container's mount namespace, the container's root): ``..`` stops at that root, symlinks
-    resolve inside it, and magic links (``/proc/self/fd/N``, ``/proc/<pid>/cwd``) are refused."""
-    from .. import _plan as P
+@dataclass(frozen=True, slots=True)
+class Inside:
+    """What ``exec_into`` needs to start a process in a container: its ``spec`` (no args
+    yet), the namespaces to ``join`` (open), its ``cgroup`` and the working directory ``cwd``
+    (relative to the container's root)."""
 
-    return P.RootChdir(b"/", os.fsencode(cwd).lstrip(b"/") or b".")
+    spec: ProcessSpec
+    join: tuple[Namespace, ...]
+    cgroup: Cgroup | None
+    cwd: bytes
+
+
+def home_for(rootfs: str, uid: int) -> str:
+    """The home of ``uid`` in the image's /etc/passwd, else ``/`` (runc sets HOME this way)."""
+    try:
+        # O_NOFOLLOW: an image's /etc/passwd that is a symlink is not followed onto the host.
+        etc = os.open(os.path.join(rootfs, "etc"), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            fd = os.open("passwd", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=etc)
+        finally:
+            os.close(etc)
+        with os.fdopen(fd, "rb") as f:
+            data = f.read(1 << 20)
+    except OSError:
+        return "/"
+    for line in data.decode(errors="replace").splitlines():
+        fields = line.split(":")
+        if len(fields) >= 6 and fields[2] == str(uid) and fields[5]:
+            return fields[5]
+    return "/"
+
+
+def with_home(env: Mapping[str, str], rootfs: str, uid: Any) -> dict[str, str]:
+    """``env`` with HOME from the image's /etc/passwd when it has none (as runc)."""
+    out = dict(env)
+    if "HOME" not in out and isinstance(uid, int):
+        out["HOME"] = home_for(rootfs, uid)
+    return out
 
 
 @contextlib.contextmanager
 def entering(st: ContainerState, proc: S.Process, *, env: Mapping[str, str] | None = None,
-             extra_caps: Sequence[str] = (), new_session: bool = True) -> Iterator[dict[str, Any]]:
-    """``isolate.spawn`` options that start a process where container ``st``'s process runs.
+             extra_caps: Sequence[str] = (), new_session: bool = True) -> Iterator[Inside]:
+    """What a process needs to start where container ``st``'s process runs.
 
     ``proc``: the process section to apply (the container's own, or exec's
     with its flags' overrides).  ``env``: the environment instead of
@@ -55,49 +93,38 @@ def entering(st: ContainerState, proc: S.Process, *, env: Mapping[str, str] | No
     HOME from the image's /etc/passwd, as runc sets it.  ``extra_caps``
     (exec ``--cap``) are added to the bounding, effective and permitted sets.
     ``new_session`` False: the caller gives the process a terminal, whose
-    setup makes the session (``tty=True`` or a ``Console`` op).
+    setup makes the session (``tty=True`` or a console).
 
-    The options hold the container's namespace fds and cgroup, open until the
-    block ends; spawn before it does.  Raises ``ConfigError`` for a config
-    that cannot be applied and ``RuntimeError_`` if the container's process
-    is gone.  The returned ``ops`` (the working directory) must stay in the
-    plan; a caller may add ops before or after them.
+    The namespace fds and the cgroup stay open until the block ends: start
+    the process before it does.  Raises ``ConfigError`` for a config that
+    cannot be applied and ``RuntimeError_`` if the container's process is gone.
     """
-    from . import spec as S
-    from .convert import _Out, _process, _seccomp
-    from .runtime import RuntimeError_, _open_cgroup, _with_home
-    from .state import proc_start_time
-
-    spec = S.parse(st.config)
-    linux = spec.linux or S.Linux()
-    opts: dict[str, Any] = {}
-    out = _Out()
-    _process(proc, opts, out)
-    _seccomp(linux.seccomp, opts, out)
-    if env is None:
-        env = _with_home(opts["env"], st.rootfs, opts.get("user")) if st.rootfs else opts["env"]
-    sets = dict(opts.get("capability_sets") or {})
-    if extra_caps:
-        for name in ("bounding", "effective", "permitted"):
-            sets[name] = sorted(set(sets.get(name, ())) | set(extra_caps))
-    prog = opts["seccomp"].compile() if opts.get("seccomp") is not None else None
+    from .._record import replace
     from ..namespace import Namespace
+    from . import spec as S
+    from .cgroups import open_cgroup
+    from .convert import process_spec
+    from .state import RuntimeError_, proc_start_time
 
-    joined: list[Any] = []
+    linux = S.parse(st.config).linux or S.Linux()
+    # As spawn does by default: no death signal, the runtime's umask unless the config gives one.
+    spec = process_spec(proc, linux.seccomp, extra_caps=tuple(extra_caps), umask=None)
+    if env is None:
+        env = with_home(spec.env or {}, st.rootfs, spec.user) if st.rootfs else spec.env
+    spec = replace(spec, args=(), cwd=None, env=env, die_with_parent=False, new_session=new_session)
+    cwd = os.fsencode(proc.cwd).lstrip(b"/") or b"."
+    joined: list[Namespace] = []
     cg = None
     try:
-        for ns in linux.namespaces or ():
-            name = S.NAMESPACE_TYPES[ns.type]
-            # The first process's own, not ns.path: that file may name another
+        for entry in linux.namespaces or ():
+            name = S.NAMESPACE_TYPES[entry.type]
+            # The first process's own, not entry.path: that file may name another
             # namespace by now; the process is checked to be the same one below.
             joined.append(Namespace.from_path(f"/proc/{st.pid}/ns/{name}", type=name))
         if proc_start_time(st.pid) != st.pid_start:
             raise RuntimeError_("the container's process is gone (the container stopped)")
-        cg = _open_cgroup(st)
-        yield dict(join=joined, cgroup=cg, env=dict(env), user=opts["user"], group=opts["group"],
-                   groups=opts["groups"], capabilities=opts.get("capabilities"), capability_sets=sets,
-                   no_new_privs=opts["no_new_privs"], rlimits=opts.get("rlimits"), umask=opts.get("umask"),
-                   seccomp=prog, new_session=new_session, ops=[cwd_op(proc.cwd)])
+        cg = open_cgroup(st)
+        yield Inside(spec=spec, join=tuple(joined), cgroup=cg, cwd=cwd)
     finally:
         for ns in joined:
             ns.close()

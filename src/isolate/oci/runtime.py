@@ -27,6 +27,8 @@ import time
 
 from .. import _json as json
 from ..errors import CgroupError, ConfigError, UnsupportedError
+from .cgroups import cgroup_place, open_cgroup, planned_paths
+from .cgroups import controllers as cgroup_controllers
 from .state import (
     ContainerState,
     RuntimeError_,
@@ -40,10 +42,8 @@ from .state import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Sequence
     from typing import Any
-
-    from ..cgroup import Cgroup
 
     from . import spec as S
 
@@ -73,113 +73,6 @@ def run_hooks(hooks: Sequence[S.Hook], state: dict[str, Any], point: str, *,
         from .hooks import run_hooks as run
 
         run(hooks, state, point, container=container, warn=warn)
-
-
-# --- cgroups ------------------------------------------------------------------
-
-
-def _cgroup_place(cgroups_path: str | None, cid: str) -> tuple[str | None, str]:
-    """(parent, name) for ``linux.cgroupsPath``; runc's cgroupfs rules, systemd's form refused."""
-    if not cgroups_path:
-        return None, cid            # isolate's default parent, named after the container
-    if ":" in cgroups_path and not cgroups_path.startswith("/"):
-        raise UnsupportedError(f"linux.cgroupsPath: {cgroups_path!r} is a systemd slice path; the "
-                               "systemd cgroup driver is not supported (use a cgroupfs path)")
-    parts = [p for p in cgroups_path.split("/") if p not in ("", ".")]
-    if not parts or ".." in parts:
-        raise ConfigError(f"linux.cgroupsPath: invalid path {cgroups_path!r}")
-    return "/".join(parts[:-1]) or ".", parts[-1]      # ".": the top of each hierarchy
-
-
-def _controllers(limits: Any) -> list[str]:
-    from ..cgroup import DEFAULT_CONTROLLERS, KNOWN_CONTROLLERS, _layout
-    from ..cgroup.limits import controllers_for
-
-    wanted = set(DEFAULT_CONTROLLERS) | set(controllers_for(limits))
-    # Every v1 controller the host has, as runc does: the container is then in a
-    # cgroup of its own in each hierarchy (freezer for pause/resume, devices,
-    # cpuset, blkio...), never in the runtime's.
-    wanted |= set(_layout().v1) & set(KNOWN_CONTROLLERS)
-    return sorted(wanted)
-
-
-def _planned_paths(name: str, parent: str | None, controllers: Iterable[str], limits: Any) -> list[str]:
-    """The directories ``Cgroup.create(name, parent=, controllers=, limits=)`` is about to make.
-
-    Recorded in state.json before they exist, so that whatever a killed
-    ``create`` made is found by ``delete --force``.  The default parent
-    depends on this process's own cgroup in each hierarchy, which is why the
-    paths are recorded rather than recomputed by later commands.
-    """
-    from ..cgroup import _default_parent, _layout, _resolve
-    from ..cgroup.layout import split_parent
-    from ..cgroup.limits import controllers_for
-
-    lay = _layout()
-    _, v2_ctl, v1_hs, unified = _resolve(lay, frozenset(controllers), frozenset(controllers_for(limits)))
-    rel = None if parent is None else split_parent(parent, lay)
-    hierarchies = list(v1_hs)
-    if (unified or v2_ctl) and lay.v2 is not None:
-        hierarchies.append(lay.v2)
-    return sorted(os.path.join(h.mount, _default_parent(h) if rel is None else rel, name)
-                  for h in hierarchies)
-
-
-def _cgroup_at(paths: Sequence[str], controllers: Iterable[str]) -> Cgroup | None:
-    """The cgroup whose directories are ``paths`` (as ``create`` recorded them), or None if none is left.
-
-    Opened from the paths themselves, whatever cgroup this process is in:
-    each hierarchy is described to ``Cgroup.open`` as rooted at the
-    directory that holds the group.  Directories already gone are left out,
-    so a group half made or half removed still opens.
-    """
-    from ..cgroup import Cgroup, Layout, _layout
-    from ..cgroup.layout import Hierarchy
-
-    lay = _layout()
-    mounts = sorted(lay.hierarchies(), key=lambda h: -len(h.mount))
-    v1: dict[str, Hierarchy] = {}
-    v2: Hierarchy | None = None
-    names: set[str] = set()
-    for path in paths:
-        h = next((h for h in mounts if path.startswith(h.mount + "/")), None)
-        if h is None or not os.path.isdir(path):
-            continue
-        at = Hierarchy(h.version, os.path.dirname(path), "/", h.controllers, "/")
-        names.add(os.path.basename(path))
-        if h.version == 2:
-            v2 = at
-        else:
-            v1.update(dict.fromkeys(h.controllers, at))
-    if not names:
-        return None
-    if len(names) > 1:
-        raise ConfigError(f"state.json: the container's cgroup paths name different groups: {sorted(paths)!r}")
-    kind = "hybrid" if v1 and v2 is not None else "v1" if v1 else "v2"
-    here = Layout(kind, v2, v1)
-    wanted = []
-    for c in controllers:
-        try:
-            here.where(c)
-        except UnsupportedError:
-            continue
-        wanted.append(c)
-    if kind == "hybrid":
-        wanted.append("unified")
-    return Cgroup.open(names.pop(), parent=".", controllers=wanted, layout=here)
-
-
-def _open_cgroup(st: ContainerState) -> Cgroup | None:
-    """The container's cgroup (made by ``create``), or None if it has none (left)."""
-    cg = st.cgroup
-    if not cg:
-        return None
-    if "paths" in cg:
-        return _cgroup_at(cg["paths"], cg["controllers"])
-    from ..cgroup import Cgroup
-
-    # state.json of an older isolate-oci, without the paths.
-    return Cgroup.open(cg["name"], parent=cg["parent"], controllers=cg["controllers"])
 
 
 # --- create ---------------------------------------------------------------------
@@ -228,32 +121,6 @@ def _cloexec_from(first: int) -> None:
                 pass            # the listing's own fd, closed by now
 
 
-def _home_for(rootfs: str, uid: int) -> str:
-    """The home of ``uid`` in the image's /etc/passwd, else ``/`` (runc sets HOME this way)."""
-    try:
-        # O_NOFOLLOW: an image's /etc/passwd that is a symlink is not followed onto the host.
-        etc = os.open(os.path.join(rootfs, "etc"), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        try:
-            fd = os.open("passwd", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=etc)
-        finally:
-            os.close(etc)
-        with os.fdopen(fd, "rb") as f:
-            data = f.read(1 << 20)
-    except OSError:
-        return "/"
-    for line in data.decode(errors="replace").splitlines():
-        fields = line.split(":")
-        if len(fields) >= 6 and fields[2] == str(uid) and fields[5]:
-            return fields[5]
-    return "/"
-
-
-def _with_home(env: dict[str, str], rootfs: str, uid: Any) -> dict[str, str]:
-    if "HOME" not in env and isinstance(uid, int):
-        env = {**env, "HOME": _home_for(rootfs, uid)}
-    return env
-
-
 def _write_pid_file(path: str | None, pid: int) -> None:
     if not path:
         return
@@ -294,9 +161,11 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
     ``foreground_tty`` (``run`` without ``--console-socket``): a terminal
     config uses the caller's own stdin as the terminal.
     """
+    from .._record import replace
     from ..container import Container
     from . import spec as S
-    from .convert import spec_to_container_options
+    from .convert import spec_to_config
+    from .inside import with_home
 
     _check_preserved(preserve_fds)
     _cloexec_from(3 + preserve_fds)
@@ -311,29 +180,31 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
     if console_socket and not terminal:
         raise ConfigError("--console-socket: process.terminal is false in config.json")
     linux = spec.linux or S.Linux()
-    parent, name = _cgroup_place(linux.cgroups_path, cid)
+    parent, name = cgroup_place(linux.cgroups_path, cid)
     conv = None
     cg = None
     begun = False
     pid = -1
     fds: list[int] = []
     try:
-        conv = spec_to_container_options(spec, bundle_path)
+        conv = spec_to_config(spec, bundle_path)
         for line in conv.unsupported:
             if not line.startswith(("hooks:", "linux.cgroupsPath:")):
                 warn(f"not applied: {line}")
-        opts = dict(conv.options)
-        limits = opts.pop("limits", None)
-        opts["make_cwd"] = True
-        if opts.get("rootfs") is not None and spec.root is not None:
-            opts["env"] = _with_home(opts.get("env") or {}, str(spec.root_path(bundle_path)), opts.get("user"))
-        if no_pivot and opts.get("rootfs") is not None:
-            opts["pivot_root"] = False
+        config = conv.config
+        limits = config.limits
+        process = replace(config.process, die_with_parent=False)
+        if config.root is not None and spec.root is not None:
+            process = replace(process, env=with_home(process.env or {}, str(spec.root_path(bundle_path)),
+                                                     process.user))
+        # The group is made here (below), before the container, which joins it.
+        config = replace(config, process=process, limits=None, make_cwd=True, name=cid,
+                         pivot_root=False if no_pivot and config.root is not None else config.pivot_root)
         from ..cgroup import Cgroup
 
         sd.check_free()         # before the cgroup's: a taken id says what to do about it
-        controllers = _controllers(limits)
-        planned = _planned_paths(name, parent, controllers, limits)
+        controllers = cgroup_controllers(limits)
+        planned = planned_paths(name, parent, controllers, limits)
         for path in planned:
             # Taken before we record it: the record must only ever name what this create makes.
             if os.path.lexists(path):
@@ -375,7 +246,7 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
             # terminal, its setup makes the session instead.
             stdio = dict(new_session=True)
         pass_fds = list(range(3, 3 + preserve_fds))
-        container = Container(**opts, cgroup=cg, die_with_parent=False, name=cid)
+        container = Container(config, join=conv.join, cgroup=cg)
         proc = container.start(list(conv.args), exec_gate=gate, pass_fds=pass_fds, **stdio)
         pid = proc.pid
         start_time = proc_start_time(pid)
@@ -521,7 +392,7 @@ def kill(root: str, cid: str, sig: int | None = None, *, all: bool = False) -> N
     sd, st = _load(root, cid)
     with sd:
         status = sd.status(st)
-        cg = _open_cgroup(st) if all else None
+        cg = open_cgroup(st) if all else None
         try:
             if cg is not None and (status != "stopped" or cg.procs()):
                 # Also once the first process is gone: without a pid namespace of
@@ -594,7 +465,7 @@ def _destroy(st: ContainerState) -> None:
     thaw_paths(st)              # a frozen (v1) process does not die of SIGKILL
     if st.pid > 0 and proc_start_time(st.pid) == st.pid_start:
         _kill_wait(st.pid)
-    cg = _open_cgroup(st)
+    cg = open_cgroup(st)
     if cg is not None:
         cg.close()              # kills what is left (no pid namespace, a half-made container), then rmdir
 
@@ -616,7 +487,7 @@ def _freeze(root: str, cid: str, on: bool) -> None:
         want = ("running", "created") if on else ("paused",)
         if status not in want:
             raise RuntimeError_(f"container {cid} is {status}, not {' or '.join(want)}")
-        cg = _open_cgroup(st)
+        cg = open_cgroup(st)
         if cg is None:
             raise UnsupportedError("pause/resume need the container's cgroup; it has none")
         try:
@@ -631,7 +502,7 @@ def ps(root: str, cid: str) -> list[int]:
     with sd:
         if sd.status(st) == "stopped":
             return []
-        cg = _open_cgroup(st)
+        cg = open_cgroup(st)
         if cg is None:
             return [st.pid]
         try:
@@ -646,7 +517,7 @@ def stats(root: str, cid: str) -> dict[str, Any]:
     with sd:
         if sd.status(st) == "stopped":
             raise RuntimeError_("container not running")
-        cg = _open_cgroup(st)
+        cg = open_cgroup(st)
         if cg is None:
             raise UnsupportedError("stats need the container's cgroup; it has none")
         try:
@@ -693,17 +564,14 @@ def update(root: str, cid: str, resources: dict[str, Any]) -> None:
         linux = S.Linux.from_json({"resources": resources}, "linux")
     except ConfigError as e:
         raise ConfigError(f"--resources: {e}") from None
-    opts: dict[str, Any] = {}
-    out = _Out()
-    _resources(linux, opts, out)
-    limits = opts.get("limits")
+    limits = _resources(linux, _Out())
     sd, st = _load(root, cid, exclusive=True)
     with sd:
         if sd.status(st) == "stopped":
             raise RuntimeError_("container not running")
         if limits is None:
             return
-        cg = _open_cgroup(st)
+        cg = open_cgroup(st)
         if cg is None:
             raise UnsupportedError("update needs the container's cgroup; it has none")
         try:
@@ -721,14 +589,15 @@ def exec_process(root: str, cid: str, proc_spec: S.Process, *, detach: bool = Fa
                  ignore_paused: bool = False) -> int:
     """Run ``proc_spec`` inside the container; returns its exit status (0 at once with ``detach``).
 
-    The process is set up as the container's own (``inside.entering``): it
-    joins the namespaces of the container's first process and its cgroup,
-    gets the config's credentials, capabilities and seccomp filter, a session
-    of its own, and its working directory resolved inside the container's
-    root (never a magic link), as runc's exec does.
+    The process is set up as the container's own (``inside.entering``,
+    then ``exec_into``, as ``Container.exec``): it joins the namespaces of
+    the container's first process and its cgroup, gets the config's
+    credentials, capabilities and seccomp filter, a session of its own, and
+    its working directory resolved inside the container's root (never a
+    magic link), as runc's exec does.
     """
-    from .. import _plan as P
-    from .. import process
+    from .._enter import exec_into
+    from .._record import replace
     from .inside import entering
 
     _check_preserved(preserve_fds)
@@ -743,7 +612,7 @@ def exec_process(root: str, cid: str, proc_spec: S.Process, *, detach: bool = Fa
         if terminal and not console_socket and not os.isatty(0):
             raise ConfigError("--tty needs --console-socket or a terminal on stdin")
         # With a terminal, its setup makes the session (setsid, then TIOCSCTTY).
-        with entering(st, proc_spec, extra_caps=extra_caps, new_session=not terminal) as opts:
+        with entering(st, proc_spec, extra_caps=extra_caps, new_session=not terminal) as inside:
             try:
                 # Not dumpable from birth: the new process appears in the container's pid
                 # namespace at clone, before its first op, and what runs there must not
@@ -752,18 +621,16 @@ def exec_process(root: str, cid: str, proc_spec: S.Process, *, detach: bool = Fa
                 from .._spawn import set_dumpable
 
                 set_dumpable(False)
-                stdio: dict[str, Any] = {}
-                ops: list[Any] = [P.SetDumpable(0), *opts.pop("ops")]
+                console = None
                 if terminal and console_socket:
                     sock = _connect_console(console_socket)
                     fds.append(sock)
                     size = proc_spec.console_size
-                    ops.append(P.Console(fd=sock, rows=size.height if size else 0,
-                                         cols=size.width if size else 0))
-                elif terminal:
-                    stdio = dict(tty=True)
-                p = process.spawn(list(proc_spec.args or ()), ops=ops,
-                                  pass_fds=list(range(3, 3 + preserve_fds)), **stdio, **opts)
+                    console = (sock, (size.height if size else 0, size.width if size else 0, False))
+                spec = replace(inside.spec, args=tuple(proc_spec.args or ()),
+                               tty=terminal and console is None)
+                p = exec_into(spec, join=inside.join, cgroup=inside.cgroup, cwd=inside.cwd,
+                              pass_fds=list(range(3, 3 + preserve_fds)), console=console)
             finally:
                 for fd in fds:
                     os.close(fd)

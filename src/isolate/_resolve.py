@@ -1,0 +1,248 @@
+"""What a ``ContainerConfig`` means on this host, resolved once per ``Container``.
+
+``Container`` options become a ``ContainerConfig`` (``config_from_options``);
+``Resolved`` then holds what follows from it and from what the caller joins:
+the namespaces the container makes, its user as its own /etc/passwd says,
+the capabilities it keeps (the OCI set loses CAP_SYS_CHROOT under chroot and
+CAP_MKNOD without a user namespace or device rules), its id maps, its
+``Isolation`` and the ``ProcessSpec`` each of its processes starts from.
+Nothing here starts a process.
+"""
+
+from __future__ import annotations
+
+import os
+
+from . import _plans
+from ._io import DEVNULL, PIPE, STDOUT
+from ._planner import Isolation
+from ._record import replace
+from ._userdb import Identity, resolve, rootfs_db
+from ._validate import FrozenMap, container_path
+from .config import ContainerConfig, ProcessSpec
+from .config import host_root_for as config_host_root_for
+from .errors import ConfigError
+from .idmap import IdMap
+from .rootfs import RootFS
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import IO, Any, TypeAlias
+
+    from .process import NamespaceLike
+
+    Stdio: TypeAlias = "None | int | IO[Any]"
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+MAX_ID_RANGE = 4294967295          # the whole uid space except (uid_t)-1
+#: The default id map of a root caller: every id to itself (immutable, so shared).
+IDENTITY_MAP = (IdMap(inside=0, outside=0, count=MAX_ID_RANGE),)
+
+
+def host_root_for(user: Any, group: Any, groups: Any) -> tuple[RootFS, Identity | None]:
+    """``RootFS.host()`` for a container's ``user`` (see ``config.host_root_for``)."""
+    spec, ident = config_host_root_for(user, group, groups)
+    return RootFS.from_spec(spec), ident
+
+
+def effective_namespaces(config_ns: frozenset[str], join: Sequence[NamespaceLike],
+                         has_root: bool) -> frozenset[str]:
+    """The namespaces a container makes: ``config_ns`` less those it joins (checked)."""
+    ns = set(config_ns)
+    for item in join:
+        t = getattr(item, "type", None)
+        from ._plan import NSTYPES
+
+        if t not in NSTYPES or not hasattr(item, "fileno"):
+            raise ConfigError(f"join: {item!r} is not an open namespace")
+        ns.discard(t)
+        if t == "mnt" and has_root:
+            raise ConfigError("join: a joined mount namespace cannot take a rootfs")
+        if "user" in ns and t not in ("user", "net"):
+            # The joined namespace belongs to another user namespace, in which a
+            # process born in a new user namespace holds no capability (setns: EPERM).
+            # A network namespace is entered by the parent before the clone, so it
+            # combines with a new user namespace (its lo must already be up).
+            raise ConfigError(f"join: joining a {t} namespace needs 'user' left out of namespaces")
+    if has_root and "mnt" not in ns:
+        raise ConfigError("a rootfs needs the 'mnt' namespace")
+    return frozenset(ns)
+
+
+def process_umask() -> int:
+    """This process's umask, read without changing it (Linux 4.7+), else by setting it back."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def console_path(stdout: Stdio) -> bytes | None:
+    """The terminal stdout is (bound on /dev/console), or None."""
+    fd = 1 if stdout is None else (stdout if isinstance(stdout, int) else
+                                   (stdout.fileno() if hasattr(stdout, "fileno") else -1))
+    if not isinstance(fd, int) or fd < 0 or fd in (PIPE, DEVNULL, STDOUT):
+        return None
+    try:
+        return os.fsencode(os.ttyname(fd)) if os.isatty(fd) else None
+    except OSError:
+        return None
+
+
+class Resolved:
+    """A container's settings as they apply here (see the module's doc)."""
+
+    def __init__(self, config: ContainerConfig, rootfs: RootFS | None, join: Sequence[NamespaceLike],
+                 group_limits: object, identity: Identity | None = None, resolved: bool = False) -> None:
+        proc = config.process
+        self.config = config
+        self.rootfs = rootfs
+        if not resolved and (proc.user is not None or proc.group is not None or proc.groups is not None):
+            identity = resolve(rootfs_db(rootfs), proc.user, proc.group, proc.groups)
+        self.identity = identity
+        self.join = list(join)
+        self.namespaces = effective_namespaces(frozenset(config.namespaces), self.join, rootfs is not None)
+        euid = os.geteuid()
+        uid_map, gid_map = config.uid_map, config.gid_map
+        if "user" in self.namespaces and uid_map is None and euid == 0:
+            uid_map = IDENTITY_MAP
+        if "user" in self.namespaces and gid_map is None and euid == 0:
+            gid_map = IDENTITY_MAP
+        self.uid_map, self.gid_map = uid_map, gid_map
+        pivot = config.pivot_root
+        if pivot is None:
+            pivot = not _plans.root_is_initramfs()
+        self.root_mode = "none" if rootfs is None else ("pivot_root" if pivot else "chroot")
+        caps = proc.capabilities
+        if caps == "default":
+            from .seccomp import OCI_DEFAULT_CAPS
+
+            caps = OCI_DEFAULT_CAPS
+            if self.root_mode == "chroot":
+                # Under chroot the host tree still exists below the root, and chroot(2)
+                # itself is the way out (chroot a subdirectory, then '..' past the root).
+                caps = caps - {"CAP_SYS_CHROOT"}
+            if "user" not in self.namespaces and getattr(group_limits, "devices", None) is None:
+                # Outside a user namespace a device node made with mknod opens the
+                # host's device (a disk, /dev/mem), and without device rules in its
+                # cgroup nothing stops it, as runc's device cgroup would.
+                caps = caps - {"CAP_MKNOD"}
+        self.capabilities: frozenset[str] | None = caps  # type: ignore[assignment]
+        # No process of the container can ever remount anything: without
+        # CAP_SYS_ADMIN in its bounding set (and in no user namespace, where
+        # the root would be its own), so a read-only root may be shared.
+        self.root_unmountable = (proc.capability_sets is None and self.capabilities is not None
+                                 and "CAP_SYS_ADMIN" not in self.capabilities
+                                 and "user" not in self.namespaces and euid == 0)
+        self.stage = _plans.stage_path(config.stage, rootfs is not None)
+        if rootfs is None:
+            self.cwd = os.fsencode(proc.cwd if proc.cwd is not None else "/")
+        else:
+            cwd = proc.cwd if proc.cwd is not None else "/"
+            self.cwd = b"." if cwd == "/" else container_path(cwd, "cwd")
+        types = tuple(getattr(j, "type") for j in self.join)
+        self.isolation = Isolation(namespaces=self.namespaces, join=types, uid_map=uid_map,
+                                   gid_map=gid_map, hostname=config.hostname)
+        self.base = replace(proc, args=(), cwd=None, capabilities=self.capabilities,
+                            **self._credentials(None))
+
+    def _held_maps(self) -> bool:
+        """Whether the id maps go through newuidmap/newgidmap (which allow setgroups)."""
+        if "user" not in self.namespaces:
+            return False
+        umaps, gmaps = self.uid_map, self.gid_map
+        return bool(umaps is not None and (len(umaps) > 1 or umaps[0].outside != os.geteuid())
+                    or gmaps is not None and (len(gmaps) > 1 or gmaps[0].outside != os.getegid()))
+
+    def _credentials(self, user: int | str | None) -> dict[str, Any]:
+        """``user``, ``group`` and ``groups`` of a process: ``user`` (None: the container's)
+        as the container's /etc/passwd and /etc/group say (see ``isolate._userdb``)."""
+        proc = self.config.process
+        ident = self.identity
+        if user is not None:
+            ident = resolve(rootfs_db(self.rootfs), user, proc.group, proc.groups)
+        # A caller without root in a new user namespace of its own ids cannot set groups
+        # (the kernel denies setgroups there, CVE-2014-8989), unless it asked for some.
+        settable = os.geteuid() == 0 or proc.groups is not None or self._held_maps()
+        if ident is None:
+            return {"user": None, "group": None, "groups": () if settable else None}
+        return {"user": ident.uid, "group": ident.gid, "groups": ident.groups if settable else None}
+
+    def default_env(self) -> FrozenMap:
+        """PATH, HOME (root's /root, else /) and the caller's TERM."""
+        home = "/root" if self.identity is None or self.identity.uid == 0 else "/"
+        out = {"PATH": DEFAULT_PATH, "HOME": home}
+        if "TERM" in os.environ:
+            out["TERM"] = os.environ["TERM"]
+        return FrozenMap(out)
+
+    def spec(self, argv: Sequence[Any], *, env: Mapping[str, str] | None, user: int | str | None = None,
+             tty: bool = False, new_session: bool | None = None) -> ProcessSpec:
+        """The ``ProcessSpec`` of one of the container's processes."""
+        base = self.base
+        changes: dict[str, Any] = {"args": argv}
+        if env is not None:
+            changes["env"] = env
+        elif base.env is None:
+            changes["env"] = self.default_env()
+        if user is not None:
+            changes.update(self._credentials(user))
+        if tty:
+            changes["tty"] = True
+        if new_session is not None and new_session != base.new_session:
+            changes["new_session"] = new_session
+        return replace(base, **changes)
+
+
+def config_from_options(*, rootfs: RootFS | None | str, namespaces: object, net: object,
+                        uid_map: Sequence[IdMap] | None, gid_map: Sequence[IdMap] | None,
+                        limits: object, name: str | None, hostname: object, env: Mapping[str, str] | None,
+                        cwd: str, user: int | str | None, group: int | str | None,
+                        groups: Sequence[int | str] | None, capabilities: object,
+                        capability_sets: object, no_new_privs: bool, seccomp: object, rlimits: object,
+                        umask: int | None, die_with_parent: bool, pivot_root: bool | None, stage: str,
+                        make_cwd: bool, new_session: bool,
+                        join: list[NamespaceLike]) -> tuple[ContainerConfig, RootFS | None, Identity | None]:
+    """``Container``'s keyword options as a ``ContainerConfig``, the ``RootFS`` to build on,
+    and the user's identity (``join`` gains ``net`` when that is a namespace)."""
+    ident: Identity | None = None
+    if isinstance(rootfs, str):
+        if rootfs != "host":
+            raise ConfigError(f"rootfs must be a RootFS, 'host' or None, got {rootfs!r}")
+        rootfs, ident = host_root_for(user, group, groups)
+    elif rootfs is not None and not isinstance(rootfs, RootFS):
+        raise ConfigError(f"rootfs must be a RootFS, 'host' or None, got {rootfs!r}")
+    if ident is None and (user is not None or group is not None or groups is not None):
+        ident = resolve(rootfs_db(rootfs), user, group, groups)
+    if isinstance(namespaces, str):
+        raise ConfigError(f"namespaces must be a collection of names, got {namespaces!r}")
+    if not isinstance(net, str) and getattr(net, "type", None) == "net" and hasattr(net, "fileno"):
+        join.append(net)     # type: ignore[arg-type]  # e.g. a PooledNetns: joined instead of created
+        net = "none"
+    elif net not in ("none", "host"):
+        raise ConfigError(f"net must be 'none', 'host' or a network namespace, got {net!r}")
+    ns = set(namespaces)  # type: ignore[call-overload]
+    if net == "host":
+        ns.discard("net")
+    # Joined types are not made; the hostname's default follows the namespaces made.
+    made = effective_namespaces(frozenset(ns), join, rootfs is not None)
+    process = ProcessSpec(env=env, cwd=cwd, user=user, group=group, groups=groups,
+                          capabilities=capabilities,  # type: ignore[arg-type]
+                          capability_sets=capability_sets,  # type: ignore[arg-type]
+                          no_new_privs=no_new_privs, seccomp=seccomp,  # type: ignore[arg-type]
+                          rlimits=rlimits,  # type: ignore[arg-type]
+                          umask=umask, die_with_parent=die_with_parent, new_session=new_session)
+    if hostname is not None and not isinstance(hostname, str):
+        raise ConfigError(f"hostname must be a string or None, got {hostname!r}")
+    config = ContainerConfig(rootfs=rootfs.spec if rootfs is not None else None, process=process,
+                             namespaces=made, net="none", uid_map=uid_map, gid_map=gid_map,
+                             limits=limits, name=name, hostname=hostname,  # type: ignore[arg-type]
+                             pivot_root=pivot_root, stage=stage, make_cwd=make_cwd)
+    return config, rootfs, ident

@@ -1,0 +1,604 @@
+"""The typed configs: ``ProcessSpec``, ``RootSpec`` and ``ContainerConfig``.
+
+Plain data: frozen, slotted, keyword-only records, each checked once, when
+it is made.  A bad value raises ``ConfigError`` naming the field and the
+value, before any process, mount or cgroup exists.  ``spawn``, ``run``,
+``Container``, ``RootFS`` and the OCI converter all produce or take them,
+and every plan is cached on them (see ``_planner.py``): two equal configs
+share one plan, whichever objects they came from.
+
+::
+
+    spec = ProcessSpec(args=["make", "test"], env={"PATH": "/usr/bin"}, user="nobody")
+    config = ContainerConfig(rootfs=RootFS.host().spec, process=spec,
+                             limits=Limits(memory_max=256 << 20))
+    with Container(config) as c:
+        result = c.run(timeout=60)
+
+A ``ProcessSpec`` made directly has the sandbox's defaults (the OCI
+capability set, Docker's seccomp profile, no_new_privs, umask 022, a session
+of its own, SIGKILL when its spawning thread dies); ``isolate.spawn`` and
+``isolate.run`` pass their own, ``subprocess``-like, defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import stat
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from . import _cache
+from . import _validate as V
+from ._plan import MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY, NSTYPES
+from ._record import dataclass, field
+from ._validate import FrozenMap
+from .errors import ConfigError
+from .idmap import IdMap, check_maps
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Collection
+    from typing import Any, Literal, TypeAlias
+
+    from .cgroup import Limits
+    from .seccomp import SeccompProfile
+
+    StrPath: TypeAlias = "str | bytes | os.PathLike[str] | os.PathLike[bytes]"
+
+__all__ = ["ProcessSpec", "RootSpec", "ContainerConfig", "BindMount", "TmpfsMount", "SpecialMount",
+           "MountOptions", "OverlaySpec", "FrozenMap", "NAMESPACES", "DEFAULT_NAMESPACES",
+           "CAP_SETS", "MAX_ARG", "host_root"]
+
+#: Namespace names as in /proc/<pid>/ns.
+NAMESPACES = frozenset(NSTYPES)
+#: What a Container unshares by default.  ``time`` is left out: nothing needs it by default.
+DEFAULT_NAMESPACES = frozenset({"user", "pid", "mnt", "uts", "ipc", "net", "cgroup"})
+#: The five capability sets of ``capability_sets``.
+CAP_SETS = ("bounding", "effective", "permitted", "inheritable", "ambient")
+#: The most argv may hold, in bytes.
+MAX_ARG = 1 << 20
+
+_RLIMIT_NAMES = {n[len("RLIMIT_"):].lower(): getattr(resource, n) for n in dir(resource)
+                 if n.startswith("RLIMIT_")}
+
+
+def _set(obj: object, name: str, value: object) -> None:
+    object.__setattr__(obj, name, value)
+
+
+def rlimit_number(name: object) -> int:
+    """The RLIMIT_* number of ``name`` (``"nofile"``, ``"RLIMIT_NOFILE"`` or the number)."""
+    if isinstance(name, int) and not isinstance(name, bool):
+        if name in _RLIMIT_NAMES.values():
+            return int(name)
+    elif isinstance(name, str):
+        key = name.lower().removeprefix("rlimit_")
+        if key in _RLIMIT_NAMES:
+            return int(_RLIMIT_NAMES[key])
+    raise ConfigError(f"rlimits: unknown resource {name!r}")
+
+
+def _rlimits(value: object) -> FrozenMap | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"rlimits must map resource names to limits, got {value!r}")
+    out = {}
+    inf = resource.RLIM_INFINITY
+    for name, limit in value.items():
+        rlimit_number(name)
+        try:
+            soft, hard = (limit, limit) if isinstance(limit, int) else tuple(limit)
+        except (TypeError, ValueError):
+            raise ConfigError(f"rlimits[{name!r}] must be a limit or (soft, hard), got {limit!r}") from None
+        for v in (soft, hard):
+            if not isinstance(v, int) or isinstance(v, bool) or (v < 0 and v != inf):
+                raise ConfigError(f"rlimits[{name!r}] must be non-negative integers, got {limit!r}")
+        if hard != inf and (soft == inf or soft > hard):
+            raise ConfigError(f"rlimits[{name!r}]: soft limit above hard limit: {limit!r}")
+        out[name] = (soft, hard)
+    return FrozenMap(out)
+
+
+def _env(value: object) -> FrozenMap | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"env must be a mapping of names to values, got {value!r}")
+    for k, v in value.items():
+        kb = V.fsencode(k, "env key")
+        V.fsencode(v, f"env[{k!r}]")
+        if not kb or b"=" in kb:
+            raise ConfigError(f"env key must be non-empty and without '=': {k!r}")
+    return value if type(value) is FrozenMap else FrozenMap(value)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProcessSpec:
+    """What runs: the program, its environment, its identity and its privileges.
+
+    ``args``: the argv (may be empty in a ``ContainerConfig``, whose runs
+    give one).  ``executable``: the file to run instead of looking
+    ``args[0]`` up in PATH.  ``env``: None inherits the caller's environment
+    (``spawn``) or gives PATH, HOME and TERM (``Container``).  ``cwd``: the
+    working directory (inside the root, for a container).  ``user``,
+    ``group``, ``groups``: ids or names (see ``isolate.spawn`` and
+    ``Container`` for where names are looked up and the defaults).
+    ``capabilities``: names kept (every other is dropped from every set),
+    ``"default"`` for the OCI set, None to keep all; ``capability_sets``
+    instead gives each of ``CAP_SETS`` exactly.  ``seccomp``: BPF bytes, a
+    ``SeccompProfile``, ``"default"`` (Docker's profile for the capabilities
+    kept) or None.  ``rlimits``: ``{"nofile": (soft, hard)}``.
+    ``new_session``: None gives a session of its own only to a process in a
+    namespace (``spawn``).  ``die_with_parent``: SIGKILL when the spawning
+    *thread* exits.  ``close_fds``: no fd but stdio and those passed reaches
+    the program.
+    """
+
+    args: Sequence[StrPath] = ()
+    executable: StrPath | None = None
+    env: Mapping[str, str] | None = None
+    cwd: StrPath | None = None
+    user: int | str | None = None
+    group: int | str | None = None
+    groups: Sequence[int | str] | None = None
+    capabilities: Collection[str] | Literal["default"] | None = "default"
+    capability_sets: Mapping[str, Collection[str]] | None = None
+    no_new_privs: bool = True
+    seccomp: SeccompProfile | bytes | Literal["default"] | None = "default"
+    rlimits: Mapping[str | int, int | tuple[int, int]] | None = None
+    umask: int | None = 0o022
+    die_with_parent: bool = True
+    new_session: bool | None = True
+    process_group: bool = False
+    tty: bool = False
+    close_fds: bool = True
+
+    def __post_init__(self) -> None:
+        args = self.args
+        if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
+            raise ConfigError(f"argv must be a sequence of strings, got {args!r}")
+        total = 0
+        for i, a in enumerate(args):
+            total += len(V.fsencode(a, f"argv[{i}]")) + 1
+        if total > MAX_ARG:
+            raise ConfigError(f"argv is too long ({total} bytes)")
+        if type(args) is not tuple:
+            _set(self, "args", tuple(args))
+        if self.executable is not None:
+            V.fsencode(self.executable, "executable")
+        _set(self, "env", _env(self.env))
+        if self.cwd is not None:
+            V.fsencode(self.cwd, "cwd")
+        for name in ("user", "group"):
+            value = getattr(self, name)
+            if value is not None:
+                V.id_value(value, name)
+        if self.groups is not None:
+            if isinstance(self.groups, (str, bytes)):
+                raise ConfigError(f"groups must be a list of ids or names, got {self.groups!r}")
+            groups = tuple(self.groups)
+            for i, g in enumerate(groups):
+                V.id_value(g, f"groups[{i}]")
+            if len(groups) > 65536:
+                raise ConfigError(f"groups: too many ({len(groups)})")
+            _set(self, "groups", groups)
+        caps = self.capabilities
+        if caps is not None and caps != "default":
+            if isinstance(caps, str):
+                raise ConfigError(f"capabilities must be 'default', None or a collection of capability "
+                                  f"names, got {caps!r}")
+            _set(self, "capabilities", V.cap_names(caps, "capabilities"))
+        sets = self.capability_sets
+        if sets is not None:
+            if not isinstance(sets, Mapping) or set(sets) - set(CAP_SETS):
+                raise ConfigError(f"capability_sets must map some of {', '.join(CAP_SETS)} to names, "
+                                  f"got {sets!r}")
+            norm = FrozenMap((k, V.cap_names(sets.get(k, ()), f"capability_sets[{k!r}]"))
+                             for k in CAP_SETS)
+            # The kernel raises only ambient capabilities that are permitted and inheritable.
+            if norm["effective"] - norm["permitted"]:
+                raise ConfigError("capability_sets: effective capabilities must be permitted")
+            _set(self, "capability_sets", norm)
+        seccomp = self.seccomp
+        if isinstance(seccomp, (bytes, bytearray)):
+            prog = bytes(seccomp)
+            if not prog or len(prog) % 8 or len(prog) // 8 > 4096:
+                raise ConfigError(f"seccomp must be a BPF program of 1 to 4096 8-byte instructions, "
+                                  f"got {len(prog)} bytes")
+            _set(self, "seccomp", prog)
+        elif seccomp is not None and seccomp != "default":
+            from .seccomp import SeccompProfile
+
+            if not isinstance(seccomp, SeccompProfile):
+                raise ConfigError(f"seccomp must be 'default', a SeccompProfile, bytes or None, "
+                                  f"got {seccomp!r}")
+        _set(self, "rlimits", _rlimits(self.rlimits))
+        umask = self.umask
+        if umask is not None and (not isinstance(umask, int) or isinstance(umask, bool)
+                                  or not 0 <= umask <= 0o777):
+            raise ConfigError(f"umask must be an integer from 0 to 0o777, got {umask!r}")
+        for name in ("no_new_privs", "die_with_parent", "process_group", "tty", "close_fds"):
+            value = getattr(self, name)
+            if type(value) is not bool:
+                _set(self, name, bool(value))
+        if self.new_session is not None and type(self.new_session) is not bool:
+            _set(self, "new_session", bool(self.new_session))
+
+
+# --- the root filesystem -------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BindMount:
+    """A host path bound into the container (``RootFS.bind``)."""
+
+    source: bytes          # absolute host path, symlinks resolved
+    target: bytes          # container path, relative form (see ``container_path``)
+    readonly: bool = False
+    recursive: bool = True
+    is_dir: bool = True
+    attrs: int = 0         # MOUNT_ATTR_NOSUID/NODEV/NOEXEC to set (the rest is the source's)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TmpfsMount:
+    """A fresh tmpfs (``RootFS.tmpfs``)."""
+
+    target: bytes
+    size: str | None = None
+    mode: int = 0o1777
+    attrs: int = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV   # MOUNT_ATTR_* of the mount, atime included
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SpecialMount:
+    """A filesystem that is not a plain tmpfs or bind: ``mqueue`` or ``cgroup``."""
+
+    kind: Literal["mqueue", "cgroup"]
+    target: bytes
+    attrs: int
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("mqueue", "cgroup"):
+            raise ConfigError(f"SpecialMount.kind must be 'mqueue' or 'cgroup', got {self.kind!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class MountOptions:
+    """Flags and options of one of the mounts a root makes itself (``RootFS.mount_options``)."""
+
+    attrs: int
+    size: str | None = None
+    mode: int | None = None
+    gid: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OverlaySpec:
+    """A writable layer over the root: on a tmpfs of ``size`` (``upper`` None), or kept in ``upper``."""
+
+    upper: Path | None = None
+    size: str | None = None
+
+
+#: Host top-level directories ``RootFS.host()`` binds read-only (or recreates as symlinks).
+HOST_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
+#: Entries of the host's /etc that ``RootFS.host()`` binds read-only, where they exist.
+HOST_ETC = (
+    "passwd", "group", "hosts", "resolv.conf", "nsswitch.conf", "host.conf", "ld.so.cache",
+    "ld.so.conf", "ssl", "alternatives", "localtime", "timezone", "mime.types", "protocols",
+    "services",
+)
+
+#: Regular files of /etc up to this size are copied into the new root, larger ones bound
+#: read-only.  Measured per start: writing a file costs ~13 us plus ~0.9 us per KiB, a file
+#: mount point and a bind ~37 us, so the break-even is near 48 KiB (mime.types, 72 KiB, is bound).
+ETC_COPY_MAX = 48 << 10
+
+#: Default tmpfs sizes.  A tmpfs without one may take half of the host's RAM,
+#: and its pages are not any process's: no OOM kill frees them while the
+#: container lives, and without a memory limit nothing charges them to it.
+#: So each writable tmpfs of a container is bounded by default; the most one
+#: container can keep in host memory that way is their sum (832 MiB, 1.8 GiB
+#: with an overlay).  /dev/shm as Docker's; /tmp large enough for a compiler's
+#: or a package build's scratch files; $HOME for caches and dotfiles; the
+#: overlay's upper layer (everything written over the root) for a package
+#: installation.  Each can be changed: ``RootFS.host(tmp_size=, home_size=)``,
+#: ``tmpfs(size=)``, ``mount_options("/dev/shm", size=)``, ``overlay(size=)``.
+SHM_SIZE = "64m"
+TMP_SIZE = "512m"
+HOME_SIZE = "256m"
+OVERLAY_SIZE = "1g"
+
+_NOSUID_NODEV = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV
+_NOSUID_NODEV_NOEXEC = _NOSUID_NODEV | MOUNT_ATTR_NOEXEC
+
+#: The mounts a root makes itself, and their defaults.
+BUILTIN_DEFAULTS = FrozenMap({
+    "/proc": MountOptions(_NOSUID_NODEV_NOEXEC),
+    "/sys": MountOptions(_NOSUID_NODEV_NOEXEC | MOUNT_ATTR_RDONLY),
+    "/dev": MountOptions(MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, size="64k", mode=0o755),
+    "/dev/pts": MountOptions(MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, mode=0o620),
+    "/dev/shm": MountOptions(_NOSUID_NODEV, size=SHM_SIZE, mode=0o1777),
+})
+
+AnyMount: TypeAlias = "BindMount | TmpfsMount | SpecialMount"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RootSpec:
+    """What a container's root filesystem looks like: the value ``RootFS`` builds.
+
+    ``directory``: an image (absolute, resolved) or None for a host root,
+    whose ``host_dirs`` (``(name, symlink target or None)``: /usr, /bin,
+    /lib* ...) are bound read-only and ``host_etc`` (``(name, kind,
+    contents)``, kind ``file`` (copied), ``dir``, ``bind`` or ``link``) make
+    its /etc.  ``mounts`` in the order they are made; ``builtin`` the options
+    of /proc, /sys, /dev, /dev/pts and /dev/shm; ``masked`` and
+    ``readonly_paths`` container paths (relative form).  Two equal specs give
+    one plan: a ``Container`` given a fresh ``RootFS.host()`` each time plans
+    as fast as one given the same ``RootFS`` again.
+    """
+
+    directory: Path | None = None
+    readonly: bool = True
+    proc: bool = True
+    sys: bool = True
+    dev: bool = True
+    oci_masks: bool = True
+    host_dirs: tuple[tuple[str, bytes | None], ...] = ()
+    host_etc: tuple[tuple[str, str, bytes], ...] = ()
+    mounts: tuple[AnyMount, ...] = ()
+    builtin: Mapping[str, MountOptions] = BUILTIN_DEFAULTS
+    masked: tuple[bytes, ...] = ()
+    readonly_paths: tuple[bytes, ...] = ()
+    overlay: OverlaySpec | None = None
+
+    def __post_init__(self) -> None:
+        if self.directory is not None and not (isinstance(self.directory, Path)
+                                               and self.directory.is_absolute()):
+            raise ConfigError(f"RootSpec.directory must be an absolute Path, got {self.directory!r}")
+        for m in self.mounts:
+            if not isinstance(m, (BindMount, TmpfsMount, SpecialMount)):
+                raise ConfigError(f"RootSpec.mounts: {m!r} is not a mount")
+        if set(self.builtin) - set(BUILTIN_DEFAULTS):
+            raise ConfigError(f"RootSpec.builtin: unknown mounts {sorted(set(self.builtin) - set(BUILTIN_DEFAULTS))}")
+        if type(self.builtin) is not FrozenMap:
+            _set(self, "builtin", FrozenMap(self.builtin))
+        for name in ("host_dirs", "host_etc", "mounts", "masked", "readonly_paths"):
+            value = getattr(self, name)
+            if type(value) is not tuple:
+                _set(self, name, tuple(value))
+
+    def mount_points(self) -> set[str]:
+        """Every directory the root's own mounts need (container paths, with a leading slash)."""
+        points = set()
+        targets = [m.target for m in self.mounts]
+        targets += [b"proc"] * self.proc + [b"sys"] * self.sys + [b"dev"] * self.dev
+        for t in targets:
+            parts = t.split(b"/")
+            for i in range(1, len(parts) + 1):
+                points.add("/" + os.fsdecode(b"/".join(parts[:i])))
+        return points
+
+
+def _stamp(path: str) -> tuple[int, ...] | None:
+    """What changes when ``path`` (or what a symlink there leads to) changes; None if absent."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    out: tuple[int, ...] = (st.st_ino, st.st_dev, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if stat.S_ISLNK(st.st_mode):
+        try:
+            t = os.stat(path)
+            out += (t.st_ino, t.st_dev, t.st_mode, t.st_size, t.st_mtime_ns, t.st_ctime_ns)
+        except OSError:
+            out += (-1,)
+    return out
+
+
+def _read_host_dir(name: str) -> tuple[str, bytes | None] | None:
+    p = "/" + name
+    if os.path.islink(p):
+        return name, os.fsencode(os.readlink(p))
+    if os.path.isdir(p):
+        return name, None
+    return None
+
+
+def _read_host_etc(name: str) -> tuple[str, str, bytes] | None:
+    p = "/etc/" + name
+    try:
+        if os.path.islink(p) and os.path.realpath(p).startswith("/usr/"):
+            # e.g. localtime -> /usr/share/zoneinfo/...: the same link works inside.
+            return name, "link", os.fsencode(os.readlink(p))
+        if os.path.isdir(p):
+            return name, "dir", b""
+        if os.path.isfile(p) and os.stat(p).st_size <= ETC_COPY_MAX:
+            # Small files are copied: a write costs a fraction of a bind mount.
+            with open(p, "rb") as f:
+                return name, "file", f.read()
+        if os.path.exists(p):
+            return name, "bind", b""
+    except OSError:
+        pass     # unreadable or vanished: left out, as if absent
+    return None
+
+
+def _host_snapshot(etc: tuple[str, ...]) -> tuple[tuple[tuple[str, bytes | None], ...],
+                                                   tuple[tuple[str, str, bytes], ...]]:
+    """The host's top directories and /etc entries ``etc``, as they are now.
+
+    Read again only for what changed since the last call (each path is
+    stat'ed, not read): a fresh ``RootFS.host()`` costs a few stat calls,
+    and equal snapshots share their bytes (so their hash is computed once).
+    """
+    stamps = tuple(_stamp("/" + n) for n in HOST_DIRS) + tuple(_stamp("/etc/" + n) for n in etc)
+
+    def read() -> tuple[tuple[tuple[str, bytes | None], ...], tuple[tuple[str, str, bytes], ...]]:
+        dirs = tuple(d for d in map(_read_host_dir, HOST_DIRS) if d is not None)
+        return dirs, tuple(e for e in map(_read_host_etc, etc) if e is not None)
+
+    return _cache.memo(("host snapshot", etc, stamps), read)
+
+
+def host_root(*, etc: Sequence[str] = HOST_ETC, tmp: bool = True, home: StrPath | None = None,
+              tmp_size: int | str | None = TMP_SIZE, home_size: int | str | None = HOME_SIZE) -> RootSpec:
+    """The ``RootSpec`` of ``RootFS.host()`` (see there for the arguments)."""
+    tmp_size, home_size = V.size(tmp_size, "tmp_size"), V.size(home_size, "home_size")
+    if isinstance(etc, str):
+        raise ConfigError(f"etc must be a list of names in /etc, got {etc!r}")
+    names = tuple(etc)
+    for name in names:
+        if not isinstance(name, str) or "/" in name or name in ("", ".", ".."):
+            raise ConfigError(f"etc: {name!r} is not a name in /etc")
+    mounts: list[TmpfsMount] = []
+    if tmp:
+        mounts.append(TmpfsMount(target=b"tmp", size=tmp_size))
+    if home is not None:
+        dst = V.container_path(home, "tmpfs target")
+        if dst == b".":
+            raise ConfigError(f"tmpfs target must not be the root: {home!r}")
+        mounts.append(TmpfsMount(target=dst, size=home_size, mode=0o700))
+    dirs, etc_entries = _host_snapshot(names)
+    return RootSpec(host_dirs=dirs, host_etc=etc_entries, mounts=tuple(mounts))
+
+
+# --- containers ------------------------------------------------------------------------
+
+#: The hostname of a container given no ``name``: fixed, so that every such
+#: container shares one spawn plan.
+DEFAULT_HOSTNAME = "isolate"
+
+
+def hostname_for(name: str) -> str:
+    """``name`` made a valid hostname: labels of ASCII letters, digits and '-' (any other
+    character becomes '-'), at most 63 bytes each and 64 in all (the kernel's limit);
+    ``DEFAULT_HOSTNAME`` when nothing is left."""
+    chars = "".join(c if (c.isascii() and c.isalnum()) or c in "-." else "-" for c in name)
+    labels = [part.strip("-")[:63].strip("-") for part in chars.split(".")]
+    host = ".".join(label for label in labels if label)[:64].rstrip(".-")
+    return host or DEFAULT_HOSTNAME
+
+
+def host_root_for(user: Any, group: Any = None, groups: Any = None) -> tuple[RootSpec, Any]:
+    """``host_root()`` for a container's ``user``: with a tmpfs on /root for root, and the
+    user's ``Identity`` as that root's /etc/passwd gives it (None: root)."""
+    if user in (None, 0, "0", "root"):
+        return host_root(home="/root"), None
+    from ._userdb import resolve, rootfs_db
+
+    spec = host_root()
+    ident = resolve(rootfs_db(spec), user, group, groups)
+    if ident.uid == 0:
+        spec = host_root(home="/root")
+    return spec, ident
+
+
+def namespace_set(value: Any, what: str = "namespaces") -> frozenset[str]:
+    """Namespace names, checked."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise ConfigError(f"{what} must be a collection of names, got {value!r}")
+    out = frozenset(value)
+    for ns in out:
+        if ns not in NSTYPES:
+            raise ConfigError(f"{what}: unknown namespace {ns!r} (known: {', '.join(sorted(NSTYPES))})")
+    return out
+
+
+def id_maps(value: Sequence[IdMap] | None, what: str) -> tuple[IdMap, ...] | None:
+    """A checked id map (None stays None)."""
+    if value is None:
+        return None
+    maps = tuple(value)
+    check_maps(maps, what)
+    return maps
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContainerConfig:
+    """Everything a ``Container`` is, as data: its root, its namespaces, its process.
+
+    ``rootfs``: a ``RootSpec`` (``RootFS(...).spec``), ``"host"`` (the
+    default: ``RootFS.host()``, with a tmpfs on /root for a root user) or
+    None (the host's tree).  ``process``: the first process's settings
+    (its ``args`` may be left empty for ``run(argv)`` to give).
+    ``namespaces``: those created (default ``DEFAULT_NAMESPACES``); ``net``
+    ``"none"`` (a namespace of its own with ``lo`` up) or ``"host"``;
+    ``uid_map``/``gid_map`` (default: root maps every id to itself, other
+    callers map root inside to themselves); ``limits`` (a cgroup named
+    ``name`` is made for the container); ``hostname`` (``"auto"``: from
+    ``name``, else ``DEFAULT_HOSTNAME``; None keeps the host's);
+    ``pivot_root`` (None: auto; False: chroot); ``stage`` (the directory the
+    root is built on); ``make_cwd`` (create the working directory when the
+    root lacks it).  See ``Container`` for what each means.
+    """
+
+    rootfs: RootSpec | Literal["host"] | None = "host"
+    process: ProcessSpec = field(default_factory=ProcessSpec)
+    namespaces: Collection[str] = DEFAULT_NAMESPACES
+    net: Literal["none", "host"] = "none"
+    uid_map: Sequence[IdMap] | None = None
+    gid_map: Sequence[IdMap] | None = None
+    limits: Limits | None = None
+    name: str | None = None
+    hostname: str | None = "auto"
+    pivot_root: bool | None = None
+    stage: str = "/tmp"
+    make_cwd: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.process, ProcessSpec):
+            raise ConfigError(f"process must be a ProcessSpec, got {self.process!r}")
+        if self.rootfs == "host":
+            p = self.process
+            _set(self, "rootfs", host_root_for(p.user, p.group, p.groups)[0])
+        elif self.rootfs is not None and not isinstance(self.rootfs, RootSpec):
+            raise ConfigError(f"rootfs must be a RootSpec, 'host' or None, got {self.rootfs!r}")
+        ns = namespace_set(self.namespaces)
+        if self.net not in ("none", "host"):
+            raise ConfigError(f"net must be 'none', 'host' or a network namespace, got {self.net!r}")
+        if self.net == "host":
+            ns = ns - {"net"}
+        if self.rootfs is not None and "mnt" not in ns:
+            raise ConfigError("a rootfs needs the 'mnt' namespace")
+        _set(self, "namespaces", ns)
+        maps = (id_maps(self.uid_map, "uid_map"), id_maps(self.gid_map, "gid_map"))
+        if (maps[0] is not None or maps[1] is not None) and "user" not in ns:
+            raise ConfigError("uid_map/gid_map need the 'user' namespace in namespaces")
+        _set(self, "uid_map", maps[0])
+        _set(self, "gid_map", maps[1])
+        if self.limits is not None:
+            from .cgroup import Limits
+
+            if not isinstance(self.limits, Limits):
+                raise ConfigError(f"limits must be an isolate.cgroup.Limits, got {self.limits!r}")
+        if self.name is not None and not isinstance(self.name, str):
+            raise ConfigError(f"name must be a string or None, got {self.name!r}")
+        host = self.hostname
+        if host == "auto":
+            # Not the default name, unique per container: the plan cache would never hit.
+            host = (None if "uts" not in ns else
+                    hostname_for(self.name) if self.name is not None else DEFAULT_HOSTNAME)
+            _set(self, "hostname", host)
+        elif host is not None and not isinstance(host, str):
+            raise ConfigError(f"hostname must be a string or None, got {host!r}")
+        if host is not None:
+            h = V.fsencode(host, "hostname")
+            if not 0 < len(h) <= 64:
+                raise ConfigError(f"hostname must be 1 to 64 bytes, got {host!r}")
+        if self.pivot_root is not None:
+            _set(self, "pivot_root", bool(self.pivot_root))
+        if not isinstance(self.stage, str):
+            raise ConfigError(f"stage must be an existing directory, got {self.stage!r}")
+        _set(self, "make_cwd", bool(self.make_cwd))
+
+    @property
+    def root(self) -> RootSpec | None:
+        """``rootfs``, which is never ``"host"`` once the config is made."""
+        r = self.rootfs
+        assert not isinstance(r, str)
+        return r
