@@ -13,9 +13,10 @@ import resource as _resource
 from . import errors
 from ._ops_root import (RootBind, RootBinds, RootChdir, RootMask, RootMasks, RootMkdir,  # noqa: F401
                         RootMkdirs, RootMount, RootStage, SetDumpable)
-from ._plan import (ARG, AT_EMPTY_PATH, BATCHED, F_CHROOT_FALLBACK, F_EXIST_OK, F_READONLY,
-                    F_RECURSIVE, MS_BIND, MS_REMOUNT, NSNAMES, NSTYPES, O_CREAT, O_TRUNC, OP_CLASSES,
-                    VAL, Bool, Data, Fd, Flag, Ints, K, Num, Op, Str, Strs, flag_names, register, text)
+from ._plan import (AT_EMPTY_PATH, BATCHED, F_CHROOT_FALLBACK, F_EXIST_OK, F_READONLY, F_RECURSIVE,
+                    MS_BIND, MS_REMOUNT, NSNAMES, NSTYPES, O_CREAT, O_TRUNC, OP_CLASSES, K, Op,
+                    flag_names, register, text)
+from ._slots import ARG, VAL, Bool, Data, Fd, Flag, Ints, Num, Str, Strs
 from ._record import dataclass
 
 TYPE_CHECKING = False
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import ClassVar
 
-    from ._plan import Slot
+    from ._slots import Slot
 
 __all__ = ["SetNs", "Unshare", "Mount", "Bind", "MountSetattr", "Mkdir", "Mknod", "Symlink",
            "WriteFile", "PivotRoot", "Chroot", "SetHostname", "SetDomainname", "Chdir", "Umask",

@@ -9,8 +9,8 @@ kind with the plain ones; a non-zero entry count in ``val2`` tells them apart.
 from __future__ import annotations
 
 from . import errors
-from ._plan import (ARG, F_CHROOT_FALLBACK, F_EXIST_OK, F_READONLY, F_RECURSIVE, VAL, Fd, Flag, K,
-                    Num, Op, Packed, Str, Strs, register, text)
+from ._plan import F_CHROOT_FALLBACK, F_EXIST_OK, F_READONLY, F_RECURSIVE, K, Op, register, text
+from ._slots import ARG, VAL, Fd, Flag, Num, Packed, Str, Strs
 from ._record import dataclass
 
 TYPE_CHECKING = False
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from typing import ClassVar
 
-    from ._plan import Slot
+    from ._slots import Slot
 
 __all__ = ["RootStage", "RootMkdir", "RootMkdirs", "RootBind", "RootBinds", "RootMount", "RootMask",
            "RootMasks", "RootChdir", "SetDumpable"]
