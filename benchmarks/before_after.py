@@ -46,6 +46,15 @@ CASES: dict[str, str] = {
         "CONTAINER_RUN(isolate.Container(namespaces=isolate.DEFAULT_NAMESPACES - {'user'}))",
     "Container.exec into a running container":
         "RUNNING.exec(['/bin/true'])",
+    # The pair issue 14 asks for: a fresh RootFS.host() per Container against one reused.
+    "Container, one RootFS.host() reused":
+        "CONTAINER_RUN(isolate.Container(rootfs=REUSED))",
+    "Container, a fresh RootFS.host() each":
+        "CONTAINER_RUN(isolate.Container(rootfs=isolate.RootFS.host()))",
+    "Container no user ns, one RootFS.host() reused":
+        "CONTAINER_RUN(isolate.Container(rootfs=REUSED, namespaces=NO_USERNS))",
+    "Container no user ns, a fresh RootFS.host() each":
+        "CONTAINER_RUN(isolate.Container(rootfs=isolate.RootFS.host(), namespaces=NO_USERNS))",
 }
 
 WORKER = r'''
@@ -61,6 +70,8 @@ def CONTAINER_RUN(c):
         r = c.run(["/bin/true"])
     assert r.returncode == 0, r
 
+REUSED = isolate.RootFS.host()
+NO_USERNS = isolate.DEFAULT_NAMESPACES - {"user"}
 RUNNING = isolate.Container()
 RUNNING.start(["sleep", "100000"], stdin=isolate.DEVNULL)
 LIMITED = isolate.Cgroup.create(f"bench-{os.getpid()}", limits=isolate.Limits(memory_max=256 << 20))

@@ -295,7 +295,7 @@ def _cgroup_pool_cycle() -> Iterator[Iteration]:
 
 def _container_case(name: str, with_limits: bool, pooled: bool = False,
                     namespaces: tuple[str, ...] | None = None, note: str = "",
-                    cgroup_pool: bool = False) -> None:
+                    cgroup_pool: bool = False, fresh_rootfs: bool = False) -> None:
     @case(name, "container", note)
     def _c() -> Iterator[Iteration]:
         if not hasattr(isolate, "Container") or not hasattr(isolate, "RootFS"):
@@ -325,7 +325,9 @@ def _container_case(name: str, with_limits: bool, pooled: bool = False,
                     if pool is not None:
                         # A Container takes its network namespace through net=.
                         extra["net"] = inner.enter_context(pool.take())
-                    with isolate.Container(rootfs=rootfs, **extra) as c:
+                    # fresh_rootfs: what the simplest loop does, one RootFS.host() per Container.
+                    root = isolate.RootFS.host() if fresh_rootfs else rootfs
+                    with isolate.Container(rootfs=root, **extra) as c:
                         r = c.run([TRUE])
                         if r.returncode != 0:
                             raise RuntimeError(f"Container.run(/bin/true) gave {r.returncode}")
@@ -343,6 +345,12 @@ _container_case("isolate.Container host rootfs", with_limits=False,
                 note="defaults: user+pid+mnt+uts+ipc+net+cgroup, OCI capabilities, seccomp, no_new_privs")
 _container_case("isolate.Container host rootfs, no user ns", with_limits=False, namespaces=FULL,
                 note="the issue's target shape: pid+mnt+uts+ipc+net+cgroup")
+_container_case("isolate.Container, a fresh RootFS.host() each", with_limits=False, fresh_rootfs=True,
+                note="as the first row, but RootFS.host() made anew for each Container (issue 14: "
+                     "within 1.1x of the first row)")
+_container_case("isolate.Container no user ns, a fresh RootFS.host() each", with_limits=False,
+                namespaces=FULL, fresh_rootfs=True,
+                note="as the no-user-ns row, RootFS.host() made anew for each Container")
 _container_case("isolate.Container host rootfs + cgroup limits", with_limits=True)
 _container_case("isolate.Container host rootfs + cgroup limits from CgroupPool", with_limits=True,
                 cgroup_pool=True, note="Container(cgroup=CgroupPool(limits=...)): a fresh group per container")

@@ -21,9 +21,10 @@ every such process needs:
 
 from __future__ import annotations
 
+from . import _cache
 from . import _ops as O
 from ._plan import OpSeq
-from ._planner import Isolation
+from ._planner import isolation
 from .process import join_refs, launch
 
 TYPE_CHECKING = False
@@ -51,7 +52,8 @@ def exec_into(spec: ProcessSpec, *, join: Sequence[NamespaceLike], cgroup: Cgrou
     terminal's master to (``isolate-oci exec --tty``).  ``spec.cwd`` must be
     None.  Raises as ``isolate.spawn`` does; nothing is left behind.
     """
-    ops = OpSeq((O.SetDumpable(0), O.RootChdir(b"/", cwd) if in_root else O.Chdir(path_=cwd)))
+    ops = _cache.memo(("exec ops", cwd, in_root), lambda: OpSeq((
+        O.SetDumpable(0), O.RootChdir(b"/", cwd) if in_root else O.Chdir(path_=cwd))))
     types, fds = join_refs(join)
-    return launch(spec, Isolation(join=types), stdin=stdin, stdout=stdout, stderr=stderr,
+    return launch(spec, isolation(join=types), stdin=stdin, stdout=stdout, stderr=stderr,
                   pass_fds=pass_fds, join_fds=fds, cgroup=cgroup, extra=ops, console=console)

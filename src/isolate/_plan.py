@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     OpT = TypeVar("OpT", bound="type[Op]")
 
 OP_STRUCT = struct.Struct("=IIii4I4Q")
+_PACK_I32 = struct.Struct("=i").pack_into
 REPORT_STRUCT = struct.Struct("=iiii")
 MAX_FD_PAIRS = 1024
 assert OP_STRUCT.size == ffi.sizeof("struct iso_op") == 64
@@ -393,7 +394,9 @@ class PackedPlan:
             if type(f) is not SpawnFd and f >= 0:
                 sink.fds.add(f)
         self._static_fds = frozenset(sink.fds)
-        self._holes = tuple(sink.holes)
+        # (byte offset, fd index) of each per-spawn fd, in the ops and in the arena.
+        self._holes = (tuple((off, i) for where, off, i in sink.holes if where == 0),
+                       tuple((off, i) for where, off, i in sink.holes if where == 1))
         refs: list[Any] = [keep]
         self._c_ops = ffi.from_buffer("struct iso_op[]", self.ops) if ops else ffi.NULL
         self._c_arena = ffi.from_buffer("char[]", self.arena)
@@ -431,18 +434,21 @@ class PackedPlan:
         if len(fds) != len(plan.fd_names):
             raise ValueError(f"the plan takes {len(plan.fd_names)} fds ({plan.fd_names}), got {len(fds)}")
         p = ffi.new("struct iso_plan *", self._template[0])
-        refs: list[Any] = [self]
-        if self._holes:
-            bufs = [bytearray(self.ops), None]
-            for where, off, index in self._holes:
-                b = bufs[where]
-                if b is None:
-                    b = bufs[where] = bytearray(self.arena)
-                struct.pack_into("=i", b, off, fds[index])
-            p.ops = ffi.from_buffer("struct iso_op[]", bufs[0])
-            if bufs[1] is not None:
-                p.arena = ffi.from_buffer("char[]", bufs[1])
-            refs += [bufs, p.ops, p.arena]
+        refs: list[Any] = [self, p]
+        # A copy of each buffer that has a spawn's fd in it, with the fd written in.
+        op_holes, arena_holes = self._holes
+        if op_holes:
+            ops = bytearray(self.ops)
+            for off, index in op_holes:
+                _PACK_I32(ops, off, fds[index])
+            p.ops = c_ops = ffi.from_buffer("struct iso_op[]", ops)
+            refs += [ops, c_ops]
+        if arena_holes:
+            arena = bytearray(self.arena)
+            for off, index in arena_holes:
+                _PACK_I32(arena, off, fds[index])
+            p.arena = c_arena = ffi.from_buffer("char[]", arena)
+            refs += [arena, c_arena]
         cgroup_fd = resolve_fd(plan.cgroup_fd, fds)
         netns_fd = resolve_fd(plan.netns_fd, fds)
         p.cgroup_fd = cgroup_fd
@@ -454,18 +460,17 @@ class PackedPlan:
             p.join_fds = c_join
             p.n_join_fds = len(join)
         if self._static_keep is not None:
-            keep = self._static_keep
+            p.keep_fds = self._static_keep
             p.n_keep_fds = len(self._static_fds)
         else:
-            names = sorted(self._static_fds | {f for f in fds if f >= 0}
-                           | {cgroup_fd, netns_fd} - {-1})
-            keep = self._fd_array(names)
+            # The fds the child program inherits: those the ops name, this spawn's too.
+            names = sorted(self._static_fds.union(f for f in fds if f >= 0))
+            keep = ffi.new("int32_t[]", names)
             refs.append(keep)
+            p.keep_fds = keep
             p.n_keep_fds = len(names)
-        p.keep_fds = keep
         if hold:
             p.flags |= PLAN_HOLD
-        times = ffi.NULL
         if plan.flags & PLAN_TIMING and plan.ops:
             times = ffi.new("uint64_t[]", len(plan.ops) + 1)
             refs.append(times)

@@ -22,22 +22,23 @@ import resource
 import signal
 
 from . import _ops as O
+from . import _cache
 from . import _validate as V
 from ._plan import (MAX_FD_PAIRS, MS_PRIVATE, MS_REC, NSTYPES, PLAN_CLOSE_FDS, PLAN_FORK, PLAN_HOLD,
                     PLAN_NETNS_LATE, PLAN_NETNS_LO, PLAN_SETGROUPS_DENY, PLAN_TIMING, Op, Plan,
                     SpawnFd, last_cap)
 from ._record import dataclass
-from .config import CAP_SETS, ProcessSpec, id_maps, namespace_set
+from .config import CAP_SETS, NAMESPACES, ProcessSpec, id_maps, namespace_set
 from .errors import ConfigError
 from .idmap import IdMap, format_maps
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-    from typing import Any
+    from collections.abc import Iterable, Sequence
+    from typing import Any, ClassVar
 
 __all__ = ["Isolation", "FdLayout", "Host", "ProcessPlan", "plan_process", "fork_into_pidns",
-           "late_netns"]
+           "late_netns", "isolation", "fd_layout"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -45,6 +46,8 @@ class Isolation:
     """A spawn's namespaces: made (``namespaces``), joined (``join``: their types, in the
     order given), id maps, uts names; ``loopback`` brings ``lo`` up in a new network
     namespace; ``timings`` records each op's duration."""
+
+    _cache_hash: ClassVar[bool] = True
 
     namespaces: frozenset[str] = frozenset()
     join: tuple[str, ...] = ()
@@ -56,8 +59,10 @@ class Isolation:
     timings: bool = False
 
     def __post_init__(self) -> None:
-        new = namespace_set(self.namespaces)
-        object.__setattr__(self, "namespaces", new)
+        new = self.namespaces
+        if type(new) is not frozenset or not new <= NAMESPACES:
+            new = namespace_set(new)
+            object.__setattr__(self, "namespaces", new)
         seen: set[str] = set()
         for t in self.join:
             if t in seen:
@@ -99,6 +104,8 @@ class FdLayout:
     sent to a console socket.
     """
 
+    _cache_hash: ClassVar[bool] = True
+
     maps: tuple[int, ...] = ()
     keep: tuple[int, ...] = (0, 1, 2)
     cgroup: tuple[bool, int] | None = None
@@ -110,10 +117,12 @@ class FdLayout:
             raise ConfigError(f"pass_fds: at most {MAX_FD_PAIRS} fds, got {len(self.maps)}")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True)
 class Host:
     """What of the caller a plan depends on: its ids, and PATH or the current directory
     where a spawn uses them (None where it does not)."""
+
+    _cache_hash: ClassVar[bool] = True
 
     euid: int
     egid: int
@@ -123,6 +132,11 @@ class Host:
     @classmethod
     def of(cls, spec: ProcessSpec) -> Host:
         """The caller as ``spec`` depends on it."""
+        return cls(*cls.values(spec))
+
+    @staticmethod
+    def values(spec: ProcessSpec) -> tuple[int, int, bytes | None, bytes | None]:
+        """(euid, egid, PATH, current directory) as ``spec`` depends on them (a cache key)."""
         path = cwd = None
         if spec.executable is None and spec.env is None and spec.args:
             a0 = spec.args[0]
@@ -133,7 +147,38 @@ class Host:
             c = spec.cwd if isinstance(spec.cwd, bytes) else os.fsencode(spec.cwd)
             if not c.startswith(b"/"):
                 cwd = os.getcwdb()
-        return cls(euid=os.geteuid(), egid=os.getegid(), path=path, cwd=cwd)
+        return os.geteuid(), os.getegid(), path, cwd
+
+
+def isolation(*, namespaces: Iterable[str] = (), join: tuple[str, ...] = (),
+              uid_map: Sequence[IdMap] | None = None, gid_map: Sequence[IdMap] | None = None,
+              hostname: str | None = None, domainname: str | None = None, loopback: bool = True,
+              timings: bool = False) -> Isolation:
+    """``Isolation(...)``, one object for equal arguments (a plan cache key then compares
+    it by identity); values that cannot key the cache make it anew (and say what is wrong)."""
+    try:
+        if isinstance(namespaces, (str, bytes)):
+            raise TypeError     # not a collection of names: Isolation says so
+        key = ("isolation", namespaces if type(namespaces) is frozenset else frozenset(namespaces),
+               join, None if uid_map is None else tuple(uid_map),
+               None if gid_map is None else tuple(gid_map), hostname, domainname, bool(loopback),
+               bool(timings))
+        hash(key)
+    except TypeError:
+        return Isolation(namespaces=namespaces, join=join, uid_map=uid_map,  # type: ignore[arg-type]
+                         gid_map=gid_map, hostname=hostname, domainname=domainname,
+                         loopback=loopback, timings=timings)
+    return _cache.memo(key, lambda: Isolation(
+        namespaces=key[1], join=join, uid_map=key[3], gid_map=key[4],
+        hostname=hostname, domainname=domainname, loopback=bool(loopback), timings=bool(timings)))
+
+
+def fd_layout(maps: tuple[int, ...], keep: tuple[int, ...], cgroup: tuple[bool, int] | None,
+              exec_gate: bool, console: tuple[int, int, bool] | None) -> FdLayout:
+    """``FdLayout(...)``, one object for equal arguments (as ``isolation``)."""
+    return _cache.memo(("fd layout", maps, keep, cgroup, exec_gate, console),
+                       lambda: FdLayout(maps=maps, keep=keep, cgroup=cgroup, exec_gate=exec_gate,
+                                        console=console))
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ import os
 import stat
 from pathlib import Path
 
+from . import _cache
 from . import _ops as O
 from ._plan import MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY, MS_MOVE, Op
 from ._record import dataclass
@@ -39,11 +40,11 @@ from .errors import ConfigError, UnsupportedError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Collection, Sequence
-    from typing import Any
+    from typing import Any, ClassVar
 
     from ._ops_root import MkdirEntry
 
-__all__ = ["RootContext", "HostFacts", "root_ops", "container_root_ops", "shared_contents",
+__all__ = ["RootContext", "root_context", "HostFacts", "root_ops", "container_root_ops", "shared_contents",
            "shareable", "sys_after_switch", "DEV_NODES", "OCI_MASKED_PATHS", "OCI_READONLY_PATHS"]
 
 #: Paths hidden by the OCI runtime spec's default (runc, crun, Docker).
@@ -64,6 +65,8 @@ _NOSUID_NODEV = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV
 class RootContext:
     """Where things are in the child while the new root is built, and what the container has."""
 
+    _cache_hash: ClassVar[bool] = True
+
     new: bytes             # the new root (absolute in the staging root)
     old: bytes             # root under which host paths are resolved
     stage: bytes           # staging directory (absolute)
@@ -83,6 +86,13 @@ class RootContext:
     # The caller allows a read-only root shared with other containers (see
     # ``shareable``): nothing in the container can ever remount it.
     shared_root: bool = False
+
+
+def root_context(**values: Any) -> RootContext:
+    """``RootContext(**values)``, one object for equal values (a cache key then compares it
+    by identity)."""
+    key = ("root context", *sorted(values.items()))
+    return _cache.memo(key, lambda: RootContext(**values))
 
 
 class HostFacts:

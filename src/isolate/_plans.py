@@ -67,12 +67,12 @@ def packed_process(spec: ProcessSpec, iso: Isolation, io: FdLayout,
     ``keep``: owners of the fds ``extra`` names (a shared root's), kept alive
     by the packed plan.  Raises ``ConfigError`` as ``plan_process`` does.
     """
-    host = Host.of(spec)
+    host = Host.values(spec)
     ops = extra if type(extra) is OpSeq else OpSeq(extra)
     prog = seccomp_program(spec)
 
     def make() -> tuple[ProcessPlan, PackedPlan]:
-        planned = plan_process(spec, iso, io, host, ops, prog)
+        planned = plan_process(spec, iso, io, Host(*host), ops, prog)
         return planned, planned.plan.pack(keep)
 
     return memo(("process", spec, iso, io, host, ops, prog), make)

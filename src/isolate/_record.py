@@ -6,7 +6,8 @@ it pulls in ``inspect``; with about a hundred classes that was most of
 builds the same classes from closures: the same fields (``fields()``,
 ``field()`` with metadata, ``asdict()``), keyword-only fields, defaults and
 default factories, ``__post_init__``, ``frozen``, ``slots``, and
-``__eq__``/``__hash__``/``__repr__`` over the compared fields.  What it leaves
+``__eq__``/``__hash__``/``__repr__`` over the compared fields (a frozen,
+slotted class with ``_cache_hash = True`` computes its hash once).  What it leaves
 out (``order``, ``match_args``, ``InitVar``, field-order checks) the models do
 not use.  Type checkers see the standard library's versions.
 """
@@ -90,9 +91,19 @@ def _asdict(obj: Any) -> Any:
 def _replace(obj: Any, /, **changes: Any) -> Any:
     """``dataclasses.replace``: a new record of ``obj``'s class, with ``changes``
     (validated again by ``__post_init__``)."""
-    kw = {f.name: getattr(obj, f.name) for f in _fields(obj) if f.init}
+    cls = type(obj)
+    names, get = cls.__dict__.get("__record_init__") or _init_getter(cls)
+    kw = dict(zip(names, get(obj)))
     kw.update(changes)
-    return type(obj)(**kw)
+    return cls(**kw)
+
+
+def _init_getter(cls: Any) -> tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]:
+    """The names of ``cls``'s ``__init__`` fields and a getter of their values (kept on the class)."""
+    names = tuple(f.name for f in _fields(cls) if f.init)
+    pair = (names, _make_values(names))
+    type.__setattr__(cls, "__record_init__", pair)
+    return pair
 
 
 def _dataclass(cls: type[T] | None = None, /, *, frozen: bool = False, slots: bool = False,
@@ -166,6 +177,8 @@ def _process(cls: type[T], frozen: bool, slots: bool, kw_only: bool) -> type[T]:
             body.pop(name, None)
         inherited_slots = {s for b in mro for s in b.__dict__.get("__slots__", ())}
         body["__slots__"] = tuple(n for n in own if n not in inherited_slots)
+        if frozen and ns.get("_cache_hash") and "_hash_" not in inherited_slots:
+            body["__slots__"] += ("_hash_",)
     else:
         for name in own:
             f = fields[name]
@@ -186,7 +199,8 @@ def _process(cls: type[T], frozen: bool, slots: bool, kw_only: bool) -> type[T]:
     body["__repr__"] = _make_repr(tuple(shown))
     body["__eq__"] = _make_eq(tuple(compared))
     if frozen:
-        body["__hash__"] = _make_hash(tuple(hashed))
+        cached = slots and bool(getattr(cls, "_cache_hash", False))
+        body["__hash__"] = (_make_cached_hash if cached else _make_hash)(tuple(hashed))
         body["__setattr__"] = _frozen_setattr
         body["__delattr__"] = _frozen_delattr
     else:
@@ -213,8 +227,21 @@ def _make_init(fields: dict[str, _Field], post_init: bool) -> Callable[..., None
     # ops): set them in one loop; anything else takes the general path.
     everything = pos_names if not keyword and not no_init and n_pos == len(fields) else None
     all_names = frozenset(pos_names)
+    # Every field given by keyword (ProcessSpec from spawn(), each on every call).
+    by_keyword = tuple(p[0] for p in plan) if not no_init and len(plan) == len(fields) else None
+    n_plan = len(plan)
 
     def __init__(self: Any, *args: Any, **kw: Any) -> None:
+        if by_keyword is not None and not args and len(kw) == n_plan:
+            try:
+                for name in by_keyword:
+                    setter(self, name, kw[name])
+            except KeyError:
+                pass            # another name: the general path says which
+            else:
+                if post_init:
+                    self.__post_init__()
+                return
         if everything is not None:
             if not args and kw.keys() == all_names:
                 for name in everything:
@@ -286,6 +313,23 @@ def _make_eq(names: tuple[str, ...]) -> Callable[[Any, Any], Any]:
         return values(self) == values(other)
 
     return __eq__
+
+
+def _make_cached_hash(names: tuple[str, ...]) -> Callable[[Any], int]:
+    """``__hash__`` computed once per instance (``_cache_hash = True``): for records that key
+    caches and hold many values, whose fields are immutable."""
+    values = _make_values(names)
+    setter = object.__setattr__
+
+    def __hash__(self: Any) -> int:
+        try:
+            return self._hash_  # type: ignore[no-any-return]
+        except AttributeError:
+            h = hash(values(self))
+            setter(self, "_hash_", h)
+            return h
+
+    return __hash__
 
 
 def _make_hash(names: tuple[str, ...]) -> Callable[[Any], int]:

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import os
 
-from . import _plans
+from . import _cache, _plans
 from ._io import DEVNULL, PIPE, STDOUT
-from ._planner import Isolation
+from ._planner import isolation
 from ._record import replace
 from ._userdb import Identity, resolve, rootfs_db
 from ._validate import FrozenMap, container_path
@@ -148,10 +148,11 @@ class Resolved:
             cwd = proc.cwd if proc.cwd is not None else "/"
             self.cwd = b"." if cwd == "/" else container_path(cwd, "cwd")
         types = tuple(getattr(j, "type") for j in self.join)
-        self.isolation = Isolation(namespaces=self.namespaces, join=types, uid_map=uid_map,
+        self.isolation = isolation(namespaces=self.namespaces, join=types, uid_map=uid_map,
                                    gid_map=gid_map, hostname=config.hostname)
-        self.base = replace(proc, args=(), cwd=None, capabilities=self.capabilities,
-                            **self._credentials(None))
+        # What every process of the container changes in ``config.process`` (see ``spec``).
+        self._changes = {"cwd": None, "capabilities": self.capabilities, **self._credentials(None)}
+        self._key = (self.identity, frozenset(self._changes.items()))
 
     def _held_maps(self) -> bool:
         """Whether the id maps go through newuidmap/newgidmap (which allow setgroups)."""
@@ -175,19 +176,41 @@ class Resolved:
             return {"user": None, "group": None, "groups": () if settable else None}
         return {"user": ident.uid, "group": ident.gid, "groups": ident.groups if settable else None}
 
-    def default_env(self) -> FrozenMap:
-        """PATH, HOME (root's /root, else /) and the caller's TERM."""
+    def default_env(self) -> Mapping[str, str]:
+        """PATH, HOME (root's /root, else /) and the caller's TERM (one object per value)."""
         home = "/root" if self.identity is None or self.identity.uid == 0 else "/"
-        out = {"PATH": DEFAULT_PATH, "HOME": home}
-        if "TERM" in os.environ:
-            out["TERM"] = os.environ["TERM"]
-        return FrozenMap(out)
+        term = os.environ.get("TERM")
+
+        def make() -> Mapping[str, str]:
+            out = {"PATH": DEFAULT_PATH, "HOME": home}
+            if term is not None:
+                out["TERM"] = term
+            env: Any = ProcessSpec(env=out).env     # checked once: a replace() does not again
+            return env  # type: ignore[no-any-return]
+
+        return _cache.memo(("default env", home, term), make)
 
     def spec(self, argv: Sequence[Any], *, env: Mapping[str, str] | None, user: int | str | None = None,
              tty: bool = False, new_session: bool | None = None) -> ProcessSpec:
-        """The ``ProcessSpec`` of one of the container's processes."""
-        base = self.base
-        changes: dict[str, Any] = {"args": argv}
+        """The ``ProcessSpec`` of one of the container's processes (one object for equal
+        arguments: the plan cache then compares it by identity)."""
+        if user is not None:
+            # Looked up in the container's /etc/passwd each time, as it may have changed.
+            return self._spec(argv, env=env, user=user, tty=tty, new_session=new_session)
+        try:
+            key = ("container process", self.config.process, self._key, tuple(argv),
+                   os.environ.get("TERM") if env is None else _frozen_env(env), bool(tty),
+                   new_session)
+            hash(key)
+        except TypeError:
+            return self._spec(argv, env=env, user=user, tty=tty, new_session=new_session)
+        return _cache.memo(key, lambda: self._spec(argv, env=env, user=user, tty=tty,
+                                                   new_session=new_session))
+
+    def _spec(self, argv: Sequence[Any], *, env: Mapping[str, str] | None, user: int | str | None,
+              tty: bool, new_session: bool | None) -> ProcessSpec:
+        base = self.config.process
+        changes: dict[str, Any] = {**self._changes, "args": argv}
         if env is not None:
             changes["env"] = env
         elif base.env is None:
@@ -199,6 +222,13 @@ class Resolved:
         if new_session is not None and new_session != base.new_session:
             changes["new_session"] = new_session
         return replace(base, **changes)
+
+
+def _frozen_env(env: Mapping[str, str]) -> object:
+    """``env`` as a key: a FrozenMap as it is, a dict as its items (in order: envp keeps it)."""
+    if isinstance(env, FrozenMap):
+        return env
+    return ("items", tuple(env.items()))
 
 
 def config_from_options(*, rootfs: RootFS | None | str, namespaces: object, net: object,

@@ -31,7 +31,8 @@ from pathlib import Path
 
 from . import _cache
 from . import _validate as V
-from ._plan import MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY, NSTYPES
+from ._plan import (CAPABILITIES, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID,
+                    MOUNT_ATTR_RDONLY, NSTYPES)
 from ._record import dataclass, field
 from ._validate import FrozenMap
 from .errors import ConfigError
@@ -39,8 +40,8 @@ from .idmap import IdMap, check_maps
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Collection
-    from typing import Any, Literal, TypeAlias
+    from collections.abc import Collection, Iterable
+    from typing import Any, ClassVar, Literal, TypeAlias
 
     from .cgroup import Limits
     from .seccomp import SeccompProfile
@@ -62,6 +63,27 @@ MAX_ARG = 1 << 20
 
 _RLIMIT_NAMES = {n[len("RLIMIT_"):].lower(): getattr(resource, n) for n in dir(resource)
                  if n.startswith("RLIMIT_")}
+
+
+class _Env(FrozenMap):
+    """An environment ``ProcessSpec`` checked (a ``replace`` does not check it again)."""
+
+    __slots__ = ()
+
+
+class _Rlimits(FrozenMap):
+    """Resource limits ``ProcessSpec`` checked, as (soft, hard) pairs."""
+
+    __slots__ = ()
+
+
+class _CapSets(FrozenMap):
+    """The five capability sets ``ProcessSpec`` checked, as frozensets of names."""
+
+    __slots__ = ()
+
+
+_CAP_NAMES = frozenset(CAPABILITIES)
 
 
 def _set(obj: object, name: str, value: object) -> None:
@@ -99,7 +121,7 @@ def _rlimits(value: object) -> FrozenMap | None:
         if hard != inf and (soft == inf or soft > hard):
             raise ConfigError(f"rlimits[{name!r}]: soft limit above hard limit: {limit!r}")
         out[name] = (soft, hard)
-    return FrozenMap(out)
+    return _Rlimits(out)
 
 
 def _env(value: object) -> FrozenMap | None:
@@ -112,7 +134,7 @@ def _env(value: object) -> FrozenMap | None:
         V.fsencode(v, f"env[{k!r}]")
         if not kb or b"=" in kb:
             raise ConfigError(f"env key must be non-empty and without '=': {k!r}")
-    return value if type(value) is FrozenMap else FrozenMap(value)
+    return _Env(value)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -137,15 +159,17 @@ class ProcessSpec:
     the program.
     """
 
+    _cache_hash: ClassVar[bool] = True   # keys the plan cache: hashed once
+
     args: Sequence[StrPath] = ()
     executable: StrPath | None = None
-    env: Mapping[str, str] | None = None
+    env: Mapping[str, str] | Mapping[bytes, bytes] | None = None
     cwd: StrPath | None = None
     user: int | str | None = None
     group: int | str | None = None
     groups: Sequence[int | str] | None = None
-    capabilities: Collection[str] | Literal["default"] | None = "default"
-    capability_sets: Mapping[str, Collection[str]] | None = None
+    capabilities: Iterable[str] | Literal["default"] | None = "default"
+    capability_sets: Mapping[str, Iterable[str]] | None = None
     no_new_privs: bool = True
     seccomp: SeccompProfile | bytes | Literal["default"] | None = "default"
     rlimits: Mapping[str | int, int | tuple[int, int]] | None = None
@@ -158,18 +182,23 @@ class ProcessSpec:
 
     def __post_init__(self) -> None:
         args = self.args
-        if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
-            raise ConfigError(f"argv must be a sequence of strings, got {args!r}")
+        if type(args) is not tuple:
+            if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
+                raise ConfigError(f"argv must be a sequence of strings, got {args!r}")
+            args = tuple(args)
+            _set(self, "args", args)
         total = 0
         for i, a in enumerate(args):
-            total += len(V.fsencode(a, f"argv[{i}]")) + 1
+            if type(a) is str and "\0" not in a:
+                total += len(a) + 1 if a.isascii() else len(os.fsencode(a)) + 1
+            else:
+                total += len(V.fsencode(a, f"argv[{i}]")) + 1
         if total > MAX_ARG:
             raise ConfigError(f"argv is too long ({total} bytes)")
-        if type(args) is not tuple:
-            _set(self, "args", tuple(args))
         if self.executable is not None:
             V.fsencode(self.executable, "executable")
-        _set(self, "env", _env(self.env))
+        if self.env is not None and type(self.env) is not _Env:
+            _set(self, "env", _env(self.env))
         if self.cwd is not None:
             V.fsencode(self.cwd, "cwd")
         for name in ("user", "group"):
@@ -186,18 +215,19 @@ class ProcessSpec:
                 raise ConfigError(f"groups: too many ({len(groups)})")
             _set(self, "groups", groups)
         caps = self.capabilities
-        if caps is not None and caps != "default":
+        if caps is not None and caps != "default" and not (type(caps) is frozenset
+                                                             and caps <= _CAP_NAMES):
             if isinstance(caps, str):
                 raise ConfigError(f"capabilities must be 'default', None or a collection of capability "
                                   f"names, got {caps!r}")
             _set(self, "capabilities", V.cap_names(caps, "capabilities"))
         sets = self.capability_sets
-        if sets is not None:
+        if sets is not None and not isinstance(sets, _CapSets):
             if not isinstance(sets, Mapping) or set(sets) - set(CAP_SETS):
                 raise ConfigError(f"capability_sets must map some of {', '.join(CAP_SETS)} to names, "
                                   f"got {sets!r}")
-            norm = FrozenMap((k, V.cap_names(sets.get(k, ()), f"capability_sets[{k!r}]"))
-                             for k in CAP_SETS)
+            norm = _CapSets((k, V.cap_names(sets.get(k, ()), f"capability_sets[{k!r}]"))
+                            for k in CAP_SETS)
             # The kernel raises only ambient capabilities that are permitted and inheritable.
             if norm["effective"] - norm["permitted"]:
                 raise ConfigError("capability_sets: effective capabilities must be permitted")
@@ -215,15 +245,22 @@ class ProcessSpec:
             if not isinstance(seccomp, SeccompProfile):
                 raise ConfigError(f"seccomp must be 'default', a SeccompProfile, bytes or None, "
                                   f"got {seccomp!r}")
-        _set(self, "rlimits", _rlimits(self.rlimits))
+        if self.rlimits is not None and type(self.rlimits) is not _Rlimits:
+            _set(self, "rlimits", _rlimits(self.rlimits))
         umask = self.umask
         if umask is not None and (not isinstance(umask, int) or isinstance(umask, bool)
                                   or not 0 <= umask <= 0o777):
             raise ConfigError(f"umask must be an integer from 0 to 0o777, got {umask!r}")
-        for name in ("no_new_privs", "die_with_parent", "process_group", "tty", "close_fds"):
-            value = getattr(self, name)
-            if type(value) is not bool:
-                _set(self, name, bool(value))
+        if type(self.no_new_privs) is not bool:
+            _set(self, "no_new_privs", bool(self.no_new_privs))
+        if type(self.die_with_parent) is not bool:
+            _set(self, "die_with_parent", bool(self.die_with_parent))
+        if type(self.process_group) is not bool:
+            _set(self, "process_group", bool(self.process_group))
+        if type(self.tty) is not bool:
+            _set(self, "tty", bool(self.tty))
+        if type(self.close_fds) is not bool:
+            _set(self, "close_fds", bool(self.close_fds))
         if self.new_session is not None and type(self.new_session) is not bool:
             _set(self, "new_session", bool(self.new_session))
 
@@ -341,6 +378,8 @@ class RootSpec:
     one plan: a ``Container`` given a fresh ``RootFS.host()`` each time plans
     as fast as one given the same ``RootFS`` again.
     """
+
+    _cache_hash: ClassVar[bool] = True   # keys the plan cache: hashed once
 
     directory: Path | None = None
     readonly: bool = True
@@ -536,6 +575,8 @@ class ContainerConfig:
     root is built on); ``make_cwd`` (create the working directory when the
     root lacks it).  See ``Container`` for what each means.
     """
+
+    _cache_hash: ClassVar[bool] = True   # keys the plan cache: hashed once
 
     rootfs: RootSpec | Literal["host"] | None = "host"
     process: ProcessSpec = field(default_factory=ProcessSpec)

@@ -37,7 +37,7 @@ from ._enter import exec_into
 from ._io import collect, stdio_for
 from ._ops import Chdir
 from ._plan import OpSeq
-from ._planner_root import RootContext, mounts_cgroupfs
+from ._planner_root import mounts_cgroupfs, root_context
 from ._record import asdict, dataclass
 from ._resolve import Resolved, config_from_options, console_path, process_umask
 from .config import DEFAULT_HOSTNAME, DEFAULT_NAMESPACES, ContainerConfig, hostname_for
@@ -344,14 +344,15 @@ class Container:
         else:
             new, old = b"/newroot", b"/oldroot"
         ns = self.namespaces
-        ctx = RootContext(new=new, old=old, stage=stage, chroot=chroot, userns="user" in ns,
-                          new_net="net" in ns, new_pid="pid" in ns, console=console, direct=direct,
-                          new_ipc="ipc" in ns, new_cgroupns="cgroup" in ns,
-                          # Only a cgroupfs mount shows the group's paths: without one, every
-                          # group (a pool hands out a new one per container) shares the plan.
-                          cgroup_paths=None if self._cgroup is None or not mounts_cgroupfs(spec)
-                          else tuple(sorted(self._cgroup.paths.items())),
-                          shared_root=self._r.root_unmountable and (not self.make_cwd or cwd == b"."))
+        # Only a cgroupfs mount shows the group's paths: without one, every group (a pool
+        # hands out a new one per container) shares the plan.
+        paths = (None if self._cgroup is None or not mounts_cgroupfs(spec)
+                 else tuple(sorted(self._cgroup.paths.items())))
+        shared = self._r.root_unmountable and (not self.make_cwd or cwd == b".")
+        ctx = root_context(new=new, old=old, stage=stage, chroot=chroot, userns="user" in ns,
+                           new_net="net" in ns, new_pid="pid" in ns, console=console, direct=direct,
+                           new_ipc="ipc" in ns, new_cgroupns="cgroup" in ns, cgroup_paths=paths,
+                           shared_root=shared)
         umask = None if self.umask is not None else process_umask()
         return _plans.container_root(spec, ctx, cwd=cwd, make_cwd=self.make_cwd, umask=umask)
 

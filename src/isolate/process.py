@@ -35,7 +35,7 @@ from . import _validate as V
 from ._io import DEVNULL, PIPE, STDOUT, Communication, StdioSetup, collect, stdio_for
 from ._ops import Console
 from ._plan import NSTYPES, Op, OpSeq
-from ._planner import FdLayout, Isolation, ProcessPlan
+from ._planner import FdLayout, Isolation, ProcessPlan, fd_layout, isolation
 from ._spawn import Spawned, execute
 from .config import NAMESPACES, ProcessSpec, namespace_set
 from .errors import ConfigError, UnsupportedError
@@ -112,30 +112,25 @@ def launch(spec: ProcessSpec, iso: Isolation, *, stdin: Stdio = None, stdout: St
     """
     stdio = StdioSetup()
     try:
-        stdio.setup(0, stdin, "stdin")
-        stdio.setup(1, stdout, "stdout")
-        stdio.setup(2, stderr, "stderr")
+        if stdin is not None:
+            stdio.setup(0, stdin, "stdin")
+        if stdout is not None:
+            stdio.setup(1, stdout, "stdout")
+        if stderr is not None:
+            stdio.setup(2, stderr, "stderr")
         # Inherited stdio needs no dup: fds 0-2 are already where they belong.
         named: dict[str, int] = {}
         maps: list[int] = []
         for dst, src in enumerate(stdio.child_fds):
             if src != dst:
                 maps.append(dst)
-                named[f"fd {dst}"] = src
-        keep_fds = [0, 1, 2]
-        items = list(pass_fds.items()) if isinstance(pass_fds, Mapping) else [(fd, fd) for fd in pass_fds]
-        for dst, src in items:
-            V.check_fd(src, "pass_fds")
-            if not isinstance(dst, int) or dst < 0:
-                raise ConfigError(f"pass_fds: target fd must be >= 0, got {dst!r}")
-            if dst in (0, 1, 2):
-                raise ConfigError(f"pass_fds: fd {dst} is stdio; use stdin/stdout/stderr")
-            if f"fd {dst}" not in named:
-                maps.append(dst)
-            named[f"fd {dst}"] = src
-            keep_fds.append(dst)
+                named[_FD_NAMES[dst]] = src
+        keep_fds: tuple[int, ...] = (0, 1, 2)
+        if pass_fds:
+            keep_fds, more = _passed(pass_fds, named)
+            maps += more
         for t, fd in zip(iso.join, join_fds):
-            named[f"join {t}"] = fd
+            named["join " + t] = fd
         shape = None
         if cgroup is not None:
             target = getattr(cgroup, "_spawn_target", None)
@@ -150,8 +145,8 @@ def launch(spec: ProcessSpec, iso: Isolation, *, stdin: Stdio = None, stdout: St
             named["exec_gate"] = V.check_fd(exec_gate, "exec_gate")
         if console is not None:
             named["console"] = console[0]
-        io = FdLayout(maps=tuple(maps), keep=tuple(keep_fds), cgroup=shape,
-                      exec_gate=exec_gate is not None, console=console[1] if console else None)
+        io = fd_layout(tuple(maps), keep_fds, shape, exec_gate is not None,
+                       console[1] if console else None)
         planned, packed = _plans.packed_process(spec, iso, io, extra, keep)
         fds = [named[n] for n in packed.plan.fd_names]
         held = planned.held_maps
@@ -162,6 +157,30 @@ def launch(spec: ProcessSpec, iso: Isolation, *, stdin: Stdio = None, stdout: St
         raise
     stdio.close_child_ends()
     return Process._from_spawned(list(spec.args), spawned, stdio, planned.tree, cgroup)
+
+
+_FD_NAMES = ("fd 0", "fd 1", "fd 2")
+
+
+def _passed(pass_fds: Sequence[int] | Mapping[int, int],
+            named: dict[str, int]) -> tuple[tuple[int, ...], list[int]]:
+    """The fds kept (0-2 and ``pass_fds``' targets) and the targets to map (their sources
+    go into ``named``)."""
+    keep = [0, 1, 2]
+    maps = []
+    items = list(pass_fds.items()) if isinstance(pass_fds, Mapping) else [(fd, fd) for fd in pass_fds]
+    for dst, src in items:
+        V.check_fd(src, "pass_fds")
+        if not isinstance(dst, int) or dst < 0:
+            raise ConfigError(f"pass_fds: target fd must be >= 0, got {dst!r}")
+        if dst in (0, 1, 2):
+            raise ConfigError(f"pass_fds: fd {dst} is stdio; use stdin/stdout/stderr")
+        name = f"fd {dst}"
+        if name not in named:
+            maps.append(dst)
+        named[name] = src
+        keep.append(dst)
+    return tuple(keep), maps
 
 
 def spawn(
@@ -251,13 +270,14 @@ def spawn(
     a failure on the parent side raises ``SpawnError``.  Nothing is left
     behind either way.
     """
-    spec, iso, fds = specs(
-        argv, namespaces=namespaces, join=join, env=env, cwd=cwd, executable=executable,
-        close_fds=close_fds, uid_map=uid_map, gid_map=gid_map, user=user, group=group, groups=groups,
-        hostname=hostname, domainname=domainname, new_session=new_session,
-        process_group=process_group, tty=tty, umask=umask, rlimits=rlimits,
-        capabilities=capabilities, capability_sets=capability_sets, no_new_privs=no_new_privs,
-        die_with_parent=die_with_parent, seccomp=seccomp, loopback=loopback, timings=timings)
+    spec = ProcessSpec(args=argv, executable=executable, env=env, cwd=cwd, user=user, group=group,
+                       groups=groups, capabilities=capabilities, capability_sets=capability_sets,
+                       no_new_privs=no_new_privs, seccomp=seccomp, rlimits=rlimits, umask=umask,
+                       die_with_parent=die_with_parent, new_session=new_session,
+                       process_group=process_group, tty=tty, close_fds=close_fds)
+    types, fds = join_refs(join) if join else ((), ())
+    iso = isolation(namespaces=namespaces, join=types, uid_map=uid_map, gid_map=gid_map,
+                    hostname=hostname, domainname=domainname, loopback=loopback, timings=timings)
     return launch(spec, iso, stdin=stdin, stdout=stdout, stderr=stderr, pass_fds=pass_fds,
                   join_fds=fds, cgroup=cgroup, extra=ops if ops else _NO_OPS, exec_gate=exec_gate)
 

@@ -74,7 +74,7 @@ def home_for(rootfs: str, uid: int) -> str:
     return "/"
 
 
-def with_home(env: Mapping[str, str], rootfs: str, uid: Any) -> dict[str, str]:
+def with_home(env: Mapping[Any, Any], rootfs: str, uid: Any) -> dict[Any, Any]:
     """``env`` with HOME from the image's /etc/passwd when it has none (as runc)."""
     out = dict(env)
     if "HOME" not in out and isinstance(uid, int):
@@ -109,9 +109,10 @@ def entering(st: ContainerState, proc: S.Process, *, env: Mapping[str, str] | No
     linux = S.parse(st.config).linux or S.Linux()
     # As spawn does by default: no death signal, the runtime's umask unless the config gives one.
     spec = process_spec(proc, linux.seccomp, extra_caps=tuple(extra_caps), umask=None)
-    if env is None:
-        env = with_home(spec.env or {}, st.rootfs, spec.user) if st.rootfs else spec.env
-    spec = replace(spec, args=(), cwd=None, env=env, die_with_parent=False, new_session=new_session)
+    env_: Mapping[Any, Any] | None = env
+    if env_ is None:
+        env_ = with_home(spec.env or {}, st.rootfs, spec.user) if st.rootfs else spec.env
+    spec = replace(spec, args=(), cwd=None, env=env_, die_with_parent=False, new_session=new_session)
     cwd = os.fsencode(proc.cwd).lstrip(b"/") or b"."
     joined: list[Namespace] = []
     cg = None
