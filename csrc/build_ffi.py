@@ -52,7 +52,8 @@ ffibuilder.set_source(
     '#include "isolate.h"\n',
     # The child program's sources (init.c, child.c, ops_*.c, nolibc.c) are
     # build_child.py's: they never run in this process.
-    sources=[f"csrc/{name}" for name in ("spawn.c", "host.c", "bpf.c", "net.c")],
+    sources=[f"csrc/{name}" for name in ("spawn.c", "clone.c", "wire.c", "helper.c", "host.c",
+                                         "bpf.c", "net.c")],
     include_dirs=[str(HERE.relative_to(HERE.parent))],
     extra_compile_args=["-std=gnu11", "-Wall", "-Wextra", "-O2"],
 )
