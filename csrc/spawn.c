@@ -339,15 +339,125 @@ write_maps(const struct iso_plan *plan, struct iso_child *c)
     return 0;
 }
 
+/* What iso_spawn() holds that is not the caller's to keep: the child's ends
+ * of the pipes (closed once the clone has them) and the thread that makes a
+ * late network namespace. */
+struct spawn_ends {
+    int report_wr, sync_rd, netns_child;
+    struct late_netns late;
+};
+
+/* What spawn_blocked() leaves: the child ran to its end (exec'd, reported,
+ * or waits at an exec gate), or it is held for iso_release(). */
+enum { SPAWN_DONE = 0, SPAWN_HELD = 1 };
+
+/* iso_spawn() with every signal blocked.  SPAWN_DONE, SPAWN_HELD or -errno;
+ * on -errno the caller kills and reaps whatever child there is.  Cleans up
+ * nothing itself: iso_spawn() does, in one place. */
+static int
+spawn_blocked(const struct iso_plan *plan, struct iso_child *c, struct spawn_ends *e, int hfd,
+              uint64_t mask)
+{
+    int rp[2] = {-1, -1}, sp[2] = {-1, -1}, np[2] = {-1, -1};
+    int sync = (plan->flags & (ISO_PLAN_SYNC | ISO_PLAN_HOLD)) || plan->uid_map != NULL ||
+               plan->gid_map != NULL;
+
+    c->stage = ISO_STAGE_PIPE;
+    int ok = pipe2(rp, O_CLOEXEC) == 0;
+    c->report_fd = rp[0];
+    e->report_wr = rp[1];
+    ok = ok && (!sync || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == 0);
+    c->sync_fd = sp[1];
+    e->sync_rd = sp[0];
+    ok = ok && (!(plan->flags & ISO_PLAN_NETNS_LATE) ||
+                socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, np) == 0);
+    c->netns_sock = np[0];
+    e->netns_child = np[1];
+    if (!ok) {
+        return -errno;
+    }
+
+    c->stage = ISO_STAGE_STACK;
+    void *stack = iso_clone_stack();
+    if (stack == NULL) {
+        return -errno;
+    }
+
+    c->stage = ISO_STAGE_PLAN;
+    c->plan_fd = iso_wire_write(plan, e->sync_rd, e->netns_child, mask);
+    if (c->plan_fd < 0) {
+        return -errno;
+    }
+
+    /* A network namespace is inherited at clone like any other; entering it
+     * here rather than in the child lets it be combined with a new user
+     * namespace, which would own the child but not this namespace.  (With
+     * ISO_PLAN_FORK the child program enters it before its fork.) */
+    int back_net = -1;
+    if (plan->netns_fd >= 0 && !(plan->flags & ISO_PLAN_FORK)) {
+        c->stage = ISO_STAGE_NETNS;
+        back_net = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+        if (back_net < 0 || setns(plan->netns_fd, CLONE_NEWNET) < 0) {
+            int err = errno;
+            close_fd(&back_net);
+            return -err;
+        }
+    }
+    /* Unless the child is held (release() starts it then), the namespace is
+     * made from here on, while the kernel clones. */
+    if (c->netns_sock >= 0 && !(plan->flags & ISO_PLAN_HOLD)) {
+        late_netns_start(plan, &e->late, c->netns_sock);
+    }
+    struct iso_start start = {
+        .plan = plan, .helper_fd = hfd, .plan_fd = c->plan_fd, .report_fd = e->report_wr,
+        .sync_rd = e->sync_rd, .netns_sock = e->netns_child,
+        .carry_caps = iso_makes_user_ns(plan),
+    };
+    c->stage = ISO_STAGE_CLONE;
+    pid_t pid = iso_clone(plan, c, &start, stack);
+    int err = errno;
+    if (back_net >= 0) {
+        /* Returning to our own namespace is always allowed. */
+        (void)setns(back_net, CLONE_NEWNET);
+        close_fd(&back_net);
+    }
+    if (pid < 0) {
+        return -err;
+    }
+    /* The clone has exec'd the child program, or failed and exited. */
+    c->pid = pid;
+    close_fd(&e->report_wr);
+    close_fd(&e->sync_rd);
+    close_fd(&e->netns_child);
+    if (plan->flags & ISO_PLAN_TIMING) {
+        c->t_cloned = now_ns();
+    }
+
+    if (plan->flags & ISO_PLAN_FORK) {
+        int r = wait_forked(c);
+        if (r <= 0) {
+            return r;
+        }
+    } else if (report_ready(c)) {
+        /* Failed before any op waits for us (or already done): no maps, no go-ahead. */
+        return wait_report(plan, c);
+    }
+    if (write_maps(plan, c) < 0) {
+        return -errno;
+    }
+    if (plan->flags & ISO_PLAN_TIMING) {
+        c->t_mapped = now_ns();
+    }
+    if (plan->flags & ISO_PLAN_HOLD) {
+        c->stage = ISO_STAGE_NONE;
+        return SPAWN_HELD;
+    }
+    return release(plan, c);
+}
+
 int
 iso_spawn(const struct iso_plan *plan, struct iso_child *c)
 {
-    int rp[2] = {-1, -1}, sp[2] = {-1, -1}, np[2] = {-1, -1};
-    struct late_netns late = {.started = 0};
-    int sync = (plan->flags & (ISO_PLAN_SYNC | ISO_PLAN_HOLD)) || plan->uid_map != NULL ||
-               plan->gid_map != NULL;
-    int err = 0;
-
     memset(c, 0, sizeof *c);
     c->pid = c->helper_pid = -1;
     c->pidfd = c->report_fd = c->sync_fd = c->netns_sock = c->plan_fd = -1;
@@ -358,25 +468,6 @@ iso_spawn(const struct iso_plan *plan, struct iso_child *c)
     if (hfd < 0) {
         c->stage = ISO_STAGE_CHILD;
         return -ENOEXEC;          /* iso_helper_load() first */
-    }
-
-    c->stage = ISO_STAGE_PIPE;
-    if (pipe2(rp, O_CLOEXEC) < 0 ||
-        (sync && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) ||
-        ((plan->flags & ISO_PLAN_NETNS_LATE) &&
-         socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, np) < 0)) {
-        err = errno;
-        goto fail_pipes;
-    }
-    c->report_fd = rp[0];
-    c->sync_fd = sp[1];
-    c->netns_sock = np[0];
-
-    c->stage = ISO_STAGE_STACK;
-    void *stack = iso_clone_stack();
-    if (stack == NULL) {
-        err = errno;
-        goto fail_pipes;
     }
 
     /* Block every signal until the child program restores this mask: the
@@ -392,104 +483,25 @@ iso_spawn(const struct iso_plan *plan, struct iso_child *c)
         }
     }
 
-    c->stage = ISO_STAGE_PLAN;
-    c->plan_fd = iso_wire_write(plan, sp[0], np[1], mask);
-    if (c->plan_fd < 0) {
-        err = errno;
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-        goto fail_pipes;
-    }
+    struct spawn_ends e = {.report_wr = -1, .sync_rd = -1, .netns_child = -1};
+    int r = spawn_blocked(plan, c, &e, hfd, mask);
 
-    /* A network namespace is inherited at clone like any other; entering it
-     * here rather than in the child lets it be combined with a new user
-     * namespace, which would own the child but not this namespace.  (With
-     * ISO_PLAN_FORK the child program enters it before its fork.) */
-    int back_net = -1;
-    if (plan->netns_fd >= 0 && !(plan->flags & ISO_PLAN_FORK)) {
-        back_net = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-        if (back_net < 0 || setns(plan->netns_fd, CLONE_NEWNET) < 0) {
-            c->stage = ISO_STAGE_NETNS;
-            err = errno;
-            close_fd(&back_net);
-            pthread_sigmask(SIG_SETMASK, &old, NULL);
-            goto fail_pipes;
-        }
-    }
-    /* Unless the child is held (release() starts it then), the namespace is
-     * made from here on, while the kernel clones. */
-    if (np[0] >= 0 && !(plan->flags & ISO_PLAN_HOLD)) {
-        late_netns_start(plan, &late, np[0]);
-    }
-    struct iso_start start = {
-        .plan = plan, .helper_fd = hfd, .plan_fd = c->plan_fd, .report_fd = rp[1],
-        .sync_rd = sp[0], .netns_sock = np[1], .carry_caps = iso_makes_user_ns(plan),
-    };
-    c->stage = ISO_STAGE_CLONE;
-    pid_t pid = iso_clone(plan, c, &start, stack);
-    err = errno;
-    if (back_net >= 0) {
-        /* Returning to our own namespace is always allowed. */
-        (void)setns(back_net, CLONE_NEWNET);
-        close_fd(&back_net);
-    }
-    if (pid < 0) {
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-        goto fail_pipes;
-    }
-    /* The clone has exec'd the child program, or failed and exited. */
-    c->pid = pid;
-    close(rp[1]);
-    close_fd(&sp[0]);
-    close_fd(&np[1]);
-    if (plan->flags & ISO_PLAN_TIMING) {
-        c->t_cloned = now_ns();
-    }
-
-    if (plan->flags & ISO_PLAN_FORK) {
-        int r = wait_forked(c);
-        if (r <= 0) {
-            pthread_sigmask(SIG_SETMASK, &old, NULL);
-            late_netns_join(&late);
-            return r;
-        }
-    } else if (report_ready(c)) {
-        /* Failed before any op waits for us (or already done): no maps, no go-ahead. */
-        close_fd(&c->sync_fd);
-        int r = wait_report(plan, c);
-        late_netns_join(&late);
-        close_fd(&c->netns_sock);
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-        return r;
-    }
-    if (write_maps(plan, c) < 0) {
-        err = errno;
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    /* The one way out: the child's ends go, a failed child is killed and
+     * reaped, the namespace thread is joined, and only a held child keeps
+     * its go-ahead socket and network namespace socket for iso_release(). */
+    close_fd(&e.report_wr);
+    close_fd(&e.sync_rd);
+    close_fd(&e.netns_child);
+    if (r < 0) {
         kill_and_reap(c);
-        late_netns_join(&late);
-        return -err;
     }
-    if (plan->flags & ISO_PLAN_TIMING) {
-        c->t_mapped = now_ns();
+    late_netns_join(&e.late);
+    if (r != SPAWN_HELD) {
+        close_fd(&c->sync_fd);
+        close_fd(&c->netns_sock);
     }
-    if (plan->flags & ISO_PLAN_HOLD) {
-        c->stage = ISO_STAGE_NONE;
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-        return 0;
-    }
-    int r = release(plan, c);
-    late_netns_join(&late);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    return r;
-
-fail_pipes:
-    if (rp[1] >= 0) {
-        close(rp[1]);
-    }
-    close_fd(&sp[0]);
-    close_fd(&np[1]);
-    kill_and_reap(c);
-    late_netns_join(&late);
-    return -err;
+    return r < 0 ? r : 0;
 }
 
 int

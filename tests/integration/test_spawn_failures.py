@@ -239,6 +239,25 @@ def test_a_failed_spawn_closes_the_pipes_it_made() -> None:
     assert set(os.listdir("/proc/self/fd")) == before
 
 
+def test_a_held_plan_that_fails_before_its_fork_closes_its_sockets() -> None:
+    # iso_spawn has one way out: a child that reported a failure before the
+    # fork leaves nothing open, whether or not the caller asked to hold it
+    # (the go-ahead socket stayed open here, one per spawn).
+    fake = FileAsNamespace("user")
+    try:
+        before = set(os.listdir("/proc/self/fd"))
+        for _ in range(5):
+            plan = P.Plan(ops=[P.SetNs(fd=fake.fd, nstype=P.NSTYPES["user"]), P.Fork(),
+                               P.Exec((b"/bin/true",))],
+                          argv=[b"true"], envp=None, flags=P.PLAN_FORK)
+            with pytest.raises(errors.NamespaceError) as info:
+                isolate._spawn.execute(plan, before_release=lambda pid: None)
+            assert info.value.step == 0 and info.value.errno == errno.EINVAL
+        assert set(os.listdir("/proc/self/fd")) == before
+    finally:
+        os.close(fake.fd)
+
+
 def test_parent_side_map_failure_is_a_spawn_error_and_kills_the_child() -> None:
     # A gid_map the kernel refuses (two lines mapping the same outside id are
     # caught in Python, so use an id above the kernel's range via a raw plan).
