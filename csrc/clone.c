@@ -11,6 +11,8 @@
 
 #include <pthread.h>
 
+#include "raw.h"
+
 #define ISO_STACK_SIZE (64 * 1024)
 #define ISO_GUARD_SIZE 4096
 
@@ -125,25 +127,28 @@ iso_clone_stack(void)
  * keeps for a program without file capabilities; the child program drops
  * them (and restores the inheritable set) before anything else.  Permitted
  * does not grow, so the shared memory's dumpability is not touched. */
-static int
+static long
 carry_caps(void)
 {
     struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
     struct __user_cap_data_struct d[2];
-    if (syscall(SYS_capget, &h, d) < 0) {
-        return -1;
+    long r = ISO_RAW2(SYS_capget, &h, d);
+    if (r < 0) {
+        return r;
     }
     d[0].inheritable = d[0].permitted;
     d[1].inheritable = d[1].permitted;
-    if (syscall(SYS_capset, &h, d) < 0) {
-        return -1;
+    r = ISO_RAW2(SYS_capset, &h, d);
+    if (r < 0) {
+        return r;
     }
     for (unsigned long cap = 0; cap < 64; cap++) {
-        if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0) {
-            if (errno == EINVAL) {
-                break;          /* past cap_last_cap */
-            }
-            return -1;
+        r = ISO_RAW5(SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0);
+        if (r == -EINVAL) {
+            break;              /* past cap_last_cap */
+        }
+        if (r < 0) {
+            return r;
         }
     }
     return 0;
@@ -165,36 +170,38 @@ put_uint(char *buf, unsigned v)
 }
 
 /* The clone: runs on its own stack in the caller's memory, with every
- * signal blocked, while the calling thread waits (CLONE_VFORK).  Only
- * system calls on its own fd table, then execveat of the child program. */
+ * signal blocked, while the calling thread waits (CLONE_VFORK).  Only raw
+ * system calls (raw.h: the caller's errno is this thread's too) on its own fd
+ * table, then execveat of the child program. */
 static int
 child_start(void *arg)
 {
     const struct iso_start *s = arg;
     const struct iso_plan *p = s->plan;
+    long r;
     if (p->flags & ISO_PLAN_CLOSE_FDS) {
         /* The child program looks paths up: it must hold no fd of the
          * caller's it does not need (a directory fd leads out of any root). */
-        if (syscall(__NR_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
-            struct rlimit rl;
-            unsigned last = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536 ?
-                            (unsigned)rl.rlim_cur : 65536;
+        if (ISO_RAW3(__NR_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
+            struct { uint64_t cur, max; } rl;   /* prlimit64(2)'s struct rlimit64 */
+            unsigned last = ISO_RAW4(__NR_prlimit64, 0, RLIMIT_NOFILE, 0, &rl) == 0 &&
+                            rl.cur < 65536 ? (unsigned)rl.cur : 65536;
             for (unsigned fd = 3; fd < last; fd++) {
-                fcntl((int)fd, F_SETFD, FD_CLOEXEC);
+                (void)ISO_RAW3(__NR_fcntl, fd, F_SETFD, FD_CLOEXEC);
             }
         }
     }
     /* What it needs survives the execveat; it marks them close-on-exec again. */
     for (uint32_t i = 0; i < p->n_keep_fds; i++) {
-        fcntl(p->keep_fds[i], F_SETFD, 0);
+        (void)ISO_RAW3(__NR_fcntl, p->keep_fds[i], F_SETFD, 0);
     }
     int own[] = {s->plan_fd, s->report_fd, s->sync_rd, s->netns_sock};
     for (size_t i = 0; i < sizeof own / sizeof own[0]; i++) {
-        if (own[i] >= 0 && fcntl(own[i], F_SETFD, 0) < 0) {
+        if (own[i] >= 0 && (r = ISO_RAW3(__NR_fcntl, own[i], F_SETFD, 0)) < 0) {
             goto fail;
         }
     }
-    if (s->carry_caps && carry_caps() < 0) {
+    if (s->carry_caps && (r = carry_caps()) < 0) {
         goto fail;
     }
     char plan_arg[16], report_arg[16];
@@ -202,14 +209,13 @@ child_start(void *arg)
     put_uint(report_arg, (unsigned)s->report_fd);
     char *argv[] = {"isolate-child", plan_arg, report_arg, NULL};
     char *envp[] = {NULL};
-    syscall(__NR_execveat, s->helper_fd, "", argv, envp, AT_EMPTY_PATH);
+    r = ISO_RAW5(__NR_execveat, s->helper_fd, "", argv, envp, AT_EMPTY_PATH);
 fail:;
-    struct iso_report r = {-1, 0, errno, 0};
-    ssize_t n;
+    struct iso_report rep = {.step = -1, .err = (int32_t)-r};
     do {
-        n = write(s->report_fd, &r, sizeof r);
-    } while (n < 0 && errno == EINTR);
-    _exit(127);
+        r = ISO_RAW3(__NR_write, s->report_fd, &rep, sizeof rep);
+    } while (r == -EINTR);
+    return 127;   /* the trampoline (or clone(3)) exits with it */
 }
 
 pid_t

@@ -13,6 +13,8 @@
 
 #include <stdarg.h>
 
+#include "raw.h"
+
 #if !defined(__x86_64__) && !defined(__aarch64__)
 #error "nolibc.c: x86_64 and aarch64 only (build_child.py links glibc elsewhere)"
 #endif
@@ -28,55 +30,23 @@ __errno_location(void)
     return &iso_errno;
 }
 
-static inline long
-raw6(long n, long a, long b, long c, long d, long e, long f)
-{
-#if defined(__x86_64__)
-    register long r10 __asm__("r10") = d;
-    register long r8 __asm__("r8") = e;
-    register long r9 __asm__("r9") = f;
-    long ret;
-    __asm__ volatile("syscall"
-                     : "=a"(ret)
-                     : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
-                     : "rcx", "r11", "memory");
-    return ret;
-#else
-    register long x8 __asm__("x8") = n;
-    register long x0 __asm__("x0") = a;
-    register long x1 __asm__("x1") = b;
-    register long x2 __asm__("x2") = c;
-    register long x3 __asm__("x3") = d;
-    register long x4 __asm__("x4") = e;
-    register long x5 __asm__("x5") = f;
-    __asm__ volatile("svc 0"
-                     : "+r"(x0)
-                     : "r"(x8), "r"(x1), "r"(x2), "r"(x3), "r"(x4), "r"(x5)
-                     : "memory", "cc");
-    return x0;
-#endif
-}
-
 /* The kernel returns -errno in [-4095, -1]. */
 static long
 ret(long r)
 {
-    if ((unsigned long)r > -4096UL) {
+    if (iso_raw_failed(r)) {
         iso_errno = (int)-r;
         return -1;
     }
     return r;
 }
 
-#define SYS0(n) ret(raw6((n), 0, 0, 0, 0, 0, 0))
-#define SYS1(n, a) ret(raw6((n), (long)(a), 0, 0, 0, 0, 0))
-#define SYS2(n, a, b) ret(raw6((n), (long)(a), (long)(b), 0, 0, 0, 0))
-#define SYS3(n, a, b, c) ret(raw6((n), (long)(a), (long)(b), (long)(c), 0, 0, 0))
-#define SYS4(n, a, b, c, d) ret(raw6((n), (long)(a), (long)(b), (long)(c), (long)(d), 0, 0))
-#define SYS5(n, a, b, c, d, e) \
-    ret(raw6((n), (long)(a), (long)(b), (long)(c), (long)(d), (long)(e), 0))
-#define SYS6(n, a, b, c, d, e, f) \
-    ret(raw6((n), (long)(a), (long)(b), (long)(c), (long)(d), (long)(e), (long)(f)))
+#define SYS0(n) ret(ISO_RAW0(n))
+#define SYS1(n, a) ret(ISO_RAW1(n, a))
+#define SYS2(n, a, b) ret(ISO_RAW2(n, a, b))
+#define SYS3(n, a, b, c) ret(ISO_RAW3(n, a, b, c))
+#define SYS4(n, a, b, c, d) ret(ISO_RAW4(n, a, b, c, d))
+#define SYS5(n, a, b, c, d, e) ret(ISO_RAW5(n, a, b, c, d, e))
 
 long
 syscall(long n, ...)
@@ -86,14 +56,14 @@ syscall(long n, ...)
     long a = va_arg(ap, long), b = va_arg(ap, long), c = va_arg(ap, long);
     long d = va_arg(ap, long), e = va_arg(ap, long), f = va_arg(ap, long);
     va_end(ap);
-    return ret(raw6(n, a, b, c, d, e, f));
+    return ret(iso_raw6(n, a, b, c, d, e, f));
 }
 
 void
 _exit(int status)
 {
     for (;;) {
-        raw6(__NR_exit_group, status, 0, 0, 0, 0, 0);
+        iso_raw6(__NR_exit_group, status, 0, 0, 0, 0, 0);
     }
 }
 
@@ -256,8 +226,8 @@ int access(const char *path, int mode) { return (int)SYS3(__NR_faccessat, AT_FDC
 void *
 mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
-    long r = raw6(__NR_mmap, (long)addr, (long)len, prot, flags, fd, off);
-    if ((unsigned long)r > -4096UL) {
+    long r = iso_raw6(__NR_mmap, (long)addr, (long)len, prot, flags, fd, off);
+    if (iso_raw_failed(r)) {
         iso_errno = (int)-r;
         return MAP_FAILED;
     }
