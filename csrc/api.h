@@ -7,54 +7,198 @@
  */
 
 enum iso_op_kind {
-    ISO_OP_SETNS = 1,        /* fd, val0 = nstype */
-    ISO_OP_UNSHARE,          /* val0 = CLONE_NEW* flags */
-    ISO_OP_MOUNT,            /* arg0 src, arg1 target, arg2 fstype, arg3 data, val0 MS_* */
-    ISO_OP_BIND,             /* open_tree(arg0) + move_mount(arg1); flags ISO_F_RECURSIVE */
-    ISO_OP_MOUNT_SETATTR,    /* arg1 target, val0 attr_set, val1 attr_clr, val2 propagation */
-    ISO_OP_MKDIR,            /* arg0 path, val0 mode; ISO_F_EXIST_OK */
-    ISO_OP_MKNOD,            /* arg0 path, val0 mode, val1 dev */
-    ISO_OP_SYMLINK,          /* arg0 target, arg1 link path */
-    ISO_OP_WRITE_FILE,       /* arg0 path, arg1 data, arg2 data length, val0 mode, val1 O_* */
-    ISO_OP_PIVOT_ROOT,       /* arg0 new root; ISO_F_CHROOT_FALLBACK */
-    ISO_OP_CHROOT,           /* arg0 path */
-    ISO_OP_SETHOSTNAME,      /* arg0 name, arg1 length */
-    ISO_OP_SETDOMAINNAME,    /* arg0 name, arg1 length */
-    ISO_OP_CHDIR,            /* arg0 path, or fd >= 0 for fchdir */
-    ISO_OP_UMASK,            /* val0 mask */
-    ISO_OP_SETRLIMIT,        /* val0 resource, val1 soft, val2 hard */
-    ISO_OP_SETSID,
-    ISO_OP_SETPGID,
+    ISO_OP_SETNS = 1,        /* struct iso_op_setns; fd: the namespace */
+    ISO_OP_UNSHARE,          /* struct iso_op_unshare */
+    ISO_OP_MOUNT,            /* struct iso_op_mount */
+    ISO_OP_BIND,             /* struct iso_op_bind: open_tree(source) + move_mount(target) */
+    ISO_OP_MOUNT_SETATTR,    /* struct iso_op_mount_setattr */
+    ISO_OP_MKDIR,            /* struct iso_op_mkdir; ISO_F_EXIST_OK */
+    ISO_OP_MKNOD,            /* struct iso_op_mknod; ISO_F_EXIST_OK */
+    ISO_OP_SYMLINK,          /* struct iso_op_symlink; ISO_F_EXIST_OK */
+    ISO_OP_WRITE_FILE,       /* struct iso_op_write_file */
+    ISO_OP_PIVOT_ROOT,       /* struct iso_op_path: the new root; ISO_F_CHROOT_FALLBACK */
+    ISO_OP_CHROOT,           /* struct iso_op_path */
+    ISO_OP_SETHOSTNAME,      /* struct iso_op_name */
+    ISO_OP_SETDOMAINNAME,    /* struct iso_op_name */
+    ISO_OP_CHDIR,            /* struct iso_op_path, or fd >= 0 for fchdir */
+    ISO_OP_UMASK,            /* struct iso_op_umask */
+    ISO_OP_SETRLIMIT,        /* struct iso_op_setrlimit */
+    ISO_OP_SETSID,           /* no slots */
+    ISO_OP_SETPGID,          /* no slots */
     ISO_OP_SETCTTY,          /* fd: the terminal, made stdio 0-2 by an earlier FDMAP */
-    ISO_OP_FDMAP,            /* arg0 int32 pairs (src, dst), arg1 pair count */
-    ISO_OP_CLOSE_FDS,        /* arg0 sorted int32 keep list, arg1 count */
-    ISO_OP_SETGROUPS,        /* arg0 uint32 gid array, arg1 count */
-    ISO_OP_SETRESGID,        /* val0 rgid, val1 egid, val2 sgid */
-    ISO_OP_SETRESUID,        /* val0 ruid, val1 euid, val2 suid */
-    ISO_OP_KEEPCAPS,         /* val0 0 or 1 */
-    ISO_OP_CAP_BOUND,        /* val0 mask of capabilities to drop, val1 cap_last_cap */
-    ISO_OP_CAPSET,           /* val0 effective, val1 permitted, val2 inheritable */
-    ISO_OP_CAP_AMBIENT,      /* val0 mask of capabilities to raise, val1 cap_last_cap */
-    ISO_OP_NO_NEW_PRIVS,
-    ISO_OP_PDEATHSIG,        /* val0 signal */
-    ISO_OP_SECCOMP,          /* arg0 struct sock_filter array, arg1 filter count, val0 flags */
-    ISO_OP_LOOPBACK_UP,
-    ISO_OP_EXECVE,           /* arg0 NUL-separated candidate paths, arg1 count */
-    ISO_OP_EXECVEAT,         /* fd, arg0 path ("" with AT_EMPTY_PATH), val0 AT_* */
-    ISO_OP_ROOT_STAGE,       /* arg0 base dir: tmpfs there, pivot to it, old root at /oldroot */
-    ISO_OP_ROOT_MKDIR,       /* arg0 root, arg1 dir in it, arg2 name, arg3 link; val0 mode, val1 type */
-    ISO_OP_ROOT_BIND,        /* arg0 src root, arg1 src, arg2 dst root, arg3 dst; val0 set, val1 clr */
-    ISO_OP_ROOT_MOUNT,       /* arg0 fstype, arg1 source, arg2 root, arg3 dst; val0 attrs, val1/2 opts */
-    ISO_OP_ROOT_MASK,        /* arg0 root, arg1 path, arg2 null device */
-    ISO_OP_ROOT_CHDIR,       /* arg0 root, arg1 path */
-    ISO_OP_SET_DUMPABLE,     /* val0 0 or 1 */
-    ISO_OP_EXEC_GATE,        /* fd to read one byte from; arg0/arg1 exec candidates to check first */
-    ISO_OP_CONSOLE,          /* fd: unix socket for the pty master; val0 rows, val1 cols, val2 bind /dev/console */
-    ISO_OP_CGROUP_JOIN,      /* write "0" to each of the plan's join_fds (tasks / cgroup.procs files) */
-    ISO_OP_NETNS_JOIN,       /* ISO_PLAN_NETNS_LATE: receive the new network namespace, setns into it */
-    ISO_OP_FORK,             /* ISO_PLAN_FORK: fd a pid namespace to join or -1, val0 CLONE_NEW*
-                                flags: fork the process that runs the rest of the plan */
+    ISO_OP_FDMAP,            /* struct iso_op_fdmap */
+    ISO_OP_CLOSE_FDS,        /* struct iso_op_close_fds */
+    ISO_OP_SETGROUPS,        /* struct iso_op_setgroups */
+    ISO_OP_SETRESGID,        /* struct iso_op_setresid */
+    ISO_OP_SETRESUID,        /* struct iso_op_setresid */
+    ISO_OP_KEEPCAPS,         /* struct iso_op_switch */
+    ISO_OP_CAP_BOUND,        /* struct iso_op_cap_mask: the capabilities to drop */
+    ISO_OP_CAPSET,           /* struct iso_op_capset */
+    ISO_OP_CAP_AMBIENT,      /* struct iso_op_cap_mask: the capabilities to raise */
+    ISO_OP_NO_NEW_PRIVS,     /* no slots */
+    ISO_OP_PDEATHSIG,        /* struct iso_op_pdeathsig */
+    ISO_OP_SECCOMP,          /* struct iso_op_seccomp */
+    ISO_OP_LOOPBACK_UP,      /* no slots */
+    ISO_OP_EXECVE,           /* struct iso_op_exec */
+    ISO_OP_EXECVEAT,         /* struct iso_op_execveat; fd: the program */
+    ISO_OP_ROOT_STAGE,       /* struct iso_op_root_stage; ISO_F_CHROOT_FALLBACK */
+    ISO_OP_ROOT_MKDIR,       /* struct iso_op_root_mkdir */
+    ISO_OP_ROOT_BIND,        /* struct iso_op_root_bind; ISO_F_RECURSIVE, _READONLY, _EXIST_OK */
+    ISO_OP_ROOT_MOUNT,       /* struct iso_op_root_mount; ISO_F_EXIST_OK; fd: a tree to clone */
+    ISO_OP_ROOT_MASK,        /* struct iso_op_root_mask */
+    ISO_OP_ROOT_CHDIR,       /* struct iso_op_root_chdir */
+    ISO_OP_SET_DUMPABLE,     /* struct iso_op_switch */
+    ISO_OP_EXEC_GATE,        /* struct iso_op_exec: checked first; fd: read one byte from it */
+    ISO_OP_CONSOLE,          /* struct iso_op_console; fd: the unix socket for the pty master */
+    ISO_OP_CGROUP_JOIN,      /* no slots: write "0" to each of the plan's join_fds */
+    ISO_OP_NETNS_JOIN,       /* no slots: ISO_PLAN_NETNS_LATE, receive the new network
+                                namespace, setns into it */
+    ISO_OP_FORK,             /* struct iso_op_fork; ISO_PLAN_FORK; fd: a pid namespace to
+                                join or -1.  Forks the process that runs the rest of the plan */
+    /* Batched ops: one op for many entries of one kind, each reported by its
+     * index (struct iso_report.entry) when it fails. */
+    ISO_OP_ROOT_MKDIRS,      /* struct iso_op_root_mkdirs */
+    ISO_OP_ROOT_BINDS,       /* struct iso_op_root_binds; flags as ISO_OP_ROOT_BIND */
+    ISO_OP_ROOT_MASKS,       /* struct iso_op_root_masks; fd: an empty tmpfs to clone, or -1 */
     ISO_OP_KIND_MAX
+};
+
+/* What an ISO_OP_ROOT_MKDIR or ISO_OP_ROOT_MKDIRS entry makes.  An entry
+ * that exists already, of any type, is left alone (but CONTENTS). */
+enum iso_entry_type {
+    ISO_ENTRY_DIR = 0,
+    ISO_ENTRY_FILE = 1,      /* an empty regular file (a mount point) */
+    ISO_ENTRY_SYMLINK = 2,   /* link: its target */
+    ISO_ENTRY_CONTENTS = 3,  /* a new regular file with contents: it must not exist (mkdirs only) */
+    ISO_ENTRY_CHARDEV = 4    /* a character device (mkdirs only) */
+};
+
+/* The part of an op that failed (struct iso_report.substep). */
+enum iso_substep {
+    ISO_SUB_NONE = 0,        /* the op is one system call, or the part is not told */
+    ISO_SUB_OPEN_ROOT,       /* open a root the paths are resolved in */
+    ISO_SUB_OPEN_SOURCE,     /* open the source of a bind */
+    ISO_SUB_CLONE,           /* open_tree(OPEN_TREE_CLONE): copy the mount */
+    ISO_SUB_SETATTR,         /* mount_setattr() on the copy */
+    ISO_SUB_OPEN_TARGET,     /* open the place to mount on */
+    ISO_SUB_MOVE,            /* move_mount(): attach it there */
+    ISO_SUB_OPEN_DIR,        /* open the directory the entries are made in */
+    ISO_SUB_CREATE,          /* mkdirat, mknodat, symlinkat or openat(O_CREAT | O_EXCL) */
+    ISO_SUB_WRITE,           /* write a new file's contents */
+    ISO_SUB_FSOPEN,          /* fsopen(): the filesystem type */
+    ISO_SUB_FSCONFIG,        /* fsconfig(): a mount option, or the source */
+    ISO_SUB_FSCREATE,        /* fsconfig(FSCONFIG_CMD_CREATE): make the superblock */
+    ISO_SUB_FSMOUNT,         /* fsmount() */
+    ISO_SUB_OPEN_NULL,       /* open the null device */
+    ISO_SUB_CHECK_NULL,      /* the null device is not the character device 1:3 (ENODEV) */
+    ISO_SUB_STAT_TARGET,     /* fstat() of the target */
+    ISO_SUB_MOUNT,           /* mount(2) */
+    ISO_SUB_MKDIR,           /* mkdir(2) */
+    ISO_SUB_PIVOT,           /* pivot_root(2) */
+    ISO_SUB_CHDIR,           /* chdir(2) or fchdir(2) */
+    ISO_SUB_MAX
+};
+
+/* Each kind's slots.  An op is a 16-byte head (struct iso_op) and 48 bytes
+ * of slots: four uint32_t, then four uint64_t.  A uint32_t slot holds an
+ * arena offset (a string or an array; 0 = none) or a small count.  Every
+ * layout below has that shape, its unused slots named by their place
+ * (_a0-_a3, _v0-_v3), so that each slot means one thing per kind. */
+struct iso_op_setns { uint32_t _a[4]; uint64_t nstype, _v1, _v2, _v3; };
+struct iso_op_unshare { uint32_t _a[4]; uint64_t clone_flags, _v1, _v2, _v3; };
+struct iso_op_mount {                   /* mount(2); MS_* flags */
+    uint32_t source, target, fstype, data;
+    uint64_t flags, _v1, _v2, _v3;
+};
+struct iso_op_bind { uint32_t source, target, _a2, _a3; uint64_t _v[4]; };
+struct iso_op_mount_setattr {           /* mount_setattr(2); ISO_F_RECURSIVE */
+    uint32_t _a0, target, _a2, _a3;
+    uint64_t attr_set, attr_clr, propagation, _v3;
+};
+struct iso_op_mkdir { uint32_t path, _a1, _a2, _a3; uint64_t mode, _v1, _v2, _v3; };
+struct iso_op_mknod { uint32_t path, _a1, _a2, _a3; uint64_t mode, dev, _v2, _v3; };
+struct iso_op_symlink { uint32_t target, link, _a2, _a3; uint64_t _v[4]; };
+struct iso_op_write_file {              /* data: len bytes; oflags: more O_* (O_TRUNC...) */
+    uint32_t path, data, len, _a3;
+    uint64_t mode, oflags, _v2, _v3;
+};
+struct iso_op_path { uint32_t path, _a1, _a2, _a3; uint64_t _v[4]; };
+struct iso_op_name { uint32_t name, len, _a2, _a3; uint64_t _v[4]; };
+struct iso_op_umask { uint32_t _a[4]; uint64_t mask, _v1, _v2, _v3; };
+struct iso_op_setrlimit { uint32_t _a[4]; uint64_t resource, soft, hard, _v3; };
+struct iso_op_fdmap {                   /* pairs: int32_t (source, target) x n_pairs */
+    uint32_t pairs, n_pairs, _a2, _a3;
+    uint64_t _v[4];
+};
+struct iso_op_close_fds {               /* keep: sorted int32_t x n_keep */
+    uint32_t keep, n_keep, _a2, _a3;
+    uint64_t _v[4];
+};
+struct iso_op_setgroups { uint32_t gids, n_gids, _a2, _a3; uint64_t _v[4]; };  /* uint32_t */
+struct iso_op_setresid { uint32_t _a[4]; uint64_t real, effective, saved, _v3; };
+struct iso_op_switch { uint32_t _a[4]; uint64_t on, _v1, _v2, _v3; };        /* 0 or 1 */
+struct iso_op_cap_mask {                /* bit n: capability n, up to last_cap */
+    uint32_t _a[4];
+    uint64_t mask, last_cap, _v2, _v3;
+};
+struct iso_op_capset { uint32_t _a[4]; uint64_t effective, permitted, inheritable, _v3; };
+struct iso_op_pdeathsig { uint32_t _a[4]; uint64_t signal, _v1, _v2, _v3; };
+struct iso_op_seccomp {                 /* struct sock_filter x len; flags: 0 = prctl(2) */
+    uint32_t filter, len, _a2, _a3;
+    uint64_t flags, _v1, _v2, _v3;
+};
+struct iso_op_exec {                    /* n_paths NUL-terminated candidate paths */
+    uint32_t paths, n_paths, _a2, _a3;
+    uint64_t _v[4];
+};
+struct iso_op_execveat {                /* path 0: "" with AT_EMPTY_PATH */
+    uint32_t path, _a1, _a2, _a3;
+    uint64_t at_flags, _v1, _v2, _v3;
+};
+struct iso_op_console {                 /* bind_console: also bind the slave on /dev/console */
+    uint32_t _a[4];
+    uint64_t rows, cols, bind_console, _v3;
+};
+struct iso_op_fork { uint32_t _a[4]; uint64_t clone_flags, _v1, _v2, _v3; };  /* CLONE_NEW* */
+
+/* The root ops (ops_root.c) resolve every path inside a root directory,
+ * given as a path itself (0: the path is taken as is). */
+struct iso_op_root_stage { uint32_t base, _a1, _a2, _a3; uint64_t _v[4]; };
+struct iso_op_root_mkdir {              /* name (one component) in dir; type: iso_entry_type
+                                           DIR, FILE or SYMLINK (link: its target) */
+    uint32_t root, dir, name, link;
+    uint64_t mode, type, _v2, _v3;
+};
+struct iso_op_root_bind {               /* source inside src_root onto target inside root */
+    uint32_t src_root, source, root, target;
+    uint64_t attr_set, attr_clr, _v2, _v3;
+};
+struct iso_op_root_mount {              /* a new fstype (fsopen ... fsmount), or with fd >= 0 a
+                                           clone of that tree; attrs: MOUNT_ATTR_*; options:
+                                           n_options of (type 's' or 'f', key NUL, value NUL) */
+    uint32_t fstype, source, root, target;
+    uint64_t attrs, options, n_options, _v3;
+};
+struct iso_op_root_mask {               /* null: the null device, inside null_root (0: root) */
+    uint32_t root, path, null, null_root;
+    uint64_t _v[4];
+};
+struct iso_op_root_chdir { uint32_t root, path, _a2, _a3; uint64_t _v[4]; };
+struct iso_op_root_mkdirs {             /* count entries in dir, each: type (uint8_t), mode
+                                           (uint16_t LE), name NUL, then by type: DIR, FILE
+                                           nothing but a NUL; SYMLINK the target NUL;
+                                           CONTENTS its length (uint32_t LE) and the bytes;
+                                           CHARDEV its dev_t (uint64_t LE) */
+    uint32_t root, dir, entries, _a3;
+    uint64_t _v0, _v1, count, _v3;
+};
+struct iso_op_root_binds {              /* count (source NUL, target NUL) pairs */
+    uint32_t src_root, pairs, root, _a3;
+    uint64_t attr_set, attr_clr, count, _v3;
+};
+struct iso_op_root_masks {              /* count paths, each NUL-terminated */
+    uint32_t root, paths, null, null_root;
+    uint64_t _v0, _v1, count, _v3;
 };
 
 enum iso_op_flags {
@@ -91,12 +235,47 @@ enum iso_child_stage {
 };
 
 struct iso_op {
-    uint32_t kind;
-    uint32_t flags;
-    int32_t fd;
+    uint32_t kind;               /* enum iso_op_kind: which member of the union below */
+    uint32_t flags;              /* enum iso_op_flags */
+    int32_t fd;                  /* an fd the op uses (borrowed from the caller), or -1 */
     int32_t reserved;
-    uint32_t arg0, arg1, arg2, arg3;
-    uint64_t val0, val1, val2, val3;
+    union {
+        struct iso_op_setns setns;
+        struct iso_op_unshare unshare;
+        struct iso_op_mount mount;
+        struct iso_op_bind bind;
+        struct iso_op_mount_setattr mount_setattr;
+        struct iso_op_mkdir mkdir;
+        struct iso_op_mknod mknod;
+        struct iso_op_symlink symlink;
+        struct iso_op_write_file write_file;
+        struct iso_op_path pivot_root, chroot, chdir;
+        struct iso_op_name sethostname, setdomainname;
+        struct iso_op_umask umask;
+        struct iso_op_setrlimit setrlimit;
+        struct iso_op_fdmap fdmap;
+        struct iso_op_close_fds close_fds;
+        struct iso_op_setgroups setgroups;
+        struct iso_op_setresid setresgid, setresuid;
+        struct iso_op_switch keepcaps, set_dumpable;
+        struct iso_op_cap_mask cap_bound, cap_ambient;
+        struct iso_op_capset capset;
+        struct iso_op_pdeathsig pdeathsig;
+        struct iso_op_seccomp seccomp;
+        struct iso_op_exec execve, exec_gate;
+        struct iso_op_execveat execveat;
+        struct iso_op_console console;
+        struct iso_op_fork fork;
+        struct iso_op_root_stage root_stage;
+        struct iso_op_root_mkdir root_mkdir;
+        struct iso_op_root_bind root_bind;
+        struct iso_op_root_mount root_mount;
+        struct iso_op_root_mask root_mask;
+        struct iso_op_root_chdir root_chdir;
+        struct iso_op_root_mkdirs root_mkdirs;
+        struct iso_op_root_binds root_binds;
+        struct iso_op_root_masks root_masks;
+    };
 };
 
 struct iso_plan {
@@ -123,13 +302,17 @@ struct iso_plan {
                                     once the child has exec'd or failed.  Else NULL. */
 };
 
-/* A report with err == 0 is not a failure: an ISO_OP_EXEC_GATE child is
- * ready and waiting for its go-ahead, after which it no longer reports. */
+/* What the child writes on its report pipe, in one write(2) (< PIPE_BUF, so
+ * never torn).  err 0 is not a failure: an ISO_OP_EXEC_GATE child is ready
+ * and waiting for its go-ahead, or ISO_OP_FORK forked pid. */
 struct iso_report {
-    int32_t step;
-    int32_t kind;
-    int32_t err;
-    int32_t reserved;
+    int32_t step;                /* the op's index; -1: the child program did not start */
+    int32_t kind;                /* its enum iso_op_kind */
+    int32_t err;                 /* errno */
+    int32_t pid;                 /* ISO_OP_FORK: the forked process, else 0 */
+    int32_t entry;               /* batched ops: the failing entry's index, else -1 */
+    int32_t substep;             /* enum iso_substep: the failing part of the op */
+    int32_t reserved[2];
 };
 
 struct iso_child {

@@ -211,7 +211,7 @@ child_start(void *arg)
     char *envp[] = {NULL};
     r = ISO_RAW5(__NR_execveat, s->helper_fd, "", argv, envp, AT_EMPTY_PATH);
 fail:;
-    struct iso_report rep = {.step = -1, .err = (int32_t)-r};
+    struct iso_report rep = {.step = -1, .err = (int32_t)-r, .entry = -1};
     do {
         r = ISO_RAW3(__NR_write, s->report_fd, &rep, sizeof rep);
     } while (r == -EINTR);

@@ -107,12 +107,12 @@ main(int argc, char **argv)
         base = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, plan_fd, 0);
     }
     if (base == MAP_FAILED) {
-        iso_child_fail(report_fd, -1, 0, errno ? errno : EINVAL);
+        iso_child_fail(report_fd, -1, 0, errno ? errno : EINVAL, NULL);
     }
     close(plan_fd);
     struct iso_wire *w = base;
     if (!wire_fits(w, (size_t)st.st_size)) {
-        iso_child_fail(report_fd, -1, 0, EBADMSG);
+        iso_child_fail(report_fd, -1, 0, EBADMSG, NULL);
     }
     char *b = base;
     uint64_t *times = w->times_off ? (uint64_t *)(b + w->times_off) : NULL;
@@ -130,7 +130,7 @@ main(int argc, char **argv)
     int own[] = {report_fd, w->sync_fd, w->netns_sock};
     for (size_t i = 0; i < sizeof own / sizeof own[0]; i++) {
         if (own[i] >= 0 && fcntl(own[i], F_SETFD, FD_CLOEXEC) < 0) {
-            iso_child_fail(report_fd, -1, 0, errno);
+            iso_child_fail(report_fd, -1, 0, errno, NULL);
         }
     }
 
@@ -140,12 +140,12 @@ main(int argc, char **argv)
         struct __user_cap_data_struct d[2];
         if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 ||
             syscall(SYS_capget, &h, d) < 0) {
-            iso_child_fail(report_fd, -1, 0, errno);
+            iso_child_fail(report_fd, -1, 0, errno, NULL);
         }
         d[0].inheritable = (uint32_t)w->inheritable;
         d[1].inheritable = (uint32_t)(w->inheritable >> 32);
         if (syscall(SYS_capset, &h, d) < 0) {
-            iso_child_fail(report_fd, -1, 0, errno);
+            iso_child_fail(report_fd, -1, 0, errno, NULL);
         }
     }
 
@@ -164,7 +164,7 @@ main(int argc, char **argv)
     plan.netns_fd = w->netns_fd;
     if (fill_strings(plan.argv, w->argc, b + w->argv_off, b + w->size) < 0 ||
         fill_strings(plan.envp, w->envc, b + w->envp_off, b + w->size) < 0 || w->argc == 0) {
-        iso_child_fail(report_fd, -1, 0, EBADMSG);
+        iso_child_fail(report_fd, -1, 0, EBADMSG, NULL);
     }
 
     /* execve kept what the caller ignored; a program expects SIGPIPE and
@@ -192,7 +192,7 @@ main(int argc, char **argv)
         rc = iso_child_wait_go(&a);
     }
     if (rc < 0) {
-        iso_child_fail(report_fd, -1, 0, errno);
+        iso_child_fail(report_fd, -1, 0, errno, NULL);
     }
     iso_child_run(&a);
 }

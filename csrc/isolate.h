@@ -36,8 +36,51 @@
 #include "api.h"
 #include "syscalls.h"
 
-_Static_assert(sizeof(struct iso_report) == 16, "ABI: iso_report is one atomic pipe write");
-_Static_assert(sizeof(struct iso_op) == 64, "ABI: iso_op is packed by _plan.py");
+_Static_assert(sizeof(struct iso_report) == 32 && sizeof(struct iso_report) <= PIPE_BUF,
+               "ABI: iso_report is one atomic pipe write, unpacked by _plan.py");
+_Static_assert(sizeof(struct iso_op) == 64 && offsetof(struct iso_op, setns) == 16,
+               "ABI: iso_op is packed by _plan.py");
+
+/* Every slot layout (api.h) is four uint32_t and four uint64_t: a slot has
+ * the same place in each. */
+#define ISO_LAYOUT(name) \
+    _Static_assert(sizeof(struct iso_op_##name) == 48, "ABI: iso_op_" #name " is 48 bytes")
+ISO_LAYOUT(setns);
+ISO_LAYOUT(unshare);
+ISO_LAYOUT(mount);
+ISO_LAYOUT(bind);
+ISO_LAYOUT(mount_setattr);
+ISO_LAYOUT(mkdir);
+ISO_LAYOUT(mknod);
+ISO_LAYOUT(symlink);
+ISO_LAYOUT(write_file);
+ISO_LAYOUT(path);
+ISO_LAYOUT(name);
+ISO_LAYOUT(umask);
+ISO_LAYOUT(setrlimit);
+ISO_LAYOUT(fdmap);
+ISO_LAYOUT(close_fds);
+ISO_LAYOUT(setgroups);
+ISO_LAYOUT(setresid);
+ISO_LAYOUT(switch);
+ISO_LAYOUT(cap_mask);
+ISO_LAYOUT(capset);
+ISO_LAYOUT(pdeathsig);
+ISO_LAYOUT(seccomp);
+ISO_LAYOUT(exec);
+ISO_LAYOUT(execveat);
+ISO_LAYOUT(console);
+ISO_LAYOUT(fork);
+ISO_LAYOUT(root_stage);
+ISO_LAYOUT(root_mkdir);
+ISO_LAYOUT(root_bind);
+ISO_LAYOUT(root_mount);
+ISO_LAYOUT(root_mask);
+ISO_LAYOUT(root_chdir);
+ISO_LAYOUT(root_mkdirs);
+ISO_LAYOUT(root_binds);
+ISO_LAYOUT(root_masks);
+#undef ISO_LAYOUT
 
 /* The plan as the child program reads it: one memfd the parent writes and
  * the child maps (MAP_SHARED: with ISO_PLAN_TIMING the child stores its
@@ -66,6 +109,22 @@ struct iso_wire {
     uint64_t sigmask;                       /* the spawning thread's mask (signals 1-64) */
 };
 
+/* Where in an op a failure happened: struct iso_report's entry and substep.
+ * The ops that have parts fill it in as they fail; iso_child_run() resets
+ * it before each op. */
+struct iso_fault {
+    int32_t entry;        /* a batched op's entry, or -1 */
+    int32_t substep;      /* enum iso_substep */
+};
+
+/* Record the part of the op that failed; returns -1, errno untouched. */
+static inline int
+iso_fail(struct iso_fault *f, int substep)
+{
+    f->substep = substep;
+    return -1;
+}
+
 /* The running child's own state (child.c).  Lives on the child program's stack. */
 struct iso_child_args {
     const struct iso_plan *plan;
@@ -76,14 +135,23 @@ struct iso_child_args {
     int netns_fd;         /* ISO_OP_FORK: the network namespace to fork into, or -1 */
     int cgroup_fd;        /* ISO_OP_FORK: born into this cgroup v2 directory, or -1 */
     uint64_t *times;      /* ISO_PLAN_TIMING: the wire's stamps, else NULL */
+    struct iso_fault fault;   /* the running op's */
 };
 
 /* child.c: the op loop of the child program, from its start to execve.
- * Never returns. */
+ * Never returns.  iso_child_fail reports (at may be NULL) and exits. */
 _Noreturn void iso_child_run(struct iso_child_args *a);
-_Noreturn void iso_child_fail(int fd, int32_t step, int32_t kind, int err);
+_Noreturn void iso_child_fail(int fd, int32_t step, int32_t kind, int err,
+                              const struct iso_fault *at);
 int iso_child_wait_go(struct iso_child_args *a);
-uint64_t iso_now_ns(void);
+
+static inline uint64_t
+iso_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 /* Close fd without losing the errno of the failure being reported. */
 static inline void
@@ -96,27 +164,30 @@ close_keep_errno(int fd)
     }
 }
 
-/* ops_*.c: called only from child.c, in the child program.  Return -1 with errno set. */
+/* ops_*.c: called only from child.c, in the child program.  Return -1 with
+ * errno set; those given a struct iso_fault record the failing part there. */
 int run_op_mount(const struct iso_plan *p, const struct iso_op *op);
-int run_op_bind(const struct iso_plan *p, const struct iso_op *op);
+int run_op_bind(const struct iso_plan *p, const struct iso_op *op, struct iso_fault *f);
 int run_op_mount_setattr(const struct iso_plan *p, const struct iso_op *op);
-int run_op_pivot_root(const struct iso_plan *p, const struct iso_op *op);
+int run_op_pivot_root(const struct iso_plan *p, const struct iso_op *op, struct iso_fault *f);
 int run_op_mkdir(const struct iso_plan *p, const struct iso_op *op);
 int run_op_mknod(const struct iso_plan *p, const struct iso_op *op);
 int run_op_symlink(const struct iso_plan *p, const struct iso_op *op);
-int run_op_write_file(const struct iso_plan *p, const struct iso_op *op);
+int run_op_write_file(const struct iso_plan *p, const struct iso_op *op, struct iso_fault *f);
 int run_op_fdmap(const struct iso_plan *p, const struct iso_op *op);
 int run_op_close_fds(const struct iso_plan *p, const struct iso_op *op);
-int run_op_cgroup_join(const struct iso_plan *p, const struct iso_op *op);
-int run_op_caps(const struct iso_plan *p, const struct iso_op *op);
-int run_op_console(const struct iso_plan *p, const struct iso_op *op);
-int run_op_root_stage(const struct iso_plan *p, const struct iso_op *op);
-int run_op_root_mkdir(const struct iso_plan *p, const struct iso_op *op);
-int run_op_root_bind(const struct iso_plan *p, const struct iso_op *op);
-int run_op_root_mount(const struct iso_plan *p, const struct iso_op *op);
-int run_op_root_mask(const struct iso_plan *p, const struct iso_op *op);
-int run_op_root_chdir(const struct iso_plan *p, const struct iso_op *op);
-int run_op_set_dumpable(const struct iso_op *op);
+int run_op_cgroup_join(const struct iso_plan *p);
+int run_op_caps(const struct iso_op *op);
+int run_op_console(const struct iso_op *op);
+int run_op_root_stage(const struct iso_plan *p, const struct iso_op *op, struct iso_fault *f);
+int run_op_root_mkdir(const struct iso_plan *p, const struct iso_op *op, struct iso_fault *f);
+int run_op_root_mkdirs(const struct iso_plan *p, const struct iso_op *op, struct iso_fault *f);
+int run_op_root_bind(const struct iso_plan *p, const struct iso_op *op, struct iso_fault *f);
+int run_op_root_binds(const struct iso_plan *p, const struct iso_op *op, struct iso_fault *f);
+int run_op_root_mount(const struct iso_plan *p, const struct iso_op *op, struct iso_fault *f);
+int run_op_root_mask(const struct iso_plan *p, const struct iso_op *op, struct iso_fault *f);
+int run_op_root_masks(const struct iso_plan *p, const struct iso_op *op, struct iso_fault *f);
+int run_op_root_chdir(const struct iso_plan *p, const struct iso_op *op, struct iso_fault *f);
 
 /* net.c: used by both the parent (the late network namespace's thread) and the child. */
 int iso_loopback_up(void);

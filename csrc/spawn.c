@@ -21,14 +21,6 @@
 #include <pthread.h>
 #include <stdio.h>
 
-static uint64_t
-now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static void
 close_fd(int32_t *fd)
 {
@@ -134,7 +126,7 @@ wait_report(const struct iso_plan *plan, struct iso_child *c)
     }
     c->report_len = (int32_t)got;
     if (plan->flags & ISO_PLAN_TIMING) {
-        c->t_done = now_ns();
+        c->t_done = iso_now_ns();
     }
     close_fd(&c->report_fd);
     if (got == (ssize_t)sizeof c->report && c->report.step == -1) {
@@ -177,7 +169,7 @@ wait_forked(struct iso_child *c)
         return child_start_failed(c);
     }
     if (got != (ssize_t)sizeof c->report || c->report.err != 0 ||
-        c->report.kind != ISO_OP_FORK || c->report.reserved <= 0) {
+        c->report.kind != ISO_OP_FORK || c->report.pid <= 0) {
         reap(c->pid);             /* it failed: it exits after its report */
         c->pid = -1;
         close_fd(&c->pidfd);
@@ -186,7 +178,7 @@ wait_forked(struct iso_child *c)
         c->stage = ISO_STAGE_NONE;
         return 0;
     }
-    pid_t child = (pid_t)c->report.reserved;
+    pid_t child = (pid_t)c->report.pid;
     c->report_len = 0;
     memset(&c->report, 0, sizeof c->report);
     reap(c->pid);                 /* the child program leaves once it has forked */
@@ -300,7 +292,7 @@ release(const struct iso_plan *plan, struct iso_child *c)
         close_fd(&c->sync_fd);
     }
     if (plan->flags & ISO_PLAN_TIMING) {
-        c->t_released = now_ns();
+        c->t_released = iso_now_ns();
     }
     /* iso_spawn starts the network namespace thread before the clone, unless
      * the child is held: then it starts here, after the release. */
@@ -430,7 +422,7 @@ spawn_blocked(const struct iso_plan *plan, struct iso_child *c, struct spawn_end
     close_fd(&e->sync_rd);
     close_fd(&e->netns_child);
     if (plan->flags & ISO_PLAN_TIMING) {
-        c->t_cloned = now_ns();
+        c->t_cloned = iso_now_ns();
     }
 
     if (plan->flags & ISO_PLAN_FORK) {
@@ -446,7 +438,7 @@ spawn_blocked(const struct iso_plan *plan, struct iso_child *c, struct spawn_end
         return -errno;
     }
     if (plan->flags & ISO_PLAN_TIMING) {
-        c->t_mapped = now_ns();
+        c->t_mapped = iso_now_ns();
     }
     if (plan->flags & ISO_PLAN_HOLD) {
         c->stage = ISO_STAGE_NONE;
@@ -462,7 +454,7 @@ iso_spawn(const struct iso_plan *plan, struct iso_child *c)
     c->pid = c->helper_pid = -1;
     c->pidfd = c->report_fd = c->sync_fd = c->netns_sock = c->plan_fd = -1;
     if (plan->flags & ISO_PLAN_TIMING) {
-        c->t_start = now_ns();
+        c->t_start = iso_now_ns();
     }
     int hfd = iso_helper_get();
     if (hfd < 0) {

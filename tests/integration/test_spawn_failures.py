@@ -98,7 +98,8 @@ def test_failing_op_raises_its_error_at_its_step(options: dict, exc: type, err: 
     options = {k: v for k, v in options.items() if k != "stdin"}
     plan = isolate.process.build_plan(["/bin/true"], process_group=True, **options)
     assert e.op in [op.describe() for op in plan.ops if type(op) is opcls], (e, plan.ops)
-    assert str(e).startswith(f"step {e.step} ({e.op}): [Errno {err}]")
+    part = f" {e.substep}:" if e.substep else ""   # the failing part of an op that has parts
+    assert str(e).startswith(f"step {e.step} ({e.op}):{part} [Errno {err}]")
 
 
 def test_setns_in_the_child_refuses_a_file_that_is_not_a_namespace() -> None:
