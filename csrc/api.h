@@ -337,6 +337,12 @@ void iso_abandon(struct iso_child *child);
 int iso_setns(int fd, int nstype);
 int iso_unshare(int flags);
 
+/* net.c: a new network namespace with lo up (lo_up 1), made by the calling
+ * thread: an fd on it (O_CLOEXEC), or -errno.  home >= 0: the thread then
+ * goes back to that network namespace.  The child program and the late
+ * network namespace's thread make theirs the same way. */
+int iso_netns_new(int lo_up, int home);
+
 /* host.c: calls the parent makes for itself (Namespace, probe). 0 or -errno. */
 enum iso_syscall {
     ISO_SYS_OPEN_TREE = 1, ISO_SYS_MOVE_MOUNT, ISO_SYS_FSOPEN, ISO_SYS_MOUNT_SETATTR,

@@ -202,8 +202,7 @@ run_op_netns_join(const struct iso_plan *p, struct iso_child_args *a)
     }
     if (err != 0) {
         close_keep_errno(fd);
-        if (unshare(CLONE_NEWNET) < 0 ||
-            ((p->flags & ISO_PLAN_NETNS_LO) && iso_loopback_up() < 0)) {
+        if (iso_netns_enter_new(!!(p->flags & ISO_PLAN_NETNS_LO)) < 0) {
             return -1;
         }
         a->netns_joined = 1;

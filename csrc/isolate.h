@@ -191,6 +191,7 @@ int run_op_root_chdir(const struct iso_plan *p, const struct iso_op *op, struct 
 
 /* net.c: used by both the parent (the late network namespace's thread) and the child. */
 int iso_loopback_up(void);
+int iso_netns_enter_new(int lo);
 int iso_send_fd(int sock, const void *data, size_t len, int fd);
 
 static inline const char *

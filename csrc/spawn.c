@@ -226,12 +226,8 @@ static void *
 late_netns_main(void *arg)
 {
     struct late_netns *l = arg;
-    int32_t err = 0;
-    int fd = -1;
-    if (unshare(CLONE_NEWNET) < 0 || (l->lo && iso_loopback_up() < 0) ||
-        (fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)) < 0) {
-        err = errno;
-    }
+    int fd = iso_netns_new(l->lo, -1);
+    int32_t err = fd < 0 ? -fd : 0;
     /* A child that failed before its join has closed its end: nothing to tell. */
     (void)iso_send_fd(l->sock, &err, sizeof err, fd);
     if (fd >= 0) {
