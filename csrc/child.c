@@ -150,7 +150,7 @@ run_op_exec_gate(const struct iso_plan *p, const struct iso_op *op, int32_t step
         n = read(op->fd, &go, 1);
     } while (n < 0 && errno == EINTR);
     if (n != 1) {
-        _exit(127);     /* nobody can hear a report any more */
+        _exit(127); /* nobody can hear a report any more */
     }
     close(op->fd);
     return 0;
@@ -261,7 +261,8 @@ run_op_fork(const struct iso_op *op, int32_t step, struct iso_child_args *a)
     }
     struct iso_clone_args ca;
     memset(&ca, 0, sizeof ca);
-    ca.flags = CLONE_PARENT | op->fork.clone_flags;   /* exit_signal 0: CLONE_PARENT takes the parent's */
+    ca.flags =
+        CLONE_PARENT | op->fork.clone_flags; /* exit_signal 0: CLONE_PARENT takes the parent's */
     if (a->cgroup_fd >= 0) {
         ca.flags |= CLONE_INTO_CGROUP;
         ca.cgroup = (uint64_t)a->cgroup_fd;
@@ -274,8 +275,8 @@ run_op_fork(const struct iso_op *op, int32_t step, struct iso_child_args *a)
         return -1;
     }
     if (pid > 0) {
-        struct iso_report r = {.step = step, .kind = (int32_t)op->kind, .pid = (int32_t)pid,
-                               .entry = -1};
+        struct iso_report r = {
+            .step = step, .kind = (int32_t)op->kind, .pid = (int32_t)pid, .entry = -1};
         ssize_t n;
         do {
             n = write(a->report_fd, &r, sizeof r);
@@ -306,7 +307,8 @@ run_op(const struct iso_plan *p, const struct iso_op *op, int32_t step, struct i
 {
     struct iso_fault *f = &a->fault;
     if ((p->flags & ISO_PLAN_NETNS_LATE) && !a->netns_joined &&
-        (op->kind == ISO_OP_EXECVE || op->kind == ISO_OP_EXECVEAT || op->kind == ISO_OP_EXEC_GATE)) {
+        (op->kind == ISO_OP_EXECVE || op->kind == ISO_OP_EXECVEAT ||
+         op->kind == ISO_OP_EXEC_GATE)) {
         /* Never run the program in the caller's network namespace. */
         errno = EINVAL;
         return -1;
@@ -454,7 +456,7 @@ iso_child_run(struct iso_child_args *a)
             iso_child_fail(a->report_fd, (int32_t)i, (int32_t)p->ops[i].kind, errno, &a->fault);
         }
         if (a->times != NULL && i + 1 < p->n_ops) {
-            a->times[i + 1] = iso_now_ns();   /* the last op is execve: the parent stamps its end */
+            a->times[i + 1] = iso_now_ns(); /* the last op is execve: the parent stamps its end */
         }
     }
     /* A plan must end in execve. */

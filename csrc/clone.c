@@ -23,48 +23,46 @@
  * clone3.S does the same).  Returns the raw syscall result in the parent. */
 #if defined(__x86_64__)
 #define ISO_HAVE_CLONE3_VM 1
-__asm__(
-    ".text\n"
-    ".p2align 4\n"
-    ".hidden iso_clone3_vm\n"
-    ".type iso_clone3_vm,@function\n"
-    "iso_clone3_vm:\n"
-    "    mov %rdx, %r8\n"
-    "    mov %rcx, %r9\n"
-    "    mov $435, %eax\n"
-    "    syscall\n"
-    "    test %rax, %rax\n"
-    "    jnz 1f\n"
-    "    xor %ebp, %ebp\n"
-    "    mov %r9, %rdi\n"
-    "    call *%r8\n"
-    "    mov %eax, %edi\n"
-    "    mov $231, %eax\n"
-    "    syscall\n"
-    "    hlt\n"
-    "1:  ret\n"
-    ".size iso_clone3_vm, .-iso_clone3_vm\n");
+__asm__(".text\n"
+        ".p2align 4\n"
+        ".hidden iso_clone3_vm\n"
+        ".type iso_clone3_vm,@function\n"
+        "iso_clone3_vm:\n"
+        "    mov %rdx, %r8\n"
+        "    mov %rcx, %r9\n"
+        "    mov $435, %eax\n"
+        "    syscall\n"
+        "    test %rax, %rax\n"
+        "    jnz 1f\n"
+        "    xor %ebp, %ebp\n"
+        "    mov %r9, %rdi\n"
+        "    call *%r8\n"
+        "    mov %eax, %edi\n"
+        "    mov $231, %eax\n"
+        "    syscall\n"
+        "    hlt\n"
+        "1:  ret\n"
+        ".size iso_clone3_vm, .-iso_clone3_vm\n");
 #elif defined(__aarch64__)
 #define ISO_HAVE_CLONE3_VM 1
-__asm__(
-    ".text\n"
-    ".p2align 4\n"
-    ".hidden iso_clone3_vm\n"
-    ".type iso_clone3_vm,%function\n"
-    "iso_clone3_vm:\n"
-    "    mov x10, x2\n"
-    "    mov x11, x3\n"
-    "    mov x8, #435\n"
-    "    svc #0\n"
-    "    cbnz x0, 1f\n"
-    "    mov x29, xzr\n"
-    "    mov x30, xzr\n"
-    "    mov x0, x11\n"
-    "    blr x10\n"
-    "    mov x8, #94\n"
-    "    svc #0\n"
-    "1:  ret\n"
-    ".size iso_clone3_vm, .-iso_clone3_vm\n");
+__asm__(".text\n"
+        ".p2align 4\n"
+        ".hidden iso_clone3_vm\n"
+        ".type iso_clone3_vm,%function\n"
+        "iso_clone3_vm:\n"
+        "    mov x10, x2\n"
+        "    mov x11, x3\n"
+        "    mov x8, #435\n"
+        "    svc #0\n"
+        "    cbnz x0, 1f\n"
+        "    mov x29, xzr\n"
+        "    mov x30, xzr\n"
+        "    mov x0, x11\n"
+        "    blr x10\n"
+        "    mov x8, #94\n"
+        "    svc #0\n"
+        "1:  ret\n"
+        ".size iso_clone3_vm, .-iso_clone3_vm\n");
 #else
 #define ISO_HAVE_CLONE3_VM 0
 #endif
@@ -145,7 +143,7 @@ carry_caps(void)
     for (unsigned long cap = 0; cap < 64; cap++) {
         r = ISO_RAW5(SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0);
         if (r == -EINVAL) {
-            break;              /* past cap_last_cap */
+            break; /* past cap_last_cap */
         }
         if (r < 0) {
             return r;
@@ -183,9 +181,13 @@ child_start(void *arg)
         /* The child program looks paths up: it must hold no fd of the
          * caller's it does not need (a directory fd leads out of any root). */
         if (ISO_RAW3(__NR_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
-            struct { uint64_t cur, max; } rl;   /* prlimit64(2)'s struct rlimit64 */
-            unsigned last = ISO_RAW4(__NR_prlimit64, 0, RLIMIT_NOFILE, 0, &rl) == 0 &&
-                            rl.cur < 65536 ? (unsigned)rl.cur : 65536;
+            struct {
+                uint64_t cur, max;
+            } rl; /* prlimit64(2)'s struct rlimit64 */
+            unsigned last =
+                ISO_RAW4(__NR_prlimit64, 0, RLIMIT_NOFILE, 0, &rl) == 0 && rl.cur < 65536
+                    ? (unsigned)rl.cur
+                    : 65536;
             for (unsigned fd = 3; fd < last; fd++) {
                 (void)ISO_RAW3(__NR_fcntl, fd, F_SETFD, FD_CLOEXEC);
             }
@@ -215,7 +217,7 @@ fail:;
     do {
         r = ISO_RAW3(__NR_write, s->report_fd, &rep, sizeof rep);
     } while (r == -EINTR);
-    return 127;   /* the trampoline (or clone(3)) exits with it */
+    return 127; /* the trampoline (or clone(3)) exits with it */
 }
 
 pid_t
@@ -226,7 +228,7 @@ iso_clone(const struct iso_plan *plan, struct iso_child *c, struct iso_start *s,
     uint64_t flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | (fork ? 0 : plan->clone_flags);
     int cgroup_fd = fork ? -1 : plan->cgroup_fd;
     int pidfd = -1;
-    char *stack_top = (char *)stack + ISO_STACK_SIZE - 256;   /* 16-byte aligned */
+    char *stack_top = (char *)stack + ISO_STACK_SIZE - 256; /* 16-byte aligned */
 
     if (clone3_state != 0 && !(plan->flags & ISO_PLAN_LEGACY_CLONE)) {
         struct iso_clone_args ca;
@@ -281,4 +283,3 @@ iso_clone(const struct iso_plan *plan, struct iso_child *c, struct iso_start *s,
     }
     return pid;
 }
-

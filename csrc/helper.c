@@ -27,7 +27,7 @@ copy_sealed(int src)
     unsigned flags = MFD_CLOEXEC | MFD_ALLOW_SEALING;
     int m = (int)syscall(__NR_memfd_create, "isolate-child", flags | MFD_EXEC);
     if (m < 0 && errno == EINVAL) {
-        m = (int)syscall(__NR_memfd_create, "isolate-child", flags);   /* before Linux 6.3 */
+        m = (int)syscall(__NR_memfd_create, "isolate-child", flags); /* before Linux 6.3 */
     }
     if (m < 0) {
         return -1;
@@ -52,7 +52,7 @@ copy_sealed(int src)
         close_keep_errno(m);
         return -1;
     }
-    (void)fcntl(m, F_ADD_SEALS, F_SEAL_EXEC);   /* Linux 6.3; F_SEAL_SEAL allows none after */
+    (void)fcntl(m, F_ADD_SEALS, F_SEAL_EXEC); /* Linux 6.3; F_SEAL_SEAL allows none after */
     return m;
 }
 
@@ -91,7 +91,6 @@ iso_helper_load(const char *path)
     }
     return 0;
 }
-
 
 int
 iso_helper_get(void)

@@ -62,7 +62,8 @@ wire_fits(const struct iso_wire *w, size_t size)
         (uint64_t)w->join_fds_off + (uint64_t)w->n_join_fds * 4,
         (uint64_t)w->keep_fds_off + (uint64_t)w->n_keep_fds * 4,
         w->times_off ? (uint64_t)w->times_off + ((uint64_t)w->n_ops + 1) * 8 : 0,
-        (uint64_t)w->argv_off, (uint64_t)w->envp_off,
+        (uint64_t)w->argv_off,
+        (uint64_t)w->envp_off,
     };
     for (size_t i = 0; i < sizeof ends / sizeof ends[0]; i++) {
         if (ends[i] > size) {
@@ -178,9 +179,14 @@ main(int argc, char **argv)
     syscall(SYS_rt_sigprocmask, SIG_SETMASK, &mask, NULL, sizeof mask);
 
     struct iso_child_args a = {
-        .plan = &plan, .report_fd = report_fd, .sync_fd = w->sync_fd,
-        .netns_sock = w->netns_sock, .netns_joined = 0, .netns_fd = w->netns_fd,
-        .cgroup_fd = w->cgroup_fd, .times = times,
+        .plan = &plan,
+        .report_fd = report_fd,
+        .sync_fd = w->sync_fd,
+        .netns_sock = w->netns_sock,
+        .netns_joined = 0,
+        .netns_fd = w->netns_fd,
+        .cgroup_fd = w->cgroup_fd,
+        .times = times,
     };
     /* Not dumpable (see iso_child_wait_go): at once, or once the parent has
      * written the id maps it waits for.  With ISO_PLAN_FORK, the forked
@@ -188,7 +194,8 @@ main(int argc, char **argv)
     int rc = 0;
     if (a.sync_fd < 0) {
         rc = prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-    } else if (!(w->flags & ISO_PLAN_FORK)) {
+    }
+    else if (!(w->flags & ISO_PLAN_FORK)) {
         rc = iso_child_wait_go(&a);
     }
     if (rc < 0) {

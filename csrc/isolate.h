@@ -86,35 +86,35 @@ ISO_LAYOUT(root_masks);
  * the child maps (MAP_SHARED: with ISO_PLAN_TIMING the child stores its
  * stamps there).  Every *_off is a byte offset from the start; strings are
  * NUL-terminated and packed back to back.  Python never sees this layout. */
-#define ISO_WIRE_MAGIC 0x64696f73u   /* "sodi" */
+#define ISO_WIRE_MAGIC 0x64696f73u /* "sodi" */
 #define ISO_WIRE_VERSION 1u
 
 struct iso_wire {
-    uint32_t magic, version, size, flags;   /* size: the whole blob; flags: ISO_PLAN_* */
-    uint32_t n_ops, ops_off;                /* struct iso_op[n_ops] */
+    uint32_t magic, version, size, flags; /* size: the whole blob; flags: ISO_PLAN_* */
+    uint32_t n_ops, ops_off;              /* struct iso_op[n_ops] */
     uint32_t arena_len, arena_off;
-    uint32_t argc, argv_off;                /* argc strings */
-    uint32_t envc, envp_off;                /* envc strings */
-    uint32_t ptrs_off;                      /* (argc + 1 + envc + 1) pointer slots the child fills */
-    uint32_t n_join_fds, join_fds_off;      /* int32_t[n_join_fds] */
-    uint32_t n_keep_fds, keep_fds_off;      /* int32_t[n_keep_fds]: the plan's fds, made
-                                               close-on-exec again by the child */
+    uint32_t argc, argv_off;           /* argc strings */
+    uint32_t envc, envp_off;           /* envc strings */
+    uint32_t ptrs_off;                 /* (argc + 1 + envc + 1) pointer slots the child fills */
+    uint32_t n_join_fds, join_fds_off; /* int32_t[n_join_fds] */
+    /* int32_t[n_keep_fds]: the plan's fds, made close-on-exec again by the child */
+    uint32_t n_keep_fds, keep_fds_off;
     uint32_t times_off;                     /* ISO_PLAN_TIMING: uint64_t[n_ops + 1], else 0 */
     int32_t report_fd, sync_fd, netns_sock; /* the child's ends, or -1 */
     int32_t netns_fd, cgroup_fd;            /* for ISO_OP_FORK's fork, or -1 */
-    int32_t caps_carried;                   /* the clone raised every capability as ambient
-                                               to carry it across the child program's execve
-                                               (spawn.c: carry_caps); undone first thing */
-    uint64_t inheritable;                   /* then the inheritable set is this again */
-    uint64_t sigmask;                       /* the spawning thread's mask (signals 1-64) */
+    /* The clone raised every capability as ambient to carry it across the
+     * child program's execve (clone.c: carry_caps); undone first thing. */
+    int32_t caps_carried;
+    uint64_t inheritable; /* then the inheritable set is this again */
+    uint64_t sigmask;     /* the spawning thread's mask (signals 1-64) */
 };
 
 /* Where in an op a failure happened: struct iso_report's entry and substep.
  * The ops that have parts fill it in as they fail; iso_child_run() resets
  * it before each op. */
 struct iso_fault {
-    int32_t entry;        /* a batched op's entry, or -1 */
-    int32_t substep;      /* enum iso_substep */
+    int32_t entry;   /* a batched op's entry, or -1 */
+    int32_t substep; /* enum iso_substep */
 };
 
 /* Record the part of the op that failed; returns -1, errno untouched. */
@@ -128,14 +128,14 @@ iso_fail(struct iso_fault *f, int substep)
 /* The running child's own state (child.c).  Lives on the child program's stack. */
 struct iso_child_args {
     const struct iso_plan *plan;
-    int report_fd;        /* write end */
-    int sync_fd;          /* read end, or -1 */
-    int netns_sock;       /* ISO_PLAN_NETNS_LATE: where the network namespace arrives, or -1 */
-    int netns_joined;     /* ISO_OP_NETNS_JOIN done: execve may run */
-    int netns_fd;         /* ISO_OP_FORK: the network namespace to fork into, or -1 */
-    int cgroup_fd;        /* ISO_OP_FORK: born into this cgroup v2 directory, or -1 */
-    uint64_t *times;      /* ISO_PLAN_TIMING: the wire's stamps, else NULL */
-    struct iso_fault fault;   /* the running op's */
+    int report_fd;          /* write end */
+    int sync_fd;            /* read end, or -1 */
+    int netns_sock;         /* ISO_PLAN_NETNS_LATE: where the network namespace arrives, or -1 */
+    int netns_joined;       /* ISO_OP_NETNS_JOIN done: execve may run */
+    int netns_fd;           /* ISO_OP_FORK: the network namespace to fork into, or -1 */
+    int cgroup_fd;          /* ISO_OP_FORK: born into this cgroup v2 directory, or -1 */
+    uint64_t *times;        /* ISO_PLAN_TIMING: the wire's stamps, else NULL */
+    struct iso_fault fault; /* the running op's */
 };
 
 /* child.c: the op loop of the child program, from its start to execve.

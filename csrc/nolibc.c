@@ -67,9 +67,23 @@ _exit(int status)
     }
 }
 
-int close(int fd) { return (int)SYS1(__NR_close, fd); }
-ssize_t read(int fd, void *buf, size_t n) { return SYS3(__NR_read, fd, buf, n); }
-ssize_t write(int fd, const void *buf, size_t n) { return SYS3(__NR_write, fd, buf, n); }
+int
+close(int fd)
+{
+    return (int)SYS1(__NR_close, fd);
+}
+
+ssize_t
+read(int fd, void *buf, size_t n)
+{
+    return SYS3(__NR_read, fd, buf, n);
+}
+
+ssize_t
+write(int fd, const void *buf, size_t n)
+{
+    return SYS3(__NR_write, fd, buf, n);
+}
 
 int
 openat(int dfd, const char *path, int flags, ...)
@@ -134,12 +148,41 @@ mount(const char *src, const char *dst, const char *type, unsigned long flags, c
     return (int)SYS5(__NR_mount, src, dst, type, flags, data);
 }
 
-int umount2(const char *target, int flags) { return (int)SYS2(__NR_umount2, target, flags); }
-int chdir(const char *path) { return (int)SYS1(__NR_chdir, path); }
-int fchdir(int fd) { return (int)SYS1(__NR_fchdir, fd); }
-int chroot(const char *path) { return (int)SYS1(__NR_chroot, path); }
-int mkdirat(int dfd, const char *path, mode_t mode) { return (int)SYS3(__NR_mkdirat, dfd, path, mode); }
-int mkdir(const char *path, mode_t mode) { return mkdirat(AT_FDCWD, path, mode); }
+int
+umount2(const char *target, int flags)
+{
+    return (int)SYS2(__NR_umount2, target, flags);
+}
+
+int
+chdir(const char *path)
+{
+    return (int)SYS1(__NR_chdir, path);
+}
+
+int
+fchdir(int fd)
+{
+    return (int)SYS1(__NR_fchdir, fd);
+}
+
+int
+chroot(const char *path)
+{
+    return (int)SYS1(__NR_chroot, path);
+}
+
+int
+mkdirat(int dfd, const char *path, mode_t mode)
+{
+    return (int)SYS3(__NR_mkdirat, dfd, path, mode);
+}
+
+int
+mkdir(const char *path, mode_t mode)
+{
+    return mkdirat(AT_FDCWD, path, mode);
+}
 
 int
 mknodat(int dfd, const char *path, mode_t mode, dev_t dev)
@@ -147,7 +190,11 @@ mknodat(int dfd, const char *path, mode_t mode, dev_t dev)
     return (int)SYS4(__NR_mknodat, dfd, path, mode, dev);
 }
 
-int mknod(const char *path, mode_t mode, dev_t dev) { return mknodat(AT_FDCWD, path, mode, dev); }
+int
+mknod(const char *path, mode_t mode, dev_t dev)
+{
+    return mknodat(AT_FDCWD, path, mode, dev);
+}
 
 int
 symlinkat(const char *target, int dfd, const char *link)
@@ -155,15 +202,59 @@ symlinkat(const char *target, int dfd, const char *link)
     return (int)SYS3(__NR_symlinkat, target, dfd, link);
 }
 
-int symlink(const char *target, const char *link) { return symlinkat(target, AT_FDCWD, link); }
-mode_t umask(mode_t mask) { return (mode_t)SYS1(__NR_umask, mask); }
-int sethostname(const char *name, size_t len) { return (int)SYS2(__NR_sethostname, name, len); }
-int setdomainname(const char *name, size_t len) { return (int)SYS2(__NR_setdomainname, name, len); }
-int setns(int fd, int nstype) { return (int)SYS2(__NR_setns, fd, nstype); }
-int unshare(int flags) { return (int)SYS1(__NR_unshare, flags); }
-pid_t setsid(void) { return (pid_t)SYS0(__NR_setsid); }
-int setpgid(pid_t pid, pid_t pgid) { return (int)SYS2(__NR_setpgid, pid, pgid); }
-int socket(int domain, int type, int proto) { return (int)SYS3(__NR_socket, domain, type, proto); }
+int
+symlink(const char *target, const char *link)
+{
+    return symlinkat(target, AT_FDCWD, link);
+}
+
+mode_t
+umask(mode_t mask)
+{
+    return (mode_t)SYS1(__NR_umask, mask);
+}
+
+int
+sethostname(const char *name, size_t len)
+{
+    return (int)SYS2(__NR_sethostname, name, len);
+}
+
+int
+setdomainname(const char *name, size_t len)
+{
+    return (int)SYS2(__NR_setdomainname, name, len);
+}
+
+int
+setns(int fd, int nstype)
+{
+    return (int)SYS2(__NR_setns, fd, nstype);
+}
+
+int
+unshare(int flags)
+{
+    return (int)SYS1(__NR_unshare, flags);
+}
+
+pid_t
+setsid(void)
+{
+    return (pid_t)SYS0(__NR_setsid);
+}
+
+int
+setpgid(pid_t pid, pid_t pgid)
+{
+    return (int)SYS2(__NR_setpgid, pid, pgid);
+}
+
+int
+socket(int domain, int type, int proto)
+{
+    return (int)SYS3(__NR_socket, domain, type, proto);
+}
 
 ssize_t
 sendmsg(int fd, const struct msghdr *msg, int flags)
@@ -196,7 +287,11 @@ setrlimit(__rlimit_resource_t resource, const struct rlimit *rl)
     return (int)SYS4(__NR_prlimit64, 0, resource, rl, NULL);
 }
 
-int fstat(int fd, struct stat *st) { return (int)SYS2(__NR_fstat, fd, st); }
+int
+fstat(int fd, struct stat *st)
+{
+    return (int)SYS2(__NR_fstat, fd, st);
+}
 
 int
 execve(const char *path, char *const argv[], char *const envp[])
@@ -204,7 +299,11 @@ execve(const char *path, char *const argv[], char *const envp[])
     return (int)SYS3(__NR_execve, path, argv, envp);
 }
 
-int dup3(int fd, int fd2, int flags) { return (int)SYS3(__NR_dup3, fd, fd2, flags); }
+int
+dup3(int fd, int fd2, int flags)
+{
+    return (int)SYS3(__NR_dup3, fd, fd2, flags);
+}
 
 int
 dup2(int fd, int fd2)
@@ -221,7 +320,11 @@ clock_gettime(clockid_t clock, struct timespec *ts)
     return (int)SYS2(__NR_clock_gettime, clock, ts);
 }
 
-int access(const char *path, int mode) { return (int)SYS3(__NR_faccessat, AT_FDCWD, path, mode); }
+int
+access(const char *path, int mode)
+{
+    return (int)SYS3(__NR_faccessat, AT_FDCWD, path, mode);
+}
 
 void *
 mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
@@ -234,7 +337,11 @@ mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
     return (void *)r;
 }
 
-int munmap(void *addr, size_t len) { return (int)SYS2(__NR_munmap, addr, len); }
+int
+munmap(void *addr, size_t len)
+{
+    return (int)SYS2(__NR_munmap, addr, len);
+}
 
 /* The compiler may emit calls to these for struct copies and zeroing. */
 void *
@@ -267,7 +374,8 @@ memmove(void *dst, const void *src, size_t n)
         while (n--) {
             *d++ = *s++;
         }
-    } else {
+    }
+    else {
         while (n--) {
             d[n] = s[n];
         }

@@ -181,7 +181,8 @@ run_op_console(const struct iso_op *op)
         return -1;
     }
     if (con->rows != 0 || con->cols != 0) {
-        struct winsize ws = {.ws_row = (unsigned short)con->rows, .ws_col = (unsigned short)con->cols};
+        struct winsize ws = {.ws_row = (unsigned short)con->rows,
+                             .ws_col = (unsigned short)con->cols};
         if (ioctl(m, TIOCSWINSZ, &ws) < 0) {
             close_keep_errno(m);
             close_keep_errno(root);
@@ -219,7 +220,8 @@ run_op_console(const struct iso_op *op)
             errno = ENODEV;
             goto bound;
         }
-        mfd = (int)syscall(__NR_open_tree, s, "", AT_EMPTY_PATH | OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+        mfd = (int)syscall(__NR_open_tree, s, "",
+                           AT_EMPTY_PATH | OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
         if (mfd >= 0) {
             rc = (int)syscall(__NR_move_mount, mfd, "", tfd, "",
                               MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);

@@ -217,14 +217,15 @@ run_op_root_mkdirs(const struct iso_plan *p, const struct iso_op *op, struct iso
         f->entry = (int32_t)i;
         if (type == ISO_ENTRY_CONTENTS) {
             const unsigned char *l = (const unsigned char *)rest;
-            size_t len = (size_t)l[0] | (size_t)l[1] << 8 | (size_t)l[2] << 16 |
-                         (size_t)l[3] << 24;
+            size_t len = (size_t)l[0] | (size_t)l[1] << 8 | (size_t)l[2] << 16 | (size_t)l[3] << 24;
             rc = write_entry(dfd, name, mode, rest + 4, len, f);
             e = rest + 4 + len;
-        } else if (type == ISO_ENTRY_CHARDEV) {
+        }
+        else if (type == ISO_ENTRY_CHARDEV) {
             rc = make_entry(dfd, name, type, mode, rest, f);
             e = rest + 8;
-        } else {
+        }
+        else {
             rc = make_entry(dfd, name, type, mode, rest, f);
             e = rest + strlen(rest) + 1;
         }
@@ -313,8 +314,8 @@ run_op_root_bind(const struct iso_plan *p, const struct iso_op *op, struct iso_f
         return skip_missing(op, -1);
     }
     int same = same_path(sroot, troot) && same_path(source, target);
-    int rc = skip_missing(op, bind_one(op, b->attr_set, b->attr_clr, sfd, source, tfd, target,
-                                       same, f));
+    int rc =
+        skip_missing(op, bind_one(op, b->attr_set, b->attr_clr, sfd, source, tfd, target, same, f));
     close_keep_errno(tfd);
     close_keep_errno(sfd);
     return rc;
@@ -394,15 +395,16 @@ run_op_root_mount(const struct iso_plan *p, const struct iso_op *op, struct iso_
     int mfd;
     if (op->fd >= 0) {
         mfd = clone_tree(op->fd, 0, f);
-    } else {
+    }
+    else {
         mfd = fs_new(plan_str(p, m->fstype), plan_str(p, m->source), m->attrs,
                      m->options ? p->arena + m->options : NULL, m->n_options, f);
     }
     if (mfd < 0) {
         return -1;
     }
-    int tfd = open_in_root(plan_str(p, m->root), plan_str(p, m->target), O_PATH, f,
-                           ISO_SUB_OPEN_TARGET);
+    int tfd =
+        open_in_root(plan_str(p, m->root), plan_str(p, m->target), O_PATH, f, ISO_SUB_OPEN_TARGET);
     int rc = tfd < 0 ? -1 : move_onto(mfd, tfd, f);
     close_keep_errno(tfd);
     close_keep_errno(mfd);
@@ -429,11 +431,13 @@ mask_one(int rfd, const char *path, int nfd, int *empty, struct iso_fault *f)
     int mfd, dir = S_ISDIR(st.st_mode);
     if (dir && *empty >= 0) {
         mfd = clone_tree(*empty, 0, f);
-    } else if (dir) {
+    }
+    else if (dir) {
         mfd = fs_new("tmpfs", "tmpfs",
                      MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
                      NULL, 0, f);
-    } else {
+    }
+    else {
         mfd = clone_tree(nfd, 0, f);
     }
     if (mfd < 0) {
@@ -443,8 +447,9 @@ mask_one(int rfd, const char *path, int nfd, int *empty, struct iso_fault *f)
     int rc = move_onto(mfd, tfd, f);
     close_keep_errno(tfd);
     if (rc == 0 && dir && *empty < 0) {
-        *empty = mfd;       /* now attached: open_tree() can clone it */
-    } else {
+        *empty = mfd; /* now attached: open_tree() can clone it */
+    }
+    else {
         close_keep_errno(mfd);
     }
     return rc;

@@ -168,9 +168,9 @@ wait_forked(struct iso_child *c)
     if (got == (ssize_t)sizeof c->report && c->report.step == -1) {
         return child_start_failed(c);
     }
-    if (got != (ssize_t)sizeof c->report || c->report.err != 0 ||
-        c->report.kind != ISO_OP_FORK || c->report.pid <= 0) {
-        reap(c->pid);             /* it failed: it exits after its report */
+    if (got != (ssize_t)sizeof c->report || c->report.err != 0 || c->report.kind != ISO_OP_FORK ||
+        c->report.pid <= 0) {
+        reap(c->pid); /* it failed: it exits after its report */
         c->pid = -1;
         close_fd(&c->pidfd);
         close_fd(&c->report_fd);
@@ -181,7 +181,7 @@ wait_forked(struct iso_child *c)
     pid_t child = (pid_t)c->report.pid;
     c->report_len = 0;
     memset(&c->report, 0, sizeof c->report);
-    reap(c->pid);                 /* the child program leaves once it has forked */
+    reap(c->pid); /* the child program leaves once it has forked */
     c->helper_pid = c->pid;
     close_fd(&c->pidfd);
     c->pid = child;
@@ -216,7 +216,7 @@ report_ready(const struct iso_child *c)
  * user namespace that does not own its network namespace).  The thread ends
  * here, and the namespace lives on in the fd sent to the child. */
 struct late_netns {
-    int sock;       /* the thread's own dup of our end of the socket */
+    int sock; /* the thread's own dup of our end of the socket */
     int lo;
     int started;
     pthread_t thread;
@@ -397,8 +397,12 @@ spawn_blocked(const struct iso_plan *plan, struct iso_child *c, struct spawn_end
         late_netns_start(plan, &e->late, c->netns_sock);
     }
     struct iso_start start = {
-        .plan = plan, .helper_fd = hfd, .plan_fd = c->plan_fd, .report_fd = e->report_wr,
-        .sync_rd = e->sync_rd, .netns_sock = e->netns_child,
+        .plan = plan,
+        .helper_fd = hfd,
+        .plan_fd = c->plan_fd,
+        .report_fd = e->report_wr,
+        .sync_rd = e->sync_rd,
+        .netns_sock = e->netns_child,
         .carry_caps = iso_makes_user_ns(plan),
     };
     c->stage = ISO_STAGE_CLONE;
@@ -426,7 +430,8 @@ spawn_blocked(const struct iso_plan *plan, struct iso_child *c, struct spawn_end
         if (r <= 0) {
             return r;
         }
-    } else if (report_ready(c)) {
+    }
+    else if (report_ready(c)) {
         /* Failed before any op waits for us (or already done): no maps, no go-ahead. */
         return wait_report(plan, c);
     }
@@ -455,7 +460,7 @@ iso_spawn(const struct iso_plan *plan, struct iso_child *c)
     int hfd = iso_helper_get();
     if (hfd < 0) {
         c->stage = ISO_STAGE_CHILD;
-        return -ENOEXEC;          /* iso_helper_load() first */
+        return -ENOEXEC; /* iso_helper_load() first */
     }
 
     /* Block every signal until the child program restores this mask: the

@@ -42,7 +42,6 @@ struct iso_start {
 };
 
 void *iso_clone_stack(void);
-pid_t iso_clone(const struct iso_plan *plan, struct iso_child *c, struct iso_start *s,
-                void *stack);
+pid_t iso_clone(const struct iso_plan *plan, struct iso_child *c, struct iso_start *s, void *stack);
 
 #endif

@@ -95,7 +95,7 @@ iso_wire_write(const struct iso_plan *p, int sync_rd, int netns_sock, uint64_t s
         return -1;
     }
     w.size = (uint32_t)off;
-    w.report_fd = -1;   /* given on the command line */
+    w.report_fd = -1; /* given on the command line */
     w.sync_fd = sync_rd;
     w.netns_sock = netns_sock;
     w.netns_fd = (p->flags & ISO_PLAN_FORK) ? p->netns_fd : -1;
@@ -154,4 +154,3 @@ iso_wire_read_times(const struct iso_plan *p, int plan_fd)
         }
     }
 }
-
