@@ -9,7 +9,12 @@
  */
 #include "spawn.h"
 
-static volatile int helper_fd = -1;
+#include <pthread.h>
+
+/* One loader at a time: helper_dev and helper_ino are written under the lock,
+ * before helper_fd names the memfd they describe. */
+static pthread_mutex_t helper_lock = PTHREAD_MUTEX_INITIALIZER;
+static int helper_fd = -1;
 static dev_t helper_dev;
 static ino_t helper_ino;
 
@@ -61,40 +66,34 @@ copy_sealed(int src)
 int
 iso_helper_load(const char *path)
 {
-    int fd = helper_fd;
-    if (helper_valid(fd)) {
+    if (iso_helper_get() >= 0) {
         return 0;
     }
-    int src = open(path, O_RDONLY | O_CLOEXEC);
-    if (src < 0) {
-        return -errno;
+    pthread_mutex_lock(&helper_lock);
+    int err = 0;
+    if (iso_helper_get() < 0) {
+        /* Another thread may have loaded it while this one waited. */
+        int src = open(path, O_RDONLY | O_CLOEXEC);
+        int m = src < 0 ? -1 : copy_sealed(src);
+        struct stat st;
+        if (m < 0 || fstat(m, &st) < 0) {
+            err = errno;
+            close_keep_errno(m);
+        }
+        close_keep_errno(src);
+        if (err == 0) {
+            helper_dev = st.st_dev;
+            helper_ino = st.st_ino;
+            __atomic_store_n(&helper_fd, m, __ATOMIC_SEQ_CST);
+        }
     }
-    int m = copy_sealed(src);
-    int err = errno;
-    close(src);
-    if (m < 0) {
-        return -err;
-    }
-    struct stat st;
-    if (fstat(m, &st) < 0) {
-        err = errno;
-        close(m);
-        return -err;
-    }
-    /* Publish; a thread that lost the race keeps the winner's. */
-    int old = fd;
-    helper_dev = st.st_dev;
-    helper_ino = st.st_ino;
-    if (!__atomic_compare_exchange_n(&helper_fd, &old, m, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
-        close(m);
-        return helper_valid(helper_fd) ? 0 : -EAGAIN;
-    }
-    return 0;
+    pthread_mutex_unlock(&helper_lock);
+    return -err;
 }
 
 int
 iso_helper_get(void)
 {
-    int fd = helper_fd;
+    int fd = __atomic_load_n(&helper_fd, __ATOMIC_SEQ_CST);
     return helper_valid(fd) ? fd : -1;
 }
