@@ -64,8 +64,9 @@ enum iso_op_kind {
     ISO_OP_KIND_MAX
 };
 
-/* What an ISO_OP_ROOT_MKDIR or ISO_OP_ROOT_MKDIRS entry makes.  An entry
- * that exists already, of any type, is left alone (but CONTENTS). */
+/* What an ISO_OP_ROOT_MKDIR or ISO_OP_ROOT_MKDIRS entry makes.  A name that
+ * exists already, of any type, is left alone, but for CONTENTS: there it
+ * fails (EEXIST). */
 enum iso_entry_type {
     ISO_ENTRY_DIR = 0,
     ISO_ENTRY_FILE = 1,     /* an empty regular file (a mount point) */
@@ -97,6 +98,7 @@ enum iso_substep {
     ISO_SUB_MKDIR,       /* mkdir(2) */
     ISO_SUB_PIVOT,       /* pivot_root(2) */
     ISO_SUB_CHDIR,       /* chdir(2) or fchdir(2) */
+    ISO_SUB_UMOUNT,      /* umount2(2) */
     ISO_SUB_MAX
 };
 

@@ -61,7 +61,7 @@ run_op_pivot_root(const struct iso_plan *p, const struct iso_op *op, struct iso_
     }
     if (syscall(SYS_pivot_root, ".", ".") == 0) {
         if (umount2(".", MNT_DETACH) < 0) {
-            return iso_fail(f, ISO_SUB_MOUNT);
+            return iso_fail(f, ISO_SUB_UMOUNT);
         }
         return chdir("/") < 0 ? iso_fail(f, ISO_SUB_CHDIR) : 0;
     }

@@ -966,6 +966,7 @@ SUBSTEPS = {
     lib.ISO_SUB_MKDIR: "mkdir",
     lib.ISO_SUB_PIVOT: "pivot_root",
     lib.ISO_SUB_CHDIR: "chdir",
+    lib.ISO_SUB_UMOUNT: "umount",
 }
 assert len(SUBSTEPS) == lib.ISO_SUB_MAX - 1
 
