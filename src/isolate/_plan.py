@@ -21,11 +21,12 @@ from ._native import lib as lib
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
     from typing import Any, ClassVar
 
 OP_STRUCT = struct.Struct("=IIii4I4Q")
-REPORT_STRUCT = struct.Struct("=iiii")
+#: ``struct iso_report`` (api.h): step, kind, err, pid, entry, substep, 2 reserved.
+REPORT_STRUCT = struct.Struct("=8i")
 MAX_FD_PAIRS = 1024
 assert OP_STRUCT.size == ffi.sizeof("struct iso_op") == 64
 assert REPORT_STRUCT.size == ffi.sizeof("struct iso_report")
@@ -905,9 +906,12 @@ class NetnsJoin(Op):
 # The ops that build a new root inside the child live in _plan_root.py; they
 # need the base classes above, hence the import here.
 from ._plan_root import RootBind as RootBind  # noqa: E402
+from ._plan_root import RootBinds as RootBinds  # noqa: E402
 from ._plan_root import RootChdir as RootChdir  # noqa: E402
 from ._plan_root import RootMask as RootMask  # noqa: E402
+from ._plan_root import RootMasks as RootMasks  # noqa: E402
 from ._plan_root import RootMkdir as RootMkdir  # noqa: E402
+from ._plan_root import RootMkdirs as RootMkdirs  # noqa: E402
 from ._plan_root import RootMount as RootMount  # noqa: E402
 from ._plan_root import RootStage as RootStage  # noqa: E402
 from ._plan_root import SetDumpable as SetDumpable  # noqa: E402
@@ -919,7 +923,8 @@ OP_CLASSES: dict[int, type[Op]] = {
                 SetPgid, SetCtty, FdMap, CloseFds, SetGroups, SetResGid, SetResUid, KeepCaps,
                 CapBound, CapSet, CapAmbient, NoNewPrivs, PdeathSig, Seccomp, LoopbackUp, Exec,
                 ExecAt, RootStage, RootMkdir, RootBind, RootMount, RootMask, RootChdir,
-                SetDumpable, ExecGate, Console, CgroupJoin, NetnsJoin, Fork)
+                SetDumpable, ExecGate, Console, CgroupJoin, NetnsJoin, Fork, RootMkdirs, RootBinds,
+                RootMasks)
 }
 assert len(OP_CLASSES) == lib.ISO_OP_KIND_MAX - 1
 
@@ -938,6 +943,32 @@ STAGES = {
     lib.ISO_STAGE_CHILD: "start the child program",
     lib.ISO_STAGE_FORK: "fork into the pid namespace",
 }
+
+#: The part of an op a child report names (``enum iso_substep``, api.h).
+SUBSTEPS = {
+    lib.ISO_SUB_OPEN_ROOT: "open root",
+    lib.ISO_SUB_OPEN_SOURCE: "open source",
+    lib.ISO_SUB_CLONE: "clone",
+    lib.ISO_SUB_SETATTR: "setattr",
+    lib.ISO_SUB_OPEN_TARGET: "open target",
+    lib.ISO_SUB_MOVE: "move",
+    lib.ISO_SUB_OPEN_DIR: "open directory",
+    lib.ISO_SUB_CREATE: "create",
+    lib.ISO_SUB_WRITE: "write",
+    lib.ISO_SUB_FSOPEN: "fsopen",
+    lib.ISO_SUB_FSCONFIG: "fsconfig",
+    lib.ISO_SUB_FSCREATE: "create superblock",
+    lib.ISO_SUB_FSMOUNT: "fsmount",
+    lib.ISO_SUB_OPEN_NULL: "open null device",
+    lib.ISO_SUB_CHECK_NULL: "check null device",
+    lib.ISO_SUB_STAT_TARGET: "stat target",
+    lib.ISO_SUB_MOUNT: "mount",
+    lib.ISO_SUB_MKDIR: "mkdir",
+    lib.ISO_SUB_PIVOT: "pivot_root",
+    lib.ISO_SUB_CHDIR: "chdir",
+    lib.ISO_SUB_UMOUNT: "umount",
+}
+assert len(SUBSTEPS) == lib.ISO_SUB_MAX - 1
 
 PLAN_HOLD = lib.ISO_PLAN_HOLD
 PLAN_FORK = lib.ISO_PLAN_FORK
@@ -1046,8 +1077,14 @@ class Plan:
         new._packed = (p, [keep, fds, c_keep], arena, op_fds)
         return new
 
-    def error_for(self, step: int, kind: int, err: int) -> errors.IsolateError:
-        """The exception for a child report; ``ProtocolError`` if it does not fit this plan."""
+    def error_for(self, step: int, kind: int, err: int, *, entry: int = -1,
+                  substep: int = 0) -> errors.IsolateError:
+        """The exception for a child report; ``ProtocolError`` if it does not fit this plan.
+
+        ``entry`` is the failing entry of a batched op (``RootMkdirs``,
+        ``RootBinds``, ``RootMasks``), -1 for any other; ``substep`` an
+        ``enum iso_substep`` (0: not told).
+        """
         if not 0 <= step < len(self.ops):
             return errors.ProtocolError(
                 f"bad report from child: step {step} outside the plan's {len(self.ops)} ops"
@@ -1059,7 +1096,22 @@ class Plan:
                 f" the report says kind {kind}")
         if not 0 < err < 4096:
             return errors.ProtocolError(f"bad report from child: errno {err} at step {step}")
-        return op.error(err, step=step, op=op.describe(), path=op.path())
+        if substep != 0 and substep not in SUBSTEPS:
+            return errors.ProtocolError(f"bad report from child: substep {substep} at step {step}")
+        part = SUBSTEPS.get(substep)
+        if entry == -1:
+            return op.error(err, step=step, op=op.describe(), path=op.path(), substep=part)
+        # A batched op (RootMkdirs, RootBinds, RootMasks) describes each of its entries.
+        describe: Callable[[], Sequence[tuple[str, str | None]]] | None = getattr(
+            op, "describe_entries", None)
+        entries = describe() if describe is not None else ()
+        if not 0 <= entry < len(entries):
+            return errors.ProtocolError(
+                f"bad report from child: entry {entry} at step {step}, a {type(op).__name__}"
+                f" of {len(entries)} entries")
+        what, path = entries[entry]
+        return op.error(err, step=step, op=what, path=path, entry=entry, entries=len(entries),
+                        substep=part)
 
 
 def _keep_fds(p: Any, op_fds: frozenset[int], join_fds: tuple[int, ...], cgroup_fd: int) -> Any:
@@ -1075,8 +1127,8 @@ def decode_report(plan: Plan, data: bytes) -> errors.IsolateError:
     """Turn the bytes of a child's failure report into the exception to raise."""
     if len(data) != REPORT_STRUCT.size:
         return errors.ProtocolError(f"bad report from child: {data!r}")
-    step, kind, err, _ = REPORT_STRUCT.unpack(data)
-    return plan.error_for(step, kind, err)
+    step, kind, err, _pid, entry, substep, _, _ = REPORT_STRUCT.unpack(data)
+    return plan.error_for(step, kind, err, entry=entry, substep=substep)
 
 
 def unpack_ops(ops_buf: bytes, arena: bytes) -> list[Op]:

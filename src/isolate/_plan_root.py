@@ -18,6 +18,17 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Any, ClassVar
 
+#: What a ``RootMkdir`` or ``RootMkdirs`` entry makes (``enum iso_entry_type``, api.h).
+ENTRY_DIR: int = lib.ISO_ENTRY_DIR
+ENTRY_FILE: int = lib.ISO_ENTRY_FILE          # an empty regular file (a mount point)
+ENTRY_SYMLINK: int = lib.ISO_ENTRY_SYMLINK    # link: its target
+ENTRY_CONTENTS: int = lib.ISO_ENTRY_CONTENTS  # a new file holding link's bytes (RootMkdirs only)
+ENTRY_CHARDEV: int = lib.ISO_ENTRY_CHARDEV    # a character device, link its st_rdev (RootMkdirs only)
+_ENTRY_VERBS = {ENTRY_DIR: "mkdir", ENTRY_FILE: "create file", ENTRY_SYMLINK: "symlink",
+                ENTRY_CONTENTS: "write file", ENTRY_CHARDEV: "mknod"}
+_WITH_LINK = (ENTRY_SYMLINK, ENTRY_CONTENTS, ENTRY_CHARDEV)
+
+
 def _pack_fs_options(options: Sequence[tuple[str, str | None]]) -> bytes:
     """``[(key, value or None for a flag)]`` as ops_root.c reads them: type byte, key, value."""
     out = bytearray()
@@ -75,7 +86,8 @@ class RootStage(Op):
 
 @dataclass(frozen=True, slots=True)
 class RootMkdir(Op):
-    """Create ``name`` in ``parent``, both resolved inside ``root`` (type 0 dir, 1 file, 2 symlink)."""
+    """Create ``name`` in ``parent``, both resolved inside ``root`` (type ``ENTRY_DIR``,
+    ``ENTRY_FILE`` or ``ENTRY_SYMLINK``)."""
 
     kind: ClassVar[int] = lib.ISO_OP_ROOT_MKDIR
     error: ClassVar[type[errors.SetupError]] = errors.MountError
@@ -83,11 +95,11 @@ class RootMkdir(Op):
     parent: bytes
     name: bytes
     mode: int = 0o755
-    type: int = 0
+    type: int = ENTRY_DIR
     link: bytes | None = None
 
     def describe(self) -> str:
-        what = ("mkdir", "create file", "symlink")[self.type]
+        what = _ENTRY_VERBS[self.type]
         return f"{what} {_rel(self.root, self.parent.rstrip(b'/') + b'/' + self.name)}"
 
     def path(self) -> str | None:
@@ -99,8 +111,6 @@ class RootMkdir(Op):
 
     @classmethod
     def decode(cls, flags: int, fd: int, args: Any, vals: Any, arena: _Arena) -> Op:
-        if vals[2]:
-            return RootMkdirs.decode(flags, fd, args, vals, arena)
         r, p, n = _s(arena, args[0]), _s(arena, args[1]), _s(arena, args[2])
         assert p is not None and n is not None
         return cls(root=r, parent=p, name=n, link=_s(arena, args[3]), mode=vals[0], type=vals[1])
@@ -108,15 +118,16 @@ class RootMkdir(Op):
 
 @dataclass(frozen=True, slots=True)
 class RootMkdirs(Op):
-    """Several ``RootMkdir`` entries of one directory, made through one fd (same op kind).
+    """Several ``RootMkdir`` entries of one directory, made through one fd.
 
     ``entries``: ``(name, type, mode, link or None)``; each name is one
-    path component, so nothing but the directory is resolved.  Type 3 is a
-    new file (which must not exist) holding the bytes in place of the link;
-    type 4 a character device, its ``st_rdev`` as eight bytes little-endian.
+    path component, so nothing but the directory is resolved.
+    ``ENTRY_CONTENTS`` is a new file (which must not exist) holding the
+    bytes in place of the link; ``ENTRY_CHARDEV`` a character device, its
+    ``st_rdev`` as eight bytes little-endian.
     """
 
-    kind: ClassVar[int] = lib.ISO_OP_ROOT_MKDIR
+    kind: ClassVar[int] = lib.ISO_OP_ROOT_MKDIRS
     error: ClassVar[type[errors.SetupError]] = errors.MountError
     root: bytes | None
     parent: bytes
@@ -130,9 +141,9 @@ class RootMkdirs(Op):
             # leading components of a name, which would leave the root.
             if not name or b"/" in name or b"\0" in name or name in (b".", b".."):
                 raise ValueError(f"RootMkdirs: {name!r} is not one path component")
-            if type_ not in (0, 1, 2, 3, 4) or not 0 <= mode <= 0o7777 \
-                    or (type_ in (2, 3, 4)) != (link is not None) or (link is not None and len(link) >= 2**32) \
-                    or (type_ == 4 and len(link or b"") != 8):
+            if type_ not in _ENTRY_VERBS or not 0 <= mode <= 0o7777 \
+                    or (type_ in _WITH_LINK) != (link is not None) or (link is not None and len(link) >= 2**32) \
+                    or (type_ == ENTRY_CHARDEV and len(link or b"") != 8):
                 raise ValueError(f"RootMkdirs: bad entry {(name, type_, mode, link)!r}")
 
     def describe(self) -> str:
@@ -142,14 +153,19 @@ class RootMkdirs(Op):
     def path(self) -> str | None:
         return _rel(self.root, self.parent)
 
+    def describe_entries(self) -> tuple[tuple[str, str | None], ...]:
+        """What each entry makes, and its path (an error names the failing entry)."""
+        paths = [_rel(self.root, self.parent.rstrip(b"/") + b"/" + e[0]) for e in self.entries]
+        return tuple((f"{_ENTRY_VERBS[e[1]]} {p}", p) for e, p in zip(self.entries, paths))
+
     def encode(self, arena: _Arena) -> Any:
         packed = bytearray()
         for name, type_, mode, link in self.entries:
             packed += bytes((type_, mode & 0xFF, mode >> 8)) + name + b"\0"
-            if type_ == 4:
+            if type_ == ENTRY_CHARDEV:
                 assert link is not None
                 packed += link
-            elif type_ == 3:
+            elif type_ == ENTRY_CONTENTS:
                 assert link is not None
                 packed += len(link).to_bytes(4, "little") + link
             else:
@@ -166,20 +182,20 @@ class RootMkdirs(Op):
         for _ in range(vals[2]):
             type_, mode = arena.buf[off], arena.buf[off + 1] | arena.buf[off + 2] << 8
             name_end = arena.buf.index(0, off + 3)
-            if type_ == 4:
-                entries.append((bytes(arena.buf[off + 3:name_end]), 4, mode,
+            if type_ == ENTRY_CHARDEV:
+                entries.append((bytes(arena.buf[off + 3:name_end]), ENTRY_CHARDEV, mode,
                                 bytes(arena.buf[name_end + 1:name_end + 9])))
                 off = name_end + 9
                 continue
-            if type_ == 3:
+            if type_ == ENTRY_CONTENTS:
                 size = int.from_bytes(arena.buf[name_end + 1:name_end + 5], "little")
-                entries.append((bytes(arena.buf[off + 3:name_end]), 3, mode,
+                entries.append((bytes(arena.buf[off + 3:name_end]), ENTRY_CONTENTS, mode,
                                 bytes(arena.buf[name_end + 5:name_end + 5 + size])))
                 off = name_end + 5 + size
                 continue
             link_end = arena.buf.index(0, name_end + 1)
             name, link = bytes(arena.buf[off + 3:name_end]), bytes(arena.buf[name_end + 1:link_end])
-            entries.append((name, type_, mode, link if type_ == 2 else None))
+            entries.append((name, type_, mode, link if type_ == ENTRY_SYMLINK else None))
             off = link_end + 1
         return cls(root=_s(arena, args[0]), parent=p, entries=tuple(entries))
 
@@ -216,8 +232,6 @@ class RootBind(Op):
 
     @classmethod
     def decode(cls, flags: int, fd: int, args: Any, vals: Any, arena: _Arena) -> Op:
-        if vals[2]:
-            return RootBinds.decode(flags, fd, args, vals, arena)
         s, t = _s(arena, args[1]), _s(arena, args[3])
         assert s is not None and t is not None
         return cls(source_root=_s(arena, args[0]), source=s, root=_s(arena, args[2]), target=t,
@@ -232,14 +246,14 @@ def _names(path: bytes, what: str) -> None:
 
 @dataclass(frozen=True, slots=True)
 class RootBinds(Op):
-    """``RootBind`` of each ``(source, target)`` pair, all with the same roots and flags (same op kind).
+    """``RootBind`` of each ``(source, target)`` pair, all with the same roots and flags.
 
     Both roots are opened once for all, so a pair must not mount over
     either root: meant for paths below mounts the plan made itself (/dev's
     nodes, the OCI read-only paths in /proc), not for a caller's paths.
     """
 
-    kind: ClassVar[int] = lib.ISO_OP_ROOT_BIND
+    kind: ClassVar[int] = lib.ISO_OP_ROOT_BINDS
     error: ClassVar[type[errors.SetupError]] = errors.MountError
     source_root: bytes | None
     root: bytes | None
@@ -271,6 +285,10 @@ class RootBinds(Op):
 
     def path(self) -> str | None:
         return _rel(self.root, self.entries[0][1]) if len(self.entries) == 1 else None
+
+    def describe_entries(self) -> tuple[tuple[str, str | None], ...]:
+        """Each entry's bind, and its target (an error names the failing entry)."""
+        return tuple((one.describe(), one.path()) for one in self.expand())
 
     def encode(self, arena: _Arena) -> Any:
         flags = ((F_RECURSIVE if self.recursive else 0) | (F_READONLY if self.readonly else 0)
@@ -369,8 +387,6 @@ class RootMask(Op):
 
     @classmethod
     def decode(cls, flags: int, fd: int, args: Any, vals: Any, arena: _Arena) -> Op:
-        if vals[2]:
-            return RootMasks.decode(flags, fd, args, vals, arena)
         r, t, n = _s(arena, args[0]), _s(arena, args[1]), _s(arena, args[2])
         assert r is not None and t is not None and n is not None
         return cls(root=r, target=t, null=n, null_root=_s(arena, args[3]))
@@ -378,7 +394,7 @@ class RootMask(Op):
 
 @dataclass(frozen=True, slots=True)
 class RootMasks(Op):
-    """``RootMask`` of each of ``targets`` (same op kind): the root opened once, one tmpfs for the directories.
+    """``RootMask`` of each of ``targets``: the root opened once, one tmpfs for the directories.
 
     As with ``RootBinds``, no target may be the root itself: meant for the
     OCI default masked paths, below the /proc and /sys the plan mounted.
@@ -386,7 +402,7 @@ class RootMasks(Op):
     and checked once for all.
     """
 
-    kind: ClassVar[int] = lib.ISO_OP_ROOT_MASK
+    kind: ClassVar[int] = lib.ISO_OP_ROOT_MASKS
     error: ClassVar[type[errors.SetupError]] = errors.MountError
     root: bytes
     targets: tuple[bytes, ...]
@@ -411,6 +427,10 @@ class RootMasks(Op):
 
     def path(self) -> str | None:
         return _rel(self.root, self.targets[0]) if len(self.targets) == 1 else None
+
+    def describe_entries(self) -> tuple[tuple[str, str | None], ...]:
+        """Each entry's mask, and its path (an error names the failing entry)."""
+        return tuple((one.describe(), one.path()) for one in self.expand())
 
     def encode(self, arena: _Arena) -> Any:
         packed = b"".join(t + b"\0" for t in self.targets)
