@@ -19,7 +19,7 @@ iso_bpf_load_device_prog(const void *insns, uint32_t n_insns, char *log, uint32_
     attr.insns = (uint64_t)(uintptr_t)insns;
     attr.insn_cnt = n_insns;
     /* The license only gates GPL-only helpers, and this program calls none. */
-    attr.license = (uint64_t)(uintptr_t)"Apache-2.0";
+    attr.license = (uint64_t)(uintptr_t) "Apache-2.0";
     if (log != NULL && log_size > 0) {
         log[0] = '\0';
         attr.log_buf = (uint64_t)(uintptr_t)log;

@@ -27,6 +27,9 @@ COMMON = ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-U_FORTIFY_SOURCE", "-fno-st
           "-fno-pie", "-no-pie", "-static", "-Wl,--gc-sections", "-Wl,--build-id=none"]
 # No libc: gcc must not turn nolibc.c's byte loops into calls to memset/memcpy.
 NOLIBC = ["-DISO_NOLIBC", "-nostdlib", "-fno-tree-loop-distribute-patterns", "-fno-builtin"]
+#: ISOLATE_WERROR=1 (.ci/run): every warning is an error, and the first build must work
+#: (a warning must not pass unseen as a fallback to the glibc build).
+WERROR = os.environ.get("ISOLATE_WERROR") == "1"
 
 
 def _cc() -> list[str]:
@@ -36,7 +39,7 @@ def _cc() -> list[str]:
 
 def _link(out: Path, nolibc: bool) -> subprocess.CompletedProcess[str]:
     sources = [str(HERE / s) for s in SOURCES] + ([str(HERE / "nolibc.c")] if nolibc else [])
-    flags = COMMON + (NOLIBC if nolibc else [])
+    flags = COMMON + (NOLIBC if nolibc else []) + (["-Werror"] if WERROR else [])
     cmd = _cc() + flags + [f"-I{HERE}", "-o", str(out)] + sources + (["-lgcc"] if nolibc else [])
     return subprocess.run(cmd, capture_output=True, text=True)
 
@@ -62,6 +65,8 @@ def build(out: Path) -> Path:
             os.chmod(out, 0o755)
             return out
         errors.append(f"{'nolibc' if nolibc else 'static glibc'}: {r.stderr.strip() or 'does not run'}")
+        if WERROR:
+            break
     raise RuntimeError("cannot build the child program isolate/_isolate_child:\n" + "\n".join(errors))
 
 

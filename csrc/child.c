@@ -9,10 +9,14 @@
 #include "isolate.h"
 
 _Noreturn void
-iso_child_fail(int fd, int32_t step, int32_t kind, int err)
+iso_child_fail(int fd, int32_t step, int32_t kind, int err, const struct iso_fault *at)
 {
     /* No strerror here: the parent looks the message up. */
-    struct iso_report r = {step, kind, err, 0};
+    struct iso_report r = {.step = step, .kind = kind, .err = err, .entry = -1};
+    if (at != NULL) {
+        r.entry = at->entry;
+        r.substep = at->substep;
+    }
     ssize_t n;
     do {
         n = write(fd, &r, sizeof r);
@@ -27,7 +31,7 @@ iso_child_fail(int fd, int32_t step, int32_t kind, int err)
 static int
 run_op_pdeathsig(const struct iso_op *op, int report_fd)
 {
-    if (prctl(PR_SET_PDEATHSIG, (unsigned long)op->val0, 0, 0, 0) < 0) {
+    if (prctl(PR_SET_PDEATHSIG, (unsigned long)op->pdeathsig.signal, 0, 0, 0) < 0) {
         return -1;
     }
     struct pollfd pfd = {.fd = report_fd, .events = POLLOUT};
@@ -40,10 +44,10 @@ run_op_pdeathsig(const struct iso_op *op, int report_fd)
 static int
 run_op_exec(const struct iso_plan *p, const struct iso_op *op)
 {
-    const char *path = plan_str(p, op->arg0);
+    const char *path = plan_str(p, op->execve.paths);
     char **envp = p->envp;
     int saved = 0;
-    for (uint32_t i = 0; i < op->arg1 && path != NULL; i++) {
+    for (uint32_t i = 0; i < op->execve.n_paths && path != NULL; i++) {
         execve(path, p->argv, envp);
         /* Like CPython's exec_array: remember the first error that is not
          * "no such file here", and try the next candidate. */
@@ -115,9 +119,9 @@ static int
 run_op_exec_gate(const struct iso_plan *p, const struct iso_op *op, int32_t step,
                  struct iso_child_args *a)
 {
-    const char *path = plan_str(p, op->arg0);
-    int found = op->arg1 == 0, saved = 0;
-    for (uint32_t i = 0; i < op->arg1 && path != NULL && !found; i++) {
+    const char *path = plan_str(p, op->exec_gate.paths);
+    int found = op->exec_gate.n_paths == 0, saved = 0;
+    for (uint32_t i = 0; i < op->exec_gate.n_paths && path != NULL && !found; i++) {
         if (access(path, X_OK) == 0) {
             found = 1;
         }
@@ -130,7 +134,7 @@ run_op_exec_gate(const struct iso_plan *p, const struct iso_op *op, int32_t step
         errno = saved ? saved : ENOENT;
         return -1;
     }
-    struct iso_report r = {step, (int32_t)op->kind, 0, 0};
+    struct iso_report r = {.step = step, .kind = (int32_t)op->kind, .entry = -1};
     ssize_t n;
     do {
         n = write(a->report_fd, &r, sizeof r);
@@ -146,7 +150,7 @@ run_op_exec_gate(const struct iso_plan *p, const struct iso_op *op, int32_t step
         n = read(op->fd, &go, 1);
     } while (n < 0 && errno == EINTR);
     if (n != 1) {
-        _exit(127);     /* nobody can hear a report any more */
+        _exit(127); /* nobody can hear a report any more */
     }
     close(op->fd);
     return 0;
@@ -198,8 +202,7 @@ run_op_netns_join(const struct iso_plan *p, struct iso_child_args *a)
     }
     if (err != 0) {
         close_keep_errno(fd);
-        if (unshare(CLONE_NEWNET) < 0 ||
-            ((p->flags & ISO_PLAN_NETNS_LO) && iso_loopback_up() < 0)) {
+        if (iso_netns_enter_new(!!(p->flags & ISO_PLAN_NETNS_LO)) < 0) {
             return -1;
         }
         a->netns_joined = 1;
@@ -235,7 +238,7 @@ iso_child_wait_go(struct iso_child_args *a)
 }
 
 /* ISO_PLAN_FORK: the process the spawn returns is forked here, by the child
- * program, with the plan's new namespaces (op->val0), in its cgroup v2
+ * program, with the plan's new namespaces (clone_flags), in its cgroup v2
  * directory, and in the pid namespace op->fd if it is >= 0, entered first
  * (and the plan's network namespace, before any new user namespace exists).
  * CLONE_PARENT makes it the spawning thread's child; this process tells the
@@ -258,20 +261,22 @@ run_op_fork(const struct iso_op *op, int32_t step, struct iso_child_args *a)
     }
     struct iso_clone_args ca;
     memset(&ca, 0, sizeof ca);
-    ca.flags = CLONE_PARENT | op->val0;   /* exit_signal 0: CLONE_PARENT takes the parent's */
+    ca.flags =
+        CLONE_PARENT | op->fork.clone_flags; /* exit_signal 0: CLONE_PARENT takes the parent's */
     if (a->cgroup_fd >= 0) {
         ca.flags |= CLONE_INTO_CGROUP;
         ca.cgroup = (uint64_t)a->cgroup_fd;
     }
     long pid = syscall(__NR_clone3, &ca, sizeof ca);
-    if (pid < 0 && errno == ENOSYS && a->cgroup_fd < 0 && !(op->val0 & CLONE_NEWTIME)) {
-        pid = syscall(SYS_clone, (unsigned long)(CLONE_PARENT | op->val0), 0, 0, 0, 0);
+    if (pid < 0 && errno == ENOSYS && a->cgroup_fd < 0 && !(op->fork.clone_flags & CLONE_NEWTIME)) {
+        pid = syscall(SYS_clone, (unsigned long)(CLONE_PARENT | op->fork.clone_flags), 0, 0, 0, 0);
     }
     if (pid < 0) {
         return -1;
     }
     if (pid > 0) {
-        struct iso_report r = {step, (int32_t)op->kind, 0, (int32_t)pid};
+        struct iso_report r = {
+            .step = step, .kind = (int32_t)op->kind, .pid = (int32_t)pid, .entry = -1};
         ssize_t n;
         do {
             n = write(a->report_fd, &r, sizeof r);
@@ -288,10 +293,11 @@ static int
 run_op_seccomp(const struct iso_plan *p, const struct iso_op *op)
 {
     struct sock_fprog prog;
-    prog.len = (unsigned short)op->arg1;
-    prog.filter = (struct sock_filter *)(uintptr_t)(p->arena + op->arg0);
-    if (op->val0 != 0) {
-        return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, (unsigned)op->val0, &prog);
+    prog.len = (unsigned short)op->seccomp.len;
+    prog.filter = (struct sock_filter *)(uintptr_t)(p->arena + op->seccomp.filter);
+    if (op->seccomp.flags != 0) {
+        return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, (unsigned)op->seccomp.flags,
+                            &prog);
     }
     return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0);
 }
@@ -299,21 +305,23 @@ run_op_seccomp(const struct iso_plan *p, const struct iso_op *op)
 static int
 run_op(const struct iso_plan *p, const struct iso_op *op, int32_t step, struct iso_child_args *a)
 {
+    struct iso_fault *f = &a->fault;
     if ((p->flags & ISO_PLAN_NETNS_LATE) && !a->netns_joined &&
-        (op->kind == ISO_OP_EXECVE || op->kind == ISO_OP_EXECVEAT || op->kind == ISO_OP_EXEC_GATE)) {
+        (op->kind == ISO_OP_EXECVE || op->kind == ISO_OP_EXECVEAT ||
+         op->kind == ISO_OP_EXEC_GATE)) {
         /* Never run the program in the caller's network namespace. */
         errno = EINVAL;
         return -1;
     }
     switch (op->kind) {
     case ISO_OP_SETNS:
-        return setns(op->fd, (int)op->val0);
+        return setns(op->fd, (int)op->setns.nstype);
     case ISO_OP_UNSHARE:
-        return unshare((int)op->val0);
+        return unshare((int)op->unshare.clone_flags);
     case ISO_OP_MOUNT:
         return run_op_mount(p, op);
     case ISO_OP_BIND:
-        return run_op_bind(p, op);
+        return run_op_bind(p, op, f);
     case ISO_OP_MOUNT_SETATTR:
         return run_op_mount_setattr(p, op);
     case ISO_OP_MKDIR:
@@ -323,26 +331,26 @@ run_op(const struct iso_plan *p, const struct iso_op *op, int32_t step, struct i
     case ISO_OP_SYMLINK:
         return run_op_symlink(p, op);
     case ISO_OP_WRITE_FILE:
-        return run_op_write_file(p, op);
+        return run_op_write_file(p, op, f);
     case ISO_OP_PIVOT_ROOT:
-        return run_op_pivot_root(p, op);
+        return run_op_pivot_root(p, op, f);
     case ISO_OP_CHROOT:
-        if (chroot(plan_str(p, op->arg0)) < 0) {
+        if (chroot(plan_str(p, op->chroot.path)) < 0) {
             return -1;
         }
         return chdir("/");
     case ISO_OP_SETHOSTNAME:
-        return sethostname(plan_str(p, op->arg0), op->arg1);
+        return sethostname(plan_str(p, op->sethostname.name), op->sethostname.len);
     case ISO_OP_SETDOMAINNAME:
-        return setdomainname(plan_str(p, op->arg0), op->arg1);
+        return setdomainname(plan_str(p, op->setdomainname.name), op->setdomainname.len);
     case ISO_OP_CHDIR:
-        return op->fd >= 0 ? fchdir(op->fd) : chdir(plan_str(p, op->arg0));
+        return op->fd >= 0 ? fchdir(op->fd) : chdir(plan_str(p, op->chdir.path));
     case ISO_OP_UMASK:
-        umask((mode_t)op->val0);
+        umask((mode_t)op->umask.mask);
         return 0;
     case ISO_OP_SETRLIMIT: {
-        struct rlimit rl = {.rlim_cur = op->val1, .rlim_max = op->val2};
-        return setrlimit((int)op->val0, &rl);
+        struct rlimit rl = {.rlim_cur = op->setrlimit.soft, .rlim_max = op->setrlimit.hard};
+        return setrlimit((int)op->setrlimit.resource, &rl);
     }
     case ISO_OP_SETSID:
         return setsid() < 0 ? -1 : 0;
@@ -352,9 +360,9 @@ run_op(const struct iso_plan *p, const struct iso_op *op, int32_t step, struct i
         return ioctl(op->fd, TIOCSCTTY, 0);
     case ISO_OP_FDMAP: {
         /* The report pipe must survive the map: move it above every target. */
-        const int32_t *pairs = (const int32_t *)(uintptr_t)(p->arena + op->arg0);
+        const int32_t *pairs = (const int32_t *)(uintptr_t)(p->arena + op->fdmap.pairs);
         int hi = a->report_fd;
-        for (uint32_t i = 0; i < 2 * op->arg1; i++) {
+        for (uint32_t i = 0; i < 2 * op->fdmap.n_pairs; i++) {
             if (pairs[i] >= hi) {
                 hi = pairs[i] + 1;
             }
@@ -372,18 +380,20 @@ run_op(const struct iso_plan *p, const struct iso_op *op, int32_t step, struct i
     case ISO_OP_CLOSE_FDS:
         return run_op_close_fds(p, op);
     case ISO_OP_SETGROUPS:
-        return (int)syscall(SYS_setgroups, (size_t)op->arg1,
-                            (const gid_t *)(uintptr_t)plan_str(p, op->arg0));
+        return (int)syscall(SYS_setgroups, (size_t)op->setgroups.n_gids,
+                            (const gid_t *)(uintptr_t)plan_str(p, op->setgroups.gids));
     case ISO_OP_SETRESGID:
-        return (int)syscall(SYS_setresgid, (gid_t)op->val0, (gid_t)op->val1, (gid_t)op->val2);
+        return (int)syscall(SYS_setresgid, (gid_t)op->setresgid.real,
+                            (gid_t)op->setresgid.effective, (gid_t)op->setresgid.saved);
     case ISO_OP_SETRESUID:
-        return (int)syscall(SYS_setresuid, (uid_t)op->val0, (uid_t)op->val1, (uid_t)op->val2);
+        return (int)syscall(SYS_setresuid, (uid_t)op->setresuid.real,
+                            (uid_t)op->setresuid.effective, (uid_t)op->setresuid.saved);
     case ISO_OP_KEEPCAPS:
-        return prctl(PR_SET_KEEPCAPS, (unsigned long)op->val0, 0, 0, 0);
+        return prctl(PR_SET_KEEPCAPS, (unsigned long)op->keepcaps.on, 0, 0, 0);
     case ISO_OP_CAP_BOUND:
     case ISO_OP_CAPSET:
     case ISO_OP_CAP_AMBIENT:
-        return run_op_caps(p, op);
+        return run_op_caps(op);
     case ISO_OP_NO_NEW_PRIVS:
         return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
     case ISO_OP_PDEATHSIG:
@@ -394,29 +404,37 @@ run_op(const struct iso_plan *p, const struct iso_op *op, int32_t step, struct i
         return iso_loopback_up();
     case ISO_OP_EXECVE:
         return run_op_exec(p, op);
-    case ISO_OP_EXECVEAT:
-        return (int)syscall(SYS_execveat, op->fd, plan_str(p, op->arg0) ? plan_str(p, op->arg0) : "",
-                            p->argv, p->envp, (int)op->val0);
+    case ISO_OP_EXECVEAT: {
+        const char *path = plan_str(p, op->execveat.path);
+        return (int)syscall(SYS_execveat, op->fd, path ? path : "", p->argv, p->envp,
+                            (int)op->execveat.at_flags);
+    }
     case ISO_OP_ROOT_STAGE:
-        return run_op_root_stage(p, op);
+        return run_op_root_stage(p, op, f);
     case ISO_OP_ROOT_MKDIR:
-        return run_op_root_mkdir(p, op);
+        return run_op_root_mkdir(p, op, f);
+    case ISO_OP_ROOT_MKDIRS:
+        return run_op_root_mkdirs(p, op, f);
     case ISO_OP_ROOT_BIND:
-        return run_op_root_bind(p, op);
+        return run_op_root_bind(p, op, f);
+    case ISO_OP_ROOT_BINDS:
+        return run_op_root_binds(p, op, f);
     case ISO_OP_ROOT_MOUNT:
-        return run_op_root_mount(p, op);
+        return run_op_root_mount(p, op, f);
     case ISO_OP_ROOT_MASK:
-        return run_op_root_mask(p, op);
+        return run_op_root_mask(p, op, f);
+    case ISO_OP_ROOT_MASKS:
+        return run_op_root_masks(p, op, f);
     case ISO_OP_ROOT_CHDIR:
-        return run_op_root_chdir(p, op);
+        return run_op_root_chdir(p, op, f);
     case ISO_OP_SET_DUMPABLE:
-        return run_op_set_dumpable(op);
+        return prctl(PR_SET_DUMPABLE, (unsigned long)op->set_dumpable.on, 0, 0, 0);
     case ISO_OP_EXEC_GATE:
         return run_op_exec_gate(p, op, step, a);
     case ISO_OP_CONSOLE:
-        return run_op_console(p, op);
+        return run_op_console(op);
     case ISO_OP_CGROUP_JOIN:
-        return run_op_cgroup_join(p, op);
+        return run_op_cgroup_join(p);
     case ISO_OP_NETNS_JOIN:
         return run_op_netns_join(p, a);
     case ISO_OP_FORK:
@@ -427,26 +445,20 @@ run_op(const struct iso_plan *p, const struct iso_op *op, int32_t step, struct i
     }
 }
 
-uint64_t
-iso_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 _Noreturn void
 iso_child_run(struct iso_child_args *a)
 {
     const struct iso_plan *p = a->plan;
     for (uint32_t i = 0; i < p->n_ops; i++) {
+        a->fault.entry = -1;
+        a->fault.substep = ISO_SUB_NONE;
         if (run_op(p, &p->ops[i], (int32_t)i, a) < 0) {
-            iso_child_fail(a->report_fd, (int32_t)i, (int32_t)p->ops[i].kind, errno);
+            iso_child_fail(a->report_fd, (int32_t)i, (int32_t)p->ops[i].kind, errno, &a->fault);
         }
         if (a->times != NULL && i + 1 < p->n_ops) {
-            a->times[i + 1] = iso_now_ns();   /* the last op is execve: the parent stamps its end */
+            a->times[i + 1] = iso_now_ns(); /* the last op is execve: the parent stamps its end */
         }
     }
     /* A plan must end in execve. */
-    iso_child_fail(a->report_fd, (int32_t)p->n_ops, 0, EINVAL);
+    iso_child_fail(a->report_fd, (int32_t)p->n_ops, 0, EINVAL, NULL);
 }

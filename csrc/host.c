@@ -62,7 +62,7 @@ iso_syscall_errno(int which, int64_t a, int64_t b, int64_t c, int64_t d, int64_t
     }
     if (which == ISO_SYS_OPEN_TREE || which == ISO_SYS_FSOPEN || which == ISO_SYS_PIDFD_OPEN ||
         which == ISO_SYS_FSMOUNT) {
-        close((int)r);   /* a valid call made an fd: do not leak it */
+        close((int)r); /* a valid call made an fd: do not leak it */
     }
     return 0;
 }

@@ -62,7 +62,8 @@ wire_fits(const struct iso_wire *w, size_t size)
         (uint64_t)w->join_fds_off + (uint64_t)w->n_join_fds * 4,
         (uint64_t)w->keep_fds_off + (uint64_t)w->n_keep_fds * 4,
         w->times_off ? (uint64_t)w->times_off + ((uint64_t)w->n_ops + 1) * 8 : 0,
-        (uint64_t)w->argv_off, (uint64_t)w->envp_off,
+        (uint64_t)w->argv_off,
+        (uint64_t)w->envp_off,
     };
     for (size_t i = 0; i < sizeof ends / sizeof ends[0]; i++) {
         if (ends[i] > size) {
@@ -107,12 +108,12 @@ main(int argc, char **argv)
         base = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, plan_fd, 0);
     }
     if (base == MAP_FAILED) {
-        iso_child_fail(report_fd, -1, 0, errno ? errno : EINVAL);
+        iso_child_fail(report_fd, -1, 0, errno ? errno : EINVAL, NULL);
     }
     close(plan_fd);
     struct iso_wire *w = base;
     if (!wire_fits(w, (size_t)st.st_size)) {
-        iso_child_fail(report_fd, -1, 0, EBADMSG);
+        iso_child_fail(report_fd, -1, 0, EBADMSG, NULL);
     }
     char *b = base;
     uint64_t *times = w->times_off ? (uint64_t *)(b + w->times_off) : NULL;
@@ -130,7 +131,7 @@ main(int argc, char **argv)
     int own[] = {report_fd, w->sync_fd, w->netns_sock};
     for (size_t i = 0; i < sizeof own / sizeof own[0]; i++) {
         if (own[i] >= 0 && fcntl(own[i], F_SETFD, FD_CLOEXEC) < 0) {
-            iso_child_fail(report_fd, -1, 0, errno);
+            iso_child_fail(report_fd, -1, 0, errno, NULL);
         }
     }
 
@@ -140,12 +141,12 @@ main(int argc, char **argv)
         struct __user_cap_data_struct d[2];
         if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 ||
             syscall(SYS_capget, &h, d) < 0) {
-            iso_child_fail(report_fd, -1, 0, errno);
+            iso_child_fail(report_fd, -1, 0, errno, NULL);
         }
         d[0].inheritable = (uint32_t)w->inheritable;
         d[1].inheritable = (uint32_t)(w->inheritable >> 32);
         if (syscall(SYS_capset, &h, d) < 0) {
-            iso_child_fail(report_fd, -1, 0, errno);
+            iso_child_fail(report_fd, -1, 0, errno, NULL);
         }
     }
 
@@ -164,7 +165,7 @@ main(int argc, char **argv)
     plan.netns_fd = w->netns_fd;
     if (fill_strings(plan.argv, w->argc, b + w->argv_off, b + w->size) < 0 ||
         fill_strings(plan.envp, w->envc, b + w->envp_off, b + w->size) < 0 || w->argc == 0) {
-        iso_child_fail(report_fd, -1, 0, EBADMSG);
+        iso_child_fail(report_fd, -1, 0, EBADMSG, NULL);
     }
 
     /* execve kept what the caller ignored; a program expects SIGPIPE and
@@ -178,9 +179,14 @@ main(int argc, char **argv)
     syscall(SYS_rt_sigprocmask, SIG_SETMASK, &mask, NULL, sizeof mask);
 
     struct iso_child_args a = {
-        .plan = &plan, .report_fd = report_fd, .sync_fd = w->sync_fd,
-        .netns_sock = w->netns_sock, .netns_joined = 0, .netns_fd = w->netns_fd,
-        .cgroup_fd = w->cgroup_fd, .times = times,
+        .plan = &plan,
+        .report_fd = report_fd,
+        .sync_fd = w->sync_fd,
+        .netns_sock = w->netns_sock,
+        .netns_joined = 0,
+        .netns_fd = w->netns_fd,
+        .cgroup_fd = w->cgroup_fd,
+        .times = times,
     };
     /* Not dumpable (see iso_child_wait_go): at once, or once the parent has
      * written the id maps it waits for.  With ISO_PLAN_FORK, the forked
@@ -188,11 +194,12 @@ main(int argc, char **argv)
     int rc = 0;
     if (a.sync_fd < 0) {
         rc = prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-    } else if (!(w->flags & ISO_PLAN_FORK)) {
+    }
+    else if (!(w->flags & ISO_PLAN_FORK)) {
         rc = iso_child_wait_go(&a);
     }
     if (rc < 0) {
-        iso_child_fail(report_fd, -1, 0, errno);
+        iso_child_fail(report_fd, -1, 0, errno, NULL);
     }
     iso_child_run(&a);
 }

@@ -1,6 +1,7 @@
 /* Network helpers shared by the parent (the late network namespace's thread,
- * spawn.c) and the child program (child.c, ops_proc.c).  Async-signal-safe;
- * return -1 with errno set. */
+ * spawn.c; NetnsPool's thread, through iso_netns_new) and the child program
+ * (child.c, ops_proc.c): one way to make a network namespace and bring its
+ * lo up.  Async-signal-safe; return -1 with errno set, but iso_netns_new. */
 #include "isolate.h"
 
 /* A new network namespace has lo, down (SIOCSIFFLAGS, netdevice(7)). */
@@ -23,6 +24,39 @@ iso_loopback_up(void)
     close(s);
     errno = saved;
     return r;
+}
+
+/* A new network namespace for the calling thread (the child program: the
+ * process), with lo up if asked. */
+int
+iso_netns_enter_new(int lo)
+{
+    if (unshare(CLONE_NEWNET) < 0) {
+        return -1;
+    }
+    return lo ? iso_loopback_up() : 0;
+}
+
+/* A new network namespace, made by the calling thread (unshare moves only
+ * it), with lo up if asked: an fd on it (O_CLOEXEC), or -errno.  home >= 0:
+ * the thread goes back to that network namespace, which is always allowed;
+ * else it stays in the new one (a thread about to end). */
+int
+iso_netns_new(int lo, int home)
+{
+    int fd = -1, err = 0;
+    if (iso_netns_enter_new(lo) < 0 ||
+        (fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)) < 0) {
+        err = errno;
+    }
+    if (home >= 0 && setns(home, CLONE_NEWNET) < 0 && err == 0) {
+        err = errno;
+    }
+    if (err != 0) {
+        close_keep_errno(fd);
+        return -err;
+    }
+    return fd;
 }
 
 /* Send `len` bytes of `data` and, if fd >= 0, the fd (SCM_RIGHTS) over the

@@ -13,6 +13,8 @@
 
 #include <stdarg.h>
 
+#include "raw.h"
+
 #if !defined(__x86_64__) && !defined(__aarch64__)
 #error "nolibc.c: x86_64 and aarch64 only (build_child.py links glibc elsewhere)"
 #endif
@@ -28,55 +30,23 @@ __errno_location(void)
     return &iso_errno;
 }
 
-static inline long
-raw6(long n, long a, long b, long c, long d, long e, long f)
-{
-#if defined(__x86_64__)
-    register long r10 __asm__("r10") = d;
-    register long r8 __asm__("r8") = e;
-    register long r9 __asm__("r9") = f;
-    long ret;
-    __asm__ volatile("syscall"
-                     : "=a"(ret)
-                     : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
-                     : "rcx", "r11", "memory");
-    return ret;
-#else
-    register long x8 __asm__("x8") = n;
-    register long x0 __asm__("x0") = a;
-    register long x1 __asm__("x1") = b;
-    register long x2 __asm__("x2") = c;
-    register long x3 __asm__("x3") = d;
-    register long x4 __asm__("x4") = e;
-    register long x5 __asm__("x5") = f;
-    __asm__ volatile("svc 0"
-                     : "+r"(x0)
-                     : "r"(x8), "r"(x1), "r"(x2), "r"(x3), "r"(x4), "r"(x5)
-                     : "memory", "cc");
-    return x0;
-#endif
-}
-
 /* The kernel returns -errno in [-4095, -1]. */
 static long
 ret(long r)
 {
-    if ((unsigned long)r > -4096UL) {
+    if (iso_raw_failed(r)) {
         iso_errno = (int)-r;
         return -1;
     }
     return r;
 }
 
-#define SYS0(n) ret(raw6((n), 0, 0, 0, 0, 0, 0))
-#define SYS1(n, a) ret(raw6((n), (long)(a), 0, 0, 0, 0, 0))
-#define SYS2(n, a, b) ret(raw6((n), (long)(a), (long)(b), 0, 0, 0, 0))
-#define SYS3(n, a, b, c) ret(raw6((n), (long)(a), (long)(b), (long)(c), 0, 0, 0))
-#define SYS4(n, a, b, c, d) ret(raw6((n), (long)(a), (long)(b), (long)(c), (long)(d), 0, 0))
-#define SYS5(n, a, b, c, d, e) \
-    ret(raw6((n), (long)(a), (long)(b), (long)(c), (long)(d), (long)(e), 0))
-#define SYS6(n, a, b, c, d, e, f) \
-    ret(raw6((n), (long)(a), (long)(b), (long)(c), (long)(d), (long)(e), (long)(f)))
+#define SYS0(n) ret(ISO_RAW0(n))
+#define SYS1(n, a) ret(ISO_RAW1(n, a))
+#define SYS2(n, a, b) ret(ISO_RAW2(n, a, b))
+#define SYS3(n, a, b, c) ret(ISO_RAW3(n, a, b, c))
+#define SYS4(n, a, b, c, d) ret(ISO_RAW4(n, a, b, c, d))
+#define SYS5(n, a, b, c, d, e) ret(ISO_RAW5(n, a, b, c, d, e))
 
 long
 syscall(long n, ...)
@@ -86,20 +56,34 @@ syscall(long n, ...)
     long a = va_arg(ap, long), b = va_arg(ap, long), c = va_arg(ap, long);
     long d = va_arg(ap, long), e = va_arg(ap, long), f = va_arg(ap, long);
     va_end(ap);
-    return ret(raw6(n, a, b, c, d, e, f));
+    return ret(iso_raw6(n, a, b, c, d, e, f));
 }
 
 void
 _exit(int status)
 {
     for (;;) {
-        raw6(__NR_exit_group, status, 0, 0, 0, 0, 0);
+        iso_raw6(__NR_exit_group, status, 0, 0, 0, 0, 0);
     }
 }
 
-int close(int fd) { return (int)SYS1(__NR_close, fd); }
-ssize_t read(int fd, void *buf, size_t n) { return SYS3(__NR_read, fd, buf, n); }
-ssize_t write(int fd, const void *buf, size_t n) { return SYS3(__NR_write, fd, buf, n); }
+int
+close(int fd)
+{
+    return (int)SYS1(__NR_close, fd);
+}
+
+ssize_t
+read(int fd, void *buf, size_t n)
+{
+    return SYS3(__NR_read, fd, buf, n);
+}
+
+ssize_t
+write(int fd, const void *buf, size_t n)
+{
+    return SYS3(__NR_write, fd, buf, n);
+}
 
 int
 openat(int dfd, const char *path, int flags, ...)
@@ -164,12 +148,41 @@ mount(const char *src, const char *dst, const char *type, unsigned long flags, c
     return (int)SYS5(__NR_mount, src, dst, type, flags, data);
 }
 
-int umount2(const char *target, int flags) { return (int)SYS2(__NR_umount2, target, flags); }
-int chdir(const char *path) { return (int)SYS1(__NR_chdir, path); }
-int fchdir(int fd) { return (int)SYS1(__NR_fchdir, fd); }
-int chroot(const char *path) { return (int)SYS1(__NR_chroot, path); }
-int mkdirat(int dfd, const char *path, mode_t mode) { return (int)SYS3(__NR_mkdirat, dfd, path, mode); }
-int mkdir(const char *path, mode_t mode) { return mkdirat(AT_FDCWD, path, mode); }
+int
+umount2(const char *target, int flags)
+{
+    return (int)SYS2(__NR_umount2, target, flags);
+}
+
+int
+chdir(const char *path)
+{
+    return (int)SYS1(__NR_chdir, path);
+}
+
+int
+fchdir(int fd)
+{
+    return (int)SYS1(__NR_fchdir, fd);
+}
+
+int
+chroot(const char *path)
+{
+    return (int)SYS1(__NR_chroot, path);
+}
+
+int
+mkdirat(int dfd, const char *path, mode_t mode)
+{
+    return (int)SYS3(__NR_mkdirat, dfd, path, mode);
+}
+
+int
+mkdir(const char *path, mode_t mode)
+{
+    return mkdirat(AT_FDCWD, path, mode);
+}
 
 int
 mknodat(int dfd, const char *path, mode_t mode, dev_t dev)
@@ -177,7 +190,11 @@ mknodat(int dfd, const char *path, mode_t mode, dev_t dev)
     return (int)SYS4(__NR_mknodat, dfd, path, mode, dev);
 }
 
-int mknod(const char *path, mode_t mode, dev_t dev) { return mknodat(AT_FDCWD, path, mode, dev); }
+int
+mknod(const char *path, mode_t mode, dev_t dev)
+{
+    return mknodat(AT_FDCWD, path, mode, dev);
+}
 
 int
 symlinkat(const char *target, int dfd, const char *link)
@@ -185,15 +202,59 @@ symlinkat(const char *target, int dfd, const char *link)
     return (int)SYS3(__NR_symlinkat, target, dfd, link);
 }
 
-int symlink(const char *target, const char *link) { return symlinkat(target, AT_FDCWD, link); }
-mode_t umask(mode_t mask) { return (mode_t)SYS1(__NR_umask, mask); }
-int sethostname(const char *name, size_t len) { return (int)SYS2(__NR_sethostname, name, len); }
-int setdomainname(const char *name, size_t len) { return (int)SYS2(__NR_setdomainname, name, len); }
-int setns(int fd, int nstype) { return (int)SYS2(__NR_setns, fd, nstype); }
-int unshare(int flags) { return (int)SYS1(__NR_unshare, flags); }
-pid_t setsid(void) { return (pid_t)SYS0(__NR_setsid); }
-int setpgid(pid_t pid, pid_t pgid) { return (int)SYS2(__NR_setpgid, pid, pgid); }
-int socket(int domain, int type, int proto) { return (int)SYS3(__NR_socket, domain, type, proto); }
+int
+symlink(const char *target, const char *link)
+{
+    return symlinkat(target, AT_FDCWD, link);
+}
+
+mode_t
+umask(mode_t mask)
+{
+    return (mode_t)SYS1(__NR_umask, mask);
+}
+
+int
+sethostname(const char *name, size_t len)
+{
+    return (int)SYS2(__NR_sethostname, name, len);
+}
+
+int
+setdomainname(const char *name, size_t len)
+{
+    return (int)SYS2(__NR_setdomainname, name, len);
+}
+
+int
+setns(int fd, int nstype)
+{
+    return (int)SYS2(__NR_setns, fd, nstype);
+}
+
+int
+unshare(int flags)
+{
+    return (int)SYS1(__NR_unshare, flags);
+}
+
+pid_t
+setsid(void)
+{
+    return (pid_t)SYS0(__NR_setsid);
+}
+
+int
+setpgid(pid_t pid, pid_t pgid)
+{
+    return (int)SYS2(__NR_setpgid, pid, pgid);
+}
+
+int
+socket(int domain, int type, int proto)
+{
+    return (int)SYS3(__NR_socket, domain, type, proto);
+}
 
 ssize_t
 sendmsg(int fd, const struct msghdr *msg, int flags)
@@ -226,7 +287,11 @@ setrlimit(__rlimit_resource_t resource, const struct rlimit *rl)
     return (int)SYS4(__NR_prlimit64, 0, resource, rl, NULL);
 }
 
-int fstat(int fd, struct stat *st) { return (int)SYS2(__NR_fstat, fd, st); }
+int
+fstat(int fd, struct stat *st)
+{
+    return (int)SYS2(__NR_fstat, fd, st);
+}
 
 int
 execve(const char *path, char *const argv[], char *const envp[])
@@ -234,7 +299,11 @@ execve(const char *path, char *const argv[], char *const envp[])
     return (int)SYS3(__NR_execve, path, argv, envp);
 }
 
-int dup3(int fd, int fd2, int flags) { return (int)SYS3(__NR_dup3, fd, fd2, flags); }
+int
+dup3(int fd, int fd2, int flags)
+{
+    return (int)SYS3(__NR_dup3, fd, fd2, flags);
+}
 
 int
 dup2(int fd, int fd2)
@@ -251,20 +320,28 @@ clock_gettime(clockid_t clock, struct timespec *ts)
     return (int)SYS2(__NR_clock_gettime, clock, ts);
 }
 
-int access(const char *path, int mode) { return (int)SYS3(__NR_faccessat, AT_FDCWD, path, mode); }
+int
+access(const char *path, int mode)
+{
+    return (int)SYS3(__NR_faccessat, AT_FDCWD, path, mode);
+}
 
 void *
 mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
-    long r = raw6(__NR_mmap, (long)addr, (long)len, prot, flags, fd, off);
-    if ((unsigned long)r > -4096UL) {
+    long r = iso_raw6(__NR_mmap, (long)addr, (long)len, prot, flags, fd, off);
+    if (iso_raw_failed(r)) {
         iso_errno = (int)-r;
         return MAP_FAILED;
     }
     return (void *)r;
 }
 
-int munmap(void *addr, size_t len) { return (int)SYS2(__NR_munmap, addr, len); }
+int
+munmap(void *addr, size_t len)
+{
+    return (int)SYS2(__NR_munmap, addr, len);
+}
 
 /* The compiler may emit calls to these for struct copies and zeroing. */
 void *
@@ -297,7 +374,8 @@ memmove(void *dst, const void *src, size_t n)
         while (n--) {
             *d++ = *s++;
         }
-    } else {
+    }
+    else {
         while (n--) {
             d[n] = s[n];
         }

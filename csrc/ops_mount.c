@@ -4,8 +4,9 @@
 int
 run_op_mount(const struct iso_plan *p, const struct iso_op *op)
 {
-    return mount(plan_str(p, op->arg0), plan_str(p, op->arg1), plan_str(p, op->arg2),
-                 (unsigned long)op->val0, plan_str(p, op->arg3));
+    const struct iso_op_mount *m = &op->mount;
+    return mount(plan_str(p, m->source), plan_str(p, m->target), plan_str(p, m->fstype),
+                 (unsigned long)m->flags, plan_str(p, m->data));
 }
 
 /* A bind mount through the new mount API (Linux 5.2): open_tree() clones the
@@ -13,40 +14,38 @@ run_op_mount(const struct iso_plan *p, const struct iso_op *op)
  * which mount(2) can only do with one remount per submount, then
  * move_mount() attaches it. */
 int
-run_op_bind(const struct iso_plan *p, const struct iso_op *op)
+run_op_bind(const struct iso_plan *p, const struct iso_op *op, struct iso_fault *f)
 {
     unsigned rec = (op->flags & ISO_F_RECURSIVE) ? AT_RECURSIVE : 0;
-    int fd = (int)syscall(__NR_open_tree, AT_FDCWD, plan_str(p, op->arg0),
+    int fd = (int)syscall(__NR_open_tree, AT_FDCWD, plan_str(p, op->bind.source),
                           OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | rec);
     if (fd < 0) {
-        return -1;
+        /* One call finds the source and copies it: a missing one is the likely failure. */
+        return iso_fail(f, ISO_SUB_OPEN_SOURCE);
     }
+    int sub = ISO_SUB_NONE;
     if (op->flags & ISO_F_READONLY) {
         struct iso_mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY};
         if (syscall(__NR_mount_setattr, fd, "", AT_EMPTY_PATH | rec, &attr, sizeof attr) < 0) {
-            goto fail;
+            sub = ISO_SUB_SETATTR;
         }
     }
-    if (syscall(__NR_move_mount, fd, "", AT_FDCWD, plan_str(p, op->arg1),
-                MOVE_MOUNT_F_EMPTY_PATH) < 0) {
-        goto fail;
+    if (sub == ISO_SUB_NONE && syscall(__NR_move_mount, fd, "", AT_FDCWD,
+                                       plan_str(p, op->bind.target), MOVE_MOUNT_F_EMPTY_PATH) < 0) {
+        sub = ISO_SUB_MOVE;
     }
-    close(fd);
-    return 0;
-fail:;
-    int saved = errno;
-    close(fd);
-    errno = saved;
-    return -1;
+    close_keep_errno(fd);
+    return sub == ISO_SUB_NONE ? 0 : iso_fail(f, sub);
 }
 
 int
 run_op_mount_setattr(const struct iso_plan *p, const struct iso_op *op)
 {
+    const struct iso_op_mount_setattr *m = &op->mount_setattr;
     struct iso_mount_attr attr = {
-        .attr_set = op->val0, .attr_clr = op->val1, .propagation = op->val2};
+        .attr_set = m->attr_set, .attr_clr = m->attr_clr, .propagation = m->propagation};
     unsigned rec = (op->flags & ISO_F_RECURSIVE) ? AT_RECURSIVE : 0;
-    return (int)syscall(__NR_mount_setattr, AT_FDCWD, plan_str(p, op->arg1), rec, &attr,
+    return (int)syscall(__NR_mount_setattr, AT_FDCWD, plan_str(p, m->target), rec, &attr,
                         sizeof attr);
 }
 
@@ -55,31 +54,33 @@ run_op_mount_setattr(const struct iso_plan *p, const struct iso_op *op)
  * NOTES).  Where pivot_root cannot work (the initramfs rootfs), fall back to
  * moving the new root over / and chroot, as switch_root does. */
 int
-run_op_pivot_root(const struct iso_plan *p, const struct iso_op *op)
+run_op_pivot_root(const struct iso_plan *p, const struct iso_op *op, struct iso_fault *f)
 {
-    const char *new_root = plan_str(p, op->arg0);
-    if (chdir(new_root) < 0) {
-        return -1;
+    if (chdir(plan_str(p, op->pivot_root.path)) < 0) {
+        return iso_fail(f, ISO_SUB_CHDIR);
     }
     if (syscall(SYS_pivot_root, ".", ".") == 0) {
         if (umount2(".", MNT_DETACH) < 0) {
-            return -1;
+            return iso_fail(f, ISO_SUB_UMOUNT);
         }
-        return chdir("/");
+        return chdir("/") < 0 ? iso_fail(f, ISO_SUB_CHDIR) : 0;
     }
     if (!(op->flags & ISO_F_CHROOT_FALLBACK) || errno != EINVAL) {
-        return -1;
+        return iso_fail(f, ISO_SUB_PIVOT);
     }
-    if (mount(".", "/", NULL, MS_MOVE, NULL) < 0 || chroot(".") < 0) {
-        return -1;
+    if (mount(".", "/", NULL, MS_MOVE, NULL) < 0) {
+        return iso_fail(f, ISO_SUB_MOUNT);
     }
-    return chdir("/");
+    if (chroot(".") < 0 || chdir("/") < 0) {
+        return iso_fail(f, ISO_SUB_CHDIR);
+    }
+    return 0;
 }
 
 int
 run_op_mkdir(const struct iso_plan *p, const struct iso_op *op)
 {
-    if (mkdir(plan_str(p, op->arg0), (mode_t)op->val0) < 0) {
+    if (mkdir(plan_str(p, op->mkdir.path), (mode_t)op->mkdir.mode) < 0) {
         if (errno == EEXIST && (op->flags & ISO_F_EXIST_OK)) {
             return 0;
         }
@@ -91,7 +92,7 @@ run_op_mkdir(const struct iso_plan *p, const struct iso_op *op)
 int
 run_op_mknod(const struct iso_plan *p, const struct iso_op *op)
 {
-    if (mknod(plan_str(p, op->arg0), (mode_t)op->val0, (dev_t)op->val1) < 0) {
+    if (mknod(plan_str(p, op->mknod.path), (mode_t)op->mknod.mode, (dev_t)op->mknod.dev) < 0) {
         if (errno == EEXIST && (op->flags & ISO_F_EXIST_OK)) {
             return 0;
         }
@@ -103,7 +104,7 @@ run_op_mknod(const struct iso_plan *p, const struct iso_op *op)
 int
 run_op_symlink(const struct iso_plan *p, const struct iso_op *op)
 {
-    if (symlink(plan_str(p, op->arg0), plan_str(p, op->arg1)) < 0) {
+    if (symlink(plan_str(p, op->symlink.target), plan_str(p, op->symlink.link)) < 0) {
         if (errno == EEXIST && (op->flags & ISO_F_EXIST_OK)) {
             return 0;
         }
@@ -113,27 +114,26 @@ run_op_symlink(const struct iso_plan *p, const struct iso_op *op)
 }
 
 int
-run_op_write_file(const struct iso_plan *p, const struct iso_op *op)
+run_op_write_file(const struct iso_plan *p, const struct iso_op *op, struct iso_fault *f)
 {
-    int fd = open(plan_str(p, op->arg0), O_WRONLY | O_CLOEXEC | (int)op->val1, (mode_t)op->val0);
+    const struct iso_op_write_file *w = &op->write_file;
+    int fd = open(plan_str(p, w->path), O_WRONLY | O_CLOEXEC | (int)w->oflags, (mode_t)w->mode);
     if (fd < 0) {
-        return -1;
+        return iso_fail(f, ISO_SUB_CREATE);
     }
-    const char *data = p->arena + op->arg1;
-    size_t len = op->arg2;
+    const char *data = p->arena + w->data;
+    size_t len = w->len;
     while (len > 0) {
         ssize_t n = write(fd, data, len);
         if (n < 0) {
             if (errno == EINTR) {
                 continue;
             }
-            int saved = errno;
-            close(fd);
-            errno = saved;
-            return -1;
+            close_keep_errno(fd);
+            return iso_fail(f, ISO_SUB_WRITE);
         }
         data += n;
         len -= (size_t)n;
     }
-    return close(fd);
+    return close(fd) < 0 ? iso_fail(f, ISO_SUB_WRITE) : 0;
 }

@@ -9,8 +9,8 @@
 int
 run_op_fdmap(const struct iso_plan *p, const struct iso_op *op)
 {
-    const int32_t *pairs = (const int32_t *)(uintptr_t)(p->arena + op->arg0);
-    uint32_t n = op->arg1;
+    const int32_t *pairs = (const int32_t *)(uintptr_t)(p->arena + op->fdmap.pairs);
+    uint32_t n = op->fdmap.n_pairs;
     int tmp[n > 0 ? n : 1];
     int hi = 3;
     for (uint32_t i = 0; i < 2 * n; i++) {
@@ -61,9 +61,9 @@ cloexec_range(unsigned first, unsigned last)
 int
 run_op_close_fds(const struct iso_plan *p, const struct iso_op *op)
 {
-    const int32_t *keep = (const int32_t *)(uintptr_t)(p->arena + op->arg0);
+    const int32_t *keep = (const int32_t *)(uintptr_t)(p->arena + op->close_fds.keep);
     unsigned start = 0;
-    for (uint32_t i = 0; i < op->arg1; i++) {
+    for (uint32_t i = 0; i < op->close_fds.n_keep; i++) {
         unsigned k = (unsigned)keep[i];
         if (k > start && cloexec_range(start, k - 1) < 0) {
             return -1;
@@ -81,9 +81,8 @@ run_op_close_fds(const struct iso_plan *p, const struct iso_op *op)
  * The fds live in the plan, not the op: a cached plan serves every group of
  * the same shape. */
 int
-run_op_cgroup_join(const struct iso_plan *p, const struct iso_op *op)
+run_op_cgroup_join(const struct iso_plan *p)
 {
-    (void)op;
     for (uint32_t i = 0; i < p->n_join_fds; i++) {
         ssize_t n;
         do {
@@ -97,13 +96,12 @@ run_op_cgroup_join(const struct iso_plan *p, const struct iso_op *op)
 }
 
 int
-run_op_caps(const struct iso_plan *p, const struct iso_op *op)
+run_op_caps(const struct iso_op *op)
 {
-    (void)p;
     switch (op->kind) {
     case ISO_OP_CAP_BOUND:
-        for (unsigned cap = 0; cap <= (unsigned)op->val1 && cap < 64; cap++) {
-            if ((op->val0 >> cap) & 1) {
+        for (unsigned cap = 0; cap <= (unsigned)op->cap_bound.last_cap && cap < 64; cap++) {
+            if ((op->cap_bound.mask >> cap) & 1) {
                 if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL) {
                     return -1;
                 }
@@ -114,9 +112,9 @@ run_op_caps(const struct iso_plan *p, const struct iso_op *op)
         struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
         struct __user_cap_data_struct data[2];
         for (int i = 0; i < 2; i++) {
-            data[i].effective = (uint32_t)(op->val0 >> (32 * i));
-            data[i].permitted = (uint32_t)(op->val1 >> (32 * i));
-            data[i].inheritable = (uint32_t)(op->val2 >> (32 * i));
+            data[i].effective = (uint32_t)(op->capset.effective >> (32 * i));
+            data[i].permitted = (uint32_t)(op->capset.permitted >> (32 * i));
+            data[i].inheritable = (uint32_t)(op->capset.inheritable >> (32 * i));
         }
         return (int)syscall(SYS_capset, &hdr, data);
     }
@@ -124,8 +122,8 @@ run_op_caps(const struct iso_plan *p, const struct iso_op *op)
         if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0) {
             return -1;
         }
-        for (unsigned cap = 0; cap <= (unsigned)op->val1 && cap < 64; cap++) {
-            if (((op->val0 >> cap) & 1) &&
+        for (unsigned cap = 0; cap <= (unsigned)op->cap_ambient.last_cap && cap < 64; cap++) {
+            if (((op->cap_ambient.mask >> cap) & 1) &&
                 prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0) {
                 return -1;
             }
@@ -141,7 +139,8 @@ run_op_caps(const struct iso_plan *p, const struct iso_op *op)
  * /dev/ptmx as the container sees it, send the master over the unix socket
  * op->fd with SCM_RIGHTS (what runc sends to --console-socket: the message
  * is "/dev/ptmx"), and make the slave this process's controlling terminal
- * and stdio, in a new session.  val2: also bind the slave onto /dev/console.
+ * and stdio, in a new session.  bind_console: also bind the slave onto
+ * /dev/console.
  *
  * This runs inside the container's root, where a running container (exec)
  * may have replaced any path: dev/ptmx and dev/console are resolved inside
@@ -151,9 +150,9 @@ run_op_caps(const struct iso_plan *p, const struct iso_op *op)
  * onto a regular file or character device opened without following a
  * symlink.  Failures of the checks give ENODEV. */
 int
-run_op_console(const struct iso_plan *p, const struct iso_op *op)
+run_op_console(const struct iso_op *op)
 {
-    (void)p;
+    const struct iso_op_console *con = &op->console;
     struct open_how how;
     memset(&how, 0, sizeof how);
     how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
@@ -181,8 +180,9 @@ run_op_console(const struct iso_plan *p, const struct iso_op *op)
         close_keep_errno(root);
         return -1;
     }
-    if (op->val0 != 0 || op->val1 != 0) {
-        struct winsize ws = {.ws_row = (unsigned short)op->val0, .ws_col = (unsigned short)op->val1};
+    if (con->rows != 0 || con->cols != 0) {
+        struct winsize ws = {.ws_row = (unsigned short)con->rows,
+                             .ws_col = (unsigned short)con->cols};
         if (ioctl(m, TIOCSWINSZ, &ws) < 0) {
             close_keep_errno(m);
             close_keep_errno(root);
@@ -203,7 +203,7 @@ run_op_console(const struct iso_plan *p, const struct iso_op *op)
     }
     close(m);
     close(op->fd);
-    if (op->val2) {
+    if (con->bind_console) {
         int rc = -1, mfd = -1, tfd = -1;
         how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
         int dev = (int)syscall(__NR_openat2, root, "dev", &how, sizeof how);
@@ -220,7 +220,8 @@ run_op_console(const struct iso_plan *p, const struct iso_op *op)
             errno = ENODEV;
             goto bound;
         }
-        mfd = (int)syscall(__NR_open_tree, s, "", AT_EMPTY_PATH | OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+        mfd = (int)syscall(__NR_open_tree, s, "",
+                           AT_EMPTY_PATH | OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
         if (mfd >= 0) {
             rc = (int)syscall(__NR_move_mount, mfd, "", tfd, "",
                               MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);

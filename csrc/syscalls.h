@@ -89,7 +89,7 @@
 #define MFD_ALLOW_SEALING 0x0002U
 #endif
 #ifndef MFD_EXEC
-#define MFD_EXEC 0x0010U          /* Linux 6.3: executable memfd, asked for explicitly */
+#define MFD_EXEC 0x0010U /* Linux 6.3: executable memfd, asked for explicitly */
 #endif
 #ifndef F_ADD_SEALS
 #define F_ADD_SEALS 1033
@@ -99,7 +99,7 @@
 #define F_SEAL_WRITE 0x0008
 #endif
 #ifndef F_SEAL_EXEC
-#define F_SEAL_EXEC 0x0020        /* Linux 6.3: the mode's exec bits are fixed */
+#define F_SEAL_EXEC 0x0020 /* Linux 6.3: the mode's exec bits are fixed */
 #endif
 #ifndef PR_CAP_AMBIENT
 #define PR_CAP_AMBIENT 47

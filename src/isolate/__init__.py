@@ -81,17 +81,23 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
 
-if TYPE_CHECKING:  # static names for type checkers; at run time __getattr__ loads them
-    from ._probe import Feature, Probe, probe  # noqa: F401
-    from .cgroup import (DEFAULT_DEVICES, Cgroup, CgroupStats, DeviceRule,  # noqa: F401
-                         HugetlbLimit, IoThrottle, Limits)
-    from .cgroup.pool import CgroupPool  # noqa: F401
-    from ._owner import Leftover, gc  # noqa: F401
-    from .container import DEFAULT_NAMESPACES, Container, Result  # noqa: F401
-    from .idmap import IdMap, SubIdRange, parse_subid, subid_ranges  # noqa: F401
-    from .namespace import NAMESPACE_TYPES, Namespace  # noqa: F401
-    from .netpool import NetnsPool, PooledNetns  # noqa: F401
-    from .process import (DEVNULL, NAMESPACES, PIPE, STDOUT,  # noqa: F401
-                          CompletedProcess, Process, run, spawn)
-    from .rootfs import Changes, RootFS  # noqa: F401
-    from .seccomp import ArgCmp, SeccompProfile, SyscallRule  # noqa: F401
+if TYPE_CHECKING:  # static names for type checkers (``X as X``: re-exported); at run time
+    # __getattr__ loads them
+    from ._probe import (Feature as Feature, Probe as Probe, probe as probe)
+    from .cgroup import (DEFAULT_DEVICES as DEFAULT_DEVICES, Cgroup as Cgroup,
+                         CgroupStats as CgroupStats, DeviceRule as DeviceRule,
+                         HugetlbLimit as HugetlbLimit, IoThrottle as IoThrottle, Limits as Limits)
+    from .cgroup.pool import (CgroupPool as CgroupPool)
+    from ._owner import (Leftover as Leftover, gc as gc)
+    from .container import (DEFAULT_NAMESPACES as DEFAULT_NAMESPACES, Container as Container,
+                            Result as Result)
+    from .idmap import (IdMap as IdMap, SubIdRange as SubIdRange, parse_subid as parse_subid,
+                        subid_ranges as subid_ranges)
+    from .namespace import (NAMESPACE_TYPES as NAMESPACE_TYPES, Namespace as Namespace)
+    from .netpool import (NetnsPool as NetnsPool, PooledNetns as PooledNetns)
+    from .process import (DEVNULL as DEVNULL, NAMESPACES as NAMESPACES, PIPE as PIPE,
+                          STDOUT as STDOUT, CompletedProcess as CompletedProcess,
+                          Process as Process, run as run, spawn as spawn)
+    from .rootfs import (Changes as Changes, RootFS as RootFS)
+    from .seccomp import (ArgCmp as ArgCmp, SeccompProfile as SeccompProfile,
+                          SyscallRule as SyscallRule)

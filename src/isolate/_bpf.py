@@ -1,11 +1,15 @@
-"""Load and attach cgroup v2 device programs: the thin typed wrapper over ``csrc/bpf.c``."""
+"""Load and attach cgroup v2 device programs over ``csrc/bpf.c``, with errors that say what to do.
+
+The C calls go through ``_spawn`` (only ``_plan`` and ``_spawn`` import the
+compiled module); this module turns their -errno into isolate's errors.
+"""
 
 from __future__ import annotations
 
 import errno as _errno
 import os
 
-from ._native import ffi, lib
+from . import _spawn
 from .errors import CgroupError, UnsupportedError
 
 __all__ = ["load_device_program", "attach_device_program", "detach_device_program"]
@@ -21,10 +25,9 @@ def load_device_program(insns: bytes) -> int:
     """
     if not insns or len(insns) % 8:
         raise ValueError(f"a BPF program is a sequence of 8-byte instructions, got {len(insns)} bytes")
-    log = ffi.new("char[]", _LOG_SIZE)
-    fd = lib.iso_bpf_load_device_prog(insns, len(insns) // 8, log, _LOG_SIZE)
+    fd, text = _spawn.bpf_load_device_prog(insns, _LOG_SIZE)
     if fd >= 0:
-        return int(fd)
+        return fd
     err = -fd
     if err == _errno.ENOSYS:
         raise UnsupportedError("the kernel has no bpf() syscall (CONFIG_BPF_SYSCALL), needed for "
@@ -32,20 +35,19 @@ def load_device_program(insns: bytes) -> int:
     if err == _errno.EPERM:
         raise UnsupportedError("loading a cgroup device BPF program needs CAP_BPF or CAP_SYS_ADMIN "
                                "(device rules on cgroup v2)")
-    text = ffi.string(log).decode(errors="replace").strip()
     raise CgroupError(err, f"{os.strerror(err)}: BPF device program rejected"
                            + (f":\n{text}" if text else ""))
 
 
 def attach_device_program(prog_fd: int, cgroup_fd: int, where: str) -> None:
     """Attach a device program to the cgroup directory ``cgroup_fd`` (``where`` names it in errors)."""
-    rc = lib.iso_bpf_attach_device_prog(prog_fd, cgroup_fd)
+    rc = _spawn.bpf_attach_device_prog(prog_fd, cgroup_fd)
     if rc < 0:
         raise CgroupError(-rc, f"{os.strerror(-rc)}: attaching the BPF device program", where)
 
 
 def detach_device_program(prog_fd: int, cgroup_fd: int, where: str) -> None:
     """Detach a device program attached by ``attach_device_program`` (to replace it)."""
-    rc = lib.iso_bpf_detach_device_prog(prog_fd, cgroup_fd)
+    rc = _spawn.bpf_detach_device_prog(prog_fd, cgroup_fd)
     if rc < 0:
         raise CgroupError(-rc, f"{os.strerror(-rc)}: detaching the BPF device program", where)

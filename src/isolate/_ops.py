@@ -13,7 +13,7 @@ import resource as _resource
 from . import errors
 from ._ops_root import (RootBind, RootBinds, RootChdir, RootMask, RootMasks, RootMkdir,  # noqa: F401
                         RootMkdirs, RootMount, RootStage, SetDumpable)
-from ._plan import (AT_EMPTY_PATH, BATCHED, F_CHROOT_FALLBACK, F_EXIST_OK, F_READONLY, F_RECURSIVE,
+from ._plan import (AT_EMPTY_PATH, F_CHROOT_FALLBACK, F_EXIST_OK, F_READONLY, F_RECURSIVE,
                     MS_BIND, MS_REMOUNT, NSNAMES, NSTYPES, O_CREAT, O_TRUNC, OP_CLASSES, K, Op,
                     flag_names, register, text)
 from ._slots import ARG, VAL, Bool, Data, Fd, Flag, Ints, Num, Str, Strs
@@ -719,4 +719,3 @@ class ExecGate(Op):
 
 
 assert len(OP_CLASSES) == K.MAX - 1, sorted(set(range(1, K.MAX)) - set(OP_CLASSES))
-assert set(BATCHED) == {K.ROOT_MKDIR, K.ROOT_BIND, K.ROOT_MASK}

@@ -2,14 +2,15 @@
 
 Each target is opened with openat2(RESOLVE_IN_ROOT) in ``csrc/ops_root.c``
 and mounted onto by fd, so no path string is followed out of the new root.
-The batched ops (``RootMkdirs``, ``RootBinds``, ``RootMasks``) share their
-kind with the plain ones; a non-zero entry count in ``val2`` tells them apart.
+The batched ops (``RootMkdirs``, ``RootBinds``, ``RootMasks``) have kinds of
+their own, their entry count in ``val2``; a failure report names the entry.
 """
 
 from __future__ import annotations
 
 from . import errors
-from ._plan import F_CHROOT_FALLBACK, F_EXIST_OK, F_READONLY, F_RECURSIVE, K, Op, register, text
+from ._plan import (ENTRY_CHARDEV, ENTRY_CONTENTS, ENTRY_DIR, ENTRY_FILE, ENTRY_SYMLINK,
+                    F_CHROOT_FALLBACK, F_EXIST_OK, F_READONLY, F_RECURSIVE, K, Op, register, text)
 from ._slots import ARG, VAL, Fd, Flag, Num, Packed, Str, Strs
 from ._record import dataclass
 
@@ -37,6 +38,11 @@ def _names(path: bytes, what: str) -> None:
 
 # --- codecs of the batched entries and of filesystem options -------------------------
 
+_ENTRY_VERBS = {ENTRY_DIR: "mkdir", ENTRY_FILE: "create file", ENTRY_SYMLINK: "symlink",
+                ENTRY_CONTENTS: "write file", ENTRY_CHARDEV: "mknod"}
+_WITH_LINK = (ENTRY_SYMLINK, ENTRY_CONTENTS, ENTRY_CHARDEV)
+
+
 def _pack_fs_options(options: Sequence[tuple[str, str | None]]) -> bytes:
     """``[(key, value or None for a flag)]`` as ops_root.c reads them: type byte, key, value."""
     out = bytearray()
@@ -63,15 +69,16 @@ MkdirEntry = tuple[bytes, int, int, "bytes | None"]
 
 
 def _pack_mkdir_entries(entries: Sequence[MkdirEntry]) -> bytes:
-    """Type byte, mode (2 bytes), name, NUL, then the link and a NUL (types 0-2), the
-    length (4 bytes) and the contents (type 3), or the 8 ``st_rdev`` bytes (type 4)."""
+    """Type byte, mode (2 bytes), name, NUL, then the link and a NUL (``ENTRY_DIR``,
+    ``ENTRY_FILE``, ``ENTRY_SYMLINK``), the length (4 bytes) and the contents
+    (``ENTRY_CONTENTS``), or the 8 ``st_rdev`` bytes (``ENTRY_CHARDEV``)."""
     packed = bytearray()
     for name, type_, mode, link in entries:
         packed += bytes((type_, mode & 0xFF, mode >> 8)) + name + b"\0"
-        if type_ == 4:
+        if type_ == ENTRY_CHARDEV:
             assert link is not None
             packed += link
-        elif type_ == 3:
+        elif type_ == ENTRY_CONTENTS:
             assert link is not None
             packed += len(link).to_bytes(4, "little") + link
         else:
@@ -85,17 +92,17 @@ def _unpack_mkdir_entries(buf: bytearray, off: int, n: int) -> tuple[MkdirEntry,
         type_, mode = buf[off], buf[off + 1] | buf[off + 2] << 8
         name_end = buf.index(0, off + 3)
         name = bytes(buf[off + 3:name_end])
-        if type_ == 4:
-            entries.append((name, 4, mode, bytes(buf[name_end + 1:name_end + 9])))
+        if type_ == ENTRY_CHARDEV:
+            entries.append((name, ENTRY_CHARDEV, mode, bytes(buf[name_end + 1:name_end + 9])))
             off = name_end + 9
-        elif type_ == 3:
+        elif type_ == ENTRY_CONTENTS:
             size = int.from_bytes(buf[name_end + 1:name_end + 5], "little")
-            entries.append((name, 3, mode, bytes(buf[name_end + 5:name_end + 5 + size])))
+            entries.append((name, ENTRY_CONTENTS, mode, bytes(buf[name_end + 5:name_end + 5 + size])))
             off = name_end + 5 + size
         else:
             link_end = buf.index(0, name_end + 1)
             link = bytes(buf[name_end + 1:link_end])
-            entries.append((name, type_, mode, link if type_ == 2 else None))
+            entries.append((name, type_, mode, link if type_ == ENTRY_SYMLINK else None))
             off = link_end + 1
     return tuple(entries)
 
@@ -147,7 +154,8 @@ class RootStage(Op):
 @register
 @dataclass(frozen=True, slots=True)
 class RootMkdir(Op):
-    """Create ``name`` in ``parent``, both resolved inside ``root`` (type 0 dir, 1 file, 2 symlink)."""
+    """Create ``name`` in ``parent``, both resolved inside ``root`` (type ``ENTRY_DIR``,
+    ``ENTRY_FILE`` or ``ENTRY_SYMLINK``)."""
 
     kind: ClassVar[int] = K.ROOT_MKDIR
     error: ClassVar[type[errors.SetupError]] = errors.MountError
@@ -158,11 +166,11 @@ class RootMkdir(Op):
     parent: bytes
     name: bytes
     mode: int = 0o755
-    type: int = 0
+    type: int = ENTRY_DIR
     link: bytes | None = None
 
     def describe(self) -> str:
-        what = ("mkdir", "create file", "symlink")[self.type]
+        what = _ENTRY_VERBS[self.type]
         return f"{what} {_rel(self.root, self.parent.rstrip(b'/') + b'/' + self.name)}"
 
     def path(self) -> str | None:
@@ -172,16 +180,16 @@ class RootMkdir(Op):
 @register
 @dataclass(frozen=True, slots=True)
 class RootMkdirs(Op):
-    """Several ``RootMkdir`` entries of one directory, made through one fd (same op kind).
+    """Several ``RootMkdir`` entries of one directory, made through one fd.
 
     ``entries``: ``(name, type, mode, link or None)``; each name is one
-    path component, so nothing but the directory is resolved.  Type 3 is a
-    new file (which must not exist) holding the bytes in place of the link;
-    type 4 a character device, its ``st_rdev`` as eight bytes little-endian.
+    path component, so nothing but the directory is resolved.
+    ``ENTRY_CONTENTS`` is a new file (which must not exist) holding the
+    bytes in place of the link; ``ENTRY_CHARDEV`` a character device, its
+    ``st_rdev`` as eight bytes little-endian.
     """
 
-    kind: ClassVar[int] = K.ROOT_MKDIR
-    batch_count: ClassVar[int] = VAL(2)
+    kind: ClassVar[int] = K.ROOT_MKDIRS
     error: ClassVar[type[errors.SetupError]] = errors.MountError
     layout: ClassVar[Mapping[str, Slot]] = {
         "root": Str(ARG(0)), "parent": Str(ARG(1)),
@@ -198,9 +206,9 @@ class RootMkdirs(Op):
             # leading components of a name, which would leave the root.
             if not name or b"/" in name or b"\0" in name or name in (b".", b".."):
                 raise ValueError(f"RootMkdirs: {name!r} is not one path component")
-            if type_ not in (0, 1, 2, 3, 4) or not 0 <= mode <= 0o7777 \
-                    or (type_ in (2, 3, 4)) != (link is not None) or (link is not None and len(link) >= 2**32) \
-                    or (type_ == 4 and len(link or b"") != 8):
+            if type_ not in _ENTRY_VERBS or not 0 <= mode <= 0o7777 \
+                    or (type_ in _WITH_LINK) != (link is not None) or (link is not None and len(link) >= 2**32) \
+                    or (type_ == ENTRY_CHARDEV and len(link or b"") != 8):
                 raise ValueError(f"RootMkdirs: bad entry {(name, type_, mode, link)!r}")
 
     def describe(self) -> str:
@@ -209,6 +217,11 @@ class RootMkdirs(Op):
 
     def path(self) -> str | None:
         return _rel(self.root, self.parent)
+
+    def describe_entries(self) -> tuple[tuple[str, str | None], ...]:
+        """What each entry makes, and its path (an error names the failing entry)."""
+        paths = [_rel(self.root, self.parent.rstrip(b"/") + b"/" + e[0]) for e in self.entries]
+        return tuple((f"{_ENTRY_VERBS[e[1]]} {p}", p) for e, p in zip(self.entries, paths))
 
 
 @register
@@ -242,15 +255,14 @@ class RootBind(Op):
 @register
 @dataclass(frozen=True, slots=True)
 class RootBinds(Op):
-    """``RootBind`` of each ``(source, target)`` pair, all with the same roots and flags (same op kind).
+    """``RootBind`` of each ``(source, target)`` pair, all with the same roots and flags.
 
     Both roots are opened once for all, so a pair must not mount over
     either root: meant for paths below mounts the plan made itself (/dev's
     nodes, the OCI read-only paths in /proc), not for a caller's paths.
     """
 
-    kind: ClassVar[int] = K.ROOT_BIND
-    batch_count: ClassVar[int] = VAL(2)
+    kind: ClassVar[int] = K.ROOT_BINDS
     error: ClassVar[type[errors.SetupError]] = errors.MountError
     layout: ClassVar[Mapping[str, Slot]] = {
         "source_root": Str(ARG(0)), "entries": Packed(ARG(1), count=VAL(2), codec=PATH_PAIRS),
@@ -285,6 +297,10 @@ class RootBinds(Op):
 
     def path(self) -> str | None:
         return _rel(self.root, self.entries[0][1]) if len(self.entries) == 1 else None
+
+    def describe_entries(self) -> tuple[tuple[str, str | None], ...]:
+        """Each entry's bind, and its target (an error names the failing entry)."""
+        return tuple((one.describe(), one.path()) for one in self.expand())
 
 
 @register
@@ -356,7 +372,7 @@ class RootMask(Op):
 @register
 @dataclass(frozen=True, slots=True)
 class RootMasks(Op):
-    """``RootMask`` of each of ``targets`` (same op kind): the root opened once, one tmpfs for the directories.
+    """``RootMask`` of each of ``targets``: the root opened once, one tmpfs for the directories.
 
     As with ``RootBinds``, no target may be the root itself: meant for the
     OCI default masked paths, below the /proc and /sys the plan mounted.
@@ -364,8 +380,7 @@ class RootMasks(Op):
     and checked once for all.
     """
 
-    kind: ClassVar[int] = K.ROOT_MASK
-    batch_count: ClassVar[int] = VAL(2)
+    kind: ClassVar[int] = K.ROOT_MASKS
     error: ClassVar[type[errors.SetupError]] = errors.MountError
     layout: ClassVar[Mapping[str, Slot]] = {
         "root": Str(ARG(0)), "targets": Strs(ARG(1), count=VAL(2)), "null": Str(ARG(2)),
@@ -393,6 +408,10 @@ class RootMasks(Op):
 
     def path(self) -> str | None:
         return _rel(self.root, self.targets[0]) if len(self.targets) == 1 else None
+
+    def describe_entries(self) -> tuple[tuple[str, str | None], ...]:
+        """Each entry's mask, and its path (an error names the failing entry)."""
+        return tuple((one.describe(), one.path()) for one in self.expand())
 
 
 @register

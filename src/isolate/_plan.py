@@ -37,14 +37,15 @@ from ._slots import resolve_fd as resolve_fd
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
     from typing import Any, ClassVar, TypeVar
 
     OpT = TypeVar("OpT", bound="type[Op]")
 
 OP_STRUCT = struct.Struct("=IIii4I4Q")
 _PACK_I32 = struct.Struct("=i").pack_into
-REPORT_STRUCT = struct.Struct("=iiii")
+#: ``struct iso_report`` (api.h): step, kind, err, pid, entry, substep, 2 reserved.
+REPORT_STRUCT = struct.Struct("=8i")
 MAX_FD_PAIRS = 1024
 assert OP_STRUCT.size == ffi.sizeof("struct iso_op") == 64
 assert REPORT_STRUCT.size == ffi.sizeof("struct iso_report")
@@ -53,6 +54,14 @@ F_RECURSIVE: int = lib.ISO_F_RECURSIVE
 F_EXIST_OK: int = lib.ISO_F_EXIST_OK
 F_CHROOT_FALLBACK: int = lib.ISO_F_CHROOT_FALLBACK
 F_READONLY: int = lib.ISO_F_READONLY
+
+
+#: What a ``RootMkdir`` or ``RootMkdirs`` entry makes (``enum iso_entry_type``, api.h).
+ENTRY_DIR: int = lib.ISO_ENTRY_DIR
+ENTRY_FILE: int = lib.ISO_ENTRY_FILE          # an empty regular file (a mount point)
+ENTRY_SYMLINK: int = lib.ISO_ENTRY_SYMLINK    # link: its target
+ENTRY_CONTENTS: int = lib.ISO_ENTRY_CONTENTS  # a new file holding link's bytes (RootMkdirs only)
+ENTRY_CHARDEV: int = lib.ISO_ENTRY_CHARDEV    # a character device, link its st_rdev (RootMkdirs only)
 
 
 class K:
@@ -97,6 +106,9 @@ class K:
     ROOT_BIND: int = lib.ISO_OP_ROOT_BIND
     ROOT_MOUNT: int = lib.ISO_OP_ROOT_MOUNT
     ROOT_MASK: int = lib.ISO_OP_ROOT_MASK
+    ROOT_MKDIRS: int = lib.ISO_OP_ROOT_MKDIRS
+    ROOT_BINDS: int = lib.ISO_OP_ROOT_BINDS
+    ROOT_MASKS: int = lib.ISO_OP_ROOT_MASKS
     ROOT_CHDIR: int = lib.ISO_OP_ROOT_CHDIR
     SET_DUMPABLE: int = lib.ISO_OP_SET_DUMPABLE
     EXEC_GATE: int = lib.ISO_OP_EXEC_GATE
@@ -163,9 +175,8 @@ def text(b: bytes | None) -> str:
 
 # --- ops ----------------------------------------------------------------------------
 
-#: Op kind -> its class, and the batched classes sharing a kind (told apart by a count).
+#: Op kind -> its class.
 OP_CLASSES: dict[int, type[Op]] = {}
-BATCHED: dict[int, tuple[int, type[Op]]] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,33 +236,16 @@ class Op:
 
 
 def register(cls: OpT) -> OpT:
-    """Compile ``cls.layout`` and enter the class in ``OP_CLASSES`` (or ``BATCHED``).
-
-    A batched class (``batch_count``: the raw position of its entry count,
-    never 0 for it, always 0 for the plain op of the same kind) shares its
-    kind with a plain op, as the C side does.
-    """
+    """Compile ``cls.layout`` and enter the class in ``OP_CLASSES``."""
     names = {f.name for f in fields(cls)}
     layout = cls.layout
     unknown = set(layout) - names
     assert not unknown, f"{cls.__name__}.layout names no field: {unknown}"
     cls._slots = tuple((f.name, layout[f.name]) for f in fields(cls) if f.name in layout)
     cls._fd_fields = tuple((n, s) for n, s in cls._slots if s.holds_fds)
-    batch = getattr(cls, "batch_count", None)
-    if batch is not None:
-        BATCHED[cls.kind] = (batch, cls)
-    else:
-        assert cls.kind not in OP_CLASSES, f"two classes of kind {cls.kind}"
-        OP_CLASSES[cls.kind] = cls
+    assert cls.kind not in OP_CLASSES, f"two classes of kind {cls.kind}"
+    OP_CLASSES[cls.kind] = cls
     return cls
-
-
-def op_class(kind: int, raw: Sequence[int]) -> type[Op]:
-    """The class of a packed op of ``kind`` with ``raw`` values."""
-    batched = BATCHED.get(kind)
-    if batched is not None and raw[batched[0]]:
-        return batched[1]
-    return OP_CLASSES[kind]
 
 
 class OpSeq(tuple[Op, ...]):
@@ -286,6 +280,32 @@ STAGES = {
     lib.ISO_STAGE_CHILD: "start the child program",
     lib.ISO_STAGE_FORK: "fork into the pid namespace",
 }
+
+#: The part of an op a child report names (``enum iso_substep``, api.h).
+SUBSTEPS = {
+    lib.ISO_SUB_OPEN_ROOT: "open root",
+    lib.ISO_SUB_OPEN_SOURCE: "open source",
+    lib.ISO_SUB_CLONE: "clone",
+    lib.ISO_SUB_SETATTR: "setattr",
+    lib.ISO_SUB_OPEN_TARGET: "open target",
+    lib.ISO_SUB_MOVE: "move",
+    lib.ISO_SUB_OPEN_DIR: "open directory",
+    lib.ISO_SUB_CREATE: "create",
+    lib.ISO_SUB_WRITE: "write",
+    lib.ISO_SUB_FSOPEN: "fsopen",
+    lib.ISO_SUB_FSCONFIG: "fsconfig",
+    lib.ISO_SUB_FSCREATE: "create superblock",
+    lib.ISO_SUB_FSMOUNT: "fsmount",
+    lib.ISO_SUB_OPEN_NULL: "open null device",
+    lib.ISO_SUB_CHECK_NULL: "check null device",
+    lib.ISO_SUB_STAT_TARGET: "stat target",
+    lib.ISO_SUB_MOUNT: "mount",
+    lib.ISO_SUB_MKDIR: "mkdir",
+    lib.ISO_SUB_PIVOT: "pivot_root",
+    lib.ISO_SUB_CHDIR: "chdir",
+    lib.ISO_SUB_UMOUNT: "umount",
+}
+assert len(SUBSTEPS) == lib.ISO_SUB_MAX - 1
 
 PLAN_HOLD: int = lib.ISO_PLAN_HOLD
 PLAN_FORK: int = lib.ISO_PLAN_FORK
@@ -350,8 +370,14 @@ class Plan:
                        join_fds=tuple(resolve_fd(f, fds) for f in self.join_fds),
                        netns_fd=resolve_fd(self.netns_fd, fds), fd_names=())
 
-    def error_for(self, step: int, kind: int, err: int) -> errors.IsolateError:
-        """The exception for a child report; ``ProtocolError`` if it does not fit this plan."""
+    def error_for(self, step: int, kind: int, err: int, *, entry: int = -1,
+                  substep: int = 0) -> errors.IsolateError:
+        """The exception for a child report; ``ProtocolError`` if it does not fit this plan.
+
+        ``entry`` is the failing entry of a batched op (``RootMkdirs``,
+        ``RootBinds``, ``RootMasks``), -1 for any other; ``substep`` an
+        ``enum iso_substep`` (0: not told).
+        """
         if not 0 <= step < len(self.ops):
             return errors.ProtocolError(
                 f"bad report from child: step {step} outside the plan's {len(self.ops)} ops"
@@ -363,7 +389,22 @@ class Plan:
                 f" the report says kind {kind}")
         if not 0 < err < 4096:
             return errors.ProtocolError(f"bad report from child: errno {err} at step {step}")
-        return op.error(err, step=step, op=op.describe(), path=op.path())
+        if substep != 0 and substep not in SUBSTEPS:
+            return errors.ProtocolError(f"bad report from child: substep {substep} at step {step}")
+        part = SUBSTEPS.get(substep)
+        if entry == -1:
+            return op.error(err, step=step, op=op.describe(), path=op.path(), substep=part)
+        # A batched op (RootMkdirs, RootBinds, RootMasks) describes each of its entries.
+        describe: Callable[[], Sequence[tuple[str, str | None]]] | None = getattr(
+            op, "describe_entries", None)
+        entries = describe() if describe is not None else ()
+        if not 0 <= entry < len(entries):
+            return errors.ProtocolError(
+                f"bad report from child: entry {entry} at step {step}, a {type(op).__name__}"
+                f" of {len(entries)} entries")
+        what, path = entries[entry]
+        return op.error(err, step=step, op=what, path=path, entry=entry, entries=len(entries),
+                        substep=part)
 
 
 class PackedPlan:
@@ -497,8 +538,8 @@ def decode_report(plan: Plan, data: bytes) -> errors.IsolateError:
     """Turn the bytes of a child's failure report into the exception to raise."""
     if len(data) != REPORT_STRUCT.size:
         return errors.ProtocolError(f"bad report from child: {data!r}")
-    step, kind, err, _ = REPORT_STRUCT.unpack(data)
-    return plan.error_for(step, kind, err)
+    step, kind, err, _pid, entry, substep, _, _ = REPORT_STRUCT.unpack(data)
+    return plan.error_for(step, kind, err, entry=entry, substep=substep)
 
 
 def unpack_ops(ops_buf: bytes, arena: bytes) -> list[Op]:
@@ -508,7 +549,7 @@ def unpack_ops(ops_buf: bytes, arena: bytes) -> list[Op]:
     for off in range(0, len(ops_buf), OP_STRUCT.size):
         kind, flags, fd, _, *rest = OP_STRUCT.unpack_from(ops_buf, off)
         raw = [flags, fd, *rest]
-        out.append(op_class(kind, raw).from_raw(raw, a))
+        out.append(OP_CLASSES[kind].from_raw(raw, a))
     return out
 
 

@@ -156,6 +156,22 @@ def setns(fd: int, nstype: int) -> None:
         raise OSError(-rc, os.strerror(-rc))
 
 
+def netns_new(*, home: int) -> int:
+    """A new network namespace with lo up, made by the calling thread: an fd on it.
+
+    The fd is O_CLOEXEC and the caller's to close.  The thread then goes back
+    to the network namespace ``home`` (an fd on it); nothing else changes
+    namespace.  The same C code makes a spawn's late network namespace.
+    Raises OSError (EPERM without CAP_SYS_ADMIN).
+    """
+    import os
+
+    rc = lib.iso_netns_new(1, home)
+    if rc < 0:
+        raise OSError(-rc, os.strerror(-rc))
+    return int(rc)
+
+
 def set_dumpable(on: bool) -> None:
     """prctl(PR_SET_DUMPABLE) for this process; raises OSError."""
     import os
@@ -218,3 +234,24 @@ def syscall_errno(name: str, *args: int) -> int:
     """
     a = list(args) + [0] * (5 - len(args))
     return -int(lib.iso_syscall_errno(_SYSCALLS[name], *a))
+
+
+def bpf_load_device_prog(insns: bytes, log_size: int) -> tuple[int, str]:
+    """bpf(BPF_PROG_LOAD) of a cgroup device program (``insns``: 8-byte instructions).
+
+    Kernel style: its fd (O_CLOEXEC, the caller's to close) or -errno, and
+    the verifier's log (at most ``log_size`` bytes; empty on success).
+    """
+    log = ffi.new("char[]", log_size)
+    rc = int(lib.iso_bpf_load_device_prog(insns, len(insns) // 8, log, log_size))
+    return rc, (ffi.string(log).decode(errors="replace").strip() if rc < 0 else "")
+
+
+def bpf_attach_device_prog(prog_fd: int, cgroup_fd: int) -> int:
+    """Attach device program ``prog_fd`` to the cgroup directory ``cgroup_fd``: 0 or -errno."""
+    return int(lib.iso_bpf_attach_device_prog(prog_fd, cgroup_fd))
+
+
+def bpf_detach_device_prog(prog_fd: int, cgroup_fd: int) -> int:
+    """Detach device program ``prog_fd`` from the cgroup directory ``cgroup_fd``: 0 or -errno."""
+    return int(lib.iso_bpf_detach_device_prog(prog_fd, cgroup_fd))

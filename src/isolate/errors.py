@@ -7,7 +7,7 @@ Every class also derives from the builtin a caller would expect, so
     ├─ ConfigError(ValueError)        bad input, raised before any process exists
     ├─ UnsupportedError(RuntimeError) the host lacks a feature; says how to enable it
     ├─ SpawnError(OSError)            parent side: pipes, clone3, id-map writes
-    ├─ SetupError(OSError)            child side, before execve: .step .op .errno
+    ├─ SetupError(OSError)            child side, before execve: .step .op .errno .entry .substep
     │  ├─ NamespaceError  MountError  IdentityError  ExecError
     ├─ CgroupError(OSError)
     └─ ProtocolError                  a malformed report from the child: a bug
@@ -79,19 +79,34 @@ class SetupError(_OSErrorBase):
 
     ``step`` is the index of the failing op in the plan, ``op`` a short
     description such as ``"mount proc on /proc"``; ``errno``, ``strerror``
-    and ``filename`` are as for ``OSError``.
+    and ``filename`` are as for ``OSError``.  An op that makes many entries
+    at once (a root's mount points, binds or masked paths) names the failing
+    one: ``op`` and ``filename`` are that entry's, ``entry`` its index
+    (0-based) among ``entries``; else both are None.  ``substep`` names the
+    part of the op that failed (``"open target"``, ``"clone"``, ``"move"``
+    ...), or is None.  The message reads, e.g.,
+    ``step 7 (bind /etc/resolv.conf on /newroot/etc/resolv.conf, entry 3 of 5):
+    open target: [Errno 2] No such file or directory``.
     """
 
-    def __init__(self, err: int, *, step: int, op: str, path: str | None = None) -> None:
+    def __init__(self, err: int, *, step: int, op: str, path: str | None = None,
+                 entry: int | None = None, entries: int | None = None,
+                 substep: str | None = None) -> None:
         OSError.__init__(self, err, os.strerror(err), path)
         self.step = step
         self.op = op
+        self.entry = entry
+        self.entries = entries
+        self.substep = substep
 
     def __str__(self) -> str:
-        return f"step {self.step} ({self.op}): [Errno {self.errno}] {self.strerror}"
+        where = f", entry {self.entry + 1} of {self.entries}" if self.entry is not None else ""
+        part = f" {self.substep}:" if self.substep else ""
+        return f"step {self.step} ({self.op}{where}):{part} [Errno {self.errno}] {self.strerror}"
 
     def __reduce__(self) -> Any:
-        return (_rebuild_setup, (type(self), self.errno, self.step, self.op, self.filename))
+        return (_rebuild_setup, (type(self), self.errno, self.step, self.op, self.filename,
+                                 self.entry, self.entries, self.substep))
 
 
 class NamespaceError(SetupError):
@@ -137,6 +152,7 @@ def _rebuild_spawn(cls: type[SpawnError], err: int, stage: str, filename: str | 
 
 
 def _rebuild_setup(
-    cls: type[SetupError], err: int, step: int, op: str, filename: str | None
+    cls: type[SetupError], err: int, step: int, op: str, filename: str | None,
+    entry: int | None = None, entries: int | None = None, substep: str | None = None,
 ) -> SetupError:
-    return cls(err, step=step, op=op, path=filename)
+    return cls(err, step=step, op=op, path=filename, entry=entry, entries=entries, substep=substep)

@@ -17,34 +17,15 @@ user namespace).
 from __future__ import annotations
 
 import errno as _errno
-import fcntl
 import os
-import socket
-import struct
 import threading
 import warnings
 from collections import deque
 
 from . import _spawn, _threads
-from ._plan import NSTYPES
 from .errors import ConfigError, UnsupportedError
 
 __all__ = ["NetnsPool", "PooledNetns"]
-
-_CLONE_NEWNET = NSTYPES["net"]
-# <linux/sockios.h>, <net/if.h>: these ioctl numbers are part of the stable ABI.
-_SIOCGIFFLAGS = 0x8913
-_SIOCSIFFLAGS = 0x8914
-_IFF_UP = 0x1
-_IFREQ = struct.Struct("16sH22x")   # struct ifreq: name, then ifr_flags in a 24-byte union
-
-
-def _loopback_up() -> None:
-    """Bring up lo in the calling thread's network namespace."""
-    # A socket belongs to the network namespace of the thread that creates it.
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
-        _, flags = _IFREQ.unpack(fcntl.ioctl(s, _SIOCGIFFLAGS, _IFREQ.pack(b"lo", 0)))
-        fcntl.ioctl(s, _SIOCSIFFLAGS, _IFREQ.pack(b"lo", flags | _IFF_UP))
 
 
 class PooledNetns:
@@ -194,18 +175,8 @@ class NetnsPool:
             return True
 
     def _create(self, home: int) -> int:
-        _spawn.unshare(_CLONE_NEWNET)
-        try:
-            fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                _loopback_up()
-            except BaseException:
-                os.close(fd)
-                raise
-        finally:
-            # Returning to the namespace we came from is always permitted.
-            _spawn.setns(home, _CLONE_NEWNET)
-        return fd
+        # The C core makes it (as it makes a spawn's), in this thread only, then returns home.
+        return _spawn.netns_new(home=home)
 
     def _run(self) -> None:
         home = -1

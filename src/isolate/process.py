@@ -627,7 +627,7 @@ class Process:
             self._close_pidfd()
 
 
-class CompletedProcess(subprocess.CompletedProcess):  # type: ignore[type-arg]
+class CompletedProcess(subprocess.CompletedProcess[bytes]):
     """``subprocess.CompletedProcess`` plus ``rusage`` (``resource.struct_rusage``) and
     ``truncated`` (output past ``run(max_output=...)`` was discarded)."""
 

@@ -203,3 +203,31 @@ def test_the_callers_dumpability_never_changes_unprivileged(tmp_path: Path) -> N
     out = json.loads(r.stdout)
     assert out["before"] == [1, NOBODY]
     assert [run[1:] for run in out["runs"]] == [[0, [1, NOBODY]]] * 4, out
+
+
+def test_the_clone_never_writes_the_callers_errno(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The clone runs on the calling thread's TLS until it execs the child program: it
+    must not store an errno there.  ``ffi.errno`` is that thread's errno as iso_spawn left
+    it; a user-namespace clone probes capabilities past cap_last_cap (EINVAL each time),
+    and a close_fds clone marks fds one by one where close_range is missing.  Before the
+    clone made raw system calls only, every user-namespace spawn left errno at EINVAL."""
+    from isolate import _spawn
+    from isolate._native import ffi
+
+    real = _spawn.lib
+    seen: list[int] = []
+
+    class Lib:
+        def __getattr__(self, name: str) -> object:
+            return getattr(real, name)
+
+        def iso_spawn(self, plan: object, child: object) -> int:
+            ffi.errno = 0
+            rc = int(real.iso_spawn(plan, child))
+            seen.append(ffi.errno)
+            return rc
+
+    monkeypatch.setattr(_spawn, "lib", Lib())
+    for ns in ({"user"}, {"user", "pid", "mnt"}, {"pid"}):
+        isolate.run(["/bin/true"], namespaces=ns, close_fds=True)
+    assert seen == [0, 0, 0]

@@ -100,7 +100,8 @@ def test_failing_op_raises_its_error_at_its_step(options: dict, exc: type, err: 
     options = {k: v for k, v in options.items() if k != "stdin"}
     plan = isolate.process.build_plan(["/bin/true"], process_group=True, **options)
     assert e.op in [op.describe() for op in plan.ops if type(op) is opcls], (e, plan.ops)
-    assert str(e).startswith(f"step {e.step} ({e.op}): [Errno {err}]")
+    part = f" {e.substep}:" if e.substep else ""   # the failing part of an op that has parts
+    assert str(e).startswith(f"step {e.step} ({e.op}):{part} [Errno {err}]")
 
 
 def test_setns_in_the_child_refuses_a_file_that_is_not_a_namespace() -> None:
@@ -241,6 +242,25 @@ def test_a_failed_spawn_closes_the_pipes_it_made() -> None:
     assert set(os.listdir("/proc/self/fd")) == before
 
 
+def test_a_held_plan_that_fails_before_its_fork_closes_its_sockets() -> None:
+    # iso_spawn has one way out: a child that reported a failure before the
+    # fork leaves nothing open, whether or not the caller asked to hold it
+    # (the go-ahead socket stayed open here, one per spawn).
+    fake = FileAsNamespace("user")
+    try:
+        before = set(os.listdir("/proc/self/fd"))
+        for _ in range(5):
+            plan = P.Plan(ops=[O.SetNs(fd=fake.fd, nstype=P.NSTYPES["user"]), O.Fork(),
+                               O.Exec((b"/bin/true",))],
+                          argv=[b"true"], envp=None, flags=P.PLAN_FORK)
+            with pytest.raises(errors.NamespaceError) as info:
+                isolate._spawn.execute(plan.pack(), before_release=lambda pid: None)
+            assert info.value.step == 0 and info.value.errno == errno.EINVAL
+        assert set(os.listdir("/proc/self/fd")) == before
+    finally:
+        os.close(fake.fd)
+
+
 def test_parent_side_map_failure_is_a_spawn_error_and_kills_the_child() -> None:
     # A gid_map the kernel refuses (two lines mapping the same outside id are
     # caught in Python, so use an id above the kernel's range via a raw plan).
@@ -282,6 +302,56 @@ def test_eight_threads_spawning_at_once() -> None:
     assert not any(t.is_alive() for t in threads), "a spawning thread hung"
     assert not errors_
     assert codes == [0] * 320
+
+
+RELOAD = """\
+import os, sys, threading, isolate
+from isolate import _spawn
+
+def helper_fds():
+    out = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}").startswith("/memfd:isolate-child"):
+                out.append(int(fd))
+        except OSError:
+            pass
+    return out
+
+isolate.run(["/bin/true"])
+failed = []
+for _ in range(200):
+    for fd in helper_fds():
+        os.close(fd)          # the caller closes the child program's memfd behind our back
+    start = threading.Barrier(8)
+
+    def spawn():
+        start.wait()
+        try:
+            _spawn._load_child()
+            isolate.run(["/bin/true"])
+        except Exception as e:
+            failed.append(repr(e))
+
+    threads = [threading.Thread(target=spawn) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+print(len(failed), len(helper_fds()), failed[:3])
+"""
+
+
+def test_threads_that_reload_the_child_program_at_once_all_spawn() -> None:
+    # Eight threads find the child program's memfd gone and load it again at once: one
+    # loads it, all spawn, and one memfd is left.  Before, a thread that lost the race
+    # recorded its own copy's inode for the winner's fd: spawns failed (about 1 round in
+    # 10) and later loads left memfds behind.  In a process of its own: its fds are its own.
+    env = {**os.environ, "PYTHONPATH": str(Path(isolate.__file__).resolve().parent.parent)}
+    r = subprocess.run([sys.executable, "-c", RELOAD], capture_output=True, text=True,
+                       timeout=300, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "0 1 []\n"
 
 
 def test_spawn_releases_the_gil_while_waiting_for_exec() -> None:

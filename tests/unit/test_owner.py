@@ -1,5 +1,6 @@
-"""Owner records (isolate._owner) without privileges: the journal, the test of life, and what
-a reclaim removes, with overlay-work directories (plain directories) as the things made.
+"""Owner records (isolate._owner, _registry, _reclaim) without privileges: the journal, the
+test of life, and what a reclaim removes, with overlay-work directories (plain directories) as
+the things made.
 
 Dead owners are real: a forked child makes its records, then SIGKILLs itself."""
 
@@ -15,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from isolate import _owner
+from isolate import _owner, _reclaim, _registry
 from isolate.cli.__main__ import main as cli_main
 
 
@@ -23,7 +24,7 @@ from isolate.cli.__main__ import main as cli_main
 def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A private registry for the test; this process keeps its own home elsewhere."""
     reg = tmp_path / "reg" / "owners"
-    monkeypatch.setattr(_owner, "REGISTRY", str(reg))
+    monkeypatch.setattr(_registry, "REGISTRY", str(reg))
     yield reg
 
 
@@ -96,8 +97,8 @@ def test_the_next_make_beside_a_dead_owners_things_reclaims_them_once(
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     _in_child(lambda: (_make_work(tmp_path / "a" / "w"), _make_work(tmp_path / "b" / "w")))
-    monkeypatch.setattr(_owner, "_reclaimed", set())
-    monkeypatch.setattr(_owner, "_asked", set())
+    monkeypatch.setattr(_reclaim, "_reclaimed", set())
+    monkeypatch.setattr(_reclaim, "_asked", set())
     assert _owner.reclaim_once([str(tmp_path / "a")]) is True
     assert not (tmp_path / "a" / "w").exists()
     assert (tmp_path / "b" / "w").is_dir()            # another parent: left for gc
@@ -271,7 +272,7 @@ PATHS = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_siz
 
 @settings(max_examples=60, deadline=None)
 @given(paths=st.lists(PATHS, min_size=1, max_size=5, unique=True),
-       roles=st.lists(st.sampled_from(_owner._ORDER), min_size=5, max_size=5),
+       roles=st.lists(st.sampled_from(_reclaim._ORDER), min_size=5, max_size=5),
        made=st.lists(st.booleans(), min_size=5, max_size=5))
 def test_the_journal_reads_back_what_was_written(tmp_path_factory: pytest.TempPathFactory,
                                                  paths: list[str], roles: list[str],
@@ -296,7 +297,7 @@ def test_the_journal_reads_back_what_was_written(tmp_path_factory: pytest.TempPa
     finally:
         _owner._me = saved
         home.close()
-    (rec,) = _owner._records(str(d), _owner.Owner(1, 2, "b"))
+    (rec,) = _reclaim._records(str(d), _owner.Owner(1, 2, "b"))
     assert rec.kind == "overlay"
     assert sorted(rec.entries) == sorted((p, roles[i]) for i, p in enumerate(paths))
     for i, p in enumerate(paths):
@@ -309,7 +310,7 @@ def test_a_line_cut_short_by_a_kill_is_ignored(tmp_path: Path) -> None:
     (tmp_path / _owner.JOURNAL).write_text(
         '{"id": 1, "kind": "overlay"}\n{"id": 1, "pending": ["/a", "overlay-work"]}\n'
         '{"id": 1, "made": ["/a", "overlay-wo')
-    (rec,) = _owner._records(str(tmp_path), _owner.Owner(1, 2, "b"))
+    (rec,) = _reclaim._records(str(tmp_path), _owner.Owner(1, 2, "b"))
     assert rec.entries[("/a", "overlay-work")].ids is None
 
 
