@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import warnings
 
-from .. import _owner
+from .. import _cache, _owner
 from .._record import dataclass, fields
 from ..errors import CgroupError, ConfigError
 from ._files import forget_parents
@@ -131,12 +131,6 @@ def _layout() -> Layout:
     if _layout_cache is None:
         _layout_cache = detect()
     return _layout_cache
-
-
-#: (id(layout), controllers asked for, controllers the limits need) ->
-#: (layout, v1 controllers, v2 controllers, v1 hierarchies to join, unified).
-_plans: dict[tuple[int, frozenset[str] | None, frozenset[str]],
-             tuple[Layout, frozenset[str], frozenset[str], tuple[Hierarchy, ...], bool]] = {}
 
 
 def _resolve(lay: Layout, controllers: frozenset[str] | None, needed: frozenset[str]
@@ -285,16 +279,11 @@ class Cgroup:
             if isinstance(controllers, str):
                 raise ConfigError(f"Cgroup controllers must be a collection of names, got {controllers!r}")
             wanted_key = frozenset(controllers)
-        # The same arguments resolve the same way against the same layout:
-        # services create groups of one shape over and over.
-        key = (id(lay), wanted_key, needed)
-        plan = _plans.get(key)
-        if plan is None or plan[0] is not lay:
-            plan = (lay, *_resolve(lay, wanted_key, needed))
-            if len(_plans) >= 64:
-                _plans.clear()
-            _plans[key] = plan
-        _, v1_ctl_f, v2_ctl_f, v1_hs, unified = plan
+        # The same arguments resolve the same way against an equal layout: services
+        # create groups of one shape over and over (the one cache, keyed on values).
+        key = ("cgroup plan", lay.kind, lay.v2, frozenset(lay.v1.items()), wanted_key, needed)
+        v1_ctl_f, v2_ctl_f, v1_hs, unified = _cache.memo(
+            key, lambda: _resolve(lay, wanted_key, needed))
         v1_ctl = set(v1_ctl_f)
         v2_ctl = set(v2_ctl_f)
 
