@@ -8,7 +8,8 @@ already up, ``take()`` hands one out, and ``spawn(join=[ns])`` enters it
 with one ``setns``.  A namespace is never handed out twice, so two sandboxes
 never share a network stack.
 
-Only the pool's own thread ever changes network namespace (``unshare`` then
+The pool is ``isolate._pool``'s, as ``CgroupPool``'s.  Only the pool's own
+thread ever changes network namespace (``unshare`` then
 ``setns`` back), so the calling interpreter is never moved.  Creating a
 network namespace needs ``CAP_SYS_ADMIN`` (root, or a process that owns its
 user namespace).
@@ -18,12 +19,11 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-import threading
 import warnings
-from collections import deque
 
-from . import _spawn, _threads
-from .errors import ConfigError, UnsupportedError
+from . import _spawn
+from ._pool import Pool
+from .errors import UnsupportedError
 
 __all__ = ["NetnsPool", "PooledNetns"]
 
@@ -79,7 +79,7 @@ class PooledNetns:
             os.close(fd)
 
 
-class NetnsPool:
+class NetnsPool(Pool[int]):
     """Network namespaces created ahead of time by a background thread.
 
     ``size`` namespaces (each with lo up and nothing else) are kept ready;
@@ -98,46 +98,14 @@ class NetnsPool:
     ...     isolate.run(["ping", "-c1", "127.0.0.1"], join=[ns], namespaces={"pid"})
     """
 
+    name = "NetnsPool"
+    what = "network namespace"
+
     def __init__(self, size: int = 8) -> None:
-        if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 4096:
-            raise ConfigError(f"NetnsPool.size must be an integer from 1 to 4096, got {size!r}")
-        self._size = size
-        self._cond = threading.Condition()
-        self._ready: deque[int] = deque()
-        self._discarded: list[int] = []
-        self._closed = False
-        # Whether the thread should refill now.  take() leaves refilling to the
-        # namespace's close() (after the caller's spawn) unless the pool runs
-        # low, so that making a namespace does not compete with the spawn it is for.
-        self._refill = True
-        self._error: BaseException | None = None
-        self.created = 0
-        """Namespaces created so far (a statistic)."""
-        self._thread: threading.Thread | None = None
-        thread = threading.Thread(target=self._run, name="isolate-netns-pool", daemon=True)
-        try:
-            _threads.start(thread, "NetnsPool")
-        except BaseException:
-            self._closed = True       # nothing was made: no thread, no namespace, no fd
-            raise
-        self._thread = thread
-        with self._cond:
-            self._cond.wait_for(lambda: self._ready or self._error is not None)
-            error = self._error
-        if error is not None:
-            self.close()
-            raise error
-
-    @property
-    def size(self) -> int:
-        """How many namespaces the pool keeps ready."""
-        return self._size
-
-    @property
-    def ready(self) -> int:
-        """How many namespaces are ready right now."""
-        with self._cond:
-            return len(self._ready)
+        self._home = -1
+        # The first namespace comes from the pool's thread, the only one that
+        # changes network namespace.
+        super().__init__(size, 4096, first_here=False)
 
     def take(self, timeout: float | None = None) -> PooledNetns:
         """Hand out a fresh network namespace, waiting for one if none is ready.
@@ -149,102 +117,36 @@ class NetnsPool:
         ``take(timeout=0)`` never waits, and on ``TimeoutError`` a caller can
         let the spawn create its own (``namespaces={"net", ...}``) instead.
         """
-        with self._cond:
-            if not self._cond.wait_for(
-                    lambda: self._ready or self._error is not None or self._closed, timeout):
-                raise TimeoutError(f"no network namespace ready within {timeout} s")
-            if self._closed:
-                raise ConfigError("take() on a closed NetnsPool")
-            if not self._ready:
-                assert self._error is not None
-                raise self._error
-            fd = self._ready.popleft()
-            if len(self._ready) <= self._size // 2:
-                self._refill = True
-                self._cond.notify_all()
-        return PooledNetns(fd, self)
+        return PooledNetns(self._take(timeout), self)
 
     def _discard(self, fd: int) -> bool:
         """Queue ``fd`` for the thread to close; False if the pool is closed (caller closes)."""
-        with self._cond:
-            if self._closed or self._thread is None or not self._thread.is_alive():
-                return False
-            self._discarded.append(fd)
-            self._refill = True
-            self._cond.notify_all()
-            return True
+        return self._give_back(fd)
 
-    def _create(self, home: int) -> int:
+    def _thread_enter(self) -> None:
+        self._home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+
+    def _thread_exit(self) -> None:
+        home, self._home = self._home, -1
+        if home >= 0:
+            os.close(home)
+
+    def _make(self) -> int:
         # The C core makes it (as it makes a spawn's), in this thread only, then returns home.
-        return _spawn.netns_new(home=home)
+        return _spawn.netns_new(home=self._home)
 
-    def _run(self) -> None:
-        home = -1
-        try:
-            home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-            while True:
-                with self._cond:
-                    self._cond.wait_for(lambda: self._closed or self._discarded
-                                        or (self._refill and len(self._ready) < self._size))
-                    if self._closed:
-                        return
-                    discarded, self._discarded = self._discarded, []
-                    need = self._refill and len(self._ready) < self._size
-                    if not need:
-                        self._refill = False
-                for fd in discarded:
-                    os.close(fd)
-                if need:
-                    fd = self._create(home)
-                    with self._cond:
-                        self.created += 1
-                        self._ready.append(fd)
-                        self._cond.notify_all()
-        except BaseException as e:  # handed to take(): the thread has no caller of its own
-            if isinstance(e, OSError) and e.errno in (_errno.EPERM, _errno.EACCES):
-                e = UnsupportedError(
-                    f"creating a network namespace was refused ({os.strerror(e.errno)}): "
-                    "NetnsPool needs CAP_SYS_ADMIN (run as root, or inside your own user namespace)")
-            with self._cond:
-                self._error = e
-                self._cond.notify_all()
-        finally:
-            if home >= 0:
-                os.close(home)
-            with self._cond:
-                leftovers, self._discarded = self._discarded, []
-            for fd in leftovers:
-                os.close(fd)
+    def _dispose(self, fd: int) -> None:
+        os.close(fd)
 
-    def close(self) -> None:
-        """Stop the thread and close every namespace fd the pool holds.  Idempotent.
-
-        Namespaces already taken stay usable until their own ``close()``.
-        """
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-        thread = getattr(self, "_thread", None)
-        if thread is not None and thread is not threading.current_thread():
-            thread.join()
-        with self._cond:
-            fds = list(self._ready) + self._discarded
-            self._ready.clear()
-            self._discarded = []
-        for fd in fds:
-            os.close(fd)
+    def _thread_error(self, e: BaseException) -> BaseException:
+        if isinstance(e, OSError) and e.errno in (_errno.EPERM, _errno.EACCES):
+            return UnsupportedError(
+                f"creating a network namespace was refused ({os.strerror(e.errno)}): "
+                "NetnsPool needs CAP_SYS_ADMIN (run as root, or inside your own user namespace)")
+        return e
 
     def __enter__(self) -> NetnsPool:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else f"ready={len(self._ready)}"
-        return f"<isolate.NetnsPool size={self._size} {state}>"
-
-    def __del__(self) -> None:
-        if not getattr(self, "_closed", True):
-            warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self)
-            self.close()
