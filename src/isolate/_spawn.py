@@ -41,11 +41,12 @@ def _spawn_error(rc: int, child: object) -> errors.SpawnError:
 
 #: The child program, built with the package (csrc/build_child.py).
 CHILD_PROGRAM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_isolate_child")
+_CHILD_PROGRAM_B = os.fsencode(CHILD_PROGRAM)
 
 
 def _load_child() -> None:
     """Load the child program into its sealed memfd (once; again if its fd was closed)."""
-    rc = lib.iso_helper_load(os.fsencode(CHILD_PROGRAM))
+    rc = lib.iso_helper_load(_CHILD_PROGRAM_B)
     if rc == 0:
         return
     err = -rc

@@ -30,7 +30,7 @@ import time
 import warnings
 from collections.abc import Mapping
 
-from . import _plans
+from . import _cache, _plans
 from . import _validate as V
 from ._io import DEVNULL, PIPE, STDOUT, Communication, StdioSetup, collect, stdio_for
 from ._ops import Console
@@ -270,16 +270,63 @@ def spawn(
     a failure on the parent side raises ``SpawnError``.  Nothing is left
     behind either way.
     """
-    spec = ProcessSpec(args=argv, executable=executable, env=env, cwd=cwd, user=user, group=group,
-                       groups=groups, capabilities=capabilities, capability_sets=capability_sets,
-                       no_new_privs=no_new_privs, seccomp=seccomp, rlimits=rlimits, umask=umask,
-                       die_with_parent=die_with_parent, new_session=new_session,
-                       process_group=process_group, tty=tty, close_fds=close_fds)
+    # Every argument but the per-spawn ones (stdio, fds, joined namespaces' objects, cgroup,
+    # ops, gate) makes the ProcessSpec and the Isolation; equal arguments give equal ones,
+    # so a service spawning one shape over and over checks its arguments once.
+    values = locals()
     types, fds = join_refs(join) if join else ((), ())
-    iso = isolation(namespaces=namespaces, join=types, uid_map=uid_map, gid_map=gid_map,
-                    hostname=hostname, domainname=domainname, loopback=loopback, timings=timings)
+    key = _spec_key(values, types)
+    made = _cache.get(key) if key is not None else None
+    if made is None:
+        spec = ProcessSpec(args=argv, executable=executable, env=env, cwd=cwd, user=user, group=group,
+                           groups=groups, capabilities=capabilities, capability_sets=capability_sets,
+                           no_new_privs=no_new_privs, seccomp=seccomp, rlimits=rlimits, umask=umask,
+                           die_with_parent=die_with_parent, new_session=new_session,
+                           process_group=process_group, tty=tty, close_fds=close_fds)
+        iso = isolation(namespaces=namespaces, join=types, uid_map=uid_map, gid_map=gid_map,
+                        hostname=hostname, domainname=domainname, loopback=loopback, timings=timings)
+        if key is not None:
+            _cache.put(key, (spec, iso))
+    else:
+        spec, iso = made
     return launch(spec, iso, stdin=stdin, stdout=stdout, stderr=stderr, pass_fds=pass_fds,
                   join_fds=fds, cgroup=cgroup, extra=ops if ops else _NO_OPS, exec_gate=exec_gate)
+
+
+#: spawn()'s arguments that are not part of its ProcessSpec and Isolation.
+_PER_SPAWN = frozenset({"stdin", "stdout", "stderr", "pass_fds", "join", "cgroup", "ops", "exec_gate"})
+_SCALARS = frozenset({str, bytes, int, bool, float, type(None)})
+
+
+def _frozen(value: object) -> object:
+    """``value`` as a hashable key that tells apart what the checks tell apart (1, 1.0 and
+    True; a list and a string); raises TypeError for what it cannot freeze."""
+    t = type(value)
+    if t in _SCALARS:
+        return t, value
+    if t is list or t is tuple:
+        return t, tuple(_frozen(v) for v in value)  # type: ignore[attr-defined]
+    if t is dict:
+        return t, tuple((_frozen(k), _frozen(v)) for k, v in value.items())  # type: ignore[attr-defined]
+    if t is set or t is frozenset:
+        return t, frozenset(_frozen(v) for v in value)  # type: ignore[attr-defined]
+    hash(value)   # a frozen record (IdMap, SeccompProfile): compared by value
+    return t, value
+
+
+def _spec_key(values: Mapping[str, object], types: tuple[str, ...]) -> tuple[object, ...] | None:
+    """The cache key of a spawn's ProcessSpec and Isolation, from all of ``spawn``'s arguments
+    (a new argument is in it unless named in ``_PER_SPAWN``); None if one cannot be frozen."""
+    key: list[object] = ["spawn spec", types]
+    scalars, per_spawn, add = _SCALARS, _PER_SPAWN, key.append
+    try:
+        for k, v in values.items():
+            if k not in per_spawn:
+                t = type(v)
+                add((t, v) if t in scalars else _frozen(v))
+    except TypeError:
+        return None
+    return tuple(key)
 
 
 _ISOLATION = ("loopback", "timings", "hostname", "domainname", "uid_map", "gid_map")
