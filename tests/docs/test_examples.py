@@ -22,6 +22,7 @@ mount, fd, child process or test cgroup may outlive it.
 from __future__ import annotations
 
 import json
+import linecache
 import os
 import re
 import subprocess
@@ -154,6 +155,15 @@ def run_console(block: Block, cwd: Path) -> None:
             f"{block.where()}: `{cmd}` printed\n{out}\ninstead of\n" + "\n".join(expected))
 
 
+def run_python(block: Block, namespace: dict[str, object]) -> None:
+    # Padded to the block's place in the page, and registered with linecache, so that a
+    # traceback names the page's own line.
+    name = str(block.path.relative_to(ROOT))
+    source = "\n" * block.line + block.code
+    linecache.cache[name] = (len(source), None, source.splitlines(True), name)
+    exec(compile(source, name, "exec"), namespace)
+
+
 def run_sh(block: Block, cwd: Path) -> None:
     r = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", block.code], cwd=cwd, env=shell_env(),
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -218,7 +228,7 @@ def test_page_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.Monke
             continue
         ran += 1
         if lang == "python":
-            exec(compile(block.code, block.where(), "exec"), namespace)
+            run_python(block, namespace)
         elif lang == "console":
             run_console(block, tmp_path)
         elif lang in ("sh", "bash"):
