@@ -218,6 +218,21 @@ def test_page_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.Monke
     namespace: dict[str, object] = {"__name__": "__readme__"}
     data: list[object] = []
     ran = 0
+    try:
+        ran = run_page(page, tmp_path, namespace, data)
+    finally:
+        # What the plan cache keeps for the life of the process (a shared root's tmpfs, an
+        # fd) is no example's leak: dropped before no_leaks looks, as conftest does per test.
+        from isolate import _cache
+
+        _cache.clear()
+    check_runtime_class(data, str(page.relative_to(ROOT)))
+    assert ran, f"{page.relative_to(ROOT)}: no example runs"
+
+
+def run_page(page: Path, tmp_path: Path, namespace: dict[str, object], data: list[object]) -> int:
+    """Run a page's blocks in order; returns how many ran."""
+    ran = 0
     for block in blocks(page):
         lang = block.lang
         assert lang, f"{block.where()}: a code block without a language"
@@ -235,8 +250,7 @@ def test_page_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.Monke
             run_sh(block, tmp_path)
         else:
             data += parse_data(block)
-    check_runtime_class(data, str(page.relative_to(ROOT)))
-    assert ran, f"{page.relative_to(ROOT)}: no example runs"
+    return ran
 
 
 def test_not_run_marks_are_explained_and_few() -> None:
