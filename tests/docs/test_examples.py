@@ -227,7 +227,7 @@ def test_page_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.Monke
 
         _cache.clear()
     check_runtime_class(data, str(page.relative_to(ROOT)))
-    assert ran, f"{page.relative_to(ROOT)}: no example runs"
+    assert ran or page.name == "index.md", f"{page.relative_to(ROOT)}: no example runs"
 
 
 def run_page(page: Path, tmp_path: Path, namespace: dict[str, object], data: list[object]) -> int:
@@ -269,7 +269,7 @@ def test_guides_index_lists_every_guide() -> None:
     for page in guides.glob("*.md"):
         if page.name != "index.md":
             assert re.search(rf"^{re.escape(page.stem)}\s*$", index, re.M), f"index.md does not list {page.name}"
-            text = page.read_text()
+            text = re.sub(r"^```.*?^```", "", page.read_text(), flags=re.M | re.S)
             assert text.startswith("# ") and len(re.findall(r"^# ", text, re.M)) == 1, (
                 f"{page.name}: one '# ' title, first")
 
