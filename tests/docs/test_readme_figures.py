@@ -35,26 +35,17 @@ def figures(text: str) -> list[tuple[str, str]]:
     return [(m.group(1), m.group(2)) for m in FIGURE.finditer(text)]
 
 
-def numbers(text: str) -> tuple[list[float], list[float]]:
-    """(ratios, other numbers) of a results file."""
-    ratios, plain = [], []
-    for m in NUMBER.finditer(text):
-        (ratios if m.group(2) else plain).append(float(m.group(1)))
-    return ratios, plain
-
-
 def found(figure: str, unit: str, files: list[str]) -> bool:
-    places = len(figure.split(".")[1]) if "." in figure else 0
-    value = float(figure)
+    """Whether one of ``files`` has ``figure`` as it is written (a µs figure may be in ms)."""
+    forms = [figure]
+    if unit in ("µs", "us"):
+        forms.append(f"{float(figure) / 1000:.3f}")
+    # The same digits, not part of a longer number; a time is not a ratio (not followed by ×).
+    after = r"(?![\d])" if unit in ("×", "x") else r"(?![\d])(?!\s*×)"
     for name in files:
-        ratios, plain = numbers((ROOT / BENCH / name).read_text())
-        pool = ratios + plain if unit in ("×", "x") else plain
-        scales = (1.0, 0.001) if unit in ("µs", "us") else (1.0,)
-        for scale in scales:
-            want = value * scale
-            p = places + (3 if scale != 1.0 else 0)
-            if any(round(n, p) == round(want, p) for n in pool):
-                return True
+        text = (ROOT / BENCH / name).read_text()
+        if any(re.search(r"(?<![\d.])" + re.escape(f) + after, text) for f in forms):
+            return True
     return False
 
 
@@ -85,5 +76,8 @@ def test_benchmark_figures_are_in_the_results() -> None:
 
 def test_a_figure_not_in_the_results_is_caught() -> None:
     assert found("0.66", "×", ["results.md"])
+    assert found("20.549", "ms", ["results.md"])
     assert not found("0.6612", "×", ["results.md"])
+    assert not found("20.55", "ms", ["results.md"])     # not as the file writes it
+    assert not found("30.80", "ms", ["results.md"])     # a ratio there, not a time
     assert not found("123.4", "ms", ["results.md"])
