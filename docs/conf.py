@@ -220,9 +220,17 @@ class _Factory:
         return f"{getattr(self.factory, '__name__', 'factory')}()"
 
 
-def record_signature(app, what, name, obj, options, signature, return_annotation):
-    if what in ("class", "exception") and isinstance(obj, type) and _fields(obj):
+def class_signature(app, what, name, obj, options, signature, return_annotation):
+    if what not in ("class", "exception") or not isinstance(obj, type):
+        return None
+    if _fields(obj):
         return _record_signature(obj), None
+    try:
+        params = inspect.signature(obj).parameters
+    except (TypeError, ValueError):
+        return None
+    if params and all(p.startswith("_") for p in params):
+        return "", None         # no public constructor (Cgroup: use Cgroup.create)
     return None
 
 
@@ -355,7 +363,7 @@ def without_missing_guides(app, docname, source):
 
 
 def setup(app):
-    app.connect("autodoc-process-signature", record_signature)
+    app.connect("autodoc-process-signature", class_signature)
     app.connect("source-read", without_missing_guides)
     app.connect("doctree-read", drop_record_fields)
     app.connect("env-check-consistency", check_all_documented)
