@@ -345,8 +345,11 @@ ETC_COPY_MAX = 48 << 10
 #: installation.  Each can be changed: ``RootFS.host(tmp_size=, home_size=)``,
 #: ``tmpfs(size=)``, ``mount_options("/dev/shm", size=)``, ``overlay(size=)``.
 SHM_SIZE = "64m"
+#: The default size of a host root's /tmp (see ``SHM_SIZE``).
 TMP_SIZE = "512m"
+#: The default size of the tmpfs on a container's home directory (see ``SHM_SIZE``).
 HOME_SIZE = "256m"
+#: The default size of an overlay's upper layer (see ``SHM_SIZE``).
 OVERLAY_SIZE = "1g"
 
 _NOSUID_NODEV = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV

@@ -35,6 +35,7 @@ __all__ = [
     "IdentityError",
     "ExecError",
     "CgroupError",
+    "CgroupJoinError",
     "ProtocolError",
 ]
 

@@ -263,9 +263,13 @@ class Namespace:
     __slots__ = ("_fd", "type", "inode", "device", "path", "_binding", "_holder", "_lock",
                  "__weakref__")
 
+    #: The namespace's name in /proc/<pid>/ns (``"net"``, ``"mnt"``, ...).
     type: str
+    #: The namespace's inode number: with ``device``, its identity.
     inode: int
+    #: The device number of the nsfs file.
     device: int
+    #: The file it was opened from or bound to (None: opened from an fd).
     path: str | None
     _fd: int
     _binding: _Binding | None

@@ -72,9 +72,13 @@ class NamespaceLike(Protocol):
     """What ``join=`` accepts: an open namespace (``isolate.Namespace``, ``PooledNetns``)."""
 
     @property
-    def type(self) -> str: ...
+    def type(self) -> str:
+        """The namespace's name in /proc/<pid>/ns (``"net"``, ``"mnt"``, ...)."""
+        ...
 
-    def fileno(self) -> int: ...
+    def fileno(self) -> int:
+        """The open nsfs file descriptor (``setns`` is called on it)."""
+        ...
 
 
 class CgroupTarget(Protocol):

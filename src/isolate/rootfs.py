@@ -49,6 +49,7 @@ __all__ = ["RootFS", "Changes", "OCI_MASKED_PATHS", "OCI_READONLY_PATHS", "HOST_
 
 StrPath: TypeAlias = "str | os.PathLike[str]"
 
+#: The default size of an overlay's upper layer (``config.OVERLAY_SIZE``).
 OVERLAY_SIZE = "1g"
 
 #: The mounts a RootFS makes itself, as ``RootFS.mount_options()`` names them.

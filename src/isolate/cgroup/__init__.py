@@ -110,14 +110,37 @@ class CgroupDriver(Protocol):
     hierarchy has.  ``controllers`` are v1 names.
     """
 
-    def apply(self, limits: Limits, controllers: set[str]) -> None: ...
-    def attach(self, pid: int) -> None: ...
-    def procs(self) -> list[int]: ...
-    def stats(self, out: dict[str, object]) -> None: ...
-    def freeze(self, timeout: float = ...) -> None: ...
-    def thaw(self) -> None: ...
-    def kill(self, timeout: float = ...) -> None: ...
-    def remove(self) -> None: ...
+    def apply(self, limits: Limits, controllers: set[str]) -> None:
+        """Write the limits whose controller (v1 name) is in ``controllers``."""
+        ...
+
+    def attach(self, pid: int) -> None:
+        """Move process ``pid`` into the group."""
+        ...
+
+    def procs(self) -> list[int]:
+        """The pids of the processes in the group."""
+        ...
+
+    def stats(self, out: dict[str, object]) -> None:
+        """Fill ``out`` (``CgroupStats`` field names) with what the group reports."""
+        ...
+
+    def freeze(self, timeout: float = ...) -> None:
+        """Freeze every process and wait until the kernel reports them frozen."""
+        ...
+
+    def thaw(self) -> None:
+        """Let the processes run again."""
+        ...
+
+    def kill(self, timeout: float = ...) -> None:
+        """SIGKILL everything inside and wait until nothing is left running."""
+        ...
+
+    def remove(self) -> None:
+        """Kill what is inside, close every fd, remove the group and the parents it made."""
+        ...
 
 
 _STATS_FIELDS = frozenset(f.name for f in fields(CgroupStats))
@@ -194,9 +217,13 @@ class Cgroup:
     __slots__ = ("name", "layout", "limits", "controllers", "_v1", "_v2", "_closed",
                  "_v1_ctl", "_v2_ctl", "_pool", "_rec", "__weakref__")
 
+    #: The group's name under its parent.
     name: str
+    #: The host's cgroup hierarchies the group was made in (``detect()``).
     layout: Layout
+    #: The limits written when the group was made (None: none).
     limits: Limits | None
+    #: The controllers the group has (v1 names).
     controllers: frozenset[str]
     _v1_ctl: set[str]
     _v2_ctl: set[str]

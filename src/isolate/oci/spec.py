@@ -96,11 +96,14 @@ SPEC_VERSION = "1.2.0"
 #: OCI namespace type -> isolate's name for it.
 NAMESPACE_TYPES = {"pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc", "uts": "uts",
                    "user": "user", "cgroup": "cgroup", "time": "time"}
+#: The ``process.rlimits`` types the spec names.
 RLIMIT_TYPES = frozenset(f"RLIMIT_{n}" for n in (
     "AS", "CORE", "CPU", "DATA", "FSIZE", "LOCKS", "MEMLOCK", "MSGQUEUE", "NICE", "NOFILE", "NPROC",
     "RSS", "RTPRIO", "RTTIME", "SIGPENDING", "STACK"))
+#: The seccomp actions the spec names (``linux.seccomp``).
 SECCOMP_ACTIONS = frozenset(f"SCMP_ACT_{n}" for n in (
     "KILL", "KILL_PROCESS", "KILL_THREAD", "TRAP", "ERRNO", "TRACE", "ALLOW", "LOG", "NOTIFY"))
+#: The seccomp argument comparisons the spec names.
 SECCOMP_OPERATORS = frozenset(f"SCMP_CMP_{n}" for n in ("NE", "LT", "LE", "EQ", "GE", "GT", "MASKED_EQ"))
 SECCOMP_ARCHS = frozenset(f"SCMP_ARCH_{n}" for n in (
     "X86", "X86_64", "X32", "ARM", "AARCH64", "MIPS", "MIPS64", "MIPS64N32", "MIPSEL", "MIPSEL64",
