@@ -37,8 +37,8 @@ examples (a container's life, from a bundle made of busybox):
   $ isolate-oci delete --force mybox
 
 'isolate-oci COMMAND --help' shows each command's options and examples.
-containerd (runtime_type io.containerd.runc.v2, BinaryName) and podman
-(--runtime) run it as they run runc.
+containerd's runc shim (io.containerd.runc.v2) runs it when the shim's
+BinaryName option is its path; podman, when --runtime is.
 """
 
 _UNSUPPORTED = """\
