@@ -10,6 +10,8 @@ import argparse
 import importlib
 import sys
 
+from isolate.cli._help import HelpFormatter
+
 # subcommand -> module in isolate.cli
 COMMANDS = {
     "gc": "gc",
@@ -17,12 +19,23 @@ COMMANDS = {
     "run": "run",
 }
 
+EPILOG = """\
+examples:
+  $ isolate probe
+  $ isolate run -- echo hello
+  $ isolate run --memory 256m --pids 64 -- sh -c 'echo pid $$ in $(hostname)'
+  $ isolate gc --dry-run
+
+'isolate COMMAND --help' shows each command's options and more examples.
+"""
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand registered."""
     from isolate import __version__
 
-    parser = argparse.ArgumentParser(prog="isolate", description="Run programs isolated.")
+    parser = argparse.ArgumentParser(prog="isolate", description="Run programs isolated.",
+                                     epilog=EPILOG, formatter_class=HelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True

@@ -7,6 +7,16 @@ import sys
 import warnings
 from typing import Any
 
+from ._help import HelpFormatter
+
+EPILOG = """\
+examples:
+  # what would be removed, removing nothing:
+  $ isolate gc --dry-run
+  # remove it (safe at any time: what a live process owns is never touched):
+  $ isolate gc
+"""
+
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``gc`` with the ``isolate`` command's subparsers."""
@@ -18,7 +28,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                     "overlay work directories and namespace bind mounts.  Only things with an "
                     "owner record whose owner is gone; a running process's things, and "
                     "anything handed over with detach(), are never touched.  Prints one line "
-                    "per thing removed; exits 0.")
+                    "per thing removed; exits 0.",
+        epilog=EPILOG, formatter_class=HelpFormatter)
     p.add_argument("--dry-run", action="store_true",
                    help="remove nothing; print what would be removed")
     return p

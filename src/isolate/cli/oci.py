@@ -112,8 +112,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """
     import argparse
 
+    from .oci_help import EPILOG, VERB_EPILOGS, HelpFormatter
+
     parser_class = _parser_class()
-    p = parser_class(prog=PROG, description="An OCI runtime built on isolate (runc-compatible arguments).")
+    p = parser_class(prog=PROG, description="An OCI runtime built on isolate (runc-compatible arguments).",
+                     epilog=EPILOG, formatter_class=HelpFormatter)
     p.add_argument("--root", default=DEFAULT_ROOT, help="directory for container state (default %(default)s)")
     p.add_argument("--log", help="write errors and debug messages to this file (default stderr)")
     p.add_argument("--log-format", default="text", choices=("text", "json"), help="log format")
@@ -128,7 +131,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     for verb, (help_, positionals, flags) in VERBS.items():
         if only is not None and verb != only:
             continue
-        sp = sub.add_parser(verb, help=help_, description=help_)
+        sp = sub.add_parser(verb, help=help_, description=help_, epilog=VERB_EPILOGS[verb],
+                            formatter_class=HelpFormatter)
         for names, kind in flags:
             dest = _dest(names)
             if kind == "bool":

@@ -7,6 +7,14 @@ import json
 import sys
 from typing import Any
 
+from ._help import HelpFormatter
+
+EPILOG = """\
+examples:
+  $ isolate probe
+  $ isolate probe --json
+"""
+
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``probe`` with the ``isolate`` command's subparsers."""
@@ -15,7 +23,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Probe the kernel and host: each namespace type (really tried), user "
                     "namespace limits, clone3, CLONE_INTO_CGROUP, the cgroup layout, the new "
                     "mount API, idmapped mounts, pidfd, close_range, seccomp, newuidmap and "
-                    "/etc/subuid.  Missing features come with how to enable them.")
+                    "/etc/subuid.  Missing features come with how to enable them.",
+        epilog=EPILOG, formatter_class=HelpFormatter)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return p
 

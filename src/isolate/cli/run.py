@@ -21,6 +21,8 @@ import signal
 import sys
 from typing import Any
 
+from ._help import HelpFormatter
+
 __all__ = ["add_parser", "main", "parse_size", "parse_bind", "container_from_args"]
 
 _SIZE = re.compile(r"^(\d+)([kmgt]?)b?$", re.IGNORECASE)
@@ -55,12 +57,28 @@ def parse_bind(text: str) -> tuple[str, str, bool]:
     return parts[0], parts[1], readonly
 
 
+EPILOG = """\
+examples:
+  $ isolate run -- echo hello
+  # 256 MiB of memory, 64 processes, half a CPU, killed after 10 seconds
+  $ isolate run --memory 256m --pids 64 --cpus 0.5 --timeout 10 -- nproc
+  # the current directory, read-only, as /work
+  $ isolate run --bind "$PWD:/work:ro" --cwd /work -- ls -l
+  # a writable layer over the root, thrown away at the end
+  $ isolate run --overlay -- sh -c 'echo x > /usr/new && cat /usr/new'
+  # as the sandbox's user nobody, with an environment variable
+  $ isolate run --user nobody --env GREETING=hi -- sh -c 'echo $GREETING $(id -u)'
+  # the result (exit status, time, memory) as JSON on stderr
+  $ isolate run --json -- true
+"""
+
+
 def add_parser(sub: Any) -> None:
     """Register ``run`` on the ``isolate`` parser."""
     p = sub.add_parser(
         "run", help="run a command in the default sandbox",
         description="Run CMD in a sandbox built from the host's /usr (or --rootfs DIR).",
-        usage="isolate run [options] -- CMD [ARG ...]")
+        usage="isolate run [options] -- CMD [ARG ...]", epilog=EPILOG, formatter_class=HelpFormatter)
     p.add_argument("--memory", metavar="SIZE", help="memory limit, e.g. 512m")
     p.add_argument("--cpus", type=float, metavar="N", help="CPU bandwidth, e.g. 0.5")
     p.add_argument("--pids", type=int, metavar="N", help="maximum number of processes")
