@@ -88,10 +88,16 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 # --- leak checks -----------------------------------------------------------
 
 
-#: Where a test of this suite makes mounts in the host's namespace: temporary
-#: directories (pytest's, tempfile's) and places named after isolate.
-#: Another program's mounts elsewhere on the machine are not this run's to check.
-_OURS = ("/tmp/", "/var/tmp/", "/run/isolate", "/run/netns/isolate", "isolate")
+#: Where a test of this suite makes mounts in the host's namespace: this run's
+#: pytest temporary directory (added by ``_our_basetemp``) and places named after
+#: isolate.  Another program's mounts elsewhere on the machine (another test run's
+#: temporary directories, say) are not this run's to check.
+_OURS: list[str] = ["/run/isolate", "/run/netns/isolate", "isolate"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _our_basetemp(tmp_path_factory: pytest.TempPathFactory) -> None:
+    _OURS.append(str(tmp_path_factory.getbasetemp()) + "/")
 
 
 def _mounts() -> list[str]:
