@@ -502,7 +502,7 @@ def _mask_nodes(config: dict[str, Any], host: Path) -> None:
     config["linux"]["readonlyPaths"] += ["/ro-blk", "/ro-chr", "/ro-fifo"]
 
 
-def test_masked_and_readonly_device_nodes_and_symlinks(sides: tuple[Side, Side]) -> None:
+def test_masked_and_readonly_device_nodes(sides: tuple[Side, Side]) -> None:
     check(Case("nodes", f"{NODES}; {MOUNTS}", _mask_nodes, populate=_nodes,
                mounts=("/hide-blk", "/hide-chr", "/hide-fifo", "/ro-blk", "/ro-chr", "/ro-fifo"),
                want=("/hide-blk character special file 1:3", "/ro-chr character special file 1:7")), sides)
