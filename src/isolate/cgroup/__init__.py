@@ -21,7 +21,7 @@ import warnings
 
 from .. import _cache, _owner
 from .._record import dataclass, fields
-from ..errors import CgroupError, ConfigError
+from ..errors import CgroupError, ConfigError, UnsupportedError
 from ._files import forget_parents
 from .layout import Hierarchy, Layout, check_name, detect, split_parent
 from .limits import (
@@ -31,6 +31,7 @@ from .limits import (
     IoThrottle,
     Limits,
     controllers_for,
+    host_refusals,
     shares_to_weight,
     weight_to_shares,
 )
@@ -69,7 +70,7 @@ __all__ = [
 #: joined lazily by ``freeze()``/``kill()``.
 DEFAULT_CONTROLLERS = frozenset({"memory", "pids", "cpu", "cpuacct"})
 KNOWN_CONTROLLERS = frozenset({"memory", "pids", "cpu", "cpuacct", "cpuset", "blkio", "io",
-                               "devices", "freezer", "hugetlb", "unified"})
+                               "devices", "freezer", "hugetlb", "net_cls", "net_prio", "unified"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +165,8 @@ def _resolve(lay: Layout, controllers: frozenset[str] | None, needed: frozenset[
         wanted = set(DEFAULT_CONTROLLERS)
     else:
         wanted = set(controllers)
-        bad = wanted - KNOWN_CONTROLLERS
+        # "name=X": a named v1 hierarchy (no controller), such as systemd's.
+        bad = {c for c in wanted - KNOWN_CONTROLLERS if not c.startswith("name=")}
         if bad:
             raise ConfigError(f"Cgroup controllers: unknown {sorted(bad)!r} "
                               f"(known: {', '.join(sorted(KNOWN_CONTROLLERS))})")
@@ -300,6 +302,10 @@ class Cgroup:
         lay = layout if layout is not None else _layout()
         rel_parent = None if parent is None else split_parent(parent, lay)
         needed = frozenset(controllers_for(limits))
+        if not _adopt:
+            refused = host_refusals(limits, lay)
+            if refused:
+                raise UnsupportedError("Limits." + "; Limits.".join(f"{f}: {why}" for f, why in refused))
         if controllers is None:
             wanted_key: frozenset[str] | None = None
         else:
@@ -401,9 +407,15 @@ class Cgroup:
         if missing:
             raise ConfigError(f"Cgroup {self.name!r} did not join {', '.join(sorted(missing))}: "
                               "name them in Cgroup.create(controllers=...) or limits=")
+        refused = host_refusals(limits, self.layout)
+        if refused:
+            raise UnsupportedError("Limits." + "; Limits.".join(f"{f}: {why}" for f, why in refused))
         self._write_limits(limits)
 
     def _write_limits(self, limits: Limits) -> None:
+        if limits.unified and self._v2 is None:
+            raise UnsupportedError("Limits.unified: the group has no cgroup v2 directory "
+                                   "(name 'unified' in Cgroup.create(controllers=...))")
         if self._v1 is not None:
             self._v1.apply(limits, self._v1_ctl)
         if self._v2 is not None:
