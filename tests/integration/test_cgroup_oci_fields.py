@@ -60,12 +60,12 @@ def test_v1_refusals_make_nothing(cgroup_parent: str) -> None:
 @pytest.mark.cgroupv2
 def test_v2_files(cgroup_parent: str) -> None:
     limits = Limits(cpu_shares=512, memory_low=64 << 20, cpu_burst_us=1000,
-                    unified=(("memory.high", "100000000"), ("pids.max", "10")))
+                    unified=(("memory.high", "104857600"), ("pids.max", "10")))
     with Cgroup.create("fields", parent=cgroup_parent, limits=limits) as cg:
         assert _read(cg, "cpu", "cpu.weight") == "20"           # runc's and crun's conversion of 512
         assert _read(cg, "memory", "memory.low") == str(64 << 20)
         assert _read(cg, "cpu", "cpu.max.burst") == "1000"
-        assert _read(cg, "memory", "memory.high") == "100000000"
+        assert _read(cg, "memory", "memory.high") == "104857600"
         assert _read(cg, "pids", "pids.max") == "10"
     with Cgroup.create("idle", parent=cgroup_parent, limits=Limits(cpu_idle=True)) as cg:
         assert _read(cg, "cpu", "cpu.idle") == "1"

@@ -459,9 +459,11 @@ class Cgroup:
     def freeze(self) -> None:
         """Stop every process in the group; returns once the kernel reports them frozen."""
         self._check_open()
-        if self._v2 is not None:
+        if self._v2 is not None and not self._v1_freezer():
             self._v2.freeze()
         else:
+            # A group in the v1 freezer hierarchy uses it, on a hybrid host too (as runc
+            # does): tools reading freezer.state see the group frozen.
             assert self._v1 is not None
             self._v1.freeze()
 
@@ -470,8 +472,12 @@ class Cgroup:
         self._check_open()
         if self._v2 is not None:
             self._v2.thaw()
-        elif self._v1 is not None:
+        if self._v1 is not None:
             self._v1.thaw()
+
+    def _v1_freezer(self) -> bool:
+        """Whether the group is in a v1 freezer hierarchy."""
+        return self._v1 is not None and "freezer" in self._v1.by_ctl
 
     def kill(self) -> None:
         """SIGKILL every process in the group and wait until none is left running.
@@ -480,9 +486,11 @@ class Cgroup:
         fork bomb cannot outrun it.  Zombies stay until their parent reaps them.
         """
         self._check_open()
-        if self._v2 is not None:
+        if self._v2 is not None and not self._v1_freezer():
             self._v2.kill()
         else:
+            # In a v1 freezer (a hybrid host's OCI container): a task frozen there
+            # acts on SIGKILL only once thawed, which v1's loop does.
             assert self._v1 is not None
             self._v1.kill()
 
