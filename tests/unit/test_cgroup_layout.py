@@ -32,7 +32,9 @@ CONTAINER_V2 = "29 25 0:26 /docker/abc /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n"
 def test_hybrid() -> None:
     lay = build_layout(HYBRID_MOUNTS, HYBRID_PROC, read_controllers=False)
     assert lay.kind == "hybrid"
-    assert set(lay.v1) == {"cpu", "cpuacct", "memory", "pids"}
+    # systemd's named hierarchy by its name: runc puts containers in it too.
+    assert set(lay.v1) == {"cpu", "cpuacct", "memory", "pids", "name=systemd"}
+    assert lay.v1["name=systemd"].mount == "/sys/fs/cgroup/systemd"
     assert lay.v1["memory"].own == "/user/job"
     assert lay.v1["memory"].fs_path("/user/job") == "/sys/fs/cgroup/memory/user/job"
     assert lay.v2 is not None and lay.v2.mount == "/sys/fs/cgroup/unified"

@@ -79,7 +79,8 @@ def test_podman_like_config(bundle: Path) -> None:
         lim = c.limits
         assert lim is not None
         assert lim.memory_max == 256 << 20 and lim.memory_memsw_max == 512 << 20
-        assert lim.cpu_weight == 39           # shares 1024, as runc and crun convert
+        # shares 1024 as given: v1 writes cpu.shares 1024, v2 converts it to cpu.weight 39.
+        assert lim.cpu_shares == 1024 and lim.cpu_weight is None
         assert (lim.cpu_quota_us, lim.cpu_period_us, lim.pids_max) == (50000, 100000, 100)
         assert lim.io_weight == 1 + (500 - 10) * 9999 // 990
         assert lim.io_throttle == (IoThrottle(device=(8, 0), read_bps=1 << 20, write_iops=100),)

@@ -21,7 +21,7 @@ import warnings
 
 from .. import _cache, _owner
 from .._record import dataclass, fields
-from ..errors import CgroupError, ConfigError
+from ..errors import CgroupError, ConfigError, UnsupportedError
 from ._files import forget_parents
 from .layout import Hierarchy, Layout, check_name, detect, split_parent
 from .limits import (
@@ -31,6 +31,7 @@ from .limits import (
     IoThrottle,
     Limits,
     controllers_for,
+    host_refusals,
     shares_to_weight,
     weight_to_shares,
 )
@@ -69,7 +70,7 @@ __all__ = [
 #: joined lazily by ``freeze()``/``kill()``.
 DEFAULT_CONTROLLERS = frozenset({"memory", "pids", "cpu", "cpuacct"})
 KNOWN_CONTROLLERS = frozenset({"memory", "pids", "cpu", "cpuacct", "cpuset", "blkio", "io",
-                               "devices", "freezer", "hugetlb", "unified"})
+                               "devices", "freezer", "hugetlb", "net_cls", "net_prio", "unified"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +165,8 @@ def _resolve(lay: Layout, controllers: frozenset[str] | None, needed: frozenset[
         wanted = set(DEFAULT_CONTROLLERS)
     else:
         wanted = set(controllers)
-        bad = wanted - KNOWN_CONTROLLERS
+        # "name=X": a named v1 hierarchy (no controller), such as systemd's.
+        bad = {c for c in wanted - KNOWN_CONTROLLERS if not c.startswith("name=")}
         if bad:
             raise ConfigError(f"Cgroup controllers: unknown {sorted(bad)!r} "
                               f"(known: {', '.join(sorted(KNOWN_CONTROLLERS))})")
@@ -300,6 +302,10 @@ class Cgroup:
         lay = layout if layout is not None else _layout()
         rel_parent = None if parent is None else split_parent(parent, lay)
         needed = frozenset(controllers_for(limits))
+        if not _adopt:
+            refused = host_refusals(limits, lay)
+            if refused:
+                raise UnsupportedError("Limits." + "; Limits.".join(f"{f}: {why}" for f, why in refused))
         if controllers is None:
             wanted_key: frozenset[str] | None = None
         else:
@@ -401,9 +407,15 @@ class Cgroup:
         if missing:
             raise ConfigError(f"Cgroup {self.name!r} did not join {', '.join(sorted(missing))}: "
                               "name them in Cgroup.create(controllers=...) or limits=")
+        refused = host_refusals(limits, self.layout)
+        if refused:
+            raise UnsupportedError("Limits." + "; Limits.".join(f"{f}: {why}" for f, why in refused))
         self._write_limits(limits)
 
     def _write_limits(self, limits: Limits) -> None:
+        if limits.unified and self._v2 is None:
+            raise UnsupportedError("Limits.unified: the group has no cgroup v2 directory "
+                                   "(name 'unified' in Cgroup.create(controllers=...))")
         if self._v1 is not None:
             self._v1.apply(limits, self._v1_ctl)
         if self._v2 is not None:
@@ -447,9 +459,11 @@ class Cgroup:
     def freeze(self) -> None:
         """Stop every process in the group; returns once the kernel reports them frozen."""
         self._check_open()
-        if self._v2 is not None:
+        if self._v2 is not None and not self._v1_freezer():
             self._v2.freeze()
         else:
+            # A group in the v1 freezer hierarchy uses it, on a hybrid host too (as runc
+            # does): tools reading freezer.state see the group frozen.
             assert self._v1 is not None
             self._v1.freeze()
 
@@ -458,8 +472,12 @@ class Cgroup:
         self._check_open()
         if self._v2 is not None:
             self._v2.thaw()
-        elif self._v1 is not None:
+        if self._v1 is not None:
             self._v1.thaw()
+
+    def _v1_freezer(self) -> bool:
+        """Whether the group is in a v1 freezer hierarchy."""
+        return self._v1 is not None and "freezer" in self._v1.by_ctl
 
     def kill(self) -> None:
         """SIGKILL every process in the group and wait until none is left running.
@@ -468,9 +486,11 @@ class Cgroup:
         fork bomb cannot outrun it.  Zombies stay until their parent reaps them.
         """
         self._check_open()
-        if self._v2 is not None:
+        if self._v2 is not None and not self._v1_freezer():
             self._v2.kill()
         else:
+            # In a v1 freezer (a hybrid host's OCI container): a task frozen there
+            # acts on SIGKILL only once thawed, which v1's loop does.
             assert self._v1 is not None
             self._v1.kill()
 

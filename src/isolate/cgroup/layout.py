@@ -20,7 +20,7 @@ _PID_NS_INIT_INO = 0xEFFFFFFC
 
 #: v1 controllers isolate knows how to drive.
 V1_CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids",
-                  "hugetlb")
+                  "hugetlb", "net_cls", "net_prio")
 #: v2 names for v1 controllers that were renamed.
 V2_NAME = {"blkio": "io"}
 #: v1 controllers whose job is done by every v2 cgroup without a controller:
@@ -61,7 +61,8 @@ class Layout:
     """The cgroup layout: ``kind`` is ``"v2"``, ``"hybrid"`` or ``"v1"``.
 
     ``v2`` is the cgroup2 hierarchy (pure v2, or ``/sys/fs/cgroup/unified`` on
-    hybrid hosts), ``v1`` maps each v1 controller to its hierarchy.
+    hybrid hosts), ``v1`` maps each v1 controller to its hierarchy (a named
+    hierarchy, such as systemd's, by ``"name=systemd"``).
     ``cgroupns`` is true inside a non-initial cgroup namespace, ``container``
     when this process looks nested in a container (non-initial pid namespace,
     or a cgroup mount that shows only a subtree).
@@ -125,7 +126,8 @@ def parse_mountinfo(text: str) -> list[tuple[int, str, str, frozenset[str]]]:
         if fstype == "cgroup2":
             out.append((2, _unescape(f[4]), _unescape(f[3]), frozenset()))
         elif fstype == "cgroup":
-            ctl = frozenset(o for o in opts if o in V1_CONTROLLERS)
+            # A named hierarchy (name=systemd) has no controller; it is known by its name.
+            ctl = frozenset(o for o in opts if o in V1_CONTROLLERS or o.startswith("name="))
             if ctl:
                 out.append((1, _unescape(f[4]), _unescape(f[3]), ctl))
     return out

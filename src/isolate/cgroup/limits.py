@@ -15,7 +15,11 @@ import stat
 from pathlib import Path
 
 from .._record import dataclass, field
-from ..errors import ConfigError
+from ..errors import ConfigError, UnsupportedError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .layout import Layout
 
 __all__ = [
     "Limits",
@@ -27,6 +31,7 @@ __all__ = [
     "shares_to_weight",
     "parse_cpulist",
     "controllers_for",
+    "host_refusals",
 ]
 
 #: Default ``cpu.cfs_period_us`` / ``cpu.max`` period when only ``cpus`` is given.
@@ -274,6 +279,43 @@ class HugetlbLimit:
         object.__setattr__(self, "name", _hugepage_name(size))
 
 
+def _check_bool(name: str, value: object, *, optional: bool) -> None:
+    if (value is None and optional) or isinstance(value, bool):
+        return
+    raise ConfigError(f"Limits.{name} must be a bool, got {value!r}")
+
+
+def _check_pairs(name: str, value: object, kind: type) -> None:
+    if not isinstance(value, tuple) or not all(
+            isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str) and isinstance(p[1], kind)
+            and not isinstance(p[1], bool) for p in value):
+        raise ConfigError(f"Limits.{name} must be a tuple of (str, {kind.__name__}) pairs, got {value!r}")
+    keys = [p[0] for p in value]
+    if len(set(keys)) != len(keys):
+        raise ConfigError(f"Limits.{name} names a key twice: {value!r}")
+
+
+#: v2 controller names (the prefix of a file name) to the v1 names Limits uses.
+_V1_NAME = {"io": "blkio"}
+
+
+def unified_controller(key: str) -> str | None:
+    """The controller (v1 name) of the v2 file ``key`` (``"memory.high"`` -> ``"memory"``);
+    None for the core ``cgroup.*`` files.  ``ConfigError`` for a name that is not a
+    cgroup file name (runc's rule: ``<controller>.<file>``, no ``/``)."""
+    if (not isinstance(key, str) or "/" in key or "\0" in key or key.count(".") < 1
+            or key.startswith(".") or key.endswith(".")):
+        raise ConfigError(f"Limits.unified: {key!r} is not a cgroup v2 file name like 'memory.high'")
+    ctl = key.split(".", 1)[0]
+    if ctl == "cgroup":
+        # Limits only: cgroup.procs, cgroup.kill... would act on processes, not set a limit.
+        if key not in ("cgroup.max.depth", "cgroup.max.descendants"):
+            raise ConfigError(f"Limits.unified: {key!r} is not a limit (of the core files only "
+                              "cgroup.max.depth and cgroup.max.descendants are)")
+        return None
+    return _V1_NAME.get(ctl, ctl)
+
+
 def _tuple_of(owner: str, name: str, value: object, kind: type) -> None:
     if value is None:
         return
@@ -301,6 +343,24 @@ class Limits:
     - ``io_throttle``: ``IoThrottle`` per device; ``devices``: ``DeviceRule``s
       applied after a deny-all (``DEFAULT_DEVICES`` is the OCI default list);
       ``hugetlb``: ``HugetlbLimit`` per page size.
+    - ``cpu_shares``: v1 ``cpu.shares`` (2-262144), written as given on v1 and
+      converted to ``cpu.weight`` on v2 (``shares_to_weight``, runc's and crun's
+      formula); give it or ``cpu_weight``, not both.
+    - ``cpu_idle``: ``cpu.idle`` (v2, and v1 where the kernel has the file);
+      ``cpu_burst_us``: ``cpu.max.burst`` / v1 ``cpu.cfs_burst_us``.
+    - ``cpu_rt_period_us``/``cpu_rt_runtime_us``: v1 ``cpu.rt_period_us`` /
+      ``cpu.rt_runtime_us`` (-1: unlimited); cgroup v2 has none.
+    - ``memory_low``: ``memory.low`` (v1: ``memory.soft_limit_in_bytes``, so
+      not together with ``memory_high`` there); ``memory_swappiness`` (0-100)
+      and ``memory_oom_kill_disable``: v1 ``memory.swappiness`` /
+      ``memory.oom_control``; cgroup v2 has neither.
+    - ``net_cls_classid``: v1 ``net_cls.classid``; ``net_prio_ifpriomap``:
+      (interface, priority) pairs for v1 ``net_prio.ifpriomap``; v2 has neither.
+    - ``unified``: (file, value) pairs written as given in the group's v2
+      directory after everything else (``"memory.high"``, ``"cpu.weight"``...).
+
+    What the host cannot apply (``host_refusals``) raises ``UnsupportedError``
+    from ``Cgroup.create`` before any directory is made.
     """
 
     memory_max: int | None = None
@@ -318,6 +378,17 @@ class Limits:
     io_throttle: tuple[IoThrottle, ...] = ()
     devices: tuple[DeviceRule, ...] | None = None
     hugetlb: tuple[HugetlbLimit, ...] = ()
+    cpu_shares: int | None = None
+    cpu_idle: bool | None = None
+    cpu_burst_us: int | None = None
+    cpu_rt_period_us: int | None = None
+    cpu_rt_runtime_us: int | None = None
+    memory_low: int | None = None
+    memory_swappiness: int | None = None
+    memory_oom_kill_disable: bool = False
+    net_cls_classid: int | None = None
+    net_prio_ifpriomap: tuple[tuple[str, int], ...] = ()
+    unified: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("memory_max", "memory_high", "memory_swap_max", "memory_memsw_max"):
@@ -345,6 +416,33 @@ class Limits:
         _check_int("Limits", "cpu_quota_us", self.cpu_quota_us, lo=1000)
         _check_int("Limits", "cpu_period_us", self.cpu_period_us, lo=1000, hi=1_000_000)
         _check_int("Limits", "cpu_weight", self.cpu_weight, lo=1, hi=10000)
+        # The kernel clamps cpu.shares into [2, 262144]; runc refuses values outside it.
+        _check_int("Limits", "cpu_shares", self.cpu_shares, lo=2, hi=262144)
+        if self.cpu_shares is not None and self.cpu_weight is not None:
+            raise ConfigError(f"Limits: give cpu_shares or cpu_weight, not both "
+                              f"(got {self.cpu_shares!r} and {self.cpu_weight!r})")
+        _check_bool("cpu_idle", self.cpu_idle, optional=True)
+        _check_bool("memory_oom_kill_disable", self.memory_oom_kill_disable, optional=False)
+        _check_int("Limits", "cpu_burst_us", self.cpu_burst_us)
+        _check_int("Limits", "cpu_rt_period_us", self.cpu_rt_period_us, lo=1, hi=(1 << 63) // 1000)
+        _check_int("Limits", "cpu_rt_runtime_us", self.cpu_rt_runtime_us, lo=-1, hi=(1 << 63) // 1000)
+        if (self.cpu_rt_runtime_us is not None and self.cpu_rt_period_us is not None
+                and self.cpu_rt_runtime_us > self.cpu_rt_period_us):
+            raise ConfigError(f"Limits.cpu_rt_runtime_us={self.cpu_rt_runtime_us!r} is above "
+                              f"cpu_rt_period_us={self.cpu_rt_period_us!r}")
+        _check_int("Limits", "memory_low", self.memory_low)
+        _check_int("Limits", "memory_swappiness", self.memory_swappiness, hi=100)
+        _check_int("Limits", "net_cls_classid", self.net_cls_classid, hi=(1 << 32) - 1)
+        _check_pairs("net_prio_ifpriomap", self.net_prio_ifpriomap, int)
+        for name, prio in self.net_prio_ifpriomap:
+            if not name or len(name) > 15 or any(c in name for c in "/ \t\n:"):
+                raise ConfigError(f"Limits.net_prio_ifpriomap: bad interface name {name!r}")
+            _check_int("Limits", "net_prio_ifpriomap", prio, hi=(1 << 32) - 1)
+        _check_pairs("unified", self.unified, str)
+        for key, value in self.unified:
+            unified_controller(key)
+            if "\n" in value:
+                raise ConfigError(f"Limits.unified[{key!r}]: one line only, got {value!r}")
         _check_int("Limits", "io_weight", self.io_weight, lo=1, hi=10000)
         # 0 would refuse the sandbox its first process.
         _check_int("Limits", "pids_max", self.pids_max, lo=1, hi=(1 << 22))
@@ -386,11 +484,21 @@ def controllers_for(limits: Limits | None) -> set[str]:
         return set()
     out: set[str] = set()
     if any(getattr(limits, n) is not None for n in
-           ("memory_max", "memory_high", "memory_swap_max", "memory_memsw_max")):
+           ("memory_max", "memory_high", "memory_swap_max", "memory_memsw_max", "memory_low",
+            "memory_swappiness")) or limits.memory_oom_kill_disable:
         out.add("memory")
-    if (limits.cpus is not None or limits.cpu_quota_us is not None or limits.cpu_weight is not None
-            or limits.cpu_period_us is not None):
+    if any(getattr(limits, n) is not None for n in
+           ("cpus", "cpu_quota_us", "cpu_weight", "cpu_period_us", "cpu_shares", "cpu_idle",
+            "cpu_burst_us", "cpu_rt_period_us", "cpu_rt_runtime_us")):
         out.add("cpu")
+    if limits.net_cls_classid is not None:
+        out.add("net_cls")
+    if limits.net_prio_ifpriomap:
+        out.add("net_prio")
+    for key, _ in limits.unified:
+        ctl = unified_controller(key)
+        if ctl is not None:
+            out.add(ctl)
     if limits.cpuset_cpus is not None or limits.cpuset_mems is not None:
         out.add("cpuset")
     if limits.pids_max is not None:
@@ -401,4 +509,57 @@ def controllers_for(limits: Limits | None) -> set[str]:
         out.add("devices")
     if limits.hugetlb:
         out.add("hugetlb")
+    return out
+
+
+def host_refusals(limits: Limits | None, layout: Layout) -> list[tuple[str, str]]:
+    """(field, why) for each field of ``limits`` that ``layout``'s hierarchies cannot apply.
+
+    The fields a cgroup version lacks (realtime CPU, swappiness, the OOM-killer
+    switch and the network controllers have no v2 file; ``unified`` needs a v2
+    directory), and v1 files this kernel does not have.  ``Cgroup.create``
+    raises on the first before making anything; the OCI runtime names the
+    config's field for each.
+    """
+    if limits is None:
+        return []
+    out: list[tuple[str, str]] = []
+
+    def where(ctl: str) -> str | None:
+        try:
+            return layout.where(ctl)
+        except UnsupportedError:
+            return None
+
+    cpu, mem = where("cpu"), where("memory")
+    for name, file in (("cpu_rt_period_us", "cpu.rt_period_us"), ("cpu_rt_runtime_us", "cpu.rt_runtime_us"),
+                       ("cpu_idle", "cpu.idle"), ("cpu_burst_us", "cpu.cfs_burst_us")):
+        if getattr(limits, name) is None or cpu is None:
+            continue
+        if cpu == "v2":
+            if name.startswith("cpu_rt"):
+                out.append((name, "cgroup v2 has no realtime CPU bandwidth (no cpu.rt_* files)"))
+        elif not os.path.exists(os.path.join(layout.v1["cpu"].mount, file)):
+            out.append((name, f"this kernel's cgroup v1 cpu controller has no {file}"))
+    if mem == "v2":
+        if limits.memory_swappiness is not None:
+            out.append(("memory_swappiness", "cgroup v2 has no per-cgroup swappiness"))
+        if limits.memory_oom_kill_disable:
+            out.append(("memory_oom_kill_disable", "cgroup v2 cannot disable the OOM killer (no oom_control)"))
+    elif mem == "v1" and limits.memory_low is not None and limits.memory_high is not None:
+        out.append(("memory_low", "on cgroup v1 memory_low and memory_high are both "
+                    "memory.soft_limit_in_bytes: give one"))
+    for name, ctl, file in (("net_cls_classid", "net_cls", "net_cls.classid"),
+                            ("net_prio_ifpriomap", "net_prio", "net_prio.ifpriomap")):
+        if getattr(limits, name) and where(ctl) != "v1":
+            out.append((name, f"no cgroup v1 {ctl} hierarchy is mounted (cgroup v2 has no {file})"))
+    if limits.unified:
+        if layout.v2 is None:
+            out.append(("unified", "no cgroup v2 hierarchy is mounted"))
+        else:
+            for key, _ in limits.unified:
+                owner = unified_controller(key)
+                if owner is not None and where(owner) != "v2":
+                    out.append(("unified", f"{key!r}: the {owner} controller is not in the cgroup v2 "
+                                f"hierarchy ({layout.v2.mount}/cgroup.controllers)"))
     return out

@@ -178,6 +178,18 @@ class V1Group:
                 d.write("cpu.cfs_period_us", limits.cpu_period_us, field_name="cpu_period_us")
             if limits.cpu_weight is not None:
                 d.write("cpu.shares", weight_to_shares(limits.cpu_weight), field_name="cpu_weight")
+            if limits.cpu_shares is not None:
+                # As given, as runc writes it: no round trip through a v2 weight.
+                d.write("cpu.shares", limits.cpu_shares, field_name="cpu_shares")
+            if limits.cpu_burst_us is not None:
+                d.write("cpu.cfs_burst_us", limits.cpu_burst_us, field_name="cpu_burst_us")
+            if limits.cpu_idle is not None:
+                d.write("cpu.idle", int(limits.cpu_idle), field_name="cpu_idle")
+            # The period first (runc's order): a runtime is checked against it.
+            if limits.cpu_rt_period_us is not None:
+                d.write("cpu.rt_period_us", limits.cpu_rt_period_us, field_name="cpu_rt_period_us")
+            if limits.cpu_rt_runtime_us is not None:
+                d.write("cpu.rt_runtime_us", limits.cpu_rt_runtime_us, field_name="cpu_rt_runtime_us")
         if "cpuset" in controllers and "cpuset" in self.by_ctl:
             d = self._dir("cpuset")
             if limits.cpuset_mems is not None:
@@ -201,6 +213,12 @@ class V1Group:
             d = self._dir("devices")
             for fname, line in _devices.v1_lines(limits.devices):
                 d.write(fname, line, field_name="devices")
+        if "net_cls" in controllers and "net_cls" in self.by_ctl and limits.net_cls_classid is not None:
+            self._dir("net_cls").write("net_cls.classid", limits.net_cls_classid, field_name="net_cls_classid")
+        if "net_prio" in controllers and "net_prio" in self.by_ctl:
+            for ifname, prio in limits.net_prio_ifpriomap:
+                self._dir("net_prio").write("net_prio.ifpriomap", f"{ifname} {prio}",
+                                            field_name="net_prio_ifpriomap")
         if "hugetlb" in controllers and "hugetlb" in self.by_ctl:
             for hl in limits.hugetlb:
                 self._dir("hugetlb").write(f"hugetlb.{hl.name}.limit_in_bytes", hl.max,
@@ -229,6 +247,12 @@ class V1Group:
             d.write("memory.memsw.limit_in_bytes", memsw, field_name="memory_memsw_max")
         if limits.memory_high is not None:
             d.write("memory.soft_limit_in_bytes", limits.memory_high, field_name="memory_high")
+        if limits.memory_low is not None:
+            d.write("memory.soft_limit_in_bytes", limits.memory_low, field_name="memory_low")
+        if limits.memory_swappiness is not None:
+            d.write("memory.swappiness", limits.memory_swappiness, field_name="memory_swappiness")
+        if limits.memory_oom_kill_disable:
+            d.write("memory.oom_control", 1, field_name="memory_oom_kill_disable")
 
     # --- processes --------------------------------------------------------
 

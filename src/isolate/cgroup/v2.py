@@ -17,7 +17,7 @@ from ..errors import CgroupError, UnsupportedError
 from . import devices as _devices
 from ._files import Dir, make_dir, open_dir, parse_psi, remove_dir, wait_until
 from .layout import V2_CORE, V2_NAME, Hierarchy
-from .limits import Limits
+from .limits import Limits, shares_to_weight
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -137,6 +137,8 @@ class V2Group:
                 d.write("memory.max", limits.memory_max, field_name="memory_max")
             if limits.memory_high is not None:
                 d.write("memory.high", limits.memory_high, field_name="memory_high")
+            if limits.memory_low is not None:
+                d.write("memory.low", limits.memory_low, field_name="memory_low")
             swap = limits.memory_swap_max
             if limits.memory_memsw_max is not None and limits.memory_max is not None:
                 swap = limits.memory_memsw_max - limits.memory_max
@@ -150,6 +152,13 @@ class V2Group:
                 d.write("cpu.max", f"max {limits.cpu_period_us}", field_name="cpu_period_us")
             if limits.cpu_weight is not None:
                 d.write("cpu.weight", limits.cpu_weight, field_name="cpu_weight")
+            if limits.cpu_shares is not None:
+                # runc's and crun's mapping of [2, 262144] onto [1, 10000].
+                d.write("cpu.weight", shares_to_weight(limits.cpu_shares), field_name="cpu_shares")
+            if limits.cpu_burst_us is not None:
+                d.write("cpu.max.burst", limits.cpu_burst_us, field_name="cpu_burst_us")
+            if limits.cpu_idle is not None:
+                d.write("cpu.idle", int(limits.cpu_idle), field_name="cpu_idle")
         if "cpuset" in controllers:
             if limits.cpuset_cpus is not None:
                 d.write("cpuset.cpus", limits.cpuset_cpus, field_name="cpuset_cpus")
@@ -171,6 +180,9 @@ class V2Group:
                 d.write(f"hugetlb.{hl.name}.max", hl.max, field_name="hugetlb")
         if "devices" in controllers and limits.devices is not None:
             self._set_devices(limits)
+        for key, value in limits.unified:
+            # Last, as runc writes them: a file named here overrides a field above.
+            d.write(key, value, field_name=f"unified[{key!r}]")
 
     def _set_devices(self, limits: Limits) -> None:
         from .. import _bpf   # the compiled module, only where device rules are used

@@ -44,7 +44,13 @@ def controllers(limits: Any) -> list[str]:
     # Every v1 controller the host has, as runc does: the container is then in a
     # cgroup of its own in each hierarchy (freezer for pause/resume, devices,
     # cpuset, blkio...), never in the runtime's.
-    wanted |= set(_layout().v1) & set(KNOWN_CONTROLLERS)
+    lay = _layout()
+    # Named hierarchies too (name=systemd), and on a hybrid host the unified one: runc
+    # puts the container in a group of its own in every hierarchy, so that
+    # /proc/<pid>/cgroup names the container's group on every line.
+    wanted |= {c for c in lay.v1 if c in KNOWN_CONTROLLERS or c.startswith("name=")}
+    if lay.kind == "hybrid":
+        wanted.add("unified")
     return sorted(wanted)
 
 

@@ -447,20 +447,32 @@ def _seccomp(sc: S.Seccomp | None, out: _Out) -> SeccompProfile | None:
 
 
 def _resources(linux: S.Linux, out: _Out) -> Limits | None:
+    """``linux.resources`` as ``Limits``: each field applied as runc applies it, or refused.
+
+    A field the host cannot apply raises ``UnsupportedError`` naming it (the
+    spec: a runtime that cannot apply a property MUST fail), before anything
+    is made.  Where runc and crun differ, the spec's words decide (see below).
+    """
+    from ..cgroup import _layout
     from ..cgroup.limits import (
         DEFAULT_DEVICES,
         DeviceRule,
         HugetlbLimit,
         IoThrottle,
         Limits,
-        shares_to_weight,
+        host_refusals,
     )
 
     res = linux.resources
     assert res is not None
     base = "linux.resources"
     kw: dict[str, Any] = {}
+    where: dict[str, str] = {}      # Limits field -> the config's field, for errors
     value: Any      # the loops below walk fields of several types
+
+    def refuse(path: str, why: str) -> UnsupportedError:
+        return UnsupportedError(f"{base}.{path}: {why}")
+
     mem = res.memory
     if mem is not None:
         if mem.limit is not None and mem.limit > 0:
@@ -468,16 +480,31 @@ def _resources(linux: S.Linux, out: _Out) -> Limits | None:
         if mem.swap is not None and mem.swap > 0:
             # OCI swap is memory+swap (v1 memsw), whatever the cgroup version.
             kw["memory_memsw_max"] = mem.swap
-        for key, value in (("reservation", mem.reservation), ("kernel", mem.kernel),
-                           ("kernelTCP", mem.kernel_tcp), ("swappiness", mem.swappiness),
-                           ("disableOOMKiller", mem.disable_oom_killer)):
-            if value not in (None, False, -1, 0) or (key == "swappiness" and value is not None):
-                out.skip(f"{base}.memory.{key}", f"not applied yet: {show(value)}")
+        if mem.reservation is not None and mem.reservation > 0:
+            # v1 memory.soft_limit_in_bytes, v2 memory.low (runc and crun); -1 and 0: none.
+            kw["memory_low"], where["memory_low"] = mem.reservation, "memory.reservation"
+        if mem.swappiness is not None:
+            kw["memory_swappiness"], where["memory_swappiness"] = mem.swappiness, "memory.swappiness"
+        if mem.disable_oom_killer:
+            kw["memory_oom_kill_disable"] = True
+            where["memory_oom_kill_disable"] = "memory.disableOOMKiller"
+        for key, value in (("kernel", mem.kernel), ("kernelTCP", mem.kernel_tcp)):
+            if value not in (None, 0):
+                # Deprecated by the spec; runc 1.1 ignores both with this warning (and the
+                # kernel has refused kmem limits since 6.1).  crun writes them on v1.
+                warnings.warn(f"{base}.memory.{key}: kernel memory settings are ignored "
+                              f"(deprecated), got {value}", stacklevel=2)
+        if mem.use_hierarchy is False:
+            raise refuse("memory.useHierarchy", "false cannot be applied: the kernel's v1 memory "
+                         "controller is always hierarchical")
     cpu = res.cpu
     if cpu is not None:
         if cpu.shares:
-            # runc and crun map shares [2, 262144] linearly onto cpu.weight [1, 10000].
-            kw["cpu_weight"] = shares_to_weight(min(max(cpu.shares, 2), 262144))
+            # Written as given on v1 (cpu.shares), converted only on v2 (cpu.weight), as
+            # runc and crun do.  The kernel clamps to [2, 262144]; runc refuses outside it.
+            if not 2 <= cpu.shares <= 262144:
+                raise ConfigError(f"{base}.cpu.shares: must be between 2 and 262144, got {cpu.shares}")
+            kw["cpu_shares"] = cpu.shares
         if cpu.quota is not None and cpu.quota > 0:
             kw["cpu_quota_us"] = cpu.quota
         if cpu.period:
@@ -486,10 +513,17 @@ def _resources(linux: S.Linux, out: _Out) -> Limits | None:
             kw["cpuset_cpus"] = cpu.cpus
         if cpu.mems:
             kw["cpuset_mems"] = cpu.mems
-        for key, value in (("realtimeRuntime", cpu.realtime_runtime), ("realtimePeriod", cpu.realtime_period),
-                           ("idle", cpu.idle), ("burst", cpu.burst)):
-            if value:
-                out.skip(f"{base}.cpu.{key}", f"not applied yet: {show(value)}")
+        if cpu.realtime_period:
+            kw["cpu_rt_period_us"], where["cpu_rt_period_us"] = cpu.realtime_period, "cpu.realtimePeriod"
+        if cpu.realtime_runtime:
+            kw["cpu_rt_runtime_us"], where["cpu_rt_runtime_us"] = cpu.realtime_runtime, "cpu.realtimeRuntime"
+        if cpu.idle is not None:
+            # runc 1.1 writes cpu.idle on v2 only and drops it on v1; the spec says a
+            # property that cannot be applied fails, so v1 gets it where the kernel has it.
+            kw["cpu_idle"], where["cpu_idle"] = bool(cpu.idle), "cpu.idle"
+        if cpu.burst is not None:
+            # runc 1.1 ignores burst; crun writes cpu.max.burst (v2) / cpu.cfs_burst_us (v1).
+            kw["cpu_burst_us"], where["cpu_burst_us"] = cpu.burst, "cpu.burst"
     if res.pids is not None and res.pids.limit is not None and res.pids.limit > 0:
         kw["pids_max"] = res.pids.limit
     bio = res.block_io
@@ -497,9 +531,13 @@ def _resources(linux: S.Linux, out: _Out) -> Limits | None:
         if bio.weight:
             # blkio.weight [10, 1000] onto io.weight [1, 10000], as runc converts.
             kw["io_weight"] = 1 + (bio.weight - 10) * 9999 // 990
-        for key, value in (("leafWeight", bio.leaf_weight), ("weightDevice", bio.weight_device)):
-            if value:
-                out.skip(f"{base}.blockIO.{key}", f"not applied yet: {show(_json(value))}")
+        if bio.leaf_weight:
+            # blkio.leaf_weight went with the CFQ scheduler (Linux 5.0): nothing writes it.
+            raise refuse("blockIO.leafWeight", f"cannot be applied: no kernel since 5.0 has "
+                         f"blkio.leaf_weight, got {bio.leaf_weight}")
+        if bio.weight_device:
+            raise refuse("blockIO.weightDevice", f"per-device weights are not supported, "
+                         f"got {show(_json(bio.weight_device))}")
         per_dev: dict[tuple[int, int], dict[str, int]] = {}
         for attr, name in (("throttle_read_bps_device", "read_bps"), ("throttle_write_bps_device", "write_bps"),
                            ("throttle_read_iops_device", "read_iops"),
@@ -519,12 +557,33 @@ def _resources(linux: S.Linux, out: _Out) -> Limits | None:
         # runc appends the default devices (null, zero, tty, ...) after the config's
         # rules, so a config that only says "deny all" still has a usable /dev.
         kw["devices"] = tuple(rules) + DEFAULT_DEVICES
-    for key, value in (("network", res.network), ("rdma", res.rdma), ("unified", res.unified)):
-        if value:
-            out.skip(f"{base}.{key}", f"not applied yet: {show(_json(value))}")
+    net = res.network
+    if net is not None:
+        if net.class_id is not None:
+            kw["net_cls_classid"], where["net_cls_classid"] = net.class_id, "network.classID"
+        if net.priorities:
+            kw["net_prio_ifpriomap"] = tuple((p.name, p.priority) for p in net.priorities)
+            where["net_prio_ifpriomap"] = "network.priorities"
+    if res.rdma:
+        raise refuse("rdma", f"the rdma controller is not supported, got {show(_json(res.rdma))}")
+    lay = _layout()
+    if res.unified:
+        # runc: unified is for a cgroup v2 host only ("cannot use unified on cgroup v1"),
+        # hybrid included; its keys are validated as files of an available controller.
+        if lay.kind != "v2":
+            raise refuse("unified", f"needs a cgroup v2 host (this one is {lay.kind}), "
+                         f"got {show(_json(res.unified))}")
+        kw["unified"], where["unified"] = tuple(sorted(res.unified.items())), "unified"
     if not kw:
         return None
     try:
-        return Limits(**kw)
+        limits = Limits(**kw)
     except ConfigError as e:
-        raise ConfigError(f"{base}: {e}") from None
+        msg = str(e)
+        for name, path in where.items():
+            if msg.startswith(f"Limits.{name}"):
+                raise ConfigError(f"{base}.{path}: {msg}") from None
+        raise ConfigError(f"{base}: {msg}") from None
+    for name, why in host_refusals(limits, lay):
+        raise refuse(where.get(name, name), why)
+    return limits
