@@ -149,7 +149,8 @@ class Resolved:
             self.cwd = b"." if cwd == "/" else container_path(cwd, "cwd")
         types = tuple(getattr(j, "type") for j in self.join)
         self.isolation = isolation(namespaces=self.namespaces, join=types, uid_map=uid_map,
-                                   gid_map=gid_map, hostname=config.hostname)
+                                   gid_map=gid_map, hostname=config.hostname,
+                                   domainname=config.domainname)
         # What every process of the container changes in ``config.process`` (see ``spec``).
         self._changes = {"cwd": None, "capabilities": self.capabilities, **self._credentials(None)}
         self._key = (self.identity, frozenset(self._changes.items()))

@@ -169,8 +169,6 @@ def _convert(spec: S.Spec, bundle: Path, out: _Out, owned: list[Namespace]) -> C
     linux = spec.linux or S.Linux()
     create, net, uid_map, gid_map = _namespaces(linux, out, owned)
     process = process_spec(spec.process, linux.seccomp, out)
-    if spec.domainname:
-        out.skip("domainname", "not set yet")
     if spec.hooks is not None and any(getattr(spec.hooks, f) for f in (
             "prestart", "create_runtime", "create_container", "start_container", "poststart",
             "poststop")):
@@ -184,13 +182,11 @@ def _convert(spec: S.Spec, bundle: Path, out: _Out, owned: list[Namespace]) -> C
                        ("linux.intelRdt", linux.intel_rdt)):
         if value:
             out.skip(key, f"not applied yet: {show(_json(value))}")
-    if linux.rootfs_propagation not in (None, "", "private", "rprivate"):
-        out.skip("linux.rootfsPropagation", f"only private is supported, got {show(linux.rootfs_propagation)}")
     # The hostname always given: a config without one keeps the name its uts namespace
     # starts with (the host's), as runc does, not Container's default for a named container.
     return ContainerConfig(rootfs=rootfs, process=process, namespaces=create, net=net,
                            uid_map=uid_map, gid_map=gid_map, limits=limits,
-                           hostname=spec.hostname or None)
+                           hostname=spec.hostname or None, domainname=spec.domainname or None)
 
 
 def _json(value: Any) -> Any:
@@ -316,17 +312,38 @@ def _rootfs(spec: S.Spec, linux: S.Linux, bundle: Path, create: frozenset[str], 
                 add(p)
             except ConfigError as e:
                 raise ConfigError(f"{key}[{j}]: {e}") from None
+    # linux.rootfsPropagation, set on the root once the container is in it, as runc does
+    # after pivot_root.  Every mount of a new namespace is private from the start (isolate
+    # makes it so before any mount): private and rprivate need nothing more.
+    prop = linux.rootfs_propagation or None
+    if prop is not None and prop not in ("private", "rprivate"):
+        try:
+            rootfs.propagation(prop)
+        except ConfigError:
+            raise ConfigError(f"linux.rootfsPropagation: {show(prop)} is not a propagation type "
+                              f"(shared, slave, private, unbindable, or those with an r before)") from None
+    placed: set[str] = set()
     for i, m in enumerate(mounts):
-        _mount(i, m, rootfs, bundle, out, proc=proc, sys_=sys_, dev=dev)
+        builtin = _mount(i, m, rootfs, bundle, out, proc=proc, sys_=sys_, dev=dev)
+        if builtin is not None and builtin not in placed:
+            # In the config's order, as runc makes them (/proc, /sys and /dev included).
+            rootfs.place(builtin)
+            placed.add(builtin)
     return rootfs.spec
 
 
 def _mount(i: int, m: S.Mount, rootfs: Any, bundle: Path, out: _Out, *, proc: bool, sys_: bool,
-           dev: bool) -> None:
+           dev: bool) -> str | None:
+    """Add ``mounts[i]`` to ``rootfs``; returns the target of a mount the RootFS makes itself
+    (/proc, /sys, /dev, /dev/pts, /dev/shm) to place, else None."""
     path = f"mounts[{i}]"
     options = list(m.options or ())
-    if m.uid_mappings or m.gid_mappings:
-        out.skip(path, "idmapped mounts are not supported yet")
+    for key, maps in (("uidMappings", m.uid_mappings), ("gidMappings", m.gid_mappings)):
+        if maps:
+            # An idmapped mount (mount_setattr MOUNT_ATTR_IDMAP, as crun makes it) needs a user
+            # namespace holding the mapping; isolate has none to give: refused, never dropped.
+            raise UnsupportedError(f"{path}.{key}: idmapped mounts are not supported, got "
+                                   f"{show(_json(maps))}")
     # Flags absent from the options are off, as runc mounts them.
     kw: dict[str, Any] = {"readonly": False, "nosuid": False, "nodev": False, "noexec": False}
     data: dict[str, str] = {}
@@ -371,7 +388,7 @@ def _mount(i: int, m: S.Mount, rootfs: Any, bundle: Path, out: _Out, *, proc: bo
         builtin, args = "/sys", take()
     elif (m.destination, m.type) == _DEV:
         builtin, args = "/dev", take("size", "mode")
-    elif dev and _DEV_SUBMOUNTS.get(m.destination) == m.type:
+    elif dev and m.type is not None and _DEV_SUBMOUNTS.get(m.destination) == m.type:
         # RootFS makes /dev/pts and /dev/shm with /dev.
         builtin, args = m.destination, take("mode", "gid") if m.type == "devpts" else take("size", "mode")
     is_bind = m.type == "bind" or "bind" in options or "rbind" in options
@@ -399,13 +416,14 @@ def _mount(i: int, m: S.Mount, rootfs: Any, bundle: Path, out: _Out, *, proc: bo
         else:
             out.skip(path, f"mounts of type {show(m.type)} are not supported yet "
                      f"(at {show(m.destination)})")
-            return
+            return None
     except ConfigError as e:
         msg = str(e)
         raise ConfigError(msg if msg.startswith(path) else f"{path}: {msg}") from None
     if extra:
         where = f" on {m.destination}" if builtin is not None else ""
         out.skip(f"{path}.options", f"not applied{where}: {show(sorted(extra))}")
+    return builtin
 
 
 def _seccomp(sc: S.Seccomp | None, out: _Out) -> SeccompProfile | None:
