@@ -89,6 +89,9 @@ class RootContext:
     # The caller allows a read-only root shared with other containers (see
     # ``shareable``): nothing in the container can ever remount it.
     shared_root: bool = False
+    # The mount namespace is one joined by path (``join``), not a new one: the root is
+    # built there, as runc does (see ``container_root_ops``).
+    joined_mnt: bool = False
 
 
 def root_context(**values: Any) -> RootContext:
@@ -271,6 +274,8 @@ def root_ops(spec: RootSpec, ctx: RootContext, *, master: int = -1, empty: int =
     to attach a clone of (a ``shareable`` root), else -1; ``empty``: an empty
     read-only tmpfs cloned for masked directories, or -1.
     """
+    if spec.in_place:
+        return []        # entered as it is (container_root_ops)
     facts = facts or HostFacts()
     ops: list[Op] = [] if ctx.direct else [O.RootStage(base=ctx.stage, chroot=ctx.chroot)]
     made: set[bytes] = set()     # top-level entries of the new root already created
@@ -424,14 +429,15 @@ def root_ops(spec: RootSpec, ctx: RootContext, *, master: int = -1, empty: int =
     null, null_root = (b"dev/null", None) if spec.dev else (b"dev/null", old)
     if deferred:
         masked = [p for p in masked if not _below(p, b"sys")]
-    if masked:
-        ops.append(O.RootMasks(new, tuple(masked), null, fd=empty, null_root=null_root))
-    ops += [O.RootMask(new, rel, null, null_root) for rel in spec.masked]
+    # The read-only paths, then the masked ones, as runc makes them.
     if ro_paths:
         ops.append(O.RootBinds(new, new, tuple((rel, rel) for rel in ro_paths), readonly=True,
                                optional=True))
     ops += [O.RootBind(new, rel, new, rel, readonly=True, optional=True)
             for rel in spec.readonly_paths]
+    if masked:
+        ops.append(O.RootMasks(new, tuple(masked), null, fd=empty, null_root=null_root))
+    ops += [O.RootMask(new, rel, null, null_root) for rel in spec.masked]
     if deferred and not sys_after_switch(spec, ctx):
         ops += sys_ops(spec, new, null, empty, null_root)
     return ops
@@ -550,8 +556,17 @@ def container_root_ops(spec: RootSpec, ctx: RootContext, base: Sequence[Op], *, 
     # meant exactly: a caller's umask of 077 would otherwise make /etc
     # unreadable to every user but root inside.
     ops: list[Op] = [O.Umask(0)]
+    if ctx.joined_mnt and not spec.in_place:
+        # A joined namespace's mounts may be shared with others' (the host's): runc's
+        # default, rslave, keeps every mount made from here on from propagating to them.
+        ops.append(O.Mount(None, b"/", None, MS_REC | MS_SLAVE))
     ops += base
-    if ctx.chroot:
+    if spec.in_place:
+        # No mount namespace of its own (or a joined one): runc chroots into the root as
+        # the namespace shows it.  (Without CAP_SYS_CHROOT a process cannot leave it.)
+        assert spec.directory is not None
+        ops += [O.Chdir(path_=os.fsencode(spec.directory)), O.Chroot(b".")]
+    elif ctx.chroot:
         ops += [O.Chdir(path_=ctx.new), O.Mount(b".", b"/", None, MS_MOVE), O.Chroot(b".")]
     else:
         ops.append(O.PivotRoot(new_root=ctx.new))

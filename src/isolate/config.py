@@ -386,7 +386,10 @@ class RootSpec:
     ties in the order listed; one not listed goes first, /dev/pts and
     /dev/shm with /dev); ``masked`` and ``readonly_paths`` container paths
     (relative form); ``propagation`` the root's mount propagation once the
-    container is in it (``ROOT_PROPAGATIONS``; None leaves it private).  Two equal specs give
+    container is in it (``ROOT_PROPAGATIONS``; None leaves it private).
+    ``in_place``: ``directory`` is entered as it is, with chroot(2), and
+    nothing is mounted (an OCI container without a mount namespace of its
+    own, as runc enters its root then).  Two equal specs give
     one plan: a ``Container`` given a fresh ``RootFS.host()`` each time plans
     as fast as one given the same ``RootFS`` again.
     """
@@ -408,6 +411,7 @@ class RootSpec:
     overlay: OverlaySpec | None = None
     order: tuple[tuple[str, int], ...] = ()
     propagation: str | None = None
+    in_place: bool = False
 
     def __post_init__(self) -> None:
         if self.directory is not None and not (isinstance(self.directory, Path)
@@ -436,6 +440,11 @@ class RootSpec:
                                   f"{len(self.mounts)} mounts")
             seen.add(target)
             last = n
+        if self.in_place and (self.directory is None or self.readonly or self.proc or self.sys or self.dev
+                              or self.oci_masks or self.mounts or self.masked or self.readonly_paths
+                              or self.overlay is not None or self.propagation is not None):
+            raise ConfigError("RootSpec.in_place: a directory entered as it is makes no mount "
+                              "(no proc, sys, dev, masks, mounts, overlay or read-only root)")
         if self.propagation is not None and self.propagation not in ROOT_PROPAGATIONS:
             raise ConfigError(f"RootSpec.propagation must be one of {', '.join(ROOT_PROPAGATIONS)}, "
                               f"got {self.propagation!r}")
@@ -636,8 +645,7 @@ class ContainerConfig:
             raise ConfigError(f"net must be 'none', 'host' or a network namespace, got {self.net!r}")
         if self.net == "host":
             ns = ns - {"net"}
-        if self.rootfs is not None and "mnt" not in ns:
-            raise ConfigError("a rootfs needs the 'mnt' namespace")
+        # (A rootfs needs a mount namespace, new or joined: Container checks it with its joins.)
         _set(self, "namespaces", ns)
         maps = (id_maps(self.uid_map, "uid_map"), id_maps(self.gid_map, "gid_map"))
         if (maps[0] is not None or maps[1] is not None) and "user" not in ns:

@@ -177,6 +177,20 @@ class RootFS:
         """
         return cls(directory=path, readonly=readonly, **options)
 
+    @classmethod
+    def as_is(cls, path: StrPath) -> RootFS:
+        """The directory ``path`` entered as it is, with chroot(2): nothing is mounted.
+
+        For a container without a mount namespace of its own (or in one it
+        joins), as runc enters an OCI bundle's root then: the directory is
+        the one that namespace shows, and it takes no ``bind()``, ``tmpfs()``
+        or other mount (``ConfigError``).  A chroot holds only a process
+        without CAP_SYS_CHROOT.
+        """
+        d = cls(directory=path, readonly=False, proc=False, sys=False, dev=False, oci_masks=False)
+        d._spec = replace(d._spec, in_place=True)
+        return d
+
     # --- builders ------------------------------------------------------------
 
     def bind(self, source: StrPath, target: StrPath | None = None, *, readonly: bool = False,

@@ -14,6 +14,7 @@ from isolate import ConfigError, Container, RootFS, UnsupportedError
 from isolate import _ops as O
 from isolate._plan import MS_REC, MS_SHARED, MS_SLAVE, MS_UNBINDABLE
 from isolate._planner_root import RootContext, container_root_ops, root_ops
+from isolate._record import replace
 from isolate.config import BindMount
 from isolate.oci import parse, spec_to_config
 
@@ -167,5 +168,73 @@ def podman_in(bundle: Path) -> dict[str, Any]:
     return d
 
 
-def test_os_has_the_paths_used() -> None:
-    assert os.path.exists("/proc/self/ns/uts")
+# --- the root with no mount namespace, or a joined one ------------------------------------
+
+
+def _without_mount_ns(d: dict[str, Any]) -> dict[str, Any]:
+    d["linux"]["namespaces"] = [n for n in d["linux"]["namespaces"] if n["type"] != "mount"]
+    d["mounts"] = []
+    d["linux"].pop("maskedPaths", None)
+    d["linux"].pop("readonlyPaths", None)
+    d["root"]["readonly"] = False
+    return d
+
+
+def test_without_a_mount_namespace_the_root_is_entered_as_it_is(bundle: Path) -> None:
+    with spec_to_config(parse(_without_mount_ns(runc_spec())), bundle) as conv:
+        root = conv.config.root
+        assert root is not None and root.in_place and root.directory == bundle / "rootfs"
+        assert "mnt" not in conv.config.namespaces
+        assert not [u for u in conv.unsupported if u.startswith("root")]
+        with Container(conv.config, join=conv.join) as box:
+            assert box.root_mode == "chroot"
+            ops, _ = box._root_ops(b".", None)
+        # chroot into the directory, nothing mounted.
+        assert [type(op) for op in ops] == [O.Umask, O.Chdir, O.Chroot]
+        assert ops[1] == O.Chdir(path_=os.fsencode(bundle / "rootfs"))
+
+
+@pytest.mark.parametrize("key, value", [
+    ("mounts", [{"destination": "/proc", "type": "proc", "source": "proc"}]),
+    ("linux.maskedPaths", ["/proc/kcore"]), ("linux.readonlyPaths", ["/proc/sys"]),
+    ("root.readonly", True), ("linux.rootfsPropagation", "shared")])
+def test_without_a_mount_namespace_mounts_are_refused(bundle: Path, key: str, value: Any) -> None:
+    # runc would make them in its own mount namespace (the host's).
+    d = _without_mount_ns(runc_spec())
+    *parents, last = key.split(".")
+    node = d
+    for p in parents:
+        node = node[p]
+    node[last] = value
+    with pytest.raises(ConfigError, match=rf"^{key}: needs a mount namespace \(linux.namespaces has no mount\)"):
+        spec_to_config(parse(d), bundle)
+
+
+def test_a_joined_mount_namespace_gets_the_root_built_in_it(bundle: Path) -> None:
+    d = runc_spec()
+    d["linux"]["namespaces"] = [n for n in d["linux"]["namespaces"] if n["type"] != "mount"] + [
+        {"type": "mount", "path": "/proc/self/ns/mnt"}]
+    # Not this process's own namespace (nor init's): that one is refused.
+    with pytest.raises(ConfigError, match=r"^linux.namespaces\[4\].path: \"/proc/self/ns/mnt\" is the "
+                                          r"runtime's own mount namespace"):
+        spec_to_config(parse(d), bundle)
+    from isolate.namespace import Namespace
+
+    with Namespace.from_path("/proc/self/ns/mnt", type="mnt") as ns:
+        with spec_to_config(parse(runc_spec()), bundle) as conv:
+            root = conv.config.root
+            assert root is not None and not root.in_place and root.mounts
+            config = replace(conv.config, namespaces=set(conv.config.namespaces) - {"mnt"})
+            with Container(config, join=[ns]) as box:
+                ops, _ = box._root_ops(b".", None)
+    # runc's rslave on the joined namespace first, then the root as usual, and the switch.
+    assert ops[1] == O.Mount(None, b"/", None, MS_REC | MS_SLAVE)
+    assert any(isinstance(op, O.PivotRoot) for op in ops)
+    assert any(isinstance(op, O.RootMount) and op.target == b"proc" for op in ops)
+
+
+def test_a_rootfs_still_needs_a_mount_namespace(bundle: Path) -> None:
+    with pytest.raises(ConfigError, match=r"a rootfs needs the 'mnt' namespace \(made, or joined\)"):
+        Container(rootfs=RootFS.from_directory(bundle / "rootfs"), namespaces={"pid"})
+    with pytest.raises(ConfigError, match="RootSpec.in_place: a directory entered as it is makes no mount"):
+        RootFS.as_is(bundle / "rootfs").tmpfs("/tmp")

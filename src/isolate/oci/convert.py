@@ -216,11 +216,29 @@ def _namespaces(linux: S.Linux, out: _Out, owned: list[Namespace]
         except ConfigError as e:
             raise ConfigError(f"linux.namespaces[{i}].path: {e}") from None
         owned.append(handle)
+        if name == "mnt" and _is_runtime_mnt(handle.fileno()):
+            # The root is built in a joined mount namespace and replaces its root (pivot_root),
+            # as runc does: never in the runtime's own, which is the host's.
+            raise ConfigError(f"linux.namespaces[{i}].path: {show(entry.path)} is the runtime's own "
+                              "mount namespace (or init's): the container's root would replace the host's")
     # Container's own switch for the network: "none" makes a namespace with lo up.
     net: Literal["none", "host"] = "none" if "net" in create else "host"
     uid_map = _idmaps(linux.uid_mappings) if linux.uid_mappings else None
     gid_map = _idmaps(linux.gid_mappings) if linux.gid_mappings else None
     return frozenset(create), net, uid_map, gid_map
+
+
+def _is_runtime_mnt(fd: int) -> bool:
+    """Whether the mount namespace open at ``fd`` is this process's or init's."""
+    st = os.fstat(fd)
+    for path in ("/proc/self/ns/mnt", "/proc/1/ns/mnt"):
+        try:
+            other = os.stat(path)
+        except OSError:
+            continue
+        if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+            return True
+    return False
 
 
 def _idmaps(maps: tuple[S.IdMapping, ...]) -> tuple[IdMap, ...]:
@@ -288,12 +306,26 @@ def _rootfs(spec: S.Spec, linux: S.Linux, bundle: Path, create: frozenset[str], 
     from ..rootfs import RootFS
 
     assert spec.root is not None
-    if "mnt" not in create and "mnt" not in joined:
-        out.skip("root", "without a mount namespace the host's root is kept")
-        return None
-    if "mnt" in joined:
-        return None
     root = spec.root_path(bundle)
+    if "mnt" not in create and "mnt" not in joined:
+        # No mount namespace: runc chroots into root.path.  It would make the config's mounts,
+        # masks and read-only root in the runtime's own namespace, for every process there:
+        # refused instead (runc refuses masked and read-only paths there too).
+        for key, value in (("mounts", spec.mounts), ("linux.maskedPaths", linux.masked_paths),
+                           ("linux.readonlyPaths", linux.readonly_paths),
+                           ("root.readonly", spec.root.readonly)):
+            if value:
+                raise ConfigError(f"{key}: needs a mount namespace (linux.namespaces has no mount), "
+                                  f"got {show(_json(value))}")
+        if linux.rootfs_propagation not in (None, "", "private", "rprivate"):
+            raise ConfigError(f"linux.rootfsPropagation: needs a mount namespace (linux.namespaces has "
+                              f"no mount), got {show(linux.rootfs_propagation)}")
+        try:
+            return RootFS.as_is(root).spec
+        except ConfigError as e:
+            raise ConfigError(f"root.path: {e}") from None
+    # A joined mount namespace (by path) gets the root built in it, as runc does: root.path
+    # and the bind sources are found there, and its root becomes the container's.
     mounts = list(spec.mounts or ())
     kinds = {(m.destination, m.type) for m in mounts}
     proc = _PROC in kinds
