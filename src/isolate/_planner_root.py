@@ -573,8 +573,8 @@ def container_root_ops(spec: RootSpec, ctx: RootContext, base: Sequence[Op], *, 
     if sys_after_switch(spec, ctx):
         ops += sys_ops(spec, b"/", b"/dev/null")
     if spec.propagation is not None:
-        # On the root as the container sees it, once in it (runc does the same after
-        # pivot_root): a shared root is the first of a new peer group, never the host's.
+        # On the root as the container sees it, once in it (the spec's rootfsPropagation;
+        # see oci/convert.py): a shared root is the first of a new peer group, never the host's.
         rec = spec.propagation[1:] in _PROPAGATION
         flag = _PROPAGATION[spec.propagation[1:] if rec else spec.propagation] | (MS_REC if rec else 0)
         ops.append(O.Mount(None, b"/", None, flag))

@@ -238,3 +238,11 @@ def test_a_rootfs_still_needs_a_mount_namespace(bundle: Path) -> None:
         Container(rootfs=RootFS.from_directory(bundle / "rootfs"), namespaces={"pid"})
     with pytest.raises(ConfigError, match="RootSpec.in_place: a directory entered as it is makes no mount"):
         RootFS.as_is(bundle / "rootfs").tmpfs("/tmp")
+
+
+def test_container_config_checks_the_domainname() -> None:
+    from isolate.config import ContainerConfig
+
+    assert ContainerConfig(rootfs=None, domainname="example.test").domainname == "example.test"
+    with pytest.raises(ConfigError, match="domainname must be a string of at most 64 bytes, got 'xxx"):
+        ContainerConfig(rootfs=None, domainname="x" * 65)

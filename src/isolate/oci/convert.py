@@ -344,9 +344,12 @@ def _rootfs(spec: S.Spec, linux: S.Linux, bundle: Path, create: frozenset[str], 
                 add(p)
             except ConfigError as e:
                 raise ConfigError(f"{key}[{j}]: {e}") from None
-    # linux.rootfsPropagation, set on the root once the container is in it, as runc does
-    # after pivot_root.  Every mount of a new namespace is private from the start (isolate
-    # makes it so before any mount): private and rprivate need nothing more.
+    # linux.rootfsPropagation, set on the root once the container is in it.  runc 1.1.5 and
+    # the spec part here: runc sets it on / before it binds the root and pivots, so the
+    # container's / ends private whatever was asked (and runbindable fails its bind); the
+    # spec says it "sets the rootfs's mount propagation", and runtime-tools checks it on /.
+    # We follow the spec (as crun does).  Every mount of a new namespace is private from
+    # the start (isolate makes it so before any mount): private and rprivate need nothing.
     prop = linux.rootfs_propagation or None
     if prop is not None and prop not in ("private", "rprivate"):
         try:
