@@ -384,7 +384,7 @@ def root_ops(spec: RootSpec, ctx: RootContext, *, master: int = -1, empty: int =
             if m.size:
                 opts2.append(("size", m.size))
             return mkdirs(new, m.target, is_dir=True, made=made) + [O.RootMount(
-                b"tmpfs", new, m.target, source=b"tmpfs", attrs=m.attrs, options=tuple(opts2))]
+                b"tmpfs", new, m.target, source=m.source, attrs=m.attrs, options=tuple(opts2))]
         if isinstance(m, BindMount):
             return mkdirs(new, m.target, is_dir=m.is_dir) + [O.RootBind(
                 old, m.source.lstrip(b"/") or b".", new, m.target, readonly=m.readonly,

@@ -287,6 +287,7 @@ class TmpfsMount:
     size: str | None = None
     mode: int = 0o1777
     attrs: int = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV   # MOUNT_ATTR_* of the mount, atime included
+    source: bytes = b"tmpfs"   # the mount's source, as /proc/self/mountinfo shows it
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

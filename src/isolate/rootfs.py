@@ -219,14 +219,15 @@ class RootFS:
 
     def tmpfs(self, target: StrPath, *, size: int | str | None = None, mode: int = 0o1777,
               readonly: bool = False, nosuid: bool = True, nodev: bool = True, noexec: bool = False,
-              atime: str | None = None) -> RootFS:
+              atime: str | None = None, source: str = "tmpfs") -> RootFS:
         """A fresh tmpfs at ``target``; ``size`` in bytes or as tmpfs takes it (``"64m"``).
 
         ``readonly``, ``nosuid``, ``nodev``, ``noexec``: the mount's flags
         (nosuid and nodev by default); ``atime``: ``"relatime"`` (the
-        default), ``"noatime"`` or ``"strictatime"``.  A read-only tmpfs
-        stays empty (its root directory has ``mode``).  Raises ``ConfigError``
-        naming the bad argument.
+        default), ``"noatime"`` or ``"strictatime"``.  ``source``: the name
+        /proc/self/mountinfo shows as the mount's source (an OCI mount's
+        ``source``).  A read-only tmpfs stays empty (its root directory has
+        ``mode``).  Raises ``ConfigError`` naming the bad argument.
         """
         dst = container_path(target, "tmpfs target")
         if dst == b".":
@@ -234,7 +235,11 @@ class RootFS:
         mode = V.mode(mode, "tmpfs mode")
         attrs = V.mount_attrs("tmpfs", readonly=readonly, nosuid=nosuid, nodev=nodev, noexec=noexec,
                               atime=atime)
-        return self._add(TmpfsMount(target=dst, size=V.size(size, "tmpfs size"), mode=mode, attrs=attrs))
+        src = V.nonempty_path(source, "tmpfs source")
+        if len(src) > 255:
+            raise ConfigError(f"tmpfs source must be at most 255 bytes, got {source!r}")
+        return self._add(TmpfsMount(target=dst, size=V.size(size, "tmpfs size"), mode=mode, attrs=attrs,
+                                    source=src))
 
     def mqueue(self, target: StrPath = "/dev/mqueue", *, readonly: bool = False, nosuid: bool = True,
                nodev: bool = True, noexec: bool = True) -> RootFS:

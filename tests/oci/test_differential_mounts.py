@@ -74,6 +74,14 @@ def test_mount_order(case: Case, sides: tuple[Side, Side]) -> None:
     check(case, sides)
 
 
+def test_tmpfs_source(sides: tuple[Side, Side]) -> None:
+    # runtime-tools' runtimetest matches each mount's destination, type and source in mountinfo.
+    probe = """awk '$5 == "/scratch" { for (i = 7; $i != "-"; i++); print "scratch", $(i + 1), $(i + 2) }' \
+               /proc/self/mountinfo"""
+    edit = _mounts(PROC, DEV, PTS, SHM, {**SCRATCH, "source": "scratchfs"})
+    check(Case("tmpfs-source", probe, edit, want=("scratch tmpfs scratchfs",)), sides)
+
+
 def _typeless(options: list[str]) -> Callable[[dict[str, Any], Path], None]:
     def edit(config: dict[str, Any], host: Path) -> None:
         config["mounts"].append({"destination": "/mnt/share", "source": str(host / "share"), "options": options})

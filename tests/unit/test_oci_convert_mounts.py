@@ -246,3 +246,17 @@ def test_container_config_checks_the_domainname() -> None:
     assert ContainerConfig(rootfs=None, domainname="example.test").domainname == "example.test"
     with pytest.raises(ConfigError, match="domainname must be a string of at most 64 bytes, got 'xxx"):
         ContainerConfig(rootfs=None, domainname="x" * 65)
+
+
+def test_a_tmpfs_keeps_the_configs_source(bundle: Path) -> None:
+    d = runc_spec()
+    d["mounts"].append({"destination": "/run", "type": "tmpfs", "source": "runfs", "options": ["size=1m"]})
+    d["mounts"].append({"destination": "/tmp", "type": "tmpfs"})
+    with spec_to_config(parse(d), bundle) as conv:
+        root = conv.config.root
+        assert root is not None
+        ops = root_ops(root, ctx())
+        sources = {op.target: op.source for op in ops if isinstance(op, O.RootMount) and op.fstype == b"tmpfs"}
+        assert sources[b"run"] == b"runfs" and sources[b"tmp"] == b"tmpfs"
+    with pytest.raises(ConfigError, match="tmpfs source must be a non-empty path"):
+        RootFS.host().tmpfs("/x", source="")

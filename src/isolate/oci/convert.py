@@ -439,7 +439,8 @@ def _mount(i: int, m: S.Mount, rootfs: Any, bundle: Path, out: _Out, *, proc: bo
             rootfs.bind(src, m.destination, recursive="rbind" in options, **kw)
         elif m.type == "tmpfs":
             args = take("size", "mode")
-            rootfs.tmpfs(m.destination, **kw, **args)
+            # The config's source, as runc mounts it (mountinfo shows it; runtime-tools checks it).
+            rootfs.tmpfs(m.destination, source=m.source or "tmpfs", **kw, **args)
         elif m.type == "mqueue":
             no_atime()
             take()
