@@ -260,3 +260,14 @@ def test_a_tmpfs_keeps_the_configs_source(bundle: Path) -> None:
         assert sources[b"run"] == b"runfs" and sources[b"tmp"] == b"tmpfs"
     with pytest.raises(ConfigError, match="tmpfs source must be a non-empty path"):
         RootFS.host().tmpfs("/x", source="")
+
+
+def test_devpts_listed_before_dev_is_made_with_it(bundle: Path) -> None:
+    d = runc_spec()
+    pts = d["mounts"].pop(2)
+    d["mounts"].insert(0, pts)          # devpts, proc, dev, shm, ...
+    with spec_to_config(parse(d), bundle) as conv:
+        root = conv.config.root
+        assert root is not None
+        got = mounted(root_ops(root, ctx()))
+        assert got[:4] == [b"proc", b"dev", b"dev/pts", b"dev/shm"], got

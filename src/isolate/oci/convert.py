@@ -360,6 +360,8 @@ def _rootfs(spec: S.Spec, linux: S.Linux, bundle: Path, create: frozenset[str], 
     placed: set[str] = set()
     for i, m in enumerate(mounts):
         builtin = _mount(i, m, rootfs, bundle, out, proc=proc, sys_=sys_, dev=dev)
+        if builtin in ("/dev/pts", "/dev/shm") and "/dev" not in placed:
+            continue     # listed before /dev: made with it, on the directories it holds
         if builtin is not None and builtin not in placed:
             # In the config's order, as runc makes them (/proc, /sys and /dev included).
             rootfs.place(builtin)
