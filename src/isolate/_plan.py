@@ -122,6 +122,9 @@ class K:
 # Kernel constants the planners use, from the headers at build time.
 MS_REC: int = lib.MS_REC
 MS_PRIVATE: int = lib.MS_PRIVATE
+MS_SHARED: int = lib.MS_SHARED
+MS_SLAVE: int = lib.MS_SLAVE
+MS_UNBINDABLE: int = lib.MS_UNBINDABLE
 MS_BIND: int = lib.MS_BIND
 MS_MOVE: int = lib.MS_MOVE
 MS_REMOUNT: int = lib.MS_REMOUNT

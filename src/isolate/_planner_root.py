@@ -31,7 +31,8 @@ from pathlib import Path
 
 from . import _cache
 from . import _ops as O
-from ._plan import MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY, MS_MOVE, Op
+from ._plan import (MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY, MS_MOVE, MS_PRIVATE,
+                    MS_REC, MS_SHARED, MS_SLAVE, MS_UNBINDABLE, Op)
 from ._record import dataclass
 from ._validate import ATIME_MASK
 from .config import BindMount, MountOptions, RootSpec, SpecialMount, TmpfsMount
@@ -59,6 +60,8 @@ OCI_READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
 
 _NOSUID_NODEV = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV
+# RootSpec.propagation's names (an "r" before one: recursive) as mount(2) flags.
+_PROPAGATION = {"shared": MS_SHARED, "slave": MS_SLAVE, "private": MS_PRIVATE, "unbindable": MS_UNBINDABLE}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -86,6 +89,9 @@ class RootContext:
     # The caller allows a read-only root shared with other containers (see
     # ``shareable``): nothing in the container can ever remount it.
     shared_root: bool = False
+    # The mount namespace is one joined by path (``join``), not a new one: the root is
+    # built there, as runc does (see ``container_root_ops``).
+    joined_mnt: bool = False
 
 
 def root_context(**values: Any) -> RootContext:
@@ -230,9 +236,10 @@ def defer_sys(spec: RootSpec, ctx: RootContext) -> bool:
     child runs its first ops (see ``_planner.late_netns``), and the child
     enters it before the first op that needs it: the later sysfs comes,
     the more of the root is built meanwhile.  Not when a caller's mount or
-    path lies below /sys, which must come after it.
+    path lies below /sys, which must come after it, nor when the spec places
+    /sys among its mounts (``RootSpec.order``: an OCI config's order is kept).
     """
-    return bool(spec.sys and ctx.new_net and not ctx.userns
+    return bool(spec.sys and ctx.new_net and not ctx.userns and "/sys" not in dict(spec.order)
                 and not any(_below(m.target, b"sys") for m in spec.mounts)
                 and not any(_below(p, b"sys") for p in spec.masked + spec.readonly_paths))
 
@@ -267,6 +274,8 @@ def root_ops(spec: RootSpec, ctx: RootContext, *, master: int = -1, empty: int =
     to attach a clone of (a ``shareable`` root), else -1; ``empty``: an empty
     read-only tmpfs cloned for masked directories, or -1.
     """
+    if spec.in_place:
+        return []        # entered as it is (container_root_ops)
     facts = facts or HostFacts()
     ops: list[Op] = [] if ctx.direct else [O.RootStage(base=ctx.stage, chroot=ctx.chroot)]
     made: set[bytes] = set()     # top-level entries of the new root already created
@@ -346,48 +355,65 @@ def root_ops(spec: RootSpec, ctx: RootContext, *, master: int = -1, empty: int =
                 ops.append(O.RootBinds(old, new, tuple(binds), readonly=True, optional=True))
 
     deferred = defer_sys(spec, ctx)
-    # procfs can only be mounted by the owner of the pid namespace, sysfs by the
-    # owner of the network namespace: in a user namespace without its own, bind the host's.
-    for on, mnt, fstype, fresh in ((spec.proc, b"proc", b"proc", ctx.new_pid),
-                                    (spec.sys, b"sys", b"sysfs", ctx.new_net)):
-        if not on:
-            continue
-        ops += mkdirs(new, mnt, is_dir=True, made=made)
-        attrs = spec.builtin["/" + mnt.decode()].attrs
-        if deferred and mnt == b"sys":
-            continue
-        if fresh or not ctx.userns:
-            ops.append(O.RootMount(fstype, new, mnt, source=fstype, attrs=attrs))
-        else:
-            ops.append(O.RootBind(old, mnt, new, mnt, readonly=bool(attrs & MOUNT_ATTR_RDONLY),
-                                  attr_set=attrs & ~(MOUNT_ATTR_RDONLY | ATIME_MASK)))
-    if spec.dev:
-        ops += _dev_ops(spec, ctx, made, facts)
-    for m in spec.mounts:
+
+    def builtin(name: str) -> list[Op]:
+        """The ops of one of the mounts the root makes itself (see ``RootSpec.order``)."""
+        if name in ("/proc", "/sys"):
+            # procfs can only be mounted by the owner of the pid namespace, sysfs by the owner
+            # of the network namespace: in a user namespace without its own, bind the host's.
+            mnt, fresh = name[1:].encode(), ctx.new_pid if name == "/proc" else ctx.new_net
+            fstype = b"proc" if name == "/proc" else b"sysfs"
+            out = mkdirs(new, mnt, is_dir=True, made=made)
+            attrs = spec.builtin[name].attrs
+            if deferred and mnt == b"sys":
+                return out
+            if fresh or not ctx.userns:
+                return out + [O.RootMount(fstype, new, mnt, source=fstype, attrs=attrs)]
+            return out + [O.RootBind(old, mnt, new, mnt, readonly=bool(attrs & MOUNT_ATTR_RDONLY),
+                                     attr_set=attrs & ~(MOUNT_ATTR_RDONLY | ATIME_MASK))]
+        if name == "/dev":
+            out = _dev_ops(spec, ctx, made, facts)
+            # /dev/pts and /dev/shm go with /dev unless placed on their own.
+            return out + [op for sub in ("/dev/pts", "/dev/shm") if sub not in placed
+                          for op in _dev_sub_ops(spec, new, sub)]
+        return _dev_sub_ops(spec, new, name)
+
+    def mount(m: BindMount | TmpfsMount | SpecialMount) -> list[Op]:
         if isinstance(m, TmpfsMount):
-            ops += mkdirs(new, m.target, is_dir=True, made=made)
             opts2: list[tuple[str, str | None]] = [("mode", f"{m.mode:o}")]
             if m.size:
                 opts2.append(("size", m.size))
-            ops.append(O.RootMount(b"tmpfs", new, m.target, source=b"tmpfs", attrs=m.attrs,
-                                   options=tuple(opts2)))
-        elif isinstance(m, BindMount):
-            ops += mkdirs(new, m.target, is_dir=m.is_dir)
-            ops.append(O.RootBind(old, m.source.lstrip(b"/") or b".", new, m.target,
-                                  readonly=m.readonly, recursive=m.recursive, attr_set=m.attrs))
-        elif m.kind == "mqueue":
-            ops += mkdirs(new, m.target, is_dir=True, made=made)
+            return mkdirs(new, m.target, is_dir=True, made=made) + [O.RootMount(
+                b"tmpfs", new, m.target, source=m.source, attrs=m.attrs, options=tuple(opts2))]
+        if isinstance(m, BindMount):
+            return mkdirs(new, m.target, is_dir=m.is_dir) + [O.RootBind(
+                old, m.source.lstrip(b"/") or b".", new, m.target, readonly=m.readonly,
+                recursive=m.recursive, attr_set=m.attrs)]
+        out = mkdirs(new, m.target, is_dir=True, made=made)
+        if m.kind == "mqueue":
             if ctx.userns and not ctx.new_ipc:
                 # mqueue can only be mounted by the owner of the ipc namespace.
-                ops.append(O.RootBind(old, b"dev/mqueue", new, m.target, recursive=False,
-                                      readonly=bool(m.attrs & MOUNT_ATTR_RDONLY),
-                                      attr_set=m.attrs & ~MOUNT_ATTR_RDONLY))
-            else:
-                ops.append(O.RootMount(b"mqueue", new, m.target, source=b"mqueue", attrs=m.attrs))
-        else:
-            ops += mkdirs(new, m.target, is_dir=True, made=made)
-            v1 = facts.v1_hierarchies()
-            ops += cgroup_ops(ctx, m, v1, None if v1 else facts.v2_hierarchy())
+                return out + [O.RootBind(old, b"dev/mqueue", new, m.target, recursive=False,
+                                         readonly=bool(m.attrs & MOUNT_ATTR_RDONLY),
+                                         attr_set=m.attrs & ~MOUNT_ATTR_RDONLY)]
+            return out + [O.RootMount(b"mqueue", new, m.target, source=b"mqueue", attrs=m.attrs)]
+        v1 = facts.v1_hierarchies()
+        return out + cgroup_ops(ctx, m, v1, None if v1 else facts.v2_hierarchy())
+
+    # The mounts in the order the spec gives (an OCI config's): those the root makes itself
+    # where ``order`` puts them (first when it does not), the others as they were added.
+    # Every target is resolved inside the new root whatever comes before it.
+    placed = dict(spec.order)
+    on = {"/proc": spec.proc, "/sys": spec.sys, "/dev": spec.dev}
+    for name in ("/proc", "/sys", "/dev"):
+        if on[name] and name not in placed:
+            ops += builtin(name)
+    for i in range(len(spec.mounts) + 1):
+        for name, at in spec.order:
+            if at == i:
+                ops += builtin(name)
+        if i < len(spec.mounts):
+            ops += mount(spec.mounts[i])
     masked: list[bytes] = []
     ro_paths: list[bytes] = []
     if spec.oci_masks:
@@ -403,14 +429,15 @@ def root_ops(spec: RootSpec, ctx: RootContext, *, master: int = -1, empty: int =
     null, null_root = (b"dev/null", None) if spec.dev else (b"dev/null", old)
     if deferred:
         masked = [p for p in masked if not _below(p, b"sys")]
-    if masked:
-        ops.append(O.RootMasks(new, tuple(masked), null, fd=empty, null_root=null_root))
-    ops += [O.RootMask(new, rel, null, null_root) for rel in spec.masked]
+    # The read-only paths, then the masked ones, as runc makes them.
     if ro_paths:
         ops.append(O.RootBinds(new, new, tuple((rel, rel) for rel in ro_paths), readonly=True,
                                optional=True))
     ops += [O.RootBind(new, rel, new, rel, readonly=True, optional=True)
             for rel in spec.readonly_paths]
+    if masked:
+        ops.append(O.RootMasks(new, tuple(masked), null, fd=empty, null_root=null_root))
+    ops += [O.RootMask(new, rel, null, null_root) for rel in spec.masked]
     if deferred and not sys_after_switch(spec, ctx):
         ops += sys_ops(spec, new, null, empty, null_root)
     return ops
@@ -419,7 +446,7 @@ def root_ops(spec: RootSpec, ctx: RootContext, *, master: int = -1, empty: int =
 def _dev_ops(spec: RootSpec, ctx: RootContext, made: set[bytes], facts: HostFacts) -> list[Op]:
     new, old = ctx.new, ctx.old
     ops: list[Op] = mkdirs(new, b"dev", is_dir=True, made=made)
-    dev, pts, shm = spec.builtin["/dev"], spec.builtin["/dev/pts"], spec.builtin["/dev/shm"]
+    dev = spec.builtin["/dev"]
     ops.append(O.RootMount(b"tmpfs", new, b"dev", source=b"tmpfs", attrs=dev.attrs,
                            options=_tmpfs_options(dev)))
     # Every entry of the fresh /dev in one op: the device nodes, pts and
@@ -443,17 +470,25 @@ def _dev_ops(spec: RootSpec, ctx: RootContext, made: set[bytes], facts: HostFact
         # Onto the files just made in our own fresh tmpfs (see RootBinds).
         ops.append(O.RootBinds(old, new, tuple((b"dev/" + n.encode(),) * 2 for n in bound),
                                recursive=False, attr_set=MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC))
-    pts_opts: tuple[tuple[str, str | None], ...] = (
-        ("newinstance", None), ("ptmxmode", "0666"), ("mode", f"{pts.mode:04o}"))
-    if pts.gid is not None:
-        pts_opts += (("gid", str(pts.gid)),)
-    ops.append(O.RootMount(b"devpts", new, b"dev/pts", source=b"devpts", attrs=pts.attrs,
-                           options=pts_opts))
-    ops.append(O.RootMount(b"tmpfs", new, b"dev/shm", source=b"shm", attrs=shm.attrs,
-                           options=_tmpfs_options(shm)))
     if ctx.console is not None:
         ops.append(O.RootBind(old, ctx.console.lstrip(b"/"), new, b"dev/console", recursive=False))
     return ops
+
+
+def _dev_sub_ops(spec: RootSpec, new: bytes, name: str) -> list[Op]:
+    """/dev/pts or /dev/shm, on the directory the /dev tmpfs holds (``_dev_ops``), resolved
+    inside the new root like any target."""
+    if name == "/dev/pts":
+        pts = spec.builtin["/dev/pts"]
+        pts_opts: tuple[tuple[str, str | None], ...] = (
+            ("newinstance", None), ("ptmxmode", "0666"), ("mode", f"{pts.mode:04o}"))
+        if pts.gid is not None:
+            pts_opts += (("gid", str(pts.gid)),)
+        return [O.RootMount(b"devpts", new, b"dev/pts", source=b"devpts", attrs=pts.attrs,
+                            options=pts_opts)]
+    shm = spec.builtin["/dev/shm"]
+    return [O.RootMount(b"tmpfs", new, b"dev/shm", source=b"shm", attrs=shm.attrs,
+                        options=_tmpfs_options(shm))]
 
 
 def cgroup_ops(ctx: RootContext, m: SpecialMount, v1: Sequence[tuple[str, str]], v2: Any) -> list[Op]:
@@ -521,13 +556,28 @@ def container_root_ops(spec: RootSpec, ctx: RootContext, base: Sequence[Op], *, 
     # meant exactly: a caller's umask of 077 would otherwise make /etc
     # unreadable to every user but root inside.
     ops: list[Op] = [O.Umask(0)]
+    if ctx.joined_mnt and not spec.in_place:
+        # A joined namespace's mounts may be shared with others' (the host's): runc's
+        # default, rslave, keeps every mount made from here on from propagating to them.
+        ops.append(O.Mount(None, b"/", None, MS_REC | MS_SLAVE))
     ops += base
-    if ctx.chroot:
+    if spec.in_place:
+        # No mount namespace of its own (or a joined one): runc chroots into the root as
+        # the namespace shows it.  (Without CAP_SYS_CHROOT a process cannot leave it.)
+        assert spec.directory is not None
+        ops += [O.Chdir(path_=os.fsencode(spec.directory)), O.Chroot(b".")]
+    elif ctx.chroot:
         ops += [O.Chdir(path_=ctx.new), O.Mount(b".", b"/", None, MS_MOVE), O.Chroot(b".")]
     else:
         ops.append(O.PivotRoot(new_root=ctx.new))
     if sys_after_switch(spec, ctx):
         ops += sys_ops(spec, b"/", b"/dev/null")
+    if spec.propagation is not None:
+        # On the root as the container sees it, once in it (the spec's rootfsPropagation;
+        # see oci/convert.py): a shared root is the first of a new peer group, never the host's.
+        rec = spec.propagation[1:] in _PROPAGATION
+        flag = _PROPAGATION[spec.propagation[1:] if rec else spec.propagation] | (MS_REC if rec else 0)
+        ops.append(O.Mount(None, b"/", None, flag))
     if make_cwd and cwd != b".":
         parts = cwd.split(b"/")
         for i, name in enumerate(parts):

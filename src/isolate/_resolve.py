@@ -57,16 +57,16 @@ def effective_namespaces(config_ns: frozenset[str], join: Sequence[NamespaceLike
         if t not in NSTYPES or not hasattr(item, "fileno"):
             raise ConfigError(f"join: {item!r} is not an open namespace")
         ns.discard(t)
-        if t == "mnt" and has_root:
-            raise ConfigError("join: a joined mount namespace cannot take a rootfs")
         if "user" in ns and t not in ("user", "net"):
             # The joined namespace belongs to another user namespace, in which a
             # process born in a new user namespace holds no capability (setns: EPERM).
             # A network namespace is entered by the parent before the clone, so it
             # combines with a new user namespace (its lo must already be up).
             raise ConfigError(f"join: joining a {t} namespace needs 'user' left out of namespaces")
-    if has_root and "mnt" not in ns:
-        raise ConfigError("a rootfs needs the 'mnt' namespace")
+    # A root is built in the mount namespace the container has: a new one or, as runc
+    # does, one it joins (whose root it then replaces for every process there).
+    if has_root and "mnt" not in ns and not any(getattr(j, "type", None) == "mnt" for j in join):
+        raise ConfigError("a rootfs needs the 'mnt' namespace (made, or joined)")
     return frozenset(ns)
 
 
@@ -108,7 +108,8 @@ class Resolved:
             identity = resolve(rootfs_db(rootfs), proc.user, proc.group, proc.groups)
         self.identity = identity
         self.join = list(join)
-        self.namespaces = effective_namespaces(frozenset(config.namespaces), self.join, rootfs is not None)
+        built = rootfs is not None and not rootfs.spec.in_place
+        self.namespaces = effective_namespaces(frozenset(config.namespaces), self.join, built)
         euid = os.geteuid()
         uid_map, gid_map = config.uid_map, config.gid_map
         if "user" in self.namespaces and uid_map is None and euid == 0:
@@ -119,7 +120,8 @@ class Resolved:
         pivot = config.pivot_root
         if pivot is None:
             pivot = not _plans.root_is_initramfs()
-        self.root_mode = "none" if rootfs is None else ("pivot_root" if pivot else "chroot")
+        self.root_mode = "none" if rootfs is None else (
+            "pivot_root" if pivot and not rootfs.spec.in_place else "chroot")
         caps = proc.capabilities
         if caps == "default":
             from .seccomp import OCI_DEFAULT_CAPS
@@ -149,7 +151,8 @@ class Resolved:
             self.cwd = b"." if cwd == "/" else container_path(cwd, "cwd")
         types = tuple(getattr(j, "type") for j in self.join)
         self.isolation = isolation(namespaces=self.namespaces, join=types, uid_map=uid_map,
-                                   gid_map=gid_map, hostname=config.hostname)
+                                   gid_map=gid_map, hostname=config.hostname,
+                                   domainname=config.domainname)
         # What every process of the container changes in ``config.process`` (see ``spec``).
         self._changes = {"cwd": None, "capabilities": self.capabilities, **self._credentials(None)}
         self._key = (self.identity, frozenset(self._changes.items()))
@@ -262,7 +265,7 @@ def config_from_options(*, rootfs: RootFS | None | str, namespaces: object, net:
     if net == "host":
         ns.discard("net")
     # Joined types are not made; the hostname's default follows the namespaces made.
-    made = effective_namespaces(frozenset(ns), join, rootfs is not None)
+    made = effective_namespaces(frozenset(ns), join, rootfs is not None and not rootfs.spec.in_place)
     process = ProcessSpec(env=env, cwd=cwd, user=user, group=group, groups=groups,
                           capabilities=capabilities,  # type: ignore[arg-type]
                           capability_sets=capability_sets,  # type: ignore[arg-type]

@@ -287,6 +287,7 @@ class TmpfsMount:
     size: str | None = None
     mode: int = 0o1777
     attrs: int = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV   # MOUNT_ATTR_* of the mount, atime included
+    source: bytes = b"tmpfs"   # the mount's source, as /proc/self/mountinfo shows it
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -366,6 +367,11 @@ BUILTIN_DEFAULTS = FrozenMap({
 
 AnyMount: TypeAlias = "BindMount | TmpfsMount | SpecialMount"
 
+#: The propagation types a root can be given (``RootSpec.propagation``), as the OCI
+#: ``linux.rootfsPropagation`` names them: ``r`` applies to every mount below it too.
+ROOT_PROPAGATIONS = ("shared", "slave", "private", "unbindable", "rshared", "rslave", "rprivate",
+                     "runbindable")
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RootSpec:
@@ -376,8 +382,15 @@ class RootSpec:
     /lib* ...) are bound read-only and ``host_etc`` (``(name, kind,
     contents)``, kind ``file`` (copied), ``dir``, ``bind`` or ``link``) make
     its /etc.  ``mounts`` in the order they are made; ``builtin`` the options
-    of /proc, /sys, /dev, /dev/pts and /dev/shm; ``masked`` and
-    ``readonly_paths`` container paths (relative form).  Two equal specs give
+    of /proc, /sys, /dev, /dev/pts and /dev/shm; ``order`` where those go
+    among ``mounts`` (``(target, n)``: made after the first ``n`` mounts,
+    ties in the order listed; one not listed goes first, /dev/pts and
+    /dev/shm with /dev); ``masked`` and ``readonly_paths`` container paths
+    (relative form); ``propagation`` the root's mount propagation once the
+    container is in it (``ROOT_PROPAGATIONS``; None leaves it private).
+    ``in_place``: ``directory`` is entered as it is, with chroot(2), and
+    nothing is mounted (an OCI container without a mount namespace of its
+    own, as runc enters its root then).  Two equal specs give
     one plan: a ``Container`` given a fresh ``RootFS.host()`` each time plans
     as fast as one given the same ``RootFS`` again.
     """
@@ -397,6 +410,9 @@ class RootSpec:
     masked: tuple[bytes, ...] = ()
     readonly_paths: tuple[bytes, ...] = ()
     overlay: OverlaySpec | None = None
+    order: tuple[tuple[str, int], ...] = ()
+    propagation: str | None = None
+    in_place: bool = False
 
     def __post_init__(self) -> None:
         if self.directory is not None and not (isinstance(self.directory, Path)
@@ -409,10 +425,30 @@ class RootSpec:
             raise ConfigError(f"RootSpec.builtin: unknown mounts {sorted(set(self.builtin) - set(BUILTIN_DEFAULTS))}")
         if type(self.builtin) is not FrozenMap:
             _set(self, "builtin", FrozenMap(self.builtin))
-        for name in ("host_dirs", "host_etc", "mounts", "masked", "readonly_paths"):
+        for name in ("host_dirs", "host_etc", "mounts", "masked", "readonly_paths", "order"):
             value = getattr(self, name)
             if type(value) is not tuple:
                 _set(self, name, tuple(value))
+        _set(self, "order", tuple((t, n) for t, n in self.order))
+        last, seen = 0, set()
+        for target, n in self.order:
+            on = {"/proc": self.proc, "/sys": self.sys}.get(target, self.dev)
+            if target not in BUILTIN_DEFAULTS or target in seen or not on:
+                raise ConfigError(f"RootSpec.order: {target!r} is not a mount the root makes, or is "
+                                  "listed twice")
+            if not isinstance(n, int) or not last <= n <= len(self.mounts):
+                raise ConfigError(f"RootSpec.order: {target!r} at {n!r}: out of order or past the "
+                                  f"{len(self.mounts)} mounts")
+            seen.add(target)
+            last = n
+        if self.in_place and (self.directory is None or self.readonly or self.proc or self.sys or self.dev
+                              or self.oci_masks or self.mounts or self.masked or self.readonly_paths
+                              or self.overlay is not None or self.propagation is not None):
+            raise ConfigError("RootSpec.in_place: a directory entered as it is makes no mount "
+                              "(no proc, sys, dev, masks, mounts, overlay or read-only root)")
+        if self.propagation is not None and self.propagation not in ROOT_PROPAGATIONS:
+            raise ConfigError(f"RootSpec.propagation must be one of {', '.join(ROOT_PROPAGATIONS)}, "
+                              f"got {self.propagation!r}")
 
     def mount_points(self) -> set[str]:
         """Every directory the root's own mounts need (container paths, with a leading slash)."""
@@ -573,7 +609,9 @@ class ContainerConfig:
     ``uid_map``/``gid_map`` (default: root maps every id to itself, other
     callers map root inside to themselves); ``limits`` (a cgroup named
     ``name`` is made for the container); ``hostname`` (``"auto"``: from
-    ``name``, else ``DEFAULT_HOSTNAME``; None keeps the host's);
+    ``name``, else ``DEFAULT_HOSTNAME``; None keeps the host's); ``domainname``
+    (the NIS domain name, setdomainname(2); None keeps the one the uts
+    namespace has);
     ``pivot_root`` (None: auto; False: chroot); ``stage`` (the directory the
     root is built on); ``make_cwd`` (create the working directory when the
     root lacks it).  See ``Container`` for what each means.
@@ -590,6 +628,7 @@ class ContainerConfig:
     limits: Limits | None = None
     name: str | None = None
     hostname: str | None = "auto"
+    domainname: str | None = None
     pivot_root: bool | None = None
     stage: str = "/tmp"
     make_cwd: bool = False
@@ -607,8 +646,7 @@ class ContainerConfig:
             raise ConfigError(f"net must be 'none', 'host' or a network namespace, got {self.net!r}")
         if self.net == "host":
             ns = ns - {"net"}
-        if self.rootfs is not None and "mnt" not in ns:
-            raise ConfigError("a rootfs needs the 'mnt' namespace")
+        # (A rootfs needs a mount namespace, new or joined: Container checks it with its joins.)
         _set(self, "namespaces", ns)
         maps = (id_maps(self.uid_map, "uid_map"), id_maps(self.gid_map, "gid_map"))
         if (maps[0] is not None or maps[1] is not None) and "user" not in ns:
@@ -634,6 +672,9 @@ class ContainerConfig:
             h = V.fsencode(host, "hostname")
             if not 0 < len(h) <= 64:
                 raise ConfigError(f"hostname must be 1 to 64 bytes, got {host!r}")
+        if self.domainname is not None:
+            if not isinstance(self.domainname, str) or len(V.fsencode(self.domainname, "domainname")) > 64:
+                raise ConfigError(f"domainname must be a string of at most 64 bytes, got {self.domainname!r}")
         if self.pivot_root is not None:
             _set(self, "pivot_root", bool(self.pivot_root))
         if not isinstance(self.stage, str):

@@ -348,11 +348,12 @@ class Container:
         # hands out a new one per container) shares the plan.
         paths = (None if self._cgroup is None or not mounts_cgroupfs(spec)
                  else tuple(sorted(self._cgroup.paths.items())))
-        shared = self._r.root_unmountable and (not self.make_cwd or cwd == b".")
+        joined_mnt = any(getattr(j, "type", None) == "mnt" for j in self._join)
+        shared = self._r.root_unmountable and (not self.make_cwd or cwd == b".") and not joined_mnt
         ctx = root_context(new=new, old=old, stage=stage, chroot=chroot, userns="user" in ns,
                            new_net="net" in ns, new_pid="pid" in ns, console=console, direct=direct,
                            new_ipc="ipc" in ns, new_cgroupns="cgroup" in ns, cgroup_paths=paths,
-                           shared_root=shared)
+                           shared_root=shared, joined_mnt=joined_mnt)
         umask = None if self.umask is not None else process_umask()
         return _plans.container_root(spec, ctx, cwd=cwd, make_cwd=self.make_cwd, umask=umask)
 

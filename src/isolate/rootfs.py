@@ -30,7 +30,7 @@ from ._plan import MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT
 from ._planner_root import DEV_NODES, OCI_MASKED_PATHS, OCI_READONLY_PATHS, RootContext, root_ops
 from ._record import dataclass, replace
 from ._validate import ATIME_MASK, container_path
-from .config import (BUILTIN_DEFAULTS, ETC_COPY_MAX, HOME_SIZE, HOST_DIRS, HOST_ETC, SHM_SIZE,
+from .config import (BUILTIN_DEFAULTS, ETC_COPY_MAX, HOME_SIZE, HOST_DIRS, HOST_ETC, ROOT_PROPAGATIONS, SHM_SIZE,
                      TMP_SIZE, BindMount, MountOptions, OverlaySpec, RootSpec, SpecialMount,
                      TmpfsMount, host_root)
 from .errors import ConfigError
@@ -84,9 +84,11 @@ class RootFS:
 
     Mounts are made in this order: the root, /proc, /sys, /dev, then those
     added by ``bind()``, ``tmpfs()``, ``mqueue()`` and ``cgroupfs()`` in the
-    order of the calls, then the masked and read-only paths.  A container
-    with its own network namespace and no user namespace mounts /sys last
-    (after the switch to the new root), unless something is mounted below it.
+    order of the calls, then the masked and read-only paths; ``place()`` puts
+    /proc, /sys, /dev, /dev/pts or /dev/shm among the others instead.  A
+    container with its own network namespace and no user namespace mounts
+    /sys last (after the switch to the new root), unless something is
+    mounted below it or it was placed.
     """
 
     def __init__(self, *, directory: StrPath | None = None, readonly: bool = True,
@@ -175,6 +177,20 @@ class RootFS:
         """
         return cls(directory=path, readonly=readonly, **options)
 
+    @classmethod
+    def as_is(cls, path: StrPath) -> RootFS:
+        """The directory ``path`` entered as it is, with chroot(2): nothing is mounted.
+
+        For a container without a mount namespace of its own (or in one it
+        joins), as runc enters an OCI bundle's root then: the directory is
+        the one that namespace shows, and it takes no ``bind()``, ``tmpfs()``
+        or other mount (``ConfigError``).  A chroot holds only a process
+        without CAP_SYS_CHROOT.
+        """
+        d = cls(directory=path, readonly=False, proc=False, sys=False, dev=False, oci_masks=False)
+        d._spec = replace(d._spec, in_place=True)
+        return d
+
     # --- builders ------------------------------------------------------------
 
     def bind(self, source: StrPath, target: StrPath | None = None, *, readonly: bool = False,
@@ -203,14 +219,15 @@ class RootFS:
 
     def tmpfs(self, target: StrPath, *, size: int | str | None = None, mode: int = 0o1777,
               readonly: bool = False, nosuid: bool = True, nodev: bool = True, noexec: bool = False,
-              atime: str | None = None) -> RootFS:
+              atime: str | None = None, source: str = "tmpfs") -> RootFS:
         """A fresh tmpfs at ``target``; ``size`` in bytes or as tmpfs takes it (``"64m"``).
 
         ``readonly``, ``nosuid``, ``nodev``, ``noexec``: the mount's flags
         (nosuid and nodev by default); ``atime``: ``"relatime"`` (the
-        default), ``"noatime"`` or ``"strictatime"``.  A read-only tmpfs
-        stays empty (its root directory has ``mode``).  Raises ``ConfigError``
-        naming the bad argument.
+        default), ``"noatime"`` or ``"strictatime"``.  ``source``: the name
+        /proc/self/mountinfo shows as the mount's source (an OCI mount's
+        ``source``).  A read-only tmpfs stays empty (its root directory has
+        ``mode``).  Raises ``ConfigError`` naming the bad argument.
         """
         dst = container_path(target, "tmpfs target")
         if dst == b".":
@@ -218,7 +235,11 @@ class RootFS:
         mode = V.mode(mode, "tmpfs mode")
         attrs = V.mount_attrs("tmpfs", readonly=readonly, nosuid=nosuid, nodev=nodev, noexec=noexec,
                               atime=atime)
-        return self._add(TmpfsMount(target=dst, size=V.size(size, "tmpfs size"), mode=mode, attrs=attrs))
+        src = V.nonempty_path(source, "tmpfs source")
+        if len(src) > 255:
+            raise ConfigError(f"tmpfs source must be at most 255 bytes, got {source!r}")
+        return self._add(TmpfsMount(target=dst, size=V.size(size, "tmpfs size"), mode=mode, attrs=attrs,
+                                    source=src))
 
     def mqueue(self, target: StrPath = "/dev/mqueue", *, readonly: bool = False, nosuid: bool = True,
                nodev: bool = True, noexec: bool = True) -> RootFS:
@@ -304,6 +325,40 @@ class RootFS:
                            mode=cur.mode if mode is None else V.mode(mode, f"{what} mode"),
                            gid=cur.gid if gid is None else gid)
         self._spec = replace(spec, builtin={**spec.builtin, target: new})
+        return self
+
+    def place(self, target: str) -> RootFS:
+        """Make the mount the RootFS makes itself at ``target`` (``/proc``, ``/sys``, ``/dev``,
+        ``/dev/pts`` or ``/dev/shm``) after the mounts added so far rather than first.
+
+        Calls in the order an OCI config lists its mounts keep that order.
+        /dev/pts and /dev/shm not placed go with /dev; one placed before /dev
+        is hidden by it.  Raises ``ConfigError`` for another target, one the
+        RootFS does not make, or one placed twice.
+        """
+        spec = self._spec
+        try:
+            self._spec = replace(spec, order=spec.order + ((target, len(spec.mounts)),))
+        except ConfigError:
+            raise ConfigError(f"place: {target!r} is not a mount this RootFS makes "
+                              f"({', '.join(BUILTIN_MOUNTS)}, unless turned off), or is placed "
+                              "already") from None
+        return self
+
+    def propagation(self, kind: str | None) -> RootFS:
+        """The mount propagation of the root once the container is in it, as the OCI
+        ``linux.rootfsPropagation`` (``"shared"``, ``"slave"``, ``"private"``,
+        ``"unbindable"``, or ``"r"`` and one of those for the mounts below it too).
+
+        None (the default) leaves every mount of the container private.  A
+        shared root starts a peer group of its own: nothing propagates to or
+        from the host.  Raises ``ConfigError`` for another value.
+        """
+        try:
+            self._spec = replace(self._spec, propagation=kind)
+        except ConfigError:
+            raise ConfigError(f"propagation must be one of {', '.join(ROOT_PROPAGATIONS)} or None, "
+                              f"got {kind!r}") from None
         return self
 
     def mask_paths(self, *paths: StrPath) -> RootFS:

@@ -98,7 +98,7 @@ def mutated(fn: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
      'linux.seccomp.architectures[3]: unknown value "SCMP_ARCH_Z80"'),
     (lambda d: d["hooks"]["prestart"][0].update(path="true"), 'hooks.prestart[0].path: expected an absolute path'),
     (lambda d: d["hooks"]["prestart"][0].update(timeout=0), "hooks.prestart[0].timeout: expected an integer from 1"),
-    (lambda d: d["linux"]["namespaces"].pop(3), 'hostname: setting it needs a new uts namespace, got "web"'),
+    (lambda d: d["linux"]["namespaces"].pop(3), 'hostname: setting it needs a uts namespace in linux.namespaces, got "web"'),
     (lambda d: d["annotations"].update(x=1), "annotations.x: expected a string, got 1"),
     (lambda d: d["linux"].update(rootfsPropagation="everywhere"), 'linux.rootfsPropagation: unknown value "everywhere"'),
     (lambda d: d["linux"].update(timeOffsets={"realtime": {"secs": 1}}), "linux.timeOffsets.realtime: unknown clock"),

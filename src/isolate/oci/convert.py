@@ -169,8 +169,6 @@ def _convert(spec: S.Spec, bundle: Path, out: _Out, owned: list[Namespace]) -> C
     linux = spec.linux or S.Linux()
     create, net, uid_map, gid_map = _namespaces(linux, out, owned)
     process = process_spec(spec.process, linux.seccomp, out)
-    if spec.domainname:
-        out.skip("domainname", "not set yet")
     if spec.hooks is not None and any(getattr(spec.hooks, f) for f in (
             "prestart", "create_runtime", "create_container", "start_container", "poststart",
             "poststop")):
@@ -184,13 +182,11 @@ def _convert(spec: S.Spec, bundle: Path, out: _Out, owned: list[Namespace]) -> C
                        ("linux.intelRdt", linux.intel_rdt)):
         if value:
             out.skip(key, f"not applied yet: {show(_json(value))}")
-    if linux.rootfs_propagation not in (None, "", "private", "rprivate"):
-        out.skip("linux.rootfsPropagation", f"only private is supported, got {show(linux.rootfs_propagation)}")
     # The hostname always given: a config without one keeps the name its uts namespace
     # starts with (the host's), as runc does, not Container's default for a named container.
     return ContainerConfig(rootfs=rootfs, process=process, namespaces=create, net=net,
                            uid_map=uid_map, gid_map=gid_map, limits=limits,
-                           hostname=spec.hostname or None)
+                           hostname=spec.hostname or None, domainname=spec.domainname or None)
 
 
 def _json(value: Any) -> Any:
@@ -220,11 +216,29 @@ def _namespaces(linux: S.Linux, out: _Out, owned: list[Namespace]
         except ConfigError as e:
             raise ConfigError(f"linux.namespaces[{i}].path: {e}") from None
         owned.append(handle)
+        if name == "mnt" and _is_runtime_mnt(handle.fileno()):
+            # The root is built in a joined mount namespace and replaces its root (pivot_root),
+            # as runc does: never in the runtime's own, which is the host's.
+            raise ConfigError(f"linux.namespaces[{i}].path: {show(entry.path)} is the runtime's own "
+                              "mount namespace (or init's): the container's root would replace the host's")
     # Container's own switch for the network: "none" makes a namespace with lo up.
     net: Literal["none", "host"] = "none" if "net" in create else "host"
     uid_map = _idmaps(linux.uid_mappings) if linux.uid_mappings else None
     gid_map = _idmaps(linux.gid_mappings) if linux.gid_mappings else None
     return frozenset(create), net, uid_map, gid_map
+
+
+def _is_runtime_mnt(fd: int) -> bool:
+    """Whether the mount namespace open at ``fd`` is this process's or init's."""
+    st = os.fstat(fd)
+    for path in ("/proc/self/ns/mnt", "/proc/1/ns/mnt"):
+        try:
+            other = os.stat(path)
+        except OSError:
+            continue
+        if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+            return True
+    return False
 
 
 def _idmaps(maps: tuple[S.IdMapping, ...]) -> tuple[IdMap, ...]:
@@ -292,12 +306,26 @@ def _rootfs(spec: S.Spec, linux: S.Linux, bundle: Path, create: frozenset[str], 
     from ..rootfs import RootFS
 
     assert spec.root is not None
-    if "mnt" not in create and "mnt" not in joined:
-        out.skip("root", "without a mount namespace the host's root is kept")
-        return None
-    if "mnt" in joined:
-        return None
     root = spec.root_path(bundle)
+    if "mnt" not in create and "mnt" not in joined:
+        # No mount namespace: runc chroots into root.path.  It would make the config's mounts,
+        # masks and read-only root in the runtime's own namespace, for every process there:
+        # refused instead (runc refuses masked and read-only paths there too).
+        for key, value in (("mounts", spec.mounts), ("linux.maskedPaths", linux.masked_paths),
+                           ("linux.readonlyPaths", linux.readonly_paths),
+                           ("root.readonly", spec.root.readonly)):
+            if value:
+                raise ConfigError(f"{key}: needs a mount namespace (linux.namespaces has no mount), "
+                                  f"got {show(_json(value))}")
+        if linux.rootfs_propagation not in (None, "", "private", "rprivate"):
+            raise ConfigError(f"linux.rootfsPropagation: needs a mount namespace (linux.namespaces has "
+                              f"no mount), got {show(linux.rootfs_propagation)}")
+        try:
+            return RootFS.as_is(root).spec
+        except ConfigError as e:
+            raise ConfigError(f"root.path: {e}") from None
+    # A joined mount namespace (by path) gets the root built in it, as runc does: root.path
+    # and the bind sources are found there, and its root becomes the container's.
     mounts = list(spec.mounts or ())
     kinds = {(m.destination, m.type) for m in mounts}
     proc = _PROC in kinds
@@ -316,17 +344,43 @@ def _rootfs(spec: S.Spec, linux: S.Linux, bundle: Path, create: frozenset[str], 
                 add(p)
             except ConfigError as e:
                 raise ConfigError(f"{key}[{j}]: {e}") from None
+    # linux.rootfsPropagation, set on the root once the container is in it.  runc 1.1.5 and
+    # the spec part here: runc sets it on / before it binds the root and pivots, so the
+    # container's / ends private whatever was asked (and runbindable fails its bind); the
+    # spec says it "sets the rootfs's mount propagation", and runtime-tools checks it on /.
+    # We follow the spec (as crun does).  Every mount of a new namespace is private from
+    # the start (isolate makes it so before any mount): private and rprivate need nothing.
+    prop = linux.rootfs_propagation or None
+    if prop is not None and prop not in ("private", "rprivate"):
+        try:
+            rootfs.propagation(prop)
+        except ConfigError:
+            raise ConfigError(f"linux.rootfsPropagation: {show(prop)} is not a propagation type "
+                              f"(shared, slave, private, unbindable, or those with an r before)") from None
+    placed: set[str] = set()
     for i, m in enumerate(mounts):
-        _mount(i, m, rootfs, bundle, out, proc=proc, sys_=sys_, dev=dev)
+        builtin = _mount(i, m, rootfs, bundle, out, proc=proc, sys_=sys_, dev=dev)
+        if builtin in ("/dev/pts", "/dev/shm") and "/dev" not in placed:
+            continue     # listed before /dev: made with it, on the directories it holds
+        if builtin is not None and builtin not in placed:
+            # In the config's order, as runc makes them (/proc, /sys and /dev included).
+            rootfs.place(builtin)
+            placed.add(builtin)
     return rootfs.spec
 
 
 def _mount(i: int, m: S.Mount, rootfs: Any, bundle: Path, out: _Out, *, proc: bool, sys_: bool,
-           dev: bool) -> None:
+           dev: bool) -> str | None:
+    """Add ``mounts[i]`` to ``rootfs``; returns the target of a mount the RootFS makes itself
+    (/proc, /sys, /dev, /dev/pts, /dev/shm) to place, else None."""
     path = f"mounts[{i}]"
     options = list(m.options or ())
-    if m.uid_mappings or m.gid_mappings:
-        out.skip(path, "idmapped mounts are not supported yet")
+    for key, maps in (("uidMappings", m.uid_mappings), ("gidMappings", m.gid_mappings)):
+        if maps:
+            # An idmapped mount (mount_setattr MOUNT_ATTR_IDMAP, as crun makes it) needs a user
+            # namespace holding the mapping; isolate has none to give: refused, never dropped.
+            raise UnsupportedError(f"{path}.{key}: idmapped mounts are not supported, got "
+                                   f"{show(_json(maps))}")
     # Flags absent from the options are off, as runc mounts them.
     kw: dict[str, Any] = {"readonly": False, "nosuid": False, "nodev": False, "noexec": False}
     data: dict[str, str] = {}
@@ -371,7 +425,7 @@ def _mount(i: int, m: S.Mount, rootfs: Any, bundle: Path, out: _Out, *, proc: bo
         builtin, args = "/sys", take()
     elif (m.destination, m.type) == _DEV:
         builtin, args = "/dev", take("size", "mode")
-    elif dev and _DEV_SUBMOUNTS.get(m.destination) == m.type:
+    elif dev and m.type is not None and _DEV_SUBMOUNTS.get(m.destination) == m.type:
         # RootFS makes /dev/pts and /dev/shm with /dev.
         builtin, args = m.destination, take("mode", "gid") if m.type == "devpts" else take("size", "mode")
     is_bind = m.type == "bind" or "bind" in options or "rbind" in options
@@ -387,7 +441,8 @@ def _mount(i: int, m: S.Mount, rootfs: Any, bundle: Path, out: _Out, *, proc: bo
             rootfs.bind(src, m.destination, recursive="rbind" in options, **kw)
         elif m.type == "tmpfs":
             args = take("size", "mode")
-            rootfs.tmpfs(m.destination, **kw, **args)
+            # The config's source, as runc mounts it (mountinfo shows it; runtime-tools checks it).
+            rootfs.tmpfs(m.destination, source=m.source or "tmpfs", **kw, **args)
         elif m.type == "mqueue":
             no_atime()
             take()
@@ -399,13 +454,14 @@ def _mount(i: int, m: S.Mount, rootfs: Any, bundle: Path, out: _Out, *, proc: bo
         else:
             out.skip(path, f"mounts of type {show(m.type)} are not supported yet "
                      f"(at {show(m.destination)})")
-            return
+            return None
     except ConfigError as e:
         msg = str(e)
         raise ConfigError(msg if msg.startswith(path) else f"{path}: {msg}") from None
     if extra:
         where = f" on {m.destination}" if builtin is not None else ""
         out.skip(f"{path}.options", f"not applied{where}: {show(sorted(extra))}")
+    return builtin
 
 
 def _seccomp(sc: S.Seccomp | None, out: _Out) -> SeccompProfile | None:

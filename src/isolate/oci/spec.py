@@ -639,11 +639,13 @@ class Spec(Node):
                               ("gidMappings", self.linux.gid_mappings)):   # type: ignore[union-attr]
                 if not maps:
                     raise fail(f"linux.{key}", "a new user namespace needs mappings, got none")
+        # runc and crun set the names in a uts namespace joined by path as well as in a new
+        # one; without a uts entry they would be the host's, which a container never renames.
         uts = self.linux is not None and self.linux.namespace("uts")
         for key in ("hostname", "domainname"):
             value = getattr(self, key)
-            if value and (not uts or uts.path is not None):
-                raise fail(key, f"setting it needs a new uts namespace, got {show(value)}")
+            if value and not uts:
+                raise fail(key, f"setting it needs a uts namespace in linux.namespaces, got {show(value)}")
 
     def root_path(self, bundle: str | os.PathLike[str]) -> Path:
         """The root filesystem's absolute path (``root.path`` is relative to the bundle)."""
