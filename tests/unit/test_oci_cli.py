@@ -158,7 +158,12 @@ def test_features(capsys: pytest.CaptureFixture[str]) -> None:
     assert "SCMP_ACT_NOTIFY" not in lx["seccomp"]["actions"]
     if lx["seccomp"]["enabled"]:
         assert "SCMP_ACT_ERRNO" in lx["seccomp"]["actions"] and "SCMP_CMP_MASKED_EQ" in lx["seccomp"]["operators"]
-    assert f["hooks"] == []          # not run until the lifecycle exists
+    # All six run (runtime.create, start, delete), listed in runc's order.
+    assert f["hooks"] == ["prestart", "createRuntime", "createContainer", "startContainer", "poststart",
+                          "poststop"]
+    if lx["seccomp"]["enabled"]:
+        # linux.seccomp.architectures is applied: libseccomp adds each to the filter.
+        assert {"SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"} <= set(lx["seccomp"]["archs"])
     assert set(f["mountOptions"]) <= {"bind", "rbind", "ro", "rw"}
 
 
