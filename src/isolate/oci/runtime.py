@@ -247,12 +247,18 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
             stdio = dict(new_session=True)
         pass_fds = list(range(3, 3 + preserve_fds))
         container = Container(config, join=conv.join, cgroup=cg)
-        proc = container.start(list(conv.args), exec_gate=gate, pass_fds=pass_fds, **stdio)
+        from .apply import make_devices, oom_score_adj, write_sysctls
+
+        with oom_score_adj(conv.oom_score_adj):         # inherited, as from runc's init
+            proc = container.start(list(conv.args), exec_gate=gate, pass_fds=pass_fds, **stdio)
         pid = proc.pid
         start_time = proc_start_time(pid)
         assert start_time is not None
         st.pid, st.pid_start = pid, start_time
         sd.write(st)
+        # The process waits at its exec gate: its root is built, its program not started.
+        make_devices(pid, conv.devices)
+        write_sysctls(pid, conv.sysctl)
         creating = sd.oci_state(st, "creating")
         try:
             for point in ("prestart", "createRuntime", "createContainer"):
@@ -598,6 +604,7 @@ def exec_process(root: str, cid: str, proc_spec: S.Process, *, detach: bool = Fa
     """
     from .._enter import exec_into
     from .._record import replace
+    from . import spec as S
     from .inside import entering
 
     _check_preserved(preserve_fds)
@@ -629,8 +636,15 @@ def exec_process(root: str, cid: str, proc_spec: S.Process, *, detach: bool = Fa
                     console = (sock, (size.height if size else 0, size.width if size else 0, False))
                 spec = replace(inside.spec, args=tuple(proc_spec.args or ()),
                                tty=terminal and console is None)
-                p = exec_into(spec, join=inside.join, cgroup=inside.cgroup, cwd=inside.cwd,
-                              pass_fds=list(range(3, 3 + preserve_fds)), console=console)
+                from .apply import oom_score_adj
+
+                # runc's exec'd processes get the container's process.oomScoreAdj.
+                oom = proc_spec.oom_score_adj
+                if oom is None:
+                    oom = (S.parse(st.config).process or S.Process()).oom_score_adj
+                with oom_score_adj(oom):
+                    p = exec_into(spec, join=inside.join, cgroup=inside.cgroup, cwd=inside.cwd,
+                                  pass_fds=list(range(3, 3 + preserve_fds)), console=console)
             finally:
                 for fd in fds:
                     os.close(fd)

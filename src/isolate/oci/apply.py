@@ -1,0 +1,151 @@
+"""What the runtime applies itself to a container: its device nodes, sysctls and oom_score_adj.
+
+``Container`` has no field for these three OCI properties; ``convert``
+checks them (``Conversion.devices``, ``.sysctl``, ``.oom_score_adj``) and
+``runtime.create`` applies them as runc does, while the container's process
+waits at its exec gate (after its root is built, before the program runs)::
+
+    with oom_score_adj(conv.oom_score_adj):     # the child inherits it
+        proc = container.start(...)
+    make_devices(proc.pid, conv.devices)
+    write_sysctls(proc.pid, conv.sysctl)
+
+Device nodes are made through ``/proc/<pid>/root`` with every path
+resolved inside that root (openat2 RESOLVE_IN_ROOT), so nothing the image
+holds (a symlinked ``/dev``) leads out of it.  Sysctls are written by this
+process's thread moved into the container's network, IPC or UTS namespace,
+through the runtime's own ``/proc`` (never one the container could mount
+over): those files act on the writer's namespace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+
+from .._record import dataclass
+from ..errors import ConfigError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+__all__ = ["DeviceNode", "Sysctl", "make_devices", "write_sysctls", "oom_score_adj"]
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceNode:
+    """A ``linux.devices`` entry, checked: ``mode`` holds the file type and permission bits."""
+
+    index: int          # its place in linux.devices, for errors
+    path: str           # absolute, in the container
+    mode: int
+    major: int
+    minor: int
+    uid: int
+    gid: int
+
+
+@dataclass(frozen=True, slots=True)
+class Sysctl:
+    """A ``linux.sysctl`` entry, checked: ``path`` below /proc/sys, ``ns`` the namespace it acts on."""
+
+    key: str
+    value: str
+    path: str
+    ns: str
+
+
+def _open_dir(root: int, path: str) -> int:
+    from .._spawn import open_in_root
+
+    return open_in_root(root, path or ".", os.O_PATH | os.O_DIRECTORY)
+
+
+def make_devices(pid: int, nodes: Sequence[DeviceNode]) -> None:
+    """mknod each of ``nodes`` in the root of process ``pid`` (its parents made 0755), as runc:
+    a path that exists is left as it is; a new node gets the uid and gid asked for.
+
+    Raises ``ConfigError`` naming the entry when a node cannot be made.
+    """
+    if not nodes:
+        return
+    root = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    old = os.umask(0)           # the modes are meant exactly (runc clears its umask too)
+    try:
+        for node in nodes:
+            where = f"linux.devices[{node.index}] ({node.path})"
+            parts = node.path.strip("/").split("/")
+            try:
+                for i, name in enumerate(parts[:-1]):
+                    fd = _open_dir(root, "/".join(parts[:i]))
+                    try:
+                        os.mkdir(name, 0o755, dir_fd=fd)
+                    except FileExistsError:
+                        pass
+                    finally:
+                        os.close(fd)
+                fd = _open_dir(root, "/".join(parts[:-1]))
+                try:
+                    os.mknod(parts[-1], node.mode, os.makedev(node.major, node.minor), dir_fd=fd)
+                except FileExistsError:
+                    continue
+                else:
+                    os.chown(parts[-1], node.uid, node.gid, dir_fd=fd, follow_symlinks=False)
+                finally:
+                    os.close(fd)
+            except OSError as e:
+                raise ConfigError(f"{where}: cannot make the device node: {e.strerror}") from None
+    finally:
+        os.umask(old)
+        os.close(root)
+
+
+def write_sysctls(pid: int, sysctls: Sequence[Sysctl]) -> None:
+    """Write each of ``sysctls`` in the namespace of process ``pid`` it belongs to.
+
+    Raises ``ConfigError`` naming the key and value when the kernel refuses it.
+    """
+    from ..namespace import Namespace
+
+    for s in sysctls:
+        with Namespace.of(pid, s.ns) as ns, ns.entered():
+            try:
+                fd = os.open(f"/proc/sys/{s.path}", os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                try:
+                    if not stat.S_ISREG(os.fstat(fd).st_mode):
+                        raise OSError(0, "not a sysctl file")
+                    os.write(fd, s.value.encode())
+                finally:
+                    os.close(fd)
+            except OSError as e:
+                raise ConfigError(f"linux.sysctl: cannot set {s.key} to {s.value!r}: {e.strerror}") from None
+
+
+@contextlib.contextmanager
+def oom_score_adj(value: int | None) -> Iterator[None]:
+    """This process's oom_score_adj set to ``value`` for the block (the processes it
+    starts inherit it, as runc's init does), then put back.
+
+    Lowering it below the floor this process may reach needs CAP_SYS_RESOURCE:
+    without it the kernel says EACCES, raised as ``ConfigError`` naming the field.
+    """
+    if value is None:
+        yield
+        return
+    path = "/proc/self/oom_score_adj"
+    with open(path, "rb") as f:
+        old = f.read().strip()
+    try:
+        with open(path, "wb", buffering=0) as f:
+            f.write(str(value).encode())
+    except OSError as e:
+        why = (f"lowering it below this runtime's own ({old.decode()}) needs CAP_SYS_RESOURCE"
+               if e.errno == 13 else e.strerror)
+        raise ConfigError(f"process.oomScoreAdj: cannot set {value}: {why}") from None
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError), open(path, "wb", buffering=0) as f:
+            f.write(old)
