@@ -373,9 +373,7 @@ def process_spec(proc: S.Process | None, seccomp: S.Seccomp | None, out: _Out | 
     if proc.selinux_label:
         raise UnsupportedError(f"process.selinuxLabel: SELinux labels are not supported, got "
                                f"{show(proc.selinux_label)}")
-    if proc.oom_score_adj is not None and not -1000 <= proc.oom_score_adj <= 1000:
-        raise ConfigError(f"process.oomScoreAdj: must be from -1000 to 1000, got {proc.oom_score_adj}")
-    # process.oomScoreAdj is applied by the runtime (Conversion.oom_score_adj).
+    # process.oomScoreAdj (the parser checks -1000..1000) is applied by the runtime (Conversion.oom_score_adj).
     # OCI: the process has exactly additionalGids as supplementary groups.
     return ProcessSpec(args=tuple(proc.args or ()), env=env, cwd=proc.cwd, user=user.uid,
                        group=user.gid, groups=tuple(user.additional_gids or ()), umask=umask,
