@@ -112,6 +112,25 @@ def test_oom_score_adj_seen_from_the_host_and_in_exec(sides: tuple[Side, Side]) 
     assert Path("/proc/self/oom_score_adj").read_text().strip() == "0"
 
 
+def test_personality_linux32_is_the_containers_and_its_execs(sides: tuple[Side, Side]) -> None:
+    # Not compared with runc 1.1, which ignores linux.personality: the spec says the
+    # domain is set, and runc 1.2 and crun call personality(2) (PER_LINUX32: uname says i686).
+    ours = sides[1]
+    bundle = ours.make_bundle(["sleep", "60"], edit=lambda c: c["linux"].__setitem__(
+        "personality", {"domain": "LINUX32"}))
+    try:
+        p = ours("create", "--bundle", str(bundle), CID, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert p.returncode == 0
+        state = ours.state()
+        assert state is not None
+        assert Path(f"/proc/{state['pid']}/personality").read_text().strip() == "00000008"
+        e = ours("exec", CID, "uname", "-m")
+        assert (e.returncode, e.stdout.decode().strip()) == (0, "i686"), e.stderr
+    finally:
+        ours("delete", "--force", CID)
+    assert Path("/proc/self/personality").read_text().strip() == "00000000"
+
+
 LSM_CASES = [
     # No AppArmor and no SELinux here: runc fails on each (it cannot write the profile to
     # /proc/self/attr/exec, it refuses a label with SELinux disabled, the kernel refuses a

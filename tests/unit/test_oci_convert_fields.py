@@ -89,8 +89,8 @@ def test_namespaced_sysctls_are_kept_with_their_namespace(bundle: Path) -> None:
 
 @pytest.mark.parametrize("linux, message", [
     ({"mountLabel": "system_u:object_r:x:s0"}, "linux.mountLabel: SELinux mount labels are not supported"),
-    ({"personality": {"domain": "LINUX32"}}, "linux.personality: only domain LINUX without flags"),
-    ({"personality": {"domain": "LINUX", "flags": ["ADDR_NO_RANDOMIZE"]}}, "linux.personality: only domain"),
+    ({"personality": {"domain": "LINUX", "flags": ["ADDR_NO_RANDOMIZE"]}},
+     'linux.personality.flags: personality flags are not supported, got ["ADDR_NO_RANDOMIZE"]'),
     ({"timeOffsets": {"monotonic": {"secs": 5}}}, "linux.timeOffsets: time namespace offsets are not"),
     ({"intelRdt": {"closID": "x"}}, "linux.intelRdt: Intel RDT"),
     ({"process": {"apparmorProfile": "p"}}, 'process.apparmorProfile: AppArmor profiles are not supported, got "p"'),
@@ -103,9 +103,10 @@ def test_what_cannot_be_applied_is_refused_naming_the_field(bundle: Path, linux:
     assert str(info.value).startswith(message)
 
 
-def test_the_default_personality_is_accepted(bundle: Path) -> None:
-    assert convert(bundle, personality={"domain": "LINUX"}).unsupported == (
-        "process.terminal: not applied yet: true",)
+@pytest.mark.parametrize("domain, number", [("LINUX", 0), ("LINUX32", 8)])
+def test_the_personality_domain_is_carried(bundle: Path, domain: str, number: int) -> None:
+    conv = convert(bundle, personality={"domain": domain})
+    assert conv.personality == number and conv.unsupported == ("process.terminal: not applied yet: true",)
 
 
 def test_oom_score_adj_is_carried_and_checked(bundle: Path) -> None:

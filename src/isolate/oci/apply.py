@@ -5,8 +5,8 @@ checks them (``Conversion.devices``, ``.sysctl``, ``.oom_score_adj``) and
 ``runtime.create`` applies them as runc does, while the container's process
 waits at its exec gate (after its root is built, before the program runs)::
 
-    with oom_score_adj(conv.oom_score_adj):     # the child inherits it
-        proc = container.start(...)
+    with oom_score_adj(conv.oom_score_adj), personality(conv.personality):
+        proc = container.start(...)             # the child inherits both
     make_devices(proc.pid, conv.devices)
     write_sysctls(proc.pid, conv.sysctl)
 
@@ -31,7 +31,11 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
-__all__ = ["DeviceNode", "Sysctl", "make_devices", "write_sysctls", "oom_score_adj"]
+__all__ = ["DeviceNode", "Sysctl", "make_devices", "write_sysctls", "oom_score_adj", "personality",
+           "PERSONALITY_DOMAINS"]
+
+#: linux.personality's domains as personality(2) numbers (<linux/personality.h>).
+PERSONALITY_DOMAINS = {"LINUX": 0x0000, "LINUX32": 0x0008}
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,3 +153,28 @@ def oom_score_adj(value: int | None) -> Iterator[None]:
     finally:
         with contextlib.suppress(OSError), open(path, "wb", buffering=0) as f:
             f.write(old)
+
+
+@contextlib.contextmanager
+def personality(domain: int | None) -> Iterator[None]:
+    """This process's execution domain set to ``domain`` for the block (personality(2):
+    the processes it starts inherit it, and keep it across execve), then put back.
+
+    runc 1.2 and crun call personality(2) in the container's process; isolate
+    starts that process from this one, which passes it on the same way.
+    """
+    if domain is None:
+        yield
+        return
+    import ctypes
+
+    call = ctypes.CDLL(None, use_errno=True).personality
+    call.argtypes, call.restype = [ctypes.c_ulong], ctypes.c_int
+    old = call(0xFFFFFFFF)          # only queries
+    if old < 0 or call(domain) < 0:      # exactly the domain, no flags, as runc 1.2
+        err = ctypes.get_errno()
+        raise ConfigError(f"linux.personality: cannot set domain {domain:#x}: {os.strerror(err)}")
+    try:
+        yield
+    finally:
+        call(old)

@@ -77,9 +77,10 @@ class Conversion:
     ``join``: the namespaces opened for ``linux.namespaces[].path``, to give
     ``Container(config, join=...)``; ``args``: the process's argv;
     ``unsupported``: one line per field that is not applied (``"path: why"``).
-    ``devices``, ``sysctl`` and ``oom_score_adj``: ``linux.devices``,
-    ``linux.sysctl`` and ``process.oomScoreAdj`` checked, which ``Container``
-    does not apply: the runtime does (``isolate.oci.apply``).
+    ``devices``, ``sysctl``, ``oom_score_adj`` and ``personality``: ``linux.devices``,
+    ``linux.sysctl``, ``process.oomScoreAdj`` and ``linux.personality``'s domain
+    (a personality(2) number) checked, which ``Container`` does not apply: the
+    runtime does (``isolate.oci.apply``).
     Owns ``join``: ``close()`` (or ``with``) releases them.
     """
 
@@ -90,6 +91,7 @@ class Conversion:
     devices: tuple[DeviceNode, ...] = ()
     sysctl: tuple[Sysctl, ...] = ()
     oom_score_adj: int | None = None
+    personality: int | None = None
     _open: list[Namespace] = field(default_factory=list, repr=False)
 
     def close(self) -> None:
@@ -150,9 +152,10 @@ def spec_to_config(spec: S.Spec, bundle: str | os.PathLike[str]) -> Conversion:
             ns.close()
         raise
     oom = spec.process.oom_score_adj if spec.process is not None else None
+    pers = spec.linux.personality if spec.linux is not None else None
     return Conversion(config=config, join=tuple(owned), args=tuple(config.process.args),  # type: ignore[arg-type]
                       unsupported=tuple(out.unsupported), devices=out.devices, sysctl=out.sysctl,
-                      oom_score_adj=oom, _open=list(owned))
+                      oom_score_adj=oom, personality=_personality(pers), _open=list(owned))
 
 
 def spec_to_container_options(spec: S.Spec, bundle: str | os.PathLike[str]) -> Conversion:
@@ -202,6 +205,12 @@ def _convert(spec: S.Spec, bundle: Path, out: _Out, owned: list[Namespace]) -> C
                            hostname=spec.hostname or None)
 
 
+def _personality(pers: S.Personality | None) -> int | None:
+    from .apply import PERSONALITY_DOMAINS
+
+    return None if pers is None else PERSONALITY_DOMAINS[pers.domain]
+
+
 def _refused(linux: S.Linux) -> None:
     """Refuse what isolate cannot apply here (the spec: a runtime that cannot apply
     a property fails), each with one line naming the field."""
@@ -211,12 +220,12 @@ def _refused(linux: S.Linux) -> None:
         raise UnsupportedError(f"linux.mountLabel: SELinux mount labels are not supported, got "
                                f"{show(linux.mount_label)}")
     pers = linux.personality
-    if pers is not None and (pers.domain != "LINUX" or pers.flags):
-        # runc 1.1 ignores linux.personality entirely; runc 1.2 and crun call
-        # personality(2).  The spec's words (the runtime applies it) win over silence:
-        # the default domain, LINUX without flags, is what every process has already.
-        raise UnsupportedError(f"linux.personality: only domain LINUX without flags is supported, got "
-                               f"{show(_json(pers))}")
+    if pers is not None and pers.flags:
+        # runc 1.1 ignores linux.personality entirely; runc 1.2 and crun set the domain
+        # with personality(2) (Conversion.personality, applied by the runtime) and runc
+        # ignores the flags.  The spec's words (the runtime applies them) over silence.
+        raise UnsupportedError(f"linux.personality.flags: personality flags are not supported, got "
+                               f"{show(list(pers.flags))}")
     if linux.time_offsets:
         raise UnsupportedError(f"linux.timeOffsets: time namespace offsets are not supported, got "
                                f"{show(_json(linux.time_offsets))}")

@@ -247,9 +247,10 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
             stdio = dict(new_session=True)
         pass_fds = list(range(3, 3 + preserve_fds))
         container = Container(config, join=conv.join, cgroup=cg)
-        from .apply import make_devices, oom_score_adj, write_sysctls
+        from .apply import make_devices, oom_score_adj, personality, write_sysctls
 
-        with oom_score_adj(conv.oom_score_adj):         # inherited, as from runc's init
+        # Both inherited by the process (runc's init sets them before its execve).
+        with oom_score_adj(conv.oom_score_adj), personality(conv.personality):
             proc = container.start(list(conv.args), exec_gate=gate, pass_fds=pass_fds, **stdio)
         pid = proc.pid
         start_time = proc_start_time(pid)
@@ -636,13 +637,17 @@ def exec_process(root: str, cid: str, proc_spec: S.Process, *, detach: bool = Fa
                     console = (sock, (size.height if size else 0, size.width if size else 0, False))
                 spec = replace(inside.spec, args=tuple(proc_spec.args or ()),
                                tty=terminal and console is None)
-                from .apply import oom_score_adj
+                from .apply import oom_score_adj, personality
+                from .convert import _personality
 
-                # runc's exec'd processes get the container's process.oomScoreAdj.
+                # runc's exec'd processes get the container's process.oomScoreAdj and
+                # linux.personality (runc 1.2's setns init sets it too).
+                config = S.parse(st.config)
                 oom = proc_spec.oom_score_adj
                 if oom is None:
-                    oom = (S.parse(st.config).process or S.Process()).oom_score_adj
-                with oom_score_adj(oom):
+                    oom = (config.process or S.Process()).oom_score_adj
+                pers = _personality((config.linux or S.Linux()).personality)
+                with oom_score_adj(oom), personality(pers):
                     p = exec_into(spec, join=inside.join, cgroup=inside.cgroup, cwd=inside.cwd,
                                   pass_fds=list(range(3, 3 + preserve_fds)), console=console)
             finally:
