@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_differential import CANDIDATE, CID, RUNC, Case, Side, _edits, _set, check, sides  # noqa: F401
+from test_differential import (CANDIDATE, CID, DEFAULT_NS, MAPPING, RUNC, Case, Side, _edits, _ns,  # noqa: F401
+                               _set, check, sides)
 
 pytestmark = [pytest.mark.root]
 
@@ -42,6 +43,17 @@ DEVICE_CASES = [
          want=("crw-rw-rw- 0 0 10, 229 /dev/fuse", "brw-r----- 5 6 7, 200 /dev/blk0",
                "crw------- 1000 1000 1, 3 /dev/sub/dir/null2", "drwxr-xr-x /dev/sub")),
     Case("devices-absent", LS_DEV, want=("/dev/fuse absent",)),
+    # A user namespace may not mknod: the host's nodes are bound (runc), with their own
+    # mode and owner (root, unmapped: 65534), and a mount of their own.
+    Case("devices-userns", 'ls -ln /dev/fuse /dev/net/tun | awk \'{print $1, $3, $4, $5, $6, $NF}\'; '
+         'ls -ld /dev/net | awk \'{print $1, $NF}\'; '
+         'grep -E " /dev/(fuse|net/tun) " /proc/self/mountinfo | cut -d" " -f4-6',
+         edit=_edits(_set("linux.namespaces", _ns(*DEFAULT_NS, "user")), _set("linux.uidMappings", MAPPING),
+                     _set("linux.gidMappings", MAPPING),
+                     _set("linux.devices", [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229,
+                                             "fileMode": 8630},
+                                            {"path": "/dev/net/tun", "type": "c", "major": 10, "minor": 200}])),
+         want=("/fuse /dev/fuse rw,relatime", "/net/tun /dev/net/tun rw,relatime", "drwxr-xr-x /dev/net")),
 ]
 
 
@@ -200,3 +212,17 @@ def test_features_lists_what_runc_lists_for_hooks_and_architectures() -> None:
     # isolate applies no LSM: it says so (runc, built with both, says enabled).
     assert ours["linux"]["apparmor"] == {"enabled": False} and ours["linux"]["selinux"] == {"enabled": False}
 
+
+
+def test_a_bound_device_must_be_the_one_the_entry_names(sides: tuple[Side, Side]) -> None:
+    # runc binds whatever the host has at the path; isolate-oci refuses a host node that is
+    # not the device asked for (10:228 is not the host's /dev/fuse), naming the entry.
+    ours = sides[1]
+    bundle = ours.make_bundle(["true"], edit=lambda c: _edits(
+        _set("linux.namespaces", _ns(*DEFAULT_NS, "user")), _set("linux.uidMappings", MAPPING),
+        _set("linux.gidMappings", MAPPING),
+        _set("linux.devices", [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 228}]))(c, ours.host))
+    p = ours("run", "--bundle", str(bundle), CID)
+    assert p.returncode == 1
+    assert b"linux.devices[0] (/dev/fuse): the host's /dev/fuse is not the device the entry names" in p.stderr
+    assert ours.state() is None

@@ -53,11 +53,11 @@ def test_a_device_file_mode_of_another_type_is_refused(bundle: Path) -> None:
         convert(bundle, devices=[{"path": "/dev/x", "type": "c", "major": 1, "minor": 3, "fileMode": 0o60666}])
 
 
-def test_devices_in_a_user_namespace_are_refused(bundle: Path) -> None:
+def test_devices_in_a_user_namespace_are_bound(bundle: Path) -> None:
     d = runc_spec(rootless=True)
     d["linux"]["devices"] = [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]
-    with pytest.raises(UnsupportedError, match=r"^linux.devices\[0\]: device nodes in a user namespace"):
-        spec_to_config(parse(d), bundle)
+    with spec_to_config(parse(d), bundle) as conv:
+        assert [(n.path, n.bind) for n in conv.devices] == [("/dev/fuse", True)]
 
 
 @pytest.mark.parametrize("key, message", [

@@ -7,7 +7,8 @@ waits at its exec gate (after its root is built, before the program runs)::
 
     with oom_score_adj(conv.oom_score_adj), personality(conv.personality):
         proc = container.start(...)             # the child inherits both
-    make_devices(proc.pid, conv.devices)
+    make_devices(proc.pid, [d for d in conv.devices if not d.bind])
+    bind_devices(proc.pid, [d for d in conv.devices if d.bind])
     write_sysctls(proc.pid, conv.sysctl)
 
 Device nodes are made through ``/proc/<pid>/root`` with every path
@@ -31,8 +32,14 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
-__all__ = ["DeviceNode", "Sysctl", "make_devices", "write_sysctls", "oom_score_adj", "personality",
-           "PERSONALITY_DOMAINS"]
+__all__ = ["DeviceNode", "Sysctl", "make_devices", "bind_devices", "write_sysctls", "oom_score_adj",
+           "personality", "PERSONALITY_DOMAINS"]
+
+_AT_FDCWD = -100
+_OPEN_TREE_CLONE = 1
+_MOVE_MOUNT_F_EMPTY_PATH, _MOVE_MOUNT_T_EMPTY_PATH = 0x4, 0x40
+_SYS_OPEN_TREE, _SYS_MOVE_MOUNT = 428, 429        # the same on every architecture
+_CLONE_NEWNS, _CLONE_NEWUSER = 0x00020000, 0x10000000
 
 #: linux.personality's domains as personality(2) numbers (<linux/personality.h>).
 PERSONALITY_DOMAINS = {"LINUX": 0x0000, "LINUX32": 0x0008}
@@ -49,6 +56,7 @@ class DeviceNode:
     minor: int
     uid: int
     gid: int
+    bind: bool = False  # in a user namespace: the host's node is bound (bind_devices)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +112,107 @@ def make_devices(pid: int, nodes: Sequence[DeviceNode]) -> None:
     finally:
         os.umask(old)
         os.close(root)
+
+
+def _mount_point(root: int, node: DeviceNode) -> None:
+    """The parents (0755) and an empty file at ``node.path`` inside ``root``, unless it exists."""
+    parts = node.path.strip("/").split("/")
+    for i, name in enumerate(parts[:-1]):
+        fd = _open_dir(root, "/".join(parts[:i]))
+        try:
+            os.mkdir(name, 0o755, dir_fd=fd)
+        except FileExistsError:
+            pass
+        finally:
+            os.close(fd)
+    fd = _open_dir(root, "/".join(parts[:-1]))
+    try:
+        os.mknod(parts[-1], stat.S_IFREG | 0o644, dir_fd=fd)
+    except FileExistsError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def bind_devices(pid: int, nodes: Sequence[DeviceNode]) -> None:
+    """Bind the host's node at each of ``nodes``' paths in the root of process ``pid``, as
+    runc does where mknod is refused (a user namespace).
+
+    The host's node must be the device the entry names (type and numbers; runc
+    binds whatever is at the path).  Each is cloned here (open_tree); a child
+    process then enters the container's user and mount namespaces as its root
+    (files it makes are the container root's), makes the mount point inside the
+    container's root (RESOLVE_IN_ROOT) and attaches the clone there.  Raises
+    ``ConfigError`` naming the entry.
+    """
+    if not nodes:
+        return
+    import ctypes
+
+    from .._spawn import open_in_root, setns
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    trees: list[int] = []
+    user = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    mnt = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        for node in nodes:
+            where = f"linux.devices[{node.index}] ({node.path})"
+            try:
+                st = os.stat(node.path)
+            except OSError as e:
+                raise ConfigError(f"{where}: the host's node to bind in a user namespace: {e.strerror}") from None
+            if stat.S_IFMT(st.st_mode) != stat.S_IFMT(node.mode) or (
+                    not stat.S_ISFIFO(st.st_mode) and st.st_rdev != os.makedev(node.major, node.minor)):
+                raise ConfigError(f"{where}: the host's {node.path} is not the device the entry names "
+                                  f"({os.major(st.st_rdev)}:{os.minor(st.st_rdev)}, mode {oct(st.st_mode)})")
+            fd = libc.syscall(_SYS_OPEN_TREE, _AT_FDCWD, os.fsencode(node.path), _OPEN_TREE_CLONE | os.O_CLOEXEC)
+            if fd < 0:
+                raise ConfigError(f"{where}: cannot clone the host's node: {os.strerror(ctypes.get_errno())}")
+            trees.append(fd)
+        r, w = os.pipe()
+        child = os.fork()
+        if child == 0:          # only syscalls, then _exit
+            failed, err = -1, 0
+            try:
+                setns(user, _CLONE_NEWUSER)
+                setns(mnt, _CLONE_NEWNS)
+                os.setresgid(0, 0, 0)
+                os.setresuid(0, 0, 0)
+                top = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+                for i, node in enumerate(nodes):
+                    failed = i
+                    _mount_point(top, node)
+                    target = open_in_root(top, node.path, os.O_PATH)
+                    if libc.syscall(_SYS_MOVE_MOUNT, trees[i], b"", target, b"",
+                                    _MOVE_MOUNT_F_EMPTY_PATH | _MOVE_MOUNT_T_EMPTY_PATH) < 0:
+                        err = ctypes.get_errno()
+                        break
+                    os.close(target)
+                else:
+                    failed = -1
+            except OSError as e:
+                err = e.errno or 1
+            except BaseException:
+                err = 1
+            os.write(w, f"{failed} {err}".encode())
+            os._exit(0)
+        os.close(w)
+        try:
+            report = os.read(r, 64).decode().split()
+        finally:
+            os.close(r)
+            os.waitpid(child, 0)
+        failed, err = (int(x) for x in report) if len(report) == 2 else (0, 1)
+        if err:
+            node = nodes[max(failed, 0)]
+            raise ConfigError(f"linux.devices[{node.index}] ({node.path}): cannot bind the host's node: "
+                              f"{os.strerror(err)}")
+    finally:
+        for fd in trees:
+            os.close(fd)
+        os.close(mnt)
+        os.close(user)
 
 
 def write_sysctls(pid: int, sysctls: Sequence[Sysctl]) -> None:

@@ -252,10 +252,6 @@ def _devices(devices: tuple[S.LinuxDevice, ...], has_root: bool, userns: bool) -
         if not has_root:
             raise UnsupportedError(f"{where}: device nodes need a new root (a mount namespace), "
                                    f"got {show(d.path)}")
-        if userns:
-            # runc binds the host's node there (a user namespace may not mknod).
-            raise UnsupportedError(f"{where}: device nodes in a user namespace are not supported, "
-                                   f"got {show(d.path)}")
         kind = _DEVICE_TYPES[d.type]
         mode = 0o666 if d.file_mode is None else d.file_mode
         if stat.S_IFMT(mode) not in (0, kind):
@@ -264,8 +260,9 @@ def _devices(devices: tuple[S.LinuxDevice, ...], has_root: bool, userns: bool) -
         parts = d.path.strip("/").split("/")
         if not d.path.startswith("/") or any(p in ("", ".", "..") for p in parts):
             raise ConfigError(f"{where}.path: must be absolute and plain (no '.' or '..'), got {show(d.path)}")
+        # In a user namespace (no mknod) the runtime binds the host's node, as runc does.
         out.append(DeviceNode(index=i, path=d.path, mode=kind | (mode & 0o7777), major=d.major or 0,
-                              minor=d.minor or 0, uid=d.uid or 0, gid=d.gid or 0))
+                              minor=d.minor or 0, uid=d.uid or 0, gid=d.gid or 0, bind=userns))
     return tuple(out)
 
 

@@ -247,7 +247,7 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
             stdio = dict(new_session=True)
         pass_fds = list(range(3, 3 + preserve_fds))
         container = Container(config, join=conv.join, cgroup=cg)
-        from .apply import make_devices, oom_score_adj, personality, write_sysctls
+        from .apply import bind_devices, make_devices, oom_score_adj, personality, write_sysctls
 
         # Both inherited by the process (runc's init sets them before its execve).
         with oom_score_adj(conv.oom_score_adj), personality(conv.personality):
@@ -258,7 +258,8 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
         st.pid, st.pid_start = pid, start_time
         sd.write(st)
         # The process waits at its exec gate: its root is built, its program not started.
-        make_devices(pid, conv.devices)
+        make_devices(pid, [d for d in conv.devices if not d.bind])
+        bind_devices(pid, [d for d in conv.devices if d.bind])     # a user namespace's (runc)
         write_sysctls(pid, conv.sysctl)
         creating = sd.oci_state(st, "creating")
         try:
