@@ -155,6 +155,7 @@ def test_features(capsys: pytest.CaptureFixture[str]) -> None:
     assert set(lx["capabilities"]) == set(CAPABILITIES) and "CAP_SYS_ADMIN" in lx["capabilities"]
     assert lx["cgroup"] == {"v1": True, "v2": True, "systemd": False, "systemdUser": False}
     assert lx["apparmor"] == {"enabled": False} and lx["selinux"] == {"enabled": False}
+    assert lx["intelRdt"] == {"enabled": False}       # linux.intelRdt is refused
     assert "SCMP_ACT_NOTIFY" not in lx["seccomp"]["actions"]
     if lx["seccomp"]["enabled"]:
         assert "SCMP_ACT_ERRNO" in lx["seccomp"]["actions"] and "SCMP_CMP_MASKED_EQ" in lx["seccomp"]["operators"]

@@ -52,8 +52,10 @@ def features() -> dict[str, Any]:
                 "archs": sorted(a for a in SECCOMP_ARCHS if a == native or architecture_known(a[10:].lower()))
                 if has_seccomp else [],
             },
+            # Refused (convert): no LSM is applied, and no resctrl.
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
+            "intelRdt": {"enabled": False},
         },
         "annotations": {"org.isolate.version": __version__},
     }
