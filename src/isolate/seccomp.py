@@ -37,8 +37,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
     from typing import Any
 
-__all__ = ["SeccompProfile", "SyscallRule", "ArgCmp", "available", "ACTIONS", "OCI_DEFAULT_CAPS",
-           "REFUSED_IOCTLS"]
+__all__ = ["SeccompProfile", "SyscallRule", "ArgCmp", "available", "architecture_known", "ACTIONS",
+           "OCI_DEFAULT_CAPS", "REFUSED_IOCTLS"]
 
 #: Action names a profile may use.
 ACTIONS = frozenset({"allow", "errno", "kill", "kill_process", "kill_thread", "trap", "log"})
@@ -85,6 +85,12 @@ def available() -> bool:
         return True
     except UnsupportedError:
         return False
+
+
+def architecture_known(name: str) -> bool:
+    """Whether libseccomp here can filter architecture ``name`` (its name: ``"x86"``, ``"x32"``)."""
+    _, lib = _load()
+    return bool(lib.seccomp_arch_resolve_name(name.encode()))
 
 
 def _action(name: str, err: int) -> int:
@@ -472,16 +478,26 @@ class SeccompProfile:
     """A seccomp filter: ``default_action`` for any syscall no rule matches.
 
     Actions: ``allow``, ``errno`` (fail with ``errno``), ``kill`` (the whole
-    process), ``kill_thread``, ``trap`` (SIGSYS), ``log``.
+    process), ``kill_thread``, ``trap`` (SIGSYS), ``log``.  ``architectures``:
+    libseccomp's names of architectures filtered besides the native one (``"x86"``,
+    ``"x32"`` on x86-64): their syscalls get the same rules, by name, as
+    libseccomp adds them; a syscall of any other architecture kills the thread.
     """
 
     default_action: str = "errno"
     default_errno: int = _errno.EPERM
     rules: tuple[SyscallRule, ...] = ()
+    architectures: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_action(self.default_action, self.default_errno, "SeccompProfile.default_action")
         object.__setattr__(self, "rules", tuple(self.rules))
+        if isinstance(self.architectures, str):
+            raise ConfigError(f"SeccompProfile.architectures must be a tuple of names, got {self.architectures!r}")
+        object.__setattr__(self, "architectures", tuple(self.architectures))
+        for a in self.architectures:
+            if not isinstance(a, str) or not a.replace("_", "").isalnum():
+                raise ConfigError(f"SeccompProfile.architectures: {a!r} is not an architecture name")
         for r in self.rules:
             if not isinstance(r, SyscallRule):
                 raise ConfigError(f"SeccompProfile.rules must hold SyscallRule, got {r!r}")
@@ -541,7 +557,7 @@ class SeccompProfile:
         return out
 
     def _compile_ranges(self) -> bytes | None:
-        if os.uname().machine != "x86_64":
+        if os.uname().machine != "x86_64" or set(self.architectures) - {"x86_64"}:
             return None
         default = _action(self.default_action, self.default_errno)
         leaves: dict[int, tuple[int, tuple[tuple[ArgCmp, ...], ...]]] = {}
@@ -571,6 +587,12 @@ class SeccompProfile:
             # shallow program loads in about half the time of a linear one.  Older
             # libseccomp refuses the attribute and keeps the linear program.
             lib.seccomp_attr_set(ctx, _SCMP_FLTATR_CTL_OPTIMIZE, 2)
+            for arch in self.architectures:
+                token = int(lib.seccomp_arch_resolve_name(arch.encode()))
+                rc = lib.seccomp_arch_add(ctx, token) if token else -_errno.EINVAL
+                if rc < 0 and rc != -_errno.EEXIST:      # EEXIST: the native one
+                    raise UnsupportedError(f"seccomp architecture {arch!r} is not supported by libseccomp "
+                                           f"here: {os.strerror(-rc)}")
             for rule in self.rules:
                 action = _action(rule.action, rule.errno)
                 if action == default:

@@ -155,10 +155,16 @@ def test_features(capsys: pytest.CaptureFixture[str]) -> None:
     assert set(lx["capabilities"]) == set(CAPABILITIES) and "CAP_SYS_ADMIN" in lx["capabilities"]
     assert lx["cgroup"] == {"v1": True, "v2": True, "systemd": False, "systemdUser": False}
     assert lx["apparmor"] == {"enabled": False} and lx["selinux"] == {"enabled": False}
+    assert lx["intelRdt"] == {"enabled": False}       # linux.intelRdt is refused
     assert "SCMP_ACT_NOTIFY" not in lx["seccomp"]["actions"]
     if lx["seccomp"]["enabled"]:
         assert "SCMP_ACT_ERRNO" in lx["seccomp"]["actions"] and "SCMP_CMP_MASKED_EQ" in lx["seccomp"]["operators"]
-    assert f["hooks"] == []          # not run until the lifecycle exists
+    # All six run (runtime.create, start, delete), listed in runc's order.
+    assert f["hooks"] == ["prestart", "createRuntime", "createContainer", "startContainer", "poststart",
+                          "poststop"]
+    if lx["seccomp"]["enabled"]:
+        # linux.seccomp.architectures is applied: libseccomp adds each to the filter.
+        assert {"SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"} <= set(lx["seccomp"]["archs"])
     assert set(f["mountOptions"]) <= {"bind", "rbind", "ro", "rw"}
 
 

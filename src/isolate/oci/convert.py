@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import errno as _errno
 import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from ..idmap import IdMap
     from ..namespace import Namespace
     from ..seccomp import SeccompProfile
+    from .apply import DeviceNode, Sysctl
 
 __all__ = ["Conversion", "spec_to_config", "convert_bundle", "process_spec",
            "spec_to_container_options"]
@@ -75,6 +77,10 @@ class Conversion:
     ``join``: the namespaces opened for ``linux.namespaces[].path``, to give
     ``Container(config, join=...)``; ``args``: the process's argv;
     ``unsupported``: one line per field that is not applied (``"path: why"``).
+    ``devices``, ``sysctl``, ``oom_score_adj`` and ``personality``: ``linux.devices``,
+    ``linux.sysctl``, ``process.oomScoreAdj`` and ``linux.personality``'s domain
+    (a personality(2) number) checked, which ``Container`` does not apply: the
+    runtime does (``isolate.oci.apply``).
     Owns ``join``: ``close()`` (or ``with``) releases them.
     """
 
@@ -82,6 +88,10 @@ class Conversion:
     join: tuple[Namespace, ...]
     args: tuple[str, ...]
     unsupported: tuple[str, ...]
+    devices: tuple[DeviceNode, ...] = ()
+    sysctl: tuple[Sysctl, ...] = ()
+    oom_score_adj: int | None = None
+    personality: int | None = None
     _open: list[Namespace] = field(default_factory=list, repr=False)
 
     def close(self) -> None:
@@ -119,6 +129,8 @@ class Conversion:
 class _Out:
     def __init__(self) -> None:
         self.unsupported: list[str] = []
+        self.devices: tuple[DeviceNode, ...] = ()
+        self.sysctl: tuple[Sysctl, ...] = ()
 
     def skip(self, path: str, why: str) -> None:
         self.unsupported.append(f"{path}: {why}")
@@ -139,8 +151,11 @@ def spec_to_config(spec: S.Spec, bundle: str | os.PathLike[str]) -> Conversion:
         for ns in owned:
             ns.close()
         raise
+    oom = spec.process.oom_score_adj if spec.process is not None else None
+    pers = spec.linux.personality if spec.linux is not None else None
     return Conversion(config=config, join=tuple(owned), args=tuple(config.process.args),  # type: ignore[arg-type]
-                      unsupported=tuple(out.unsupported), _open=list(owned))
+                      unsupported=tuple(out.unsupported), devices=out.devices, sysctl=out.sysctl,
+                      oom_score_adj=oom, personality=_personality(pers), _open=list(owned))
 
 
 def spec_to_container_options(spec: S.Spec, bundle: str | os.PathLike[str]) -> Conversion:
@@ -169,24 +184,116 @@ def _convert(spec: S.Spec, bundle: Path, out: _Out, owned: list[Namespace]) -> C
     linux = spec.linux or S.Linux()
     create, net, uid_map, gid_map = _namespaces(linux, out, owned)
     process = process_spec(spec.process, linux.seccomp, out)
-    if spec.hooks is not None and any(getattr(spec.hooks, f) for f in (
-            "prestart", "create_runtime", "create_container", "start_container", "poststart",
-            "poststop")):
-        out.skip("hooks", "not run yet")
+    # hooks: run by the runtime (runtime.create, start, delete), not by Container.
     joined = {ns.type for ns in owned}
     rootfs = _rootfs(spec, linux, bundle, create, joined, out)
     limits = _resources(linux, out) if linux.resources is not None else None
-    for key, value in (("linux.devices", linux.devices), ("linux.sysctl", linux.sysctl),
-                       ("linux.cgroupsPath", linux.cgroups_path), ("linux.mountLabel", linux.mount_label),
-                       ("linux.personality", linux.personality), ("linux.timeOffsets", linux.time_offsets),
-                       ("linux.intelRdt", linux.intel_rdt)):
-        if value:
-            out.skip(key, f"not applied yet: {show(_json(value))}")
+    if linux.cgroups_path:
+        out.skip("linux.cgroupsPath", f"not applied yet: {show(linux.cgroups_path)}")
+    userns = "user" in create or "user" in joined
+    out.devices = _devices(linux.devices or (), rootfs is not None, userns)
+    out.sysctl = _sysctls(linux.sysctl or {}, create | joined)
+    _refused(linux)
     # The hostname always given: a config without one keeps the name its uts namespace
     # starts with (the host's), as runc does, not Container's default for a named container.
     return ContainerConfig(rootfs=rootfs, process=process, namespaces=create, net=net,
                            uid_map=uid_map, gid_map=gid_map, limits=limits,
                            hostname=spec.hostname or None, domainname=spec.domainname or None)
+
+
+def _personality(pers: S.Personality | None) -> int | None:
+    from .apply import PERSONALITY_DOMAINS
+
+    return None if pers is None else PERSONALITY_DOMAINS[pers.domain]
+
+
+def _refused(linux: S.Linux) -> None:
+    """Refuse what isolate cannot apply here (the spec: a runtime that cannot apply
+    a property fails), each with one line naming the field."""
+    if linux.mount_label:
+        # runc passes it as a context= mount option, which the kernel refuses
+        # without SELinux (EINVAL); isolate applies no SELinux labels at all.
+        raise UnsupportedError(f"linux.mountLabel: SELinux mount labels are not supported, got "
+                               f"{show(linux.mount_label)}")
+    pers = linux.personality
+    if pers is not None and pers.flags:
+        # runc 1.1 ignores linux.personality entirely; runc 1.2 and crun set the domain
+        # with personality(2) (Conversion.personality, applied by the runtime) and runc
+        # ignores the flags.  The spec's words (the runtime applies them) over silence.
+        raise UnsupportedError(f"linux.personality.flags: personality flags are not supported, got "
+                               f"{show(list(pers.flags))}")
+    if linux.time_offsets:
+        raise UnsupportedError(f"linux.timeOffsets: time namespace offsets are not supported, got "
+                               f"{show(_json(linux.time_offsets))}")
+    if linux.intel_rdt is not None:
+        raise UnsupportedError(f"linux.intelRdt: Intel RDT (resctrl) is not supported, got "
+                               f"{show(_json(linux.intel_rdt))}")
+
+
+_DEVICE_TYPES = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
+
+
+def _devices(devices: tuple[S.LinuxDevice, ...], has_root: bool, userns: bool) -> tuple[DeviceNode, ...]:
+    """``linux.devices`` checked, as runc makes them (mknod; mode 0666 and uid/gid 0 by default).
+
+    podman sends ``fileMode`` with the file-type bits (8630 = 0o20666): they must agree
+    with ``type``, and only the permission bits are applied.  runc adds no device-cgroup
+    rule for them: ``linux.resources.devices`` decides what may be opened.
+    """
+    from .apply import DeviceNode
+
+    out = []
+    for i, d in enumerate(devices):
+        where = f"linux.devices[{i}]"
+        if not has_root:
+            raise UnsupportedError(f"{where}: device nodes need a new root (a mount namespace), "
+                                   f"got {show(d.path)}")
+        kind = _DEVICE_TYPES[d.type]
+        mode = 0o666 if d.file_mode is None else d.file_mode
+        if stat.S_IFMT(mode) not in (0, kind):
+            raise ConfigError(f"{where}.fileMode: {oct(mode)} is not a {show(d.type)} device's type "
+                              f"({oct(kind)})")
+        parts = d.path.strip("/").split("/")
+        if not d.path.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            raise ConfigError(f"{where}.path: must be absolute and plain (no '.' or '..'), got {show(d.path)}")
+        # In a user namespace (no mknod) the runtime binds the host's node, as runc does.
+        out.append(DeviceNode(index=i, path=d.path, mode=kind | (mode & 0o7777), major=d.major or 0,
+                              minor=d.minor or 0, uid=d.uid or 0, gid=d.gid or 0, bind=userns))
+    return tuple(out)
+
+
+# runc's list of sysctls an IPC namespace owns (besides fs.mqueue.*).
+_IPC_SYSCTLS = frozenset({"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
+                          "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"})
+
+
+def _sysctls(sysctl: dict[str, str], namespaces: frozenset[str] | set[str]) -> tuple[Sysctl, ...]:
+    """``linux.sysctl`` checked as runc checks it: only a sysctl of a namespace the
+    container has (made or joined) may be set, never the host's."""
+    from .apply import Sysctl
+
+    out = []
+    for key, value in sysctl.items():
+        where = f"linux.sysctl[{show(key)}]"
+        parts = key.replace("/", ".").split(".")
+        if any(p in ("", ".", "..") or "\0" in p for p in parts):
+            raise ConfigError(f"{where}: not a sysctl name")
+        name = ".".join(parts)
+        if name in _IPC_SYSCTLS or name.startswith("fs.mqueue."):
+            ns = "ipc"
+        elif name.startswith("net."):
+            ns = "net"
+        elif name in ("kernel.domainname", "kernel.hostname"):
+            ns = "uts"
+            if name == "kernel.hostname":
+                raise ConfigError(f"{where}: conflicts with the OCI hostname field (runc refuses it too)")
+        else:
+            raise ConfigError(f"{where}: {name} is not in a namespace of the container's own, "
+                              "so it would change the host")
+        if ns not in namespaces:
+            raise ConfigError(f"{where}: {name} is not allowed in the host's {ns} namespace")
+        out.append(Sysctl(key=key, value=value, path="/".join(parts), ns=ns))
+    return tuple(out)
 
 
 def _json(value: Any) -> Any:
@@ -274,12 +381,19 @@ def process_spec(proc: S.Process | None, seccomp: S.Seccomp | None, out: _Out | 
     if extra_caps:
         for name in ("bounding", "effective", "permitted"):
             sets[name] = sorted(set(sets.get(name, ())) | set(extra_caps))
-    for key, value in (("process.terminal", proc.terminal), ("process.consoleSize", proc.console_size),
-                       ("process.oomScoreAdj", proc.oom_score_adj),
-                       ("process.apparmorProfile", proc.apparmor_profile),
-                       ("process.selinuxLabel", proc.selinux_label)):
+    for key, value in (("process.terminal", proc.terminal), ("process.consoleSize", proc.console_size)):
         if value:
             out.skip(key, f"not applied yet: {show(_json(value))}")
+    # No LSM here, and isolate applies none: refused, as runc does without them (it
+    # refuses an SELinux label when SELinux is off, and fails writing an AppArmor
+    # profile to /proc/self/attr/exec when AppArmor is off).
+    if proc.apparmor_profile:
+        raise UnsupportedError(f"process.apparmorProfile: AppArmor profiles are not supported, got "
+                               f"{show(proc.apparmor_profile)}")
+    if proc.selinux_label:
+        raise UnsupportedError(f"process.selinuxLabel: SELinux labels are not supported, got "
+                               f"{show(proc.selinux_label)}")
+    # process.oomScoreAdj (the parser checks -1000..1000) is applied by the runtime (Conversion.oom_score_adj).
     # OCI: the process has exactly additionalGids as supplementary groups.
     return ProcessSpec(args=tuple(proc.args or ()), env=env, cwd=proc.cwd, user=user.uid,
                        group=user.gid, groups=tuple(user.additional_gids or ()), umask=umask,
@@ -474,10 +588,13 @@ def _seccomp(sc: S.Seccomp | None, out: _Out) -> SeccompProfile | None:
     if default is None:
         raise UnsupportedError(f"{base}.defaultAction: {sc.default_action} is not supported "
                                f"(supported: {', '.join(sorted(_SCMP))})")
-    native = _NATIVE_ARCH.get(os.uname().machine)
-    others = sorted(set(sc.architectures or ()) - {native})
-    if others:
-        out.skip(f"{base}.architectures", f"only the native architecture is filtered; not: {show(others)}")
+    # As runc: libseccomp adds each architecture to the filter (the native one is
+    # always there), and a rule's syscall names are resolved on each.
+    archs = []
+    for i, name in enumerate(sc.architectures or ()):
+        if not name.startswith("SCMP_ARCH_") or not name[10:].replace("_", "").isalnum():
+            raise UnsupportedError(f"{base}.architectures[{i}]: unknown architecture {show(name)}")
+        archs.append(name[10:].lower())
     for key, value in (("flags", sc.flags), ("listenerPath", sc.listener_path),
                        ("listenerMetadata", sc.listener_metadata)):
         if value:
@@ -498,8 +615,14 @@ def _seccomp(sc: S.Seccomp | None, out: _Out) -> SeccompProfile | None:
                 args.append(ArgCmp(index=a.index, op=_CMP[a.op], value=a.value))
         rules.append(SyscallRule(names=r.names, action=action, errno=r.errno_ret or _errno.EPERM,
                                  args=tuple(args)))
-    return SeccompProfile(default_action=default, default_errno=sc.default_errno_ret or _errno.EPERM,
-                          rules=tuple(rules))
+    profile = SeccompProfile(default_action=default, default_errno=sc.default_errno_ret or _errno.EPERM,
+                             rules=tuple(rules), architectures=tuple(dict.fromkeys(archs)))
+    if archs:
+        try:
+            profile.compile()       # an architecture libseccomp lacks: refused here, naming it
+        except UnsupportedError as e:
+            raise UnsupportedError(f"{base}.architectures: {e}") from None
+    return profile
 
 
 def _resources(linux: S.Linux, out: _Out) -> Limits | None:

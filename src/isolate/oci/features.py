@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from .spec import NAMESPACE_TYPES, SECCOMP_OPERATORS, SPEC_VERSION
+from .spec import NAMESPACE_TYPES, SECCOMP_ARCHS, SECCOMP_OPERATORS, SPEC_VERSION
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -18,9 +18,9 @@ if TYPE_CHECKING:
 
 __all__ = ["default_spec", "features"]
 
-#: Lifecycle hooks run by the runtime.  None yet: the create/start lifecycle
-#: that runs them is not built, and features must not promise what is not done.
-HOOKS: tuple[str, ...] = ()
+#: Lifecycle hooks the runtime runs (runtime.create, start, delete), as runc lists them.
+HOOKS: tuple[str, ...] = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart",
+                          "poststop")
 #: Mount options the converter applies (bind mounts and tmpfs; tmpfs also takes size= and mode=).
 MOUNT_OPTIONS = ("bind", "rbind", "ro", "rw")
 
@@ -29,7 +29,7 @@ def features() -> dict[str, Any]:
     """The features JSON object (runtime-spec features.md) describing isolate here."""
     from .. import __version__
     from .._plan import CAPABILITIES, NSTYPES
-    from ..seccomp import available
+    from ..seccomp import architecture_known, available
     from .convert import _NATIVE_ARCH, _SCMP
 
     ours = {v: k for k, v in NAMESPACE_TYPES.items()}
@@ -48,10 +48,14 @@ def features() -> dict[str, Any]:
                 "enabled": has_seccomp,
                 "actions": sorted(_SCMP) if has_seccomp else [],
                 "operators": sorted(SECCOMP_OPERATORS) if has_seccomp else [],
-                "archs": [native] if has_seccomp and native else [],
+                # Every architecture libseccomp can add to a filter (linux.seccomp.architectures).
+                "archs": sorted(a for a in SECCOMP_ARCHS if a == native or architecture_known(a[10:].lower()))
+                if has_seccomp else [],
             },
+            # Refused (convert): no LSM is applied, and no resctrl.
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
+            "intelRdt": {"enabled": False},
         },
         "annotations": {"org.isolate.version": __version__},
     }

@@ -247,12 +247,20 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
             stdio = dict(new_session=True)
         pass_fds = list(range(3, 3 + preserve_fds))
         container = Container(config, join=conv.join, cgroup=cg)
-        proc = container.start(list(conv.args), exec_gate=gate, pass_fds=pass_fds, **stdio)
+        from .apply import bind_devices, make_devices, oom_score_adj, personality, write_sysctls
+
+        # Both inherited by the process (runc's init sets them before its execve).
+        with oom_score_adj(conv.oom_score_adj), personality(conv.personality):
+            proc = container.start(list(conv.args), exec_gate=gate, pass_fds=pass_fds, **stdio)
         pid = proc.pid
         start_time = proc_start_time(pid)
         assert start_time is not None
         st.pid, st.pid_start = pid, start_time
         sd.write(st)
+        # The process waits at its exec gate: its root is built, its program not started.
+        make_devices(pid, [d for d in conv.devices if not d.bind])
+        bind_devices(pid, [d for d in conv.devices if d.bind])     # a user namespace's (runc)
+        write_sysctls(pid, conv.sysctl)
         creating = sd.oci_state(st, "creating")
         try:
             for point in ("prestart", "createRuntime", "createContainer"):
@@ -598,6 +606,7 @@ def exec_process(root: str, cid: str, proc_spec: S.Process, *, detach: bool = Fa
     """
     from .._enter import exec_into
     from .._record import replace
+    from . import spec as S
     from .inside import entering
 
     _check_preserved(preserve_fds)
@@ -629,8 +638,19 @@ def exec_process(root: str, cid: str, proc_spec: S.Process, *, detach: bool = Fa
                     console = (sock, (size.height if size else 0, size.width if size else 0, False))
                 spec = replace(inside.spec, args=tuple(proc_spec.args or ()),
                                tty=terminal and console is None)
-                p = exec_into(spec, join=inside.join, cgroup=inside.cgroup, cwd=inside.cwd,
-                              pass_fds=list(range(3, 3 + preserve_fds)), console=console)
+                from .apply import oom_score_adj, personality
+                from .convert import _personality
+
+                # runc's exec'd processes get the container's process.oomScoreAdj and
+                # linux.personality (runc 1.2's setns init sets it too).
+                config = S.parse(st.config)
+                oom = proc_spec.oom_score_adj
+                if oom is None:
+                    oom = (config.process or S.Process()).oom_score_adj
+                pers = _personality((config.linux or S.Linux()).personality)
+                with oom_score_adj(oom), personality(pers):
+                    p = exec_into(spec, join=inside.join, cgroup=inside.cgroup, cwd=inside.cwd,
+                                  pass_fds=list(range(3, 3 + preserve_fds)), console=console)
             finally:
                 for fd in fds:
                     os.close(fd)

@@ -483,7 +483,8 @@ class LinuxDevice(Node):
     type: str = spec("type", Str(choices=frozenset({"c", "b", "u", "p"})), required=True)
     major: int | None = spec("major", Int(UINT32))
     minor: int | None = spec("minor", Int(UINT32))
-    file_mode: int | None = spec("fileMode", Int((0, 0o7777)))
+    # podman sends the file-type bits too (8630 = 0o20666): convert checks them against type.
+    file_mode: int | None = spec("fileMode", Int((0, 0o177777)))
     uid: int | None = spec("uid", Int(ID))
     gid: int | None = spec("gid", Int(ID))
     extra: Mapping[str, Any] = extra()

@@ -1,0 +1,289 @@
+"""What the runtime applies itself to a container: its device nodes, sysctls and oom_score_adj.
+
+``Container`` has no field for these three OCI properties; ``convert``
+checks them (``Conversion.devices``, ``.sysctl``, ``.oom_score_adj``) and
+``runtime.create`` applies them as runc does, while the container's process
+waits at its exec gate (after its root is built, before the program runs)::
+
+    with oom_score_adj(conv.oom_score_adj), personality(conv.personality):
+        proc = container.start(...)             # the child inherits both
+    make_devices(proc.pid, [d for d in conv.devices if not d.bind])
+    bind_devices(proc.pid, [d for d in conv.devices if d.bind])
+    write_sysctls(proc.pid, conv.sysctl)
+
+Device nodes are made through ``/proc/<pid>/root`` with every path
+resolved inside that root (openat2 RESOLVE_IN_ROOT), so nothing the image
+holds (a symlinked ``/dev``) leads out of it.  Sysctls are written by this
+process's thread moved into the container's network, IPC or UTS namespace,
+through the runtime's own ``/proc`` (never one the container could mount
+over): those files act on the writer's namespace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+
+from .._record import dataclass
+from ..errors import ConfigError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+__all__ = ["DeviceNode", "Sysctl", "make_devices", "bind_devices", "write_sysctls", "oom_score_adj",
+           "personality", "PERSONALITY_DOMAINS"]
+
+_AT_FDCWD = -100
+_OPEN_TREE_CLONE = 1
+_MOVE_MOUNT_F_EMPTY_PATH, _MOVE_MOUNT_T_EMPTY_PATH = 0x4, 0x40
+_SYS_OPEN_TREE, _SYS_MOVE_MOUNT = 428, 429        # the same on every architecture
+_CLONE_NEWNS, _CLONE_NEWUSER = 0x00020000, 0x10000000
+
+#: linux.personality's domains as personality(2) numbers (<linux/personality.h>).
+PERSONALITY_DOMAINS = {"LINUX": 0x0000, "LINUX32": 0x0008}
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceNode:
+    """A ``linux.devices`` entry, checked: ``mode`` holds the file type and permission bits."""
+
+    index: int          # its place in linux.devices, for errors
+    path: str           # absolute, in the container
+    mode: int
+    major: int
+    minor: int
+    uid: int
+    gid: int
+    bind: bool = False  # in a user namespace: the host's node is bound (bind_devices)
+
+
+@dataclass(frozen=True, slots=True)
+class Sysctl:
+    """A ``linux.sysctl`` entry, checked: ``path`` below /proc/sys, ``ns`` the namespace it acts on."""
+
+    key: str
+    value: str
+    path: str
+    ns: str
+
+
+def _open_dir(root: int, path: str) -> int:
+    from .._spawn import open_in_root
+
+    return open_in_root(root, path or ".", os.O_PATH | os.O_DIRECTORY)
+
+
+def make_devices(pid: int, nodes: Sequence[DeviceNode]) -> None:
+    """mknod each of ``nodes`` in the root of process ``pid`` (its parents made 0755), as runc:
+    a path that exists is left as it is; a new node gets the uid and gid asked for.
+
+    Raises ``ConfigError`` naming the entry when a node cannot be made.
+    """
+    if not nodes:
+        return
+    root = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    old = os.umask(0)           # the modes are meant exactly (runc clears its umask too)
+    try:
+        for node in nodes:
+            where = f"linux.devices[{node.index}] ({node.path})"
+            parts = node.path.strip("/").split("/")
+            try:
+                for i, name in enumerate(parts[:-1]):
+                    fd = _open_dir(root, "/".join(parts[:i]))
+                    try:
+                        os.mkdir(name, 0o755, dir_fd=fd)
+                    except FileExistsError:
+                        pass
+                    finally:
+                        os.close(fd)
+                fd = _open_dir(root, "/".join(parts[:-1]))
+                try:
+                    os.mknod(parts[-1], node.mode, os.makedev(node.major, node.minor), dir_fd=fd)
+                except FileExistsError:
+                    continue
+                else:
+                    os.chown(parts[-1], node.uid, node.gid, dir_fd=fd, follow_symlinks=False)
+                finally:
+                    os.close(fd)
+            except OSError as e:
+                raise ConfigError(f"{where}: cannot make the device node: {e.strerror}") from None
+    finally:
+        os.umask(old)
+        os.close(root)
+
+
+def _mount_point(root: int, node: DeviceNode) -> None:
+    """The parents (0755) and an empty file at ``node.path`` inside ``root``, unless it exists."""
+    parts = node.path.strip("/").split("/")
+    for i, name in enumerate(parts[:-1]):
+        fd = _open_dir(root, "/".join(parts[:i]))
+        try:
+            os.mkdir(name, 0o755, dir_fd=fd)
+        except FileExistsError:
+            pass
+        finally:
+            os.close(fd)
+    fd = _open_dir(root, "/".join(parts[:-1]))
+    try:
+        os.mknod(parts[-1], stat.S_IFREG | 0o644, dir_fd=fd)
+    except FileExistsError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def bind_devices(pid: int, nodes: Sequence[DeviceNode]) -> None:
+    """Bind the host's node at each of ``nodes``' paths in the root of process ``pid``, as
+    runc does where mknod is refused (a user namespace).
+
+    The host's node must be the device the entry names (type and numbers; runc
+    binds whatever is at the path).  Each is cloned here (open_tree); a child
+    process then enters the container's user and mount namespaces as its root
+    (files it makes are the container root's), makes the mount point inside the
+    container's root (RESOLVE_IN_ROOT) and attaches the clone there.  Raises
+    ``ConfigError`` naming the entry.
+    """
+    if not nodes:
+        return
+    import ctypes
+
+    from .._spawn import open_in_root, setns
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    trees: list[int] = []
+    user = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    mnt = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        for node in nodes:
+            where = f"linux.devices[{node.index}] ({node.path})"
+            try:
+                st = os.stat(node.path)
+            except OSError as e:
+                raise ConfigError(f"{where}: the host's node to bind in a user namespace: {e.strerror}") from None
+            if stat.S_IFMT(st.st_mode) != stat.S_IFMT(node.mode) or (
+                    not stat.S_ISFIFO(st.st_mode) and st.st_rdev != os.makedev(node.major, node.minor)):
+                raise ConfigError(f"{where}: the host's {node.path} is not the device the entry names "
+                                  f"({os.major(st.st_rdev)}:{os.minor(st.st_rdev)}, mode {oct(st.st_mode)})")
+            fd = libc.syscall(_SYS_OPEN_TREE, _AT_FDCWD, os.fsencode(node.path), _OPEN_TREE_CLONE | os.O_CLOEXEC)
+            if fd < 0:
+                raise ConfigError(f"{where}: cannot clone the host's node: {os.strerror(ctypes.get_errno())}")
+            trees.append(fd)
+        r, w = os.pipe()
+        child = os.fork()
+        if child == 0:          # only syscalls, then _exit
+            failed, err = -1, 0
+            try:
+                setns(user, _CLONE_NEWUSER)
+                setns(mnt, _CLONE_NEWNS)
+                os.setresgid(0, 0, 0)
+                os.setresuid(0, 0, 0)
+                top = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+                for i, node in enumerate(nodes):
+                    failed = i
+                    _mount_point(top, node)
+                    target = open_in_root(top, node.path, os.O_PATH)
+                    if libc.syscall(_SYS_MOVE_MOUNT, trees[i], b"", target, b"",
+                                    _MOVE_MOUNT_F_EMPTY_PATH | _MOVE_MOUNT_T_EMPTY_PATH) < 0:
+                        err = ctypes.get_errno()
+                        break
+                    os.close(target)
+                else:
+                    failed = -1
+            except OSError as e:
+                err = e.errno or 1
+            except BaseException:
+                err = 1
+            os.write(w, f"{failed} {err}".encode())
+            os._exit(0)
+        os.close(w)
+        try:
+            report = os.read(r, 64).decode().split()
+        finally:
+            os.close(r)
+            os.waitpid(child, 0)
+        failed, err = (int(x) for x in report) if len(report) == 2 else (0, 1)
+        if err:
+            node = nodes[max(failed, 0)]
+            raise ConfigError(f"linux.devices[{node.index}] ({node.path}): cannot bind the host's node: "
+                              f"{os.strerror(err)}")
+    finally:
+        for fd in trees:
+            os.close(fd)
+        os.close(mnt)
+        os.close(user)
+
+
+def write_sysctls(pid: int, sysctls: Sequence[Sysctl]) -> None:
+    """Write each of ``sysctls`` in the namespace of process ``pid`` it belongs to.
+
+    Raises ``ConfigError`` naming the key and value when the kernel refuses it.
+    """
+    from ..namespace import Namespace
+
+    for s in sysctls:
+        with Namespace.of(pid, s.ns) as ns, ns.entered():
+            try:
+                fd = os.open(f"/proc/sys/{s.path}", os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                try:
+                    if not stat.S_ISREG(os.fstat(fd).st_mode):
+                        raise OSError(0, "not a sysctl file")
+                    os.write(fd, s.value.encode())
+                finally:
+                    os.close(fd)
+            except OSError as e:
+                raise ConfigError(f"linux.sysctl: cannot set {s.key} to {s.value!r}: {e.strerror}") from None
+
+
+@contextlib.contextmanager
+def oom_score_adj(value: int | None) -> Iterator[None]:
+    """This process's oom_score_adj set to ``value`` for the block (the processes it
+    starts inherit it, as runc's init does), then put back.
+
+    Lowering it below the floor this process may reach needs CAP_SYS_RESOURCE:
+    without it the kernel says EACCES, raised as ``ConfigError`` naming the field.
+    """
+    if value is None:
+        yield
+        return
+    path = "/proc/self/oom_score_adj"
+    with open(path, "rb") as f:
+        old = f.read().strip()
+    try:
+        with open(path, "wb", buffering=0) as f:
+            f.write(str(value).encode())
+    except OSError as e:
+        why = (f"lowering it below this runtime's own ({old.decode()}) needs CAP_SYS_RESOURCE"
+               if e.errno == 13 else e.strerror)
+        raise ConfigError(f"process.oomScoreAdj: cannot set {value}: {why}") from None
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError), open(path, "wb", buffering=0) as f:
+            f.write(old)
+
+
+@contextlib.contextmanager
+def personality(domain: int | None) -> Iterator[None]:
+    """This process's execution domain set to ``domain`` for the block (personality(2):
+    the processes it starts inherit it, and keep it across execve), then put back.
+
+    runc 1.2 and crun call personality(2) in the container's process; isolate
+    starts that process from this one, which passes it on the same way.
+    """
+    if domain is None:
+        yield
+        return
+    import ctypes
+
+    call = ctypes.CDLL(None, use_errno=True).personality
+    call.argtypes, call.restype = [ctypes.c_ulong], ctypes.c_int
+    old = call(0xFFFFFFFF)          # only queries
+    if old < 0 or call(domain) < 0:      # exactly the domain, no flags, as runc 1.2
+        err = ctypes.get_errno()
+        raise ConfigError(f"linux.personality: cannot set domain {domain:#x}: {os.strerror(err)}")
+    try:
+        yield
+    finally:
+        call(old)
