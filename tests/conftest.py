@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -89,21 +90,34 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 #: Where a test of this suite makes mounts in the host's namespace: this run's
-#: pytest temporary directory (added by ``_our_basetemp``) and places named after
-#: isolate.  Another program's mounts elsewhere on the machine (another test run's
-#: temporary directories, say) are not this run's to check.
-_OURS: list[str] = ["/run/isolate", "/run/netns/isolate", "isolate"]
+#: pytest temporary directory (``_our_basetemp`` also points ``tempfile`` there) and
+#: places named after isolate outside the shared temporary directories.  Another
+#: program's mounts (another test run's temporary directories, say) are not this
+#: run's to check.
+_BASETEMP: list[str] = []
+_SHARED_TMP = ("/tmp/", "/var/tmp/")
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _our_basetemp(tmp_path_factory: pytest.TempPathFactory) -> None:
-    _OURS.append(str(tmp_path_factory.getbasetemp()) + "/")
+def _our_basetemp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    base = tmp_path_factory.getbasetemp()
+    (base / "tempfile").mkdir(exist_ok=True)
+    _BASETEMP.append(str(base) + "/")
+    saved, tempfile.tempdir = tempfile.tempdir, str(base / "tempfile")
+    yield
+    tempfile.tempdir = saved
+
+
+def _ours(point: str) -> bool:
+    if _BASETEMP and point.startswith(_BASETEMP[0]):
+        return True
+    return "isolate" in point and not point.startswith(_SHARED_TMP)
 
 
 def _mounts() -> list[str]:
     # Mount ids and options change for unrelated reasons; the set of mount points is what leaks.
     points = (line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines())
-    return sorted(p for p in points if any(o in p for o in _OURS))
+    return sorted(p for p in points if _ours(p))
 
 
 def _fds() -> set[int]:

@@ -42,8 +42,8 @@ if TYPE_CHECKING:
     from ..seccomp import SeccompProfile
     from .apply import DeviceNode, Sysctl
 
-__all__ = ["Conversion", "spec_to_config", "convert_bundle", "process_spec",
-           "spec_to_container_options"]
+__all__ = ["Conversion", "spec_to_config", "convert_bundle", "process_spec", "refuse_unapplied",
+           "RUNTIME_APPLIED", "spec_to_container_options"]
 
 # Mounts a RootFS makes itself (proc, sys, dev, devpts, shm): OCI configs list
 # them, and they map to RootFS(proc=, sys=, dev=) and mount_options() rather than to binds.
@@ -163,6 +163,20 @@ def spec_to_container_options(spec: S.Spec, bundle: str | os.PathLike[str]) -> C
     warnings.warn("spec_to_container_options is deprecated: use spec_to_config", DeprecationWarning,
                   stacklevel=2)
     return spec_to_config(spec, bundle)
+
+
+#: What isolate-oci applies itself rather than through the ``Container`` a
+#: ``Conversion`` makes: the cgroup path (``runtime.create``), and the terminal and
+#: its size (the console socket).
+RUNTIME_APPLIED = ("linux.cgroupsPath:", "process.terminal:", "process.consoleSize:")
+
+
+def refuse_unapplied(unsupported: tuple[str, ...] | list[str], what: str) -> None:
+    """Raise ``UnsupportedError`` naming each field of ``unsupported`` the runtime does
+    not apply itself (the spec: a runtime that cannot apply a property must fail)."""
+    left = [line for line in unsupported if not line.startswith(RUNTIME_APPLIED)]
+    if left:
+        raise UnsupportedError(f"{what} asks for what isolate-oci cannot apply: " + "; ".join(left))
 
 
 def convert_bundle(path: str | os.PathLike[str], *, strict: bool = False) -> Conversion:

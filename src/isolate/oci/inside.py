@@ -103,12 +103,14 @@ def entering(st: ContainerState, proc: S.Process, *, env: Mapping[str, str] | No
     from ..namespace import Namespace
     from . import spec as S
     from .cgroups import open_cgroup
-    from .convert import process_spec
+    from .convert import _Out, process_spec, refuse_unapplied
     from .state import RuntimeError_, proc_start_time
 
     linux = S.parse(st.config).linux or S.Linux()
     # As spawn does by default: no death signal, the runtime's umask unless the config gives one.
-    spec = process_spec(proc, linux.seccomp, extra_caps=tuple(extra_caps), umask=None)
+    out = _Out()
+    spec = process_spec(proc, linux.seccomp, out, extra_caps=tuple(extra_caps), umask=None)
+    refuse_unapplied(out.unsupported, "the process")
     env_: Mapping[Any, Any] | None = env
     if env_ is None:
         env_ = with_home(spec.env or {}, st.rootfs, spec.user) if st.rootfs else spec.env

@@ -164,7 +164,7 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
     from .._record import replace
     from ..container import Container
     from . import spec as S
-    from .convert import spec_to_config
+    from .convert import refuse_unapplied, spec_to_config
     from .inside import with_home
 
     _check_preserved(preserve_fds)
@@ -188,9 +188,7 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
     fds: list[int] = []
     try:
         conv = spec_to_config(spec, bundle_path)
-        for line in conv.unsupported:
-            if not line.startswith(("hooks:", "linux.cgroupsPath:")):
-                warn(f"not applied: {line}")
+        refuse_unapplied(conv.unsupported, "config.json")
         config = conv.config
         limits = config.limits
         process = replace(config.process, die_with_parent=False)
