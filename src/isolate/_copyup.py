@@ -4,8 +4,8 @@ The parent reads the image, which is hostile: the covered directory is
 resolved inside the image (openat2 RESOLVE_IN_ROOT, as runc's securejoin:
 a symlink or ``..`` never leads out), and its contents are walked through
 directory fds with O_NOFOLLOW: symlinks are copied as symlinks, regular
-files by content, directories recursively, device nodes, fifos and sockets
-made again (mknod, as crun); owner and mode kept (the tmpfs's root takes
+files by content, directories recursively; a device node, fifo or socket
+is refused (runc 1.1.5's copy fails on them); owner and mode kept (the tmpfs's root takes
 the directory's mode, its owner stays root, as runc's copy).  The copy is bounded
 (``MAX_ENTRIES``, ``MAX_BYTES``, ``MAX_DEPTH``): past a bound the start is
 refused with a ``ConfigError`` naming the mount, and nothing is left.
@@ -41,6 +41,14 @@ _CHUNK = 1 << 20
 
 class _Over(Exception):
     pass
+
+
+class _Special(Exception):
+    pass
+
+
+_KINDS = {stat.S_IFCHR: "character device", stat.S_IFBLK: "block device", stat.S_IFIFO: "fifo",
+          stat.S_IFSOCK: "socket"}
 
 
 class _Budget:
@@ -89,6 +97,10 @@ def copy_up(directory: Path, m: TmpfsMount) -> int:
     except _Over as e:
         os.close(fd)
         raise ConfigError(f"{where}: the directory it covers in the image holds {e}: refused") from None
+    except _Special as e:
+        os.close(fd)
+        raise ConfigError(f"{where}: the directory it covers in the image holds {e} (runc refuses "
+                          f"it too)") from None
     except OSError as e:
         os.close(fd)
         raise ConfigError(f"{where}: cannot copy the image's directory: {e}") from None
@@ -130,10 +142,8 @@ def _copy_dir(src: int, dst: int, budget: _Budget, depth: int) -> None:
         elif kind == stat.S_IFREG:
             _copy_file(src, dst, name, st, budget)
         else:
-            # Devices, fifos, sockets: made again (the container's device rules still apply).
-            os.mknod(name, kind | 0o600, st.st_rdev, dir_fd=dst)
-            os.chown(name, st.st_uid, st.st_gid, dir_fd=dst, follow_symlinks=False)
-            os.chmod(name, perms, dir_fd=dst)     # our own node in our own tmpfs
+            # Devices, fifos, sockets: refused, as runc 1.1.5's copy fails on them.
+            raise _Special(f"{name!r} is a {_KINDS.get(kind, 'special file')}, which is not copied")
 
 
 def _copy_file(src: int, dst: int, name: str, st: os.stat_result, budget: _Budget) -> None:

@@ -86,11 +86,20 @@ def _hostile(rootfs: Path) -> None:
     (rootfs / "srv" / "in" / "mine").write_text("mine\n")
 
 
+def _special(rootfs: Path) -> None:
+    d = rootfs / "srv" / "up"
+    d.mkdir(parents=True)
+    os.mknod(d / "null", 0o620 | 0o020000, os.makedev(1, 3))
+    os.chown(d / "null", 9, 10)
+
+
 CASES = [
     Case("contents", LISTING.format(d="/srv/up"), _tmpfs("/srv/up", "mode=755", "size=1m", "nosuid", "nodev"),
          populate=_tree, want=("data ./file hello", "link ./link -> file", "writable new")),
     Case("readonly", LISTING.format(d="/srv/up").rsplit(";", 1)[0] + "; echo x > /srv/up/new 2>/dev/null || echo ro",
          _tmpfs("/srv/up", "ro", "mode=1777", "noexec"), populate=_tree, want=("data ./file hello", "ro")),
+    # A device node: runc 1.1.5's copy fails on it (lchown of a file it never made): refused.
+    Case("special", "echo started", _tmpfs("/srv/up", "mode=755"), populate=_special, status=1, error=True),
     Case("hostile", "; ".join(LISTING.format(d=d).rsplit(";", 1)[0] for d in ("/srv/out", "/srv/dots", "/srv/in"))
          + "; cat /srv/in/leak 2>/dev/null || echo no leak; ls /srv",
          _edits(_tmpfs("/srv/out"), _tmpfs("/srv/dots"), _tmpfs("/srv/in")), populate=_hostile,
@@ -175,3 +184,13 @@ def test_copy_never_follows_a_symlink(tmp_path: Path) -> None:
             os.close(top)
     finally:
         os.close(fd)
+
+
+def test_a_fifo_is_refused_naming_the_mount(tmp_path: Path) -> None:
+    from isolate.config import TmpfsMount
+    from isolate.errors import ConfigError
+
+    (tmp_path / "d" / "deep").mkdir(parents=True)
+    os.mkfifo(tmp_path / "d" / "deep" / "fifo")
+    with pytest.raises(ConfigError, match=r"^tmpfs on /d \(copy_up\): .*'fifo' is a fifo, which is not copied"):
+        _copyup.copy_up(tmp_path, TmpfsMount(target=b"d", copy_up=True))
