@@ -448,7 +448,7 @@ int iso_mount(const char *source, const char *target, const char *fstype, uint64
 int iso_umount2(const char *target, int flags);
 int iso_syscall_errno(int which, int64_t a, int64_t b, int64_t c, int64_t d, int64_t e);
 int iso_set_dumpable(int on);
-int iso_detached_tmpfs(const char *mode);
+int iso_detached_tmpfs(const char *mode, const char *size, const char *source, uint64_t attrs);
 int iso_mount_fd_setattr(int fd, uint64_t attr_set);
 int iso_open_in_root(int dirfd, const char *path, int flags);
 

@@ -75,20 +75,23 @@ iso_set_dumpable(int on)
 }
 
 /* A detached tmpfs (fsopen/fsmount, Linux 5.2) with its root directory at
- * mode (octal text, as tmpfs takes it), for the parent to fill through the
- * returned fd (O_CLOEXEC). */
+ * mode (octal text, as tmpfs takes it), of size (NULL: tmpfs's default) and
+ * source (NULL: "tmpfs"), mounted with the MOUNT_ATTR_* attrs (atime
+ * included), for the parent to fill through the returned fd (O_CLOEXEC). */
 int
-iso_detached_tmpfs(const char *mode)
+iso_detached_tmpfs(const char *mode, const char *size, const char *source, uint64_t attrs)
 {
     int fs = (int)syscall(__NR_fsopen, "tmpfs", FSOPEN_CLOEXEC);
     if (fs < 0) {
         return -errno;
     }
     int mfd = -1;
+    const char *src = source ? source : "tmpfs";
     if (syscall(__NR_fsconfig, fs, FSCONFIG_SET_STRING, "mode", mode, 0) == 0 &&
-        syscall(__NR_fsconfig, fs, FSCONFIG_SET_STRING, "source", "tmpfs", 0) == 0 &&
+        (size == NULL || syscall(__NR_fsconfig, fs, FSCONFIG_SET_STRING, "size", size, 0) == 0) &&
+        syscall(__NR_fsconfig, fs, FSCONFIG_SET_STRING, "source", src, 0) == 0 &&
         syscall(__NR_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) == 0) {
-        mfd = (int)syscall(__NR_fsmount, fs, FSMOUNT_CLOEXEC, 0);
+        mfd = (int)syscall(__NR_fsmount, fs, FSMOUNT_CLOEXEC, (unsigned)attrs);
     }
     int err = errno;
     close(fs);

@@ -40,7 +40,7 @@ from .errors import ConfigError, UnsupportedError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Collection, Sequence
+    from collections.abc import Collection, Mapping, Sequence
     from typing import Any, ClassVar
 
     from ._ops_root import MkdirEntry
@@ -225,7 +225,8 @@ def shareable(spec: RootSpec, ctx: RootContext) -> bool:
     """
     return (ctx.shared_root and not ctx.userns and ctx.direct and not ctx.chroot
             and spec.directory is None and spec.overlay is None and spec.readonly
-            and all(isinstance(m, TmpfsMount) and b"/" not in m.target for m in spec.mounts))
+            and all(isinstance(m, TmpfsMount) and b"/" not in m.target and not m.copy_up
+                   for m in spec.mounts))
 
 
 def defer_sys(spec: RootSpec, ctx: RootContext) -> bool:
@@ -267,12 +268,14 @@ def sys_ops(spec: RootSpec, root: bytes, null: bytes, empty: int = -1,
 
 
 def root_ops(spec: RootSpec, ctx: RootContext, *, master: int = -1, empty: int = -1,
-             facts: HostFacts | None = None) -> list[Op]:
+             facts: HostFacts | None = None, copies: Mapping[int, int] | None = None) -> list[Op]:
     """The ops that build the root ``spec`` at ``ctx.new`` (before the switch into it).
 
     ``master``: a detached read-only tmpfs holding ``shared_contents(spec)``
     to attach a clone of (a ``shareable`` root), else -1; ``empty``: an empty
-    read-only tmpfs cloned for masked directories, or -1.
+    read-only tmpfs cloned for masked directories, or -1; ``copies``: for
+    the index in ``spec.mounts`` of each ``copy_up`` tmpfs, its detached
+    tmpfs (already filled, one container's own) to attach a clone of.
     """
     if spec.in_place:
         return []        # entered as it is (container_root_ops)
@@ -378,7 +381,12 @@ def root_ops(spec: RootSpec, ctx: RootContext, *, master: int = -1, empty: int =
                           for op in _dev_sub_ops(spec, new, sub)]
         return _dev_sub_ops(spec, new, name)
 
-    def mount(m: BindMount | TmpfsMount | SpecialMount) -> list[Op]:
+    def mount(i: int, m: BindMount | TmpfsMount | SpecialMount) -> list[Op]:
+        if isinstance(m, TmpfsMount) and m.copy_up:
+            if copies is None or i not in copies:
+                raise ConfigError(f"RootSpec.mounts[{i}]: copy_up needs its filled tmpfs")
+            return mkdirs(new, m.target, is_dir=True, made=made) + [O.RootMount(
+                b"tmpfs", new, m.target, fd=copies[i])]
         if isinstance(m, TmpfsMount):
             opts2: list[tuple[str, str | None]] = [("mode", f"{m.mode:o}")]
             if m.size:
@@ -413,7 +421,7 @@ def root_ops(spec: RootSpec, ctx: RootContext, *, master: int = -1, empty: int =
             if at == i:
                 ops += builtin(name)
         if i < len(spec.mounts):
-            ops += mount(spec.mounts[i])
+            ops += mount(i, spec.mounts[i])
     masked: list[bytes] = []
     ro_paths: list[bytes] = []
     if spec.oci_masks:

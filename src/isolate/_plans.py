@@ -28,7 +28,8 @@ from ._plan import MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT
 from ._planner import FdLayout, Host, Isolation, ProcessPlan, plan_process, seccomp_caps
 from ._planner_root import (HostFacts, RootContext, container_root_ops, root_ops, shareable,
                             shared_contents)
-from .config import BindMount, ProcessSpec, RootSpec
+from ._copyup import copy_up
+from .config import BindMount, ProcessSpec, RootSpec, TmpfsMount
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -75,6 +76,8 @@ def packed_process(spec: ProcessSpec, iso: Isolation, io: FdLayout,
         planned = plan_process(spec, iso, io, Host(*host), ops, prog)
         return planned, planned.plan.pack(keep)
 
+    if any(type(k) is Owned for k in keep):
+        return make()    # one start's own mounts: nothing to keep for another
     return memo(("process", spec, iso, io, host, ops, prog), make)
 
 
@@ -94,6 +97,12 @@ class Detached:
         if self.fd >= 0:
             fd, self.fd = self.fd, -1
             _close(fd)
+
+
+class Owned(Detached):
+    """A detached mount of one start (a ``copy_up`` tmpfs): never kept by a cache entry."""
+
+    __slots__ = ()
 
 
 def _make_entry(dfd: int, name: bytes, type_: int, mode: int, link: bytes | None) -> None:
@@ -251,8 +260,19 @@ def container_root(spec: RootSpec, ctx: RootContext, *, cwd: bytes, make_cwd: bo
 
     A ``shareable`` root is built in the child the first time (a root used
     once would pay for the shared one for nothing), then from a master made
-    once for its contents.
+    once for its contents.  A root with ``copy_up`` tmpfs mounts is planned at
+    each call, with a tmpfs of its own filled for each (``_copyup``).
     """
+    ups = [i for i, m in enumerate(spec.mounts) if isinstance(m, TmpfsMount) and m.copy_up]
+    if ups and not spec.in_place:
+        assert spec.directory is not None    # RootSpec checks it
+        owned: list[Owned] = []
+        for i in ups:
+            tm = spec.mounts[i]
+            assert isinstance(tm, TmpfsMount)
+            owned.append(Owned(copy_up(spec.directory, tm)))
+        base = root_ops(spec, ctx, facts=facts, copies={i: o.fd for i, o in zip(ups, owned)})
+        return OpSeq(container_root_ops(spec, ctx, base, cwd=cwd, make_cwd=make_cwd, umask=umask)), tuple(owned)
     key = ("root", spec, ctx, cwd, make_cwd, umask)
     hit = get(key)
     if hit is not None and hit[2]:

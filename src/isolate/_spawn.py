@@ -117,11 +117,17 @@ def _timings(plan: Plan, c_plan: object, child: object) -> dict[str, int]:
     return out
 
 
-def detached_tmpfs(mode: int) -> int:
-    """A new tmpfs, not attached anywhere: its fd (O_CLOEXEC, the caller's to close); raises OSError."""
+def detached_tmpfs(mode: int, size: str | None = None, source: bytes | None = None,
+                   attrs: int = 0) -> int:
+    """A new tmpfs, not attached anywhere: its fd (O_CLOEXEC, the caller's to close); raises OSError.
+
+    ``size`` as tmpfs takes it (None: its default), ``source`` as mountinfo
+    shows it (None: ``tmpfs``), ``attrs`` the mount's MOUNT_ATTR_* flags.
+    """
     import os
 
-    fd = lib.iso_detached_tmpfs(f"{mode:o}".encode())
+    fd = lib.iso_detached_tmpfs(f"{mode:o}".encode(), size.encode() if size else ffi.NULL,
+                                source if source else ffi.NULL, attrs)
     if fd < 0:
         raise OSError(-fd, os.strerror(-fd))
     return int(fd)

@@ -281,13 +281,18 @@ class BindMount:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TmpfsMount:
-    """A fresh tmpfs (``RootFS.tmpfs``)."""
+    """A fresh tmpfs (``RootFS.tmpfs``).
+
+    ``copy_up``: the tmpfs starts with a copy of the directory it covers in
+    the image (an OCI mount's ``tmpcopyup``), made at each start.
+    """
 
     target: bytes
     size: str | None = None
     mode: int = 0o1777
     attrs: int = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV   # MOUNT_ATTR_* of the mount, atime included
     source: bytes = b"tmpfs"   # the mount's source, as /proc/self/mountinfo shows it
+    copy_up: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -421,6 +426,9 @@ class RootSpec:
         for m in self.mounts:
             if not isinstance(m, (BindMount, TmpfsMount, SpecialMount)):
                 raise ConfigError(f"RootSpec.mounts: {m!r} is not a mount")
+            if isinstance(m, TmpfsMount) and m.copy_up and (self.directory is None or self.in_place):
+                raise ConfigError(f"RootSpec.mounts: copy_up of the tmpfs on /{m.target.decode(errors='replace')} "
+                                  f"needs an image directory (and a root that is built, not in_place)")
         if set(self.builtin) - set(BUILTIN_DEFAULTS):
             raise ConfigError(f"RootSpec.builtin: unknown mounts {sorted(set(self.builtin) - set(BUILTIN_DEFAULTS))}")
         if type(self.builtin) is not FrozenMap:

@@ -219,7 +219,7 @@ class RootFS:
 
     def tmpfs(self, target: StrPath, *, size: int | str | None = None, mode: int = 0o1777,
               readonly: bool = False, nosuid: bool = True, nodev: bool = True, noexec: bool = False,
-              atime: str | None = None, source: str = "tmpfs") -> RootFS:
+              atime: str | None = None, source: str = "tmpfs", copy_up: bool = False) -> RootFS:
         """A fresh tmpfs at ``target``; ``size`` in bytes or as tmpfs takes it (``"64m"``).
 
         ``readonly``, ``nosuid``, ``nodev``, ``noexec``: the mount's flags
@@ -227,7 +227,11 @@ class RootFS:
         default), ``"noatime"`` or ``"strictatime"``.  ``source``: the name
         /proc/self/mountinfo shows as the mount's source (an OCI mount's
         ``source``).  A read-only tmpfs stays empty (its root directory has
-        ``mode``).  Raises ``ConfigError`` naming the bad argument.
+        ``mode``).  ``copy_up``: the tmpfs starts with a copy of the image's
+        directory it covers (an OCI ``tmpcopyup``: symlinks as symlinks, owners
+        and modes kept, never following a symlink out of the image), made
+        at each start; an image root only.  Raises ``ConfigError`` naming
+        the bad argument.
         """
         dst = container_path(target, "tmpfs target")
         if dst == b".":
@@ -239,7 +243,7 @@ class RootFS:
         if len(src) > 255:
             raise ConfigError(f"tmpfs source must be at most 255 bytes, got {source!r}")
         return self._add(TmpfsMount(target=dst, size=V.size(size, "tmpfs size"), mode=mode, attrs=attrs,
-                                    source=src))
+                                    source=src, copy_up=bool(copy_up)))
 
     def mqueue(self, target: StrPath = "/dev/mqueue", *, readonly: bool = False, nosuid: bool = True,
                nodev: bool = True, noexec: bool = True) -> RootFS:

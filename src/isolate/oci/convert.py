@@ -513,6 +513,7 @@ def _mount(i: int, m: S.Mount, rootfs: Any, bundle: Path, out: _Out, *, proc: bo
     kw: dict[str, Any] = {"readonly": False, "nosuid": False, "nodev": False, "noexec": False}
     data: dict[str, str] = {}
     extra: list[str] = []
+    copy_up = False
     for o in options:
         if o in _FLAGS:
             kw[_FLAGS[o][0]] = _FLAGS[o][1]
@@ -520,6 +521,8 @@ def _mount(i: int, m: S.Mount, rootfs: Any, bundle: Path, out: _Out, *, proc: bo
             kw["atime"] = o
         elif o in _HARMLESS:
             continue
+        elif o == "tmpcopyup":
+            copy_up = True     # a tmpfs's (below); reported on any other mount
         elif "=" in o and o.split("=", 1)[0] in ("size", "mode", "gid"):
             data[o.split("=", 1)[0]] = o.split("=", 1)[1]
         else:
@@ -570,7 +573,9 @@ def _mount(i: int, m: S.Mount, rootfs: Any, bundle: Path, out: _Out, *, proc: bo
         elif m.type == "tmpfs":
             args = take("size", "mode")
             # The config's source, as runc mounts it (mountinfo shows it; runtime-tools checks it).
-            rootfs.tmpfs(m.destination, source=m.source or "tmpfs", **kw, **args)
+            # tmpcopyup (podman's --tmpfs and --read-only): the image's directory copied in.
+            rootfs.tmpfs(m.destination, source=m.source or "tmpfs", copy_up=copy_up, **kw, **args)
+            copy_up = False
         elif m.type == "mqueue":
             no_atime()
             take()
@@ -586,6 +591,8 @@ def _mount(i: int, m: S.Mount, rootfs: Any, bundle: Path, out: _Out, *, proc: bo
     except ConfigError as e:
         msg = str(e)
         raise ConfigError(msg if msg.startswith(path) else f"{path}: {msg}") from None
+    if copy_up:
+        extra.append("tmpcopyup")
     if extra:
         where = f" on {m.destination}" if builtin is not None else ""
         out.skip(f"{path}.options", f"not applied{where}: {show(sorted(extra))}")
