@@ -90,26 +90,30 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 #: Where a test of this suite makes mounts in the host's namespace: this run's
-#: pytest temporary directory (``_our_basetemp`` also points ``tempfile`` there) and
-#: places named after isolate outside the shared temporary directories.  Another
-#: program's mounts (another test run's temporary directories, say) are not this
-#: run's to check.
-_BASETEMP: list[str] = []
+#: temporary directories (pytest's, and the one ``_our_tempdir`` gives ``tempfile``)
+#: and places named after isolate outside the shared temporary directories.
+#: Another program's mounts (another test run's temporary directories, say) are
+#: not this run's to check.
+_OUR_DIRS: list[str] = []
 _SHARED_TMP = ("/tmp/", "/var/tmp/")
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _our_basetemp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    base = tmp_path_factory.getbasetemp()
-    (base / "tempfile").mkdir(exist_ok=True)
-    _BASETEMP.append(str(base) + "/")
-    saved, tempfile.tempdir = tempfile.tempdir, str(base / "tempfile")
+def _our_tempdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    _OUR_DIRS.append(str(tmp_path_factory.getbasetemp()) + "/")
+    # tempfile's directories of this run, in one directory of its own.  Not under
+    # pytest's, which is private (0700): a user namespace's root must reach bundles.
+    run = tempfile.mkdtemp(prefix=f"isolate-tests-{os.getpid()}-")
+    os.chmod(run, 0o755)
+    _OUR_DIRS.append(run + "/")
+    saved, tempfile.tempdir = tempfile.tempdir, run
     yield
     tempfile.tempdir = saved
+    shutil.rmtree(run, ignore_errors=True)
 
 
 def _ours(point: str) -> bool:
-    if _BASETEMP and point.startswith(_BASETEMP[0]):
+    if point.startswith(tuple(_OUR_DIRS)):
         return True
     return "isolate" in point and not point.startswith(_SHARED_TMP)
 
