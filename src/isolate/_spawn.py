@@ -36,6 +36,11 @@ class Spawned:
 
 def _spawn_error(rc: int, child: object) -> errors.SpawnError:
     stage = STAGES.get(child.stage, f"stage {child.stage}")  # type: ignore[attr-defined]
+    if -rc == errno.E2BIG and child.stage == lib.ISO_STAGE_CHILD:  # type: ignore[attr-defined]
+        # execve reports E2BIG when it cannot allocate the new program's argument pages,
+        # which a tiny memory cgroup causes long before any argument limit is reached.
+        stage += (" (its argument pages could not be allocated: the cgroup's memory limit is "
+                  "too small, or the environment too large)")
     return errors.SpawnError(-rc, stage=stage)
 
 
