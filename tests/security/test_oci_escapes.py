@@ -23,11 +23,13 @@ must not share the caller's session, whose terminal it could type into.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -82,7 +84,31 @@ class Runtime:
 
     def cleanup(self) -> None:
         for cid in sorted(self.ids):
+            init = self._init(cid)
             self("delete", "--force", cid)
+            # crun without cgroups (--cgroup-manager=disabled) and without a pid
+            # namespace leaves the init of a force-deleted container running: end it,
+            # by pid, if it is still the same process (its start time).
+            if init is not None and _start_time(init[0]) == init[1]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(init[0], signal.SIGKILL)
+
+    def _init(self, cid: str) -> tuple[int, str] | None:
+        r = self("state", cid)
+        try:
+            pid = int(json.loads(r.stdout)["pid"])
+        except (ValueError, KeyError, TypeError):
+            return None
+        start = _start_time(pid)
+        return (pid, start) if pid > 0 and start else None
+
+
+def _start_time(pid: int) -> str:
+    """Field 22 of /proc/<pid>/stat (the start time), or "" if there is no such process."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
 
 
 @pytest.fixture
