@@ -8,6 +8,7 @@ lacks it, with the reason.  Every test under ``integration/``,
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import glob
 import json
@@ -207,6 +208,34 @@ def _child_program_loaded() -> None:
     from isolate._spawn import _load_child
 
     _load_child()
+
+
+def _made_by_runtimes() -> list[Path]:
+    """Directories isolate makes on first use and keeps, as runc keeps /run/runc and a
+    container's parent cgroups: the default cgroup parent ``isolate`` (in each hierarchy,
+    and below this process's own cgroup, where relative cgroup paths go), isolate-oci's
+    default --root and the owner registries."""
+    found: list[Path] = [Path("/run/isolate-oci"), Path("/run/isolate/owners"), Path("/run/isolate"),
+                         Path(f"/tmp/isolate-{65534}/owners"), Path(f"/tmp/isolate-{65534}")]
+    found += [Path(p) for p in glob.glob("/sys/fs/cgroup/*/isolate") + ["/sys/fs/cgroup/isolate"]]
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        own = line.split(":", 2)[2].strip("/")
+        if own:
+            found += [Path(p) for p in glob.glob(f"/sys/fs/cgroup/*/{own}/isolate")]
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _runtime_dirs_removed() -> Iterator[None]:
+    """What the run's containers made isolate create and keep (``_made_by_runtimes``) is
+    removed at the end if it was not there before and is empty: the host as it was found.
+    Only rmdir: anything still inside is left, for the leak checks to have reported."""
+    before = {p for p in _made_by_runtimes() if p.exists()}
+    yield
+    for path in _made_by_runtimes():
+        if path not in before:
+            with contextlib.suppress(OSError):
+                path.rmdir()
 
 
 @pytest.fixture(scope="session", autouse=True)
