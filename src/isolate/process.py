@@ -102,6 +102,18 @@ def join_refs(join: Iterable[NamespaceLike]) -> tuple[tuple[str, ...], tuple[int
     return tuple(types), tuple(fds)
 
 
+def _cgroup_fds(cgroup: CgroupTarget, named: dict[str, int]) -> tuple[bool, int]:
+    """Name ``cgroup``'s fds for the plan in ``named``; its shape (a v2 fd?, how many v1)."""
+    target = getattr(cgroup, "_spawn_target", None)
+    if target is None:
+        raise ConfigError(f"cgroup must be an isolate.Cgroup, got {cgroup!r}")
+    v2_fd, v1_fds = target()
+    named["cgroup"] = v2_fd
+    for i, fd in enumerate(v1_fds):
+        named[f"cgroup tasks {i}"] = fd
+    return v2_fd >= 0, len(v1_fds)
+
+
 def launch(spec: ProcessSpec, iso: Isolation, *, stdin: Stdio = None, stdout: Stdio = None,
            stderr: Stdio = None, pass_fds: Sequence[int] | Mapping[int, int] = (),
            join_fds: Sequence[int] = (), cgroup: CgroupTarget | None = None,
@@ -135,16 +147,7 @@ def launch(spec: ProcessSpec, iso: Isolation, *, stdin: Stdio = None, stdout: St
             maps += more
         for t, fd in zip(iso.join, join_fds):
             named["join " + t] = fd
-        shape = None
-        if cgroup is not None:
-            target = getattr(cgroup, "_spawn_target", None)
-            if target is None:
-                raise ConfigError(f"cgroup must be an isolate.Cgroup, got {cgroup!r}")
-            v2_fd, v1_fds = target()
-            shape = (v2_fd >= 0, len(v1_fds))
-            named["cgroup"] = v2_fd
-            for i, fd in enumerate(v1_fds):
-                named[f"cgroup tasks {i}"] = fd
+        shape = _cgroup_fds(cgroup, named) if cgroup is not None else None
         if exec_gate is not None:
             named["exec_gate"] = V.check_fd(exec_gate, "exec_gate")
         if console is not None:
@@ -407,15 +410,7 @@ def build_plan(argv: Sequence[StrPath], *, fd_pairs: Sequence[tuple[int, int]] =
     spec, iso, fds = specs(argv, **options)
     types = iso.join
     named = {f"join {t}": fd for t, fd in zip(types, fds)}
-    shape = None
-    if cgroup is not None:
-        target = getattr(cgroup, "_spawn_target", None)
-        if target is None:
-            raise ConfigError(f"cgroup must be an isolate.Cgroup, got {cgroup!r}")
-        v2_fd, v1_fds = target()
-        shape = (v2_fd >= 0, len(v1_fds))
-        named["cgroup"] = v2_fd
-        named.update({f"cgroup tasks {i}": fd for i, fd in enumerate(v1_fds)})
+    shape = _cgroup_fds(cgroup, named) if cgroup is not None else None
     named.update({f"fd {dst}": src for src, dst in fd_pairs})
     if gate is not None:
         named["exec_gate"] = V.check_fd(gate, "exec_gate")

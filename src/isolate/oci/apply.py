@@ -90,15 +90,7 @@ def make_devices(pid: int, nodes: Sequence[DeviceNode]) -> None:
             where = f"linux.devices[{node.index}] ({node.path})"
             parts = node.path.strip("/").split("/")
             try:
-                for i, name in enumerate(parts[:-1]):
-                    fd = _open_dir(root, "/".join(parts[:i]))
-                    try:
-                        os.mkdir(name, 0o755, dir_fd=fd)
-                    except FileExistsError:
-                        pass
-                    finally:
-                        os.close(fd)
-                fd = _open_dir(root, "/".join(parts[:-1]))
+                fd = _parent_dir(root, parts)
                 try:
                     os.mknod(parts[-1], node.mode, os.makedev(node.major, node.minor), dir_fd=fd)
                 except FileExistsError:
@@ -114,9 +106,9 @@ def make_devices(pid: int, nodes: Sequence[DeviceNode]) -> None:
         os.close(root)
 
 
-def _mount_point(root: int, node: DeviceNode) -> None:
-    """The parents (0755) and an empty file at ``node.path`` inside ``root``, unless it exists."""
-    parts = node.path.strip("/").split("/")
+def _parent_dir(root: int, parts: list[str]) -> int:
+    """An fd on the directory holding ``parts[-1]`` inside ``root``, its missing parents
+    made 0755 on the way; the caller closes it."""
     for i, name in enumerate(parts[:-1]):
         fd = _open_dir(root, "/".join(parts[:i]))
         try:
@@ -125,7 +117,13 @@ def _mount_point(root: int, node: DeviceNode) -> None:
             pass
         finally:
             os.close(fd)
-    fd = _open_dir(root, "/".join(parts[:-1]))
+    return _open_dir(root, "/".join(parts[:-1]))
+
+
+def _mount_point(root: int, node: DeviceNode) -> None:
+    """The parents (0755) and an empty file at ``node.path`` inside ``root``, unless it exists."""
+    parts = node.path.strip("/").split("/")
+    fd = _parent_dir(root, parts)
     try:
         os.mknod(parts[-1], stat.S_IFREG | 0o644, dir_fd=fd)
     except FileExistsError:

@@ -38,6 +38,7 @@ import time
 
 from .. import _json as json
 from .._record import dataclass, field, fields
+from .._registry import proc_start_time
 from ..errors import ConfigError, IsolateError
 
 TYPE_CHECKING = False
@@ -72,19 +73,6 @@ def check_id(container_id: str) -> str:
     if len(container_id) > 1024:
         raise ConfigError(f"container id: longer than 1024 characters ({len(container_id)})")
     return container_id
-
-
-def proc_start_time(pid: int) -> int | None:
-    """Field 22 of /proc/<pid>/stat (clock ticks after boot), or None if the pid is gone or a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    fields = data.rsplit(b")", 1)[1].split()
-    if fields[0] in (b"Z", b"X"):
-        return None
-    return int(fields[19])
 
 
 def owner_alive(owner: dict[str, int] | None) -> bool:
