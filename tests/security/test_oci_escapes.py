@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from isolate._registry import proc_start_time
 
 pytestmark = [pytest.mark.root]
 
@@ -89,26 +90,20 @@ class Runtime:
             # crun without cgroups (--cgroup-manager=disabled) and without a pid
             # namespace leaves the init of a force-deleted container running: end it,
             # by pid, if it is still the same process (its start time).
-            if init is not None and _start_time(init[0]) == init[1]:
+            if init is not None and proc_start_time(init[0]) == init[1]:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(init[0], signal.SIGKILL)
 
-    def _init(self, cid: str) -> tuple[int, str] | None:
+    def _init(self, cid: str) -> tuple[int, int] | None:
         r = self("state", cid)
         try:
             pid = int(json.loads(r.stdout)["pid"])
         except (ValueError, KeyError, TypeError):
             return None
-        start = _start_time(pid)
-        return (pid, start) if pid > 0 and start else None
+        start = proc_start_time(pid) if pid > 0 else None
+        return (pid, start) if start is not None else None
 
 
-def _start_time(pid: int) -> str:
-    """Field 22 of /proc/<pid>/stat (the start time), or "" if there is no such process."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return ""
 
 
 @pytest.fixture
