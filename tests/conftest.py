@@ -339,3 +339,14 @@ def make_bundle(tmp_path: Path, busybox_rootfs: Path, oci_cgroup_parent: str) ->
         return bundle
 
     return make
+
+
+@pytest.fixture(scope="session")
+def rootless() -> Iterator[Any]:
+    """An ordinary user with /etc/subuid ranges, for the whole run (see tests/rootless.py)."""
+    if not is_root():
+        pytest.skip("making a user for the rootless tests needs root")
+    from rootless import rootless_user
+
+    with rootless_user() as user:
+        yield user
