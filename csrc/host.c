@@ -117,7 +117,8 @@ int
 iso_clone_tree(const char *path, int recursive, uint64_t attr_set, uint64_t attr_clr)
 {
     unsigned rec = recursive ? AT_RECURSIVE : 0;
-    int mfd = (int)syscall(__NR_open_tree, AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | rec);
+    int mfd =
+        (int)syscall(__NR_open_tree, AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | rec);
     if (mfd < 0) {
         return -errno;
     }
