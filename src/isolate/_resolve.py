@@ -139,11 +139,12 @@ class Resolved:
         if "user" in self.namespaces and gid_map is None and euid == 0:
             gid_map = IDENTITY_MAP
         self.uid_map, self.gid_map = uid_map, gid_map
-        # Container root is host uid 0 (no user namespace of its own, or one mapping 0 to 0):
-        # else the setuid guard applies (see ``guarded``), and a root caller's host binds
-        # are idmapped mounts (``isolate._idmount``).
-        self.root_is_host_root = euid == 0 and ("user" not in self.namespaces or
-                                                _maps_to(uid_map, 0, 0))
+        # A root caller whose container's root is not host root (its user namespace does not
+        # map 0 to 0): the host binds are idmapped mounts (``isolate._idmount``), through
+        # which container root may write as host root, so no file may become setuid or
+        # setgid, nor get file capabilities (``guarded_profile``, and no CAP_SETFCAP).  A
+        # caller without root needs no guard: nothing inside writes as host root.
+        self.setid_guard = euid == 0 and "user" in self.namespaces and not _maps_to(uid_map, 0, 0)
         self.idmapped = (euid == 0 and "user" in self.namespaces
                          and not (_identity(uid_map) and _identity(gid_map)))
         pivot = config.pivot_root
@@ -160,7 +161,7 @@ class Resolved:
                 # Under chroot the host tree still exists below the root, and chroot(2)
                 # itself is the way out (chroot a subdirectory, then '..' past the root).
                 caps = caps - {"CAP_SYS_CHROOT"}
-            if not self.root_is_host_root:
+            if self.setid_guard:
                 # A file capability written through an idmapped bind of a root-owned
                 # directory would count on the host (a v3 xattr whose root is host uid 0).
                 caps = caps - {"CAP_SETFCAP"}
@@ -188,7 +189,7 @@ class Resolved:
                                    domainname=config.domainname)
         # What every process of the container changes in ``config.process`` (see ``spec``).
         self._changes = {"cwd": None, "capabilities": self.capabilities, **self._credentials(None)}
-        if proc.seccomp == "default" and not self.root_is_host_root:
+        if proc.seccomp == "default" and self.setid_guard:
             self._changes["seccomp"] = guarded_profile(self.capabilities)
         self._key = (self.identity, frozenset(self._changes.items()))
 
