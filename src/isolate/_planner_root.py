@@ -290,9 +290,9 @@ def root_ops(spec: RootSpec, ctx: RootContext, *, master: int = -1, empty: int =
 
     def host_fd() -> int:
         """The fd slot of a bind of a host path: the next prepared mount (``_idmount``) when
-        the binds are idmapped, else -1.  (In a joined mount namespace the caller's
-        paths are not the child's: no idmap.)"""
-        if not ctx.idmap or ctx.joined_mnt:
+        the binds are idmapped (and the spec allows it), else -1.  (In a joined mount
+        namespace the caller's paths are not the child's: no idmap.)"""
+        if not ctx.idmap or ctx.joined_mnt or not spec.idmap:
             return -1
         prepared.append(SpawnFd(len(prepared)))
         return prepared[-1]

@@ -90,3 +90,30 @@ def test_maps_to() -> None:
     m = [IdMap(inside=0, outside=200000, count=10), IdMap(inside=10, outside=0, count=1)]
     assert _maps_to(m, 10, 0) and not _maps_to(m, 0, 0) and _maps_to(m, 3, 200003)
     assert _maps_to(None, 0, 0)
+
+
+def test_a_spec_that_keeps_plain_binds_names_no_prepared_mount(tmp_path) -> None:
+    """``RootFS(idmap=False)``, as an OCI config's root is made (its binds are idmapped only
+    when it asks, as with runc): no prepared mount, and rw binds as asked."""
+    root = RootFS.from_directory(tmp_path, readonly=False, idmap=False).bind(tmp_path, "/rw")
+    ops = root_ops(root.spec, ctx(idmap=True))
+    assert not any(type(getattr(op, "fd", -1)) is SpawnFd for op in ops)
+
+
+def test_an_oci_config_root_keeps_plain_binds(tmp_path) -> None:
+    import json
+
+    from isolate.oci.convert import convert_bundle
+    from isolate.oci.features import default_spec
+
+    (tmp_path / "rootfs").mkdir()
+    config = default_spec()
+    config["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
+    config["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
+    config["linux"]["namespaces"].append({"type": "user"})
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    conv = convert_bundle(tmp_path)
+    try:
+        assert conv.config.rootfs is not None and conv.config.rootfs.idmap is False
+    finally:
+        conv.close()
