@@ -135,6 +135,28 @@ def test_a_filesystem_that_refuses_the_idmap_gets_a_plain_bind() -> None:
     assert "idmapped" not in r.stdout.decode()
 
 
+@pytest.mark.parametrize("readonly", [True, False])
+def test_an_image_owned_by_host_root_is_root_inside(busybox_rootfs: Path, tmp_path: Path,
+                                                     readonly: bool) -> None:
+    """An image unpacked by root: owned by root inside, read-only as asked, and a read-write
+    one writable by container root (files land as host root; not nosuid: the image's own
+    setuid programs work inside, and the guard still refuses new ones)."""
+    image = tmp_path / "image"
+    shutil.copytree(busybox_rootfs, image, symlinks=True)
+    root = RootFS.from_directory(image, readonly=readonly)
+    r = run(root, ["/bin/sh", "-c", "stat -c %u /bin/busybox; touch /made; echo $?; "
+                                    "touch /s && chmod 4755 /s; cat /proc/self/mountinfo"])
+    lines = r.stdout.decode().splitlines()
+    assert lines[0] == "0", r.stdout
+    top = mountinfo_line(r.stdout.decode(), "/")
+    assert "idmapped" in top and ("ro," in top) is readonly and "nosuid" not in top.split()[5], top
+    if readonly:
+        assert lines[1] != "0" and not (image / "made").exists()
+    else:
+        assert lines[1] == "0" and (image / "made").stat().st_uid == 0
+        assert not (image / "s").stat().st_mode & stat.S_ISUID
+
+
 def test_the_child_gets_no_fd_of_the_prepared_mounts(host_dir: Path) -> None:
     r = run(RootFS.host().bind(host_dir, "/data"), [PY, "-c", "import os; print(sorted(os.listdir('/proc/self/fd')))"])
     assert r.returncode == 0, r.stderr
