@@ -353,7 +353,7 @@ class Container:
         ctx = root_context(new=new, old=old, stage=stage, chroot=chroot, userns="user" in ns,
                            new_net="net" in ns, new_pid="pid" in ns, console=console, direct=direct,
                            new_ipc="ipc" in ns, new_cgroupns="cgroup" in ns, cgroup_paths=paths,
-                           shared_root=shared, joined_mnt=joined_mnt)
+                           shared_root=shared, joined_mnt=joined_mnt, idmap=self._r.idmapped)
         umask = None if self.umask is not None else process_umask()
         return _plans.container_root(spec, ctx, cwd=cwd, make_cwd=self.make_cwd, umask=umask)
 
