@@ -22,6 +22,7 @@ import warnings
 from .. import _cache, _owner
 from .._record import dataclass, fields
 from ..errors import CgroupError, ConfigError, UnsupportedError
+from . import delegation as _delegation
 from ._files import forget_parents
 from .layout import Hierarchy, Layout, check_name, detect, split_parent
 from .limits import (
@@ -40,7 +41,7 @@ from .v2 import V2Group
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
     from typing import Any, Protocol, final
 
     from .._owner import Record
@@ -195,9 +196,21 @@ def _resolve(lay: Layout, controllers: frozenset[str] | None, needed: frozenset[
 
 
 def _default_parent(h: Hierarchy) -> str:
-    """``<own cgroup>/isolate`` where that is writable (and, on v2, can hold children), else ``isolate``."""
+    """The default parent in ``h``, relative to its mount.
+
+    Root: ``<own cgroup>/isolate`` where that is writable (and, on v2, can hold
+    children), else ``isolate``.  Anyone else: ``<own cgroup>/isolate``, the
+    subtree delegated to it (``Cgroup.create`` checks that it is; see
+    ``delegation``).
+    """
     own_dir = h.fs_path(h.own)
     rel = own_dir[len(h.mount):].strip("/")
+    if os.geteuid() != 0:
+        if (h.version == 2 and os.path.basename(rel) == _delegation.INIT_LEAF
+                and _delegation.delegated_v2(os.path.dirname(own_dir))):
+            # Moved into the delegated cgroup's leaf by an earlier create (delegation.move_out).
+            rel = os.path.dirname(rel)
+        return f"{rel}/isolate" if rel else "isolate"
     if not rel:
         return "isolate"
     if h.version == 2:
@@ -205,6 +218,34 @@ def _default_parent(h: Hierarchy) -> str:
         # delegate controllers to a child; only the root is exempt.
         return "isolate"
     return f"{rel}/isolate" if os.access(own_dir, os.W_OK) else "isolate"
+
+
+def _select(v1_hs: tuple[Hierarchy, ...], v1_ctl: set[str], v2_h: Hierarchy | None,
+            required: set[str], parent_of: Callable[[Hierarchy], str], default: bool
+            ) -> tuple[list[Hierarchy], Hierarchy | None]:
+    """The hierarchies to make the group in: those holding a ``required`` controller (each
+    checked, ``CgroupDelegationError`` if this process cannot make a group there), and of the
+    others those whose parent this process can write.  ``v1_ctl`` loses what is left out."""
+    keep: list[Hierarchy] = []
+    dropped: list[Hierarchy] = []
+    for h in v1_hs:
+        need = h.controllers & required
+        if need:
+            if os.geteuid() != 0:
+                _delegation.check(h, parent_of(h), set(need), default=default)
+            keep.append(h)
+        elif _delegation.usable(h, parent_of(h)):
+            keep.append(h)
+        else:
+            dropped.append(h)
+            v1_ctl -= h.controllers
+    if v2_h is not None and os.geteuid() != 0:
+        _delegation.check(v2_h, parent_of(v2_h), required - set(v1_ctl), default=default)
+    if not keep and v2_h is None and dropped:
+        # Nothing left to make the group in: say why for the first hierarchy.
+        h = dropped[0]
+        _delegation.check(h, parent_of(h), set(h.controllers & DEFAULT_CONTROLLERS), default=default)
+    return keep, v2_h
 
 
 @final
@@ -331,17 +372,25 @@ class Cgroup:
         self._v2_ctl = v2_ctl
         self.controllers = frozenset(v1_ctl | v2_ctl)
         v2_h = lay.v2 if (unified or v2_ctl) and lay.v2 is not None else None
+        lazy_freezer = lay.v1.get("freezer") if not (unified or v2_ctl) else None
+        hs_v1 = list(v1_hs)
+        if not _adopt:
+            # Only what a limit needs must be had; the default extras only where they can be.
+            required = set(needed) if controllers is None else v1_ctl | v2_ctl
+            hs_v1, v2_h = _select(v1_hs, v1_ctl, v2_h, required, parent_of, rel_parent is None)
+            self.controllers = frozenset(v1_ctl | v2_ctl)
+            if lazy_freezer is not None and not _delegation.usable(lazy_freezer, parent_of(lazy_freezer)):
+                lazy_freezer = None
         rec = None
         if not _adopt:
-            hs = [*(v1_hs if v1_ctl else ()), *((v2_h,) if v2_h is not None else ())]
+            hs = [*(hs_v1 if v1_ctl else ()), *((v2_h,) if v2_h is not None else ())]
             if _owner.reclaim_once([f"{h.mount}/{parent_of(h)}" for h in hs]):
                 for h in hs:
                     forget_parents(h.mount)   # a reclaim may have removed a parent we knew
             rec = self._rec = _owner.record("cgroup")
         try:
             if v1_ctl:
-                lazy_freezer = lay.v1.get("freezer") if not (unified or v2_ctl) else None
-                self._v1 = V1Group(list(v1_hs), parent_of, name, lazy_freezer, adopt=_adopt,
+                self._v1 = V1Group(hs_v1, parent_of, name, lazy_freezer, adopt=_adopt,
                                    rec=rec)
             if v2_h is not None:
                 self._v2 = V2Group(v2_h, parent_of(v2_h), name, v2_ctl, v2_ctl & needed,

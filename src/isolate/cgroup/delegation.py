@@ -1,0 +1,161 @@
+"""Cgroups for a caller without root: which subtree is delegated to it, and the error when none is.
+
+An ordinary user may make cgroups only below a directory it can write: on
+cgroup v2 one that systemd (``Delegate=yes``) or an administrator handed over
+(the directory and its ``cgroup.procs``, ``cgroup.subtree_control`` and
+``cgroup.threads`` owned by the user); on v1 a directory per hierarchy that
+an administrator made and chowned.  ``Cgroup.create`` looks before it makes
+anything: a hierarchy a limit needs that is not writable raises
+``CgroupDelegationError``; one that only the default controllers (for
+``stats()``) would have joined is left out.
+
+cgroup v2's no-internal-processes rule: a cgroup holding processes cannot
+enable controllers for its children (``EBUSY``).  A delegated scope holds the
+very process that wants to make groups below it, so, as podman
+(``MaybeMoveToSubCgroup``) and Docker's dind entrypoint do, every process in
+it is moved into a leaf ``init`` below it first.  That leaf stays: the caller
+lives there.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+import pwd
+
+from ..errors import CgroupDelegationError, CgroupError
+from .layout import V2_CORE, V2_NAME, Hierarchy
+
+__all__ = ["INIT_LEAF", "deepest_existing", "usable", "check", "delegated_v2", "move_out"]
+
+#: The leaf the processes of a delegated v2 cgroup are moved into (podman's and Docker's name).
+INIT_LEAF = "init"
+
+
+def deepest_existing(mount: str, rel: str) -> str:
+    """``mount/rel`` or its deepest ancestor (not above ``mount``) that exists."""
+    path = os.path.join(mount, rel) if rel else mount
+    while path != mount and not os.path.isdir(path):
+        path = os.path.dirname(path)
+    return path
+
+
+def _writable(path: str) -> bool:
+    return os.access(path, os.W_OK | os.X_OK, effective_ids=True)
+
+
+def usable(h: Hierarchy, rel: str) -> bool:
+    """Whether this process can make a group below ``rel`` in ``h`` (the parent, or the
+    ancestor it would make the parent in, is writable).  No directory is made."""
+    return _writable(deepest_existing(h.mount, rel))
+
+
+def delegated_v2(path: str) -> bool:
+    """Whether the v2 cgroup ``path`` is delegated to this process: owned by its euid, with
+    ``cgroup.procs`` and ``cgroup.subtree_control`` writable."""
+    try:
+        if os.stat(path).st_uid != os.geteuid():
+            return False
+    except OSError:
+        return False
+    return all(os.access(os.path.join(path, f), os.W_OK, effective_ids=True)
+               for f in ("cgroup.procs", "cgroup.subtree_control"))
+
+
+def _user() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
+
+
+def _hint(h: Hierarchy, v2: bool) -> str:
+    user = _user()
+    if v2:
+        sub = f"{h.mount}/{user}"
+        return ("get one: start isolate in a delegated scope (systemd-run --user --scope "
+                "-p Delegate=yes isolate run ...; isolate then uses that scope), or have an "
+                f"administrator run 'mkdir {sub} && chown {user} {sub} {sub}/cgroup.procs "
+                f"{sub}/cgroup.subtree_control {sub}/cgroup.threads' (with the controllers enabled "
+                f"in the parent's cgroup.subtree_control) and pass --cgroup-parent {user} "
+                "(parent= in Python), or start isolate from inside that cgroup")
+    return ("get one: have an administrator run 'mkdir /sys/fs/cgroup/<hierarchy>/"
+            f"{user} && chown -R {user} /sys/fs/cgroup/<hierarchy>/{user}' for each hierarchy a "
+            f"limit needs, then pass --cgroup-parent {user} (parent= in Python), or start "
+            "isolate from inside those cgroups (systemd does not delegate cgroup v1 to users)")
+
+
+def check(h: Hierarchy, rel: str, controllers: set[str], *, default: bool) -> None:
+    """Raise ``CgroupDelegationError`` unless this process can make a group with
+    ``controllers`` (v1 names) below ``rel`` in ``h``.  Nothing is made.
+
+    ``default``: ``rel`` is the default parent (below this process's own cgroup),
+    not one the caller named.
+    """
+    target = deepest_existing(h.mount, rel)
+    v2 = h.version == 2
+    what = "/".join(sorted(controllers))
+    label = (f"cgroup v2 hierarchy at {h.mount}" if v2
+             else f"cgroup v1 {','.join(sorted(h.controllers))} hierarchy at {h.mount}")
+    whose = "this process's own cgroup" if default else "the cgroup parent"
+    want = os.path.join(h.mount, rel) if rel else h.mount
+    problem = None
+    if not _writable(target):
+        problem = f"{target} is not writable by uid {os.geteuid()}"
+    elif v2:
+        need = {V2_NAME.get(c, c) for c in controllers if c not in V2_CORE}
+        try:
+            with open(os.path.join(target, "cgroup.controllers")) as f:
+                avail = set(f.read().split())
+            with open(os.path.join(target, "cgroup.subtree_control")) as f:
+                on = set(f.read().split())
+        except OSError as e:
+            raise CgroupError(e.errno or _errno.EIO, e.strerror, target) from None
+        missing = need - avail
+        if missing:
+            problem = (f"the {', '.join(sorted(missing))} controller(s) are not delegated to "
+                       f"{target} (not in its cgroup.controllers)")
+        elif need - on and not os.access(os.path.join(target, "cgroup.subtree_control"), os.W_OK,
+                                         effective_ids=True):
+            problem = (f"{target}/cgroup.subtree_control is not writable by uid {os.geteuid()} "
+                       f"(needed to enable {', '.join(sorted(need - on))})")
+    if problem is None:
+        return
+    needs = f"a {what} limit needs" if controllers else "a cgroup needs"
+    raise CgroupDelegationError(
+        _errno.EACCES,
+        f"{needs} a cgroup delegated to this user: cannot make one below {want} ({whose}, "
+        f"in the {label}): {problem}; {_hint(h, v2)}", target)
+
+
+def move_out(path: str) -> str:
+    """Move every process in the v2 cgroup ``path`` into its leaf ``init`` (made if missing),
+    so that ``path`` may enable controllers for its children; returns the leaf.
+
+    Repeats until ``path`` is empty: a process forked during the move is caught on the next pass.
+    """
+    leaf = os.path.join(path, INIT_LEAF)
+    try:
+        os.mkdir(leaf)
+    except FileExistsError:
+        pass
+    except OSError as e:
+        raise CgroupError(e.errno or _errno.EIO, f"{e.strerror}: creating the leaf for this "
+                          "cgroup's processes", leaf) from None
+    procs = os.path.join(path, "cgroup.procs")
+    for _ in range(100):
+        with open(procs) as f:
+            pids = f.read().split()
+        if not pids:
+            return leaf
+        for pid in pids:
+            try:
+                with open(os.path.join(leaf, "cgroup.procs"), "w") as f:
+                    f.write(pid)
+            except ProcessLookupError:
+                continue
+            except OSError as e:
+                raise CgroupError(e.errno or _errno.EIO, f"{e.strerror}: moving pid {pid} into "
+                                  f"{leaf} (cgroup v2 allows controllers only for cgroups "
+                                  "without processes)", os.path.join(leaf, "cgroup.procs")) from None
+    raise CgroupError(_errno.EBUSY, "processes keep appearing in the cgroup", path)
