@@ -251,6 +251,15 @@ def test_v2_delegated_cgroup_by_default_and_through_cgroup_parent(rootless: Any,
     assert _dirs_below(top / "u") == ["init"]
     assert (top / "u" / "init" / "cgroup.procs").read_text() == ""
     assert {"memory", "pids"} <= set((top / "u" / "cgroup.subtree_control").read_text().split())
-    # A delegated cgroup named with --cgroup-parent, the user's process elsewhere.
-    _assert_limits_hold(rootless, ["--cgroup-parent", f"{delegated_v2.name}/v"])
+    # A cgroup of the delegated subtree named with --cgroup-parent (made, and removed after).
+    _assert_limits_hold(rootless, ["--cgroup-parent", f"{delegated_v2.name}/u/jobs"],
+                        cgroups=[top / "u" / "init"])
+    assert _dirs_below(top / "u") == ["init"]
+    # One delegated to the user but outside the subtree its process lives in: the kernel would
+    # refuse the move (delegation containment), and the error says so before anything is made.
+    r = _run(rootless, ["--cgroup-parent", f"{delegated_v2.name}/v", "--pids", "8", "--", "true"],
+             cgroups=[top / "u" / "init"])
+    assert r.returncode == 125, (r.stdout, r.stderr)
+    assert "a pids limit needs a cgroup delegated to this user" in r.stderr
+    assert f"{top}/cgroup.procs is not writable" in r.stderr and "start isolate from inside" in r.stderr
     assert _dirs_below(top / "v") == []

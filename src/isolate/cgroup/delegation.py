@@ -112,7 +112,16 @@ def check(h: Hierarchy, rel: str, controllers: set[str], *, default: bool) -> No
         except OSError as e:
             raise CgroupError(e.errno or _errno.EIO, e.strerror, target) from None
         missing = need - avail
-        if missing:
+        own = h.fs_path(h.own)
+        common = os.path.commonpath([own, want])
+        if not os.access(os.path.join(common, "cgroup.procs"), os.W_OK, effective_ids=True):
+            # The kernel moves a process (clone3 into a cgroup too) only for a writer of
+            # cgroup.procs in the nearest cgroup above both ends (cgroup-v2.rst, "Delegation Containment").
+            problem = (f"{common}/cgroup.procs is not writable by uid {os.geteuid()}: on cgroup v2 "
+                       "a process may move only within a subtree delegated to it, and "
+                       f"{common} is the nearest cgroup above both this process's ({own}) "
+                       f"and {want}; start isolate from inside the delegated subtree")
+        elif missing:
             problem = (f"the {', '.join(sorted(missing))} controller(s) are not delegated to "
                        f"{target} (not in its cgroup.controllers)")
         elif need - on and not os.access(os.path.join(target, "cgroup.subtree_control"), os.W_OK,

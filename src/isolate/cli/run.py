@@ -85,10 +85,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--cpus", type=float, metavar="N", help="CPU bandwidth, e.g. 0.5")
     p.add_argument("--pids", type=int, metavar="N", help="maximum number of processes")
     p.add_argument("--cgroup-parent", default=None, metavar="PATH",
-                   help="make the sandbox's cgroup below PATH (a cgroup path such as 'jobs', used "
-                        "in every hierarchy a limit needs, or a directory under /sys/fs/cgroup); "
-                        "default: 'isolate' below your own cgroup, which without root must be "
-                        "delegated to you")
+                   help="make the sandbox's cgroup below PATH: a cgroup path such as jobs/a, used "
+                        "in every hierarchy a limit needs, or a directory under /sys/fs/cgroup "
+                        "(default: isolate/ below your own cgroup, which without root must be "
+                        "delegated to you)")
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="kill the sandbox after this")
     p.add_argument("--rootfs", metavar="DIR", help="an unpacked image to use as the root")
     p.add_argument("--bind", action="append", default=[], metavar="SRC:DST[:ro]",
