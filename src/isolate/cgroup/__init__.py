@@ -244,7 +244,7 @@ def _select(v1_hs: tuple[Hierarchy, ...], v1_ctl: set[str], v2_h: Hierarchy | No
     if not keep and v2_h is None and dropped:
         # Nothing left to make the group in: say why for the first hierarchy.
         h = dropped[0]
-        _delegation.check(h, parent_of(h), set(h.controllers & DEFAULT_CONTROLLERS), default=default)
+        _delegation.check(h, parent_of(h), set(), default=default)
     return keep, v2_h
 
 
@@ -328,14 +328,20 @@ class Cgroup:
 
         ``parent``: a cgroup path relative to each hierarchy's root
         (``"isolate-test-x/jobs"``) or an absolute directory under a cgroup
-        mount; default ``isolate/`` under this process's own cgroup where that
-        is writable, else under the root.  Missing parents are created (and
-        removed again by ``close()`` when empty).  ``controllers``: the
-        controllers to join (v1 names; ``"unified"`` adds the v2 group on a
-        hybrid host); default ``DEFAULT_CONTROLLERS`` plus what ``limits``
-        needs.  Raises ``ConfigError`` for bad input before anything is
-        created, ``UnsupportedError`` when a needed controller is missing
-        (naming it and the hierarchy), ``CgroupError`` when the kernel refuses.
+        mount; default ``isolate/`` under this process's own cgroup: for root
+        where that is writable (else under the root), for anyone else always,
+        as the cgroup delegated to them (see ``isolate.cgroup.delegation``;
+        on v2 the processes of that cgroup are moved into its leaf ``init``
+        first).  Missing parents are created (and removed again by
+        ``close()`` when empty).  ``controllers``: the controllers to join
+        (v1 names; ``"unified"`` adds the v2 group on a hybrid host); default
+        what ``limits`` needs, plus those of ``DEFAULT_CONTROLLERS`` (read by
+        ``stats()``) in each hierarchy where this process can make the group.
+        Raises ``ConfigError`` for bad input before anything is created,
+        ``UnsupportedError`` when a needed controller is missing (naming it
+        and the hierarchy), ``CgroupDelegationError`` (before anything is
+        created) when this process is not root and a hierarchy it needs is
+        not delegated to it, ``CgroupError`` when the kernel refuses.
         """
         check_name(name)
         if limits is not None and not isinstance(limits, Limits):
