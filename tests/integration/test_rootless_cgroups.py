@@ -20,6 +20,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -181,14 +182,52 @@ def test_delegated_v1_subtree_found_by_default(rootless: Any, delegated_v1: Dele
     code = ("import isolate\n"
             "with isolate.Container(limits=isolate.Limits(memory_max=64 << 20)) as c:\n"
             f"    r = c.run({HOG!r})\n"
-            "    print(c.cgroup.path, r.returncode, r.oom_killed)\n")
+            "    print(c.cgroup.path, r.returncode, r.oom_killed)\n"
+            "    c.start(['sleep', '60'])\n"
+            "    try:\n"
+            "        c.pause()\n"
+            "    except isolate.UnsupportedError as e:\n"
+            "        print(e)\n")
     r = rootless.python_run(code, cgroups=[str(d) for d in inside])
     assert r.returncode == 0, r.stderr
-    path, rc, oom = r.stdout.split()
+    first, why = r.stdout.splitlines()
+    path, rc, oom = first.split()
     assert path.startswith(str(delegated_v1.dirs["memory"] / "u" / "isolate") + "/")
     assert (rc, oom) == ("-9", "True")
+    # The freezer hierarchy is not delegated: pause() says so (and close() kills without it).
+    assert f"the cgroup v1 freezer hierarchy at {detect().v1['freezer'].mount} has no place" in why
+    assert f"is not writable by uid {rootless.uid}" in why
     for d in inside:
         assert _dirs_below(d) == [], d                  # the group and its parent 'isolate' are gone
+
+
+@pytest.mark.cgroup1
+def test_a_killed_run_leaves_nothing_once_the_user_runs_again(rootless: Any,
+                                                              delegated_v1: Delegated) -> None:
+    """SIGKILL to the user's isolate while its container runs: the group stays, named in
+    the user's owner registry, and the user's next run in that subtree removes it."""
+    argv = ["isolate", "run", "--cgroup-parent", delegated_v1.name, "--memory", "64m", "--",
+            "sleep", "300"]
+    p = subprocess.Popen(rootless.command(argv), env=rootless.env(), cwd=rootless.home,
+                         start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        mem = delegated_v1.dirs["memory"]
+        for _ in range(3000):           # until the container's group holds its process
+            groups = [d for d in _dirs_below(mem) if d != "u"]
+            if groups and (mem / groups[0] / "cgroup.procs").read_text().strip():
+                break
+            assert p.poll() is None, p.returncode
+            time.sleep(0.01)
+        else:
+            raise AssertionError("the container never started")
+    finally:
+        p.kill()                        # setpriv exec'd isolate: this is the isolate process
+        p.wait()
+    assert [d for d in _dirs_below(mem) if d != "u"], "the killed run's group should be left"
+    r = _run(rootless, ["--cgroup-parent", delegated_v1.name, "--pids", "8", "--", "true"])
+    assert r.returncode == 0, r.stderr
+    for top in delegated_v1.dirs.values():
+        assert _dirs_below(top) == ["u"], top
 
 
 @pytest.mark.cgroup1

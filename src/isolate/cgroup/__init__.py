@@ -380,12 +380,18 @@ class Cgroup:
         v2_h = lay.v2 if (unified or v2_ctl) and lay.v2 is not None else None
         lazy_freezer = lay.v1.get("freezer") if not (unified or v2_ctl) else None
         hs_v1 = list(v1_hs)
+        no_freezer = None
         if not _adopt:
             # Only what a limit needs must be had; the default extras only where they can be.
             required = set(needed) if controllers is None else v1_ctl | v2_ctl
             hs_v1, v2_h = _select(v1_hs, v1_ctl, v2_h, required, parent_of, rel_parent is None)
             self.controllers = frozenset(v1_ctl | v2_ctl)
             if lazy_freezer is not None and not _delegation.usable(lazy_freezer, parent_of(lazy_freezer)):
+                no_freezer = (f"the cgroup v1 freezer hierarchy at {lazy_freezer.mount} has no "
+                              f"place for this group: "
+                              f"{_delegation.deepest_existing(lazy_freezer.mount, parent_of(lazy_freezer))}"
+                              f" is not writable by uid {os.geteuid()} (freeze() and pause() need "
+                              "it delegated too, as the hierarchies of the limits are)")
                 lazy_freezer = None
         rec = None
         if not _adopt:
@@ -398,6 +404,7 @@ class Cgroup:
             if v1_ctl:
                 self._v1 = V1Group(hs_v1, parent_of, name, lazy_freezer, adopt=_adopt,
                                    rec=rec)
+                self._v1.no_freezer = no_freezer
             if v2_h is not None:
                 self._v2 = V2Group(v2_h, parent_of(v2_h), name, v2_ctl, v2_ctl & needed,
                                    adopt=_adopt, rec=rec)
