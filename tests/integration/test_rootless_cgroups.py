@@ -290,6 +290,22 @@ def test_v2_delegated_cgroup_by_default_and_through_cgroup_parent(rootless: Any,
     assert _dirs_below(top / "u") == ["init"]
     assert (top / "u" / "init" / "cgroup.procs").read_text() == ""
     assert {"memory", "pids"} <= set((top / "u" / "cgroup.subtree_control").read_text().split())
+    # From Python, by default: the limit, and pause()/resume() through cgroup.freeze.
+    code = ("import isolate\n"
+            "with isolate.Container(limits=isolate.Limits(pids_max=8)) as c:\n"
+            f"    print(c.run({FORK!r}).returncode)\n"
+            "    c.start(['sleep', '60'])\n"
+            "    c.pause()\n"
+            "    frozen = open(c.cgroup.path + '/cgroup.events').read().split()\n"
+            "    c.resume()\n"
+            "    print(c.cgroup.path, frozen[frozen.index('frozen') + 1])\n")
+    r = rootless.python_run(code, cgroups=[str(top / "u" / "init")])
+    assert r.returncode == 0, r.stderr
+    rc, where = r.stdout.splitlines()
+    assert rc != "0"
+    path, frozen = where.split()
+    assert path.startswith(f"{top}/u/isolate/") and frozen == "1"
+    assert _dirs_below(top / "u") == ["init"]
     # A cgroup of the delegated subtree named with --cgroup-parent (made, and removed after).
     _assert_limits_hold(rootless, ["--cgroup-parent", f"{delegated_v2.name}/u/jobs"],
                         cgroups=[top / "u" / "init"])
