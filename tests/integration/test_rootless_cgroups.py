@@ -202,6 +202,29 @@ def test_delegated_v1_subtree_found_by_default(rootless: Any, delegated_v1: Dele
 
 
 @pytest.mark.cgroup1
+def test_root_of_a_user_namespace_is_an_ordinary_user(rootless: Any, delegated_v1: Delegated) -> None:
+    """``unshare -r``: euid 0, but not the host's root (as in a rootless container's runtime)."""
+    name = f"isolate-test-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    r = rootless.run(["unshare", "-r", "isolate", "run", "--name", name, "--memory", "64m", "--",
+                      "true"], timeout=300)
+    assert r.returncode == 125, (r.stdout, r.stderr)
+    assert "a memory limit needs a cgroup delegated to this user" in r.stderr
+    assert f"uid 0 (uid {rootless.uid} outside its user namespace)" in r.stderr
+    assert f"chown -R {rootless.name} " in r.stderr
+    assert not [d for d in Path("/sys/fs/cgroup").rglob(name)]
+    # With the subtree delegated (to the user, root inside): found by default, as for the user.
+    inside = [top / "u" for top in delegated_v1.dirs.values()]
+    code = ("import isolate\n"
+            "with isolate.Cgroup.create('g', limits=isolate.Limits(memory_max=64 << 20)) as cg:\n"
+            "    print(' '.join(sorted(cg.paths.values())))\n")
+    r = rootless.run(["unshare", "-r", rootless.python, "-c", code], cgroups=[str(d) for d in inside])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == sorted(str(d / "isolate" / "g") for d in inside)
+    for d in inside:
+        assert _dirs_below(d) == [], d
+
+
+@pytest.mark.cgroup1
 def test_a_killed_run_leaves_nothing_once_the_user_runs_again(rootless: Any,
                                                               delegated_v1: Delegated) -> None:
     """SIGKILL to the user's isolate while its container runs: the group stays, named in

@@ -205,7 +205,7 @@ def _default_parent(h: Hierarchy) -> str:
     """
     own_dir = h.fs_path(h.own)
     rel = own_dir[len(h.mount):].strip("/")
-    if os.geteuid() != 0:
+    if not _delegation.privileged():
         if (h.version == 2 and os.path.basename(rel) == _delegation.INIT_LEAF
                 and _delegation.delegated_v2(os.path.dirname(own_dir))):
             # Moved into the delegated cgroup's leaf by an earlier create (delegation.move_out).
@@ -231,7 +231,7 @@ def _select(v1_hs: tuple[Hierarchy, ...], v1_ctl: set[str], v2_h: Hierarchy | No
     for h in v1_hs:
         need = h.controllers & required
         if need:
-            if os.geteuid() != 0:
+            if not _delegation.privileged():
                 _delegation.check(h, parent_of(h), set(need), default=default)
             keep.append(h)
         elif _delegation.usable(h, parent_of(h)):
@@ -239,7 +239,7 @@ def _select(v1_hs: tuple[Hierarchy, ...], v1_ctl: set[str], v2_h: Hierarchy | No
         else:
             dropped.append(h)
             v1_ctl -= h.controllers
-    if v2_h is not None and os.geteuid() != 0:
+    if v2_h is not None and not _delegation.privileged():
         _delegation.check(v2_h, parent_of(v2_h), required - set(v1_ctl), default=default)
     if not keep and v2_h is None and dropped:
         # Nothing left to make the group in: say why for the first hierarchy.

@@ -26,10 +26,30 @@ import pwd
 from ..errors import CgroupDelegationError, CgroupError
 from .layout import V2_CORE, V2_NAME, Hierarchy
 
-__all__ = ["INIT_LEAF", "deepest_existing", "usable", "check", "delegated_v2", "move_out"]
+__all__ = ["INIT_LEAF", "privileged", "deepest_existing", "usable", "check", "delegated_v2", "move_out"]
 
 #: The leaf the processes of a delegated v2 cgroup are moved into (podman's and Docker's name).
 INIT_LEAF = "init"
+
+
+#: The inode number of the initial user namespace (include/linux/proc_ns.h).
+_USER_NS_INIT_INO = 0xEFFFFFFD
+_privileged: dict[int, bool] = {}
+
+
+def privileged() -> bool:
+    """Whether this process is root of the initial user namespace: the whole cgroup tree is
+    its own.  Root of another user namespace (``unshare -r``, a rootless container's
+    runtime) is an ordinary user to cgroupfs, and is treated as one."""
+    euid = os.geteuid()
+    known = _privileged.get(euid)
+    if known is None:
+        try:
+            initial = os.stat("/proc/self/ns/user").st_ino == _USER_NS_INIT_INO
+        except OSError:
+            initial = True
+        known = _privileged[euid] = euid == 0 and initial
+    return known
 
 
 def deepest_existing(mount: str, rel: str) -> str:
@@ -62,11 +82,32 @@ def delegated_v2(path: str) -> bool:
                for f in ("cgroup.procs", "cgroup.subtree_control"))
 
 
-def _user() -> str:
+def _outside_uid() -> int:
+    """This process's euid as the initial user namespace sees it (who owns what it makes)."""
+    euid = os.geteuid()
     try:
-        return pwd.getpwuid(os.geteuid()).pw_name
+        with open("/proc/self/uid_map") as f:
+            for line in f:
+                inside, outside, count = (int(x) for x in line.split())
+                if inside <= euid < inside + count:
+                    return outside + euid - inside
+    except (OSError, ValueError):
+        pass
+    return euid
+
+
+def _who() -> str:
+    """``uid N``, with the host's uid too inside a user namespace."""
+    euid, host = os.geteuid(), _outside_uid()
+    return f"uid {euid}" if host == euid else f"uid {euid} (uid {host} outside its user namespace)"
+
+
+def _user() -> str:
+    uid = _outside_uid()
+    try:
+        return pwd.getpwuid(uid).pw_name
     except KeyError:
-        return str(os.geteuid())
+        return str(uid)
 
 
 def _hint(h: Hierarchy, v2: bool) -> str:
@@ -101,7 +142,7 @@ def check(h: Hierarchy, rel: str, controllers: set[str], *, default: bool) -> No
     want = os.path.join(h.mount, rel) if rel else h.mount
     problem = None
     if not _writable(target):
-        problem = f"{target} is not writable by uid {os.geteuid()}"
+        problem = f"{target} is not writable by {_who()}"
     elif v2:
         need = {V2_NAME.get(c, c) for c in controllers if c not in V2_CORE}
         try:
@@ -117,7 +158,7 @@ def check(h: Hierarchy, rel: str, controllers: set[str], *, default: bool) -> No
         if not os.access(os.path.join(common, "cgroup.procs"), os.W_OK, effective_ids=True):
             # The kernel moves a process (clone3 into a cgroup too) only for a writer of
             # cgroup.procs in the nearest cgroup above both ends (cgroup-v2.rst, "Delegation Containment").
-            problem = (f"{common}/cgroup.procs is not writable by uid {os.geteuid()}: on cgroup v2 "
+            problem = (f"{common}/cgroup.procs is not writable by {_who()}: on cgroup v2 "
                        "a process may move only within a subtree delegated to it, and "
                        f"{common} is the nearest cgroup above both this process's ({own}) "
                        f"and {want}; start isolate from inside the delegated subtree")
@@ -126,7 +167,7 @@ def check(h: Hierarchy, rel: str, controllers: set[str], *, default: bool) -> No
                        f"{target} (not in its cgroup.controllers)")
         elif need - on and not os.access(os.path.join(target, "cgroup.subtree_control"), os.W_OK,
                                          effective_ids=True):
-            problem = (f"{target}/cgroup.subtree_control is not writable by uid {os.geteuid()} "
+            problem = (f"{target}/cgroup.subtree_control is not writable by {_who()} "
                        f"(needed to enable {', '.join(sorted(need - on))})")
     if problem is None:
         return

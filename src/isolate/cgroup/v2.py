@@ -16,7 +16,7 @@ import signal
 from ..errors import CgroupError, UnsupportedError
 from . import devices as _devices
 from ._files import Dir, make_dir, open_dir, parse_psi, remove_dir, wait_until
-from .delegation import move_out
+from .delegation import move_out, privileged
 from .layout import V2_CORE, V2_NAME, Hierarchy
 from .limits import Limits, shares_to_weight
 
@@ -153,7 +153,7 @@ class V2Group:
                 f.write(line)
             return
         except OSError as e:
-            if e.errno != _errno.EBUSY or os.geteuid() == 0 or not _holds_self(path):
+            if e.errno != _errno.EBUSY or privileged() or not _holds_self(path):
                 raise
         move_out(path)
         with open(os.path.join(path, "cgroup.subtree_control"), "w") as f:
