@@ -176,6 +176,28 @@ def test_delegated_v1_subtree_through_cgroup_parent(rootless: Any, delegated_v1:
 
 
 @pytest.mark.cgroup1
+def test_a_default_controller_of_an_undelegated_unified_hierarchy_is_left_out(
+        rootless: Any, delegated_v1: Delegated) -> None:
+    """A hybrid host whose pids controller lives only in cgroup2 (a layout that says so):
+    a memory limit needs no v2 group, and the user gets its group in the memory hierarchy."""
+    code = ("import isolate\n"
+            "from isolate.cgroup import Layout, detect\n"
+            "from isolate.cgroup.layout import Hierarchy\n"
+            "lay = detect()\n"
+            "v2 = Hierarchy(2, lay.v2.mount, lay.v2.root, frozenset({'pids'}), lay.v2.own)\n"
+            "fake = Layout('hybrid', v2, {c: h for c, h in lay.v1.items() if c != 'pids'})\n"
+            f"with isolate.Cgroup.create('g', parent={delegated_v1.name!r}, layout=fake,\n"
+            "                          limits=isolate.Limits(memory_max=64 << 20)) as cg:\n"
+            "    print(' '.join(sorted(cg.paths.values())), ' '.join(sorted(cg.controllers)))\n")
+    r = rootless.python_run(code)
+    assert r.returncode == 0, r.stderr
+    paths, controllers = r.stdout.strip().split(" ", 1)[0], r.stdout.split()[1:]
+    assert paths == str(delegated_v1.dirs["memory"] / "g")
+    assert controllers == ["memory"]
+    assert _dirs_below(delegated_v1.dirs["memory"]) == ["u"]
+
+
+@pytest.mark.cgroup1
 def test_delegated_v1_subtree_found_by_default(rootless: Any, delegated_v1: Delegated) -> None:
     inside = [top / "u" for top in delegated_v1.dirs.values()]
     _assert_limits_hold(rootless, [], cgroups=inside)

@@ -221,11 +221,12 @@ def _default_parent(h: Hierarchy) -> str:
 
 
 def _select(v1_hs: tuple[Hierarchy, ...], v1_ctl: set[str], v2_h: Hierarchy | None,
-            required: set[str], parent_of: Callable[[Hierarchy], str], default: bool
-            ) -> tuple[list[Hierarchy], Hierarchy | None]:
+            v2_ctl: set[str], required: set[str], parent_of: Callable[[Hierarchy], str],
+            default: bool, v2_optional: bool) -> tuple[list[Hierarchy], Hierarchy | None]:
     """The hierarchies to make the group in: those holding a ``required`` controller (each
     checked, ``CgroupDelegationError`` if this process cannot make a group there), and of the
-    others those whose parent this process can write.  ``v1_ctl`` loses what is left out."""
+    others those where this process can make it.  ``v1_ctl``/``v2_ctl`` lose what is left out;
+    ``v2_optional``: the v2 group is not asked for by itself (a hybrid host's default)."""
     keep: list[Hierarchy] = []
     dropped: list[Hierarchy] = []
     for h in v1_hs:
@@ -239,8 +240,13 @@ def _select(v1_hs: tuple[Hierarchy, ...], v1_ctl: set[str], v2_h: Hierarchy | No
         else:
             dropped.append(h)
             v1_ctl -= h.controllers
-    if v2_h is not None and not _delegation.privileged():
-        _delegation.check(v2_h, parent_of(v2_h), required - set(v1_ctl), default=default)
+    if v2_h is not None:
+        need2 = required & v2_ctl
+        if v2_optional and not need2 and keep and not _delegation.usable(v2_h, parent_of(v2_h)):
+            v2_h = None
+            v2_ctl.clear()
+        elif not _delegation.privileged():
+            _delegation.check(v2_h, parent_of(v2_h), required - v1_ctl, default=default)
     if not keep and v2_h is None and dropped:
         # Nothing left to make the group in: say why for the first hierarchy.
         h = dropped[0]
@@ -378,14 +384,16 @@ class Cgroup:
         self._v2_ctl = v2_ctl
         self.controllers = frozenset(v1_ctl | v2_ctl)
         v2_h = lay.v2 if (unified or v2_ctl) and lay.v2 is not None else None
-        lazy_freezer = lay.v1.get("freezer") if not (unified or v2_ctl) else None
         hs_v1 = list(v1_hs)
-        no_freezer = None
         if not _adopt:
             # Only what a limit needs must be had; the default extras only where they can be.
             required = set(needed) if controllers is None else v1_ctl | v2_ctl
-            hs_v1, v2_h = _select(v1_hs, v1_ctl, v2_h, required, parent_of, rel_parent is None)
+            hs_v1, v2_h = _select(v1_hs, v1_ctl, v2_h, v2_ctl, required, parent_of,
+                                  rel_parent is None, controllers is None and lay.kind != "v2")
             self.controllers = frozenset(v1_ctl | v2_ctl)
+        lazy_freezer = lay.v1.get("freezer") if v2_h is None else None
+        no_freezer = None
+        if not _adopt:
             if lazy_freezer is not None and not _delegation.usable(lazy_freezer, parent_of(lazy_freezer)):
                 no_freezer = (f"the cgroup v1 freezer hierarchy at {lazy_freezer.mount} has no "
                               f"place for this group: "
