@@ -27,7 +27,7 @@ from . import _validate as V
 from ._plan import (MAX_FD_PAIRS, MS_PRIVATE, MS_REC, NSTYPES, PLAN_CLOSE_FDS, PLAN_FORK, PLAN_HOLD,
                     PLAN_NETNS_LATE, PLAN_NETNS_LO, PLAN_SETGROUPS_DENY, PLAN_TIMING, Op, Plan,
                     SpawnFd, last_cap)
-from ._record import dataclass
+from ._record import dataclass, replace
 from .config import CAP_SETS, NAMESPACES, ProcessSpec, id_maps, namespace_set
 from .errors import ConfigError
 from .idmap import IdMap, format_maps
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from typing import Any, ClassVar
 
 __all__ = ["Isolation", "FdLayout", "Host", "ProcessPlan", "plan_process", "fork_into_pidns",
-           "late_netns", "isolation", "fd_layout"]
+           "late_netns", "isolation", "fd_layout", "implied_namespaces", "rootless_maps"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -228,6 +228,55 @@ def _maps_root(uid_map: Sequence[IdMap] | None, gid_map: Sequence[IdMap] | None)
     return has_zero(uid_map) and has_zero(gid_map)
 
 
+def implied_namespaces(new: frozenset[str], join: Iterable[str], euid: int) -> frozenset[str]:
+    """The namespaces a spawn makes: ``new``, and a user namespace for a caller without root.
+
+    Without root the kernel lets a process make the other namespaces only
+    inside a user namespace it makes too (their owner, in which it is
+    root), so a caller that is not root and asks for some but not for
+    ``"user"`` gets one, as bubblewrap adds it: root inside mapped to the
+    caller.  Not when it joins a user namespace (the new ones then belong to
+    that one), nor when it joins another type than net (a process in a new
+    user namespace holds no capability over those; the kernel's refusal
+    says so as it did).
+    """
+    if euid == 0 or not new or "user" in new:
+        return new
+    joined = set(join)
+    if not joined <= {"net"}:
+        return new
+    return new | {"user"}
+
+
+def rootless_maps(user: int | str | None, group: int | str | None, groups: object, euid: int,
+                  egid: int) -> tuple[tuple[IdMap, ...], tuple[IdMap, ...]] | None:
+    """The id maps of a new user namespace of a caller without root, if one id is not enough.
+
+    None when the process runs as root inside (``user`` and ``group`` None or
+    0) and sets no supplementary ``groups``: the caller's own id, mapped to
+    root, is written directly.  Otherwise the maps podman's rootless mode
+    uses (``idmap.subid_maps``: root inside is the caller, 1 and up its
+    /etc/subuid and /etc/subgid ranges, written by newuidmap/newgidmap), and
+    ``ConfigError`` if ``user`` or ``group`` falls outside them.  Raises
+    ``UnsupportedError`` (naming /etc/subuid, /etc/subgid, the user and how
+    to add a range) when the caller has no ranges: before any process exists.
+    """
+    ids = [(value, _id(value, what, db), what, db) for value, what, db in
+           ((user, "user", "pwd"), (group, "group", "grp")) if value is not None]
+    if groups is None and all(n == 0 for _, n, _, _ in ids):
+        return None
+    from .idmap import subid_maps
+
+    umaps, gmaps = subid_maps(uid=euid, gid=egid)
+    for value, n, what, db in ids:
+        maps = umaps if db == "pwd" else gmaps
+        if not any(m.inside <= n < m.inside + m.count for m in maps):
+            top = maps[-1].inside + maps[-1].count - 1
+            raise ConfigError(f"{what} {value!r} (id {n}) is outside the ids this user may map: "
+                              f"0 (itself) and 1-{top} (/etc/sub{'uid' if db == 'pwd' else 'gid'})")
+    return tuple(umaps), tuple(gmaps)
+
+
 def seccomp_caps(spec: ProcessSpec) -> frozenset[str]:
     """The capabilities a process of ``spec`` may keep (what a default seccomp profile allows)."""
     from .seccomp import OCI_DEFAULT_CAPS
@@ -280,7 +329,9 @@ def plan_process(spec: ProcessSpec, iso: Isolation, io: FdLayout, host: Host,
     envp = None
     if spec.env is not None:
         envp = [V.fsencode(k, "env key") + b"=" + V.fsencode(v, f"env[{k!r}]") for k, v in spec.env.items()]
-    new = iso.namespaces
+    new = implied_namespaces(iso.namespaces, iso.join, host.euid)
+    if new is not iso.namespaces:
+        iso = replace(iso, namespaces=new)
     pre: list[Op] = []
     flags = PLAN_TIMING if iso.timings else 0
     joined = {t: slot(f"join {t}") for t in iso.join}
@@ -324,10 +375,16 @@ def plan_process(spec: ProcessSpec, iso: Isolation, io: FdLayout, host: Host,
 
     uid_text = gid_text = None
     groups = spec.groups
+    given_u, given_g = iso.uid_map, iso.gid_map
     if "user" in new:
         euid, egid = host.euid, host.egid
-        umaps = list(iso.uid_map) if iso.uid_map is not None else [IdMap(inside=0, outside=euid)]
-        gmaps = list(iso.gid_map) if iso.gid_map is not None else [IdMap(inside=0, outside=egid)]
+        if euid != 0 and given_u is None and given_g is None:
+            # More ids than the caller's own come from its subordinate ranges.
+            ranges = rootless_maps(spec.user, spec.group, groups, euid, egid)
+            if ranges is not None:
+                given_u, given_g = ranges
+        umaps = list(given_u) if given_u is not None else [IdMap(inside=0, outside=euid)]
+        gmaps = list(given_g) if given_g is not None else [IdMap(inside=0, outside=egid)]
         uid_text, gid_text = format_maps(umaps), format_maps(gmaps)
         if euid != 0:
             if len(umaps) > 1 or len(gmaps) > 1 or umaps[0].outside != euid or gmaps[0].outside != egid:
@@ -341,7 +398,7 @@ def plan_process(spec: ProcessSpec, iso: Isolation, io: FdLayout, host: Host,
     if spec.die_with_parent:
         ops.append(O.PdeathSig(signal=signal.SIGKILL))
     ops += pre
-    if uid_text is not None and _maps_root(iso.uid_map, iso.gid_map):
+    if uid_text is not None and _maps_root(given_u, given_g):
         # Become root of the new user namespace first: until then the child keeps
         # the caller's ids, which the maps may leave out, and files it creates
         # (the staged root, mount points) would fail with EOVERFLOW.
