@@ -176,8 +176,11 @@ def make_venv(where: Path) -> Path:
 
 
 @contextlib.contextmanager
-def rootless_user(prefix: str = "isot") -> Iterator[RootlessUser]:
-    """Make the user, its ranges, home, runtime directory and environment; remove them after."""
+def rootless_user(prefix: str = "isot", *, subids: bool = True) -> Iterator[RootlessUser]:
+    """Make the user, its ranges, home, runtime directory and environment; remove them after.
+
+    ``subids=False``: a user without /etc/subuid and /etc/subgid ranges (any useradd gave
+    it are removed), as on a host where nobody added them."""
     name = f"{prefix}{os.getpid()}"
     where = Path(tempfile.mkdtemp(prefix=f"isolate-rootless-{os.getpid()}-", dir="/tmp"))
     where.chmod(0o755)
@@ -188,7 +191,9 @@ def rootless_user(prefix: str = "isot") -> Iterator[RootlessUser]:
     try:
         pw = pwd.getpwnam(name)
         for kind, flag in (("uid", "--add-subuids"), ("gid", "--add-subgids")):
-            if not subid_lines(name, f"/etc/sub{kind}"):
+            if not subids:
+                _drop_subid_lines(name, f"/etc/sub{kind}")
+            elif not subid_lines(name, f"/etc/sub{kind}"):
                 # login.defs without SUB_UID_COUNT: give it a range past every other one.
                 start = max([s + c for line in Path(f"/etc/sub{kind}").read_text().splitlines()
                              if len(p := line.split(":")) == 3
