@@ -17,6 +17,7 @@ A plain module, imported as ``rootless`` (see support.py for why not conftest).
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import os
 import pwd
 import shutil
@@ -164,6 +165,12 @@ def make_venv(where: Path) -> Path:
                           check=True, capture_output=True, text=True).stdout.strip()
     shutil.copytree(os.path.dirname(isolate.__file__), Path(site, "isolate"),
                     ignore=shutil.ignore_patterns("__pycache__"))
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+        # Its metadata too: the version and files the packaging tests read.
+        dist = importlib.metadata.distribution("isolate-linux")
+        info = Path(str(dist.locate_file(""))) / f"isolate_linux-{dist.version}.dist-info"
+        if info.is_dir():
+            shutil.copytree(info, Path(site, info.name))
     for name, module in (("isolate", "isolate.cli.__main__"), ("isolate-oci", "isolate.cli.oci")):
         script = venv / "bin" / name
         script.write_text(_SCRIPT.format(python=venv / "bin" / "python", module=module))
