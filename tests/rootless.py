@@ -171,6 +171,10 @@ def make_venv(where: Path) -> Path:
         info = Path(str(dist.locate_file(""))) / f"isolate_linux-{dist.version}.dist-info"
         if info.is_dir():
             shutil.copytree(info, Path(site, info.name))
+    # Byte-compiled as pip installs it: the user cannot write __pycache__ there, and would
+    # compile every module at each start.
+    subprocess.run([str(venv / "bin" / "python"), "-m", "compileall", "-q", str(Path(site, "isolate"))],
+                   check=True, capture_output=True)
     for name, module in (("isolate", "isolate.cli.__main__"), ("isolate-oci", "isolate.cli.oci")):
         script = venv / "bin" / name
         script.write_text(_SCRIPT.format(python=venv / "bin" / "python", module=module))
