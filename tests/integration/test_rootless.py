@@ -133,12 +133,15 @@ def _started(rootless: Any, argv: list[str]) -> tuple[subprocess.Popen[str], lis
         if line.strip() == "ready":
             return p, lines
         lines.append(line.strip())
-    p.wait()
-    raise AssertionError(f"exited {p.returncode} before it was ready: {lines} {p.stderr.read()}")  # type: ignore[union-attr]
+    _, err = p.communicate(timeout=120)
+    raise AssertionError(f"exited {p.returncode} before it was ready: {lines} {err}")
 
 
 def _finish(p: subprocess.Popen[str]) -> None:
-    out, err = p.communicate("done\n", timeout=120)
+    try:
+        out, err = p.communicate("done\n", timeout=120)
+    except (BrokenPipeError, ValueError):     # it had ended already
+        out, err = p.communicate(timeout=120)
     assert p.returncode == 0, (out, err)
 
 
@@ -184,6 +187,7 @@ with isolate.Container(user=1000, group=1000) as c:
 def test_cli_user_1000(rootless: Any) -> None:
     p, lines = _started(rootless, ["isolate", "run", "--user", "1000", "--", "sh", "-c",
                                    "id -u; cat /proc/self/uid_map; echo ready; exec sleep 600"])
+    sleeps: list[int] = []
     try:
         assert lines[0] == "1000"
         start, count = rootless.subuid[0]
