@@ -341,11 +341,12 @@ def plan_process(spec: ProcessSpec, iso: Isolation, io: FdLayout, host: Host,
     # A joined pid namespace is entered by a fork of the child program (Fork,
     # after the user namespace); a joined network namespace at clone (or
     # before that fork), before any new user namespace exists.
-    # A network namespace joined with its user namespace is entered after it, as
-    # the others are: the caller may own both and still hold no capability over
-    # the network namespace outside them (a user joining its own container).
+    # Without root, a network namespace joined with a user namespace is entered
+    # after it, as the others are: the caller may own both and still hold no
+    # capability over the network namespace outside them (a user joining its own
+    # container).  Root enters it first, so it may come from another owner.
     pidns_fd = joined.get("pid", -1)
-    netns_fd = joined.get("net", -1) if "user" not in joined else -1
+    netns_fd = joined.get("net", -1) if "user" not in joined or host.euid == 0 else -1
     for t, fd in joined.items():
         if t not in ("user", "pid") and (t != "net" or netns_fd == -1):
             pre.append(O.SetNs(fd=fd, nstype=NSTYPES[t]))
