@@ -61,8 +61,9 @@ def _drop_subid_lines(name: str, path: str) -> None:
         Path(path).write_text("".join(kept))
 
 
-def uid_pids(uid: int) -> list[int]:
-    """Every process whose real uid is ``uid``."""
+def uid_pids(uid: int | Sequence[int]) -> list[int]:
+    """Every process whose real uid is ``uid`` (or one of them)."""
+    wanted = {uid} if isinstance(uid, int) else set(uid)
     pids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -71,7 +72,7 @@ def uid_pids(uid: int) -> list[int]:
             with open(f"/proc/{entry}/status") as f:
                 for line in f:
                     if line.startswith("Uid:"):
-                        if int(line.split()[1]) == uid:
+                        if int(line.split()[1]) in wanted:
                             pids.append(int(entry))
                         break
         except (FileNotFoundError, ProcessLookupError, PermissionError):
@@ -139,10 +140,12 @@ class RootlessUser:
         return self.run([self.python, "-c", code], **kw)  # type: ignore[arg-type]
 
     def kill_all(self) -> list[int]:
-        """SIGKILL every process of the user (the uid is this run's own); the pids killed."""
+        """SIGKILL every process of the user (the uid is this run's own), and of its subordinate
+        uids (its sandboxes'; the ranges are its own until it is removed); the pids killed."""
         killed: list[int] = []
+        uids = [self.uid] + [u for start, count in self.subuid for u in range(start, start + count)]
         for _ in range(50):
-            pids = uid_pids(self.uid)
+            pids = uid_pids(uids)
             if not pids:
                 break
             for pid in pids:

@@ -184,26 +184,34 @@ with isolate.Container(user=1000, group=1000) as c:
         _finish(p)
 
 
+def _children(pid: int) -> list[int]:
+    """The pids whose parent is ``pid``."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry))
+    return out
+
+
 def test_cli_user_1000(rootless: Any) -> None:
     p, lines = _started(rootless, ["isolate", "run", "--user", "1000", "--", "sh", "-c",
                                    "id -u; cat /proc/self/uid_map; echo ready; exec sleep 600"])
-    sleeps: list[int] = []
     try:
         assert lines[0] == "1000"
         start, count = rootless.subuid[0]
         assert _map_lines("\n".join(lines[1:])) == [[0, rootless.uid, 1], [1, start, count]]
-        sleeps = [pid for pid in _uid_pids(start + 999)
-                  if Path(f"/proc/{pid}/comm").read_text().strip() == "sleep"]
-        assert len(sleeps) == 1 and _host_ids(sleeps[0])[0] == start + 999
+        # The sandbox's process: a child of the isolate command (setpriv exec'd it).
+        (sandbox,) = _children(p.pid)
+        assert _host_ids(sandbox) == (start + 999, rootless.subgid[0][0] + 999)
     finally:
-        os.kill(sleeps[0], 9) if sleeps else p.kill()
+        for pid in _children(p.pid):     # the sandbox, which this test started
+            os.kill(pid, 9)
         p.communicate(timeout=120)
-
-
-def _uid_pids(uid: int) -> list[int]:
-    from rootless import uid_pids
-
-    return uid_pids(uid)
 
 
 def test_files_written_through_a_bind_belong_to_the_subordinate_id(rootless: Any) -> None:
@@ -281,10 +289,11 @@ print(json.dumps([errors, sorted(os.listdir("/proc/self/fd")) == fds, children])
 IDMAP_TRY = r"""
 import ctypes, os, struct
 libc = ctypes.CDLL(None, use_errno=True)
-fd = libc.syscall(428, -100, b"/tmp", 1 | 0o2000000)            # open_tree(OPEN_TREE_CLONE)
+L = ctypes.c_long        # every argument a full register: syscall(2) is variadic
+fd = libc.syscall(L(428), L(-100), b"/tmp", L(1 | 0o2000000))      # open_tree(OPEN_TREE_CLONE)
 ns = os.open("/proc/self/ns/user", os.O_RDONLY)
 attr = ctypes.create_string_buffer(struct.pack("QQQQ", 0x100000, 0, 0, ns))  # MOUNT_ATTR_IDMAP
-rc = libc.syscall(442, fd, b"", 0x1000, attr, 32)                 # mount_setattr(AT_EMPTY_PATH)
+rc = libc.syscall(L(442), L(fd), b"", L(0x1000), attr, L(32))       # mount_setattr(AT_EMPTY_PATH)
 print(fd >= 0, rc, ctypes.get_errno())
 """
 
