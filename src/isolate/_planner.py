@@ -7,7 +7,14 @@ the id maps, and where a spawn's own fds go (``SpawnFd`` placeholders named
 in ``Plan.fd_names``).  Its inputs are values (``ProcessSpec``,
 ``Isolation``, ``FdLayout``, ``Host``, ops), so equal inputs give an equal
 plan and ``_plans`` caches it on them; nothing here opens, spawns or
-mounts (a user or group name is looked up in the host's databases).
+mounts (a user or group name is looked up in the host's databases; so are
+the /etc/subuid and /etc/subgid ranges of a caller without root whose process
+needs more ids than its own).
+
+For a caller without root, namespaces asked for without ``"user"`` get a user
+namespace of their own (``implied_namespaces``, as bubblewrap does), and a
+user, group or groups other than root inside take the caller's subordinate
+ranges (``rootless_maps``, as rootless podman does).
 
 Two rewrites follow the plan's shape: a joined pid namespace makes the
 spawned process a fork of the child program (``fork_into_pidns``), and a new
