@@ -153,6 +153,23 @@ def markdown(res: dict[str, Any]) -> str:
                 out.append(f"| {r['name']} | {_ms(st['median'])} | {_ms(st['p10'])} | {_ms(st['p90'])} | "
                            f"{st['n']} | {_x(r['ratio'])} |")
             out.append("")
+    rl = res.get("rootless")
+    if rl:
+        out += ["## As an ordinary user", "",
+                "isolate and bwrap started by the same unprivileged user (made for the run, with "
+                "/etc/subuid ranges), interleaved in one Python of that user "
+                f"({rl['rounds']} rounds after {rl['warmup']} warm-up); ratio = median / median of "
+                "that user's `subprocess.run`. The command's start-up row is the interpreter and "
+                "imports `isolate run` pays before it starts anything.", "",
+                "| case | median | p10 | p90 | n | ratio |", "|---|---:|---:|---:|---:|---:|"]
+        for r in rl["rows"]:
+            if r["stats"] is None:
+                out.append(f"| {r['name']} | skipped: {r['skipped']} | | | | |")
+                continue
+            st = r["stats"]
+            out.append(f"| {r['name']} | {_ms(st['median'])} | {_ms(st['p10'])} | {_ms(st['p90'])} | "
+                       f"{st['n']} | {_x(r['ratio'])} |")
+        out.append("")
     t = res.get("targets")
     if t:
         out += ["## Targets (ratios from this run)", "", "| target | measured | met |", "|---|---:|:---:|"]

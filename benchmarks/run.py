@@ -1,6 +1,7 @@
 """Run the benchmark suite and write a results folder.
 
     python -m benchmarks.run [--quick] [--phases] [--out DIR] [--sections a,b,...]
+    python -m benchmarks.run --sections rootless     # isolate as a user beside bwrap
 
 Writes DIR/results.md (tables), DIR/results.json (every sample) and PNG
 charts.  ``--quick`` takes under a minute and proves the suite works; its
@@ -19,11 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import as_user as U
 from . import cases as C
 from . import experiments as E
 from . import report
 
-SECTIONS = ("latency", "targets", "netns", "mounts", "threads", "memory", "rss")
+SECTIONS = ("latency", "targets", "rootless", "netns", "mounts", "threads", "memory", "rss")
 
 #: Each issue's target comparison, run on its own (``targets`` section): the rows a
 #: target divides, and its references, interleaved without the rest of the
@@ -137,6 +139,14 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
                         "isolate.spawn into a Cgroup from CgroupPool (memory+pids+cpu limits)")):
         add(f"{label}: create + memory/pids/cpu limits + spawn into + remove adds ≤ 0.3 ms "
             "to isolate.spawn (value in ms)", added_ms(row, "isolate.spawn (no namespace)", "cgroup"), 0.3)
+    rl = res.get("rootless")
+    if rl:
+        # Both run by the same ordinary user, back to back in one run (benchmarks/as_user.py).
+        for label, row in (("isolate.Container", U.CONTAINER), ("isolate run", U.CLI),
+                           ("isolate.run pid+mnt+uts+ipc+net", U.SPAWN)):
+            a, b = _find(rl, row), _find(rl, U.BWRAP)
+            add(f"rootless {label} ≤ 0.5× bwrap --unshare-all (both as a user)",
+                a["stats"]["median"] / b["stats"]["median"] if a and b else None, 0.5)
     add("isolate-oci run ≤ 0.6× runc run", ratio("isolate-oci run", "runc run", "oci"), 0.6)
     add("CPython start-up + the C binding's import alone ≤ 0.6× runc run (isolate-oci's floor)",
         ratio("python -I -S, import isolate._native (isolate-oci's floor)", "runc run", "oci"), 0.6)
@@ -199,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
             log(f" {run_name}:")
             res["target_runs"][run_name] = E.latency([names[n] for n in rows if n in names],
                                                      cfg.rounds, cfg.warmup, log)
+    if "rootless" in sections:
+        log("rootless (isolate and bwrap as an ordinary user):")
+        res["rootless"] = U.rootless(cfg.rounds, cfg.warmup, log)
     if "netns" in sections:
         log("network namespace CPU:")
         res["netns_cpu"] = E.netns_cpu(cfg.netns_spawns, log)

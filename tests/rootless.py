@@ -17,6 +17,7 @@ A plain module, imported as ``rootless`` (see support.py for why not conftest).
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import os
 import pwd
 import shutil
@@ -60,8 +61,9 @@ def _drop_subid_lines(name: str, path: str) -> None:
         Path(path).write_text("".join(kept))
 
 
-def uid_pids(uid: int) -> list[int]:
-    """Every process whose real uid is ``uid``."""
+def uid_pids(uid: int | Sequence[int]) -> list[int]:
+    """Every process whose real uid is ``uid`` (or one of them)."""
+    wanted = {uid} if isinstance(uid, int) else set(uid)
     pids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -70,7 +72,7 @@ def uid_pids(uid: int) -> list[int]:
             with open(f"/proc/{entry}/status") as f:
                 for line in f:
                     if line.startswith("Uid:"):
-                        if int(line.split()[1]) == uid:
+                        if int(line.split()[1]) in wanted:
                             pids.append(int(entry))
                         break
         except (FileNotFoundError, ProcessLookupError, PermissionError):
@@ -112,8 +114,9 @@ class RootlessUser:
     def command(self, argv: Sequence[str], *, cgroups: Sequence[str] = ()) -> list[str]:
         """``argv`` run as the user by setpriv, after moving into ``cgroups`` (directories
         holding a ``cgroup.procs``), as a login into a delegated cgroup would be."""
+        # The bounding set stays full, as after a login: a setuid newuidmap needs it.
         drop = ["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--init-groups",
-                "--inh-caps=-all", "--bounding-set=-all", "--"]
+                "--inh-caps=-all", "--"]
         if not cgroups:
             return drop + list(argv)
         moves = " && ".join(f"echo $$ > {Path(c, 'cgroup.procs')}" for c in cgroups)
@@ -137,10 +140,12 @@ class RootlessUser:
         return self.run([self.python, "-c", code], **kw)  # type: ignore[arg-type]
 
     def kill_all(self) -> list[int]:
-        """SIGKILL every process of the user (the uid is this run's own); the pids killed."""
+        """SIGKILL every process of the user (the uid is this run's own), and of its subordinate
+        uids (its sandboxes'; the ranges are its own until it is removed); the pids killed."""
         killed: list[int] = []
+        uids = [self.uid] + [u for start, count in self.subuid for u in range(start, start + count)]
         for _ in range(50):
-            pids = uid_pids(self.uid)
+            pids = uid_pids(uids)
             if not pids:
                 break
             for pid in pids:
@@ -163,6 +168,16 @@ def make_venv(where: Path) -> Path:
                           check=True, capture_output=True, text=True).stdout.strip()
     shutil.copytree(os.path.dirname(isolate.__file__), Path(site, "isolate"),
                     ignore=shutil.ignore_patterns("__pycache__"))
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+        # Its metadata too: the version and files the packaging tests read.
+        dist = importlib.metadata.distribution("isolate-linux")
+        info = Path(str(dist.locate_file(""))) / f"isolate_linux-{dist.version}.dist-info"
+        if info.is_dir():
+            shutil.copytree(info, Path(site, info.name))
+    # Byte-compiled as pip installs it: the user cannot write __pycache__ there, and would
+    # compile every module at each start.
+    subprocess.run([str(venv / "bin" / "python"), "-m", "compileall", "-q", str(Path(site, "isolate"))],
+                   check=True, capture_output=True)
     for name, module in (("isolate", "isolate.cli.__main__"), ("isolate-oci", "isolate.cli.oci")):
         script = venv / "bin" / name
         script.write_text(_SCRIPT.format(python=venv / "bin" / "python", module=module))
@@ -175,8 +190,11 @@ def make_venv(where: Path) -> Path:
 
 
 @contextlib.contextmanager
-def rootless_user(prefix: str = "isot") -> Iterator[RootlessUser]:
-    """Make the user, its ranges, home, runtime directory and environment; remove them after."""
+def rootless_user(prefix: str = "isot", *, subids: bool = True) -> Iterator[RootlessUser]:
+    """Make the user, its ranges, home, runtime directory and environment; remove them after.
+
+    ``subids=False``: a user without /etc/subuid and /etc/subgid ranges (any useradd gave
+    it are removed), as on a host where nobody added them."""
     name = f"{prefix}{os.getpid()}"
     where = Path(tempfile.mkdtemp(prefix=f"isolate-rootless-{os.getpid()}-", dir="/tmp"))
     where.chmod(0o755)
@@ -187,7 +205,9 @@ def rootless_user(prefix: str = "isot") -> Iterator[RootlessUser]:
     try:
         pw = pwd.getpwnam(name)
         for kind, flag in (("uid", "--add-subuids"), ("gid", "--add-subgids")):
-            if not subid_lines(name, f"/etc/sub{kind}"):
+            if not subids:
+                _drop_subid_lines(name, f"/etc/sub{kind}")
+            elif not subid_lines(name, f"/etc/sub{kind}"):
                 # login.defs without SUB_UID_COUNT: give it a range past every other one.
                 start = max([s + c for line in Path(f"/etc/sub{kind}").read_text().splitlines()
                              if len(p := line.split(":")) == 3

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 _LAZY = {
     **dict.fromkeys(["spawn", "run", "Process", "CompletedProcess", "PIPE", "DEVNULL", "STDOUT",
                      "NAMESPACES"], "process"),
-    **dict.fromkeys(["IdMap", "SubIdRange", "parse_subid", "subid_ranges"], "idmap"),
+    **dict.fromkeys(["IdMap", "SubIdRange", "parse_subid", "subid_ranges", "subid_maps"], "idmap"),
     **dict.fromkeys(["Namespace", "NAMESPACE_TYPES"], "namespace"),
     **dict.fromkeys(["probe", "Probe", "Feature"], "_probe"),
     **dict.fromkeys(["Cgroup", "CgroupStats", "Limits", "DeviceRule", "IoThrottle", "HugetlbLimit",
@@ -94,7 +94,7 @@ if TYPE_CHECKING:  # static names for type checkers (``X as X``: re-exported); a
     from .container import (DEFAULT_NAMESPACES as DEFAULT_NAMESPACES, Container as Container,
                             Result as Result)
     from .idmap import (IdMap as IdMap, SubIdRange as SubIdRange, parse_subid as parse_subid,
-                        subid_ranges as subid_ranges)
+                        subid_maps as subid_maps, subid_ranges as subid_ranges)
     from .namespace import (NAMESPACE_TYPES as NAMESPACE_TYPES, Namespace as Namespace)
     from .netpool import (NetnsPool as NetnsPool, PooledNetns as PooledNetns)
     from .process import (DEVNULL as DEVNULL, NAMESPACES as NAMESPACES, PIPE as PIPE,

@@ -7,7 +7,14 @@ the id maps, and where a spawn's own fds go (``SpawnFd`` placeholders named
 in ``Plan.fd_names``).  Its inputs are values (``ProcessSpec``,
 ``Isolation``, ``FdLayout``, ``Host``, ops), so equal inputs give an equal
 plan and ``_plans`` caches it on them; nothing here opens, spawns or
-mounts (a user or group name is looked up in the host's databases).
+mounts (a user or group name is looked up in the host's databases; so are
+the /etc/subuid and /etc/subgid ranges of a caller without root whose process
+needs more ids than its own).
+
+For a caller without root, namespaces asked for without ``"user"`` get a user
+namespace of their own (``implied_namespaces``, as bubblewrap does), and a
+user, group or groups other than root inside take the caller's subordinate
+ranges (``rootless_maps``, as rootless podman does).
 
 Two rewrites follow the plan's shape: a joined pid namespace makes the
 spawned process a fork of the child program (``fork_into_pidns``), and a new
@@ -27,7 +34,7 @@ from . import _validate as V
 from ._plan import (MAX_FD_PAIRS, MS_PRIVATE, MS_REC, NSTYPES, PLAN_CLOSE_FDS, PLAN_FORK, PLAN_HOLD,
                     PLAN_NETNS_LATE, PLAN_NETNS_LO, PLAN_SETGROUPS_DENY, PLAN_TIMING, Op, Plan,
                     SpawnFd, last_cap)
-from ._record import dataclass
+from ._record import dataclass, replace
 from ._slots import mount_fd_names
 from .config import CAP_SETS, NAMESPACES, ProcessSpec, id_maps, namespace_set
 from .errors import ConfigError
@@ -39,7 +46,7 @@ if TYPE_CHECKING:
     from typing import Any, ClassVar
 
 __all__ = ["Isolation", "FdLayout", "Host", "ProcessPlan", "plan_process", "fork_into_pidns",
-           "late_netns", "isolation", "fd_layout"]
+           "late_netns", "isolation", "fd_layout", "implied_namespaces", "rootless_maps"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -229,6 +236,55 @@ def _maps_root(uid_map: Sequence[IdMap] | None, gid_map: Sequence[IdMap] | None)
     return has_zero(uid_map) and has_zero(gid_map)
 
 
+def implied_namespaces(new: frozenset[str], join: Iterable[str], euid: int) -> frozenset[str]:
+    """The namespaces a spawn makes: ``new``, and a user namespace for a caller without root.
+
+    Without root the kernel lets a process make the other namespaces only
+    inside a user namespace it makes too (their owner, in which it is
+    root), so a caller that is not root and asks for some but not for
+    ``"user"`` gets one, as bubblewrap adds it: root inside mapped to the
+    caller.  Not when it joins a user namespace (the new ones then belong to
+    that one), nor when it joins another type than net (a process in a new
+    user namespace holds no capability over those; the kernel's refusal
+    says so as it did).
+    """
+    if euid == 0 or not new or "user" in new:
+        return new
+    joined = set(join)
+    if not joined <= {"net"}:
+        return new
+    return new | {"user"}
+
+
+def rootless_maps(user: int | str | None, group: int | str | None, groups: object, euid: int,
+                  egid: int) -> tuple[tuple[IdMap, ...], tuple[IdMap, ...]] | None:
+    """The id maps of a new user namespace of a caller without root, if one id is not enough.
+
+    None when the process runs as root inside (``user`` and ``group`` None or
+    0) and sets no supplementary ``groups``: the caller's own id, mapped to
+    root, is written directly.  Otherwise the maps podman's rootless mode
+    uses (``idmap.subid_maps``: root inside is the caller, 1 and up its
+    /etc/subuid and /etc/subgid ranges, written by newuidmap/newgidmap), and
+    ``ConfigError`` if ``user`` or ``group`` falls outside them.  Raises
+    ``UnsupportedError`` (naming /etc/subuid, /etc/subgid, the user and how
+    to add a range) when the caller has no ranges: before any process exists.
+    """
+    ids = [(value, _id(value, what, db), what, db) for value, what, db in
+           ((user, "user", "pwd"), (group, "group", "grp")) if value is not None]
+    if groups is None and all(n == 0 for _, n, _, _ in ids):
+        return None
+    from .idmap import subid_maps
+
+    umaps, gmaps = subid_maps(uid=euid, gid=egid)
+    for value, n, what, db in ids:
+        maps = umaps if db == "pwd" else gmaps
+        if not any(m.inside <= n < m.inside + m.count for m in maps):
+            top = maps[-1].inside + maps[-1].count - 1
+            raise ConfigError(f"{what} {value!r} (id {n}) is outside the ids this user may map: "
+                              f"0 (itself) and 1-{top} (/etc/sub{'uid' if db == 'pwd' else 'gid'})")
+    return tuple(umaps), tuple(gmaps)
+
+
 def seccomp_caps(spec: ProcessSpec) -> frozenset[str]:
     """The capabilities a process of ``spec`` may keep (what a default seccomp profile allows)."""
     from .seccomp import OCI_DEFAULT_CAPS
@@ -285,7 +341,9 @@ def plan_process(spec: ProcessSpec, iso: Isolation, io: FdLayout, host: Host,
     envp = None
     if spec.env is not None:
         envp = [V.fsencode(k, "env key") + b"=" + V.fsencode(v, f"env[{k!r}]") for k, v in spec.env.items()]
-    new = iso.namespaces
+    new = implied_namespaces(iso.namespaces, iso.join, host.euid)
+    if new is not iso.namespaces:
+        iso = replace(iso, namespaces=new)
     pre: list[Op] = []
     flags = PLAN_TIMING if iso.timings else 0
     joined = {t: slot(f"join {t}") for t in iso.join}
@@ -295,10 +353,14 @@ def plan_process(spec: ProcessSpec, iso: Isolation, io: FdLayout, host: Host,
     # A joined pid namespace is entered by a fork of the child program (Fork,
     # after the user namespace); a joined network namespace at clone (or
     # before that fork), before any new user namespace exists.
+    # Without root, a network namespace joined with a user namespace is entered
+    # after it, as the others are: the caller may own both and still hold no
+    # capability over the network namespace outside them (a user joining its own
+    # container).  Root enters it first, so it may come from another owner.
     pidns_fd = joined.get("pid", -1)
-    netns_fd = joined.get("net", -1)
+    netns_fd = joined.get("net", -1) if "user" not in joined or host.euid == 0 else -1
     for t, fd in joined.items():
-        if t not in ("user", "pid", "net"):
+        if t not in ("user", "pid") and (t != "net" or netns_fd == -1):
             pre.append(O.SetNs(fd=fd, nstype=NSTYPES[t]))
 
     cgroup_fd: int = -1
@@ -329,10 +391,16 @@ def plan_process(spec: ProcessSpec, iso: Isolation, io: FdLayout, host: Host,
 
     uid_text = gid_text = None
     groups = spec.groups
+    given_u, given_g = iso.uid_map, iso.gid_map
     if "user" in new:
         euid, egid = host.euid, host.egid
-        umaps = list(iso.uid_map) if iso.uid_map is not None else [IdMap(inside=0, outside=euid)]
-        gmaps = list(iso.gid_map) if iso.gid_map is not None else [IdMap(inside=0, outside=egid)]
+        if euid != 0 and given_u is None and given_g is None:
+            # More ids than the caller's own come from its subordinate ranges.
+            ranges = rootless_maps(spec.user, spec.group, groups, euid, egid)
+            if ranges is not None:
+                given_u, given_g = ranges
+        umaps = list(given_u) if given_u is not None else [IdMap(inside=0, outside=euid)]
+        gmaps = list(given_g) if given_g is not None else [IdMap(inside=0, outside=egid)]
         uid_text, gid_text = format_maps(umaps), format_maps(gmaps)
         if euid != 0:
             if len(umaps) > 1 or len(gmaps) > 1 or umaps[0].outside != euid or gmaps[0].outside != egid:
@@ -346,7 +414,7 @@ def plan_process(spec: ProcessSpec, iso: Isolation, io: FdLayout, host: Host,
     if spec.die_with_parent:
         ops.append(O.PdeathSig(signal=signal.SIGKILL))
     ops += pre
-    if uid_text is not None and _maps_root(iso.uid_map, iso.gid_map):
+    if uid_text is not None and _maps_root(given_u, given_g):
         # Become root of the new user namespace first: until then the child keeps
         # the caller's ids, which the maps may leave out, and files it creates
         # (the staged root, mount points) would fail with EOVERFLOW.

@@ -224,6 +224,8 @@ def _probe_namespace(t: str, limits: dict[str, int | None], euid: int) -> Featur
                        reason=f"/proc/self/ns/{t} is missing: the kernel has no {t} namespaces",
                        how_to_enable=f"a kernel with CONFIG_{t.upper()}_NS=y "
                                      f"(Linux {_NS_SINCE[t]}+)")
+    if euid != 0 and t != "user":
+        return _probe_namespace_rootless(t, limits, euid)
     err = _try_spawn({t})
     if err is None:
         return Feature(name=f"{t} namespace", available=True,
@@ -235,6 +237,27 @@ def _probe_namespace(t: str, limits: dict[str, int | None], euid: int) -> Featur
                        details={"needs_user_namespace": True})
     return Feature(name=f"{t} namespace", available=False, reason=reason, how_to_enable=how,
                    details={"errno": _errname(err)})
+
+
+def _probe_namespace_rootless(t: str, limits: dict[str, int | None], euid: int) -> Feature:
+    """A caller without root: the ``t`` namespace as it gets one, inside a new user namespace."""
+    name = f"{t} namespace"
+    err = _try_spawn({"user", t})
+    if err is None:
+        return Feature(name=name, available=True,
+                       reason=f"spawned /bin/true in a new {t} namespace inside a new user namespace "
+                              f"(making a {t} namespace outside one needs CAP_SYS_ADMIN: without "
+                              "root isolate always makes one, as bubblewrap does)",
+                       details={"needs_user_namespace": True})
+    user_err = _try_spawn({"user"})
+    if user_err is not None:
+        reason, how = explain_namespace_failure("user", user_err, limits, euid)
+        return Feature(name=name, available=False,
+                       reason=f"needs a user namespace without root, which failed: {reason}",
+                       how_to_enable=how, details={"errno": _errname(user_err)})
+    reason, how = explain_namespace_failure(t, err, limits, euid)
+    return Feature(name=name, available=False, reason=f"inside a new user namespace: {reason}",
+                   how_to_enable=how, details={"errno": _errname(err)})
 
 
 def namespace_feature(t: str, *, refresh: bool = False) -> Feature:
@@ -297,6 +320,37 @@ def _syscall_feature(label: str, names: list[tuple[str, tuple[int, ...]]], since
                        how_to_enable=f"allow {names_s} in the seccomp profile", details=found)
     return Feature(name=label, available=True,
                    reason=f"{names_s} present ({usage})", details=found)
+
+
+def _mount_api_feature(euid: int) -> Feature:
+    """The new mount API, where isolate uses it: a caller without root only ever calls it in a
+    user and mount namespace of its own, where the host's EPERM no longer applies."""
+    calls = [("open_tree", (-1, 0, 0)), ("move_mount", (-1, 0, -1, 0, 0)), ("fsopen", (0, 0)),
+             ("fsconfig", (-1, 0, 0, 0, 0)), ("fsmount", (-1, 0, 0))]
+    host = _syscall_feature("new mount API", calls, "5.2",
+                            "isolate's bind mounts use open_tree + move_mount")
+    if host.available or euid == 0 or "ENOSYS" in host.details.values():
+        return host
+    from . import _ops as O
+    from ._ops_root import RootMount
+    from .process import DEVNULL, run
+
+    # What a rootless container's root does: a tmpfs (fsopen, fsconfig, fsmount,
+    # move_mount), then a bind of it (open_tree, move_mount).
+    ops = [RootMount(fstype=b"tmpfs", root=b"/", target=b"tmp"), O.Bind(b"/tmp", b"/tmp")]
+    try:
+        run([_true()], namespaces={"user", "mnt"}, ops=ops, stdin=DEVNULL, stdout=DEVNULL,
+            stderr=DEVNULL, check=True)
+    except (IsolateError, OSError) as e:
+        return Feature(name="new mount API", available=False,
+                       reason=f"{host.reason}; in a user namespace of its own too: {e}",
+                       how_to_enable=host.how_to_enable, details=host.details)
+    names = ", ".join(n for n, _ in calls)
+    return Feature(name="new mount API", available=True,
+                   reason=f"{names} work in a user and mount namespace of its own (a tmpfs mounted "
+                          "and bound there), where isolate calls them without root; outside one "
+                          "they return EPERM to a caller without CAP_SYS_ADMIN",
+                   details={**host.details, "in_user_namespace": "ok"})
 
 
 def _clone3_feature(version: tuple[int, int, int]) -> Feature:
@@ -399,9 +453,18 @@ IDMAP_FILESYSTEMS = {"ext4": (5, 12, 0), "xfs": (5, 12, 0), "vfat": (5, 12, 0),
                      "erofs": (6, 2, 0), "tmpfs": (6, 3, 0)}
 
 
-def _idmapped_feature(version: tuple[int, int, int], setattr_f: Feature) -> Feature:
+def _idmapped_feature(version: tuple[int, int, int], setattr_f: Feature, euid: int = 0) -> Feature:
     fs = {name: version >= since for name, since in IDMAP_FILESYSTEMS.items()}
     vs = ".".join(map(str, version))
+    if euid != 0 and version >= (5, 12, 0) and setattr_f.available:
+        # mount_setattr(MOUNT_ATTR_IDMAP) needs CAP_SYS_ADMIN over the filesystem's
+        # superblock: the host's filesystems belong to the initial user namespace.
+        return Feature(name="idmapped mounts", available=False,
+                       reason=f"kernel {vs} has them, but only for CAP_SYS_ADMIN in the user "
+                              "namespace that mounted the filesystem: a caller without root may "
+                              "not idmap the host's (EPERM); none is needed, as root inside is "
+                              "this user",
+                       how_to_enable="run as root", details={"filesystems": fs})
     if version < (5, 12, 0) or not setattr_f.available:
         why = (f"kernel {vs} is older than 5.12" if version < (5, 12, 0)
                else "mount_setattr is unavailable")
@@ -538,13 +601,9 @@ def probe(*, refresh: bool = False) -> Probe:
         clone3=clone3,
         clone_into_cgroup=_clone_into_cgroup_feature(version, clone3, layout),
         cgroup=cgroup,
-        new_mount_api=_syscall_feature(
-            "new mount API",
-            [("open_tree", (-1, 0, 0)), ("move_mount", (-1, 0, -1, 0, 0)), ("fsopen", (0, 0)),
-             ("fsconfig", (-1, 0, 0, 0, 0)), ("fsmount", (-1, 0, 0))],
-            "5.2", "isolate's bind mounts use open_tree + move_mount"),
+        new_mount_api=_mount_api_feature(euid),
         mount_setattr=setattr_f,
-        idmapped_mounts=_idmapped_feature(version, setattr_f),
+        idmapped_mounts=_idmapped_feature(version, setattr_f, euid),
         pidfd=_pidfd_feature(),
         # first > last: EINVAL where it exists, and no descriptor is touched.
         close_range=_syscall_feature("close_range", [("close_range", (1, 0, 0))], "5.9",

@@ -15,7 +15,7 @@ import os
 
 from . import _cache, _plans
 from ._io import DEVNULL, PIPE, STDOUT
-from ._planner import isolation
+from ._planner import implied_namespaces, isolation, rootless_maps
 from ._record import replace
 from ._userdb import Identity, resolve, rootfs_db
 from ._validate import FrozenMap, container_path
@@ -131,13 +131,22 @@ class Resolved:
         self.identity = identity
         self.join = list(join)
         built = rootfs is not None and not rootfs.spec.in_place
-        self.namespaces = effective_namespaces(frozenset(config.namespaces), self.join, built)
         euid = os.geteuid()
+        types = tuple(getattr(j, "type") for j in self.join)
+        self.namespaces = implied_namespaces(
+            effective_namespaces(frozenset(config.namespaces), self.join, built), types, euid)
         uid_map, gid_map = config.uid_map, config.gid_map
         if "user" in self.namespaces and uid_map is None and euid == 0:
             uid_map = IDENTITY_MAP
         if "user" in self.namespaces and gid_map is None and euid == 0:
             gid_map = IDENTITY_MAP
+        if "user" in self.namespaces and euid != 0 and uid_map is None and gid_map is None:
+            # Without root, a user other than root inside takes the caller's subordinate ids.
+            ranges = rootless_maps(None if identity is None else identity.uid,
+                                   None if identity is None else identity.gid, proc.groups, euid,
+                                   os.getegid())
+            if ranges is not None:
+                uid_map, gid_map = ranges
         self.uid_map, self.gid_map = uid_map, gid_map
         # A root caller whose container's root is not host root (its user namespace does not
         # map 0 to 0): the host binds are idmapped mounts (``isolate._idmount``), through
@@ -183,7 +192,6 @@ class Resolved:
         else:
             cwd = proc.cwd if proc.cwd is not None else "/"
             self.cwd = b"." if cwd == "/" else container_path(cwd, "cwd")
-        types = tuple(getattr(j, "type") for j in self.join)
         self.isolation = isolation(namespaces=self.namespaces, join=types, uid_map=uid_map,
                                    gid_map=gid_map, hostname=config.hostname,
                                    domainname=config.domainname)

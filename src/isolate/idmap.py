@@ -11,7 +11,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
-__all__ = ["IdMap", "SubIdRange", "parse_subid", "subid_ranges", "check_maps", "format_maps"]
+__all__ = ["IdMap", "SubIdRange", "parse_subid", "subid_ranges", "subid_maps", "check_maps",
+           "format_maps"]
 
 MAX_ID = 2**32 - 1
 # The kernel accepts at most 340 lines in uid_map/gid_map (user_namespaces(7)).
@@ -129,3 +130,76 @@ def subid_ranges(user: str | int | None = None, *, kind: str = "uid", path: str 
     except FileNotFoundError:
         return []
     return [r for r in parse_subid(text, source=path) if r.owner in names]
+
+
+def _free_start(paths: Sequence[str]) -> int:
+    """A start past every range ``paths`` give anyone (at least 100000), for a suggestion."""
+    end = 100000
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8") as f:
+                for r in parse_subid(f.read(), source=path):
+                    end = max(end, r.start + r.count)
+        except (OSError, ConfigError):
+            pass
+    return end
+
+
+def subid_maps(*, uid: int | None = None, gid: int | None = None,
+               subuid: str = "/etc/subuid", subgid: str = "/etc/subgid") -> tuple[list[IdMap], list[IdMap]]:
+    """The id maps of a rootless container with many ids, as podman builds them.
+
+    Root inside is the caller (``uid``/``gid``, default: the effective ids);
+    ids 1 and up inside are the caller's ranges in /etc/subuid and
+    /etc/subgid, one after the other.  Such maps are written by the setuid
+    ``newuidmap``/``newgidmap`` (Debian's ``uidmap`` package), which check
+    them against the same files.  ``spawn``, ``run``, ``Container`` and
+    ``isolate run`` use them by themselves for a caller without root whose
+    process runs as a user or group other than root inside; pass them as
+    ``uid_map``/``gid_map`` to have every id of the ranges in any case.
+
+    Raises ``UnsupportedError`` naming the files, the user and the command
+    that adds a range when the caller has none (or newuidmap/newgidmap is
+    missing); ``ConfigError`` when a file is malformed.
+    """
+    import pwd
+    import shutil
+
+    from .errors import UnsupportedError
+
+    uid = os.geteuid() if uid is None else uid
+    gid = os.getegid() if gid is None else gid
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = str(uid)
+    uids = subid_ranges(uid, kind="uid", path=subuid)
+    gids = subid_ranges(uid, kind="gid", path=subgid)
+    missing = [path for path, found in ((subuid, uids), (subgid, gids)) if not found]
+    if missing:
+        start = _free_start([subuid, subgid])
+        raise UnsupportedError(
+            f"more than one id inside a user namespace needs subordinate ids, and "
+            f"{' and '.join(missing)} {'give' if len(missing) > 1 else 'gives'} user {name!r} "
+            f"(uid {uid}) none: as root, add a range with 'usermod --add-subuids "
+            f"{start}-{start + 65535} --add-subgids {start}-{start + 65535} {name}'")
+    tools = [t for t in ("newuidmap", "newgidmap") if shutil.which(t) is None
+             and shutil.which(t, path="/usr/bin:/bin:/usr/sbin:/sbin") is None]
+    if tools:
+        raise UnsupportedError(f"{' and '.join(tools)} {'are' if len(tools) > 1 else 'is'} needed to "
+                               "map more than your own id without root: install the 'uidmap' "
+                               "package (apt-get install uidmap)")
+
+    def build(own: int, ranges: list[SubIdRange], what: str) -> list[IdMap]:
+        maps = [IdMap(inside=0, outside=own)]
+        inside = 1
+        for r in ranges[:MAX_MAP_LINES - 1]:
+            count = min(r.count, MAX_ID - 1 - inside)
+            if count < 1:
+                break
+            maps.append(IdMap(inside=inside, outside=r.start, count=count))
+            inside += count
+        check_maps(maps, what)
+        return maps
+
+    return build(uid, uids, subuid), build(gid, gids, subgid)

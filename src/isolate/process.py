@@ -717,7 +717,7 @@ def _newidmap(tool: str, pid: int, text: bytes) -> None:
     """Write a multi-range map through Debian's setuid newuidmap/newgidmap."""
     import shutil
 
-    exe = shutil.which(tool)
+    exe = shutil.which(tool) or shutil.which(tool, path="/usr/bin:/bin:/usr/sbin:/sbin")
     if exe is None:
         raise UnsupportedError(f"{tool} is needed to map more than your own id without root: "
                                "install the 'uidmap' package (apt-get install uidmap)")

@@ -58,6 +58,11 @@ def test_every_section_is_present(results: Path) -> None:
     # Each target's comparison also runs on its own, with the rows it divides.
     runs = data["target_runs"]
     assert set(runs) == {"container", "cgroup", "oci"}
+    # isolate and bwrap as an ordinary user (benchmarks/as_user.py): every isolate row timed.
+    rootless = {r["name"]: r for r in data["rootless"]["rows"]}
+    assert all(rootless[n]["stats"] and len(rootless[n]["wall_ns"]) == data["config"]["rounds"]
+               for n in rootless if "bwrap" not in n), rootless
+    assert any(t["target"].startswith("rootless isolate.Container") for t in data["targets"])
     assert "bwrap --unshare-all" in {r["name"] for r in runs["container"]["rows"]}
 
 

@@ -222,6 +222,7 @@ def test_ids_given_in_full_read_no_database(tmp_path: Path) -> None:
         resolve(db, 1000)
 
 
+@pytest.mark.root   # plans a root caller's spawn (without root a user namespace is added)
 def test_container_user_names_are_the_sandboxs(tmp_path: Path) -> None:
     root = image(tmp_path, "root:x:0:0::/root:/bin/sh\nnobody:x:4000:4001::/:/bin/sh\n",
                  "root:x:0:\nextra:x:4002:nobody\n")

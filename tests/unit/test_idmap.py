@@ -86,3 +86,39 @@ def test_subid_ranges_matches_name_or_uid(tmp_path) -> None:
     got = subid_ranges(0, path=str(f))
     assert [(r.start, r.count) for r in got] == [(100000, 5), (200000, 5)]
     assert subid_ranges(0, path=str(tmp_path / "missing")) == []
+
+
+def test_subid_maps_put_root_on_the_caller_and_the_ranges_after(tmp_path) -> None:
+    from isolate import subid_maps
+
+    (tmp_path / "u").write_text("other:1:5\n4242:300000:100\n4242:500000:10\n")
+    (tmp_path / "g").write_text("4242:400000:65536\n")
+    umaps, gmaps = subid_maps(uid=4242, gid=77, subuid=str(tmp_path / "u"), subgid=str(tmp_path / "g"))
+    assert umaps == [IdMap(inside=0, outside=4242), IdMap(inside=1, outside=300000, count=100),
+                     IdMap(inside=101, outside=500000, count=10)]
+    assert gmaps == [IdMap(inside=0, outside=77), IdMap(inside=1, outside=400000, count=65536)]
+
+
+def test_subid_maps_without_ranges_say_which_file_and_how(tmp_path) -> None:
+    from isolate import UnsupportedError, subid_maps
+
+    (tmp_path / "u").write_text("someone:100000:65536\n")
+    (tmp_path / "g").write_text("4242:400000:65536\n")
+    with pytest.raises(UnsupportedError) as e:
+        subid_maps(uid=4242, gid=4242, subuid=str(tmp_path / "u"), subgid=str(tmp_path / "g"))
+    text = str(e.value)
+    assert str(tmp_path / "u") in text and str(tmp_path / "g") not in text
+    # The suggested range starts past every range either file gives anyone.
+    assert "usermod --add-subuids 465536-531071 --add-subgids 465536-531071" in text
+
+
+def test_only_a_caller_without_root_gets_a_user_namespace_added() -> None:
+    from isolate._planner import implied_namespaces
+
+    ns = frozenset({"pid", "mnt"})
+    assert implied_namespaces(ns, (), 0) is ns
+    assert implied_namespaces(ns, (), 1000) == ns | {"user"}
+    assert implied_namespaces(ns, ("net",), 1000) == ns | {"user"}
+    assert implied_namespaces(ns, ("user",), 1000) is ns      # the joined one owns them
+    assert implied_namespaces(ns, ("uts",), 1000) is ns
+    assert implied_namespaces(frozenset(), (), 1000) == frozenset()

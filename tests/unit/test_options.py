@@ -99,6 +99,7 @@ def test_join_rejects_non_namespaces_and_duplicates() -> None:
         isolate.spawn(["true"], join=[Fake()], namespaces={"net"})
 
 
+@pytest.mark.root   # plans a root caller's spawn (without root a user namespace is added)
 def test_new_namespaces_become_clone_flags_and_mnt_is_made_private() -> None:
     plan = build_plan(["true"], namespaces={"pid", "mnt", "net"})
     assert plan.clone_flags == P.NSTYPES["pid"] | P.NSTYPES["mnt"] | P.NSTYPES["net"]
@@ -113,6 +114,7 @@ def _root_ops(n: int) -> list[P.Op]:
             + [O.Mount(b"sysfs", b"/new/sys", b"sysfs"), O.PivotRoot(new_root=b"/new")])
 
 
+@pytest.mark.root   # plans a root caller's spawn (without root a user namespace is added)
 def test_a_new_network_namespace_is_made_while_the_root_is_built() -> None:
     plan = build_plan(["true"], namespaces={"pid", "mnt", "net"}, ops=_root_ops(4))
     # Not at clone: the parent's thread makes it (with lo up), the child enters it
@@ -151,6 +153,7 @@ class _V1Cgroup:
         return -1, (5, 6)
 
 
+@pytest.mark.root   # plans a root caller's spawn (without root a user namespace is added)
 def test_v1_cgroup_is_joined_first_and_a_cgroup_namespace_made_after_it() -> None:
     plan = build_plan(["true"], namespaces={"pid", "mnt", "cgroup"}, cgroup=_V1Cgroup(),
                       die_with_parent=True)

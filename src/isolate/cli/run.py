@@ -102,7 +102,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--cwd", default=None, metavar="DIR", help="working directory inside")
     p.add_argument("--user", default=None, metavar="USER",
                    help="user (name or uid) to run as, from the sandbox's /etc/passwd; a non-root "
-                        "user has no capabilities")
+                        "user has no capabilities; run without root, a user or group other than "
+                        "root inside takes its ids from your /etc/subuid and /etc/subgid ranges")
     p.add_argument("--group", default=None, metavar="GROUP",
                    help="group (name or gid) to run as (default: the user's, from the sandbox's "
                         "/etc/passwd; 65534 for a uid without an entry)")
