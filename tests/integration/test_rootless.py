@@ -290,7 +290,10 @@ IDMAP_TRY = r"""
 import ctypes, os, struct
 libc = ctypes.CDLL(None, use_errno=True)
 L = ctypes.c_long        # every argument a full register: syscall(2) is variadic
-fd = libc.syscall(L(428), L(-100), b"/tmp", L(1 | 0o2000000))      # open_tree(OPEN_TREE_CLONE)
+# The user's home: a directory with no mounts below it (a clone of a tree with mounts
+# below, such as /tmp while other tests run, fails with EINVAL for another reason).
+home = os.path.expanduser("~").encode()
+fd = libc.syscall(L(428), L(-100), home, L(1 | 0o2000000))          # open_tree(OPEN_TREE_CLONE)
 ns = os.open("/proc/self/ns/user", os.O_RDONLY)
 attr = ctypes.create_string_buffer(struct.pack("QQQQ", 0x100000, 0, 0, ns))  # MOUNT_ATTR_IDMAP
 rc = libc.syscall(L(442), L(fd), b"", L(0x1000), attr, L(32))       # mount_setattr(AT_EMPTY_PATH)
