@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-import stat
 import warnings
 from pathlib import Path
 
@@ -205,8 +204,10 @@ def _convert(spec: S.Spec, bundle: Path, out: _Out, owned: list[Namespace]) -> C
     if linux.cgroups_path:
         out.skip("linux.cgroupsPath", f"not applied yet: {show(linux.cgroups_path)}")
     userns = "user" in create or "user" in joined
-    out.devices = _devices(linux.devices or (), rootfs is not None, userns)
-    out.sysctl = _sysctls(linux.sysctl or {}, create | joined)
+    from .apply import devices_of, sysctls_of
+
+    out.devices = devices_of(linux.devices or (), rootfs is not None, userns)
+    out.sysctl = sysctls_of(linux.sysctl or {}, create | joined)
     _refused(linux)
     # The hostname always given: a config without one keeps the name its uts namespace
     # starts with (the host's), as runc does, not Container's default for a named container.
@@ -242,72 +243,6 @@ def _refused(linux: S.Linux) -> None:
     if linux.intel_rdt is not None:
         raise UnsupportedError(f"linux.intelRdt: Intel RDT (resctrl) is not supported, got "
                                f"{show(_json(linux.intel_rdt))}")
-
-
-_DEVICE_TYPES = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
-
-
-def _devices(devices: tuple[S.LinuxDevice, ...], has_root: bool, userns: bool) -> tuple[DeviceNode, ...]:
-    """``linux.devices`` checked, as runc makes them (mknod; mode 0666 and uid/gid 0 by default).
-
-    podman sends ``fileMode`` with the file-type bits (8630 = 0o20666): they must agree
-    with ``type``, and only the permission bits are applied.  runc adds no device-cgroup
-    rule for them: ``linux.resources.devices`` decides what may be opened.
-    """
-    from .apply import DeviceNode
-
-    out = []
-    for i, d in enumerate(devices):
-        where = f"linux.devices[{i}]"
-        if not has_root:
-            raise UnsupportedError(f"{where}: device nodes need a new root (a mount namespace), "
-                                   f"got {show(d.path)}")
-        kind = _DEVICE_TYPES[d.type]
-        mode = 0o666 if d.file_mode is None else d.file_mode
-        if stat.S_IFMT(mode) not in (0, kind):
-            raise ConfigError(f"{where}.fileMode: {oct(mode)} is not a {show(d.type)} device's type "
-                              f"({oct(kind)})")
-        parts = d.path.strip("/").split("/")
-        if not d.path.startswith("/") or any(p in ("", ".", "..") for p in parts):
-            raise ConfigError(f"{where}.path: must be absolute and plain (no '.' or '..'), got {show(d.path)}")
-        # In a user namespace (no mknod) the runtime binds the host's node, as runc does.
-        out.append(DeviceNode(index=i, path=d.path, mode=kind | (mode & 0o7777), major=d.major or 0,
-                              minor=d.minor or 0, uid=d.uid or 0, gid=d.gid or 0, bind=userns))
-    return tuple(out)
-
-
-# runc's list of sysctls an IPC namespace owns (besides fs.mqueue.*).
-_IPC_SYSCTLS = frozenset({"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
-                          "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"})
-
-
-def _sysctls(sysctl: dict[str, str], namespaces: frozenset[str] | set[str]) -> tuple[Sysctl, ...]:
-    """``linux.sysctl`` checked as runc checks it: only a sysctl of a namespace the
-    container has (made or joined) may be set, never the host's."""
-    from .apply import Sysctl
-
-    out = []
-    for key, value in sysctl.items():
-        where = f"linux.sysctl[{show(key)}]"
-        parts = key.replace("/", ".").split(".")
-        if any(p in ("", ".", "..") or "\0" in p for p in parts):
-            raise ConfigError(f"{where}: not a sysctl name")
-        name = ".".join(parts)
-        if name in _IPC_SYSCTLS or name.startswith("fs.mqueue."):
-            ns = "ipc"
-        elif name.startswith("net."):
-            ns = "net"
-        elif name in ("kernel.domainname", "kernel.hostname"):
-            ns = "uts"
-            if name == "kernel.hostname":
-                raise ConfigError(f"{where}: conflicts with the OCI hostname field (runc refuses it too)")
-        else:
-            raise ConfigError(f"{where}: {name} is not in a namespace of the container's own, "
-                              "so it would change the host")
-        if ns not in namespaces:
-            raise ConfigError(f"{where}: {name} is not allowed in the host's {ns} namespace")
-        out.append(Sysctl(key=key, value=value, path="/".join(parts), ns=ns))
-    return tuple(out)
 
 
 def _json(value: Any) -> Any:
