@@ -13,6 +13,7 @@ import sys
 from .. import _json as json
 from ..errors import ConfigError
 from ..oci import runtime as R
+from ..oci.rootless import is_rootless
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -35,14 +36,16 @@ def _json_out(value: Any) -> None:
 def _create(args: Args, log: Any) -> int:
     R.create(args.root, args.container_id, args.bundle or os.getcwd(), pid_file=args.pid_file,
              console_socket=args.console_socket, preserve_fds=args.preserve_fds or 0,
-             no_pivot=args.no_pivot, warn=log.warn)
+             no_pivot=args.no_pivot, rootless=is_rootless(args.rootless), warn=log.warn,
+             notice=log.notice)
     return 0
 
 
 def _run(args: Args, log: Any) -> int:
     return R.run(args.root, args.container_id, args.bundle or os.getcwd(), pid_file=args.pid_file,
                  console_socket=args.console_socket, preserve_fds=args.preserve_fds or 0,
-                 no_pivot=args.no_pivot, detach=args.detach, keep=args.keep, warn=log.warn)
+                 no_pivot=args.no_pivot, detach=args.detach, keep=args.keep,
+                 rootless=is_rootless(args.rootless), warn=log.warn, notice=log.notice)
 
 
 def _start(args: Args, log: Any) -> int:

@@ -202,8 +202,10 @@ def bind_devices(pid: int, nodes: Sequence[DeviceNode]) -> None:
     runc does where mknod is refused (a user namespace).
 
     The host's node must be the device the entry names (type and numbers; runc
-    binds whatever is at the path).  Each is cloned here (open_tree); a child
-    process then enters the container's user and mount namespaces as its root
+    binds whatever is at the path).  Each is cloned (open_tree): here as root,
+    else by the child below in a copy of this mount namespace that the
+    container's user namespace owns.  A child process enters the container's
+    user and mount namespaces as its root
     (files it makes are the container root's), makes the mount point inside the
     container's root (RESOLVE_IN_ROOT) and attaches the clone there.  Raises
     ``ConfigError`` naming the entry.
@@ -212,9 +214,11 @@ def bind_devices(pid: int, nodes: Sequence[DeviceNode]) -> None:
         return
     import ctypes
 
-    from .._spawn import open_in_root, setns
+    from .._spawn import open_in_root, setns, unshare
+    from .rootless import in_user_namespace
 
     libc = ctypes.CDLL(None, use_errno=True)
+    privileged = os.geteuid() == 0 and not in_user_namespace()
     trees: list[int] = []
     user = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
     mnt = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
@@ -229,16 +233,29 @@ def bind_devices(pid: int, nodes: Sequence[DeviceNode]) -> None:
                     not stat.S_ISFIFO(st.st_mode) and st.st_rdev != os.makedev(node.major, node.minor)):
                 raise ConfigError(f"{where}: the host's {node.path} is not the device the entry names "
                                   f"({os.major(st.st_rdev)}:{os.minor(st.st_rdev)}, mode {oct(st.st_mode)})")
-            fd = libc.syscall(_SYS_OPEN_TREE, _AT_FDCWD, os.fsencode(node.path), _OPEN_TREE_CLONE | os.O_CLOEXEC)
-            if fd < 0:
-                raise ConfigError(f"{where}: cannot clone the host's node: {os.strerror(ctypes.get_errno())}")
-            trees.append(fd)
+            if privileged:
+                fd = libc.syscall(_SYS_OPEN_TREE, _AT_FDCWD, os.fsencode(node.path),
+                                  _OPEN_TREE_CLONE | os.O_CLOEXEC)
+                if fd < 0:
+                    raise ConfigError(f"{where}: cannot clone the host's node: {os.strerror(ctypes.get_errno())}")
+                trees.append(fd)
         r, w = os.pipe()
         child = os.fork()
         if child == 0:          # only syscalls, then _exit
             failed, err = -1, 0
             try:
                 setns(user, _CLONE_NEWUSER)
+                if not privileged:
+                    # Without root here, only a mount namespace of the container's user
+                    # namespace (a copy of ours) lets the host's node be cloned.
+                    unshare(_CLONE_NEWNS)
+                    for i, node in enumerate(nodes):
+                        failed = i
+                        fd = libc.syscall(_SYS_OPEN_TREE, _AT_FDCWD, os.fsencode(node.path),
+                                          _OPEN_TREE_CLONE | os.O_CLOEXEC)
+                        if fd < 0:
+                            raise OSError(ctypes.get_errno(), "open_tree")
+                        trees.append(fd)
                 setns(mnt, _CLONE_NEWNS)
                 os.setresgid(0, 0, 0)
                 os.setresuid(0, 0, 0)

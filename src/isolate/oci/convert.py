@@ -197,13 +197,20 @@ def _convert(spec: S.Spec, bundle: Path, out: _Out, owned: list[Namespace]) -> C
     linux = spec.linux or S.Linux()
     create, net, uid_map, gid_map = _namespaces(linux, out, owned)
     process = process_spec(spec.process, linux.seccomp, out)
+    if process.groups and "user" in create and os.geteuid() != 0 and _own_ids(uid_map, gid_map):
+        raise ConfigError(f"process.user.additionalGids: {show(list(process.groups))} cannot be set "
+                          "without root in a user namespace that maps only the caller's own ids (the "
+                          "kernel then denies setgroups); map ranges of /etc/subgid in linux.gidMappings")
     # hooks: run by the runtime (runtime.create, start, delete), not by Container.
     joined = {ns.type for ns in owned}
     rootfs = _rootfs(spec, linux, bundle, create, joined, out)
     limits = _resources(linux, out) if linux.resources is not None else None
     if linux.cgroups_path:
         out.skip("linux.cgroupsPath", f"not applied yet: {show(linux.cgroups_path)}")
-    userns = "user" in create or "user" in joined
+    from .rootless import in_user_namespace
+
+    # A user namespace of its own, or this runtime's (podman rootless): mknod is refused.
+    userns = "user" in create or "user" in joined or in_user_namespace()
     from .apply import devices_of, sysctls_of
 
     out.devices = devices_of(linux.devices or (), rootfs is not None, userns)
@@ -214,6 +221,12 @@ def _convert(spec: S.Spec, bundle: Path, out: _Out, owned: list[Namespace]) -> C
     return ContainerConfig(rootfs=rootfs, process=process, namespaces=create, net=net,
                            uid_map=uid_map, gid_map=gid_map, limits=limits,
                            hostname=spec.hostname or None, domainname=spec.domainname or None)
+
+
+def _own_ids(uid_map: tuple[IdMap, ...] | None, gid_map: tuple[IdMap, ...] | None) -> bool:
+    """Whether the maps are the caller's ids alone, written without newuidmap/newgidmap."""
+    return ((uid_map is None or (len(uid_map) == 1 and uid_map[0].outside == os.geteuid()))
+            and (gid_map is None or (len(gid_map) == 1 and gid_map[0].outside == os.getegid())))
 
 
 def _personality(pers: S.Personality | None) -> int | None:
@@ -343,9 +356,13 @@ def process_spec(proc: S.Process | None, seccomp: S.Seccomp | None, out: _Out | 
         raise UnsupportedError(f"process.selinuxLabel: SELinux labels are not supported, got "
                                f"{show(proc.selinux_label)}")
     # process.oomScoreAdj (the parser checks -1000..1000) is applied by the runtime (Conversion.oom_score_adj).
-    # OCI: the process has exactly additionalGids as supplementary groups.
+    # OCI: the process has exactly additionalGids as supplementary groups.  Without
+    # root, or where setgroups is denied, none are set unless some are asked for (runc).
+    from .rootless import may_setgroups
+
+    groups = tuple(user.additional_gids or ()) if user.additional_gids or may_setgroups() else None
     return ProcessSpec(args=tuple(proc.args or ()), env=env, cwd=proc.cwd, user=user.uid,
-                       group=user.gid, groups=tuple(user.additional_gids or ()), umask=umask,
+                       group=user.gid, groups=groups, umask=umask,
                        capabilities=caps, capability_sets=sets,
                        no_new_privs=bool(proc.no_new_privileges),
                        rlimits={r.type.lower(): (r.soft, r.hard) for r in proc.rlimits or ()} or None,

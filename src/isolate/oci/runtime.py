@@ -28,6 +28,7 @@ import time
 from .. import _json as json
 from ..errors import CgroupError, ConfigError, UnsupportedError
 from .cgroups import cgroup_place, open_cgroup, planned_paths
+from .rootless import cgroup_denied, without_cgroup
 from .cgroups import controllers as cgroup_controllers
 from .state import (
     ContainerState,
@@ -155,11 +156,15 @@ def _kill_wait(pid: int, timeout: float = 10.0) -> None:
 
 def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
            console_socket: str | None = None, preserve_fds: int = 0, no_pivot: bool = False,
-           foreground_tty: bool = False, warn: Warn = _ignore) -> ContainerState:
+           foreground_tty: bool = False, rootless: bool = False, warn: Warn = _ignore,
+           notice: Warn | None = None) -> ContainerState:
     """Set the container up and hold its process before execve; returns its state.
 
     ``foreground_tty`` (``run`` without ``--console-socket``): a terminal
-    config uses the caller's own stdin as the terminal.
+    config uses the caller's own stdin as the terminal.  ``rootless``
+    (``rootless.is_rootless``): a cgroup refused for lack of permission is
+    skipped, and the container runs without it and its limits, said through
+    ``notice`` (default ``warn``).
     """
     from .._record import replace
     from ..container import Container
@@ -218,15 +223,22 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
                             annotations=dict(spec.annotations or {}), owner={"pid": me, "pid_start": me_start})
         sd.begin(st)
         begun = True
-        cg = Cgroup.create(name, parent=parent, limits=limits, controllers=controllers)
+        try:
+            cg = Cgroup.create(name, parent=parent, limits=limits, controllers=controllers)
+        except OSError as e:
+            if not (rootless and cgroup_denied(e)):
+                raise
+            # Limits lost: said where it is seen (runc refuses them; podman warns and drops them).
+            (notice or warn if linux.resources is not None else warn)(without_cgroup(e, linux))
         made = {"name": name, "parent": parent, "controllers": sorted(cg.controllers),
-                "paths": sorted(cg.paths.values())}
+                "paths": sorted(cg.paths.values())} if cg is not None else {}
         if made != st.cgroup:
             st.cgroup = made
             sd.write(st)
         # state.json names the group now, and delete removes it: never isolate.gc()'s to reclaim,
         # which would take a container whose `create` ended early from under its state.
-        cg.disown()
+        if cg is not None:
+            cg.disown()
         os.mkfifo(sd.fifo, 0o600)
         gate = os.open(sd.fifo, os.O_RDWR | os.O_CLOEXEC)
         fds.append(gate)
@@ -273,8 +285,9 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
         sd.write(st)            # created: it no longer depends on this process
         _write_pid_file(pid_file, pid)
         container.detach()
-        cg.detach()             # it outlives this process; delete removes it
-        cg = None
+        if cg is not None:
+            cg.detach()         # it outlives this process; delete removes it
+            cg = None
         return st
     except BaseException:
         if pid > 0:
@@ -702,10 +715,12 @@ def process_from_args(config: dict[str, Any], args: Sequence[str], *, cwd: str |
 
 def run(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
         console_socket: str | None = None, preserve_fds: int = 0, no_pivot: bool = False,
-        detach: bool = False, keep: bool = False, warn: Warn = _ignore) -> int:
+        detach: bool = False, keep: bool = False, rootless: bool = False, warn: Warn = _ignore,
+        notice: Warn | None = None) -> int:
     """create + start (+ wait and delete unless ``detach``); returns the exit status."""
     st = create(root, cid, bundle, pid_file=pid_file, console_socket=console_socket,
-                preserve_fds=preserve_fds, no_pivot=no_pivot, foreground_tty=not detach, warn=warn)
+                preserve_fds=preserve_fds, no_pivot=no_pivot, foreground_tty=not detach,
+                rootless=rootless, warn=warn, notice=notice)
     try:
         start(root, cid, warn=warn)
     except BaseException:
