@@ -112,8 +112,9 @@ class RootlessUser:
     def command(self, argv: Sequence[str], *, cgroups: Sequence[str] = ()) -> list[str]:
         """``argv`` run as the user by setpriv, after moving into ``cgroups`` (directories
         holding a ``cgroup.procs``), as a login into a delegated cgroup would be."""
+        # The bounding set stays full, as after a login: a setuid newuidmap needs it.
         drop = ["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--init-groups",
-                "--inh-caps=-all", "--bounding-set=-all", "--"]
+                "--inh-caps=-all", "--"]
         if not cgroups:
             return drop + list(argv)
         moves = " && ".join(f"echo $$ > {Path(c, 'cgroup.procs')}" for c in cgroups)

@@ -301,19 +301,75 @@ def write_sysctls(pid: int, sysctls: Sequence[Sysctl]) -> None:
     Raises ``ConfigError`` naming the key and value when the kernel refuses it.
     """
     from ..namespace import Namespace
+    from .rootless import in_user_namespace
 
+    if not sysctls:
+        return
+    if os.geteuid() != 0 or in_user_namespace():
+        _write_sysctls_in_child(pid, sysctls)
+        return
     for s in sysctls:
         with Namespace.of(pid, s.ns) as ns, ns.entered():
             try:
-                fd = os.open(f"/proc/sys/{s.path}", os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-                try:
-                    if not stat.S_ISREG(os.fstat(fd).st_mode):
-                        raise OSError(0, "not a sysctl file")
-                    os.write(fd, s.value.encode())
-                finally:
-                    os.close(fd)
+                _write_sysctl(s)
             except OSError as e:
                 raise ConfigError(f"linux.sysctl: cannot set {s.key} to {s.value!r}: {e.strerror}") from None
+
+
+def _write_sysctl(s: Sysctl) -> None:
+    fd = os.open(f"/proc/sys/{s.path}", os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(0, "not a sysctl file")
+        os.write(fd, s.value.encode())
+    finally:
+        os.close(fd)
+
+
+_NS_FLAGS = {"net": 0x40000000, "ipc": 0x08000000, "uts": 0x04000000}
+
+
+def _write_sysctls_in_child(pid: int, sysctls: Sequence[Sysctl]) -> None:
+    """``write_sysctls`` without root in the host's user namespace: this process may enter
+    the container's namespaces (as root of the user namespace owning them) but never
+    come back to the host's, so a child enters them, writes and exits."""
+    from .._spawn import setns
+
+    names = ["user", *sorted({s.ns for s in sysctls})]
+    fds = {n: os.open(f"/proc/{pid}/ns/{n}", os.O_RDONLY | os.O_CLOEXEC) for n in names}
+    try:
+        own_user = os.stat("/proc/self/ns/user").st_ino == os.fstat(fds["user"]).st_ino
+        r, w = os.pipe()
+        child = os.fork()
+        if child == 0:          # only syscalls, then _exit
+            failed, err = -1, 0
+            try:
+                if not own_user:
+                    setns(fds["user"], _CLONE_NEWUSER)
+                for i, s in enumerate(sysctls):
+                    failed = i
+                    setns(fds[s.ns], _NS_FLAGS[s.ns])
+                    _write_sysctl(s)
+                failed = -1
+            except OSError as e:
+                err = e.errno or 1
+            except BaseException:
+                err = 1
+            os.write(w, f"{failed} {err}".encode())
+            os._exit(0)
+        os.close(w)
+        try:
+            report = os.read(r, 64).decode().split()
+        finally:
+            os.close(r)
+            os.waitpid(child, 0)
+        failed, err = (int(x) for x in report) if len(report) == 2 else (0, 1)
+        if err:
+            s = sysctls[max(failed, 0)]
+            raise ConfigError(f"linux.sysctl: cannot set {s.key} to {s.value!r}: {os.strerror(err)}")
+    finally:
+        for fd in fds.values():
+            os.close(fd)
 
 
 @contextlib.contextmanager

@@ -14,35 +14,27 @@ the caller may write) is made and its limits applied as usual.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import warnings
 
+from .._userns import in_user_namespace
 from ..errors import ConfigError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
     from .spec import Linux
 
 __all__ = ["DEFAULT_ROOT", "default_root", "in_user_namespace", "is_rootless", "cgroup_denied", "may_setgroups",
-           "without_cgroup", "ROOTLESS_MODES"]
+           "without_cgroup", "quiet_if", "ROOTLESS_MODES"]
 
 #: The state root of a runtime run by root in the host's user namespace (runc: /run/runc).
 DEFAULT_ROOT = "/run/isolate-oci"
 #: ``--rootless``'s values.
 ROOTLESS_MODES = ("true", "false", "auto")
-
-
-def in_user_namespace() -> bool:
-    """Whether this process is in a user namespace other than the host's (runc's RunningInUserNS).
-
-    The initial namespace maps every id to itself: ``0 0 4294967295``.
-    """
-    try:
-        with open("/proc/self/uid_map") as f:
-            lines = f.read().split()
-    except FileNotFoundError:
-        return False            # no user namespaces in this kernel: the host's
-    return lines != ["0", "0", "4294967295"]
 
 
 def _xdg_runtime_dir() -> str | None:
@@ -52,9 +44,9 @@ def _xdg_runtime_dir() -> str | None:
         return None
     if os.geteuid() != 0:
         return xdg
-    # Root of a user namespace that a user made (podman unshare, podman rootless):
-    # that user's runtime directory, not root's.
-    if in_user_namespace() and os.environ.get("USER", "root") not in ("", "root"):
+    # Root of a user namespace that a user made (podman unshare, podman rootless, whose
+    # conmon passes no USER): that user's runtime directory, unless USER says root's.
+    if in_user_namespace() and os.environ.get("USER") != "root":
         return xdg
     return None
 
@@ -119,6 +111,23 @@ def cgroup_denied(e: BaseException) -> bool:
     return isinstance(e, OSError) and e.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
+@contextlib.contextmanager
+def quiet_if(rootless: bool, warn: Callable[[str], None]) -> Iterator[None]:
+    """Rootless, Python warnings of the block (the default cgroup parent's or the owner
+    registry's, not this user's) go to ``warn`` (``--log``), not to stderr: a runtime's
+    caller reads its stderr as errors."""
+    if not rootless:
+        yield
+        return
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            for w in caught:
+                warn(str(w.message))
+
+
 def without_cgroup(e: OSError, linux: Linux) -> str:
     """The warning of a rootless ``create`` whose cgroup was refused (``e``): what is lost and
     how to get it back."""
@@ -126,5 +135,5 @@ def without_cgroup(e: OSError, linux: Linux) -> str:
     lost = ("linux.resources is not applied (no limits)" if linux.resources is not None
             else "pause, resume, update and stats need one")
     return (f"rootless: no cgroup for the container ({where}{e.strerror}); it runs without one, so "
-            f"{lost}. A cgroup delegated to uid {os.geteuid()} (writable), named in "
-            "linux.cgroupsPath, gives it one")
+            f"{lost}. A cgroup delegated to this user (writable), named in linux.cgroupsPath, "
+            "gives it one")

@@ -28,7 +28,7 @@ import time
 from .. import _json as json
 from ..errors import CgroupError, ConfigError, UnsupportedError
 from .cgroups import cgroup_place, open_cgroup, planned_paths
-from .rootless import cgroup_denied, without_cgroup
+from .rootless import cgroup_denied, quiet_if, without_cgroup
 from .cgroups import controllers as cgroup_controllers
 from .state import (
     ContainerState,
@@ -224,7 +224,8 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
         sd.begin(st)
         begun = True
         try:
-            cg = Cgroup.create(name, parent=parent, limits=limits, controllers=controllers)
+            with quiet_if(rootless, warn):
+                cg = Cgroup.create(name, parent=parent, limits=limits, controllers=controllers)
         except OSError as e:
             if not (rootless and cgroup_denied(e)):
                 raise
