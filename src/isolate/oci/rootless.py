@@ -26,10 +26,10 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    from .spec import Linux
+    from ..cgroup import Limits
 
 __all__ = ["DEFAULT_ROOT", "default_root", "in_user_namespace", "is_rootless", "cgroup_denied", "may_setgroups",
-           "without_cgroup", "quiet_if", "ROOTLESS_MODES"]
+           "without_cgroup", "lost_limits", "quiet_if", "ROOTLESS_MODES"]
 
 #: The state root of a runtime run by root in the host's user namespace (runc: /run/runc).
 DEFAULT_ROOT = "/run/isolate-oci"
@@ -128,12 +128,23 @@ def quiet_if(rootless: bool, warn: Callable[[str], None]) -> Iterator[None]:
                 warn(str(w.message))
 
 
-def without_cgroup(e: OSError, linux: Linux) -> str:
+def lost_limits(limits: Limits | None) -> list[str]:
+    """The ``Limits`` fields that a container run without its cgroup loses.  Device rules
+    do not count: rootless, runc ignores them too (no device cgroup is delegated)."""
+    if limits is None:
+        return []
+    from .._record import fields
+
+    return [f.name for f in fields(limits) if f.name != "devices" and getattr(limits, f.name) != f.default]
+
+
+def without_cgroup(e: OSError, limits: Limits | None) -> str:
     """The warning of a rootless ``create`` whose cgroup was refused (``e``): what is lost and
     how to get it back."""
     where = f"{e.filename}: " if e.filename else ""
-    lost = ("linux.resources is not applied (no limits)" if linux.resources is not None
+    lost = lost_limits(limits)
+    what = (f"linux.resources is not applied ({', '.join(lost)}: no limits)" if lost
             else "pause, resume, update and stats need one")
     return (f"rootless: no cgroup for the container ({where}{e.strerror}); it runs without one, so "
-            f"{lost}. A cgroup delegated to this user (writable), named in linux.cgroupsPath, "
+            f"{what}. A cgroup delegated to this user (writable), named in linux.cgroupsPath, "
             "gives it one")

@@ -28,7 +28,7 @@ import time
 from .. import _json as json
 from ..errors import CgroupError, ConfigError, UnsupportedError
 from .cgroups import cgroup_place, open_cgroup, planned_paths
-from .rootless import cgroup_denied, quiet_if, without_cgroup
+from .rootless import cgroup_denied, lost_limits, quiet_if, without_cgroup
 from .cgroups import controllers as cgroup_controllers
 from .state import (
     ContainerState,
@@ -230,7 +230,7 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
             if not (rootless and cgroup_denied(e)):
                 raise
             # Limits lost: said where it is seen (runc refuses them; podman warns and drops them).
-            (notice or warn if linux.resources is not None else warn)(without_cgroup(e, linux))
+            (notice or warn if lost_limits(limits) else warn)(without_cgroup(e, limits))
         made = {"name": name, "parent": parent, "controllers": sorted(cg.controllers),
                 "paths": sorted(cg.paths.values())} if cg is not None else {}
         if made != st.cgroup:
