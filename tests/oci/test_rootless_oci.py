@@ -208,10 +208,19 @@ def _cgroup_mounts() -> list[str]:
     return [m[1] for m in mounts if m[2] in ("cgroup", "cgroup2")]
 
 
+def _own(d: str, user: Any) -> None:
+    """``d`` and its interface files (cgroup.procs, cgroup.subtree_control...) to ``user``."""
+    os.chown(d, user.uid, user.gid)
+    for f in os.listdir(d):
+        if os.path.isfile(os.path.join(d, f)):
+            os.chown(os.path.join(d, f), user.uid, user.gid)
+
+
 @pytest.fixture
 def delegated(rootless: Any) -> Iterator[str]:
     """``isolate-test-rootless-*`` in every hierarchy, owned by the user, with a ``session`` group
-    below it that the user's commands start in (a login into a delegated subtree)."""
+    below it that the user's commands start in (a login into a delegated subtree; on v2 its
+    controllers enabled for the groups below it, as systemd's Delegate=yes)."""
     name = f"isolate-test-rootless-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     made = []
     try:
@@ -220,15 +229,16 @@ def delegated(rootless: Any) -> Iterator[str]:
             os.mkdir(top)
             made.append(top)
             os.mkdir(os.path.join(top, "session"))
-            for d in (top, os.path.join(top, "session")):
-                os.chown(d, rootless.uid, rootless.gid)
-                for f in os.listdir(d):
-                    if os.path.isfile(os.path.join(d, f)):
-                        os.chown(os.path.join(d, f), rootless.uid, rootless.gid)
-            if os.path.exists(os.path.join(top, "cpuset.cpus")):
+            if os.path.exists(os.path.join(mount, "cpuset.cpus")):
                 for f in ("cpuset.cpus", "cpuset.mems"):      # v1 cpuset: a new group has none
                     Path(top, f).write_text(Path(mount, f).read_text())
                     Path(top, "session", f).write_text(Path(mount, f).read_text())
+            controllers = Path(top, "cgroup.controllers")
+            if controllers.exists() and controllers.read_text().split():
+                Path(top, "cgroup.subtree_control").write_text(
+                    " ".join("+" + c for c in controllers.read_text().split()))
+            _own(top, rootless)
+            _own(os.path.join(top, "session"), rootless)
         yield name
     finally:
         below = [d for top in made for d in glob_below(top) if not d.endswith("/session")]
@@ -237,17 +247,25 @@ def delegated(rootless: Any) -> Iterator[str]:
     assert not below, f"container cgroups left behind: {below}"
 
 
-def test_resources_in_a_delegated_subtree_are_applied(bundle: Bundle, delegated: str) -> None:
+@pytest.mark.parametrize("version", [pytest.param(1, marks=pytest.mark.cgroup1),
+                                     pytest.param(2, marks=pytest.mark.cgroupv2)], ids=["v1", "v2"])
+def test_resources_in_a_delegated_subtree_are_applied(bundle: Bundle, delegated: str, version: int) -> None:
     bundle.config(["sh", "-c", "cat /proc/self/cgroup"], cgroupsPath=f"/{delegated}/ctr",
                   resources={"memory": {"limit": 64 << 20}, "pids": {"limit": 64}})
-    sessions = [os.path.join(m, delegated, "session") for m in _cgroup_mounts()]
+    mounts = _cgroup_mounts()
+    sessions = [os.path.join(m, delegated, "session") for m in mounts]
+    if version == 1:
+        mem = Path(next(m for m in mounts if m.endswith("/memory")), delegated, "ctr")
+        pids = Path(next(m for m in mounts if m.endswith("/pids")), delegated, "ctr")
+        mem_file = mem / "memory.limit_in_bytes"
+    else:
+        mem = pids = Path("/sys/fs/cgroup", delegated, "ctr")
+        mem_file = mem / "memory.max"
     name = cid()
     r = create(bundle, name, sessions)
     assert (r.returncode, r.stdout) == (0, ""), r.stdout
     try:
-        mem = Path(next(m for m in _cgroup_mounts() if m.endswith("memory")), delegated, "ctr")
-        pids = Path(next(m for m in _cgroup_mounts() if m.endswith("pids")), delegated, "ctr")
-        assert int((mem / "memory.limit_in_bytes").read_text()) == 64 << 20
+        assert int(mem_file.read_text()) == 64 << 20
         assert (pids / "pids.max").read_text().strip() == "64"
         assert mem.stat().st_uid == bundle.user.uid
         pid = json.loads(oci(bundle, "state", name, check=True).stdout)["pid"]
