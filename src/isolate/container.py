@@ -38,9 +38,9 @@ from ._io import collect, stdio_for
 from ._ops import Chdir
 from ._plan import OpSeq
 from ._planner_root import mounts_cgroupfs, root_context
-from ._userns import in_user_namespace
 from ._record import asdict, dataclass
 from ._resolve import Resolved, config_from_options, console_path, process_umask
+from ._userns import in_user_namespace
 from .config import DEFAULT_HOSTNAME, DEFAULT_NAMESPACES, ContainerConfig, hostname_for
 from .errors import ConfigError, UnsupportedError
 from .process import Process, launch

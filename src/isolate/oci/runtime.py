@@ -28,8 +28,8 @@ import time
 from .. import _json as json
 from ..errors import CgroupError, ConfigError, UnsupportedError
 from .cgroups import cgroup_place, open_cgroup, planned_paths
-from .rootless import cgroup_denied, lost_limits, quiet_if, without_cgroup
 from .cgroups import controllers as cgroup_controllers
+from .rootless import cgroup_denied, lost_limits, quiet_if, without_cgroup
 from .state import (
     ContainerState,
     RuntimeError_,
@@ -230,7 +230,8 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
             if not (rootless and cgroup_denied(e)):
                 raise
             # Limits lost: said where it is seen (runc refuses them; podman warns and drops them).
-            (notice or warn if lost_limits(limits) else warn)(without_cgroup(e, limits))
+            say = (notice or warn) if lost_limits(limits) else warn
+            say(without_cgroup(e, limits))
         made = {"name": name, "parent": parent, "controllers": sorted(cg.controllers),
                 "paths": sorted(cg.paths.values())} if cg is not None else {}
         if made != st.cgroup:
