@@ -164,3 +164,26 @@ def test_run_detached_exec_logs_stop_rm(podman: UserPodman) -> None:
     assert (r.returncode, r.stdout.strip()) == (0, name), r.stderr
     assert podman.ok("ps", "--all", "--quiet") == ""
     assert podman.state_left() == []
+
+
+def test_keep_id_and_uidmap_give_multi_range_maps_as_with_runc(podman: UserPodman) -> None:
+    uid = podman.user.uid
+    show = "id -u; cat /proc/self/uid_map /proc/self/gid_map; echo x > /dev/null"
+    mine = podman.run("--rm", "--userns", "keep-id", IMAGE, "sh", "-c", show)
+    theirs = podman("--runtime", "runc", "run", "--rm", "--network", "none", "--userns", "keep-id",
+                    IMAGE, "sh", "-c", show)
+    assert (mine.returncode, theirs.returncode) == (0, 0), (mine.stderr, theirs.stderr)
+    assert mine.stdout == theirs.stdout
+    lines = [line.split() for line in mine.stdout.splitlines()]
+    # The user is itself inside: podman's namespace maps it to root, whose id the
+    # container's map gives back; the ids around it come from /etc/subuid.
+    assert lines[0] == [str(uid)] and lines[2] == [str(uid), "0", "1"] and len(lines) == 7
+    r = podman.run("--rm", "--uidmap", "0:1:1000", "--gidmap", "0:1:1000", IMAGE, "sh", "-c",
+                   "id -u; cat /proc/self/uid_map")
+    assert (r.returncode, r.stdout.split()) == (0, ["0", "0", "1", "1000"]), r.stderr
+
+
+def test_sysctl_in_the_containers_network_namespace(podman: UserPodman) -> None:
+    r = podman.run("--rm", "--sysctl", "net.ipv4.ip_unprivileged_port_start=80", IMAGE,
+                   "cat", "/proc/sys/net/ipv4/ip_unprivileged_port_start")
+    assert (r.returncode, r.stdout) == (0, "80\n"), r.stderr
