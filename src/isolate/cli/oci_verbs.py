@@ -13,6 +13,7 @@ import sys
 from .. import _json as json
 from ..errors import ConfigError
 from ..oci import runtime as R
+from ..oci import stats as S
 from ..oci.rootless import is_rootless
 
 TYPE_CHECKING = False
@@ -127,7 +128,7 @@ def _events(args: Args, log: Any) -> int:
             interval = float(text[: -len(unit)] if text.endswith(unit) else text) * scale[unit]
         except ValueError:
             raise ConfigError(f"--interval: expected a duration like 5s, got {args.interval!r}") from None
-    R.events(args.root, args.container_id, interval=interval, once=args.stats,
+    S.events(args.root, args.container_id, interval=interval, once=args.stats,
              out=lambda obj: print(json.dumps(obj), flush=True))
     return 0
 
@@ -160,7 +161,7 @@ def _update(args: Args, log: Any) -> int:
     for flag, key, value in (("cpuset-cpus", "cpus", args.cpuset_cpus), ("cpuset-mems", "mems", args.cpuset_mems)):
         if value is not None:
             res.setdefault("cpu", {})[key] = value
-    R.update(args.root, args.container_id, res)
+    S.update(args.root, args.container_id, res)
     return 0
 
 
