@@ -164,10 +164,6 @@ def make_venv(where: Path) -> Path:
                           check=True, capture_output=True, text=True).stdout.strip()
     shutil.copytree(os.path.dirname(isolate.__file__), Path(site, "isolate"),
                     ignore=shutil.ignore_patterns("__pycache__"))
-    # Byte-compiled here: the user may not write __pycache__ in this root-owned tree, and
-    # compiling every module on each run costs a command ~0.4 s (as no real install does).
-    subprocess.run([str(venv / "bin" / "python"), "-m", "compileall", "-q", str(Path(site, "isolate"))],
-                   check=True)
     for name, module in (("isolate", "isolate.cli.__main__"), ("isolate-oci", "isolate.cli.oci")):
         script = venv / "bin" / name
         script.write_text(_SCRIPT.format(python=venv / "bin" / "python", module=module))
