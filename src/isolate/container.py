@@ -40,6 +40,7 @@ from ._plan import OpSeq
 from ._planner_root import mounts_cgroupfs, root_context
 from ._record import asdict, dataclass
 from ._resolve import Resolved, config_from_options, console_path, process_umask
+from ._userns import in_user_namespace
 from .config import DEFAULT_HOSTNAME, DEFAULT_NAMESPACES, ContainerConfig, hostname_for
 from .errors import ConfigError, UnsupportedError
 from .process import Process, launch
@@ -362,7 +363,9 @@ class Container:
                  else tuple(sorted(self._cgroup.paths.items())))
         joined_mnt = any(getattr(j, "type", None) == "mnt" for j in self._join)
         shared = self._r.root_unmountable and (not self.make_cwd or cwd == b".") and not joined_mnt
-        ctx = root_context(new=new, old=old, stage=stage, chroot=chroot, userns="user" in ns,
+        # In a user namespace of its own, or this process's (podman rootless runs runtimes so).
+        userns = "user" in ns or in_user_namespace()
+        ctx = root_context(new=new, old=old, stage=stage, chroot=chroot, userns=userns,
                            new_net="net" in ns, new_pid="pid" in ns, console=console, direct=direct,
                            new_ipc="ipc" in ns, new_cgroupns="cgroup" in ns, cgroup_paths=paths,
                            shared_root=shared, joined_mnt=joined_mnt, idmap=self._r.idmapped)

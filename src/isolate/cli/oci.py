@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["VERBS", "build_parser", "main"]
 
 PROG = "isolate-oci"
-DEFAULT_ROOT = "/run/isolate-oci"
+DEFAULT_ROOT = "/run/isolate-oci"       # as root; without root, $XDG_RUNTIME_DIR/isolate-oci
 
 # verb -> (help, positionals, flags).  Positionals: (name, nargs).  Flags: (names, kind)
 # with kind "bool", "str", "int" or "list" (repeatable).  Copied from runc 1.1's --help.
@@ -117,14 +117,17 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser_class = _parser_class()
     p = parser_class(prog=PROG, description="An OCI runtime built on isolate (runc-compatible arguments).",
                      epilog=EPILOG, formatter_class=HelpFormatter)
-    p.add_argument("--root", default=DEFAULT_ROOT, help="directory for container state (default %(default)s)")
+    p.add_argument("--root", default=None,
+                   help=f"directory for container state (default {DEFAULT_ROOT}; without root "
+                        "$XDG_RUNTIME_DIR/isolate-oci)")
     p.add_argument("--log", help="write errors and debug messages to this file (default stderr)")
     p.add_argument("--log-format", default="text", choices=("text", "json"), help="log format")
     p.add_argument("--debug", action="store_true", help="log debug messages")
     p.add_argument("--systemd-cgroup", action="store_true",
                    help="use the systemd cgroup driver (not supported: an error for verbs that need cgroups)")
     p.add_argument("--rootless", default="auto", choices=("true", "false", "auto"),
-                   help="ignore cgroup permission errors (true, false or auto)")
+                   help="ignore cgroup permission errors: run without a cgroup and its limits, "
+                        "with a warning (true, false or auto: true when not root, as runc's)")
     p.add_argument("--criu", default="criu", help=argparse.SUPPRESS)
     p.add_argument("--version", "-v", action="store_true", help="print the version")
     sub = p.add_subparsers(dest="verb", metavar="COMMAND", parser_class=parser_class)
@@ -154,7 +157,7 @@ def _dest(names: tuple[str, ...]) -> str:
 
 # The verbs every container start goes through; their plain command lines skip argparse.
 _FAST_VERBS = frozenset({"create", "run", "start", "state", "kill", "delete"})
-_GLOBAL_DEFAULTS = {"root": DEFAULT_ROOT, "log": None, "log_format": "text", "debug": False,
+_GLOBAL_DEFAULTS = {"root": None, "log": None, "log_format": "text", "debug": False,
                     "systemd_cgroup": False, "rootless": "auto", "criu": "criu", "version": False}
 _GLOBAL_CHOICES = {"log_format": ("text", "json"), "rootless": ("true", "false", "auto")}
 
@@ -322,6 +325,12 @@ class _Log:
             print(f"{PROG}: warning: {msg}", file=sys.stderr)
         self._write("warning", msg)
 
+    def notice(self, msg: str) -> None:
+        """A warning the user must see (runc prints its warnings): to ``--log``, else stderr."""
+        if not self.path:
+            print(f"{PROG}: warning: {msg}", file=sys.stderr)
+        self._write("warning", msg)
+
     def debug(self, msg: str) -> None:
         if self.debug_on:
             if not self.path:
@@ -379,6 +388,10 @@ def main(argv: list[str] | None = None) -> int:
                 # `isolate-oci features | head`: the reader left; not an error of ours.
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 0
+        if args.root is None:
+            from ..oci.rootless import default_root
+
+            args.root = default_root()
         if args.systemd_cgroup:
             raise _Fail("--systemd-cgroup: the systemd cgroup driver is not supported; use the cgroupfs "
                         "driver (containerd: SystemdCgroup = false; podman: --cgroup-manager cgroupfs)")

@@ -13,6 +13,8 @@ import sys
 from .. import _json as json
 from ..errors import ConfigError
 from ..oci import runtime as R
+from ..oci import stats as S
+from ..oci.rootless import is_rootless
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -35,14 +37,16 @@ def _json_out(value: Any) -> None:
 def _create(args: Args, log: Any) -> int:
     R.create(args.root, args.container_id, args.bundle or os.getcwd(), pid_file=args.pid_file,
              console_socket=args.console_socket, preserve_fds=args.preserve_fds or 0,
-             no_pivot=args.no_pivot, warn=log.warn)
+             no_pivot=args.no_pivot, rootless=is_rootless(args.rootless), warn=log.warn,
+             notice=log.notice)
     return 0
 
 
 def _run(args: Args, log: Any) -> int:
     return R.run(args.root, args.container_id, args.bundle or os.getcwd(), pid_file=args.pid_file,
                  console_socket=args.console_socket, preserve_fds=args.preserve_fds or 0,
-                 no_pivot=args.no_pivot, detach=args.detach, keep=args.keep, warn=log.warn)
+                 no_pivot=args.no_pivot, detach=args.detach, keep=args.keep,
+                 rootless=is_rootless(args.rootless), warn=log.warn, notice=log.notice)
 
 
 def _start(args: Args, log: Any) -> int:
@@ -124,7 +128,7 @@ def _events(args: Args, log: Any) -> int:
             interval = float(text[: -len(unit)] if text.endswith(unit) else text) * scale[unit]
         except ValueError:
             raise ConfigError(f"--interval: expected a duration like 5s, got {args.interval!r}") from None
-    R.events(args.root, args.container_id, interval=interval, once=args.stats,
+    S.events(args.root, args.container_id, interval=interval, once=args.stats,
              out=lambda obj: print(json.dumps(obj), flush=True))
     return 0
 
@@ -157,7 +161,7 @@ def _update(args: Args, log: Any) -> int:
     for flag, key, value in (("cpuset-cpus", "cpus", args.cpuset_cpus), ("cpuset-mems", "mems", args.cpuset_mems)):
         if value is not None:
             res.setdefault("cpu", {})[key] = value
-    R.update(args.root, args.container_id, res)
+    S.update(args.root, args.container_id, res)
     return 0
 
 

@@ -26,13 +26,16 @@ import os
 import stat
 
 from .._record import dataclass
-from ..errors import ConfigError
+from ..errors import ConfigError, UnsupportedError
+from ._schema import show
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
-__all__ = ["DeviceNode", "Sysctl", "make_devices", "bind_devices", "write_sysctls", "oom_score_adj",
+    from .spec import LinuxDevice
+
+__all__ = ["DeviceNode", "Sysctl", "devices_of", "sysctls_of", "make_devices", "bind_devices", "write_sysctls", "oom_score_adj",
            "personality", "PERSONALITY_DOMAINS"]
 
 _AT_FDCWD = -100
@@ -67,6 +70,68 @@ class Sysctl:
     value: str
     path: str
     ns: str
+
+
+_DEVICE_TYPES = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
+
+
+def devices_of(devices: tuple[LinuxDevice, ...], has_root: bool, userns: bool) -> tuple[DeviceNode, ...]:
+    """``linux.devices`` checked, as runc makes them (mknod; mode 0666 and uid/gid 0 by default).
+
+    podman sends ``fileMode`` with the file-type bits (8630 = 0o20666): they must agree
+    with ``type``, and only the permission bits are applied.  runc adds no device-cgroup
+    rule for them: ``linux.resources.devices`` decides what may be opened.
+    """
+    out = []
+    for i, d in enumerate(devices):
+        where = f"linux.devices[{i}]"
+        if not has_root:
+            raise UnsupportedError(f"{where}: device nodes need a new root (a mount namespace), "
+                                   f"got {show(d.path)}")
+        kind = _DEVICE_TYPES[d.type]
+        mode = 0o666 if d.file_mode is None else d.file_mode
+        if stat.S_IFMT(mode) not in (0, kind):
+            raise ConfigError(f"{where}.fileMode: {oct(mode)} is not a {show(d.type)} device's type "
+                              f"({oct(kind)})")
+        parts = d.path.strip("/").split("/")
+        if not d.path.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            raise ConfigError(f"{where}.path: must be absolute and plain (no '.' or '..'), got {show(d.path)}")
+        # In a user namespace (no mknod) the runtime binds the host's node, as runc does.
+        out.append(DeviceNode(index=i, path=d.path, mode=kind | (mode & 0o7777), major=d.major or 0,
+                              minor=d.minor or 0, uid=d.uid or 0, gid=d.gid or 0, bind=userns))
+    return tuple(out)
+
+
+# runc's list of sysctls an IPC namespace owns (besides fs.mqueue.*).
+_IPC_SYSCTLS = frozenset({"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
+                          "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"})
+
+
+def sysctls_of(sysctl: dict[str, str], namespaces: frozenset[str] | set[str]) -> tuple[Sysctl, ...]:
+    """``linux.sysctl`` checked as runc checks it: only a sysctl of a namespace the
+    container has (made or joined) may be set, never the host's."""
+    out = []
+    for key, value in sysctl.items():
+        where = f"linux.sysctl[{show(key)}]"
+        parts = key.replace("/", ".").split(".")
+        if any(p in ("", ".", "..") or "\0" in p for p in parts):
+            raise ConfigError(f"{where}: not a sysctl name")
+        name = ".".join(parts)
+        if name in _IPC_SYSCTLS or name.startswith("fs.mqueue."):
+            ns = "ipc"
+        elif name.startswith("net."):
+            ns = "net"
+        elif name in ("kernel.domainname", "kernel.hostname"):
+            ns = "uts"
+            if name == "kernel.hostname":
+                raise ConfigError(f"{where}: conflicts with the OCI hostname field (runc refuses it too)")
+        else:
+            raise ConfigError(f"{where}: {name} is not in a namespace of the container's own, "
+                              "so it would change the host")
+        if ns not in namespaces:
+            raise ConfigError(f"{where}: {name} is not allowed in the host's {ns} namespace")
+        out.append(Sysctl(key=key, value=value, path="/".join(parts), ns=ns))
+    return tuple(out)
 
 
 def _open_dir(root: int, path: str) -> int:
@@ -137,8 +202,10 @@ def bind_devices(pid: int, nodes: Sequence[DeviceNode]) -> None:
     runc does where mknod is refused (a user namespace).
 
     The host's node must be the device the entry names (type and numbers; runc
-    binds whatever is at the path).  Each is cloned here (open_tree); a child
-    process then enters the container's user and mount namespaces as its root
+    binds whatever is at the path).  Each is cloned (open_tree): here as root,
+    else by the child below in a copy of this mount namespace that the
+    container's user namespace owns.  A child process enters the container's
+    user and mount namespaces as its root
     (files it makes are the container root's), makes the mount point inside the
     container's root (RESOLVE_IN_ROOT) and attaches the clone there.  Raises
     ``ConfigError`` naming the entry.
@@ -147,9 +214,11 @@ def bind_devices(pid: int, nodes: Sequence[DeviceNode]) -> None:
         return
     import ctypes
 
-    from .._spawn import open_in_root, setns
+    from .._spawn import open_in_root, setns, unshare
+    from .rootless import in_user_namespace
 
     libc = ctypes.CDLL(None, use_errno=True)
+    privileged = os.geteuid() == 0 and not in_user_namespace()
     trees: list[int] = []
     user = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
     mnt = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
@@ -164,16 +233,29 @@ def bind_devices(pid: int, nodes: Sequence[DeviceNode]) -> None:
                     not stat.S_ISFIFO(st.st_mode) and st.st_rdev != os.makedev(node.major, node.minor)):
                 raise ConfigError(f"{where}: the host's {node.path} is not the device the entry names "
                                   f"({os.major(st.st_rdev)}:{os.minor(st.st_rdev)}, mode {oct(st.st_mode)})")
-            fd = libc.syscall(_SYS_OPEN_TREE, _AT_FDCWD, os.fsencode(node.path), _OPEN_TREE_CLONE | os.O_CLOEXEC)
-            if fd < 0:
-                raise ConfigError(f"{where}: cannot clone the host's node: {os.strerror(ctypes.get_errno())}")
-            trees.append(fd)
+            if privileged:
+                fd = libc.syscall(_SYS_OPEN_TREE, _AT_FDCWD, os.fsencode(node.path),
+                                  _OPEN_TREE_CLONE | os.O_CLOEXEC)
+                if fd < 0:
+                    raise ConfigError(f"{where}: cannot clone the host's node: {os.strerror(ctypes.get_errno())}")
+                trees.append(fd)
         r, w = os.pipe()
         child = os.fork()
         if child == 0:          # only syscalls, then _exit
             failed, err = -1, 0
             try:
                 setns(user, _CLONE_NEWUSER)
+                if not privileged:
+                    # Without root here, only a mount namespace of the container's user
+                    # namespace (a copy of ours) lets the host's node be cloned.
+                    unshare(_CLONE_NEWNS)
+                    for i, node in enumerate(nodes):
+                        failed = i
+                        fd = libc.syscall(_SYS_OPEN_TREE, _AT_FDCWD, os.fsencode(node.path),
+                                          _OPEN_TREE_CLONE | os.O_CLOEXEC)
+                        if fd < 0:
+                            raise OSError(ctypes.get_errno(), "open_tree")
+                        trees.append(fd)
                 setns(mnt, _CLONE_NEWNS)
                 os.setresgid(0, 0, 0)
                 os.setresuid(0, 0, 0)
@@ -219,19 +301,75 @@ def write_sysctls(pid: int, sysctls: Sequence[Sysctl]) -> None:
     Raises ``ConfigError`` naming the key and value when the kernel refuses it.
     """
     from ..namespace import Namespace
+    from .rootless import in_user_namespace
 
+    if not sysctls:
+        return
+    if os.geteuid() != 0 or in_user_namespace():
+        _write_sysctls_in_child(pid, sysctls)
+        return
     for s in sysctls:
         with Namespace.of(pid, s.ns) as ns, ns.entered():
             try:
-                fd = os.open(f"/proc/sys/{s.path}", os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-                try:
-                    if not stat.S_ISREG(os.fstat(fd).st_mode):
-                        raise OSError(0, "not a sysctl file")
-                    os.write(fd, s.value.encode())
-                finally:
-                    os.close(fd)
+                _write_sysctl(s)
             except OSError as e:
                 raise ConfigError(f"linux.sysctl: cannot set {s.key} to {s.value!r}: {e.strerror}") from None
+
+
+def _write_sysctl(s: Sysctl) -> None:
+    fd = os.open(f"/proc/sys/{s.path}", os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(0, "not a sysctl file")
+        os.write(fd, s.value.encode())
+    finally:
+        os.close(fd)
+
+
+_NS_FLAGS = {"net": 0x40000000, "ipc": 0x08000000, "uts": 0x04000000}
+
+
+def _write_sysctls_in_child(pid: int, sysctls: Sequence[Sysctl]) -> None:
+    """``write_sysctls`` without root in the host's user namespace: this process may enter
+    the container's namespaces (as root of the user namespace owning them) but never
+    come back to the host's, so a child enters them, writes and exits."""
+    from .._spawn import setns
+
+    names = ["user", *sorted({s.ns for s in sysctls})]
+    fds = {n: os.open(f"/proc/{pid}/ns/{n}", os.O_RDONLY | os.O_CLOEXEC) for n in names}
+    try:
+        own_user = os.stat("/proc/self/ns/user").st_ino == os.fstat(fds["user"]).st_ino
+        r, w = os.pipe()
+        child = os.fork()
+        if child == 0:          # only syscalls, then _exit
+            failed, err = -1, 0
+            try:
+                if not own_user:
+                    setns(fds["user"], _CLONE_NEWUSER)
+                for i, s in enumerate(sysctls):
+                    failed = i
+                    setns(fds[s.ns], _NS_FLAGS[s.ns])
+                    _write_sysctl(s)
+                failed = -1
+            except OSError as e:
+                err = e.errno or 1
+            except BaseException:
+                err = 1
+            os.write(w, f"{failed} {err}".encode())
+            os._exit(0)
+        os.close(w)
+        try:
+            report = os.read(r, 64).decode().split()
+        finally:
+            os.close(r)
+            os.waitpid(child, 0)
+        failed, err = (int(x) for x in report) if len(report) == 2 else (0, 1)
+        if err:
+            s = sysctls[max(failed, 0)]
+            raise ConfigError(f"linux.sysctl: cannot set {s.key} to {s.value!r}: {os.strerror(err)}")
+    finally:
+        for fd in fds.values():
+            os.close(fd)
 
 
 @contextlib.contextmanager

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-import stat
 import warnings
 from pathlib import Path
 
@@ -198,21 +197,36 @@ def _convert(spec: S.Spec, bundle: Path, out: _Out, owned: list[Namespace]) -> C
     linux = spec.linux or S.Linux()
     create, net, uid_map, gid_map = _namespaces(linux, out, owned)
     process = process_spec(spec.process, linux.seccomp, out)
+    if process.groups and "user" in create and os.geteuid() != 0 and _own_ids(uid_map, gid_map):
+        raise ConfigError(f"process.user.additionalGids: {show(list(process.groups))} cannot be set "
+                          "without root in a user namespace that maps only the caller's own ids (the "
+                          "kernel then denies setgroups); map ranges of /etc/subgid in linux.gidMappings")
     # hooks: run by the runtime (runtime.create, start, delete), not by Container.
     joined = {ns.type for ns in owned}
     rootfs = _rootfs(spec, linux, bundle, create, joined, out)
     limits = _resources(linux, out) if linux.resources is not None else None
     if linux.cgroups_path:
         out.skip("linux.cgroupsPath", f"not applied yet: {show(linux.cgroups_path)}")
-    userns = "user" in create or "user" in joined
-    out.devices = _devices(linux.devices or (), rootfs is not None, userns)
-    out.sysctl = _sysctls(linux.sysctl or {}, create | joined)
+    from .rootless import in_user_namespace
+
+    # A user namespace of its own, or this runtime's (podman rootless): mknod is refused.
+    userns = "user" in create or "user" in joined or in_user_namespace()
+    from .apply import devices_of, sysctls_of
+
+    out.devices = devices_of(linux.devices or (), rootfs is not None, userns)
+    out.sysctl = sysctls_of(linux.sysctl or {}, create | joined)
     _refused(linux)
     # The hostname always given: a config without one keeps the name its uts namespace
     # starts with (the host's), as runc does, not Container's default for a named container.
     return ContainerConfig(rootfs=rootfs, process=process, namespaces=create, net=net,
                            uid_map=uid_map, gid_map=gid_map, limits=limits,
                            hostname=spec.hostname or None, domainname=spec.domainname or None)
+
+
+def _own_ids(uid_map: tuple[IdMap, ...] | None, gid_map: tuple[IdMap, ...] | None) -> bool:
+    """Whether the maps are the caller's ids alone, written without newuidmap/newgidmap."""
+    return ((uid_map is None or (len(uid_map) == 1 and uid_map[0].outside == os.geteuid()))
+            and (gid_map is None or (len(gid_map) == 1 and gid_map[0].outside == os.getegid())))
 
 
 def _personality(pers: S.Personality | None) -> int | None:
@@ -242,72 +256,6 @@ def _refused(linux: S.Linux) -> None:
     if linux.intel_rdt is not None:
         raise UnsupportedError(f"linux.intelRdt: Intel RDT (resctrl) is not supported, got "
                                f"{show(_json(linux.intel_rdt))}")
-
-
-_DEVICE_TYPES = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
-
-
-def _devices(devices: tuple[S.LinuxDevice, ...], has_root: bool, userns: bool) -> tuple[DeviceNode, ...]:
-    """``linux.devices`` checked, as runc makes them (mknod; mode 0666 and uid/gid 0 by default).
-
-    podman sends ``fileMode`` with the file-type bits (8630 = 0o20666): they must agree
-    with ``type``, and only the permission bits are applied.  runc adds no device-cgroup
-    rule for them: ``linux.resources.devices`` decides what may be opened.
-    """
-    from .apply import DeviceNode
-
-    out = []
-    for i, d in enumerate(devices):
-        where = f"linux.devices[{i}]"
-        if not has_root:
-            raise UnsupportedError(f"{where}: device nodes need a new root (a mount namespace), "
-                                   f"got {show(d.path)}")
-        kind = _DEVICE_TYPES[d.type]
-        mode = 0o666 if d.file_mode is None else d.file_mode
-        if stat.S_IFMT(mode) not in (0, kind):
-            raise ConfigError(f"{where}.fileMode: {oct(mode)} is not a {show(d.type)} device's type "
-                              f"({oct(kind)})")
-        parts = d.path.strip("/").split("/")
-        if not d.path.startswith("/") or any(p in ("", ".", "..") for p in parts):
-            raise ConfigError(f"{where}.path: must be absolute and plain (no '.' or '..'), got {show(d.path)}")
-        # In a user namespace (no mknod) the runtime binds the host's node, as runc does.
-        out.append(DeviceNode(index=i, path=d.path, mode=kind | (mode & 0o7777), major=d.major or 0,
-                              minor=d.minor or 0, uid=d.uid or 0, gid=d.gid or 0, bind=userns))
-    return tuple(out)
-
-
-# runc's list of sysctls an IPC namespace owns (besides fs.mqueue.*).
-_IPC_SYSCTLS = frozenset({"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
-                          "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"})
-
-
-def _sysctls(sysctl: dict[str, str], namespaces: frozenset[str] | set[str]) -> tuple[Sysctl, ...]:
-    """``linux.sysctl`` checked as runc checks it: only a sysctl of a namespace the
-    container has (made or joined) may be set, never the host's."""
-    from .apply import Sysctl
-
-    out = []
-    for key, value in sysctl.items():
-        where = f"linux.sysctl[{show(key)}]"
-        parts = key.replace("/", ".").split(".")
-        if any(p in ("", ".", "..") or "\0" in p for p in parts):
-            raise ConfigError(f"{where}: not a sysctl name")
-        name = ".".join(parts)
-        if name in _IPC_SYSCTLS or name.startswith("fs.mqueue."):
-            ns = "ipc"
-        elif name.startswith("net."):
-            ns = "net"
-        elif name in ("kernel.domainname", "kernel.hostname"):
-            ns = "uts"
-            if name == "kernel.hostname":
-                raise ConfigError(f"{where}: conflicts with the OCI hostname field (runc refuses it too)")
-        else:
-            raise ConfigError(f"{where}: {name} is not in a namespace of the container's own, "
-                              "so it would change the host")
-        if ns not in namespaces:
-            raise ConfigError(f"{where}: {name} is not allowed in the host's {ns} namespace")
-        out.append(Sysctl(key=key, value=value, path="/".join(parts), ns=ns))
-    return tuple(out)
 
 
 def _json(value: Any) -> Any:
@@ -408,9 +356,13 @@ def process_spec(proc: S.Process | None, seccomp: S.Seccomp | None, out: _Out | 
         raise UnsupportedError(f"process.selinuxLabel: SELinux labels are not supported, got "
                                f"{show(proc.selinux_label)}")
     # process.oomScoreAdj (the parser checks -1000..1000) is applied by the runtime (Conversion.oom_score_adj).
-    # OCI: the process has exactly additionalGids as supplementary groups.
+    # OCI: the process has exactly additionalGids as supplementary groups.  Without
+    # root, or where setgroups is denied, none are set unless some are asked for (runc).
+    from .rootless import may_setgroups
+
+    groups = tuple(user.additional_gids or ()) if user.additional_gids or may_setgroups() else None
     return ProcessSpec(args=tuple(proc.args or ()), env=env, cwd=proc.cwd, user=user.uid,
-                       group=user.gid, groups=tuple(user.additional_gids or ()), umask=umask,
+                       group=user.gid, groups=groups, umask=umask,
                        capabilities=caps, capability_sets=sets,
                        no_new_privs=bool(proc.no_new_privileges),
                        rlimits={r.type.lower(): (r.soft, r.hard) for r in proc.rlimits or ()} or None,

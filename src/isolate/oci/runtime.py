@@ -23,12 +23,12 @@ from __future__ import annotations
 import errno
 import os
 import select
-import time
 
 from .. import _json as json
 from ..errors import CgroupError, ConfigError, UnsupportedError
 from .cgroups import cgroup_place, open_cgroup, planned_paths
 from .cgroups import controllers as cgroup_controllers
+from .rootless import cgroup_denied, lost_limits, quiet_if, without_cgroup
 from .state import (
     ContainerState,
     RuntimeError_,
@@ -49,8 +49,8 @@ if TYPE_CHECKING:
 
     Warn = Callable[[str], None]
 
-__all__ = ["RuntimeError_", "create", "delete", "events", "exec_process", "kill", "list_states",
-           "pause", "ps", "resume", "start", "state", "update"]
+__all__ = ["RuntimeError_", "create", "delete", "exec_process", "kill", "list_states",
+           "pause", "ps", "resume", "start", "state"]
 
 
 def _ignore(msg: str) -> None:
@@ -155,11 +155,15 @@ def _kill_wait(pid: int, timeout: float = 10.0) -> None:
 
 def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
            console_socket: str | None = None, preserve_fds: int = 0, no_pivot: bool = False,
-           foreground_tty: bool = False, warn: Warn = _ignore) -> ContainerState:
+           foreground_tty: bool = False, rootless: bool = False, warn: Warn = _ignore,
+           notice: Warn | None = None) -> ContainerState:
     """Set the container up and hold its process before execve; returns its state.
 
     ``foreground_tty`` (``run`` without ``--console-socket``): a terminal
-    config uses the caller's own stdin as the terminal.
+    config uses the caller's own stdin as the terminal.  ``rootless``
+    (``rootless.is_rootless``): a cgroup refused for lack of permission is
+    skipped, and the container runs without it and its limits, said through
+    ``notice`` (default ``warn``).
     """
     from .._record import replace
     from ..container import Container
@@ -218,15 +222,24 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
                             annotations=dict(spec.annotations or {}), owner={"pid": me, "pid_start": me_start})
         sd.begin(st)
         begun = True
-        cg = Cgroup.create(name, parent=parent, limits=limits, controllers=controllers)
+        try:
+            with quiet_if(rootless, warn):
+                cg = Cgroup.create(name, parent=parent, limits=limits, controllers=controllers)
+        except OSError as e:
+            if not (rootless and cgroup_denied(e)):
+                raise
+            # Limits lost: said where it is seen (runc refuses them; podman warns and drops them).
+            say = (notice or warn) if lost_limits(limits) else warn
+            say(without_cgroup(e, limits))
         made = {"name": name, "parent": parent, "controllers": sorted(cg.controllers),
-                "paths": sorted(cg.paths.values())}
+                "paths": sorted(cg.paths.values())} if cg is not None else {}
         if made != st.cgroup:
             st.cgroup = made
             sd.write(st)
         # state.json names the group now, and delete removes it: never isolate.gc()'s to reclaim,
         # which would take a container whose `create` ended early from under its state.
-        cg.disown()
+        if cg is not None:
+            cg.disown()
         os.mkfifo(sd.fifo, 0o600)
         gate = os.open(sd.fifo, os.O_RDWR | os.O_CLOEXEC)
         fds.append(gate)
@@ -273,8 +286,9 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
         sd.write(st)            # created: it no longer depends on this process
         _write_pid_file(pid_file, pid)
         container.detach()
-        cg.detach()             # it outlives this process; delete removes it
-        cg = None
+        if cg is not None:
+            cg.detach()         # it outlives this process; delete removes it
+            cg = None
         return st
     except BaseException:
         if pid > 0:
@@ -517,75 +531,6 @@ def ps(root: str, cid: str) -> list[int]:
             cg.detach()
 
 
-def stats(root: str, cid: str) -> dict[str, Any]:
-    """runc's ``events --stats`` object: cpu, memory, pids and blkio counters."""
-    sd, st = _load(root, cid)
-    with sd:
-        if sd.status(st) == "stopped":
-            raise RuntimeError_("container not running")
-        cg = open_cgroup(st)
-        if cg is None:
-            raise UnsupportedError("stats need the container's cgroup; it has none")
-        try:
-            s = cg.stats()
-        finally:
-            cg.detach()
-    data = {
-        "cpu": {"usage": {"total": (s.cpu_usage_usec or 0) * 1000, "user": (s.cpu_user_usec or 0) * 1000,
-                          "kernel": (s.cpu_system_usec or 0) * 1000},
-                "throttling": {"periods": s.nr_periods or 0, "throttledPeriods": s.nr_throttled or 0,
-                               "throttledTime": (s.throttled_usec or 0) * 1000}},
-        "memory": {"usage": {"usage": s.memory_current or 0, "max": s.memory_peak or 0},
-                   "stats": s.memory_stat or {}},
-        "pids": {"current": s.pids_current or 0},
-        "blkio": {"ioServiceBytesRecursive": [
-            {"op": "Read", "value": s.io_read_bytes or 0}, {"op": "Write", "value": s.io_write_bytes or 0}]},
-    }
-    return {"type": "stats", "id": cid, "data": data}
-
-
-def events(root: str, cid: str, *, interval: float = 5.0, once: bool = False,
-           out: Callable[[dict[str, Any]], None] = print) -> None:
-    """Print stats every ``interval`` seconds until the container stops (``once``: one line)."""
-    first = True
-    while True:
-        try:
-            out(stats(root, cid))
-        except (RuntimeError_, LookupError):
-            if once or first:
-                raise
-            return          # the container stopped or was deleted: the stream ends
-        first = False
-        if once:
-            return
-        time.sleep(interval)
-
-
-def update(root: str, cid: str, resources: dict[str, Any]) -> None:
-    """Apply OCI ``linux.resources`` (a JSON object) to the running container's cgroup."""
-    from . import spec as S
-    from .convert import _Out, _resources
-
-    try:
-        linux = S.Linux.from_json({"resources": resources}, "linux")
-    except ConfigError as e:
-        raise ConfigError(f"--resources: {e}") from None
-    limits = _resources(linux, _Out())
-    sd, st = _load(root, cid, exclusive=True)
-    with sd:
-        if sd.status(st) == "stopped":
-            raise RuntimeError_("container not running")
-        if limits is None:
-            return
-        cg = open_cgroup(st)
-        if cg is None:
-            raise UnsupportedError("update needs the container's cgroup; it has none")
-        try:
-            cg.apply(limits)
-        finally:
-            cg.detach()
-
-
 # --- exec ----------------------------------------------------------------------------
 
 
@@ -702,10 +647,12 @@ def process_from_args(config: dict[str, Any], args: Sequence[str], *, cwd: str |
 
 def run(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
         console_socket: str | None = None, preserve_fds: int = 0, no_pivot: bool = False,
-        detach: bool = False, keep: bool = False, warn: Warn = _ignore) -> int:
+        detach: bool = False, keep: bool = False, rootless: bool = False, warn: Warn = _ignore,
+        notice: Warn | None = None) -> int:
     """create + start (+ wait and delete unless ``detach``); returns the exit status."""
     st = create(root, cid, bundle, pid_file=pid_file, console_socket=console_socket,
-                preserve_fds=preserve_fds, no_pivot=no_pivot, foreground_tty=not detach, warn=warn)
+                preserve_fds=preserve_fds, no_pivot=no_pivot, foreground_tty=not detach,
+                rootless=rootless, warn=warn, notice=notice)
     try:
         start(root, cid, warn=warn)
     except BaseException:
