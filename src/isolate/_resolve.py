@@ -221,7 +221,10 @@ class Resolved:
         # (the kernel denies setgroups there, CVE-2014-8989), unless it asked for some.
         settable = os.geteuid() == 0 or proc.groups is not None or self._held_maps()
         if ident is None:
-            return {"user": None, "group": None, "groups": () if settable else None}
+            # Root of the container's own user namespace, for a process that joins it as
+            # well (exec): the caller's host uid may be one its map leaves out (userns="auto").
+            root = 0 if "user" in self.namespaces else None
+            return {"user": root, "group": None, "groups": () if settable else None}
         return {"user": ident.uid, "group": ident.gid, "groups": ident.groups if settable else None}
 
     def default_env(self) -> Mapping[str, str]:
