@@ -16,7 +16,8 @@ FULL = "isolate.spawn " + "+".join(C.FULL)
 CONTAINER = [FULL + ", rootfs plan (ro /usr, /proc, /dev, pivot_root)",
              "isolate.Container host rootfs, no user ns",
              FULL + ", rootfs plan, net from NetnsPool",
-             "isolate.Container host rootfs", "isolate.Container host rootfs + cgroup limits",
+             "isolate.Container host rootfs", "isolate.Container host rootfs, userns identity",
+             "isolate.Container host rootfs + cgroup limits",
              "isolate.Container host rootfs, net from NetnsPool",
              "bwrap --unshare-all", "bwrap --unshare-all --share-net", "runc run", "crun run"]
 

@@ -93,7 +93,7 @@ def _read_ranges(path: str) -> list[tuple[int, int]]:
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        return []
+        return _NONE
     key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
     got = _parsed.get(path)
     if got is not None and got[0] == key:
@@ -124,11 +124,30 @@ def _blocks(ranges: list[tuple[int, int]]) -> list[int]:
     return [start + i * BLOCK for start, count in ranges for i in range(count // BLOCK)]
 
 
+_NONE: list[tuple[int, int]] = []
+_pairs: tuple[object, object, list[tuple[int, int]]] = (None, None, [])
+
+
+def _block_ids() -> list[tuple[int, int]]:
+    """(first uid, first gid) of every block, in order (kept while the files are unchanged)."""
+    global _pairs
+    uids, gids = _read_ranges(SUBUID), _read_ranges(SUBGID)
+    if _pairs[0] is not uids or _pairs[1] is not gids:
+        _pairs = (uids, gids, list(zip(_blocks(uids), _blocks(gids))))
+    return _pairs[2]
+
+
 def ranges() -> list[Block]:
     """Every block isolate may hand out, in order: from ``/etc/subuid`` and ``/etc/subgid``
     (owner ``isolate``), else from the built-in range."""
-    uids, gids = _blocks(_read_ranges(SUBUID)), _blocks(_read_ranges(SUBGID))
-    return [Block(u, g) for u, g in zip(uids, gids)]
+    return [Block(u, g) for u, g in _block_ids()]
+
+
+def _first_free(blocks: list[tuple[int, int]], taken: set[str]) -> Block | None:
+    for u, g in blocks:
+        if str(u) not in taken:
+            return Block(u, g)
+    return None
 
 
 def _state_dir() -> int:
@@ -329,7 +348,7 @@ def allocate() -> Lease:
     global _swept
     from . import _owner
 
-    blocks = ranges()
+    blocks = _block_ids()
     if not blocks:
         raise UnsupportedError(f"{SUBUID} and {SUBGID} reserve no whole block of {BLOCK} ids "
                                f"for {OWNER!r}: give each a line '{OWNER}:START:COUNT' with "
@@ -342,12 +361,10 @@ def allocate() -> Lease:
             # Once per process: what killed owners left (a cheap look unless there is some).
             _swept = True
             _sweep(fd)
-        taken = set(os.listdir(fd))
-        free = [b for b in blocks if str(b.uid) not in taken]
-        if not free and _sweep(fd):
-            taken = set(os.listdir(fd))
-            free = [b for b in blocks if str(b.uid) not in taken]
-        if not free:
+        block = _first_free(blocks, set(os.listdir(fd)))
+        if block is None and _sweep(fd):
+            block = _first_free(blocks, set(os.listdir(fd)))
+        if block is None:
             record.clear()
             raise UnsupportedError(
                 f"every range of {BLOCK} ids isolate may give a container is in use "
@@ -355,7 +372,6 @@ def allocate() -> Lease:
                 f"else the built-in {BUILTIN_START}:{BUILTIN_COUNT}): close containers, run "
                 f"'isolate gc', or reserve more with 'usermod --add-subuids START-END "
                 f"--add-subgids START-END {OWNER}' (a user named {OWNER!r})")
-        block = free[0]
         path = os.path.join(STATE_DIR, str(block.uid))
         record.pending(path, role="userns-range")
         nfd = os.open(str(block.uid), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
