@@ -96,14 +96,15 @@ def _limits_of(c: isolate.Container) -> dict[str, str]:
     return got
 
 
-def _attack(userns: str, capabilities: Any) -> tuple[dict[str, int], dict[str, str]]:
-    """Run ATTACK in a container with limits and no seccomp filter; returns its report
-    and the limits afterwards."""
+def _attack(userns: str | None, capabilities: Any) -> tuple[dict[str, int], dict[str, str]]:
+    """Run ATTACK in a container with limits and no seccomp filter (``userns`` None: the
+    default's); returns its report and the limits afterwards."""
     if not os.path.exists(PY):
         pytest.skip(f"{PY} is needed inside the container for this attack")
     limits = isolate.Limits(memory_max=64 << 20, pids_max=32)
-    with isolate.Container(limits=limits, seccomp=None, userns=userns, capabilities=capabilities,
-                           name=f"isolate-test-raise-{os.getpid()}") as c:
+    options: dict[str, Any] = {} if userns is None else {"userns": userns}
+    with isolate.Container(limits=limits, seccomp=None, capabilities=capabilities,
+                           name=f"isolate-test-raise-{os.getpid()}", **options) as c:
         r = c.run([PY, "-c", ATTACK], timeout=60)
         after = _limits_of(c)
     assert r.returncode == 0, r
@@ -119,7 +120,7 @@ def test_root_cannot_raise_its_own_cgroup_limits(capabilities: Any) -> None:
     Stopped by: the group's files belong to host root, which the container's user
     namespace does not map (userns="auto"): no capability inside applies to them (EACCES);
     the mounts themselves may succeed."""
-    report, after = _attack("auto", capabilities)
+    report, after = _attack(None, capabilities)          # the default: userns="auto"
     writes = {k: v for k, v in report.items() if not k.startswith(("mount", "unshare"))}
     # The attack reached the limit files (a nested mount always can), and every write failed.
     assert any("memory.limit_in_bytes" in k or "memory.max" in k for k in writes), report
