@@ -19,6 +19,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -299,3 +300,20 @@ def test_concurrent_allocations_never_share_a_block(tmp_path: Path) -> None:
     assert all(p.returncode == 0 for p in procs)
     assert list(state.iterdir()) == []
     assert list(registry.iterdir()) == []
+
+
+def test_keep_id_and_identity_for_an_ordinary_user(rootless: Any) -> None:
+    """keep-id runs a non-root caller's container as the caller's own id, mapped to itself
+    (one line); identity, which would map every host id, is refused naming what to use."""
+    r = rootless.run(["isolate", "run", "--userns", "keep-id", "--", "sh", "-c",
+                      "id -u; id -g; cat /proc/self/uid_map /proc/self/gid_map"], check=True)
+    uid, gid, uid_map, gid_map = r.stdout.splitlines()
+    assert (uid, gid) == (str(rootless.uid), str(rootless.gid)), r
+    assert uid_map.split() == [str(rootless.uid)] * 2 + ["1"], r
+    assert gid_map.split() == [str(rootless.gid)] * 2 + ["1"], r
+    r = rootless.python_run("import isolate\nwith isolate.Container(userns='keep-id') as c:\n"
+                            " print(c.run(['id', '-u']).stdout.decode().strip(), c.id_block)\n",
+                            check=True)
+    assert r.stdout.split() == [str(rootless.uid), "None"], r
+    r = rootless.run(["isolate", "run", "--userns", "identity", "--", "true"])
+    assert r.returncode == 125 and "userns='identity'" in r.stderr and "needs root" in r.stderr, r
