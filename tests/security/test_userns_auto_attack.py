@@ -1,14 +1,15 @@
 """Container root is not host root: the cgroup self-raise, against the default id map.
 
 As root, the default container's user namespace maps its root to a block of
-host ids of its own (``userns="auto"``, src/isolate/_idalloc.py).
-(Named apart from tests/integration/test_userns_auto.py: the test directories are not
-packages, so two modules of one basename cannot both be collected.)  The files
+host ids of its own (``userns="auto"``, src/isolate/_idalloc.py).  The files
 of its cgroup belong to host root, an id its namespace does not map, so no
 capability held inside (CAP_DAC_OVERRIDE in a nested user namespace of its
 own included) lets it write them.  With ``userns="identity"`` (the old
 default) the same attack raises both limits: that run is part of the test,
 so the attack is known to reach the files.
+
+(Named apart from tests/integration/test_userns_auto.py: the test directories are not
+packages, so two modules of one basename cannot both be collected.)
 """
 
 from __future__ import annotations
