@@ -297,6 +297,7 @@ def _cgroup_pool_cycle() -> Iterator[Iteration]:
 def _container_case(name: str, with_limits: bool, pooled: bool = False,
                     namespaces: tuple[str, ...] | None = None, note: str = "",
                     cgroup_pool: bool = False, fresh_rootfs: bool = False,
+                    maps: tuple[int, int] | None = None, rw_bind: bool = False,
                     userns: str | None = None) -> None:
     @case(name, "container", note)
     def _c() -> Iterator[Iteration]:
@@ -313,8 +314,17 @@ def _container_case(name: str, with_limits: bool, pooled: bool = False,
             if not hasattr(isolate, "Limits"):
                 raise Skip("isolate.Limits is not available in this version")
             kwargs["limits"] = isolate.Limits(memory_max=256 << 20, pids_max=64)
+        if maps is not None:
+            # (inside 0 -> outside, count): the user namespace's maps, as uid_map and gid_map.
+            m = [isolate.IdMap(inside=0, outside=maps[0], count=maps[1])]
+            kwargs["uid_map"] = kwargs["gid_map"] = m
         with contextlib.ExitStack() as stack:
             rootfs = isolate.RootFS.host()
+            if rw_bind:
+                # A root-owned directory bound read-write (idmapped under an unprivileged map).
+                work = stack.enter_context(tempfile.TemporaryDirectory(prefix="isolate-bench-bind-"))
+                os.chmod(work, 0o755)
+                rootfs = rootfs.bind(work, "/work")
             if hasattr(rootfs, "__exit__"):
                 stack.enter_context(rootfs)
             pool = stack.enter_context(netns_pool()) if pooled else None
@@ -360,6 +370,13 @@ _container_case("isolate.Container, a fresh RootFS.host() each", with_limits=Fal
 _container_case("isolate.Container no user ns, a fresh RootFS.host() each", with_limits=False,
                 namespaces=FULL, fresh_rootfs=True,
                 note="as the no-user-ns row, RootFS.host() made anew for each Container")
+_container_case("isolate.Container host rootfs + rw bind, identity maps (plain binds)", with_limits=False,
+                maps=(0, 65536), rw_bind=True,
+                note="container root is host root: /usr, /bin ... and the rw bind are plain binds")
+_container_case("isolate.Container host rootfs + rw bind, unprivileged root (idmapped binds)",
+                with_limits=False, maps=(200000, 65536), rw_bind=True,
+                note="container root is host uid 200000: the same binds idmapped (cloned in the caller, "
+                     "idmapped with the child's user namespace), the setuid guard's seccomp profile")
 _container_case("isolate.Container host rootfs + cgroup limits", with_limits=True)
 _container_case("isolate.Container host rootfs + cgroup limits from CgroupPool", with_limits=True,
                 cgroup_pool=True, note="Container(cgroup=CgroupPool(limits=...)): a fresh group per container")

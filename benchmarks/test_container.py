@@ -18,6 +18,8 @@ CONTAINER = [FULL + ", rootfs plan (ro /usr, /proc, /dev, pivot_root)",
              FULL + ", rootfs plan, net from NetnsPool",
              "isolate.Container host rootfs", "isolate.Container host rootfs, userns identity",
              "isolate.Container host rootfs + cgroup limits",
+             "isolate.Container host rootfs + rw bind, identity maps (plain binds)",
+             "isolate.Container host rootfs + rw bind, unprivileged root (idmapped binds)",
              "isolate.Container host rootfs, net from NetnsPool",
              "bwrap --unshare-all", "bwrap --unshare-all --share-net", "runc run", "crun run"]
 

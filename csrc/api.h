@@ -450,6 +450,8 @@ int iso_syscall_errno(int which, int64_t a, int64_t b, int64_t c, int64_t d, int
 int iso_set_dumpable(int on);
 int iso_detached_tmpfs(const char *mode, const char *size, const char *source, uint64_t attrs);
 int iso_mount_fd_setattr(int fd, uint64_t attr_set);
+int iso_clone_tree(const char *path, int recursive, uint64_t attr_set, uint64_t attr_clr);
+int iso_mount_fd_idmap(int fd, int userns_fd, int recursive);
 int iso_open_in_root(int dirfd, const char *path, int flags);
 
 /* bpf.c: the cgroup v2 device controller (a BPF_PROG_TYPE_CGROUP_DEVICE program).

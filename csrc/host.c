@@ -109,6 +109,44 @@ iso_mount_fd_setattr(int fd, uint64_t attr_set)
     return 0;
 }
 
+/* A detached clone of the mount tree at path (open_tree OPEN_TREE_CLONE,
+ * the mounts below too when recursive), with attr_set/attr_clr applied to
+ * every mount of it: the fd (O_CLOEXEC) or -errno.  A failed setattr
+ * closes the clone: nothing is left. */
+int
+iso_clone_tree(const char *path, int recursive, uint64_t attr_set, uint64_t attr_clr)
+{
+    unsigned rec = recursive ? AT_RECURSIVE : 0;
+    int mfd =
+        (int)syscall(__NR_open_tree, AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | rec);
+    if (mfd < 0) {
+        return -errno;
+    }
+    struct iso_mount_attr attr = {.attr_set = attr_set, .attr_clr = attr_clr};
+    if ((attr_set || attr_clr) &&
+        syscall(__NR_mount_setattr, mfd, "", AT_EMPTY_PATH | rec, &attr, sizeof attr) < 0) {
+        int err = errno;
+        close(mfd);
+        return -err;
+    }
+    return mfd;
+}
+
+/* Idmap the detached mount fd (and the mounts below it when recursive) with
+ * the maps of the user namespace userns_fd: 0 or -errno.  The kernel
+ * applies it to all of them or to none (EINVAL where a filesystem does not
+ * support idmapped mounts; tmpfs does from Linux 6.3). */
+int
+iso_mount_fd_idmap(int fd, int userns_fd, int recursive)
+{
+    struct iso_mount_attr attr = {.attr_set = MOUNT_ATTR_IDMAP, .userns_fd = (uint64_t)userns_fd};
+    if (syscall(__NR_mount_setattr, fd, "", AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0), &attr,
+                sizeof attr) < 0) {
+        return -errno;
+    }
+    return 0;
+}
+
 /* path inside the tree whose directory fd is dirfd, resolved as the kernel
  * does for the child's ops: every symlink, absolute or "..", stays inside
  * (RESOLVE_IN_ROOT), no magic link.  The fd (O_CLOEXEC), or -errno. */

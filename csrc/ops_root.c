@@ -234,16 +234,39 @@ run_op_root_mkdirs(const struct iso_plan *p, const struct iso_op *op, struct iso
     return rc;
 }
 
+/* A bind the parent prepared (isolate/_idmount.py): mfd is its detached
+ * clone of the source, its attributes set, idmapped with this child's own
+ * user namespace where the filesystem allows.  The parent made it in the
+ * initial user namespace because mount_setattr(MOUNT_ATTR_IDMAP) needs
+ * CAP_SYS_ADMIN in the filesystem's user namespace, which this child, born
+ * in its own, never holds; attaching a detached mount only needs it here. */
+static int
+attach_prepared(int mfd, int tfd_root, const char *target, struct iso_fault *f)
+{
+    int tfd = open_beneath(tfd_root, target, O_PATH);
+    if (tfd < 0) {
+        return iso_fail(f, ISO_SUB_OPEN_TARGET);
+    }
+    int rc = move_onto(mfd, tfd, f);
+    close_keep_errno(tfd);
+    close_keep_errno(mfd);
+    return rc;
+}
+
 /* One bind of source (inside the root open as sfd_root) onto target (inside
  * tfd_root); a root fd of -1 takes the path as is.  same: source and target
  * name one place (a path made read-only where it is), so the source fd is
- * the target too.  open_tree() clones the source, mount_setattr() applies
+ * the target too.  op->fd >= 0: a mount the parent prepared instead
+ * (attach_prepared).  open_tree() clones the source, mount_setattr() applies
  * attr_set/attr_clr (and read-only) recursively, move_mount() attaches it. */
 static int
 bind_one(const struct iso_op *op, uint64_t attr_set, uint64_t attr_clr, int sfd_root,
          const char *source, int tfd_root, const char *target, int same, struct iso_fault *f)
 {
     unsigned rec = (op->flags & ISO_F_RECURSIVE) ? AT_RECURSIVE : 0;
+    if (op->fd >= 0 && !same) {
+        return attach_prepared(op->fd, tfd_root, target, f);
+    }
     int sfd = open_beneath(sfd_root, source, O_PATH);
     if (sfd < 0) {
         return iso_fail(f, ISO_SUB_OPEN_SOURCE);

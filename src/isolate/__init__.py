@@ -12,6 +12,7 @@ usual.
 from __future__ import annotations
 
 from .errors import (
+    CgroupDelegationError,
     CgroupError,
     CgroupJoinError,
     ConfigError,
@@ -62,6 +63,7 @@ __all__ = [
     "ExecError",
     "CgroupError",
     "CgroupJoinError",
+    "CgroupDelegationError",
     "ProtocolError",
 ]
 

@@ -227,13 +227,19 @@ class RootMkdirs(Op):
 @register
 @dataclass(frozen=True, slots=True)
 class RootBind(Op):
-    """Bind ``source`` (inside ``source_root``, or as is if None) onto ``target`` inside ``root``."""
+    """Bind ``source`` (inside ``source_root``, or as is if None) onto ``target`` inside ``root``.
+
+    ``fd`` >= 0 (in a container's plans a ``SpawnFd``, see ``_idmount``): a
+    detached clone of the source the parent made, attributes set and
+    idmapped with the child's user namespace, attached on ``target``
+    instead; -1 there (the parent could not clone it) binds as without.
+    """
 
     kind: ClassVar[int] = K.ROOT_BIND
     error: ClassVar[type[errors.SetupError]] = errors.MountError
     layout: ClassVar[Mapping[str, Slot]] = {
         "source_root": Str(ARG(0)), "source": Str(ARG(1)), "root": Str(ARG(2)),
-        "target": Str(ARG(3)), **_BIND_FLAGS}
+        "target": Str(ARG(3)), **_BIND_FLAGS, "fd": Fd()}
     source_root: bytes | None
     source: bytes
     root: bytes | None
@@ -243,10 +249,12 @@ class RootBind(Op):
     optional: bool = False
     attr_set: int = 0
     attr_clr: int = 0
+    fd: int = -1
 
     def describe(self) -> str:
         ro = " read-only" if self.readonly else ""
-        return f"bind{ro} {_rel(self.source_root, self.source)} on {_rel(self.root, self.target)}"
+        idmapped = " (idmapped where the filesystem allows)" if self.fd != -1 else ""
+        return f"bind{ro} {_rel(self.source_root, self.source)} on {_rel(self.root, self.target)}{idmapped}"
 
     def path(self) -> str | None:
         return _rel(self.root, self.target)

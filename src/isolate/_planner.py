@@ -28,6 +28,7 @@ from ._plan import (MAX_FD_PAIRS, MS_PRIVATE, MS_REC, NSTYPES, PLAN_CLOSE_FDS, P
                     PLAN_NETNS_LATE, PLAN_NETNS_LO, PLAN_SETGROUPS_DENY, PLAN_TIMING, Op, Plan,
                     SpawnFd, last_cap)
 from ._record import dataclass
+from ._slots import mount_fd_names
 from .config import CAP_SETS, NAMESPACES, ProcessSpec, id_maps, namespace_set
 from .errors import ConfigError
 from .idmap import IdMap, format_maps
@@ -273,6 +274,10 @@ def plan_process(spec: ProcessSpec, iso: Isolation, io: FdLayout, host: Host,
     def slot(name: str) -> SpawnFd:
         names.append(name)
         return SpawnFd(len(names) - 1)
+
+    # A container's root may name mounts each spawn prepares (``RootBind.fd``,
+    # ``isolate._idmount``): SpawnFd(0), SpawnFd(1), ... are theirs.
+    names += mount_fd_names(sum(1 for op in extra if type(getattr(op, "fd", -1)) is SpawnFd))
 
     if not spec.args:
         raise ConfigError("argv must not be empty")

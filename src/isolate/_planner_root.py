@@ -34,6 +34,7 @@ from . import _ops as O
 from ._plan import (MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY, MS_MOVE, MS_PRIVATE,
                     MS_REC, MS_SHARED, MS_SLAVE, MS_UNBINDABLE, Op)
 from ._record import dataclass
+from ._slots import SpawnFd
 from ._validate import ATIME_MASK
 from .config import BindMount, MountOptions, RootSpec, SpecialMount, TmpfsMount
 from .errors import ConfigError, UnsupportedError
@@ -92,6 +93,10 @@ class RootContext:
     # The mount namespace is one joined by path (``join``), not a new one: the root is
     # built there, as runc does (see ``container_root_ops``).
     joined_mnt: bool = False
+    # The user namespace maps ids other than identically: the host binds (a caller's
+    # binds, the host's /usr ..., an image directory) are idmapped mounts the caller
+    # prepares per spawn (``RootBind.fd``, ``_idmount``).
+    idmap: bool = False
 
 
 def root_context(**values: Any) -> RootContext:
@@ -281,6 +286,17 @@ def root_ops(spec: RootSpec, ctx: RootContext, *, master: int = -1, empty: int =
         return []        # entered as it is (container_root_ops)
     facts = facts or HostFacts()
     ops: list[Op] = [] if ctx.direct else [O.RootStage(base=ctx.stage, chroot=ctx.chroot)]
+    prepared: list[SpawnFd] = []
+
+    def host_fd() -> int:
+        """The fd slot of a bind of a host path: the next prepared mount (``_idmount``) when
+        the binds are idmapped (and the spec allows it), else -1.  (In a joined mount
+        namespace the caller's paths are not the child's: no idmap.)"""
+        if not ctx.idmap or ctx.joined_mnt or not spec.idmap:
+            return -1
+        prepared.append(SpawnFd(len(prepared)))
+        return prepared[-1]
+
     made: set[bytes] = set()     # top-level entries of the new root already created
     new, old = ctx.new, ctx.old
     ov = spec.overlay
@@ -320,7 +336,7 @@ def root_ops(spec: RootSpec, ctx: RootContext, *, master: int = -1, empty: int =
         # must never open; the container's devices are the fresh /dev's.
         if ov is None:
             ops.append(O.RootBind(old, d.lstrip(b"/") or b".", None, new, recursive=True,
-                                  attr_set=MOUNT_ATTR_NODEV))
+                                  attr_set=MOUNT_ATTR_NODEV, fd=host_fd()))
         else:
             ops.append(O.RootMkdir(root=None, parent=os.path.dirname(new),
                                    name=os.path.basename(new)))
@@ -341,7 +357,7 @@ def root_ops(spec: RootSpec, ctx: RootContext, *, master: int = -1, empty: int =
             if link is not None:
                 continue
             if ov is None:
-                ops.append(O.RootBind(old, n, new, n, readonly=True))
+                ops.append(O.RootBind(old, n, new, n, readonly=True, fd=host_fd()))
             else:
                 if ov.upper is None:
                     ops.append(O.RootMkdir(root=None, parent=upper_base, name=n))
@@ -394,9 +410,14 @@ def root_ops(spec: RootSpec, ctx: RootContext, *, master: int = -1, empty: int =
             return mkdirs(new, m.target, is_dir=True, made=made) + [O.RootMount(
                 b"tmpfs", new, m.target, source=m.source, attrs=m.attrs, options=tuple(opts2))]
         if isinstance(m, BindMount):
+            fd = host_fd()
+            # A read-write idmapped bind lets container root write as the directory's
+            # owner, host root included: nosuid and nodev, whatever lands there (see
+            # docs/guides/sandboxing.md, "Read-write binds and setuid files").
+            guard = _NOSUID_NODEV if fd != -1 and not m.readonly else 0
             return mkdirs(new, m.target, is_dir=m.is_dir) + [O.RootBind(
                 old, m.source.lstrip(b"/") or b".", new, m.target, readonly=m.readonly,
-                recursive=m.recursive, attr_set=m.attrs)]
+                recursive=m.recursive, attr_set=m.attrs | guard, fd=fd)]
         out = mkdirs(new, m.target, is_dir=True, made=made)
         if m.kind == "mqueue":
             if ctx.userns and not ctx.new_ipc:

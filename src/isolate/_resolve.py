@@ -41,6 +41,28 @@ MAX_ID_RANGE = 4294967295          # the whole uid space except (uid_t)-1
 IDENTITY_MAP = (IdMap(inside=0, outside=0, count=MAX_ID_RANGE),)
 
 
+def _identity(maps: Sequence[IdMap] | None) -> bool:
+    """Whether ``maps`` (None: none given) map every id to itself."""
+    return maps is None or all(m.inside == m.outside for m in maps)
+
+
+def _maps_to(maps: Sequence[IdMap] | None, inside: int, outside: int) -> bool:
+    """Whether ``maps`` map ``inside`` to ``outside`` (None: the identity map's)."""
+    if maps is None:
+        return inside == outside
+    return any(m.inside <= inside < m.inside + m.count and m.outside + inside - m.inside == outside
+               for m in maps)
+
+
+def guarded_profile(capabilities: frozenset[str] | None) -> Any:
+    """The default seccomp profile for ``capabilities`` (None: all) without setuid/setgid
+    files (``SeccompProfile.default(..., setid_files=False)``), one object per set."""
+    from .seccomp import SeccompProfile
+
+    return _cache.memo(("seccomp profile", "no setid files", capabilities),
+                       lambda: SeccompProfile.default(capabilities, setid_files=False))
+
+
 def default_maps(config: ContainerConfig, namespaces: frozenset[str]
                  ) -> tuple[tuple[IdMap, ...] | None, tuple[IdMap, ...] | None, Lease | None]:
     """The uid and gid maps of a container (``config.userns`` for those not given), and
@@ -147,6 +169,14 @@ class Resolved:
             # keep-id runs the container as the caller's own id (podman's keep-id).
             identity = self.identity = Identity(uid=euid, gid=os.getegid(), groups=(), home=None)
         self.uid_map, self.gid_map = uid_map, gid_map
+        # A root caller whose container's root is not host root (its user namespace does not
+        # map 0 to 0): the host binds are idmapped mounts (``isolate._idmount``), through
+        # which container root may write as host root, so no file may become setuid or
+        # setgid, nor get file capabilities (``guarded_profile``, and no CAP_SETFCAP).  A
+        # caller without root needs no guard: nothing inside writes as host root.
+        self.setid_guard = euid == 0 and "user" in self.namespaces and not _maps_to(uid_map, 0, 0)
+        self.idmapped = (euid == 0 and "user" in self.namespaces
+                         and not (_identity(uid_map) and _identity(gid_map)))
         try:
             self._resolve_rest(config, rootfs, proc, group_limits, euid)
         except BaseException:
@@ -176,6 +206,10 @@ class Resolved:
                 # Under chroot the host tree still exists below the root, and chroot(2)
                 # itself is the way out (chroot a subdirectory, then '..' past the root).
                 caps = caps - {"CAP_SYS_CHROOT"}
+            if self.setid_guard:
+                # A file capability written through an idmapped bind of a root-owned
+                # directory would count on the host (a v3 xattr whose root is host uid 0).
+                caps = caps - {"CAP_SETFCAP"}
             if "user" not in self.namespaces and getattr(group_limits, "devices", None) is None:
                 # Outside a user namespace a device node made with mknod opens the
                 # host's device (a disk, /dev/mem), and without device rules in its
@@ -200,6 +234,8 @@ class Resolved:
                                    domainname=config.domainname)
         # What every process of the container changes in ``config.process`` (see ``spec``).
         self._changes = {"cwd": None, "capabilities": self.capabilities, **self._credentials(None)}
+        if proc.seccomp == "default" and self.setid_guard:
+            self._changes["seccomp"] = guarded_profile(self.capabilities)
         self._key = (self.identity, frozenset(self._changes.items()))
 
     def _held_maps(self) -> bool:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import Any, ClassVar
 
-__all__ = ["Arena", "SpawnFd", "resolve_fd", "Sink", "FLAGS", "FD", "ARG", "VAL", "Slot", "Num",
+__all__ = ["Arena", "SpawnFd", "mount_fd_names", "resolve_fd", "Sink", "FLAGS", "FD", "ARG", "VAL", "Slot", "Num",
            "Flag", "Bool", "Fd", "Str", "Data", "Strs", "Ints", "Packed"]
 
 
@@ -92,6 +92,12 @@ class SpawnFd(int):
 
     def __repr__(self) -> str:
         return f"SpawnFd({self.index})"
+
+
+def mount_fd_names(n: int) -> tuple[str, ...]:
+    """The names of a plan's first ``n`` per-spawn fds when its ops name prepared mounts
+    (``RootBind.fd``, see ``isolate._idmount``): ``mount 0``, ``mount 1``, ..."""
+    return tuple(f"mount {i}" for i in range(n))
 
 
 def resolve_fd(value: int, fds: Sequence[int]) -> int:

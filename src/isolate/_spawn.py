@@ -147,6 +147,27 @@ def mount_fd_setattr(fd: int, attr_set: int) -> None:
         raise OSError(-rc, os.strerror(-rc))
 
 
+def clone_tree(path: bytes, *, recursive: bool, attr_set: int = 0, attr_clr: int = 0) -> int:
+    """A detached clone of the mount tree at ``path`` with MOUNT_ATTR_* ``attr_set``/``attr_clr``
+    applied: its fd (O_CLOEXEC, the caller's to close); raises OSError naming ``path``."""
+    import os
+
+    fd = lib.iso_clone_tree(path, int(recursive), attr_set, attr_clr)
+    if fd < 0:
+        raise OSError(-fd, os.strerror(-fd), os.fsdecode(path))
+    return int(fd)
+
+
+def mount_fd_idmap(fd: int, userns_fd: int, *, recursive: bool) -> None:
+    """Idmap the detached mount ``fd`` with the user namespace ``userns_fd``'s maps; raises
+    OSError (EINVAL: a filesystem that does not support it)."""
+    import os
+
+    rc = lib.iso_mount_fd_idmap(fd, userns_fd, int(recursive))
+    if rc < 0:
+        raise OSError(-rc, os.strerror(-rc))
+
+
 def open_in_root(dirfd: int, path: str | bytes, flags: int) -> int:
     """openat2(``dirfd``, ``path``, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS): ``path`` of
     the tree ``dirfd`` opens, with every symlink resolved inside it.  The fd

@@ -424,6 +424,11 @@ class RootSpec:
     order: tuple[tuple[str, int], ...] = ()
     propagation: str | None = None
     in_place: bool = False
+    #: When the container's user namespace maps ids other than identically and the caller
+    #: is root, the host binds (``host_dirs``, ``directory``, bind ``mounts``) are idmapped
+    #: mounts with the container's maps (see ``isolate._idmount``); False keeps them plain
+    #: (an OCI config's binds: only those it asks to be idmapped would be).
+    idmap: bool = True
 
     def __post_init__(self) -> None:
         if self.directory is not None and not (isinstance(self.directory, Path)

@@ -146,7 +146,10 @@ class Container:
     itself), ``uid_map``/``gid_map`` (explicit maps: they override
     ``userns``), ``limits`` (an
     ``isolate.cgroup.Limits``: a cgroup named ``name`` is made for the
-    container) or ``cgroup`` (a caller-owned ``Cgroup``, or a ``CgroupPool``
+    container, below ``cgroup_parent`` if given, else below the default
+    parent: for a caller without root the cgroup delegated to it, see
+    ``Cgroup.create``; ``cgroup_parent`` alone makes a group without limits)
+    or ``cgroup`` (a caller-owned ``Cgroup``, or a ``CgroupPool``
     the container takes a fresh group from and hands it back to on close),
     ``hostname`` (default: ``name`` made a valid hostname when given, else
     ``DEFAULT_HOSTNAME``, never the host's; None keeps the name the new uts
@@ -205,6 +208,7 @@ class Container:
         gid_map: Sequence[IdMap] | None = None,
         limits: Limits | None = None,
         cgroup: Cgroup | CgroupPool | None = None,
+        cgroup_parent: str | os.PathLike[str] | None = None,
         name: str | None = None,
         hostname: str | None = "auto",
         env: Mapping[str, str] | None = None,
@@ -253,6 +257,14 @@ class Container:
         limits = config.limits
         if limits is not None and cgroup is not None:
             raise ConfigError("give limits or cgroup, not both")
+        if cgroup_parent is not None:
+            if cgroup is not None:
+                raise ConfigError("give cgroup or cgroup_parent, not both")
+            from .cgroup import _layout
+            from .cgroup.layout import split_parent
+
+            split_parent(cgroup_parent, _layout())    # ConfigError for a bad one, before anything exists
+        self._cgroup_parent = cgroup_parent
         self._pool: CgroupPool | None = None
         if cgroup is not None and hasattr(cgroup, "take") and not hasattr(cgroup, "_spawn_target"):
             self._pool, cgroup = cgroup, None   # a CgroupPool: a fresh group at start
@@ -365,7 +377,7 @@ class Container:
         ctx = root_context(new=new, old=old, stage=stage, chroot=chroot, userns="user" in ns,
                            new_net="net" in ns, new_pid="pid" in ns, console=console, direct=direct,
                            new_ipc="ipc" in ns, new_cgroupns="cgroup" in ns, cgroup_paths=paths,
-                           shared_root=shared, joined_mnt=joined_mnt)
+                           shared_root=shared, joined_mnt=joined_mnt, idmap=self._r.idmapped)
         umask = None if self.umask is not None else process_umask()
         return _plans.container_root(spec, ctx, cwd=cwd, make_cwd=self.make_cwd, umask=umask)
 
@@ -373,10 +385,10 @@ class Container:
         if self._cgroup is None and self._pool is not None:
             self._cgroup = self._pool.take()
             self._own_cgroup = True    # closing it hands it back to the pool
-        elif self._cgroup is None and self.limits is not None:
+        elif self._cgroup is None and (self.limits is not None or self._cgroup_parent is not None):
             from .cgroup import Cgroup
 
-            self._cgroup = Cgroup.create(self.name, limits=self.limits)
+            self._cgroup = Cgroup.create(self.name, parent=self._cgroup_parent, limits=self.limits)
             self._own_cgroup = True
 
     def _cwd(self, cwd: str | None) -> bytes:
@@ -706,4 +718,4 @@ class Container:
 
 #: The keyword options' defaults (what a ``Container`` given a config must leave them at).
 _DEFAULTS: dict[str, object] = {k: v for k, v in (Container.__init__.__kwdefaults__ or {}).items()
-                                if k not in ("join", "net", "cgroup")}
+                                if k not in ("join", "net", "cgroup", "cgroup_parent")}

@@ -10,6 +10,7 @@ Every class also derives from the builtin a caller would expect, so
     ├─ SetupError(OSError)            child side, before execve: .step .op .errno .entry .substep
     │  ├─ NamespaceError  MountError  IdentityError  ExecError
     ├─ CgroupError(OSError)
+    │  └─ CgroupDelegationError       no cgroup delegated to a non-root caller where a limit needs one
     └─ ProtocolError                  a malformed report from the child: a bug
 
 ``OSError`` subclasses here are never remapped to ``FileNotFoundError`` and
@@ -36,6 +37,7 @@ __all__ = [
     "ExecError",
     "CgroupError",
     "CgroupJoinError",
+    "CgroupDelegationError",
     "ProtocolError",
 ]
 
@@ -138,6 +140,18 @@ class CgroupError(_OSErrorBase):
 
     def __reduce__(self) -> Any:
         return (type(self), (self.errno, self.strerror, self.filename))
+
+
+class CgroupDelegationError(CgroupError):
+    """No cgroup delegated to this (non-root) process where a limit needs one.
+
+    ``filename`` is the directory it could not write; the message names the
+    hierarchy and how to get a delegated subtree (docs/guides/rootless.md).
+    Raised before any cgroup directory is made.
+    """
+
+    def __str__(self) -> str:
+        return f"[Errno {self.errno}] {self.strerror}"
 
 
 class CgroupJoinError(SetupError, CgroupError):

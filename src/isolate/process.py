@@ -30,19 +30,20 @@ import time
 import warnings
 from collections.abc import Mapping
 
-from . import _cache, _plans
+from . import _cache, _idmount, _plans
 from . import _validate as V
 from ._io import DEVNULL, PIPE, STDOUT, Communication, StdioSetup, collect, stdio_for
 from ._ops import Console
 from ._plan import NSTYPES, Op, OpSeq
 from ._planner import FdLayout, Isolation, ProcessPlan, fd_layout, isolation
+from ._slots import mount_fd_names
 from ._spawn import Spawned, execute
 from .config import NAMESPACES, ProcessSpec, namespace_set
 from .errors import ConfigError, UnsupportedError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
     from typing import IO, Any, Protocol, TypeAlias, final
 
     from typing_extensions import Unpack
@@ -127,6 +128,7 @@ def launch(spec: ProcessSpec, iso: Isolation, *, stdin: Stdio = None, stdout: St
     execve; ``console``: (a unix socket, (rows, columns, bind /dev/console)).
     """
     stdio = StdioSetup()
+    mounts: _idmount.Prepared | None = None
     try:
         if stdin is not None:
             stdio.setup(0, stdin, "stdin")
@@ -155,18 +157,40 @@ def launch(spec: ProcessSpec, iso: Isolation, *, stdin: Stdio = None, stdout: St
         io = fd_layout(tuple(maps), keep_fds, shape, exec_gate is not None,
                        console[1] if console else None)
         planned, packed = _plans.packed_process(spec, iso, io, extra, keep)
-        fds = [named[n] for n in packed.plan.fd_names]
         held = planned.held_maps
-        spawned = execute(packed, fds, before_release=None if held is None else
-                          lambda pid: _write_held_maps(pid, held))
+        before = None if held is None else (lambda pid: _write_held_maps(pid, held))
+        if packed.plan.fd_names[:1] == ("mount 0",):
+            # Binds the caller makes and idmaps with the held child's namespace (_idmount).
+            mounts = _idmount.prepare(extra)
+            assert mounts is not None
+            named.update(zip(mount_fd_names(len(mounts.fds)), mounts.fds))
+            before = _then_idmap(before, mounts)
+        fds = [named[n] for n in packed.plan.fd_names]
+        spawned = execute(packed, fds, before_release=before)
     except BaseException:
         stdio.close_all()
+        if mounts is not None:
+            mounts.close()
         raise
+    if mounts is not None:
+        mounts.close()
     stdio.close_child_ends()
     return Process._from_spawned(list(spec.args), spawned, stdio, planned.tree, cgroup)
 
 
 _FD_NAMES = ("fd 0", "fd 1", "fd 2")
+
+
+def _then_idmap(before: Callable[[int], None] | None,
+                mounts: _idmount.Prepared) -> Callable[[int], None]:
+    """``before`` (the held maps' writer, or None), then the idmap of ``mounts`` with the
+    child's user namespace, whose maps are then written."""
+    def run(pid: int) -> None:
+        if before is not None:
+            before(pid)
+        mounts.idmap(pid)
+
+    return run
 
 
 def _passed(pass_fds: Sequence[int] | Mapping[int, int],

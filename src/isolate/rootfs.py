@@ -93,8 +93,14 @@ class RootFS:
 
     def __init__(self, *, directory: StrPath | None = None, readonly: bool = True,
                  proc: bool = True, sys: bool = True, dev: bool = True,
-                 oci_masks: bool = True) -> None:
-        """Prefer ``RootFS.host()`` and ``RootFS.from_directory()``."""
+                 oci_masks: bool = True, idmap: bool = True) -> None:
+        """Prefer ``RootFS.host()`` and ``RootFS.from_directory()``.
+
+        ``idmap``: the host binds (the image directory, the host's /usr ...,
+        ``bind()``) are idmapped mounts when container root is not host root
+        (see docs/guides/sandboxing.md, "Read-write binds and setuid files");
+        False keeps them plain binds, whose files then show as ``nobody``.
+        """
         d = None
         if directory is not None:
             d = Path(os.fsdecode(V.nonempty_path(directory, "rootfs")))
@@ -106,7 +112,7 @@ class RootFS:
                 raise ConfigError(f"rootfs: {str(d)!r} is not a directory")
             d = Path(os.path.realpath(d))
         self._spec = RootSpec(directory=d, readonly=bool(readonly), proc=bool(proc), sys=bool(sys),
-                              dev=bool(dev), oci_masks=bool(oci_masks))
+                              dev=bool(dev), oci_masks=bool(oci_masks), idmap=bool(idmap))
         self._created: list[Path] = []   # overlay directories made for the current run
         self._rec: Record | None = None  # the owner record of the run's overlay work directories
 

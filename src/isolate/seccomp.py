@@ -35,7 +35,7 @@ from .errors import ConfigError, UnsupportedError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
-    from typing import Any
+    from typing import Any, ClassVar
 
 __all__ = ["SeccompProfile", "SyscallRule", "ArgCmp", "available", "architecture_known", "ACTIONS",
            "OCI_DEFAULT_CAPS", "REFUSED_IOCTLS"]
@@ -473,6 +473,30 @@ def _range_program(default: int, leaves: dict[int, tuple[int, tuple[tuple[ArgCmp
         return None
 
 
+#: The syscalls that give a file a mode, and which argument holds it.
+_MODE_ARG = {"chmod": 1, "fchmod": 1, "fchmodat": 2, "fchmodat2": 2, "mknod": 1, "mknodat": 2,
+             "creat": 1, "open": 2, "openat": 3}
+#: open and openat: the argument holding the flags, for those that create nothing.
+_OPEN_FLAGS_ARG = {"open": 1, "openat": 2}
+_S_ISUID_ISGID = 0o6000
+# O_CREAT, and O_TMPFILE's own bit (__O_TMPFILE; O_TMPFILE adds O_DIRECTORY).
+_CREATING = os.O_CREAT | 0o20000000
+
+
+def _no_setid_rules() -> list[SyscallRule]:
+    """Rules allowing the ``_MODE_ARG`` syscalls only with a mode free of S_ISUID and
+    S_ISGID (open and openat also when they create nothing), and refusing openat2 with
+    ENOSYS (see ``SeccompProfile.default``)."""
+    rules = [SyscallRule(names=(name,), args=(ArgCmp(index=index, op="masked_eq", mask=_S_ISUID_ISGID,
+                                                      value=0),))
+             for name, index in _MODE_ARG.items()]
+    rules += [SyscallRule(names=(name,), args=(ArgCmp(index=index, op="masked_eq", mask=_CREATING,
+                                                      value=0),))
+              for name, index in _OPEN_FLAGS_ARG.items()]
+    rules.append(SyscallRule(names=("openat2",), action="errno", errno=_errno.ENOSYS))
+    return rules
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SeccompProfile:
     """A seccomp filter: ``default_action`` for any syscall no rule matches.
@@ -483,6 +507,8 @@ class SeccompProfile:
     ``"x32"`` on x86-64): their syscalls get the same rules, by name, as
     libseccomp adds them; a syscall of any other architecture kills the thread.
     """
+
+    _cache_hash: ClassVar[bool] = True
 
     default_action: str = "errno"
     default_errno: int = _errno.EPERM
@@ -503,18 +529,31 @@ class SeccompProfile:
                 raise ConfigError(f"SeccompProfile.rules must hold SyscallRule, got {r!r}")
 
     @classmethod
-    def default(cls, capabilities: Iterable[str] | None = OCI_DEFAULT_CAPS) -> SeccompProfile:
+    def default(cls, capabilities: Iterable[str] | None = OCI_DEFAULT_CAPS, *,
+                setid_files: bool = True) -> SeccompProfile:
         """Docker's default profile for a process keeping ``capabilities``.
 
         One addition: ioctl TIOCSTI and TIOCLINUX fail with EPERM (see
         ``REFUSED_IOCTLS``); Docker leaves that to the process's own session.
+
+        ``setid_files=False`` (a container whose root is not host root gets
+        it): no file can be given the setuid or setgid bit.  chmod, fchmod,
+        fchmodat, fchmodat2, mknod and mknodat with S_ISUID or S_ISGID in
+        their mode, and open, openat and creat creating a file (O_CREAT,
+        O_TMPFILE) with them, fail with EPERM; openat2, whose mode the
+        filter cannot read, fails with ENOSYS, so that callers fall back to
+        openat.  (mkdir and mkdirat drop those bits themselves.)
         """
         caps = _caps(capabilities)
         names = list(_ALLOW)
         for cap, calls in _BY_CAP.items():
             if cap in caps:
                 names += calls
+        if not setid_files:
+            names = [n for n in names if n not in _MODE_ARG and n != "openat2"]
         rules = [SyscallRule(names=tuple(dict.fromkeys(names)))]
+        if not setid_files:
+            rules += _no_setid_rules()
         # ioctl, but never TIOCSTI or TIOCLINUX (see REFUSED_IOCTLS).
         rules += [SyscallRule(names=("ioctl",), args=alt) for alt in _low32_not_in(REFUSED_IOCTLS, 1)]
         if "CAP_SYS_ADMIN" not in caps:

@@ -64,6 +64,7 @@ PROFILES = {
     "docker default, OCI caps": SeccompProfile.default(OCI_DEFAULT_CAPS),
     "docker default, no caps": SeccompProfile.default([]),
     "docker default, SYS_ADMIN": SeccompProfile.default(OCI_DEFAULT_CAPS | {"CAP_SYS_ADMIN"}),
+    "docker default, no setid files": SeccompProfile.default(OCI_DEFAULT_CAPS, setid_files=False),
     "errno by default, no rule": SeccompProfile(default_action="errno", default_errno=1, rules=()),
     "allow by default, two denied": SeccompProfile(default_action="allow", rules=(
         SyscallRule(names=("mkdir", "mkdirat"), action="errno", errno=13),
@@ -153,3 +154,33 @@ def test_assembler_refuses_a_jump_beyond_classic_bpf() -> None:
     a.op(0x06, 0x7FFF0000)
     with pytest.raises(OverflowError):
         a.bytes()
+
+
+def test_the_setid_guard_refuses_setuid_and_setgid_modes_only() -> None:
+    """``setid_files=False``: the mode-giving calls fail with EPERM when the mode carries
+    S_ISUID or S_ISGID, open/openat only when they create; openat2 fails with ENOSYS."""
+    prog = SeccompProfile.default(OCI_DEFAULT_CAPS, setid_files=False).compile()
+    plain = SeccompProfile.default(OCI_DEFAULT_CAPS).compile()
+    x86 = ARCHES[0]
+    allow, eperm, enosys = 0x7FFF0000, 0x00050000 | 1, 0x00050000 | 38
+    creat_flags, at = os.O_WRONLY | os.O_CREAT, 0xFFFFFF9C        # AT_FDCWD
+    tmpfile = os.O_RDWR | 0o20200000                                  # O_TMPFILE
+    cases = [  # (nr, args, verdict with the guard)
+        (90, (0, 0o4755), eperm), (90, (0, 0o2755), eperm), (90, (0, 0o1777), allow),   # chmod
+        (91, (3, 0o6755), eperm), (91, (3, 0o755), allow),                              # fchmod
+        (268, (at, 0, 0o4700), eperm), (268, (at, 0, 0o700), allow),                    # fchmodat
+        (452, (at, 0, 0o2700, 0), eperm), (452, (at, 0, 0o644, 0), allow),              # fchmodat2
+        (133, (0, 0o100000 | 0o4755, 0), eperm), (133, (0, 0o100644, 0), allow),        # mknod
+        (259, (at, 0, 0o100000 | 0o2755, 0), eperm),                                    # mknodat
+        (85, (0, 0o4755), eperm), (85, (0, 0o755), allow),                              # creat
+        (2, (0, creat_flags, 0o4755), eperm), (2, (0, creat_flags, 0o755), allow),      # open
+        (2, (0, os.O_RDONLY, 0o4755), allow),           # creates nothing: the mode is not read
+        (257, (at, 0, creat_flags, 0o4755), eperm), (257, (at, 0, tmpfile, 0o2755), eperm),
+        (257, (at, 0, os.O_RDONLY, 0o6000), allow), (257, (at, 0, creat_flags, 0o644), allow),
+        (437, (at, 0, 0, 24), enosys),                                                  # openat2
+        (83, (0, 0o6755), allow),                          # mkdir: the kernel drops the bits
+    ]
+    for nr, args, want in cases:
+        assert run_bpf(prog, x86, nr, args) == want, (nr, tuple(oct(a) for a in args))
+        # Docker's profile allows every one of them.
+        assert run_bpf(plain, x86, nr, args) == allow, (nr, args)

@@ -22,6 +22,7 @@ import warnings
 from .. import _cache, _owner
 from .._record import dataclass, fields
 from ..errors import CgroupError, ConfigError, UnsupportedError
+from . import delegation as _delegation
 from ._files import forget_parents
 from .layout import Hierarchy, Layout, check_name, detect, split_parent
 from .limits import (
@@ -40,7 +41,7 @@ from .v2 import V2Group
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
     from typing import Any, Protocol, final
 
     from .._owner import Record
@@ -195,9 +196,21 @@ def _resolve(lay: Layout, controllers: frozenset[str] | None, needed: frozenset[
 
 
 def _default_parent(h: Hierarchy) -> str:
-    """``<own cgroup>/isolate`` where that is writable (and, on v2, can hold children), else ``isolate``."""
+    """The default parent in ``h``, relative to its mount.
+
+    Root: ``<own cgroup>/isolate`` where that is writable (and, on v2, can hold
+    children), else ``isolate``.  Anyone else: ``<own cgroup>/isolate``, the
+    subtree delegated to it (``Cgroup.create`` checks that it is; see
+    ``delegation``).
+    """
     own_dir = h.fs_path(h.own)
     rel = own_dir[len(h.mount):].strip("/")
+    if not _delegation.privileged():
+        if (h.version == 2 and os.path.basename(rel) == _delegation.INIT_LEAF
+                and _delegation.delegated_v2(os.path.dirname(own_dir))):
+            # Moved into the delegated cgroup's leaf by an earlier create (delegation.move_out).
+            rel = os.path.dirname(rel)
+        return f"{rel}/isolate" if rel else "isolate"
     if not rel:
         return "isolate"
     if h.version == 2:
@@ -205,6 +218,40 @@ def _default_parent(h: Hierarchy) -> str:
         # delegate controllers to a child; only the root is exempt.
         return "isolate"
     return f"{rel}/isolate" if os.access(own_dir, os.W_OK) else "isolate"
+
+
+def _select(v1_hs: tuple[Hierarchy, ...], v1_ctl: set[str], v2_h: Hierarchy | None,
+            v2_ctl: set[str], required: set[str], parent_of: Callable[[Hierarchy], str],
+            default: bool, v2_optional: bool) -> tuple[list[Hierarchy], Hierarchy | None]:
+    """The hierarchies to make the group in: those holding a ``required`` controller (each
+    checked, ``CgroupDelegationError`` if this process cannot make a group there), and of the
+    others those where this process can make it.  ``v1_ctl``/``v2_ctl`` lose what is left out;
+    ``v2_optional``: the v2 group is not asked for by itself (a hybrid host's default)."""
+    keep: list[Hierarchy] = []
+    dropped: list[Hierarchy] = []
+    for h in v1_hs:
+        need = h.controllers & required
+        if need:
+            if not _delegation.privileged():
+                _delegation.check(h, parent_of(h), set(need), default=default)
+            keep.append(h)
+        elif _delegation.usable(h, parent_of(h)):
+            keep.append(h)
+        else:
+            dropped.append(h)
+            v1_ctl -= h.controllers
+    if v2_h is not None:
+        need2 = required & v2_ctl
+        if v2_optional and not need2 and keep and not _delegation.usable(v2_h, parent_of(v2_h)):
+            v2_h = None
+            v2_ctl.clear()
+        elif not _delegation.privileged():
+            _delegation.check(v2_h, parent_of(v2_h), required - v1_ctl, default=default)
+    if not keep and v2_h is None and dropped:
+        # Nothing left to make the group in: say why for the first hierarchy.
+        h = dropped[0]
+        _delegation.check(h, parent_of(h), set(), default=default)
+    return keep, v2_h
 
 
 @final
@@ -287,14 +334,20 @@ class Cgroup:
 
         ``parent``: a cgroup path relative to each hierarchy's root
         (``"isolate-test-x/jobs"``) or an absolute directory under a cgroup
-        mount; default ``isolate/`` under this process's own cgroup where that
-        is writable, else under the root.  Missing parents are created (and
-        removed again by ``close()`` when empty).  ``controllers``: the
-        controllers to join (v1 names; ``"unified"`` adds the v2 group on a
-        hybrid host); default ``DEFAULT_CONTROLLERS`` plus what ``limits``
-        needs.  Raises ``ConfigError`` for bad input before anything is
-        created, ``UnsupportedError`` when a needed controller is missing
-        (naming it and the hierarchy), ``CgroupError`` when the kernel refuses.
+        mount; default ``isolate/`` under this process's own cgroup: for root
+        where that is writable (else under the root), for anyone else always,
+        as the cgroup delegated to them (see ``isolate.cgroup.delegation``;
+        on v2 the processes of that cgroup are moved into its leaf ``init``
+        first).  Missing parents are created (and removed again by
+        ``close()`` when empty).  ``controllers``: the controllers to join
+        (v1 names; ``"unified"`` adds the v2 group on a hybrid host); default
+        what ``limits`` needs, plus those of ``DEFAULT_CONTROLLERS`` (read by
+        ``stats()``) in each hierarchy where this process can make the group.
+        Raises ``ConfigError`` for bad input before anything is created,
+        ``UnsupportedError`` when a needed controller is missing (naming it
+        and the hierarchy), ``CgroupDelegationError`` (before anything is
+        created) when this process is not root and a hierarchy it needs is
+        not delegated to it, ``CgroupError`` when the kernel refuses.
         """
         check_name(name)
         if limits is not None and not isinstance(limits, Limits):
@@ -331,18 +384,35 @@ class Cgroup:
         self._v2_ctl = v2_ctl
         self.controllers = frozenset(v1_ctl | v2_ctl)
         v2_h = lay.v2 if (unified or v2_ctl) and lay.v2 is not None else None
+        hs_v1 = list(v1_hs)
+        if not _adopt:
+            # Only what a limit needs must be had; the default extras only where they can be.
+            required = set(needed) if controllers is None else v1_ctl | v2_ctl
+            hs_v1, v2_h = _select(v1_hs, v1_ctl, v2_h, v2_ctl, required, parent_of,
+                                  rel_parent is None, controllers is None and lay.kind != "v2")
+            self.controllers = frozenset(v1_ctl | v2_ctl)
+        lazy_freezer = lay.v1.get("freezer") if v2_h is None else None
+        no_freezer = None
+        if not _adopt:
+            if lazy_freezer is not None and not _delegation.usable(lazy_freezer, parent_of(lazy_freezer)):
+                no_freezer = (f"the cgroup v1 freezer hierarchy at {lazy_freezer.mount} has no "
+                              f"place for this group: "
+                              f"{_delegation.deepest_existing(lazy_freezer.mount, parent_of(lazy_freezer))}"
+                              f" is not writable by uid {os.geteuid()} (freeze() and pause() need "
+                              "it delegated too, as the hierarchies of the limits are)")
+                lazy_freezer = None
         rec = None
         if not _adopt:
-            hs = [*(v1_hs if v1_ctl else ()), *((v2_h,) if v2_h is not None else ())]
+            hs = [*(hs_v1 if v1_ctl else ()), *((v2_h,) if v2_h is not None else ())]
             if _owner.reclaim_once([f"{h.mount}/{parent_of(h)}" for h in hs]):
                 for h in hs:
                     forget_parents(h.mount)   # a reclaim may have removed a parent we knew
             rec = self._rec = _owner.record("cgroup")
         try:
             if v1_ctl:
-                lazy_freezer = lay.v1.get("freezer") if not (unified or v2_ctl) else None
-                self._v1 = V1Group(list(v1_hs), parent_of, name, lazy_freezer, adopt=_adopt,
+                self._v1 = V1Group(hs_v1, parent_of, name, lazy_freezer, adopt=_adopt,
                                    rec=rec)
+                self._v1.no_freezer = no_freezer
             if v2_h is not None:
                 self._v2 = V2Group(v2_h, parent_of(v2_h), name, v2_ctl, v2_ctl & needed,
                                    adopt=_adopt, rec=rec)

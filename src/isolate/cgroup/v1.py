@@ -73,6 +73,8 @@ class V1Group:
         self.mounts: list[str] = []
         self.by_ctl: dict[str, Dir] = {}
         self.freezer_h = freezer
+        #: Why there is no freezer hierarchy to join although one is mounted (None: not mounted).
+        self.no_freezer: str | None = None
         self._announced: set[str] = set()
         if rec is not None:
             # One write names every directory about to be made (the lazy freezer's later).
@@ -296,7 +298,7 @@ class V1Group:
         """Freeze every process (joining the freezer hierarchy first if needed)."""
         d = self._freezer()
         if d is None:
-            raise UnsupportedError("the 'freezer' cgroup controller is not mounted "
+            raise UnsupportedError(self.no_freezer or "the 'freezer' cgroup controller is not mounted "
                                    "(no cgroup v1 freezer hierarchy and no cgroup v2 here)")
         d.write("freezer.state", "FROZEN")
         wait_until(lambda: (d.read("freezer.state") or "").strip() == "FROZEN", timeout,

@@ -16,6 +16,7 @@ import signal
 from ..errors import CgroupError, UnsupportedError
 from . import devices as _devices
 from ._files import Dir, make_dir, open_dir, parse_psi, remove_dir, wait_until
+from .delegation import move_out, privileged
 from .layout import V2_CORE, V2_NAME, Hierarchy
 from .limits import Limits, shares_to_weight
 
@@ -30,6 +31,15 @@ _STAT_TIMEOUT = 30.0
 
 def _v2(controller: str) -> str:
     return V2_NAME.get(controller, controller)
+
+
+def _holds_self(path: str) -> bool:
+    """Whether this process is in the v2 cgroup ``path``."""
+    try:
+        with open(os.path.join(path, "cgroup.procs")) as f:
+            return str(os.getpid()) in f.read().split()
+    except OSError:
+        return False
 
 
 class V2Group:
@@ -113,9 +123,12 @@ class V2Group:
             todo = wanted - on
             if todo:
                 try:
-                    with open(os.path.join(path, "cgroup.subtree_control"), "w") as f:
-                        f.write(" ".join(f"+{c}" for c in sorted(todo)))
+                    self._enable(path, todo)
                 except OSError as e:
+                    if e.errno in (_errno.EACCES, _errno.EPERM, _errno.EROFS) and not todo & need:
+                        # Controllers only stats() would use, not delegated here: go without.
+                        wanted -= todo
+                        continue
                     if e.errno == _errno.EBUSY:
                         raise CgroupError(e.errno or _errno.EIO, f"cannot enable {' '.join(sorted(todo))}: "
                                           "the cgroup has processes in it (cgroup v2 allows "
@@ -125,6 +138,26 @@ class V2Group:
                     raise CgroupError(e.errno or _errno.EIO, f"{e.strerror}: enabling {' '.join(sorted(todo))}",
                                       path) from None
         return wanted
+
+    @staticmethod
+    def _enable(path: str, todo: set[str]) -> None:
+        """Enable ``todo`` in ``path``'s ``cgroup.subtree_control``.
+
+        A caller without root whose own (delegated) cgroup holds it moves the
+        cgroup's processes into a leaf first and tries again: the
+        no-internal-processes rule (``delegation.move_out``).
+        """
+        line = " ".join(f"+{c}" for c in sorted(todo))
+        try:
+            with open(os.path.join(path, "cgroup.subtree_control"), "w") as f:
+                f.write(line)
+            return
+        except OSError as e:
+            if e.errno != _errno.EBUSY or privileged() or not _holds_self(path):
+                raise
+        move_out(path)
+        with open(os.path.join(path, "cgroup.subtree_control"), "w") as f:
+            f.write(line)
 
     # --- limits ---------------------------------------------------------
 

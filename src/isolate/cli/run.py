@@ -66,6 +66,8 @@ examples:
   $ isolate run --bind "$PWD:/work:ro" --cwd /work -- ls -l
   # a writable layer over the root, thrown away at the end
   $ isolate run --overlay -- sh -c 'echo x > /usr/new && cat /usr/new'
+  # the cgroup below "jobs" (without root: a subtree delegated to you; default: your own cgroup)
+  $ isolate run --cgroup-parent jobs --memory 256m -- true
   # as the sandbox's user nobody, with an environment variable
   $ isolate run --user nobody --env GREETING=hi -- sh -c 'echo $GREETING $(id -u)'
   # the result (exit status, time, memory) as JSON on stderr
@@ -82,6 +84,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--memory", metavar="SIZE", help="memory limit, e.g. 512m")
     p.add_argument("--cpus", type=float, metavar="N", help="CPU bandwidth, e.g. 0.5")
     p.add_argument("--pids", type=int, metavar="N", help="maximum number of processes")
+    p.add_argument("--cgroup-parent", default=None, metavar="PATH",
+                   help="make the sandbox's cgroup below PATH: a cgroup path such as jobs/a, used "
+                        "in every hierarchy a limit needs, or a directory under /sys/fs/cgroup "
+                        "(default: isolate/ below your own cgroup, which without root must be "
+                        "delegated to you)")
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="kill the sandbox after this")
     p.add_argument("--rootfs", metavar="DIR", help="an unpacked image to use as the root")
     p.add_argument("--bind", action="append", default=[], metavar="SRC:DST[:ro]",
@@ -189,7 +196,7 @@ def container_from_args(args: argparse.Namespace) -> Any:
     if args.hostname is not None:
         extra["hostname"] = args.hostname
     return Container(rootfs=rootfs, net=args.net, userns=args.userns, limits=limits, env=env,
-                     name=args.name,
+                     name=args.name, cgroup_parent=args.cgroup_parent,
                      cwd=args.cwd or (home if args.rootfs is None else "/"), user=user, group=group,
                      new_session=not args.tty, **extra)
 
@@ -259,7 +266,7 @@ class _SignalForwarder:
 
 #: Options whose value may look like an option (``--memory -5m``): argparse would take
 #: it for one and report a missing argument instead of the bad value.
-VALUE_OPTIONS = ("--memory", "--cpus", "--pids", "--timeout", "--tmp-size", "--home-size",
+VALUE_OPTIONS = ("--memory", "--cpus", "--pids", "--cgroup-parent", "--timeout", "--tmp-size", "--home-size",
                  "--shm-size", "--overlay-size")
 
 

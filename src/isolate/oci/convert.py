@@ -462,7 +462,7 @@ def _rootfs(spec: S.Spec, linux: S.Linux, bundle: Path, create: frozenset[str], 
     try:
         # The config's own lists, exactly (runc): none when they are absent or empty.
         rootfs = RootFS.from_directory(root, readonly=bool(spec.root.readonly), proc=proc, sys=sys_,
-                                       dev=dev, oci_masks=False)
+                                       dev=dev, oci_masks=False, idmap=False)
     except ConfigError as e:
         raise ConfigError(f"root.path: {e}") from None
     for key, given, add in (("linux.maskedPaths", linux.masked_paths, rootfs.mask_paths),
