@@ -283,9 +283,10 @@ def sweep(*, dry_run: bool = False) -> list[tuple[str, str]]:
         return [(os.path.join(STATE_DIR, n), o) for n, o in _sweep(fd, dry_run)]
 
 
-def reclaim_path(path: str, dev: int, ino: int, dry_run: bool) -> bool | None:
-    """A dead owner's recorded block file ``path`` (device ``dev``, inode ``ino``): removed if
-    still the same file and no process uses its ids (True); gone or another file: None; in
+def reclaim_path(path: str, dev: int, ino: int, owner: str, dry_run: bool) -> bool | None:
+    """A dead ``owner``'s recorded block file ``path`` (device ``dev``, inode ``ino``): removed
+    if still the same file, still naming ``owner`` (a file system may give a new file the
+    freed inode number), and no process uses its ids (True); gone or another's: None; in
     use: False.  For ``_reclaim``."""
     if os.path.dirname(path) != STATE_DIR or not os.path.isdir(STATE_DIR):
         return None
@@ -295,7 +296,8 @@ def reclaim_path(path: str, dev: int, ino: int, dry_run: bool) -> bool | None:
             st = os.stat(name, dir_fd=fd, follow_symlinks=False)
         except FileNotFoundError:
             return None
-        if (st.st_dev, st.st_ino) != (dev, ino):
+        got = _read(fd, name)
+        if (st.st_dev, st.st_ino) != (dev, ino) or got is None or got[0] not in (owner, "released"):
             return None
         return bool(_sweep(fd, dry_run, only=name))
 

@@ -413,7 +413,7 @@ class _Reclaimer:
             return                    # pending: the file was never made (its allocation holds the lock)
         from . import _idalloc
 
-        done = _idalloc.reclaim_path(e.path, e.ids[0], e.ids[1], self.dry_run)
+        done = _idalloc.reclaim_path(e.path, e.ids[0], e.ids[1], rec.owner.name, self.dry_run)
         if done is False:
             rec.keep = True           # a process still runs with its ids: a later gc takes it
         elif done:

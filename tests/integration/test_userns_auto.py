@@ -78,17 +78,18 @@ def test_two_live_containers_get_disjoint_blocks_freed_on_close(blocks: Path) ->
         assert c.id_block == (B, B)
 
 
-def test_the_default_reads_and_runs_the_hosts_usr_as_an_unprivileged_root(blocks: Path) -> None:
+def test_the_default_reads_and_runs_the_hosts_usr_read_only_as_an_unprivileged_root(blocks: Path) -> None:
     with isolate.Container() as c:
         r = c.run(["sh", "-c", "id -u; /usr/bin/test -x /usr/bin/env && /usr/bin/env true && "
                    "head -c 4 /usr/bin/env | od -c | head -1; stat -c '%u %U' /usr; "
-                   "cat /proc/self/uid_map"], timeout=60)
+                   "cat /proc/self/uid_map; touch /usr/x 2>&1 || true"], timeout=60)
     assert r.returncode == 0, r
     lines = r.stdout.decode().splitlines()
-    assert lines[0] == "0"                                # root inside
-    assert "E   L   F" in lines[1]                         # /usr readable
-    assert lines[2] == "65534 nobody"                      # host root is not mapped
-    assert lines[3].split() == ["0", str(B), "65536"]
+    assert lines[0] == "0"                                 # root inside
+    assert "E   L   F" in lines[1]                         # /usr readable, and it ran
+    assert lines[2] == "0 root"                            # an idmapped bind: its real owner
+    assert lines[3].split() == ["0", str(B), "65536"]      # ... while root is not host root
+    assert "Read-only file system" in lines[4], r
 
 
 def test_identity_and_keep_id_map_what_they_say(blocks: Path) -> None:
@@ -166,6 +167,15 @@ def _caller(state: Path, registry: Path, mode: str = "pid") -> tuple[subprocess.
     return p, uid, pid, sleeper
 
 
+def _end(p: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a caller and reap it (its pipes closed)."""
+    p.kill()
+    p.wait()
+    for f in (p.stdin, p.stdout):
+        if f is not None:
+            f.close()
+
+
 def _gone(pid: int) -> None:
     """Wait until ``pid`` has exited and its parent (init, once its own is gone) reaped it."""
     import select
@@ -197,15 +207,13 @@ def test_a_killed_owners_block_is_taken_back_by_the_next_start_and_by_gc(tmp_pat
     state, registry = tmp_path / "userns", tmp_path / "owners"
     a, uid_a, pid_a, _ = _caller(state, registry)
     assert uid_a == B and _owner(state, B) == _owner_name(a.pid)
-    a.kill()
-    a.wait()
+    _end(a)
     _gone(pid_a)                  # its container died with it (die_with_parent, pid namespace)
     assert (state / str(B)).exists()                  # nothing took it back yet
     # The next start, in another process, takes the dead owner's block back and gets it.
     b, uid_b, pid_b, _ = _caller(state, registry)
     assert uid_b == B and _owner(state, B) == _owner_name(b.pid)
-    b.kill()
-    b.wait()
+    _end(b)
     _gone(pid_b)
     # isolate gc takes it back too, naming it and its owner.
     out = _in_sub(state, registry, "from isolate.cli.__main__ import main\nsys.exit(main(['gc']))")
@@ -239,8 +247,7 @@ def test_a_block_is_not_taken_back_while_a_process_runs_with_its_ids(tmp_path: P
     with its ids: neither the next start nor gc takes the block back until it exits."""
     state, registry = tmp_path / "userns", tmp_path / "owners"
     a, uid_a, pid_a, sleeper = _caller(state, registry, "nopid")
-    a.kill()
-    a.wait()
+    _end(a)
     try:
         assert any(pid == sleeper for pid, _ in _processes_in(uid_a))
         out = _in_sub(state, registry, "import isolate\nc = isolate.Container()\n"
