@@ -51,8 +51,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ._owner import Record
 
-__all__ = ["BLOCK", "BUILTIN_START", "BUILTIN_COUNT", "OWNER", "Block", "allocate", "ranges",
-           "sweep"]
+__all__ = ["BLOCK", "BUILTIN_START", "BUILTIN_COUNT", "OWNER", "Block", "allocate", "host_root",
+           "ranges", "sweep"]
 
 #: Ids per container: the whole 16-bit range, nobody (65534) included (systemd's advice).
 BLOCK = 65536
@@ -70,6 +70,25 @@ STATE_DIR = "/run/isolate/userns"
 _lock = threading.Lock()
 _swept = False                # this process ran its first-allocation sweep
 _parsed: dict[str, tuple[tuple[int, int, int, int], list[tuple[int, int]]]] = {}
+
+
+_host_root: tuple[int, bool] = (0, False)
+
+
+def host_root() -> bool:
+    """Whether this process is root of the host's user namespace (not ``unshare -r``'s root,
+    which is an ordinary user outside): the only caller that may hand out host ids."""
+    global _host_root
+    if os.geteuid() != 0:
+        return False
+    try:
+        ns = os.stat("/proc/self/ns/user").st_ino
+    except OSError:
+        return False
+    if _host_root[0] != ns:
+        with open("/proc/self/uid_map", "rb") as f:
+            _host_root = (ns, f.read().split() == [b"0", b"0", b"4294967295"])
+    return _host_root[1]
 
 
 def _after_fork_in_child() -> None:

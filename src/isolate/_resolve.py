@@ -70,6 +70,8 @@ def default_maps(config: ContainerConfig, namespaces: frozenset[str]
     uid_map, gid_map = config.uid_map, config.gid_map
     if "user" not in namespaces or (uid_map is not None and gid_map is not None):
         return uid_map, gid_map, None  # type: ignore[return-value]
+    from . import _idalloc
+
     euid, mode = os.geteuid(), config.userns
     lease = None
     if mode == "identity":
@@ -80,11 +82,10 @@ def default_maps(config: ContainerConfig, namespaces: frozenset[str]
     elif mode == "keep-id":
         umap = (IdMap(inside=euid, outside=euid),)
         gmap = (IdMap(inside=os.getegid(), outside=os.getegid()),)
-    elif euid != 0:
+    elif not _idalloc.host_root():
+        # An ordinary user, or root of a user namespace (unshare -r): spawn's default.
         return uid_map, gid_map, None  # type: ignore[return-value]
     else:
-        from . import _idalloc
-
         lease = _idalloc.allocate()
         umap = (IdMap(inside=0, outside=lease.block.uid, count=_idalloc.BLOCK),)
         gmap = (IdMap(inside=0, outside=lease.block.gid, count=_idalloc.BLOCK),)
