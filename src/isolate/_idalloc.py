@@ -360,6 +360,18 @@ def _write_owner(path: str, block: Block, owner: str) -> None:
     os.rename(tmp, path)
 
 
+_owner_name: tuple[int, str] = (0, "")
+
+
+def _me() -> str:
+    """This process as a block file names its owner (``Owner.name``), kept per pid."""
+    global _owner_name
+    pid = os.getpid()
+    if _owner_name[0] != pid:
+        _owner_name = (pid, Owner(pid, proc_start_time(pid) or 0, boot_id()).name)
+    return _owner_name[1]
+
+
 def allocate() -> Lease:
     """A block no live container holds, recorded for this process (root only).
 
@@ -374,8 +386,7 @@ def allocate() -> Lease:
         raise UnsupportedError(f"{SUBUID} and {SUBGID} reserve no whole block of {BLOCK} ids "
                                f"for {OWNER!r}: give each a line '{OWNER}:START:COUNT' with "
                                f"COUNT a multiple of {BLOCK}")
-    start = proc_start_time(os.getpid())
-    me = Owner(os.getpid(), start or 0, boot_id()).name
+    me = _me()
     record = _owner.record("userns-range")
     with _lock, _Locked() as fd:
         if not _swept:
@@ -394,7 +405,8 @@ def allocate() -> Lease:
                 f"'isolate gc', or reserve more with 'usermod --add-subuids START-END "
                 f"--add-subgids START-END {OWNER}' (a user named {OWNER!r})")
         path = os.path.join(STATE_DIR, str(block.uid))
-        record.pending(path, role="userns-range")
+        # No "pending" line first: a block file whose owner dies before the record is
+        # written names that owner, and the sweep takes it back as any dead owner's.
         nfd = os.open(str(block.uid), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
                       | os.O_CLOEXEC, 0o600, dir_fd=fd)
         try:
