@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import inspect
 import json
 import os
 import shutil
@@ -296,7 +297,8 @@ def _cgroup_pool_cycle() -> Iterator[Iteration]:
 def _container_case(name: str, with_limits: bool, pooled: bool = False,
                     namespaces: tuple[str, ...] | None = None, note: str = "",
                     cgroup_pool: bool = False, fresh_rootfs: bool = False,
-                    maps: tuple[int, int] | None = None, rw_bind: bool = False) -> None:
+                    maps: tuple[int, int] | None = None, rw_bind: bool = False,
+                    userns: str | None = None) -> None:
     @case(name, "container", note)
     def _c() -> Iterator[Iteration]:
         if not hasattr(isolate, "Container") or not hasattr(isolate, "RootFS"):
@@ -304,6 +306,10 @@ def _container_case(name: str, with_limits: bool, pooled: bool = False,
         kwargs: dict[str, Any] = {}
         if namespaces is not None:
             kwargs["namespaces"] = frozenset(namespaces)
+        if userns is not None:
+            if "userns" not in inspect.signature(isolate.Container).parameters:
+                raise Skip("Container(userns=) is not available in this version")
+            kwargs["userns"] = userns
         if with_limits:
             if not hasattr(isolate, "Limits"):
                 raise Skip("isolate.Limits is not available in this version")
@@ -353,6 +359,9 @@ def _container_case(name: str, with_limits: bool, pooled: bool = False,
 
 _container_case("isolate.Container host rootfs", with_limits=False,
                 note="defaults: user+pid+mnt+uts+ipc+net+cgroup, OCI capabilities, seccomp, no_new_privs")
+_container_case("isolate.Container host rootfs, userns identity", with_limits=False, userns="identity",
+                note="as the first row with every id mapped to itself (the old default as root): "
+                     "no block of host ids is allocated, so the difference is the allocation's cost")
 _container_case("isolate.Container host rootfs, no user ns", with_limits=False, namespaces=FULL,
                 note="the issue's target shape: pid+mnt+uts+ipc+net+cgroup")
 _container_case("isolate.Container, a fresh RootFS.host() each", with_limits=False, fresh_rootfs=True,

@@ -161,8 +161,20 @@ def _test_cgroups() -> set[str]:
             if pid.search(os.path.basename(p))}
 
 
+def _id_blocks() -> set[str]:
+    # Blocks of host ids (isolate._idalloc) that this process holds for a container.
+    me = f" {os.getpid()}-"
+    out = set()
+    for path in glob.glob("/run/isolate/userns/[0-9]*"):
+        with contextlib.suppress(OSError):
+            if me in " " + Path(path).read_text().split()[-1]:
+                out.add(path)
+    return out
+
+
 def snapshot() -> dict[str, object]:
-    return {"mounts": _mounts(), "fds": _fds(), "children": _children(), "cgroups": _test_cgroups()}
+    return {"mounts": _mounts(), "fds": _fds(), "children": _children(), "cgroups": _test_cgroups(),
+            "id blocks": _id_blocks()}
 
 
 def leaks(before: dict[str, object], after: dict[str, object]) -> dict[str, object]:
@@ -215,7 +227,8 @@ def _made_by_runtimes() -> list[Path]:
     container's parent cgroups: the default cgroup parent ``isolate`` (in each hierarchy,
     and below this process's own cgroup, where relative cgroup paths go), isolate-oci's
     default --root and the owner registries."""
-    found: list[Path] = [Path("/run/isolate-oci"), Path("/run/isolate/owners"), Path("/run/isolate"),
+    found: list[Path] = [Path("/run/isolate-oci"), Path("/run/isolate/owners"),
+                         Path("/run/isolate/userns"), Path("/run/isolate"),
                          Path(f"/tmp/isolate-{65534}/owners"), Path(f"/tmp/isolate-{65534}")]
     found += [Path(p) for p in glob.glob("/sys/fs/cgroup/*/isolate") + ["/sys/fs/cgroup/isolate"]]
     for line in Path("/proc/self/cgroup").read_text().splitlines():

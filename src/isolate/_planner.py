@@ -476,6 +476,11 @@ def plan_process(spec: ProcessSpec, iso: Isolation, io: FdLayout, host: Host,
         ops.append(O.Seccomp(prog))
 
     ops += _credentials(spec, iso, host, joined, flags)
+    if spec.die_with_parent and ("user" in new or "user" in joined or spec.user is not None
+                                 or spec.group is not None):
+        # A change of the effective or filesystem uid or gid clears the parent-death signal
+        # (prctl(2)): root of a user namespace mapped to other host ids, or another user.
+        ops.append(O.PdeathSig(signal=signal.SIGKILL))
     if gate is not None and not early_seccomp:
         # Before the filter, which might not allow read(2).
         ops.append(O.ExecGate(fd=gate, candidates=candidates))

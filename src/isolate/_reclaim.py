@@ -29,7 +29,7 @@ __all__ = ["Leftover", "gc", "reclaim_once"]
 #: The order in which a reclaim undoes things: mounts before the files under
 #: them, groups (which kills their processes) before the parents holding them.
 _ORDER: tuple[Kind, ...] = ("namespace-mount", "cgroup", "overlay-work", "namespace-file",
-                            "private-mount", "namespace-dir", "cgroup-parent")
+                            "private-mount", "namespace-dir", "cgroup-parent", "userns-range")
 _CGROUP_FS = frozenset({"cgroup", "cgroup2"})
 
 _lock = threading.Lock()
@@ -53,7 +53,8 @@ class Leftover:
     and any group below it), ``"cgroup-parent"`` (a parent group it made, now
     empty), ``"overlay-work"`` (an overlay's work directory),
     ``"namespace-mount"``, ``"namespace-file"``, ``"namespace-dir"`` and
-    ``"private-mount"`` (what ``Namespace.create`` made).  ``pid`` and
+    ``"private-mount"`` (what ``Namespace.create`` made), ``"userns-range"``
+    (a container's block of host ids, see ``isolate._idalloc``).  ``pid`` and
     ``start`` name the owner that is gone.
     """
 
@@ -407,6 +408,17 @@ class _Reclaimer:
             os.rmdir(e.path)
         self.note(rec, e)
 
+    def _undo_userns_range(self, rec: _Rec, e: _Entry) -> None:
+        if e.ids is None:
+            return                    # pending: the file was never made (its allocation holds the lock)
+        from . import _idalloc
+
+        done = _idalloc.reclaim_path(e.path, e.ids[0], e.ids[1], rec.owner.name, self.dry_run)
+        if done is False:
+            rec.keep = True           # a process still runs with its ids: a later gc takes it
+        elif done:
+            self.note(rec, e)
+
 
 def _has_subdirs(path: str, gone: set[str]) -> bool:
     """Whether ``path`` has a subdirectory that is not in ``gone`` (a dry run's removals)."""
@@ -544,8 +556,9 @@ def gc(*, dry_run: bool = False) -> list[Leftover]:
     see ``registry_path``): a record whose owner process has exited (killed,
     crashed, or ended without ``close()``) names a cgroup (its remaining
     processes are killed, then it and any group below it are removed), a
-    parent cgroup it made (removed if empty), an overlay work directory, or
-    a namespace file with its bind mount.  A live owner's things are never
+    parent cgroup it made (removed if empty), an overlay work directory,
+    a namespace file with its bind mount, or (root) a container's block of
+    host ids once no process runs with them.  A live owner's things are never
     touched, nor a thing a live process still uses (a container running on
     an overlay), nor anything handed over with ``detach()``.  Only what the
     dead owner made is removed: each path is compared with the device and
@@ -558,6 +571,15 @@ def gc(*, dry_run: bool = False) -> list[Leftover]:
     the registry is not this user's own directory.
     """
     found, errors = _reclaim(None, dry_run)
+    if os.geteuid() == 0:
+        # Blocks of ids closed containers released while processes might still use
+        # them, or whose owner left no record: taken back once no process does.
+        from . import _idalloc
+
+        for path, owner_text in _idalloc.sweep(dry_run=dry_run):
+            owner = Owner.parse(owner_text)
+            found.append(Leftover(kind="userns-range", path=path,
+                                  pid=owner.pid if owner else 0, start=owner.start if owner else 0))
     for err in errors:
         warnings.warn(f"isolate gc: cannot remove {err}", RuntimeWarning, stacklevel=2)
     return found

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from typing import Literal
 
     Kind = Literal["cgroup", "cgroup-parent", "overlay-work", "namespace-mount",
-                   "namespace-file", "namespace-dir", "private-mount"]
+                   "namespace-file", "namespace-dir", "private-mount", "userns-range"]
 else:
     Kind = str
 

@@ -30,13 +30,14 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from typing import IO, Any, TypeAlias
 
+    from ._idalloc import Lease
     from .process import NamespaceLike
 
     Stdio: TypeAlias = "None | int | IO[Any]"
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MAX_ID_RANGE = 4294967295          # the whole uid space except (uid_t)-1
-#: The default id map of a root caller: every id to itself (immutable, so shared).
+#: ``userns="identity"``: every id to itself (immutable, so shared).
 IDENTITY_MAP = (IdMap(inside=0, outside=0, count=MAX_ID_RANGE),)
 
 
@@ -60,6 +61,36 @@ def guarded_profile(capabilities: frozenset[str] | None) -> Any:
 
     return _cache.memo(("seccomp profile", "no setid files", capabilities),
                        lambda: SeccompProfile.default(capabilities, setid_files=False))
+
+
+def default_maps(config: ContainerConfig, namespaces: frozenset[str]
+                 ) -> tuple[tuple[IdMap, ...] | None, tuple[IdMap, ...] | None, Lease | None]:
+    """The uid and gid maps of a container (``config.userns`` for those not given), and
+    the block of ids held for it (``userns="auto"`` as root: release it at close)."""
+    uid_map, gid_map = config.uid_map, config.gid_map
+    if "user" not in namespaces or (uid_map is not None and gid_map is not None):
+        return uid_map, gid_map, None  # type: ignore[return-value]
+    from . import _idalloc
+
+    euid, mode = os.geteuid(), config.userns
+    lease = None
+    if mode == "identity":
+        if euid != 0:
+            raise ConfigError("userns='identity' maps every host id to itself: it needs root "
+                              "(give uid_map/gid_map, or userns='auto' or 'keep-id')")
+        umap = gmap = IDENTITY_MAP
+    elif mode == "keep-id":
+        umap = (IdMap(inside=euid, outside=euid),)
+        gmap = (IdMap(inside=os.getegid(), outside=os.getegid()),)
+    elif not _idalloc.host_root():
+        # An ordinary user, or root of a user namespace (unshare -r): spawn's default.
+        return uid_map, gid_map, None  # type: ignore[return-value]
+    else:
+        lease = _idalloc.allocate()
+        umap = (IdMap(inside=0, outside=lease.block.uid, count=_idalloc.BLOCK),)
+        gmap = (IdMap(inside=0, outside=lease.block.gid, count=_idalloc.BLOCK),)
+    return (umap if uid_map is None else uid_map,   # type: ignore[return-value]
+            gmap if gid_map is None else gid_map, lease)
 
 
 def host_root_for(user: Any, group: Any, groups: Any) -> tuple[RootFS, Identity | None]:
@@ -135,11 +166,11 @@ class Resolved:
         types = tuple(getattr(j, "type") for j in self.join)
         self.namespaces = implied_namespaces(
             effective_namespaces(frozenset(config.namespaces), self.join, built), types, euid)
-        uid_map, gid_map = config.uid_map, config.gid_map
-        if "user" in self.namespaces and uid_map is None and euid == 0:
-            uid_map = IDENTITY_MAP
-        if "user" in self.namespaces and gid_map is None and euid == 0:
-            gid_map = IDENTITY_MAP
+        uid_map, gid_map, self.lease = default_maps(config, self.namespaces)
+        if (self.lease is None and config.userns == "keep-id" and euid != 0 and identity is None
+                and "user" in self.namespaces):
+            # keep-id runs the container as the caller's own id (podman's keep-id).
+            identity = self.identity = Identity(uid=euid, gid=os.getegid(), groups=(), home=None)
         if "user" in self.namespaces and euid != 0 and uid_map is None and gid_map is None:
             # Without root, a user other than root inside takes the caller's subordinate ids.
             ranges = rootless_maps(None if identity is None else identity.uid,
@@ -156,6 +187,21 @@ class Resolved:
         self.setid_guard = euid == 0 and "user" in self.namespaces and not _maps_to(uid_map, 0, 0)
         self.idmapped = (euid == 0 and "user" in self.namespaces
                          and not (_identity(uid_map) and _identity(gid_map)))
+        try:
+            self._resolve_rest(config, rootfs, proc, group_limits, euid)
+        except BaseException:
+            self.release(processes_gone=True)
+            raise
+
+    def release(self, *, processes_gone: bool) -> None:
+        """Give back the block of ids ``userns="auto"`` took (see ``_idalloc.Lease``)."""
+        lease, self.lease = self.lease, None
+        if lease is not None:
+            lease.release(processes_gone=processes_gone)
+
+    def _resolve_rest(self, config: ContainerConfig, rootfs: RootFS | None, proc: ProcessSpec,
+                      group_limits: object, euid: int) -> None:
+        uid_map, gid_map = self.uid_map, self.gid_map
         pivot = config.pivot_root
         if pivot is None:
             pivot = not _plans.root_is_initramfs()
@@ -220,7 +266,10 @@ class Resolved:
         # (the kernel denies setgroups there, CVE-2014-8989), unless it asked for some.
         settable = os.geteuid() == 0 or proc.groups is not None or self._held_maps()
         if ident is None:
-            return {"user": None, "group": None, "groups": () if settable else None}
+            # Root of the container's own user namespace, for a process that joins it as
+            # well (exec): the caller's host uid may be one its map leaves out (userns="auto").
+            root = 0 if "user" in self.namespaces else None
+            return {"user": root, "group": None, "groups": () if settable else None}
         return {"user": ident.uid, "group": ident.gid, "groups": ident.groups if settable else None}
 
     def default_env(self) -> Mapping[str, str]:
@@ -279,8 +328,8 @@ def _frozen_env(env: Mapping[str, str]) -> object:
 
 
 def config_from_options(*, rootfs: RootFS | None | str, namespaces: object, net: object,
-                        uid_map: Sequence[IdMap] | None, gid_map: Sequence[IdMap] | None,
-                        limits: object, name: str | None, hostname: object, env: Mapping[str, str] | None,
+                        userns: object, uid_map: Sequence[IdMap] | None,
+                        gid_map: Sequence[IdMap] | None, limits: object, name: str | None, hostname: object, env: Mapping[str, str] | None,
                         cwd: str, user: int | str | None, group: int | str | None,
                         groups: Sequence[int | str] | None, capabilities: object,
                         capability_sets: object, no_new_privs: bool, seccomp: object, rlimits: object,
@@ -319,7 +368,8 @@ def config_from_options(*, rootfs: RootFS | None | str, namespaces: object, net:
     if hostname is not None and not isinstance(hostname, str):
         raise ConfigError(f"hostname must be a string or None, got {hostname!r}")
     config = ContainerConfig(rootfs=rootfs.spec if rootfs is not None else None, process=process,
-                             namespaces=made, net="none", uid_map=uid_map, gid_map=gid_map,
+                             namespaces=made, net="none", userns=userns,  # type: ignore[arg-type]
+                             uid_map=uid_map, gid_map=gid_map,
                              limits=limits, name=name, hostname=hostname,  # type: ignore[arg-type]
                              pivot_root=pivot_root, stage=stage, make_cwd=make_cwd)
     return config, rootfs, ident

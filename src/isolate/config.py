@@ -49,13 +49,19 @@ if TYPE_CHECKING:
     StrPath: TypeAlias = "str | bytes | os.PathLike[str] | os.PathLike[bytes]"
 
 __all__ = ["ProcessSpec", "RootSpec", "ContainerConfig", "BindMount", "TmpfsMount", "SpecialMount",
-           "MountOptions", "OverlaySpec", "FrozenMap", "NAMESPACES", "DEFAULT_NAMESPACES",
+           "MountOptions", "OverlaySpec", "FrozenMap", "NAMESPACES", "DEFAULT_NAMESPACES", "USERNS_MODES",
            "CAP_SETS", "MAX_ARG", "host_root"]
 
 #: Namespace names as in /proc/<pid>/ns.
 NAMESPACES = frozenset(NSTYPES)
 #: What a Container unshares by default.  ``time`` is left out: nothing needs it by default.
 DEFAULT_NAMESPACES = frozenset({"user", "pid", "mnt", "uts", "ipc", "net", "cgroup"})
+#: ``ContainerConfig.userns``: how a new user namespace maps ids without explicit maps.
+#: ``"auto"``: root's container gets a block of 65536 host ids no other live container
+#: has (``isolate._idalloc``), a non-root caller's the default of ``spawn``;
+#: ``"identity"``: every id to itself (root only); ``"keep-id"``: the caller's id to
+#: itself, one line, and the container runs as it.
+USERNS_MODES = ("auto", "identity", "keep-id")
 #: The five capability sets of ``capability_sets``.
 CAP_SETS = ("bounding", "effective", "permitted", "inheritable", "ambient")
 #: The most argv may hold, in bytes.
@@ -619,8 +625,13 @@ class ContainerConfig:
     (its ``args`` may be left empty for ``run(argv)`` to give).
     ``namespaces``: those created (default ``DEFAULT_NAMESPACES``); ``net``
     ``"none"`` (a namespace of its own with ``lo`` up) or ``"host"``;
-    ``uid_map``/``gid_map`` (default: root maps every id to itself, other
-    callers map root inside to themselves); ``limits`` (a cgroup named
+    ``userns`` (how a new user namespace maps ids when ``uid_map``/``gid_map``
+    do not say: ``"auto"``, the default, gives root's container 65536 host
+    ids of its own, so container root is no host user of note; ``"identity"``
+    maps every id to itself, container root is host root; ``"keep-id"``
+    maps the caller's id to itself, one line; see ``USERNS_MODES`` and the
+    guide's "Container root is not host root"); ``uid_map``/``gid_map``
+    (explicit maps, which override ``userns``); ``limits`` (a cgroup named
     ``name`` is made for the container); ``hostname`` (``"auto"``: from
     ``name``, else ``DEFAULT_HOSTNAME``; None keeps the host's); ``domainname``
     (the NIS domain name, setdomainname(2); None keeps the one the uts
@@ -636,6 +647,7 @@ class ContainerConfig:
     process: ProcessSpec = field(default_factory=ProcessSpec)
     namespaces: Collection[str] = DEFAULT_NAMESPACES
     net: Literal["none", "host"] = "none"
+    userns: Literal["auto", "identity", "keep-id"] = "auto"
     uid_map: Sequence[IdMap] | None = None
     gid_map: Sequence[IdMap] | None = None
     limits: Limits | None = None
@@ -661,6 +673,9 @@ class ContainerConfig:
             ns = ns - {"net"}
         # (A rootfs needs a mount namespace, new or joined: Container checks it with its joins.)
         _set(self, "namespaces", ns)
+        if self.userns not in USERNS_MODES:
+            raise ConfigError(f"userns must be one of {', '.join(map(repr, USERNS_MODES))}, "
+                              f"got {self.userns!r}")
         maps = (id_maps(self.uid_map, "uid_map"), id_maps(self.gid_map, "gid_map"))
         if (maps[0] is not None or maps[1] is not None) and "user" not in ns:
             raise ConfigError("uid_map/gid_map need the 'user' namespace in namespaces")

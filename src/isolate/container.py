@@ -136,8 +136,16 @@ class Container:
     an open network namespace such as a ``PooledNetns``: that one),
     ``join`` (open namespaces, e.g. from ``NetnsPool``, to enter instead of
     creating; needs ``user`` left out of ``namespaces``),
-    ``uid_map``/``gid_map`` (default: root maps every id to itself; other
-    callers map root inside to themselves), ``limits`` (an
+    ``userns`` (how the user namespace maps ids that ``uid_map``/``gid_map``
+    leave unsaid: ``"auto"``, the default, gives a root caller's container
+    a block of 65536 host ids that no other live container has, from the
+    ``isolate`` lines of /etc/subuid and /etc/subgid or a built-in range, so
+    container root is an unprivileged host user, freed at ``close()``;
+    ``"identity"``: every id to itself, container root is host root;
+    ``"keep-id"``: the caller's id to itself, one line, the container
+    running as it; a non-root caller's ``"auto"`` maps root inside to
+    itself), ``uid_map``/``gid_map`` (explicit maps: they override
+    ``userns``), ``limits`` (an
     ``isolate.cgroup.Limits``: a cgroup named ``name`` is made for the
     container, below ``cgroup_parent`` if given, else below the default
     parent: for a caller without root the cgroup delegated to it, see
@@ -196,6 +204,7 @@ class Container:
         namespaces: Iterable[str] = DEFAULT_NAMESPACES,
         join: Iterable[NamespaceLike] = (),
         net: Literal["none", "host"] | NamespaceLike = "none",
+        userns: Literal["auto", "identity", "keep-id"] = "auto",
         uid_map: Sequence[IdMap] | None = None,
         gid_map: Sequence[IdMap] | None = None,
         limits: Limits | None = None,
@@ -222,7 +231,8 @@ class Container:
     ) -> None:
         self._closed = True
         joined = list(join)
-        options = dict(rootfs=rootfs, namespaces=namespaces, uid_map=uid_map, gid_map=gid_map,
+        options = dict(rootfs=rootfs, namespaces=namespaces, userns=userns, uid_map=uid_map,
+                       gid_map=gid_map,
                        limits=limits, name=name, hostname=hostname, env=env, cwd=cwd, user=user,
                        group=group, groups=groups, capabilities=capabilities,
                        capability_sets=capability_sets, no_new_privs=no_new_privs, seccomp=seccomp,
@@ -262,6 +272,8 @@ class Container:
         group_limits = limits if limits is not None else getattr(self._pool or cgroup, "limits", None)
         r = Resolved(config, root, joined, group_limits, ident, resolved)
         self._r = r
+        #: The host ids container root has (``userns="auto"``): ``(uid, gid)`` of its block.
+        self.id_block = (r.lease.block.uid, r.lease.block.gid) if r.lease is not None else None
         self.config = config
         self.rootfs = root
         self.namespaces = r.namespaces
@@ -661,6 +673,8 @@ class Container:
         if self._cgroup is not None and self._own_cgroup:
             self._cgroup.detach()
         self._cgroup, self._own_cgroup = None, False
+        # Its processes keep their ids: the block is taken back once none runs.
+        self._r.release(processes_gone=False)
 
     def close(self) -> None:
         """Kill what still runs, then remove the cgroup it made and the overlay scratch.  Idempotent."""
@@ -680,6 +694,14 @@ class Container:
                     self.rootfs._finish()
                 if self._conversion is not None:
                     self._conversion.close()
+                self._release_ids()
+
+    def _release_ids(self) -> None:
+        # With a pid namespace of its own, every process of the container died with its
+        # reaped init (the kernel reaps init last); without, some may still run.
+        proc = self.process
+        gone = proc is None or ("pid" in self.namespaces and proc.returncode is not None)
+        self._r.release(processes_gone=gone)
 
     def __enter__(self) -> Container:
         return self

@@ -54,12 +54,23 @@ def test_other_bad_options(tmp_path: Path) -> None:
         Container(limits={"memory": 1})
 
 
-def test_root_maps_all_ids_to_themselves() -> None:
-    c = Container()
+def test_root_maps_its_container_to_a_block_of_ids_of_its_own() -> None:
+    with Container() as c:
+        if os.geteuid() == 0:
+            assert c.id_block is not None
+            assert list(c._uid_map) == [isolate.IdMap(inside=0, outside=c.id_block[0], count=65536)]
+            assert list(c._gid_map) == [isolate.IdMap(inside=0, outside=c.id_block[1], count=65536)]
+        assert "user" in c.namespaces and "net" in c.namespaces
+    assert c.id_block is None or not os.path.exists(f"/run/isolate/userns/{c.id_block[0]}") or \
+        not open(f"/run/isolate/userns/{c.id_block[0]}").read().split()[2].startswith(f"{os.getpid()}-")
+    with Container(net="host") as c:
+        assert "net" not in c.namespaces
     if os.geteuid() == 0:
-        assert list(c._uid_map) == [isolate.IdMap(inside=0, outside=0, count=4294967295)]
-    assert "user" in c.namespaces and "net" in c.namespaces
-    assert "net" not in Container(net="host").namespaces
+        with Container(userns="identity") as c:
+            assert list(c._uid_map) == [isolate.IdMap(inside=0, outside=0, count=4294967295)]
+            assert c.id_block is None
+        with Container(userns="keep-id") as c:
+            assert list(c._uid_map) == [isolate.IdMap(inside=0, outside=0, count=1)]
 
 
 def test_result_json_and_check() -> None:

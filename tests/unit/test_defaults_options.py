@@ -234,7 +234,10 @@ def test_container_user_names_are_the_sandboxs(tmp_path: Path) -> None:
     # A host root has the host's copy; no user: root with no supplementary groups.
     with isolate.Container(user="nobody") as c:
         assert c._r._credentials(None)["user"] == 65534 and c._r._credentials(None)["group"] == 65534
+    # In a user namespace of its own, root of it, also for a process joining it (exec).
     with isolate.Container() as c:
+        assert c._r._credentials(None) == {"user": 0, "group": None, "groups": ()}
+    with isolate.Container(namespaces=isolate.DEFAULT_NAMESPACES - {"user"}) as c:
         assert c._r._credentials(None) == {"user": None, "group": None, "groups": ()}
 
 

@@ -67,23 +67,29 @@ def test_the_plan_names_them_first_and_each_spawn_fills_them(tmp_path) -> None:
     assert got == fds[:n]
 
 
-@pytest.mark.parametrize("uid_map, guard, idmapped", [
-    (None, False, False),                                               # root's identity default
-    ([IdMap(inside=0, outside=0, count=65536)], False, False),
-    ([IdMap(inside=0, outside=200000, count=65536)], True, True),
+@pytest.mark.parametrize("userns, uid_map, guard, idmapped", [
+    ("auto", None, True, True),                        # root's default: a block of its own
+    ("identity", None, False, False),                  # every id to itself
+    ("keep-id", None, False, False),                   # 0 to 0, one line
+    ("auto", [IdMap(inside=0, outside=0, count=65536)], False, False),
+    ("auto", [IdMap(inside=0, outside=200000, count=65536)], True, True),
     # Container uid 1000 is host root: a file it makes is host root's; guarded too.
-    ([IdMap(inside=0, outside=200000, count=1000), IdMap(inside=1000, outside=0, count=1)], True, True),
+    ("auto", [IdMap(inside=0, outside=200000, count=1000), IdMap(inside=1000, outside=0, count=1)],
+     True, True),
 ])
-def test_the_setid_guard_follows_where_container_root_maps(uid_map, guard, idmapped) -> None:
+def test_the_setid_guard_follows_where_container_root_maps(userns, uid_map, guard, idmapped) -> None:
     if os.geteuid() != 0:
         pytest.skip("the guard and idmapped binds are a root caller's")
     config = ContainerConfig(rootfs=RootFS.host().spec, process=ProcessSpec(args=["/bin/true"]),
-                             uid_map=uid_map, gid_map=uid_map)
+                             userns=userns, uid_map=uid_map, gid_map=uid_map)
     r = Resolved(config, RootFS.host(), [], None)
-    assert r.setid_guard is guard and r.idmapped is idmapped
-    assert ("CAP_SETFCAP" not in r.capabilities) is guard    # type: ignore[operator]
-    s = r.spec(["/bin/true"], env=None)
-    assert (s.seccomp != "default") is guard
+    try:
+        assert r.setid_guard is guard and r.idmapped is idmapped
+        assert ("CAP_SETFCAP" not in r.capabilities) is guard    # type: ignore[operator]
+        s = r.spec(["/bin/true"], env=None)
+        assert (s.seccomp != "default") is guard
+    finally:
+        r.release(processes_gone=True)
 
 
 def test_maps_to() -> None:

@@ -25,7 +25,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    "isolate processes that are gone",
         description="Remove what isolate processes that were killed (or ended without "
                     "closing) left behind: their cgroups (killing what still runs there), "
-                    "overlay work directories and namespace bind mounts.  Only things with an "
+                    "overlay work directories and namespace bind mounts, and (as root) the "
+                    "blocks of host ids their containers had, once no process runs with those "
+                    "ids.  Only things with an "
                     "owner record whose owner is gone; a running process's things, and "
                     "anything handed over with detach(), are never touched.  Prints one line "
                     "per thing removed; exits 0.",

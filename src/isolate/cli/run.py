@@ -97,6 +97,12 @@ def add_parser(sub: Any) -> None:
                    help="writable layer over the root (on tmpfs, or kept in DIR)")
     p.add_argument("--net", choices=("none", "host"), default="none",
                    help="none: own network namespace with lo (default); host: the host's")
+    p.add_argument("--userns", choices=("auto", "identity", "keep-id"), default="auto",
+                   help="how the sandbox's ids map to the host's: auto (default): as root, a block "
+                        "of 65536 host ids of its own (the 'isolate' lines of /etc/subuid and "
+                        "/etc/subgid, else 1879048192 up), so its root is no host user of note; "
+                        "identity: every id to itself (its root is host root); keep-id: your id "
+                        "to itself, one line, running as it")
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                    help="set an environment variable (repeatable)")
     p.add_argument("--cwd", default=None, metavar="DIR", help="working directory inside")
@@ -190,8 +196,8 @@ def container_from_args(args: argparse.Namespace) -> Any:
     extra: dict[str, Any] = {}
     if args.hostname is not None:
         extra["hostname"] = args.hostname
-    return Container(rootfs=rootfs, net=args.net, limits=limits, env=env, name=args.name,
-                     cgroup_parent=args.cgroup_parent,
+    return Container(rootfs=rootfs, net=args.net, userns=args.userns, limits=limits, env=env,
+                     name=args.name, cgroup_parent=args.cgroup_parent,
                      cwd=args.cwd or (home if args.rootfs is None else "/"), user=user, group=group,
                      new_session=not args.tty, **extra)
 
