@@ -202,6 +202,7 @@ class Resolved:
     def _resolve_rest(self, config: ContainerConfig, rootfs: RootFS | None, proc: ProcessSpec,
                       group_limits: object, euid: int) -> None:
         uid_map, gid_map = self.uid_map, self.gid_map
+        types = tuple(getattr(j, "type") for j in self.join)
         pivot = config.pivot_root
         if pivot is None:
             pivot = not _plans.root_is_initramfs()
