@@ -213,8 +213,33 @@ def _dead(owner_text: str) -> bool:
     return owner is None or not owner.running()
 
 
+def _exiting(pid: str, tid: str) -> bool:
+    """Whether a thread is a zombie or past the point of no return (PF_EXITING): a killed
+    owner's container being torn down (its pid namespace's init waits for the rest) will
+    never run code with its ids again."""
+    try:
+        with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return True
+    return fields[0] in (b"Z", b"X") or bool(int(fields[6]) & _PF_EXITING)
+
+
+_PF_EXITING = 0x4      # include/linux/sched.h
+_SIGKILL_BIT = 1 << (9 - 1)
+
+
+def _killed(status: bytes) -> bool:
+    """Whether a thread has SIGKILL pending (a killed owner's container, sent its parent-death
+    signal, before it is scheduled to die): it never returns to user space."""
+    for line in status.splitlines():
+        if line.startswith((b"SigPnd:", b"ShdPnd:")) and int(line.split()[1], 16) & _SIGKILL_BIT:
+            return True
+    return False
+
+
 def ids_in_use() -> list[tuple[int, int]]:
-    """Every (uid, gid) of every thread on the host: real, effective, saved, filesystem."""
+    """Every (uid, gid) of every live thread on the host: real, effective, saved, filesystem."""
     seen: set[tuple[int, int]] = set()
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -231,6 +256,10 @@ def ids_in_use() -> list[tuple[int, int]]:
                 continue
             uids: list[int] = []
             gids: list[int] = []
+            if _exiting(pid, tid):
+                continue
+            if _killed(text):
+                continue
             for line in text.splitlines():
                 if line.startswith(b"Uid:"):
                     uids = [int(x) for x in line.split()[1:]]

@@ -301,23 +301,48 @@ def root_ops(spec: RootSpec, ctx: RootContext, *, master: int = -1, empty: int =
     new, old = ctx.new, ctx.old
     ov = spec.overlay
     upper_base = work_base = b""
-    if ov is not None and ov.upper is None:
+    # With idmapped binds, an overlay's host layers are idmapped too (overlayfs takes
+    # idmapped layers from Linux 5.19): each is attached below the staging tmpfs and
+    # the overlay is made of those, so container root reads a root-only lower layer
+    # and writes a kept upper one as host root could (the setid guard applies).
+    idmap_layers = ov is not None and ctx.idmap and not ctx.joined_mnt and spec.idmap
+    ovl = ctx.stage + b"/ovl" if ctx.chroot else b"/ovl"
+    if ov is not None and (ov.upper is None or idmap_layers):
         # The upper layer's own tmpfs, in the staging root: it lives as long
         # as the overlay mounts that use it, and goes with them.
-        ovl = ctx.stage + b"/ovl" if ctx.chroot else b"/ovl"
         ops.append(O.RootMkdir(root=None, parent=os.path.dirname(ovl) or b"/",
                                name=os.path.basename(ovl)))
         opts = [("mode", "0755")] + ([("size", ov.size)] if ov.size else [])
         ops.append(O.RootMount(b"tmpfs", None, ovl, source=b"tmpfs", attrs=_NOSUID_NODEV,
                                options=tuple(opts)))
+    if ov is not None and ov.upper is None:
         for d in (b"upper", b"work"):
             ops.append(O.RootMkdir(root=None, parent=ovl, name=d))
         upper_base, work_base = ovl + b"/upper", ovl + b"/work"
     elif ov is not None:
         assert ov.upper is not None
         up = os.fsencode(ov.upper)
-        upper_base = _host(old, up + b"/upper")
-        work_base = _host(old, up + b"/work")
+        if idmap_layers:
+            ops.append(O.RootMkdir(root=None, parent=ovl, name=b"kept"))
+            ops.append(O.RootBind(old, up.lstrip(b"/"), None, ovl + b"/kept", recursive=False,
+                                  attr_set=_NOSUID_NODEV, fd=host_fd()))
+            upper_base, work_base = ovl + b"/kept/upper", ovl + b"/kept/work"
+        else:
+            upper_base = _host(old, up + b"/upper")
+            work_base = _host(old, up + b"/work")
+    layers: list[int] = []
+
+    def lower(path: bytes) -> bytes:
+        """The overlay's lower layer for host ``path``: an idmapped clone in the staging
+        tmpfs, or the host path as the child sees it."""
+        if not idmap_layers:
+            return _host(old, path)
+        name = b"l%d" % len(layers)
+        layers.append(0)
+        ops.append(O.RootMkdir(root=None, parent=ovl, name=name))
+        ops.append(O.RootBind(old, path.lstrip(b"/") or b".", None, ovl + b"/" + name,
+                              readonly=True, fd=host_fd()))
+        return ovl + b"/" + name
 
     def overlay(lower: bytes, upper: bytes, work: bytes, target_root: bytes | None,
                 target: bytes, attrs: int = 0) -> Op:
@@ -340,7 +365,7 @@ def root_ops(spec: RootSpec, ctx: RootContext, *, master: int = -1, empty: int =
         else:
             ops.append(O.RootMkdir(root=None, parent=os.path.dirname(new),
                                    name=os.path.basename(new)))
-            ops.append(overlay(_host(old, d), upper_base, work_base, None, new,
+            ops.append(overlay(lower(d), upper_base, work_base, None, new,
                                attrs=MOUNT_ATTR_NODEV))
     else:
         # Every top-level entry of the fresh root in one op (one directory fd).
@@ -362,7 +387,7 @@ def root_ops(spec: RootSpec, ctx: RootContext, *, master: int = -1, empty: int =
                 if ov.upper is None:
                     ops.append(O.RootMkdir(root=None, parent=upper_base, name=n))
                     ops.append(O.RootMkdir(root=None, parent=work_base, name=n))
-                ops.append(overlay(_host(old, b"/" + n), upper_base + b"/" + n,
+                ops.append(overlay(lower(b"/" + n), upper_base + b"/" + n,
                                    work_base + b"/" + n, new, n))
         if spec.host_etc:
             if master < 0:

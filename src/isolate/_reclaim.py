@@ -576,7 +576,10 @@ def gc(*, dry_run: bool = False) -> list[Leftover]:
         # them, or whose owner left no record: taken back once no process does.
         from . import _idalloc
 
+        named = {f.path for f in found if f.kind == "userns-range"}
         for path, owner_text in _idalloc.sweep(dry_run=dry_run):
+            if path in named:
+                continue        # a dry run found it through its owner's record already
             owner = Owner.parse(owner_text)
             found.append(Leftover(kind="userns-range", path=path,
                                   pid=owner.pid if owner else 0, start=owner.start if owner else 0))
