@@ -239,6 +239,12 @@ def rootless_user(prefix: str = "isot", *, subids: bool = True) -> Iterator[Root
         if user is not None:
             shutil.rmtree(user.runtime_dir, ignore_errors=True)
         shutil.rmtree(where, ignore_errors=True)
+        if user is not None:
+            # What the user's programs made in /tmp: isolate's owner registry when no
+            # XDG_RUNTIME_DIR is set (_registry.registry_path), pytest's temporary directories.
+            for left in (f"/tmp/isolate-{user.uid}", f"/tmp/pytest-of-{name}"):
+                if os.path.isdir(left) and os.stat(left).st_uid == user.uid:
+                    shutil.rmtree(left, ignore_errors=True)
 
 
 if __name__ == "__main__":

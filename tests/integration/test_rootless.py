@@ -341,7 +341,9 @@ def test_the_suite_collects_and_unit_tests_pass_as_a_user(rootless: Any) -> None
             elif src.exists():
                 shutil.copy(src, copy / name)
         subprocess.run(["chown", "-R", f"{rootless.uid}:{rootless.gid}", str(copy)], check=True)
-        pytest_argv = [rootless.python, "-m", "pytest", "-p", "no:cacheprovider", "-q"]
+        # pytest's temporary directories in the user's home, not /tmp/pytest-of-<user>.
+        pytest_argv = [rootless.python, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+                       f"--basetemp={rootless.home}/pytest"]
         r = rootless.run([*pytest_argv, "--collect-only", "tests"], cwd=copy, timeout=600)
         assert r.returncode == 0 and " error" not in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
         r = rootless.run([*pytest_argv, "-rs", "tests/unit"], cwd=copy, timeout=1200)
