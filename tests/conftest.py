@@ -238,14 +238,26 @@ def _made_by_runtimes() -> list[Path]:
     return found
 
 
+#: Which of ``_made_by_runtimes`` were there when the session started (before any fixture,
+#: some of which make an owner registry entry).  os.path.exists: False where a user may not
+#: look (another user's /tmp/isolate-<uid>).
+_RUNTIME_DIRS_BEFORE: set[Path] = set()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _RUNTIME_DIRS_BEFORE.update(p for p in _made_by_runtimes() if os.path.exists(p))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _runtime_dirs_removed() -> Iterator[None]:
     """What the run's containers made isolate create and keep (``_made_by_runtimes``) is
     removed at the end if it was not there before and is empty: the host as it was found.
     Only rmdir: anything still inside is left, for the leak checks to have reported."""
-    # os.path.exists: False where a user may not look (another user's /tmp/isolate-<uid>).
-    before = {p for p in _made_by_runtimes() if os.path.exists(p)}
+    before = _RUNTIME_DIRS_BEFORE
     yield
+    from isolate import _owner
+
+    _owner.leave()          # this process's own registry directory (else only at exit)
     for path in _made_by_runtimes():
         if path not in before:
             with contextlib.suppress(OSError):
