@@ -88,6 +88,19 @@ def machine() -> dict[str, Any]:
 # --- markdown ------------------------------------------------------------------
 
 
+def _case_rows(rows: list[dict[str, Any]]) -> list[str]:
+    """Table lines (case, median, p10, p90, n, ratio) of timed cases; a skipped one says why."""
+    out = []
+    for r in rows:
+        if r["stats"] is None:
+            out.append(f"| {r['name']} | skipped: {r['skipped']} | | | | |")
+            continue
+        st = r["stats"]
+        out.append(f"| {r['name']} | {_ms(st['median'])} | {_ms(st['p10'])} | {_ms(st['p90'])} | "
+                   f"{st['n']} | {_x(r['ratio'])} |")
+    return out
+
+
 def _ms(ns: float | None) -> str:
     return "–" if ns is None else f"{ns / 1e6:.3f}"
 
@@ -145,13 +158,7 @@ def markdown(res: dict[str, Any]) -> str:
         for run_name, table in runs.items():
             out += [f"**{run_name}** ({table['rounds']} rounds after {table['warmup']} warm-up)", "",
                     "| case | median | p10 | p90 | n | ratio |", "|---|---:|---:|---:|---:|---:|"]
-            for r in table["rows"]:
-                if r["stats"] is None:
-                    out.append(f"| {r['name']} | skipped: {r['skipped']} | | | | |")
-                    continue
-                st = r["stats"]
-                out.append(f"| {r['name']} | {_ms(st['median'])} | {_ms(st['p10'])} | {_ms(st['p90'])} | "
-                           f"{st['n']} | {_x(r['ratio'])} |")
+            out += _case_rows(table["rows"])
             out.append("")
     rl = res.get("rootless")
     if rl:
@@ -162,13 +169,7 @@ def markdown(res: dict[str, Any]) -> str:
                 "that user's `subprocess.run`. The command's start-up row is the interpreter and "
                 "imports `isolate run` pays before it starts anything.", "",
                 "| case | median | p10 | p90 | n | ratio |", "|---|---:|---:|---:|---:|---:|"]
-        for r in rl["rows"]:
-            if r["stats"] is None:
-                out.append(f"| {r['name']} | skipped: {r['skipped']} | | | | |")
-                continue
-            st = r["stats"]
-            out.append(f"| {r['name']} | {_ms(st['median'])} | {_ms(st['p10'])} | {_ms(st['p90'])} | "
-                       f"{st['n']} | {_x(r['ratio'])} |")
+        out += _case_rows(rl["rows"])
         out.append("")
     t = res.get("targets")
     if t:

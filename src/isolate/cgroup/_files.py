@@ -216,6 +216,19 @@ def make_dir(path: str, created: list[str], rec: Record | None = None) -> None:
     _claim_parent(path, rec)
 
 
+def controllers_of(path: str) -> tuple[set[str], set[str]]:
+    """A cgroup v2 directory's available controllers and those enabled for its children
+    (``cgroup.controllers``, ``cgroup.subtree_control``); ``CgroupError`` naming it if unreadable."""
+    try:
+        with open(os.path.join(path, "cgroup.controllers")) as f:
+            avail = set(f.read().split())
+        with open(os.path.join(path, "cgroup.subtree_control")) as f:
+            on = set(f.read().split())
+    except OSError as e:
+        raise CgroupError(e.errno or _errno.EIO, e.strerror, path) from None
+    return avail, on
+
+
 def child_path(mount: str, rel: str, name: str) -> str:
     """The path ``make_dirs(mount, rel)`` returns, with ``name`` appended."""
     if not rel:

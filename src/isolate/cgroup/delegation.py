@@ -24,6 +24,7 @@ import os
 import pwd
 
 from ..errors import CgroupDelegationError, CgroupError
+from ._files import controllers_of
 from .layout import V2_CORE, V2_NAME, Hierarchy
 
 __all__ = ["INIT_LEAF", "privileged", "deepest_existing", "usable", "check", "delegated_v2", "move_out"]
@@ -145,13 +146,7 @@ def check(h: Hierarchy, rel: str, controllers: set[str], *, default: bool) -> No
         problem = f"{target} is not writable by {_who()}"
     elif v2:
         need = {V2_NAME.get(c, c) for c in controllers if c not in V2_CORE}
-        try:
-            with open(os.path.join(target, "cgroup.controllers")) as f:
-                avail = set(f.read().split())
-            with open(os.path.join(target, "cgroup.subtree_control")) as f:
-                on = set(f.read().split())
-        except OSError as e:
-            raise CgroupError(e.errno or _errno.EIO, e.strerror, target) from None
+        avail, on = controllers_of(target)
         missing = need - avail
         own = h.fs_path(h.own)
         common = os.path.commonpath([own, want])

@@ -15,7 +15,7 @@ import signal
 
 from ..errors import CgroupError, UnsupportedError
 from . import devices as _devices
-from ._files import Dir, make_dir, open_dir, parse_psi, remove_dir, wait_until
+from ._files import Dir, controllers_of, make_dir, open_dir, parse_psi, remove_dir, wait_until
 from .delegation import move_out, privileged
 from .layout import V2_CORE, V2_NAME, Hierarchy
 from .limits import Limits, shares_to_weight
@@ -106,13 +106,7 @@ class V2Group:
                 make_dir(path, self.created, self.rec)
             if not wanted:
                 continue
-            try:
-                with open(os.path.join(path, "cgroup.controllers")) as f:
-                    avail = set(f.read().split())
-                with open(os.path.join(path, "cgroup.subtree_control")) as f:
-                    on = set(f.read().split())
-            except OSError as e:
-                raise CgroupError(e.errno or _errno.EIO, e.strerror, path) from None
+            avail, on = controllers_of(path)
             missing = need - avail
             if missing:
                 raise UnsupportedError(
