@@ -16,8 +16,10 @@ from .errors import (
     CgroupError,
     CgroupJoinError,
     ConfigError,
+    DigestError,
     ExecError,
     IdentityError,
+    ImageError,
     IsolateError,
     MountError,
     NamespaceError,
@@ -64,6 +66,8 @@ __all__ = [
     "CgroupError",
     "CgroupJoinError",
     "CgroupDelegationError",
+    "ImageError",
+    "DigestError",
     "ProtocolError",
 ]
 

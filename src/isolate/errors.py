@@ -11,6 +11,8 @@ Every class also derives from the builtin a caller would expect, so
     │  ├─ NamespaceError  MountError  IdentityError  ExecError
     ├─ CgroupError(OSError)
     │  └─ CgroupDelegationError       no cgroup delegated to a non-root caller where a limit needs one
+    ├─ ImageError(RuntimeError)       an image, a registry or the store refused: names the reference
+    │  └─ DigestError                 content whose sha256 is not the digest that named it
     └─ ProtocolError                  a malformed report from the child: a bug
 
 ``OSError`` subclasses here are never remapped to ``FileNotFoundError`` and
@@ -38,6 +40,8 @@ __all__ = [
     "CgroupError",
     "CgroupJoinError",
     "CgroupDelegationError",
+    "ImageError",
+    "DigestError",
     "ProtocolError",
 ]
 
@@ -158,6 +162,30 @@ class CgroupJoinError(SetupError, CgroupError):
     """The child could not move itself into its cgroup (a ``SetupError`` and a ``CgroupError``)."""
 
 
+class ImageError(IsolateError, RuntimeError):
+    """Pulling, storing, unpacking or running an image failed.
+
+    The message is one line naming the reference, digest, registry or layer
+    entry at fault; the image store is left consistent (nothing partial is
+    kept under a digest's name).
+    """
+
+
+class DigestError(ImageError):
+    """Content (a blob, a manifest, an unpacked layer) does not hash to the digest that named it.
+
+    ``expected`` and ``actual`` are the two digests (``"sha256:<hex>"``).
+    """
+
+    def __init__(self, message: str, *, expected: str, actual: str) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+
+    def __reduce__(self) -> Any:
+        return (_rebuild_digest, (type(self), str(self), self.expected, self.actual))
+
+
 class ProtocolError(IsolateError):
     """The child sent a report that does not fit the protocol.  Always a bug."""
 
@@ -171,3 +199,7 @@ def _rebuild_setup(
     entry: int | None = None, entries: int | None = None, substep: str | None = None,
 ) -> SetupError:
     return cls(err, step=step, op=op, path=filename, entry=entry, entries=entries, substep=substep)
+
+
+def _rebuild_digest(cls: type[DigestError], message: str, expected: str, actual: str) -> DigestError:
+    return cls(message, expected=expected, actual=actual)

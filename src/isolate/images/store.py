@@ -1,0 +1,214 @@
+"""The image store: content-addressed blobs, unpacked layers and the names that point at them.
+
+One directory tree, chosen by the caller (``Store(root)``), else
+``$ISOLATE_IMAGE_STORE``, else ``/var/lib/isolate/images`` for root and
+``$XDG_DATA_HOME/isolate/images`` (``~/.local/share/isolate/images``) for
+other users::
+
+    <root>/lock                      flock: exclusive while names or layers change
+    <root>/blobs/sha256/<hex>        verified blobs: manifests, indexes, configs, layers
+    <root>/ingest/sha256/<hex>       a blob being written (a download resumes from its size)
+    <root>/layers/sha256/<hex>/      a layer unpacked in overlayfs form, named by its diff_id
+    <root>/tmp/                      staging for unpacks; emptied of dead owners' work
+    <root>/refs.json                 {"<reference>": "<manifest digest>"}
+
+A blob or layer appears under its digest only once complete and verified
+(written elsewhere, checked, then renamed into place), so a reader never
+sees a partial one and a killed writer leaves only ``ingest/`` or ``tmp/``
+behind, which the next writer resumes or clears.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Iterator
+
+from ..errors import ConfigError, DigestError, ImageError
+
+__all__ = ["Store", "default_root", "check_digest"]
+
+_DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
+_CHUNK = 1 << 20
+
+
+def check_digest(digest: str, what: str = "digest") -> str:
+    """``digest`` if it is ``sha256:`` and 64 lower-case hex digits, else ``ImageError`` naming it."""
+    if not isinstance(digest, str) or _DIGEST.fullmatch(digest) is None:
+        raise ImageError(f"{what}: {digest!r} is not a sha256 digest (sha256:<64 hex digits>)")
+    return digest
+
+
+def default_root() -> Path:
+    """Where the store lives unless a root is given (see the module's docstring)."""
+    env = os.environ.get("ISOLATE_IMAGE_STORE")
+    if env:
+        return Path(env)
+    if os.geteuid() == 0:
+        return Path("/var/lib/isolate/images")
+    data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(data) / "isolate" / "images"
+
+
+class Store:
+    """A content-addressed image store at ``root`` (made on first use, mode 0700)."""
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        r = Path(os.fspath(root)) if root is not None else default_root()
+        if not r.is_absolute():
+            r = Path.cwd() / r
+        if r.exists() and not r.is_dir():
+            raise ConfigError(f"store: {str(r)!r} is not a directory")
+        self.root = r
+        for d in ("blobs/sha256", "ingest/sha256", "layers/sha256", "tmp"):
+            (r / d).mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(r, 0o700)
+
+    def __repr__(self) -> str:
+        return f"<isolate.images.Store {str(self.root)!r}>"
+
+    # --- blobs ------------------------------------------------------------------
+
+    def blob_path(self, digest: str) -> Path:
+        """Where the verified blob ``digest`` is (whether or not it is there yet)."""
+        return self.root / "blobs" / "sha256" / check_digest(digest)[7:]
+
+    def has_blob(self, digest: str) -> bool:
+        """Whether the verified blob ``digest`` is in the store."""
+        return self.blob_path(digest).is_file()
+
+    def read_blob(self, digest: str) -> bytes:
+        """The blob's bytes (``ImageError`` naming the digest when it is not in the store)."""
+        try:
+            return self.blob_path(digest).read_bytes()
+        except FileNotFoundError:
+            raise ImageError(f"blob {digest} is not in the store {str(self.root)!r}") from None
+
+    def ingest_path(self, digest: str) -> Path:
+        """The file a blob is written to before ``commit``; its size is where a download resumes."""
+        return self.root / "ingest" / "sha256" / check_digest(digest)[7:]
+
+    def commit(self, digest: str, *, size: int | None = None) -> Path:
+        """Check the ingest file of ``digest`` (its sha256, and its ``size`` when given) and
+        move it into ``blobs/``; returns the blob's path.
+
+        On a mismatch the ingest file is removed and ``DigestError`` names
+        both digests: nothing partial stays.
+        """
+        src = self.ingest_path(digest)
+        try:
+            actual, length = _hash_file(src)
+        except FileNotFoundError:
+            raise ImageError(f"blob {digest}: nothing was written to commit") from None
+        if actual != digest or (size is not None and length != size):
+            src.unlink(missing_ok=True)
+            got = f"{actual}, {length} bytes" if size is not None else actual
+            raise DigestError(f"blob {digest}: the content received hashes to {got}"
+                              + (f" (expected {size} bytes)" if size is not None else ""),
+                              expected=digest, actual=actual)
+        dst = self.blob_path(digest)
+        os.chmod(src, 0o444)
+        os.replace(src, dst)
+        return dst
+
+    def put(self, data: bytes, digest: str | None = None) -> str:
+        """Store ``data`` as a blob; returns its digest (``DigestError`` if ``digest`` is given and differs)."""
+        actual = "sha256:" + hashlib.sha256(data).hexdigest()
+        if digest is not None and check_digest(digest) != actual:
+            raise DigestError(f"blob {digest}: the content hashes to {actual}", expected=digest,
+                              actual=actual)
+        if not self.has_blob(actual):
+            tmp = self.ingest_path(actual)
+            with open(tmp, "wb") as f:
+                f.write(data)
+            self.commit(actual)
+        return actual
+
+    def blobs(self) -> list[str]:
+        """Every verified blob's digest, sorted."""
+        return sorted("sha256:" + n for n in os.listdir(self.root / "blobs" / "sha256")
+                      if _DIGEST.fullmatch("sha256:" + n))
+
+    def remove_blob(self, digest: str) -> None:
+        """Remove a blob (no error if it is already gone)."""
+        self.blob_path(digest).unlink(missing_ok=True)
+
+    # --- layers -----------------------------------------------------------------
+
+    def layer_path(self, diff_id: str) -> Path:
+        """Where the layer whose uncompressed tar is ``diff_id`` is unpacked (overlayfs form)."""
+        return self.root / "layers" / "sha256" / check_digest(diff_id, "diff_id")[7:]
+
+    # --- names ------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the store's exclusive lock (names and layers change only under it)."""
+        fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def refs(self) -> dict[str, str]:
+        """Every name in the store and the digest of the manifest it names."""
+        try:
+            with open(self.root / "refs.json", encoding="utf-8") as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            return {}
+        except ValueError as e:
+            raise ImageError(f"store {str(self.root)!r}: refs.json is corrupt: {e}") from None
+        if not isinstance(data, dict):
+            raise ImageError(f"store {str(self.root)!r}: refs.json is not an object")
+        return {str(k): str(v) for k, v in data.items()}
+
+    def _write_refs(self, refs: dict[str, str]) -> None:
+        tmp = self.root / f"refs.json.{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(dict(sorted(refs.items())), f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.root / "refs.json")
+
+    def set_ref(self, name: str, digest: str) -> None:
+        """Point ``name`` at the manifest ``digest`` (which must be in the store)."""
+        if not self.has_blob(digest):
+            raise ImageError(f"{name}: manifest {digest} is not in the store")
+        with self.lock():
+            refs = self.refs()
+            refs[name] = digest
+            self._write_refs(refs)
+
+    def remove_ref(self, name: str) -> str:
+        """Drop ``name``; returns the digest it named (``ImageError`` if there is no such name)."""
+        with self.lock():
+            refs = self.refs()
+            if name not in refs:
+                raise ImageError(f"no image named {name!r} in the store {str(self.root)!r}")
+            digest = refs.pop(name)
+            self._write_refs(refs)
+        return digest
+
+
+def _hash_file(path: Path) -> tuple[str, int]:
+    h = hashlib.sha256()
+    n = 0
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise ImageError(f"{str(path)!r} is a symlink") from None
+        raise
+    with os.fdopen(fd, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+            n += len(chunk)
+    return "sha256:" + h.hexdigest(), n
