@@ -1,0 +1,157 @@
+"""Images made by the tests: layer tars from entry lists, OCI image layouts, docker-archive tars.
+
+A layer is a list of ``Entry``; ``layer_tar`` makes its tar (uncompressed),
+``compress`` gzips or zstd-compresses it, ``write_layout`` writes an OCI
+image layout (``oci:DIR:TAG`` for skopeo and umoci) holding an image made of
+such layers.  ``busybox_entries`` is Debian's static busybox with a link per
+applet: a small image that runs.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import subprocess
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+BUSYBOX = "/bin/busybox"
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER = {"tar": "application/vnd.oci.image.layer.v1.tar",
+             "gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
+             "zstd": "application/vnd.oci.image.layer.v1.tar+zstd"}
+
+
+@dataclass
+class Entry:
+    """One tar entry.  ``kind``: file, dir, symlink, hardlink, char, block, fifo.
+    ``data`` for files, ``target`` for links, ``dev`` (major, minor) for devices,
+    ``xattrs`` as PAX ``SCHILY.xattr.`` records."""
+
+    path: str
+    kind: str = "file"
+    data: bytes = b""
+    mode: int | None = None
+    uid: int = 0
+    gid: int = 0
+    mtime: int = 1_700_000_000
+    target: str = ""
+    dev: tuple[int, int] = (0, 0)
+    xattrs: dict[str, str] = field(default_factory=dict)
+
+
+_TYPES = {"file": tarfile.REGTYPE, "dir": tarfile.DIRTYPE, "symlink": tarfile.SYMTYPE,
+          "hardlink": tarfile.LNKTYPE, "char": tarfile.CHRTYPE, "block": tarfile.BLKTYPE,
+          "fifo": tarfile.FIFOTYPE}
+
+
+def layer_tar(entries: Sequence[Entry]) -> bytes:
+    """The uncompressed tar of ``entries``, in order (PAX format, so xattrs fit)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for e in entries:
+            ti = tarfile.TarInfo(e.path)
+            ti.type = _TYPES[e.kind]
+            ti.mode = e.mode if e.mode is not None else (0o755 if e.kind == "dir" else 0o644)
+            ti.uid, ti.gid, ti.mtime = e.uid, e.gid, e.mtime
+            ti.uname = ti.gname = ""
+            if e.kind in ("symlink", "hardlink"):
+                ti.linkname = e.target
+            if e.kind in ("char", "block"):
+                ti.devmajor, ti.devminor = e.dev
+            if e.xattrs:
+                ti.pax_headers = {"SCHILY.xattr." + k: v for k, v in e.xattrs.items()}
+            if e.kind == "file":
+                ti.size = len(e.data)
+                tf.addfile(ti, io.BytesIO(e.data))
+            else:
+                tf.addfile(ti)
+    return buf.getvalue()
+
+
+def compress(tar: bytes, compression: str) -> bytes:
+    """``tar`` as stored in an image: ``tar`` (as is), ``gzip`` or ``zstd`` (Debian's zstd)."""
+    if compression == "tar":
+        return tar
+    if compression == "gzip":
+        return gzip.compress(tar, compresslevel=6, mtime=0)
+    if compression == "zstd":
+        return subprocess.run(["zstd", "-q", "-c"], input=tar, capture_output=True, check=True).stdout
+    raise ValueError(f"compression: {compression!r}")
+
+
+def digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def busybox_entries(prefix: str = "") -> list[Entry]:
+    """Static busybox at /bin/busybox, a symlink per applet, /etc/passwd and /etc/group."""
+    data = Path(BUSYBOX).read_bytes()
+    applets = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True,
+                             check=True).stdout.split()
+    out = [Entry(prefix + "bin", "dir"), Entry(prefix + "bin/busybox", data=data, mode=0o755),
+           Entry(prefix + "etc", "dir"),
+           Entry(prefix + "etc/passwd", data=b"root:x:0:0:root:/root:/bin/sh\n"
+                 b"guest:x:1000:1000:guest:/home/guest:/bin/sh\n"),
+           Entry(prefix + "etc/group", data=b"root:x:0:\nguest:x:1000:\n"),
+           Entry(prefix + "tmp", "dir", mode=0o1777)]
+    out += [Entry(prefix + "bin/" + a, "symlink", target="busybox") for a in applets if a != "busybox"]
+    return out
+
+
+def image_config(diff_ids: Sequence[str], **config: Any) -> dict[str, Any]:
+    """An OCI image config for layers ``diff_ids`` (sha256 of each uncompressed tar);
+    ``config`` is its ``config`` object (Entrypoint, Cmd, Env, WorkingDir, User ...)."""
+    return {"architecture": "amd64", "os": "linux", "created": "2026-01-01T00:00:00Z",
+            "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+                       **config},
+            "rootfs": {"type": "layers", "diff_ids": list(diff_ids)},
+            "history": [{"created_by": f"layer {i}"} for i in range(len(diff_ids))]}
+
+
+def _put_blob(layout: Path, data: bytes) -> str:
+    d = digest(data)
+    p = layout / "blobs" / "sha256" / d[7:]
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if not p.exists():
+        p.write_bytes(data)
+    return d
+
+
+def write_layout(layout: str | os.PathLike[str], tag: str, layers: Sequence[Sequence[Entry] | bytes],
+                 *, compression: str = "gzip", **config: Any) -> str:
+    """Add an image tagged ``tag`` to the OCI image layout ``layout`` (made if missing);
+    returns its manifest's digest.  Each layer is a list of entries or a ready tar."""
+    root = Path(layout)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
+    descs, diff_ids = [], []
+    for layer in layers:
+        tar = layer if isinstance(layer, bytes) else layer_tar(layer)
+        blob = compress(tar, compression)
+        diff_ids.append(digest(tar))
+        descs.append({"mediaType": OCI_LAYER[compression], "digest": _put_blob(root, blob),
+                      "size": len(blob)})
+    cfg = json.dumps(image_config(diff_ids, **config), sort_keys=True).encode()
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                           "config": {"mediaType": OCI_CONFIG, "digest": _put_blob(root, cfg),
+                                      "size": len(cfg)},
+                           "layers": descs}, sort_keys=True).encode()
+    mdigest = _put_blob(root, manifest)
+    index_path = root / "index.json"
+    index = (json.loads(index_path.read_text()) if index_path.exists()
+             else {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []})
+    index["manifests"] = [m for m in index["manifests"]
+                          if m.get("annotations", {}).get("org.opencontainers.image.ref.name") != tag]
+    index["manifests"].append({"mediaType": OCI_MANIFEST, "digest": mdigest, "size": len(manifest),
+                               "annotations": {"org.opencontainers.image.ref.name": tag}})
+    index_path.write_text(json.dumps(index, sort_keys=True))
+    return mdigest
