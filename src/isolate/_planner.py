@@ -78,9 +78,10 @@ class Isolation:
             if t in new:
                 raise ConfigError(f"namespaces and join both name {t!r}")
             seen.add(t)
-        if "user" in seen and new & {"pid", "time", "user"}:
-            # Namespaces created after joining a user namespace must belong to it.
-            raise ConfigError(f"namespaces {sorted(new & {'pid', 'time', 'user'})} cannot be created "
+        if "user" in seen and new & {"time", "user"}:
+            # Namespaces created after joining a user namespace must belong to it (a
+            # new pid namespace does: the spawned process is forked into it).
+            raise ConfigError(f"namespaces {sorted(new & {'time', 'user'})} cannot be created "
                               "inside a joined user namespace")
         maps = (id_maps(self.uid_map, "uid_map"), id_maps(self.gid_map, "gid_map"))
         if "user" not in new and (maps[0] is not None or maps[1] is not None):
@@ -374,11 +375,17 @@ def plan_process(spec: ProcessSpec, iso: Isolation, io: FdLayout, host: Host,
         pre.insert(0, O.CgroupJoin())
 
     clone_flags = 0
+    fork_flags = 0
     if "user" in joined and new:
         unshare = 0
         for ns in new:
             unshare |= NSTYPES[ns]
-        pre.append(O.Unshare(flags=unshare))
+        if "pid" in new:
+            # A new pid namespace holds the children of its creator, not the creator:
+            # the spawned process is forked into it, with the others (Fork).
+            fork_flags = unshare
+        else:
+            pre.append(O.Unshare(flags=unshare))
     else:
         for ns in new:
             clone_flags |= NSTYPES[ns]
@@ -487,8 +494,8 @@ def plan_process(spec: ProcessSpec, iso: Isolation, io: FdLayout, host: Host,
     if prog is not None and not early_seccomp:
         ops.append(O.Seccomp(prog))
     ops.append(O.Exec(candidates))
-    if pidns_fd != -1:
-        ops, clone_flags, flags = fork_into_pidns(ops, pidns_fd, clone_flags, flags)
+    if pidns_fd != -1 or fork_flags:
+        ops, clone_flags, flags = fork_into_pidns(ops, pidns_fd, clone_flags | fork_flags, flags)
     elif clone_flags & NSTYPES["net"] and not clone_flags & NSTYPES["user"]:
         ops, clone_flags, flags = late_netns(ops, clone_flags, flags)
 
@@ -583,7 +590,9 @@ def fork_into_pidns(ops: list[Op], pidns_fd: int, clone_flags: int,
     """Make the spawned process a fork of the child program (``Fork``, ``PLAN_FORK``).
 
     For a joined pid namespace: what runs there sees a process that enters
-    at once, and it must never be a clone of the caller.  The fork comes
+    at once, and it must never be a clone of the caller.  For a new pid
+    namespace in a joined user namespace (a pooled one): it must belong to
+    that user namespace, so it is made at the fork, after the join.  The fork comes
     first, after joining a user namespace only: the death signal, the cgroup
     join and the rest are the forked process's own.  The new namespaces are
     made at that fork.

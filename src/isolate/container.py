@@ -373,10 +373,12 @@ class Container:
         # hands out a new one per container) shares the plan.
         paths = (None if self._cgroup is None or not mounts_cgroupfs(spec)
                  else tuple(sorted(self._cgroup.paths.items())))
-        joined_mnt = any(getattr(j, "type", None) == "mnt" for j in self._join)
+        joined = {getattr(j, "type", None) for j in self._join}
+        joined_mnt = "mnt" in joined
         shared = self._r.root_unmountable and (not self.make_cwd or cwd == b".") and not joined_mnt
-        # In a user namespace of its own, or this process's (podman rootless runs runtimes so).
-        userns = "user" in ns or in_user_namespace()
+        # In a user namespace of its own, a joined one (a pooled network namespace's), or
+        # this process's (podman rootless runs runtimes so).
+        userns = "user" in ns or "user" in joined or in_user_namespace()
         ctx = root_context(new=new, old=old, stage=stage, chroot=chroot, userns=userns,
                            new_net="net" in ns, new_pid="pid" in ns, console=console, direct=direct,
                            new_ipc="ipc" in ns, new_cgroupns="cgroup" in ns, cgroup_paths=paths,

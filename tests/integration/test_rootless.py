@@ -108,6 +108,36 @@ print(json.dumps([r.stdout.decode(), want, os.readlink("/proc/self/ns/mnt")]))
     assert mnt != own_mnt
 
 
+def test_new_pid_namespace_and_container_inside_a_joined_user_namespace(rootless: Any) -> None:
+    # A user namespace and a network namespace made ahead (as a pool makes them): a new pid
+    # namespace and a whole Container are made inside them (before: ConfigError for pid,
+    # and mknod EPERM building the Container's /dev).
+    out = _ok(rootless.python_run("""
+import json, os, isolate
+from isolate import Namespace
+holder = isolate.spawn(["sleep", "60"], namespaces={"user", "net"})
+try:
+    user, net = (Namespace.of(holder.pid, t) for t in ("user", "net"))
+    want = [os.readlink(f"/proc/{holder.pid}/ns/{t}") for t in ("user", "net")]
+    r = isolate.run(["sh", "-c", "echo $$; readlink /proc/self/ns/user /proc/self/ns/net /proc/self/ns/pid"],
+                    join=[user, net], namespaces={"pid", "mnt"}, capture_output=True, check=True)
+    with isolate.Container(join=[user, net], namespaces={"pid", "mnt", "uts", "ipc"}) as c:
+        rc = c.run(["sh", "-c", "echo $$; id -u; ls /dev/null; readlink /proc/self/ns/user"])
+    user.close(); net.close()
+finally:
+    holder.kill()
+    holder.wait()
+print(json.dumps([r.stdout.decode(), rc.returncode, rc.stdout.decode(), want,
+                  os.readlink("/proc/self/ns/pid")]))
+"""))
+    run_out, c_rc, c_out, (want_user, want_net), own_pid = json.loads(out)
+    pid1, user_ns, net_ns, pid_ns = run_out.split()
+    assert (pid1, user_ns, net_ns) == ("1", want_user, want_net)
+    assert pid_ns != own_pid
+    assert c_rc == 0, c_out
+    assert c_out.split() == ["1", "0", "/dev/null", want_user]
+
+
 # --- more than one id: the user's subordinate ranges -----------------------------------
 
 
