@@ -171,6 +171,28 @@ def markdown(res: dict[str, Any]) -> str:
                 "| case | median | p10 | p90 | n | ratio |", "|---|---:|---:|---:|---:|---:|"]
         out += _case_rows(rl["rows"])
         out.append("")
+    im = res.get("images")
+    if im and "pull" in im:
+        out += ["## Images", "",
+                f"An image of {im['compressed_bytes'] / 1e6:.0f} MB (compressed, 5 layers) pulled from "
+                "a registry on 127.0.0.1 (Debian's docker-registry, started for the run) into an empty "
+                f"store each time, the three ways interleaved ({im['rounds']} rounds); ratio = median / "
+                "median of skopeo copy + umoci unpack.", "",
+                "| case | median | p10 | p90 | n | ratio |", "|---|---:|---:|---:|---:|---:|"]
+        out += _case_rows(im["pull"])
+        second = im["second"]
+        out += ["", f"A second image sharing all but its top layer, pulled into the store holding the "
+                f"first: the registry served {len(second['downloaded'])} blob(s) "
+                f"({', '.join(d[:19] for d in second['downloaded'])}); its new layer and config are "
+                f"{', '.join(d[:19] for d in second['expected'])}.", "",
+                f"Starting `Container.run([\"/bin/true\"])` on the pulled image and on the same tree "
+                f"unpacked by umoci, with an overlay ({im['start_rounds']} rounds after 10 warm-up, "
+                "interleaved); ratio = median / median of the directory root.", "",
+                "| case | median | p10 | p90 | n | ratio |", "|---|---:|---:|---:|---:|---:|"]
+        out += _case_rows(im["start"])
+        out.append("")
+    elif im:
+        out += ["## Images", "", f"skipped: {im['skipped']}", ""]
     t = res.get("targets")
     if t:
         out += ["## Targets (ratios from this run)", "", "| target | measured | met |", "|---|---:|:---:|"]

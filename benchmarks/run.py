@@ -2,6 +2,7 @@
 
     python -m benchmarks.run [--quick] [--phases] [--out DIR] [--sections a,b,...]
     python -m benchmarks.run --sections rootless     # isolate as a user beside bwrap
+    python -m benchmarks.run --sections images       # pull and run an image beside skopeo+umoci, podman
 
 Writes DIR/results.md (tables), DIR/results.json (every sample) and PNG
 charts.  ``--quick`` takes under a minute and proves the suite works; its
@@ -23,9 +24,10 @@ from typing import Any
 from . import as_user as U
 from . import cases as C
 from . import experiments as E
+from . import images as I
 from . import report
 
-SECTIONS = ("latency", "targets", "rootless", "netns", "mounts", "threads", "memory", "rss")
+SECTIONS = ("latency", "targets", "rootless", "images", "netns", "mounts", "threads", "memory", "rss")
 
 #: Each issue's target comparison, run on its own (``targets`` section): the rows a
 #: target divides, and its references, interleaved without the rest of the
@@ -61,15 +63,19 @@ class Config:
     spawns_for_growth: int
     live_sandboxes: int
     netns_spawns: int
+    image_mb: int
+    image_rounds: int
+    image_starts: int
 
 
 FULL = Config(rounds=300, warmup=10, rss_levels=(50, 128, 256, 512, 1024, 2048), rss_rounds=60,
               threads=(1, 2, 4), thread_seconds=1.0, thread_reps=6, mounts=(1, 10, 100, 1000),
               mount_rounds=25, phase_rounds=100, spawns_for_growth=3000, live_sandboxes=100,
-              netns_spawns=400)
+              netns_spawns=400, image_mb=100, image_rounds=3, image_starts=100)
 QUICK = Config(rounds=6, warmup=1, rss_levels=(50, 200), rss_rounds=3, threads=(1, 2),
                thread_seconds=0.3, thread_reps=1, mounts=(1, 10, 100), mount_rounds=2,
-               phase_rounds=2, spawns_for_growth=100, live_sandboxes=5, netns_spawns=15)
+               phase_rounds=2, spawns_for_growth=100, live_sandboxes=5, netns_spawns=15,
+               image_mb=8, image_rounds=1, image_starts=3)
 
 
 def _find(table: dict[str, Any], name: str) -> dict[str, Any] | None:
@@ -147,6 +153,22 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
             a, b = _find(rl, row), _find(rl, U.BWRAP)
             add(f"rootless {label} ≤ 0.5× bwrap --unshare-all (both as a user)",
                 a["stats"]["median"] / b["stats"]["median"] if a and b else None, 0.5)
+    im = res.get("images")
+    if im and "pull" in im:
+        def im_ratio(rows: list[dict[str, Any]], a: str, b: str) -> float | None:
+            ra, rb = _find({"rows": rows}, a), _find({"rows": rows}, b)
+            return ra["stats"]["median"] / rb["stats"]["median"] if ra and rb else None
+        mb = im["compressed_bytes"] / 1e6
+        add(f"isolate pull of a {mb:.0f} MB image ≤ 0.5× skopeo copy + umoci unpack",
+            im_ratio(im["pull"], I.PULL, I.SKOPEO), 0.5)
+        add(f"isolate pull of a {mb:.0f} MB image ≤ 1.0× podman pull",
+            im_ratio(im["pull"], I.PULL, I.PODMAN), 1.0)
+        second = im["second"]
+        add("a second image sharing all but one layer: blobs downloaded beyond its new layer and "
+            "config (count)", float(len(set(second["downloaded"]) - set(second["expected"]))
+                                    + len(set(second["expected"]) - set(second["downloaded"]))), 0.0)
+        add("Container on RootFS.from_image ≤ 1.1× on RootFS.from_directory(unpacked).overlay()",
+            im_ratio(im["start"], I.FROM_IMAGE, I.FROM_DIR), 1.1)
     add("isolate-oci run ≤ 0.6× runc run", ratio("isolate-oci run", "runc run", "oci"), 0.6)
     add("CPython start-up + the C binding's import alone ≤ 0.6× runc run (isolate-oci's floor)",
         ratio("python -I -S, import isolate._native (isolate-oci's floor)", "runc run", "oci"), 0.6)
@@ -212,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     if "rootless" in sections:
         log("rootless (isolate and bwrap as an ordinary user):")
         res["rootless"] = U.rootless(cfg.rounds, cfg.warmup, log)
+    if "images" in sections:
+        log("images (a registry on loopback; isolate, skopeo + umoci, podman):")
+        res["images"] = I.images(cfg.image_rounds, cfg.image_starts, log, total_mb=cfg.image_mb)
     if "netns" in sections:
         log("network namespace CPU:")
         res["netns_cpu"] = E.netns_cpu(cfg.netns_spawns, log)
