@@ -211,7 +211,10 @@ class RegistryClient:
                 try:
                     resp = self._send("GET", base + "/v2/", {}, what)
                 except ImageError as e:
-                    first = first or e
+                    # A certificate the https attempt refused says more than what plain
+                    # HTTP then got; a server that does not speak TLS, less.
+                    if first is None or "CERTIFICATE" not in str(first):
+                        first = e
                     continue
                 resp.close()
                 if resp.status_code == 401:
