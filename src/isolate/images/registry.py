@@ -51,6 +51,10 @@ CERT_DIRS = ("/etc/containers/certs.d", "/etc/docker/certs.d")
 _CHUNK = 1 << 16
 
 
+class _TLSFailure(ImageError):
+    """The TLS handshake failed (a refused certificate, or a server that speaks plain HTTP)."""
+
+
 class Cancelled(Exception):
     """A download was stopped because ``cancel`` was set (another part of the pull failed)."""
 
@@ -178,7 +182,10 @@ class RegistryClient:
                 resp = self._client.send(self._client.build_request(method, url, headers=headers),
                                          stream=stream)
             except httpx.TransportError as e:
-                if attempt >= self.retries or _is_tls_error(e):
+                if _is_tls_error(e):
+                    raise _TLSFailure(f"{what}: registry {self.registry}: TLS failed: "
+                                      f"{_transport_message(e)}") from None
+                if attempt >= self.retries:
                     raise ImageError(f"{what}: registry {self.registry} unreachable after "
                                      f"{attempt + 1} tries: {_transport_message(e)}") from None
                 self._sleep(attempt)
@@ -210,12 +217,15 @@ class RegistryClient:
                 base = f"{scheme}://{self.host}"
                 try:
                     resp = self._send("GET", base + "/v2/", {}, what)
-                except ImageError as e:
-                    # A certificate the https attempt refused says more than what plain
-                    # HTTP then got; a server that does not speak TLS, less.
-                    if first is None or "CERTIFICATE" not in str(first):
-                        first = e
+                except _TLSFailure as e:
+                    # Plain HTTP next, where allowed: a refused certificate says more
+                    # than what plain HTTP then gets, a server without TLS less.
+                    first = e
                     continue
+                except ImageError as e:
+                    if first is not None and "CERTIFICATE" in str(first):
+                        raise first from None
+                    raise e from None
                 resp.close()
                 if resp.status_code == 401:
                     self._challenge = _pick(resp)
@@ -227,6 +237,9 @@ class RegistryClient:
                 self._base = base
                 return base
             assert first is not None
+            if not (self.local or self.insecure):
+                raise ImageError(f"{first} (plain HTTP is used only for a registry on this host "
+                                 "or with insecure=True / --tls-verify=false)")
             raise first
 
     # --- authentication -------------------------------------------------------------
