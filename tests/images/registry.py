@@ -308,7 +308,8 @@ class FaultProxy:
     """An HTTP proxy on 127.0.0.1 in front of ``upstream`` (a registry's base URL).
 
     It records every request (``requests``: (method, path, Range header)),
-    and can: send at most ``rate`` bytes/s of each body; answer 429 to the
+    and can: send at most ``rate`` bytes/s of each body; drop Range headers
+    (``ignore_range``, a registry that sends whole blobs); answer 429 to the
     next ``too_many`` requests; never answer (``hang``); flip a byte of the
     blobs in ``corrupt``.
     """
@@ -320,6 +321,7 @@ class FaultProxy:
         self.too_many = 0
         self.hang = False
         self.corrupt: set[str] = set()
+        self.ignore_range = False
         self._stop = threading.Event()
         self._client = httpx.Client(base_url=upstream, timeout=60)
         owner = self
@@ -351,8 +353,8 @@ class FaultProxy:
                     self.end_headers()
                     self.wfile.write(body)
                     return
-                headers = {k: v for k, v in self.headers.items()
-                           if k.lower() in ("accept", "authorization", "range")}
+                forwarded = ("accept", "authorization") + (() if owner.ignore_range else ("range",))
+                headers = {k: v for k, v in self.headers.items() if k.lower() in forwarded}
                 with owner._client.stream(method, self.path, headers=headers) as r:
                     self.send_response(r.status_code)
                     for k, v in r.headers.items():

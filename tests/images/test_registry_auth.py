@@ -24,9 +24,12 @@ def tls_registry(tmp_path_factory: pytest.TempPathFactory, layout: Path) -> Iter
     d = tmp_path_factory.mktemp("tls")
     key, cert = make_ca(d / "certs")
     reg = Registry(d / "reg", tls=make_server_cert(d, key, cert))
-    push(reg.url, "test/small", layout, "small", verify=ssl.create_default_context(cafile=str(d / "certs" / "ca.crt")))
-    yield reg, d / "certs"
-    reg.close()
+    try:
+        push(reg.url, "test/small", layout, "small",
+             verify=ssl.create_default_context(cafile=str(d / "certs" / "ca.crt")))
+        yield reg, d / "certs"
+    finally:
+        reg.close()
 
 
 def test_tls_with_the_ca_from_cert_dir(tls_registry: tuple[Registry, Path], tmp_path: Path) -> None:
@@ -52,9 +55,11 @@ def basic_registry(tmp_path_factory: pytest.TempPathFactory, layout: Path) -> It
     hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()
     (d / "htpasswd").write_text(f"alice:{hashed}\n")
     reg = Registry(d / "reg", htpasswd=d / "htpasswd")
-    push(reg.url, "test/small", layout, "small", auth=("alice", "s3cret"))
-    yield reg
-    reg.close()
+    try:
+        push(reg.url, "test/small", layout, "small", auth=("alice", "s3cret"))
+        yield reg
+    finally:
+        reg.close()
 
 
 def test_basic_auth(basic_registry: Registry, tmp_path: Path) -> None:
@@ -87,13 +92,17 @@ def token_registry(tmp_path_factory: pytest.TempPathFactory,
                    layout: Path) -> Iterator[tuple[Registry, TokenServer]]:
     d = tmp_path_factory.mktemp("token")
     tokens = TokenServer(d, {"bob": "pa55"}, anonymous_pull=False)
-    reg = Registry(d / "reg", token=tokens)
-    t = tokens.sign("bob", [{"type": "repository", "name": "test/small",
-                             "actions": ["pull", "push"]}])
-    push(reg.url, "test/small", layout, "small", auth=_Bearer(t))
-    yield reg, tokens
-    reg.close()
-    tokens.close()
+    try:
+        reg = Registry(d / "reg", token=tokens)
+        try:
+            t = tokens.sign("bob", [{"type": "repository", "name": "test/small",
+                                     "actions": ["pull", "push"]}])
+            push(reg.url, "test/small", layout, "small", auth=_Bearer(t))
+            yield reg, tokens
+        finally:
+            reg.close()
+    finally:
+        tokens.close()
 
 
 class _Bearer(httpx.Auth):

@@ -34,7 +34,7 @@ from typing import Any, Callable
 
 import httpx
 
-from ..errors import ImageError
+from ..errors import DigestError, ImageError
 from .auth import Challenge, basic_header, find_credentials, parse_challenges
 from .manifest import ACCEPT, Descriptor
 from .reference import Reference
@@ -53,6 +53,10 @@ _CHUNK = 1 << 16
 
 class _TLSFailure(ImageError):
     """The TLS handshake failed (a refused certificate, or a server that speaks plain HTTP)."""
+
+
+class _ResumedBadly(Exception):
+    """A resumed download did not match its digest: its first part was wrong."""
 
 
 class Cancelled(Exception):
@@ -355,8 +359,6 @@ class RegistryClient:
         else:
             expected = actual
         if actual != expected:
-            from ..errors import DigestError
-
             raise DigestError(f"{what}: the manifest received hashes to {actual}, not {expected}",
                               expected=expected, actual=actual)
         return body, media_type, actual
@@ -371,8 +373,18 @@ class RegistryClient:
         from its size with a Range request, and commits it verified.
         ``progress(n)`` is called with each count of bytes written (the
         resumed part first); setting ``cancel`` stops the download with
-        ``Cancelled``, keeping what was written for a later resume.
+        ``Cancelled``, keeping what was written for a later resume.  A
+        resumed blob that does not match its digest (what an earlier writer
+        left was wrong) is fetched once more from its start.
         """
+        try:
+            return self._fetch_blob(repository, desc, store, what, progress, cancel)
+        except _ResumedBadly:
+            return self._fetch_blob(repository, desc, store, what, progress, cancel)
+
+    def _fetch_blob(self, repository: str, desc: Descriptor, store: Store, what: str,
+                    progress: Callable[[int], None] | None,
+                    cancel: threading.Event | None) -> Path:
         digest = desc.digest
         if store.has_blob(digest):
             return store.blob_path(digest)
@@ -386,6 +398,7 @@ class RegistryClient:
             if offset > desc.size:
                 f.truncate(0)
                 offset = 0
+            resumed = offset
             if progress and offset:
                 progress(offset)
             failures = 0
@@ -446,7 +459,14 @@ class RegistryClient:
                         raise ImageError(f"{what}: blob {digest}: the registry sent {offset} of "
                                          f"{desc.size} bytes, {failures} times")
             os.fsync(f.fileno())
-            return store.commit(digest, size=desc.size)
+            try:
+                return store.commit(digest, size=desc.size)
+            except DigestError:
+                if resumed:
+                    if progress:
+                        progress(-offset)
+                    raise _ResumedBadly(digest) from None
+                raise
 
 
 def _range_starts(resp: httpx.Response, offset: int) -> bool:
