@@ -342,7 +342,9 @@ class RegistryClient:
         resp = self._get(repository, f"manifests/{ref}", what, {"Accept": ACCEPT})
         try:
             if resp.status_code == 404:
-                raise ImageError(f"{what}: manifest unknown ({_registry_message(resp)})")
+                said = _registry_message(resp)
+                raise ImageError(f"{what}: manifest unknown"
+                                 + (f" ({said})" if said.lower() != "manifest unknown" else ""))
             if resp.status_code != 200:
                 raise ImageError(f"{what}: registry {self.registry} answered {resp.status_code} "
                                  f"for the manifest: {_registry_message(resp)}")
