@@ -102,3 +102,29 @@ def test_a_registry_ignoring_range_or_a_wrong_partial_still_gives_the_blob(
     pull(ref, store=s2, progress=False)
     assert s2.read_blob(digest) == blob
     assert ranges(proxy, digest) == ["bytes=1000-", ""]
+
+
+def test_two_pulls_of_one_image_into_one_store_fetch_each_blob_once(
+        big: tuple[str, str], proxy: FaultProxy, tmp_path: Path) -> None:
+    import threading
+
+    path, digest = big
+    store = Store(tmp_path / "store")
+    proxy.rate = 8 << 20
+    ref = f"{proxy.host}/{path}"
+    results: list[object] = []
+
+    def one() -> None:
+        try:
+            results.append(pull(ref, store=store, progress=False))
+        except Exception as e:  # the assertion below shows it
+            results.append(e)
+
+    threads = [threading.Thread(target=one) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(results) == 2 and results[0] == results[1], results
+    assert len(ranges(proxy, digest)) == 1          # the second waited for the first's blob
+    assert store.has_blob(digest) and not list((store.root / "ingest" / "sha256").iterdir())

@@ -395,6 +395,7 @@ class RegistryClient:
         with os.fdopen(fd, "r+b") as f:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX)
             if store.has_blob(digest):
+                _drop_if_same(ingest, f.fileno())   # made empty after another writer's commit
                 return store.blob_path(digest)
             offset = f.seek(0, os.SEEK_END)
             if offset > desc.size:
@@ -469,6 +470,16 @@ class RegistryClient:
                         progress(-offset)
                     raise _ResumedBadly(digest) from None
                 raise
+
+
+def _drop_if_same(path: Path, fd: int) -> None:
+    """Remove ``path`` if it is still the file open as ``fd`` (whose lock is held)."""
+    try:
+        st, mine = os.stat(path, follow_symlinks=False), os.fstat(fd)
+    except FileNotFoundError:
+        return
+    if (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino):
+        path.unlink(missing_ok=True)
 
 
 def _range_starts(resp: httpx.Response, offset: int) -> bool:
