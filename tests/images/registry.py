@@ -309,7 +309,8 @@ class FaultProxy:
 
     It records every request (``requests``: (method, path, Range header)),
     and can: send at most ``rate`` bytes/s of each body; drop Range headers
-    (``ignore_range``, a registry that sends whole blobs); answer 429 to the
+    (``ignore_range``, a registry that sends whole blobs); name manifests
+    ``manifest_type`` in their Content-Type; answer 429 to the
     next ``too_many`` requests; never answer (``hang``); flip a byte of the
     blobs in ``corrupt``.
     """
@@ -322,6 +323,7 @@ class FaultProxy:
         self.hang = False
         self.corrupt: set[str] = set()
         self.ignore_range = False
+        self.manifest_type: str | None = None
         self._stop = threading.Event()
         self._client = httpx.Client(base_url=upstream, timeout=60)
         owner = self
@@ -359,6 +361,9 @@ class FaultProxy:
                     self.send_response(r.status_code)
                     for k, v in r.headers.items():
                         if k.lower() not in ("transfer-encoding", "connection", "content-encoding"):
+                            if (k.lower() == "content-type" and owner.manifest_type
+                                    and "/manifests/" in self.path):
+                                v = owner.manifest_type
                             self.send_header(k, v)
                     self.end_headers()
                     if method == "HEAD":

@@ -170,6 +170,24 @@ def test_an_unknown_layer_media_type_is_refused(registry: Registry, tmp_path: Pa
     assert store.refs() == {}
 
 
+def test_an_unknown_manifest_media_type_is_refused(registry: Registry, tmp_path: Path,
+                                                   proxy: FaultProxy, store: Store) -> None:
+    lay = tmp_path / "layout"
+    d = build.write_layout(lay, "untyped", [layer("x", 100, 21)])
+    m = json.loads(layout_blob(lay, d))
+    del m["mediaType"]                  # optional in a manifest: the Content-Type says it then
+    data = json.dumps(m).encode()
+    idx = json.loads((lay / "index.json").read_text())
+    idx["manifests"][0].update(digest=build._put_blob(lay, data), size=len(data))
+    (lay / "index.json").write_text(json.dumps(idx))
+    push(registry.url, "test/untyped", lay, "untyped")
+    proxy.manifest_type = "application/vnd.example.thing.v1+json"
+    with pytest.raises(ImageError, match=r"test/untyped:untyped: manifest.mediaType: "
+                                         r"'application/vnd.example.thing.v1\+json' is not an image"):
+        pull(f"{proxy.host}/test/untyped:untyped", store=store, progress=False)
+    assert store.refs() == {} and store.blobs() == []
+
+
 def test_429_is_retried_and_then_bounded(registry: Registry, pushed: dict[str, str],
                                          proxy: FaultProxy, store: Store) -> None:
     proxy.too_many = 3
