@@ -133,3 +133,49 @@ def test_podman_save_archive_loads(layout: Path, tmp_path: Path, podman: list[st
     assert img.config.cmd == ("/bin/sh",)
     for d in [img.manifest_digest, img.config_digest, *[x.digest for x in img.manifest.layers]]:
         assert store.has_blob(d)
+
+
+def test_a_docker_archive_layer_linked_to_another_inside_it(tmp_path: Path) -> None:
+    """docker save writes a repeated layer as a symlink to its first copy; links stay inside."""
+    import hashlib
+
+    import build
+
+    tar = build.layer_tar([build.Entry("f", data=b"same")])
+    diff = "sha256:" + hashlib.sha256(tar).hexdigest()
+    cfg = json.dumps(build.image_config([diff, diff])).encode()
+    arc = tmp_path / "saved.tar"
+
+    def add(tf: tarfile.TarFile, name: str, data: bytes | None = None, link: str = "") -> None:
+        ti = tarfile.TarInfo(name)
+        if link:
+            ti.type, ti.linkname = tarfile.SYMTYPE, link
+            tf.addfile(ti)
+        else:
+            ti.size = len(data or b"")
+            tf.addfile(ti, io.BytesIO(data or b""))
+
+    with tarfile.open(arc, "w") as tf:
+        add(tf, "a/layer.tar", tar)
+        add(tf, "b/layer.tar", link="../a/layer.tar")
+        add(tf, "c/layer.tar", link="../../etc/passwd")
+        add(tf, hashlib.sha256(cfg).hexdigest() + ".json", cfg)
+        manifest = [{"Config": hashlib.sha256(cfg).hexdigest() + ".json", "RepoTags": ["x:1"],
+                     "Layers": ["a/layer.tar", "b/layer.tar"]}]
+        add(tf, "manifest.json", json.dumps(manifest).encode())
+    store = Store(tmp_path / "s")
+    [img] = load(arc, store=store)
+    assert img.reference == "docker.io/library/x:1"
+    assert [x.digest for x in img.manifest.layers] == [diff, diff]
+    manifest[0]["Layers"] = ["a/layer.tar", "c/layer.tar"]
+    bad = tmp_path / "bad.tar"
+    with tarfile.open(arc) as src, tarfile.open(bad, "w") as tf:
+        for m in src.getmembers():
+            if m.name == "manifest.json":
+                add(tf, "manifest.json", json.dumps(manifest).encode())
+            elif m.isreg():
+                tf.addfile(m, src.extractfile(m))
+            else:
+                tf.addfile(m)
+    with pytest.raises(ImageError, match="'../etc/passwd' is not a path inside it"):
+        load(bad, store=Store(tmp_path / "s2"))

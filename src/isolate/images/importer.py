@@ -75,6 +75,13 @@ class _Source:
         norm = self._check(name)
         if self.tar is not None:
             m = self.members.get(norm)
+            for _ in range(8):       # docker's save links a repeated layer to its first copy
+                if m is None or not (m.issym() or m.islnk()):
+                    break
+                target = m.linkname if m.islnk() else posixpath.join(posixpath.dirname(norm),
+                                                                      m.linkname)
+                norm = self._check(posixpath.normpath(target))
+                m = self.members.get(norm)
             if m is None:
                 raise ImageError(f"load {str(self.path)!r}: {name!r} is missing")
             if not m.isreg():
