@@ -157,6 +157,7 @@ class RegistryClient:
         self._lock = threading.Lock()
         self._challenge: Challenge | None = None
         self._tokens: dict[str, str] = {}
+        self._found: dict[str, tuple[str, str] | None] = {}
 
     def close(self) -> None:
         """Close the connections (idempotent)."""
@@ -251,7 +252,11 @@ class RegistryClient:
     def _creds(self, repository: str) -> tuple[str, str] | None:
         if self._credentials is not None:
             return self._credentials
-        return find_credentials(self.registry, repository, self._auth_file)
+        with self._lock:
+            if repository not in self._found:      # the files are read once per repository
+                self._found[repository] = find_credentials(self.registry, repository,
+                                                           self._auth_file)
+            return self._found[repository]
 
     def _token(self, challenge: Challenge, scope: str, repository: str, what: str) -> str:
         realm = challenge.params.get("realm", "")
