@@ -182,42 +182,53 @@ class Registry:
                  htpasswd: Path | None = None, token: TokenServer | None = None) -> None:
         self.dir = directory
         directory.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.host = f"127.0.0.1:{self.port}"
         self.tls = tls
         self.log = directory / "registry.log"
-        lines = ["version: 0.1", "log:", "  level: info", "  accesslog:", "    disabled: false",
-                 "storage:", "  filesystem:", f"    rootdirectory: {directory / 'storage'}",
-                 "  delete:", "    enabled: true",
-                 "http:", f"  addr: 127.0.0.1:{self.port}", "  secret: isolate-test"]
-        if tls:
-            lines += ["  tls:", f"    certificate: {tls[0]}", f"    key: {tls[1]}"]
-        if htpasswd:
-            lines += ["auth:", "  htpasswd:", "    realm: isolate-test", f"    path: {htpasswd}"]
-        if token:
-            lines += ["auth:", "  token:", f"    realm: {token.realm}", f"    service: {token.service}",
-                      f"    issuer: {token.issuer}", f"    rootcertbundle: {token.bundle}"]
-        (directory / "config.yml").write_text("\n".join(lines) + "\n")
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen([REGISTRY, "serve", str(directory / "config.yml")],
-                                         stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL)
-        self._wait()
+        for attempt in range(3):      # another process may take the free port first: pick again
+            self.port = free_port()
+            self.host = f"127.0.0.1:{self.port}"
+            lines = ["version: 0.1", "log:", "  level: info", "  accesslog:", "    disabled: false",
+                     "storage:", "  filesystem:", f"    rootdirectory: {directory / 'storage'}",
+                     "  delete:", "    enabled: true",
+                     "http:", f"  addr: 127.0.0.1:{self.port}", "  secret: isolate-test"]
+            if tls:
+                lines += ["  tls:", f"    certificate: {tls[0]}", f"    key: {tls[1]}"]
+            if htpasswd:
+                lines += ["auth:", "  htpasswd:", "    realm: isolate-test", f"    path: {htpasswd}"]
+            if token:
+                lines += ["auth:", "  token:", f"    realm: {token.realm}",
+                          f"    service: {token.service}", f"    issuer: {token.issuer}",
+                          f"    rootcertbundle: {token.bundle}"]
+            (directory / "config.yml").write_text("\n".join(lines) + "\n")
+            with open(self.log, "wb") as log:
+                self.proc = subprocess.Popen([REGISTRY, "serve", str(directory / "config.yml")],
+                                             stdout=log, stderr=subprocess.STDOUT,
+                                             stdin=subprocess.DEVNULL)
+            if self._wait() or attempt == 2:
+                return
+        raise RuntimeError("unreachable")
 
     @property
     def url(self) -> str:
         return f"{'https' if self.tls else 'http'}://{self.host}"
 
-    def _wait(self) -> None:
+    def _wait(self) -> bool:
+        """True once the registry serves; False if it exited (its port was taken)."""
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                if "address already in use" in self.log.read_text(errors="replace"):
+                    return False
                 raise RuntimeError(f"docker-registry exited: {self.log.read_text()[-2000:]}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
+                    pass
             except OSError:
                 time.sleep(0.05)
+                continue
+            time.sleep(0.05)            # the listener may be another process's: ours still runs?
+            if self.proc.poll() is None:
+                return True
         self.close()
         raise RuntimeError("docker-registry did not start listening in 20 s")
 

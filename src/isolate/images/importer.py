@@ -24,7 +24,7 @@ from typing import IO, Any, Iterator
 
 from ..errors import ImageError
 from .manifest import Index, Manifest, parse_config, parse_manifest
-from .pull import PulledImage, check_layers
+from .pull import PulledImage, check_layers, place_blob, put_blob
 from .reference import parse_reference
 from .store import Store, check_digest
 
@@ -148,8 +148,7 @@ def _ingest(store: Store, src: _Source, name: str, digest: str | None,
             raise DigestError(f"load {str(src.path)!r}: {name!r} hashes to {actual}, not {digest}",
                               expected=digest, actual=actual)
         if not store.has_blob(want):
-            os.replace(tmp, store.ingest_path(want))
-            store.commit(want, size=length)
+            place_blob(store, tmp, want)
         return want, length
     finally:
         if os.path.exists(tmp):
@@ -242,7 +241,7 @@ def _load_docker(store: Store, src: _Source) -> list[tuple[list[str], str, Manif
                "config": {"mediaType": _OCI_CONFIG, "digest": cfg_digest, "size": cfg_size},
                "layers": layers}
         data = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
-        digest = store.put(data)
+        digest = put_blob(store, data)
         m = parse_manifest(data)
         assert isinstance(m, Manifest)
         out.append((names, digest, m))
