@@ -133,6 +133,15 @@ def test_podman_save_archive_loads(layout: Path, tmp_path: Path, podman: list[st
     assert img.config.cmd == ("/bin/sh",)
     for d in [img.manifest_digest, img.config_digest, *[x.digest for x in img.manifest.layers]]:
         assert store.has_blob(d)
+    if fmt == "docker-archive":         # docker save | gzip, as podman load takes it too
+        import gzip
+
+        gz = tmp_path / "saved.tar.gz"
+        gz.write_bytes(gzip.compress(arc.read_bytes(), compresslevel=1))
+        again = load(gz, store=Store(tmp_path / "store2"))
+        assert [(i.reference, i.manifest_digest) for i in again] == [
+            (i.reference, i.manifest_digest) for i in images]
+        assert not list((tmp_path / "store2" / "tmp").iterdir())
 
 
 def test_a_docker_archive_layer_linked_to_another_inside_it(tmp_path: Path) -> None:
