@@ -128,3 +128,21 @@ def test_bearer_token_flow(token_registry: tuple[Registry, TokenServer], tmp_pat
         pull(ref, store=Store(tmp_path / "s2"), credentials=("bob", "nope"), progress=False)
     with pytest.raises(ImageError, match=rf"^authentication required for {ref} "):
         pull(ref, store=Store(tmp_path / "s3"), progress=False, auth_file=tmp_path / "none.json")
+
+
+def test_cli_tls_options(tls_registry: tuple[Registry, Path], tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    reg, certs = tls_registry
+    isolate = str(Path(sys.executable).parent / "isolate")
+    ref = f"{reg.host}/test/small:small"
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([isolate, "pull", "-q", "--store", str(tmp_path / "s"), *args, ref],
+                              capture_output=True, text=True, timeout=60, check=False)
+
+    r = run()
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "CERTIFICATE_VERIFY_FAILED" in r.stderr
+    assert run("--cert-dir", str(certs)).returncode == 0
+    assert run("--tls-verify=false").returncode == 0

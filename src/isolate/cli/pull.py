@@ -44,7 +44,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("reference", metavar="REF", help="the image: name[:tag] or name@sha256:...")
     p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]",
                    help="the platform to pick from a multi-platform image (default: this host's)")
-    p.add_argument("--tls-verify", type=_bool, default=True, metavar="BOOL",
+    p.add_argument("--tls-verify", type=_bool, nargs="?", const=True, default=True, metavar="BOOL",
                    help="require HTTPS with a verified certificate (default true; a registry on "
                         "this host may use plain HTTP anyway)")
     p.add_argument("--cert-dir", metavar="DIR",
