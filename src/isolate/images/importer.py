@@ -17,13 +17,15 @@ import json
 import os
 import posixpath
 import shutil
+import stat
 import tarfile
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator
 
-from ..errors import ImageError
-from .manifest import Index, Manifest, parse_config, parse_manifest
+from ..errors import DigestError, ImageError
+from .manifest import (Descriptor, Index, Manifest, parse_config, parse_manifest,
+                       select_platform)
 from .pull import PulledImage, check_layers, place_blob, put_blob
 from .reference import parse_reference
 from .store import Store, check_digest
@@ -41,15 +43,16 @@ _OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 class _Source:
     """Files of a layout or archive by their relative path: a directory or a tar."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: Path, shown: Path) -> None:
+        self.path = shown           # what errors name (the archive, not a decompressed copy)
         self.tar: tarfile.TarFile | None = None
         self.members: dict[str, tarfile.TarInfo] = {}
+        self._real = path
         if not path.is_dir():
             try:
                 self.tar = tarfile.open(path, "r:")
             except (tarfile.TarError, OSError) as e:
-                raise ImageError(f"load: {str(path)!r} is neither a directory nor a tar archive "
+                raise ImageError(f"load: {str(shown)!r} is neither a directory nor a tar archive "
                                  f"({e})") from None
             for m in self.tar.getmembers():
                 self.members.setdefault(posixpath.normpath(m.name.lstrip("/")), m)
@@ -68,7 +71,7 @@ class _Source:
         name = self._check(name)
         if self.tar is not None:
             return name in self.members
-        return (self.path / name).exists()
+        return (self._real / name).exists()
 
     def open(self, name: str) -> tuple[IO[bytes], int]:
         """The regular file ``name`` and its size (no links followed, none let out)."""
@@ -89,7 +92,7 @@ class _Source:
             f = self.tar.extractfile(m)
             assert f is not None
             return f, m.size
-        p = self.path
+        p = self._real
         for part in norm.split("/"):
             p = p / part
             if p.is_symlink():
@@ -100,8 +103,6 @@ class _Source:
             raise ImageError(f"load {str(self.path)!r}: {name!r} is missing") from None
         f2 = os.fdopen(fd, "rb")
         st = os.fstat(fd)
-        import stat
-
         if not stat.S_ISREG(st.st_mode):
             f2.close()
             raise ImageError(f"load {str(self.path)!r}: {name!r} is not a regular file")
@@ -143,8 +144,6 @@ def _ingest(store: Store, src: _Source, name: str, digest: str | None,
         actual = "sha256:" + h.hexdigest()
         want = digest or actual
         if digest is not None and actual != digest:
-            from ..errors import DigestError
-
             raise DigestError(f"load {str(src.path)!r}: {name!r} hashes to {actual}, not {digest}",
                               expected=digest, actual=actual)
         if not store.has_blob(want):
@@ -171,8 +170,6 @@ def _load_oci(store: Store, src: _Source) -> list[tuple[list[str], str, Manifest
     out: list[tuple[list[str], str, Manifest]] = []
 
     def walk(desc_doc: Any, names: list[str], depth: int) -> None:
-        from .manifest import Descriptor
-
         desc = Descriptor.parse(desc_doc, "index.json manifest")
         if depth > 4:
             raise ImageError(f"load {str(src.path)!r}: indexes nested too deep")
@@ -184,8 +181,6 @@ def _load_oci(store: Store, src: _Source) -> list[tuple[list[str], str, Manifest
         data = src.read_json_bytes(f"blobs/sha256/{desc.digest[7:]}")
         doc = parse_manifest(data, desc.media_type)
         if isinstance(doc, Index):
-            from .manifest import select_platform
-
             plat = [m for m in doc.manifests if m.platform is not None]
             chosen = select_platform(doc) if plat else doc.manifests[0]
             _ingest(store, src, f"blobs/sha256/{desc.digest[7:]}", desc.digest, desc.size)
@@ -231,9 +226,7 @@ def _load_docker(store: Store, src: _Source) -> list[tuple[list[str], str, Manif
             d, size = _ingest(store, src, lname, None)
             diff_id, media_type = _diff_id(store, d)
             if diff_id != config.diff_ids[i]:
-                from ..errors import DigestError
-
-                raise DigestError(f"{where}: layer {lname!r} is {diff_id} uncompressed, the config's "
+                    raise DigestError(f"{where}: layer {lname!r} is {diff_id} uncompressed, the config's "
                                   f"diff_ids[{i}] says {config.diff_ids[i]}",
                                   expected=config.diff_ids[i], actual=diff_id)
             layers.append({"mediaType": media_type, "digest": d, "size": size})
@@ -298,8 +291,7 @@ def load(path: str | os.PathLike[str], *, store: Store | None = None,
     store = store if store is not None else Store()
     gen = _plain_tar(p, store) if p.is_file() else iter([p])
     plain = next(gen)
-    src = _Source(plain)
-    src.path = p
+    src = _Source(plain, p)
     try:
         if src.exists("index.json") and src.exists("oci-layout"):
             found = _load_oci(store, src)
