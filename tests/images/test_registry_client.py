@@ -82,3 +82,17 @@ def test_credentials_in_podmans_order_and_the_longest_key(tmp_path: Path,
 def test_bad_options(kw: dict[str, object], says: str) -> None:
     with pytest.raises(ImageError, match=says):
         RegistryClient("quay.io", **kw)  # type: ignore[arg-type]
+
+
+def test_any_header_parses_without_an_error() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.text(alphabet=st.one_of(st.sampled_from(list('Bearer Basic realm="x\\,= ;\t')),
+                                      st.characters()), max_size=80))
+    def check(header: str) -> None:
+        for c in parse_challenges(header):
+            assert c.scheme and c.scheme == c.scheme.lower()
+
+    check()
