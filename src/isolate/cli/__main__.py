@@ -15,7 +15,9 @@ from isolate.cli._help import HelpFormatter
 # subcommand -> module in isolate.cli
 COMMANDS = {
     "gc": "gc",
+    "load": "load",
     "probe": "probe",
+    "pull": "pull",
     "run": "run",
 }
 

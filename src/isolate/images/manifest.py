@@ -38,7 +38,10 @@ LAYER_TYPES: Mapping[str, str] = {
     "application/vnd.oci.image.layer.nondistributable.v1.tar": "tar",
     "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip": "gzip",
     "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd": "zstd",
+    "application/vnd.docker.image.rootfs.diff.tar": "tar",
     "application/vnd.docker.image.rootfs.diff.tar.gzip": "gzip",
+    "application/vnd.docker.image.rootfs.diff.tar.zstd": "zstd",
+    "application/vnd.docker.image.rootfs.foreign.diff.tar": "tar",
     "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip": "gzip",
 }
 #: The Accept header of a manifest request: every type read here.
@@ -231,8 +234,8 @@ def parse_config(data: bytes) -> ImageConfig:
     diff_ids = _strs(rootfs.get("diff_ids"), "image config.rootfs.diff_ids") or ()
     for i, x in enumerate(diff_ids):
         check_digest(x, f"image config.rootfs.diff_ids[{i}]")
-    c = d.get("config") or {}
-    c = _obj(c, "image config.config")
+    c = d.get("config")
+    c = _obj({} if c is None else c, "image config.config")
     ports = c.get("ExposedPorts") or {}
     labels = c.get("Labels")
     if not isinstance(ports, dict):

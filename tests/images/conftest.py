@@ -1,0 +1,59 @@
+"""Fixtures of the image tests: a real registry (docker-registry) per session, test images.
+
+tests/images is on sys.path (pytest's rootdir insertion of a conftest's
+directory), so ``build`` and ``registry`` import as modules.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import build
+from registry import REGISTRY, Registry
+
+
+def need(tool: str) -> str:
+    path = shutil.which(tool) or (tool if os.path.exists(tool) else None)
+    if path is None:
+        pytest.fail(f"{tool} is missing: apt-get install it (.ci/packages.txt)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """A plain-HTTP registry on 127.0.0.1 for the whole session."""
+    need(REGISTRY)
+    reg = Registry(tmp_path_factory.mktemp("registry"))
+    yield reg
+    reg.close()
+
+
+def noisy(n: int, seed: int) -> bytes:
+    """``n`` bytes that gzip cannot shrink much: random bytes mixed with text."""
+    chunk = b"isolate layer %d " % seed
+    out = bytearray()
+    while len(out) < n:
+        out += os.urandom(4096) + chunk * 64
+    return bytes(out[:n])
+
+
+def layer(name: str, size: int, seed: int) -> list[build.Entry]:
+    return [build.Entry("data", "dir"), build.Entry(f"data/{name}", data=noisy(size, seed))]
+
+
+@pytest.fixture(scope="session")
+def layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An OCI layout with the tests' images: ``small`` (gzip, 3 layers), ``small-zstd``,
+    ``small-tar`` (uncompressed), ``shared`` (small's first two layers and a new one)."""
+    root = tmp_path_factory.mktemp("layout")
+    base = [build.busybox_entries(), layer("one", 200_000, 1), layer("two", 100_000, 2)]
+    build.write_layout(root, "small", base, Cmd=["/bin/sh"])
+    build.write_layout(root, "small-zstd", base, compression="zstd")
+    build.write_layout(root, "small-tar", base, compression="tar")
+    build.write_layout(root, "shared", base[:2] + [layer("three", 50_000, 3)])
+    return root

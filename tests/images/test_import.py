@@ -1,0 +1,190 @@
+"""load: OCI layouts (directory and tar) and real podman save archives into the store."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import need
+
+from isolate.errors import DigestError, ImageError
+from isolate.images.importer import load
+from isolate.images.store import Store
+
+
+def tar_dir(src: Path, dest: Path) -> Path:
+    with tarfile.open(dest, "w") as tf:
+        for p in sorted(src.rglob("*")):
+            tf.add(p, arcname=str(p.relative_to(src)), recursive=False)
+    return dest
+
+
+def layout_index(layout: Path) -> dict[str, str]:
+    idx = json.loads((layout / "index.json").read_text())
+    return {m["annotations"]["org.opencontainers.image.ref.name"]: m["digest"]
+            for m in idx["manifests"]}
+
+
+@pytest.mark.parametrize("as_tar", [False, True], ids=["dir", "tar"])
+def test_oci_layout_loads_every_tagged_image_verified(layout: Path, tmp_path: Path,
+                                                      as_tar: bool) -> None:
+    store = Store(tmp_path / "store")
+    src = tar_dir(layout, tmp_path / "layout.tar") if as_tar else layout
+    images = load(src, store=store)
+    want = layout_index(layout)
+    assert store.refs() == {f"localhost/{t}:latest": d for t, d in want.items()}
+    assert {i.reference: i.manifest_digest for i in images} == store.refs()
+    for img in images:
+        for d in [img.manifest_digest, img.config_digest, *[x.digest for x in img.manifest.layers]]:
+            assert store.blob_path(d).read_bytes() == (layout / "blobs/sha256" / d[7:]).read_bytes()
+    assert not list((store.root / "tmp").iterdir())
+
+
+def test_a_corrupt_blob_in_a_layout_is_refused_and_not_kept(layout: Path, tmp_path: Path) -> None:
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(layout, bad)
+    digest = layout_index(bad)["small"]
+    m = json.loads((bad / "blobs/sha256" / digest[7:]).read_text())
+    victim = m["layers"][1]["digest"]
+    p = bad / "blobs/sha256" / victim[7:]
+    data = bytearray(p.read_bytes())
+    data[100] ^= 0xFF
+    p.write_bytes(bytes(data))
+    store = Store(tmp_path / "store")
+    with pytest.raises(DigestError, match=victim):
+        load(bad, store=store)
+    assert not store.has_blob(victim) and store.refs() == {}
+    assert not list((store.root / "tmp").iterdir())
+
+
+def test_a_tar_naming_paths_outside_is_refused(tmp_path: Path) -> None:
+    arc = tmp_path / "evil.tar"
+    with tarfile.open(arc, "w") as tf:
+        body = json.dumps([{"Config": "../../etc/passwd", "RepoTags": ["x:y"],
+                            "Layers": []}]).encode()
+        ti = tarfile.TarInfo("manifest.json")
+        ti.size = len(body)
+        tf.addfile(ti, io.BytesIO(body))
+    with pytest.raises(ImageError, match="'../../etc/passwd' is not a path inside it"):
+        load(arc, store=Store(tmp_path / "store"))
+
+
+def test_an_unnamed_image_needs_a_tag(layout: Path, tmp_path: Path) -> None:
+    import shutil
+
+    lay = tmp_path / "lay"
+    shutil.copytree(layout, lay)
+    idx = json.loads((lay / "index.json").read_text())
+    idx["manifests"] = idx["manifests"][:1]
+    del idx["manifests"][0]["annotations"]
+    (lay / "index.json").write_text(json.dumps(idx))
+    store = Store(tmp_path / "store")
+    with pytest.raises(ImageError, match="has an image without a name .*tag="):
+        load(lay, store=store)
+    [img] = load(lay, store=store, tag="example.com/named:1")
+    assert store.refs() == {"example.com/named:1": img.manifest_digest}
+
+
+@pytest.fixture
+def podman(tmp_path: Path) -> Iterator[list[str]]:
+    """podman with a private store under tmp_path (the host's storage is untouched)."""
+    import shutil
+    import tempfile
+
+    exe = need("podman")
+    runroot = tempfile.mkdtemp(prefix="iso-pm-")     # podman wants a runroot under 50 characters
+    cmd = [exe, "--root", str(tmp_path / "root"), "--runroot", runroot,
+           "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "none"]
+    yield cmd
+    subprocess.run([*cmd, "system", "reset", "--force"], capture_output=True, timeout=120,
+                   check=False)
+    shutil.rmtree(runroot, ignore_errors=True)
+
+
+@pytest.mark.parametrize("fmt", ["docker-archive", "oci-archive"])
+def test_podman_save_archive_loads(layout: Path, tmp_path: Path, podman: list[str],
+                                   fmt: str) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        r = subprocess.run([*podman, *args], capture_output=True, text=True, timeout=120,
+                           check=False)
+        assert r.returncode == 0, f"podman {' '.join(args)}: {r.stderr}"
+        return r
+
+    run("pull", "-q", f"oci:{layout}:small")
+    ids = run("images", "-q", "--no-trunc").stdout.split()
+    assert len(ids) == 1
+    run("tag", ids[0], "example.com/team/small:1")
+    arc = tmp_path / "saved.tar"
+    run("save", "-q", "--format", fmt, "-o", str(arc), "example.com/team/small:1")
+    store = Store(tmp_path / "store")
+    images = load(arc, store=store)
+    names = [i.reference for i in images]
+    assert "example.com/team/small:1" in names
+    img = images[names.index("example.com/team/small:1")]
+    assert img.config_digest == ids[0]
+    assert len(img.manifest.layers) == len(img.config.diff_ids) == 3
+    assert img.config.cmd == ("/bin/sh",)
+    for d in [img.manifest_digest, img.config_digest, *[x.digest for x in img.manifest.layers]]:
+        assert store.has_blob(d)
+    if fmt == "docker-archive":         # docker save | gzip, as podman load takes it too
+        import gzip
+
+        gz = tmp_path / "saved.tar.gz"
+        gz.write_bytes(gzip.compress(arc.read_bytes(), compresslevel=1))
+        again = load(gz, store=Store(tmp_path / "store2"))
+        assert [(i.reference, i.manifest_digest) for i in again] == [
+            (i.reference, i.manifest_digest) for i in images]
+        assert not list((tmp_path / "store2" / "tmp").iterdir())
+
+
+def test_a_docker_archive_layer_linked_to_another_inside_it(tmp_path: Path) -> None:
+    """docker save writes a repeated layer as a symlink to its first copy; links stay inside."""
+    import hashlib
+
+    import build
+
+    tar = build.layer_tar([build.Entry("f", data=b"same")])
+    diff = "sha256:" + hashlib.sha256(tar).hexdigest()
+    cfg = json.dumps(build.image_config([diff, diff])).encode()
+    arc = tmp_path / "saved.tar"
+
+    def add(tf: tarfile.TarFile, name: str, data: bytes | None = None, link: str = "") -> None:
+        ti = tarfile.TarInfo(name)
+        if link:
+            ti.type, ti.linkname = tarfile.SYMTYPE, link
+            tf.addfile(ti)
+        else:
+            ti.size = len(data or b"")
+            tf.addfile(ti, io.BytesIO(data or b""))
+
+    with tarfile.open(arc, "w") as tf:
+        add(tf, "a/layer.tar", tar)
+        add(tf, "b/layer.tar", link="../a/layer.tar")
+        add(tf, "c/layer.tar", link="../../etc/passwd")
+        add(tf, hashlib.sha256(cfg).hexdigest() + ".json", cfg)
+        manifest = [{"Config": hashlib.sha256(cfg).hexdigest() + ".json", "RepoTags": ["x:1"],
+                     "Layers": ["a/layer.tar", "b/layer.tar"]}]
+        add(tf, "manifest.json", json.dumps(manifest).encode())
+    store = Store(tmp_path / "s")
+    [img] = load(arc, store=store)
+    assert img.reference == "docker.io/library/x:1"
+    assert [x.digest for x in img.manifest.layers] == [diff, diff]
+    manifest[0]["Layers"] = ["a/layer.tar", "c/layer.tar"]
+    bad = tmp_path / "bad.tar"
+    with tarfile.open(arc) as src, tarfile.open(bad, "w") as tf:
+        for m in src.getmembers():
+            if m.name == "manifest.json":
+                add(tf, "manifest.json", json.dumps(manifest).encode())
+            elif m.isreg():
+                tf.addfile(m, src.extractfile(m))
+            else:
+                tf.addfile(m)
+    with pytest.raises(ImageError, match="'../etc/passwd' is not a path inside it"):
+        load(bad, store=Store(tmp_path / "s2"))
