@@ -240,6 +240,8 @@ class Container:
                        pivot_root=pivot_root, stage=stage, make_cwd=make_cwd, new_session=new_session)
         ident = None
         resolved = False
+        #: Whether an image root's config fills the options (keyword options only).
+        self._image_defaults = config is None
         if config is None:
             config, root, ident = config_from_options(net=net, join=joined, **options)  # type: ignore[arg-type]
             resolved = True
@@ -463,6 +465,10 @@ class Container:
 
     def _argv(self, argv: Sequence[StrPath] | None) -> Sequence[StrPath]:
         if argv is not None:
+            image = getattr(self.rootfs, "image", None)
+            if image is not None and image.config.entrypoint and self._image_defaults:
+                # As docker run IMAGE ARGS: the arguments replace Cmd, the Entrypoint stays.
+                return [*image.config.entrypoint, *argv]
             return argv
         if self.config.process.args:
             return self.config.process.args

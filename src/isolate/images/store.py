@@ -11,6 +11,7 @@ other users::
     <root>/layers/sha256/<hex>/      a layer unpacked in overlayfs form, named by its diff_id
     <root>/tmp/                      staging for unpacks; emptied of dead owners' work
     <root>/refs.json                 {"<reference>": "<manifest digest>"}
+    <root>/inuse/<pid>-<start>-<n>   the layers a running container's overlay uses (JSON)
 
 A blob or layer appears under its digest only once complete and verified
 (written elsewhere, checked, then renamed into place), so a reader never
@@ -145,6 +146,70 @@ class Store:
         """Where the layer whose uncompressed tar is ``diff_id`` is unpacked (overlayfs form)."""
         return self.root / "layers" / "sha256" / check_digest(diff_id, "diff_id")[7:]
 
+    def layers(self) -> list[str]:
+        """The diff_id of every unpacked layer, sorted."""
+        return sorted("sha256:" + n for n in os.listdir(self.root / "layers" / "sha256")
+                      if _DIGEST.fullmatch("sha256:" + n))
+
+    def remove_layer(self, diff_id: str) -> None:
+        """Remove an unpacked layer (moved to ``tmp/`` first, so it vanishes at once; no
+        error if it is already gone).  Call it under ``lock()``, after ``layers_in_use()``."""
+        path = self.layer_path(diff_id)
+        dead = self.root / "tmp" / f"removed-{diff_id[7:]}-{os.getpid()}"
+        try:
+            os.rename(path, dead)
+        except FileNotFoundError:
+            return
+        _rmtree(dead)
+
+    # --- layers in use ----------------------------------------------------------
+
+    def hold_layers(self, diff_ids: list[str] | tuple[str, ...], pid: int) -> Path:
+        """Record that the process ``pid`` (alive: a container's first process, or the caller
+        while it mounts) uses the layers ``diff_ids``; returns the record, for
+        ``release_layers``.  A record whose process is gone (pid and start time) counts for
+        nothing: ``layers_in_use`` drops it."""
+        d = self.root / "inuse"
+        d.mkdir(mode=0o700, exist_ok=True)
+        start = _start_time(pid)
+        if start is None:
+            raise ImageError(f"hold_layers: process {pid} is not running")
+        for n in range(1 << 16):
+            path = d / f"{pid}-{start}-{n}"
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            except FileExistsError:
+                continue
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump({"pid": pid, "start": start, "layers": list(diff_ids)}, f)
+            return path
+        raise ImageError(f"hold_layers: too many records for process {pid}")
+
+    def release_layers(self, record: Path) -> None:
+        """Drop a record ``hold_layers`` made (no error if it is gone)."""
+        record.unlink(missing_ok=True)
+
+    def layers_in_use(self) -> set[str]:
+        """The diff_ids that live records name (dead records are removed)."""
+        out: set[str] = set()
+        d = self.root / "inuse"
+        try:
+            names = os.listdir(d)
+        except FileNotFoundError:
+            return out
+        for name in names:
+            path = d / name
+            try:
+                rec = json.loads(path.read_text(encoding="utf-8"))
+                pid, start, layers = int(rec["pid"]), int(rec["start"]), list(rec["layers"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue     # being written, or not ours: never a reason to remove a layer
+            if _start_time(pid) != start:
+                path.unlink(missing_ok=True)
+                continue
+            out.update(str(x) for x in layers)
+        return out
+
     # --- names ------------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -196,6 +261,34 @@ class Store:
             digest = refs.pop(name)
             self._write_refs(refs)
         return digest
+
+
+def _start_time(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat (clock ticks after boot), or None when there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    try:
+        return int(data[data.rindex(b")") + 2:].split()[19])
+    except (ValueError, IndexError):
+        return None
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    def writable(func: object, p: str, exc: object) -> None:
+        # A directory a layer made read-only (without root, its mode binds us too).
+        try:
+            os.chmod(os.path.dirname(p), 0o700)
+            os.chmod(p, 0o700)
+        except OSError:
+            pass
+
+    shutil.rmtree(path, onerror=writable)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _hash_file(path: Path) -> tuple[str, int]:
