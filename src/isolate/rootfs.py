@@ -215,7 +215,7 @@ class RootFS:
         layers = tuple(image.layers())
         if not layers:
             raise ConfigError(f"rootfs: the image {image.name or image.digest} has no layers")
-        self = cls(readonly=False, **options)
+        self = cls(directory=None, readonly=False, **options)
         ov = OverlaySpec(upper=None, size=V.size(size, "overlay size"))
         self._spec = replace(self._spec, layers=layers, overlay=ov, readonly=bool(readonly))
         self.image = image

@@ -337,10 +337,10 @@ def _apply(lfd: int, rfd: int, links: dict[tuple[int, int], tuple[int, str]]) ->
                 try:
                     left = st.st_size
                     while left > 0:
-                        n = os.copy_file_range(src, dst, min(left, 1 << 30))
-                        if n == 0:
+                        copied = os.copy_file_range(src, dst, min(left, 1 << 30))
+                        if copied == 0:
                             break
-                        left -= n
+                        left -= copied
                     _copy_meta(src, dst, st)
                 finally:
                     os.close(dst)
