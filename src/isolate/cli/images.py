@@ -11,15 +11,20 @@ from ._help import HelpFormatter
 
 EPILOG_IMAGES = """\
 examples:
-  $ isolate images
-  $ isolate images --json
+  $ isolate images --store ./store
+  $ isolate images --json --store ./store
+"""
+EPILOG_RMI = """\
+examples:
+  # drop a name (exit 1 when the store has no such image), then what nothing else uses:
+  $ isolate rmi --store ./store alpine:3.20 || echo "no such image"
 """
 EPILOG_IMAGE = """\
 examples:
   # remove the blobs and layers no name reaches (never those a running container uses):
-  $ isolate image prune
+  $ isolate image prune --store ./store
   # an OCI runtime bundle (rootfs/ and config.json), as umoci unpack writes:
-  $ isolate image bundle alpine:3.20 /tmp/alpine-bundle
+  $ isolate image bundle --store ./store alpine:3.20 ./bundle || echo "pull it first"
 """
 
 
@@ -42,7 +47,7 @@ def add_parser(sub: Any) -> None:
                                    "every name of that image), then prune the store: blobs and "
                                    "layers no other name reaches go, except layers a running "
                                    "container uses.",
-                       formatter_class=HelpFormatter)
+                       epilog=EPILOG_RMI, formatter_class=HelpFormatter)
     p.add_argument("refs", nargs="+", metavar="REF")
     _store_arg(p)
     p = sub.add_parser("image", help="manage the image store (prune, bundle)",
@@ -51,10 +56,10 @@ def add_parser(sub: Any) -> None:
     verbs = p.add_subparsers(dest="verb", metavar="VERB")
     verbs.required = True
     q = verbs.add_parser("prune", help="remove blobs and layers no name reaches",
-                         formatter_class=HelpFormatter)
+                         epilog=EPILOG_IMAGE, formatter_class=HelpFormatter)
     _store_arg(q)
     q = verbs.add_parser("bundle", help="write an OCI runtime bundle of an image",
-                         formatter_class=HelpFormatter)
+                         epilog=EPILOG_IMAGE, formatter_class=HelpFormatter)
     q.add_argument("ref", metavar="REF")
     q.add_argument("directory", metavar="DIR")
     _store_arg(q)
