@@ -616,8 +616,9 @@ class RootFS:
             return
         from .images.store import Store
 
-        # A layer is <store>/layers/sha256/<hex>.
-        store = Store(layers[0].parents[2])
+        # A layer is <store>/layers/sha256/<hex>; the store exists (no Store() checks per start).
+        store = Store.__new__(Store)
+        store.root = layers[0].parents[2]
         old = self._held
         self._held = store.hold_layers(tuple("sha256:" + p.name for p in layers), pid)
         if old is not None:
