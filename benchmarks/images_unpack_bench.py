@@ -1,11 +1,16 @@
-import os, sys, time, random, subprocess, shutil, io, tarfile, statistics
-sys.path.insert(0, "/work/wt-img-run/tests/images")
+"""Unpack MB/s of a ~100 MB gzip layer (isolate vs umoci unpack) and Container start time on
+RootFS.from_image vs RootFS.from_directory(<umoci rootfs>).overlay().  As root:
+
+    .venv/bin/python benchmarks/images_unpack_bench.py
+"""
+import os, sys, time, random, subprocess, shutil, statistics, tempfile
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "images"))
 import build
 from build import Entry
 from isolate.images import Store, Image, unpack_layer
 from isolate import Container, RootFS
 random.seed(1)
-base = "/tmp/imgrun-bench"
+base = tempfile.mkdtemp(prefix="isolate-bench-")
 words = (b"lorem ipsum dolor sit amet consectetur adipiscing elit " * 200)
 entries = build.busybox_entries()
 total = 0
@@ -61,3 +66,4 @@ for mode in ("identity",):
     a = timeit(lambda: RootFS.from_image("bench:1", store=s))
     b = timeit(lambda: RootFS.from_directory(base + "/umoci/rootfs").overlay())
     print(f"Container start-to-exit (/bin/true, userns={mode}, median of 30): from_image {a*1e3:.2f} ms, from_directory(umoci rootfs).overlay() {b*1e3:.2f} ms, ratio {a/b:.2f}")
+shutil.rmtree(base, ignore_errors=True)
