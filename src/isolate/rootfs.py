@@ -540,6 +540,7 @@ class RootFS:
         self._created = []
         self._rec = None
         spec = self._spec
+        self._unhold()            # a previous run's record (its process is gone)
         self._hold(os.getpid())
         if spec.overlay is None or spec.overlay.upper is None:
             return
@@ -620,7 +621,10 @@ class RootFS:
         store = Store.__new__(Store)
         store.root = layers[0].parents[2]
         old = self._held
-        self._held = store.hold_layers(tuple("sha256:" + p.name for p in layers), pid)
+        # The first record (the caller's, before the mount) under the store's lock, checked
+        # against a prune; the container's takes over from it.
+        self._held = store.hold_layers(tuple("sha256:" + p.name for p in layers), pid,
+                                       check=old is None)
         if old is not None:
             old.unlink(missing_ok=True)
 

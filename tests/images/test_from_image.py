@@ -129,3 +129,14 @@ def test_concurrent_unpack_once(store: Store, tmp_path) -> None:  # type: ignore
              for _ in range(3)]
     outs = {p.communicate(timeout=30)[0] for p in procs}
     assert len(outs) == 1 and all(p.returncode == 0 for p in procs)
+
+
+def test_start_after_a_prune_removed_the_layers(store: Store) -> None:
+    build.put_image(store, "t:1", base_layers(), Cmd=["/bin/sh"])
+    r = RootFS.from_image("t:1", store=store)
+    remove(store, "t:1")
+    prune(store)       # nothing runs on the layers yet: they go
+    with Container(rootfs=r) as c:
+        with pytest.raises(ImageError, match="no longer in the store"):
+            c.start(["/bin/true"])
+    assert os.listdir(store.root / "inuse") == []

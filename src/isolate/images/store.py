@@ -164,11 +164,29 @@ class Store:
 
     # --- layers in use ----------------------------------------------------------
 
-    def hold_layers(self, diff_ids: list[str] | tuple[str, ...], pid: int) -> Path:
+    def hold_layers(self, diff_ids: list[str] | tuple[str, ...], pid: int, *,
+                    check: bool = True) -> Path:
         """Record that the process ``pid`` (alive: a container's first process, or the caller
         while it mounts) uses the layers ``diff_ids``; returns the record, for
         ``release_layers``.  A record whose process is gone (pid and start time) counts for
-        nothing: ``layers_in_use`` drops it."""
+        nothing: ``layers_in_use`` drops it.
+
+        ``check``: made under the store's lock, and ``ImageError`` (no record kept) if a
+        layer is not there (a prune removed it first): a prune either sees the record or
+        ran before it.  False for a record that takes over from a live one (no lock).
+        """
+        if not check:
+            return self._hold(diff_ids, pid)
+        with self.lock():
+            rec = self._hold(diff_ids, pid)
+            missing = [d for d in diff_ids if not self.layer_path(d).is_dir()]
+            if missing:
+                rec.unlink(missing_ok=True)
+                raise ImageError(f"layer {missing[0]} is no longer in the store {str(self.root)!r} "
+                                 "(removed by a prune: open the image again)")
+        return rec
+
+    def _hold(self, diff_ids: list[str] | tuple[str, ...], pid: int) -> Path:
         d = self.root / "inuse"
         d.mkdir(mode=0o700, exist_ok=True)
         start = _start_time(pid)
