@@ -132,3 +132,31 @@ def test_corrupt_stream(tmp_path: Path) -> None:
     with pytest.raises(ImageError):
         unpack_layer(blob, tmp_path / "dest", diff_id="sha256:" + "0" * 64, compression="gzip")
     assert not (tmp_path / "dest").exists()
+
+
+def test_later_entries_replace_earlier_ones(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    layer = unpack(tmp_path, [
+        Entry("f", data=b"one"), Entry("f", data=b"two"),
+        Entry("d", "dir"), Entry("d/x", data=b"x"), Entry("d", data=b"now a file"),
+        Entry("s", "symlink", target=str(outside / "target")), Entry("s", data=b"not through"),
+        Entry("e", data=b"e"), Entry("e", "dir"), Entry("e/y", data=b"y"),
+        Entry("h", data=b"h"), Entry("h2", "hardlink", target="h"), Entry("h2", "hardlink", target="h"),
+    ])
+    assert (layer / "f").read_bytes() == b"two"
+    assert (layer / "d").read_bytes() == b"now a file"
+    assert (layer / "s").read_bytes() == b"not through" and not (outside / "target").exists()
+    assert (layer / "e/y").read_bytes() == b"y"
+    assert os.stat(layer / "h2").st_ino == os.stat(layer / "h").st_ino
+
+
+@pytest.mark.parametrize("compression", ["gzip", "zstd"])
+def test_multi_member_streams(tmp_path: Path, compression: str) -> None:
+    # pigz and zstd -T write several members/frames: one stream, as gzip(1) and zstd(1) read it.
+    tar = build.layer_tar([Entry(f"f{i}", data=os.urandom(300_000)) for i in range(8)])
+    blob = tmp_path / "blob"
+    half = len(tar) // 2
+    blob.write_bytes(build.compress(tar[:half], compression) + build.compress(tar[half:], compression))
+    unpack_layer(blob, tmp_path / "out", diff_id=build.digest(tar), compression=compression)
+    assert len(os.listdir(tmp_path / "out")) == 8

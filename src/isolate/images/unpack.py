@@ -45,9 +45,11 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import queue
 import shutil
 import stat
 import tarfile
+import threading
 import warnings
 import zlib
 from pathlib import Path
@@ -65,15 +67,23 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 
 class Digester:
-    """A readable stream of a layer's uncompressed tar: decompresses ``raw`` (``tar``, ``gzip``
-    or ``zstd``) and hashes what it hands out (``hexdigest()``, ``size``)."""
+    """A forward-only readable stream of a layer's uncompressed tar: decompresses ``raw``
+    (``tar``, ``gzip`` or ``zstd``) and hashes it (``hexdigest()``, ``size``).
+
+    Decompression and hashing run in a thread of their own (zlib, zstd and
+    hashlib release the GIL on large buffers), a few MiB ahead of the reader,
+    so they overlap with the writes of the files.  ``seek`` only goes forward
+    (skipping is reading), which is all ``tarfile`` asks of it for a one-pass
+    read; ``close()`` stops the thread.
+    """
 
     def __init__(self, raw: IO[bytes], compression: str) -> None:
         self._raw = raw
         self._hash = hashlib.sha256()
         self.size = 0
         self._buf = b""
-        self._pos = 0
+        self._pos = 0        # in _buf
+        self._off = 0        # of _buf[0] in the stream
         self._eof = False
         self._next: Callable[[], bytes]
         if compression == "tar":
@@ -88,6 +98,36 @@ class Digester:
             self._next = lambda: reader.read(_READ)
         else:
             raise ImageError(f"layer compression {compression!r} is not tar, gzip or zstd")
+        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=8)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, name="isolate-unpack", daemon=True)
+        self._thread.start()
+
+    def _produce(self) -> None:
+        try:
+            while not self._stop.is_set():
+                chunk = self._next()
+                if chunk:
+                    self._hash.update(chunk)
+                    self.size += len(chunk)
+                self._put(chunk)
+                if not chunk:
+                    return
+        except BaseException as e:      # handed to the reader, raised there
+            self._put(e)
+
+    def _put(self, item: bytes | BaseException) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def close(self) -> None:
+        """Stop the decompressing thread (idempotent)."""
+        self._stop.set()
+        self._thread.join()
 
     def _gzip_chunks(self) -> Callable[[], bytes]:
         # Concatenated gzip members (pigz, some registries) are one stream, as gzip(1) reads them.
@@ -122,38 +162,80 @@ class Digester:
     def _fill(self) -> bool:
         if self._eof:
             return False
-        chunk = self._next()
-        if not chunk:
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            self._eof = True
+            raise item
+        self._off += len(self._buf)
+        self._buf, self._pos = item, 0
+        if not item:
             self._eof = True
             return False
-        self._hash.update(chunk)
-        self.size += len(chunk)
-        self._buf, self._pos = chunk, 0
         return True
 
     def read(self, n: int = -1) -> bytes:
         """Up to ``n`` bytes (all that is left for ``n < 0``)."""
         if n is None or n < 0:
             parts = [self._buf[self._pos:]]
-            self._buf, self._pos = b"", 0
+            self._pos = len(self._buf)
             while self._fill():
                 parts.append(self._buf)
-                self._buf = b""
+                self._pos = len(self._buf)
             return b"".join(parts)
         if self._pos >= len(self._buf) and not self._fill():
             return b""
+        if self._pos == 0 and n >= len(self._buf):
+            self._pos = len(self._buf)
+            return self._buf
         out = self._buf[self._pos:self._pos + n]
         self._pos += len(out)
         return out
 
+    def tell(self) -> int:
+        """The position in the uncompressed stream."""
+        return self._off + self._pos
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        """Go forward to ``pos`` (``whence`` 0) by reading; ``OSError`` for a step back."""
+        if whence == 1:
+            pos += self.tell()
+        elif whence != 0:
+            raise OSError(errno.ESPIPE, "a layer stream seeks from its start only")
+        skip = pos - self.tell()
+        if skip < 0:
+            raise OSError(errno.ESPIPE, f"a layer stream cannot go back ({pos} < {self.tell()})")
+        while skip > 0:
+            if self._pos >= len(self._buf) and not self._fill():
+                break
+            k = min(skip, len(self._buf) - self._pos)
+            self._pos += k
+            skip -= k
+        return self.tell()
+
+    def copy_to(self, fd: int, n: int) -> int:
+        """Write the next ``n`` bytes to ``fd`` straight from the decompressed buffers;
+        returns how many there were (fewer at the end of the stream)."""
+        done = 0
+        while done < n:
+            if self._pos >= len(self._buf) and not self._fill():
+                break
+            view = memoryview(self._buf)[self._pos:self._pos + (n - done)]
+            k = len(view)
+            while view:
+                view = view[os.write(fd, view):]
+            self._pos += k
+            done += k
+        return done
+
     def drain(self) -> None:
         """Read (and hash) whatever the tar reader left: the end-of-archive padding."""
-        self._buf, self._pos = b"", 0
+        self._pos = len(self._buf)
         while self._fill():
-            self._buf = b""
+            self._pos = len(self._buf)
 
     def hexdigest(self) -> str:
-        """The sha256 of everything read so far."""
+        """The sha256 of the whole stream (after ``drain``: the thread has ended)."""
+        self._thread.join()
         return self._hash.hexdigest()
 
 
@@ -175,7 +257,7 @@ class _Unpacker:
         self.layer = layer
         self.is_root = os.geteuid() == 0
         self.dirs: dict[str, int] = {"": root}     # parent path -> open directory fd
-        self.dir_meta: list[tuple[str, tarfile.TarInfo]] = []
+        self.dir_meta: dict[str, tarfile.TarInfo] = {}   # the last entry of each directory
         self.skipped_devices: list[str] = []
 
     def close(self) -> None:
@@ -227,11 +309,11 @@ class _Unpacker:
         self.forget()
         return False
 
-    def entry(self, tf: tarfile.TarFile, m: tarfile.TarInfo) -> None:
+    def entry(self, stream: Digester, m: tarfile.TarInfo) -> None:
         parts = _entry_parts(m.name, self.layer)
         if not parts:
             if m.isdir():
-                self.dir_meta.append(("", m))     # the layer's root itself: "./"
+                self.dir_meta[""] = m     # the layer's root itself: "./"
             return
         base = parts[-1]
         if base == OPAQUE:
@@ -249,17 +331,30 @@ class _Unpacker:
             os.mknod(name, stat.S_IFCHR | 0o000, 0, dir_fd=pfd)
             return
         pfd = self.parent(parts)
+        # Created with O_EXCL semantics first (a layer's names are mostly new: no lstat
+        # per entry); what is there already is removed, then the create is made again.
         if m.isdir():
-            if not self.clear(pfd, base, keep_dir=True):
-                os.mkdir(base, 0o700, dir_fd=pfd)
-            self.dir_meta.append(("/".join(parts), m))
-            return
-        self.clear(pfd, base, keep_dir=False)
-        if m.isreg():
-            fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         0o600, dir_fd=pfd)
             try:
-                self.copy_data(tf, m, fd)
+                os.mkdir(base, 0o700, dir_fd=pfd)
+            except FileExistsError:
+                if not self.clear(pfd, base, keep_dir=True):
+                    os.mkdir(base, 0o700, dir_fd=pfd)
+            self.dir_meta["/".join(parts)] = m
+            return
+        if m.isreg():
+            if m.sparse is not None:
+                raise ImageError(f"layer {self.layer}: {m.name!r} is a GNU sparse file, which this "
+                                 "runtime does not unpack")
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            try:
+                fd = os.open(base, flags, 0o600, dir_fd=pfd)
+            except FileExistsError:
+                self.clear(pfd, base, keep_dir=False)
+                fd = os.open(base, flags, 0o600, dir_fd=pfd)
+            try:
+                stream.seek(m.offset_data)
+                if stream.copy_to(fd, m.size) != m.size:
+                    raise ImageError(f"layer {self.layer}: {m.name!r} is truncated")
                 self.meta_fd(fd, m)
             finally:
                 os.close(fd)
@@ -267,6 +362,12 @@ class _Unpacker:
         if m.islnk():
             self.hardlink(parts, pfd, m)
             return
+        try:
+            os.lstat(base, dir_fd=pfd)
+        except FileNotFoundError:
+            pass
+        else:
+            self.clear(pfd, base, keep_dir=False)
         if m.issym():
             os.symlink(m.linkname, base, dir_fd=pfd)
         elif m.isfifo():
@@ -282,26 +383,20 @@ class _Unpacker:
                              f"not unpack ({m.type!r})")
         self.meta_at(pfd, base, m, symlink=m.issym())
 
-    def copy_data(self, tf: tarfile.TarFile, m: tarfile.TarInfo, fd: int) -> None:
-        src = tf.extractfile(m)
-        assert src is not None
-        left = m.size
-        while left > 0:
-            chunk = src.read(min(left, _READ))
-            if not chunk:
-                raise ImageError(f"layer {self.layer}: {m.name!r} is truncated")
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(fd, view):]
-            left -= len(chunk)
-
     def hardlink(self, parts: list[str], pfd: int, m: tarfile.TarInfo) -> None:
         target = _entry_parts(m.linkname, self.layer)
         if not target:
             raise ImageError(f"layer {self.layer}: hardlink {m.name!r} to the layer's root")
         try:
             tfd = self.parent(target)
-            os.link(target[-1], parts[-1], src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
+            try:
+                os.link(target[-1], parts[-1], src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
+            except FileExistsError:
+                if target == parts:
+                    return     # a link to itself: the entry is there
+                self.clear(pfd, parts[-1], keep_dir=False)
+                tfd = self.parent(target)
+                os.link(target[-1], parts[-1], src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
         except (OSError, ImageError) as e:
             why = e.strerror if isinstance(e, OSError) else str(e)
             raise ImageError(f"layer {self.layer}: hardlink {m.name!r} -> {m.linkname!r}: its "
@@ -342,8 +437,14 @@ class _Unpacker:
         from .._spawn import open_in_root
 
         self.forget()
-        for path, m in reversed(self.dir_meta):
-            fd = self.root if not path else open_in_root(self.root, path, _DIR_FLAGS | os.O_NOFOLLOW)
+        for path in sorted(self.dir_meta, key=lambda p: p.count("/") + bool(p), reverse=True):
+            m = self.dir_meta[path]
+            try:
+                fd = self.root if not path else open_in_root(self.root, path, _DIR_FLAGS | os.O_NOFOLLOW)
+            except OSError as e:
+                if e.errno in (errno.ENOTDIR, errno.ENOENT, errno.ELOOP):
+                    continue     # replaced by a later entry, or removed by a whiteout
+                raise
             try:
                 if not stat.S_ISDIR(os.fstat(fd).st_mode):
                     continue
@@ -387,9 +488,12 @@ def unpack_layer(blob: str | os.PathLike[str], dest: str | os.PathLike[str], *, 
             u = _Unpacker(root, what)
             try:
                 try:
-                    with tarfile.open(fileobj=stream, mode="r|", bufsize=_READ) as tf:  # type: ignore[call-overload]
-                        for m in tf:
-                            u.entry(tf, m)
+                    # "r:" on a forward-only stream: tarfile's own stream mode ("r|")
+                    # copies its whole buffer at each small read.
+                    tf = tarfile.TarFile(fileobj=stream, mode="r")  # type: ignore[arg-type]
+                    while (m := tf.next()) is not None:
+                        u.entry(stream, m)
+                        getattr(tf, "members").clear()   # one pass: keep no TarInfo
                 except tarfile.TarError as e:
                     raise ImageError(f"layer {what}: not a tar stream ({e})") from None
                 stream.drain()
@@ -399,6 +503,7 @@ def unpack_layer(blob: str | os.PathLike[str], dest: str | os.PathLike[str], *, 
                                       f"not its diff_id {diff_id}", expected=diff_id, actual=actual)
                 u.finish_dirs()
             finally:
+                stream.close()
                 u.close()
                 os.close(root)
         if u.skipped_devices:
