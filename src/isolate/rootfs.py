@@ -117,7 +117,7 @@ class RootFS:
                               dev=bool(dev), oci_masks=bool(oci_masks), idmap=bool(idmap))
         self._created: list[Path] = []   # overlay directories made for the current run
         self._rec: Record | None = None  # the owner record of the run's overlay work directories
-        self._held: Path | None = None   # the store's record of the image layers a run uses
+        self._held: str | None = None    # the store's hold on the image layers a run uses
         #: The image of a ``from_image`` root (its config is the container's default), or None.
         self.image: Image | None = None
 
@@ -610,28 +610,31 @@ class RootFS:
         self._unhold()
 
     def _hold(self, pid: int) -> None:
-        """Record the image layers as used by ``pid`` (replacing an earlier record): the
-        caller while it mounts them, then the container's first process."""
+        """Hold the image layers for ``pid``: the caller before it mounts them (checked
+        against a prune, under the store's lock), then handed over to the container's
+        first process (``Store.pass_layers``)."""
         layers = self._spec.layers
         if not layers:
             return
+        store = self._layer_store()
+        ids = tuple("sha256:" + p.name for p in layers)
+        if self._held is None:
+            self._held = store.hold_layers(ids, pid)
+        else:
+            self._held = store.pass_layers(self._held, ids, pid)
+
+    def _layer_store(self) -> Store:
         from .images.store import Store
 
         # A layer is <store>/layers/sha256/<hex>; the store exists (no Store() checks per start).
         store = Store.__new__(Store)
-        store.root = layers[0].parents[2]
-        old = self._held
-        # The first record (the caller's, before the mount) under the store's lock, checked
-        # against a prune; the container's takes over from it.
-        self._held = store.hold_layers(tuple("sha256:" + p.name for p in layers), pid,
-                                       check=old is None)
-        if old is not None:
-            old.unlink(missing_ok=True)
+        store.root = self._spec.layers[0].parents[2]
+        return store
 
     def _unhold(self) -> None:
         held, self._held = self._held, None
         if held is not None:
-            held.unlink(missing_ok=True)
+            self._layer_store().release_layers(held)
 
 
 def _opaque(path: Path) -> bool:

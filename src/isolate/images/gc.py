@@ -59,7 +59,7 @@ def prune(store: Store) -> Pruned:
     freed = 0
     with store.lock():
         blobs, diff_ids = reachable(store)
-        busy = store.layers_in_use()
+        busy = store.layers_in_use(compact=True)
         gone_blobs = [b for b in store.blobs() if b not in blobs]
         for b in gone_blobs:
             try:

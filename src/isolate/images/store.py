@@ -11,12 +11,15 @@ other users::
     <root>/layers/sha256/<hex>/      a layer unpacked in overlayfs form, named by its diff_id
     <root>/tmp/                      staging for unpacks; emptied of dead owners' work
     <root>/refs.json                 {"<reference>": "<manifest digest>"}
-    <root>/inuse/<pid>-<start>-<n>   the layers a running container's overlay uses (JSON)
 
 A blob or layer appears under its digest only once complete and verified
 (written elsewhere, checked, then renamed into place), so a reader never
 sees a partial one and a killed writer leaves only ``ingest/`` or ``tmp/``
 behind, which the next writer resumes or clears.
+
+    <root>/holds                     the layers running containers use (a journal)
+
+``prune`` keeps the layers a live hold names (``Store.hold_layers``).
 """
 
 from __future__ import annotations
@@ -31,12 +34,14 @@ import re
 from pathlib import Path
 from typing import Iterator
 
+from .. import _registry
 from ..errors import ConfigError, DigestError, ImageError
 
 __all__ = ["Store", "default_root", "check_digest"]
 
 _DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
 _CHUNK = 1 << 20
+_JOURNAL_MAX = 64 << 10     # the holds journal is compacted past this size
 
 
 def check_digest(digest: str, what: str = "digest") -> str:
@@ -164,69 +169,74 @@ class Store:
 
     # --- layers in use ----------------------------------------------------------
 
-    def hold_layers(self, diff_ids: list[str] | tuple[str, ...], pid: int, *,
-                    check: bool = True) -> Path:
-        """Record that the process ``pid`` (alive: a container's first process, or the caller
-        while it mounts) uses the layers ``diff_ids``; returns the record, for
-        ``release_layers``.  A record whose process is gone (pid and start time) counts for
-        nothing: ``layers_in_use`` drops it.
+    def hold_layers(self, diff_ids: list[str] | tuple[str, ...], pid: int) -> str:
+        """Record that the live process ``pid`` (the caller, while it mounts the layers)
+        uses the layers ``diff_ids``; returns the hold's token, for ``pass_layers`` and
+        ``release_layers``.  A hold whose process is gone (pid and start time) counts for
+        nothing.
 
-        ``check``: made under the store's lock, and ``ImageError`` (no record kept) if a
-        layer is not there (a prune removed it first): a prune either sees the record or
-        ran before it.  False for a record that takes over from a live one (no lock).
+        Made under the store's lock, and ``ImageError`` (nothing held) if a layer is not
+        there (a prune removed it first): a prune either sees the hold or ran before it.
+        Holds are lines appended to ``<root>/holds`` (one write each, no file made per
+        start); ``layers_in_use(compact=True)`` drops the dead and released ones.
         """
-        if not check:
-            return self._hold(diff_ids, pid)
-        with self.lock():
-            rec = self._hold(diff_ids, pid)
-            missing = [d for d in diff_ids if not self.layer_path(d).is_dir()]
-            if missing:
-                rec.unlink(missing_ok=True)
-                raise ImageError(f"layer {missing[0]} is no longer in the store {str(self.root)!r} "
-                                 "(removed by a prune: open the image again)")
-        return rec
-
-    def _hold(self, diff_ids: list[str] | tuple[str, ...], pid: int) -> Path:
-        d = self.root / "inuse"
-        d.mkdir(mode=0o700, exist_ok=True)
-        start = _start_time(pid)
+        start = _registry.proc_start_time(pid)
         if start is None:
             raise ImageError(f"hold_layers: process {pid} is not running")
-        for n in range(1 << 16):
-            path = d / f"{pid}-{start}-{n}"
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            except FileExistsError:
-                continue
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump({"pid": pid, "start": start, "layers": list(diff_ids)}, f)
-            return path
-        raise ImageError(f"hold_layers: too many records for process {pid}")
+        token = os.urandom(8).hex()
+        with self.lock():
+            missing = [x for x in diff_ids if not self.layer_path(x).is_dir()]
+            if missing:
+                raise ImageError(f"layer {missing[0]} is no longer in the store {str(self.root)!r} "
+                                 "(removed by a prune: open the image again)")
+            self._journal(f"+ {token} {pid} {start} {' '.join(diff_ids)}\n")
+            if os.stat(self.root / "holds").st_size > _JOURNAL_MAX:
+                self.layers_in_use(compact=True)
+        return token
 
-    def release_layers(self, record: Path) -> None:
-        """Drop a record ``hold_layers`` made (no error if it is gone)."""
-        record.unlink(missing_ok=True)
+    def pass_layers(self, token: str, diff_ids: list[str] | tuple[str, ...], pid: int) -> str:
+        """Hand the hold ``token`` over to the live process ``pid`` (a container's first
+        process) in one write, no gap between the two; returns the new token (the old one
+        when ``pid`` is already gone: it stays held until released)."""
+        start = _registry.proc_start_time(pid)
+        if start is None:
+            return token
+        new = os.urandom(8).hex()
+        self._journal(f"+ {new} {pid} {start} {' '.join(diff_ids)}\n- {token}\n")
+        return new
 
-    def layers_in_use(self) -> set[str]:
-        """The diff_ids that live records name (dead records are removed)."""
-        out: set[str] = set()
-        d = self.root / "inuse"
+    def release_layers(self, token: str) -> None:
+        """End the hold ``token``."""
+        self._journal(f"- {token}\n")
+
+    def _journal(self, text: str) -> None:
+        fd = os.open(self.root / "holds", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            names = os.listdir(d)
+            os.write(fd, text.encode())     # O_APPEND: one write lands whole, after the others
+        finally:
+            os.close(fd)
+
+    def layers_in_use(self, *, compact: bool = False) -> set[str]:
+        """The diff_ids that live holds name.  ``compact`` (with the store's lock held):
+        rewrite the journal with only those holds."""
+        try:
+            data = (self.root / "holds").read_text(encoding="ascii", errors="replace")
         except FileNotFoundError:
-            return out
-        for name in names:
-            path = d / name
-            try:
-                rec = json.loads(path.read_text(encoding="utf-8"))
-                pid, start, layers = int(rec["pid"]), int(rec["start"]), list(rec["layers"])
-            except (OSError, ValueError, KeyError, TypeError):
-                continue     # being written, or not ours: never a reason to remove a layer
-            if _start_time(pid) != start:
-                path.unlink(missing_ok=True)
-                continue
-            out.update(str(x) for x in layers)
-        return out
+            return set()
+        holds: dict[str, tuple[int, int, list[str]]] = {}
+        for line in data.splitlines():
+            f = line.split()
+            if len(f) >= 4 and f[0] == "+" and f[2].isdigit() and f[3].isdigit():
+                holds[f[1]] = (int(f[2]), int(f[3]), f[4:])
+            elif len(f) == 2 and f[0] == "-":
+                holds.pop(f[1], None)
+        live = {t: h for t, h in holds.items() if _registry.proc_start_time(h[0]) == h[1]}
+        if compact and len(data.splitlines()) > len(live):
+            tmp = self.root / f"holds.{os.getpid()}"
+            tmp.write_text("".join(f"+ {t} {p} {st} {' '.join(ids)}\n"
+                                   for t, (p, st, ids) in live.items()), encoding="ascii")
+            os.replace(tmp, self.root / "holds")
+        return {x for _, _, ids in live.values() for x in ids}
 
     # --- names ------------------------------------------------------------------
 
@@ -279,19 +289,6 @@ class Store:
             digest = refs.pop(name)
             self._write_refs(refs)
         return digest
-
-
-def _start_time(pid: int) -> int | None:
-    """Field 22 of /proc/<pid>/stat (clock ticks after boot), or None when there is no such process."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    try:
-        return int(data[data.rindex(b")") + 2:].split()[19])
-    except (ValueError, IndexError):
-        return None
 
 
 def _rmtree(path: Path) -> None:
