@@ -502,7 +502,8 @@ class RootFS:
                         continue
                 if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
                     deleted.append(inside)
-                elif lower is not None and os.path.lexists(lower):
+                elif lower is not None and (os.path.lexists(lower) if not spec.layers
+                                            else _in_layers(spec.layers, inside)):
                     if stat.S_ISDIR(st.st_mode) and not _opaque(p):
                         continue     # a directory only traversed to reach a change below
                     changed.append(inside)
@@ -635,6 +636,13 @@ class RootFS:
         held, self._held = self._held, None
         if held is not None:
             self._layer_store().release_layers(held)
+
+
+def _in_layers(layers: tuple[Path, ...], inside: str) -> bool:
+    """Whether ``inside`` is in the merged view of an image's ``layers`` (bottom first)."""
+    from .images.image import lookup_layered
+
+    return lookup_layered(list(layers), inside) is not None
 
 
 def _opaque(path: Path) -> bool:

@@ -140,3 +140,43 @@ def test_start_after_a_prune_removed_the_layers(store: Store) -> None:
         with pytest.raises(ImageError, match="no longer in the store"):
             c.start(["/bin/true"])
     assert store.layers_in_use() == set()
+
+
+def test_many_layers_long_paths(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # 60 layers under a 200-byte store path: ~13 KB of lower paths, past one page of mount
+    # options (what a single "lowerdir=" string may hold).
+    deep = tmp_path / ("d" * 100) / ("e" * 90)
+    store = Store(deep)
+    layers = [build.busybox_entries()] + [[Entry(f"l{i}", data=str(i).encode()),
+                                           Entry(".wh.l%d" % (i - 1))] for i in range(1, 60)]
+    build.put_image(store, "many:1", layers, Cmd=["/bin/sh", "-c", "ls / | grep '^l'; cat /l59"])
+    r = RootFS.from_image("many:1", store=store)
+    assert len(r.spec.layers) == 60
+    with Container(rootfs=r) as c:
+        res = c.run(timeout=30)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == b"l59\n59"
+
+
+def test_readonly_root(store: Store) -> None:
+    build.put_image(store, "t:1", base_layers(), Cmd=["/bin/sh"])
+    with Container(rootfs=RootFS.from_image("t:1", store=store, readonly=True)) as c:
+        res = c.run(["/bin/sh", "-c", "touch /x 2>&1; echo $?"], timeout=20)
+    assert res.stdout.decode().split()[-1] == "1" and b"Read-only" in res.stdout
+
+
+def test_changes_of_a_kept_layer(store: Store, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    build.put_image(store, "t:1", base_layers(), Cmd=["/bin/sh"])
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    r = RootFS.from_image("t:1", store=store).overlay(kept)
+    with Container(rootfs=r) as c:
+        res = c.run(["/bin/sh", "-c", "echo n > /new; echo c > /a/lower 2>/dev/null; "
+                     "echo c > /a/upper; echo c > /bin/busybox.txt; chmod 700 /bin/busybox; "
+                     "rm /bin/cat /suid"], timeout=20)
+        assert res.returncode == 0, res.stderr
+    ch = r.changes()
+    assert "/new" in ch.added and "/bin/busybox.txt" in ch.added
+    # Changed: in the top layer (/a/upper) or only in the bottom one (/bin/busybox).
+    assert "/a/upper" in ch.changed and "/bin/busybox" in ch.changed
+    assert set(ch.deleted) >= {"/bin/cat", "/suid"}

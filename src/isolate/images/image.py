@@ -29,7 +29,7 @@ from .reference import parse_reference
 from .store import Store
 from .unpack import unpack_layer
 
-__all__ = ["Image", "read_layered"]
+__all__ = ["Image", "read_layered", "lookup_layered"]
 
 _HEX_PREFIX = re.compile(r"(?:sha256:)?([0-9a-f]{4,64})")
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW
@@ -395,6 +395,16 @@ def read_layered(layers: list[Path], path: str, limit: int = 1 << 20) -> bytes |
             with os.fdopen(fd, "rb") as f:
                 return f.read(limit + 1)[:limit]
     return None
+
+
+def lookup_layered(layers: list[Path], path: str) -> Path | None:
+    """Where the entry ``path`` (not followed if a symlink; its parents must be plain
+    directories) of the merged ``layers`` is, or None when the merge has no such entry."""
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts:
+        return None
+    st, where = _lookup(layers, parts)
+    return Path(where) if st is not None and where is not None else None
 
 
 def _lookup(layers: list[Path], parts: list[str]) -> tuple[os.stat_result | None, str | None]:
