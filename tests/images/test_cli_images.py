@@ -56,3 +56,15 @@ def test_run_image(store: Store) -> None:
     assert out.stdout == "given\n"
     out = cli("run", "--store", str(store.root), "--image", "missing")
     assert out.returncode == 125 and "missing: not in the store (isolate pull missing)" in out.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="runs a container as root")
+def test_run_image_entrypoint(store: Store) -> None:
+    build.put_image(store, "t:1", [build.busybox_entries()], Entrypoint=["/bin/echo", "ep"], Cmd=["cmd"])
+    out = cli("run", "--store", str(store.root), "--image", "t:1", "--entrypoint", "/bin/echo")
+    assert out.stdout == "\n", out.stderr          # Cmd goes with the Entrypoint, as docker does
+    out = cli("run", "--store", str(store.root), "--image", "t:1", "--entrypoint", "", "--",
+              "/bin/echo", "alone")
+    assert out.stdout == "alone\n", out.stderr
+    out = cli("run", "--entrypoint", "/bin/true", "--", "x")
+    assert out.returncode == 125 and "--entrypoint needs --image" in out.stderr

@@ -180,3 +180,16 @@ def test_changes_of_a_kept_layer(store: Store, tmp_path) -> None:  # type: ignor
     # Changed: in the top layer (/a/upper) or only in the bottom one (/bin/busybox).
     assert "/a/upper" in ch.changed and "/bin/busybox" in ch.changed
     assert set(ch.deleted) >= {"/bin/cat", "/suid"}
+
+
+def test_with_config_overrides(store: Store) -> None:
+    build.put_image(store, "t:1", base_layers(), Entrypoint=["/bin/false"], Cmd=["x"], User="guest")
+    image = Image.open("t:1", store=store)
+    changed = image.with_config(entrypoint=["/bin/sh", "-c"], cmd=["id -u; pwd"], working_dir="/a",
+                                user="root")
+    assert image.config.entrypoint == ("/bin/false",)      # the original is unchanged
+    with Container(rootfs=RootFS.from_image(changed)) as c:
+        res = c.run(timeout=20)
+    assert res.stdout == b"0\n/a\n", res.stderr
+    with pytest.raises(ImageError, match="with_config cmd"):
+        image.with_config(cmd="ls")  # type: ignore[arg-type]

@@ -14,6 +14,8 @@ from build import Entry
 from isolate.errors import DigestError, ImageError
 from isolate.images import unpack_layer
 
+# vfs_cap_data v2: cap_net_raw (bit 13) permitted, effective.
+CAP_NET_RAW = bytes([1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (owners, trusted xattrs)")
 
 
@@ -57,11 +59,16 @@ def test_owners_devices_and_trusted_xattrs_as_root(tmp_path: Path) -> None:
     layer = unpack(tmp_path, [Entry("f", data=b"f", uid=1234, gid=5678, mode=0o2755),
                               Entry("null", "char", dev=(1, 3)),
                               Entry("t", data=b"t", xattrs={"trusted.k": "v",
-                                                            "trusted.overlay.redirect": "/etc"})])
+                                                            "trusted.overlay.redirect": "/etc"}),
+                              Entry("ping", data=b"p", mode=0o755,
+                                    xattrs={"security.capability": CAP_NET_RAW.decode(
+                                        "utf-8", "surrogateescape")})])
     st = os.stat(layer / "f")
     assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (1234, 5678, 0o2755)
     assert os.lstat(layer / "null").st_rdev == os.makedev(1, 3)
     assert os.getxattr(layer / "t", "trusted.k") == b"v"
+    # A file capability (binary, as docker's archive/tar writes it) is kept byte for byte.
+    assert os.getxattr(layer / "ping", "security.capability") == CAP_NET_RAW
     # An image must not steer overlayfs with its own markers.
     assert "trusted.overlay.redirect" not in os.listxattr(layer / "t")
 

@@ -95,6 +95,9 @@ def add_parser(sub: Any) -> None:
                    help="an image of the store as the root (its layers under a tmpfs layer of "
                         "--overlay-size); without CMD its Entrypoint and Cmd run, with CMD the "
                         "Entrypoint and CMD; its Env, WorkingDir and User apply unless given")
+    p.add_argument("--entrypoint", metavar="PROGRAM", default=None,
+                   help="with --image: run PROGRAM (then CMD as its arguments) instead of the "
+                        "image's Entrypoint and Cmd; '' runs CMD alone")
     p.add_argument("--store", metavar="DIR", default=None,
                    help="the image store (default: $ISOLATE_IMAGE_STORE, else /var/lib/isolate/"
                         "images for root)")
@@ -161,8 +164,9 @@ def container_from_args(args: argparse.Namespace) -> Any:
     shm_size = None if args.shm_size is None else parse_size(args.shm_size, "--shm-size")
     overlay_size = (OVERLAY_SIZE if args.overlay_size is None
                     else parse_size(args.overlay_size, "--overlay-size"))
-    image = getattr(args, "image", None)
-    if image is not None:
+    if getattr(args, "entrypoint", None) is not None and args.image is None:
+        raise ConfigError("--entrypoint needs --image")
+    if getattr(args, "image", None) is not None:
         return _image_container(args, user, group, overlay_size)
     if args.overlay_size is not None and args.overlay is None:
         raise ConfigError("--overlay-size needs --overlay")
@@ -222,7 +226,14 @@ def _image_container(args: argparse.Namespace, user: Any, group: Any, overlay_si
     if args.rootfs is not None or args.overlay is not None:
         raise ConfigError("--image takes neither --rootfs nor --overlay (the image has its own layer)")
     store = Store(args.store) if args.store is not None else None
-    rootfs = RootFS.from_image(args.image, store=store, size=overlay_size)
+    image: Any = args.image
+    if args.entrypoint is not None:
+        from ..images import Image
+
+        # As docker run --entrypoint: the image's Cmd goes too.
+        image = Image.open(args.image, store=store).with_config(
+            entrypoint=[args.entrypoint] if args.entrypoint else None, cmd=None)
+    rootfs = RootFS.from_image(image, store=store, size=overlay_size)
     if args.shm_size is not None:
         rootfs.mount_options("/dev/shm", size=parse_size(args.shm_size, "--shm-size"))
     for b in args.bind:

@@ -13,6 +13,9 @@ image's config, as ``umoci unpack`` does.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import enum
 import errno
 import json
 import os
@@ -21,7 +24,7 @@ import shutil
 import stat
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Sequence
 
 from ..errors import ImageError
 from .manifest import ImageConfig, Manifest, parse_config, parse_manifest
@@ -31,6 +34,11 @@ from .unpack import unpack_layer
 
 __all__ = ["Image", "read_layered", "lookup_layered"]
 
+class _Keep(enum.Enum):
+    KEEP = "keep"
+
+
+_KEEP: Final = _Keep.KEEP
 _HEX_PREFIX = re.compile(r"(?:sha256:)?([0-9a-f]{4,64})")
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW
 _OVERLAY_XATTRS = ("trusted.overlay.", "user.overlay.")
@@ -91,6 +99,33 @@ class Image:
 
     def __repr__(self) -> str:
         return f"<isolate.images.Image {self.name or self.digest}>"
+
+    def with_config(self, *, entrypoint: Sequence[str] | None | _Keep = _KEEP,
+                    cmd: Sequence[str] | None | _Keep = _KEEP,
+                    env: Sequence[str] | None | _Keep = _KEEP, working_dir: str | _Keep = _KEEP,
+                    user: str | _Keep = _KEEP) -> Image:
+        """The same image (same layers) with config fields replaced, for a root whose
+        container should run otherwise: ``img.with_config(entrypoint=["/bin/sh"], cmd=None)``
+        (as ``docker run --entrypoint``, which drops Cmd too).  ``env`` items are
+        ``KEY=VALUE``.  ``ImageError`` for a value of the wrong type."""
+        changes: dict[str, Any] = {}
+        for field, value in (("entrypoint", entrypoint), ("cmd", cmd), ("env", env)):
+            if value is _KEEP:
+                continue
+            if value is not None and (isinstance(value, str)
+                                      or not all(isinstance(x, str) for x in value)):
+                raise ImageError(f"with_config {field}: expected a list of strings or None, "
+                                 f"got {value!r}")
+            changes[field] = None if value is None else tuple(value)
+        for field, text in (("working_dir", working_dir), ("user", user)):
+            if text is _KEEP:
+                continue
+            if not isinstance(text, str):
+                raise ImageError(f"with_config {field}: expected a string, got {text!r}")
+            changes[field] = text
+        new = copy.copy(self)
+        new.config = dataclasses.replace(self.config, **changes)
+        return new
 
     @property
     def id(self) -> str:
