@@ -167,3 +167,10 @@ def test_multi_member_streams(tmp_path: Path, compression: str) -> None:
     blob.write_bytes(build.compress(tar[:half], compression) + build.compress(tar[half:], compression))
     unpack_layer(blob, tmp_path / "out", diff_id=build.digest(tar), compression=compression)
     assert len(os.listdir(tmp_path / "out")) == 8
+
+
+def test_entry_below_a_dangling_symlink(tmp_path: Path) -> None:
+    with pytest.raises(ImageError, match="the parent of 'a/b/c' is not a directory"):
+        unpack(tmp_path, [Entry("a", "symlink", target="/nonexistent"), Entry("a/b/c", data=b"c")])
+    assert not [p for p in os.listdir(tmp_path) if p.startswith("layer")]
+    assert not os.path.exists("/nonexistent")

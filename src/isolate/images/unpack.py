@@ -266,8 +266,10 @@ class _Unpacker:
                 os.close(fd)
         self.dirs = {"": self.root}
 
-    def parent(self, parts: list[str]) -> int:
-        """An fd of the directory holding ``parts[-1]``, made (0755) where missing."""
+    def parent(self, parts: list[str], entry: str = "") -> int:
+        """An fd of the directory holding ``parts[-1]``, made (0755) where missing
+        (``entry``: the tar entry, for errors)."""
+        entry = entry or "/".join(parts)
         key = "/".join(parts[:-1])
         fd = self.dirs.get(key)
         if fd is not None:
@@ -278,14 +280,18 @@ class _Unpacker:
             fd = open_in_root(self.root, key, _DIR_FLAGS)
         except OSError as e:
             if e.errno != errno.ENOENT:
-                raise ImageError(f"layer {self.layer}: the parent of {'/'.join(parts)!r} "
+                raise ImageError(f"layer {self.layer}: the parent of {entry!r} "
                                  f"is not a directory in the layer: {e.strerror}") from None
-            up = self.parent(parts[:-1])
+            up = self.parent(parts[:-1], entry)
             try:
                 os.mkdir(parts[-2], 0o755, dir_fd=up)
             except FileExistsError:
                 pass
-            fd = open_in_root(self.root, key, _DIR_FLAGS)
+            try:
+                fd = open_in_root(self.root, key, _DIR_FLAGS)
+            except OSError as e:     # a dangling symlink there: its target is not made
+                raise ImageError(f"layer {self.layer}: the parent of {entry!r} is not a "
+                                 f"directory in the layer: {e.strerror}") from None
         self.dirs[key] = fd
         return fd
 
@@ -317,7 +323,7 @@ class _Unpacker:
             return
         base = parts[-1]
         if base == OPAQUE:
-            pfd = self.parent(parts)
+            pfd = self.parent(parts, m.name)
             if self.is_root:
                 os.setxattr(pfd, "trusted.overlay.opaque", b"y")
             os.setxattr(pfd, "user.overlay.opaque", b"y")
@@ -326,11 +332,11 @@ class _Unpacker:
             name = base[len(WHITEOUT_PREFIX):]
             if name in ("", ".", ".."):
                 raise ImageError(f"layer {self.layer}: bad whiteout {m.name!r}")
-            pfd = self.parent(parts)
+            pfd = self.parent(parts, m.name)
             self.clear(pfd, name, keep_dir=False)
             os.mknod(name, stat.S_IFCHR | 0o000, 0, dir_fd=pfd)
             return
-        pfd = self.parent(parts)
+        pfd = self.parent(parts, m.name)
         # Created with O_EXCL semantics first (a layer's names are mostly new: no lstat
         # per entry); what is there already is removed, then the create is made again.
         if m.isdir():
