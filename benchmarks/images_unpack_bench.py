@@ -1,69 +1,119 @@
-"""Unpack MB/s of a ~100 MB gzip layer (isolate vs umoci unpack) and Container start time on
-RootFS.from_image vs RootFS.from_directory(<umoci rootfs>).overlay().  As root:
+"""Image figures: unpack MB/s of a ~100 MB gzip layer (isolate vs umoci unpack vs GNU tar),
+and a Container's start-to-exit time on RootFS.from_image vs on
+RootFS.from_directory(<umoci-unpacked rootfs>).overlay(), interleaved.  As root:
 
     .venv/bin/python benchmarks/images_unpack_bench.py
 """
-import os, sys, time, random, subprocess, shutil, statistics, tempfile
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "images"))
-import build
-from build import Entry
-from isolate.images import Store, Image, unpack_layer
-from isolate import Container, RootFS
-random.seed(1)
-base = tempfile.mkdtemp(prefix="isolate-bench-")
-words = (b"lorem ipsum dolor sit amet consectetur adipiscing elit " * 200)
-entries = build.busybox_entries()
-total = 0
-i = 0
-while total < 100 << 20:
-    size = int(random.choice([200, 2000, 20000, 200000, 2000000]) * random.random()) + 1
-    data = (os.urandom(size // 2) + words * (size // (2 * len(words)) + 1))[:size]
-    d = f"d{i % 50}"
-    if i < 50:
-        entries.append(Entry(d, "dir"))
-    entries.append(Entry(f"{d}/f{i}", data=data))
-    total += size
-    i += 1
-tar = build.layer_tar(entries)
-print(f"{i} files, tar {len(tar) / 1e6:.1f} MB", flush=True)
-shutil.rmtree(base + "/layout", ignore_errors=True)
-build.write_layout(base + "/layout", "t", [tar], compression="gzip", Cmd=["/bin/true"])
-blob = build.compress(tar, "gzip")
-print(f"gzip blob {len(blob) / 1e6:.1f} MB", flush=True)
-open(base + "/blob.gz", "wb").write(blob)
-diff = build.digest(tar)
-ours = []
-for n in range(3):
-    shutil.rmtree(base + "/out", ignore_errors=True)
-    t = time.perf_counter()
-    unpack_layer(base + "/blob.gz", base + "/out", diff_id=diff, compression="gzip")
-    ours.append(time.perf_counter() - t)
-umoci = []
-for n in range(3):
-    shutil.rmtree(base + "/umoci", ignore_errors=True)
-    t = time.perf_counter()
-    subprocess.run(["umoci", "unpack", "--image", base + "/layout:t", base + "/umoci"], check=True, capture_output=True)
-    umoci.append(time.perf_counter() - t)
-mb = len(tar) / 1e6
-print(f"isolate unpack_layer: best {min(ours):.2f}s = {mb / min(ours):.0f} MB/s (uncompressed); runs {[round(x, 2) for x in ours]}")
-print(f"umoci unpack:         best {min(umoci):.2f}s = {mb / min(umoci):.0f} MB/s; runs {[round(x, 2) for x in umoci]}")
-# start time
-shutil.rmtree(base + "/store", ignore_errors=True)
-s = Store(base + "/store")
-build.put_image(s, "bench:1", [tar], Cmd=["/bin/true"])
-Image.open("bench:1", store=s).layers()
-def timeit(make, n=30):
-    ts = []
+import build  # noqa: E402
+from build import Entry  # noqa: E402
+
+from isolate import Container, RootFS  # noqa: E402
+from isolate.images import Image, Store, unpack_layer  # noqa: E402
+
+WORDS = b"lorem ipsum dolor sit amet consectetur adipiscing elit " * 200
+
+
+def layer(sizes: list[int], total: int) -> bytes:
+    """A tar of files of the given sizes (random and text halves) up to ``total`` bytes."""
+    entries, n, i = build.busybox_entries(), 0, 0
+    while n < total:
+        size = int(random.choice(sizes) * random.random()) + 1
+        data = (os.urandom(size // 2) + WORDS * (size // (2 * len(WORDS)) + 1))[:size]
+        d = f"d{i % 200}"
+        if i < 200:
+            entries.append(Entry(d, "dir"))
+        entries.append(Entry(f"{d}/f{i}", data=data))
+        n += size
+        i += 1
+    return build.layer_tar(entries)
+
+
+def best(f, n: int = 3) -> float:
+    out = []
     for _ in range(n):
-        r = make()
+        out.append(f())
+    return min(out)
+
+
+def unpack_figures(base: str, name: str, tar: bytes) -> None:
+    mb = len(tar) / 1e6
+    layout = f"{base}/layout"
+    build.write_layout(layout, name, [tar], compression="gzip")
+    blob = f"{base}/{name}.gz"
+    with open(blob, "wb") as f:
+        f.write(build.compress(tar, "gzip"))
+    diff = build.digest(tar)
+
+    def ours() -> float:
+        shutil.rmtree(f"{base}/out", ignore_errors=True)
         t = time.perf_counter()
-        with Container(rootfs=r, userns="identity") as c:
-            res = c.run(["/bin/true"], timeout=10)
-        ts.append(time.perf_counter() - t)
-        assert res.returncode == 0, res.stderr
-    return statistics.median(ts)
-for mode in ("identity",):
-    a = timeit(lambda: RootFS.from_image("bench:1", store=s))
-    b = timeit(lambda: RootFS.from_directory(base + "/umoci/rootfs").overlay())
-    print(f"Container start-to-exit (/bin/true, userns={mode}, median of 30): from_image {a*1e3:.2f} ms, from_directory(umoci rootfs).overlay() {b*1e3:.2f} ms, ratio {a/b:.2f}")
-shutil.rmtree(base, ignore_errors=True)
+        unpack_layer(blob, f"{base}/out", diff_id=diff, compression="gzip")
+        return time.perf_counter() - t
+
+    def umoci() -> float:
+        shutil.rmtree(f"{base}/umoci", ignore_errors=True)
+        t = time.perf_counter()
+        subprocess.run(["umoci", "unpack", "--image", f"{layout}:{name}", f"{base}/umoci"], check=True,
+                       capture_output=True)
+        return time.perf_counter() - t
+
+    def gnu_tar() -> float:
+        shutil.rmtree(f"{base}/gt", ignore_errors=True)
+        os.mkdir(f"{base}/gt")
+        t = time.perf_counter()
+        subprocess.run(["tar", "-xzf", blob, "-C", f"{base}/gt"], check=True)
+        return time.perf_counter() - t
+
+    for label, f in (("isolate unpack_layer", ours), ("umoci unpack", umoci), ("GNU tar -xzf", gnu_tar)):
+        s = best(f)
+        print(f"{name}: {label:22} {s:6.2f} s  {mb / s:5.0f} MB/s (of {mb:.0f} MB uncompressed)")
+
+
+def start_figures(base: str) -> None:
+    store = Store(f"{base}/store")
+    build.put_image(store, "busybox:1", [build.busybox_entries()], Cmd=["/bin/true"])
+    build.write_layout(f"{base}/bb", "t", [build.busybox_entries()])
+    subprocess.run(["umoci", "unpack", "--image", f"{base}/bb:t", f"{base}/bb-bundle"], check=True,
+                   capture_output=True)
+    Image.open("busybox:1", store=store).layers()
+
+    def one(root: RootFS, userns: str) -> float:
+        t = time.perf_counter()
+        with Container(rootfs=root, userns=userns) as c:
+            c.run(["/bin/true"], timeout=10)
+        return time.perf_counter() - t
+
+    for userns in ("identity", "auto"):
+        a, b = [], []
+        for _ in range(210):
+            a.append(one(RootFS.from_image("busybox:1", store=store), userns))
+            b.append(one(RootFS.from_directory(f"{base}/bb-bundle/rootfs").overlay(), userns))
+        ma, mb = statistics.median(a[10:]), statistics.median(b[10:])
+        print(f"start-to-exit of /bin/true, userns={userns}, median of 200 interleaved: "
+              f"from_image {ma * 1e3:.2f} ms, from_directory(umoci rootfs).overlay() {mb * 1e3:.2f} ms, "
+              f"ratio {ma / mb:.2f}")
+
+
+def main() -> None:
+    random.seed(1)
+    base = tempfile.mkdtemp(prefix="isolate-bench-")
+    try:
+        unpack_figures(base, "big-files", layer([200, 2000, 20000, 200000, 2000000], 100 << 20))
+        unpack_figures(base, "small-files", layer([100, 1000, 4000, 16000], 100 << 20))
+        start_figures(base)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -454,7 +454,9 @@ class Container:
                                       join_fds=[j.fileno() for j in self._join], cgroup=self._cgroup,
                                       extra=ops, keep=keep, exec_gate=exec_gate, console=console)
                 if self.rootfs is not None:
-                    self.rootfs._started(self.process.pid)   # its overlay stays while it runs
+                    # Its overlay stays while it runs.  A container that dies with this
+                    # process is covered by this process's hold on its image layers.
+                    self.rootfs._started(self.process.pid, hand_over=not self.die_with_parent)
             except BaseException:
                 if self.rootfs is not None:
                     self.rootfs._abort()
@@ -675,6 +677,8 @@ class Container:
         self._closed = True
         if self.process is not None:
             self.process.detach()           # not ours to reap any more
+            if self.rootfs is not None:
+                self.rootfs._hand_over(self.process.pid)   # its image layers stay held
         self._close_ns_fds()
         if self._cgroup is not None and self._own_cgroup:
             self._cgroup.detach()

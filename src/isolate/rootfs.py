@@ -576,11 +576,20 @@ class RootFS:
         if rec is not None:
             rec.flush()
 
-    def _started(self, pid: int) -> None:
+    def _started(self, pid: int, *, hand_over: bool = True) -> None:
         """The container's first process ``pid`` runs on the overlay: its work directories
-        stay while it runs, whatever becomes of this process (see ``isolate.gc``)."""
+        stay while it runs, whatever becomes of this process (see ``isolate.gc``).
+
+        ``hand_over``: the hold on the image layers passes to ``pid`` too; False when the
+        container dies with this process (``die_with_parent``), whose own hold then
+        covers it (one journal write less per start; ``_hand_over`` at ``detach``)."""
         if self._rec is not None:
             self._rec.holder(pid)
+        if hand_over:
+            self._hand_over(pid)
+
+    def _hand_over(self, pid: int) -> None:
+        """Pass the hold on the image layers to ``pid`` (the container outlives this process)."""
         if self._held is not None:
             self._hold(pid)
 

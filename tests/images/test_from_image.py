@@ -86,6 +86,7 @@ def test_prune_keeps_layers_in_use(store: Store) -> None:
         assert store.blobs() == []
         c.kill()
         c.wait()
+    # Closed: its hold is released.
     p = prune(store)
     assert set(p.layers) == {"sha256:" + x.name for x in layers}
     assert not any(x.exists() for x in layers)
@@ -193,3 +194,32 @@ def test_with_config_overrides(store: Store) -> None:
     assert res.stdout == b"0\n/a\n", res.stderr
     with pytest.raises(ImageError, match="with_config cmd"):
         image.with_config(cmd="ls")  # type: ignore[arg-type]
+
+
+def test_a_detached_container_keeps_its_layers(store: Store) -> None:
+    import signal
+    import time
+
+    build.put_image(store, "t:1", base_layers(), Cmd=["/bin/sh"])
+    r = RootFS.from_image("t:1", store=store)
+    c = Container(rootfs=r, die_with_parent=False)
+    c.start(["/bin/sleep", "30"])
+    pid = c.pid
+    assert pid is not None
+    c.detach()         # the container outlives the object: the hold passes to its process
+    try:
+        remove(store, "t:1")
+        assert len(prune(store).in_use) == 2
+        assert all(x.is_dir() for x in r.spec.layers)
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        for _ in range(200):
+            try:
+                os.waitpid(pid, 0)
+                break
+            except ChildProcessError:
+                if not os.path.exists(f"/proc/{pid}"):
+                    break
+                time.sleep(0.01)
+    assert len(prune(store).layers) == 2
+    assert store.layers() == []

@@ -180,7 +180,7 @@ class Store:
         Holds are lines appended to ``<root>/holds`` (one write each, no file made per
         start); ``layers_in_use(compact=True)`` drops the dead and released ones.
         """
-        start = _registry.proc_start_time(pid)
+        start = _own_start_time() if pid == os.getpid() else _registry.proc_start_time(pid)
         if start is None:
             raise ImageError(f"hold_layers: process {pid} is not running")
         token = os.urandom(8).hex()
@@ -289,6 +289,21 @@ class Store:
             digest = refs.pop(name)
             self._write_refs(refs)
         return digest
+
+
+_own: tuple[int, int] | None = None
+
+
+def _own_start_time() -> int | None:
+    """This process's start time (read once per pid: a forked child reads its own)."""
+    global _own
+    pid = os.getpid()
+    if _own is None or _own[0] != pid:
+        start = _registry.proc_start_time(pid)
+        if start is None:
+            return None
+        _own = (pid, start)
+    return _own[1]
 
 
 def _rmtree(path: Path) -> None:
