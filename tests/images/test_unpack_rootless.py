@@ -67,3 +67,31 @@ def test_unpack_as_nobody(nobody_dir: Path) -> None:
     assert os.getxattr(layer / "a", "user.overlay.opaque") == b"y"
     assert "trusted.overlay.opaque" not in os.listxattr(layer / "a")
     assert os.lstat(layer / "gone").st_rdev == 0 and stat.S_ISCHR(os.lstat(layer / "gone").st_mode)
+
+
+RUN = """
+import sys
+sys.path.insert(0, sys.argv[2])
+import build
+from build import Entry
+from isolate.images import Store
+from isolate import Container, RootFS
+store = Store(sys.argv[1] + "/store")
+l1 = build.busybox_entries() + [Entry("a", "dir"), Entry("a/lower", data=b"l"), Entry("gone", data=b"g")]
+l2 = [Entry("a", "dir"), Entry("a/.wh..wh..opq"), Entry("a/upper", data=b"u"), Entry(".wh.gone")]
+build.put_image(store, "t:1", [l1, l2],
+                Cmd=["/bin/sh", "-c", "ls /a; test -e /gone || echo nogone; echo w > /a/new; cat /a/new"])
+with Container(rootfs=RootFS.from_image("t:1", store=store)) as c:
+    r = c.run(timeout=20)
+sys.stdout.buffer.write(r.stdout)
+sys.exit(r.returncode)
+"""
+
+
+def test_container_from_an_image_without_root(nobody_dir: Path) -> None:
+    # A user's own store: layers unpacked as that user (user.overlay.opaque), mounted in
+    # its user namespace with userxattr.
+    out = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                          sys.executable, "-c", RUN, str(nobody_dir), os.path.dirname(build.__file__)],
+                         capture_output=True, text=True, timeout=60)
+    assert (out.returncode, out.stdout) == (0, "upper\nnogone\nw\n"), out.stderr
