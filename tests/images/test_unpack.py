@@ -174,3 +174,20 @@ def test_entry_below_a_dangling_symlink(tmp_path: Path) -> None:
         unpack(tmp_path, [Entry("a", "symlink", target="/nonexistent"), Entry("a/b/c", data=b"c")])
     assert not [p for p in os.listdir(tmp_path) if p.startswith("layer")]
     assert not os.path.exists("/nonexistent")
+
+
+def test_replacing_inside_nested_dirs_and_through_links(tmp_path: Path) -> None:
+    entries = [Entry("d", "dir"), Entry("d/e", "dir"), Entry("d/e/f", data=b"1"),
+               Entry("d/e/f", data=b"2"),                    # replaced below cached parents
+               Entry("l", "symlink", target="d/e"), Entry("l/g", data=b"g"),
+               Entry("d/e", data=b"now a file"),             # what l led to is gone
+               Entry("l/h", data=b"h")]                      # l is dangling now: refused
+    with pytest.raises(ImageError, match="the parent of 'l/h'"):
+        unpack(tmp_path, entries)
+    layer = unpack(tmp_path, entries[:-1])
+    assert (layer / "d/e").read_bytes() == b"now a file"
+    # More directories than the fd cache holds.
+    many = [Entry(f"x{i}/y/z", data=b"z") for i in range(600)] + [Entry("x0/y/h", "hardlink", target="x599/y/z")]
+    layer = unpack(tmp_path, many)
+    assert os.stat(layer / "x0/y/h").st_ino == os.stat(layer / "x599/y/z").st_ino
+    assert len(os.listdir(f"/proc/{os.getpid()}/fd")) < 100

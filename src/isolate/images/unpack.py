@@ -64,6 +64,7 @@ OPAQUE = ".wh..wh..opq"
 _READ = 1 << 20
 _OVERLAY_XATTRS = ("trusted.overlay.", "user.overlay.")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_MAX_DIR_FDS = 256
 
 
 class Digester:
@@ -261,6 +262,7 @@ class _Unpacker:
         self.skipped_devices: list[str] = []
 
     def close(self) -> None:
+        """Close every cached directory fd but the root's (the caller's)."""
         for k, fd in self.dirs.items():
             if k:
                 os.close(fd)
@@ -292,16 +294,23 @@ class _Unpacker:
             except OSError as e:     # a dangling symlink there: its target is not made
                 raise ImageError(f"layer {self.layer}: the parent of {entry!r} is not a "
                                  f"directory in the layer: {e.strerror}") from None
+        if len(self.dirs) > _MAX_DIR_FDS:
+            self.close()      # bounded: a layer may have more directories than fds
         self.dirs[key] = fd
         return fd
 
-    def forget(self) -> None:
-        """Something was removed or replaced: cached directory fds may no longer be the tree's."""
-        self.close()
+    def forget(self, parts: list[str] | None = None) -> None:
+        """Something at ``parts`` was removed or replaced (None: anything): a cached
+        directory fd may have been resolved through it (below it, or through a symlink to
+        it), so all are dropped but those of ``parts``' parents, which stay the tree's."""
+        keep = {"/".join(parts[:i]) for i in range(len(parts))} if parts is not None else {""}
+        for k in [k for k in self.dirs if k not in keep]:
+            os.close(self.dirs.pop(k))
 
-    def clear(self, pfd: int, name: str, *, keep_dir: bool) -> bool:
-        """Remove what is at ``name`` in ``pfd`` (a directory only if not ``keep_dir``);
-        returns whether a directory is kept there."""
+    def clear(self, pfd: int, parts: list[str], *, keep_dir: bool) -> bool:
+        """Remove what is at ``parts`` (its parent's fd: ``pfd``; a directory only if not
+        ``keep_dir``); returns whether a directory is kept there.  ``pfd`` stays valid."""
+        name = parts[-1]
         try:
             st = os.lstat(name, dir_fd=pfd)
         except FileNotFoundError:
@@ -312,7 +321,7 @@ class _Unpacker:
             _rmtree_at(pfd, name)
         else:
             os.unlink(name, dir_fd=pfd)
-        self.forget()
+        self.forget(parts)
         return False
 
     def entry(self, stream: Digester, m: tarfile.TarInfo) -> None:
@@ -333,7 +342,7 @@ class _Unpacker:
             if name in ("", ".", ".."):
                 raise ImageError(f"layer {self.layer}: bad whiteout {m.name!r}")
             pfd = self.parent(parts, m.name)
-            self.clear(pfd, name, keep_dir=False)
+            self.clear(pfd, parts[:-1] + [name], keep_dir=False)
             os.mknod(name, stat.S_IFCHR | 0o000, 0, dir_fd=pfd)
             return
         pfd = self.parent(parts, m.name)
@@ -343,7 +352,7 @@ class _Unpacker:
             try:
                 os.mkdir(base, 0o700, dir_fd=pfd)
             except FileExistsError:
-                if not self.clear(pfd, base, keep_dir=True):
+                if not self.clear(pfd, parts, keep_dir=True):
                     os.mkdir(base, 0o700, dir_fd=pfd)
             self.dir_meta["/".join(parts)] = m
             return
@@ -355,7 +364,7 @@ class _Unpacker:
             try:
                 fd = os.open(base, flags, 0o600, dir_fd=pfd)
             except FileExistsError:
-                self.clear(pfd, base, keep_dir=False)
+                self.clear(pfd, parts, keep_dir=False)
                 fd = os.open(base, flags, 0o600, dir_fd=pfd)
             try:
                 stream.seek(m.offset_data)
@@ -366,14 +375,14 @@ class _Unpacker:
                 os.close(fd)
             return
         if m.islnk():
-            self.hardlink(parts, pfd, m)
+            self.hardlink(parts, m)
             return
         try:
             os.lstat(base, dir_fd=pfd)
         except FileNotFoundError:
             pass
         else:
-            self.clear(pfd, base, keep_dir=False)
+            self.clear(pfd, parts, keep_dir=False)
         if m.issym():
             os.symlink(m.linkname, base, dir_fd=pfd)
         elif m.isfifo():
@@ -389,24 +398,29 @@ class _Unpacker:
                              f"not unpack ({m.type!r})")
         self.meta_at(pfd, base, m, symlink=m.issym())
 
-    def hardlink(self, parts: list[str], pfd: int, m: tarfile.TarInfo) -> None:
+    def hardlink(self, parts: list[str], m: tarfile.TarInfo) -> None:
         target = _entry_parts(m.linkname, self.layer)
         if not target:
             raise ImageError(f"layer {self.layer}: hardlink {m.name!r} to the layer's root")
+        tfd = -1
         try:
-            tfd = self.parent(target)
+            # Its own copy: looking the link's parent up may drop cached fds (``parent``).
+            tfd = os.dup(self.parent(target))
+            pfd = self.parent(parts, m.name)
             try:
                 os.link(target[-1], parts[-1], src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
             except FileExistsError:
                 if target == parts:
                     return     # a link to itself: the entry is there
-                self.clear(pfd, parts[-1], keep_dir=False)
-                tfd = self.parent(target)
+                self.clear(pfd, parts, keep_dir=False)
                 os.link(target[-1], parts[-1], src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
         except (OSError, ImageError) as e:
             why = e.strerror if isinstance(e, OSError) else str(e)
             raise ImageError(f"layer {self.layer}: hardlink {m.name!r} -> {m.linkname!r}: its "
                              f"target is not an entry of the layer ({why})") from None
+        finally:
+            if tfd >= 0:
+                os.close(tfd)
 
     def xattrs(self, m: tarfile.TarInfo) -> list[tuple[str, bytes]]:
         out = []
