@@ -212,6 +212,7 @@ class RootFS:
         from .images.image import Image
 
         image = reference if isinstance(reference, Image) else Image.open(reference, store=store)
+        _check_platform(image)
         layers = tuple(image.layers())
         if not layers:
             raise ConfigError(f"rootfs: the image {image.name or image.digest} has no layers")
@@ -645,6 +646,18 @@ class RootFS:
         held, self._held = self._held, None
         if held is not None:
             self._layer_store().release_layers(held)
+
+
+def _check_platform(image: Image) -> None:
+    """``ImageError`` for an image of another OS or architecture than this machine's
+    (its programs would fail with ENOEXEC)."""
+    from .errors import ImageError
+    from .images.manifest import host_platform
+
+    host, c = host_platform(), image.config
+    if (c.os and c.os != host.os) or (c.architecture and c.architecture != host.architecture):
+        raise ImageError(f"{image.name or image.digest}: the image is for {c.os}/{c.architecture}, "
+                         f"this machine runs {host.os}/{host.architecture}")
 
 
 def _in_layers(layers: tuple[Path, ...], inside: str) -> bool:

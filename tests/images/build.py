@@ -158,16 +158,23 @@ def write_layout(layout: str | os.PathLike[str], tag: str, layers: Sequence[Sequ
 
 
 def put_image(store: Any, name: str | None, layers: Sequence[Sequence[Entry] | bytes], *,
-              compression: str = "gzip", **config: Any) -> str:
+              compression: str = "gzip", architecture: str | None = None, **config: Any) -> str:
     """Put an image made of ``layers`` straight into ``store`` (an ``isolate.images.Store``),
-    named ``name`` (normalized) when given (``store.set_ref``); returns its manifest's digest."""
+    named ``name`` (normalized) when given (``store.set_ref``); returns its manifest's digest.
+    ``config``: the image config's ``config`` object (Cmd, Env ...); ``architecture``:
+    this machine's by default."""
+    if architecture is None:
+        from isolate.images.manifest import host_platform
+
+        architecture = host_platform().architecture
     descs, diff_ids = [], []
     for layer in layers:
         tar = layer if isinstance(layer, bytes) else layer_tar(layer)
         blob = compress(tar, compression)
         diff_ids.append(digest(tar))
         descs.append({"mediaType": OCI_LAYER[compression], "digest": store.put(blob), "size": len(blob)})
-    cfg = json.dumps(image_config(diff_ids, **config), sort_keys=True).encode()
+    cfg = json.dumps({**image_config(diff_ids, **config), "architecture": architecture},
+                     sort_keys=True).encode()
     manifest = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
                            "config": {"mediaType": OCI_CONFIG, "digest": store.put(cfg),
                                       "size": len(cfg)},

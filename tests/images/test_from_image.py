@@ -223,3 +223,25 @@ def test_a_detached_container_keeps_its_layers(store: Store) -> None:
                 time.sleep(0.01)
     assert len(prune(store).layers) == 2
     assert store.layers() == []
+
+
+def test_index_and_platform(store: Store) -> None:
+    import json
+
+    from isolate.images.manifest import host_platform
+
+    digest = build.put_image(store, None, [build.busybox_entries()], Cmd=["/bin/true"])
+    other = build.put_image(store, None, [[Entry("f", data=b"f")]], architecture="s390x")
+    host = host_platform()
+    index = json.dumps({"schemaVersion": 2, "mediaType": build.OCI_INDEX, "manifests": [
+        {"mediaType": build.OCI_MANIFEST, "digest": d, "size": len(store.read_blob(d)),
+         "platform": {"os": "linux", "architecture": arch}}
+        for d, arch in ((other, "s390x"), (digest, host.architecture))]}).encode()
+    store.set_ref("docker.io/library/multi:1", store.put(index))
+    image = Image.open("multi:1", store=store)
+    assert image.digest == digest
+    with Container(rootfs=RootFS.from_image(image)) as c:
+        assert c.run(timeout=20).returncode == 0
+    store.set_ref("docker.io/library/other:1", other)
+    with pytest.raises(ImageError, match="is for linux/s390x, this machine runs linux/"):
+        RootFS.from_image("other:1", store=store)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Final, Sequence
 
 from ..errors import ImageError
-from .manifest import ImageConfig, Manifest, parse_config, parse_manifest
+from .manifest import ImageConfig, Index, Manifest, parse_config, parse_manifest, select_platform
 from .reference import parse_reference
 from .store import Store
 from .unpack import unpack_layer
@@ -58,8 +58,16 @@ class Image:
         self.digest = digest
         self.name = name
         doc = parse_manifest(store.read_blob(digest))
-        if not isinstance(doc, Manifest):
-            raise ImageError(f"{name or digest}: the store holds an index, not an image manifest")
+        if isinstance(doc, Index):
+            # A name may point at an index (a multi-platform image): this machine's manifest.
+            desc = select_platform(doc)
+            if not store.has_blob(desc.digest):
+                raise ImageError(f"{name or digest}: the store lacks the {desc.platform} manifest "
+                                 f"{desc.digest} of the index (pull it again)")
+            self.digest = desc.digest
+            doc = parse_manifest(store.read_blob(desc.digest), desc.media_type)
+            if not isinstance(doc, Manifest):
+                raise ImageError(f"{name or digest}: the index's manifest {desc.digest} is an index")
         self.manifest: Manifest = doc
         self.config: ImageConfig = parse_config(store.read_blob(doc.config.digest))
         if len(self.config.diff_ids) != len(doc.layers):
