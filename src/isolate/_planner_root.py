@@ -165,6 +165,18 @@ def _host(old: bytes, path: bytes) -> bytes:
     return path if old == b"/" else old + path
 
 
+def _lowerdir_plus() -> bool:
+    """Whether overlayfs takes "lowerdir+" (one lower layer per fsconfig call: Linux 6.8)."""
+    def probe() -> bool:
+        try:
+            major, minor = (int(x) for x in os.uname().release.split(".")[:2])
+        except ValueError:
+            return False
+        return (major, minor) >= (6, 8)
+
+    return bool(_cache.memo(("overlay lowerdir+",), probe))
+
+
 def _ovl_escape(path: bytes) -> str:
     s = os.fsdecode(path)
     for ch in ("\\", ":", ","):
@@ -355,7 +367,22 @@ def root_ops(spec: RootSpec, ctx: RootContext, *, master: int = -1, empty: int =
         return O.RootMount(b"overlay", target_root, target, source=b"overlay", attrs=attrs,
                            options=tuple(opts))
 
-    if spec.directory is not None:
+    if spec.layers:
+        # An image: its layers (top first) under the upper layer, nothing copied per
+        # container.  One fsconfig "lowerdir+" per layer (Linux 6.8): no option-size
+        # limit whatever the number of layers; before that, one "lowerdir" list.
+        # userxattr always: the layers' opaque markers are user.overlay.* (images.unpack).
+        assert ov is not None
+        lowers = [lower(os.fsencode(p)) for p in reversed(spec.layers)]
+        if _lowerdir_plus():
+            lower_opts = [("lowerdir+", os.fsdecode(x)) for x in lowers]
+        else:
+            lower_opts = [("lowerdir", ":".join(_ovl_escape(x) for x in lowers))]
+        ops.append(O.RootMkdir(root=None, parent=os.path.dirname(new), name=os.path.basename(new)))
+        ops.append(O.RootMount(b"overlay", None, new, source=b"overlay", attrs=MOUNT_ATTR_NODEV,
+                               options=(*lower_opts, ("upperdir", _ovl_escape(upper_base)),
+                                        ("workdir", _ovl_escape(work_base)), ("userxattr", None))))
+    elif spec.directory is not None:
         d = os.fsencode(spec.directory)
         # nodev: a device node an image carries (say, one for the host's disk)
         # must never open; the container's devices are the fresh /dev's.

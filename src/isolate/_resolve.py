@@ -328,6 +328,40 @@ def _frozen_env(env: Mapping[str, str]) -> object:
     return ("items", tuple(env.items()))
 
 
+def image_defaults(config: Any, *, env: Mapping[str, str] | None, cwd: str, user: int | str | None,
+                   group: int | str | None, make_cwd: bool
+                   ) -> tuple[tuple[str, ...], Mapping[str, str] | None, str, int | str | None,
+                              int | str | None, bool]:
+    """A ``Container``'s options with an image's config (``ImageConfig``) filling what the
+    caller left unsaid, as docker and podman do: args are Entrypoint + Cmd; the image's Env
+    under the caller's ``env`` (or under PATH, HOME and TERM when none is given);
+    WorkingDir for a ``cwd`` of ``/`` (made when the image lacks it); User (``name``,
+    ``uid``, ``name:group``) when no ``user`` is given."""
+    args = tuple(config.entrypoint or ()) + tuple(config.cmd or ())
+    if user is None and config.user:
+        name, _, grp = config.user.partition(":")
+        user = int(name) if name.isdigit() else name
+        if group is None and grp:
+            group = int(grp) if grp.isdigit() else grp
+    image_env: dict[str, str] = {}
+    for item in config.env or ():
+        k, sep, v = item.partition("=")
+        if sep and k:
+            image_env[k] = v
+    if env is None:
+        home = "/root" if user in (None, 0, "root") else "/"
+        base = {"PATH": DEFAULT_PATH, "HOME": home}
+        term = os.environ.get("TERM")
+        if term is not None:
+            base["TERM"] = term
+        env = {**base, **image_env}
+    else:
+        env = {**image_env, **env}
+    if cwd == "/" and config.working_dir:
+        cwd, make_cwd = config.working_dir, True
+    return args, env, cwd, user, group, make_cwd
+
+
 def config_from_options(*, rootfs: RootFS | None | str, namespaces: object, net: object,
                         userns: object, uid_map: Sequence[IdMap] | None,
                         gid_map: Sequence[IdMap] | None, limits: object, name: str | None, hostname: object, env: Mapping[str, str] | None,
@@ -346,6 +380,11 @@ def config_from_options(*, rootfs: RootFS | None | str, namespaces: object, net:
         rootfs, ident = host_root_for(user, group, groups)
     elif rootfs is not None and not isinstance(rootfs, RootFS):
         raise ConfigError(f"rootfs must be a RootFS, 'host' or None, got {rootfs!r}")
+    args: Sequence[str] = ()
+    image = getattr(rootfs, "image", None)
+    if image is not None:
+        args, env, cwd, user, group, make_cwd = image_defaults(
+            image.config, env=env, cwd=cwd, user=user, group=group, make_cwd=make_cwd)
     if ident is None and (user is not None or group is not None or groups is not None):
         ident = resolve(rootfs_db(rootfs), user, group, groups)
     if isinstance(namespaces, str):
@@ -360,7 +399,7 @@ def config_from_options(*, rootfs: RootFS | None | str, namespaces: object, net:
         ns.discard("net")
     # Joined types are not made; the hostname's default follows the namespaces made.
     made = effective_namespaces(frozenset(ns), join, rootfs is not None and not rootfs.spec.in_place)
-    process = ProcessSpec(env=env, cwd=cwd, user=user, group=group, groups=groups,
+    process = ProcessSpec(args=args, env=env, cwd=cwd, user=user, group=group, groups=groups,
                           capabilities=capabilities,  # type: ignore[arg-type]
                           capability_sets=capability_sets,  # type: ignore[arg-type]
                           no_new_privs=no_new_privs, seccomp=seccomp,  # type: ignore[arg-type]

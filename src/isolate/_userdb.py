@@ -316,7 +316,13 @@ def _rootfs_files(rootfs: Any) -> FileDB:
     files: dict[str, bytes | None] = {}
     spec = getattr(rootfs, "spec", rootfs)     # a RootFS or its RootSpec
     directory = spec.directory
-    if directory is not None:
+    if getattr(spec, "layers", ()):
+        from .images.image import read_layered
+
+        where = "the image's layers"
+        for name in ("passwd", "group"):
+            files[name] = read_layered(list(spec.layers), f"/etc/{name}", MAX_DB_SIZE)
+    elif directory is not None:
         where = f"the image {directory}"
         for name in ("passwd", "group"):
             files[name] = read_in_root(os.fsencode(directory), f"etc/{name}")

@@ -429,8 +429,19 @@ class RootSpec:
     #: mounts with the container's maps (see ``isolate._idmount``); False keeps them plain
     #: (an OCI config's binds: only those it asks to be idmapped would be).
     idmap: bool = True
+    #: An image's layer directories, bottom first (``RootFS.from_image``): the overlay's
+    #: lower layers, under its upper one (``overlay`` is required; ``directory`` is None).
+    layers: tuple[Path, ...] = ()
 
     def __post_init__(self) -> None:
+        if type(self.layers) is not tuple:
+            _set(self, "layers", tuple(self.layers))
+        if self.layers:
+            if self.directory is not None or self.overlay is None or self.in_place:
+                raise ConfigError("RootSpec.layers: an image's layers need an overlay and no directory")
+            for p in self.layers:
+                if not (isinstance(p, Path) and p.is_absolute()):
+                    raise ConfigError(f"RootSpec.layers: {p!r} is not an absolute Path")
         if self.directory is not None and not (isinstance(self.directory, Path)
                                                and self.directory.is_absolute()):
             raise ConfigError(f"RootSpec.directory must be an absolute Path, got {self.directory!r}")

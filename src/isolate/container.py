@@ -240,6 +240,8 @@ class Container:
                        pivot_root=pivot_root, stage=stage, make_cwd=make_cwd, new_session=new_session)
         ident = None
         resolved = False
+        #: Whether an image root's config fills the options (keyword options only).
+        self._image_defaults = config is None
         if config is None:
             config, root, ident = config_from_options(net=net, join=joined, **options)  # type: ignore[arg-type]
             resolved = True
@@ -454,7 +456,9 @@ class Container:
                                       join_fds=[j.fileno() for j in self._join], cgroup=self._cgroup,
                                       extra=ops, keep=keep, exec_gate=exec_gate, console=console)
                 if self.rootfs is not None:
-                    self.rootfs._started(self.process.pid)   # its overlay stays while it runs
+                    # Its overlay stays while it runs.  A container that dies with this
+                    # process is covered by this process's hold on its image layers.
+                    self.rootfs._started(self.process.pid, hand_over=not self.die_with_parent)
             except BaseException:
                 if self.rootfs is not None:
                     self.rootfs._abort()
@@ -465,6 +469,10 @@ class Container:
 
     def _argv(self, argv: Sequence[StrPath] | None) -> Sequence[StrPath]:
         if argv is not None:
+            image = getattr(self.rootfs, "image", None)
+            if image is not None and image.config.entrypoint and self._image_defaults:
+                # As docker run IMAGE ARGS: the arguments replace Cmd, the Entrypoint stays.
+                return [*image.config.entrypoint, *argv]
             return argv
         if self.config.process.args:
             return self.config.process.args
@@ -671,6 +679,8 @@ class Container:
         self._closed = True
         if self.process is not None:
             self.process.detach()           # not ours to reap any more
+            if self.rootfs is not None:
+                self.rootfs._hand_over(self.process.pid)   # its image layers stay held
         self._close_ns_fds()
         if self._cgroup is not None and self._own_cgroup:
             self._cgroup.detach()

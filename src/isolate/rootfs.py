@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 
     from ._owner import Record
     from ._plan import Op
+    from .images.image import Image
+    from .images.store import Store
 
 __all__ = ["RootFS", "Changes", "OCI_MASKED_PATHS", "OCI_READONLY_PATHS", "HOST_DIRS", "HOST_ETC",
            "SHM_SIZE", "TMP_SIZE", "HOME_SIZE", "OVERLAY_SIZE", "DEV_NODES", "ETC_COPY_MAX",
@@ -115,6 +117,9 @@ class RootFS:
                               dev=bool(dev), oci_masks=bool(oci_masks), idmap=bool(idmap))
         self._created: list[Path] = []   # overlay directories made for the current run
         self._rec: Record | None = None  # the owner record of the run's overlay work directories
+        self._held: str | None = None    # the store's hold on the image layers a run uses
+        #: The image of a ``from_image`` root (its config is the container's default), or None.
+        self.image: Image | None = None
 
     @classmethod
     def from_spec(cls, spec: RootSpec) -> RootFS:
@@ -125,6 +130,8 @@ class RootFS:
         self._spec = spec
         self._created = []
         self._rec = None
+        self._held = None
+        self.image = None
         return self
 
     @property
@@ -134,7 +141,9 @@ class RootFS:
 
     def __repr__(self) -> str:
         s = self._spec
-        src = f"directory={str(s.directory)!r}" if s.directory else "host"
+        src = (f"image={self.image.name or self.image.digest!r}" if self.image is not None else
+               f"layers={len(s.layers)}" if s.layers else
+               f"directory={str(s.directory)!r}" if s.directory else "host")
         binds = sum(isinstance(m, BindMount) for m in s.mounts)
         tmpfs = sum(isinstance(m, TmpfsMount) for m in s.mounts)
         return f"<isolate.RootFS {src} binds={binds} tmpfs={tmpfs}>"
@@ -182,6 +191,36 @@ class RootFS:
         /dev nodes do not work either: ``bind()`` the host's devices instead).
         """
         return cls(directory=path, readonly=readonly, **options)
+
+    @classmethod
+    def from_image(cls, reference: str | Image, *, store: Store | None = None, readonly: bool = False,
+                   size: int | str | None = OVERLAY_SIZE, **options: bool) -> RootFS:
+        """An image of the store as the root: its layers (unpacked once, on first use: see
+        ``Image.layers``) stacked as overlayfs lower layers under a writable tmpfs layer
+        of ``size`` (``overlay()``'s), as containerd's overlay snapshotter does: nothing
+        is copied per container, and every container of the image shares the layers.
+
+        ``reference``: a name or digest (``Image.open``) or an ``Image``.  The
+        layers are mounted read-only (they are never written) and nodev;
+        ``readonly`` makes the merged root read-only too.  A ``Container`` on
+        this root runs the image's Entrypoint and Cmd, with its Env, WorkingDir
+        and User, unless told otherwise (``image`` holds the ``Image``).  While
+        a container runs on it, its layers are recorded in use
+        (``Store.hold_layers``): ``isolate rmi`` and ``isolate image prune``
+        keep them.  Raises ``ImageError`` (not in the store, a bad layer).
+        """
+        from .images.image import Image
+
+        image = reference if isinstance(reference, Image) else Image.open(reference, store=store)
+        _check_platform(image)
+        layers = tuple(image.layers())
+        if not layers:
+            raise ConfigError(f"rootfs: the image {image.name or image.digest} has no layers")
+        self = cls(directory=None, readonly=False, **options)
+        ov = OverlaySpec(upper=None, size=V.size(size, "overlay size"))
+        self._spec = replace(self._spec, layers=layers, overlay=ov, readonly=bool(readonly))
+        self.image = image
+        return self
 
     @classmethod
     def as_is(cls, path: StrPath) -> RootFS:
@@ -464,7 +503,8 @@ class RootFS:
                         continue
                 if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
                     deleted.append(inside)
-                elif lower is not None and os.path.lexists(lower):
+                elif lower is not None and (os.path.lexists(lower) if not spec.layers
+                                            else _in_layers(spec.layers, inside)):
                     if stat.S_ISDIR(st.st_mode) and not _opaque(p):
                         continue     # a directory only traversed to reach a change below
                     changed.append(inside)
@@ -477,6 +517,8 @@ class RootFS:
         spec = self._spec
         if spec.directory is not None:
             return {"": spec.directory}
+        if spec.layers:
+            return {"": spec.layers[-1]}
         return {name: Path("/", name) for name, link in spec.host_dirs if link is None}
 
     def _lower_for(self, lowers: dict[str, Path], inside: str) -> str | None:
@@ -500,6 +542,8 @@ class RootFS:
         self._created = []
         self._rec = None
         spec = self._spec
+        self._unhold()            # a previous run's record (its process is gone)
+        self._hold(os.getpid())
         if spec.overlay is None or spec.overlay.upper is None:
             return
         from . import _owner
@@ -533,11 +577,22 @@ class RootFS:
         if rec is not None:
             rec.flush()
 
-    def _started(self, pid: int) -> None:
+    def _started(self, pid: int, *, hand_over: bool = True) -> None:
         """The container's first process ``pid`` runs on the overlay: its work directories
-        stay while it runs, whatever becomes of this process (see ``isolate.gc``)."""
+        stay while it runs, whatever becomes of this process (see ``isolate.gc``).
+
+        ``hand_over``: the hold on the image layers passes to ``pid`` too; False when the
+        container dies with this process (``die_with_parent``), whose own hold then
+        covers it (one journal write less per start; ``_hand_over`` at ``detach``)."""
         if self._rec is not None:
             self._rec.holder(pid)
+        if hand_over:
+            self._hand_over(pid)
+
+    def _hand_over(self, pid: int) -> None:
+        """Pass the hold on the image layers to ``pid`` (the container outlives this process)."""
+        if self._held is not None:
+            self._hold(pid)
 
     def _abort(self) -> None:
         """Undo ``_prepare`` after a failed spawn: nothing of ours is left behind."""
@@ -563,6 +618,53 @@ class RootFS:
         rec, self._rec = self._rec, None
         if rec is not None:
             rec.clear()
+        self._unhold()
+
+    def _hold(self, pid: int) -> None:
+        """Hold the image layers for ``pid``: the caller before it mounts them (checked
+        against a prune, under the store's lock), then handed over to the container's
+        first process (``Store.pass_layers``)."""
+        layers = self._spec.layers
+        if not layers:
+            return
+        store = self._layer_store()
+        ids = tuple("sha256:" + p.name for p in layers)
+        if self._held is None:
+            self._held = store.hold_layers(ids, pid)
+        else:
+            self._held = store.pass_layers(self._held, ids, pid)
+
+    def _layer_store(self) -> Store:
+        from .images.store import Store
+
+        # A layer is <store>/layers/sha256/<hex>; the store exists (no Store() checks per start).
+        store = Store.__new__(Store)
+        store.root = self._spec.layers[0].parents[2]
+        return store
+
+    def _unhold(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            self._layer_store().release_layers(held)
+
+
+def _check_platform(image: Image) -> None:
+    """``ImageError`` for an image of another OS or architecture than this machine's
+    (its programs would fail with ENOEXEC)."""
+    from .errors import ImageError
+    from .images.manifest import host_platform
+
+    host, c = host_platform(), image.config
+    if (c.os and c.os != host.os) or (c.architecture and c.architecture != host.architecture):
+        raise ImageError(f"{image.name or image.digest}: the image is for {c.os}/{c.architecture}, "
+                         f"this machine runs {host.os}/{host.architecture}")
+
+
+def _in_layers(layers: tuple[Path, ...], inside: str) -> bool:
+    """Whether ``inside`` is in the merged view of an image's ``layers`` (bottom first)."""
+    from .images.image import lookup_layered
+
+    return lookup_layered(list(layers), inside) is not None
 
 
 def _opaque(path: Path) -> bool:

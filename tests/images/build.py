@@ -155,3 +155,33 @@ def write_layout(layout: str | os.PathLike[str], tag: str, layers: Sequence[Sequ
                                "annotations": {"org.opencontainers.image.ref.name": tag}})
     index_path.write_text(json.dumps(index, sort_keys=True))
     return mdigest
+
+
+def put_image(store: Any, name: str | None, layers: Sequence[Sequence[Entry] | bytes], *,
+              compression: str = "gzip", architecture: str | None = None, **config: Any) -> str:
+    """Put an image made of ``layers`` straight into ``store`` (an ``isolate.images.Store``),
+    named ``name`` (normalized) when given (``store.set_ref``); returns its manifest's digest.
+    ``config``: the image config's ``config`` object (Cmd, Env ...); ``architecture``:
+    this machine's by default."""
+    if architecture is None:
+        from isolate.images.manifest import host_platform
+
+        architecture = host_platform().architecture
+    descs, diff_ids = [], []
+    for layer in layers:
+        tar = layer if isinstance(layer, bytes) else layer_tar(layer)
+        blob = compress(tar, compression)
+        diff_ids.append(digest(tar))
+        descs.append({"mediaType": OCI_LAYER[compression], "digest": store.put(blob), "size": len(blob)})
+    cfg = json.dumps({**image_config(diff_ids, **config), "architecture": architecture},
+                     sort_keys=True).encode()
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                           "config": {"mediaType": OCI_CONFIG, "digest": store.put(cfg),
+                                      "size": len(cfg)},
+                           "layers": descs}, sort_keys=True).encode()
+    mdigest: str = store.put(manifest)
+    if name is not None:
+        from isolate.images.reference import parse_reference
+
+        store.set_ref(str(parse_reference(name)), mdigest)
+    return mdigest

@@ -1,20 +1,24 @@
-"""Fixtures of the image tests: a real registry (docker-registry) per session, test images.
+"""Fixtures of the image tests: a real registry (docker-registry) per session, test images,
+and an empty store per test.
 
-tests/images is on sys.path (pytest's rootdir insertion of a conftest's
-directory), so ``build`` and ``registry`` import as modules.
+tests/images is on sys.path, so ``build`` and ``registry`` import as modules.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-import build
-from registry import REGISTRY, Registry
+sys.path.insert(0, os.path.dirname(__file__))
+
+import build  # noqa: E402
+from registry import REGISTRY, Registry  # noqa: E402
 
 
 def need(tool: str) -> str:
@@ -57,3 +61,11 @@ def layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
     build.write_layout(root, "small-tar", base, compression="tar")
     build.write_layout(root, "shared", base[:2] + [layer("three", 50_000, 3)])
     return root
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Any:
+    """An empty ``isolate.images.Store`` in the test's temporary directory."""
+    from isolate.images import Store
+
+    return Store(tmp_path / "store")

@@ -15,9 +15,12 @@ from isolate.cli._help import HelpFormatter
 # subcommand -> module in isolate.cli
 COMMANDS = {
     "gc": "gc",
+    "image": "images",
+    "images": "images",
     "load": "load",
     "probe": "probe",
     "pull": "pull",
+    "rmi": "images",
     "run": "run",
 }
 
@@ -41,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name, module in COMMANDS.items():
+    for module in dict.fromkeys(COMMANDS.values()):    # a module may register several commands
         mod = importlib.import_module(f"isolate.cli.{module}")
         mod.add_parser(sub)
     return parser

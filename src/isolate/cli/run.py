@@ -91,6 +91,16 @@ def add_parser(sub: Any) -> None:
                         "delegated to you)")
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="kill the sandbox after this")
     p.add_argument("--rootfs", metavar="DIR", help="an unpacked image to use as the root")
+    p.add_argument("--image", metavar="REF", default=None,
+                   help="an image of the store as the root (its layers under a tmpfs layer of "
+                        "--overlay-size); without CMD its Entrypoint and Cmd run, with CMD the "
+                        "Entrypoint and CMD; its Env, WorkingDir and User apply unless given")
+    p.add_argument("--entrypoint", metavar="PROGRAM", default=None,
+                   help="with --image: run PROGRAM (then CMD as its arguments) instead of the "
+                        "image's Entrypoint and Cmd; '' runs CMD alone")
+    p.add_argument("--store", metavar="DIR", default=None,
+                   help="the image store (default: $ISOLATE_IMAGE_STORE, else /var/lib/isolate/"
+                        "images for root)")
     p.add_argument("--bind", action="append", default=[], metavar="SRC:DST[:ro]",
                    help="bind a host path into the sandbox (repeatable)")
     p.add_argument("--overlay", nargs="?", const="", default=None, metavar="DIR",
@@ -154,6 +164,10 @@ def container_from_args(args: argparse.Namespace) -> Any:
     shm_size = None if args.shm_size is None else parse_size(args.shm_size, "--shm-size")
     overlay_size = (OVERLAY_SIZE if args.overlay_size is None
                     else parse_size(args.overlay_size, "--overlay-size"))
+    if getattr(args, "entrypoint", None) is not None and args.image is None:
+        raise ConfigError("--entrypoint needs --image")
+    if getattr(args, "image", None) is not None:
+        return _image_container(args, user, group, overlay_size)
     if args.overlay_size is not None and args.overlay is None:
         raise ConfigError("--overlay-size needs --overlay")
     if args.tty and not os.isatty(0):
@@ -200,6 +214,50 @@ def container_from_args(args: argparse.Namespace) -> Any:
                      name=args.name, cgroup_parent=args.cgroup_parent,
                      cwd=args.cwd or (home if args.rootfs is None else "/"), user=user, group=group,
                      new_session=not args.tty, **extra)
+
+
+def _image_container(args: argparse.Namespace, user: Any, group: Any, overlay_size: Any) -> Any:
+    """``--image REF``: the image's layers as the root, its config as the defaults."""
+    from ..container import Container
+    from ..errors import ConfigError
+    from ..images.store import Store
+    from ..rootfs import RootFS
+
+    if args.rootfs is not None or args.overlay is not None:
+        raise ConfigError("--image takes neither --rootfs nor --overlay (the image has its own layer)")
+    store = Store(args.store) if args.store is not None else None
+    image: Any = args.image
+    if args.entrypoint is not None:
+        from ..images import Image
+
+        # As docker run --entrypoint: the image's Cmd goes too.
+        image = Image.open(args.image, store=store).with_config(
+            entrypoint=[args.entrypoint] if args.entrypoint else None, cmd=None)
+    rootfs = RootFS.from_image(image, store=store, size=overlay_size)
+    if args.shm_size is not None:
+        rootfs.mount_options("/dev/shm", size=parse_size(args.shm_size, "--shm-size"))
+    for b in args.bind:
+        src, dst, ro = parse_bind(b)
+        rootfs.bind(src, dst, readonly=ro)
+    env: dict[str, str] | None = None
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--env must be KEY=VALUE, got {item!r}")
+        env = env if env is not None else {}
+        env[key] = value
+    limits = None
+    if args.memory is not None or args.cpus is not None or args.pids is not None:
+        from ..cgroup import Limits
+
+        limits = Limits(memory_max=None if args.memory is None else parse_size(args.memory, "--memory"),
+                        cpus=args.cpus, pids_max=args.pids)
+    extra: dict[str, Any] = {}
+    if args.hostname is not None:
+        extra["hostname"] = args.hostname
+    return Container(rootfs=rootfs, net=args.net, userns=args.userns, limits=limits, env=env,
+                     name=args.name, cgroup_parent=args.cgroup_parent, cwd=args.cwd or "/",
+                     user=user, group=group, new_session=not args.tty, **extra)
 
 
 def _own_tmpfs(home: str) -> bool:
@@ -309,7 +367,7 @@ def main(args: argparse.Namespace) -> int:
     command = list(args.argv)
     if command and command[0] == "--":
         command = command[1:]
-    if not command:
+    if not command and getattr(args, "image", None) is None:
         print("isolate: run: no command given (isolate run [options] -- CMD ...)", file=sys.stderr)
         return 125
     try:
@@ -319,7 +377,7 @@ def main(args: argparse.Namespace) -> int:
             raise ConfigError(f"--timeout must be >= 0, got {args.timeout!r}")
         _check_json_path(args.json)
         with container_from_args(args) as c, _SignalForwarder(c) as forwarder:
-            c.start(command)
+            c.start(command or None)
             forwarder.started()
             result = c.wait(args.timeout)
     except SetupError as e:

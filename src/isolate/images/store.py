@@ -16,6 +16,10 @@ A blob or layer appears under its digest only once complete and verified
 (written elsewhere, checked, then renamed into place), so a reader never
 sees a partial one and a killed writer leaves only ``ingest/`` or ``tmp/``
 behind, which the next writer resumes or clears.
+
+    <root>/holds                     the layers running containers use (a journal)
+
+``prune`` keeps the layers a live hold names (``Store.hold_layers``).
 """
 
 from __future__ import annotations
@@ -30,12 +34,14 @@ import re
 from pathlib import Path
 from typing import Iterator
 
+from .. import _registry
 from ..errors import ConfigError, DigestError, ImageError
 
 __all__ = ["Store", "default_root", "check_digest"]
 
 _DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
 _CHUNK = 1 << 20
+_JOURNAL_MAX = 64 << 10     # the holds journal is compacted past this size
 
 
 def check_digest(digest: str, what: str = "digest") -> str:
@@ -145,6 +151,93 @@ class Store:
         """Where the layer whose uncompressed tar is ``diff_id`` is unpacked (overlayfs form)."""
         return self.root / "layers" / "sha256" / check_digest(diff_id, "diff_id")[7:]
 
+    def layers(self) -> list[str]:
+        """The diff_id of every unpacked layer, sorted."""
+        return sorted("sha256:" + n for n in os.listdir(self.root / "layers" / "sha256")
+                      if _DIGEST.fullmatch("sha256:" + n))
+
+    def remove_layer(self, diff_id: str) -> None:
+        """Remove an unpacked layer (moved to ``tmp/`` first, so it vanishes at once; no
+        error if it is already gone).  Call it under ``lock()``, after ``layers_in_use()``."""
+        path = self.layer_path(diff_id)
+        dead = self.root / "tmp" / f"removed-{diff_id[7:]}-{os.getpid()}"
+        try:
+            os.rename(path, dead)
+        except FileNotFoundError:
+            return
+        _rmtree(dead)
+
+    # --- layers in use ----------------------------------------------------------
+
+    def hold_layers(self, diff_ids: list[str] | tuple[str, ...], pid: int) -> str:
+        """Record that the live process ``pid`` (the caller, while it mounts the layers)
+        uses the layers ``diff_ids``; returns the hold's token, for ``pass_layers`` and
+        ``release_layers``.  A hold whose process is gone (pid and start time) counts for
+        nothing.
+
+        Made under the store's lock, and ``ImageError`` (nothing held) if a layer is not
+        there (a prune removed it first): a prune either sees the hold or ran before it.
+        Holds are lines appended to ``<root>/holds`` (one write each, no file made per
+        start); ``layers_in_use(compact=True)`` drops the dead and released ones.
+        """
+        start = _own_start_time() if pid == os.getpid() else _registry.proc_start_time(pid)
+        if start is None:
+            raise ImageError(f"hold_layers: process {pid} is not running")
+        token = os.urandom(8).hex()
+        with self.lock():
+            missing = [x for x in diff_ids if not self.layer_path(x).is_dir()]
+            if missing:
+                raise ImageError(f"layer {missing[0]} is no longer in the store {str(self.root)!r} "
+                                 "(removed by a prune: open the image again)")
+            self._journal(f"+ {token} {pid} {start} {' '.join(diff_ids)}\n")
+            if os.stat(self.root / "holds").st_size > _JOURNAL_MAX:
+                self.layers_in_use(compact=True)
+        return token
+
+    def pass_layers(self, token: str, diff_ids: list[str] | tuple[str, ...], pid: int) -> str:
+        """Hand the hold ``token`` over to the live process ``pid`` (a container's first
+        process) in one write, no gap between the two; returns the new token (the old one
+        when ``pid`` is already gone: it stays held until released)."""
+        start = _registry.proc_start_time(pid)
+        if start is None:
+            return token
+        new = os.urandom(8).hex()
+        self._journal(f"+ {new} {pid} {start} {' '.join(diff_ids)}\n- {token}\n")
+        return new
+
+    def release_layers(self, token: str) -> None:
+        """End the hold ``token``."""
+        self._journal(f"- {token}\n")
+
+    def _journal(self, text: str) -> None:
+        fd = os.open(self.root / "holds", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, text.encode())     # O_APPEND: one write lands whole, after the others
+        finally:
+            os.close(fd)
+
+    def layers_in_use(self, *, compact: bool = False) -> set[str]:
+        """The diff_ids that live holds name.  ``compact`` (with the store's lock held):
+        rewrite the journal with only those holds."""
+        try:
+            data = (self.root / "holds").read_text(encoding="ascii", errors="replace")
+        except FileNotFoundError:
+            return set()
+        holds: dict[str, tuple[int, int, list[str]]] = {}
+        for line in data.splitlines():
+            f = line.split()
+            if len(f) >= 4 and f[0] == "+" and f[2].isdigit() and f[3].isdigit():
+                holds[f[1]] = (int(f[2]), int(f[3]), f[4:])
+            elif len(f) == 2 and f[0] == "-":
+                holds.pop(f[1], None)
+        live = {t: h for t, h in holds.items() if _registry.proc_start_time(h[0]) == h[1]}
+        if compact and len(data.splitlines()) > len(live):
+            tmp = self.root / f"holds.{os.getpid()}"
+            tmp.write_text("".join(f"+ {t} {p} {st} {' '.join(ids)}\n"
+                                   for t, (p, st, ids) in live.items()), encoding="ascii")
+            os.replace(tmp, self.root / "holds")
+        return {x for _, _, ids in live.values() for x in ids}
+
     # --- names ------------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -196,6 +289,36 @@ class Store:
             digest = refs.pop(name)
             self._write_refs(refs)
         return digest
+
+
+_own: tuple[int, int] | None = None
+
+
+def _own_start_time() -> int | None:
+    """This process's start time (read once per pid: a forked child reads its own)."""
+    global _own
+    pid = os.getpid()
+    if _own is None or _own[0] != pid:
+        start = _registry.proc_start_time(pid)
+        if start is None:
+            return None
+        _own = (pid, start)
+    return _own[1]
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    def writable(func: object, p: str, exc: object) -> None:
+        # A directory a layer made read-only (without root, its mode binds us too).
+        try:
+            os.chmod(os.path.dirname(p), 0o700)
+            os.chmod(p, 0o700)
+        except OSError:
+            pass
+
+    shutil.rmtree(path, onerror=writable)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _hash_file(path: Path) -> tuple[str, int]:

@@ -1,0 +1,486 @@
+"""``Image``: an image in the store, its config, its layers unpacked once, an OCI bundle of it.
+
+``Image.open("alpine:3.20")`` finds a name the store has (``isolate pull``
+or ``isolate load`` put it there), ``Image.open("sha256:…")`` or a unique
+prefix of a manifest digest finds it by digest.  ``layers()`` unpacks each
+layer the first time any image needs it (``unpack.unpack_layer``, under the
+store's lock: two processes asking at once unpack it once) and returns the
+directories, bottom first, to stack as overlayfs lower layers
+(``RootFS.from_image``).  ``bundle(dir)`` writes an OCI runtime bundle: the
+layers applied in order to ``dir/rootfs`` and a ``config.json`` from the
+image's config, as ``umoci unpack`` does.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import enum
+import errno
+import json
+import os
+import re
+import shutil
+import stat
+import uuid
+from pathlib import Path
+from typing import Any, Final, Sequence
+
+from ..errors import ImageError
+from .manifest import ImageConfig, Index, Manifest, parse_config, parse_manifest, select_platform
+from .reference import parse_reference
+from .store import Store
+from .unpack import unpack_layer
+
+__all__ = ["Image", "read_layered", "lookup_layered"]
+
+class _Keep(enum.Enum):
+    KEEP = "keep"
+
+
+_KEEP: Final = _Keep.KEEP
+_HEX_PREFIX = re.compile(r"(?:sha256:)?([0-9a-f]{4,64})")
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW
+_OVERLAY_XATTRS = ("trusted.overlay.", "user.overlay.")
+
+
+class Image:
+    """An image of the store: its ``manifest``, ``config`` (``ImageConfig``) and layers.
+
+    Open one with ``Image.open(reference_or_digest, store=...)``.  ``name`` is
+    the reference it was opened by (None when opened by digest), ``digest``
+    its manifest's digest, ``id`` the short form ``isolate images`` shows.
+    """
+
+    def __init__(self, store: Store, digest: str, name: str | None = None) -> None:
+        """Prefer ``Image.open``.  ``ImageError`` when the manifest or config is bad or missing."""
+        self.store = store
+        self.digest = digest
+        self.name = name
+        doc = parse_manifest(store.read_blob(digest))
+        if isinstance(doc, Index):
+            # A name may point at an index (a multi-platform image): this machine's manifest.
+            desc = select_platform(doc)
+            if not store.has_blob(desc.digest):
+                raise ImageError(f"{name or digest}: the store lacks the {desc.platform} manifest "
+                                 f"{desc.digest} of the index (pull it again)")
+            self.digest = desc.digest
+            doc = parse_manifest(store.read_blob(desc.digest), desc.media_type)
+            if not isinstance(doc, Manifest):
+                raise ImageError(f"{name or digest}: the index's manifest {desc.digest} is an index")
+        self.manifest: Manifest = doc
+        self.config: ImageConfig = parse_config(store.read_blob(doc.config.digest))
+        if len(self.config.diff_ids) != len(doc.layers):
+            raise ImageError(f"{name or digest}: the config names {len(self.config.diff_ids)} layers, "
+                             f"the manifest {len(doc.layers)}")
+
+    @classmethod
+    def open(cls, reference: str, *, store: Store | None = None) -> Image:
+        """The image ``reference`` names in ``store`` (default: ``Store()``).
+
+        ``reference``: a name (normalized as docker does: ``alpine`` is
+        ``docker.io/library/alpine:latest``), a manifest digest
+        ``sha256:<hex>`` or a unique prefix of one (4 hex digits at least).
+        Raises ``ImageError`` ``"<ref>: not in the store (isolate pull <ref>)"``.
+        """
+        store = store if store is not None else Store()
+        if not isinstance(reference, str) or not reference:
+            raise ImageError(f"image: {reference!r} is not a reference or a digest")
+        refs = store.refs()
+        m = _HEX_PREFIX.fullmatch(reference)
+        if m is not None:
+            hexd = m.group(1)
+            digests = {d for d in refs.values() if d[7:].startswith(hexd)}
+            if len(hexd) == 64 and store.has_blob("sha256:" + hexd):
+                digests.add("sha256:" + hexd)
+            if len(digests) == 1:
+                return cls(store, digests.pop())
+            if len(digests) > 1:
+                raise ImageError(f"{reference}: the prefix names {len(digests)} images; give more digits")
+            if reference.startswith("sha256:"):
+                raise ImageError(f"{reference}: not in the store (isolate pull <name>@{reference})")
+        name = str(parse_reference(reference))
+        digest = refs.get(name)
+        if digest is None:
+            raise ImageError(f"{reference}: not in the store (isolate pull {reference})")
+        return cls(store, digest, name)
+
+    def __repr__(self) -> str:
+        return f"<isolate.images.Image {self.name or self.digest}>"
+
+    def with_config(self, *, entrypoint: Sequence[str] | None | _Keep = _KEEP,
+                    cmd: Sequence[str] | None | _Keep = _KEEP,
+                    env: Sequence[str] | None | _Keep = _KEEP, working_dir: str | _Keep = _KEEP,
+                    user: str | _Keep = _KEEP) -> Image:
+        """The same image (same layers) with config fields replaced, for a root whose
+        container should run otherwise: ``img.with_config(entrypoint=["/bin/sh"], cmd=None)``
+        (as ``docker run --entrypoint``, which drops Cmd too).  ``env`` items are
+        ``KEY=VALUE``.  ``ImageError`` for a value of the wrong type."""
+        changes: dict[str, Any] = {}
+        for field, value in (("entrypoint", entrypoint), ("cmd", cmd), ("env", env)):
+            if value is _KEEP:
+                continue
+            if value is not None and (isinstance(value, str)
+                                      or not all(isinstance(x, str) for x in value)):
+                raise ImageError(f"with_config {field}: expected a list of strings or None, "
+                                 f"got {value!r}")
+            changes[field] = None if value is None else tuple(value)
+        for field, text in (("working_dir", working_dir), ("user", user)):
+            if text is _KEEP:
+                continue
+            if not isinstance(text, str):
+                raise ImageError(f"with_config {field}: expected a string, got {text!r}")
+            changes[field] = text
+        new = copy.copy(self)
+        new.config = dataclasses.replace(self.config, **changes)
+        return new
+
+    @property
+    def id(self) -> str:
+        """The manifest digest's first 12 hex digits (``isolate images``' IMAGE ID)."""
+        return self.digest[7:19]
+
+    @property
+    def size(self) -> int:
+        """The compressed size of the layers and config, in bytes (what a pull transfers)."""
+        return self.manifest.config.size + sum(d.size for d in self.manifest.layers)
+
+    @property
+    def exposed_ports(self) -> tuple[str, ...]:
+        """The config's ``ExposedPorts`` (``"80/tcp"`` ...)."""
+        return self.config.exposed_ports
+
+    def layer_paths(self) -> list[Path]:
+        """Where the layers are (or will be) unpacked, bottom first."""
+        return [self.store.layer_path(d) for d in self.config.diff_ids]
+
+    def layers(self) -> list[Path]:
+        """The layers' directories, bottom first, each unpacked now if it was not yet.
+
+        Missing layers are unpacked under the store's lock (another process
+        asking meanwhile waits, then finds them).  ``ImageError`` for a
+        missing or hostile blob, ``DigestError`` when one does not hash to its
+        diff_id (nothing is kept of it).
+        """
+        paths = self.layer_paths()
+        if all(p.is_dir() for p in paths):
+            return paths
+        with self.store.lock():
+            _clear_tmp(self.store)
+            for i, (desc, diff_id, path) in enumerate(zip(self.manifest.layers,
+                                                          self.config.diff_ids, paths)):
+                if path.is_dir():
+                    continue
+                blob = self.store.blob_path(desc.digest)
+                if not blob.is_file():
+                    raise ImageError(f"{self.name or self.digest}: layer {i} ({desc.digest}) is not "
+                                     "in the store (pull the image again)")
+                tmp = self.store.root / "tmp" / f"unpack-{uuid.uuid4().hex}"
+                unpack_layer(blob, tmp, diff_id=diff_id, compression=self.manifest.compression(i),
+                             name=f"{i} ({diff_id[:19]})")
+                try:
+                    os.rename(tmp, path)
+                except OSError:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    if not path.is_dir():
+                        raise
+        return paths
+
+    def read_file(self, path: str, limit: int = 1 << 20) -> bytes | None:
+        """A file of the image as a container sees it (its layers merged), or None."""
+        return read_layered(self.layers(), path, limit)
+
+    def bundle(self, directory: str | os.PathLike[str]) -> Path:
+        """Write an OCI runtime bundle at ``directory`` (made if missing, must be empty):
+        ``rootfs/`` with the layers applied in order (whiteouts and opaque directories
+        applied, not kept) and ``config.json`` (runc's default spec with the image's
+        args, env, cwd and user).  Returns the bundle's path."""
+        from ..oci.features import default_spec
+
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        if any(d.iterdir()):
+            raise ImageError(f"bundle: {str(d)!r} is not empty")
+        layers = self.layers()
+        rootfs = d / "rootfs"
+        rootfs.mkdir(mode=0o755)
+        try:
+            rfd = os.open(rootfs, _DIR)
+            try:
+                for layer in layers:
+                    lfd = os.open(layer, _DIR)
+                    links: dict[tuple[int, int], tuple[int, str]] = {}
+                    try:
+                        _apply(lfd, rfd, links)
+                    finally:
+                        os.close(lfd)
+                        for fd, _ in links.values():
+                            os.close(fd)
+                st = os.stat(layers[-1]) if layers else None
+                if st is not None:
+                    os.chmod(rfd, stat.S_IMODE(st.st_mode))
+            finally:
+                os.close(rfd)
+            spec = default_spec(rootless=os.geteuid() != 0)
+            c = self.config
+            proc = spec["process"]
+            proc["args"] = list(c.entrypoint or ()) + list(c.cmd or ())
+            proc["env"] = list(c.env) if c.env else proc.get("env", [])
+            proc["cwd"] = c.working_dir or "/"
+            proc["terminal"] = False
+            if c.user:
+                proc["user"] = _user_ids(c.user, layers)
+            spec["root"] = {"path": "rootfs", "readonly": False}
+            ann = {"org.opencontainers.image.ref.name": self.name or self.digest}
+            spec["annotations"] = {**spec.get("annotations", {}), **ann}
+            (d / "config.json").write_text(json.dumps(spec, indent=2) + "\n")
+        except BaseException:
+            shutil.rmtree(rootfs, ignore_errors=True)
+            (d / "config.json").unlink(missing_ok=True)
+            raise
+        return d
+
+
+def _clear_tmp(store: Store) -> None:
+    """Dead unpacks' staging directories (the lock is held: no live one exists)."""
+    tmp = store.root / "tmp"
+    for name in os.listdir(tmp):
+        if name.startswith("unpack-"):
+            shutil.rmtree(tmp / name, ignore_errors=True)
+
+
+def _user_ids(user: str, layers: list[Path]) -> dict[str, Any]:
+    """An image's ``User`` (``name``, ``uid``, ``name:group``, ``uid:gid``) as OCI ids."""
+    name, _, group = user.partition(":")
+
+    def lookup(db: str, key: str, field: int) -> int:
+        if key.isdigit():
+            return int(key)
+        data = read_layered(layers, f"/etc/{db}") or b""
+        for line in data.decode("utf-8", "replace").splitlines():
+            f = line.split(":")
+            if len(f) > 3 and f[0] == key and f[field].isdigit():
+                return int(f[field])
+        raise ImageError(f"image config.config.User: {key!r} is not in the image's /etc/{db}")
+
+    uid = lookup("passwd", name, 2)
+    if group:
+        gid = lookup("group", group, 2)
+    elif name.isdigit():
+        gid = 0
+        data = read_layered(layers, "/etc/passwd") or b""
+        for line in data.decode("utf-8", "replace").splitlines():
+            f = line.split(":")
+            if len(f) > 3 and f[2] == name and f[3].isdigit():
+                gid = int(f[3])
+                break
+    else:
+        gid = lookup("passwd", name, 3)
+    return {"uid": uid, "gid": gid}
+
+
+def _whiteout(st: os.stat_result) -> bool:
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def _opaque(fd: int) -> bool:
+    for attr in ("user.overlay.opaque", "trusted.overlay.opaque"):
+        try:
+            if os.getxattr(fd, attr) == b"y":
+                return True
+        except OSError as e:
+            if e.errno not in (errno.ENODATA, errno.ENOTSUP, errno.EPERM):
+                raise
+    return False
+
+
+def _remove(pfd: int, name: str) -> None:
+    try:
+        st = os.lstat(name, dir_fd=pfd)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        fd = os.open(name, _DIR, dir_fd=pfd)
+        try:
+            for n in os.listdir(fd):
+                _remove(fd, n)
+        finally:
+            os.close(fd)
+        os.rmdir(name, dir_fd=pfd)
+    else:
+        os.unlink(name, dir_fd=pfd)
+
+
+def _copy_meta(src: int | str, dst: int | str, st: os.stat_result, *, dir_fd: int | None = None,
+               symlink: bool = False) -> None:
+    """Owner, mode, xattrs (not overlay's) and times of ``st`` onto ``dst`` (an fd, or a name
+    in ``dir_fd``)."""
+    root = os.geteuid() == 0
+    if isinstance(dst, int):
+        if root:
+            os.fchown(dst, st.st_uid, st.st_gid)
+        os.fchmod(dst, stat.S_IMODE(st.st_mode))
+        assert isinstance(src, int)
+        for x in os.listxattr(src):
+            if not x.startswith(_OVERLAY_XATTRS):
+                os.setxattr(dst, x, os.getxattr(src, x))
+        os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+        return
+    if root:
+        os.chown(dst, st.st_uid, st.st_gid, dir_fd=dir_fd, follow_symlinks=False)
+    if not symlink:
+        os.chmod(dst, stat.S_IMODE(st.st_mode), dir_fd=dir_fd)
+    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dir_fd, follow_symlinks=False)
+
+
+def _apply(lfd: int, rfd: int, links: dict[tuple[int, int], tuple[int, str]]) -> None:
+    """Apply the unpacked layer directory ``lfd`` onto the merged tree ``rfd`` (both open
+    directories): whiteouts remove, opaque directories replace, the rest is copied.  Nothing
+    is ever followed: every name is opened beneath its parent's fd with O_NOFOLLOW."""
+    if _opaque(lfd):
+        for n in os.listdir(rfd):
+            _remove(rfd, n)
+    for entry in os.scandir(lfd):
+        name = entry.name
+        st = entry.stat(follow_symlinks=False)
+        if _whiteout(st):
+            _remove(rfd, name)
+            continue
+        try:
+            cur: os.stat_result | None = os.lstat(name, dir_fd=rfd)
+        except FileNotFoundError:
+            cur = None
+        if stat.S_ISDIR(st.st_mode):
+            if cur is not None and not stat.S_ISDIR(cur.st_mode):
+                _remove(rfd, name)
+                cur = None
+            if cur is None:
+                os.mkdir(name, 0o700, dir_fd=rfd)
+            sub_l = os.open(name, _DIR, dir_fd=lfd)
+            sub_r = os.open(name, _DIR, dir_fd=rfd)
+            try:
+                _apply(sub_l, sub_r, links)
+                _copy_meta(sub_l, sub_r, st)
+            finally:
+                os.close(sub_l)
+                os.close(sub_r)
+            continue
+        if cur is not None:
+            _remove(rfd, name)
+        key = (st.st_dev, st.st_ino)
+        if st.st_nlink > 1 and key in links:
+            first_fd, first_name = links[key]
+            os.link(first_name, name, src_dir_fd=first_fd, dst_dir_fd=rfd, follow_symlinks=False)
+            continue
+        if stat.S_ISREG(st.st_mode):
+            src = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=lfd)
+            try:
+                dst = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                              0o600, dir_fd=rfd)
+                try:
+                    left = st.st_size
+                    while left > 0:
+                        copied = os.copy_file_range(src, dst, min(left, 1 << 30))
+                        if copied == 0:
+                            break
+                        left -= copied
+                    _copy_meta(src, dst, st)
+                finally:
+                    os.close(dst)
+            finally:
+                os.close(src)
+        elif stat.S_ISLNK(st.st_mode):
+            os.symlink(os.readlink(name, dir_fd=lfd), name, dir_fd=rfd)
+            _copy_meta(name, name, st, dir_fd=rfd, symlink=True)
+        else:
+            os.mknod(name, st.st_mode, st.st_rdev, dir_fd=rfd)
+            _copy_meta(name, name, st, dir_fd=rfd)
+        if st.st_nlink > 1:
+            links[key] = (os.dup(rfd), name)
+
+
+def read_layered(layers: list[Path], path: str, limit: int = 1 << 20) -> bytes | None:
+    """The regular file ``path`` as overlayfs shows ``layers`` (bottom first) merged, or None.
+
+    Each component is looked up from the top layer down (a whiteout or an
+    opaque directory stops the search); symlinks are followed inside the
+    merged tree (absolute ones from its root, ``..`` never above it), 40 at most.
+    """
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    hops = 0
+    resolved: list[str] = []
+    while parts:
+        name = parts.pop(0)
+        if name == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        cand = resolved + [name]
+        st, where = _lookup(layers, cand)
+        if st is None or where is None:
+            return None
+        if stat.S_ISLNK(st.st_mode):
+            hops += 1
+            if hops > 40:
+                return None
+            target = os.readlink(where)
+            if target.startswith("/"):
+                resolved = []
+            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+            continue
+        resolved = cand
+        if parts and not stat.S_ISDIR(st.st_mode):
+            return None
+        if not parts:
+            if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+                return None
+            fd = os.open(where, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            with os.fdopen(fd, "rb") as f:
+                return f.read(limit + 1)[:limit]
+    return None
+
+
+def lookup_layered(layers: list[Path], path: str) -> Path | None:
+    """Where the entry ``path`` (not followed if a symlink; its parents must be plain
+    directories) of the merged ``layers`` is, or None when the merge has no such entry."""
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts:
+        return None
+    st, where = _lookup(layers, parts)
+    return Path(where) if st is not None and where is not None else None
+
+
+def _lookup(layers: list[Path], parts: list[str]) -> tuple[os.stat_result | None, str | None]:
+    """The top-most entry at ``parts`` in ``layers`` (its parents already resolved to
+    directories), honouring whiteouts and opaque directories on the way."""
+    for layer in reversed(layers):
+        p = os.path.join(layer, *parts)
+        # A parent in this layer that is a whiteout, a non-directory or opaque hides the lower ones.
+        blocked = False
+        for i in range(1, len(parts)):
+            q = os.path.join(layer, *parts[:i])
+            try:
+                qs = os.lstat(q)
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISDIR(qs.st_mode):
+                return None, None
+        try:
+            st = os.lstat(p)
+        except (FileNotFoundError, NotADirectoryError):
+            st = None
+        if st is not None:
+            if _whiteout(st):
+                return None, None
+            return st, p
+        for i in range(1, len(parts)):
+            q = os.path.join(layer, *parts[:i])
+            if os.path.isdir(q) and not os.path.islink(q):
+                fd = os.open(q, _DIR)
+                try:
+                    blocked = blocked or _opaque(fd)
+                finally:
+                    os.close(fd)
+        if blocked:
+            return None, None
+    return None, None
