@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from isolate import _owner, _reclaim, _registry
+from isolate import _idalloc, _owner, _reclaim, _registry
 from isolate.cli.__main__ import main as cli_main
 
 
@@ -25,6 +25,8 @@ def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A private registry for the test; this process keeps its own home elsewhere."""
     reg = tmp_path / "reg" / "owners"
     monkeypatch.setattr(_registry, "REGISTRY", str(reg))
+    # and its own id blocks: a block another run left for gc is not this test's to find
+    monkeypatch.setattr(_idalloc, "STATE_DIR", str(tmp_path / "reg" / "userns"))
     yield reg
 
 
