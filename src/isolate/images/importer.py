@@ -26,7 +26,7 @@ from typing import IO, Any, Iterator
 from ..errors import DigestError, ImageError
 from .manifest import (Descriptor, Index, Manifest, parse_config, parse_manifest,
                        select_platform)
-from .pull import PulledImage, check_layers, place_blob, put_blob
+from .pull import PulledImage, check_layers
 from .reference import parse_reference
 from .store import Store, check_digest
 
@@ -147,7 +147,7 @@ def _ingest(store: Store, src: _Source, name: str, digest: str | None,
             raise DigestError(f"load {str(src.path)!r}: {name!r} hashes to {actual}, not {digest}",
                               expected=digest, actual=actual)
         if not store.has_blob(want):
-            place_blob(store, tmp, want)
+            store.place(tmp, want)
         return want, length
     finally:
         if os.path.exists(tmp):
@@ -234,7 +234,7 @@ def _load_docker(store: Store, src: _Source) -> list[tuple[list[str], str, Manif
                "config": {"mediaType": _OCI_CONFIG, "digest": cfg_digest, "size": cfg_size},
                "layers": layers}
         data = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
-        digest = put_blob(store, data)
+        digest = store.put(data)
         m = parse_manifest(data)
         assert isinstance(m, Manifest)
         out.append((names, digest, m))

@@ -12,14 +12,12 @@ next pull.
 from __future__ import annotations
 
 import concurrent.futures
-import hashlib
 import os
-import tempfile
 import threading
 from dataclasses import dataclass
 from typing import Callable
 
-from ..errors import DigestError, ImageError
+from ..errors import ImageError
 from .manifest import (Descriptor, ImageConfig, Index, Manifest, Platform, parse_config,
                        parse_manifest, select_platform)
 from .progress import Progress
@@ -44,32 +42,6 @@ class PulledImage:
     manifest: Manifest
     config_digest: str
     config: ImageConfig
-
-
-def place_blob(store: Store, tmp: str | os.PathLike[str], digest: str) -> None:
-    """Move the complete, verified file ``tmp`` (in the store's filesystem) to the blob
-    ``digest``.  Unlike ``Store.put``/``commit`` this goes round the fixed ingest name, so
-    writers of the same blob at the same time do not race: each renames identical content."""
-    os.chmod(tmp, 0o444)
-    os.replace(tmp, store.blob_path(digest))
-
-
-def put_blob(store: Store, data: bytes, digest: str | None = None) -> str:
-    """Store ``data`` as a blob (``DigestError`` if it does not hash to ``digest``); its digest."""
-    actual = "sha256:" + hashlib.sha256(data).hexdigest()
-    if digest is not None and actual != digest:
-        raise DigestError(f"blob {digest}: the content hashes to {actual}", expected=digest,
-                          actual=actual)
-    if not store.has_blob(actual):
-        fd, tmp = tempfile.mkstemp(dir=store.root / "tmp", prefix="blob-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            place_blob(store, tmp, actual)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    return actual
 
 
 def _checked_manifest(data: bytes, media_type: str, what: str) -> Manifest | Index:
@@ -156,8 +128,8 @@ def pull(reference: str, *, store: Store | None = None, platform: str | None = N
         finally:
             bars.close()
     if index_data is not None:
-        put_blob(store, index_data)
-    put_blob(store, data, digest)
+        store.put(index_data)
+    store.put(data, digest)
     store.set_ref(name, digest)
     return PulledImage(name, digest, manifest, manifest.config.digest, config)
 

@@ -31,6 +31,7 @@ import hashlib
 import json
 import os
 import re
+import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -124,17 +125,32 @@ class Store:
         return dst
 
     def put(self, data: bytes, digest: str | None = None) -> str:
-        """Store ``data`` as a blob; returns its digest (``DigestError`` if ``digest`` is given and differs)."""
+        """Store ``data`` as a blob; returns its digest (``DigestError`` if ``digest`` is given and differs).
+
+        Written to a file of its own in ``tmp/`` and renamed onto the blob: two
+        writers of one blob at the same time each rename identical content.
+        """
         actual = "sha256:" + hashlib.sha256(data).hexdigest()
         if digest is not None and check_digest(digest) != actual:
             raise DigestError(f"blob {digest}: the content hashes to {actual}", expected=digest,
                               actual=actual)
         if not self.has_blob(actual):
-            tmp = self.ingest_path(actual)
-            with open(tmp, "wb") as f:
-                f.write(data)
-            self.commit(actual)
+            fd, tmp = tempfile.mkstemp(dir=self.root / "tmp", prefix="blob-")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                self.place(tmp, actual)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
         return actual
+
+    def place(self, tmp: str | os.PathLike[str], digest: str) -> None:
+        """Move the complete file ``tmp`` (in the store's filesystem), already checked to hash
+        to ``digest``, onto the blob ``digest`` (round the fixed ingest name, so writers of
+        the same blob at the same time do not race)."""
+        os.chmod(tmp, 0o444)
+        os.replace(tmp, self.blob_path(digest))
 
     def blobs(self) -> list[str]:
         """Every verified blob's digest, sorted."""
