@@ -232,3 +232,42 @@ def test_an_on_layer_error_fails_the_pull_and_names_nothing(
     assert store.refs() == {}
     assert threading.active_count() == 1 or all(
         not t.name.startswith("isolate-pull") for t in threading.enumerate())
+
+
+def test_pull_unpacks_every_layer_unless_asked_not_to(
+        registry: Registry, pushed: dict[str, str], tmp_path: Path) -> None:
+    ref = f"{registry.host}/test/small:v1"
+    store = Store(tmp_path / "a")
+    img = pull(ref, store=store, progress=False)
+    dirs = [store.layer_path(d) for d in img.config.diff_ids]
+    assert all(d.is_dir() for d in dirs)
+    assert (dirs[0] / "bin" / "busybox").is_file()
+    assert (dirs[1] / "data" / "one").is_file()
+    lazy = Store(tmp_path / "b")
+    pull(ref, store=lazy, progress=False, unpack=False)
+    assert lazy.layers() == []
+    assert not list((lazy.root / "tmp").iterdir())
+
+
+def test_a_prune_during_a_pull_waits_and_takes_nothing_of_it(
+        registry: Registry, pushed: dict[str, str], proxy: FaultProxy, store: Store) -> None:
+    from isolate.images.gc import prune
+
+    proxy.rate = 400 << 10                          # the 300 kB of layers take about a second
+    result: list[object] = []
+    t = threading.Thread(target=lambda: result.append(
+        pull(f"{proxy.host}/test/small:v1", store=store, progress=False)))
+    t.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not store.blobs() and time.monotonic() < deadline:   # the config is in
+            time.sleep(0.01)
+        assert store.blobs() and not store.refs()
+        pruned = prune(store)                       # waits for the pull to name its image
+        assert store.refs()                         # it ran after the name was set
+    finally:
+        t.join()
+    assert pruned.blobs == () and pruned.layers == ()
+    img = result[0]
+    assert all(store.has_blob(d.digest) for d in img.manifest.layers)  # type: ignore[attr-defined]
+    assert len(store.layers()) == 3

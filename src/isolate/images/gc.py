@@ -57,7 +57,8 @@ def prune(store: Store) -> Pruned:
     import os
 
     freed = 0
-    with store.lock():
+    # No pull is between its first blob and its name meanwhile (Store.pulling).
+    with store.no_pulls(), store.lock():
         blobs, diff_ids = reachable(store)
         busy = store.layers_in_use(compact=True)
         gone_blobs = [b for b in store.blobs() if b not in blobs]

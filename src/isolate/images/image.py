@@ -32,7 +32,7 @@ from .reference import parse_reference
 from .store import Store
 from .unpack import unpack_layer
 
-__all__ = ["Image", "read_layered", "lookup_layered"]
+__all__ = ["Image", "unpack_layers", "read_layered", "lookup_layered"]
 
 class _Keep(enum.Enum):
     KEEP = "keep"
@@ -162,29 +162,7 @@ class Image:
         missing or hostile blob, ``DigestError`` when one does not hash to its
         diff_id (nothing is kept of it).
         """
-        paths = self.layer_paths()
-        if all(p.is_dir() for p in paths):
-            return paths
-        with self.store.lock():
-            _clear_tmp(self.store)
-            for i, (desc, diff_id, path) in enumerate(zip(self.manifest.layers,
-                                                          self.config.diff_ids, paths)):
-                if path.is_dir():
-                    continue
-                blob = self.store.blob_path(desc.digest)
-                if not blob.is_file():
-                    raise ImageError(f"{self.name or self.digest}: layer {i} ({desc.digest}) is not "
-                                     "in the store (pull the image again)")
-                tmp = self.store.root / "tmp" / f"unpack-{uuid.uuid4().hex}"
-                unpack_layer(blob, tmp, diff_id=diff_id, compression=self.manifest.compression(i),
-                             name=f"{i} ({diff_id[:19]})")
-                try:
-                    os.rename(tmp, path)
-                except OSError:
-                    shutil.rmtree(tmp, ignore_errors=True)
-                    if not path.is_dir():
-                        raise
-        return paths
+        return unpack_layers(self.store, self.manifest, self.config, what=self.name or self.digest)
 
     def read_file(self, path: str, limit: int = 1 << 20) -> bytes | None:
         """A file of the image as a container sees it (its layers merged), or None."""
@@ -239,6 +217,42 @@ class Image:
             (d / "config.json").unlink(missing_ok=True)
             raise
         return d
+
+
+def unpack_layers(store: Store, manifest: Manifest, config: ImageConfig,
+                  which: Sequence[int] | None = None, *, what: str) -> list[Path]:
+    """Unpack the layers ``which`` (indices, default all) of an image whose blobs are in
+    ``store``, each once: a layer already unpacked (by any image) is kept.  Returns the
+    directories of those layers, in the order of ``which``.
+
+    Under the store's lock: another process asking for a layer meanwhile waits, then
+    finds it.  ``ImageError`` for a missing or hostile blob, ``DigestError`` when one does
+    not hash to its diff_id (nothing is kept of it); ``what`` names the image in errors.
+    """
+    indices = list(range(len(manifest.layers))) if which is None else list(which)
+    paths = [store.layer_path(config.diff_ids[i]) for i in indices]
+    if all(p.is_dir() for p in paths):
+        return paths
+    with store.lock():
+        _clear_tmp(store)
+        for i, path in zip(indices, paths):
+            if path.is_dir():
+                continue
+            desc, diff_id = manifest.layers[i], config.diff_ids[i]
+            blob = store.blob_path(desc.digest)
+            if not blob.is_file():
+                raise ImageError(f"{what}: layer {i} ({desc.digest}) is not in the store "
+                                 "(pull the image again)")
+            tmp = store.root / "tmp" / f"unpack-{uuid.uuid4().hex}"
+            unpack_layer(blob, tmp, diff_id=diff_id, compression=manifest.compression(i),
+                         name=f"{i} ({diff_id[:19]})")
+            try:
+                os.rename(tmp, path)
+            except OSError:
+                shutil.rmtree(tmp, ignore_errors=True)
+                if not path.is_dir():
+                    raise
+    return paths
 
 
 def _clear_tmp(store: Store) -> None:

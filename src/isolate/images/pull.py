@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import queue
 import threading
 from dataclasses import dataclass
 from typing import Callable
@@ -21,7 +22,7 @@ from ..errors import ImageError
 from .manifest import (Descriptor, ImageConfig, Index, Manifest, Platform, parse_config,
                        parse_manifest, select_platform)
 from .progress import Progress
-from .reference import parse_reference
+from .reference import Reference, parse_reference
 from .registry import Cancelled, RegistryClient
 from .store import Store
 
@@ -73,7 +74,7 @@ def pull(reference: str, *, store: Store | None = None, platform: str | None = N
          credentials: tuple[str, str] | None = None, jobs: int = 4,
          progress: bool | None = None,
          on_layer: Callable[[int, Descriptor], None] | None = None,
-         timeout: float = 30.0, retries: int = 4) -> PulledImage:
+         timeout: float = 30.0, retries: int = 4, unpack: bool = True) -> PulledImage:
     """Pull ``reference`` (``alpine:3.20``, ``localhost:5000/x@sha256:...``) into ``store``
     (default ``Store()``); returns what was stored.
 
@@ -88,7 +89,10 @@ def pull(reference: str, *, store: Store | None = None, platform: str | None = N
     a terminal).  ``on_layer(i, descriptor)`` is called once per layer, from
     any of the download threads and possibly at the same time, as soon as
     layer ``i``'s blob is in the store; an exception it raises stops the
-    pull and is raised by it.  ``timeout`` bounds each connect, read and
+    pull and is raised by it.  ``unpack`` (default) unpacks each layer into
+    the store as soon as it is there, while the others download (as ``podman
+    pull`` does; else the first container of the image unpacks them).  A
+    ``prune`` meanwhile waits for the pull.  ``timeout`` bounds each connect, read and
     write (seconds); connection errors, 429 and 5xx are retried ``retries``
     times.  Raises ``ImageError`` (``DigestError`` for content that does not
     match its digest) naming the reference.
@@ -99,6 +103,17 @@ def pull(reference: str, *, store: Store | None = None, platform: str | None = N
     want = Platform.parse(platform) if platform is not None else None
     name = str(ref)
     store = store if store is not None else Store()
+    with store.pulling():
+        return _pull(ref, want, store, progress, insecure, cert_dir, credentials, auth_file,
+                     timeout, retries, jobs, on_layer, unpack)
+
+
+def _pull(ref: Reference, want: Platform | None, store: Store, progress: bool | None,
+          insecure: bool, cert_dir: str | os.PathLike[str] | None,
+          credentials: tuple[str, str] | None, auth_file: str | os.PathLike[str] | None,
+          timeout: float, retries: int, jobs: int,
+          on_layer: Callable[[int, Descriptor], None] | None, unpack: bool) -> PulledImage:
+    name = str(ref)
     bars = Progress(progress)
     with RegistryClient(ref.registry, insecure=insecure, cert_dir=cert_dir, credentials=credentials,
                         auth_file=auth_file, timeout=timeout, retries=retries) as client:
@@ -123,15 +138,65 @@ def pull(reference: str, *, store: Store | None = None, platform: str | None = N
         client.fetch_blob(ref.repository, manifest.config, store, name)
         config = parse_config(store.read_blob(manifest.config.digest))
         check_layers(manifest, config, name)
+        unpacker = _Unpacker(store, manifest, config, name) if unpack else None
+        each = on_layer
+        if unpacker is not None:
+            def each(i: int, desc: Descriptor) -> None:
+                if on_layer is not None:
+                    on_layer(i, desc)
+                unpacker.add(i)
         try:
-            _fetch_layers(client, ref.repository, manifest, store, name, jobs, bars, on_layer)
+            _fetch_layers(client, ref.repository, manifest, store, name, jobs, bars, each)
+        except BaseException:
+            if unpacker is not None:
+                unpacker.stop()
+            raise
         finally:
             bars.close()
+        if unpacker is not None:
+            unpacker.finish()
     if index_data is not None:
         store.put(index_data)
     store.put(data, digest)
     store.set_ref(name, digest)
     return PulledImage(name, digest, manifest, manifest.config.digest, config)
+
+
+class _Unpacker:
+    """Unpacks layers in a thread of its own as their blobs arrive (``add``), one at a time
+    (``unpack_layers`` holds the store's lock); ``finish`` waits and raises its error."""
+
+    def __init__(self, store: Store, manifest: Manifest, config: ImageConfig, name: str) -> None:
+        self._args = (store, manifest, config)
+        self._name = name
+        self._queue: queue.Queue[int | None] = queue.Queue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="isolate-pull-unpack", daemon=True)
+        self._thread.start()
+
+    def add(self, i: int) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(i)
+
+    def _run(self) -> None:
+        from .image import unpack_layers
+
+        while (i := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    unpack_layers(*self._args, [i], what=self._name)
+                except BaseException as e:
+                    self._error = e
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def finish(self) -> None:
+        self.stop()
+        if self._error is not None:
+            raise self._error
 
 
 def _fetch_layers(client: RegistryClient, repository: str, manifest: Manifest, store: Store,

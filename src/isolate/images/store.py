@@ -266,6 +266,28 @@ class Store:
         finally:
             os.close(fd)
 
+    @contextlib.contextmanager
+    def pulling(self) -> Iterator[None]:
+        """Held (shared) by every pull while it stores blobs and layers no name reaches yet:
+        ``prune`` waits for it (``no_pulls``), so it never takes what a pull is making."""
+        with self._flock("pull.lock", fcntl.LOCK_SH):
+            yield
+
+    @contextlib.contextmanager
+    def no_pulls(self) -> Iterator[None]:
+        """Held (exclusive) by ``prune``: no pull is between its first blob and its name."""
+        with self._flock("pull.lock", fcntl.LOCK_EX):
+            yield
+
+    @contextlib.contextmanager
+    def _flock(self, name: str, how: int) -> Iterator[None]:
+        fd = os.open(self.root / name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, how)
+            yield
+        finally:
+            os.close(fd)
+
     def refs(self) -> dict[str, str]:
         """Every name in the store and the digest of the manifest it names."""
         try:
