@@ -54,7 +54,7 @@ def test_run_image(store: Store) -> None:
     assert (out.returncode, out.stdout) == (0, "from cmd\n"), out.stderr
     out = cli("run", "--store", str(store.root), "--image", "t:1", "--", "given")
     assert out.stdout == "given\n"
-    out = cli("run", "--store", str(store.root), "--image", "missing")
+    out = cli("run", "--store", str(store.root), "--pull", "never", "--image", "missing")
     assert out.returncode == 125 and "missing: not in the store (isolate pull missing)" in out.stderr
 
 

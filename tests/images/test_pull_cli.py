@@ -47,3 +47,27 @@ def test_load_names_what_it_loaded(layout: Path, tmp_path: Path) -> None:
     assert "localhost/small:latest" in refs
     r = isolate("load", "-i", str(tmp_path / "nothing"), "--store", str(tmp_path / "s"))
     assert (r.returncode, r.stderr) == (1, f"isolate: load: {str(tmp_path / 'nothing')!r} does not exist\n")
+
+
+def test_run_image_pulls_what_the_store_lacks_unless_told_never(registry: Registry, layout: Path,
+                                                                 tmp_path: Path) -> None:
+    digest = push(registry.url, "cli/run", layout, "small", as_tag="1")
+    ref = f"{registry.host}/cli/run:1"
+    store = str(tmp_path / "s")
+    r = isolate("run", "--store", store, "--pull", "never", "--image", ref, "--", "/bin/true")
+    assert (r.returncode, r.stderr) == (125, f"isolate: {ref}: not in the store (isolate pull {ref})\n")
+    assert Store(store).refs() == {}
+    r = isolate("run", "--store", store, "--image", ref, "--", "/bin/sh", "-c", "ls /data")
+    assert (r.returncode, r.stdout) == (0, "one\ntwo\n"), r.stderr
+    assert Store(store).refs() == {ref: digest}
+    # In the store now: --pull missing does not ask the registry again; --pull always does.
+    def manifest_gets() -> int:
+        return registry.log.read_text(errors="replace").count("GET /v2/cli/run/manifests/1 ")
+
+    before = manifest_gets()
+    r = isolate("run", "--store", store, "--image", ref, "--", "/bin/true")
+    assert r.returncode == 0, r.stderr
+    assert manifest_gets() == before
+    r = isolate("run", "--store", store, "--pull", "always", "--image", ref, "--", "/bin/true")
+    assert r.returncode == 0, r.stderr
+    assert manifest_gets() == before + 1

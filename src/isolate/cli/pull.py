@@ -29,6 +29,34 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def add_registry_options(p: argparse.ArgumentParser) -> None:
+    """The options of a pull (``isolate pull``, and ``isolate run --image`` when it pulls)."""
+    p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]",
+                   help="the platform to pick from a multi-platform image (default: this host's)")
+    p.add_argument("--tls-verify", type=_bool, nargs="?", const=True, default=True, metavar="BOOL",
+                   help="require HTTPS with a verified certificate (default true; a registry on "
+                        "this host may use plain HTTP anyway)")
+    p.add_argument("--cert-dir", metavar="DIR",
+                   help="CA certificates (*.crt) and client pairs (*.cert, *.key) for the registry "
+                        "(default /etc/containers/certs.d/HOST, /etc/docker/certs.d/HOST)")
+    p.add_argument("--authfile", metavar="FILE", help="credentials file (podman's auth.json format)")
+    p.add_argument("--creds", metavar="USER:PASS", help="credentials for the registry")
+
+
+def pull_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``isolate.images.pull``'s keywords from the options of ``add_registry_options``."""
+    from isolate.errors import ImageError
+
+    creds = None
+    if args.creds is not None:
+        user, sep, password = args.creds.partition(":")
+        if not sep or not user:
+            raise ImageError(f"--creds: expected USER:PASS, got {args.creds!r}")
+        creds = (user, password)
+    return dict(platform=args.platform, insecure=not args.tls_verify, cert_dir=args.cert_dir,
+                auth_file=args.authfile, credentials=creds)
+
+
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``pull`` with the ``isolate`` command's subparsers."""
     p: argparse.ArgumentParser = subparsers.add_parser(
@@ -42,16 +70,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                     "~/.docker/config.json.  Prints the manifest's digest.",
         epilog=EPILOG, formatter_class=HelpFormatter)
     p.add_argument("reference", metavar="REF", help="the image: name[:tag] or name@sha256:...")
-    p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]",
-                   help="the platform to pick from a multi-platform image (default: this host's)")
-    p.add_argument("--tls-verify", type=_bool, nargs="?", const=True, default=True, metavar="BOOL",
-                   help="require HTTPS with a verified certificate (default true; a registry on "
-                        "this host may use plain HTTP anyway)")
-    p.add_argument("--cert-dir", metavar="DIR",
-                   help="CA certificates (*.crt) and client pairs (*.cert, *.key) for the registry "
-                        "(default /etc/containers/certs.d/HOST, /etc/docker/certs.d/HOST)")
-    p.add_argument("--authfile", metavar="FILE", help="credentials file (podman's auth.json format)")
-    p.add_argument("--creds", metavar="USER:PASS", help="credentials for the registry")
+    add_registry_options(p)
     p.add_argument("--store", metavar="DIR",
                    help="the image store (default $ISOLATE_IMAGE_STORE, /var/lib/isolate/images "
                         "for root, else ~/.local/share/isolate/images)")
@@ -63,20 +82,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> int:
     """Pull and print the manifest digest (or a JSON object); 0, or 1 with one error line."""
-    from isolate.errors import ImageError
     from isolate.images.pull import pull
     from isolate.images.store import Store
 
-    creds = None
-    if args.creds is not None:
-        user, sep, password = args.creds.partition(":")
-        if not sep or not user:
-            raise ImageError(f"--creds: expected USER:PASS, got {args.creds!r}")
-        creds = (user, password)
     img = pull(args.reference, store=Store(args.store) if args.store else None,
-               platform=args.platform, insecure=not args.tls_verify, cert_dir=args.cert_dir,
-               auth_file=args.authfile, credentials=creds,
-               progress=False if (args.quiet or args.json) else None)
+               progress=False if (args.quiet or args.json) else None, **pull_options(args))
     if args.json:
         json.dump({"reference": img.reference, "digest": img.manifest_digest,
                    "config": img.config_digest,

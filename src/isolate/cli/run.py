@@ -22,6 +22,7 @@ import sys
 from typing import Any
 
 from ._help import HelpFormatter
+from .pull import add_registry_options, pull_options
 
 __all__ = ["add_parser", "main", "parse_size", "parse_bind", "container_from_args"]
 
@@ -101,6 +102,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--store", metavar="DIR", default=None,
                    help="the image store (default: $ISOLATE_IMAGE_STORE, else /var/lib/isolate/"
                         "images for root)")
+    p.add_argument("--pull", choices=("missing", "always", "never"), default="missing",
+                   help="with --image: pull it first when it is not in the store (missing, the "
+                        "default, as podman run), every time (always), or never")
+    add_registry_options(p)
     p.add_argument("--bind", action="append", default=[], metavar="SRC:DST[:ro]",
                    help="bind a host path into the sandbox (repeatable)")
     p.add_argument("--overlay", nargs="?", const="", default=None, metavar="DIR",
@@ -216,6 +221,18 @@ def container_from_args(args: argparse.Namespace) -> Any:
                      new_session=not args.tty, **extra)
 
 
+def _in_store(reference: str, store: Any) -> bool:
+    """Whether ``isolate run --image`` finds ``reference`` in ``store`` (by name or digest)."""
+    from ..errors import ImageError
+    from ..images import Image
+
+    try:
+        Image.open(reference, store=store)
+    except ImageError:
+        return False
+    return True
+
+
 def _image_container(args: argparse.Namespace, user: Any, group: Any, overlay_size: Any) -> Any:
     """``--image REF``: the image's layers as the root, its config as the defaults."""
     from ..container import Container
@@ -225,7 +242,11 @@ def _image_container(args: argparse.Namespace, user: Any, group: Any, overlay_si
 
     if args.rootfs is not None or args.overlay is not None:
         raise ConfigError("--image takes neither --rootfs nor --overlay (the image has its own layer)")
-    store = Store(args.store) if args.store is not None else None
+    store = Store(args.store) if args.store is not None else Store()
+    if args.pull == "always" or (args.pull == "missing" and not _in_store(args.image, store)):
+        from ..images.pull import pull
+
+        pull(args.image, store=store, **pull_options(args))
     image: Any = args.image
     if args.entrypoint is not None:
         from ..images import Image
