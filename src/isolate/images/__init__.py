@@ -7,18 +7,50 @@
 (``Image.open(ref)``: its config, its layers unpacked once, ``bundle(dir)``);
 ``unpack_layer`` the safe layer unpacker; ``prune`` and ``remove`` what
 ``isolate image prune`` and ``isolate rmi`` do.  ``RootFS.from_image(ref)``
-runs an image.
+runs an image.  Each name is imported when first used (``isolate pull``
+does not pay for the unpacker's imports, nor a container for the HTTP client's).
 """
 
 from __future__ import annotations
 
-from .gc import Pruned, prune, remove
-from .image import Image
-from .importer import load
-from .pull import PulledImage, pull
-from .reference import Reference, parse_reference
-from .store import Store
-from .unpack import unpack_layer
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
-__all__ = ["pull", "load", "PulledImage", "Reference", "parse_reference", "Store", "Image",
-           "unpack_layer", "prune", "remove", "Pruned"]
+# public name -> the module of isolate.images that defines it
+_LAZY = {
+    **dict.fromkeys(["pull", "PulledImage"], "pull"),
+    "load": "importer",
+    **dict.fromkeys(["Reference", "parse_reference"], "reference"),
+    "Store": "store",
+    "Image": "image",
+    "unpack_layer": "unpack",
+    **dict.fromkeys(["prune", "remove", "Pruned"], "gc"),
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'isolate.images' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # static names for type checkers (``X as X``: re-exported)
+    from .gc import Pruned as Pruned, prune as prune, remove as remove
+    from .image import Image as Image
+    from .importer import load as load
+    from .pull import PulledImage as PulledImage, pull as pull
+    from .reference import Reference as Reference, parse_reference as parse_reference
+    from .store import Store as Store
+    from .unpack import unpack_layer as unpack_layer

@@ -9,7 +9,7 @@ document raises ``ImageError`` naming the field and the value.
 from __future__ import annotations
 
 import json
-import platform as _platform
+import os
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -92,7 +92,7 @@ class Platform:
 
 def host_platform() -> Platform:
     """This machine's platform in the OCI's names (``linux/amd64``, ``linux/arm64/v8`` ...)."""
-    m = _platform.machine()
+    m = os.uname().machine
     arch = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386",
             "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}.get(m, m)
     variant = {"arm64": "v8", "arm": "v7"}.get(arch, "")
