@@ -68,3 +68,17 @@ def test_run_image_entrypoint(store: Store) -> None:
     assert out.stdout == "alone\n", out.stderr
     out = cli("run", "--entrypoint", "/bin/true", "--", "x")
     assert out.returncode == 125 and "--entrypoint needs --image" in out.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="runs a container as root")
+def test_a_short_name_finds_an_image_loaded_without_a_registry(store: Store, tmp_path: Path) -> None:
+    # isolate load names an image of an OCI layout tagged "hello" localhost/hello:latest, as
+    # podman does; "hello" then finds it (the default --pull missing would else ask docker.io).
+    build.write_layout(tmp_path / "layout", "hello", [build.busybox_entries()],
+                       Cmd=["/bin/echo", "hello from an image"])
+    out = cli("load", "-i", str(tmp_path / "layout"), "--store", str(store.root))
+    assert out.returncode == 0 and out.stdout.startswith("localhost/hello:latest sha256:"), out.stderr
+    out = cli("run", "--store", str(store.root), "--image", "hello")
+    assert (out.returncode, out.stdout) == (0, "hello from an image\n"), out.stderr
+    out = cli("rmi", "--store", str(store.root), "hello")
+    assert out.returncode == 0 and store.refs() == {}, out.stderr

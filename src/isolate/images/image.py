@@ -79,7 +79,9 @@ class Image:
         """The image ``reference`` names in ``store`` (default: ``Store()``).
 
         ``reference``: a name (normalized as docker does: ``alpine`` is
-        ``docker.io/library/alpine:latest``), a manifest digest
+        ``docker.io/library/alpine:latest``; a short name not found there is looked
+        for as ``localhost/NAME``, where ``isolate load`` puts an image without a
+        registry in its name), a manifest digest
         ``sha256:<hex>`` or a unique prefix of one (4 hex digits at least).
         Raises ``ImageError`` ``"<ref>: not in the store (isolate pull <ref>)"``.
         """
@@ -101,6 +103,11 @@ class Image:
                 raise ImageError(f"{reference}: not in the store (isolate pull <name>@{reference})")
         name = str(parse_reference(reference))
         digest = refs.get(name)
+        if digest is None:
+            # A short name also finds an image loaded without a registry (localhost/NAME),
+            # as podman's short names do.
+            local = str(parse_reference(reference, default_registry="localhost"))
+            name, digest = local, refs.get(local)
         if digest is None:
             raise ImageError(f"{reference}: not in the store (isolate pull {reference})")
         return cls(store, digest, name)
