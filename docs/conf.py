@@ -49,6 +49,8 @@ nitpick_ignore = [
     ("py:class", "isolate.oci._schema.N"),
     # process_spec(out=): where the OCI converter collects what it cannot apply.
     ("py:class", "isolate.oci.convert._Out"),
+    # Image.with_config's "leave this field as the image has it" default.
+    ("py:class", "isolate.images.image._Keep"),
 ]
 # Standard-library references resolve offline, through Debian's python3.11-doc.
 intersphinx_mapping = {

@@ -31,9 +31,9 @@ from .errors import (
 
 __version__ = "0.1.0"
 
+from ._lazy import lazy_names
+
 TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
 # public name -> the module that defines it
 _LAZY = {
@@ -72,19 +72,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'isolate' has no attribute {name!r}")
-    from importlib import import_module
-
-    value = getattr(import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, globals(), __all__)
 
 
 if TYPE_CHECKING:  # static names for type checkers (``X as X``: re-exported); at run time

@@ -199,11 +199,28 @@ def container_from_args(args: argparse.Namespace) -> Any:
     env = {"PATH": DEFAULT_PATH, "HOME": home}
     if "TERM" in os.environ:
         env["TERM"] = os.environ["TERM"]
+    env.update(_env_options(args))
+    return Container(rootfs=rootfs, env=env, cwd=args.cwd or (home if args.rootfs is None else "/"),
+                     user=user, group=group, **_container_options(args))
+
+
+def _env_options(args: argparse.Namespace) -> dict[str, str]:
+    """The variables of ``--env KEY=VALUE`` (``ConfigError`` for another shape)."""
+    from ..errors import ConfigError
+
+    env: dict[str, str] = {}
     for item in args.env:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--env must be KEY=VALUE, got {item!r}")
         env[key] = value
+    return env
+
+
+def _container_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``Container`` keywords every root shares: limits, network, ids, name, hostname."""
+    from ..errors import ConfigError
+
     limits = None
     if args.pids is not None and args.pids < 1:
         raise ConfigError(f"--pids must be at least 1, got {args.pids!r}")
@@ -215,10 +232,8 @@ def container_from_args(args: argparse.Namespace) -> Any:
     extra: dict[str, Any] = {}
     if args.hostname is not None:
         extra["hostname"] = args.hostname
-    return Container(rootfs=rootfs, net=args.net, userns=args.userns, limits=limits, env=env,
-                     name=args.name, cgroup_parent=args.cgroup_parent,
-                     cwd=args.cwd or (home if args.rootfs is None else "/"), user=user, group=group,
-                     new_session=not args.tty, **extra)
+    return dict(net=args.net, userns=args.userns, limits=limits, name=args.name,
+                cgroup_parent=args.cgroup_parent, new_session=not args.tty, **extra)
 
 
 def _in_store(reference: str, store: Any) -> bool:
@@ -260,25 +275,9 @@ def _image_container(args: argparse.Namespace, user: Any, group: Any, overlay_si
     for b in args.bind:
         src, dst, ro = parse_bind(b)
         rootfs.bind(src, dst, readonly=ro)
-    env: dict[str, str] | None = None
-    for item in args.env:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--env must be KEY=VALUE, got {item!r}")
-        env = env if env is not None else {}
-        env[key] = value
-    limits = None
-    if args.memory is not None or args.cpus is not None or args.pids is not None:
-        from ..cgroup import Limits
-
-        limits = Limits(memory_max=None if args.memory is None else parse_size(args.memory, "--memory"),
-                        cpus=args.cpus, pids_max=args.pids)
-    extra: dict[str, Any] = {}
-    if args.hostname is not None:
-        extra["hostname"] = args.hostname
-    return Container(rootfs=rootfs, net=args.net, userns=args.userns, limits=limits, env=env,
-                     name=args.name, cgroup_parent=args.cgroup_parent, cwd=args.cwd or "/",
-                     user=user, group=group, new_session=not args.tty, **extra)
+    # The image's Env applies under --env (None: the image's alone).
+    return Container(rootfs=rootfs, env=_env_options(args) or None, cwd=args.cwd or "/", user=user,
+                     group=group, **_container_options(args))
 
 
 def _own_tmpfs(home: str) -> bool:

@@ -13,9 +13,9 @@ does not pay for the unpacker's imports, nor a container for the HTTP client's).
 
 from __future__ import annotations
 
+from .._lazy import lazy_names
+
 TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
 # public name -> the module of isolate.images that defines it
 _LAZY = {
@@ -31,19 +31,7 @@ _LAZY = {
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'isolate.images' has no attribute {name!r}")
-    from importlib import import_module
-
-    value = getattr(import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, globals(), __all__)
 
 
 if TYPE_CHECKING:  # static names for type checkers (``X as X``: re-exported)

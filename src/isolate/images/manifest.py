@@ -26,7 +26,9 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+#: The media types of an image manifest: OCI's and Docker's schema 2.
 MANIFEST_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
+#: The media types of an index: OCI's image index and Docker's manifest list.
 INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
 CONFIG_TYPES = frozenset({"application/vnd.oci.image.config.v1+json",
                           "application/vnd.docker.container.image.v1+json"})
@@ -111,6 +113,7 @@ class Descriptor:
 
     @classmethod
     def parse(cls, v: Any, what: str) -> Descriptor:
+        """The descriptor in the JSON value ``v``, every field checked (``what`` names it in errors)."""
         d = _obj(v, what)
         size = d.get("size")
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:

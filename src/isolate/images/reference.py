@@ -19,6 +19,7 @@ from .store import check_digest
 
 __all__ = ["Reference", "parse_reference", "DEFAULT_REGISTRY"]
 
+#: Where a name without a registry is, unless ``$ISOLATE_DEFAULT_REGISTRY`` says otherwise.
 DEFAULT_REGISTRY = "docker.io"
 _DOCKER_HUB = ("docker.io", "index.docker.io", "registry-1.docker.io")
 # The distribution spec's grammar (reference/regexp.go), in pieces.

@@ -15,7 +15,7 @@ A blob download goes to the store's ingest file and resumes from its size
 Connection errors, 429 and 5xx answers are retried ``retries`` times with
 exponential backoff (a 429's ``Retry-After`` is honoured, up to
 ``max_wait``); every read, write and connect waits at most ``timeout``
-seconds.  Errors are ``ImageError``s of one line naming what was asked and
+seconds.  Errors are ``ImageError`` exceptions of one line naming what was asked and
 what the registry said.
 """
 

@@ -59,7 +59,9 @@ from ..errors import DigestError, ImageError
 
 __all__ = ["unpack_layer", "Digester", "WHITEOUT_PREFIX", "OPAQUE"]
 
+#: A layer entry named ``.wh.NAME`` deletes ``NAME`` of the layers below.
 WHITEOUT_PREFIX = ".wh."
+#: A layer entry of this name in a directory hides everything the layers below have there.
 OPAQUE = ".wh..wh..opq"
 _READ = 1 << 20
 _OVERLAY_XATTRS = ("trusted.overlay.", "user.overlay.")

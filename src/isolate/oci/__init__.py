@@ -10,9 +10,9 @@ command line does not pay for the container machinery it does not need.
 
 from __future__ import annotations
 
+from .._lazy import lazy_names
+
 TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
 _LAZY = {
     **dict.fromkeys(["Spec", "parse", "load_bundle", "SPEC_VERSION"], "spec"),
@@ -23,19 +23,7 @@ _LAZY = {
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'isolate.oci' has no attribute {name!r}")
-    from importlib import import_module
-
-    value = getattr(import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, globals(), __all__)
 
 
 if TYPE_CHECKING:
