@@ -272,3 +272,11 @@ def crosslink_layers() -> list[list[Entry]]:
     files outside of the layer may fail"."""
     return [busybox_entries() + [Entry("data", data=b"layer one\n")],
             [Entry("data-link", "hardlink", target="data")]]
+
+
+def linkmeta_layers() -> list[list[Entry]]:
+    """Busybox, ``a`` (0600, 1000:1000) and ``b``, a hardlink to it whose own entry says
+    0755, 0:0 and another mtime (tar writers repeat the inode's; this one does not)."""
+    return [busybox_entries() + [
+        Entry("a", data=b"a", mode=0o600, uid=1000, gid=1000, mtime=1_600_000_000),
+        Entry("b", "hardlink", target="a", mode=0o755, mtime=1_650_000_000)]]

@@ -31,7 +31,15 @@ field is not compared, and the test checks that they differ only there:
   time, overlay shows the top layer's directory as the layer had it.
 
 Link counts are not compared (overlay shows a lower layer's count, which
-counts links that a later layer replaced); the hardlink group is.
+counts links that a later layer replaced); the hardlink group is.  The live
+overlay is read from the host, through the container's id block: its owners
+are shifted back (``Container.id_block``).
+
+umoci 0.4.7 unpacks no zstd layer, so its copy of a zstd image is recompressed
+to gzip by skopeo (the same tars); podman 4.3 and isolate pull the zstd layers.
+Where the tools part ways on what a layer means, a test of its own says who does
+what: a hardlink to a file of a lower layer, a hardlink entry whose metadata is
+not its target's, a directory a layer implies without an entry of its own.
 """
 
 from __future__ import annotations
@@ -187,6 +195,7 @@ IMAGES: dict[str, tuple[Any, str]] = {
     "rich": (lambda: build.rich_layers(), "gzip"),
     "rich-zstd": (lambda: build.rich_layers(mtime=1_500_000_000), "zstd"),
     "crosslink": (lambda: build.crosslink_layers(), "gzip"),
+    "linkmeta": (lambda: build.linkmeta_layers(), "gzip"),
 }
 
 
@@ -394,3 +403,51 @@ def test_isolate_trees_match_umoci_and_podman(trees: Trees, tag: str) -> None:
             "olddir/back", "opq/new", "opq/sub", "srv/tool"]
         assert (t["srv/plain"].mode, t["srv/plain"].uid) == (0o600, 1000)
         assert (t["srv/private"].mode, t["srv/private"].uid) == (0o750, 65534)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "isolate unpacks each layer on its own: a directory a layer implies (entries below it, no "
+    "entry of its own) is made 0755 root:root in that layer, and the overlay (and the bundle, "
+    "which copies it) shows that instead of the lower layers' directory, as podman does; the "
+    "OCI layer spec and umoci (and containerd's mkparent) keep the lower directory's metadata"))
+def test_a_directory_a_later_layer_implies_keeps_the_lower_metadata(trees: Trees) -> None:
+    # Layer 1 has home/ (0750, 1000:1000); layer 2 has home/.profile but no home/ entry.
+    want = trees.get("umoci", "rich")["home"]
+    assert (want.mode, want.uid, want.gid) == (0o750, 1000, 1000)
+    wrong = {view: trees.get(view, "rich")["home"] for view in ("bundle", "overlay")}
+    assert {v: (e.mode, e.uid, e.gid, e.mtime) for v, e in wrong.items()} == {
+        v: (want.mode, want.uid, want.gid, want.mtime) for v in wrong}
+
+
+def test_cross_layer_hardlink_is_refused_as_podman_does(trees: Trees, podman: Podman,
+                                                        pushed: dict[str, str]) -> None:
+    """Layer 2's ``data-link`` is a hardlink to layer 1's ``data``.  The OCI layer spec
+    lets an unpacker refuse it ("Extracting a layer with hardlink references to files
+    outside of the layer may fail"): podman (containers/storage, one directory per
+    layer) refuses the image, and so does isolate, whose layers are unpacked one by one
+    too (and shared by images whose lower layers differ); umoci, which applies the
+    layers to one tree, makes the link."""
+    ref = pushed["crosslink"]
+    with pytest.raises(ImageError, match=r"hardlink 'data-link' -> 'data': its target is not an "
+                                         r"entry of the layer"):
+        pull(ref, store=trees.store, progress=False)
+    assert ref not in trees.store.refs()
+    assert os.listdir(trees.store.root / "tmp") == []
+    with pytest.raises(AssertionError, match=r"processing tar file\(no such file or directory\)"):
+        podman("pull", "-q", "--tls-verify=false", ref)
+    assert trees.get("umoci", "crosslink")["data-link"].links == ("data", "data-link")
+
+
+def test_a_hardlink_entry_s_own_metadata_is_ignored_as_umoci_does(trees: Trees) -> None:
+    """A hardlink entry is a name for its target's inode: isolate keeps the target's
+    owner, mode and mtime, as umoci (and GNU tar) do.  podman (containers/storage) applies
+    the link entry's own mode, uid, gid and mtime to the shared inode instead."""
+    umoci = trees.get("umoci", "linkmeta")
+    a = umoci["a"]
+    assert (a.mode, a.uid, a.gid, a.mtime, a.links) == (0o600, 1000, 1000, 1_600_000_000 * 10**9,
+                                                         ("a", "b"))
+    for view in ("bundle", "overlay"):
+        t = trees.get(view, "linkmeta")
+        assert (t["a"], t["b"]) == (umoci["a"], umoci["b"]), view
+    podman = trees.get("podman-mount", "linkmeta")
+    assert (podman["a"].mode, podman["a"].uid, podman["a"].mtime) == (0o755, 0, 1_650_000_000 * 10**9)
