@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import need
+from conftest import need  # noqa: E402
 
 import build
 from isolate import Container, RootFS
@@ -209,6 +209,15 @@ def _tool_env(home: Path) -> dict[str, str]:
             "XDG_DATA_HOME": str(home / "home/.local/share"), "TMPDIR": str(home / "tmp")}
 
 
+def _own_cache(argv: list[str]) -> list[str]:
+    """``argv`` (skopeo, podman pull) in a mount namespace of its own with a tmpfs on /var/lib/containers:
+    containers/image run as root keeps a blob-info cache in /var/lib/containers/cache
+    (whatever the options), which the host's podman and skopeo read; the tests leave it be."""
+    target = "/var/lib/containers" if os.path.isdir("/var/lib/containers") else "/var/lib"
+    return [need("unshare"), "--mount", "--propagation", "private", "--", "sh", "-c",
+            f'mount -t tmpfs -o size=16m,mode=0700 isolate-test {target} && exec "$@"', "sh", *argv]
+
+
 def _run(argv: list[str], env: dict[str, str], *, timeout: float = 120) -> str:
     r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout,
                        stdin=subprocess.DEVNULL)
@@ -229,8 +238,8 @@ def pushed(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> dict
     for tag, (layers, compression) in IMAGES.items():
         build.write_layout(layout, tag, layers(), compression=compression, Cmd=["/bin/sh"])
         refs[tag] = f"{registry.host}/compare/{tag}:v1"
-        _run([skopeo, "copy", "-q", "--dest-tls-verify=false", f"oci:{layout}:{tag}",
-              f"docker://{refs[tag]}"], env)
+        _run(_own_cache([skopeo, "copy", "-q", "--dest-tls-verify=false", f"oci:{layout}:{tag}",
+                         f"docker://{refs[tag]}"]), env)
     shutil.rmtree(base)
     return refs
 
@@ -255,10 +264,13 @@ class Podman:
         self.mounted: list[str] = []
 
     def __call__(self, *args: str) -> str:
-        return _run([self.exe, "--root", str(self.root / "storage"), "--runroot", str(self.root / "run"),
+        """``podman ARGS`` on this store; a pull in a mount namespace of its own
+        (``_own_cache``: it writes the blob-info cache too; the pulled layers are files)."""
+        wrap = _own_cache if args[:1] == ("pull",) else list
+        return _run(wrap([self.exe, "--root", str(self.root / "storage"), "--runroot", str(self.root / "run"),
                      "--storage-driver", "overlay", "--events-backend", "none",
                      "--tmpdir", str(self.root / "libpod-tmp"), "--volumepath", str(self.root / "volumes"),
-                     "--network-config-dir", str(self.root / "networks"), *args], self.env)
+                     "--network-config-dir", str(self.root / "networks"), *args]), self.env)
 
     def mount(self, ref: str) -> Path:
         """``podman pull`` and ``podman image mount`` of ``ref``: the merged tree (read-only)."""
@@ -337,8 +349,8 @@ class Trees:
         # umoci 0.4.7 unpacks no zstd layer ("blob is not correct mediatype"): skopeo
         # recompresses those as gzip on the way (the same tars, the same diff_ids).
         recompress = ["--dest-compress-format", "gzip"] if IMAGES[tag][1] == "zstd" else []
-        _run([need("skopeo"), "copy", "-q", "--src-tls-verify=false", *recompress,
-              f"docker://{self.refs[tag]}", f"oci:{oci}:{tag}"], self.env)
+        _run(_own_cache([need("skopeo"), "copy", "-q", "--src-tls-verify=false", *recompress,
+                         f"docker://{self.refs[tag]}", f"oci:{oci}:{tag}"]), self.env)
         _run([need("umoci"), "unpack", "--image", f"{oci}:{tag}", str(bundle)], self.env)
         return tree(bundle / "rootfs")
 
