@@ -49,7 +49,7 @@ import os
 import shutil
 import stat
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -163,7 +163,7 @@ def _show(name: str, value: Any) -> str:
 
 
 def differences(a: dict[str, Entry], b: dict[str, Entry], *, names: tuple[str, str] = ("a", "b"),
-                skip: set[tuple[str, str]] = frozenset()) -> list[str]:  # type: ignore[assignment]
+                skip: Collection[tuple[str, str]] = ()) -> list[str]:
     """What differs between trees ``a`` and ``b``, one readable line per path and field,
     sorted by path; ``skip`` holds (path, field) pairs not compared."""
     na, nb = names
