@@ -185,3 +185,98 @@ def put_image(store: Any, name: str | None, layers: Sequence[Sequence[Entry] | b
 
         store.set_ref(str(parse_reference(name)), mdigest)
     return mdigest
+
+
+#: ``security.capability`` of ``cap_net_bind_service=ep`` (VFS_CAP_REVISION_2, little endian).
+NET_BIND_CAP = "\x01\x00\x00\x02\x00\x04\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+
+
+def rich_layers(mtime: int = 1_600_000_000) -> list[list[Entry]]:
+    """Three layers that use what a layer can say, for comparing unpackers.
+
+    Layer 1: busybox and ``srv/`` with varied modes (0600, 0644, 0755, a 01777
+    directory, setuid 04755, setgid 02755), owners (0, 1000:1000, 65534), relative,
+    absolute and dangling symlinks, a hardlink pair, a fifo, a file with ``user.*``
+    and ``security.capability`` xattrs, varied mtimes.  Layer 2: a whiteout of a
+    file and of a directory, an opaque directory with new content, a file replaced
+    by a directory and a directory by a file (no whiteout: the entry itself
+    replaces).  Layer 3: the deleted ``srv/tool`` and ``olddir`` made again, and
+    metadata-only changes of layer-1 entries (the same content, new mode, owner
+    or xattrs: a layer carries the whole entry again; ``srv/hl-m`` so leaves its
+    hardlink group, ``srv/hl-n`` keeps the old inode).  A hardlink entry carries its
+    inode's metadata, as tar writers record it.  ``mtime``: the base of the mtimes.
+    """
+    t = mtime
+    l1 = busybox_entries() + [
+        Entry("srv", "dir", mtime=t),
+        Entry("srv/secret", data=b"secret\n", mode=0o600, uid=1000, gid=1000, mtime=t + 1),
+        Entry("srv/plain", data=b"plain text\n" * 100, mode=0o644, mtime=t + 2),
+        Entry("srv/tool", data=b"#!/bin/sh\necho tool\n", mode=0o755, mtime=t + 3),
+        Entry("srv/suid", data=b"suid", mode=0o4755, mtime=t + 4),
+        Entry("srv/sgid", data=b"sgid", mode=0o2755, gid=1000, mtime=t + 5),
+        Entry("srv/nobody", data=b"nobody", mode=0o640, uid=65534, gid=65534, mtime=t + 6),
+        Entry("srv/private", "dir", mode=0o700, uid=1000, gid=1000, mtime=t + 7),
+        Entry("srv/private/key", data=b"k" * 3000, mode=0o400, uid=1000, gid=1000, mtime=t + 8),
+        Entry("srv/shared", "dir", mode=0o1777, mtime=t + 9),
+        Entry("srv/shared/note", data=b"note", mode=0o666, uid=65534, gid=65534, mtime=t + 10),
+        Entry("srv/rel", "symlink", target="plain", mtime=t + 11),
+        Entry("srv/abs", "symlink", target="/srv/plain", mtime=t + 12),
+        Entry("srv/dangling", "symlink", target="/nowhere/at/all", uid=1000, gid=1000, mtime=t + 13),
+        Entry("srv/hl-a", data=b"linked\n", mode=0o644, uid=1000, gid=1000, mtime=t + 14),
+        Entry("srv/hl-b", "hardlink", target="srv/hl-a", uid=1000, gid=1000, mtime=t + 14),
+        Entry("srv/hl-m", data=b"changed later\n", mtime=t + 14),
+        Entry("srv/hl-n", "hardlink", target="srv/hl-m", mtime=t + 14),
+        Entry("srv/fifo", "fifo", mode=0o620, mtime=t + 15),
+        Entry("srv/capped", data=b"cap", mode=0o755, mtime=t + 15,
+              xattrs={"security.capability": NET_BIND_CAP, "user.why": "bind port 80"}),
+        Entry("srv/xattr", data=b"x" * 70_000, mode=0o755, mtime=t + 16,
+              xattrs={"user.note": "hello", "user.other": "two", "security.capability": NET_BIND_CAP}),
+        Entry("olddir", "dir", mtime=t + 20), Entry("olddir/deep", "dir", mtime=t + 21),
+        Entry("olddir/deep/f", data=b"old"), Entry("olddir/g", data=b"g"),
+        Entry("opq", "dir", mode=0o750, mtime=t + 22), Entry("opq/a", data=b"a"),
+        Entry("opq/sub", "dir"), Entry("opq/sub/b", data=b"b"),
+        Entry("f2d", data=b"a file, then a directory", mtime=t + 23),
+        Entry("d2f", "dir", mtime=t + 24), Entry("d2f/child", data=b"child"),
+        Entry("home", "dir", mode=0o750, uid=1000, gid=1000, mtime=t + 25),
+    ]
+    l2 = [
+        Entry("srv", "dir", mtime=t + 100),
+        Entry("srv/.wh.tool"),
+        Entry(".wh.olddir"),
+        Entry("opq", "dir", mode=0o750, mtime=t + 101), Entry("opq/.wh..wh..opq"),
+        Entry("opq/new", data=b"new in an opaque directory", mtime=t + 102),
+        Entry("opq/sub", "dir", mode=0o711, mtime=t + 103),
+        Entry("f2d", "dir", mode=0o755, mtime=t + 104), Entry("f2d/inner", data=b"inner"),
+        Entry("d2f", data=b"a directory, then a file", mode=0o600, mtime=t + 105),
+        Entry("home/.profile", data=b"export A=b\n", uid=1000, gid=1000, mtime=t + 106),
+        Entry("implied/deep/file", data=b"no parent entries", mtime=t + 107),
+    ]
+    l3 = [
+        Entry("srv", "dir", mtime=t + 200),
+        Entry("srv/tool", data=b"#!/bin/sh\necho tool again\n", mode=0o750, uid=1000, gid=1000,
+              mtime=t + 201),
+        Entry("olddir", "dir", mode=0o700, mtime=t + 202), Entry("olddir/back", data=b"back"),
+        Entry("srv/plain", data=b"plain text\n" * 100, mode=0o600, uid=1000, gid=1000, mtime=t + 203),
+        Entry("srv/private", "dir", mode=0o750, uid=65534, gid=65534, mtime=t + 204),
+        Entry("srv/suid", data=b"suid", mode=0o6750, uid=1000, gid=1000, mtime=t + 205),
+        Entry("srv/xattr", data=b"x" * 70_000, mode=0o755, mtime=t + 206,
+              xattrs={"user.note": "changed"}),
+        Entry("srv/hl-m", data=b"changed later\n", mode=0o600, mtime=t + 207),
+    ]
+    return [l1, l2, l3]
+
+
+def crosslink_layers() -> list[list[Entry]]:
+    """Busybox and ``data``; then ``data-link``, a hardlink (in layer 2) to layer 1's
+    ``data``.  The OCI layer spec: "Extracting a layer with hardlink references to
+    files outside of the layer may fail"."""
+    return [busybox_entries() + [Entry("data", data=b"layer one\n")],
+            [Entry("data-link", "hardlink", target="data")]]
+
+
+def linkmeta_layers() -> list[list[Entry]]:
+    """Busybox, ``a`` (0600, 1000:1000) and ``b``, a hardlink to it whose own entry says
+    0755, 0:0 and another mtime (tar writers repeat the inode's; this one does not)."""
+    return [busybox_entries() + [
+        Entry("a", data=b"a", mode=0o600, uid=1000, gid=1000, mtime=1_600_000_000),
+        Entry("b", "hardlink", target="a", mode=0o755, mtime=1_650_000_000)]]
