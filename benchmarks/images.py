@@ -11,6 +11,10 @@ into an empty store and interleaved round by round:
   without isolate does to get a root filesystem);
 - ``podman pull`` into a private storage root (overlay driver).
 
+skopeo and podman run with a tmpfs of their own on /var/lib/containers
+(``private_cache``: run as root they write a blob-info cache there whatever
+their options); the mount costs them a few milliseconds.
+
 Then a second image that shares every layer but the top one is pulled into
 the store that holds the first: the registry's log says which blobs it
 served.  Last, ``Container.run(["/bin/true"])`` on ``RootFS.from_image`` and
@@ -95,6 +99,7 @@ def images(rounds: int, start_rounds: int, log: Callable[[str], None], *, total_
     _tests_on_path()
     import build as B
     from registry import Registry, push
+    from tools import PrivatePodman, private_cache
 
     import isolate
     from isolate.images import Store
@@ -127,32 +132,38 @@ def images(rounds: int, start_rounds: int, log: Callable[[str], None], *, total_
             d.mkdir()
             return d
 
-        podman_root = work / "podman"
-        podman = ["podman", "--root", str(podman_root / "root"), "--runroot", str(podman_root / "run"),
-                  "--storage-driver", "overlay"]
+        podmans: list[Any] = []
 
         def podman_reset() -> None:
-            subprocess.run(podman + ["system", "reset", "--force"], capture_output=True)
+            # A store of its own each round (its own configuration and network directory: a
+            # reset of the host's would drop the host's podman networks).
+            if podmans:
+                podmans.pop().close()
+            podmans.append(PrivatePodman(fresh("podman")))
 
         def skopeo_umoci() -> None:
-            _run(["skopeo", "copy", "--src-tls-verify=false", f"docker://{ref}", f"oci:{work}/skopeo/oci:v1"])
+            _run(private_cache(["skopeo", "copy", "--src-tls-verify=false", f"docker://{ref}",
+                                f"oci:{work}/skopeo/oci:v1"]))
             _run(["umoci", "unpack", "--image", f"{work}/skopeo/oci:v1", str(work / "skopeo" / "bundle")])
 
         # (name, untimed preparation, timed work)
-        ways: tuple[tuple[str, Callable[[], Any], Callable[[], None]], ...] = (
+        ways: tuple[tuple[str, Callable[[], Any], Callable[[], Any]], ...] = (
             (PULL, lambda: fresh("store"),
              lambda: _run([isolate_cmd, "pull", "--quiet", "--store", str(work / "store"), ref])),
             (SKOPEO, lambda: fresh("skopeo"), skopeo_umoci),
             (PODMAN, podman_reset,
-             lambda: _run(podman + ["pull", "--quiet", "--tls-verify=false", ref])),
+             lambda: podmans[-1]("pull", "--quiet", "--tls-verify=false", ref)),
         )
-        for _ in range(rounds):
-            for name, prepare, fn in ways:
-                prepare()
-                s = time.perf_counter_ns()
-                fn()
-                samples[name].append(time.perf_counter_ns() - s)
-        podman_reset()
+        try:
+            for _ in range(rounds):
+                for name, prepare, fn in ways:
+                    prepare()
+                    s = time.perf_counter_ns()
+                    fn()
+                    samples[name].append(time.perf_counter_ns() - s)
+        finally:
+            while podmans:
+                podmans.pop().close()
 
         # A second image sharing all but its top layer, into the store holding the first.
         store_dir = fresh("store")

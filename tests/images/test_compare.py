@@ -63,6 +63,7 @@ from isolate.errors import ImageError
 from isolate.images import Image, Store
 from isolate.images.pull import pull
 from registry import Registry
+from tools import PrivatePodman, private_cache, run_tool, tool_env
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="umoci and podman unpack owners as root")
 
@@ -199,108 +200,27 @@ IMAGES: dict[str, tuple[Any, str]] = {
 }
 
 
-def _tool_env(home: Path) -> dict[str, str]:
-    """The environment of skopeo, umoci and podman: their HOME, config and temporary
-    files in the test's directory."""
-    for d in ("home", "tmp"):
-        (home / d).mkdir(parents=True, exist_ok=True)
-    return {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-            "HOME": str(home / "home"), "XDG_CONFIG_HOME": str(home / "home/.config"),
-            "XDG_DATA_HOME": str(home / "home/.local/share"), "TMPDIR": str(home / "tmp")}
-
-
-def _own_cache(argv: list[str]) -> list[str]:
-    """``argv`` (skopeo, podman pull) in a mount namespace of its own with a tmpfs on /var/lib/containers:
-    containers/image run as root keeps a blob-info cache in /var/lib/containers/cache
-    (whatever the options), which the host's podman and skopeo read; the tests leave it be."""
-    target = "/var/lib/containers" if os.path.isdir("/var/lib/containers") else "/var/lib"
-    return [need("unshare"), "--mount", "--propagation", "private", "--", "sh", "-c",
-            f'mount -t tmpfs -o size=16m,mode=0700 isolate-test {target} && exec "$@"', "sh", *argv]
-
-
-def _run(argv: list[str], env: dict[str, str], *, timeout: float = 120) -> str:
-    r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout,
-                       stdin=subprocess.DEVNULL)
-    if r.returncode != 0:
-        raise AssertionError(f"{' '.join(argv)}: exit {r.returncode}: {r.stderr.strip()}")
-    return r.stdout
-
-
 @pytest.fixture(scope="session")
 def pushed(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Every image of ``IMAGES`` written to an OCI layout and pushed by ``skopeo copy`` as
     ``127.0.0.1:PORT/compare/TAG:v1``; tag -> that reference."""
     skopeo = need("skopeo")
     base = tmp_path_factory.mktemp("compare-push")
-    env = _tool_env(base)
+    env = tool_env(base)
     layout = base / "layout"
     refs = {}
     for tag, (layers, compression) in IMAGES.items():
         build.write_layout(layout, tag, layers(), compression=compression, Cmd=["/bin/sh"])
         refs[tag] = f"{registry.host}/compare/{tag}:v1"
-        _run(_own_cache([skopeo, "copy", "-q", "--dest-tls-verify=false", f"oci:{layout}:{tag}",
+        run_tool(private_cache([skopeo, "copy", "-q", "--dest-tls-verify=false", f"oci:{layout}:{tag}",
                          f"docker://{refs[tag]}"]), env)
     shutil.rmtree(base)
     return refs
 
 
-class Podman:
-    """podman with a store, configuration and HOME of its own under ``root``."""
-
-    def __init__(self, root: Path) -> None:
-        self.exe = need("podman")
-        self.root = root
-        self.env = _tool_env(root)
-        for d in ("storage", "run", "libpod-tmp", "volumes", "networks"):
-            (root / d).mkdir()
-        conf = root / "containers.conf"
-        conf.write_text(f'[engine]\nevents_logger = "none"\nvolume_path = "{root}/volumes"\n'
-                        f'tmp_dir = "{root}/libpod-tmp"\n'
-                        f'[network]\nnetwork_config_dir = "{root}/networks"\n')
-        storage = root / "storage.conf"
-        storage.write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{root}/storage"\n'
-                           f'runroot = "{root}/run"\n')
-        self.env.update(CONTAINERS_CONF=str(conf), CONTAINERS_STORAGE_CONF=str(storage))
-        self.mounted: list[str] = []
-
-    def __call__(self, *args: str) -> str:
-        """``podman ARGS`` on this store; a pull in a mount namespace of its own
-        (``_own_cache``: it writes the blob-info cache too; the pulled layers are files)."""
-        wrap = _own_cache if args[:1] == ("pull",) else list
-        return _run(wrap([self.exe, "--root", str(self.root / "storage"), "--runroot", str(self.root / "run"),
-                     "--storage-driver", "overlay", "--events-backend", "none",
-                     "--tmpdir", str(self.root / "libpod-tmp"), "--volumepath", str(self.root / "volumes"),
-                     "--network-config-dir", str(self.root / "networks"), *args]), self.env)
-
-    def mount(self, ref: str) -> Path:
-        """``podman pull`` and ``podman image mount`` of ``ref``: the merged tree (read-only)."""
-        self("pull", "-q", "--tls-verify=false", ref)
-        path = Path(self("image", "mount", ref).strip())
-        self.mounted.append(ref)
-        return path
-
-    def close(self) -> None:
-        """Unmount what was mounted, reset the store, remove the directory (whatever failed)."""
-        try:
-            for ref in self.mounted:
-                try:
-                    self("image", "unmount", "--force", ref)
-                except AssertionError:
-                    pass
-            self("system", "reset", "--force")
-        finally:
-            # A mount podman left (it failed, or was killed): ours, under our directory.
-            prefix = str(self.root) + "/"
-            with open("/proc/self/mountinfo") as f:
-                mine = [line.split()[4] for line in f if line.split()[4].startswith(prefix)]
-            for target in sorted(mine, key=len, reverse=True):
-                subprocess.run(["umount", target], capture_output=True, check=False)
-            shutil.rmtree(self.root, ignore_errors=True)
-
-
 @pytest.fixture(scope="session")
-def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
-    p = Podman(tmp_path_factory.mktemp("compare-podman"))
+def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivatePodman]:
+    p = PrivatePodman(tmp_path_factory.mktemp("compare-podman"))
     try:
         yield p
     finally:
@@ -314,7 +234,7 @@ class Trees:
         self.refs = refs
         self.podman = podman
         self.work = work
-        self.env = _tool_env(work)
+        self.env = tool_env(work)
         self.store = Store(work / "store")
         self.cache: dict[tuple[str, str], dict[str, Entry]] = {}
 
@@ -349,9 +269,9 @@ class Trees:
         # umoci 0.4.7 unpacks no zstd layer ("blob is not correct mediatype"): skopeo
         # recompresses those as gzip on the way (the same tars, the same diff_ids).
         recompress = ["--dest-compress-format", "gzip"] if IMAGES[tag][1] == "zstd" else []
-        _run(_own_cache([need("skopeo"), "copy", "-q", "--src-tls-verify=false", *recompress,
+        run_tool(private_cache([need("skopeo"), "copy", "-q", "--src-tls-verify=false", *recompress,
                          f"docker://{self.refs[tag]}", f"oci:{oci}:{tag}"]), self.env)
-        _run([need("umoci"), "unpack", "--image", f"{oci}:{tag}", str(bundle)], self.env)
+        run_tool([need("umoci"), "unpack", "--image", f"{oci}:{tag}", str(bundle)], self.env)
         return tree(bundle / "rootfs")
 
     def podman_mount(self, tag: str) -> dict[str, Entry]:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import need
+from tools import PrivatePodman
 
 from isolate.errors import DigestError, ImageError
 from isolate.images.importer import load
@@ -93,36 +94,30 @@ def test_an_unnamed_image_needs_a_tag(layout: Path, tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def podman(tmp_path: Path) -> Iterator[list[str]]:
-    """podman with a private store under tmp_path (the host's storage is untouched)."""
+def podman() -> Iterator[PrivatePodman]:
+    """podman with a store, configuration and network directory of its own (the host's
+    storage, networks and blob cache are untouched)."""
     import shutil
     import tempfile
 
-    exe = need("podman")
-    runroot = tempfile.mkdtemp(prefix="iso-pm-")     # podman wants a runroot under 50 characters
-    cmd = [exe, "--root", str(tmp_path / "root"), "--runroot", runroot,
-           "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "none"]
-    yield cmd
-    subprocess.run([*cmd, "system", "reset", "--force"], capture_output=True, timeout=120,
-                   check=False)
-    shutil.rmtree(runroot, ignore_errors=True)
+    need("podman")
+    root = Path(tempfile.mkdtemp(prefix="iso-pm-", dir="/tmp"))  # runroot: under 50 characters
+    shutil.rmtree(root)
+    root.mkdir()
+    p = PrivatePodman(root, driver="vfs")
+    yield p
+    p.close()
 
 
 @pytest.mark.parametrize("fmt", ["docker-archive", "oci-archive"])
-def test_podman_save_archive_loads(layout: Path, tmp_path: Path, podman: list[str],
+def test_podman_save_archive_loads(layout: Path, tmp_path: Path, podman: PrivatePodman,
                                    fmt: str) -> None:
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        r = subprocess.run([*podman, *args], capture_output=True, text=True, timeout=120,
-                           check=False)
-        assert r.returncode == 0, f"podman {' '.join(args)}: {r.stderr}"
-        return r
-
-    run("pull", "-q", f"oci:{layout}:small")
-    ids = run("images", "-q", "--no-trunc").stdout.split()
+    podman("pull", "-q", f"oci:{layout}:small")
+    ids = podman("images", "-q", "--no-trunc").split()
     assert len(ids) == 1
-    run("tag", ids[0], "example.com/team/small:1")
+    podman("tag", ids[0], "example.com/team/small:1")
     arc = tmp_path / "saved.tar"
-    run("save", "-q", "--format", fmt, "-o", str(arc), "example.com/team/small:1")
+    podman("save", "-q", "--format", fmt, "-o", str(arc), "example.com/team/small:1")
     store = Store(tmp_path / "store")
     images = load(arc, store=store)
     names = [i.reference for i in images]

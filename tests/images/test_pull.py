@@ -19,6 +19,7 @@ from isolate.images.manifest import Descriptor, host_platform
 from isolate.images.pull import pull
 from isolate.images.store import Store
 from registry import FaultProxy, Registry, add_index, push
+from tools import private_cache
 
 
 def layout_blob(layout: Path, digest: str) -> bytes:
@@ -119,12 +120,13 @@ def test_docker_schema2_pushed_by_skopeo_matches_skopeos_own_copy(
         registry: Registry, layout: Path, store: Store, tmp_path: Path) -> None:
     skopeo = need("skopeo")
     dest = f"docker://{registry.host}/test/v2s2:v1"
-    subprocess.run([skopeo, "copy", "-q", "--dest-tls-verify=false", "--format", "v2s2",
-                    f"oci:{layout}:small", dest], check=True, capture_output=True, timeout=60)
+    subprocess.run(private_cache([skopeo, "copy", "-q", "--dest-tls-verify=false", "--format", "v2s2",
+                                  f"oci:{layout}:small", dest]), check=True, capture_output=True,
+                   timeout=60)
     img = pull(f"{registry.host}/test/v2s2:v1", store=store, progress=False)
     assert img.manifest.media_type == "application/vnd.docker.distribution.manifest.v2+json"
     copy = tmp_path / "copy"
-    subprocess.run([skopeo, "copy", "-q", "--src-tls-verify=false", dest, f"dir:{copy}"],
+    subprocess.run(private_cache([skopeo, "copy", "-q", "--src-tls-verify=false", dest, f"dir:{copy}"]),
                    check=True, capture_output=True, timeout=60)   # dir: keeps every blob as sent
     for d in [img.config_digest, *[x.digest for x in img.manifest.layers]]:
         assert store.blob_path(d).read_bytes() == (copy / d[7:]).read_bytes()
