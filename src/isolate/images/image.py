@@ -30,7 +30,7 @@ from ..errors import ImageError
 from .manifest import ImageConfig, Index, Manifest, parse_config, parse_manifest, select_platform
 from .reference import parse_reference
 from .store import Store
-from .unpack import unpack_layer
+from .unpack import remove_tree, shift_maps, unpack_layer
 
 __all__ = ["Image", "unpack_layers", "read_layered", "lookup_layered"]
 
@@ -234,6 +234,7 @@ def unpack_layers(store: Store, manifest: Manifest, config: ImageConfig,
     if all(p.is_dir() for p in paths):
         return paths
     with store.lock():
+        maps = shift_maps()
         _clear_tmp(store)
         for i, path in zip(indices, paths):
             if path.is_dir():
@@ -245,22 +246,35 @@ def unpack_layers(store: Store, manifest: Manifest, config: ImageConfig,
                                  "(pull the image again)")
             tmp = store.root / "tmp" / f"unpack-{uuid.uuid4().hex}"
             unpack_layer(blob, tmp, diff_id=diff_id, compression=manifest.compression(i),
-                         name=f"{i} ({diff_id[:19]})")
+                         name=f"{i} ({diff_id[:19]})", id_maps=maps)
+            marker = store.shift_marker(diff_id)
             try:
+                if maps is not None:
+                    # Before the layer appears: whoever sees the layer sees its owners' kind.
+                    marker.write_text("".join(f"{kind} {m.inside} {m.outside} {m.count}\n"
+                                              for kind, ms in zip(("uid", "gid"), maps) for m in ms))
+                else:
+                    marker.unlink(missing_ok=True)
                 os.rename(tmp, path)
             except OSError:
-                shutil.rmtree(tmp, ignore_errors=True)
+                remove_tree(tmp, maps)
                 if not path.is_dir():
+                    marker.unlink(missing_ok=True)
                     raise
     return paths
 
 
 def _clear_tmp(store: Store) -> None:
-    """Dead unpacks' staging directories (the lock is held: no live one exists)."""
+    """Dead unpacks' staging directories and removed layers left behind (the lock is held:
+    no live one exists).  Without root, what the user's subordinate ids own there (a
+    shifted unpack) is removed inside a user namespace of them (``unpack.remove_tree``)."""
     tmp = store.root / "tmp"
     for name in os.listdir(tmp):
-        if name.startswith("unpack-"):
-            shutil.rmtree(tmp / name, ignore_errors=True)
+        if name.startswith(("unpack-", "removed-")):
+            try:
+                remove_tree(tmp / name)
+            except (OSError, ImageError):
+                pass
 
 
 def _user_ids(user: str, layers: list[Path]) -> dict[str, Any]:
