@@ -207,7 +207,12 @@ class RootFS:
         and User, unless told otherwise (``image`` holds the ``Image``).  While
         a container runs on it, its layers are recorded in use
         (``Store.hold_layers``): ``isolate rmi`` and ``isolate image prune``
-        keep them.  Raises ``ImageError`` (not in the store, a bad layer).
+        keep them.  Without root, when the store's layers keep their owners
+        shifted into the caller's subordinate ids (``Store.is_shifted``), the
+        container's user namespace maps those ids (0 is the caller, 1 and up its
+        ranges: ``idmap.subid_maps``) whatever its user, so the image's files
+        show their image owners inside.  Raises ``ImageError`` (not in the
+        store, a bad layer).
         """
         from .images.image import Image
 

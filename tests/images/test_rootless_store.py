@@ -45,6 +45,26 @@ l2 = [Entry("a", "dir"), Entry("a/.wh..wh..opq"), Entry("a/upper", data=b"u", ui
 build.put_image(store, "t:1", [l1, l2], Cmd=["/bin/sh", "-c", sys.argv[2]])
 print(json.dumps(str(store.root)))
 """
+# A dead shifted unpack in tmp/ (a 0555 directory of uid 1000 inside), then another image's
+# first unpack.
+DEAD = """
+import os, sys
+sys.path.insert(0, os.path.expanduser("~/helpers"))
+import build
+from build import Entry
+from isolate.images import Image, Store
+from isolate.images.unpack import shift_maps, unpack_layer
+store = Store()
+tar = build.layer_tar([Entry("ro", "dir", uid=1000, gid=1000, mode=0o555),
+                       Entry("ro/f", data=b"x", uid=1000, gid=1000, mode=0o600)])
+(store.root / "blob").write_bytes(build.compress(tar, "gzip"))
+unpack_layer(store.root / "blob", store.root / "tmp/unpack-dead", diff_id=build.digest(tar),
+             compression="gzip", id_maps=shift_maps())
+os.unlink(store.root / "blob")
+assert os.listdir(store.root / "tmp") == ["unpack-dead"]
+build.put_image(store, "t:2", [[Entry("x", data=b"1")]])
+Image.open("t:2").layers()
+"""
 SHOW = ("stat -c '%u:%g %a %n' /home/guest/f /ro/inside /bin/suid /a/upper /a/.; ls /a; "
         "test -e /gone || echo nogone; test -e /dev/null0 && echo dev; id -u")
 
@@ -120,13 +140,23 @@ def test_shifted_owners_on_the_host_and_in_the_container(rootless: Any) -> None:
         # The user alone may not remove them (podman needs 'podman unshare rm').
         r = rootless.run(["rm", "-rf", str(low / "ro")])
         assert r.returncode != 0 and (low / "ro/inside").exists()
+
+        # An unpack killed before its rename leaves such a tree in tmp/: the next unpack
+        # of the store clears it.
+        _ok(rootless.python_run(DEAD, cwd=store))
+        assert [p.name for p in (store / "tmp").iterdir()] == []
+        assert Path(store, "layers/sha256", json.loads(_ok(rootless.python_run(
+            "import json; from isolate.images import Image; "
+            "print(json.dumps(Image.open('t:2').config.diff_ids[0][7:]))")))).is_dir()
     finally:
+        rootless.run(["isolate", "rmi", "t:2"])
         _forget(rootless, store)
 
 
 def test_library_errors_keep_their_type_and_message(rootless: Any) -> None:
     # A layer whose diff_id is wrong, unpacked in the user namespace of subordinate ids:
-    # the caller gets DigestError with the child's message, and nothing stays.
+    # the caller gets DigestError with the child's message, and nothing stays; an owner
+    # outside the ranges is an ImageError naming the entry.
     out = _ok(rootless.python_run(r"""
 import gzip, io, json, os, tarfile, tempfile
 from isolate.images.unpack import shift_maps, unpack_layer
@@ -141,10 +171,15 @@ with open(blob, "wb") as f:
     f.write(gzip.compress(buf.getvalue()))
 maps = shift_maps()
 out = []
-try:
-    unpack_layer(blob, d + "/l", diff_id="sha256:" + "0" * 64, compression="gzip", id_maps=maps)
-except DigestError as e:
-    out.append(["DigestError", str(e), e.expected, os.path.exists(d + "/l")])
+def first():     # from a thread, as a pull unpacks while it downloads
+    try:
+        unpack_layer(blob, d + "/l", diff_id="sha256:" + "0" * 64, compression="gzip", id_maps=maps)
+    except DigestError as e:
+        out.append(["DigestError", str(e), e.expected, os.path.exists(d + "/l")])
+import threading
+t = threading.Thread(target=first)
+t.start()
+t.join()
 buf2 = io.BytesIO()
 with tarfile.open(fileobj=buf2, mode="w") as tf:
     t = tarfile.TarInfo("far"); t.uid = 900000; t.size = 1

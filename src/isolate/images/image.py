@@ -6,7 +6,8 @@ prefix of a manifest digest finds it by digest.  ``layers()`` unpacks each
 layer the first time any image needs it (``unpack.unpack_layer``, under the
 store's lock: two processes asking at once unpack it once) and returns the
 directories, bottom first, to stack as overlayfs lower layers
-(``RootFS.from_image``).  ``bundle(dir)`` writes an OCI runtime bundle: the
+(``RootFS.from_image``); without root, with owners shifted into the caller's
+subordinate ids when it has ranges (see ``unpack``).  ``bundle(dir)`` writes an OCI runtime bundle: the
 layers applied in order to ``dir/rootfs`` and a ``config.json`` from the
 image's config, as ``umoci unpack`` does.
 """
@@ -158,9 +159,12 @@ class Image:
         """The layers' directories, bottom first, each unpacked now if it was not yet.
 
         Missing layers are unpacked under the store's lock (another process
-        asking meanwhile waits, then finds them).  ``ImageError`` for a
-        missing or hostile blob, ``DigestError`` when one does not hash to its
-        diff_id (nothing is kept of it).
+        asking meanwhile waits, then finds them).  Without root, a caller with
+        /etc/subuid and /etc/subgid ranges unpacks them with their owners
+        shifted into those ids (``unpack.shift_maps``, ``Store.is_shifted``);
+        one without has them dropped.  ``ImageError`` for a missing or hostile
+        blob, ``DigestError`` when one does not hash to its diff_id (nothing
+        is kept of it).
         """
         return unpack_layers(self.store, self.manifest, self.config, what=self.name or self.digest)
 
@@ -226,7 +230,10 @@ def unpack_layers(store: Store, manifest: Manifest, config: ImageConfig,
     directories of those layers, in the order of ``which``.
 
     Under the store's lock: another process asking for a layer meanwhile waits, then
-    finds it.  ``ImageError`` for a missing or hostile blob, ``DigestError`` when one does
+    finds it.  A caller without root but with subordinate ids unpacks in a user namespace
+    of them, owners kept and shifted (``unpack.unpack_layer``'s ``id_maps``), and marks
+    each such layer (``Store.shift_marker``, written before the layer is renamed into
+    place).  ``ImageError`` for a missing or hostile blob, ``DigestError`` when one does
     not hash to its diff_id (nothing is kept of it); ``what`` names the image in errors.
     """
     indices = list(range(len(manifest.layers))) if which is None else list(which)
