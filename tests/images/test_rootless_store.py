@@ -141,6 +141,24 @@ def test_shifted_owners_on_the_host_and_in_the_container(rootless: Any) -> None:
         r = rootless.run(["rm", "-rf", str(low / "ro")])
         assert r.returncode != 0 and (low / "ro/inside").exists()
 
+        # A bundle of it: the same shifted owners, and config.json maps the same ids, so
+        # isolate-oci as the user shows the image's owners too.
+        bundle = rootless.home / "bundle"
+        _ok(rootless.run(["isolate", "image", "bundle", "t:1", str(bundle)]))
+        st = os.lstat(bundle / "rootfs/ro/inside")
+        assert (st.st_uid, st.st_gid) == (su + 999, sg + 999)
+        linux = json.loads((bundle / "config.json").read_text())["linux"]
+        assert linux["uidMappings"][1] == {"containerID": 1, "hostID": su,
+                                           "size": rootless.subuid[0][1]}
+        r = rootless.run(["isolate-oci", "run", "--bundle", str(bundle), "shifted-bundle"])
+        # runc's default capabilities lack CAP_DAC_OVERRIDE: root inside may not enter
+        # the 0750 home of uid 1000, which shows that it belongs to 1000 there too.
+        assert r.stdout.splitlines() == lines[1:], (r.stdout, r.stderr)
+        assert "/home/guest/f': Permission denied" in r.stderr
+        _ok(rootless.python_run(f"from isolate.images.unpack import remove_tree; "
+                                f"remove_tree({str(bundle)!r})"))
+        assert not bundle.exists()
+
         # An unpack killed before its rename leaves such a tree in tmp/: the next unpack
         # of the store clears it.
         _ok(rootless.python_run(DEAD, cwd=store))

@@ -9,9 +9,10 @@ there may ``lchown`` to any id of those ranges and remove what they own;
 it still cannot make device nodes nor set ``trusted.*`` xattrs (those need
 capabilities in the initial user namespace).
 
-The command line is ``unpack BLOB DEST DIFF_ID COMPRESSION NAME`` or
-``rm PATH...``; the outcome is one JSON object on stdout: ``{"size": n,
-"warnings": [...]}`` (unpack), ``{}`` (rm) or ``{"error": <type>, ...}``
+The command line is ``unpack BLOB DEST DIFF_ID COMPRESSION NAME``,
+``rm PATH...`` or ``bundle ROOTFS LAYER...`` (``Image.bundle``'s copy of
+shifted layers, owners kept); the outcome is one JSON object on stdout: ``{"size": n,
+"warnings": [...]}`` (unpack), ``{}`` (rm, bundle) or ``{"error": <type>, ...}``
 with the error's one-line message (``ImageError``, ``DigestError`` with its
 two digests, ``OSError`` with its errno and file name), which the parent
 raises again as the same type.
@@ -55,6 +56,13 @@ def main(argv: list[str]) -> int:
                 size = _unpack(blob, dest, diff_id=diff_id, compression=compression, name=name,
                                mode="shifted")
             out = {"size": size, "warnings": [str(w.message) for w in caught]}
+        elif argv[:1] == ["bundle"] and len(argv) >= 2:
+            from pathlib import Path
+
+            from .image import fill_rootfs
+
+            fill_rootfs(Path(argv[1]), [Path(x) for x in argv[2:]])
+            out = {}
         elif argv[:1] == ["rm"]:
             for path in argv[1:]:
                 _rmtree_path(path)

@@ -31,7 +31,7 @@ from ..errors import ImageError
 from .manifest import ImageConfig, Index, Manifest, parse_config, parse_manifest, select_platform
 from .reference import parse_reference
 from .store import Store
-from .unpack import remove_tree, shift_maps, unpack_layer
+from .unpack import _in_userns, remove_tree, shift_maps, unpack_layer
 
 __all__ = ["Image", "unpack_layers", "read_layered", "lookup_layered"]
 
@@ -176,7 +176,10 @@ class Image:
         """Write an OCI runtime bundle at ``directory`` (made if missing, must be empty):
         ``rootfs/`` with the layers applied in order (whiteouts and opaque directories
         applied, not kept) and ``config.json`` (runc's default spec with the image's
-        args, env, cwd and user).  Returns the bundle's path."""
+        args, env, cwd and user).  Without root, layers of shifted owners are copied
+        inside a user namespace of the caller's subordinate ids, owners kept (shifted),
+        and config.json maps those ids (``linux.uidMappings``: 0 is the caller, 1 and up
+        its ranges), as a rootless runtime then needs.  Returns the bundle's path."""
         from ..oci.features import default_spec
 
         d = Path(directory)
@@ -186,24 +189,20 @@ class Image:
         layers = self.layers()
         rootfs = d / "rootfs"
         rootfs.mkdir(mode=0o755)
+        # Layers of shifted owners are read and copied inside a user namespace of the
+        # same subordinate ids (the user alone may not read them), owners kept.
+        maps = (shift_maps() if os.geteuid() != 0
+                and any(self.store.is_shifted(x) for x in self.config.diff_ids) else None)
         try:
-            rfd = os.open(rootfs, _DIR)
-            try:
-                for layer in layers:
-                    lfd = os.open(layer, _DIR)
-                    links: dict[tuple[int, int], tuple[int, str]] = {}
-                    try:
-                        _apply(lfd, rfd, links)
-                    finally:
-                        os.close(lfd)
-                        for fd, _ in links.values():
-                            os.close(fd)
-                st = os.stat(layers[-1]) if layers else None
-                if st is not None:
-                    os.chmod(rfd, stat.S_IMODE(st.st_mode))
-            finally:
-                os.close(rfd)
+            if maps is not None:
+                _in_userns(["bundle", str(rootfs), *map(str, layers)], maps, f"bundle {str(d)!r}")
+            else:
+                fill_rootfs(rootfs, layers)
             spec = default_spec(rootless=os.geteuid() != 0)
+            if maps is not None:
+                spec["linux"]["uidMappings"], spec["linux"]["gidMappings"] = (
+                    [{"containerID": m.inside, "hostID": m.outside, "size": m.count} for m in ms]
+                    for ms in maps)
             c = self.config
             proc = spec["process"]
             proc["args"] = list(c.entrypoint or ()) + list(c.cmd or ())
@@ -217,10 +216,34 @@ class Image:
             spec["annotations"] = {**spec.get("annotations", {}), **ann}
             (d / "config.json").write_text(json.dumps(spec, indent=2) + "\n")
         except BaseException:
-            shutil.rmtree(rootfs, ignore_errors=True)
+            try:
+                remove_tree(rootfs, maps)
+            except (OSError, ImageError):
+                pass
             (d / "config.json").unlink(missing_ok=True)
             raise
         return d
+
+
+def fill_rootfs(rootfs: Path, layers: list[Path]) -> None:
+    """Apply the unpacked ``layers`` (bottom first) in order onto the empty directory
+    ``rootfs``: whiteouts and opaque directories applied, owners (as root), modes, xattrs
+    and times copied; its mode becomes the top layer's root's."""
+    rfd = os.open(rootfs, _DIR)
+    try:
+        for layer in layers:
+            lfd = os.open(layer, _DIR)
+            links: dict[tuple[int, int], tuple[int, str]] = {}
+            try:
+                _apply(lfd, rfd, links)
+            finally:
+                os.close(lfd)
+                for fd, _ in links.values():
+                    os.close(fd)
+        if layers:
+            os.chmod(rfd, stat.S_IMODE(os.stat(layers[-1]).st_mode))
+    finally:
+        os.close(rfd)
 
 
 def unpack_layers(store: Store, manifest: Manifest, config: ImageConfig,
