@@ -45,8 +45,8 @@ l2 = [Entry("a", "dir"), Entry("a/.wh..wh..opq"), Entry("a/upper", data=b"u", ui
 build.put_image(store, "t:1", [l1, l2], Cmd=["/bin/sh", "-c", sys.argv[2]])
 print(json.dumps(str(store.root)))
 """
-# A dead shifted unpack in tmp/ (a 0555 directory of uid 1000 inside), then another image's
-# first unpack.
+# A dead shifted unpack in tmp/ (a 0555 directory of uid 1000 inside) and the marker of a
+# layer that is gone, then another image's first unpack.
 DEAD = """
 import os, sys
 sys.path.insert(0, os.path.expanduser("~/helpers"))
@@ -62,6 +62,7 @@ unpack_layer(store.root / "blob", store.root / "tmp/unpack-dead", diff_id=build.
              compression="gzip", id_maps=shift_maps())
 os.unlink(store.root / "blob")
 assert os.listdir(store.root / "tmp") == ["unpack-dead"]
+(store.root / "layers/sha256" / ("f" * 64 + ".ids")).write_text("uid 0 1 1")   # its layer gone
 build.put_image(store, "t:2", [[Entry("x", data=b"1")]])
 Image.open("t:2").layers()
 """
@@ -163,6 +164,7 @@ def test_shifted_owners_on_the_host_and_in_the_container(rootless: Any) -> None:
         # of the store clears it.
         _ok(rootless.python_run(DEAD, cwd=store))
         assert [p.name for p in (store / "tmp").iterdir()] == []
+        assert not (store / "layers/sha256" / ("f" * 64 + ".ids")).exists()
         assert Path(store, "layers/sha256", json.loads(_ok(rootless.python_run(
             "import json; from isolate.images import Image; "
             "print(json.dumps(Image.open('t:2').config.diff_ids[0][7:]))")))).is_dir()

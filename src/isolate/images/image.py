@@ -296,8 +296,9 @@ def unpack_layers(store: Store, manifest: Manifest, config: ImageConfig,
 
 def _clear_tmp(store: Store) -> None:
     """Dead unpacks' staging directories and removed layers left behind (the lock is held:
-    no live one exists).  Without root, what the user's subordinate ids own there (a
-    shifted unpack) is removed inside a user namespace of them (``unpack.remove_tree``)."""
+    no live one exists), and shift markers of layers that are not there.  Without root,
+    what the user's subordinate ids own there (a shifted unpack) is removed inside a user
+    namespace of them (``unpack.remove_tree``)."""
     tmp = store.root / "tmp"
     for name in os.listdir(tmp):
         if name.startswith(("unpack-", "removed-")):
@@ -305,6 +306,10 @@ def _clear_tmp(store: Store) -> None:
                 remove_tree(tmp / name)
             except (OSError, ImageError):
                 pass
+    layers = store.root / "layers" / "sha256"
+    for name in os.listdir(layers):
+        if name.endswith(".ids") and not os.path.isdir(layers / name[:-4]):
+            (layers / name).unlink(missing_ok=True)
 
 
 def _user_ids(user: str, layers: list[Path]) -> dict[str, Any]:

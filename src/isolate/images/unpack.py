@@ -62,8 +62,8 @@ import os
 import queue
 import shutil
 import stat
-import tarfile
 import sys
+import tarfile
 import threading
 import warnings
 import zlib
