@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 import stat
 import subprocess
@@ -21,28 +22,38 @@ from typing import Any
 import pytest
 
 import build
+from registry import Registry, push
 
 pytestmark = [pytest.mark.root, pytest.mark.userns]
 
-# Written by the user into its own store (default root: ~/.local/share/isolate/images).
+def image_layers() -> list[list[build.Entry]]:
+    """The test image: files of uid/gid 1000 (a 0750 home, a 0555 directory), a setuid-root
+    binary, a device node, then a layer with an opaque directory and a whiteout."""
+    from build import Entry
+
+    l1 = build.busybox_entries() + [
+        Entry("home", "dir"), Entry("home/guest", "dir", uid=1000, gid=1000, mode=0o750),
+        Entry("home/guest/f", data=b"x", uid=1000, gid=1000, mode=0o640),
+        Entry("ro", "dir", uid=1000, gid=1000, mode=0o555),
+        Entry("ro/inside", data=b"i", uid=1000, gid=1000, mode=0o600),
+        Entry("bin/suid", data=b"s", uid=0, gid=0, mode=0o4755),
+        Entry("dev", "dir"), Entry("dev/null0", "char", dev=(1, 3)),
+        Entry("a", "dir"), Entry("a/lower", data=b"l"), Entry("gone", data=b"g")]
+    l2 = [Entry("a", "dir"), Entry("a/.wh..wh..opq"),
+          Entry("a/upper", data=b"u", uid=1000, gid=1000), Entry(".wh.gone")]
+    return [l1, l2]
+
+
+# Put by the user into its own store (default root: ~/.local/share/isolate/images).
 PUT = """
-import json, sys
+import json, pickle, sys
 sys.path.insert(0, sys.argv[1])
 import build
-from build import Entry
 from isolate.images import Store
 store = Store()
-l1 = build.busybox_entries() + [
-    Entry("home", "dir"), Entry("home/guest", "dir", uid=1000, gid=1000, mode=0o750),
-    Entry("home/guest/f", data=b"x", uid=1000, gid=1000, mode=0o640),
-    Entry("ro", "dir", uid=1000, gid=1000, mode=0o555),
-    Entry("ro/inside", data=b"i", uid=1000, gid=1000, mode=0o600),
-    Entry("bin/suid", data=b"s", uid=0, gid=0, mode=0o4755),
-    Entry("dev", "dir"), Entry("dev/null0", "char", dev=(1, 3)),
-    Entry("a", "dir"), Entry("a/lower", data=b"l"), Entry("gone", data=b"g")]
-l2 = [Entry("a", "dir"), Entry("a/.wh..wh..opq"), Entry("a/upper", data=b"u", uid=1000, gid=1000),
-      Entry(".wh.gone")]
-build.put_image(store, "t:1", [l1, l2], Cmd=["/bin/sh", "-c", sys.argv[2]])
+with open(sys.argv[3], "rb") as f:
+    layers = pickle.load(f)
+build.put_image(store, "t:1", layers, Cmd=["/bin/sh", "-c", sys.argv[2]])
 print(json.dumps(str(store.root)))
 """
 # A dead shifted unpack in tmp/ (a 0555 directory of uid 1000 inside) and the marker of a
@@ -84,31 +95,52 @@ def _ok(r: subprocess.CompletedProcess[str]) -> str:
     return r.stdout
 
 
-def _put(user: Any) -> Path:
-    """The test image in ``user``'s own store (build.py copied where the user can read it)."""
+def _helpers(user: Any) -> Path:
+    """build.py (and the test image's layers) where the user can read them."""
     helpers = user.home / "helpers"
     if not helpers.is_dir():
         helpers.mkdir()
         shutil.copy(build.__file__, helpers / "build.py")
+        (helpers / "layers.pickle").write_bytes(pickle.dumps(image_layers()))
         os.chown(helpers, user.uid, user.gid)
-    return Path(json.loads(_ok(user.run([user.python, "-c", PUT, str(helpers), SHOW]))))
+    return helpers
 
 
-def _forget(user: Any, store: Path) -> None:
+def _put(user: Any) -> Path:
+    """The test image in ``user``'s own store as ``t:1``; the store's root."""
+    helpers = _helpers(user)
+    return Path(json.loads(_ok(user.run([user.python, "-c", PUT, str(helpers), SHOW,
+                                         str(helpers / "layers.pickle")]))))
+
+
+def _forget(user: Any, store: Path, ref: str = "t:1") -> None:
     """``isolate rmi`` and ``isolate image prune`` as the user: nothing of the layers stays."""
-    _ok(user.run(["isolate", "rmi", "t:1"]))
+    _ok(user.run(["isolate", "rmi", ref]))
     _ok(user.run(["isolate", "image", "prune"]))
     left = [p for d in ("layers/sha256", "tmp") for p in (store / d).iterdir()]
     assert left == [], left
     assert list((store / "blobs" / "sha256").iterdir()) == []
 
 
-def test_shifted_owners_on_the_host_and_in_the_container(rootless: Any) -> None:
-    store = _put(rootless)
+@pytest.fixture(scope="module")
+def pushed(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The test image in the session's registry; its reference."""
+    layout = tmp_path_factory.mktemp("rootless-layout")
+    build.write_layout(layout, "shifted", image_layers(), Cmd=["/bin/sh", "-c", SHOW])
+    push(registry.url, "rootless/shifted", layout, "shifted", as_tag="1")
+    return f"{registry.host}/rootless/shifted:1"
+
+
+def test_shifted_owners_on_the_host_and_in_the_container(rootless: Any, pushed: str) -> None:
+    store = rootless.home / ".local/share/isolate/images"
+    _helpers(rootless)
     try:
-        r = rootless.run(["isolate", "run", "--image", "t:1"])
-        out = _ok(r)
-        assert "device node" in r.stderr     # skipped, with a warning, not an error
+        # isolate pull unpacks each layer as it arrives (in a thread of its own).
+        r = rootless.run(["isolate", "pull", "--quiet", pushed])
+        _ok(r)
+        assert "device node" in r.stderr, r.stderr    # skipped, with a warning, not an error
+        assert len([p for p in (store / "layers/sha256").iterdir() if p.is_dir()]) == 2
+        out = _ok(rootless.run(["isolate", "run", "--image", pushed]))
         lines = out.splitlines()
         # Inside: the image's owners, root's setuid binary, whiteout and opaque dir applied.
         assert lines[:5] == ["1000:1000 640 /home/guest/f", "1000:1000 600 /ro/inside",
@@ -118,7 +150,7 @@ def test_shifted_owners_on_the_host_and_in_the_container(rootless: Any) -> None:
         # On the host: shifted into the user's ranges (0 is the user itself).
         (su, _), (sg, _) = rootless.subuid[0], rootless.subgid[0]
         info = json.loads(_ok(rootless.python_run(
-            "import json; from isolate.images import Image; i = Image.open('t:1'); "
+            f"import json; from isolate.images import Image; i = Image.open({pushed!r}); "
             "print(json.dumps([str(p) for p in i.layer_paths()]))")))
         low, up = (Path(p) for p in info)
         for path, owner in ((low / "home/guest/f", (su + 999, sg + 999)),
@@ -145,7 +177,7 @@ def test_shifted_owners_on_the_host_and_in_the_container(rootless: Any) -> None:
         # A bundle of it: the same shifted owners, and config.json maps the same ids, so
         # isolate-oci as the user shows the image's owners too.
         bundle = rootless.home / "bundle"
-        _ok(rootless.run(["isolate", "image", "bundle", "t:1", str(bundle)]))
+        _ok(rootless.run(["isolate", "image", "bundle", pushed, str(bundle)]))
         st = os.lstat(bundle / "rootfs/ro/inside")
         assert (st.st_uid, st.st_gid) == (su + 999, sg + 999)
         linux = json.loads((bundle / "config.json").read_text())["linux"]
@@ -170,7 +202,7 @@ def test_shifted_owners_on_the_host_and_in_the_container(rootless: Any) -> None:
             "print(json.dumps(Image.open('t:2').config.diff_ids[0][7:]))")))).is_dir()
     finally:
         rootless.run(["isolate", "rmi", "t:2"])
-        _forget(rootless, store)
+        _forget(rootless, store, pushed)
 
 
 def test_library_errors_keep_their_type_and_message(rootless: Any) -> None:
