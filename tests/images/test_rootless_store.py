@@ -170,6 +170,16 @@ def test_shifted_owners_on_the_host_and_in_the_container(rootless: Any, pushed: 
             marker = layer.with_suffix(".ids").read_text()
             assert f"uid 1 {su} " in marker and f"gid 1 {sg} " in marker
 
+        # Ranges that changed since the unpack (here: the marker says so) would show the
+        # files as nobody: the run stops with one line saying why.
+        marker = up.with_suffix(".ids")
+        was = marker.read_text()
+        marker.write_text(was.replace(f"uid 1 {su} ", f"uid 1 {su + 1} "))
+        r = rootless.run(["isolate", "run", "--image", pushed])
+        marker.write_text(was)
+        assert r.returncode != 0 and r.stdout == "", r
+        assert len(r.stderr.splitlines()) == 1 and "other subordinate ids" in r.stderr, r.stderr
+
         # The user alone may not remove them (podman needs 'podman unshare rm').
         r = rootless.run(["rm", "-rf", str(low / "ro")])
         assert r.returncode != 0 and (low / "ro/inside").exists()

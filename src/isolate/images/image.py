@@ -31,9 +31,9 @@ from ..errors import ImageError
 from .manifest import ImageConfig, Index, Manifest, parse_config, parse_manifest, select_platform
 from .reference import parse_reference
 from .store import Store
-from .unpack import _in_userns, remove_tree, shift_maps, unpack_layer
+from .unpack import IdMaps, _in_userns, remove_tree, shift_maps, unpack_layer
 
-__all__ = ["Image", "unpack_layers", "read_layered", "lookup_layered"]
+__all__ = ["Image", "unpack_layers", "read_layered", "lookup_layered", "check_shift", "fill_rootfs"]
 
 class _Keep(enum.Enum):
     KEEP = "keep"
@@ -281,8 +281,7 @@ def unpack_layers(store: Store, manifest: Manifest, config: ImageConfig,
             try:
                 if maps is not None:
                     # Before the layer appears: whoever sees the layer sees its owners' kind.
-                    marker.write_text("".join(f"{kind} {m.inside} {m.outside} {m.count}\n"
-                                              for kind, ms in zip(("uid", "gid"), maps) for m in ms))
+                    marker.write_text(maps_text(maps))
                 else:
                     marker.unlink(missing_ok=True)
                 os.rename(tmp, path)
@@ -292,6 +291,34 @@ def unpack_layers(store: Store, manifest: Manifest, config: ImageConfig,
                     marker.unlink(missing_ok=True)
                     raise
     return paths
+
+
+def maps_text(maps: IdMaps) -> str:
+    """Id maps as a shift marker holds them: ``uid|gid inside outside count`` lines."""
+    return "".join(f"{kind} {m.inside} {m.outside} {m.count}\n"
+                   for kind, ms in zip(("uid", "gid"), maps) for m in ms)
+
+
+def check_shift(image: Image) -> None:
+    """``ImageError`` when a layer of ``image`` keeps owners shifted with other subordinate
+    ids than the caller's now (its /etc/subuid or /etc/subgid ranges changed since the
+    unpack: the files would show as nobody inside)."""
+    if os.geteuid() == 0:
+        return
+    now: str | None = None
+    for diff_id in image.config.diff_ids:
+        try:
+            was = image.store.shift_marker(diff_id).read_text()
+        except FileNotFoundError:
+            continue
+        if now is None:
+            maps = shift_maps()
+            now = maps_text(maps) if maps is not None else ""
+        if was != now:
+            raise ImageError(f"{image.name or image.digest}: layer {diff_id[:19]} was unpacked with "
+                             f"other subordinate ids ({' '.join(was.split())}) than this user's "
+                             f"now ({' '.join(now.split()) or 'none'}): as root, remove the "
+                             f"layers of {str(image.store.root)!r} and pull the image again")
 
 
 def _clear_tmp(store: Store) -> None:
