@@ -317,8 +317,9 @@ def check_shift(image: Image) -> None:
         if was != now:
             raise ImageError(f"{image.name or image.digest}: layer {diff_id[:19]} was unpacked with "
                              f"other subordinate ids ({' '.join(was.split())}) than this user's "
-                             f"now ({' '.join(now.split()) or 'none'}): as root, remove the "
-                             f"layers of {str(image.store.root)!r} and pull the image again")
+                             f"now ({' '.join(now.split()) or 'none'}): as root, remove "
+                             f"{str(image.store.layer_path(diff_id).parent)}/* (the layers are "
+                             "unpacked again from the store's blobs)")
 
 
 def _clear_tmp(store: Store) -> None:
