@@ -179,7 +179,8 @@ class Image:
         args, env, cwd and user).  Without root, layers of shifted owners are copied
         inside a user namespace of the caller's subordinate ids, owners kept (shifted),
         and config.json maps those ids (``linux.uidMappings``: 0 is the caller, 1 and up
-        its ranges), as a rootless runtime then needs.  Returns the bundle's path."""
+        its ranges), as a rootless runtime then needs; remove such a bundle with
+        ``unpack.remove_tree`` (the caller alone may not).  Returns the bundle's path."""
         from ..oci.features import default_spec
 
         d = Path(directory)
