@@ -149,6 +149,17 @@ def console_path(stdout: Stdio) -> bytes | None:
         return None
 
 
+def shifted_image(rootfs: RootFS | None) -> bool:
+    """Whether ``rootfs`` is an image root (``RootFS.from_image``) of a store whose layers
+    (any of them) keep their owners shifted into the caller's subordinate ids
+    (``Store.is_shifted``): a container of it without root maps those ids."""
+    image = getattr(rootfs, "image", None)
+    if image is None or rootfs is None or not rootfs.spec.layers:
+        return False
+    store = image.store
+    return any(store.is_shifted(d) for d in image.config.diff_ids)
+
+
 class Resolved:
     """A container's settings as they apply here (see the module's doc)."""
 
@@ -176,6 +187,13 @@ class Resolved:
             ranges = rootless_maps(None if identity is None else identity.uid,
                                    None if identity is None else identity.gid, proc.groups, euid,
                                    os.getegid())
+            if ranges is None and shifted_image(rootfs):
+                # An image whose layers' owners are shifted into the caller's subordinate
+                # ids: the same maps show them as the image has them, whatever the user.
+                from .idmap import subid_maps
+
+                umaps, gmaps = subid_maps(uid=euid, gid=os.getegid())
+                ranges = tuple(umaps), tuple(gmaps)
             if ranges is not None:
                 uid_map, gid_map = ranges
         self.uid_map, self.gid_map = uid_map, gid_map

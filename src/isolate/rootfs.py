@@ -207,13 +207,20 @@ class RootFS:
         and User, unless told otherwise (``image`` holds the ``Image``).  While
         a container runs on it, its layers are recorded in use
         (``Store.hold_layers``): ``isolate rmi`` and ``isolate image prune``
-        keep them.  Raises ``ImageError`` (not in the store, a bad layer).
+        keep them.  Without root, when the store's layers keep their owners
+        shifted into the caller's subordinate ids (``Store.is_shifted``), the
+        container's user namespace maps those ids (0 is the caller, 1 and up its
+        ranges: ``idmap.subid_maps``) whatever its user, so the image's files
+        show their image owners inside.  Raises ``ImageError`` (not in the
+        store, a bad layer, layers shifted with other subordinate ids than the
+        caller's now).
         """
-        from .images.image import Image
+        from .images.image import Image, check_shift
 
         image = reference if isinstance(reference, Image) else Image.open(reference, store=store)
         _check_platform(image)
         layers = tuple(image.layers())
+        check_shift(image)
         if not layers:
             raise ConfigError(f"rootfs: the image {image.name or image.digest} has no layers")
         self = cls(directory=None, readonly=False, **options)

@@ -1,4 +1,5 @@
-"""Unpacking without root: owners dropped, modes kept, user.* xattrs and user.overlay.opaque
+"""Unpacking without root and without subordinate ids (``nobody`` has no /etc/subuid
+range; test_rootless_store.py has a user with ranges): owners dropped, modes kept, user.* xattrs and user.overlay.opaque
 only, device nodes skipped with a warning; and such a layer still runs in a container."""
 
 from __future__ import annotations

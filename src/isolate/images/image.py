@@ -6,7 +6,8 @@ prefix of a manifest digest finds it by digest.  ``layers()`` unpacks each
 layer the first time any image needs it (``unpack.unpack_layer``, under the
 store's lock: two processes asking at once unpack it once) and returns the
 directories, bottom first, to stack as overlayfs lower layers
-(``RootFS.from_image``).  ``bundle(dir)`` writes an OCI runtime bundle: the
+(``RootFS.from_image``); without root, with owners shifted into the caller's
+subordinate ids when it has ranges (see ``unpack``).  ``bundle(dir)`` writes an OCI runtime bundle: the
 layers applied in order to ``dir/rootfs`` and a ``config.json`` from the
 image's config, as ``umoci unpack`` does.
 """
@@ -30,9 +31,9 @@ from ..errors import ImageError
 from .manifest import ImageConfig, Index, Manifest, parse_config, parse_manifest, select_platform
 from .reference import parse_reference
 from .store import Store
-from .unpack import unpack_layer
+from .unpack import IdMaps, _in_userns, remove_tree, shift_maps, unpack_layer
 
-__all__ = ["Image", "unpack_layers", "read_layered", "lookup_layered"]
+__all__ = ["Image", "unpack_layers", "read_layered", "lookup_layered", "check_shift", "fill_rootfs"]
 
 class _Keep(enum.Enum):
     KEEP = "keep"
@@ -165,9 +166,12 @@ class Image:
         """The layers' directories, bottom first, each unpacked now if it was not yet.
 
         Missing layers are unpacked under the store's lock (another process
-        asking meanwhile waits, then finds them).  ``ImageError`` for a
-        missing or hostile blob, ``DigestError`` when one does not hash to its
-        diff_id (nothing is kept of it).
+        asking meanwhile waits, then finds them).  Without root, a caller with
+        /etc/subuid and /etc/subgid ranges unpacks them with their owners
+        shifted into those ids (``unpack.shift_maps``, ``Store.is_shifted``);
+        one without has them dropped.  ``ImageError`` for a missing or hostile
+        blob, ``DigestError`` when one does not hash to its diff_id (nothing
+        is kept of it).
         """
         return unpack_layers(self.store, self.manifest, self.config, what=self.name or self.digest)
 
@@ -179,7 +183,11 @@ class Image:
         """Write an OCI runtime bundle at ``directory`` (made if missing, must be empty):
         ``rootfs/`` with the layers applied in order (whiteouts and opaque directories
         applied, not kept) and ``config.json`` (runc's default spec with the image's
-        args, env, cwd and user).  Returns the bundle's path."""
+        args, env, cwd and user).  Without root, layers of shifted owners are copied
+        inside a user namespace of the caller's subordinate ids, owners kept (shifted),
+        and config.json maps those ids (``linux.uidMappings``: 0 is the caller, 1 and up
+        its ranges), as a rootless runtime then needs; remove such a bundle with
+        ``unpack.remove_tree`` (the caller alone may not).  Returns the bundle's path."""
         from ..oci.features import default_spec
 
         d = Path(directory)
@@ -189,24 +197,20 @@ class Image:
         layers = self.layers()
         rootfs = d / "rootfs"
         rootfs.mkdir(mode=0o755)
+        # Layers of shifted owners are read and copied inside a user namespace of the
+        # same subordinate ids (the user alone may not read them), owners kept.
+        maps = (shift_maps() if os.geteuid() != 0
+                and any(self.store.is_shifted(x) for x in self.config.diff_ids) else None)
         try:
-            rfd = os.open(rootfs, _DIR)
-            try:
-                for layer in layers:
-                    lfd = os.open(layer, _DIR)
-                    links: dict[tuple[int, int], tuple[int, str]] = {}
-                    try:
-                        _apply(lfd, rfd, links)
-                    finally:
-                        os.close(lfd)
-                        for fd, _ in links.values():
-                            os.close(fd)
-                st = os.stat(layers[-1]) if layers else None
-                if st is not None:
-                    os.chmod(rfd, stat.S_IMODE(st.st_mode))
-            finally:
-                os.close(rfd)
+            if maps is not None:
+                _in_userns(["bundle", str(rootfs), *map(str, layers)], maps, f"bundle {str(d)!r}")
+            else:
+                fill_rootfs(rootfs, layers)
             spec = default_spec(rootless=os.geteuid() != 0)
+            if maps is not None:
+                spec["linux"]["uidMappings"], spec["linux"]["gidMappings"] = (
+                    [{"containerID": m.inside, "hostID": m.outside, "size": m.count} for m in ms]
+                    for ms in maps)
             c = self.config
             proc = spec["process"]
             proc["args"] = list(c.entrypoint or ()) + list(c.cmd or ())
@@ -220,10 +224,34 @@ class Image:
             spec["annotations"] = {**spec.get("annotations", {}), **ann}
             (d / "config.json").write_text(json.dumps(spec, indent=2) + "\n")
         except BaseException:
-            shutil.rmtree(rootfs, ignore_errors=True)
+            try:
+                remove_tree(rootfs, maps)
+            except (OSError, ImageError):
+                pass
             (d / "config.json").unlink(missing_ok=True)
             raise
         return d
+
+
+def fill_rootfs(rootfs: Path, layers: list[Path]) -> None:
+    """Apply the unpacked ``layers`` (bottom first) in order onto the empty directory
+    ``rootfs``: whiteouts and opaque directories applied, owners (as root), modes, xattrs
+    and times copied; its mode becomes the top layer's root's."""
+    rfd = os.open(rootfs, _DIR)
+    try:
+        for layer in layers:
+            lfd = os.open(layer, _DIR)
+            links: dict[tuple[int, int], tuple[int, str]] = {}
+            try:
+                _apply(lfd, rfd, links)
+            finally:
+                os.close(lfd)
+                for fd, _ in links.values():
+                    os.close(fd)
+        if layers:
+            os.chmod(rfd, stat.S_IMODE(os.stat(layers[-1]).st_mode))
+    finally:
+        os.close(rfd)
 
 
 def unpack_layers(store: Store, manifest: Manifest, config: ImageConfig,
@@ -233,7 +261,10 @@ def unpack_layers(store: Store, manifest: Manifest, config: ImageConfig,
     directories of those layers, in the order of ``which``.
 
     Under the store's lock: another process asking for a layer meanwhile waits, then
-    finds it.  ``ImageError`` for a missing or hostile blob, ``DigestError`` when one does
+    finds it.  A caller without root but with subordinate ids unpacks in a user namespace
+    of them, owners kept and shifted (``unpack.unpack_layer``'s ``id_maps``), and marks
+    each such layer (``Store.shift_marker``, written before the layer is renamed into
+    place).  ``ImageError`` for a missing or hostile blob, ``DigestError`` when one does
     not hash to its diff_id (nothing is kept of it); ``what`` names the image in errors.
     """
     indices = list(range(len(manifest.layers))) if which is None else list(which)
@@ -241,6 +272,7 @@ def unpack_layers(store: Store, manifest: Manifest, config: ImageConfig,
     if all(p.is_dir() for p in paths):
         return paths
     with store.lock():
+        maps = shift_maps()
         _clear_tmp(store)
         for i, path in zip(indices, paths):
             if path.is_dir():
@@ -252,22 +284,68 @@ def unpack_layers(store: Store, manifest: Manifest, config: ImageConfig,
                                  "(pull the image again)")
             tmp = store.root / "tmp" / f"unpack-{uuid.uuid4().hex}"
             unpack_layer(blob, tmp, diff_id=diff_id, compression=manifest.compression(i),
-                         name=f"{i} ({diff_id[:19]})")
+                         name=f"{i} ({diff_id[:19]})", id_maps=maps)
+            marker = store.shift_marker(diff_id)
             try:
+                if maps is not None:
+                    # Before the layer appears: whoever sees the layer sees its owners' kind.
+                    marker.write_text(maps_text(maps))
+                else:
+                    marker.unlink(missing_ok=True)
                 os.rename(tmp, path)
             except OSError:
-                shutil.rmtree(tmp, ignore_errors=True)
+                remove_tree(tmp, maps)
                 if not path.is_dir():
+                    marker.unlink(missing_ok=True)
                     raise
     return paths
 
 
+def maps_text(maps: IdMaps) -> str:
+    """Id maps as a shift marker holds them: ``uid|gid inside outside count`` lines."""
+    return "".join(f"{kind} {m.inside} {m.outside} {m.count}\n"
+                   for kind, ms in zip(("uid", "gid"), maps) for m in ms)
+
+
+def check_shift(image: Image) -> None:
+    """``ImageError`` when a layer of ``image`` keeps owners shifted with other subordinate
+    ids than the caller's now (its /etc/subuid or /etc/subgid ranges changed since the
+    unpack: the files would show as nobody inside)."""
+    if os.geteuid() == 0:
+        return
+    now: str | None = None
+    for diff_id in image.config.diff_ids:
+        try:
+            was = image.store.shift_marker(diff_id).read_text()
+        except FileNotFoundError:
+            continue
+        if now is None:
+            maps = shift_maps()
+            now = maps_text(maps) if maps is not None else ""
+        if was != now:
+            raise ImageError(f"{image.name or image.digest}: layer {diff_id[:19]} was unpacked with "
+                             f"other subordinate ids ({' '.join(was.split())}) than this user's "
+                             f"now ({' '.join(now.split()) or 'none'}): as root, remove "
+                             f"{str(image.store.layer_path(diff_id).parent)}/* (the layers are "
+                             "unpacked again from the store's blobs)")
+
+
 def _clear_tmp(store: Store) -> None:
-    """Dead unpacks' staging directories (the lock is held: no live one exists)."""
+    """Dead unpacks' staging directories and removed layers left behind (the lock is held:
+    no live one exists), and shift markers of layers that are not there.  Without root,
+    what the user's subordinate ids own there (a shifted unpack) is removed inside a user
+    namespace of them (``unpack.remove_tree``)."""
     tmp = store.root / "tmp"
     for name in os.listdir(tmp):
-        if name.startswith("unpack-"):
-            shutil.rmtree(tmp / name, ignore_errors=True)
+        if name.startswith(("unpack-", "removed-")):
+            try:
+                remove_tree(tmp / name)
+            except (OSError, ImageError):
+                pass
+    layers = store.root / "layers" / "sha256"
+    for name in os.listdir(layers):
+        if name.endswith(".ids") and not os.path.isdir(layers / name[:-4]):
+            (layers / name).unlink(missing_ok=True)
 
 
 def _user_ids(user: str, layers: list[Path]) -> dict[str, Any]:

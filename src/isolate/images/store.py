@@ -9,6 +9,8 @@ other users::
     <root>/blobs/sha256/<hex>        verified blobs: manifests, indexes, configs, layers
     <root>/ingest/sha256/<hex>       a blob being written (a download resumes from its size)
     <root>/layers/sha256/<hex>/      a layer unpacked in overlayfs form, named by its diff_id
+    <root>/layers/sha256/<hex>.ids   present when its owners are shifted: the id maps it was
+                                     unpacked with (a store of a user with subordinate ids)
     <root>/tmp/                      staging for unpacks; emptied of dead owners' work
     <root>/refs.json                 {"<reference>": "<manifest digest>"}
 
@@ -20,6 +22,13 @@ behind, which the next writer resumes or clears.
     <root>/holds                     the layers running containers use (a journal)
 
 ``prune`` keeps the layers a live hold names (``Store.hold_layers``).
+
+A store of a user without root whose /etc/subuid and /etc/subgid give it
+ranges keeps its layers' owners shifted into those ids (``unpack``'s doc):
+such a layer has its ``.ids`` marker, is removed from inside a user
+namespace of those ids (``remove_layer``), and a container of it runs with
+them (``RootFS.from_image``).  A layer without the marker has its owners
+dropped (every file the user's), as a store made without ranges has.
 """
 
 from __future__ import annotations
@@ -172,16 +181,36 @@ class Store:
         return sorted("sha256:" + n for n in os.listdir(self.root / "layers" / "sha256")
                       if _DIGEST.fullmatch("sha256:" + n))
 
+    def shift_marker(self, diff_id: str) -> Path:
+        """The file present next to the layer ``diff_id`` when its owners are shifted into
+        the subordinate ids of the store's user (it holds the id maps of the unpack)."""
+        return self.layer_path(diff_id).with_suffix(".ids")
+
+    def is_shifted(self, diff_id: str) -> bool:
+        """Whether the layer ``diff_id`` was unpacked with its owners shifted (a store of a
+        user without root, with subordinate ids): its containers need those ids mapped."""
+        return self.shift_marker(diff_id).is_file()
+
     def remove_layer(self, diff_id: str) -> None:
         """Remove an unpacked layer (moved to ``tmp/`` first, so it vanishes at once; no
-        error if it is already gone).  Call it under ``lock()``, after ``layers_in_use()``."""
+        error if it is already gone).  Call it under ``lock()``, after ``layers_in_use()``.
+        A shifted layer is removed inside a user namespace of the user's subordinate ids
+        (``unpack.remove_tree``), as only they may unlink what they own."""
+        from .unpack import remove_tree, shift_maps
+
         path = self.layer_path(diff_id)
+        marker = self.shift_marker(diff_id)
         dead = self.root / "tmp" / f"removed-{diff_id[7:]}-{os.getpid()}"
         try:
             os.rename(path, dead)
         except FileNotFoundError:
+            marker.unlink(missing_ok=True)
             return
-        _rmtree(dead)
+        try:
+            remove_tree(dead, shift_maps() if marker.is_file() else None)
+        except (OSError, ImageError):
+            pass     # out of layers/ already: the next unpack's tmp/ sweep tries again
+        marker.unlink(missing_ok=True)
 
     # --- layers in use ----------------------------------------------------------
 
@@ -342,21 +371,6 @@ def _own_start_time() -> int | None:
             return None
         _own = (pid, start)
     return _own[1]
-
-
-def _rmtree(path: Path) -> None:
-    import shutil
-
-    def writable(func: object, p: str, exc: object) -> None:
-        # A directory a layer made read-only (without root, its mode binds us too).
-        try:
-            os.chmod(os.path.dirname(p), 0o700)
-            os.chmod(p, 0o700)
-        except OSError:
-            pass
-
-    shutil.rmtree(path, onerror=writable)
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def _hash_file(path: Path) -> tuple[str, int]:

@@ -31,11 +31,25 @@ as root (so a plain overlay mount of the layers agrees).  An image's own
 steer overlayfs (redirects, metacopy).
 
 As root, owners (``lchown``), modes with setuid/setgid/sticky, xattrs of every
-namespace and device nodes are kept.  Without root the files belong to the
-caller (owners cannot be set: the ids are dropped, as umoci's rootless
-unpack does without ``--rootless`` xattr emulation), modes are kept (setuid
-bits as the kernel allows), only ``user.*`` xattrs are set, and device
-nodes are skipped with a ``RuntimeWarning`` (umoci rootless skips them too).
+namespace and device nodes are kept.
+
+Without root, ``id_maps`` decides (``shift_maps()`` gives them: what
+``Image.layers`` passes).  Given the caller's subordinate id maps (0 is the
+caller, 1 and up its /etc/subuid and /etc/subgid ranges: ``idmap.subid_maps``),
+the unpack runs in a child process inside a user namespace with those maps
+(``_unpack_child``), as rootless podman unpacks in ``podman unshare``: owners are
+kept, shifted (a file of uid 1000 in the image belongs to host uid
+``subuid_start + 999``, and a container with the same maps sees 1000), and so
+are setuid/setgid bits; device nodes are skipped with a ``RuntimeWarning`` and
+only ``user.*`` xattrs are set (mknod and ``trusted.*`` need capabilities in
+the initial user namespace); an owner outside the maps is an ``ImageError``
+naming the entry.  Such a tree is removed with ``remove_tree(path, id_maps)``
+(the caller alone may not unlink what its subordinate ids own).  Without
+``id_maps`` (a user without ranges) the files belong to the caller (owners
+cannot be set: the ids are dropped, as umoci's rootless unpack does without
+``--rootless`` xattr emulation), modes are kept (setuid bits as the kernel
+allows), only ``user.*`` xattrs are set, and device nodes are skipped with a
+``RuntimeWarning`` (umoci rootless skips them too).
 Modification times are set on every entry, symlinks included, directories
 after their contents.
 """
@@ -48,16 +62,25 @@ import os
 import queue
 import shutil
 import stat
+import sys
 import tarfile
 import threading
 import warnings
 import zlib
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO, TYPE_CHECKING, Any, Callable, Literal, Sequence
 
 from ..errors import DigestError, ImageError
 
-__all__ = ["unpack_layer", "Digester", "WHITEOUT_PREFIX", "OPAQUE"]
+if TYPE_CHECKING:
+    from ..idmap import IdMap
+
+__all__ = ["unpack_layer", "remove_tree", "shift_maps", "IdMaps", "Digester", "WHITEOUT_PREFIX",
+           "OPAQUE"]
+
+#: A user namespace's (uid map, gid map).
+IdMaps = tuple[Sequence["IdMap"], Sequence["IdMap"]]
+_Mode = Literal["root", "shifted", "user"]
 
 #: A layer entry named ``.wh.NAME`` deletes ``NAME`` of the layers below.
 WHITEOUT_PREFIX = ".wh."
@@ -255,10 +278,13 @@ def _entry_parts(name: str, layer: str) -> list[str]:
 class _Unpacker:
     """One layer's unpack into the directory whose fd is ``root``."""
 
-    def __init__(self, root: int, layer: str) -> None:
+    def __init__(self, root: int, layer: str, mode: _Mode) -> None:
         self.root = root
         self.layer = layer
-        self.is_root = os.geteuid() == 0
+        # root: everything kept; shifted: root of a user namespace of subordinate ids
+        # (owners kept, no devices, no trusted.*); user: owners dropped too.
+        self.is_root = mode == "root"
+        self.owners = mode != "user"
         self.dirs: dict[str, int] = {"": root}     # parent path -> open directory fd
         self.dir_meta: dict[str, tarfile.TarInfo] = {}   # the last entry of each directory
         self.skipped_devices: list[str] = []
@@ -435,17 +461,30 @@ class _Unpacker:
             out.append((name, v.encode("utf-8", "surrogateescape")))
         return out
 
+    def chown_failed(self, e: OSError, m: tarfile.TarInfo) -> None:
+        if e.errno == errno.EINVAL and not self.is_root:
+            raise ImageError(f"layer {self.layer}: {m.name!r} belongs to uid {m.uid} gid {m.gid}, "
+                             "outside the ids this user may map (its /etc/subuid and /etc/subgid "
+                             "ranges)") from None
+        raise e
+
     def meta_fd(self, fd: int, m: tarfile.TarInfo) -> None:
-        if self.is_root:
-            os.fchown(fd, m.uid, m.gid)
+        if self.owners:
+            try:
+                os.fchown(fd, m.uid, m.gid)
+            except OSError as e:
+                self.chown_failed(e, m)
         os.fchmod(fd, m.mode & 0o7777)     # after chown, which clears setuid bits
         for name, value in self.xattrs(m):
             os.setxattr(fd, name, value)
         os.utime(fd, ns=(int(m.mtime * 1e9),) * 2)
 
     def meta_at(self, pfd: int, name: str, m: tarfile.TarInfo, *, symlink: bool) -> None:
-        if self.is_root:
-            os.chown(name, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
+        if self.owners:
+            try:
+                os.chown(name, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
+            except OSError as e:
+                self.chown_failed(e, m)
         if not symlink:
             os.chmod(name, m.mode & 0o7777, dir_fd=pfd, follow_symlinks=True)
             for xname, value in self.xattrs(m):
@@ -490,7 +529,7 @@ def _rmtree_at(pfd: int, name: str) -> None:
 
 
 def unpack_layer(blob: str | os.PathLike[str], dest: str | os.PathLike[str], *, diff_id: str,
-                 compression: str, name: str | None = None) -> int:
+                 compression: str, name: str | None = None, id_maps: IdMaps | None = None) -> int:
     """Unpack the layer blob at ``blob`` into the new directory ``dest`` (made here, mode 0755,
     its parent must exist); returns the uncompressed size in bytes.
 
@@ -498,8 +537,142 @@ def unpack_layer(blob: str | os.PathLike[str], dest: str | os.PathLike[str], *, 
     the uncompressed tar must hash to.  ``name`` names the layer in errors
     (default: ``diff_id``).  On any error (``ImageError`` for a hostile or
     broken entry, ``DigestError`` for a digest mismatch) ``dest`` is removed:
-    nothing partial is left.
+    nothing partial is left.  ``id_maps`` (a caller without root: its
+    ``shift_maps()``): unpack in a child process in a user namespace of those
+    maps, owners kept and shifted (see the module's doc); the child's errors
+    are raised here with the same type and message.
     """
+    if id_maps is not None and os.geteuid() != 0:
+        return _unpack_shifted(blob, dest, diff_id=diff_id, compression=compression,
+                               name=name or diff_id, id_maps=id_maps)
+    return _unpack(blob, dest, diff_id=diff_id, compression=compression, name=name,
+                   mode="root" if os.geteuid() == 0 else "user")
+
+
+def shift_maps() -> IdMaps | None:
+    """The id maps a caller without root unpacks layers with, owners kept: its
+    ``idmap.subid_maps()`` (0 is the caller, 1 and up its subordinate ids).  None for
+    root, and for a user without /etc/subuid and /etc/subgid ranges or without
+    newuidmap/newgidmap (its layers' owners are dropped)."""
+    if os.geteuid() == 0:
+        return None
+    from ..errors import ConfigError, UnsupportedError
+    from ..idmap import subid_maps
+
+    try:
+        return subid_maps()
+    except (UnsupportedError, ConfigError):
+        return None
+
+
+def remove_tree(path: str | os.PathLike[str], id_maps: IdMaps | None = None) -> None:
+    """Remove the directory tree ``path`` (no error if it is gone), read-only directories
+    included.  A caller without root removes files its subordinate ids own (in directories
+    they own: the caller alone may not) in a child in a user namespace of those ids:
+    ``id_maps`` given (a tree unpacked with them), all of it there; else what is left
+    after the caller's own try, with ``shift_maps()``.  ``OSError`` if some of it stays."""
+    path = os.fspath(path)
+    if id_maps is not None and os.geteuid() != 0:
+        _in_userns(["rm", os.path.abspath(path)], id_maps, f"remove {path!r}")
+        return
+    _rmtree_path(path, chmod=True)
+    if not os.path.lexists(path) or os.geteuid() == 0:
+        return
+    maps = id_maps if id_maps is not None else shift_maps()
+    if maps is None:
+        raise OSError(errno.EACCES, "cannot remove what other ids own here", path)
+    _in_userns(["rm", os.path.abspath(path)], maps, f"remove {path!r}")
+
+
+def _rmtree_path(path: str, *, chmod: bool = False) -> None:
+    """``shutil.rmtree`` without error for what is already gone; ``chmod``: make read-only
+    directories writable on the way (their modes bind an owner without root), and leave
+    what cannot go for the caller to see."""
+    if not chmod:
+        try:
+            shutil.rmtree(path)
+        except FileNotFoundError:
+            pass
+        return
+
+    def writable(func: object, p: str, exc: object) -> None:
+        try:
+            os.chmod(os.path.dirname(p), 0o700)
+            os.chmod(p, 0o700)
+        except OSError:
+            pass
+
+    shutil.rmtree(path, onerror=writable)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _in_userns(args: list[str], id_maps: IdMaps, what: str) -> dict[str, Any]:
+    """Run ``_unpack_child`` with ``args`` in a new user namespace of ``id_maps``; its JSON
+    outcome (errors raised as the child's type, with its message)."""
+    import json
+
+    from ..process import PIPE, spawn
+
+    # The same isolate as this process's (an -I interpreter sees no PYTHONPATH).
+    code = ("import sys; sys.path.insert(0, sys.argv.pop(1)); "
+            "from isolate.images._unpack_child import main; sys.exit(main(sys.argv[1:]))")
+    top = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = spawn([sys.executable, "-I", "-c", code, top, *args], namespaces={"user"},
+                 uid_map=id_maps[0], gid_map=id_maps[1], stdin=PIPE, stdout=PIPE, stderr=PIPE,
+                 die_with_parent=True)
+    try:
+        out, err = proc.communicate()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    lines = (out or b"").decode("utf-8", "replace").strip().splitlines()
+    try:
+        result = json.loads(lines[-1]) if lines and proc.returncode == 0 else None
+    except ValueError:
+        result = None
+    if not isinstance(result, dict):
+        why = (err or b"").decode("utf-8", "replace").strip().splitlines()
+        raise ImageError(f"{what}: the process in the user namespace of subordinate ids failed "
+                         f"(exit {proc.returncode}){': ' + why[-1] if why else ''}")
+    kind = result.get("error")
+    if kind is None:
+        return result
+    if kind == "DigestError":
+        raise DigestError(str(result.get("message")), expected=str(result.get("expected")),
+                          actual=str(result.get("actual")))
+    if kind == "OSError":
+        e = result.get("errno")
+        raise OSError(e if isinstance(e, int) else errno.EIO, str(result.get("strerror")),
+                      result.get("filename"))
+    if kind == "ImageError":
+        raise ImageError(str(result.get("message")))
+    raise ImageError(f"{what}: {kind}: {result.get('message')}")
+
+
+def _unpack_shifted(blob: str | os.PathLike[str], dest: str | os.PathLike[str], *, diff_id: str,
+                    compression: str, name: str, id_maps: IdMaps) -> int:
+    dest = os.path.abspath(os.fspath(dest))
+    try:
+        result = _in_userns(["unpack", os.path.abspath(os.fspath(blob)), dest, diff_id,
+                             compression, name], id_maps, f"layer {name}")
+    except BaseException:
+        if os.path.lexists(dest):     # the child was killed before it could clean up
+            try:
+                remove_tree(dest, id_maps)
+            except (OSError, ImageError):
+                pass
+        raise
+    for text in result.get("warnings", []):
+        warnings.warn(str(text), RuntimeWarning, stacklevel=3)
+    size = result.get("size")
+    if not isinstance(size, int):
+        raise ImageError(f"layer {name}: the unpacking process gave no size")
+    return size
+
+
+def _unpack(blob: str | os.PathLike[str], dest: str | os.PathLike[str], *, diff_id: str,
+            compression: str, name: str | None, mode: _Mode) -> int:
     what = name or diff_id
     dest = Path(dest)
     os.mkdir(dest, 0o755)
@@ -507,7 +680,7 @@ def unpack_layer(blob: str | os.PathLike[str], dest: str | os.PathLike[str], *, 
         with open(blob, "rb", buffering=0) as raw:
             stream = Digester(raw, compression)
             root = os.open(dest, _DIR_FLAGS | os.O_NOFOLLOW)
-            u = _Unpacker(root, what)
+            u = _Unpacker(root, what, mode)
             try:
                 try:
                     # "r:" on a forward-only stream: tarfile's own stream mode ("r|")
@@ -530,7 +703,7 @@ def unpack_layer(blob: str | os.PathLike[str], dest: str | os.PathLike[str], *, 
                 os.close(root)
         if u.skipped_devices:
             warnings.warn(f"layer {what}: {len(u.skipped_devices)} device node(s) not made without "
-                          f"root (first: {u.skipped_devices[0]!r})", RuntimeWarning, stacklevel=2)
+                          f"root (first: {u.skipped_devices[0]!r})", RuntimeWarning, stacklevel=3)
         return stream.size
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)
