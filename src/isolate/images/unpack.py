@@ -68,18 +68,16 @@ import threading
 import warnings
 import zlib
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Callable, Literal, Sequence
+from typing import IO, Any, Callable, Literal, Sequence
 
 from ..errors import DigestError, ImageError
-
-if TYPE_CHECKING:
-    from ..idmap import IdMap
+from ..idmap import IdMap
 
 __all__ = ["unpack_layer", "remove_tree", "shift_maps", "IdMaps", "Digester", "WHITEOUT_PREFIX",
            "OPAQUE"]
 
 #: A user namespace's (uid map, gid map).
-IdMaps = tuple[Sequence["IdMap"], Sequence["IdMap"]]
+IdMaps = tuple[Sequence[IdMap], Sequence[IdMap]]
 _Mode = Literal["root", "shifted", "user"]
 
 #: A layer entry named ``.wh.NAME`` deletes ``NAME`` of the layers below.
