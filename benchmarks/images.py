@@ -1,8 +1,8 @@
 """The ``images`` section: pulling and running an OCI image, beside skopeo + umoci and podman.
 
-The section writes a multi-layer image of about 100 MB (static busybox and
-four layers of files of mixed sizes, half random bytes so that gzip cannot
-shrink them away), pushes it to a real registry on 127.0.0.1 (Debian's
+The section writes a multi-layer image of about 100 MB, compressed (static
+busybox and four layers of files of mixed sizes, three quarters random bytes
+so that gzip cannot shrink them away), pushes it to a real registry on 127.0.0.1 (Debian's
 docker-registry, started for the run with its own storage), and times, each
 into an empty store and interleaved round by round:
 
@@ -50,18 +50,19 @@ def _tests_on_path() -> None:
 
 
 def _layers(total_mb: int, n: int, seed: int) -> list[list[Any]]:
-    """``n`` layers of files (4 KiB to 1 MiB), ``total_mb`` MB in all, half of each file random."""
+    """``n`` layers of files (4 KiB to 1 MiB), about ``total_mb`` MB in all once gzipped:
+    three quarters of each file random, a quarter text."""
     import build as B
 
     rng = random.Random(seed)
     text = b"the quick brown fox jumps over the lazy dog; " * 64
-    per = total_mb * 1_000_000 // n
+    per = total_mb * 1_320_000 // n
     out = []
     for i in range(n):
         entries, size, k = [B.Entry(f"data{i}", "dir")], 0, 0
         while size < per:
             length = min(rng.choice((4 << 10, 64 << 10, 256 << 10, 1 << 20)), per - size)
-            half = length // 2
+            half = length * 3 // 4
             data = os.urandom(half) + (text * (1 + (length - half) // len(text)))[:length - half]
             entries.append(B.Entry(f"data{i}/d{k % 16}", "dir") if k < 16 else
                            B.Entry(f"data{i}/d{k % 16}/f{k}", data=data))

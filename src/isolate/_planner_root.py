@@ -319,7 +319,10 @@ def root_ops(spec: RootSpec, ctx: RootContext, *, master: int = -1, empty: int =
     # and writes a kept upper one as host root could (the setid guard applies).
     idmap_layers = ov is not None and ctx.idmap and not ctx.joined_mnt and spec.idmap
     ovl = ctx.stage + b"/ovl" if ctx.chroot else b"/ovl"
-    if ov is not None and (ov.upper is None or idmap_layers):
+    # An image's layers below a kernel without "lowerdir+" are bound at short names: the
+    # whole "lowerdir" list is one fsconfig string, of at most 256 bytes.
+    short_layers = bool(spec.layers) and not _lowerdir_plus()
+    if ov is not None and (ov.upper is None or idmap_layers or short_layers):
         # The upper layer's own tmpfs, in the staging root: it lives as long
         # as the overlay mounts that use it, and goes with them.
         ops.append(O.RootMkdir(root=None, parent=os.path.dirname(ovl) or b"/",
@@ -344,10 +347,10 @@ def root_ops(spec: RootSpec, ctx: RootContext, *, master: int = -1, empty: int =
             work_base = _host(old, up + b"/work")
     layers: list[int] = []
 
-    def lower(path: bytes) -> bytes:
+    def lower(path: bytes, *, short: bool = False) -> bytes:
         """The overlay's lower layer for host ``path``: an idmapped clone in the staging
-        tmpfs, or the host path as the child sees it."""
-        if not idmap_layers:
+        tmpfs (or a plain bind there, ``short``), or the host path as the child sees it."""
+        if not idmap_layers and not short:
             return _host(old, path)
         name = b"l%d" % len(layers)
         layers.append(0)
@@ -373,8 +376,16 @@ def root_ops(spec: RootSpec, ctx: RootContext, *, master: int = -1, empty: int =
         # limit whatever the number of layers; before that, one "lowerdir" list.
         # userxattr always: the layers' opaque markers are user.overlay.* (images.unpack).
         assert ov is not None
-        lowers = [lower(os.fsencode(p)) for p in reversed(spec.layers)]
-        if _lowerdir_plus():
+        parents = {p.parent for p in spec.layers}
+        if idmap_layers and not short_layers and len(parents) == 1 and len(spec.layers) > 1:
+            # The layers of a store share a directory: one idmapped clone of it, not one per
+            # layer (each costs a clone and an idmap in the caller, a bind in the child).
+            # It stays in the staging tmpfs, which the container never sees.
+            base = lower(os.fsencode(parents.pop()))
+            lowers = [base + b"/" + os.fsencode(p.name) for p in reversed(spec.layers)]
+        else:
+            lowers = [lower(os.fsencode(p), short=short_layers) for p in reversed(spec.layers)]
+        if not short_layers:
             lower_opts = [("lowerdir+", os.fsdecode(x)) for x in lowers]
         else:
             lower_opts = [("lowerdir", ":".join(_ovl_escape(x) for x in lowers))]

@@ -260,45 +260,63 @@ def unpack_layers(store: Store, manifest: Manifest, config: ImageConfig,
     ``store``, each once: a layer already unpacked (by any image) is kept.  Returns the
     directories of those layers, in the order of ``which``.
 
-    Under the store's lock: another process asking for a layer meanwhile waits, then
-    finds it.  A caller without root but with subordinate ids unpacks in a user namespace
-    of them, owners kept and shifted (``unpack.unpack_layer``'s ``id_maps``), and marks
-    each such layer (``Store.shift_marker``, written before the layer is renamed into
-    place).  ``ImageError`` for a missing or hostile blob, ``DigestError`` when one does
-    not hash to its diff_id (nothing is kept of it); ``what`` names the image in errors.
+    Missing layers unpack in parallel (a thread each, up to the CPUs), each under its
+    own lock (``Store.layer_lock``): another process asking for a layer meanwhile waits,
+    then finds it.  A caller without root but with subordinate ids unpacks in a user
+    namespace of them, owners kept and shifted (``unpack.unpack_layer``'s ``id_maps``),
+    and marks each such layer (``Store.shift_marker``, written before the layer is
+    renamed into place).  ``ImageError`` for a missing or hostile blob, ``DigestError``
+    when one does not hash to its diff_id (nothing is kept of it); ``what`` names the
+    image in errors.
     """
     indices = list(range(len(manifest.layers))) if which is None else list(which)
     paths = [store.layer_path(config.diff_ids[i]) for i in indices]
-    if all(p.is_dir() for p in paths):
+    missing = [i for i, p in zip(indices, paths) if not p.is_dir()]
+    if not missing:
         return paths
-    with store.lock():
-        maps = shift_maps()
-        _clear_tmp(store)
-        for i, path in zip(indices, paths):
-            if path.is_dir():
-                continue
-            desc, diff_id = manifest.layers[i], config.diff_ids[i]
-            blob = store.blob_path(desc.digest)
-            if not blob.is_file():
-                raise ImageError(f"{what}: layer {i} ({desc.digest}) is not in the store "
-                                 "(pull the image again)")
-            tmp = store.root / "tmp" / f"unpack-{uuid.uuid4().hex}"
-            unpack_layer(blob, tmp, diff_id=diff_id, compression=manifest.compression(i),
-                         name=f"{i} ({diff_id[:19]})", id_maps=maps)
-            marker = store.shift_marker(diff_id)
-            try:
-                if maps is not None:
-                    # Before the layer appears: whoever sees the layer sees its owners' kind.
-                    marker.write_text(maps_text(maps))
-                else:
-                    marker.unlink(missing_ok=True)
-                os.rename(tmp, path)
-            except OSError:
-                remove_tree(tmp, maps)
-                if not path.is_dir():
-                    marker.unlink(missing_ok=True)
-                    raise
+    maps = shift_maps()
+    _clear_tmp(store)
+    if len(missing) == 1:
+        _unpack_one(store, manifest, config, missing[0], maps, what)
+        return paths
+    import concurrent.futures
+
+    workers = min(len(missing), os.cpu_count() or 1, 4)
+    with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="isolate-unpack") as pool:
+        futures = [pool.submit(_unpack_one, store, manifest, config, i, maps, what) for i in missing]
+        for f in futures:
+            f.result()
     return paths
+
+
+def _unpack_one(store: Store, manifest: Manifest, config: ImageConfig, i: int,
+                maps: IdMaps | None, what: str) -> None:
+    """Layer ``i`` of the image unpacked into the store, under its lock, unless it is there."""
+    desc, diff_id = manifest.layers[i], config.diff_ids[i]
+    path = store.layer_path(diff_id)
+    with store.layer_lock(diff_id):
+        if path.is_dir():
+            return
+        blob = store.blob_path(desc.digest)
+        if not blob.is_file():
+            raise ImageError(f"{what}: layer {i} ({desc.digest}) is not in the store "
+                             "(pull the image again)")
+        tmp = store.root / "tmp" / f"unpack-{diff_id[7:]}-{uuid.uuid4().hex[:12]}"
+        unpack_layer(blob, tmp, diff_id=diff_id, compression=manifest.compression(i),
+                     name=f"{i} ({diff_id[:19]})", id_maps=maps)
+        marker = store.shift_marker(diff_id)
+        try:
+            if maps is not None:
+                # Before the layer appears: whoever sees the layer sees its owners' kind.
+                marker.write_text(maps_text(maps))
+            else:
+                marker.unlink(missing_ok=True)
+            os.rename(tmp, path)
+        except OSError:
+            remove_tree(tmp, maps)
+            if not path.is_dir():
+                marker.unlink(missing_ok=True)
+                raise
 
 
 def maps_text(maps: IdMaps) -> str:
@@ -331,21 +349,44 @@ def check_shift(image: Image) -> None:
 
 
 def _clear_tmp(store: Store) -> None:
-    """Dead unpacks' staging directories and removed layers left behind (the lock is held:
-    no live one exists), and shift markers of layers that are not there.  Without root,
-    what the user's subordinate ids own there (a shifted unpack) is removed inside a user
-    namespace of them (``unpack.remove_tree``)."""
+    """Dead unpacks' staging directories (``unpack-<layer>-…`` whose layer lock is free: a
+    live unpack holds it) and removed layers left behind (under the store's lock, which a
+    prune removing layers holds), and shift markers of layers that are not there (under
+    their layer's lock).  Without
+    root, what the user's subordinate ids own there (a shifted unpack) is removed inside a
+    user namespace of them (``unpack.remove_tree``)."""
     tmp = store.root / "tmp"
-    for name in os.listdir(tmp):
-        if name.startswith(("unpack-", "removed-")):
-            try:
-                remove_tree(tmp / name)
-            except (OSError, ImageError):
-                pass
+
+    def remove(name: str) -> None:
+        try:
+            remove_tree(tmp / name)
+        except (OSError, ImageError):
+            pass
+
+    names = os.listdir(tmp)
+    for name in names:
+        m = _UNPACK_DIR.fullmatch(name)
+        if m is not None:
+            with store.layer_lock("sha256:" + m.group(1), wait=False) as free:
+                if free:
+                    remove(name)
+        elif name.startswith("unpack-"):
+            remove(name)             # no live unpack has another name
+    if any(n.startswith("removed-") for n in names):
+        with store.lock():
+            for name in os.listdir(tmp):
+                if name.startswith("removed-"):
+                    remove(name)
     layers = store.root / "layers" / "sha256"
     for name in os.listdir(layers):
         if name.endswith(".ids") and not os.path.isdir(layers / name[:-4]):
-            (layers / name).unlink(missing_ok=True)
+            # Under the layer's lock: an unpack writes its marker before the layer appears.
+            with store.layer_lock("sha256:" + name[:-4], wait=False) as free:
+                if free and not os.path.isdir(layers / name[:-4]):
+                    (layers / name).unlink(missing_ok=True)
+
+
+_UNPACK_DIR = re.compile(r"unpack-([0-9a-f]{64})-[0-9a-f]+")
 
 
 def _user_ids(user: str, layers: list[Path]) -> dict[str, Any]:

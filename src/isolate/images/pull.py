@@ -163,16 +163,19 @@ def _pull(ref: Reference, want: Platform | None, store: Store, progress: bool | 
 
 
 class _Unpacker:
-    """Unpacks layers in a thread of its own as their blobs arrive (``add``), one at a time
-    (``unpack_layers`` holds the store's lock); ``finish`` waits and raises its error."""
+    """Unpacks layers as their blobs arrive (``add``), in threads of their own (two: an
+    unpack is a decompressing and a writing thread already), each layer under its own
+    lock (``unpack_layers``); ``finish`` waits and raises the first error."""
 
     def __init__(self, store: Store, manifest: Manifest, config: ImageConfig, name: str) -> None:
         self._args = (store, manifest, config)
         self._name = name
         self._queue: queue.Queue[int | None] = queue.Queue()
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="isolate-pull-unpack", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._run, name="isolate-pull-unpack", daemon=True)
+                         for _ in range(min(2, len(manifest.layers)) or 1)]
+        for t in self._threads:
+            t.start()
 
     def add(self, i: int) -> None:
         if self._error is not None:
@@ -187,11 +190,13 @@ class _Unpacker:
                 try:
                     unpack_layers(*self._args, [i], what=self._name)
                 except BaseException as e:
-                    self._error = e
+                    self._error = self._error or e
 
     def stop(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
+        for _ in self._threads:
+            self._queue.put(None)
+        for t in self._threads:
+            t.join()
 
     def finish(self) -> None:
         self.stop()

@@ -12,6 +12,7 @@ other users::
     <root>/layers/sha256/<hex>.ids   present when its owners are shifted: the id maps it was
                                      unpacked with (a store of a user with subordinate ids)
     <root>/tmp/                      staging for unpacks; emptied of dead owners' work
+    <root>/locks/<hex>               flock: held while the layer of that diff_id unpacks
     <root>/refs.json                 {"<reference>": "<manifest digest>"}
 
 A blob or layer appears under its digest only once complete and verified
@@ -230,7 +231,8 @@ class Store:
             raise ImageError(f"hold_layers: process {pid} is not running")
         token = os.urandom(8).hex()
         with self.lock():
-            missing = [x for x in diff_ids if not self.layer_path(x).is_dir()]
+            layers = os.fspath(self.root / "layers" / "sha256")
+            missing = [x for x in diff_ids if not os.path.isdir(f"{layers}/{check_digest(x)[7:]}")]
             if missing:
                 raise ImageError(f"layer {missing[0]} is no longer in the store {str(self.root)!r} "
                                  "(removed by a prune: open the image again)")
@@ -292,6 +294,24 @@ class Store:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
+        finally:
+            os.close(fd)
+
+    @contextlib.contextmanager
+    def layer_lock(self, diff_id: str, *, wait: bool = True) -> Iterator[bool]:
+        """Hold the lock of the layer ``diff_id`` (its unpack runs under it, so layers unpack
+        in parallel, each once); yields False at once when ``wait`` is False and another
+        holds it.  The lock files (``locks/<hex>``, empty) stay."""
+        (self.root / "locks").mkdir(mode=0o700, exist_ok=True)
+        path = self.root / "locks" / check_digest(diff_id, "diff_id")[7:]
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            yield True
         finally:
             os.close(fd)
 
