@@ -406,6 +406,9 @@ class RegistryClient:
             if offset > desc.size:
                 f.truncate(0)
                 offset = 0
+            # The content is hashed as it is written (a partial file's first): commit then
+            # reads nothing again.
+            hasher = _hash_prefix(f, offset)
             resumed = offset
             if progress and offset:
                 progress(offset)
@@ -423,6 +426,7 @@ class RegistryClient:
                         if progress and offset:
                             progress(-offset)
                         offset = 0
+                        hasher = hashlib.sha256()
                         continue
                     if resp.status_code == 200:
                         if offset:
@@ -431,6 +435,7 @@ class RegistryClient:
                             if progress:
                                 progress(-offset)
                             offset = 0
+                            hasher = hashlib.sha256()
                     elif resp.status_code == 404:
                         raise ImageError(f"{what}: blob {digest} unknown to the registry "
                                          f"({_registry_message(resp)})")
@@ -447,6 +452,7 @@ class RegistryClient:
                             raise ImageError(f"{what}: blob {digest}: the registry sent more than "
                                              f"the {desc.size} bytes its descriptor gives")
                         f.write(chunk)
+                        hasher.update(chunk)
                         offset += len(chunk)
                         if progress:
                             progress(len(chunk))
@@ -468,7 +474,7 @@ class RegistryClient:
                                          f"{desc.size} bytes, {failures} times")
             os.fsync(f.fileno())
             try:
-                return store.commit(digest, size=desc.size)
+                return store.commit(digest, size=desc.size, hashed="sha256:" + hasher.hexdigest())
             except DigestError:
                 if resumed:
                     if progress:
@@ -532,3 +538,17 @@ def _transport_message(e: httpx.TransportError) -> str:
     if isinstance(e, httpx.TimeoutException):
         return f"no answer in time ({type(e).__name__})"
     return str(e) or type(e).__name__
+
+
+def _hash_prefix(f: Any, length: int) -> Any:
+    """A sha256 of the first ``length`` bytes of the file ``f`` (its position is kept)."""
+    h = hashlib.sha256()
+    if length:
+        pos = f.tell()
+        f.seek(0)
+        left = length
+        while left > 0 and (chunk := f.read(min(left, _CHUNK))):
+            h.update(chunk)
+            left -= len(chunk)
+        f.seek(pos)
+    return h

@@ -111,16 +111,19 @@ class Store:
         """The file a blob is written to before ``commit``; its size is where a download resumes."""
         return self.root / "ingest" / "sha256" / check_digest(digest)[7:]
 
-    def commit(self, digest: str, *, size: int | None = None) -> Path:
+    def commit(self, digest: str, *, size: int | None = None, hashed: str | None = None) -> Path:
         """Check the ingest file of ``digest`` (its sha256, and its ``size`` when given) and
         move it into ``blobs/``; returns the blob's path.
 
-        On a mismatch the ingest file is removed and ``DigestError`` names
-        both digests: nothing partial stays.
+        ``hashed`` is the digest of what the writer wrote, when it hashed the
+        content as it wrote it (the file is not read again).  On a mismatch the
+        ingest file is removed and ``DigestError`` names both digests: nothing
+        partial stays.
         """
         src = self.ingest_path(digest)
         try:
-            actual, length = _hash_file(src)
+            # ``hashed``: the writer hashed what it wrote (the file is its own, under its lock).
+            actual, length = (hashed, os.stat(src).st_size) if hashed else _hash_file(src)
         except FileNotFoundError:
             raise ImageError(f"blob {digest}: nothing was written to commit") from None
         if actual != digest or (size is not None and length != size):
