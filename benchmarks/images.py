@@ -11,7 +11,9 @@ into an empty store and interleaved round by round:
   without isolate does to get a root filesystem);
 - ``podman pull`` into a private storage root (overlay driver).
 
-skopeo and podman run with a tmpfs of their own on /var/lib/containers
+Before each timed pull the page cache's dirty pages are written back (``sync``),
+so that none pays for another's writes.  skopeo and podman run with a tmpfs of
+their own on /var/lib/containers
 (``private_cache``: run as root they write a blob-info cache there whatever
 their options); the mount costs them a few milliseconds.
 
@@ -159,6 +161,8 @@ def images(rounds: int, start_rounds: int, log: Callable[[str], None], *, total_
             for _ in range(rounds):
                 for name, prepare, fn in ways:
                     prepare()
+                    # Each starts with no dirty pages of the others' to write back.
+                    os.sync()
                     s = time.perf_counter_ns()
                     fn()
                     samples[name].append(time.perf_counter_ns() - s)

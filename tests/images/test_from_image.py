@@ -159,6 +159,23 @@ def test_many_layers_long_paths(tmp_path) -> None:  # type: ignore[no-untyped-de
     assert res.stdout == b"l59\n59"
 
 
+def test_layers_at_short_names_where_the_kernel_has_no_lowerdir_plus(
+        tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # Before Linux 6.8 the lower layers are one "lowerdir" string of at most 256 bytes: each
+    # layer is bound at a short name first (20 layers of 200-byte paths would be ~4 KB).
+    from isolate import _planner_root
+
+    monkeypatch.setattr(_planner_root, "_lowerdir_plus", lambda: False)
+    store = Store(tmp_path / ("d" * 100) / ("e" * 90))
+    layers = [build.busybox_entries()] + [[Entry(f"l{i}", data=str(i).encode()),
+                                           Entry(".wh.l%d" % (i - 1))] for i in range(1, 20)]
+    build.put_image(store, "short:1", layers, Cmd=["/bin/sh", "-c", "ls / | grep '^l'; cat /l19"])
+    for userns in ("auto", "identity"):       # idmapped binds, and plain ones
+        with Container(rootfs=RootFS.from_image("short:1", store=store), userns=userns) as c:
+            res = c.run(timeout=30)
+        assert (res.returncode, res.stdout) == (0, b"l19\n19"), res.stderr
+
+
 def test_readonly_root(store: Store) -> None:
     build.put_image(store, "t:1", base_layers(), Cmd=["/bin/sh"])
     with Container(rootfs=RootFS.from_image("t:1", store=store, readonly=True)) as c:

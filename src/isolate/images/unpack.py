@@ -366,7 +366,16 @@ class _Unpacker:
             pfd = self.parent(parts, m.name)
             if self.is_root:
                 os.setxattr(pfd, "trusted.overlay.opaque", b"y")
-            os.setxattr(pfd, "user.overlay.opaque", b"y")
+            try:
+                os.setxattr(pfd, "user.overlay.opaque", b"y")
+            except OSError as e:
+                if e.errno != errno.EOPNOTSUPP:
+                    raise
+                raise ImageError(
+                    f"layer {self.layer}: {m.name!r} makes an opaque directory, which needs user.* "
+                    "extended attributes, and the image store's filesystem takes none (tmpfs "
+                    "before Linux 6.6): put the store on another filesystem (--store DIR, "
+                    "$ISOLATE_IMAGE_STORE)") from None
             return
         if base.startswith(WHITEOUT_PREFIX):
             name = base[len(WHITEOUT_PREFIX):]
