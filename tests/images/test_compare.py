@@ -61,7 +61,7 @@ import build
 from isolate import Container, RootFS
 from isolate.errors import ImageError
 from isolate.images import Image, Store
-from isolate.images.pull import pull
+from isolate.images import pull
 from registry import Registry
 from tools import PrivatePodman, private_cache, run_tool, tool_env
 

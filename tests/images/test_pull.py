@@ -16,7 +16,7 @@ from conftest import layer, need
 import build
 from isolate.errors import DigestError, ImageError
 from isolate.images.manifest import Descriptor, host_platform
-from isolate.images.pull import pull
+from isolate.images import pull
 from isolate.images.store import Store
 from registry import FaultProxy, Registry, add_index, push
 from tools import private_cache
@@ -273,3 +273,15 @@ def test_a_prune_during_a_pull_waits_and_takes_nothing_of_it(
     img = result[0]
     assert all(store.has_blob(d.digest) for d in img.manifest.layers)  # type: ignore[attr-defined]
     assert len(store.layers()) == 3
+
+
+def test_isolate_images_pull_is_the_function_whatever_was_imported() -> None:
+    # A submodule named like a name the package exports would replace it once imported.
+    import importlib
+
+    import isolate.images
+
+    for m in ("pulling", "importer", "image", "store", "registry", "unpack", "gc", "reference"):
+        importlib.import_module(f"isolate.images.{m}")
+    assert callable(isolate.images.pull) and isolate.images.pull.__name__ == "pull"
+    assert callable(isolate.images.load) and isolate.images.load.__name__ == "load"

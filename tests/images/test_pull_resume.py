@@ -16,7 +16,7 @@ import pytest
 from conftest import layer
 
 import build
-from isolate.images.pull import pull
+from isolate.images import pull
 from isolate.images.store import Store
 from registry import FaultProxy, Registry, push
 
@@ -50,7 +50,7 @@ def test_killed_pull_resumes_with_a_range_request(big: tuple[str, str], proxy: F
     store = Store(tmp_path / "store")
     proxy.rate = 2 << 20                              # 2 MiB/s: about 3 s for the layer
     ref = f"{proxy.host}/{path}"
-    code = ("import sys; from isolate.images.pull import pull; from isolate.images.store import "
+    code = ("import sys; from isolate.images import pull; from isolate.images.store import "
             "Store; pull(sys.argv[1], store=Store(sys.argv[2]), progress=False)")
     child = subprocess.Popen([sys.executable, "-c", code, ref, str(store.root)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from isolate.errors import ImageError
-from isolate.images.pull import pull
+from isolate.images import pull
 from isolate.images.store import Store
 from registry import Registry, TokenServer, make_ca, make_server_cert, push
 

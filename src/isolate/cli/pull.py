@@ -82,7 +82,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> int:
     """Pull and print the manifest digest (or a JSON object); 0, or 1 with one error line."""
-    from isolate.images.pull import pull
+    from isolate.images import pull
     from isolate.images.store import Store
 
     img = pull(args.reference, store=Store(args.store) if args.store else None,

@@ -259,7 +259,7 @@ def _image_container(args: argparse.Namespace, user: Any, group: Any, overlay_si
         raise ConfigError("--image takes neither --rootfs nor --overlay (the image has its own layer)")
     store = Store(args.store) if args.store is not None else Store()
     if args.pull == "always" or (args.pull == "missing" and not _in_store(args.image, store)):
-        from ..images.pull import pull
+        from ..images import pull
 
         pull(args.image, store=store, **pull_options(args))
     image: Any = args.image

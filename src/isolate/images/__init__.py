@@ -19,7 +19,7 @@ TYPE_CHECKING = False
 
 # public name -> the module of isolate.images that defines it
 _LAZY = {
-    **dict.fromkeys(["pull", "PulledImage"], "pull"),
+    **dict.fromkeys(["pull", "PulledImage"], "pulling"),
     "load": "importer",
     **dict.fromkeys(["Reference", "parse_reference"], "reference"),
     "Store": "store",
@@ -38,7 +38,7 @@ if TYPE_CHECKING:  # static names for type checkers (``X as X``: re-exported)
     from .gc import Pruned as Pruned, prune as prune, remove as remove
     from .image import Image as Image
     from .importer import load as load
-    from .pull import PulledImage as PulledImage, pull as pull
+    from .pulling import PulledImage as PulledImage, pull as pull
     from .reference import Reference as Reference, parse_reference as parse_reference
     from .store import Store as Store
     from .unpack import unpack_layer as unpack_layer

@@ -26,7 +26,7 @@ from typing import IO, Any, Iterator
 from ..errors import DigestError, ImageError
 from .manifest import (Descriptor, Index, Manifest, parse_config, parse_manifest,
                        select_platform)
-from .pull import PulledImage, check_layers
+from .pulling import PulledImage, check_layers
 from .reference import parse_reference
 from .store import Store, check_digest
 
