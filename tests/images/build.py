@@ -280,3 +280,16 @@ def linkmeta_layers() -> list[list[Entry]]:
     return [busybox_entries() + [
         Entry("a", data=b"a", mode=0o600, uid=1000, gid=1000, mtime=1_600_000_000),
         Entry("b", "hardlink", target="a", mode=0o755, mtime=1_650_000_000)]]
+
+
+def noisy(n: int, seed: int) -> bytes:
+    """``n`` bytes that gzip cannot shrink much: random bytes mixed with text."""
+    chunk = b"isolate layer %d " % seed
+    out = bytearray()
+    while len(out) < n:
+        out += os.urandom(4096) + chunk * 64
+    return bytes(out[:n])
+
+
+def layer(name: str, size: int, seed: int) -> list[Entry]:
+    return [Entry("data", "dir"), Entry(f"data/{name}", data=noisy(size, seed))]

@@ -1,7 +1,8 @@
 """Fixtures of the image tests: a real registry (docker-registry) per session, test images,
 and an empty store per test.
 
-tests/images is on sys.path, so ``build`` and ``registry`` import as modules.
+tests/images is on sys.path, so ``build``, ``registry`` and ``tools`` import as modules;
+helpers live there, not here (``conftest`` names another module in each test directory).
 """
 
 from __future__ import annotations
@@ -18,14 +19,9 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 
 import build  # noqa: E402
+from build import layer  # noqa: E402
 from registry import REGISTRY, Registry  # noqa: E402
-
-
-def need(tool: str) -> str:
-    path = shutil.which(tool) or (tool if os.path.exists(tool) else None)
-    if path is None:
-        pytest.fail(f"{tool} is missing: apt-get install it (.ci/packages.txt)")
-    return path
+from tools import need  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -35,19 +31,6 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     reg = Registry(tmp_path_factory.mktemp("registry"))
     yield reg
     reg.close()
-
-
-def noisy(n: int, seed: int) -> bytes:
-    """``n`` bytes that gzip cannot shrink much: random bytes mixed with text."""
-    chunk = b"isolate layer %d " % seed
-    out = bytearray()
-    while len(out) < n:
-        out += os.urandom(4096) + chunk * 64
-    return bytes(out[:n])
-
-
-def layer(name: str, size: int, seed: int) -> list[build.Entry]:
-    return [build.Entry("data", "dir"), build.Entry(f"data/{name}", data=noisy(size, seed))]
 
 
 @pytest.fixture(scope="session")

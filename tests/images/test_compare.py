@@ -55,7 +55,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import need  # noqa: E402
 
 import build
 from isolate import Container, RootFS
@@ -63,7 +62,7 @@ from isolate.errors import ImageError
 from isolate.images import Image, Store
 from isolate.images import pull
 from registry import Registry
-from tools import PrivatePodman, private_cache, run_tool, tool_env
+from tools import PrivatePodman, need, private_cache, run_tool, tool_env
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="umoci and podman unpack owners as root")
 

@@ -10,8 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import need
-from tools import PrivatePodman
+from tools import PrivatePodman, need
 
 from isolate.errors import DigestError, ImageError
 from isolate.images.importer import load

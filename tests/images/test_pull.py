@@ -11,15 +11,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import layer, need
 
 import build
+from build import layer
 from isolate.errors import DigestError, ImageError
 from isolate.images.manifest import Descriptor, host_platform
 from isolate.images import pull
 from isolate.images.store import Store
 from registry import FaultProxy, Registry, add_index, push
-from tools import private_cache
+from tools import need, private_cache
 
 
 def layout_blob(layout: Path, digest: str) -> bytes:

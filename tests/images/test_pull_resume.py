@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import layer
+from build import layer
 
 import build
 from isolate.images import pull

@@ -100,3 +100,10 @@ class PrivatePodman:
             for target in sorted(mine, key=len, reverse=True):
                 subprocess.run(["umount", target], capture_output=True, check=False)
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+def need(tool: str) -> str:
+    path = shutil.which(tool) or (tool if os.path.exists(tool) else None)
+    if path is None:
+        raise RuntimeError(f"{tool} is missing: apt-get install it (.ci/packages.txt)")
+    return path

@@ -128,11 +128,13 @@ def subreaper() -> Iterator[Callable[[], list[int]]]:
     """Make this process the subreaper of what it starts (as conmon and containerd's shim are).
 
     Yields a function that reaps the zombies reparented here and returns the
-    pids of the live processes that are still this process's children.
+    pids of the live processes that are still this process's children, but
+    those it had already (another test's fixture, say a registry it serves).
     """
     libc = ctypes.CDLL(None, use_errno=True)
     pr_set_child_subreaper = 36
     assert libc.prctl(pr_set_child_subreaper, 1, 0, 0, 0) == 0
+    before: set[int] = set()
 
     def children() -> list[int]:
         while True:
@@ -150,9 +152,11 @@ def subreaper() -> Iterator[Callable[[], list[int]]]:
                     stat = Path("/proc", entry, "stat").read_text().rsplit(")", 1)[1].split()
                 except OSError:
                     continue
-                if stat[1] == me and stat[0] not in ("Z", "X"):
+                if stat[1] == me and stat[0] not in ("Z", "X") and int(entry) not in before:
                     out.append(int(entry))
         return out
+
+    before.update(children())
 
     try:
         yield children
