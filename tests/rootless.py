@@ -196,6 +196,7 @@ def rootless_user(prefix: str = "isot", *, subids: bool = True) -> Iterator[Root
     ``subids=False``: a user without /etc/subuid and /etc/subgid ranges (any useradd gave
     it are removed), as on a host where nobody added them."""
     name = f"{prefix}{os.getpid()}"
+    made = time.time()
     where = Path(tempfile.mkdtemp(prefix=f"isolate-rootless-{os.getpid()}-", dir="/tmp"))
     where.chmod(0o755)
     home = where / "home"
@@ -240,11 +241,19 @@ def rootless_user(prefix: str = "isot", *, subids: bool = True) -> Iterator[Root
             shutil.rmtree(user.runtime_dir, ignore_errors=True)
         shutil.rmtree(where, ignore_errors=True)
         if user is not None:
-            # What the user's programs made in /tmp: isolate's owner registry when no
-            # XDG_RUNTIME_DIR is set (_registry.registry_path), pytest's temporary directories.
-            for left in (f"/tmp/isolate-{user.uid}", f"/tmp/pytest-of-{name}"):
-                if os.path.isdir(left) and os.stat(left).st_uid == user.uid:
-                    shutil.rmtree(left, ignore_errors=True)
+            # What the user's programs made in /tmp (isolate's owner registry when no
+            # XDG_RUNTIME_DIR is set, pytest's temporary directories, tempfile's): the user
+            # was made for this run, so what its uid made there since is the run's.
+            for entry in os.scandir("/tmp"):
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                owned = st.st_uid == user.uid and st.st_ctime >= made - 1
+                if owned and entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                elif owned:
+                    os.unlink(entry.path)
 
 
 if __name__ == "__main__":

@@ -254,6 +254,8 @@ try:
                  compression="gzip", id_maps=maps, name="L")
 except ImageError as e:
     out.append([type(e).__name__, str(e), os.path.exists(d + "/l")])
+import shutil
+shutil.rmtree(d)
 print(json.dumps(out))
 """))
     (d_kind, d_msg, d_expected, d_left), (i_kind, i_msg, i_left) = json.loads(out)
