@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import build  # noqa: E402
 from build import layer  # noqa: E402
-from registry import REGISTRY, Registry  # noqa: E402
+from registry import REGISTRY, FaultProxy, Registry  # noqa: E402
 from tools import need  # noqa: E402
 
 
@@ -44,6 +44,14 @@ def layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
     build.write_layout(root, "small-tar", base, compression="tar")
     build.write_layout(root, "shared", base[:2] + [layer("three", 50_000, 3)])
     return root
+
+
+@pytest.fixture
+def proxy(registry: Registry) -> Iterator[FaultProxy]:
+    """A fault proxy in front of the session registry (see ``registry.FaultProxy``)."""
+    p = FaultProxy(registry.url)
+    yield p
+    p.close()
 
 
 @pytest.fixture

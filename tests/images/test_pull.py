@@ -7,7 +7,6 @@ import json
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,18 +28,6 @@ def layout_blob(layout: Path, digest: str) -> bytes:
 def image_digests(layout: Path, manifest_digest: str) -> list[str]:
     m = json.loads(layout_blob(layout, manifest_digest))
     return [m["config"]["digest"], *[x["digest"] for x in m["layers"]]]
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(tmp_path / "store")
-
-
-@pytest.fixture
-def proxy(registry: Registry) -> Iterator[FaultProxy]:
-    p = FaultProxy(registry.url)
-    yield p
-    p.close()
 
 
 @pytest.fixture(scope="session")

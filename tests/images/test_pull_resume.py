@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,13 +30,6 @@ def big(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> tuple[s
     push(registry.url, "test/big", lay, "big")
     m = json.loads((lay / "blobs/sha256" / d[7:]).read_bytes())
     return "test/big:big", m["layers"][0]["digest"]
-
-
-@pytest.fixture
-def proxy(registry: Registry) -> Iterator[FaultProxy]:
-    p = FaultProxy(registry.url)
-    yield p
-    p.close()
 
 
 def ranges(proxy: FaultProxy, digest: str) -> list[str]:

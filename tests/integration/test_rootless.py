@@ -179,24 +179,18 @@ def _finish(p: subprocess.Popen[str]) -> None:
 def test_user_1000_runs_as_a_subordinate_id(rootless: Any, how: str) -> None:
     # The process inside prints its pid as the caller's namespace sees it, then waits.
     sub_uid, sub_gid = rootless.subuid[0][0], rootless.subgid[0][0]
-    if how == "run":
-        code = """
+    start, end = {
+        "run": ('p = isolate.spawn(argv, namespaces={"pid", "mnt"}, user=1000, group=1000, **io)',
+                "pass"),
+        "container": ("c = isolate.Container(user=1000, group=1000)\np = c.start(argv, **io)",
+                      "c.close()"),
+    }[how]
+    code = f"""
 import sys, isolate
-p = isolate.spawn(["sh", "-c", "id -u; id -g; echo ready; read x"], namespaces={"pid", "mnt"},
-                  user=1000, group=1000, stdin=isolate.PIPE, stdout=isolate.PIPE)
-print(p.pid)
-for line in p.stdout:
-    print(line.decode().strip(), flush=True)
-    if line.startswith(b"ready"):
-        break
-p.stdin.write(sys.stdin.readline().encode()); p.stdin.close()
-sys.exit(p.wait())
-"""
-    else:
-        code = """
-import sys, isolate
-with isolate.Container(user=1000, group=1000) as c:
-    p = c.start(["sh", "-c", "id -u; id -g; echo ready; read x"], stdin=isolate.PIPE, stdout=isolate.PIPE)
+argv = ["sh", "-c", "id -u; id -g; echo ready; read x"]
+io = dict(stdin=isolate.PIPE, stdout=isolate.PIPE)
+{start}
+try:
     print(p.pid)
     for line in p.stdout:
         print(line.decode().strip(), flush=True)
@@ -204,6 +198,8 @@ with isolate.Container(user=1000, group=1000) as c:
             break
     p.stdin.write(sys.stdin.readline().encode()); p.stdin.close()
     sys.exit(p.wait())
+finally:
+    {end}
 """
     p, lines = _started(rootless, [rootless.python, "-u", "-c", code])
     try:

@@ -31,7 +31,7 @@ from ._schema import show
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
     from .spec import LinuxDevice
 
@@ -239,51 +239,34 @@ def bind_devices(pid: int, nodes: Sequence[DeviceNode]) -> None:
                 if fd < 0:
                     raise ConfigError(f"{where}: cannot clone the host's node: {os.strerror(ctypes.get_errno())}")
                 trees.append(fd)
-        r, w = os.pipe()
-        child = os.fork()
-        if child == 0:          # only syscalls, then _exit
-            failed, err = -1, 0
-            try:
-                setns(user, _CLONE_NEWUSER)
-                if not privileged:
-                    # Without root here, only a mount namespace of the container's user
-                    # namespace (a copy of ours) lets the host's node be cloned.
-                    unshare(_CLONE_NEWNS)
-                    for i, node in enumerate(nodes):
-                        failed = i
-                        fd = libc.syscall(_SYS_OPEN_TREE, _AT_FDCWD, os.fsencode(node.path),
-                                          _OPEN_TREE_CLONE | os.O_CLOEXEC)
-                        if fd < 0:
-                            raise OSError(ctypes.get_errno(), "open_tree")
-                        trees.append(fd)
-                setns(mnt, _CLONE_NEWNS)
-                os.setresgid(0, 0, 0)
-                os.setresuid(0, 0, 0)
-                top = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+        def bind_all(at: list[int]) -> None:
+            setns(user, _CLONE_NEWUSER)
+            if not privileged:
+                # Without root here, only a mount namespace of the container's user
+                # namespace (a copy of ours) lets the host's node be cloned.
+                unshare(_CLONE_NEWNS)
                 for i, node in enumerate(nodes):
-                    failed = i
-                    _mount_point(top, node)
-                    target = open_in_root(top, node.path, os.O_PATH)
-                    if libc.syscall(_SYS_MOVE_MOUNT, trees[i], b"", target, b"",
-                                    _MOVE_MOUNT_F_EMPTY_PATH | _MOVE_MOUNT_T_EMPTY_PATH) < 0:
-                        err = ctypes.get_errno()
-                        break
-                    os.close(target)
-                else:
-                    failed = -1
-            except OSError as e:
-                err = e.errno or 1
-            except BaseException:
-                err = 1
-            os.write(w, f"{failed} {err}".encode())
-            os._exit(0)
-        os.close(w)
-        try:
-            report = os.read(r, 64).decode().split()
-        finally:
-            os.close(r)
-            os.waitpid(child, 0)
-        failed, err = (int(x) for x in report) if len(report) == 2 else (0, 1)
+                    at[0] = i
+                    fd = libc.syscall(_SYS_OPEN_TREE, _AT_FDCWD, os.fsencode(node.path),
+                                      _OPEN_TREE_CLONE | os.O_CLOEXEC)
+                    if fd < 0:
+                        raise OSError(ctypes.get_errno(), "open_tree")
+                    trees.append(fd)
+            setns(mnt, _CLONE_NEWNS)
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+            top = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            for i, node in enumerate(nodes):
+                at[0] = i
+                _mount_point(top, node)
+                target = open_in_root(top, node.path, os.O_PATH)
+                if libc.syscall(_SYS_MOVE_MOUNT, trees[i], b"", target, b"",
+                                _MOVE_MOUNT_F_EMPTY_PATH | _MOVE_MOUNT_T_EMPTY_PATH) < 0:
+                    raise OSError(ctypes.get_errno(), "move_mount")
+                os.close(target)
+
+        failed, err = _in_child(bind_all)
         if err:
             node = nodes[max(failed, 0)]
             raise ConfigError(f"linux.devices[{node.index}] ({node.path}): cannot bind the host's node: "
@@ -293,6 +276,33 @@ def bind_devices(pid: int, nodes: Sequence[DeviceNode]) -> None:
             os.close(fd)
         os.close(mnt)
         os.close(user)
+
+
+def _in_child(steps: Callable[[list[int]], None]) -> tuple[int, int]:
+    """Run ``steps(at)`` in a forked child that only makes system calls, then ``_exit``s: for
+    namespaces this process may enter but never leave.  ``steps`` keeps the index of the
+    item it works on in ``at[0]``.  Returns (that index, errno) when it failed, else
+    (-1, 0); a child that reported nothing counts as (0, 1)."""
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        at, err = [-1], 0
+        try:
+            steps(at)
+            at[0] = -1
+        except OSError as e:
+            err = e.errno or 1
+        except BaseException:
+            err = 1
+        os.write(w, f"{at[0]} {err}".encode())
+        os._exit(0)
+    os.close(w)
+    try:
+        report = os.read(r, 64).decode().split()
+    finally:
+        os.close(r)
+        os.waitpid(child, 0)
+    return (int(report[0]), int(report[1])) if len(report) == 2 else (0, 1)
 
 
 def write_sysctls(pid: int, sysctls: Sequence[Sysctl]) -> None:
@@ -339,31 +349,16 @@ def _write_sysctls_in_child(pid: int, sysctls: Sequence[Sysctl]) -> None:
     fds = {n: os.open(f"/proc/{pid}/ns/{n}", os.O_RDONLY | os.O_CLOEXEC) for n in names}
     try:
         own_user = os.stat("/proc/self/ns/user").st_ino == os.fstat(fds["user"]).st_ino
-        r, w = os.pipe()
-        child = os.fork()
-        if child == 0:          # only syscalls, then _exit
-            failed, err = -1, 0
-            try:
-                if not own_user:
-                    setns(fds["user"], _CLONE_NEWUSER)
-                for i, s in enumerate(sysctls):
-                    failed = i
-                    setns(fds[s.ns], _NS_FLAGS[s.ns])
-                    _write_sysctl(s)
-                failed = -1
-            except OSError as e:
-                err = e.errno or 1
-            except BaseException:
-                err = 1
-            os.write(w, f"{failed} {err}".encode())
-            os._exit(0)
-        os.close(w)
-        try:
-            report = os.read(r, 64).decode().split()
-        finally:
-            os.close(r)
-            os.waitpid(child, 0)
-        failed, err = (int(x) for x in report) if len(report) == 2 else (0, 1)
+
+        def write_all(at: list[int]) -> None:
+            if not own_user:
+                setns(fds["user"], _CLONE_NEWUSER)
+            for i, s in enumerate(sysctls):
+                at[0] = i
+                setns(fds[s.ns], _NS_FLAGS[s.ns])
+                _write_sysctl(s)
+
+        failed, err = _in_child(write_all)
         if err:
             s = sysctls[max(failed, 0)]
             raise ConfigError(f"linux.sysctl: cannot set {s.key} to {s.value!r}: {os.strerror(err)}")
