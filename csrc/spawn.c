@@ -280,12 +280,19 @@ release(const struct iso_plan *plan, struct iso_child *c)
         do {
             n = send(c->sync_fd, "g", 1, MSG_NOSIGNAL);
         } while (n < 0 && errno == EINTR);
-        if (n != 1) {
+        if (n != 1 && errno != EPIPE && errno != ECONNRESET) {
             int saved = errno;
             kill_and_reap(c);
             return -saved;
         }
         close_fd(&c->sync_fd);
+        if (n != 1) {
+            /* The child died while held (a memory cgroup's OOM killer, a
+             * SIGKILL): not our failure but its end, reported as for a
+             * child that dies before execve unheld, by its wait status. */
+            close_fd(&c->netns_sock);
+            return wait_report(plan, c);
+        }
     }
     if (plan->flags & ISO_PLAN_TIMING) {
         c->t_released = iso_now_ns();

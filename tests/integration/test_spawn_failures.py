@@ -194,6 +194,29 @@ def test_a_held_late_network_namespace_plan_makes_it_after_the_release() -> None
     assert seen == [s.pid] and os.waitstatus_to_exitcode(status) == 0
 
 
+def _kill_while_held(pid: int) -> None:
+    """Kill a held child and wait, without reaping it, until it is gone (its sockets closed)."""
+    os.kill(pid, 9)
+    os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+
+
+@pytest.mark.parametrize("late_netns", [False, True], ids=["plain", "late-netns"])
+def test_a_held_child_killed_before_its_release_reports_its_death(late_netns: bool) -> None:
+    # A memory cgroup's OOM killer can take a held child before its go-ahead: the
+    # spawn then returns it as one that died before execve (its wait status is
+    # SIGKILL), as it does unheld, not "release child: [Errno 32] Broken pipe".
+    plan = _late_netns_plan() if late_netns else isolate.process.build_plan(
+        ["/bin/true"], namespaces={"pid", "mnt"})
+    before = set(os.listdir("/proc/self/fd"))
+    s = isolate._spawn.execute(plan.pack(), before_release=_kill_while_held)
+    try:
+        _, status = os.waitpid(s.pid, 0)
+    finally:
+        os.close(s.pidfd)
+    assert os.waitstatus_to_exitcode(status) == -9
+    assert set(os.listdir("/proc/self/fd")) == before
+
+
 def test_a_caller_without_proc_still_gets_a_late_network_namespace(tmp_path: Path) -> None:
     # The parent's thread cannot open /proc/thread-self/ns/net in a mount namespace
     # without /proc: the child then makes the namespace itself (and brings lo up).
