@@ -336,11 +336,6 @@ def test_isolate_trees_match_umoci_and_podman(trees: Trees, tag: str) -> None:
         assert (t["srv/private"].mode, t["srv/private"].uid) == (0o750, 65534)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "isolate unpacks each layer on its own: a directory a layer implies (entries below it, no "
-    "entry of its own) is made 0755 root:root in that layer, and the overlay (and the bundle, "
-    "which copies it) shows that instead of the lower layers' directory, as podman does; the "
-    "OCI layer spec and umoci (and containerd's mkparent) keep the lower directory's metadata"))
 def test_a_directory_a_later_layer_implies_keeps_the_lower_metadata(trees: Trees) -> None:
     # Layer 1 has home/ (0750, 1000:1000); layer 2 has home/.profile but no home/ entry.
     want = trees.get("umoci", "rich")["home"]

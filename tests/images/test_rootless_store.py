@@ -28,7 +28,8 @@ pytestmark = [pytest.mark.root, pytest.mark.userns]
 
 def image_layers() -> list[list[build.Entry]]:
     """The test image: files of uid/gid 1000 (a 0750 home, a 0555 directory), a setuid-root
-    binary, a device node, then a layer with an opaque directory and a whiteout."""
+    binary, a device node, then a layer with an opaque directory, a whiteout and a file in
+    the 0555 directory without an entry for it (which keeps its lower owner and mode)."""
     from build import Entry
 
     l1 = build.busybox_entries() + [
@@ -40,7 +41,8 @@ def image_layers() -> list[list[build.Entry]]:
         Entry("dev", "dir"), Entry("dev/null0", "char", dev=(1, 3)),
         Entry("a", "dir"), Entry("a/lower", data=b"l"), Entry("gone", data=b"g")]
     l2 = [Entry("a", "dir"), Entry("a/.wh..wh..opq"),
-          Entry("a/upper", data=b"u", uid=1000, gid=1000), Entry(".wh.gone")]
+          Entry("a/upper", data=b"u", uid=1000, gid=1000), Entry(".wh.gone"),
+          Entry("ro/added", data=b"a", uid=1000, gid=1000)]
     return [l1, l2]
 
 
@@ -77,7 +79,7 @@ assert os.listdir(store.root / "tmp") == ["unpack-dead"]
 build.put_image(store, "t:2", [[Entry("x", data=b"1")]])
 Image.open("t:2").layers()
 """
-SHOW = ("stat -c '%u:%g %a %n' /home/guest/f /ro/inside /bin/suid /a/upper /a/.; ls /a; "
+SHOW = ("stat -c '%u:%g %a %n' /home/guest/f /ro/inside /bin/suid /a/upper /a/. /ro/.; ls /a; "
         "test -e /gone || echo nogone; test -e /dev/null0 && echo dev; id -u")
 
 
@@ -143,9 +145,12 @@ def test_shifted_owners_on_the_host_and_in_the_container(rootless: Any, pushed: 
         out = _ok(rootless.run(["isolate", "run", "--image", pushed]))
         lines = out.splitlines()
         # Inside: the image's owners, root's setuid binary, whiteout and opaque dir applied.
-        assert lines[:5] == ["1000:1000 640 /home/guest/f", "1000:1000 600 /ro/inside",
-                             "0:0 4755 /bin/suid", "1000:1000 644 /a/upper", "0:0 755 /a/."]
-        assert lines[5:] == ["upper", "nogone", "0"]
+        # /ro, which layer 2 implies, keeps layer 1's owner and mode (a metadata layer
+        # made in the user namespace of the user's ids: owners shifted there too).
+        assert lines[:6] == ["1000:1000 640 /home/guest/f", "1000:1000 600 /ro/inside",
+                             "0:0 4755 /bin/suid", "1000:1000 644 /a/upper", "0:0 755 /a/.",
+                             "1000:1000 555 /ro/."]
+        assert lines[6:] == ["upper", "nogone", "0"]
 
         # On the host: shifted into the user's ranges (0 is the user itself).
         (su, _), (sg, _) = rootless.subuid[0], rootless.subgid[0]
@@ -270,11 +275,14 @@ def test_without_ranges_owners_are_dropped(no_ranges: Any) -> None:
     try:
         out = _ok(no_ranges.run(["isolate", "run", "--image", "t:1"]))
         lines = out.splitlines()
-        assert lines[:5] == ["0:0 640 /home/guest/f", "0:0 600 /ro/inside", "0:0 4755 /bin/suid",
-                             "0:0 644 /a/upper", "0:0 755 /a/."]
-        assert lines[5:] == ["upper", "nogone", "0"]
-        layers = list((store / "layers" / "sha256").iterdir())
-        assert len(layers) == 2 and all(p.is_dir() for p in layers)    # no .ids marker
+        assert lines[:6] == ["0:0 640 /home/guest/f", "0:0 600 /ro/inside", "0:0 4755 /bin/suid",
+                             "0:0 644 /a/upper", "0:0 755 /a/.", "0:0 555 /ro/."]
+        assert lines[6:] == ["upper", "nogone", "0"]
+        # The two layers and layer 2's metadata layer (/ro); no .ids marker.
+        names = sorted(p.name for p in (store / "layers" / "sha256").iterdir())
+        layers = [store / "layers" / "sha256" / n for n in names if "." not in n]
+        assert len(layers) == 3 and all(p.is_dir() for p in layers)
+        assert [n.split(".")[1] for n in names if "." in n] == ["implied"]
         for p in layers:
             for f in p.rglob("*"):
                 assert os.lstat(f).st_uid == no_ranges.uid, f

@@ -10,9 +10,11 @@ it still cannot make device nodes nor set ``trusted.*`` xattrs (those need
 capabilities in the initial user namespace).
 
 The command line is ``unpack BLOB DEST DIFF_ID COMPRESSION NAME``,
-``rm PATH...`` or ``bundle ROOTFS LAYER...`` (``Image.bundle``'s copy of
-shifted layers, owners kept); the outcome is one JSON object on stdout: ``{"size": n,
-"warnings": [...]}`` (unpack), ``{}`` (rm, bundle) or ``{"error": <type>, ...}``
+``rm PATH...``, ``bundle ROOTFS LAYER...`` (``Image.bundle``'s copy of
+shifted layers, owners kept) or ``fix DEST LAYER IMPLIED_JSON LOWER...``
+(``image.fix_layer``: a shifted layer's metadata layer); the outcome is one
+JSON object on stdout: ``{"size": n, "implied": [...], "warnings": [...]}``
+(unpack), ``{}`` (rm, bundle, fix) or ``{"error": <type>, ...}``
 with the error's one-line message (``ImageError``, ``DigestError`` with its
 two digests, ``OSError`` with its errno and file name), which the parent
 raises again as the same type.
@@ -53,15 +55,23 @@ def main(argv: list[str]) -> int:
             blob, dest, diff_id, compression, name = argv[1:]
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                size = _unpack(blob, dest, diff_id=diff_id, compression=compression, name=name,
+                done = _unpack(blob, dest, diff_id=diff_id, compression=compression, name=name,
                                mode="shifted")
-            out = {"size": size, "warnings": [str(w.message) for w in caught]}
+            out = {"size": done.size, "implied": list(done.implied),
+                   "warnings": [str(w.message) for w in caught]}
         elif argv[:1] == ["bundle"] and len(argv) >= 2:
             from pathlib import Path
 
             from .image import fill_rootfs
 
             fill_rootfs(Path(argv[1]), [Path(x) for x in argv[2:]])
+            out = {}
+        elif argv[:1] == ["fix"] and len(argv) >= 4:
+            from pathlib import Path
+
+            from .image import fix_layer
+
+            fix_layer(Path(argv[1]), Path(argv[2]), json.loads(argv[3]), [Path(x) for x in argv[4:]])
             out = {}
         elif argv[:1] == ["rm"]:
             for path in argv[1:]:

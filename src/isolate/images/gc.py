@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from ..errors import ImageError
 from .manifest import Manifest, parse_config, parse_manifest
 from .reference import parse_reference
-from .store import Store
+from .store import Store, chain_ids
 
 __all__ = ["Pruned", "prune", "remove", "reachable"]
 
@@ -30,7 +30,8 @@ class Pruned:
 
 
 def reachable(store: Store) -> tuple[set[str], set[str]]:
-    """The blobs and the layer diff_ids that the store's names reach."""
+    """The blobs and the layers (diff_ids, and chain ids: metadata layers) that the store's
+    names reach."""
     blobs: set[str] = set()
     diff_ids: set[str] = set()
     for name, digest in store.refs().items():
@@ -46,9 +47,11 @@ def reachable(store: Store) -> tuple[set[str], set[str]]:
         blobs.add(doc.config.digest)
         blobs.update(d.digest for d in doc.layers)
         try:
-            diff_ids.update(parse_config(store.read_blob(doc.config.digest)).diff_ids)
+            layers = parse_config(store.read_blob(doc.config.digest)).diff_ids
         except ImageError:
             continue
+        diff_ids.update(layers)
+        diff_ids.update(chain_ids(layers))
     return blobs, diff_ids
 
 

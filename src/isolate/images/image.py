@@ -30,10 +30,11 @@ from typing import Any, Final, Sequence
 from ..errors import ImageError
 from .manifest import ImageConfig, Index, Manifest, parse_config, parse_manifest, select_platform
 from .reference import parse_reference
-from .store import Store
-from .unpack import IdMaps, _in_userns, remove_tree, shift_maps, unpack_layer
+from .store import Store, chain_ids
+from .unpack import IdMaps, _in_userns, _open_dirs, remove_tree, shift_maps, unpack_layer
 
-__all__ = ["Image", "unpack_layers", "read_layered", "lookup_layered", "check_shift", "fill_rootfs"]
+__all__ = ["Image", "unpack_layers", "read_layered", "lookup_layered", "check_shift", "fill_rootfs",
+           "fix_layer"]
 
 class _Keep(enum.Enum):
     KEEP = "keep"
@@ -163,7 +164,10 @@ class Image:
         return [self.store.layer_path(d) for d in self.config.diff_ids]
 
     def layers(self) -> list[Path]:
-        """The layers' directories, bottom first, each unpacked now if it was not yet.
+        """The directories to stack as the image's overlayfs lower layers, bottom first:
+        each layer's, unpacked now if it was not yet, and above a layer that implies
+        directories its metadata layer for this image (``fix_layer``), made now if it was
+        not yet.
 
         Missing layers are unpacked under the store's lock (another process
         asking meanwhile waits, then finds them).  Without root, a caller with
@@ -173,7 +177,9 @@ class Image:
         blob, ``DigestError`` when one does not hash to its diff_id (nothing
         is kept of it).
         """
-        return unpack_layers(self.store, self.manifest, self.config, what=self.name or self.digest)
+        what = self.name or self.digest
+        return _stack(self.store, self.config,
+                      unpack_layers(self.store, self.manifest, self.config, what=what), what)
 
     def read_file(self, path: str, limit: int = 1 << 20) -> bytes | None:
         """A file of the image as a container sees it (its layers merged), or None."""
@@ -302,21 +308,133 @@ def _unpack_one(store: Store, manifest: Manifest, config: ImageConfig, i: int,
             raise ImageError(f"{what}: layer {i} ({desc.digest}) is not in the store "
                              "(pull the image again)")
         tmp = store.root / "tmp" / f"unpack-{diff_id[7:]}-{uuid.uuid4().hex[:12]}"
-        unpack_layer(blob, tmp, diff_id=diff_id, compression=manifest.compression(i),
-                     name=f"{i} ({diff_id[:19]})", id_maps=maps)
-        marker = store.shift_marker(diff_id)
+        done = unpack_layer(blob, tmp, diff_id=diff_id, compression=manifest.compression(i),
+                            name=f"{i} ({diff_id[:19]})", id_maps=maps)
+        _place(store, diff_id, tmp, maps, done.implied)
+
+
+def _place(store: Store, key: str, tmp: Path, maps: IdMaps | None,
+           implied: Sequence[str] = ()) -> None:
+    """Rename the finished layer ``tmp`` into place as ``key``, its markers written first
+    (whoever sees the layer sees its owners' kind and what it implies); on failure ``tmp``
+    goes, and the markers unless the layer is there (another made it)."""
+    marker, implied_marker = store.shift_marker(key), store.implied_marker(key)
+    try:
+        if maps is not None:
+            marker.write_text(maps_text(maps))
+        else:
+            marker.unlink(missing_ok=True)
+        if implied:
+            implied_marker.write_text(json.dumps(list(implied)))
+        else:
+            implied_marker.unlink(missing_ok=True)
+        os.rename(tmp, store.layer_path(key))
+    except BaseException as e:
+        remove_tree(tmp, maps)
+        if store.layer_path(key).is_dir():
+            if isinstance(e, OSError):
+                return          # made meanwhile by another
+        else:
+            marker.unlink(missing_ok=True)
+            implied_marker.unlink(missing_ok=True)
+        raise
+
+
+def _stack(store: Store, config: ImageConfig, paths: list[Path], what: str) -> list[Path]:
+    """The unpacked layers ``paths`` (all of the image's, bottom first) with, above each one
+    that implies directories, its metadata layer for this image (made here if missing, under
+    its lock; left out when it holds nothing: no lower layer has those directories)."""
+    out: list[Path] = []
+    chains: list[str] = []
+    for i, (diff_id, path) in enumerate(zip(config.diff_ids, paths)):
+        out.append(path)
+        implied = store.implied(diff_id) if i else []
+        if not implied:
+            continue
+        chains = chains or chain_ids(config.diff_ids)
+        fix = store.layer_path(chains[i])
+        if not fix.is_dir():
+            maps = shift_maps() if store.is_shifted(diff_id) else None
+            with store.layer_lock(chains[i]):
+                if not fix.is_dir():
+                    tmp = store.root / "tmp" / f"unpack-{chains[i][7:]}-{uuid.uuid4().hex[:12]}"
+                    try:
+                        if maps is not None:
+                            _in_userns(["fix", str(tmp), str(path), json.dumps(implied),
+                                        *map(str, out[:-1])], maps, f"{what}: layer {i}")
+                        else:
+                            fix_layer(tmp, path, implied, out[:-1])
+                    except BaseException:
+                        remove_tree(tmp, maps)
+                        raise
+                    _place(store, chains[i], tmp, maps)
+        with os.scandir(fix) as entries:
+            if next(entries, None) is not None:
+                out.append(fix)
+    return out
+
+
+def fix_layer(dest: Path, layer: Path, implied: Sequence[str], lowers: list[Path]) -> None:
+    """Make ``dest`` (new) the metadata layer of the unpacked ``layer`` over ``lowers`` (the
+    directories stacked below it, bottom first): each directory the layer ``implied`` that
+    the merged lowers have as a directory, with their owner, mode, xattrs and times, and its
+    parents with the layer's own (all of them directories of the layer); empty when there
+    are none.  Stacked right above the layer, it shows those directories as the lower layers
+    had them, and the layer's contents in them.  A directory below an opaque directory of
+    the layer has nothing below it to take."""
+    lfd = os.open(layer, _DIR)
+    try:
+        below: dict[str, str] = {}
+        for path in implied:
+            parts = path.split("/")
+            if any(_opaque_at(lfd, parts[:k]) for k in range(len(parts))):
+                continue
+            st, where = _lookup(lowers, parts)
+            if st is not None and where is not None and stat.S_ISDIR(st.st_mode):
+                below[path] = where
+        dirs = set(below)
+        for path in below:
+            parts = path.split("/")
+            dirs.update("/".join(parts[:k]) for k in range(1, len(parts)))
+        os.mkdir(dest, 0o755)
+        dfd = os.open(dest, _DIR)
         try:
-            if maps is not None:
-                # Before the layer appears: whoever sees the layer sees its owners' kind.
-                marker.write_text(maps_text(maps))
-            else:
-                marker.unlink(missing_ok=True)
-            os.rename(tmp, path)
-        except OSError:
-            remove_tree(tmp, maps)
-            if not path.is_dir():
-                marker.unlink(missing_ok=True)
-                raise
+            for path in sorted(dirs, key=lambda p: p.count("/")):
+                up, _, name = path.rpartition("/")
+                pfd = _open_dirs(dfd, up.split("/") if up else [])
+                assert pfd is not None
+                try:
+                    os.mkdir(name, 0o700, dir_fd=pfd)
+                finally:
+                    os.close(pfd)
+            # Deepest first: a directory's times are set after its contents are made.
+            for path in sorted(dirs, key=lambda p: p.count("/"), reverse=True):
+                src = (os.open(below[path], _DIR) if path in below
+                       else _open_dirs(lfd, path.split("/")))
+                if src is None:
+                    raise ImageError(f"layer {str(layer)!r}: {path!r} is no longer a directory")
+                dst = _open_dirs(dfd, path.split("/"))
+                assert dst is not None
+                try:
+                    _copy_meta(src, dst, os.fstat(src))
+                finally:
+                    os.close(src)
+                    os.close(dst)
+            _copy_meta(lfd, dfd, os.fstat(lfd))
+        finally:
+            os.close(dfd)
+    finally:
+        os.close(lfd)
+
+
+def _opaque_at(root: int, parts: list[str]) -> bool:
+    fd = _open_dirs(root, parts)
+    if fd is None:
+        return False
+    try:
+        return _opaque(fd)
+    finally:
+        os.close(fd)
 
 
 def maps_text(maps: IdMaps) -> str:
@@ -379,14 +497,16 @@ def _clear_tmp(store: Store) -> None:
                     remove(name)
     layers = store.root / "layers" / "sha256"
     for name in os.listdir(layers):
-        if name.endswith(".ids") and not os.path.isdir(layers / name[:-4]):
-            # Under the layer's lock: an unpack writes its marker before the layer appears.
-            with store.layer_lock("sha256:" + name[:-4], wait=False) as free:
-                if free and not os.path.isdir(layers / name[:-4]):
+        key, dot, _ = name.partition(".")
+        if dot and _HEX64.fullmatch(key) and not os.path.isdir(layers / key):
+            # Under the layer's lock: an unpack writes its markers before the layer appears.
+            with store.layer_lock("sha256:" + key, wait=False) as free:
+                if free and not os.path.isdir(layers / key):
                     (layers / name).unlink(missing_ok=True)
 
 
 _UNPACK_DIR = re.compile(r"unpack-([0-9a-f]{64})-[0-9a-f]+")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 def _user_ids(user: str, layers: list[Path]) -> dict[str, Any]:

@@ -8,11 +8,14 @@ other users::
     <root>/lock                      flock: exclusive while names or layers change
     <root>/blobs/sha256/<hex>        verified blobs: manifests, indexes, configs, layers
     <root>/ingest/sha256/<hex>       a blob being written (a download resumes from its size)
-    <root>/layers/sha256/<hex>/      a layer unpacked in overlayfs form, named by its diff_id
+    <root>/layers/sha256/<hex>/      a layer unpacked in overlayfs form, named by its diff_id;
+                                     or a layer's metadata layer, named by the layer's chain id
     <root>/layers/sha256/<hex>.ids   present when its owners are shifted: the id maps it was
                                      unpacked with (a store of a user with subordinate ids)
+    <root>/layers/sha256/<hex>.implied  present when the layer implies directories: their
+                                     paths (JSON), which take the lower layers' metadata
     <root>/tmp/                      staging for unpacks; emptied of dead owners' work
-    <root>/locks/<hex>               flock: held while the layer of that diff_id unpacks
+    <root>/locks/<hex>               flock: held while the layer of that digest is made
     <root>/refs.json                 {"<reference>": "<manifest digest>"}
 
 A blob or layer appears under its digest only once complete and verified
@@ -23,6 +26,14 @@ behind, which the next writer resumes or clears.
     <root>/holds                     the layers running containers use (a journal)
 
 ``prune`` keeps the layers a live hold names (``Store.hold_layers``).
+
+A layer is unpacked once whatever image has it, but the directories it implies
+(entries below them, none of their own: ``unpack.Unpacked.implied``) show the
+metadata of the same directory of the layers below it, which depend on the
+image: for them the layer gets a metadata layer, stacked right above it and
+named by the layer's chain id (the OCI's ChainID: its lower layers and itself),
+holding those directories with their lower metadata (``image.fix_layer``), as
+containerd keys its snapshots by chain id.
 
 A store of a user without root whose /etc/subuid and /etc/subgid give it
 ranges keeps its layers' owners shifted into those ids (``unpack``'s doc):
@@ -43,12 +54,12 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from .. import _registry
 from ..errors import ConfigError, DigestError, ImageError
 
-__all__ = ["Store", "default_root", "check_digest"]
+__all__ = ["Store", "default_root", "check_digest", "chain_ids"]
 
 _DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
 _CHUNK = 1 << 20
@@ -60,6 +71,16 @@ def check_digest(digest: str, what: str = "digest") -> str:
     if not isinstance(digest, str) or _DIGEST.fullmatch(digest) is None:
         raise ImageError(f"{what}: {digest!r} is not a sha256 digest (sha256:<64 hex digits>)")
     return digest
+
+
+def chain_ids(diff_ids: Sequence[str]) -> list[str]:
+    """The OCI ChainIDs of layers ``diff_ids`` (bottom first): the first layer's is its
+    diff_id, each next one's the sha256 of ``"<the chain id below> <its diff_id>"``."""
+    out: list[str] = []
+    for d in diff_ids:
+        out.append(d if not out else
+                   "sha256:" + hashlib.sha256(f"{out[-1]} {d}".encode()).hexdigest())
+    return out
 
 
 def default_root() -> Path:
@@ -190,6 +211,25 @@ class Store:
         the subordinate ids of the store's user (it holds the id maps of the unpack)."""
         return self.layer_path(diff_id).with_suffix(".ids")
 
+    def implied_marker(self, diff_id: str) -> Path:
+        """The file next to the layer ``diff_id`` naming the directories it implies (a JSON
+        list), present when there are some (written before the layer appears)."""
+        return self.layer_path(diff_id).with_suffix(".implied")
+
+    def implied(self, diff_id: str) -> list[str]:
+        """The directories the unpacked layer ``diff_id`` implies (``implied_marker``)."""
+        try:
+            data = json.loads(self.implied_marker(diff_id).read_bytes())
+        except FileNotFoundError:
+            return []
+        except ValueError:
+            raise ImageError(f"layer {diff_id}: its list of implied directories "
+                             f"{str(self.implied_marker(diff_id))!r} is damaged") from None
+        if not isinstance(data, list) or not all(isinstance(x, str) for x in data):
+            raise ImageError(f"layer {diff_id}: its list of implied directories "
+                             f"{str(self.implied_marker(diff_id))!r} is damaged")
+        return data
+
     def is_shifted(self, diff_id: str) -> bool:
         """Whether the layer ``diff_id`` was unpacked with its owners shifted (a store of a
         user without root, with subordinate ids): its containers need those ids mapped."""
@@ -209,7 +249,9 @@ class Store:
             os.rename(path, dead)
         except FileNotFoundError:
             marker.unlink(missing_ok=True)
+            self.implied_marker(diff_id).unlink(missing_ok=True)
             return
+        self.implied_marker(diff_id).unlink(missing_ok=True)
         try:
             remove_tree(dead, shift_maps() if marker.is_file() else None)
         except (OSError, ImageError):

@@ -67,7 +67,7 @@ import tarfile
 import threading
 import warnings
 from pathlib import Path
-from typing import IO, Any, Callable, Literal, Sequence
+from typing import IO, Any, Callable, Literal, NamedTuple, Sequence
 
 from ..errors import DigestError, ImageError
 from ..idmap import IdMap
@@ -78,8 +78,8 @@ except ImportError:     # a Python without it (Debian's, for a rootless user): z
     import zlib as _zlib  # type: ignore[no-redef]
 _ZLIB_ERROR: type[Exception] = getattr(_zlib, "error")   # (isal's stub types it as an instance)
 
-__all__ = ["unpack_layer", "remove_tree", "shift_maps", "IdMaps", "Digester", "WHITEOUT_PREFIX",
-           "OPAQUE"]
+__all__ = ["unpack_layer", "Unpacked", "remove_tree", "shift_maps", "IdMaps", "Digester",
+           "WHITEOUT_PREFIX", "OPAQUE"]
 
 #: A user namespace's (uid map, gid map).
 IdMaps = tuple[Sequence[IdMap], Sequence[IdMap]]
@@ -93,6 +93,18 @@ _READ = 1 << 20
 _OVERLAY_XATTRS = ("trusted.overlay.", "user.overlay.")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _MAX_DIR_FDS = 256
+
+
+class Unpacked(NamedTuple):
+    """What ``unpack_layer`` made of a layer."""
+
+    #: The uncompressed tar's size in bytes.
+    size: int
+    #: The directories the layer implies (relative paths, sorted): made as parents of its
+    #: entries, with no entry of their own.  Made 0755 and owned by root here, they take
+    #: the lower layers' metadata in an image (``image.fix_layer``), as the OCI layer
+    #: spec and umoci's unpack have it.
+    implied: tuple[str, ...]
 
 
 class Digester:
@@ -290,6 +302,7 @@ class _Unpacker:
         self.owners = mode != "user"
         self.dirs: dict[str, int] = {"": root}     # parent path -> open directory fd
         self.dir_meta: dict[str, tarfile.TarInfo] = {}   # the last entry of each directory
+        self.made: set[str] = set()     # directories made as parents of entries
         self.skipped_devices: list[str] = []
 
     def close(self) -> None:
@@ -318,6 +331,7 @@ class _Unpacker:
             up = self.parent(parts[:-1], entry)
             try:
                 os.mkdir(parts[-2], 0o755, dir_fd=up)
+                self.made.add(key)
             except FileExistsError:
                 pass
             try:
@@ -504,6 +518,17 @@ class _Unpacker:
                 os.setxattr(f"/proc/self/fd/{pfd}/{name}", xname, value, follow_symlinks=False)
         os.utime(name, ns=(int(m.mtime * 1e9),) * 2, dir_fd=pfd, follow_symlinks=False)
 
+    def implied(self) -> tuple[str, ...]:
+        """The directories the layer implies: made as parents of its entries, with no entry
+        of their own, and directories still (sorted)."""
+        out = []
+        for path in sorted(self.made - self.dir_meta.keys()):
+            fd = _open_dirs(self.root, path.split("/"))
+            if fd is not None:
+                os.close(fd)
+                out.append(path)
+        return tuple(out)
+
     def finish_dirs(self) -> None:
         """Directories' owners, modes, xattrs and mtimes, deepest first (after their contents,
         whose creation changed their mtime, and after a read-only mode no longer matters)."""
@@ -527,6 +552,23 @@ class _Unpacker:
                     os.close(fd)
 
 
+def _open_dirs(root: int, parts: Sequence[str]) -> int | None:
+    """An fd of the directory ``parts`` beneath the directory fd ``root``, each component a
+    directory (never a symlink followed), or None when one is missing or is not."""
+    fd = os.dup(root)
+    for part in parts:
+        try:
+            nfd = os.open(part, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+        except OSError as e:
+            os.close(fd)
+            if e.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                return None
+            raise
+        os.close(fd)
+        fd = nfd
+    return fd
+
+
 def _rmtree_at(pfd: int, name: str) -> None:
     fd = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=pfd)
     try:
@@ -541,9 +583,9 @@ def _rmtree_at(pfd: int, name: str) -> None:
 
 
 def unpack_layer(blob: str | os.PathLike[str], dest: str | os.PathLike[str], *, diff_id: str,
-                 compression: str, name: str | None = None, id_maps: IdMaps | None = None) -> int:
+                 compression: str, name: str | None = None, id_maps: IdMaps | None = None) -> Unpacked:
     """Unpack the layer blob at ``blob`` into the new directory ``dest`` (made here, mode 0755,
-    its parent must exist); returns the uncompressed size in bytes.
+    its parent must exist); returns its uncompressed size and the directories it implies.
 
     ``compression``: ``tar``, ``gzip`` or ``zstd``; ``diff_id``: the sha256
     the uncompressed tar must hash to.  ``name`` names the layer in errors
@@ -663,7 +705,7 @@ def _in_userns(args: list[str], id_maps: IdMaps, what: str) -> dict[str, Any]:
 
 
 def _unpack_shifted(blob: str | os.PathLike[str], dest: str | os.PathLike[str], *, diff_id: str,
-                    compression: str, name: str, id_maps: IdMaps) -> int:
+                    compression: str, name: str, id_maps: IdMaps) -> Unpacked:
     dest = os.path.abspath(os.fspath(dest))
     try:
         result = _in_userns(["unpack", os.path.abspath(os.fspath(blob)), dest, diff_id,
@@ -677,14 +719,14 @@ def _unpack_shifted(blob: str | os.PathLike[str], dest: str | os.PathLike[str], 
         raise
     for text in result.get("warnings", []):
         warnings.warn(str(text), RuntimeWarning, stacklevel=3)
-    size = result.get("size")
-    if not isinstance(size, int):
+    size, implied = result.get("size"), result.get("implied")
+    if not isinstance(size, int) or not isinstance(implied, list):
         raise ImageError(f"layer {name}: the unpacking process gave no size")
-    return size
+    return Unpacked(size, tuple(map(str, implied)))
 
 
 def _unpack(blob: str | os.PathLike[str], dest: str | os.PathLike[str], *, diff_id: str,
-            compression: str, name: str | None, mode: _Mode) -> int:
+            compression: str, name: str | None, mode: _Mode) -> Unpacked:
     what = name or diff_id
     dest = Path(dest)
     os.mkdir(dest, 0o755)
@@ -709,6 +751,7 @@ def _unpack(blob: str | os.PathLike[str], dest: str | os.PathLike[str], *, diff_
                     raise DigestError(f"layer {what}: its uncompressed tar hashes to {actual}, "
                                       f"not its diff_id {diff_id}", expected=diff_id, actual=actual)
                 u.finish_dirs()
+                implied = u.implied()
             finally:
                 stream.close()
                 u.close()
@@ -716,7 +759,7 @@ def _unpack(blob: str | os.PathLike[str], dest: str | os.PathLike[str], *, diff_
         if u.skipped_devices:
             warnings.warn(f"layer {what}: {len(u.skipped_devices)} device node(s) not made without "
                           f"root (first: {u.skipped_devices[0]!r})", RuntimeWarning, stacklevel=3)
-        return stream.size
+        return Unpacked(stream.size, implied)
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)
         raise
