@@ -42,6 +42,7 @@ __all__ = [
     "CgroupDelegationError",
     "ImageError",
     "DigestError",
+    "NetworkError",
     "ProtocolError",
 ]
 
@@ -184,6 +185,16 @@ class DigestError(ImageError):
 
     def __reduce__(self) -> Any:
         return (_rebuild_digest, (type(self), str(self), self.expected, self.actual))
+
+
+class NetworkError(IsolateError, RuntimeError):
+    """Setting up or removing a container network failed, or its input is refused.
+
+    The message is one line naming the network, address, port or interface
+    at fault; nothing half made stays on the host (bridge, veth, address
+    lease, nftables rule, forwarding setting).  ``ConfigError`` is raised
+    instead for options that are malformed before anything is looked up.
+    """
 
 
 class ProtocolError(IsolateError):
