@@ -106,7 +106,7 @@ def prepare(ops: Sequence[Op]) -> Prepared | None:
     still fails (or is skipped, if optional) with the child's usual error.
     """
     binds = sorted((op.fd.index, op) for op in ops
-                   if type(op) is RootBind and type(op.fd) is SpawnFd)
+                   if type(op) is RootBind and type(op.fd) is SpawnFd and op.source)
     if not binds:
         return None
     fds: list[int] = []

@@ -35,7 +35,7 @@ from ._plan import (MAX_FD_PAIRS, MS_PRIVATE, MS_REC, NSTYPES, PLAN_CLOSE_FDS, P
                     PLAN_NETNS_LATE, PLAN_NETNS_LO, PLAN_SETGROUPS_DENY, PLAN_TIMING, Op, Plan,
                     SpawnFd, last_cap)
 from ._record import dataclass, replace
-from ._slots import mount_fd_names
+from ._slots import mount_fd_names, net_fd_names
 from .config import CAP_SETS, NAMESPACES, ProcessSpec, id_maps, namespace_set
 from .errors import ConfigError
 from .idmap import IdMap, format_maps
@@ -333,8 +333,11 @@ def plan_process(spec: ProcessSpec, iso: Isolation, io: FdLayout, host: Host,
         return SpawnFd(len(names) - 1)
 
     # A container's root may name mounts each spawn prepares (``RootBind.fd``,
-    # ``isolate._idmount``): SpawnFd(0), SpawnFd(1), ... are theirs.
-    names += mount_fd_names(sum(1 for op in extra if type(getattr(op, "fd", -1)) is SpawnFd))
+    # ``isolate._idmount``): SpawnFd(0), SpawnFd(1), ... are theirs, then its network
+    # files' (a ``RootBind`` of no source: ``RootContext.net_files``).
+    per_spawn = [op for op in extra if type(getattr(op, "fd", -1)) is SpawnFd]
+    nets = sum(1 for op in per_spawn if type(op) is O.RootBind and not op.source)
+    names += mount_fd_names(len(per_spawn) - nets) + net_fd_names(nets)
 
     if not spec.args:
         raise ConfigError("argv must not be empty")

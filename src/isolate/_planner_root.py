@@ -97,6 +97,9 @@ class RootContext:
     # binds, the host's /usr ..., an image directory) are idmapped mounts the caller
     # prepares per spawn (``RootBind.fd``, ``_idmount``).
     idmap: bool = False
+    # Files of the container's network bound read-only at these targets (``b"etc/hosts"``,
+    # ``b"etc/resolv.conf"``): detached mounts the caller makes per spawn (``net_fd_names``).
+    net_files: tuple[bytes, ...] = ()
 
 
 def root_context(**values: Any) -> RootContext:
@@ -532,6 +535,12 @@ def root_ops(spec: RootSpec, ctx: RootContext, *, master: int = -1, empty: int =
     ops += [O.RootMask(new, rel, null, null_root) for rel in spec.masked]
     if deferred and not sys_after_switch(spec, ctx):
         ops += sys_ops(spec, new, null, empty, null_root)
+    for i, target in enumerate(ctx.net_files):
+        # Numbered after the prepared mounts (``plan_process`` names them ``net 0`` ...);
+        # an empty source: not a host path (``_idmount.prepare`` leaves them alone).
+        ops += mkdirs(new, target, is_dir=False, made=made)
+        ops.append(O.RootBind(None, b"", new, target, recursive=False, readonly=True,
+                              fd=SpawnFd(len(prepared) + i)))
     return ops
 
 

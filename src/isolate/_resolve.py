@@ -19,7 +19,7 @@ from ._planner import implied_namespaces, isolation, rootless_maps
 from ._record import replace
 from ._userdb import Identity, resolve, rootfs_db
 from ._validate import FrozenMap, container_path
-from .config import ContainerConfig, ProcessSpec
+from .config import ContainerConfig, ProcessSpec, check_net
 from .config import host_root_for as config_host_root_for
 from .errors import ConfigError
 from .idmap import IdMap
@@ -388,7 +388,8 @@ def config_from_options(*, rootfs: RootFS | None | str, namespaces: object, net:
                         capability_sets: object, no_new_privs: bool, seccomp: object, rlimits: object,
                         umask: int | None, die_with_parent: bool, pivot_root: bool | None, stage: str,
                         make_cwd: bool, new_session: bool,
-                        join: list[NamespaceLike]) -> tuple[ContainerConfig, RootFS | None, Identity | None]:
+                        join: list[NamespaceLike], publish: object = (),
+                        dns: object = None) -> tuple[ContainerConfig, RootFS | None, Identity | None]:
     """``Container``'s keyword options as a ``ContainerConfig``, the ``RootFS`` to build on,
     and the user's identity (``join`` gains ``net`` when that is a namespace)."""
     ident: Identity | None = None
@@ -410,8 +411,7 @@ def config_from_options(*, rootfs: RootFS | None | str, namespaces: object, net:
     if not isinstance(net, str) and getattr(net, "type", None) == "net" and hasattr(net, "fileno"):
         join.append(net)     # type: ignore[arg-type]  # e.g. a PooledNetns: joined instead of created
         net = "none"
-    elif net not in ("none", "host"):
-        raise ConfigError(f"net must be 'none', 'host' or a network namespace, got {net!r}")
+    net = check_net(net)
     ns = set(namespaces)  # type: ignore[call-overload]
     if net == "host":
         ns.discard("net")
@@ -426,7 +426,8 @@ def config_from_options(*, rootfs: RootFS | None | str, namespaces: object, net:
     if hostname is not None and not isinstance(hostname, str):
         raise ConfigError(f"hostname must be a string or None, got {hostname!r}")
     config = ContainerConfig(rootfs=rootfs.spec if rootfs is not None else None, process=process,
-                             namespaces=made, net="none", userns=userns,  # type: ignore[arg-type]
+                             namespaces=made, net=net, userns=userns,  # type: ignore[arg-type]
+                             publish=publish, dns=dns,  # type: ignore[arg-type]
                              uid_map=uid_map, gid_map=gid_map,
                              limits=limits, name=name, hostname=hostname,  # type: ignore[arg-type]
                              pivot_root=pivot_root, stage=stage, make_cwd=make_cwd)

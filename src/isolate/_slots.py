@@ -100,6 +100,12 @@ def mount_fd_names(n: int) -> tuple[str, ...]:
     return tuple(f"mount {i}" for i in range(n))
 
 
+def net_fd_names(n: int) -> tuple[str, ...]:
+    """The names of the per-spawn fds of a container's network files (``RootContext.net_files``),
+    after the prepared mounts': ``net 0``, ``net 1``, ..."""
+    return tuple(f"net {i}" for i in range(n))
+
+
 def resolve_fd(value: int, fds: Sequence[int]) -> int:
     """``value`` itself, or for a ``SpawnFd`` the spawn's fd it stands for."""
     return fds[value.index] if type(value) is SpawnFd else value

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from typing import Any, ClassVar, Literal, TypeAlias
 
     from .cgroup import Limits
+    from .net.ports import PortMapping
     from .seccomp import SeccompProfile
 
     StrPath: TypeAlias = "str | bytes | os.PathLike[str] | os.PathLike[bytes]"
@@ -617,6 +618,34 @@ def namespace_set(value: Any, what: str = "namespaces") -> frozenset[str]:
     return out
 
 
+_NET_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
+def check_net(value: object) -> str:
+    """A container's ``net``: ``"none"``, ``"host"``, ``"bridge"`` or a network's name (a
+    letter or digit, then letters, digits, ``_ . -``; 64 at most); ``ConfigError`` else."""
+    if not isinstance(value, str) or not value or len(value) > 64 or not value[0].isalnum() \
+            or not set(value) <= _NET_NAME_CHARS:
+        raise ConfigError(f"net must be 'none', 'host', 'bridge', a network's name or a network "
+                          f"namespace, got {value!r}")
+    return value
+
+
+def dns_list(value: object) -> tuple[str, ...]:
+    """``dns=``: IPv4 addresses of resolvers, checked (``ConfigError`` naming a bad one)."""
+    import ipaddress
+
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise ConfigError(f"dns must be a list of addresses, got {value!r}")
+    out = []
+    for item in value:
+        try:
+            out.append(str(ipaddress.IPv4Address(item)))
+        except (ValueError, TypeError):
+            raise ConfigError(f"dns: {item!r} is not an IPv4 address") from None
+    return tuple(out)
+
+
 def id_maps(value: Sequence[IdMap] | None, what: str) -> tuple[IdMap, ...] | None:
     """A checked id map (None stays None)."""
     if value is None:
@@ -635,7 +664,11 @@ class ContainerConfig:
     None (the host's tree).  ``process``: the first process's settings
     (its ``args`` may be left empty for ``run(argv)`` to give).
     ``namespaces``: those created (default ``DEFAULT_NAMESPACES``); ``net``
-    ``"none"`` (a namespace of its own with ``lo`` up) or ``"host"``;
+    ``"none"`` (a namespace of its own with ``lo`` up), ``"host"``,
+    ``"bridge"`` (the default network, ``isolate``) or the name of a network
+    (``isolate.net``: a namespace of its own per start, given an address,
+    routes and names there; ``publish`` forwards host ports to it, ``dns``
+    names its resolvers);
     ``userns`` (how a new user namespace maps ids when ``uid_map``/``gid_map``
     do not say: ``"auto"``, the default, gives root's container 65536 host
     ids of its own, so container root is no host user of note; ``"identity"``
@@ -657,7 +690,9 @@ class ContainerConfig:
     rootfs: RootSpec | Literal["host"] | None = "host"
     process: ProcessSpec = field(default_factory=ProcessSpec)
     namespaces: Collection[str] = DEFAULT_NAMESPACES
-    net: Literal["none", "host"] = "none"
+    net: str = "none"
+    publish: Sequence[PortMapping] = ()
+    dns: Sequence[str] | None = None
     userns: Literal["auto", "identity", "keep-id"] = "auto"
     uid_map: Sequence[IdMap] | None = None
     gid_map: Sequence[IdMap] | None = None
@@ -678,10 +713,23 @@ class ContainerConfig:
         elif self.rootfs is not None and not isinstance(self.rootfs, RootSpec):
             raise ConfigError(f"rootfs must be a RootSpec, 'host' or None, got {self.rootfs!r}")
         ns = namespace_set(self.namespaces)
-        if self.net not in ("none", "host"):
-            raise ConfigError(f"net must be 'none', 'host' or a network namespace, got {self.net!r}")
-        if self.net == "host":
+        net = check_net(self.net)
+        _set(self, "net", net)
+        if net == "host":
             ns = ns - {"net"}
+        elif net != "none" and "net" not in ns:
+            raise ConfigError(f"net={net!r} needs the 'net' namespace in namespaces")
+        from .net.ports import publish_list
+
+        _set(self, "publish", publish_list(self.publish))
+        if self.publish and net in ("none", "host"):
+            raise ConfigError(f"publish needs a network (net='bridge' or a network's name), "
+                              f"not net={net!r}")
+        if self.dns is not None:
+            _set(self, "dns", dns_list(self.dns))
+            if net in ("none", "host"):
+                raise ConfigError(f"dns needs a network (net='bridge' or a network's name), "
+                                  f"not net={net!r}")
         # (A rootfs needs a mount namespace, new or joined: Container checks it with its joins.)
         _set(self, "namespaces", ns)
         if self.userns not in USERNS_MODES:

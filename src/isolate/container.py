@@ -38,8 +38,9 @@ from ._io import collect, stdio_for
 from ._ops import Chdir
 from ._plan import OpSeq
 from ._planner_root import mounts_cgroupfs, root_context
-from ._record import asdict, dataclass
+from ._record import asdict, dataclass, replace
 from ._resolve import Resolved, config_from_options, console_path, process_umask
+from ._container_net import NET_FILES, ContainerNet
 from ._userns import in_user_namespace
 from .config import DEFAULT_HOSTNAME, DEFAULT_NAMESPACES, ContainerConfig, hostname_for
 from .errors import ConfigError, UnsupportedError
@@ -55,6 +56,8 @@ if TYPE_CHECKING:
     from .cgroup import Cgroup, CgroupStats, Limits
     from .cgroup.pool import CgroupPool
     from .idmap import IdMap
+    from .net.ports import PublishLike
+    from .netpool import NetnsPool
     from .oci.convert import Conversion
     from .process import NamespaceLike, StrPath
     from .seccomp import SeccompProfile
@@ -133,7 +136,14 @@ class Container:
     ``rootfs`` (a ``RootFS``; default ``RootFS.host()``; None keeps the
     host's tree), ``namespaces`` (default ``DEFAULT_NAMESPACES``), ``net``
     (``"none"``: own network namespace with ``lo``; ``"host"``: the host's;
-    an open network namespace such as a ``PooledNetns``: that one),
+    an open network namespace such as a ``PooledNetns``: that one;
+    ``"bridge"`` or a network's name: a namespace of its own per start on
+    that network, see ``isolate.net``: an address, a default route,
+    outbound traffic, ``publish`` (host ports forwarded to it:
+    ``[(8080, 80)]``, ``["8080:80/udp"]``), ``dns`` (its resolvers; default
+    the host's), its /etc/hosts and /etc/resolv.conf; as root the namespace
+    comes from ``netns_pool`` when given, a ``NetnsPool``; without root
+    pasta or slirp4netns give it the network),
     ``join`` (open namespaces, e.g. from ``NetnsPool``, to enter instead of
     creating; needs ``user`` left out of ``namespaces``),
     ``userns`` (how the user namespace maps ids that ``uid_map``/``gid_map``
@@ -203,7 +213,10 @@ class Container:
         rootfs: RootFS | None | Literal["host"] = "host",
         namespaces: Iterable[str] = DEFAULT_NAMESPACES,
         join: Iterable[NamespaceLike] = (),
-        net: Literal["none", "host"] | NamespaceLike = "none",
+        net: str | NamespaceLike = "none",
+        publish: Sequence[PublishLike] = (),
+        dns: Sequence[str] | None = None,
+        netns_pool: NetnsPool | None = None,
         userns: Literal["auto", "identity", "keep-id"] = "auto",
         uid_map: Sequence[IdMap] | None = None,
         gid_map: Sequence[IdMap] | None = None,
@@ -237,7 +250,8 @@ class Container:
                        group=group, groups=groups, capabilities=capabilities,
                        capability_sets=capability_sets, no_new_privs=no_new_privs, seccomp=seccomp,
                        rlimits=rlimits, umask=umask, die_with_parent=die_with_parent,
-                       pivot_root=pivot_root, stage=stage, make_cwd=make_cwd, new_session=new_session)
+                       pivot_root=pivot_root, stage=stage, make_cwd=make_cwd, new_session=new_session,
+                       publish=publish, dns=dns)
         ident = None
         resolved = False
         #: Whether an image root's config fills the options (keyword options only).
@@ -257,6 +271,15 @@ class Container:
                 raise ConfigError(f"net must be a network namespace with a config (its net is "
                                   f"{config.net!r}), got {net!r}")
             root = RootFS.from_spec(config.root) if config.root is not None else None
+        self._net: ContainerNet | None = None
+        if config.net not in ("none", "host"):
+            self._net = ContainerNet(config.net, publish=config.publish, dns=config.dns,
+                                     pool=netns_pool)
+            if self._net.slot is not None:
+                joined.append(self._net.slot)     # made (or taken) and attached at each start
+        elif netns_pool is not None:
+            raise ConfigError(f"netns_pool needs a network (net='bridge' or a network's name), "
+                              f"not net={config.net!r}")
         limits = config.limits
         if limits is not None and cgroup is not None:
             raise ConfigError("give limits or cgroup, not both")
@@ -354,12 +377,21 @@ class Container:
 
     # --- the plan ------------------------------------------------------------
 
-    def _root_ops(self, cwd: bytes, stdout: Stdio) -> tuple[OpSeq, tuple[object, ...]]:
+    def _root_ops(self, cwd: bytes, stdout: Stdio,
+                  net_paths: tuple[str, str] | None = None) -> tuple[OpSeq, tuple[object, ...]]:
         """The ops of the container's root for a process in ``cwd`` (from the plan cache),
-        and what owns the fds they name."""
+        and what owns the fds they name.  ``net_paths``: the network's /etc/hosts and
+        /etc/resolv.conf to bind by path (a container without root)."""
         if self.rootfs is None:
             return OpSeq((Chdir(path_=cwd),)), ()
         spec = self.rootfs.spec
+        if net_paths is not None:
+            from .config import BindMount
+
+            binds = tuple(BindMount(source=os.fsencode(src), target=dst, readonly=True,
+                                    recursive=False, is_dir=False)
+                          for src, dst in zip(net_paths, NET_FILES))
+            spec = replace(spec, mounts=(*spec.mounts, *binds))
         chroot = self.root_mode == "chroot"
         stage = self._stage
         console = console_path(stdout)
@@ -384,7 +416,9 @@ class Container:
         ctx = root_context(new=new, old=old, stage=stage, chroot=chroot, userns=userns,
                            new_net="net" in ns, new_pid="pid" in ns, console=console, direct=direct,
                            new_ipc="ipc" in ns, new_cgroupns="cgroup" in ns, cgroup_paths=paths,
-                           shared_root=shared, joined_mnt=joined_mnt, idmap=self._r.idmapped)
+                           shared_root=shared, joined_mnt=joined_mnt, idmap=self._r.idmapped,
+                           net_files=NET_FILES if self._net is not None and self._net.slot is not None
+                           else ())
         umask = None if self.umask is not None else process_umask()
         return _plans.container_root(spec, ctx, cwd=cwd, make_cwd=self.make_cwd, umask=umask)
 
@@ -439,10 +473,20 @@ class Container:
             created_cgroup = self._cgroup is None
             if self.rootfs is not None:
                 self.rootfs._prepare()
+            net_fds: list[int] = []
             try:
                 self._ensure_cgroup()
+                net_paths = None
+                held = None
+                if self._net is not None:
+                    net_fds = self._net.prepare(name=self.name, hostname=self.hostname,
+                                                with_root=self.rootfs is not None)
+                    if self._net.rootless:
+                        net_paths = self._net.rootless_files() if self.rootfs is not None else None
+                        net, name, host = self._net, self.name, self.hostname
+                        held = (lambda pid: net.held(pid, name=name, hostname=host))
                 # After the cgroup exists: RootFS.cgroupfs() binds its directories.
-                ops, keep = self._root_ops(c, stdout)
+                ops, keep = self._root_ops(c, stdout, net_paths)
                 console = None
                 if console_socket is not None:
                     rows, cols = console_size or (0, 0)
@@ -454,17 +498,25 @@ class Container:
                 self.process = launch(spec, self._r.isolation, stdin=stdin, stdout=stdout,
                                       stderr=stderr, pass_fds=pass_fds,
                                       join_fds=[j.fileno() for j in self._join], cgroup=self._cgroup,
-                                      extra=ops, keep=keep, exec_gate=exec_gate, console=console)
+                                      extra=ops, keep=keep, exec_gate=exec_gate, console=console,
+                                      net_fds=net_fds, before_release=held)
+                if self._net is not None:
+                    self._net.started(self.process.pid)
                 if self.rootfs is not None:
                     # Its overlay stays while it runs.  A container that dies with this
                     # process is covered by this process's hold on its image layers.
                     self.rootfs._started(self.process.pid, hand_over=not self.die_with_parent)
             except BaseException:
+                if self._net is not None:
+                    self._net.finish()
                 if self.rootfs is not None:
                     self.rootfs._abort()
                 if created_cgroup and self._own_cgroup:
                     self._close_cgroup()
                 raise
+            finally:
+                for fd in net_fds:
+                    os.close(fd)
         return self.process
 
     def _argv(self, argv: Sequence[StrPath] | None) -> Sequence[StrPath]:
@@ -567,6 +619,8 @@ class Container:
         if self.process is not None:
             self.process.close()
         self._close_ns_fds()
+        if self._net is not None:
+            self._net.finish()
 
     def exec(self, argv: Sequence[StrPath], *, timeout: float | None = None, input: bytes | None = None,
              capture_output: bool = True, env: Mapping[str, str] | None = None,
@@ -682,6 +736,8 @@ class Container:
             if self.rootfs is not None:
                 self.rootfs._hand_over(self.process.pid)   # its image layers stay held
         self._close_ns_fds()
+        if self._net is not None:
+            self._net.detach()
         if self._cgroup is not None and self._own_cgroup:
             self._cgroup.detach()
         self._cgroup, self._own_cgroup = None, False
@@ -733,4 +789,4 @@ class Container:
 
 #: The keyword options' defaults (what a ``Container`` given a config must leave them at).
 _DEFAULTS: dict[str, object] = {k: v for k, v in (Container.__init__.__kwdefaults__ or {}).items()
-                                if k not in ("join", "net", "cgroup", "cgroup_parent")}
+                                if k not in ("join", "net", "cgroup", "cgroup_parent", "netns_pool")}

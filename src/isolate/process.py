@@ -36,7 +36,7 @@ from ._io import DEVNULL, PIPE, STDOUT, Communication, StdioSetup, collect, stdi
 from ._ops import Console
 from ._plan import NSTYPES, Op, OpSeq
 from ._planner import FdLayout, Isolation, ProcessPlan, fd_layout, isolation
-from ._slots import mount_fd_names
+from ._slots import mount_fd_names, net_fd_names
 from ._spawn import Spawned, execute
 from .config import NAMESPACES, ProcessSpec, namespace_set
 from .errors import ConfigError, UnsupportedError
@@ -119,13 +119,18 @@ def launch(spec: ProcessSpec, iso: Isolation, *, stdin: Stdio = None, stdout: St
            stderr: Stdio = None, pass_fds: Sequence[int] | Mapping[int, int] = (),
            join_fds: Sequence[int] = (), cgroup: CgroupTarget | None = None,
            extra: Sequence[Op] = _NO_OPS, keep: tuple[object, ...] = (), exec_gate: int | None = None,
-           console: tuple[int, tuple[int, int, bool]] | None = None) -> Process:
+           console: tuple[int, tuple[int, int, bool]] | None = None, net_fds: Sequence[int] = (),
+           before_release: Callable[[int], None] | None = None) -> Process:
     """Start ``spec`` with ``iso``'s namespaces (``join_fds``: the fds of ``iso.join``, in order).
 
     The one way every process starts (``spawn``, ``Container``, ``exec_into``).
     ``extra``: ops after the namespaces' (a container's root); ``keep``:
     owners of fds ``extra`` names; ``exec_gate``: an fd to wait on before
-    execve; ``console``: (a unix socket, (rows, columns, bind /dev/console)).
+    execve; ``console``: (a unix socket, (rows, columns, bind /dev/console));
+    ``net_fds``: the detached mounts of the root's network files, in the
+    order of ``RootContext.net_files``; ``before_release(pid)``: run while the
+    child is held before its first op (its id maps written), e.g. to give its
+    network namespace a network.
     """
     stdio = StdioSetup()
     mounts: _idmount.Prepared | None = None
@@ -149,6 +154,7 @@ def launch(spec: ProcessSpec, iso: Isolation, *, stdin: Stdio = None, stdout: St
             maps += more
         for t, fd in zip(iso.join, join_fds):
             named["join " + t] = fd
+        named.update(zip(net_fd_names(len(net_fds)), net_fds))
         shape = _cgroup_fds(cgroup, named) if cgroup is not None else None
         if exec_gate is not None:
             named["exec_gate"] = V.check_fd(exec_gate, "exec_gate")
@@ -165,6 +171,8 @@ def launch(spec: ProcessSpec, iso: Isolation, *, stdin: Stdio = None, stdout: St
             assert mounts is not None
             named.update(zip(mount_fd_names(len(mounts.fds)), mounts.fds))
             before = _then_idmap(before, mounts)
+        if before_release is not None:
+            before = _then(before, before_release)
         fds = [named[n] for n in packed.plan.fd_names]
         spawned = execute(packed, fds, before_release=before)
     except BaseException:
@@ -179,6 +187,19 @@ def launch(spec: ProcessSpec, iso: Isolation, *, stdin: Stdio = None, stdout: St
 
 
 _FD_NAMES = ("fd 0", "fd 1", "fd 2")
+
+
+def _then(first: Callable[[int], None] | None,
+          then: Callable[[int], None]) -> Callable[[int], None]:
+    """``first`` (None: nothing), then ``then``, on the held child's pid."""
+    if first is None:
+        return then
+
+    def run(pid: int) -> None:
+        first(pid)
+        then(pid)
+
+    return run
 
 
 def _then_idmap(before: Callable[[int], None] | None,

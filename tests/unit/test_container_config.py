@@ -44,8 +44,16 @@ def test_other_bad_options(tmp_path: Path) -> None:
         Container(rootfs="ubuntu")
     with pytest.raises(isolate.ConfigError):
         Container(namespaces={"pid", "nope"})
-    with pytest.raises(isolate.ConfigError):
-        Container(net="bridge")
+    with pytest.raises(isolate.ConfigError, match="net must be"):
+        Container(net="no/such net")
+    with pytest.raises(isolate.ConfigError, match="publish needs a network"):
+        Container(publish=["8080:80"])
+    with pytest.raises(isolate.ConfigError, match="host port must be 1 to 65535"):
+        Container(net="bridge", publish=["70000:80"])
+    with pytest.raises(isolate.ConfigError, match="dns: 'x' is not an IPv4 address"):
+        Container(net="bridge", dns=["x"])
+    with pytest.raises(isolate.ConfigError, match="netns_pool needs a network"):
+        Container(netns_pool=object())  # type: ignore[arg-type]
     with pytest.raises(isolate.ConfigError, match="mnt"):
         Container(namespaces={"pid"})
     with pytest.raises(isolate.ConfigError, match="cwd"):

@@ -73,6 +73,8 @@ examples:
   $ isolate run --user nobody --env GREETING=hi -- sh -c 'echo $GREETING $(id -u)'
   # the result (exit status, time, memory) as JSON on stderr
   $ isolate run --json -- true
+  # on the default network, the host's port 8080 forwarded to the sandbox's 80
+  $ isolate run --net bridge -p 8080:80 -- busybox httpd -f -p 80
 """
 
 
@@ -110,8 +112,18 @@ def add_parser(sub: Any) -> None:
                    help="bind a host path into the sandbox (repeatable)")
     p.add_argument("--overlay", nargs="?", const="", default=None, metavar="DIR",
                    help="writable layer over the root (on tmpfs, or kept in DIR)")
-    p.add_argument("--net", choices=("none", "host"), default="none",
-                   help="none: own network namespace with lo (default); host: the host's")
+    p.add_argument("--net", "--network", default="none", metavar="NET",
+                   help="none: own network namespace with lo (default); host: the host's; bridge: "
+                        "the default network (isolate, 10.88.0.0/16): an address, outbound traffic "
+                        "through NAT, the host's resolvers; NAME: a network made with 'isolate "
+                        "network create' (its containers reach each other by name); without root "
+                        "bridge gives pasta or slirp4netns")
+    p.add_argument("-p", "--publish", action="append", default=[], metavar="[IP:]HOST:PORT[/udp]",
+                   help="with --net bridge or NAME: forward the host's port HOST (on IP only, if "
+                        "given) to the sandbox's PORT (repeatable)")
+    p.add_argument("--dns", action="append", default=None, metavar="IP",
+                   help="with --net bridge or NAME: a resolver for the sandbox's /etc/resolv.conf "
+                        "(repeatable; default: the host's)")
     p.add_argument("--userns", choices=("auto", "identity", "keep-id"), default="auto",
                    help="how the sandbox's ids map to the host's: auto (default): as root, a block "
                         "of 65536 host ids of its own (the 'isolate' lines of /etc/subuid and "
@@ -232,6 +244,10 @@ def _container_options(args: argparse.Namespace) -> dict[str, Any]:
     extra: dict[str, Any] = {}
     if args.hostname is not None:
         extra["hostname"] = args.hostname
+    if args.publish:
+        extra["publish"] = args.publish
+    if args.dns is not None:
+        extra["dns"] = args.dns
     return dict(net=args.net, userns=args.userns, limits=limits, name=args.name,
                 cgroup_parent=args.cgroup_parent, new_session=not args.tty, **extra)
 
