@@ -453,6 +453,12 @@ int iso_mount_fd_setattr(int fd, uint64_t attr_set);
 int iso_clone_tree(const char *path, int recursive, uint64_t attr_set, uint64_t attr_clr);
 int iso_mount_fd_idmap(int fd, int userns_fd, int recursive);
 int iso_open_in_root(int dirfd, const char *path, int flags);
+/* The interface `name` of the network namespace `netns_fd` given the IPv4 `address`
+ * (host byte order) with `prefix`, brought up, and a default route through `gateway`
+ * (0: none); done by a thread of its own, so no thread of the caller ever changes
+ * namespace.  0 or -errno. */
+int iso_net_config(int netns_fd, const char *name, uint32_t address, uint32_t prefix,
+                   uint32_t gateway);
 
 /* bpf.c: the cgroup v2 device controller (a BPF_PROG_TYPE_CGROUP_DEVICE program).
  * Each returns -errno on failure; load returns the program fd (O_CLOEXEC). */

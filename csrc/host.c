@@ -4,6 +4,9 @@
 #include "isolate.h"
 
 #include <linux/openat2.h>
+#include <net/route.h>
+#include <netinet/in.h>
+#include <pthread.h>
 
 int
 iso_mount(const char *source, const char *target, const char *fstype, uint64_t flags,
@@ -159,4 +162,88 @@ iso_open_in_root(int dirfd, const char *path, int flags)
     how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
     int fd = (int)syscall(__NR_openat2, dirfd, path, &how, sizeof how);
     return fd < 0 ? -errno : fd;
+}
+
+/* iso_net_config's work, in its own thread. */
+struct net_config {
+    int netns_fd;
+    const char *name;
+    uint32_t address, prefix, gateway;
+    int err;
+};
+
+static void
+set_in(struct sockaddr *sa, uint32_t host_order)
+{
+    struct sockaddr_in *sin = (struct sockaddr_in *)(void *)sa;
+    memset(sin, 0, sizeof *sin);
+    sin->sin_family = AF_INET;
+    sin->sin_addr.s_addr = htonl(host_order);
+}
+
+/* netdevice(7)'s IPv4 ioctls: address, netmask (the kernel's prefix route follows),
+ * IFF_UP, then the default route (route(4)'s SIOCADDRT). */
+static int
+configure(const struct net_config *c)
+{
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0) {
+        return -errno;
+    }
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    memcpy(ifr.ifr_name, c->name, strlen(c->name));
+    set_in(&ifr.ifr_addr, c->address);
+    int r = ioctl(s, SIOCSIFADDR, &ifr);
+    if (r == 0) {
+        set_in(&ifr.ifr_netmask, c->prefix ? 0xffffffffu << (32 - c->prefix) : 0);
+        r = ioctl(s, SIOCSIFNETMASK, &ifr);
+    }
+    if (r == 0) {
+        r = ioctl(s, SIOCGIFFLAGS, &ifr);
+    }
+    if (r == 0) {
+        ifr.ifr_flags |= IFF_UP;
+        r = ioctl(s, SIOCSIFFLAGS, &ifr);
+    }
+    if (r == 0 && c->gateway != 0) {
+        struct rtentry rt;
+        memset(&rt, 0, sizeof rt);
+        set_in(&rt.rt_dst, 0);
+        set_in(&rt.rt_genmask, 0);
+        set_in(&rt.rt_gateway, c->gateway);
+        rt.rt_flags = RTF_UP | RTF_GATEWAY;
+        r = ioctl(s, SIOCADDRT, &rt);
+    }
+    int err = r < 0 ? -errno : 0;
+    close(s);
+    return err;
+}
+
+static void *
+net_config_main(void *arg)
+{
+    struct net_config *c = arg;
+    /* This thread ends here: it never has to go back. */
+    c->err = setns(c->netns_fd, CLONE_NEWNET) < 0 ? -errno : configure(c);
+    return NULL;
+}
+
+int
+iso_net_config(int netns_fd, const char *name, uint32_t address, uint32_t prefix,
+               uint32_t gateway)
+{
+    size_t len = name != NULL ? strlen(name) : 0;
+    if (len == 0 || len >= IFNAMSIZ || prefix > 32) {
+        return -EINVAL;
+    }
+    struct net_config c = {.netns_fd = netns_fd, .name = name, .address = address,
+                           .prefix = prefix, .gateway = gateway, .err = 0};
+    pthread_t t;
+    int err = pthread_create(&t, NULL, net_config_main, &c);
+    if (err != 0) {
+        return -err;
+    }
+    pthread_join(t, NULL);
+    return c.err;
 }

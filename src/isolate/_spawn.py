@@ -158,6 +158,20 @@ def clone_tree(path: bytes, *, recursive: bool, attr_set: int = 0, attr_clr: int
     return int(fd)
 
 
+def net_config(netns_fd: int, name: str, address: str, prefix: int, gateway: str | None) -> None:
+    """Give the interface ``name`` of the network namespace ``netns_fd`` the IPv4 ``address``
+    with ``prefix``, bring it up, and route by default through ``gateway`` (None: no route).
+    A thread of the C core's own does it (ioctls, no netlink: about 40 µs); none of the
+    caller's threads changes namespace.  Raises OSError naming the interface."""
+    import ipaddress
+    import os
+
+    gw = int(ipaddress.IPv4Address(gateway)) if gateway is not None else 0
+    rc = lib.iso_net_config(netns_fd, name.encode(), int(ipaddress.IPv4Address(address)), prefix, gw)
+    if rc < 0:
+        raise OSError(-rc, os.strerror(-rc), name)
+
+
 def mount_fd_idmap(fd: int, userns_fd: int, *, recursive: bool) -> None:
     """Idmap the detached mount ``fd`` with the user namespace ``userns_fd``'s maps; raises
     OSError (EINVAL: a filesystem that does not support it)."""
