@@ -89,11 +89,7 @@ _Mode = Literal["root", "shifted", "user"]
 WHITEOUT_PREFIX = ".wh."
 #: A layer entry of this name in a directory hides everything the layers below have there.
 OPAQUE = ".wh..wh..opq"
-# Chunks of the layer stream: small enough that the decompressor's output buffers are
-# reused by malloc, not mapped afresh (at 1 MiB every page of every chunk was a page
-# fault: a minor fault per 4 KiB of the layer, the most of an unpack's system time).
-_READ = 128 << 10
-_AHEAD = 8           # chunks decompressed ahead of the reader (1 MiB)
+_READ = 1 << 20
 _OVERLAY_XATTRS = ("trusted.overlay.", "user.overlay.")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _MAX_DIR_FDS = 256
@@ -104,7 +100,7 @@ class Digester:
     (``tar``, ``gzip`` or ``zstd``) and hashes it (``hexdigest()``, ``size``).
 
     Decompression and hashing run in a thread of their own (zlib, zstd and
-    hashlib release the GIL on large buffers), a MiB ahead of the reader,
+    hashlib release the GIL on large buffers), a few MiB ahead of the reader,
     so they overlap with the writes of the files.  ``seek`` only goes forward
     (skipping is reading), which is all ``tarfile`` asks of it for a one-pass
     read; ``close()`` stops the thread.
@@ -131,7 +127,7 @@ class Digester:
             self._next = lambda: reader.read(_READ)
         else:
             raise ImageError(f"layer compression {compression!r} is not tar, gzip or zstd")
-        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=_AHEAD)
+        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=8)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._produce, name="isolate-unpack", daemon=True)
         self._thread.start()
@@ -166,21 +162,17 @@ class Digester:
         # Concatenated gzip members (pigz, some registries) are one stream, as gzip(1) reads them.
         state = {"d": _zlib.decompressobj(wbits=31)}
         raw = self._raw
-        fd = raw.fileno()
-        buf = bytearray(_READ)      # read into one buffer: the decompressor copies what it keeps
-        view = memoryview(buf)
 
         def step() -> bytes:
             while True:
                 d = state["d"]
-                data: bytes | memoryview
                 if d.unconsumed_tail:
                     data = d.unconsumed_tail
                 elif d.eof and d.unused_data:
                     data = d.unused_data
                     state["d"] = d = _zlib.decompressobj(wbits=31)
                 else:
-                    data = view[:os.readv(fd, [buf])]
+                    data = raw.read(_READ)
                     if not data:
                         if not d.eof:
                             raise ImageError("layer: the gzip stream is truncated")
@@ -188,7 +180,7 @@ class Digester:
                     if d.eof:
                         state["d"] = d = _zlib.decompressobj(wbits=31)
                 try:
-                    out = d.decompress(data, _READ)
+                    out = d.decompress(data, 4 * _READ)
                 except _ZLIB_ERROR as e:
                     raise ImageError(f"layer: not a gzip stream ({e})") from None
                 if out:
