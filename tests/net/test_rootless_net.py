@@ -73,7 +73,9 @@ def serve_tcp(s, client_first):
         c, peer = s.accept()
         if client_first:
             c.recv(100)
-        c.sendall(b"inside tcp\\n" if client_first else b"inside banner\\n"); c.close()
+        c.sendall(f"inside tcp from {peer[0]}\\n".encode() if client_first
+                  else b"inside banner\\n")
+        c.close()
 def serve_udp():
     while True:
         data, peer = udp.recvfrom(512); udp.sendto(b"inside udp:" + data, peer)
@@ -86,6 +88,14 @@ out = {"addr": subprocess.run(["ip", "-4", "-o", "addr", "show", "scope", "globa
        "route": subprocess.run(["ip", "-4", "route", "show", "default"],
                                capture_output=True, text=True).stdout.split()}
 out["http"] = urllib.request.urlopen("http://192.0.2.2:8000/", timeout=10).read().decode()
+def reach(addr, port):
+    try:
+        socket.create_connection((addr, port), timeout=2).close()
+        return "connected"
+    except OSError as e:
+        return type(e).__name__
+# The host's loopback listener (the user's, on 127.0.0.1:8099), by both ways in.
+out["host loopback"] = [reach("127.0.0.1", 8099), reach(out["route"][2], 8099)]
 q = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); q.settimeout(10)
 q.sendto(b"query", (sys.stdin.readline().strip(), 53))
 out["dns"] = q.recvfrom(512)[0].decode()
@@ -97,11 +107,22 @@ sys.stdin.read()
 _USER = """
 import json, os, sys, time, isolate
 from isolate.net import rootless
+def children():
+    out = []
+    for p in os.listdir("/proc"):
+        try:
+            if p.isdigit() and open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1] == str(os.getpid()):
+                out.append(p)
+        except OSError:     # gone meanwhile
+            pass
+    return sorted(out)
 tool, publish = sys.argv[1], json.loads(sys.argv[2])
 gate_r, gate_w = os.pipe()
 child = isolate.spawn([sys.executable, "-c", sys.argv[3]], namespaces={"user", "net"},
                       exec_gate=gate_r, stdin=isolate.PIPE, stdout=isolate.PIPE)
 os.close(gate_r)
+import socket
+guard = socket.socket(); guard.bind(("127.0.0.1", 8099)); guard.listen()
 t = time.perf_counter()
 net = rootless.start(child.pid, publish=publish, tool=tool)
 took = time.perf_counter() - t
@@ -125,9 +146,7 @@ child.stdin.close(); child.wait()
 net.close(); net.close()
 gone = not os.path.exists(f"/proc/{report['pid']}")
 print(json.dumps({"gone": gone, "files": sorted(os.listdir(runtime)),
-                  "children": [p for p in os.listdir("/proc") if p.isdigit()
-                               and open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1]
-                               == str(os.getpid())]}), flush=True)
+                  "children": children()}), flush=True)
 """
 
 
@@ -242,11 +261,16 @@ def test_outbound_dns_and_published_ports(world: Any, tool: str) -> None:
         assert got["resolv"] == f"nameserver {got['dns']}\nsearch example.test\n"
         assert inside["dns"] == "dns:query"
         # Published: from the upstream through the host's address, and from the host itself.
-        assert _probe(fakehost, "upstream", "tcp", "192.0.2.1", 8080) == "inside tcp"
-        assert _probe(fakehost, "host", "tcp", "127.0.0.1", 8080) == "inside tcp"
+        # The container's loopback and gateway do not lead to the host's loopback.
+        assert "connected" not in inside["host loopback"], inside["host loopback"]
+        # Published: from the upstream through the host's address (pasta keeps the
+        # client's address; slirp4netns shows its gateway), and from the host itself.
+        peer = "192.0.2.2" if tool == "pasta" else "10.0.2.2"
+        assert _probe(fakehost, "upstream", "tcp", "192.0.2.1", 8080) == f"inside tcp from {peer}"
+        assert _probe(fakehost, "host", "tcp", "127.0.0.1", 8080).startswith("inside tcp from ")
         assert _probe(fakehost, "upstream", "udp", "192.0.2.1", 8081) == "inside udp:ping"
         # host_ip: bound on 192.0.2.1 only.
-        assert _probe(fakehost, "upstream", "tcp", "192.0.2.1", 8082) == "inside tcp"
+        assert _probe(fakehost, "upstream", "tcp", "192.0.2.1", 8082).startswith("inside tcp")
         assert _probe(fakehost, "host", "tcp", "127.0.0.1", 8082) == "refused"
         if tool == "slirp4netns":
             assert [f for f in got["files"] if f.startswith("isolate-net-")]
@@ -271,7 +295,7 @@ def test_a_published_server_that_speaks_first(world: Any, tool: str) -> None:
                       client_first=False) == "inside banner"
 
 
-_ERRORS = _USER.split("t = time.perf_counter()")[0] + """
+_ERRORS = _USER.split("import socket\nguard")[0] + """
 import socket
 from isolate.errors import ConfigError, NetworkError
 from isolate.net.ports import publish_list
@@ -279,9 +303,6 @@ busy_tcp = socket.socket(); busy_tcp.bind(("0.0.0.0", 8090)); busy_tcp.listen()
 busy_udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); busy_udp.bind(("0.0.0.0", 8091))
 runtime = os.environ["XDG_RUNTIME_DIR"]
 before = sorted(os.listdir(runtime))
-def children():
-    return sorted(p for p in os.listdir("/proc") if p.isdigit()
-                  and open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1] == str(os.getpid()))
 held = children()
 out = {}
 def attempt(name, fn):

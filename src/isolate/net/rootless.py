@@ -20,25 +20,45 @@ What the namespace gets:
 
 pasta
     the host's address, prefix and gateway (those of the interface with the
-    default IPv4 route, named the same inside), given to pasta explicitly so
-    they are known without asking it; ``--no-map-gw``, so the gateway is the
-    real one and never the host's loopback; a DNS forwarder at 169.254.1.1
-    (podman 5's address: link-local, so it never hides a real server) that
-    sends queries on to the host's first resolver.
+    default IPv4 route, whose name the namespace's interface takes), given to
+    pasta explicitly so they are known without asking it (the container's own
+    address is the host's: the host's services on that address are out of
+    its reach); ``--no-map-gw``, so the gateway is the real one and never the
+    host's loopback; ``-T none -U none``, so the container's loopback reaches
+    no port of the host's; a DNS forwarder at 169.254.1.1 (podman 5's
+    address: link-local, so it never hides a real server) that sends queries
+    on to the first resolver of the host's /etc/resolv.conf (read when pasta
+    starts).  IPv6 too when the host has it (not reported).
 slirp4netns
-    ``10.0.2.100/24``, gateway ``10.0.2.2``, DNS forwarder ``10.0.2.3``;
-    ``--disable-host-loopback`` (the gateway does not reach the host's
-    127.0.0.1), ``--enable-sandbox`` and ``--enable-seccomp``.
+    ``10.0.2.100/24``, gateway ``10.0.2.2``, DNS forwarder ``10.0.2.3`` (to
+    the host's resolver); ``--disable-host-loopback`` (10.0.2.2 does not
+    reach the host's 127.0.0.1; the host's other addresses are reachable, as
+    any outside address is), ``--enable-sandbox`` and ``--enable-seccomp``;
+    published ports through its API socket (``add_hostfwd``): connections
+    arrive from 10.0.2.2, where pasta keeps the client's address.
 
 Both run in the foreground, as children of the caller, in a session of their
 own, with nothing passed through a shell.  Readiness comes from the tools:
 slirp4netns writes to ``--ready-fd``; pasta writes its pid to ``-P`` (a pipe
-here, ``/dev/fd/N``) after it has configured the namespace and bound the
-published ports, just before its main loop.  ``RootlessNet.close()`` stops
-and reaps the helper.  slirp4netns also exits by itself when the caller's
-process ends (``--exit-fd``: a pipe whose other end only the caller holds);
-pasta (this version has no such option) lives until ``close()`` or until it
-is killed.
+here, ``/dev/fd/N``: no file) after it has configured the namespace and bound
+the published ports, just before its main loop.  ``RootlessNet.close()``
+stops and reaps the helper and removes slirp4netns's socket directory (0700,
+under ``$XDG_RUNTIME_DIR``).  slirp4netns also exits by itself when the
+caller's process ends (``--exit-fd``: a pipe whose other end only the caller
+holds); pasta (this version has no such option) lives until ``close()`` or
+until it is killed.  Neither notices the container's end by itself: the
+owner of the container calls ``close()`` when it reaps it.
+
+The target: ``pid``'s user namespace (with its id maps written) and network
+namespace must exist when ``start()`` is called; both tools join them from
+the caller's namespaces (``setns``: the caller owns the user namespace).  A
+held child (before its ``execve``) is the usual target.
+
+Known limit, measured with Debian 12's pasta (0.0~git20230309) on Linux
+6.18: a connection to a published port from another host is closed by
+pasta at once unless the client sends first (HTTP works; a server that
+speaks first, as SSH and SMTP do, is unreachable); connections from the
+host itself (pasta splices them) and slirp4netns are not affected.
 """
 
 from __future__ import annotations
@@ -352,14 +372,33 @@ class RootlessNet:
             warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self)
 
 
+def _exited(proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Wait up to ``timeout`` for ``proc`` to exit, on its pidfd (``Popen.wait(timeout)``
+    polls, up to 50 ms late); reap it if it did."""
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except OSError:          # no pidfd (before Linux 5.3), or already gone: poll
+        try:
+            proc.wait(timeout)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+    try:
+        ready, _, _ = select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
+    if ready:
+        proc.wait()
+    return bool(ready)
+
+
 def _stop(proc: subprocess.Popen[bytes], lifeline: int | None) -> None:
+    """Stop the helper: close its lifeline, SIGTERM, SIGKILL after ``_STOP_TIMEOUT``; reap."""
     if lifeline is not None:
         os.close(lifeline)
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(_STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
+        if not _exited(proc, _STOP_TIMEOUT):
             proc.kill()
             proc.wait()
 
@@ -383,10 +422,7 @@ def _wait_readable(fd: int, what: str) -> bytes:
 
 def _last_error(log: IO[bytes], proc: subprocess.Popen[bytes]) -> str:
     """The tool's last meaningful line of stderr, or its exit status."""
-    try:
-        rc = proc.wait(_STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        rc = None
+    rc = proc.returncode if _exited(proc, _STOP_TIMEOUT) else None
     log.seek(0)
     lines = [line.strip() for line in log.read().decode(errors="replace").splitlines()]
     lines = [line for line in lines if line and "to syslog" not in line
