@@ -13,8 +13,7 @@ usable, else slirp4netns; ``$ISOLATE_ROOTLESS_NET`` (``pasta`` or
 containers.conf's ``default_rootless_network_cmd`` do.  (Debian 12's podman,
 4.3, knows only slirp4netns: pasta support came in podman 4.4 and became the
 default in podman 5.0.  pasta is preferred because it forwards at the socket
-level, with no NAT and no copy of a TCP stack in between, and keeps the
-source address of connections to published ports.)
+level, without libslirp's copy of a TCP/IP stack in between.)
 
 What the namespace gets:
 
@@ -34,8 +33,8 @@ slirp4netns
     the host's resolver); ``--disable-host-loopback`` (10.0.2.2 does not
     reach the host's 127.0.0.1; the host's other addresses are reachable, as
     any outside address is), ``--enable-sandbox`` and ``--enable-seccomp``;
-    published ports through its API socket (``add_hostfwd``): connections
-    arrive from 10.0.2.2, where pasta keeps the client's address.
+    published ports through its API socket (``add_hostfwd``).  With both,
+    a connection to a published port arrives from the client's address.
 
 Both run in the foreground, as children of the caller, in a session of their
 own, with nothing passed through a shell.  Readiness comes from the tools:
