@@ -294,6 +294,16 @@ def test_a_published_server_that_speaks_first(world: Any, tool: str) -> None:
                       client_first=False) == "inside banner"
 
 
+@pytest.mark.parametrize("tool", TOOLS)
+def test_a_low_port_where_the_host_allows_it(world: Any, tool: str) -> None:
+    # net.ipv4.ip_unprivileged_port_start is the fake host's own (per network namespace).
+    fakehost = world[0]
+    r = fakehost.run(["sysctl", "-qw", "net.ipv4.ip_unprivileged_port_start=80"])
+    assert r.returncode == 0, r.stderr
+    with _session(world, tool, ["80:80"]):
+        assert _probe(fakehost, "upstream", "tcp", "192.0.2.1", 80) == "inside tcp from 192.0.2.2"
+
+
 _ERRORS = _USER.split("import socket\nguard")[0] + """
 import socket
 from isolate.errors import ConfigError, NetworkError
