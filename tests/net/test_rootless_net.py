@@ -420,18 +420,29 @@ def test_without_a_usable_tun_device_none_is_available(world: Any) -> None:
     assert "needs /dev/net/tun, which this user cannot open" in err
 
 
-_LIFELINE = _USER + """
+_LIFELINE = _USER.replace("net = rootless.start(child.pid, publish=publish, tool=tool)", """
+import threading
+box = []
+# Started on a thread that ends at once: the helper must not go with it.
+th = threading.Thread(target=lambda: box.append(rootless.start(child.pid, publish=publish, tool=tool)))
+th.start(); th.join()
+net = box[0]""") + """
+report["running after its thread ended"] = net.running()
 print(json.dumps(report), flush=True)
 os.kill(os.getpid(), 9)
 """
 
 
-def test_slirp4netns_ends_with_its_caller(world: Any) -> None:
-    # A caller killed outright (no close()): slirp4netns sees its exit pipe close and goes,
-    # though the namespace's process lives on.
-    p = _user_popen(world, _LIFELINE, "slirp4netns", "[]", "import time; time.sleep(60)")
+@pytest.mark.parametrize("tool", TOOLS)
+def test_the_helper_ends_with_its_caller(world: Any, tool: str) -> None:
+    # A caller killed outright (no close()): the helper goes too, though the namespace's
+    # process lives on.
+    p = _user_popen(world, _LIFELINE, tool, "[]", "import time; time.sleep(60)")
     assert p.stdout is not None
-    report = json.loads(p.stdout.readline())
+    line = p.stdout.readline()
+    assert line, p.communicate(timeout=30)
+    report = json.loads(line)
+    assert report["running after its thread ended"] is True
     assert p.wait(timeout=30) == -9
     helper = Path(f"/proc/{report['pid']}/stat")
     deadline = time.monotonic() + 10
@@ -443,4 +454,4 @@ def test_slirp4netns_ends_with_its_caller(world: Any) -> None:
             break
         time.sleep(0.05)
     else:
-        raise AssertionError("slirp4netns outlived its caller")
+        raise AssertionError(f"{tool} outlived its caller")

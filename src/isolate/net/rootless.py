@@ -42,11 +42,13 @@ slirp4netns writes to ``--ready-fd``; pasta writes its pid to ``-P`` (a pipe
 here, ``/dev/fd/N``: no file) after it has configured the namespace and bound
 the published ports, just before its main loop.  ``RootlessNet.close()``
 stops and reaps the helper and removes slirp4netns's socket directory (0700,
-under ``$XDG_RUNTIME_DIR``).  slirp4netns also exits by itself when the
-caller's process ends (``--exit-fd``: a pipe whose other end only the caller
-holds); pasta (this version has no such option) lives until ``close()`` or
-until it is killed.  Neither notices the container's end by itself: the
-owner of the container calls ``close()`` when it reaps it.
+under ``$XDG_RUNTIME_DIR``).  Both also end with the caller's process, however
+it ends: SIGTERM from ``PR_SET_PDEATHSIG`` (``setpriv --pdeathsig``; the fork
+happens on a thread of isolate's that lives as long as the process, see
+``_Spawner``), and for slirp4netns also ``--exit-fd`` (a pipe whose other end
+only the caller holds).  Neither notices the container's end by itself: the
+owner of the container calls ``close()`` when it reaps it.  (A caller killed
+with SIGKILL leaves slirp4netns's socket directory behind, on a tmpfs.)
 
 The target: ``pid``'s user namespace (with its id maps written) and network
 namespace must exist when ``start()`` is called; both tools join them from
@@ -67,6 +69,7 @@ import fcntl
 import ipaddress
 import json
 import os
+import queue
 import select
 import shutil
 import signal
@@ -75,11 +78,12 @@ import stat
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address, IPv4Interface
-from typing import IO, Final, Literal, final
+from typing import IO, Final, Literal, TypeVar, final
 
 from ..errors import ConfigError, NetworkError
 from .ports import PortMapping, PublishLike, publish_list
@@ -87,6 +91,7 @@ from .ports import PortMapping, PublishLike, publish_list
 __all__ = ["RootlessNet", "available", "start", "TOOLS"]
 
 Tool = Literal["pasta", "slirp4netns"]
+_T = TypeVar("_T")
 
 #: The tools, in the order ``available()`` prefers them.
 TOOLS: Final[tuple[Tool, ...]] = ("pasta", "slirp4netns")
@@ -431,11 +436,73 @@ def _last_error(log: IO[bytes], proc: subprocess.Popen[bytes]) -> str:
     return f"{lines[-1]} ({status})" if lines else status
 
 
+class _Spawner:
+    """The one thread that forks every helper, for the life of the process.
+
+    A helper gets ``PR_SET_PDEATHSIG`` (SIGTERM; set by util-linux's ``setpriv
+    --pdeathsig``, which then execs the tool, so no Python runs between fork and
+    exec) so that it ends with its caller, even a caller killed with SIGKILL.  The
+    kernel sends that signal when the *thread* that forked the child exits
+    (prctl(2)), so the fork must not happen on a caller's thread that may end
+    before the container does: it happens on this daemon thread, which ends only
+    with the process.
+    """
+
+    _lock = threading.Lock()
+    _jobs: queue.SimpleQueue[tuple[Callable[[], object], list[object], threading.Event]] | None = None
+
+    @classmethod
+    def call(cls, fn: Callable[[], _T]) -> _T:
+        """``fn()`` run on the spawner thread: its result, or its exception raised here."""
+        with cls._lock:
+            if cls._jobs is None:
+                cls._jobs = queue.SimpleQueue()
+                threading.Thread(target=cls._serve, args=(cls._jobs,), daemon=True,
+                                 name="isolate-net-spawner").start()
+            jobs = cls._jobs
+        box: list[object] = []
+        done = threading.Event()
+        jobs.put((fn, box, done))
+        done.wait()
+        ok, value = box
+        if not ok:
+            raise value  # type: ignore[misc]
+        return value  # type: ignore[return-value]
+
+    @classmethod
+    def _forget(cls) -> None:
+        # A forked child has no spawner thread: it starts its own on first use.
+        cls._lock = threading.Lock()
+        cls._jobs = None
+
+    @staticmethod
+    def _serve(jobs: queue.SimpleQueue[tuple[Callable[[], object], list[object], threading.Event]]) -> None:
+        while True:
+            fn, box, done = jobs.get()
+            try:
+                box[:] = [True, fn()]
+            except BaseException as e:  # handed to the caller's thread
+                box[:] = [False, e]
+            finally:
+                done.set()
+
+
+os.register_at_fork(after_in_child=_Spawner._forget)
+
+
 def _spawn(argv: list[str], pass_fds: tuple[int, ...], log: IO[bytes]) -> subprocess.Popen[bytes]:
-    # A session of its own: the caller's terminal signals (^C) do not reach it.
-    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=log, pass_fds=pass_fds, start_new_session=True,
-                            close_fds=True)
+    """Start a helper: its own session (the caller's terminal's ^C does not reach it),
+    SIGTERM when the caller's process ends (``_Spawner``), nothing but ``pass_fds``."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is not None:
+        argv = [setpriv, "--pdeathsig", "TERM", "--", *argv]
+
+    def popen() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=log, pass_fds=pass_fds, start_new_session=True,
+                                close_fds=True)
+
+    return _Spawner.call(popen)
 
 
 def _pasta_spec(m: PortMapping) -> str:
