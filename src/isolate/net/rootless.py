@@ -519,6 +519,8 @@ def _start_pasta(path: str, pid: int, publish: tuple[PortMapping, ...],
             ports += [flag, spec]
     r, w = os.pipe()
     argv = [path, "--config-net", "--foreground", "--quiet", "--no-map-gw",
+            # As the caller, even a root one (pasta would switch root to "nobody").
+            "--runas", f"{os.geteuid()}:{os.getegid()}",
             "--interface", ifname, "--address", str(address.ip),
             "--netmask", str(address.network.prefixlen), "--gateway", str(gateway),
             "--dns-forward", str(PASTA_DNS), *ports, "-T", "none", "-U", "none",
