@@ -120,7 +120,7 @@ def _find(tool: Tool) -> tuple[str | None, str | None]:
     path = shutil.which(tool)
     if path is None:
         return None, f"{tool} is not installed (Debian package {_PACKAGE[tool]!r})"
-    if not os.access(_TUN, os.R_OK | os.W_OK):
+    if not os.access(_TUN, os.R_OK | os.W_OK, effective_ids=os.access in os.supports_effective_ids):
         return None, (f"{tool} needs {_TUN}, which this user cannot open (it should be "
                       f"mode 0666: 'chmod 0666 {_TUN}', or a udev rule)")
     return path, None
