@@ -455,3 +455,35 @@ def test_the_helper_ends_with_its_caller(world: Any, tool: str) -> None:
         time.sleep(0.05)
     else:
         raise AssertionError(f"{tool} outlived its caller")
+
+
+_ROOT_SHARED = """set -e
+mount -t tmpfs isolate-test "$1"
+mount --make-shared "$1"
+mkdir "$1/sub"
+mount -t tmpfs isolate-test-sub "$1/sub"
+shift
+exec "$@"
+"""
+
+
+def test_a_root_caller_keeps_its_shared_mounts(fakehost: Any, tmp_path: Path) -> None:
+    # slirp4netns's --enable-sandbox, run by root, unmounted the peers of the caller's
+    # shared mounts (as ip netns's under /run/netns).  Here in a private mount namespace
+    # of the test's, with a shared mount of its own.
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    code = f"""
+import os, subprocess, isolate
+from isolate.net import rootless
+r, w = os.pipe()
+child = isolate.spawn(["/bin/true"], namespaces={{"user", "net"}}, exec_gate=r)
+net = rootless.start(child.pid, tool="slirp4netns")
+print(subprocess.run(["findmnt", "-rn", "-o", "TARGET", {str(shared / "sub")!r}],
+                     capture_output=True, text=True).stdout.strip())
+net.close(); os.close(w); child.wait()
+"""
+    r = fakehost.run(["unshare", "-m", "--propagation", "private", "sh", "-c", _ROOT_SHARED, "sh",
+                      str(shared), sys.executable, "-c", code])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == str(shared / "sub")

@@ -32,7 +32,9 @@ slirp4netns
     ``10.0.2.100/24``, gateway ``10.0.2.2``, DNS forwarder ``10.0.2.3`` (to
     the host's resolver); ``--disable-host-loopback`` (10.0.2.2 does not
     reach the host's 127.0.0.1; the host's other addresses are reachable, as
-    any outside address is), ``--enable-sandbox`` and ``--enable-seccomp``;
+    any outside address is), ``--enable-seccomp``, and ``--enable-sandbox``
+    for a caller without root (see ``_start_slirp``: as root it would
+    unmount the caller's shared mounts);
     published ports through its API socket (``add_hostfwd``).  With both,
     a connection to a published port arrives from the client's address.
 
@@ -571,8 +573,14 @@ def _start_slirp(path: str, pid: int, publish: tuple[PortMapping, ...],
     api = os.path.join(private, "slirp4netns.sock")
     ready_r, ready_w = os.pipe()
     exit_r, lifeline = os.pipe()      # slirp4netns exits when ``lifeline`` closes
-    argv = [path, "--configure", "--mtu=65520", "--disable-host-loopback",
-            "--enable-sandbox", "--enable-seccomp", f"--api-socket={api}",
+    # --enable-sandbox only without root: slirp4netns then makes a user namespace for
+    # its sandbox, whose new mount namespace holds shared mounts as slaves
+    # (mount_namespaces(7)).  Run by root, it keeps them shared, and detaching its
+    # old root unmounts their peers in the caller's namespace (measured: every
+    # ``ip netns`` mount under a shared /run/netns went).
+    sandbox = ["--enable-sandbox"] if os.geteuid() != 0 else []
+    argv = [path, "--configure", "--mtu=65520", "--disable-host-loopback", *sandbox,
+            "--enable-seccomp", f"--api-socket={api}",
             f"--ready-fd={ready_w}", f"--exit-fd={exit_r}", str(pid), "tap0"]
     proc: subprocess.Popen[bytes] | None = None
     try:
