@@ -124,7 +124,8 @@ os.close(gate_r)
 import socket
 guard = socket.socket(); guard.bind(("127.0.0.1", 8099)); guard.listen()
 t = time.perf_counter()
-net = rootless.start(child.pid, publish=publish, tool=tool)
+net = rootless.start(child.pid, publish=publish, tool=tool,
+                     dns=json.loads(sys.argv[4]) if len(sys.argv) > 4 else None)
 took = time.perf_counter() - t
 resolv = net.resolv_conf().decode()
 nameserver = resolv.split()[1]
@@ -221,11 +222,12 @@ except ConnectionResetError:
 
 
 @contextlib.contextmanager
-def _session(world: Any, tool: str, publish: list[str]) -> Iterator[dict[str, Any]]:
-    """The user's held child with ``start(tool, publish)`` done and released: what the user
-    saw, then (after the block) ``after``: what was left once it closed everything."""
+def _session(world: Any, tool: str, publish: list[str],
+             dns: list[str] | None = None) -> Iterator[dict[str, Any]]:
+    """The user's held child with ``start(tool, publish, dns)`` done and released: what the
+    user saw, then (after the block) ``after``: what was left once it closed everything."""
     fakehost, user, _ = world
-    p = _user_popen(world, _USER_RUN, tool, json.dumps(publish), _INSIDE)
+    p = _user_popen(world, _USER_RUN, tool, json.dumps(publish), _INSIDE, json.dumps(dns))
     try:
         assert p.stdout is not None
         line = p.stdout.readline()
@@ -295,13 +297,16 @@ def test_a_published_server_that_speaks_first(world: Any, tool: str) -> None:
 
 
 @pytest.mark.parametrize("tool", TOOLS)
-def test_a_low_port_where_the_host_allows_it(world: Any, tool: str) -> None:
+def test_a_low_port_where_the_host_allows_it_and_dns_servers(world: Any, tool: str) -> None:
     # net.ipv4.ip_unprivileged_port_start is the fake host's own (per network namespace).
     fakehost = world[0]
     r = fakehost.run(["sysctl", "-qw", "net.ipv4.ip_unprivileged_port_start=80"])
     assert r.returncode == 0, r.stderr
-    with _session(world, tool, ["80:80"]):
+    # dns= names the resolvers instead of the forwarder (the child asks the first: upstream).
+    with _session(world, tool, ["80:80"], dns=["192.0.2.2", "192.0.2.53"]) as got:
         assert _probe(fakehost, "upstream", "tcp", "192.0.2.1", 80) == "inside tcp from 192.0.2.2"
+        assert got["resolv"] == "nameserver 192.0.2.2\nnameserver 192.0.2.53\nsearch example.test\n"
+        assert got["inside"]["dns"] == "dns:query"
 
 
 _ERRORS = _USER.split("import socket\nguard")[0] + """
@@ -329,6 +334,7 @@ attempt("not ours", lambda: rootless.start(child.pid, publish=["192.0.2.99:8092:
 attempt("no process", lambda: rootless.start(2**22 + 1, tool=tool))
 attempt("own netns", lambda: rootless.start(os.getpid(), tool=tool))
 attempt("bad tool", lambda: rootless.start(child.pid, tool="vde"))
+attempt("bad dns", lambda: rootless.start(child.pid, dns=["1.2.3"], tool=tool))
 # The tool's own failure (the port taken between the check and the tool's bind).
 path = rootless._choose(tool)[1]
 starter = rootless._start_pasta if tool == "pasta" else rootless._start_slirp
@@ -359,6 +365,7 @@ def test_refusals_are_one_line_and_leave_nothing(world: Any, tool: str) -> None:
     assert out["own netns"].startswith("ConfigError: rootless network: process ")
     assert out["bad tool"] == ("ConfigError: rootless network tool must be 'pasta' or "
                                "'slirp4netns', got 'vde'")
+    assert out["bad dns"] == "ConfigError: dns: '1.2.3' is not an IP address"
     if tool == "pasta":
         assert out["tool fails"].startswith("NetworkError: rootless network: pasta for process ")
         assert "Failed to bind any port for '-t 8090:80'" in out["tool fails"]
