@@ -62,6 +62,7 @@ TYPE_CHECKING = False
 # public name -> the module of isolate.net that defines it
 _LAZY = {
     **dict.fromkeys(["PortMapping", "parse_publish"], "ports"),
+    **dict.fromkeys(["RootlessNet"], "rootless"),
 }
 
 __all__ = list(_LAZY)
@@ -72,3 +73,4 @@ __getattr__, __dir__ = lazy_names(__name__, _LAZY, globals(), __all__)
 
 if TYPE_CHECKING:  # static names for type checkers (``X as X``: re-exported)
     from .ports import PortMapping as PortMapping, parse_publish as parse_publish
+    from .rootless import RootlessNet as RootlessNet
