@@ -386,15 +386,15 @@ import json, os, sys
 from isolate.errors import ConfigError
 from isolate.net import rootless
 out = {"default": rootless.available()}
-os.environ["ISOLATE_ROOTLESS_NET"] = "slirp4netns"
+os.environ["ISOLATE_ROOTLESS_NET"] = "pasta"
 out["forced"] = rootless.available()
 del os.environ["ISOLATE_ROOTLESS_NET"]
-only = os.path.join(os.environ["HOME"], "only-slirp")
+only = os.path.join(os.environ["HOME"], "only-pasta")
 os.makedirs(only, exist_ok=True)
-os.symlink("/usr/bin/slirp4netns", os.path.join(only, "slirp4netns"))
+os.symlink("/usr/bin/pasta", os.path.join(only, "pasta"))
 path, os.environ["PATH"] = os.environ["PATH"], only
-out["without pasta"] = rootless.available()
-os.environ["ISOLATE_ROOTLESS_NET"] = "pasta"
+out["without slirp4netns"] = rootless.available()
+os.environ["ISOLATE_ROOTLESS_NET"] = "slirp4netns"
 out["forced missing"] = rootless.available()
 os.environ["PATH"] = "/nonexistent"
 del os.environ["ISOLATE_ROOTLESS_NET"]
@@ -411,7 +411,7 @@ print(json.dumps(out))
 
 def test_automatic_choice(world: Any) -> None:
     out = _user_run(world, _CHOICE)
-    assert out == {"default": "pasta", "forced": "slirp4netns", "without pasta": "slirp4netns",
+    assert out == {"default": "slirp4netns", "forced": "pasta", "without slirp4netns": "pasta",
                    "forced missing": None, "nothing": None,
                    "bogus": "$ISOLATE_ROOTLESS_NET must be 'pasta' or 'slirp4netns', got 'bogus'"}
 
