@@ -282,7 +282,7 @@ def test_outbound_dns_and_published_ports(world: Any, tool: str) -> None:
 
 
 @pytest.mark.parametrize("tool", [
-    pytest.param("pasta", marks=pytest.mark.xfail(reason=(
+    pytest.param("pasta", marks=pytest.mark.xfail(strict=True, reason=(
         "Debian 12's pasta (0.0~git20230309) answers the container's SYN-ACK with a FIN when "
         "the client has sent nothing yet, on kernel 6.18 at least: a published server that "
         "speaks first (SSH, SMTP) is unreachable from other hosts; from the host itself "
