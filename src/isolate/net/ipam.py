@@ -6,7 +6,7 @@ name and hostname, its veth, published ports, and its owner: the process
 that attached it, or the container's first process after ``hand_over``, as
 pid, start time (``/proc/<pid>/stat`` field 22), boot id and pid namespace).
 An address goes to one live owner at a time; a lease whose owner is gone is
-reclaimed (``attach.reclaim``: by the next ``attach`` on the network and by
+reclaimed (``attachment.reclaim``: by the next ``attach`` on the network and by
 ``isolate gc``), with the veth, port rules and hosts entry that came with it.
 New leases take the lowest free host address (never the network's own, the
 gateway or the broadcast address).

@@ -33,6 +33,11 @@ DEFAULT_SUBNET = ipaddress.IPv4Network("10.88.0.0/16")
 #: Where other networks' subnets are taken from when none is given: 10.89.N.0/24.
 _POOL = ipaddress.IPv4Network("10.89.0.0/16")
 
+#: Subnets no network may overlap.
+_SPECIAL = [(ipaddress.IPv4Network(n), what) for n, what in [
+    ("0.0.0.0/8", "'this' network"), ("127.0.0.0/8", "loopback"),
+    ("169.254.0.0/16", "link-local"), ("224.0.0.0/3", "multicast and reserved")]]
+
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}")
 #: Names with a meaning of their own for ``Container(net=...)``.
 _RESERVED = frozenset({"none", "host", "bridge", "private", "pasta", "slirp4netns"})
@@ -119,7 +124,10 @@ def _parse_subnet(subnet: object) -> ipaddress.IPv4Network:
             raise ConfigError(f"subnet {subnet!r} is not an IPv4 network (CIDR, e.g. "
                               f"10.89.5.0/24): {e}") from None
     if net.prefixlen > 30:
-        raise ConfigError(f"subnet {subnet!r} is too small: a network needs at least a /30")
+        raise ConfigError(f"subnet {str(subnet)!r} is too small: a network needs at least a /30")
+    for special, what in _SPECIAL:
+        if net.overlaps(special):
+            raise ConfigError(f"subnet {net} overlaps {special} ({what})")
     return net
 
 
@@ -266,7 +274,7 @@ def remove_network(name: str) -> None:
     first.  Removing the last network undoes every host change isolate made
     (``host``).
     """
-    from . import attach, host, ipam
+    from . import attachment, host, ipam
 
     if name == "bridge":
         name = DEFAULT_NETWORK
@@ -275,7 +283,7 @@ def remove_network(name: str) -> None:
         if data is None:
             raise NetworkError(f"no network named {name!r}")
         net = Network.from_json(data)
-        attach.reclaim(p, only=name)
+        attachment.reclaim(p, only=name)
         live = ipam.read(p, name)
         if live:
             who = ", ".join(sorted(le.name for le in live.values()))
