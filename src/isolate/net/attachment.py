@@ -257,7 +257,7 @@ def _setup_inside(netns_fd: int, address: ipaddress.IPv4Interface,
 
     def run() -> None:
         try:
-            from pyroute2 import IPRoute
+            from pyroute2 import IPRoute  # type: ignore[import-untyped]
 
             from .._spawn import setns
 

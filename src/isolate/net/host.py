@@ -35,9 +35,10 @@ from ..errors import NetworkError
 from . import nft, state
 
 if TYPE_CHECKING:
-    from pyroute2 import IPRoute
-
     from .network import Network
+
+#: pyroute2's ``IPRoute`` (pyroute2 has no type information).
+IPRoute = Any
 
 __all__ = ["bridges", "delete_link", "drop_bridge", "drop_network", "ensure", "ipr", "link_exists", "netns_id", "rebuild_table",
            "undo_all", "uplinks"]
@@ -59,23 +60,29 @@ def ipr() -> IPRoute:
     key = (os.getpid(), netns_id())
     got = _ipr.get(key)
     if got is None:
-        from pyroute2 import IPRoute
+        from pyroute2 import IPRoute as make  # type: ignore[import-untyped]
 
         for k in [k for k in _ipr if k[0] != key[0]]:
             del _ipr[k]            # a forked child's copies of its parent's sockets
-        got = _ipr[key] = IPRoute()
+        got = _ipr[key] = make()
     return got
+
+
+def netlink_error() -> type[Exception]:
+    """pyroute2's ``NetlinkError`` (``.code``: the errno)."""
+    from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
+
+    return NetlinkError  # type: ignore[no-any-return]
 
 
 def link_index(ifname: str) -> int | None:
     """The index of interface ``ifname`` in the caller's namespace, None if there is none."""
-    from pyroute2.netlink.exceptions import NetlinkError
-
+    NetlinkError = netlink_error()
     with lock:
         try:
             got = ipr().link("get", ifname=ifname)
         except NetlinkError as e:
-            if e.code == 19:       # ENODEV
+            if getattr(e, "code", None) == 19:       # ENODEV
                 return None
             raise
     return int(got[0]["index"])
@@ -88,13 +95,12 @@ def link_exists(ifname: str) -> bool:
 
 def delete_link(ifname: str) -> bool:
     """Delete interface ``ifname`` if it exists; True if it did."""
-    from pyroute2.netlink.exceptions import NetlinkError
-
+    NetlinkError = netlink_error()
     with lock:
         try:
             ipr().link("del", ifname=ifname)
         except NetlinkError as e:
-            if e.code == 19:
+            if getattr(e, "code", None) == 19:
                 return False
             raise
     return True
@@ -179,8 +185,7 @@ def ensure(p: state.Paths, net: Network) -> tuple[int, bool]:
 
     When made now, the caller rebuilds the table (``rebuild_table``).
     """
-    from pyroute2.netlink.exceptions import NetlinkError
-
+    NetlinkError = netlink_error()
     led = _load(p)
     mine = any(c["kind"] == "bridge" and c["ifname"] == net.bridge for c in led["changes"])
     index = link_index(net.bridge)
