@@ -251,6 +251,15 @@ def test_networks_share_the_host_changes_and_the_last_one_undoes_them(fakehost: 
     assert sysctls() == before
     assert links() == ["lo", "up0"] and ruleset() == ""
     assert state_files() == {}, state_files()
+
+    # a network whose definition went (by hand, or a crash mid-remove): gc takes its bridge
+    # down, and with it, the last, every change
+    create_network("green", "10.89.12.0/24")
+    attach("green", container(), name="g").close()
+    os.unlink(os.environ["ISOLATE_NET_DIR"] + "/networks/green.json")
+    from isolate.net.attachment import sweep
+    assert sweep() == []
+    assert links() == ["lo", "up0"] and ruleset() == "" and sysctls() == before
     """)
 
 

@@ -150,20 +150,44 @@ def _write_in_place(path: str, text: str) -> None:
         os.close(fd)
 
 
-def _hosts_text(me: ipam.Lease, members: Sequence[ipam.Lease]) -> str:
-    lines = [_HOSTS_HEAD]
-    for le in [me, *(m for m in members if m.address != me.address)]:
-        names = le.hostname if le.hostname == le.name else f"{le.hostname} {le.name}"
-        lines.append(f"{le.address}\t{names}\n")
-    return "".join(lines)
+def _hosts_line(le: ipam.Lease) -> str:
+    names = le.hostname if le.hostname == le.name else f"{le.hostname} {le.name}"
+    return f"{le.address}\t{names}\n"
 
 
 def _rewrite_hosts(p: state.Paths, network: str,
                    leases: dict[ipaddress.IPv4Address, ipam.Lease]) -> None:
+    """Every member's hosts file written whole: localhost, itself, the others by address."""
     members = sorted(leases.values(), key=lambda le: le.address)
+    lines = [_hosts_line(le) for le in members]
     os.makedirs(p.hosts(network), mode=0o755, exist_ok=True)
-    for le in members:
-        _write_in_place(p.hosts(network, le.name), _hosts_text(le, members))
+    for i, le in enumerate(members):
+        text = "".join([_HOSTS_HEAD, lines[i], *lines[:i], *lines[i + 1:]])
+        _write_in_place(p.hosts(network, le.name), text)
+
+
+def _add_host(p: state.Paths, network: str, new: ipam.Lease,
+              leases: dict[ipaddress.IPv4Address, ipam.Lease]) -> None:
+    """``new`` joined: its own file written whole, its line appended to the others' (cheaper
+    than rewriting them all, and a reader never sees a file cut short)."""
+    others = sorted((le for le in leases.values() if le.address != new.address),
+                    key=lambda le: le.address)
+    line = _hosts_line(new)
+    os.makedirs(p.hosts(network), mode=0o755, exist_ok=True)
+    _write_in_place(p.hosts(network, new.name),
+                    "".join([_HOSTS_HEAD, line, *(_hosts_line(le) for le in others)]))
+    data = line.encode()
+    for le in others:
+        try:
+            fd = os.open(p.hosts(network, le.name),
+                         os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            _rewrite_hosts(p, network, leases)      # a file went missing: make them all again
+            return
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
 
 
 def _nameservers(path: str) -> tuple[list[str], list[str]]:
@@ -307,7 +331,7 @@ def attach(network: Network | str, netns_fd: int, *, name: str, hostname: str | 
         if state.read_json(p.definition(net.name), None) is None:
             raise NetworkError(f"no network named {net.name!r}")
         reclaim(p, only=None if ports else net.name)
-        leases = ipam.read(p, net.name)
+        leases = ipam.read(p, net.name)         # (cached: reclaim read it just now)
         for le in leases.values():
             if le.name == name:
                 raise NetworkError(f"network {net.name!r} has a container named {name!r} "
@@ -340,7 +364,7 @@ def attach(network: Network | str, netns_fd: int, *, name: str, hostname: str | 
                                    f"({iface}): {e}") from e
             if made or ports:
                 host.rebuild_table(p)
-            _rewrite_hosts(p, net.name, leases)
+            _add_host(p, net.name, lease, leases)
             text = resolv_text(want_dns or net.dns)
             resolv: str | None = None
             if text is not None:

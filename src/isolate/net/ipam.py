@@ -90,18 +90,39 @@ def me(pid: int | None = None) -> tuple[int, int, str, int]:
     return pid, start, boot_id(), pidns()
 
 
+#: path -> ((device, inode, mtime, size) of the file, its leases): a file is replaced
+#: (renamed over) at each change, so an unchanged key means unchanged leases.
+_cache: dict[str, tuple[tuple[int, int, int, int], dict[ipaddress.IPv4Address, Lease]]] = {}
+
+
 def read(p: state.Paths, network: str) -> dict[ipaddress.IPv4Address, Lease]:
-    """The leases of ``network`` (under the state lock)."""
-    data = state.read_json(p.leases(network), {})
-    return {ipaddress.IPv4Address(a): Lease.from_json(a, d) for a, d in data.items()}
+    """The leases of ``network`` (under the state lock): a new dict, the caller's to change."""
+    path = p.leases(network)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        _cache.pop(path, None)
+        return {}
+    key = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+    got = _cache.get(path)
+    if got is None or got[0] != key:
+        data = state.read_json(path, {})
+        got = _cache[path] = (key, {ipaddress.IPv4Address(a): Lease.from_json(a, d)
+                                    for a, d in data.items()})
+    return dict(got[1])
 
 
 def write(p: state.Paths, network: str, leases: dict[ipaddress.IPv4Address, Lease]) -> None:
     """Store the leases of ``network`` (under the state lock); no file when there are none."""
+    path = p.leases(network)
+    _cache.pop(path, None)
     if not leases:
-        state.remove(p.leases(network))
+        state.remove(path)
         return
-    state.write_json(p.leases(network), {str(a): le.to_json() for a, le in sorted(leases.items())})
+    state.write_json(path, {str(a): le.to_json() for a, le in sorted(leases.items())},
+                     compact=True)
+    st = os.stat(path)
+    _cache[path] = ((st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size), dict(leases))
 
 
 def allocate(net: Network, taken: dict[ipaddress.IPv4Address, Lease]) -> ipaddress.IPv4Address:

@@ -161,9 +161,11 @@ def write_text(path: str, text: str, *, durable: bool = False) -> None:
     os.rename(tmp, path)
 
 
-def write_json(path: str, value: Any, *, durable: bool = False) -> None:
-    """Write ``value`` as JSON to ``path`` atomically (see ``write_text``)."""
-    write_text(path, json.dumps(value, indent=1, sort_keys=True) + "\n", durable=durable)
+def write_json(path: str, value: Any, *, durable: bool = False, compact: bool = False) -> None:
+    """Write ``value`` as JSON to ``path`` atomically (see ``write_text``); ``compact``: on one
+    line (C's encoder: for files written at every container start)."""
+    text = json.dumps(value) if compact else json.dumps(value, indent=1, sort_keys=True)
+    write_text(path, text + "\n", durable=durable)
 
 
 def remove(path: str) -> None:
