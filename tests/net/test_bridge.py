@@ -75,14 +75,12 @@ def test_nat_published_ports_hairpin_and_names(fakehost: FakeHost) -> None:
     c.close()
     assert "cache" not in open(b.hosts_path).read() and os.stat(b.hosts_path).st_ino == ino
     assert not os.path.exists(c.hosts_path)
-    # resolving by name through the hosts file, as a container that binds it would
-    r = subprocess.run(["unshare", "-m", "sh", "-c",
-                        f"mount --bind {{b.hosts_path}} /etc/hosts && getent -s files hosts www"],
-                       capture_output=True, text=True)
-    assert r.stdout.split()[0] == "10.88.0.2", r.stdout + r.stderr
-    # and the other way: ping web by the address db's file gives
-    r = run_in(b_ns, "busybox", "ping", "-c1", "-W2", "10.88.0.2")
-    assert r.returncode == 0, r.stdout + r.stderr
+    # db reaches web by its names, through its hosts file bound on /etc/hosts as a
+    # container's is
+    for who in ("www", "web"):
+        r = run_in(b_ns, "unshare", "-m", "sh", "-c", f"mount --bind {{b.hosts_path}} /etc/hosts"
+                   f" && busybox ping -c1 -W2 {{who}}")
+        assert r.returncode == 0 and "10.88.0.2" in r.stdout, r.stdout + r.stderr
 
     a.close(); a.close()
     assert reachable(up, "{HOST_IP}", 8080) is None
@@ -296,3 +294,50 @@ def test_state_of_another_boot_is_dropped(fakehost: FakeHost) -> None:
     assert not os.path.exists(f"{top}/run/leases/isolate.json")
     assert not os.path.exists(f"{top}/run/host.json")
     """)
+
+
+def test_concurrent_attaches_never_share_an_address(fakehost: FakeHost) -> None:
+    out = run(fakehost, """
+    worker = "; ".join([
+        "import sys, os", "from isolate.net import attach", "from isolate._spawn import netns_new",
+        "home = os.open('/proc/self/ns/net', os.O_RDONLY)",
+        "a = [attach('bridge', netns_new(home=home), name=f'{sys.argv[1]}-{i}') for i in range(6)]",
+        "print(' '.join(str(x.address.ip) for x in a), flush=True)", "sys.stdin.read()"])
+    get_network("isolate", create=True)
+    ps = [subprocess.Popen([sys.executable, "-c", worker, f"w{n}"], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, text=True) for n in range(3)]
+    got = [p.stdout.readline().split() for p in ps]
+    flat = [a for g in got for a in g]
+    assert len(flat) == 18 and len(set(flat)) == 18, got
+    assert sorted(flat) == sorted(f"10.88.0.{n}" for n in range(2, 20)), flat
+    for p in ps:
+        p.stdin.close(); p.wait()
+    print("ok")
+    """)
+    assert out.strip() == "ok"
+
+
+def test_resolv_conf_falls_back_from_loopback_resolvers(fakehost: FakeHost, tmp_path: Path) -> None:
+    """A host whose /etc/resolv.conf names only 127.0.0.53 (systemd-resolved): the container
+    gets resolved's upstream servers, or none, with a warning."""
+    fake = tmp_path / "resolv.conf"
+    fake.write_text("nameserver 127.0.0.53\nsearch example.org\n")
+    upstream = tmp_path / "systemd" / "resolve" / "resolv.conf"
+    upstream.parent.mkdir(parents=True)
+    upstream.write_text("nameserver 192.0.2.99\nsearch corp.example\n")
+    code = (
+        "import warnings; from isolate.net.attachment import resolv_text\n"
+        "print(repr(resolv_text(())))\n"
+        f"import os; os.unlink({str(upstream)!r})\n"
+        "with warnings.catch_warnings(record=True) as w:\n"
+        "    warnings.simplefilter('always'); print(repr(resolv_text(()))); print(w[0].message)\n")
+    # (a private mount namespace: a tmpfs over /run, nothing of the machine's changes)
+    script = (f"mount --bind {fake} /etc/resolv.conf && mount -t tmpfs tmpfs /run && "
+              f"mkdir -p /run/systemd && mount --bind {upstream.parent.parent} /run/systemd && "
+              f"exec {sys.executable} -c \"$0\"")
+    r = fakehost.run(["unshare", "-m", "sh", "-c", script, code])
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == repr("search corp.example\nnameserver 192.0.2.99\n")
+    assert lines[1] == "None"
+    assert "all on loopback" in lines[2]
