@@ -66,12 +66,17 @@ def main(args: argparse.Namespace) -> int:
     from ..errors import IsolateError
     from ..net import network as n
 
-    if args.verb == "create":
-        net = n.create_network(args.name, args.subnet, args.gateway, dns=args.dns)
-        print(net.name)
-        return 0
+    try:
+        if args.verb == "create":
+            net = n.create_network(args.name, args.subnet, args.gateway, dns=args.dns)
+            print(net.name)
+            return 0
+        if args.verb == "ls":
+            nets = n.list_networks()
+    except OSError as e:          # the state directories (not root: Permission denied)
+        print(f"isolate: network {args.verb}: {e}", file=sys.stderr)
+        return 1
     if args.verb == "ls":
-        nets = n.list_networks()
         if args.json:
             print(json.dumps([x.to_json() for x in nets]))
             return 0

@@ -328,8 +328,10 @@ def attach(network: Network | str, netns_fd: int, *, name: str, hostname: str | 
     owner = ipam.me()
     netns = host.netns_id()
     with state.locked() as p:
-        if state.read_json(p.definition(net.name), None) is None:
+        data = state.read_json(p.definition(net.name), None)
+        if data is None:
             raise NetworkError(f"no network named {net.name!r}")
+        net = Network.from_json(data)           # as stored, whatever the caller's copy says
         reclaim(p, only=None if ports else net.name)
         leases = ipam.read(p, net.name)         # (cached: reclaim read it just now)
         for le in leases.values():
@@ -437,6 +439,6 @@ def sweep(*, dry_run: bool = False) -> list[tuple[str, ipam.Lease]]:
         for netname, bridge in host.bridges(p).items():
             if netname not in nets:
                 host.drop_bridge(p, netname, bridge)
-        if not nets and os.path.exists(p.host):
-            host.undo_all(p)
+        if os.path.exists(p.host) and (not nets or not host.bridges(p)):
+            host.undo_all(p)          # (no bridge left: what a crash mid-undo left)
     return found
