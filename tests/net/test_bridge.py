@@ -291,7 +291,7 @@ def test_state_of_another_boot_is_dropped(fakehost: FakeHost) -> None:
     with open(f"{top}/run/boot", "w") as f:
         f.write("another-boot\\n")
     assert [n.name for n in list_networks()] == ["isolate"]     # definitions stay
-    assert not os.path.exists(f"{top}/run/leases/isolate.json")
+    assert not os.path.exists(f"{top}/run/leases/isolate")
     assert not os.path.exists(f"{top}/run/host.json")
     """)
 

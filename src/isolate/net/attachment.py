@@ -274,24 +274,64 @@ def _check_ports(p: state.Paths, publish: tuple[PortMapping, ...]) -> None:
 # --- attach -----------------------------------------------------------------------
 
 
+_STEPS = ("add the address", "set eth0 up", "add the default route")
+
+
+def _inside_requests(index: int, address: ipaddress.IPv4Interface,
+                     gateway: ipaddress.IPv4Address) -> bytes:
+    """The three rtnetlink requests (pyroute2's encoders) that configure eth0, each with
+    NLM_F_ACK: the address, up, the default route through ``gateway``."""
+    from pyroute2.netlink import (  # type: ignore[import-untyped]
+        NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST)
+    from pyroute2.netlink.rtnl import RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE  # type: ignore[import-untyped]
+    from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg  # type: ignore[import-untyped]
+    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg  # type: ignore[import-untyped]
+    from pyroute2.netlink.rtnl.rtmsg import rtmsg  # type: ignore[import-untyped]
+
+    ip = str(address.ip)
+    addr = ifaddrmsg()
+    addr["family"], addr["prefixlen"], addr["index"] = 2, address.network.prefixlen, index
+    addr["attrs"] = [("IFA_LOCAL", ip), ("IFA_ADDRESS", ip)]
+    up = ifinfmsg()
+    up["family"], up["index"], up["flags"], up["change"] = 0, index, 1, 1     # IFF_UP
+    route = rtmsg()
+    # main table, proto boot (as ip route add), scope universe, unicast
+    route["family"], route["table"], route["proto"], route["scope"], route["type"] = 2, 254, 3, 0, 1
+    route["attrs"] = [("RTA_GATEWAY", str(gateway)), ("RTA_OIF", index)]
+    data = b""
+    for seq, (msg, kind, flags) in enumerate(((addr, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL),
+                                              (up, RTM_NEWLINK, 0),
+                                              (route, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL)),
+                                             1):
+        msg["header"]["type"] = kind
+        msg["header"]["flags"] = NLM_F_REQUEST | NLM_F_ACK | flags
+        msg["header"]["sequence_number"] = seq
+        msg.encode()
+        data += msg.data
+    return bytes(data)
+
+
 def _setup_inside(netns_fd: int, address: ipaddress.IPv4Interface,
                   gateway: ipaddress.IPv4Address) -> None:
-    """Address, up and default route for eth0 in ``netns_fd``, from a thread that enters it."""
+    """Address, up and default route for eth0 in ``netns_fd``, from a thread that enters it.
+
+    One rtnetlink socket made there, the three requests in one send, their three
+    acknowledgements read back: about a fifth of the time of an ``IPRoute`` doing
+    the same, request by request.  Raises OSError naming the step that failed.
+    """
     err: list[BaseException] = []
 
     def run() -> None:
         try:
-            from pyroute2 import IPRoute  # type: ignore[import-untyped]
-
             from .._spawn import setns
 
             setns(netns_fd, _CLONE_NEWNET)
-            with IPRoute() as r:
-                idx = int(r.link("get", ifname="eth0")[0]["index"])
-                r.addr("add", index=idx, address=str(address.ip),
-                       prefixlen=address.network.prefixlen)
-                r.link("set", index=idx, state="up")
-                r.route("add", dst="0.0.0.0/0", gateway=str(gateway))
+            index = socket.if_nametoindex("eth0")
+            with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                               0) as s:          # 0: NETLINK_ROUTE
+                s.bind((0, 0))
+                s.send(_inside_requests(index, address, gateway))
+                _read_acks(s, len(_STEPS))
         except BaseException as e:  # handed to the caller's thread
             err.append(e)
 
@@ -300,6 +340,26 @@ def _setup_inside(netns_fd: int, address: ipaddress.IPv4Interface,
     t.join()
     if err:
         raise err[0]
+
+
+def _read_acks(s: socket.socket, count: int) -> None:
+    """Read ``count`` netlink acknowledgements (sequence numbers 1..count) from ``s``;
+    OSError for the first error among them."""
+    import struct
+
+    acked = 0
+    while acked < count:
+        buf = s.recv(65536)
+        off = 0
+        while off + 16 <= len(buf):
+            length, kind, _flags, seq, _pid = struct.unpack_from("=IHHII", buf, off)
+            if kind == 2:                        # NLMSG_ERROR: an ack when its error is 0
+                (code,) = struct.unpack_from("=i", buf, off + 16)
+                if code:
+                    step = _STEPS[seq - 1] if 1 <= seq <= count else f"request {seq}"
+                    raise OSError(-code, f"{step}: {os.strerror(-code)}")
+                acked += 1
+            off += max((length + 3) & ~3, 16)
 
 
 def attach(network: Network | str, netns_fd: int, *, name: str, hostname: str | None = None,
@@ -364,8 +424,10 @@ def attach(network: Network | str, netns_fd: int, *, name: str, hostname: str | 
             except Exception as e:
                 raise NetworkError(f"network {net.name!r}: configuring eth0 of {name} "
                                    f"({iface}): {e}") from e
-            if made or ports:
-                host.rebuild_table(p)
+            if made:
+                host.rebuild_table(p)         # (the lease is written: its ports are in)
+            elif ports:
+                host.add_ports(p, [(m, str(addr)) for m in ports])
             _add_host(p, net.name, lease, leases)
             text = resolv_text(want_dns or net.dns)
             resolv: str | None = None
@@ -406,8 +468,7 @@ def reclaim(p: state.Paths, *, only: str | None = None,
         names = [only]
     else:
         try:
-            names = sorted(n[:-5] for n in os.listdir(os.path.join(p.run, "leases"))
-                           if n.endswith(".json"))
+            names = sorted(os.listdir(os.path.join(p.run, "leases")))
         except FileNotFoundError:
             names = []
     netns = host.netns_id()

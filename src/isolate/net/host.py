@@ -36,6 +36,7 @@ from . import nft, state
 
 if TYPE_CHECKING:
     from .network import Network
+    from .ports import PortMapping
 
 #: pyroute2's ``IPRoute`` (pyroute2 has no type information).
 IPRoute = Any
@@ -76,16 +77,14 @@ def netlink_error() -> type[Exception]:
 
 
 def link_index(ifname: str) -> int | None:
-    """The index of interface ``ifname`` in the caller's namespace, None if there is none."""
-    NetlinkError = netlink_error()
-    with lock:
-        try:
-            got = ipr().link("get", ifname=ifname)
-        except NetlinkError as e:
-            if getattr(e, "code", None) == 19:       # ENODEV
-                return None
-            raise
-    return int(got[0]["index"])
+    """The index of interface ``ifname`` in the calling thread's namespace, None if there is
+    none (an ioctl: no netlink round trip)."""
+    import socket
+
+    try:
+        return socket.if_nametoindex(ifname)
+    except OSError:
+        return None
 
 
 def link_exists(ifname: str) -> bool:
@@ -221,7 +220,8 @@ def ensure(p: state.Paths, net: Network) -> tuple[int, bool]:
 
 
 def rebuild_table(p: state.Paths) -> None:
-    """Load isolate's table as the state says it should be (under the state lock)."""
+    """Load isolate's table as the state says it should be (under the state lock): its
+    rules only, or (when that fails: the table or a chain is missing) chains and all."""
     from . import ipam
     from .network import Network
 
@@ -240,7 +240,19 @@ def rebuild_table(p: state.Paths) -> None:
         nets.append((net.subnet, net.bridge))
         for addr, lease in sorted(ipam.read(p, net.name).items()):
             ports += [(m, str(addr)) for m in lease.publish]
-    nft.load(nft.build(nets, ports))
+    try:
+        nft.load(nft.build(nets, ports, chains=False))
+    except NetworkError:
+        nft.load(nft.build(nets, ports))
+
+
+def add_ports(p: state.Paths, ports: list[tuple[PortMapping, str]]) -> None:
+    """Add the rules of ``ports`` (mapping, container address) to the table (under the
+    state lock); the whole table is rebuilt when that fails (table or chain missing)."""
+    try:
+        nft.load(nft.build_ports(ports))
+    except NetworkError:
+        rebuild_table(p)
 
 
 def drop_network(p: state.Paths, net: Network) -> None:

@@ -1,7 +1,7 @@
 """Address leases: which container of a network has which address, and who owns it.
 
-One file per network (``<run>/leases/<network>.json``, see ``state``),
-read and written under the state lock: address -> ``Lease`` (the container's
+One file per lease (``<run>/leases/<network>/<address>``, see ``state``
+and ``write``), read and written under the state lock: address -> ``Lease`` (the container's
 name and hostname, its veth, published ports, and its owner: the process
 that attached it, or the container's first process after ``hand_over``, as
 pid, start time (``/proc/<pid>/stat`` field 22), boot id and pid namespace).
@@ -90,39 +90,81 @@ def me(pid: int | None = None) -> tuple[int, int, str, int]:
     return pid, start, boot_id(), pidns()
 
 
-#: path -> ((device, inode, mtime, size) of the file, its leases): a file is replaced
-#: (renamed over) at each change, so an unchanged key means unchanged leases.
-_cache: dict[str, tuple[tuple[int, int, int, int], dict[ipaddress.IPv4Address, Lease]]] = {}
+#: lease file -> ((inode, mtime, size) of it, its lease): a lease file is made whole and
+#: linked into place, or renamed over, so an unchanged key means an unchanged lease.
+_cache: dict[str, tuple[tuple[int, int, int], Lease]] = {}
 
 
 def read(p: state.Paths, network: str) -> dict[ipaddress.IPv4Address, Lease]:
     """The leases of ``network`` (under the state lock): a new dict, the caller's to change."""
-    path = p.leases(network)
+    top = p.leases(network)
     try:
-        st = os.stat(path)
+        names = os.listdir(top)
     except FileNotFoundError:
-        _cache.pop(path, None)
         return {}
-    key = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
-    got = _cache.get(path)
-    if got is None or got[0] != key:
-        data = state.read_json(path, {})
-        got = _cache[path] = (key, {ipaddress.IPv4Address(a): Lease.from_json(a, d)
-                                    for a, d in data.items()})
-    return dict(got[1])
+    out: dict[ipaddress.IPv4Address, Lease] = {}
+    for name in names:
+        if name.startswith("."):
+            continue                  # a temporary a crash left; the next write replaces it
+        path = os.path.join(top, name)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            continue
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        got = _cache.get(path)
+        if got is None or got[0] != key:
+            got = _cache[path] = (key, Lease.from_json(name, state.read_json(path, {})))
+        out[got[1].address] = got[1]
+    return out
 
 
 def write(p: state.Paths, network: str, leases: dict[ipaddress.IPv4Address, Lease]) -> None:
-    """Store the leases of ``network`` (under the state lock); no file when there are none."""
-    path = p.leases(network)
-    _cache.pop(path, None)
-    if not leases:
+    """Make the leases of ``network`` on disk ``leases`` (under the state lock).
+
+    One file per lease, ``<run>/leases/<network>/<address>``: a new one is written
+    whole under a temporary name and linked into place, a changed one renamed over
+    the old, a gone one unlinked; only what changed is written (no rename over an
+    existing file at each start: on ext4 that forces a write-out).
+    """
+    top = p.leases(network)
+    now = read(p, network)
+    for addr in now.keys() - leases.keys():
+        path = os.path.join(top, str(addr))
+        _cache.pop(path, None)
         state.remove(path)
-        return
-    state.write_json(path, {str(a): le.to_json() for a, le in sorted(leases.items())},
-                     compact=True)
-    st = os.stat(path)
-    _cache[path] = ((st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size), dict(leases))
+    for addr, le in leases.items():
+        if now.get(addr) != le:
+            _store(top, le, replace=addr in now)
+    if not leases:
+        try:
+            os.rmdir(top)
+        except OSError:
+            pass
+
+
+def _store(top: str, le: Lease, *, replace: bool) -> None:
+    from .. import _json as json
+
+    os.makedirs(top, mode=0o755, exist_ok=True)
+    path = os.path.join(top, str(le.address))
+    tmp = os.path.join(top, f".{le.address}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, (json.dumps(le.to_json()) + "\n").encode())
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    try:
+        if replace:
+            os.rename(tmp, path)
+        else:
+            os.link(tmp, path)        # EEXIST: never a lease over another's
+            os.unlink(tmp)
+    except BaseException:
+        state.remove(tmp)
+        raise
+    _cache[path] = ((st.st_ino, st.st_mtime_ns, st.st_size), le)
 
 
 def allocate(net: Network, taken: dict[ipaddress.IPv4Address, Lease]) -> ipaddress.IPv4Address:

@@ -290,10 +290,9 @@ def remove_network(name: str) -> None:
             raise NetworkError(f"network {name!r} is in use by {who}")
         host.drop_network(p, net)
         state.remove(p.definition(name))
-        state.remove(p.leases(name))
-        for d in (p.hosts(name), p.resolv(name)):
-            import shutil
+        import shutil
 
+        for d in (p.leases(name), p.hosts(name), p.resolv(name)):
             shutil.rmtree(d, ignore_errors=True)
         if not _read_all(p):
             host.undo_all(p)

@@ -3,7 +3,7 @@
 Two directories: definitions (``<dir>/networks/`` with ``$ISOLATE_NET_DIR``
 set, else ``/var/lib/isolate/networks``), one ``<name>.json`` per network,
 kept across boots; and runtime state (``<dir>/run/``, else
-``/run/isolate/networks``): the leases (``leases/<network>.json``), the
+``/run/isolate/networks``): the leases (``leases/<network>/<address>``), the
 ledger of host changes (``host.json``), the hosts and resolv.conf files
 given to containers (``hosts/<network>/<container>``,
 ``resolv/<network>/<container>``).  The runtime directory names the boot it
@@ -46,8 +46,8 @@ class Paths:
         return os.path.join(self.run, "host.json")
 
     def leases(self, network: str) -> str:
-        """The lease file of ``network``."""
-        return os.path.join(self.run, "leases", f"{network}.json")
+        """The directory of ``network``'s leases (a file per address)."""
+        return os.path.join(self.run, "leases", network)
 
     def hosts(self, network: str, container: str = "") -> str:
         """The hosts file of ``container`` on ``network`` (or their directory)."""
