@@ -143,6 +143,11 @@ BAD_CREATE = [
      "2222/tcp is in use on the host"),
     ("attach('taken', container(), name='x', publish=['70000:1'])", "ConfigError",
      "host port must be 1 to 65535"),
+    ("attach('taken', os.open('/', os.O_RDONLY), name='x')", "ConfigError",
+     "is not a network namespace"),
+    ("attach('taken', os.open('/proc/self/ns/net', os.O_RDONLY), name='x')", "ConfigError",
+     "the caller's own network namespace"),
+    ("web.hand_over(2**22 + 1)", "NetworkError", "does not exist"),
 ]
 
 
@@ -227,7 +232,21 @@ def test_killed_caller_is_reclaimed_by_gc_and_by_the_next_attach(fakehost: FakeH
     again = attach("bridge", ns, name="again")     # reclaims, and reuses the address
     assert again.address.ip.exploded == "10.88.0.3" and veth not in links()
     assert "8080" not in ruleset() and "doomed" not in open(stay.hosts_path).read()
-    again.close(); stay.close()
+    again.close()
+
+    # handed over to a process that ends: gc takes it even though its maker lives, and
+    # the maker's close() afterwards leaves the address's next holder alone
+    sleeper = subprocess.Popen(["sleep", "60"])
+    x = attach("bridge", container(), name="x", publish=["8080:80"])
+    x.hand_over(sleeper.pid)
+    assert gc() == []
+    sleeper.kill(); sleeper.wait()
+    assert [f.path.split(" ")[1] for f in gc()] == ["(x,"]
+    y = attach("bridge", container(), name="y")
+    assert y.address == x.address
+    x.close()
+    assert y.host_ifname in links() and os.path.exists(y.hosts_path)
+    y.close(); stay.close()
     """)
 
 
@@ -301,11 +320,16 @@ def test_concurrent_attaches_never_share_an_address(fakehost: FakeHost) -> None:
     worker = "; ".join([
         "import sys, os", "from isolate.net import attach", "from isolate._spawn import netns_new",
         "home = os.open('/proc/self/ns/net', os.O_RDONLY)",
-        "a = [attach('bridge', netns_new(home=home), name=f'{sys.argv[1]}-{i}') for i in range(6)]",
+        "fds = [netns_new(home=home) for i in range(6)]", "import isolate.net.attachment",
+        "print('ready', flush=True)", "sys.stdin.readline()",      # all start at once
+        "a = [attach('bridge', fd, name=f'{sys.argv[1]}-{i}') for i, fd in enumerate(fds)]",
         "print(' '.join(str(x.address.ip) for x in a), flush=True)", "sys.stdin.read()"])
     get_network("isolate", create=True)
     ps = [subprocess.Popen([sys.executable, "-c", worker, f"w{n}"], stdin=subprocess.PIPE,
                            stdout=subprocess.PIPE, text=True) for n in range(3)]
+    assert [p.stdout.readline() for p in ps] == ["ready\\n"] * 3
+    for p in ps:
+        p.stdin.write("go\\n"); p.stdin.flush()
     got = [p.stdout.readline().split() for p in ps]
     flat = [a for g in got for a in g]
     assert len(flat) == 18 and len(set(flat)) == 18, got

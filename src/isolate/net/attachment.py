@@ -101,7 +101,8 @@ class Attachment:
     def close(self) -> None:
         """Undo the attachment: the veth (if still there), the lease, the port rules, this
         container's hosts entry in the others' files, its own files.  Idempotent; a forked
-        child's copy does nothing."""
+        child's copy does nothing.  Runs in the network namespace ``attach`` ran in
+        (``NetworkError`` otherwise)."""
         if self._closed or self._pid != os.getpid():
             return
         self._closed = True
@@ -110,6 +111,11 @@ class Attachment:
             le = leases.get(self.address.ip)
             if le is None or le.veth != self.host_ifname:
                 return                 # reclaimed already (its owner looked gone)
+            if le.netns != host.netns_id():
+                self._closed = False
+                raise NetworkError(f"{self.name}: close() must run in the network namespace "
+                                   f"attach() ran in (net:[{le.netns}]), not in "
+                                   f"net:[{host.netns_id()}]")
             _release(p, self.network.name, [le], leases)
 
     def __enter__(self) -> Attachment:
@@ -127,6 +133,26 @@ def _replace(le: ipam.Lease, **kw: Any) -> ipam.Lease:
     from .._record import replace
 
     return replace(le, **kw)
+
+
+def _check_netns(fd: object, host_ns: int) -> int:
+    """``fd`` if it is a network namespace other than the caller's; ``ConfigError`` if not."""
+    import fcntl
+    import stat
+
+    if type(fd) is not int or fd < 0:
+        raise ConfigError(f"netns_fd must be a file descriptor of a network namespace, got {fd!r}")
+    try:
+        st = os.fstat(fd)
+        nsfs = os.stat("/proc/thread-self/ns/net").st_dev
+        kind = fcntl.ioctl(fd, 0xB703) if stat.S_ISREG(st.st_mode) and st.st_dev == nsfs else 0
+    except OSError as e:
+        raise ConfigError(f"netns_fd {fd}: {e.strerror}") from None
+    if kind != _CLONE_NEWNET:                      # NS_GET_NSTYPE, <linux/nsfs.h>
+        raise ConfigError(f"netns_fd {fd} is not a network namespace")
+    if st.st_ino == host_ns:
+        raise ConfigError(f"netns_fd {fd} is the caller's own network namespace (the host's)")
+    return fd
 
 
 def _check_name(name: object, what: str) -> str:
@@ -387,6 +413,7 @@ def attach(network: Network | str, netns_fd: int, *, name: str, hostname: str | 
         net = get_network(network, create=network in ("bridge", DEFAULT_NETWORK))
     owner = ipam.me()
     netns = host.netns_id()
+    _check_netns(netns_fd, netns)
     with state.locked() as p:
         data = state.read_json(p.definition(net.name), None)
         if data is None:
