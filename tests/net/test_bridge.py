@@ -148,6 +148,8 @@ BAD_CREATE = [
     ("attach('taken', os.open('/proc/self/ns/net', os.O_RDONLY), name='x')", "ConfigError",
      "the caller's own network namespace"),
     ("web.hand_over(2**22 + 1)", "NetworkError", "does not exist"),
+    ("attach('taken', has_eth0, name='x', publish=['8081:80'])", "NetworkError",
+     "making veth"),
 ]
 
 
@@ -160,6 +162,8 @@ def test_bad_input_is_one_line_and_leaves_nothing(fakehost: FakeHost) -> None:
     create_network("other", "10.89.1.0/24")
     web = attach("taken", container(), name="web", publish=["8080:80"])
     busy = socket.socket(); busy.bind(("0.0.0.0", 2222)); busy.listen()
+    has_eth0 = container()                # a namespace that has an eth0 already
+    assert run_in(has_eth0, "ip", "link", "add", "eth0", "type", "bridge").returncode == 0
     for call, cls, text in {cases}:
         before = snapshot()
         try:
@@ -365,3 +369,24 @@ def test_resolv_conf_falls_back_from_loopback_resolvers(fakehost: FakeHost, tmp_
     assert lines[0] == repr("search corp.example\nnameserver 192.0.2.99\n")
     assert lines[1] == "None"
     assert "all on loopback" in lines[2]
+
+
+def test_a_failed_first_attach_leaves_no_bridge_rules_or_settings(fakehost: FakeHost) -> None:
+    run(fakehost, """
+    get_network("isolate", create=True)
+    before = snapshot()
+    has_eth0 = container()
+    assert run_in(has_eth0, "ip", "link", "add", "eth0", "type", "bridge").returncode == 0
+    try:
+        attach("bridge", has_eth0, name="x", publish=["8080:80"])
+    except NetworkError as e:
+        assert "File exists" in str(e), e
+    else:
+        raise AssertionError("attached")
+    assert snapshot() == before
+    # and the next one sets everything up
+    a = attach("bridge", container(), name="y", publish=["8080:80"])
+    assert "isolate0" in links() and "dnat to 10.88.0.2:80" in ruleset()
+    assert "masquerade" in ruleset()
+    a.close()
+    """)

@@ -435,6 +435,7 @@ def attach(network: Network | str, netns_fd: int, *, name: str, hostname: str | 
                            veth=veth, mac=mac, publish=ports)
         leases[addr] = lease
         ipam.write(p, net.name, leases)          # before the veth: a crash leaves it reclaimable
+        made = False
         try:
             bridge, made = host.ensure(p, net)
             iface = ipaddress.IPv4Interface(f"{addr}/{net.subnet.prefixlen}")
@@ -445,15 +446,13 @@ def attach(network: Network | str, netns_fd: int, *, name: str, hostname: str | 
                                           "address": mac})
             except Exception as e:
                 raise NetworkError(f"network {net.name!r}: making veth {veth} for {name}: "
-                                   f"{e}") from e
+                                   f"{_why(e)}") from e
             try:
                 _setup_inside(netns_fd, iface, net.gateway)
             except Exception as e:
                 raise NetworkError(f"network {net.name!r}: configuring eth0 of {name} "
-                                   f"({iface}): {e}") from e
-            if made:
-                host.rebuild_table(p)         # (the lease is written: its ports are in)
-            elif ports:
+                                   f"({iface}): {_why(e)}") from e
+            if ports and not made:            # (made: ensure loaded the table, ports and all)
                 host.add_ports(p, [(m, str(addr)) for m in ports])
             _add_host(p, net.name, lease, leases)
             text = resolv_text(want_dns or net.dns)
@@ -463,11 +462,28 @@ def attach(network: Network | str, netns_fd: int, *, name: str, hostname: str | 
                 os.makedirs(os.path.dirname(resolv), mode=0o755, exist_ok=True)
                 _write_in_place(resolv, text)
         except BaseException:
-            _release(p, net.name, [lease], ipam.read(p, net.name))
+            try:
+                rest = ipam.read(p, net.name)
+                _release(p, net.name, [lease], rest)
+                if made and not rest:
+                    host.drop_network(p, net)   # made for this attach only: not left half-used
+            except Exception as e:  # the first error is the one to report
+                warnings.warn(f"isolate: undoing a failed attach of {name}: {e} (isolate gc "
+                              f"retries)", RuntimeWarning, stacklevel=2)
             raise
     return Attachment(network=net, address=iface, host_ifname=veth, mac=mac, name=name,
                       hosts_path=p.hosts(net.name, name), resolv_path=resolv, publish=ports,
                       paths=p)
+
+
+def _why(e: BaseException) -> str:
+    """An error's reason in one line (pyroute2's NetlinkError carries the errno as .code)."""
+    code = getattr(e, "code", None)
+    if isinstance(code, int) and code > 0 and not isinstance(e, OSError):
+        return os.strerror(code)
+    if isinstance(e, OSError) and e.errno and e.strerror:
+        return e.strerror
+    return " ".join(str(e).split()) or type(e).__name__
 
 
 def _release(p: state.Paths, network: str, gone: Sequence[ipam.Lease],

@@ -182,7 +182,7 @@ def bridges(p: state.Paths) -> dict[str, str]:
 def ensure(p: state.Paths, net: Network) -> tuple[int, bool]:
     """The host side of ``net`` exists (under the state lock): (bridge index, made now).
 
-    When made now, the caller rebuilds the table (``rebuild_table``).
+    Making it loads the table too, with the rules of the leases written so far.
     """
     NetlinkError = netlink_error()
     led = _load(p)
@@ -210,6 +210,7 @@ def ensure(p: state.Paths, net: Network) -> tuple[int, bool]:
         if not any(c["kind"] == "table" for c in led["changes"]):
             led["changes"].append({"kind": "table", "family": nft.FAMILY, "name": nft.TABLE})
             _save(p, led)
+        rebuild_table(p)
     except (NetlinkError, OSError) as e:
         drop_network(p, net)
         raise NetworkError(f"network {net.name!r}: setting up bridge {net.bridge}: {e}") from e
