@@ -37,7 +37,9 @@ from .ports import PortMapping
 
 __all__ = ["FAMILY", "TABLE", "build", "build_ports", "load", "delete"]
 
+#: The table's family: IPv4.
 FAMILY = "ip"
+#: The table's name: the only table isolate touches.
 TABLE = "isolate"
 
 _T = {"family": FAMILY, "table": TABLE}

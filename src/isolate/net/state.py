@@ -37,7 +37,9 @@ class Paths:
     __slots__ = ("defs", "run")
 
     def __init__(self, defs: str, run: str) -> None:
+        #: The definitions' directory (kept across boots).
         self.defs = defs
+        #: The runtime state's directory (leases, ledger, hosts and resolv.conf files).
         self.run = run
 
     @property
