@@ -233,24 +233,28 @@ def _nameservers(path: str) -> tuple[list[str], list[str]]:
     return servers, other
 
 
-def _loopback(addr: str) -> bool:
+def _unusable(addr: str) -> bool:
+    """A host resolver a container cannot reach: loopback (the host's own), or IPv6 (a
+    bridged container has IPv4 only)."""
     try:
-        return ipaddress.ip_address(addr.split("%")[0]).is_loopback
+        ip = ipaddress.ip_address(addr.split("%")[0])
     except ValueError:
         return True
+    return ip.is_loopback or ip.version == 6
 
 
 def resolv_text(dns: Sequence[str]) -> str | None:
-    """The container's resolv.conf: ``dns`` if any, else the host's resolvers (those of
-    systemd-resolved's upstream file when the host has only loopback ones, which a
-    container cannot reach); None, with a warning, when there are none to give."""
+    """The container's resolv.conf: ``dns`` if any, else the host's IPv4 resolvers (those
+    of systemd-resolved's upstream file when the host has only loopback ones, which a
+    container cannot reach, as podman does); None, with a warning, when there are none
+    to give."""
     if dns:
         return "".join(f"nameserver {d}\n" for d in dns)
     servers, other = _nameservers("/etc/resolv.conf")
-    usable = [s for s in servers if not _loopback(s)]
+    usable = [s for s in servers if not _unusable(s)]
     if not usable and servers:
         up, up_other = _nameservers("/run/systemd/resolve/resolv.conf")
-        usable = [s for s in up if not _loopback(s)]
+        usable = [s for s in up if not _unusable(s)]
         other = up_other
         if not usable:
             warnings.warn("isolate: the host's resolvers are all on loopback (unreachable from "
@@ -441,9 +445,13 @@ def attach(network: Network | str, netns_fd: int, *, name: str, hostname: str | 
             iface = ipaddress.IPv4Interface(f"{addr}/{net.subnet.prefixlen}")
             try:
                 with host.lock:
-                    host.ipr().link("add", ifname=veth, kind="veth", master=bridge, state="up",
-                                    peer={"ifname": "eth0", "net_ns_fd": netns_fd,
-                                          "address": mac})
+                    r = host.ipr()
+                    r.link("add", ifname=veth, kind="veth", master=bridge, state="up",
+                           peer={"ifname": "eth0", "net_ns_fd": netns_fd, "address": mac})
+                    # Hairpin: with br_netfilter loaded (Docker loads it), a container's
+                    # answer to itself through a published port is bridged back out of
+                    # the port it came in by, which a bridge refuses unless told.
+                    r.brport("set", index=socket.if_nametoindex(veth), mode=1)
             except Exception as e:
                 raise NetworkError(f"network {net.name!r}: making veth {veth} for {name}: "
                                    f"{_why(e)}") from e
