@@ -218,9 +218,29 @@ def test_page_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.Monke
     namespace: dict[str, object] = {"__name__": "__readme__"}
     data: list[object] = []
     ran = 0
+    # In a fake host (tests/net/fakehost.py) with network state of its own: this thread,
+    # and the shells and threads it starts, are in its network namespace, so the examples
+    # that make networks, bridges and published ports touch none of the machine's.
+    sys.path.insert(0, str(ROOT / "tests" / "net"))
+    from fakehost import FakeHost
+
+    from isolate import _spawn
+
+    host = FakeHost(tmp_path / "net-state")
+    monkeypatch.setenv("ISOLATE_NET_DIR", str(host.state))
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    fake = os.open(f"/run/netns/{host.host}", os.O_RDONLY | os.O_CLOEXEC)
     try:
+        _spawn.setns(fake, 0x40000000)          # CLONE_NEWNET
         ran = run_page(page, tmp_path, namespace, data)
     finally:
+        _spawn.setns(home, 0x40000000)
+        os.close(fake)
+        os.close(home)
+        from isolate.net import host as nethost
+
+        nethost.close_all()            # its netlink sockets, which hold the fake host alive
+        host.close()
         # What the plan cache keeps for the life of the process (a shared root's tmpfs, an
         # fd) is no example's leak: dropped before no_leaks looks, as conftest does per test.
         from isolate import _cache

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 IPRoute = Any
 
 __all__ = ["bridges", "delete_link", "drop_bridge", "drop_network", "ensure", "ipr", "link_exists", "netns_id", "rebuild_table",
-           "undo_all", "uplinks"]
+           "undo_all", "uplinks", "close_all"]
 
 _ipr: dict[tuple[int, int], Any] = {}     # (pid, netns) -> IPRoute
 lock = threading.RLock()
@@ -67,6 +67,14 @@ def ipr() -> IPRoute:
             del _ipr[k]            # a forked child's copies of its parent's sockets
         got = _ipr[key] = make()
     return got
+
+
+def close_all() -> None:
+    """Close this process's ``IPRoute`` sockets (each holds its network namespace alive):
+    for a program done with the namespaces it used (the next ``ipr()`` makes a new one)."""
+    with lock:
+        for key in list(_ipr):
+            _ipr.pop(key).close()
 
 
 def netlink_error() -> type[Exception]:
