@@ -491,3 +491,59 @@ net.close(); os.close(w); child.wait()
                       str(shared), sys.executable, "-c", code])
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == str(shared / "sub")
+
+
+_CONTAINER = """
+import json, sys
+import isolate
+out = {}
+with isolate.Container(net="bridge", publish=["8090:80"]) as c:
+    r = c.run(["/bin/busybox", "sh", "-c",
+               "busybox wget -qO- http://192.0.2.2:8000/; busybox ip -4 -o addr; "
+               "cat /etc/resolv.conf /etc/hosts"], timeout=30)
+    out["run"] = [r.returncode, r.stdout.decode(), r.stderr.decode()]
+    # A published port while the container serves it, reached from the fake host's upstream.
+    c.start(["/bin/busybox", "sh", "-c", "echo served > /tmp/index.html; "
+             "exec busybox httpd -f -p 80 -h /tmp"])
+    print(json.dumps(out), flush=True)
+    sys.stdin.readline()
+print(json.dumps({"after": True}), flush=True)
+"""
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_a_container_on_the_bridge_without_root(world: Any, tool: str) -> None:
+    """``Container(net="bridge", publish=...)`` as a user: its namespace gets the network
+    from the tool while its child is held, its /etc/resolv.conf and /etc/hosts name the
+    tool's forwarder and itself, and the published port reaches it from outside."""
+    fakehost, user, command = world
+    p = subprocess.Popen(command([user.python, "-c", _CONTAINER]),
+                         env=user.env({"ISOLATE_ROOTLESS_NET": tool}), cwd=user.home,
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, start_new_session=True)
+    try:
+        assert p.stdout is not None and p.stdin is not None
+        line = p.stdout.readline()
+        assert line, p.communicate(timeout=30)
+        got = json.loads(line)
+        code, out, err = got["run"]
+        assert code == 0 and out.startswith("upstream says hello\n"), (out, err)
+        inet = [line.split()[1] for line in out.splitlines() if " inet " in line]
+        assert len(inet) == 2 and inet[0] == "lo", out      # lo and the tool's interface
+        assert "nameserver " in out and "\tisolate" in out, out
+        for _ in range(50):
+            served = fakehost.upstream_run(["/bin/busybox", "wget", "-qO-", "http://192.0.2.1:8090/"])
+            if served.returncode == 0:
+                break
+            time.sleep(0.1)
+        assert served.stdout == "served\n", served
+        p.stdin.write("\n")
+        p.stdin.flush()
+        rest, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0 and json.loads(rest) == {"after": True}, err
+    # Its helper is gone with the container's end: the port is free again.
+    assert _probe(fakehost, "upstream", "tcp", "192.0.2.1", 8090) == "refused"
