@@ -225,6 +225,11 @@ def net(rounds: int, warmup: int, iperf_rounds: int, iperf_args: list[str],
         for name, why in skipped.items():
             log(f"  skipped {name}: {why}")
         start = _rows(got["start"], H.PODMAN, skipped, "start")
+        for row in start:
+            f = got["failed"].get(row["name"])
+            if f:
+                row["note"] = f"{f['count']} start(s) failed, not timed; last: {f['last']}"
+                log(f"  {row['name']}: {row['note']}")
         tput = _rows(got["throughput"], None, skipped, "throughput")
         for a, b in ((H.BRIDGE_OUT, H.VETH_OUT), (H.PUBLISHED_IN, H.VETH_IN), (H.VETH_OUT, H.VETH_OUT),
                      (H.VETH_IN, H.VETH_IN)):

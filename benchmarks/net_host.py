@@ -3,8 +3,10 @@
 Started as a script by ``net.py`` under ``nsenter --net=<fake host>`` with
 ``ISOLATE_NET_DIR`` set, so that podman, iperf3 and isolate all see the fake
 host's network and nothing else.  Reads its plan (JSON) from ``argv[1]`` and
-prints ``{"start": {...}, "throughput": {...}, "skipped": {...}}`` as JSON:
-samples in ns (starts) and bits per second (iperf3), per row name.
+prints ``{"start": {...}, "throughput": {...}, "skipped": {...}, "failed":
+{...}}`` as JSON: samples in ns (starts) and bits per second (iperf3), per
+row name; rows that could not run at all (and why); starts that failed (how
+many, the last error), not timed.
 """
 
 from __future__ import annotations
@@ -104,20 +106,28 @@ def main(plan: dict[str, Any]) -> dict[str, Any]:
         while any(p.ready < p.size for p in pools) and time.monotonic() < deadline:
             time.sleep(0.002)
 
+    # A start that fails is not timed but counted, with its error: the row says so (a race
+    # in the library under test should show, not end the run).
+    failed: dict[str, list[str]] = {}
     try:
         for i in range(plan["warmup"] + plan["rounds"]):
             for name, fn in starts.items():
                 t0 = time.perf_counter_ns()
-                fn()
-                dt = time.perf_counter_ns() - t0
-                if i >= plan["warmup"]:
-                    out["start"][name].append(dt)
+                try:
+                    fn()
+                    dt = time.perf_counter_ns() - t0
+                except Exception as e:  # noqa: BLE001
+                    failed.setdefault(name, []).append(_one_line(e))
+                    dt = None
                 if name == POOLED:
                     refilled()
+                if dt is not None and i >= plan["warmup"]:
+                    out["start"][name].append(dt)
     finally:
         for p in pools:
             p.close()
 
+    out["failed"] = {n: {"count": len(errs), "last": errs[-1]} for n, errs in failed.items()}
     throughput(plan, out, skipped)
     return out
 

@@ -205,6 +205,9 @@ def markdown(res: dict[str, Any]) -> str:
                 "pool has refilled.", "",
                 "| case | median | p10 | p90 | n | ratio |", "|---|---:|---:|---:|---:|---:|"]
         out += _case_rows(nt["start"])
+        notes = [r for r in nt["start"] if r["note"]]
+        if notes:
+            out += ["", "Notes:", ""] + [f"- {r['name']}: {r['note']}" for r in notes]
         out += ["", f"TCP throughput, one iperf3 stream (`iperf3 -J {' '.join(nt['iperf_args'])}`), "
                 f"the four paths interleaved ({nt['iperf_rounds']} rounds after one untimed run each); "
                 "Gbit/s the receiver saw; ratio = median / median of the hand-made veth path in the "
