@@ -111,23 +111,28 @@ class RootlessUser:
         env.update(extra or {})
         return env
 
-    def command(self, argv: Sequence[str], *, cgroups: Sequence[str] = ()) -> list[str]:
+    def command(self, argv: Sequence[str], *, cgroups: Sequence[str] = (),
+                netns: str | None = None) -> list[str]:
         """``argv`` run as the user by setpriv, after moving into ``cgroups`` (directories
-        holding a ``cgroup.procs``), as a login into a delegated cgroup would be."""
+        holding a ``cgroup.procs``), as a login into a delegated cgroup would be; in the
+        network namespace ``netns`` (a name of ``ip netns``: a fake host of tests/net),
+        entered by root before the ids change, when given."""
         # The bounding set stays full, as after a login: a setuid newuidmap needs it.
         drop = ["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--init-groups",
                 "--inh-caps=-all", "--"]
+        enter = ["nsenter", f"--net=/run/netns/{netns}", "--"] if netns else []
         if not cgroups:
-            return drop + list(argv)
+            return enter + drop + list(argv)
         moves = " && ".join(f"echo $$ > {Path(c, 'cgroup.procs')}" for c in cgroups)
-        return ["sh", "-c", f'{moves} && exec "$@"', "sh", *drop, *argv]
+        return enter + ["sh", "-c", f'{moves} && exec "$@"', "sh", *drop, *argv]
 
     def run(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
             cwd: str | os.PathLike[str] | None = None, timeout: float = 120,
-            input: str | None = None, cgroups: Sequence[str] = (),
+            input: str | None = None, cgroups: Sequence[str] = (), netns: str | None = None,
             check: bool = False) -> subprocess.CompletedProcess[str]:
-        """Run ``argv`` as the user (text output captured; a session of its own)."""
-        r = subprocess.run(self.command(argv, cgroups=cgroups), env=self.env(env),
+        """Run ``argv`` as the user (text output captured; a session of its own), in the
+        network namespace ``netns`` when given (see ``command``)."""
+        r = subprocess.run(self.command(argv, cgroups=cgroups, netns=netns), env=self.env(env),
                            cwd=str(cwd or self.home), capture_output=True, text=True,
                            input=input, timeout=timeout, start_new_session=True)
         if check and r.returncode != 0:

@@ -54,7 +54,9 @@ class Leftover:
     empty), ``"overlay-work"`` (an overlay's work directory),
     ``"namespace-mount"``, ``"namespace-file"``, ``"namespace-dir"`` and
     ``"private-mount"`` (what ``Namespace.create`` made), ``"userns-range"``
-    (a container's block of host ids, see ``isolate._idalloc``).  ``pid`` and
+    (a container's block of host ids, see ``isolate._idalloc``), ``"net-lease"`` (a
+    bridged container's address with its veth, published ports and hosts entry, see
+    ``isolate.net.attachment``; path ``<network>/<address> (<name>, <veth>)``).  ``pid`` and
     ``start`` name the owner that is gone.
     """
 
@@ -558,7 +560,9 @@ def gc(*, dry_run: bool = False) -> list[Leftover]:
     processes are killed, then it and any group below it are removed), a
     parent cgroup it made (removed if empty), an overlay work directory,
     a namespace file with its bind mount, or (root) a container's block of
-    host ids once no process runs with them.  A live owner's things are never
+    host ids once no process runs with them, and (root) a bridged container's address lease
+    with its veth, port rules and hosts entry (then bridges of networks removed since, and
+    every host change once no network is left).  A live owner's things are never
     touched, nor a thing a live process still uses (a container running on
     an overlay), nor anything handed over with ``detach()``.  Only what the
     dead owner made is removed: each path is compared with the device and
@@ -583,6 +587,23 @@ def gc(*, dry_run: bool = False) -> list[Leftover]:
             owner = Owner.parse(owner_text)
             found.append(Leftover(kind="userns-range", path=path,
                                   pid=owner.pid if owner else 0, start=owner.start if owner else 0))
+        found += _net_sweep(dry_run)
     for err in errors:
         warnings.warn(f"isolate gc: cannot remove {err}", RuntimeWarning, stacklevel=2)
     return found
+
+
+def _net_sweep(dry_run: bool) -> list[Leftover]:
+    """Bridged networks' leases whose owner is gone, with their veths, port rules and hosts
+    entries (``isolate.net.attachment.sweep``); a failure there is a warning."""
+    try:
+        from .net.attachment import sweep
+        from .net.state import paths
+
+        if not os.path.isdir(paths().run):
+            return []           # no bridged network was ever used: pyroute2 is not even loaded
+        return [Leftover(kind="net-lease", path=f"{net}/{le.address} ({le.name}, {le.veth})",
+                         pid=le.pid, start=le.start) for net, le in sweep(dry_run=dry_run)]
+    except Exception as e:  # a broken network state must not stop the rest of gc
+        warnings.warn(f"isolate gc: bridged networks: {e}", RuntimeWarning, stacklevel=3)
+        return []

@@ -16,7 +16,8 @@ if TYPE_CHECKING:
     from typing import Literal
 
     Kind = Literal["cgroup", "cgroup-parent", "overlay-work", "namespace-mount",
-                   "namespace-file", "namespace-dir", "private-mount", "userns-range"]
+                   "namespace-file", "namespace-dir", "private-mount", "userns-range",
+                   "net-lease"]
 else:
     Kind = str
 

@@ -169,6 +169,21 @@ def test_multi_member_streams(tmp_path: Path, compression: str) -> None:
     assert len(os.listdir(tmp_path / "out")) == 8
 
 
+@pytest.mark.parametrize("compression", ["tar", "gzip", "zstd"])
+def test_entries_across_chunk_boundaries(tmp_path: Path, compression: str,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # Chunks of an odd size cut tar headers and long names in two: every entry is unpacked
+    # all the same (a short header block read as the archive's end would drop the rest).
+    import isolate.images.unpack as U
+
+    monkeypatch.setattr(U, "_READ", 1000)
+    entries = [Entry("bin", "dir")] + [Entry(f"bin/{'l' * (i % 150)}{i}", "symlink", target="x")
+                                       for i in range(300)] + [Entry("last", data=b"z" * 5000)]
+    layer = unpack(tmp_path, entries, compression)
+    assert len(os.listdir(layer / "bin")) == 300
+    assert (layer / "last").read_bytes() == b"z" * 5000
+
+
 def test_entry_below_a_dangling_symlink(tmp_path: Path) -> None:
     with pytest.raises(ImageError, match="the parent of 'a/b/c' is not a directory"):
         unpack(tmp_path, [Entry("a", "symlink", target="/nonexistent"), Entry("a/b/c", data=b"c")])

@@ -18,6 +18,7 @@ COMMANDS = {
     "image": "images",
     "images": "images",
     "load": "load",
+    "network": "network",
     "probe": "probe",
     "pull": "pull",
     "rmi": "images",

@@ -27,7 +27,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                     "closing) left behind: their cgroups (killing what still runs there), "
                     "overlay work directories and namespace bind mounts, and (as root) the "
                     "blocks of host ids their containers had, once no process runs with those "
-                    "ids.  Only things with an "
+                    "ids, and their bridged containers' addresses with the veths, published "
+                    "ports and hosts entries that came with them.  Only things with an "
                     "owner record whose owner is gone; a running process's things, and "
                     "anything handed over with detach(), are never touched.  Prints one line "
                     "per thing removed; exits 0.",

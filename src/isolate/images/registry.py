@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import ssl
+import sys
 import threading
 import time
 from pathlib import Path
@@ -65,7 +66,12 @@ class Cancelled(Exception):
 
 def _ssl_context(registry: str, cert_dir: str | os.PathLike[str] | None,
                  insecure: bool) -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
+    """``ssl.create_default_context()`` with the registry's certificates, but without the
+    system's CAs yet: ``_SystemCAs`` loads them."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)     # CERT_REQUIRED, check_hostname
+    keylog = os.environ.get("SSLKEYLOGFILE")
+    if keylog and not sys.flags.ignore_environment:
+        ctx.keylog_filename = keylog
     if insecure:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
@@ -87,6 +93,32 @@ def _ssl_context(registry: str, cert_dir: str | os.PathLike[str] | None,
             except (ssl.SSLError, OSError) as e:
                 raise ImageError(f"certificate {str(p)!r}: {e}") from None
     return ctx
+
+
+class _SystemCAs:
+    """The system's CA certificates, loaded into ``ctx`` in a thread of their own: parsing
+    the bundle takes some 20 ms (the GIL released), which overlap with the setting up of
+    the HTTP client.  ``wait()`` before the first connection."""
+
+    def __init__(self, ctx: ssl.SSLContext) -> None:
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._load, args=(ctx,), name="isolate-cas",
+                                        daemon=True)
+        self._thread.start()
+
+    def _load(self, ctx: ssl.SSLContext) -> None:
+        try:
+            ctx.load_default_certs()
+        except BaseException as e:      # raised by wait(), in the caller's thread
+            self._error = e
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def wait(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            raise ImageError(f"the system's CA certificates: {self._error}")
 
 
 def _registry_message(resp: httpx.Response) -> str:
@@ -148,8 +180,11 @@ class RegistryClient:
         self.max_wait = max_wait
         self._credentials = credentials
         self._auth_file = auth_file
+        ctx = _ssl_context(registry, cert_dir, insecure)
+        # Started once the registry's own certificates are in: one writer of ctx at a time.
+        self._cas = _SystemCAs(ctx)
         self._client = httpx.Client(
-            verify=_ssl_context(registry, cert_dir, insecure),
+            verify=ctx,
             timeout=httpx.Timeout(self.timeout), follow_redirects=True, max_redirects=10,
             headers={"User-Agent": "isolate", "Accept-Encoding": "identity"},
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=16))
@@ -162,6 +197,7 @@ class RegistryClient:
     def close(self) -> None:
         """Close the connections (idempotent)."""
         self._client.close()
+        self._cas.join()
 
     def __enter__(self) -> RegistryClient:
         return self
@@ -181,6 +217,7 @@ class RegistryClient:
     def _send(self, method: str, url: str, headers: dict[str, str], what: str,
               stream: bool = False) -> httpx.Response:
         """``method url``, retried on connection errors, 429 and 5xx."""
+        self._cas.wait()
         attempt = 0
         while True:
             try:

@@ -215,7 +215,11 @@ class Digester:
         return True
 
     def read(self, n: int = -1) -> bytes:
-        """Up to ``n`` bytes (all that is left for ``n < 0``)."""
+        """``n`` bytes (all that is left for ``n < 0``); fewer only at the end of the stream.
+
+        Never short in the middle: ``tarfile`` takes a short header block for the end
+        of the archive, and would stop there, silently (the digest, of the whole
+        stream, would still match)."""
         if n is None or n < 0:
             parts = [self._buf[self._pos:]]
             self._pos = len(self._buf)
@@ -225,12 +229,23 @@ class Digester:
             return b"".join(parts)
         if self._pos >= len(self._buf) and not self._fill():
             return b""
-        if self._pos == 0 and n >= len(self._buf):
-            self._pos = len(self._buf)
+        if self._pos == 0 and n == len(self._buf):
+            self._pos = n
             return self._buf
-        out = self._buf[self._pos:self._pos + n]
-        self._pos += len(out)
-        return out
+        end = self._pos + n
+        if end <= len(self._buf):
+            out = self._buf[self._pos:end]
+            self._pos = end
+            return out
+        parts = [self._buf[self._pos:]]     # across chunks
+        need = n - len(parts[0])
+        self._pos = len(self._buf)
+        while need > 0 and self._fill():
+            k = min(need, len(self._buf))
+            parts.append(self._buf[:k])
+            self._pos = k
+            need -= k
+        return b"".join(parts)
 
     def tell(self) -> int:
         """The position in the uncompressed stream."""

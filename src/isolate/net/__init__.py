@@ -51,6 +51,13 @@ The interfaces between the parts:
     ``pid`` (a held container child's).
 ``ports``
     ``PortMapping``, ``parse_publish``, ``publish_list``.
+
+The root side's modules: ``network`` (definitions), ``state`` (directories,
+lock, atomic writes, boot check), ``ipam`` (leases), ``host`` (the bridge,
+forwarding and the ledger), ``nft`` (the table), ``attachment`` (``attach``).  Every one of
+them works in the caller's network namespace; ``isolate gc`` reclaims dead
+owners' leases through ``attachment.sweep``.  (The module is ``attachment``,
+not ``attach``: that name is the function's.)
 """
 
 from __future__ import annotations
@@ -62,6 +69,10 @@ TYPE_CHECKING = False
 # public name -> the module of isolate.net that defines it
 _LAZY = {
     **dict.fromkeys(["PortMapping", "parse_publish"], "ports"),
+    **dict.fromkeys(["DEFAULT_NETWORK", "Network", "create_network", "get_network",
+                     "list_networks", "remove_network"], "network"),
+    **dict.fromkeys(["Attachment", "attach"], "attachment"),
+    **dict.fromkeys(["RootlessNet"], "rootless"),
 }
 
 __all__ = list(_LAZY)
@@ -71,4 +82,9 @@ __getattr__, __dir__ = lazy_names(__name__, _LAZY, globals(), __all__)
 
 
 if TYPE_CHECKING:  # static names for type checkers (``X as X``: re-exported)
+    from .attachment import Attachment as Attachment, attach as attach
+    from .network import (DEFAULT_NETWORK as DEFAULT_NETWORK, Network as Network,
+                          create_network as create_network, get_network as get_network,
+                          list_networks as list_networks, remove_network as remove_network)
     from .ports import PortMapping as PortMapping, parse_publish as parse_publish
+    from .rootless import RootlessNet as RootlessNet
