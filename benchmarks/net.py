@@ -7,6 +7,11 @@ podman, iperf3 and isolate (``ISOLATE_NET_DIR`` in a temporary directory),
 through one Python (``benchmarks/net_host.py``) started there with
 ``nsenter --net``.
 
+The runtime state of both goes to a temporary directory on /dev/shm (a
+tmpfs, as /run is on a usual host): isolate's ``ISOLATE_NET_DIR`` (leases,
+host changes, the hosts and resolv.conf files) and podman's runroot and
+tmpdir; the image stores stay on disk under /tmp.
+
 podman (4.3, CNI backend) runs with a store, configuration and network
 directory of its own (tests/images/tools.py's ``PrivatePodman``), on a
 network of its own made with ``podman network create`` in that directory
@@ -104,12 +109,19 @@ def _podman_class() -> Any:
         """``PrivatePodman`` in the fake host's network namespace, with runc and the
         machine's rlimits (see the module's docstring)."""
 
-        def __init__(self, root: Path, netns: str) -> None:
+        def __init__(self, root: Path, netns: str, run: Path) -> None:
             super().__init__(root)
             self.netns = netns
+            # Its runtime state (runroot, libpod's tmp_dir) on ``run``, as in /run by default.
+            self.run = run
+            for name in ("run", "libpod-tmp"):
+                (run / name).mkdir(parents=True)
+            storage = Path(self.env["CONTAINERS_STORAGE_CONF"])
+            storage.write_text(storage.read_text().replace(str(root / "run"), str(run / "run")))
             nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
             conf = Path(self.env["CONTAINERS_CONF"])
-            conf.write_text(conf.read_text().replace("[engine]\n", '[engine]\nruntime = "runc"\n')
+            conf.write_text(conf.read_text().replace(str(root / "libpod-tmp"), str(run / "libpod-tmp"))
+                            .replace("[engine]\n", '[engine]\nruntime = "runc"\n')
                             + f'[containers]\ndefault_ulimits = ["nofile={min(nofile, 1024)}:'
                             f'{min(nofile, 1024)}", "nproc=4096:4096"]\n')
 
@@ -121,9 +133,9 @@ def _podman_class() -> Any:
 
         def argv(self, *args: str) -> list[str]:
             """The podman command line for ``args`` on this store."""
-            return [self.exe, "--root", str(self.root / "storage"), "--runroot", str(self.root / "run"),
+            return [self.exe, "--root", str(self.root / "storage"), "--runroot", str(self.run / "run"),
                     "--storage-driver", self.driver, "--events-backend", "none",
-                    "--tmpdir", str(self.root / "libpod-tmp"), "--volumepath", str(self.root / "volumes"),
+                    "--tmpdir", str(self.run / "libpod-tmp"), "--volumepath", str(self.root / "volumes"),
                     "--network-config-dir", str(self.root / "networks"), *args]
 
         def __call__(self, *args: str) -> str:
@@ -168,13 +180,17 @@ def net(rounds: int, warmup: int, iperf_rounds: int, iperf_args: list[str],
 
     t0 = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="isolate-bench-net-"))
+    # Runtime state (isolate's ISOLATE_NET_DIR, podman's runroot) on a tmpfs, as /run is on
+    # a usual host (this one may have /run on disk: each state write would then pay for it).
+    shm = Path("/dev/shm")
+    run_dir = Path(tempfile.mkdtemp(prefix="isolate-bench-net-", dir=shm if shm.is_dir() else None))
     network = f"isolatebench-{os.getpid()}"
     cni_existed = CNI_STATE.exists()
     fh = podman = None
     veth_ns = f"isolate-bench-{os.getpid()}-veth"
     veth_made = False
     try:
-        fh = FakeHost(work / "net-state")
+        fh = FakeHost(run_dir / "isolate-net")
         log(f"  fake host {fh.host}; image, podman store and network {network}")
         layout = work / "layout"
         B.write_layout(layout, IMAGE, [B.busybox_entries()], Cmd=["/bin/sh"])
@@ -182,7 +198,7 @@ def net(rounds: int, warmup: int, iperf_rounds: int, iperf_args: list[str],
         subprocess.run(["tar", "-C", str(layout), "-cf", str(archive), "."], check=True)
         isolate.images.load(layout, store=isolate.images.Store(work / "store"))
         (work / "podman").mkdir()
-        podman = _podman_class()(work / "podman", fh.host)
+        podman = _podman_class()(work / "podman", fh.host, run_dir / "podman")
         podman("load", "-q", "-i", str(archive))
         podman("network", "create", "--subnet", PODMAN_SUBNET, network)
         podman.use_network(network)
@@ -257,4 +273,4 @@ def net(rounds: int, warmup: int, iperf_rounds: int, iperf_args: list[str],
                     d.rmdir()
                 except OSError:
                     pass
-        subprocess.run(["rm", "-rf", "--one-file-system", str(work)], check=False)
+        subprocess.run(["rm", "-rf", "--one-file-system", str(work), str(run_dir)], check=False)

@@ -197,7 +197,9 @@ def markdown(res: dict[str, Any]) -> str:
     if nt and "start" in nt:
         out += ["## Container networking", "",
                 "Everything in a fake host (a network namespace with an upstream behind it: "
-                "tests/net/fakehost.py), the machine's network untouched. Start a container on a "
+                "tests/net/fakehost.py), the machine's network untouched; the runtime state of both "
+                "(isolate's ISOLATE_NET_DIR, podman's runroot) on a tmpfs, as /run usually is. "
+                "Start a container on a "
                 "static-busybox image and run /bin/true: podman "
                 f"{nt['podman']} with a CNI bridge network of its own (runc) against isolate, the four "
                 f"interleaved ({nt['rounds']} rounds after {nt['warmup']} warm-up); times in ms, "
