@@ -455,8 +455,9 @@ int iso_mount_fd_idmap(int fd, int userns_fd, int recursive);
 int iso_open_in_root(int dirfd, const char *path, int flags);
 /* The interface `name` of the network namespace `netns_fd` given the IPv4 `address`
  * (host byte order) with `prefix`, brought up, and a default route through `gateway`
- * (0: none); done by a thread of its own, so no thread of the caller ever changes
- * namespace.  0 or -errno. */
+ * (0: none), and the namespace's ip_unprivileged_port_start 0 and ping_group_range
+ * every group (Docker's); done by a thread of its own, so no thread of the caller
+ * ever changes namespace.  0 or -errno. */
 int iso_net_config(int netns_fd, const char *name, uint32_t address, uint32_t prefix,
                    uint32_t gateway);
 

@@ -220,25 +220,56 @@ configure(const struct net_config *c)
     return err;
 }
 
+/* Write `value` to the sysctl file `path` of this thread's network namespace. */
+static int
+write_sysctl(const char *path, const char *value)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return -errno;
+    }
+    size_t len = strlen(value);
+    ssize_t n = write(fd, value, len);
+    int err = n < 0 ? -errno : (size_t)n != len ? -EIO : 0;
+    close(fd);
+    return err;
+}
+
 static void *
 net_config_main(void *arg)
 {
     struct net_config *c = arg;
     /* This thread ends here: it never has to go back. */
-    c->err = setns(c->netns_fd, CLONE_NEWNET) < 0 ? -errno : configure(c);
+    if (setns(c->netns_fd, CLONE_NEWNET) < 0) {
+        c->err = -errno;
+        return NULL;
+    }
+    c->err = configure(c);
+    /* As Docker sets them in a container's namespace: any port may be bound and any
+     * group may ping (root of a container in a user namespace of its own holds no
+     * capability over a namespace the host made). */
+    if (c->err == 0) {
+        c->err = write_sysctl("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0");
+    }
+    if (c->err == 0) {
+        c->err = write_sysctl("/proc/sys/net/ipv4/ping_group_range", "0 2147483647");
+    }
     return NULL;
 }
 
 int
-iso_net_config(int netns_fd, const char *name, uint32_t address, uint32_t prefix,
-               uint32_t gateway)
+iso_net_config(int netns_fd, const char *name, uint32_t address, uint32_t prefix, uint32_t gateway)
 {
     size_t len = name != NULL ? strlen(name) : 0;
     if (len == 0 || len >= IFNAMSIZ || prefix > 32) {
         return -EINVAL;
     }
-    struct net_config c = {.netns_fd = netns_fd, .name = name, .address = address,
-                           .prefix = prefix, .gateway = gateway, .err = 0};
+    struct net_config c = {.netns_fd = netns_fd,
+                           .name = name,
+                           .address = address,
+                           .prefix = prefix,
+                           .gateway = gateway,
+                           .err = 0};
     pthread_t t;
     int err = pthread_create(&t, NULL, net_config_main, &c);
     if (err != 0) {

@@ -140,11 +140,16 @@ class ContainerNet:
                 return []
             fds: list[int] = []
             try:
-                from ._plan import MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY
+                from ._plan import (MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID,
+                                    MOUNT_ATTR_RDONLY)
 
-                attrs = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC
-                for path in (att.hosts_path, att.resolv_path):
-                    fds.append(_spawn.clone_tree(os.fsencode(path), recursive=False, attr_set=attrs))
+                attrs = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC
+                # No resolver to give (the host's are all on loopback): an empty resolv.conf,
+                # /dev/null's (so no host resolver is named that the container cannot reach).
+                for path in (att.hosts_path, att.resolv_path or os.devnull):
+                    fds.append(_spawn.clone_tree(os.fsencode(path), recursive=False,
+                                                 attr_set=attrs | (0 if path == os.devnull
+                                                                   else MOUNT_ATTR_NODEV)))
             except BaseException:
                 for f in fds:
                     os.close(f)

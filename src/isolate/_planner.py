@@ -351,6 +351,12 @@ def plan_process(spec: ProcessSpec, iso: Isolation, io: FdLayout, host: Host,
     pre: list[Op] = []
     flags = PLAN_TIMING if iso.timings else 0
     joined = {t: slot(f"join {t}") for t in iso.join}
+    # Root joining a user namespace and a network namespace the host made (a bridged
+    # container's, for an exec into it): the network one first, while the child still
+    # holds root's capabilities over it; the joined user namespace owns none of that.
+    net_first = "user" in joined and "net" in joined and host.euid == 0
+    if net_first:
+        pre.append(O.SetNs(fd=joined["net"], nstype=NSTYPES["net"]))
     if "user" in joined:
         # Before the other joins: the user namespace owns them.
         pre.append(O.SetNs(fd=joined["user"], nstype=NSTYPES["user"]))
@@ -360,11 +366,11 @@ def plan_process(spec: ProcessSpec, iso: Isolation, io: FdLayout, host: Host,
     # Without root, a network namespace joined with a user namespace is entered
     # after it, as the others are: the caller may own both and still hold no
     # capability over the network namespace outside them (a user joining its own
-    # container).  Root enters it first, so it may come from another owner.
+    # container).  Root enters it first (``net_first``), so it may come from another owner.
     pidns_fd = joined.get("pid", -1)
-    netns_fd = joined.get("net", -1) if "user" not in joined or host.euid == 0 else -1
+    netns_fd = joined.get("net", -1) if "user" not in joined else -1
     for t, fd in joined.items():
-        if t not in ("user", "pid") and (t != "net" or netns_fd == -1):
+        if t not in ("user", "pid") and (t != "net" or (netns_fd == -1 and not net_first)):
             pre.append(O.SetNs(fd=fd, nstype=NSTYPES[t]))
 
     cgroup_fd: int = -1
@@ -601,8 +607,12 @@ def fork_into_pidns(ops: list[Op], pidns_fd: int, clone_flags: int,
     made at that fork.
     """
     user = [op for op in ops if type(op) is O.SetNs and op.nstype == NSTYPES["user"]]
-    rest = [op for op in ops if not any(op is u for u in user)]
-    return user + [O.Fork(fd=pidns_fd, clone_flags=clone_flags)] + rest, 0, flags | PLAN_FORK
+    # A network namespace root enters before the user namespace (``net_first``) stays first.
+    first_user = next((i for i, op in enumerate(ops) if any(op is u for u in user)), 0)
+    lead = [op for op in ops[:first_user]
+            if type(op) is O.SetNs and op.nstype == NSTYPES["net"]] + user
+    rest = [op for op in ops if not any(op is u for u in lead)]
+    return lead + [O.Fork(fd=pidns_fd, clone_flags=clone_flags)] + rest, 0, flags | PLAN_FORK
 
 
 #: Ops whose effect does not depend on the child's network namespace: mounts
