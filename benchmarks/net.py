@@ -27,7 +27,7 @@ The image is static busybox (tests/images/build.py), written as an OCI
 layout, loaded into podman (``podman load`` of its tar) and into isolate's
 store (``isolate.images.load``).
 
-**Start** (ms, the four interleaved round by round after warm-up rounds;
+**Start** (ms, the five interleaved round by round after warm-up rounds;
 ratio = median / podman's), each from the call to the container's exit:
 
 - ``podman run --rm --network bridge IMAGE /bin/true`` (the CLI: the Go
@@ -41,8 +41,11 @@ ratio = median / podman's), each from the call to the container's exit:
   taken ready from the pool; after each such start an untimed wait until the
   pool has refilled, so its thread never runs on another row's clock (the
   row is the pool's best case: starts some milliseconds apart);
+- the same with a plain ``NetnsPool(2)``: the namespace pooled, attached
+  to the network at start (and the same untimed wait);
 - the same with ``net="none"`` (a namespace with only lo): target 2 is the
-  pooled row minus this one.
+  pooled row minus this one (the plain pool's row where this isolate has
+  no ``NetnsPool(network=)``).
 
 **Throughput** (Gbit/s the receiver saw, ``iperf3 -J``; one TCP stream;
 the four paths interleaved round by round after one untimed run each;

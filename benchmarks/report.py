@@ -201,7 +201,7 @@ def markdown(res: dict[str, Any]) -> str:
                 "(isolate's ISOLATE_NET_DIR, podman's runroot) on a tmpfs, as /run usually is. "
                 "Start a container on a "
                 "static-busybox image and run /bin/true: podman "
-                f"{nt['podman']} with a CNI bridge network of its own (runc) against isolate, the four "
+                f"{nt['podman']} with a CNI bridge network of its own (runc) against isolate, all "
                 f"interleaved ({nt['rounds']} rounds after {nt['warmup']} warm-up); times in ms, "
                 "ratio = median / median of podman. After each pooled start, an untimed wait until the "
                 "pool has refilled.", "",
