@@ -57,6 +57,11 @@ class NetSlot:
         return f"<isolate network namespace of a start, fd {self.fd}>"
 
 
+def _same(network: str) -> str:
+    """A network's name, ``"bridge"`` as the default network's."""
+    return "" if network in ("bridge", "isolate") else network
+
+
 def _new_netns() -> int:
     """A new network namespace with lo up, made by a short-lived thread (this one never
     changes namespace): an fd on it."""
@@ -98,6 +103,9 @@ class ContainerNet:
             if self.rootless:
                 raise ConfigError("netns_pool: a container without root gets its network from "
                                   "pasta or slirp4netns, in a namespace made at its start")
+            if pool.network is not None and _same(pool.network) != _same(network):
+                raise ConfigError(f"netns_pool: the pool's namespaces are made for network "
+                                  f"{pool.network!r}, not {network!r}")
         self.network = network
         self.publish = tuple(publish)
         self.dns = None if dns is None else tuple(dns)
@@ -128,14 +136,15 @@ class ContainerNet:
         from .net import attach
 
         try:
+            link = None
             if self._pool is not None:
                 self._ns = self._pool.take()
-                fd = self._ns.fileno()
+                fd, link = self._ns.fileno(), self._ns.link
             else:
                 self._ns = fd = _new_netns()
             self.slot.fd = fd
             self._attached = att = attach(self.network_name, fd, name=name, hostname=hostname,
-                                          publish=self.publish, dns=self.dns)
+                                          publish=self.publish, dns=self.dns, link=link)
             if not with_root:
                 return []
             fds: list[int] = []
@@ -190,11 +199,22 @@ class ContainerNet:
             with open(os.path.join(self._files, "resolv.conf"), "wb") as f:
                 f.write(net.resolv_conf())
 
-    def started(self, pid: int) -> None:
-        """The container's first process ``pid`` owns the attachment from now on."""
+    def started(self, pid: int, *, outlives_caller: bool = True) -> None:
+        """The container's first process ``pid`` owns the attachment from now on, when it
+        may outlive this process (else this process keeps it: ``isolate gc`` reclaims it
+        once both are gone, which is the same moment)."""
+        if not outlives_caller:
+            return
         hand_over = getattr(self._attached, "hand_over", None)
         if hand_over is not None:
-            hand_over(pid)
+            from .errors import NetworkError
+
+            try:
+                hand_over(pid)
+            except NetworkError:
+                if os.path.exists(f"/proc/{pid}/exe"):
+                    raise
+                # Done already (a zombie): the caller keeps it and closes it when it reaps.
 
     def finish(self) -> None:
         """Undo this start's network (the attachment, the namespace's fd, the files); idempotent."""
@@ -203,7 +223,12 @@ class ContainerNet:
         files, self._files = self._files, None
         try:
             if att is not None:
-                att.close()
+                # The namespace (our own, or a pooled one: never handed out again) dies with
+                # the container and takes the veth along, off this thread's path.
+                if self.rootless:
+                    att.close()
+                else:
+                    att.close(keep_link=True)
         finally:
             if self.slot is not None:
                 self.slot.fd = -1
@@ -214,9 +239,11 @@ class ContainerNet:
             if files is not None:
                 shutil.rmtree(files, ignore_errors=True)
 
-    def detach(self) -> None:
-        """The container lives on without us: its attachment stays (its first process owns it;
-        ``isolate gc`` reclaims it once that is gone); our fds go."""
+    def detach(self, pid: int | None) -> None:
+        """The container (first process ``pid``) lives on without us: its attachment stays,
+        handed to it (``isolate gc`` reclaims it once that is gone); our fds go."""
+        if pid is not None:
+            self.started(pid)
         self._attached = None
         self._files = None      # (its files stay while it may read them)
         self.finish()

@@ -501,7 +501,9 @@ class Container:
                                       extra=ops, keep=keep, exec_gate=exec_gate, console=console,
                                       net_fds=net_fds, before_release=held)
                 if self._net is not None:
-                    self._net.started(self.process.pid)
+                    # (With die_with_parent the container ends with the thread that started
+                    # it: this process keeps what it has on the network.)
+                    self._net.started(self.process.pid, outlives_caller=not self.die_with_parent)
                 if self.rootfs is not None:
                     # Its overlay stays while it runs.  A container that dies with this
                     # process is covered by this process's hold on its image layers.
@@ -737,7 +739,7 @@ class Container:
                 self.rootfs._hand_over(self.process.pid)   # its image layers stay held
         self._close_ns_fds()
         if self._net is not None:
-            self._net.detach()
+            self._net.detach(self.process.pid if self.process is not None else None)
         if self._cgroup is not None and self._own_cgroup:
             self._cgroup.detach()
         self._cgroup, self._own_cgroup = None, False

@@ -22,6 +22,7 @@ import tempfile
 import uuid
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -49,15 +50,20 @@ def examples(text: str) -> list[str]:
     return [line.strip()[2:] for line in tail.splitlines() if line.strip().startswith("$ ")]
 
 
-def shell(line: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """``line`` run by sh in ``cwd``, with the installed scripts first on PATH.
+def shell(line: str, cwd: Path, host: Any = None) -> subprocess.CompletedProcess[str]:
+    """``line`` run by sh in ``cwd``, with the installed scripts first on PATH; in the
+    network namespace of ``host`` (a ``FakeHost``) with its network state, if given.
 
     Output goes to files, not pipes: a container that create starts keeps its
     stdout and stderr open, and a pipe would never reach its end.
     """
-    env = dict(os.environ, PATH=f"{BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}")
+    env = dict(host.env() if host is not None else os.environ,
+               PATH=f"{BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}")
+    argv = ["sh", "-ec", line]
+    if host is not None:
+        argv = ["nsenter", f"--net=/run/netns/{host.host}", "--", *argv]
     with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
-        r = subprocess.run(["sh", "-ec", line], cwd=cwd, env=env, stdout=stdout, stderr=stderr,
+        r = subprocess.run(argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr,
                            timeout=120, check=False, stdin=subprocess.DEVNULL)
         stdout.seek(0)
         stderr.seek(0)
@@ -73,10 +79,19 @@ def test_every_help_shows_an_example_of_itself(command: tuple[str, ...]) -> None
 @pytest.mark.root
 @pytest.mark.parametrize("command", [c for c in HELPS if c[0] == "isolate"], ids=" ".join)
 def test_isolate_examples_run_as_written(command: tuple[str, ...], tmp_path: Path) -> None:
-    for line in examples(help_text(*command)):
-        assert line.startswith("isolate "), line
-        r = shell(line, tmp_path)
-        assert r.returncode == 0, f"{line}\nexit {r.returncode}\n{r.stdout}{r.stderr}"
+    # In a fake host (tests/net/fakehost.py) with network state of its own: the examples
+    # that make networks, bridges and published ports touch none of the machine's.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "net"))
+    from fakehost import FakeHost
+
+    host = FakeHost(tmp_path / "net-state")
+    try:
+        for line in examples(help_text(*command)):
+            assert line.startswith("isolate "), line
+            r = shell(line, tmp_path, host)
+            assert r.returncode == 0, f"{line}\nexit {r.returncode}\n{r.stdout}{r.stderr}"
+    finally:
+        host.close()
 
 
 @pytest.mark.root

@@ -234,24 +234,28 @@ def test_killed_caller_is_reclaimed_by_gc_and_by_the_next_attach(fakehost: FakeH
     assert gc() == []
 
     veth = killed()
-    again = attach("bridge", ns, name="again")     # reclaims, and reuses the address
-    assert again.address.ip.exploded == "10.88.0.3" and veth not in links()
+    again = attach("bridge", ns, name="again")     # reclaims; the next address (round-robin)
+    assert again.address.ip.exploded == "10.88.0.5" and veth not in links()
     assert "8080" not in ruleset() and "doomed" not in open(stay.hosts_path).read()
     again.close()
 
     # handed over to a process that ends: gc takes it even though its maker lives, and
-    # the maker's close() afterwards leaves the address's next holder alone
+    # the maker's close() afterwards leaves the address's next holder alone (on a network
+    # of one address, so that the next holder has it)
+    from isolate.net import create_network, remove_network
+    create_network("one", subnet="10.99.0.0/30")
     sleeper = subprocess.Popen(["sleep", "60"])
-    x = attach("bridge", container(), name="x", publish=["8080:80"])
+    x = attach("one", container(), name="x", publish=["8080:80"])
     x.hand_over(sleeper.pid)
     assert gc() == []
     sleeper.kill(); sleeper.wait()
     assert [f.path.split(" ")[1] for f in gc()] == ["(x,"]
-    y = attach("bridge", container(), name="y")
+    y = attach("one", container(), name="y")
     assert y.address == x.address
     x.close()
     assert y.host_ifname in links() and os.path.exists(y.hosts_path)
     y.close(); stay.close()
+    remove_network("one")
     """)
 
 

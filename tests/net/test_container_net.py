@@ -130,17 +130,29 @@ def test_resolv_conf_holds_the_given_resolvers(fakehost: FakeHost) -> None:
         "nameserver 192.0.2.53", "nameserver 192.0.2.54"], out
 
 
-def test_a_pooled_namespace_gets_the_network_when_taken(fakehost: FakeHost, tmp_path: Path) -> None:
+@pytest.mark.parametrize("made_for", [None, "bridge"], ids=["plain-pool", "network-pool"])
+def test_a_pooled_namespace_gets_the_network_when_taken(fakehost: FakeHost, tmp_path: Path,
+                                                        made_for: str | None) -> None:
+    """A plain pool's namespace gets its veth pair when taken; a pool made for the network
+    has the pair ready (its host end in the bridge), and the start gives it the address."""
     _upstream_server(fakehost, tmp_path)
     out = _ok(fakehost.python(textwrap.dedent(f"""
         import isolate
-        with isolate.NetnsPool(size=2) as pool:
+        with isolate.NetnsPool(size=2, network={made_for!r}) as pool:
             for i in range(3):
                 with isolate.Container(net="bridge", netns_pool=pool) as c:
                     r = c.run(["{BUSYBOX}", "wget", "-qO-", "http://{UPSTREAM_IP}:8000/"], timeout=30)
                 print(r.returncode, r.stdout.decode().strip())
+            try:
+                isolate.Container(net="other", netns_pool=pool)
+            except isolate.ConfigError as e:
+                print(e if pool.network else "refused")
+            else:
+                print("taken")
         """)))
-    assert out.splitlines() == ["0 upstream says hi"] * 3, out
+    last = ("netns_pool: the pool's namespaces are made for network 'bridge', not 'other'"
+            if made_for else "taken")
+    assert out.splitlines() == ["0 upstream says hi"] * 3 + [last], out
 
 
 def test_a_killed_caller_s_network_is_reclaimed_by_gc(fakehost: FakeHost) -> None:

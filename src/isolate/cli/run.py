@@ -73,8 +73,8 @@ examples:
   $ isolate run --user nobody --env GREETING=hi -- sh -c 'echo $GREETING $(id -u)'
   # the result (exit status, time, memory) as JSON on stderr
   $ isolate run --json -- true
-  # on the default network, the host's port 8080 forwarded to the sandbox's 80
-  $ isolate run --net bridge -p 8080:80 -- busybox httpd -f -p 80
+  # on the default network (an address, NAT), the host's port 8080 forwarded to its 80
+  $ isolate run --net bridge -p 8080:80 -- busybox ip -4 -o addr show eth0
 """
 
 

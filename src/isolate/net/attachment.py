@@ -25,6 +25,7 @@ the hosts entry and the lease.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 import secrets
@@ -97,11 +98,16 @@ class Attachment:
             ipam.write(p, self.network.name, leases)
         self._handed = True
 
-    def close(self) -> None:
+    def close(self, *, keep_link: bool = False) -> None:
         """Undo the attachment: the veth (if still there), the lease, the port rules, this
         container's hosts entry in the others' files, its own files.  Idempotent; a forked
         child's copy does nothing.  Runs in the network namespace ``attach`` ran in
-        (``NetworkError`` otherwise)."""
+        (``NetworkError`` otherwise).
+
+        ``keep_link``: leave the veth to the kernel, which removes it with the container's
+        network namespace once that is gone (a ``Container``'s own, or a pooled one: never
+        used again).  Deleting it here waits for the kernel (about 25 ms); the address it
+        had is not handed out again before the others (``ipam.allocate``)."""
         if self._closed or self._pid != os.getpid():
             return
         self._closed = True
@@ -115,7 +121,7 @@ class Attachment:
                 raise NetworkError(f"{self.name}: close() must run in the network namespace "
                                    f"attach() ran in (net:[{le.netns}]), not in "
                                    f"net:[{host.netns_id()}]")
-            _release(p, self.network.name, [le], leases)
+            _release(p, self.network.name, [le], leases, delete_links=not keep_link)
 
     def __enter__(self) -> Attachment:
         return self
@@ -315,8 +321,49 @@ def _setup_inside(netns_fd: int, address: ipaddress.IPv4Interface,
     net_config(netns_fd, "eth0", str(address.ip), address.network.prefixlen, str(gateway))
 
 
+def _link_names() -> tuple[str, str]:
+    """A new veth name and a new (locally administered) MAC."""
+    return "veth" + secrets.token_hex(4), "02:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(5))
+
+
+def _new_link(bridge: int, netns_fd: int, veth: str, mac: str) -> None:
+    """A veth pair: its host end ``veth`` in the bridge of index ``bridge``, up, in hairpin
+    mode; its other end ``eth0`` (MAC ``mac``) in ``netns_fd``."""
+    with host.lock:
+        r = host.ipr()
+        r.link("add", ifname=veth, kind="veth", master=bridge, state="up",
+               peer={"ifname": "eth0", "net_ns_fd": netns_fd, "address": mac})
+        try:
+            # Hairpin: with br_netfilter loaded (Docker loads it), a container's answer to
+            # itself through a published port is bridged back out of the port it came in
+            # by, which a bridge refuses unless told.
+            r.brport("set", index=socket.if_nametoindex(veth), mode=1)
+        except BaseException:
+            host.delete_link(veth)
+            raise
+
+
+def make_link(network: str, netns_fd: int) -> tuple[str, str]:
+    """A veth pair ahead of ``attach(..., link=...)``: eth0 in the network namespace
+    ``netns_fd``, its host end already in the bridge of ``network`` (made if missing) and
+    up; returns (the host end's name, eth0's MAC).  For ``NetnsPool(network=...)``, which
+    makes them off the path of a start; a namespace that is never attached takes its
+    pair along when it goes.  ``NetworkError`` as ``attach``."""
+    net = get_network(network, create=network in ("bridge", DEFAULT_NETWORK))
+    _check_netns(netns_fd, host.netns_id())
+    with state.locked() as p:
+        bridge, _ = host.ensure(p, net)
+        veth, mac = _link_names()
+        try:
+            _new_link(bridge, netns_fd, veth, mac)
+            return veth, mac
+        except Exception as e:
+            raise NetworkError(f"network {net.name!r}: making a veth pair: {_why(e)}") from e
+
+
 def attach(network: Network | str, netns_fd: int, *, name: str, hostname: str | None = None,
-           publish: Sequence[PublishLike] = (), dns: Sequence[str] | None = None) -> Attachment:
+           publish: Sequence[PublishLike] = (), dns: Sequence[str] | None = None,
+           link: tuple[str, str] | None = None) -> Attachment:
     """Put the network namespace ``netns_fd`` on ``network`` (a ``Network`` or a name;
     ``"bridge"`` and ``DEFAULT_NETWORK`` make the default network on first use).
 
@@ -328,7 +375,8 @@ def attach(network: Network | str, netns_fd: int, *, name: str, hostname: str | 
     ``hand_over``; ``close()`` undoes it.  Raises ``ConfigError`` for bad
     input, ``NetworkError`` (one line, nothing left behind) for an unknown
     network, a name taken on it, a port published already or in use, or a
-    failing step.
+    failing step.  ``link``: the veth pair ``make_link`` made for ``netns_fd``
+    on this network, used instead of a new one (and removed on failure).
     """
     _check_name(name, "container name")
     hostname = name if hostname is None else _check_name(hostname, "hostname")
@@ -354,9 +402,9 @@ def attach(network: Network | str, netns_fd: int, *, name: str, hostname: str | 
                                    f"already ({le.address})")
         if ports:
             _check_ports(p, ports)
-        addr = ipam.allocate(net, leases)
-        veth = "veth" + secrets.token_hex(4)
-        mac = "02:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(5))
+        last = state.read_json(p.last(net.name), None)
+        addr = ipam.allocate(net, leases, None if last is None else ipaddress.IPv4Address(last))
+        veth, mac = link if link is not None else _link_names()
         lease = ipam.Lease(address=addr, name=name, hostname=hostname, pid=owner[0],
                            start=owner[1], boot=owner[2], pidns=owner[3], netns=netns,
                            veth=veth, mac=mac, publish=ports)
@@ -366,23 +414,19 @@ def attach(network: Network | str, netns_fd: int, *, name: str, hostname: str | 
         try:
             bridge, made = host.ensure(p, net)
             iface = ipaddress.IPv4Interface(f"{addr}/{net.subnet.prefixlen}")
-            try:
-                with host.lock:
-                    r = host.ipr()
-                    r.link("add", ifname=veth, kind="veth", master=bridge, state="up",
-                           peer={"ifname": "eth0", "net_ns_fd": netns_fd, "address": mac})
-                    # Hairpin: with br_netfilter loaded (Docker loads it), a container's
-                    # answer to itself through a published port is bridged back out of
-                    # the port it came in by, which a bridge refuses unless told.
-                    r.brport("set", index=socket.if_nametoindex(veth), mode=1)
-            except Exception as e:
-                raise NetworkError(f"network {net.name!r}: making veth {veth} for {name}: "
-                                   f"{_why(e)}") from e
+            if link is None:
+                try:
+                    _new_link(bridge, netns_fd, veth, mac)
+                except Exception as e:
+                    raise NetworkError(f"network {net.name!r}: making veth {veth} for {name}: "
+                                       f"{_why(e)}") from e
             try:
                 _setup_inside(netns_fd, iface, net.gateway)
             except Exception as e:
                 raise NetworkError(f"network {net.name!r}: configuring eth0 of {name} "
                                    f"({iface}): {_why(e)}") from e
+            os.makedirs(os.path.dirname(p.last(net.name)), mode=0o755, exist_ok=True)
+            state.write_text(p.last(net.name), json.dumps(str(addr)))
             if ports and not made:            # (made: ensure loaded the table, ports and all)
                 host.add_ports(p, [(m, str(addr)) for m in ports])
             _add_host(p, net.name, lease, leases)
@@ -418,10 +462,13 @@ def _why(e: BaseException) -> str:
 
 
 def _release(p: state.Paths, network: str, gone: Sequence[ipam.Lease],
-             leases: dict[ipaddress.IPv4Address, ipam.Lease]) -> None:
-    """Remove ``gone`` leases and what came with them (under the lock)."""
+             leases: dict[ipaddress.IPv4Address, ipam.Lease], *,
+             delete_links: bool = True) -> None:
+    """Remove ``gone`` leases and what came with them (under the lock); their veths too,
+    unless not ``delete_links`` (their namespaces take them along)."""
     for le in gone:
-        host.delete_link(le.veth)
+        if delete_links:
+            host.delete_link(le.veth)
         leases.pop(le.address, None)
         state.remove(p.hosts(network, le.name))
         state.remove(p.resolv(network, le.name))

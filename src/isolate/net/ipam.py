@@ -167,9 +167,20 @@ def _store(top: str, le: Lease, *, replace: bool) -> None:
     _cache[path] = ((st.st_ino, st.st_mtime_ns, st.st_size), le)
 
 
-def allocate(net: Network, taken: dict[ipaddress.IPv4Address, Lease]) -> ipaddress.IPv4Address:
-    """The lowest host address of ``net`` that is not its gateway and not in ``taken``."""
-    for addr in net.subnet.hosts():
+def allocate(net: Network, taken: dict[ipaddress.IPv4Address, Lease],
+             last: ipaddress.IPv4Address | None = None) -> ipaddress.IPv4Address:
+    """The first host address of ``net`` after ``last`` (the one handed out before; from the
+    start when None or outside it), round the subnet, that is neither its gateway nor in
+    ``taken``.  Round-robin, as CNI's host-local does: an address just released is not
+    handed out again before every other one has been, while the kernel may still be
+    tearing down the namespace that had it (its veth answers for it until then)."""
+    hosts = net.subnet.num_addresses - 2 if net.subnet.prefixlen < 31 else net.subnet.num_addresses
+    first = int(net.subnet.network_address) + (1 if net.subnet.prefixlen < 31 else 0)
+    start = 0
+    if last is not None and last in net.subnet:
+        start = (int(last) - first + 1) % hosts
+    for i in range(hosts):
+        addr = ipaddress.IPv4Address(first + (start + i) % hosts)
         if addr != net.gateway and addr not in taken:
             return addr
     raise NetworkError(f"network {net.name!r}: every address of {net.subnet} is in use "

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import os
 import re
 import time
 from typing import Any, Sequence
@@ -294,5 +295,10 @@ def remove_network(name: str) -> None:
 
         for d in (p.leases(name), p.hosts(name), p.resolv(name)):
             shutil.rmtree(d, ignore_errors=True)
+        state.remove(p.last(name))
+        try:
+            os.rmdir(os.path.dirname(p.last(name)))
+        except OSError:
+            pass          # another network's is there, or none was
         if not _read_all(p):
             host.undo_all(p)

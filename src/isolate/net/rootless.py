@@ -100,7 +100,7 @@ _T = TypeVar("_T")
 
 #: The tools, in the order ``available()`` prefers them.
 #: In the order of the automatic choice (see the module's doc).
-TOOLS: Final[tuple[Tool, ...]] = ("slirp4netns", "pasta")
+TOOLS: Final[tuple[Literal["pasta", "slirp4netns"], ...]] = ("slirp4netns", "pasta")
 #: What to install for each (Debian's package names).
 _PACKAGE: Final = {"pasta": "passt", "slirp4netns": "slirp4netns"}
 ENV_VAR: Final = "ISOLATE_ROOTLESS_NET"
@@ -163,7 +163,7 @@ def _choose(tool: str | None) -> tuple[Tool, str]:
     raise NetworkError(f"rootless network: no usable tool: {'; '.join(str(r) for r in reasons)}")
 
 
-def available() -> Tool | None:
+def available() -> Literal["pasta", "slirp4netns"] | None:
     """The tool ``start()`` would use for this caller: ``"slirp4netns"`` if installed and
     usable, else ``"pasta"``, else None; ``$ISOLATE_ROOTLESS_NET`` forces one (None when it
     is not usable).  ``ConfigError`` if that variable names an unknown tool."""
@@ -313,13 +313,19 @@ class RootlessNet:
     __slots__ = ("tool", "address", "gateway", "dns", "publish", "_servers", "_proc",
                  "_lifeline", "_dir", "_closed")
 
-    tool: Tool
+    #: ``"pasta"`` or ``"slirp4netns"``.
+    tool: Literal["pasta", "slirp4netns"]
+    #: The namespace's address, with its prefix.
     address: IPv4Interface
+    #: Its default route's gateway.
     gateway: IPv4Address
+    #: The helper's DNS forwarder (or the first of ``dns=``).
     dns: IPv4Address
+    #: The host ports forwarded to the namespace.
     publish: tuple[PortMapping, ...]
 
-    def __init__(self, tool: Tool, proc: subprocess.Popen[bytes], *, address: IPv4Interface,
+    def __init__(self, tool: Literal["pasta", "slirp4netns"], proc: subprocess.Popen[bytes], *,
+                 address: IPv4Interface,
                  gateway: IPv4Address, dns: IPv4Address, publish: tuple[PortMapping, ...],
                  servers: tuple[IPv4Address | ipaddress.IPv6Address, ...],
                  lifeline: int | None, private_dir: str | None) -> None:

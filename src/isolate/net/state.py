@@ -59,6 +59,10 @@ class Paths:
         """The resolv.conf of ``container`` on ``network`` (or their directory)."""
         return os.path.join(self.run, "resolv", network, container)
 
+    def last(self, network: str) -> str:
+        """The address ``network`` handed out last (IPAM goes on from the next one)."""
+        return os.path.join(self.run, "last", network)
+
     def definition(self, network: str) -> str:
         """The definition file of ``network``."""
         return os.path.join(self.defs, f"{network}.json")
