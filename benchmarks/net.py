@@ -47,8 +47,9 @@ ratio = median / podman's), each from the call to the container's exit:
   pooled row minus this one (the plain pool's row where this isolate has
   no ``NetnsPool(network=)``).
 
-**Throughput** (Gbit/s the receiver saw, ``iperf3 -J``; one TCP stream;
-the four paths interleaved round by round after one untimed run each;
+**Throughput** (Gbit/s the receiver saw, ``iperf3 -J``; one TCP stream,
+client and server pinned each to a CPU of its own (``-A``) where there are
+two; the four paths interleaved round by round after one untimed run each;
 ratio = median / the hand-made path's):
 
 - a hand-made namespace (``ip netns add``, a veth pair to the fake host,
@@ -228,6 +229,11 @@ def net(rounds: int, warmup: int, iperf_rounds: int, iperf_args: list[str],
         fh.popen(["nsenter", f"--net=/run/netns/{veth_ns}", "--", "iperf3", "-s", "-p", str(VETH_PORT)],
                  **quiet)
 
+        # Client and server each on a CPU of its own (iperf3 -A client,server), on every path:
+        # a single stream is CPU-bound, and where the scheduler puts them moves it by a tenth.
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) >= 2:
+            iperf_args = [*iperf_args, "-A", f"{cpus[0]},{cpus[1]}"]
         plan = {"rounds": rounds, "warmup": warmup, "iperf_rounds": iperf_rounds,
                 "iperf_args": iperf_args, "image": IMAGE, "store": str(work / "store"),
                 "podman_run": podman.argv("run", "--rm", "--network", "bridge", IMAGE, "/bin/true"),

@@ -79,7 +79,7 @@ FULL = Config(rounds=300, warmup=10, rss_levels=(50, 128, 256, 512, 1024, 2048),
               threads=(1, 2, 4), thread_seconds=1.0, thread_reps=6, mounts=(1, 10, 100, 1000),
               mount_rounds=25, phase_rounds=100, spawns_for_growth=3000, live_sandboxes=100,
               netns_spawns=400, image_mb=100, image_rounds=5, image_starts=100,
-              net_rounds=40, net_warmup=5, iperf_rounds=5, iperf_args=("-t", "3"))
+              net_rounds=40, net_warmup=5, iperf_rounds=8, iperf_args=("-t", "3", "-O", "1"))
 QUICK = Config(rounds=6, warmup=1, rss_levels=(50, 200), rss_rounds=3, threads=(1, 2),
                thread_seconds=0.3, thread_reps=1, mounts=(1, 10, 100), mount_rounds=2,
                phase_rounds=2, spawns_for_growth=100, live_sandboxes=5, netns_spawns=15,
