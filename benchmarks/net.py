@@ -109,7 +109,7 @@ def _ip(*args: str) -> None:
 def _podman_class() -> Any:
     from tools import PrivatePodman, private_cache, run_tool
 
-    class HostPodman(PrivatePodman):  # type: ignore[misc, valid-type]
+    class HostPodman(PrivatePodman):  # type: ignore[misc]
         """``PrivatePodman`` in the fake host's network namespace, with runc and the
         machine's rlimits (see the module's docstring)."""
 
@@ -152,7 +152,7 @@ def _podman_class() -> Any:
 
 def _rows(samples: dict[str, list[float]], base: str | None, skipped: dict[str, str],
           group: str) -> list[dict[str, Any]]:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, xs in samples.items():
         rows.append({"name": name, "group": group, "note": "", "samples": xs,
                      "skipped": skipped.get(name, "no samples") if not xs else None,

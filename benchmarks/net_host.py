@@ -84,8 +84,10 @@ def main(plan: dict[str, Any]) -> dict[str, Any]:
 
         starts[NONE] = container(net="none")
         starts[BRIDGED] = container(net="bridge")
-        for name, make in ((POOLED, lambda: isolate.NetnsPool(2, network="bridge")),  # type: ignore[call-arg]
-                           (PLAIN_POOL, lambda: isolate.NetnsPool(2))):
+        makers: tuple[tuple[str, Callable[[], Any]], ...] = (
+            (POOLED, lambda: isolate.NetnsPool(2, network="bridge")),
+            (PLAIN_POOL, lambda: isolate.NetnsPool(2)))
+        for name, make in makers:
             try:
                 pool = make()
                 pools.append(pool)
@@ -157,7 +159,7 @@ def throughput(plan: dict[str, Any], out: dict[str, Any], skipped: dict[str, str
                 r = c.run(argv, timeout=120)
             if r.returncode != 0:
                 raise RuntimeError(f"iperf3 in the container exited {r.returncode}: {r.stderr!r}")
-            return r.stdout.decode()
+            return (r.stdout or b"").decode()
 
         ways[BRIDGE_OUT] = lambda: _iperf(["iperf3", "-J", "-c", up, "-p", str(plan["upstream_port"]),
                                            *length], bridged_client)
