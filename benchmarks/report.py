@@ -193,6 +193,38 @@ def markdown(res: dict[str, Any]) -> str:
         out.append("")
     elif im:
         out += ["## Images", "", f"skipped: {im['skipped']}", ""]
+    nt = res.get("net")
+    if nt and "start" in nt:
+        out += ["## Container networking", "",
+                "Everything in a fake host (a network namespace with an upstream behind it: "
+                "tests/net/fakehost.py), the machine's network untouched; the runtime state of both "
+                "(isolate's ISOLATE_NET_DIR, podman's runroot) on a tmpfs, as /run usually is. "
+                "Start a container on a "
+                "static-busybox image and run /bin/true: podman "
+                f"{nt['podman']} with a CNI bridge network of its own (runc) against isolate, all "
+                f"interleaved ({nt['rounds']} rounds after {nt['warmup']} warm-up); times in ms, "
+                "ratio = median / median of podman. After each pooled start, an untimed wait until the "
+                "pool has refilled.", "",
+                "| case | median | p10 | p90 | n | ratio |", "|---|---:|---:|---:|---:|---:|"]
+        out += _case_rows(nt["start"])
+        notes = [r for r in nt["start"] if r["note"]]
+        if notes:
+            out += ["", "Notes:", ""] + [f"- {r['name']}: {r['note']}" for r in notes]
+        out += ["", f"TCP throughput, one iperf3 stream (`iperf3 -J {' '.join(nt['iperf_args'])}`), "
+                f"the four paths interleaved ({nt['iperf_rounds']} rounds after one untimed run each); "
+                "Gbit/s the receiver saw; ratio = median / median of the hand-made veth path in the "
+                "same direction.", "",
+                "| path | median | p10 | p90 | n | ratio |", "|---|---:|---:|---:|---:|---:|"]
+        for r in nt["throughput"]:
+            if r["stats"] is None:
+                out.append(f"| {r['name']} | skipped: {r['skipped']} | | | | |")
+                continue
+            st = r["stats"]
+            out.append(f"| {r['name']} | {st['median'] / 1e9:.2f} | {st['p10'] / 1e9:.2f} | "
+                       f"{st['p90'] / 1e9:.2f} | {st['n']} | {_x(r['ratio'])} |")
+        out.append("")
+    elif nt:
+        out += ["## Container networking", "", f"skipped: {nt['skipped']}", ""]
     t = res.get("targets")
     if t:
         out += ["## Targets (ratios from this run)", "", "| target | measured | met |", "|---|---:|:---:|"]

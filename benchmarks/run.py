@@ -3,6 +3,7 @@
     python -m benchmarks.run [--quick] [--phases] [--out DIR] [--sections a,b,...]
     python -m benchmarks.run --sections rootless     # isolate as a user beside bwrap
     python -m benchmarks.run --sections images       # pull and run an image beside skopeo+umoci, podman
+    python -m benchmarks.run --sections net          # bridged containers beside podman, iperf3 beside a veth
 
 Writes DIR/results.md (tables), DIR/results.json (every sample) and PNG
 charts.  ``--quick`` takes under a minute and proves the suite works; its
@@ -25,9 +26,11 @@ from . import as_user as U
 from . import cases as C
 from . import experiments as E
 from . import images as I
+from . import net as N
+from . import net_host as NH
 from . import report
 
-SECTIONS = ("latency", "targets", "rootless", "images", "netns", "mounts", "threads", "memory", "rss")
+SECTIONS = ("latency", "targets", "rootless", "images", "net", "netns", "mounts", "threads", "memory", "rss")
 
 #: Each issue's target comparison, run on its own (``targets`` section): the rows a
 #: target divides, and its references, interleaved without the rest of the
@@ -66,16 +69,22 @@ class Config:
     image_mb: int
     image_rounds: int
     image_starts: int
+    net_rounds: int
+    net_warmup: int
+    iperf_rounds: int
+    iperf_args: tuple[str, ...]
 
 
 FULL = Config(rounds=300, warmup=10, rss_levels=(50, 128, 256, 512, 1024, 2048), rss_rounds=60,
               threads=(1, 2, 4), thread_seconds=1.0, thread_reps=6, mounts=(1, 10, 100, 1000),
               mount_rounds=25, phase_rounds=100, spawns_for_growth=3000, live_sandboxes=100,
-              netns_spawns=400, image_mb=100, image_rounds=5, image_starts=100)
+              netns_spawns=400, image_mb=100, image_rounds=5, image_starts=100,
+              net_rounds=40, net_warmup=5, iperf_rounds=8, iperf_args=("-t", "3", "-O", "1"))
 QUICK = Config(rounds=6, warmup=1, rss_levels=(50, 200), rss_rounds=3, threads=(1, 2),
                thread_seconds=0.3, thread_reps=1, mounts=(1, 10, 100), mount_rounds=2,
                phase_rounds=2, spawns_for_growth=100, live_sandboxes=5, netns_spawns=15,
-               image_mb=8, image_rounds=1, image_starts=3)
+               image_mb=8, image_rounds=1, image_starts=3,
+               net_rounds=2, net_warmup=1, iperf_rounds=1, iperf_args=("-n", "50M"))
 
 
 def _find(table: dict[str, Any], name: str) -> dict[str, Any] | None:
@@ -169,6 +178,29 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
                                     + len(set(second["expected"]) - set(second["downloaded"]))), 0.0)
         add("Container on RootFS.from_image ≤ 1.1× on RootFS.from_directory(unpacked).overlay()",
             im_ratio(im["start"], I.FROM_IMAGE, I.FROM_DIR), 1.1)
+    nt = res.get("net")
+    if nt and "start" in nt:
+        def net_row(rows: list[dict[str, Any]], name: str) -> float | None:
+            r = _find({"rows": rows}, name)
+            return r["stats"]["median"] if r else None
+
+        bridged, podman = net_row(nt["start"], NH.BRIDGED), net_row(nt["start"], NH.PODMAN)
+        pooled, none = net_row(nt["start"], NH.POOLED), net_row(nt["start"], NH.NONE)
+        add("bridged Container start ≤ 0.5× podman run --rm --network bridge (CNI), same image",
+            bridged / podman if bridged and podman else None, 0.5)
+        if pooled is None and net_row(nt["start"], NH.PLAIN_POOL):
+            # Until NetnsPool(network=) exists: the namespace pooled, attached at start.
+            pooled = net_row(nt["start"], NH.PLAIN_POOL)
+            label = "NetnsPool() (attached at start: this isolate has no NetnsPool(network=))"
+        else:
+            label = "NetnsPool(network='bridge')"
+        add(f"bridged Container, namespace from {label}, adds ≤ 1 ms to net='none' (value in ms)",
+            (pooled - none) / 1e6 if pooled and none else None, 1.0)
+        for label, a, b in (("container -> upstream (bridge + NAT)", NH.BRIDGE_OUT, NH.VETH_OUT),
+                            ("host -> container's published port (DNAT)", NH.PUBLISHED_IN, NH.VETH_IN)):
+            va, vb = net_row(nt["throughput"], a), net_row(nt["throughput"], b)
+            add(f"iperf3 {label} ≥ 0.9× the hand-made veth path", va / vb if va and vb else None,
+                0.9, at_least=True)
     add("isolate-oci run ≤ 0.6× runc run", ratio("isolate-oci run", "runc run", "oci"), 0.6)
     add("CPython start-up + the C binding's import alone ≤ 0.6× runc run (isolate-oci's floor)",
         ratio("python -I -S, import isolate._native (isolate-oci's floor)", "runc run", "oci"), 0.6)
@@ -237,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     if "images" in sections:
         log("images (a registry on loopback; isolate, skopeo + umoci, podman):")
         res["images"] = I.images(cfg.image_rounds, cfg.image_starts, log, total_mb=cfg.image_mb)
+    if "net" in sections:
+        log("net (a fake host; isolate beside podman's CNI bridge, iperf3 beside a hand-made veth):")
+        res["net"] = N.net(cfg.net_rounds, cfg.net_warmup, cfg.iperf_rounds, list(cfg.iperf_args), log)
     if "netns" in sections:
         log("network namespace CPU:")
         res["netns_cpu"] = E.netns_cpu(cfg.netns_spawns, log)

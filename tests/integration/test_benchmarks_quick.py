@@ -64,6 +64,13 @@ def test_every_section_is_present(results: Path) -> None:
                for n in rootless if "bwrap" not in n), rootless
     assert any(t["target"].startswith("rootless isolate.Container") for t in data["targets"])
     assert "bwrap --unshare-all" in {r["name"] for r in runs["container"]["rows"]}
+    # Container networking (benchmarks/net.py), in a fake host: each row timed, or skipped with a
+    # reason; the hand-made veth path needs no isolate networking, so it is always measured.
+    net = data["net"]
+    if "skipped" not in net:
+        rows = net["start"] + net["throughput"]
+        assert all(r["stats"] or r["skipped"] for r in rows), rows
+        assert {r["name"]: r for r in rows}["hand-made veth namespace -> upstream (routed)"]["stats"]
 
 
 def test_markdown_and_charts_are_written(results: Path) -> None:
