@@ -453,13 +453,18 @@ int iso_mount_fd_setattr(int fd, uint64_t attr_set);
 int iso_clone_tree(const char *path, int recursive, uint64_t attr_set, uint64_t attr_clr);
 int iso_mount_fd_idmap(int fd, int userns_fd, int recursive);
 int iso_open_in_root(int dirfd, const char *path, int flags);
+/* What iso_net_config does (a mask). */
+enum iso_net_what {
+    ISO_NET_ADDRESS = 1, /* the address, its prefix, and the default route (gateway 0: none) */
+    ISO_NET_UP = 2       /* the interface up, and the namespace's ip_unprivileged_port_start 0
+                          * and ping_group_range every group (Docker's) */
+};
 /* The interface `name` of the network namespace `netns_fd` given the IPv4 `address`
- * (host byte order) with `prefix`, brought up, and a default route through `gateway`
- * (0: none), and the namespace's ip_unprivileged_port_start 0 and ping_group_range
- * every group (Docker's); done by a thread of its own, so no thread of the caller
- * ever changes namespace.  0 or -errno. */
+ * (host byte order) with `prefix` and a default route through `gateway`, and brought
+ * up, as `what` says; done by a thread of its own, so no thread of the caller ever
+ * changes namespace.  0 or -errno. */
 int iso_net_config(int netns_fd, const char *name, uint32_t address, uint32_t prefix,
-                   uint32_t gateway);
+                   uint32_t gateway, uint32_t what);
 
 /* bpf.c: the cgroup v2 device controller (a BPF_PROG_TYPE_CGROUP_DEVICE program).
  * Each returns -errno on failure; load returns the program fd (O_CLOEXEC). */

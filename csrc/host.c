@@ -168,7 +168,7 @@ iso_open_in_root(int dirfd, const char *path, int flags)
 struct net_config {
     int netns_fd;
     const char *name;
-    uint32_t address, prefix, gateway;
+    uint32_t address, prefix, gateway, what;
     int err;
 };
 
@@ -193,20 +193,23 @@ configure(const struct net_config *c)
     struct ifreq ifr;
     memset(&ifr, 0, sizeof ifr);
     memcpy(ifr.ifr_name, c->name, strlen(c->name));
-    set_in(&ifr.ifr_addr, c->address);
-    int r = ioctl(s, SIOCSIFADDR, &ifr);
-    if (r == 0) {
-        set_in(&ifr.ifr_netmask, c->prefix ? 0xffffffffu << (32 - c->prefix) : 0);
-        r = ioctl(s, SIOCSIFNETMASK, &ifr);
+    int r = 0;
+    if (c->what & ISO_NET_ADDRESS) {
+        set_in(&ifr.ifr_addr, c->address);
+        r = ioctl(s, SIOCSIFADDR, &ifr);
+        if (r == 0) {
+            set_in(&ifr.ifr_netmask, c->prefix ? 0xffffffffu << (32 - c->prefix) : 0);
+            r = ioctl(s, SIOCSIFNETMASK, &ifr);
+        }
     }
-    if (r == 0) {
+    if (r == 0 && (c->what & ISO_NET_UP)) {
         r = ioctl(s, SIOCGIFFLAGS, &ifr);
+        if (r == 0) {
+            ifr.ifr_flags |= IFF_UP;
+            r = ioctl(s, SIOCSIFFLAGS, &ifr);
+        }
     }
-    if (r == 0) {
-        ifr.ifr_flags |= IFF_UP;
-        r = ioctl(s, SIOCSIFFLAGS, &ifr);
-    }
-    if (r == 0 && c->gateway != 0) {
+    if (r == 0 && (c->what & ISO_NET_ADDRESS) && c->gateway != 0) {
         struct rtentry rt;
         memset(&rt, 0, sizeof rt);
         set_in(&rt.rt_dst, 0);
@@ -248,17 +251,18 @@ net_config_main(void *arg)
     /* As Docker sets them in a container's namespace: any port may be bound and any
      * group may ping (root of a container in a user namespace of its own holds no
      * capability over a namespace the host made). */
-    if (c->err == 0) {
+    if (c->err == 0 && (c->what & ISO_NET_UP)) {
         c->err = write_sysctl("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0");
     }
-    if (c->err == 0) {
+    if (c->err == 0 && (c->what & ISO_NET_UP)) {
         c->err = write_sysctl("/proc/sys/net/ipv4/ping_group_range", "0 2147483647");
     }
     return NULL;
 }
 
 int
-iso_net_config(int netns_fd, const char *name, uint32_t address, uint32_t prefix, uint32_t gateway)
+iso_net_config(int netns_fd, const char *name, uint32_t address, uint32_t prefix, uint32_t gateway,
+               uint32_t what)
 {
     size_t len = name != NULL ? strlen(name) : 0;
     if (len == 0 || len >= IFNAMSIZ || prefix > 32) {
@@ -269,6 +273,7 @@ iso_net_config(int netns_fd, const char *name, uint32_t address, uint32_t prefix
                            .address = address,
                            .prefix = prefix,
                            .gateway = gateway,
+                           .what = what,
                            .err = 0};
     pthread_t t;
     int err = pthread_create(&t, NULL, net_config_main, &c);

@@ -310,7 +310,7 @@ def _check_ports(p: state.Paths, publish: tuple[PortMapping, ...]) -> None:
 
 
 def _setup_inside(netns_fd: int, address: ipaddress.IPv4Interface,
-                  gateway: ipaddress.IPv4Address) -> None:
+                  gateway: ipaddress.IPv4Address, *, up: bool = True) -> None:
     """Address, up and default route for eth0 in ``netns_fd``, and Docker's sysctls there
     (any port bound, any group pings: container root in a user namespace of its own
     holds no capability over a namespace the host made): the C core's
@@ -318,7 +318,7 @@ def _setup_inside(netns_fd: int, address: ipaddress.IPv4Interface,
     ioctls, about 0.3 ms).  Raises OSError naming eth0."""
     from .._spawn import net_config
 
-    net_config(netns_fd, "eth0", str(address.ip), address.network.prefixlen, str(gateway))
+    net_config(netns_fd, "eth0", str(address.ip), address.network.prefixlen, str(gateway), up=up)
 
 
 def _link_names() -> tuple[str, str]:
@@ -353,12 +353,20 @@ def make_link(network: str, netns_fd: int) -> tuple[str, str]:
     _check_netns(netns_fd, host.netns_id())
     with state.locked() as p:
         bridge, _ = host.ensure(p, net)
-        veth, mac = _link_names()
-        try:
-            _new_link(bridge, netns_fd, veth, mac)
-            return veth, mac
-        except Exception as e:
-            raise NetworkError(f"network {net.name!r}: making a veth pair: {_why(e)}") from e
+    # Out of the state's lock, which a start's attach takes: this is what is slow.
+    veth, mac = _link_names()
+    try:
+        _new_link(bridge, netns_fd, veth, mac)
+    except Exception as e:
+        raise NetworkError(f"network {net.name!r}: making a veth pair: {_why(e)}") from e
+    try:
+        from .._spawn import net_config
+
+        net_config(netns_fd, "eth0", None, up=True)      # up, and the sysctls, ahead too
+    except Exception as e:
+        host.delete_link(veth)
+        raise NetworkError(f"network {net.name!r}: setting eth0 up: {_why(e)}") from e
+    return veth, mac
 
 
 def attach(network: Network | str, netns_fd: int, *, name: str, hostname: str | None = None,
@@ -421,7 +429,8 @@ def attach(network: Network | str, netns_fd: int, *, name: str, hostname: str | 
                     raise NetworkError(f"network {net.name!r}: making veth {veth} for {name}: "
                                        f"{_why(e)}") from e
             try:
-                _setup_inside(netns_fd, iface, net.gateway)
+                # (A pair make_link made is up already, the namespace's sysctls set.)
+                _setup_inside(netns_fd, iface, net.gateway, up=link is None)
             except Exception as e:
                 raise NetworkError(f"network {net.name!r}: configuring eth0 of {name} "
                                    f"({iface}): {_why(e)}") from e
