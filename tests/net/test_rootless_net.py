@@ -117,6 +117,8 @@ def children():
             pass
     return sorted(out)
 tool, publish = sys.argv[1], json.loads(sys.argv[2])
+runtime = os.environ["XDG_RUNTIME_DIR"]
+before = set(os.listdir(runtime))      # (what the suite's other tests left there for this user)
 gate_r, gate_w = os.pipe()
 child = isolate.spawn([sys.executable, "-c", sys.argv[3]], namespaces={"user", "net"},
                       exec_gate=gate_r, stdin=isolate.PIPE, stdout=isolate.PIPE)
@@ -130,10 +132,9 @@ took = time.perf_counter() - t
 resolv = net.resolv_conf().decode()
 nameserver = resolv.split()[1]
 os.write(gate_w, b"x"); os.close(gate_w)       # released: the child runs
-runtime = os.environ["XDG_RUNTIME_DIR"]
 report = {"tool": net.tool, "pid": net.pid, "address": str(net.address),
           "gateway": str(net.gateway), "dns": str(net.dns), "resolv": resolv, "took": took,
-          "files": sorted(os.listdir(runtime)),
+          "files": sorted(set(os.listdir(runtime)) - before),
           "helper_argv": open(f"/proc/{net.pid}/cmdline", "rb").read().split(b"\\0")[0].decode()}
 """
 
@@ -146,7 +147,7 @@ sys.stdin.readline()
 child.stdin.close(); child.wait()
 net.close(); net.close()
 gone = not os.path.exists(f"/proc/{report['pid']}")
-print(json.dumps({"gone": gone, "files": sorted(os.listdir(runtime)),
+print(json.dumps({"gone": gone, "files": sorted(set(os.listdir(runtime)) - before),
                   "children": children()}), flush=True)
 """
 
