@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import isolate
 
@@ -88,15 +88,17 @@ def machine() -> dict[str, Any]:
 # --- markdown ------------------------------------------------------------------
 
 
-def _case_rows(rows: list[dict[str, Any]]) -> list[str]:
-    """Table lines (case, median, p10, p90, n, ratio) of timed cases; a skipped one says why."""
+def _case_rows(rows: list[dict[str, Any]], unit: Callable[[float], str] | None = None) -> list[str]:
+    """Table lines (case, median, p10, p90, n, ratio) of timed cases, values shown by ``unit``
+    (default: ns as ms); a skipped one says why."""
+    show = unit or _ms
     out = []
     for r in rows:
         if r["stats"] is None:
             out.append(f"| {r['name']} | skipped: {r['skipped']} | | | | |")
             continue
         st = r["stats"]
-        out.append(f"| {r['name']} | {_ms(st['median'])} | {_ms(st['p10'])} | {_ms(st['p90'])} | "
+        out.append(f"| {r['name']} | {show(st['median'])} | {show(st['p10'])} | {show(st['p90'])} | "
                    f"{st['n']} | {_x(r['ratio'])} |")
     return out
 
@@ -215,13 +217,7 @@ def markdown(res: dict[str, Any]) -> str:
                 "Gbit/s the receiver saw; ratio = median / median of the hand-made veth path in the "
                 "same direction.", "",
                 "| path | median | p10 | p90 | n | ratio |", "|---|---:|---:|---:|---:|---:|"]
-        for r in nt["throughput"]:
-            if r["stats"] is None:
-                out.append(f"| {r['name']} | skipped: {r['skipped']} | | | | |")
-                continue
-            st = r["stats"]
-            out.append(f"| {r['name']} | {st['median'] / 1e9:.2f} | {st['p10'] / 1e9:.2f} | "
-                       f"{st['p90'] / 1e9:.2f} | {st['n']} | {_x(r['ratio'])} |")
+        out += _case_rows(nt["throughput"], lambda bits: f"{bits / 1e9:.2f}")
         out.append("")
     elif nt:
         out += ["## Container networking", "", f"skipped: {nt['skipped']}", ""]

@@ -57,11 +57,6 @@ class NetSlot:
         return f"<isolate network namespace of a start, fd {self.fd}>"
 
 
-def _same(network: str) -> str:
-    """A network's name, ``"bridge"`` as the default network's."""
-    return "" if network in ("bridge", "isolate") else network
-
-
 def _new_netns() -> int:
     """A new network namespace with lo up, made by a short-lived thread (this one never
     changes namespace): an fd on it."""
@@ -103,7 +98,9 @@ class ContainerNet:
             if self.rootless:
                 raise ConfigError("netns_pool: a container without root gets its network from "
                                   "pasta or slirp4netns, in a namespace made at its start")
-            if pool.network is not None and _same(pool.network) != _same(network):
+            from .net.network import canonical
+
+            if pool.network is not None and canonical(pool.network) != canonical(network):
                 raise ConfigError(f"netns_pool: the pool's namespaces are made for network "
                                   f"{pool.network!r}, not {network!r}")
         self.network = network
@@ -116,14 +113,6 @@ class ContainerNet:
         self._attached: Any = None     # this start's Attachment / RootlessNet
         self._files: str | None = None  # rootless: the private directory of its files
 
-    @property
-    def network_name(self) -> str:
-        """The network's name (``"bridge"`` is the default network's)."""
-        if self.network != "bridge":
-            return self.network
-        from .net import DEFAULT_NETWORK
-
-        return str(DEFAULT_NETWORK)
 
     def prepare(self, *, name: str, hostname: str | None, with_root: bool) -> list[int]:
         """Before a start as root: the namespace made (or taken) and attached; returns the
@@ -143,7 +132,7 @@ class ContainerNet:
             else:
                 self._ns = fd = _new_netns()
             self.slot.fd = fd
-            self._attached = att = attach(self.network_name, fd, name=name, hostname=hostname,
+            self._attached = att = attach(self.network, fd, name=name, hostname=hostname,
                                           publish=self.publish, dns=self.dns, link=link)
             if not with_root:
                 return []
@@ -191,11 +180,10 @@ class ContainerNet:
 
         self._attached = net = rootless.start(pid, publish=self.publish, dns=self.dns)
         if self._files is not None:
-            host = hostname or name
-            lines = [b"127.0.0.1\tlocalhost", b"::1\tlocalhost ip6-localhost ip6-loopback",
-                     f"{net.address.ip}\t{host}".encode()]
-            with open(os.path.join(self._files, "hosts"), "wb") as f:
-                f.write(b"\n".join(lines) + b"\n")
+            from .net.network import HOSTS_HEAD
+
+            with open(os.path.join(self._files, "hosts"), "w") as f:
+                f.write(f"{HOSTS_HEAD}{net.address.ip}\t{hostname or name}\n")
             with open(os.path.join(self._files, "resolv.conf"), "wb") as f:
                 f.write(net.resolv_conf())
 

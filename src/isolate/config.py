@@ -633,17 +633,9 @@ def check_net(value: object) -> str:
 
 def dns_list(value: object) -> tuple[str, ...]:
     """``dns=``: IPv4 addresses of resolvers, checked (``ConfigError`` naming a bad one)."""
-    import ipaddress
+    from .net.network import check_dns
 
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-        raise ConfigError(f"dns must be a list of addresses, got {value!r}")
-    out = []
-    for item in value:
-        try:
-            out.append(str(ipaddress.IPv4Address(item)))
-        except (ValueError, TypeError):
-            raise ConfigError(f"dns: {item!r} is not an IPv4 address") from None
-    return tuple(out)
+    return check_dns(value, version=4)
 
 
 def id_maps(value: Sequence[IdMap] | None, what: str) -> tuple[IdMap, ...] | None:

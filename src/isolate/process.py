@@ -170,7 +170,7 @@ def launch(spec: ProcessSpec, iso: Isolation, *, stdin: Stdio = None, stdout: St
             mounts = _idmount.prepare(extra)
             assert mounts is not None
             named.update(zip(mount_fd_names(len(mounts.fds)), mounts.fds))
-            before = _then_idmap(before, mounts)
+            before = _then(before, mounts.idmap)
         if before_release is not None:
             before = _then(before, before_release)
         fds = [named[n] for n in packed.plan.fd_names]
@@ -198,18 +198,6 @@ def _then(first: Callable[[int], None] | None,
     def run(pid: int) -> None:
         first(pid)
         then(pid)
-
-    return run
-
-
-def _then_idmap(before: Callable[[int], None] | None,
-                mounts: _idmount.Prepared) -> Callable[[int], None]:
-    """``before`` (the held maps' writer, or None), then the idmap of ``mounts`` with the
-    child's user namespace, whose maps are then written."""
-    def run(pid: int) -> None:
-        if before is not None:
-            before(pid)
-        mounts.idmap(pid)
 
     return run
 

@@ -186,3 +186,29 @@ def test_a_killed_caller_s_network_is_reclaimed_by_gc(fakehost: FakeHost) -> Non
         """)))
     assert out == "0\n"
     assert fakehost.ip("-o", "link").count("veth") == before.count("veth")
+
+
+def test_a_container_that_outlives_its_caller_owns_its_network(fakehost: FakeHost) -> None:
+    """``die_with_parent=False`` and ``detach()``: the container's first process owns its
+    address and veth; ``isolate gc`` leaves them while it runs, and takes them once it is gone."""
+    out = _ok(fakehost.python(textwrap.dedent(f"""
+        import isolate, os
+        c = isolate.Container(net="bridge", die_with_parent=False)
+        null = os.open(os.devnull, os.O_RDWR)   # (not the pipe this output goes to)
+        c.start(["{BUSYBOX}", "sleep", "600"], stdin=null, stdout=null, stderr=null)
+        print(c.pid)
+        c.detach()
+        """)))
+    pid = int(out)
+    leases = fakehost.state / "run" / "leases" / "isolate"
+    try:
+        _ok(fakehost.run([sys.executable, "-m", "isolate", "gc"]))
+        assert len(list(leases.glob("*"))) == 1 and "veth" in fakehost.ip("-o", "link")
+    finally:
+        os.kill(pid, signal.SIGKILL)
+    for _ in range(100):                 # reaped by whoever adopted it
+        if not os.path.exists(f"/proc/{pid}/stat") or open(f"/proc/{pid}/stat").read().split()[2] == "Z":
+            break
+        time.sleep(0.05)
+    gc = _ok(fakehost.run([sys.executable, "-m", "isolate", "gc"]))
+    assert "net-lease" in gc and list(leases.glob("*")) == [], gc

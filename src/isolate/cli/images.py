@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from ._help import HelpFormatter
+from .pull import add_store_option
 
 EPILOG_IMAGES = """\
 examples:
@@ -28,12 +29,6 @@ examples:
 """
 
 
-def _store_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", metavar="DIR", default=None,
-                   help="the image store (default: $ISOLATE_IMAGE_STORE, else "
-                        "/var/lib/isolate/images for root)")
-
-
 def add_parser(sub: Any) -> None:
     """Register ``images``, ``rmi`` and ``image`` with the ``isolate`` command's subparsers."""
     p = sub.add_parser("images", help="list the images of the store",
@@ -41,7 +36,7 @@ def add_parser(sub: Any) -> None:
                                    "manifest digest's first 12 hex digits) and SIZE (compressed).",
                        epilog=EPILOG_IMAGES, formatter_class=HelpFormatter)
     p.add_argument("--json", action="store_true", help="one JSON list of objects instead of a table")
-    _store_arg(p)
+    add_store_option(p)
     p = sub.add_parser("rmi", help="remove images' names, then what no name reaches",
                        description="Drop each REF (a name, a digest or a unique digest prefix: "
                                    "every name of that image), then prune the store: blobs and "
@@ -49,7 +44,7 @@ def add_parser(sub: Any) -> None:
                                    "container uses.",
                        epilog=EPILOG_RMI, formatter_class=HelpFormatter)
     p.add_argument("refs", nargs="+", metavar="REF")
-    _store_arg(p)
+    add_store_option(p)
     p = sub.add_parser("image", help="manage the image store (prune, bundle)",
                        description="Manage the image store.", epilog=EPILOG_IMAGE,
                        formatter_class=HelpFormatter)
@@ -57,12 +52,12 @@ def add_parser(sub: Any) -> None:
     verbs.required = True
     q = verbs.add_parser("prune", help="remove blobs and layers no name reaches",
                          epilog=EPILOG_IMAGE, formatter_class=HelpFormatter)
-    _store_arg(q)
+    add_store_option(q)
     q = verbs.add_parser("bundle", help="write an OCI runtime bundle of an image",
                          epilog=EPILOG_IMAGE, formatter_class=HelpFormatter)
     q.add_argument("ref", metavar="REF")
     q.add_argument("directory", metavar="DIR")
-    _store_arg(q)
+    add_store_option(q)
 
 
 def _size(n: int) -> str:

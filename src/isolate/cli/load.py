@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from ._help import HelpFormatter
+from .pull import add_store_option
 
 EPILOG = """\
 examples:
@@ -32,7 +33,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("-i", "--input", required=True, metavar="ARCHIVE|DIR",
                    help="the archive or layout directory")
     p.add_argument("--tag", metavar="NAME", help="name an image that has none")
-    p.add_argument("--store", metavar="DIR", help="the image store (as for isolate pull)")
+    add_store_option(p)
     p.add_argument("--json", action="store_true", help="print a JSON list of the images loaded")
     return p
 

@@ -29,6 +29,13 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def add_store_option(p: argparse.ArgumentParser) -> None:
+    """``--store DIR``, the image store, for every command that uses one."""
+    p.add_argument("--store", metavar="DIR", default=None,
+                   help="the image store (default $ISOLATE_IMAGE_STORE, /var/lib/isolate/images "
+                        "for root, else ~/.local/share/isolate/images)")
+
+
 def add_registry_options(p: argparse.ArgumentParser) -> None:
     """The options of a pull (``isolate pull``, and ``isolate run --image`` when it pulls)."""
     p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]",
@@ -71,9 +78,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         epilog=EPILOG, formatter_class=HelpFormatter)
     p.add_argument("reference", metavar="REF", help="the image: name[:tag] or name@sha256:...")
     add_registry_options(p)
-    p.add_argument("--store", metavar="DIR",
-                   help="the image store (default $ISOLATE_IMAGE_STORE, /var/lib/isolate/images "
-                        "for root, else ~/.local/share/isolate/images)")
+    add_store_option(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object (reference, digest, config, layers)")

@@ -22,7 +22,7 @@ import sys
 from typing import Any
 
 from ._help import HelpFormatter
-from .pull import add_registry_options, pull_options
+from .pull import add_registry_options, add_store_option, pull_options
 
 __all__ = ["add_parser", "main", "parse_size", "parse_bind", "container_from_args"]
 
@@ -101,9 +101,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--entrypoint", metavar="PROGRAM", default=None,
                    help="with --image: run PROGRAM (then CMD as its arguments) instead of the "
                         "image's Entrypoint and Cmd; '' runs CMD alone")
-    p.add_argument("--store", metavar="DIR", default=None,
-                   help="the image store (default: $ISOLATE_IMAGE_STORE, else /var/lib/isolate/"
-                        "images for root)")
+    add_store_option(p)
     p.add_argument("--pull", choices=("missing", "always", "never"), default="missing",
                    help="with --image: pull it first when it is not in the store (missing, the "
                         "default, as podman run), every time (always), or never")

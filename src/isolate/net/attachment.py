@@ -25,7 +25,6 @@ the hosts entry and the lease.
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import re
 import secrets
@@ -35,14 +34,13 @@ from typing import Any, Sequence
 
 from ..errors import ConfigError, NetworkError
 from . import host, ipam, state
-from .network import DEFAULT_NETWORK, Network, check_dns, get_network
+from .network import DEFAULT_NETWORK, HOSTS_HEAD, Network, canonical, check_dns, get_network
 from .ports import PortMapping, PublishLike, publish_list
 
 __all__ = ["Attachment", "attach", "reclaim", "sweep"]
 
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}")
 _CLONE_NEWNET = 0x40000000
-_HOSTS_HEAD = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 
 
 class Attachment:
@@ -193,7 +191,7 @@ def _rewrite_hosts(p: state.Paths, network: str,
     lines = [_hosts_line(le) for le in members]
     os.makedirs(p.hosts(network), mode=0o755, exist_ok=True)
     for i, le in enumerate(members):
-        text = "".join([_HOSTS_HEAD, lines[i], *lines[:i], *lines[i + 1:]])
+        text = "".join([HOSTS_HEAD, lines[i], *lines[:i], *lines[i + 1:]])
         _write_in_place(p.hosts(network, le.name), text)
 
 
@@ -206,7 +204,7 @@ def _add_host(p: state.Paths, network: str, new: ipam.Lease,
     line = _hosts_line(new)
     os.makedirs(p.hosts(network), mode=0o755, exist_ok=True)
     _write_in_place(p.hosts(network, new.name),
-                    "".join([_HOSTS_HEAD, line, *(_hosts_line(le) for le in others)]))
+                    "".join([HOSTS_HEAD, line, *(_hosts_line(le) for le in others)]))
     data = line.encode()
     for le in others:
         try:
@@ -349,7 +347,7 @@ def make_link(network: str, netns_fd: int) -> tuple[str, str]:
     up; returns (the host end's name, eth0's MAC).  For ``NetnsPool(network=...)``, which
     makes them off the path of a start; a namespace that is never attached takes its
     pair along when it goes.  ``NetworkError`` as ``attach``."""
-    net = get_network(network, create=network in ("bridge", DEFAULT_NETWORK))
+    net = get_network(network, create=canonical(network) == DEFAULT_NETWORK)
     _check_netns(netns_fd, host.netns_id())
     with state.locked() as p:
         bridge, _ = host.ensure(p, net)
@@ -393,7 +391,7 @@ def attach(network: Network | str, netns_fd: int, *, name: str, hostname: str | 
     if isinstance(network, Network):
         net = network
     else:
-        net = get_network(network, create=network in ("bridge", DEFAULT_NETWORK))
+        net = get_network(network, create=canonical(network) == DEFAULT_NETWORK)
     owner = ipam.me()
     netns = host.netns_id()
     _check_netns(netns_fd, netns)
@@ -434,8 +432,7 @@ def attach(network: Network | str, netns_fd: int, *, name: str, hostname: str | 
             except Exception as e:
                 raise NetworkError(f"network {net.name!r}: configuring eth0 of {name} "
                                    f"({iface}): {_why(e)}") from e
-            os.makedirs(os.path.dirname(p.last(net.name)), mode=0o755, exist_ok=True)
-            state.write_text(p.last(net.name), json.dumps(str(addr)))
+            state.write_json(p.last(net.name), str(addr), compact=True)
             if ports and not made:            # (made: ensure loaded the table, ports and all)
                 host.add_ports(p, [(m, str(addr)) for m in ports])
             _add_host(p, net.name, lease, leases)

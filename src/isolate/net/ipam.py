@@ -174,8 +174,8 @@ def allocate(net: Network, taken: dict[ipaddress.IPv4Address, Lease],
     ``taken``.  Round-robin, as CNI's host-local does: an address just released is not
     handed out again before every other one has been, while the kernel may still be
     tearing down the namespace that had it (its veth answers for it until then)."""
-    hosts = net.subnet.num_addresses - 2 if net.subnet.prefixlen < 31 else net.subnet.num_addresses
-    first = int(net.subnet.network_address) + (1 if net.subnet.prefixlen < 31 else 0)
+    hosts = net.subnet.num_addresses - 2          # (a network is a /30 at the smallest)
+    first = int(net.subnet.network_address) + 1
     start = 0
     if last is not None and last in net.subnet:
         start = (int(last) - first + 1) % hosts

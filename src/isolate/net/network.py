@@ -33,6 +33,8 @@ DEFAULT_NETWORK = "isolate"
 DEFAULT_SUBNET = ipaddress.IPv4Network("10.88.0.0/16")
 #: Where other networks' subnets are taken from when none is given: 10.89.N.0/24.
 _POOL = ipaddress.IPv4Network("10.89.0.0/16")
+#: The lines every container's /etc/hosts starts with.
+HOSTS_HEAD = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 
 #: Subnets no network may overlap.
 _SPECIAL = [(ipaddress.IPv4Network(n), what) for n, what in [
@@ -92,19 +94,29 @@ def _bridge_name(name: str) -> str:
     return "iso-" + hashlib.sha256(name.encode()).hexdigest()[:11]
 
 
-def check_dns(dns: object, what: str = "dns") -> tuple[str, ...]:
-    """``dns`` (a list of IP addresses) normalized; ``ConfigError`` naming a bad one."""
+def check_dns(dns: object, what: str = "dns", *, version: int | None = None) -> tuple[str, ...]:
+    """``dns`` (a list of IP addresses; of IP ``version`` only, if given) normalized;
+    ``ConfigError`` naming a bad one."""
     if dns is None:
         return ()
     if isinstance(dns, (str, bytes)) or not hasattr(dns, "__iter__"):
         raise ConfigError(f"{what} must be a list of IP addresses, got {dns!r}")
+    kind = "IP" if version is None else f"IPv{version}"
     out = []
     for d in dns:
         try:
-            out.append(str(ipaddress.ip_address(d)))
-        except ValueError:
-            raise ConfigError(f"{what}: {d!r} is not an IP address") from None
+            addr = ipaddress.ip_address(d)
+        except (ValueError, TypeError):
+            addr = None
+        if addr is None or version not in (None, addr.version):
+            raise ConfigError(f"{what}: {d!r} is not an {kind} address") from None
+        out.append(str(addr))
     return tuple(out)
+
+
+def canonical(name: str) -> str:
+    """A network's name as stored: ``"bridge"`` names the default network."""
+    return DEFAULT_NETWORK if name == "bridge" else name
 
 
 def _parse_subnet(subnet: object) -> ipaddress.IPv4Network:
@@ -249,8 +261,7 @@ def get_network(name: str, *, create: bool = False) -> Network:
     ``create``: make the default network (``DEFAULT_NETWORK``) if it does not
     exist yet (only that one: others are made with ``create_network``).
     """
-    if name == "bridge":
-        name = DEFAULT_NETWORK
+    name = canonical(name)
     with state.locked() as p:
         data = state.read_json(p.definition(name), None) if _NAME.fullmatch(name) else None
         if data is not None:
@@ -277,8 +288,7 @@ def remove_network(name: str) -> None:
     """
     from . import attachment, host, ipam
 
-    if name == "bridge":
-        name = DEFAULT_NETWORK
+    name = canonical(name)
     with state.locked() as p:
         data = state.read_json(p.definition(name), None) if _NAME.fullmatch(name) else None
         if data is None:

@@ -237,17 +237,9 @@ def _check_target(pid: int) -> None:
 
 
 def _check_dns(dns: Sequence[str] | None) -> tuple[IPv4Address | ipaddress.IPv6Address, ...]:
-    if dns is None:
-        return ()
-    if isinstance(dns, (str, bytes)):
-        raise ConfigError(f"dns must be a list of addresses, got {dns!r}")
-    out = []
-    for item in dns:
-        try:
-            out.append(ipaddress.ip_address(item))
-        except ValueError:
-            raise ConfigError(f"dns: {item!r} is not an IP address") from None
-    return tuple(out)
+    from .network import check_dns
+
+    return tuple(ipaddress.ip_address(d) for d in check_dns(dns))
 
 
 def _host_template() -> tuple[str, IPv4Interface, IPv4Address]:
