@@ -581,6 +581,11 @@ class RootFS:
                 self._created.append(d)
                 if rec is not None and scratch:
                     rec.made(str(d), "overlay-work")
+                    if d == work:
+                        # Written before anything is made in it: a work directory left
+                        # pending (its inode unknown) is removed only when empty, and what
+                        # comes next goes inside it unrecorded.
+                        rec.flush()
         if rec is not None:
             rec.flush()
 
