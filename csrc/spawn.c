@@ -272,6 +272,9 @@ late_netns_join(struct late_netns *l)
 static int
 release(const struct iso_plan *plan, struct iso_child *c)
 {
+    if (c->sync_fd < 0 && c->report_fd < 0) {
+        return 0; /* not held: its outcome was read already (it died before the hold) */
+    }
     if (c->sync_fd >= 0) {
         c->stage = ISO_STAGE_RELEASE;
         /* A socket, not a pipe: a child that is gone gives EPIPE, never a

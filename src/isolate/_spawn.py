@@ -82,7 +82,9 @@ def execute(packed: PackedPlan, fds: Sequence[int] = (), *,
     rc = lib.iso_spawn(c_plan, child)
     if rc < 0:
         raise _spawn_error(rc, child)
-    if before_release is not None and not child.report_len:
+    # Held: it waits for its go-ahead.  (A child that died before the hold, an OOM kill
+    # under a tiny memory limit, was reaped into ``child`` already: nothing to release.)
+    if before_release is not None and child.sync_fd >= 0:
         try:
             before_release(child.pid)
         except BaseException:
