@@ -95,8 +95,8 @@ class NetnsPool(Pool["tuple[int, tuple[str, str] | None]"]):
     of a millisecond to make, more than all of that); a namespace that is
     never used takes its pair along when it goes.  The thread makes replacements when a taken
     namespace is closed (typically right after the spawn that joined it), or
-    at once when half the pool is gone, so that creating one rarely competes
-    with the spawn it is meant to speed up.  Usable as a
+    at once when more than half the pool is gone (or none is left), so that
+    creating one rarely competes with the spawn it is meant to speed up.  Usable as a
     context manager; ``close()`` stops the thread and closes every fd the
     pool still holds.  The constructor waits for the first namespace, so a
     host where network namespaces cannot be created fails here:
