@@ -249,7 +249,10 @@ class Pool(_Generic[T]):
             self._thread_enter()
             while not self._closed:
                 os.read(self._wake_r, 512)
-                # Replace first: the next take() may be waiting for it.
+                # What came back goes first (a NetnsPool's holds a container's address and
+                # name until then), unless nothing is ready: the next take() may be waiting.
+                while not self._closed and self._ready and self._returned:
+                    self._dispose_noting(self._returned.popleft())
                 while not self._closed and len(self._ready) < self._size:
                     self._ready.append(self._make_counted())
                     with self._cond:
