@@ -78,7 +78,11 @@ class PooledNetns:
         then, self._then = self._then, None
         item: _Item = (fd, then if then is not None else self.link)
         if pool is None or not pool._give_back(item):
-            _dispose(item)
+            try:
+                _dispose(item)
+            except BaseException:
+                os.close(fd)
+                raise
 
     def _close_with(self, attachment: Attachment) -> None:
         """``close()``, the pool's thread closing ``attachment`` (this namespace's) first,
@@ -108,18 +112,17 @@ class PooledNetns:
 
 def _dispose(item: _Item) -> None:
     """Close a namespace's fd after what came with it: the attachment (the namespace takes
-    its veth along), or the pooled lease of a ``link`` never attached."""
+    its veth along), or the pooled lease of a ``link`` never attached.  If undoing that
+    raises, the fd stays open (the pool's ``close()`` retries the item)."""
     fd, then = item
-    try:
-        if then is not None:
-            from .net.attachment import Link, release_link
+    if then is not None:
+        from .net.attachment import Link, release_link
 
-            if isinstance(then, Link):
-                release_link(then)
-            else:
-                then.close(keep_link=True)
-    finally:
-        os.close(fd)
+        if isinstance(then, Link):
+            release_link(then)
+        else:
+            then.close(keep_link=True)
+    os.close(fd)
 
 
 class NetnsPool(Pool["_Item"]):
@@ -179,9 +182,11 @@ class NetnsPool(Pool["_Item"]):
         let the spawn create its own (``namespaces={"net", ...}``) instead.
         """
         fd, link = self._take(timeout)
-        from .net.attachment import Link
+        if link is not None:
+            from .net.attachment import Link
 
-        return PooledNetns(fd, self, link if isinstance(link, Link) else None)
+            assert isinstance(link, Link)      # (a ready one holds what make_link made)
+        return PooledNetns(fd, self, link)
 
     def _thread_enter(self) -> None:
         self._home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
