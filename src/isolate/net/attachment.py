@@ -414,12 +414,12 @@ def make_link(network: str, netns_fd: int) -> Link:
     link=...)`` makes the lease the container's; ``release_link`` gives back one never
     attached (a namespace that goes takes its pair along).  ``NetworkError`` as
     ``attach``, with nothing left behind."""
-    net = get_network(network, create=canonical(network) == DEFAULT_NETWORK)
     owner = ipam.me()
     netns = host.netns_id()
     _check_netns(netns_fd, netns)
     veth, mac = _link_names()
     with state.locked() as p:
+        net = _network_named(p, network)
         bridge, _ = host.ensure(p, net)
         reclaim(p, only=net.name)
         leases = ipam.read(p, net.name)
