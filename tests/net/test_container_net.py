@@ -249,6 +249,8 @@ def test_a_network_pool_leases_ahead_for_its_own_process(fakehost: FakeHost) -> 
     assert addr not in pooled and "pooled" not in out, out
     _ok(fakehost.run([sys.executable, "-m", "isolate", "gc"]))
     assert _leases(fakehost).keys() == pooled.keys()          # its owner runs: kept
+    r = fakehost.run([sys.executable, "-m", "isolate", "network", "rm", "isolate"])
+    assert r.returncode == 1 and f"in use by a NetnsPool of process {int(line)}" in r.stderr, r
     os.kill(p.pid, signal.SIGKILL)
     p.wait()
     gc = _ok(fakehost.run([sys.executable, "-m", "isolate", "gc"]))
