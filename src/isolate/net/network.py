@@ -297,7 +297,8 @@ def remove_network(name: str) -> None:
         attachment.reclaim(p, only=name)
         live = ipam.read(p, name)
         if live:
-            who = ", ".join(sorted(le.name for le in live.values()))
+            who = ", ".join(sorted({f"a NetnsPool of process {le.pid}" if le.pooled else le.name
+                                    for le in live.values()}))
             raise NetworkError(f"network {name!r} is in use by {who}")
         host.drop_network(p, net)
         state.remove(p.definition(name))
