@@ -45,7 +45,7 @@ from typing import Any, Sequence
 from .._record import dataclass
 from ..errors import ConfigError, NetworkError
 from . import host, ipam, state
-from .network import DEFAULT_NETWORK, HOSTS_HEAD, Network, canonical, check_dns, get_network
+from .network import HOSTS_HEAD, Network, check_dns, network_in, stored
 from .ports import PortMapping, PublishLike, publish_list
 
 __all__ = ["Attachment", "Link", "attach", "make_link", "reclaim", "release_link", "sweep"]
@@ -423,8 +423,7 @@ def make_link(network: str, netns_fd: int) -> Link:
         bridge, _ = host.ensure(p, net)
         reclaim(p, only=net.name)
         leases = ipam.read(p, net.name)
-        last = state.read_json(p.last(net.name), None)
-        addr = ipam.allocate(net, leases, None if last is None else ipaddress.IPv4Address(last))
+        addr = _next_address(p, net, leases)
         lease = ipam.Lease(address=addr, name="(pooled)", hostname="(pooled)", pid=owner[0],
                            start=owner[1], boot=owner[2], pidns=owner[3], netns=netns,
                            veth=veth, mac=mac, pooled=True)
@@ -463,14 +462,19 @@ def release_link(link: Link) -> None:
 
 def _network_named(p: state.Paths, network: Network | str) -> Network:
     """``network`` as stored (under the lock); the default one made on first use."""
-    name = network.name if isinstance(network, Network) else canonical(network)
-    data = state.read_json(p.definition(name), None) if _NAME.fullmatch(name) else None
-    if data is None:
-        if not isinstance(network, Network) and name == DEFAULT_NETWORK:
-            return get_network(name, create=True)
-        raise NetworkError(f"no network named {name!r}" + (
-            "" if isinstance(network, Network) else " (isolate network ls lists them)"))
-    return Network.from_json(data)
+    if not isinstance(network, Network):
+        return network_in(p, network, create=True)
+    net = stored(p, network.name)
+    if net is None:
+        raise NetworkError(f"no network named {network.name!r}")
+    return net
+
+
+def _next_address(p: state.Paths, net: Network,
+                  leases: dict[ipaddress.IPv4Address, ipam.Lease]) -> ipaddress.IPv4Address:
+    """The address to lease next on ``net``: round-robin from the one handed out last."""
+    last = state.read_json(p.last(net.name), None)
+    return ipam.allocate(net, leases, None if last is None else ipaddress.IPv4Address(last))
 
 
 def _name_free(p: state.Paths, net: Network, name: str,
@@ -541,8 +545,7 @@ def attach(network: Network | str, netns_fd: int, *, name: str, hostname: str | 
         leases = _name_free(p, net, name, ipam.read(p, net.name))
         if ports:
             _check_ports(p, ports)
-        last = state.read_json(p.last(net.name), None)
-        addr = ipam.allocate(net, leases, None if last is None else ipaddress.IPv4Address(last))
+        addr = _next_address(p, net, leases)
         veth, mac = _link_names()
         lease = ipam.Lease(address=addr, name=name, hostname=hostname, pid=owner[0],
                            start=owner[1], boot=owner[2], pidns=owner[3], netns=netns,
