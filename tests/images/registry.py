@@ -318,8 +318,8 @@ def add_index(layout: Path, tag: str, entries: list[tuple[str, str]]) -> str:
 class FaultProxy:
     """An HTTP proxy on 127.0.0.1 in front of ``upstream`` (a registry's base URL).
 
-    It records every request (``requests``: (method, path, Range header)),
-    and can: send at most ``rate`` bytes/s of each body; drop Range headers
+    It records every request (``requests``: (method, path, Range header)) and
+    the most blob bodies it sent at once (``most_in_flight``), and can: send at most ``rate`` bytes/s of each body; drop Range headers
     (``ignore_range``, a registry that sends whole blobs); name manifests
     ``manifest_type`` in their Content-Type; answer 429 to the
     next ``too_many`` requests; never answer (``hang``); flip a byte of the
@@ -335,6 +335,9 @@ class FaultProxy:
         self.corrupt: set[str] = set()
         self.ignore_range = False
         self.manifest_type: str | None = None
+        self.most_in_flight = 0
+        self._in_flight = 0
+        self._count = threading.Lock()
         self._stop = threading.Event()
         self._client = httpx.Client(base_url=upstream, timeout=60)
         owner = self
@@ -380,6 +383,10 @@ class FaultProxy:
                     if method == "HEAD":
                         return
                     flip = any(self.path.endswith("/blobs/" + d) for d in owner.corrupt)
+                    blob = "/blobs/" in self.path
+                    with owner._count:
+                        owner._in_flight += blob
+                        owner.most_in_flight = max(owner.most_in_flight, owner._in_flight)
                     try:
                         for chunk in r.iter_raw(16384):
                             if flip and chunk:
@@ -390,6 +397,9 @@ class FaultProxy:
                                 time.sleep(len(chunk) / owner.rate)
                     except (BrokenPipeError, ConnectionResetError):
                         self.close_connection = True
+                    finally:
+                        with owner._count:
+                            owner._in_flight -= blob
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True

@@ -223,6 +223,21 @@ def test_an_on_layer_error_fails_the_pull_and_names_nothing(
         not t.name.startswith("isolate-pull") for t in threading.enumerate())
 
 
+def test_layers_from_this_host_download_one_at_a_time_in_order(
+        registry: Registry, pushed: dict[str, str], proxy: FaultProxy, tmp_path: Path) -> None:
+    # From a registry on this host the downloads share the CPU with the unpacking: one at a
+    # time, in the manifest's order, each layer unpacks while the next downloads.
+    proxy.rate = 2 << 20
+    img = pull(f"{proxy.host}/test/small:v1", store=Store(tmp_path / "a"), progress=False)
+    assert proxy.blob_gets() == [img.manifest.config.digest,
+                                 *(d.digest for d in img.manifest.layers)]
+    assert proxy.most_in_flight == 1
+    # Asked for more, they download at once.
+    proxy.most_in_flight = 0
+    pull(f"{proxy.host}/test/small:v1", store=Store(tmp_path / "b"), progress=False, jobs=3)
+    assert proxy.most_in_flight == 3
+
+
 def test_pull_unpacks_every_layer_unless_asked_not_to(
         registry: Registry, pushed: dict[str, str], tmp_path: Path) -> None:
     ref = f"{registry.host}/test/small:v1"

@@ -71,7 +71,7 @@ def check_layers(manifest: Manifest, config: ImageConfig, what: str) -> None:
 def pull(reference: str, *, store: Store | None = None, platform: str | None = None,
          insecure: bool = False, cert_dir: str | os.PathLike[str] | None = None,
          auth_file: str | os.PathLike[str] | None = None,
-         credentials: tuple[str, str] | None = None, jobs: int = 4,
+         credentials: tuple[str, str] | None = None, jobs: int | None = None,
          progress: bool | None = None,
          on_layer: Callable[[int, Descriptor], None] | None = None,
          timeout: float = 30.0, retries: int = 4, unpack: bool = True) -> PulledImage:
@@ -85,8 +85,11 @@ def pull(reference: str, *, store: Store | None = None, platform: str | None = N
     else ``/etc/containers/certs.d/HOST`` and ``/etc/docker/certs.d/HOST``
     are read.  ``credentials`` (user, password), else ``auth_file`` and the
     usual credential files (``isolate.images.auth``).  ``jobs`` layers
-    download at once; ``progress`` shows bars on stderr (default: when it is
-    a terminal).  ``on_layer(i, descriptor)`` is called once per layer, from
+    download at once, in the manifest's order (default 4; 1 from a registry on
+    this host, whose downloads share the CPU with the unpacking rather than add
+    bandwidth: one at a time, each layer unpacks while the next downloads).
+    ``progress`` shows bars on stderr (default: when it is a terminal).
+    ``on_layer(i, descriptor)`` is called once per layer, from
     any of the download threads and possibly at the same time, as soon as
     layer ``i``'s blob is in the store; an exception it raises stops the
     pull and is raised by it.  ``unpack`` (default) unpacks each layer into
@@ -97,9 +100,12 @@ def pull(reference: str, *, store: Store | None = None, platform: str | None = N
     times.  Raises ``ImageError`` (``DigestError`` for content that does not
     match its digest) naming the reference.
     """
-    if not isinstance(jobs, int) or isinstance(jobs, bool) or not 1 <= jobs <= 64:
+    if jobs is not None and (not isinstance(jobs, int) or isinstance(jobs, bool)
+                             or not 1 <= jobs <= 64):
         raise ImageError(f"jobs: {jobs!r} is not a number of downloads from 1 to 64")
     ref = parse_reference(reference)
+    if jobs is None:
+        jobs = 1 if ref.is_local else 4
     want = Platform.parse(platform) if platform is not None else None
     name = str(ref)
     store = store if store is not None else Store()
