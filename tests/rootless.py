@@ -34,8 +34,8 @@ DEBIAN_PYTHON = "/usr/bin/python3"
 
 _SCRIPT = """#!{python}
 import sys
-from {module} import main
-sys.exit(main())
+from {module} import {function}
+sys.exit({function}())
 """
 
 
@@ -183,9 +183,11 @@ def make_venv(where: Path) -> Path:
     # compile every module at each start.
     subprocess.run([str(venv / "bin" / "python"), "-m", "compileall", "-q", str(Path(site, "isolate"))],
                    check=True, capture_output=True)
-    for name, module in (("isolate", "isolate.cli.__main__"), ("isolate-oci", "isolate.cli.oci")):
+    for name, module, function in (("isolate", "isolate.cli.__main__", "script"),
+                                   ("isolate-oci", "isolate.cli.oci", "main")):
         script = venv / "bin" / name
-        script.write_text(_SCRIPT.format(python=venv / "bin" / "python", module=module))
+        script.write_text(_SCRIPT.format(python=venv / "bin" / "python", module=module,
+                                         function=function))
         script.chmod(0o755)
     for d in [where, *where.parents]:
         if str(d) in ("/", "/tmp"):

@@ -2,6 +2,6 @@
 
 import sys
 
-from isolate.cli.__main__ import main
+from isolate.cli.__main__ import script
 
-sys.exit(main())
+sys.exit(script())

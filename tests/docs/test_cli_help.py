@@ -11,6 +11,7 @@ a warning.
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import os
@@ -74,6 +75,18 @@ def shell(line: str, cwd: Path, host: Any = None) -> subprocess.CompletedProcess
 def test_every_help_shows_an_example_of_itself(command: tuple[str, ...]) -> None:
     lines = examples(help_text(*command))
     assert [line for line in lines if shlex.split(line)[:len(command)] == list(command)], lines
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_command_s_parser_built_alone_is_the_whole_parser_s(
+        command: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # ``isolate COMMAND`` builds the parser of COMMAND's module only; what it says is what the
+    # parser of every command says of COMMAND.
+    from isolate.cli.__main__ import build_parser
+
+    monkeypatch.setenv("COLUMNS", "100")
+    subs = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert help_text("isolate", command) == subs.choices[command].format_help()
 
 
 @pytest.mark.root
