@@ -481,7 +481,8 @@ class RegistryClient:
                                          f"{resp.status_code} for blob {digest}: "
                                          f"{_registry_message(resp)}")
                     f.seek(offset)
-                    for chunk in resp.iter_bytes(_CHUNK):
+                    # As received: a chunk size would have httpx copy every byte into pieces.
+                    for chunk in resp.iter_bytes():
                         if cancel is not None and cancel.is_set():
                             raise Cancelled(digest)
                         if offset + len(chunk) > desc.size:
@@ -544,7 +545,7 @@ def _read_limited(resp: httpx.Response, limit: int, what: str) -> bytes:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ImageError(f"{what}: {declared} bytes is more than the {limit} read")
     buf = bytearray()
-    for chunk in resp.iter_bytes(_CHUNK):
+    for chunk in resp.iter_bytes():
         buf += chunk
         if len(buf) > limit:
             raise ImageError(f"{what}: more than the {limit} bytes read")
