@@ -193,8 +193,8 @@ hash_status(uint64_t h)
  * never does work with a privilege the caller lacks, nor sees another world
  * than the caller's.  Credentials, supplementary groups, namespaces,
  * capabilities, no_new_privs, seccomp, the LSM label, and which isolate and
- * Python run the verb (this program's path and the interpreter's, and the
- * environment variables that change what Python imports). */
+ * Python run the verb (this program's path and file, the interpreter's path,
+ * and the environment variables that change what Python imports). */
 static uint64_t
 context_key(const char *python)
 {
@@ -222,6 +222,15 @@ context_key(const char *python)
     char self[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self);
     h = fnv1a(h, self, n > 0 ? (size_t)n : 0);
+    /* This very file: a planner of an install since replaced is not ours. */
+    struct stat exe;
+    uint64_t id[3] = {0, 0, 0};
+    if (stat("/proc/self/exe", &exe) == 0) {
+        id[0] = (uint64_t)exe.st_dev;
+        id[1] = (uint64_t)exe.st_ino;
+        id[2] = (uint64_t)exe.st_mtim.tv_sec * 1000000000u + (uint64_t)exe.st_mtim.tv_nsec;
+    }
+    h = fnv1a(h, id, sizeof id);
     h = fnv1a(h, python, strlen(python));
     for (char **e = environ; *e != NULL; e++) {
         if (strncmp(*e, "PYTHON", 6) == 0) {
@@ -295,6 +304,12 @@ connect_planner(const char *dir, const char *name)
 static void
 start_planner(const char *python, const char *dir, const char *path)
 {
+    char self[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len < 0) {
+        return;
+    }
+    self[len] = '\0';
     pid_t pid = fork();
     if (pid < 0) {
         return;
@@ -316,8 +331,8 @@ start_planner(const char *python, const char *dir, const char *path)
     dup2(null, 2);
     syscall(__NR_close_range, 3, ~0u, 0);
     umask(077);
-    char *args[] = {(char *)python, "-c",    (char *)PY_PLANNER, "--socket",
-                    (char *)path,   "--dir", (char *)dir,        NULL};
+    char *args[] = {(char *)python, "-c",        (char *)PY_PLANNER, "--socket", (char *)path,
+                    "--dir",        (char *)dir, "--front",          self,       NULL};
     execv(python, args);
     _exit(1);
 }
@@ -903,10 +918,9 @@ main(int argc, char **argv)
                 ISO_PROG, strerror(-rc));
         return 1;
     }
-    /* Until the warm planner exists, only ISOLATE_OCI_PLANNER=1 asks for one. */
     const char *use = getenv("ISOLATE_OCI_PLANNER");
     char dir[PATH_MAX - 64], name[64], path[PATH_MAX];
-    if (use == NULL || strcmp(use, "1") != 0 || planner_dir(dir, sizeof dir) < 0) {
+    if ((use != NULL && strcmp(use, "0") == 0) || planner_dir(dir, sizeof dir) < 0) {
         exec_python(python, argc, argv);
     }
     snprintf(name, sizeof name, "planner-%016llx.sock", (unsigned long long)context_key(python));

@@ -667,8 +667,22 @@ def run(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
 
 
 def _wait_forwarding(pid: int) -> int:
-    """Wait for our child ``pid``, passing on the signals we get (runc run does too)."""
+    """Wait for our child ``pid``, passing on the signals we get (runc run does too).
+
+    Cloned by the ``isolate-oci`` front end (``_spawn.set_delegate``), it is the front
+    end's child: the front end waits, and passes on the signals it gets.
+    """
     import signal
+
+    from .. import _spawn
+
+    if _spawn._delegate is not None:
+        try:
+            status = _spawn.wait_status(pid)
+        except ChildProcessError:
+            return 255
+        code = os.waitstatus_to_exitcode(status)
+        return code if code >= 0 else 128 - code
 
     forwarded = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
                  signal.SIGUSR2, signal.SIGWINCH)

@@ -21,12 +21,17 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
+    from typing import NoReturn
 
-__all__ = ["context_key", "socket_dir", "socket_name", "Channel", "Message", "REQUEST", "SPAWN",
+    from .._spawn import Outcome
+
+__all__ = ["context_key", "socket_dir", "socket_name", "Channel", "Message", "FrontEnd", "main",
+           "REQUEST", "SPAWN",
            "SPAWNED", "RELEASE", "RELEASED", "ABANDON", "ABANDONED", "WAIT", "WAITED", "EXIT"]
 
 # enum iso_msg_type (front.h)
@@ -78,8 +83,9 @@ def context_key(*, front: str, python: str, pid: int | None = None,
 
     A planner serves only callers of its key: the same effective uid and gid,
     supplementary groups, namespaces, capability sets, no_new_privs, seccomp
-    mode and LSM label, running the front end ``front`` with the Python
-    ``python`` and the same ``PYTHON*`` environment variables (``environ``;
+    mode and LSM label, running the front end ``front`` (that very file: for
+    ``pid`` its ``/proc/<pid>/exe``) with the Python ``python`` and the same
+    ``PYTHON*`` environment variables (``environ``;
     None: the process's own, from /proc).  16 hex digits (FNV-1a 64).
     Raises OSError if the process is gone.
     """
@@ -108,6 +114,12 @@ def context_key(*, front: str, python: str, pid: int | None = None,
     label = _read(f"{proc}/attr/current", 4096)
     h = _fnv1a(h, label if label else b"-")
     h = _fnv1a(h, os.fsencode(front))
+    try:
+        exe = os.stat(f"{proc}/exe" if pid is not None else front)
+        ident = (exe.st_dev, exe.st_ino, exe.st_mtime_ns)
+    except OSError:
+        ident = (0, 0, 0)
+    h = _fnv1a(h, struct.pack("=3Q", *ident))
     h = _fnv1a(h, os.fsencode(python))
     if environ is None:
         raw = _read(f"{proc}/environ", 1 << 20) or b""
@@ -168,12 +180,12 @@ class Channel:
         anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack(f"={len(fds)}i", *fds))] if fds else []
         self.sock.sendmsg([MSG.pack(type, 0), body], anc)
 
-    def recv(self) -> Message | None:
-        """The next message (None: the peer closed its end); raises ``ProtocolError`` for one
-        cut short."""
+    def recv(self, size: int = 65536) -> Message | None:
+        """The next message, of at most ``size`` bytes (None: the peer closed its end); raises
+        ``ProtocolError`` for one cut short."""
         from ..errors import ProtocolError
 
-        data, anc, flags, _ = self.sock.recvmsg(MAX_MSG, socket.CMSG_SPACE(4 * MAX_FDS),
+        data, anc, flags, _ = self.sock.recvmsg(size, socket.CMSG_SPACE(4 * MAX_FDS),
                                                 socket.MSG_CMSG_CLOEXEC)
         fds: list[int] = []
         for level, kind, raw in anc:
@@ -187,3 +199,355 @@ class Channel:
             raise ProtocolError(f"a message of {len(data)} bytes, cut short (flags {flags:#x})")
         type_, _ = MSG.unpack_from(data)
         return Message(type_, data[MSG.size:], fds)
+
+
+# --- the worker's side: the front end as the spawn delegate ----------------------------
+
+
+class FrontEnd(Channel):
+    """The front end that sent the REQUEST, as the worker's spawn delegate (``_spawn.Delegate``).
+
+    Each call is one message and its answer; a front end that is gone, or an
+    answer of another type, raises ``ProtocolError``.
+    """
+
+    __slots__ = ()
+
+    def _expect(self, type: int) -> Message:
+        from ..errors import ProtocolError
+
+        m = self.recv()
+        if m is None:
+            raise ProtocolError("the isolate-oci front end ended before the command did")
+        if m.type != type:
+            m.close()
+            raise ProtocolError(f"the front end answered with message {m.type}, not {type}")
+        return m
+
+    @staticmethod
+    def _outcome(body: bytes) -> Outcome:
+        from .._spawn import Outcome
+
+        rc, stage, pid, clone3, held, report_len, *_ = SPAWNED_BODY.unpack(body)
+        report = body[SPAWNED_BODY.size - 32:SPAWNED_BODY.size - 32 + report_len]
+        return Outcome(rc=rc, stage=stage, pid=pid, clone3=bool(clone3), held=bool(held), report=report)
+
+    def spawn(self, wire: bytes, fds: Sequence[int], helper: bytes) -> tuple[Outcome, int]:
+        """SPAWN: the front end clones the plan; its outcome and the child's pidfd (-1: none).
+
+        The child inherits the front end's oom_score_adj and execution domain:
+        it is given this process's (``apply.oom_score_adj``, ``apply.personality``
+        set them here for the child).
+        """
+        oom = int(_read("/proc/self/oom_score_adj", 32) or KEEP_OOM)
+        raw = _read("/proc/self/personality", 32)
+        pers = int(raw, 16) if raw else KEEP_PERSONALITY
+        self.send(SPAWN, SPAWN_HEAD.pack(oom, pers, len(helper), len(wire)) + helper + wire, fds)
+        m = self._expect(SPAWNED)
+        pidfd = m.fds.pop(0) if m.fds else -1
+        m.close()
+        return self._outcome(m.body), pidfd
+
+    def release(self) -> Outcome:
+        """RELEASE: the held child goes on; its outcome."""
+        self.send(RELEASE)
+        return self._outcome(self._expect(RELEASED).body)
+
+    def abandon(self) -> None:
+        """ABANDON: the held child is killed and reaped."""
+        self.send(ABANDON)
+        self._expect(ABANDONED)
+
+    def wait(self, pid: int) -> int:
+        """WAIT: the front end waits for its child ``pid``, passing on the signals it gets."""
+        self.send(WAIT, PAIR.pack(pid, 0))
+        status, err = PAIR.unpack(self._expect(WAITED).body)
+        if err:
+            raise ChildProcessError(err, os.strerror(err))
+        return int(status)
+
+
+# --- the planner ------------------------------------------------------------------------
+
+#: Seconds without a connection after which a planner ends (ISOLATE_OCI_PLANNER_IDLE).
+IDLE = 60.0
+
+
+def _peer(conn: socket.socket, key: str) -> int | None:
+    """The pid of the front end on ``conn`` if it may be served: our uid, our context key."""
+    import signal
+
+    pid, uid, _ = struct.unpack("=3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    if uid != os.geteuid() or pid <= 0:
+        return None
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        return None
+    try:
+        theirs = context_key(front=os.readlink(f"/proc/{pid}/exe"), python=sys.executable, pid=pid)
+        signal.pidfd_send_signal(pidfd, 0)      # still that process: what we read was its
+    except (OSError, KeyError, ValueError, IndexError):
+        return None
+    finally:
+        os.close(pidfd)
+    return pid if theirs == key else None
+
+
+def _bind(directory: str, path: str) -> socket.socket | None:
+    """The listening socket at ``path`` (0600, in a 0700 ``directory`` of ours); None if
+    another planner listens there or the directory is not fit."""
+    import stat
+
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    st = os.lstat(directory)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o7777 != 0o700:
+        return None
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    try:
+        probe.connect(path)
+        return None                      # one is serving already
+    except OSError:
+        pass
+    finally:
+        probe.close()
+    tmp = os.path.join(directory, f".planner-{os.getpid()}.tmp")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    try:
+        s.bind(tmp)
+        os.chmod(tmp, 0o600)
+        s.listen(64)
+        os.replace(tmp, path)            # over a dead planner's socket, at once
+    except BaseException:
+        s.close()
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return s
+
+
+#: What the verbs import, imported once by the planner before it serves.
+_WARM = ("isolate.cli.oci", "isolate.cli.oci_verbs", "isolate.oci.runtime", "isolate.oci.spec",
+         "isolate.oci.convert", "isolate.oci.state", "isolate.oci.apply", "isolate.oci.inside",
+         "isolate.oci.hooks", "isolate.oci.cgroups", "isolate.oci.rootless", "isolate.oci.stats",
+         "isolate.oci.features", "isolate.container", "isolate.process", "isolate.rootfs",
+         "isolate.cgroup", "isolate._enter", "isolate._owner", "isolate._registry",
+         "isolate.seccomp", "ctypes", "socket", "select", "signal", "subprocess", "datetime")
+
+
+def _warm_up() -> None:
+    import importlib
+
+    for name in _WARM:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The planner: ``--socket PATH --dir DIR --front EXE`` (front.c starts it so).
+
+    Serves front ends of the context key in PATH's name until it has had no
+    connection for ``IDLE`` seconds; then removes its socket (if still its
+    own) and its directory (if empty).  Status 0, or 1 if it cannot serve
+    that context.
+    """
+    import gc
+    import select
+    import signal
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    opts = dict(zip(args[::2], args[1::2]))
+    path, directory, front = opts.get("--socket"), opts.get("--dir"), opts.get("--front")
+    if not path or not directory or not front:
+        print("usage: python -m isolate.oci.warm --socket PATH --dir DIR --front EXE", file=sys.stderr)
+        return 2
+    name = os.path.basename(path)
+    key = name[len("planner-"):-len(".sock")]
+    # A planner does for its callers only what it may do itself: exactly their context.
+    if socket_name(key) != name or context_key(front=front, python=sys.executable) != key:
+        return 1
+    idle = float(os.environ.get("ISOLATE_OCI_PLANNER_IDLE", IDLE))
+    listener = _bind(directory, path)
+    if listener is None:
+        return 0
+    ino = os.stat(path).st_ino
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)     # workers are reaped by the kernel
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))   # and the socket is removed
+    _warm_up()
+    gc.collect()
+    gc.freeze()                                       # workers share these pages
+    try:
+        while True:
+            if not select.select([listener], [], [], idle)[0]:
+                break
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            peer = _peer(conn, key)
+            if peer is None:
+                conn.close()
+                continue
+            if os.fork() == 0:
+                listener.close()
+                _worker(conn, peer)
+            conn.close()
+    finally:
+        try:
+            if os.stat(path).st_ino == ino:
+                os.unlink(path)
+        except OSError:
+            pass
+        listener.close()
+        try:
+            os.rmdir(directory)
+        except OSError:
+            pass
+    return 0
+
+
+# --- the worker -----------------------------------------------------------------------
+
+
+def _take_on(ch: FrontEnd, req: Message) -> list[str]:
+    """Become the caller: its fds at their numbers, its cwd, umask and environment; its argv."""
+    import fcntl
+
+    version, umask, argc, envc, n_fds = REQUEST_HEAD.unpack_from(req.body)
+    from ..errors import ProtocolError
+
+    if version != FRONT_VERSION or len(req.fds) != n_fds + 1:
+        raise ProtocolError(f"a REQUEST of version {version} with {len(req.fds)} fds for {n_fds}")
+    numbers = struct.unpack_from(f"={n_fds}i", req.body, REQUEST_HEAD.size)
+    strings = req.body[REQUEST_HEAD.size + 4 * n_fds:].split(b"\0")[:-1]
+    if len(strings) != argc + envc:
+        raise ProtocolError(f"a REQUEST of {len(strings)} strings for {argc} + {envc}")
+    fds, req.fds = req.fds, []
+    # Everything of ours above every number the caller uses; then each of its fds at its number.
+    top = max([*numbers, *fds, ch.sock.fileno(), 2]) + 1
+    high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, top) for fd in fds]
+    sock = socket.socket(fileno=fcntl.fcntl(ch.sock.fileno(), fcntl.F_DUPFD_CLOEXEC, top))
+    ch.sock.close()
+    ch.sock = sock
+    for fd in fds:
+        os.close(fd)
+    keep = set(high) | {sock.fileno()}
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd not in keep and fd not in numbers:
+            try:
+                os.close(fd)
+            except OSError:
+                pass                    # the listing's own
+    for number, fd in zip(numbers, high[1:]):
+        os.dup2(fd, number)
+        os.close(fd)
+    os.fchdir(high[0])
+    os.close(high[0])
+    os.umask(umask)
+    os.environ.clear()
+    for s in strings[argc:]:
+        k, _, v = s.partition(b"=")
+        if k:
+            os.environb[k] = v
+    _stdio(set(numbers))
+    return [os.fsdecode(a) for a in strings[:argc]]
+
+
+def _stdio(open_fds: set[int]) -> None:
+    """sys.stdin, stdout and stderr on the caller's fds 0-2 (None for one it did not have)."""
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        if fd not in open_fds:
+            setattr(sys, name, None)
+            continue
+        if fd == 0:
+            f = open(0, "r", closefd=False, encoding="utf-8", errors="surrogateescape")
+        else:
+            f = open(fd, "w", buffering=1 if fd == 2 or os.isatty(fd) else -1, closefd=False,
+                     encoding="utf-8", errors="backslashreplace" if fd == 2 else "surrogateescape")
+        setattr(sys, name, f)
+
+
+def _die_with(pid: int, *, above: int) -> None:
+    """SIGKILL this process when the front end ``pid`` ends (its pidfd numbered ``above`` the
+    caller's fds): a runtime killed mid-verb
+    leaves what runc killed there leaves (``delete --force`` and ``isolate gc`` know what
+    to do with it), never a verb finishing, or cleaning up, after its caller is gone.
+
+    A thread of the interpreter's own (``_thread``), blocked on a pidfd: the verbs never
+    ``unshare`` or ``setns`` a mount or user namespace in this process, which a second
+    thread would forbid (they do in children).
+    """
+    import _thread
+    import select
+    import signal
+
+    import fcntl
+
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        os.kill(os.getpid(), signal.SIGKILL)
+        raise
+    # Above every fd of the caller's: a number it did not pass must stay free (--preserve-fds).
+    pidfd = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, above + 1)
+    os.close(fd)
+
+    def watch() -> None:
+        select.select([pidfd], [], [])
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    _thread.start_new_thread(watch, ())
+
+
+def _worker(conn: socket.socket, peer: int) -> NoReturn:
+    """The forked worker: take the caller's REQUEST on, run the verb, send EXIT, end."""
+    import gc
+    import signal
+    import traceback
+
+    gc.disable()                        # one short call: nothing to collect
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    ch = FrontEnd(conn)
+    code = 1
+    try:
+        req = ch.recv(MAX_MSG)
+        if req is None or req.type != REQUEST:
+            os._exit(0)
+        argv = _take_on(ch, req)
+        _die_with(peer, above=ch.sock.fileno())
+        from .. import _spawn, cgroup
+        from ..cgroup import layout
+
+        # The verb's "own cgroup" is the caller's (a container without cgroupsPath goes there).
+        layout.own_cgroup = _read(f"/proc/{peer}/cgroup", 1 << 16).decode()  # type: ignore[union-attr]
+        cgroup._layout_cache = None
+        _spawn.set_delegate(ch)
+        sys.argv = ["isolate-oci", *argv]
+        from ..cli.oci import main as oci_main
+
+        code = oci_main(argv)
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    for f in (sys.stdout, sys.stderr):
+        try:
+            if f is not None:
+                f.flush()
+        except (OSError, ValueError):
+            pass
+    owner = sys.modules.get("isolate._owner")
+    if owner is not None:
+        owner.leave()
+    try:
+        ch.send(EXIT, PAIR.pack(code, 0))
+    except OSError:
+        pass
+    os._exit(0)
