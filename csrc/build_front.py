@@ -1,4 +1,4 @@
-"""Builds the ``isolate-oci`` program: the C front end (csrc/front/front.c).
+"""Builds the ``isolate-oci`` program: the C front end (csrc/front/: front.c, serve.c).
 
 It is linked with the parent's side of the C core (the same sources as
 ``isolate._native``: spawn.c, clone.c, wire.c, helper.c, host.c, net.c), so
@@ -19,7 +19,7 @@ HERE = Path(__file__).resolve().parent
 
 # : The C core's parent side, as csrc/build_ffi.py compiles it into isolate._native.
 CORE = ("spawn.c", "clone.c", "wire.c", "helper.c", "host.c", "net.c")
-SOURCES = ("front/front.c", *CORE)
+SOURCES = ("front/front.c", "front/serve.c", *CORE)
 
 FLAGS = ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-pthread", "-fPIE", "-pie"]
 # : ISOLATE_WERROR = 1(.ci / run) : every warning is an error.

@@ -11,6 +11,9 @@
 #include "../spawn.h"
 
 #define ISO_FRONT_VERSION 1u
+#define ISO_PROG "isolate-oci"
+#define ISO_MAX_FDS 250 /* SCM_MAX_FD is 253: the cwd and ours besides */
+#define ISO_MAX_MSG (4u << 20)
 
 /* Every message is one SOCK_SEQPACKET datagram: struct iso_msg, then its body. */
 enum iso_msg_type {
@@ -23,7 +26,10 @@ enum iso_msg_type {
     ISO_MSG_ABANDONED,   /* no body */
     ISO_MSG_WAIT,        /* struct iso_msg_wait */
     ISO_MSG_WAITED,      /* struct iso_msg_waited */
-    ISO_MSG_EXIT         /* struct iso_msg_exit: the last message */
+    ISO_MSG_EXIT,        /* struct iso_msg_exit: the last message */
+    /* No body, no answer: from now on the signals runc run and exec pass on are
+     * caught, and passed on to the child of the next WAIT (held until then). */
+    ISO_MSG_FORWARD
 };
 
 struct iso_msg {
@@ -97,5 +103,15 @@ struct iso_wire_hole {
 };
 
 #define ISO_WIRE_PLAN_VERSION 1u
+
+/* front.c: print "isolate-oci: what[: strerror(err)]" and exit 1. */
+_Noreturn void iso_front_die(const char *what, int err);
+
+/* serve.c.  REQUEST: argv, environ, umask, the cwd and every fd we have; 0 or
+ * -errno (nothing sent: the caller may run the verb itself).  Then serve the
+ * worker: exits with EXIT's code, or returns if the planner closed the
+ * connection with the REQUEST unread (the caller runs the verb). */
+int iso_front_request(int sock, int argc, char **argv);
+void iso_front_serve(int sock);
 
 #endif

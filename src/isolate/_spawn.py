@@ -50,6 +50,10 @@ if TYPE_CHECKING:
             ``ChildProcessError`` if it is not one."""
             ...
 
+        def forward_signals(self) -> None:
+            """Pass the signals the delegate gets on to the child of its next ``wait``."""
+            ...
+
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
@@ -72,6 +76,14 @@ def set_delegate(delegate: Delegate | None) -> None:
     """Clone through ``delegate`` from now on in this process (None: here, again)."""
     global _delegate
     _delegate = delegate
+
+
+def forward_signals() -> None:
+    """With a delegate: the signals it gets from now on go to the child it is next asked to
+    wait for (``runc run`` and ``exec``: the caller signals the runtime, not the container).
+    Without one, nothing: the caller's ``wait`` passes them on itself."""
+    if _delegate is not None:
+        _delegate.forward_signals()
 
 
 def wait_status(pid: int) -> int:

@@ -554,6 +554,10 @@ def exec_process(root: str, cid: str, proc_spec: S.Process, *, detach: bool = Fa
 
     _check_preserved(preserve_fds)
     _cloexec_from(3 + preserve_fds)
+    if not detach:
+        from .._spawn import forward_signals
+
+        forward_signals()
     sd, st = _load(root, cid)
     fds: list[int] = []
     with sd:
@@ -650,6 +654,10 @@ def run(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
         detach: bool = False, keep: bool = False, rootless: bool = False, warn: Warn = _ignore,
         notice: Warn | None = None) -> int:
     """create + start (+ wait and delete unless ``detach``); returns the exit status."""
+    if not detach:
+        from .._spawn import forward_signals
+
+        forward_signals()
     st = create(root, cid, bundle, pid_file=pid_file, console_socket=console_socket,
                 preserve_fds=preserve_fds, no_pivot=no_pivot, foreground_tty=not detach,
                 rootless=rootless, warn=warn, notice=notice)

@@ -32,10 +32,10 @@ if TYPE_CHECKING:
 
 __all__ = ["context_key", "socket_dir", "socket_name", "Channel", "Message", "FrontEnd", "main",
            "REQUEST", "SPAWN",
-           "SPAWNED", "RELEASE", "RELEASED", "ABANDON", "ABANDONED", "WAIT", "WAITED", "EXIT"]
+           "SPAWNED", "RELEASE", "RELEASED", "ABANDON", "ABANDONED", "WAIT", "WAITED", "EXIT", "FORWARD"]
 
 # enum iso_msg_type (front.h)
-REQUEST, SPAWN, SPAWNED, RELEASE, RELEASED, ABANDON, ABANDONED, WAIT, WAITED, EXIT = range(1, 11)
+REQUEST, SPAWN, SPAWNED, RELEASE, RELEASED, ABANDON, ABANDONED, WAIT, WAITED, EXIT, FORWARD = range(1, 12)
 FRONT_VERSION = 1
 #: struct iso_msg: type, reserved.
 MSG = struct.Struct("=II")
@@ -258,6 +258,11 @@ class FrontEnd(Channel):
         self.send(ABANDON)
         self._expect(ABANDONED)
 
+    def forward_signals(self) -> None:
+        """FORWARD: the front end catches the signals ``run`` and ``exec`` pass on, for the
+        child of the next ``wait``."""
+        self.send(FORWARD)
+
     def wait(self, pid: int) -> int:
         """WAIT: the front end waits for its child ``pid``, passing on the signals it gets."""
         self.send(WAIT, PAIR.pack(pid, 0))
@@ -375,12 +380,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if listener is None:
         return 0
     ino = os.stat(path).st_ino
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)     # workers are reaped by the kernel
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))   # and the socket is removed
-    _warm_up()
-    gc.collect()
-    gc.freeze()                                       # workers share these pages
     try:
+        signal.signal(signal.SIGCHLD, signal.SIG_IGN)     # workers are reaped by the kernel
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))   # and the socket is removed
+        _warm_up()
+        gc.collect()
+        gc.freeze()                                       # workers share these pages
         while True:
             if not select.select([listener], [], [], idle)[0]:
                 break
