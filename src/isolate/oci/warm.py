@@ -122,7 +122,7 @@ def context_key(*, front: str, python: str, pid: int | None = None,
     h = _fnv1a(h, struct.pack("=3Q", *ident))
     h = _fnv1a(h, os.fsencode(python))
     if environ is None:
-        raw = _read(f"{proc}/environ", 1 << 20) or b""
+        raw = _read(f"{proc}/environ", 1 << 16) or b""
         env = [e for e in raw.split(b"\0") if e]
     else:
         env = [os.fsencode(f"{k}={v}") for k, v in environ.items()]
@@ -339,7 +339,9 @@ _WARM = ("isolate.cli.oci", "isolate.cli.oci_verbs", "isolate.oci.runtime", "iso
          "isolate.oci.hooks", "isolate.oci.cgroups", "isolate.oci.rootless", "isolate.oci.stats",
          "isolate.oci.features", "isolate.container", "isolate.process", "isolate.rootfs",
          "isolate.cgroup", "isolate._enter", "isolate._owner", "isolate._registry",
-         "isolate.seccomp", "ctypes", "socket", "select", "signal", "subprocess", "datetime")
+         "isolate.seccomp", "isolate.namespace", "isolate.net.ports", "isolate.cli.oci_help",
+         "isolate.cli._help", "argparse", "gettext", "encodings.ascii", "traceback", "ctypes",
+         "socket", "select", "signal", "subprocess", "datetime", "fcntl", "_thread")
 
 
 def _warm_up() -> None:
@@ -350,6 +352,40 @@ def _warm_up() -> None:
             importlib.import_module(name)
         except ImportError:
             pass
+
+
+def _spare(listener: socket.socket, key: str, told: int, planner: int) -> NoReturn:
+    """A worker forked ahead: accept a front end the planner may serve, tell the planner
+    (one byte on ``told``: fork the next), and serve it (``_worker``).
+
+    Until then it dies with the planner (PR_SET_PDEATHSIG): a spare left alone would
+    take one more call for a planner that is gone.
+    """
+    import ctypes
+    import signal
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != planner:
+        os._exit(0)                                   # the planner is gone already
+    while True:
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            continue
+        peer = _peer(conn, key)
+        if peer is not None:
+            break
+        conn.close()
+    prctl(_PR_SET_PDEATHSIG, 0, 0, 0, 0)              # a worker outlives its planner
+    os.write(told, b"x")
+    os.close(told)
+    listener.close()
+    _worker(conn, peer)
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -363,6 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import gc
     import select
     import signal
+    import time
 
     args = list(sys.argv[1:] if argv is None else argv)
     opts = dict(zip(args[::2], args[1::2]))
@@ -380,6 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if listener is None:
         return 0
     ino = os.stat(path).st_ino
+    spare = -1
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_IGN)     # workers are reaped by the kernel
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))   # and the socket is removed
@@ -387,21 +425,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         gc.collect()
         gc.freeze()                                       # workers share these pages
         while True:
-            if not select.select([listener], [], [], idle)[0]:
-                break
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                continue
-            peer = _peer(conn, key)
-            if peer is None:
-                conn.close()
-                continue
-            if os.fork() == 0:
-                listener.close()
-                _worker(conn, peer)
-            conn.close()
+            # The next call's worker, forked ahead: it accepts the call itself, so that no
+            # fork (nor the interpreter's after-fork work) is on a call's path.
+            took, told = os.pipe()
+            planner = os.getpid()
+            spare = os.fork()
+            if spare == 0:
+                os.close(took)
+                _spare(listener, key, told, planner)
+            os.close(told)
+            ready = select.select([took], [], [], idle)[0]
+            answer = os.read(took, 1) if ready else b""
+            os.close(took)
+            if not ready:
+                break                                     # idle: the spare goes below
+            if not answer:
+                time.sleep(0.1)                           # it died unused: not in a loop
+            spare = -1
     finally:
+        if spare > 0:
+            os.kill(spare, signal.SIGKILL)
         try:
             if os.stat(path).st_ino == ino:
                 os.unlink(path)
@@ -513,7 +556,6 @@ def _worker(conn: socket.socket, peer: int) -> NoReturn:
     """The forked worker: take the caller's REQUEST on, run the verb, send EXIT, end."""
     import gc
     import signal
-    import traceback
 
     gc.disable()                        # one short call: nothing to collect
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -540,6 +582,8 @@ def _worker(conn: socket.socket, peer: int) -> NoReturn:
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 1
     except BaseException:
+        import traceback
+
         traceback.print_exc()
         code = 1
     for f in (sys.stdout, sys.stderr):
