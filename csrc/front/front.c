@@ -304,6 +304,8 @@ start_planner(const char *python, const char *dir, const char *path)
         return;
     }
     self[len] = '\0';
+    char parent[16];
+    snprintf(parent, sizeof parent, "%d", (int)getppid());
     pid_t pid = fork();
     if (pid < 0) {
         return;
@@ -313,7 +315,19 @@ start_planner(const char *python, const char *dir, const char *path)
         }
         return;
     }
+    pid_t middle = getpid();
     if (setsid() < 0 || fork() != 0) {
+        _exit(0);
+    }
+    /* Once the middle process is gone we are an orphan, adopted by the nearest
+     * subreaper or init.  Adopted by our caller's own parent (conmon, a
+     * containerd shim: subreapers), a planner would stay its child and in its
+     * cgroup, and conmon would wait for it: none is started (Python is not
+     * even run), the calls of such callers run the verb themselves. */
+    while (getppid() == middle) {
+        usleep(100);
+    }
+    if (getppid() != 1 && getppid() == (pid_t)atoi(parent)) {
         _exit(0);
     }
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -326,7 +340,8 @@ start_planner(const char *python, const char *dir, const char *path)
     syscall(__NR_close_range, 3, ~0u, 0);
     umask(077);
     char *args[] = {(char *)python, "-c",        (char *)PY_PLANNER, "--socket", (char *)path,
-                    "--dir",        (char *)dir, "--front",          self,       NULL};
+                    "--dir",        (char *)dir, "--front",          self,       "--caller-parent",
+                    parent,         NULL};
     execv(python, args);
     _exit(1);
 }

@@ -86,6 +86,19 @@ def status_field(pid: int, name: str) -> str:
     raise AssertionError(f"no {name} in /proc/{pid}/status")
 
 
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid``."""
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if int(status_field(int(name), "PPid")) == pid:
+                    out.append(int(name))
+            except (OSError, AssertionError):
+                pass
+    return out
+
+
 def cmdline(pid: int) -> bytes:
     return Path(f"/proc/{pid}/cmdline").read_bytes()
 
@@ -340,6 +353,7 @@ def test_the_planner_killed_during_a_create_then_delete_and_the_next_call_work(
         p = subprocess.Popen([OCI, "--root", str(root), "create", "--bundle", str(bundle), "c1"],
                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=f)
     time.sleep(delay)
+    spares = children(planner)
     os.kill(planner, signal.SIGKILL)
     code = p.wait(timeout=ANSWER)
     err = errf.read_bytes()
@@ -350,6 +364,12 @@ def test_the_planner_killed_during_a_create_then_delete_and_the_next_call_work(
     elif (root / "c1").exists():
         assert oci(root, "delete", "--force", "c1").returncode == 0
     _nothing_left(root, oci_cgroup_parent)
+    # Its spare worker, and its worker if it had one, are gone too: none is left to take a call.
+    deadline = time.monotonic() + ANSWER
+    while [pid for pid in spares if Path(f"/proc/{pid}").exists()
+           and not status_field(pid, "State").startswith("Z")]:
+        assert time.monotonic() < deadline, f"the planner's children {spares} outlived it"
+        time.sleep(0.05)
     r = oci(root, "run", "--bundle", str(make_bundle(["true"], name="again")), "c2")
     assert (r.returncode, r.stderr) == (0, "")
     # The dead planner's socket was replaced by a live one (or is gone until the next call).
@@ -358,3 +378,32 @@ def test_the_planner_killed_during_a_create_then_delete_and_the_next_call_work(
             assert planner_pid() != planner
         except ConnectionRefusedError:
             pass
+
+
+ADOPTING_SUBREAPER = r"""
+import ctypes, os, subprocess, sys, time
+assert ctypes.CDLL(None).prctl(36, 1, 0, 0, 0) == 0    # PR_SET_CHILD_SUBREAPER
+oci, root = sys.argv[1:3]
+for _ in range(3):
+    subprocess.run([oci, "--root", root, "list"], check=True, stdout=subprocess.DEVNULL)
+time.sleep(2)                                          # a planner would be up by now
+while True:                                            # reap what was adopted, as a shim does
+    try:
+        if os.waitpid(-1, os.WNOHANG)[0] == 0:
+            break
+    except ChildProcessError:
+        break
+kids = [p for p in os.listdir("/proc") if p.isdigit() and
+        [l for l in open(f"/proc/{p}/status") if l.startswith("PPid:")][0].split()[1] == str(os.getpid())]
+d = os.environ["ISOLATE_OCI_PLANNER_DIR"]
+print(len(kids), len(os.listdir(d)) if os.path.exists(d) else 0)
+"""
+
+
+def test_a_planner_is_never_left_with_a_subreaper_caller(tmp_path: Path) -> None:
+    """A caller that is a subreaper (conmon, a containerd shim) would adopt the planner its
+    call starts, keep it as a child and in its cgroup: the planner leaves at once instead."""
+    env = {**os.environ, "ISOLATE_OCI_PLANNER_DIR": str(tmp_path / "planners")}
+    r = subprocess.run([sys.executable, "-c", ADOPTING_SUBREAPER, OCI, str(tmp_path / "state")],
+                       capture_output=True, text=True, timeout=60, env=env)
+    assert (r.returncode, r.stdout) == (0, "0 0\n"), r.stderr

@@ -389,7 +389,8 @@ _PR_SET_PDEATHSIG = 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The planner: ``--socket PATH --dir DIR --front EXE`` (front.c starts it so).
+    """The planner: ``--socket PATH --dir DIR --front EXE --caller-parent PID`` (front.c
+    starts it so, PID its own parent's).
 
     Serves front ends of the context key in PATH's name until it has had no
     connection for ``IDLE`` seconds; then removes its socket (if still its
@@ -405,13 +406,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     opts = dict(zip(args[::2], args[1::2]))
     path, directory, front = opts.get("--socket"), opts.get("--dir"), opts.get("--front")
     if not path or not directory or not front:
-        print("usage: python -m isolate.oci.warm --socket PATH --dir DIR --front EXE", file=sys.stderr)
+        print("usage: python -m isolate.oci.warm --socket PATH --dir DIR --front EXE "
+              "[--caller-parent PID]", file=sys.stderr)
         return 2
     name = os.path.basename(path)
     key = name[len("planner-"):-len(".sock")]
     # A planner does for its callers only what it may do itself: exactly their context.
     if socket_name(key) != name or context_key(front=front, python=sys.executable) != key:
         return 1
+    # Adopted by the caller's own parent: a subreaper (conmon, a containerd shim), which
+    # would keep it as a child and in its cgroup (conmon waits for it before it exits).
+    # Such callers are served by a planner started elsewhere, or run the verb themselves.
+    adopter = os.getppid()
+    if adopter != 1 and str(adopter) == opts.get("--caller-parent"):
+        return 0
     idle = float(os.environ.get("ISOLATE_OCI_PLANNER_IDLE", IDLE))
     listener = _bind(directory, path)
     if listener is None:
