@@ -78,10 +78,20 @@ def wchan(pid: int) -> str:
 
 
 def runtime_pids(front: int) -> list[int]:
-    """The processes that may be doing an ``isolate-oci`` call: the command ``front`` itself,
-    and the warm planners and their workers (forks of a planner: its command line)."""
-    return [front] + [int(n) for n in os.listdir("/proc")
-                      if n.isdigit() and int(n) != front and b"isolate.oci.warm" in _cmdline(int(n))]
+    """The processes doing the ``isolate-oci`` call ``front``: the command itself and, when a
+    warm planner serves it, the planner's worker for it (the one holding a pidfd of ``front``,
+    which it dies with: /proc/<pid>/fdinfo names the pidfd's process)."""
+    out = [front]
+    for n in os.listdir("/proc"):
+        if not n.isdigit() or int(n) == front or b"isolate.oci.warm" not in _cmdline(int(n)):
+            continue
+        try:
+            infos = [Path(f"/proc/{n}/fdinfo/{fd}").read_text() for fd in os.listdir(f"/proc/{n}/fdinfo")]
+        except OSError:
+            continue
+        if any(f"\nPid:\t{front}\n" in info for info in infos):
+            out.append(int(n))
+    return out
 
 
 def _cmdline(pid: int) -> bytes:
