@@ -188,7 +188,8 @@ hash_status(uint64_t h)
  * than the caller's.  Credentials, supplementary groups, namespaces,
  * capabilities, no_new_privs, seccomp, the LSM label, and which isolate and
  * Python run the verb (this program's path and file, the interpreter's path,
- * and the environment variables that change what Python imports). */
+ * and the environment variables that change what Python or the dynamic
+ * linker loads: PYTHON*, LD_*). */
 static uint64_t
 context_key(const char *python)
 {
@@ -227,7 +228,7 @@ context_key(const char *python)
     h = fnv1a(h, id, sizeof id);
     h = fnv1a(h, python, strlen(python));
     for (char **e = environ; *e != NULL; e++) {
-        if (strncmp(*e, "PYTHON", 6) == 0) {
+        if (strncmp(*e, "PYTHON", 6) == 0 || strncmp(*e, "LD_", 3) == 0) {
             h = fnv1a(h, *e, strlen(*e) + 1);
         }
     }

@@ -85,7 +85,7 @@ def context_key(*, front: str, python: str, pid: int | None = None,
     supplementary groups, namespaces, capability sets, no_new_privs, seccomp
     mode and LSM label, running the front end ``front`` (that very file: for
     ``pid`` its ``/proc/<pid>/exe``) with the Python ``python`` and the same
-    ``PYTHON*`` environment variables (``environ``;
+    ``PYTHON*`` and ``LD_*`` environment variables (``environ``;
     None: the process's own, from /proc).  16 hex digits (FNV-1a 64).
     Raises OSError if the process is gone.
     """
@@ -127,7 +127,7 @@ def context_key(*, front: str, python: str, pid: int | None = None,
     else:
         env = [os.fsencode(f"{k}={v}") for k, v in environ.items()]
     for e in env:
-        if e.startswith(b"PYTHON"):
+        if e.startswith((b"PYTHON", b"LD_")):
             h = _fnv1a(h, e + b"\0")
     return f"{h:016x}"
 
