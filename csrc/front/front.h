@@ -17,16 +17,17 @@
 
 /* Every message is one SOCK_SEQPACKET datagram: struct iso_msg, then its body. */
 enum iso_msg_type {
-    ISO_MSG_REQUEST = 1, /* front end -> worker: struct iso_msg_request; fds: cwd, then fds[] */
-    ISO_MSG_SPAWN,       /* worker -> front end: struct iso_msg_spawn; fds: the plan's */
-    ISO_MSG_SPAWNED,     /* struct iso_msg_spawned; fd: the pidfd, if any */
-    ISO_MSG_RELEASE,     /* no body */
-    ISO_MSG_RELEASED,    /* struct iso_msg_spawned */
-    ISO_MSG_ABANDON,     /* no body */
-    ISO_MSG_ABANDONED,   /* no body */
-    ISO_MSG_WAIT,        /* struct iso_msg_wait */
-    ISO_MSG_WAITED,      /* struct iso_msg_waited */
-    ISO_MSG_EXIT,        /* struct iso_msg_exit: the last message */
+    /* front end -> worker: struct iso_msg_request; fds: the cwd, the lifeline, then fds[] */
+    ISO_MSG_REQUEST = 1,
+    ISO_MSG_SPAWN,     /* worker -> front end: struct iso_msg_spawn; fds: the plan's */
+    ISO_MSG_SPAWNED,   /* struct iso_msg_spawned; fd: the pidfd, if any */
+    ISO_MSG_RELEASE,   /* no body */
+    ISO_MSG_RELEASED,  /* struct iso_msg_spawned */
+    ISO_MSG_ABANDON,   /* no body */
+    ISO_MSG_ABANDONED, /* no body */
+    ISO_MSG_WAIT,      /* struct iso_msg_wait */
+    ISO_MSG_WAITED,    /* struct iso_msg_waited */
+    ISO_MSG_EXIT,      /* struct iso_msg_exit: the last message */
     /* No body, no answer: from now on the signals runc run and exec pass on are
      * caught, and passed on to the child of the next WAIT (held until then). */
     ISO_MSG_FORWARD
@@ -42,7 +43,7 @@ struct iso_msg_request {
     uint32_t version; /* ISO_FRONT_VERSION */
     uint32_t umask;
     uint32_t argc, envc;
-    uint32_t n_fds; /* fds sent after the cwd's */
+    uint32_t n_fds; /* fds sent after the cwd and the lifeline */
     int32_t fds[];  /* their numbers in the front end */
 };
 

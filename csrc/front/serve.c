@@ -103,23 +103,36 @@ close_fds(int *fds, size_t n)
 
 /* --- the request ------------------------------------------------------------------ */
 
-/* REQUEST: argv, environ, umask, the cwd and every fd we have, by number.
+/* REQUEST: argv, environ, umask, the cwd, a lifeline and every fd we have,
+ * by number.  The lifeline is one end of a socket pair whose other end we
+ * hold until we exit: the worker has the kernel SIGKILL it when that end
+ * closes (O_ASYNC, F_SETSIG), so that it never goes on after we are killed.
  * 0 or -errno (nothing sent: the caller may still run the verb itself). */
 int
 iso_front_request(int sock, int argc, char **argv)
 {
     extern char **environ;
-    int fds[ISO_MAX_FDS + 1];
+    int fds[ISO_MAX_FDS + 2];
     size_t n_fds = 0;
-    int cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (cwd < 0) {
+    int life[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, life) < 0) {
         return -errno;
     }
+    int cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (cwd < 0) {
+        int err = errno;
+        close(life[0]);
+        close(life[1]);
+        return -err;
+    }
     fds[n_fds++] = cwd;
+    fds[n_fds++] = life[1];
     DIR *d = opendir("/proc/self/fd");
     if (d == NULL) {
         int err = errno;
         close(cwd);
+        close(life[0]);
+        close(life[1]);
         return -err;
     }
     int err = 0;
@@ -128,10 +141,10 @@ iso_front_request(int sock, int argc, char **argv)
             continue;
         }
         int fd = atoi(e->d_name);
-        if (fd == dirfd(d) || fd == sock || fd == cwd) {
+        if (fd == dirfd(d) || fd == sock || fd == cwd || fd == life[0] || fd == life[1]) {
             continue;
         }
-        if (n_fds == ISO_MAX_FDS + 1) {
+        if (n_fds == ISO_MAX_FDS + 2) {
             err = EMFILE;
             break;
         }
@@ -148,18 +161,21 @@ iso_front_request(int sock, int argc, char **argv)
     for (; environ[envc] != NULL; envc++) {
         strs += strlen(environ[envc]) + 1;
     }
-    size_t head = sizeof(struct iso_msg_request) + (n_fds - 1) * sizeof(int32_t);
+    size_t head = sizeof(struct iso_msg_request) + (n_fds - 2) * sizeof(int32_t);
     struct iso_msg_request *r = err ? NULL : calloc(1, head + strs);
     if (r == NULL) {
+        err = err ? err : errno;
         close(cwd);
-        return -(err ? err : errno);
+        close(life[0]);
+        close(life[1]);
+        return -err;
     }
     r->version = ISO_FRONT_VERSION;
     r->umask = (uint32_t)mask;
     r->argc = (uint32_t)(argc - 1);
     r->envc = (uint32_t)envc;
-    r->n_fds = (uint32_t)(n_fds - 1);
-    memcpy(r->fds, fds + 1, (n_fds - 1) * sizeof(int32_t));
+    r->n_fds = (uint32_t)(n_fds - 2);
+    memcpy(r->fds, fds + 2, (n_fds - 2) * sizeof(int32_t));
     char *at = (char *)r + head;
     for (int i = 1; i < argc; i++) {
         size_t l = strlen(argv[i]) + 1;
@@ -174,17 +190,21 @@ iso_front_request(int sock, int argc, char **argv)
     err = send_msg(sock, ISO_MSG_REQUEST, r, head + strs, fds, n_fds);
     free(r);
     close(cwd);
-    if (err == 0) {
-        /* The worker has them all now.  What we keep open past 2 a child of
-         * ours would inherit: the plans name every fd a child gets. */
-        syscall(__NR_close_range, 3, ~0u, CLOSE_RANGE_CLOEXEC);
-        for (size_t i = 1; i < n_fds; i++) {
-            if (fds[i] > 2) {
-                close(fds[i]);
-            }
+    close(life[1]);
+    if (err < 0) {
+        close(life[0]);
+        return err;
+    }
+    /* The worker has them all now.  What we keep open past 2 a child of ours
+     * would inherit: the plans name every fd a child gets.  life[0] stays
+     * open (close-on-exec) until we exit. */
+    syscall(__NR_close_range, 3, ~0u, CLOSE_RANGE_CLOEXEC);
+    for (size_t i = 2; i < n_fds; i++) {
+        if (fds[i] > 2) {
+            close(fds[i]);
         }
     }
-    return err;
+    return 0;
 }
 
 /* --- spawns ------------------------------------------------------------------------ */

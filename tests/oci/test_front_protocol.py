@@ -82,14 +82,15 @@ def planner(tmp_path: Path) -> Iterator[FakePlanner]:
 
 
 def request_fields(req: warm.Message) -> tuple[list[str], dict[str, str], int, dict[int, int], int]:
-    """argv, env, umask, {number in the front end: our fd}, and the cwd's fd of a REQUEST."""
+    """argv, env, umask, {number in the front end: our fd}, and the cwd's fd of a REQUEST (its fds:
+    the cwd, the lifeline, the numbered ones)."""
     version, umask, argc, envc, n_fds = warm.REQUEST_HEAD.unpack_from(req.body)
     assert version == warm.FRONT_VERSION
     numbers = struct.unpack_from(f"={n_fds}i", req.body, warm.REQUEST_HEAD.size)
     strings = req.body[warm.REQUEST_HEAD.size + 4 * n_fds:].split(b"\0")[:-1]
-    assert len(strings) == argc + envc and len(req.fds) == n_fds + 1
+    assert len(strings) == argc + envc and len(req.fds) == n_fds + 2       # the cwd, the lifeline
     env = dict(s.decode().partition("=")[::2] for s in strings[argc:])
-    return ([s.decode() for s in strings[:argc]], env, umask, dict(zip(numbers, req.fds[1:])),
+    return ([s.decode() for s in strings[:argc]], env, umask, dict(zip(numbers, req.fds[2:])),
             req.fds[0])
 
 

@@ -213,9 +213,10 @@ ch = W.Channel(s)
 env = b"\0".join(f"{k}={v}".encode() for k, v in os.environ.items()) + b"\0"
 body = W.REQUEST_HEAD.pack(W.FRONT_VERSION, 0o22, 1, len(os.environ), 3) + struct.pack("=3i", 0, 1, 2)
 cwd = os.open(".", os.O_PATH)
+life, _keep = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
 s.settimeout(20)
 try:
-    ch.send(W.REQUEST, body + b"list\0" + env, [cwd, 0, 1, 2])
+    ch.send(W.REQUEST, body + b"list\0" + env, [cwd, life.fileno(), 0, 1, 2])
     m = ch.recv()
 except (BrokenPipeError, ConnectionResetError):     # closed before, or with our REQUEST unread
     m = None

@@ -345,6 +345,7 @@ _WARM = ("isolate.cli.oci", "isolate.cli.oci_verbs", "isolate.oci.runtime", "iso
 
 
 def _warm_up() -> None:
+    """Import what the verbs need, and read what every call would (the cgroup layout)."""
     import importlib
 
     for name in _WARM:
@@ -352,6 +353,12 @@ def _warm_up() -> None:
             importlib.import_module(name)
         except ImportError:
             pass
+    try:
+        from ..cgroup import _layout
+
+        _layout()
+    except Exception:
+        pass                                   # the verb says why, when one needs it
 
 
 def _spare(listener: socket.socket, key: str, told: int, planner: int) -> NoReturn:
@@ -470,13 +477,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _take_on(ch: FrontEnd, req: Message) -> list[str]:
-    """Become the caller: its fds at their numbers, its cwd, umask and environment; its argv."""
+    """Become the caller: its fds at their numbers, its cwd, umask and environment; its argv.
+
+    The REQUEST's fds are the cwd, the lifeline (``_lifeline``), then the caller's.
+    """
     import fcntl
 
     version, umask, argc, envc, n_fds = REQUEST_HEAD.unpack_from(req.body)
     from ..errors import ProtocolError
 
-    if version != FRONT_VERSION or len(req.fds) != n_fds + 1:
+    if version != FRONT_VERSION or len(req.fds) != n_fds + 2:
         raise ProtocolError(f"a REQUEST of version {version} with {len(req.fds)} fds for {n_fds}")
     numbers = struct.unpack_from(f"={n_fds}i", req.body, REQUEST_HEAD.size)
     strings = req.body[REQUEST_HEAD.size + 4 * n_fds:].split(b"\0")[:-1]
@@ -499,7 +509,8 @@ def _take_on(ch: FrontEnd, req: Message) -> list[str]:
                 os.close(fd)
             except OSError:
                 pass                    # the listing's own
-    for number, fd in zip(numbers, high[1:]):
+    _lifeline(high[1])
+    for number, fd in zip(numbers, high[2:]):
         os.dup2(fd, number)
         os.close(fd)
     os.fchdir(high[0])
@@ -528,36 +539,31 @@ def _stdio(open_fds: set[int]) -> None:
         setattr(sys, name, f)
 
 
-def _die_with(pid: int, *, above: int) -> None:
-    """SIGKILL this process when the front end ``pid`` ends (its pidfd numbered ``above`` the
-    caller's fds): a runtime killed mid-verb
-    leaves what runc killed there leaves (``delete --force`` and ``isolate gc`` know what
-    to do with it), never a verb finishing, or cleaning up, after its caller is gone.
+def _lifeline(fd: int) -> None:
+    """Have the kernel SIGKILL this process when the front end's end of the lifeline ``fd``
+    closes (the front end exited or was killed): a runtime killed mid-verb leaves what runc
+    killed there leaves (``delete --force`` and ``isolate gc`` know what to do with it),
+    never a verb going on, or cleaning up, after its caller is gone.
 
-    A thread of the interpreter's own (``_thread``), blocked on a pidfd: the verbs never
-    ``unshare`` or ``setns`` a mount or user namespace in this process, which a second
-    thread would forbid (they do in children).
+    The front end never writes on it, so the only event is its close: O_ASYNC with
+    F_SETSIG(SIGKILL) sends it from the front end's exit itself, with no thread of ours
+    to be scheduled first.  Kept open (close-on-exec) until this process ends.
     """
-    import _thread
+    import fcntl
     import select
     import signal
 
-    import fcntl
+    fcntl.fcntl(fd, fcntl.F_SETOWN, os.getpid())
+    fcntl.fcntl(fd, _F_SETSIG, signal.SIGKILL)
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_ASYNC)
+    poll = select.poll()
+    poll.register(fd, select.POLLIN)
+    if poll.poll(0):
+        os.kill(os.getpid(), signal.SIGKILL)      # gone before we listened
 
-    try:
-        fd = os.pidfd_open(pid)
-    except OSError:
-        os.kill(os.getpid(), signal.SIGKILL)
-        raise
-    # Above every fd of the caller's: a number it did not pass must stay free (--preserve-fds).
-    pidfd = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, above + 1)
-    os.close(fd)
 
-    def watch() -> None:
-        select.select([pidfd], [], [])
-        os.kill(os.getpid(), signal.SIGKILL)
-
-    _thread.start_new_thread(watch, ())
+#: fcntl(2)'s F_SETSIG (Linux).
+_F_SETSIG = 10
 
 
 def _worker(conn: socket.socket, peer: int) -> NoReturn:
@@ -575,13 +581,15 @@ def _worker(conn: socket.socket, peer: int) -> NoReturn:
         if req is None or req.type != REQUEST:
             os._exit(0)
         argv = _take_on(ch, req)
-        _die_with(peer, above=ch.sock.fileno())
         from .. import _spawn, cgroup
         from ..cgroup import layout
 
-        # The verb's "own cgroup" is the caller's (a container without cgroupsPath goes there).
-        layout.own_cgroup = _read(f"/proc/{peer}/cgroup", 1 << 16).decode()  # type: ignore[union-attr]
-        cgroup._layout_cache = None
+        # The verb's "own cgroup" is the caller's (a container without cgroupsPath goes there);
+        # the layout the planner read stands if the caller's is the planner's.
+        theirs = (_read(f"/proc/{peer}/cgroup", 1 << 16) or b"").decode()
+        if theirs != (_read("/proc/self/cgroup", 1 << 16) or b"").decode():
+            layout.own_cgroup = theirs
+            cgroup._layout_cache = None
         _spawn.set_delegate(ch)
         sys.argv = ["isolate-oci", *argv]
         from ..cli.oci import main as oci_main
