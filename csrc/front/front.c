@@ -186,7 +186,7 @@ hash_status(uint64_t h)
 /* The context key: what a planner must share with its callers so that it
  * never does work with a privilege the caller lacks, nor sees another world
  * than the caller's.  Credentials, supplementary groups, namespaces,
- * capabilities, no_new_privs, seccomp, the LSM label, and which isolate and
+ * capabilities, no_new_privs, seccomp, resource limits, the LSM label, and which isolate and
  * Python run the verb (this program's path and file, the interpreter's path,
  * and the environment variables that change what Python or the dynamic
  * linker loads: PYTHON*, LD_*). */
@@ -213,6 +213,13 @@ context_key(const char *python)
         h = fnv1a(h, &ino, sizeof ino);
     }
     h = hash_status(h);
+    /* Resource limits: a worker runs the verb with its planner's. */
+    for (int r = 0; r < 16; r++) {
+        struct rlimit rl = {RLIM_INFINITY, RLIM_INFINITY};
+        (void)getrlimit(r, &rl);
+        uint64_t lim[2] = {(uint64_t)rl.rlim_cur, (uint64_t)rl.rlim_max};
+        h = fnv1a(h, lim, sizeof lim);
+    }
     h = hash_file(h, "/proc/self/attr/current");
     char self[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self);

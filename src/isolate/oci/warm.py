@@ -56,6 +56,7 @@ MAX_MSG = 4 << 20
 MAX_FDS = 253
 
 _NAMESPACES = ("user", "mnt", "pid", "net", "cgroup", "ipc", "uts", "time")
+_INFINITY = 2**64 - 1
 _STATUS_KEYS = (b"CapInh:", b"CapPrm:", b"CapEff:", b"CapBnd:", b"CapAmb:", b"NoNewPrivs:",
                 b"Seccomp:", b"Seccomp_filters:")
 
@@ -83,7 +84,7 @@ def context_key(*, front: str, python: str, pid: int | None = None,
 
     A planner serves only callers of its key: the same effective uid and gid,
     supplementary groups, namespaces, capability sets, no_new_privs, seccomp
-    mode and LSM label, running the front end ``front`` (that very file: for
+    mode, resource limits and LSM label, running the front end ``front`` (that very file: for
     ``pid`` its ``/proc/<pid>/exe``) with the Python ``python`` and the same
     ``PYTHON*`` and ``LD_*`` environment variables (``environ``;
     None: the process's own, from /proc).  16 hex digits (FNV-1a 64).
@@ -111,6 +112,11 @@ def context_key(*, front: str, python: str, pid: int | None = None,
     for line in status.split(b"\n"):
         if line.startswith(_STATUS_KEYS):
             h = _fnv1a(h, line)
+    # Resource limits, as getrlimit(2) gives resources 0-15 ("%-25s %-20s %-20s" per line).
+    limits = (_read(f"{proc}/limits", 4096) or b"").split(b"\n")[1:17]
+    for line in limits:
+        pair = [_INFINITY if v == b"unlimited" else int(v) for v in (line[26:47].strip(), line[47:68].strip())]
+        h = _fnv1a(h, struct.pack("=2Q", *pair))
     label = _read(f"{proc}/attr/current", 4096)
     h = _fnv1a(h, label if label else b"-")
     h = _fnv1a(h, os.fsencode(front))
