@@ -21,7 +21,10 @@ HERE = Path(__file__).resolve().parent
 CORE = ("spawn.c", "clone.c", "wire.c", "helper.c", "host.c", "net.c")
 SOURCES = ("front/front.c", "front/serve.c", *CORE)
 
-FLAGS = ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-pthread", "-fPIE", "-pie"]
+FLAGS = ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-pthread", "-fPIE"]
+#: Linked statically where the toolchain can (a fifth less time from exec to main: it runs on
+#: every call), else as an ordinary PIE.
+LINKS = (["-static-pie"], ["-pie"])
 # : ISOLATE_WERROR = 1(.ci / run) : every warning is an error.
 WERROR = os.environ.get("ISOLATE_WERROR") == "1"
 
@@ -38,13 +41,16 @@ def build(out: Path, extra: list[str] | None = None) -> Path:
     ``RuntimeError`` with the compiler's output when the build fails.
     """
     out.parent.mkdir(parents=True, exist_ok=True)
-    cmd = _cc() + FLAGS + (["-Werror"] if WERROR else []) + (extra or []) + [
-        f"-I{HERE}", "-o", str(out), *(str(HERE / s) for s in SOURCES)]
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError(f"cannot build the isolate-oci program:\n{r.stderr.strip()}")
-    os.chmod(out, 0o755)
-    return out
+    errors = []
+    for link in LINKS:
+        cmd = _cc() + FLAGS + link + (["-Werror"] if WERROR else []) + (extra or []) + [
+            f"-I{HERE}", "-o", str(out), *(str(HERE / s) for s in SOURCES)]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode == 0:
+            os.chmod(out, 0o755)
+            return out
+        errors.append(f"{' '.join(link)}: {r.stderr.strip()}")
+    raise RuntimeError("cannot build the isolate-oci program:\n" + "\n".join(errors))
 
 
 if __name__ == "__main__":
