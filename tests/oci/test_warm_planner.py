@@ -421,3 +421,25 @@ def test_a_planner_is_never_left_with_a_subreaper_caller(tmp_path: Path) -> None
     r = subprocess.run([sys.executable, "-c", ADOPTING_SUBREAPER, OCI, str(tmp_path / "state")],
                        capture_output=True, text=True, timeout=60, env=env)
     assert (r.returncode, r.stdout) == (0, "0 0\n"), r.stderr
+
+
+def test_a_served_call_starts_no_python(warm: int, tmp_path: Path) -> None:
+    """The point of it all: a call the planner serves executes one program, isolate-oci itself
+    (strace -f sees every execve of the call's process tree)."""
+    import shutil
+
+    strace = shutil.which("strace")
+    assert strace is not None, "strace is missing: .ci/install-deps installs it"
+    trace = tmp_path / "trace"
+    r = subprocess.run([strace, "-f", "-qq", "-e", "trace=execve,execveat", "-o", str(trace),
+                        OCI, "--root", str(tmp_path / "state"), "list", "-q"],
+                       capture_output=True, text=True, timeout=ANSWER)
+    assert (r.returncode, r.stdout) == (0, ""), r.stderr
+    execs = [ln for ln in trace.read_text().splitlines() if "execve" in ln and "exited" not in ln]
+    assert len(execs) == 1 and OCI in execs[0], execs
+    # Without a planner, the same call runs Python.
+    r = subprocess.run([strace, "-f", "-qq", "-e", "trace=execve,execveat", "-o", str(trace),
+                        OCI, "--root", str(tmp_path / "state"), "list", "-q"], capture_output=True,
+                       text=True, timeout=ANSWER, env={**os.environ, "ISOLATE_OCI_PLANNER": "0"})
+    assert r.returncode == 0, r.stderr
+    assert len([ln for ln in trace.read_text().splitlines() if "execve(" in ln]) == 2
