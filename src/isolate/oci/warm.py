@@ -375,7 +375,6 @@ def _spare(listener: socket.socket, key: str, told: int, planner: int) -> NoRetu
     take one more call for a planner that is gone.
     """
     import ctypes
-    import gc
     import signal
 
     prctl = ctypes.CDLL(None, use_errno=True).prctl
@@ -383,11 +382,6 @@ def _spare(listener: socket.socket, key: str, told: int, planner: int) -> NoRetu
     prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != planner:
         os._exit(0)                                   # the planner is gone already
-    # Copy the planner's objects' pages now, while no call waits: listing every object
-    # writes its reference count, so a call meets a third of the copy-on-write faults.
-    gc.unfreeze()
-    gc.get_objects()
-    gc.freeze()
     while True:
         try:
             conn, _ = listener.accept()
