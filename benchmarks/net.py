@@ -38,8 +38,10 @@ ratio = median / podman's), each from the call to the container's exit:
   default network: veth, address, routes, its /etc/hosts and resolv.conf;
   detached at exit); the ``RootFS`` is built once, outside the clock;
 - the same with ``netns_pool=NetnsPool(2, network="bridge")``: the namespace
-  taken ready from the pool; after each such start an untimed wait until the
-  pool has refilled, so its thread never runs on another row's clock (the
+  taken ready from the pool, its address leased and eth0 configured already;
+  the close leaves the undoing to the pool's thread.  After each such start
+  an untimed wait until the pool has refilled (its thread disposes of what
+  came back first), so its thread never runs on another row's clock (the
   row is the pool's best case: starts some milliseconds apart);
 - the same with a plain ``NetnsPool(2)``: the namespace pooled, attached
   to the network at start (and the same untimed wait);

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from .net.ports import PortMapping
-    from .netpool import NetnsPool
+    from .netpool import NetnsPool, PooledNetns
 
 __all__ = ["ContainerNet", "NetSlot", "NET_FILES"]
 
@@ -215,6 +215,10 @@ class ContainerNet:
                 # the container and takes the veth along, off this thread's path.
                 if self.rootless:
                     att.close()
+                elif ns is not None and not isinstance(ns, int):
+                    pooled: PooledNetns = ns
+                    ns = None
+                    pooled._close_with(att)    # the pool's thread closes both, off this path
                 else:
                     att.close(keep_link=True)
         finally:

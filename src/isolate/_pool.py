@@ -5,8 +5,10 @@ namespaces with lo up) are this one design: a thread keeps ``size`` items
 ready, ``take()`` hands one out, and a taken item's ``close()`` gives it back
 to the thread, which disposes of it and makes a replacement, so that neither
 end competes with the spawn the item is for.  The thread refills at once when
-half the pool is gone, else when an item comes back.  Nothing is ever
-handed out twice.
+more than half the pool is gone (or nothing is left), else when an item comes
+back: a refill woken by ``take()`` itself would run during the very start the
+item was taken for, competing with it for the GIL and the CPUs.  Nothing is
+ever handed out twice.
 
 The thread sleeps in read(2) on a pipe; a byte wakes it (cheaper on the
 caller's side than a Condition: no lock, one write).  A pool that is not
@@ -211,9 +213,10 @@ class Pool(_Generic[T]):
                     assert self._error is not None
                     raise self._error from None
                 item = self._ready.popleft()
-        if len(self._ready) <= self._size // 2:
-            # Refilling waits for an item's close() (after the caller's spawn)
-            # unless the pool runs low.
+        left = len(self._ready)
+        if not left or left < self._size // 2:
+            # Refilling waits for an item's close() (after the caller's spawn) unless the
+            # pool runs low: made now, the next one would compete with this spawn.
             self._wake()
         return item
 
@@ -246,7 +249,10 @@ class Pool(_Generic[T]):
             self._thread_enter()
             while not self._closed:
                 os.read(self._wake_r, 512)
-                # Replace first: the next take() may be waiting for it.
+                # What came back goes first (a NetnsPool's holds a container's address and
+                # name until then), unless nothing is ready: the next take() may be waiting.
+                while not self._closed and self._ready and self._returned:
+                    self._dispose_noting(self._returned.popleft())
                 while not self._closed and len(self._ready) < self._size:
                     self._ready.append(self._make_counted())
                     with self._cond:

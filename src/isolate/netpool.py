@@ -25,6 +25,14 @@ from . import _spawn
 from ._pool import Pool
 from .errors import ConfigError, UnsupportedError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .net.attachment import Attachment, Link
+
+    #: What the pool's thread holds for a namespace: its fd, and what ``make_link`` made for
+    #: it (ready) or the attachment to close (given back).
+    _Item = tuple[int, "Link | Attachment | None"]
+
 __all__ = ["NetnsPool", "PooledNetns"]
 
 
@@ -34,18 +42,20 @@ class PooledNetns:
     Owns an fd on the namespace.  ``close()`` (or the ``with`` block) gives
     the fd back to the pool's thread to close off the hot path; processes
     that joined the namespace keep it alive until they exit.  It is never
-    handed out again.
+    handed out again.  A pool of a network's: what was made for the
+    namespace ahead (``link``) is undone with it unless it was attached.
     """
 
     type = "net"
 
-    def __init__(self, fd: int, pool: NetnsPool | None,
-                 link: tuple[str, str] | None = None) -> None:
+    def __init__(self, fd: int, pool: NetnsPool | None, link: Link | None = None) -> None:
         self._fd = fd
         self._pool = pool
-        #: A pool of a network's: the veth pair made with the namespace (its host end's
-        #: name, eth0's MAC), for ``isolate.net.attach(..., link=...)``; else None.
+        #: A pool of a network's: what ``isolate.net.attachment.make_link`` made for the
+        #: namespace (veth pair, eth0 configured, its address's pooled lease), for
+        #: ``isolate.net.attach(..., link=...)``; else None.
         self.link = link
+        self._then: Attachment | None = None
 
     def fileno(self) -> int:
         """The namespace fd; raises ``ValueError`` once closed."""
@@ -59,13 +69,30 @@ class PooledNetns:
         return self._fd < 0
 
     def close(self) -> None:
-        """Release the namespace fd (closed by the pool's thread when it runs).  Idempotent."""
+        """Release the namespace fd (closed by the pool's thread when it runs), and what was
+        made for it unless it was attached.  Idempotent."""
         fd, self._fd = self._fd, -1
         if fd < 0:
             return
         pool, self._pool = self._pool, None
-        if pool is None or not pool._discard(fd):
-            os.close(fd)
+        then, self._then = self._then, None
+        item: _Item = (fd, then if then is not None else self.link)
+        if pool is None or not pool._give_back(item):
+            try:
+                _dispose(item)
+            except BaseException:
+                os.close(fd)
+                raise
+
+    def _close_with(self, attachment: Attachment) -> None:
+        """``close()``, the pool's thread closing ``attachment`` (this namespace's) first,
+        off the caller's path (``Attachment.close_later``); at once if the pool is closed."""
+        if self._fd >= 0 and self._pool is not None:
+            attachment.close_later()
+            self._then = attachment
+        else:
+            attachment.close(keep_link=True)
+        self.close()
 
     def __enter__(self) -> PooledNetns:
         return self
@@ -83,20 +110,39 @@ class PooledNetns:
             os.close(fd)
 
 
-class NetnsPool(Pool["tuple[int, tuple[str, str] | None]"]):
+def _dispose(item: _Item) -> None:
+    """Close a namespace's fd after what came with it: the attachment (the namespace takes
+    its veth along), or the pooled lease of a ``link`` never attached.  If undoing that
+    raises, the fd stays open (the pool's ``close()`` retries the item)."""
+    fd, then = item
+    if then is not None:
+        from .net.attachment import Link, release_link
+
+        if isinstance(then, Link):
+            release_link(then)
+        else:
+            then.close(keep_link=True)
+    os.close(fd)
+
+
+class NetnsPool(Pool["_Item"]):
     """Network namespaces created ahead of time by a background thread.
 
     ``size`` namespaces (each with lo up and nothing else) are kept ready;
     ``take()`` hands one out.  With ``network`` (``"bridge"`` or a network's
-    name, see ``isolate.net``), each also has its veth pair: ``eth0`` inside,
-    the other end already in that network's bridge, so that a
-    ``Container(net=network, netns_pool=pool)`` start only leases an address,
-    gives it to ``eth0`` and writes the names (the pair costs the kernel most
-    of a millisecond to make, more than all of that); a namespace that is
-    never used takes its pair along when it goes.  The thread makes replacements when a taken
+    name, see ``isolate.net``), each also has everything of a start on that
+    network that needs no name: an address leased for it (owned by this
+    process: ``isolate gc`` reclaims it once this process is gone, and no one
+    else is given it meanwhile), its veth pair (``eth0`` inside, the other end
+    in the network's bridge) and ``eth0`` configured (address, default
+    route, up).  A ``Container(net=network, netns_pool=pool)`` start then
+    only makes the lease the container's and writes the names, and its
+    ``close()`` leaves the rest of the undoing (lease, names, namespace) to
+    the pool's thread; a namespace that is never used gives its address back
+    and takes its pair along when it goes.  The thread makes replacements when a taken
     namespace is closed (typically right after the spawn that joined it), or
-    at once when half the pool is gone, so that creating one rarely competes
-    with the spawn it is meant to speed up.  Usable as a
+    at once when more than half the pool is gone (or none is left), so that
+    creating one rarely competes with the spawn it is meant to speed up.  Usable as a
     context manager; ``close()`` stops the thread and closes every fd the
     pool still holds.  The constructor waits for the first namespace, so a
     host where network namespaces cannot be created fails here:
@@ -136,11 +182,11 @@ class NetnsPool(Pool["tuple[int, tuple[str, str] | None]"]):
         let the spawn create its own (``namespaces={"net", ...}``) instead.
         """
         fd, link = self._take(timeout)
-        return PooledNetns(fd, self, link)
+        if link is not None:
+            from .net.attachment import Link
 
-    def _discard(self, fd: int) -> bool:
-        """Queue ``fd`` for the thread to close; False if the pool is closed (caller closes)."""
-        return self._give_back((fd, None))
+            assert isinstance(link, Link)      # (a ready one holds what make_link made)
+        return PooledNetns(fd, self, link)
 
     def _thread_enter(self) -> None:
         self._home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
@@ -150,7 +196,7 @@ class NetnsPool(Pool["tuple[int, tuple[str, str] | None]"]):
         if home >= 0:
             os.close(home)
 
-    def _make(self) -> tuple[int, tuple[str, str] | None]:
+    def _make(self) -> _Item:
         # The C core makes it (as it makes a spawn's), in this thread only, then returns home.
         fd = _spawn.netns_new(home=self._home)
         if self.network is None:
@@ -163,8 +209,8 @@ class NetnsPool(Pool["tuple[int, tuple[str, str] | None]"]):
             os.close(fd)
             raise
 
-    def _dispose(self, item: tuple[int, tuple[str, str] | None]) -> None:
-        os.close(item[0])
+    def _dispose(self, item: _Item) -> None:
+        _dispose(item)
 
     def _thread_error(self, e: BaseException) -> BaseException:
         if isinstance(e, OSError) and e.errno in (_errno.EPERM, _errno.EACCES):

@@ -182,3 +182,97 @@ def test_a_docker_archive_layer_linked_to_another_inside_it(tmp_path: Path) -> N
                 tf.addfile(m)
     with pytest.raises(ImageError, match="'../etc/passwd' is not a path inside it"):
         load(bad, store=Store(tmp_path / "s2"))
+
+
+_FLIPPER = """
+import os, sys, time
+d, real, link_to, stop = sys.argv[1:]
+end = time.monotonic() + 20
+while not os.path.exists(stop) and time.monotonic() < end:
+    os.rename(d, real)          # the directory goes away ...
+    os.symlink(link_to, d)      # ... a symlink to outside the layout takes its name ...
+    os.unlink(d)
+    os.rename(real, d)          # ... and the directory comes back
+"""
+
+
+def test_a_directory_swapped_for_a_symlink_mid_load_never_lets_an_outside_file_in(
+        tmp_path: Path) -> None:
+    """A docker-archive directory whose layer's directory another process keeps swapping
+    for a symlink to a directory outside (a race between the check of the path and its
+    open): the file outside is never read into the store, whatever the timing."""
+    import hashlib
+    import sys
+    import time
+
+    import build
+
+    secret = b"NOT-FOR-THE-STORE " * 64
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "layer.tar").write_bytes(secret)
+    tar = build.layer_tar([build.Entry("f", data=b"fine")])
+    cfg = json.dumps(build.image_config(["sha256:" + hashlib.sha256(tar).hexdigest()])).encode()
+    layout = tmp_path / "layout"
+    (layout / "d").mkdir(parents=True)
+    (layout / "d" / "layer.tar").write_bytes(tar)
+    cfg_name = hashlib.sha256(cfg).hexdigest() + ".json"
+    (layout / cfg_name).write_bytes(cfg)
+    (layout / "manifest.json").write_text(json.dumps(
+        [{"Config": cfg_name, "RepoTags": ["x:1"], "Layers": ["d/layer.tar"]}]))
+    stop = tmp_path / "stop"
+    flipper = subprocess.Popen([sys.executable, "-c", _FLIPPER, str(layout / "d"),
+                                str(layout / "d.real"), str(outside), str(stop)])
+    store = Store(tmp_path / "store")
+    loaded = 0
+    try:
+        end = time.monotonic() + 3
+        while time.monotonic() < end:
+            try:
+                load(layout, store=store)
+                loaded += 1
+            except ImageError:      # "goes through a symlink", "missing": refused, fine
+                pass
+    finally:
+        stop.touch()
+        flipper.wait(timeout=30)
+    blobs = list((tmp_path / "store" / "blobs" / "sha256").iterdir())
+    assert not [b for b in blobs if b.read_bytes() == secret]
+    assert loaded > 0               # the race was run against loads that work
+
+
+def test_a_fifo_in_a_layout_directory_is_refused_without_hanging(tmp_path: Path) -> None:
+    """A FIFO where a layer should be: one clear error, not an open that waits for a writer."""
+    import hashlib
+    import os
+    import threading
+
+    import build
+
+    tar = build.layer_tar([build.Entry("f", data=b"fine")])
+    cfg = json.dumps(build.image_config(["sha256:" + hashlib.sha256(tar).hexdigest()])).encode()
+    layout = tmp_path / "layout"
+    layout.mkdir()
+    os.mkfifo(layout / "layer.tar")
+    cfg_name = hashlib.sha256(cfg).hexdigest() + ".json"
+    (layout / cfg_name).write_bytes(cfg)
+    (layout / "manifest.json").write_text(json.dumps(
+        [{"Config": cfg_name, "RepoTags": ["x:1"], "Layers": ["layer.tar"]}]))
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            load(layout, store=Store(tmp_path / "store"))
+        except BaseException as e:
+            errors.append(e)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(timeout=10)
+    if t.is_alive():                # the old open: unblock it before failing
+        fd = os.open(layout / "layer.tar", os.O_WRONLY | os.O_NONBLOCK)
+        os.close(fd)
+        t.join(timeout=20)
+        pytest.fail("load waited on a FIFO in the layout")
+    assert len(errors) == 1 and isinstance(errors[0], ImageError)
+    assert "'layer.tar' is not a regular file" in str(errors[0])

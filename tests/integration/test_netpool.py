@@ -127,6 +127,23 @@ def test_the_pool_refills_after_a_namespace_is_closed_or_when_it_runs_low() -> N
                 ns.close()
 
 
+def test_a_take_leaves_the_refill_to_the_close_while_half_the_pool_is_left() -> None:
+    """The namespace taken for a spawn is replaced after it is closed, not during the spawn
+    (the pool's thread would compete with it for the GIL and the CPUs)."""
+    with isolate.NetnsPool(size=2) as pool:
+        assert _wait_ready(pool, 2)
+        with pool.take():
+            time.sleep(0.3)
+            assert pool.ready == 1
+        assert _wait_ready(pool, 2)
+        held = [pool.take(), pool.take()]          # none left: refilled without any close()
+        try:
+            assert _wait_ready(pool, 2)
+        finally:
+            for ns in held:
+                ns.close()
+
+
 def test_take_from_a_closed_pool_raises() -> None:
     pool = isolate.NetnsPool(size=1)
     pool.close()

@@ -395,3 +395,38 @@ def test_a_failed_first_attach_leaves_no_bridge_rules_or_settings(fakehost: Fake
     assert "masquerade" in ruleset()
     a.close()
     """)
+
+
+def test_a_made_ahead_link_and_a_deferred_close(fakehost: FakeHost) -> None:
+    """``make_link`` leases ahead (a pooled lease, in nobody's hosts file); ``attach(link=)``
+    makes it the container's, on eth0's address already; a close left for later
+    (``close_later``) keeps the name until an attach of that name needs it, which closes
+    it at once; ``release_link`` gives back a lease never attached, and only such a one."""
+    out = run(fakehost, """
+    from isolate.net.attachment import make_link, release_link
+    top = os.environ["ISOLATE_NET_DIR"] + "/run"
+    leases = lambda: {a: json.load(open(f"{top}/leases/isolate/{a}")) for a in os.listdir(f"{top}/leases/isolate")}
+    web = attach("bridge", container(), name="web")
+    ns = container()
+    link = make_link("bridge", ns)
+    le = leases()[str(link.address)]
+    print(le["pooled"], le["pid"] == os.getpid(), str(link.address) != str(web.address.ip))
+    print("(pooled)" in open(f"{top}/hosts/isolate/web").read())
+    a = attach("bridge", ns, name="app", link=link)
+    print(a.address.ip == link.address, "pooled" in leases()[str(link.address)])
+    print(run_in(ns, "busybox", "ip", "-4", "-o", "addr", "show", "eth0").stdout.split()[3] == str(a.address))
+    print(open(f"{top}/hosts/isolate/web").read().count("app"))
+    release_link(link)                       # attached: not the link's to give back
+    print(str(link.address) in leases())
+    a.close_later()
+    print(open(f"{top}/hosts/isolate/web").read().count("app"))   # still there, until ...
+    b = attach("bridge", container(), name="app")                  # ... its name is wanted
+    print(a.closed, str(link.address) in leases(), open(f"{top}/hosts/isolate/web").read().count("app"))
+    unused = make_link("bridge", container())
+    release_link(unused)
+    print(str(unused.address) in leases(), sorted(le["name"] for le in leases().values()))
+    for x in (a, b, web):
+        x.close()
+    """)
+    assert out.splitlines() == ["True True True", "False", "True False", "True", "1", "True",
+                                "1", "True False 1", "False ['app', 'web']"], out

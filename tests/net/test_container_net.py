@@ -212,3 +212,85 @@ def test_a_container_that_outlives_its_caller_owns_its_network(fakehost: FakeHos
         time.sleep(0.05)
     gc = _ok(fakehost.run([sys.executable, "-m", "isolate", "gc"]))
     assert "net-lease" in gc and list(leases.glob("*")) == [], gc
+
+
+def _leases(h: FakeHost, network: str = "isolate") -> dict[str, dict[str, object]]:
+    top = h.state / "run" / "leases" / network
+    return {p.name: json.loads(p.read_text()) for p in top.glob("[0-9]*")} if top.is_dir() else {}
+
+
+def test_a_network_pool_leases_ahead_for_its_own_process(fakehost: FakeHost) -> None:
+    """A ``NetnsPool(network=)`` holds an address per ready namespace, owned by its process:
+    never handed to another container, and reclaimed by ``isolate gc`` after a kill -9."""
+    before = fakehost.ip("-o", "link")
+    code = textwrap.dedent("""
+        import isolate, os, sys, time
+        pool = isolate.NetnsPool(size=2, network="bridge")
+        while pool.ready < 2:
+            time.sleep(0.01)
+        print(os.getpid(), flush=True)
+        sys.stdin.readline()
+        """)
+    p = fakehost.popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert p.stdout is not None
+    line = p.stdout.readline()
+    assert line.strip().isdigit(), p.stderr.read() if p.stderr else ""
+    pooled = _leases(fakehost)
+    assert len(pooled) == 2 and all(le["pooled"] and le["pid"] == int(line) for le in pooled.values())
+    # Another process's container gets an address of its own, and names none of them.
+    out = _ok(fakehost.python(textwrap.dedent(f"""
+        import isolate
+        with isolate.Container(net="bridge", name="other") as c:
+            r = c.run(["{BUSYBOX}", "sh", "-c", "{BUSYBOX} ip -4 -o addr show eth0; cat /etc/hosts"])
+        print(r.stdout.decode())
+        """)))
+    addr = out.split(" inet ")[1].split("/")[0]
+    assert addr not in pooled and "pooled" not in out, out
+    _ok(fakehost.run([sys.executable, "-m", "isolate", "gc"]))
+    assert _leases(fakehost).keys() == pooled.keys()          # its owner runs: kept
+    r = fakehost.run([sys.executable, "-m", "isolate", "network", "rm", "isolate"])
+    assert r.returncode == 1 and f"in use by a NetnsPool of process {int(line)}" in r.stderr, r
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    gc = _ok(fakehost.run([sys.executable, "-m", "isolate", "gc"]))
+    assert _leases(fakehost) == {} and gc.count("net-lease") == 2, gc
+    for _ in range(100):                 # (the kernel takes the pairs along with the namespaces)
+        if fakehost.ip("-o", "link").count("veth") == before.count("veth"):
+            break
+        time.sleep(0.05)
+    assert fakehost.ip("-o", "link").count("veth") == before.count("veth")
+
+
+def test_containers_from_a_network_pool_answer_by_name_at_once(fakehost: FakeHost) -> None:
+    """A pooled start is on the network by name when it returns (both ways), its address is
+    the one its pool leased for it, and its name is free again as soon as it is closed."""
+    out = _ok(fakehost.python(textwrap.dedent(f"""
+        import isolate, json, os
+        top = os.environ["ISOLATE_NET_DIR"] + "/run/leases/isolate"
+        def pooled():
+            out = []
+            for a in os.listdir(top):
+                try:
+                    if json.load(open(os.path.join(top, a))).get("pooled"):
+                        out.append(a)
+                except FileNotFoundError:
+                    pass        # a lease the pool's thread gave back meanwhile
+            return sorted(out)
+        with isolate.NetnsPool(size=2, network="bridge") as pool:
+            with isolate.Container(net="bridge", netns_pool=pool, name="alpha") as a:
+                a.start(["{BUSYBOX}", "sh", "-c", "echo alpha says hi > /tmp/index.html; "
+                         "exec {BUSYBOX} httpd -f -p 80 -h /tmp"])
+                a.exec(["{BUSYBOX}", "sh", "-c", "for i in $(seq 50); do "
+                        "{BUSYBOX} wget -qO- http://127.0.0.1/ && exit; sleep 0.1; done"])
+                for i in range(2):
+                    ready = pooled()
+                    with isolate.Container(net="bridge", netns_pool=pool, name="beta") as b:
+                        b.start(["{BUSYBOX}", "sleep", "30"])
+                        print(a.exec(["{BUSYBOX}", "grep", "-c", "beta", "/etc/hosts"]).stdout.decode().strip(),
+                              b.exec(["{BUSYBOX}", "wget", "-qO-", "http://alpha/"]).stdout.decode().strip(),
+                              b.exec(["{BUSYBOX}", "ip", "-4", "-o", "addr", "show", "eth0"]
+                                     ).stdout.decode().split()[3].split("/")[0] in ready)
+        print(os.listdir(top) if os.path.isdir(top) else [])
+        """)))
+    assert out.splitlines() == ["1 alpha says hi True"] * 2 + ["[]"], out

@@ -48,7 +48,12 @@ class _Source:
         self.tar: tarfile.TarFile | None = None
         self.members: dict[str, tarfile.TarInfo] = {}
         self._real = path
-        if not path.is_dir():
+        self._root_fd = -1
+        if path.is_dir():
+            # Files are opened beneath this fd (openat2 RESOLVE_IN_ROOT): a path component
+            # swapped for a symlink after the check below still resolves inside the layout.
+            self._root_fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        else:
             try:
                 self.tar = tarfile.open(path, "r:")
             except (tarfile.TarError, OSError) as e:
@@ -60,6 +65,9 @@ class _Source:
     def close(self) -> None:
         if self.tar is not None:
             self.tar.close()
+        if self._root_fd >= 0:
+            os.close(self._root_fd)
+            self._root_fd = -1
 
     def _check(self, name: str) -> str:
         norm = posixpath.normpath(name)
@@ -97,10 +105,16 @@ class _Source:
             p = p / part
             if p.is_symlink():
                 raise ImageError(f"load {str(self.path)!r}: {name!r} goes through a symlink")
+        from .._spawn import open_in_root
+
         try:
-            fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+            # O_NONBLOCK: a FIFO planted in the layout must not hang the open (reads of a
+            # regular file ignore it).
+            fd = open_in_root(self._root_fd, norm, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except FileNotFoundError:
             raise ImageError(f"load {str(self.path)!r}: {name!r} is missing") from None
+        except OSError as e:
+            raise ImageError(f"load {str(self.path)!r}: {name!r}: {e.strerror}") from None
         f2 = os.fdopen(fd, "rb")
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):

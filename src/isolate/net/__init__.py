@@ -45,6 +45,11 @@ The interfaces between the parts:
     ``NetnsPool``).  ``Attachment.hand_over(pid)`` makes the container's
     first process its owner (``isolate gc`` reclaims it when that process is
     gone); ``Attachment.close()`` undoes it (idempotent).
+    ``attachment.make_link(network, netns_fd) -> Link`` does ahead what
+    needs no name (a ``pooled`` lease owned by the caller, the veth pair,
+    eth0 configured: a ``NetnsPool(network=...)``'s thread calls it) for
+    ``attach(..., link=...)``; ``attachment.release_link`` gives back one
+    never attached.
 ``rootless``
     ``start(pid, publish=..., dns=...) -> RootlessNet`` for a caller without
     root: pasta or slirp4netns for the user and network namespaces of

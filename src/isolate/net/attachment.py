@@ -20,6 +20,16 @@ container's first process after ``hand_over``).  When that owner is gone,
 ``reclaim`` (run by every ``attach`` for its network, by ``remove_network``,
 and by ``isolate gc`` through ``sweep``) deletes the veth, the port rules,
 the hosts entry and the lease.
+
+Ahead of a start: ``make_link`` (a ``NetnsPool(network=...)``'s thread)
+leases an address for a namespace the pool keeps ready (a ``pooled``
+lease, owned by the pool's process), makes its veth pair and configures
+``eth0`` whole (address, route, up, sysctls).  ``attach(..., link=...)``
+then only turns that lease into the container's (its name, owner and
+ports) and writes the names; ``release_link`` gives back one never
+attached.  ``Attachment.close_later`` lets the pool's thread close an
+attachment after the start's caller is done with it; an ``attach`` that
+needs its name closes it at once.
 """
 
 from __future__ import annotations
@@ -32,12 +42,13 @@ import socket
 import warnings
 from typing import Any, Sequence
 
+from .._record import dataclass
 from ..errors import ConfigError, NetworkError
 from . import host, ipam, state
-from .network import DEFAULT_NETWORK, HOSTS_HEAD, Network, canonical, check_dns, get_network
+from .network import HOSTS_HEAD, Network, check_dns, network_in, stored
 from .ports import PortMapping, PublishLike, publish_list
 
-__all__ = ["Attachment", "attach", "reclaim", "sweep"]
+__all__ = ["Attachment", "Link", "attach", "make_link", "reclaim", "release_link", "sweep"]
 
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}")
 _CLONE_NEWNET = 0x40000000
@@ -108,18 +119,30 @@ class Attachment:
         had is not handed out again before the others (``ipam.allocate``)."""
         if self._closed or self._pid != os.getpid():
             return
-        self._closed = True
         with state.locked(self._paths) as p:
+            if self._closed:
+                return                 # (closed meanwhile, by another thread)
             leases = ipam.read(p, self.network.name)
             le = leases.get(self.address.ip)
-            if le is None or le.veth != self.host_ifname:
-                return                 # reclaimed already (its owner looked gone)
-            if le.netns != host.netns_id():
-                self._closed = False
-                raise NetworkError(f"{self.name}: close() must run in the network namespace "
-                                   f"attach() ran in (net:[{le.netns}]), not in "
-                                   f"net:[{host.netns_id()}]")
-            _release(p, self.network.name, [le], leases, delete_links=not keep_link)
+            if le is not None and le.veth == self.host_ifname:
+                if le.netns != host.netns_id():
+                    raise NetworkError(f"{self.name}: close() must run in the network namespace "
+                                       f"attach() ran in (net:[{le.netns}]), not in "
+                                       f"net:[{host.netns_id()}]")
+                _release(p, self.network.name, [le], leases, delete_links=not keep_link)
+            # (else reclaimed already: its owner looked gone)
+            self._closed = True
+            key = (p.run, self.network.name, self.name)
+            if _closing.get(key) is self:
+                del _closing[key]
+
+    def close_later(self) -> None:
+        """Say that ``close(keep_link=True)`` will run soon, from another thread of this
+        process (a ``NetnsPool``'s), off the caller's path: until then the lease, its
+        name and its hosts entries stay, and an ``attach`` of this name closes it at once.
+        A process killed before that leaves a lease of a dead owner: reclaimed."""
+        if not self._closed and self._pid == os.getpid():
+            _closing[(self._paths.run, self.network.name, self.name)] = self
 
     def __enter__(self) -> Attachment:
         return self
@@ -130,6 +153,22 @@ class Attachment:
     def __del__(self) -> None:
         if not getattr(self, "_closed", True) and not self._handed and self._pid == os.getpid():
             warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=2)
+
+
+#: (state's run dir, network, name) -> an attachment whose close was deferred (``close_later``).
+_closing: dict[tuple[str, str, str], Attachment] = {}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Link:
+    """What ``make_link`` made ahead for a network namespace: the veth pair (``veth``, its
+    host end, in ``network``'s bridge; eth0 with MAC ``mac`` inside) and the ``pooled``
+    lease of ``address``, which eth0 has already, with its route."""
+
+    network: str
+    veth: str
+    mac: str
+    address: ipaddress.IPv4Address
 
 
 def _replace(le: ipam.Lease, **kw: Any) -> ipam.Lease:
@@ -187,7 +226,7 @@ def _hosts_line(le: ipam.Lease) -> str:
 def _rewrite_hosts(p: state.Paths, network: str,
                    leases: dict[ipaddress.IPv4Address, ipam.Lease]) -> None:
     """Every member's hosts file written whole: localhost, itself, the others by address."""
-    members = sorted(leases.values(), key=lambda le: le.address)
+    members = sorted((le for le in leases.values() if not le.pooled), key=lambda le: le.address)
     lines = [_hosts_line(le) for le in members]
     os.makedirs(p.hosts(network), mode=0o755, exist_ok=True)
     for i, le in enumerate(members):
@@ -199,7 +238,7 @@ def _add_host(p: state.Paths, network: str, new: ipam.Lease,
               leases: dict[ipaddress.IPv4Address, ipam.Lease]) -> None:
     """``new`` joined: its own file written whole, its line appended to the others' (cheaper
     than rewriting them all, and a reader never sees a file cut short)."""
-    others = sorted((le for le in leases.values() if le.address != new.address),
+    others = sorted((le for le in leases.values() if le.address != new.address and not le.pooled),
                     key=lambda le: le.address)
     line = _hosts_line(new)
     os.makedirs(p.hosts(network), mode=0o755, exist_ok=True)
@@ -246,13 +285,42 @@ def _unusable(addr: str) -> bool:
     return ip.is_loopback or ip.version == 6
 
 
+def _file_key(path: str) -> tuple[int, int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size
+
+
+#: (the keys of the host's two resolv.conf files, the text made of them, or None)
+_resolv_cache: tuple[tuple[Any, Any], str | None] | None = None
+
+
 def resolv_text(dns: Sequence[str]) -> str | None:
     """The container's resolv.conf: ``dns`` if any, else the host's IPv4 resolvers (those
     of systemd-resolved's upstream file when the host has only loopback ones, which a
     container cannot reach, as podman does); None, with a warning, when there are none
-    to give."""
+    to give.  The host's files are read again only when they change."""
+    global _resolv_cache
     if dns:
         return "".join(f"nameserver {d}\n" for d in dns)
+    key = (_file_key("/etc/resolv.conf"), _file_key("/run/systemd/resolve/resolv.conf"))
+    got = _resolv_cache
+    if got is None or got[0] != key:
+        got = _resolv_cache = (key, _host_resolv())
+    text = got[1]
+    if text == "":
+        warnings.warn("isolate: the host's resolvers are all on loopback (unreachable from "
+                      "a container) and /run/systemd/resolve/resolv.conf names no other: "
+                      "the container gets no resolv.conf (give dns=)", RuntimeWarning,
+                      stacklevel=3)
+    return text or None
+
+
+def _host_resolv() -> str | None:
+    """The host's usable resolvers as a resolv.conf; "" when they are all unreachable (a
+    warning's case), None when there are none."""
     servers, other = _nameservers("/etc/resolv.conf")
     usable = [s for s in servers if not _unusable(s)]
     if not usable and servers:
@@ -260,11 +328,7 @@ def resolv_text(dns: Sequence[str]) -> str | None:
         usable = [s for s in up if not _unusable(s)]
         other = up_other
         if not usable:
-            warnings.warn("isolate: the host's resolvers are all on loopback (unreachable from "
-                          "a container) and /run/systemd/resolve/resolv.conf names no other: "
-                          "the container gets no resolv.conf (give dns=)", RuntimeWarning,
-                          stacklevel=3)
-            return None
+            return ""
     if not usable:
         return None
     return "".join(f"{line}\n" for line in other) + "".join(f"nameserver {s}\n" for s in usable)
@@ -341,35 +405,114 @@ def _new_link(bridge: int, netns_fd: int, veth: str, mac: str) -> None:
             raise
 
 
-def make_link(network: str, netns_fd: int) -> tuple[str, str]:
-    """A veth pair ahead of ``attach(..., link=...)``: eth0 in the network namespace
-    ``netns_fd``, its host end already in the bridge of ``network`` (made if missing) and
-    up; returns (the host end's name, eth0's MAC).  For ``NetnsPool(network=...)``, which
-    makes them off the path of a start; a namespace that is never attached takes its
-    pair along when it goes.  ``NetworkError`` as ``attach``."""
-    net = get_network(network, create=canonical(network) == DEFAULT_NETWORK)
-    _check_netns(netns_fd, host.netns_id())
-    with state.locked() as p:
-        bridge, _ = host.ensure(p, net)
-    # Out of the state's lock, which a start's attach takes: this is what is slow.
+def make_link(network: str, netns_fd: int) -> Link:
+    """Everything of a start on ``network`` that needs no name, ahead, for the network
+    namespace ``netns_fd`` (a ``NetnsPool(network=...)``'s thread calls it): a ``pooled``
+    lease of the next address, owned by this process (reclaimed once it is gone), then a
+    veth pair (eth0 inside, its host end in the network's bridge, made if missing) and
+    eth0 configured whole (address, default route, up, the sysctls).  ``attach(...,
+    link=...)`` makes the lease the container's; ``release_link`` gives back one never
+    attached (a namespace that goes takes its pair along).  ``NetworkError`` as
+    ``attach``, with nothing left behind."""
+    owner = ipam.me()
+    netns = host.netns_id()
+    _check_netns(netns_fd, netns)
     veth, mac = _link_names()
+    with state.locked() as p:
+        net = _network_named(p, network)
+        bridge, _ = host.ensure(p, net)
+        reclaim(p, only=net.name)
+        leases = ipam.read(p, net.name)
+        addr = _next_address(p, net, leases)
+        lease = ipam.Lease(address=addr, name="(pooled)", hostname="(pooled)", pid=owner[0],
+                           start=owner[1], boot=owner[2], pidns=owner[3], netns=netns,
+                           veth=veth, mac=mac, pooled=True)
+        leases[addr] = lease
+        ipam.write(p, net.name, leases)          # before the veth: a crash leaves it reclaimable
+        state.write_json(p.last(net.name), str(addr), compact=True)
+    link = Link(network=net.name, veth=veth, mac=mac, address=addr)
+    # Out of the state's lock, which a start's attach takes: this is what is slow.
     try:
-        _new_link(bridge, netns_fd, veth, mac)
-    except Exception as e:
-        raise NetworkError(f"network {net.name!r}: making a veth pair: {_why(e)}") from e
-    try:
-        from .._spawn import net_config
+        try:
+            _new_link(bridge, netns_fd, veth, mac)
+        except Exception as e:
+            raise NetworkError(f"network {net.name!r}: making a veth pair: {_why(e)}") from e
+        iface = ipaddress.IPv4Interface(f"{addr}/{net.subnet.prefixlen}")
+        try:
+            _setup_inside(netns_fd, iface, net.gateway)
+        except Exception as e:
+            host.delete_link(veth)
+            raise NetworkError(f"network {net.name!r}: configuring eth0 ({iface}): "
+                               f"{_why(e)}") from e
+    except BaseException:
+        release_link(link)
+        raise
+    return link
 
-        net_config(netns_fd, "eth0", None, up=True)      # up, and the sysctls, ahead too
-    except Exception as e:
-        host.delete_link(veth)
-        raise NetworkError(f"network {net.name!r}: setting eth0 up: {_why(e)}") from e
-    return veth, mac
+
+def release_link(link: Link) -> None:
+    """Give back the pooled lease of ``link`` if it is still one (never attached); the
+    veth pair goes with its namespace.  Idempotent."""
+    with state.locked() as p:
+        leases = ipam.read(p, link.network)
+        le = leases.get(link.address)
+        if le is not None and le.pooled and le.veth == link.veth:
+            _release(p, link.network, [le], leases, delete_links=False)
+
+
+def _network_named(p: state.Paths, network: Network | str) -> Network:
+    """``network`` as stored (under the lock); the default one made on first use."""
+    if not isinstance(network, Network):
+        return network_in(p, network, create=True)
+    net = stored(p, network.name)
+    if net is None:
+        raise NetworkError(f"no network named {network.name!r}")
+    return net
+
+
+def _next_address(p: state.Paths, net: Network,
+                  leases: dict[ipaddress.IPv4Address, ipam.Lease]) -> ipaddress.IPv4Address:
+    """The address to lease next on ``net``: round-robin from the one handed out last."""
+    last = state.read_json(p.last(net.name), None)
+    return ipam.allocate(net, leases, None if last is None else ipaddress.IPv4Address(last))
+
+
+def _name_free(p: state.Paths, net: Network, name: str,
+               leases: dict[ipaddress.IPv4Address, ipam.Lease]
+               ) -> dict[ipaddress.IPv4Address, ipam.Lease]:
+    """The leases of ``net`` once ``name`` is known free there (an attachment of this
+    process's whose close is pending is closed now); ``NetworkError`` if it is taken."""
+    pending = _closing.get((p.run, net.name, name))
+    if pending is not None:
+        pending.close(keep_link=True)
+        leases = ipam.read(p, net.name)
+    for le in leases.values():
+        if le.name == name and not le.pooled:
+            raise NetworkError(f"network {net.name!r} has a container named {name!r} "
+                               f"already ({le.address})")
+    return leases
+
+
+def _give_files(p: state.Paths, net: Network, lease: ipam.Lease,
+                leases: dict[ipaddress.IPv4Address, ipam.Lease], dns: tuple[str, ...]) -> str | None:
+    """The names (``lease``'s hosts file, its line in the others') and its resolv.conf;
+    the latter's path, or None when there is no resolver to give."""
+    _add_host(p, net.name, lease, leases)
+    text = resolv_text(dns or net.dns)
+    if text is None:
+        return None
+    resolv = p.resolv(net.name, lease.name)
+    try:
+        _write_in_place(resolv, text)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(resolv), mode=0o755, exist_ok=True)
+        _write_in_place(resolv, text)
+    return resolv
 
 
 def attach(network: Network | str, netns_fd: int, *, name: str, hostname: str | None = None,
            publish: Sequence[PublishLike] = (), dns: Sequence[str] | None = None,
-           link: tuple[str, str] | None = None) -> Attachment:
+           link: Link | None = None) -> Attachment:
     """Put the network namespace ``netns_fd`` on ``network`` (a ``Network`` or a name;
     ``"bridge"`` and ``DEFAULT_NETWORK`` make the default network on first use).
 
@@ -381,36 +524,29 @@ def attach(network: Network | str, netns_fd: int, *, name: str, hostname: str | 
     ``hand_over``; ``close()`` undoes it.  Raises ``ConfigError`` for bad
     input, ``NetworkError`` (one line, nothing left behind) for an unknown
     network, a name taken on it, a port published already or in use, or a
-    failing step.  ``link``: the veth pair ``make_link`` made for ``netns_fd``
-    on this network, used instead of a new one (and removed on failure).
+    failing step.  ``link``: what ``make_link`` made for ``netns_fd`` on this
+    network (its veth pair, eth0 configured, the pooled lease): the lease
+    becomes the container's, and nothing else is made.  Containers of the
+    network resolve the new one by name when this returns.
     """
     _check_name(name, "container name")
     hostname = name if hostname is None else _check_name(hostname, "hostname")
     ports = publish_list(publish)
     want_dns = check_dns(dns)
-    if isinstance(network, Network):
-        net = network
-    else:
-        net = get_network(network, create=canonical(network) == DEFAULT_NETWORK)
     owner = ipam.me()
     netns = host.netns_id()
     _check_netns(netns_fd, netns)
+    if link is not None:
+        return _attach_pooled(network, link, name=name, hostname=hostname, ports=ports,
+                              dns=want_dns, owner=owner)
     with state.locked() as p:
-        data = state.read_json(p.definition(net.name), None)
-        if data is None:
-            raise NetworkError(f"no network named {net.name!r}")
-        net = Network.from_json(data)           # as stored, whatever the caller's copy says
+        net = _network_named(p, network)        # as stored, whatever the caller's copy says
         reclaim(p, only=None if ports else net.name)
-        leases = ipam.read(p, net.name)         # (cached: reclaim read it just now)
-        for le in leases.values():
-            if le.name == name:
-                raise NetworkError(f"network {net.name!r} has a container named {name!r} "
-                                   f"already ({le.address})")
+        leases = _name_free(p, net, name, ipam.read(p, net.name))
         if ports:
             _check_ports(p, ports)
-        last = state.read_json(p.last(net.name), None)
-        addr = ipam.allocate(net, leases, None if last is None else ipaddress.IPv4Address(last))
-        veth, mac = link if link is not None else _link_names()
+        addr = _next_address(p, net, leases)
+        veth, mac = _link_names()
         lease = ipam.Lease(address=addr, name=name, hostname=hostname, pid=owner[0],
                            start=owner[1], boot=owner[2], pidns=owner[3], netns=netns,
                            veth=veth, mac=mac, publish=ports)
@@ -420,41 +556,73 @@ def attach(network: Network | str, netns_fd: int, *, name: str, hostname: str | 
         try:
             bridge, made = host.ensure(p, net)
             iface = ipaddress.IPv4Interface(f"{addr}/{net.subnet.prefixlen}")
-            if link is None:
-                try:
-                    _new_link(bridge, netns_fd, veth, mac)
-                except Exception as e:
-                    raise NetworkError(f"network {net.name!r}: making veth {veth} for {name}: "
-                                       f"{_why(e)}") from e
             try:
-                # (A pair make_link made is up already, the namespace's sysctls set.)
-                _setup_inside(netns_fd, iface, net.gateway, up=link is None)
+                _new_link(bridge, netns_fd, veth, mac)
+            except Exception as e:
+                raise NetworkError(f"network {net.name!r}: making veth {veth} for {name}: "
+                                   f"{_why(e)}") from e
+            try:
+                _setup_inside(netns_fd, iface, net.gateway)
             except Exception as e:
                 raise NetworkError(f"network {net.name!r}: configuring eth0 of {name} "
                                    f"({iface}): {_why(e)}") from e
             state.write_json(p.last(net.name), str(addr), compact=True)
             if ports and not made:            # (made: ensure loaded the table, ports and all)
                 host.add_ports(p, [(m, str(addr)) for m in ports])
-            _add_host(p, net.name, lease, leases)
-            text = resolv_text(want_dns or net.dns)
-            resolv: str | None = None
-            if text is not None:
-                resolv = p.resolv(net.name, name)
-                os.makedirs(os.path.dirname(resolv), mode=0o755, exist_ok=True)
-                _write_in_place(resolv, text)
+            resolv = _give_files(p, net, lease, leases, want_dns)
         except BaseException:
-            try:
-                rest = ipam.read(p, net.name)
-                _release(p, net.name, [lease], rest)
-                if made and not rest:
-                    host.drop_network(p, net)   # made for this attach only: not left half-used
-            except Exception as e:  # the first error is the one to report
-                warnings.warn(f"isolate: undoing a failed attach of {name}: {e} (isolate gc "
-                              f"retries)", RuntimeWarning, stacklevel=2)
+            _undo(p, net, lease, made=made)
             raise
     return Attachment(network=net, address=iface, host_ifname=veth, mac=mac, name=name,
                       hosts_path=p.hosts(net.name, name), resolv_path=resolv, publish=ports,
                       paths=p)
+
+
+def _attach_pooled(network: Network | str, link: Link, *, name: str, hostname: str,
+                   ports: tuple[PortMapping, ...], dns: tuple[str, ...],
+                   owner: tuple[int, int, str, int]) -> Attachment:
+    """``attach`` with a ``make_link``'s ``link``: its pooled lease becomes the container's."""
+    with state.locked() as p:
+        net = _network_named(p, network)
+        if net.name != link.network:
+            raise ConfigError(f"link: made for network {link.network!r}, not {net.name!r}")
+        reclaim(p, only=None if ports else net.name)
+        leases = _name_free(p, net, name, ipam.read(p, net.name))
+        pooled = leases.get(link.address)
+        if pooled is None or not pooled.pooled or pooled.veth != link.veth:
+            raise NetworkError(f"network {net.name!r}: the pooled lease of {link.address} "
+                               f"({link.veth}) is gone")
+        if ports:
+            _check_ports(p, ports)
+        lease = _replace(pooled, name=name, hostname=hostname, pid=owner[0], start=owner[1],
+                         boot=owner[2], pidns=owner[3], publish=ports, pooled=False)
+        leases[link.address] = lease
+        ipam.write(p, net.name, leases)
+        try:
+            if ports:
+                host.add_ports(p, [(m, str(link.address)) for m in ports])
+            resolv = _give_files(p, net, lease, leases, dns)
+        except BaseException:
+            _undo(p, net, lease, made=False)
+            raise
+    iface = ipaddress.IPv4Interface(f"{link.address}/{net.subnet.prefixlen}")
+    return Attachment(network=net, address=iface, host_ifname=link.veth, mac=link.mac,
+                      name=name, hosts_path=p.hosts(net.name, name), resolv_path=resolv,
+                      publish=ports, paths=p)
+
+
+def _undo(p: state.Paths, net: Network, lease: ipam.Lease, *, made: bool) -> None:
+    """Undo a failed attach's ``lease`` (under the lock); the host side too when ``made``
+    for it and nothing else uses it.  A failure to undo is a warning: the first error is
+    the one to report, and ``isolate gc`` retries."""
+    try:
+        rest = ipam.read(p, net.name)
+        _release(p, net.name, [lease], rest)
+        if made and not rest:
+            host.drop_network(p, net)   # made for this attach only: not left half-used
+    except Exception as e:
+        warnings.warn(f"isolate: undoing a failed attach of {lease.name}: {e} (isolate gc "
+                      f"retries)", RuntimeWarning, stacklevel=3)
 
 
 def _why(e: BaseException) -> str:
@@ -476,12 +644,13 @@ def _release(p: state.Paths, network: str, gone: Sequence[ipam.Lease],
         if delete_links:
             host.delete_link(le.veth)
         leases.pop(le.address, None)
-        state.remove(p.hosts(network, le.name))
-        state.remove(p.resolv(network, le.name))
+        if not le.pooled:             # (a pooled lease has no files, and is named in none)
+            state.remove(p.hosts(network, le.name))
+            state.remove(p.resolv(network, le.name))
     ipam.write(p, network, leases)
     if any(le.publish for le in gone):
         host.rebuild_table(p)
-    if leases:
+    if leases and not all(le.pooled for le in gone):
         _rewrite_hosts(p, network, leases)
 
 

@@ -10,6 +10,12 @@ reclaimed (``attachment.reclaim``: by the next ``attach`` on the network and by
 ``isolate gc``), with the veth, port rules and hosts entry that came with it.
 New leases take the lowest free host address (never the network's own, the
 gateway or the broadcast address).
+
+A ``NetnsPool(network=...)`` leases ahead: each namespace it keeps ready
+holds a ``pooled`` lease (no name, owned by the pool's process, so it is
+reclaimed when that process dies) that ``attach`` turns into the
+container's.  A pooled lease counts as taken for ``allocate`` and nothing
+else: it names no one in a hosts file.
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ class Lease:
     veth: str
     mac: str
     publish: tuple[PortMapping, ...] = ()
+    #: Held by a ``NetnsPool`` for a namespace it keeps ready (``name`` is a placeholder).
+    pooled: bool = False
 
     def alive(self) -> bool:
         """Whether the owner still runs.  A lease made in another pid namespace counts as
@@ -55,11 +63,14 @@ class Lease:
 
     def to_json(self) -> dict[str, Any]:
         """The lease as stored."""
-        return {"name": self.name, "hostname": self.hostname, "pid": self.pid,
-                "start": self.start, "boot": self.boot, "pidns": self.pidns,
-                "netns": self.netns, "veth": self.veth, "mac": self.mac,
-                "publish": [[m.host_port, m.container_port, m.protocol, m.host_ip]
-                            for m in self.publish]}
+        out = {"name": self.name, "hostname": self.hostname, "pid": self.pid,
+               "start": self.start, "boot": self.boot, "pidns": self.pidns,
+               "netns": self.netns, "veth": self.veth, "mac": self.mac,
+               "publish": [[m.host_port, m.container_port, m.protocol, m.host_ip]
+                           for m in self.publish]}
+        if self.pooled:
+            out["pooled"] = True
+        return out
 
     @classmethod
     def from_json(cls, address: str, d: dict[str, Any]) -> Lease:
@@ -70,7 +81,8 @@ class Lease:
                    netns=int(d.get("netns", 0)), veth=str(d.get("veth", "")),
                    mac=str(d.get("mac", "")),
                    publish=tuple(PortMapping(int(a), int(b), c, e)
-                                 for a, b, c, e in d.get("publish", ())))
+                                 for a, b, c, e in d.get("publish", ())),
+                   pooled=bool(d.get("pooled", False)))
 
 
 def pidns() -> int:
@@ -81,13 +93,24 @@ def pidns() -> int:
         return 0
 
 
+_me: tuple[int, int, str, int] | None = None      # this process's own (a forked child's differs)
+
+
 def me(pid: int | None = None) -> tuple[int, int, str, int]:
     """(pid, start time, boot id, pid namespace) of ``pid`` (default: this process)."""
-    pid = os.getpid() if pid is None else pid
+    global _me
+    own = os.getpid()
+    if pid is None or pid == own:
+        if _me is not None and _me[0] == own:
+            return _me
+        pid = own
     start = proc_start_time(pid)
     if start is None:
         raise NetworkError(f"process {pid} does not exist (or is a zombie): it cannot own a lease")
-    return pid, start, boot_id(), pidns()
+    out = (pid, start, boot_id(), pidns())
+    if pid == own:
+        _me = out
+    return out
 
 
 #: lease file -> ((inode, mtime, size) of it, its lease): a lease file is made whole and

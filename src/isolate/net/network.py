@@ -25,7 +25,7 @@ from ..errors import ConfigError, NetworkError
 from . import state
 
 __all__ = ["DEFAULT_NETWORK", "DEFAULT_SUBNET", "Network", "create_network", "get_network",
-           "list_networks", "remove_network"]
+           "list_networks", "network_in", "remove_network", "stored"]
 
 #: The network ``net="bridge"`` means, made on first use.
 DEFAULT_NETWORK = "isolate"
@@ -261,14 +261,25 @@ def get_network(name: str, *, create: bool = False) -> Network:
     ``create``: make the default network (``DEFAULT_NETWORK``) if it does not
     exist yet (only that one: others are made with ``create_network``).
     """
-    name = canonical(name)
     with state.locked() as p:
-        data = state.read_json(p.definition(name), None) if _NAME.fullmatch(name) else None
-        if data is not None:
-            return Network.from_json(data)
-        if create and name == DEFAULT_NETWORK:
-            have = _read_all(p)
-            return _create(p, name, DEFAULT_SUBNET, None, (), have)
+        return network_in(p, name, create=create)
+
+
+def stored(p: state.Paths, name: str) -> Network | None:
+    """The definition of network ``name`` (its stored name) under ``p``, or None (under
+    the caller's lock)."""
+    data = state.read_json(p.definition(name), None) if _NAME.fullmatch(name) else None
+    return None if data is None else Network.from_json(data)
+
+
+def network_in(p: state.Paths, name: str, *, create: bool = False) -> Network:
+    """``get_network`` for a caller holding the state's lock (``p``)."""
+    name = canonical(name)
+    net = stored(p, name)
+    if net is not None:
+        return net
+    if create and name == DEFAULT_NETWORK:
+        return _create(p, name, DEFAULT_SUBNET, None, (), _read_all(p))
     raise NetworkError(f"no network named {name!r} (isolate network ls lists them)")
 
 
@@ -290,14 +301,14 @@ def remove_network(name: str) -> None:
 
     name = canonical(name)
     with state.locked() as p:
-        data = state.read_json(p.definition(name), None) if _NAME.fullmatch(name) else None
-        if data is None:
+        net = stored(p, name)
+        if net is None:
             raise NetworkError(f"no network named {name!r}")
-        net = Network.from_json(data)
         attachment.reclaim(p, only=name)
         live = ipam.read(p, name)
         if live:
-            who = ", ".join(sorted(le.name for le in live.values()))
+            who = ", ".join(sorted({f"a NetnsPool of process {le.pid}" if le.pooled else le.name
+                                    for le in live.values()}))
             raise NetworkError(f"network {name!r} is in use by {who}")
         host.drop_network(p, net)
         state.remove(p.definition(name))

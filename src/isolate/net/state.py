@@ -78,6 +78,9 @@ def paths() -> Paths:
 
 _tlock = threading.RLock()
 _held: dict[str, tuple[int, int]] = {}      # run dir -> (fd, depth), while this process holds it
+#: run dir -> (inode, mtime) of its boot mark when this process last found it ours: a stat
+#: instead of a read at every lock (a mark written again is read again).
+_checked: dict[str, tuple[int, int]] = {}
 
 
 def _after_fork_in_child() -> None:
@@ -126,8 +129,12 @@ def _check_boot(p: Paths) -> None:
     """Drop runtime state written during another boot (under the lock)."""
     mark = os.path.join(p.run, "boot")
     try:
+        st = os.stat(mark)
+        if _checked.get(p.run) == (st.st_ino, st.st_mtime_ns):
+            return
         with open(mark, encoding="ascii") as f:
             if f.read().strip() == boot_id():
+                _checked[p.run] = (st.st_ino, st.st_mtime_ns)
                 return
     except FileNotFoundError:
         pass
