@@ -443,3 +443,50 @@ def test_a_served_call_starts_no_python(warm: int, tmp_path: Path) -> None:
                        text=True, timeout=ANSWER, env={**os.environ, "ISOLATE_OCI_PLANNER": "0"})
     assert r.returncode == 0, r.stderr
     assert len([ln for ln in trace.read_text().splitlines() if "execve(" in ln]) == 2
+
+
+def test_a_spare_plans_a_container_ahead_and_leaves_nothing(warm: int, tmp_path: Path) -> None:
+    """Once the call before it has ended, the next call's worker creates a container of the
+    planner's warm bundle up to its clone, which is refused (what a call works out once per
+    process is then worked out ahead): the state directory it makes is removed again, no cgroup
+    or owner record is left, and the planner removes the bundle when it ends."""
+    import glob
+    import shutil
+
+    strace = shutil.which("strace")
+    assert strace is not None, "strace is missing: .ci/install-deps installs it"
+    deadline = time.monotonic() + ANSWER
+    pattern = f"warm-{os.stat('/proc/self/ns/pid').st_ino}-{warm}-*"
+    while not (bundles := glob.glob(os.path.join(os.environ["ISOLATE_OCI_PLANNER_DIR"], pattern))):
+        assert time.monotonic() < deadline, "the planner made no warm bundle"
+        time.sleep(0.05)                                # made once the planner has imported all
+    assert len(bundles) == 1, bundles
+    state = Path(bundles[0]) / "state"
+    trace = tmp_path / "trace"
+    tracer = subprocess.Popen([strace, "-f", "-qq", "-e", "trace=mkdir,mkdirat,rmdir,unlinkat",
+                               "-o", str(trace), "-p", str(warm)], stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)                                 # attached (strace has no ready signal)
+        r = oci(tmp_path / "state", "list", "-q")       # served by the spare there; the next plans
+        assert r.returncode == 0, r.stderr
+        deadline = time.monotonic() + ANSWER
+        while f'rmdir("{state}/warm-' not in (trace.read_text() if trace.exists() else ""):
+            assert time.monotonic() < deadline, "no spare planned a container ahead"
+            time.sleep(0.05)
+    finally:
+        tracer.send_signal(signal.SIGINT)
+        tracer.wait(timeout=ANSWER)
+    # Its state directory, made (at a directory fd) and removed again by create's error path.
+    removed = [ln for ln in trace.read_text().splitlines() if f'rmdir("{state}/warm-' in ln]
+    cid = removed[0].split(f"{state}/")[1].split('"')[0]
+    assert removed[0].endswith("= 0"), removed
+    assert os.listdir(state) == []
+    assert not [top for top, dirs, _ in os.walk("/sys/fs/cgroup") if cid in dirs]
+    owners = "/run/isolate/owners"
+    spare = cid.split("-")[1]
+    assert not [o for o in (os.listdir(owners) if os.path.isdir(owners) else []) if o.startswith(f"{spare}-")]
+    os.kill(warm, signal.SIGTERM)
+    deadline = time.monotonic() + ANSWER
+    while os.path.exists(bundles[0]):
+        assert time.monotonic() < deadline, "the planner left its warm bundle"
+        time.sleep(0.05)
