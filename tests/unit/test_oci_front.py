@@ -63,3 +63,23 @@ def test_without_its_script_it_says_so(tmp_path: Path) -> None:
     assert r.returncode == 1
     assert r.stderr == ("isolate-oci: cannot find the Python of the isolate script next to this "
                         "program: No such file or directory\n")
+
+
+SET_ENVIRON = r"""
+import os, subprocess
+from isolate.oci.warm import _set_environ
+os.environ.clear()
+os.environ.update(KEPT="same", CHANGED="old", GONE="x")
+_set_environ([b"CHANGED=new", b"KEPT=same", b"ADDED=a=b", b"=no name", b"PATH=/usr/bin:/bin"])
+print(sorted(os.environ.items()))
+print(sorted(subprocess.run(["env"], capture_output=True, text=True).stdout.split()))
+"""
+
+
+def test_a_worker_takes_the_callers_environment_exactly() -> None:
+    """What the planner has and the caller not goes, what differs changes (os.environ and
+    what the verb's own children get alike)."""
+    r = subprocess.run([sys.executable, "-c", SET_ENVIRON], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    want = [("ADDED", "a=b"), ("CHANGED", "new"), ("KEPT", "same"), ("PATH", "/usr/bin:/bin")]
+    assert r.stdout.splitlines() == [repr(want), repr(sorted(f"{k}={v}" for k, v in want))]

@@ -694,13 +694,26 @@ def _take_on(ch: FrontEnd, req: Message) -> list[str]:
     os.fchdir(high[0])
     os.close(high[0])
     os.umask(umask)
-    os.environ.clear()
-    for s in strings[argc:]:
-        k, _, v = s.partition(b"=")
-        if k:
-            os.environb[k] = v
+    _set_environ(strings[argc:])
     _stdio(set(numbers))
     return [os.fsdecode(a) for a in strings[:argc]]
+
+
+def _set_environ(entries: Sequence[bytes]) -> None:
+    """Make ``os.environ`` the caller's ``entries`` (``NAME=value``; one without a name is
+    skipped), changing only what differs: most of it, as a rule, is the planner's already
+    (clearing it and setting it all again took 0.7 ms in a fresh fork)."""
+    env = {}
+    for entry in entries:
+        k, _, v = entry.partition(b"=")
+        if k:
+            env[k] = v
+    ours = os.environb
+    for k in [k for k in ours if k not in env]:
+        del ours[k]
+    for k, v in env.items():
+        if ours.get(k) != v:
+            ours[k] = v
 
 
 def _stdio(open_fds: set[int]) -> None:
