@@ -370,7 +370,7 @@ def _warm_up() -> None:
 def _spare(listener: socket.socket, key: str, told: int, planner: int, previous: int,
            bundle: str | None) -> NoReturn:
     """A worker forked ahead: plan a container ahead while nothing is asked of it
-    (``_plan_ahead``), accept a front end the planner may serve, tell the planner (one
+    (``ahead.plan_ahead``), accept a front end the planner may serve, tell the planner (one
     byte on ``told``: fork the next), and serve it (``_worker``).
 
     ``previous``: a pidfd of the worker of the call before (-1: none).  Until it
@@ -388,8 +388,11 @@ def _spare(listener: socket.socket, key: str, told: int, planner: int, previous:
     if bundle is None:
         if previous >= 0:
             os.close(previous)
-    elif _idle(listener, previous):
-        _plan_ahead(bundle)
+    else:
+        from .ahead import idle, plan_ahead
+
+        if idle(listener, previous):
+            plan_ahead(bundle)
     while True:
         try:
             conn, _ = listener.accept()
@@ -404,137 +407,6 @@ def _spare(listener: socket.socket, key: str, told: int, planner: int, previous:
     os.close(told)
     listener.close()
     _worker(conn, peer)
-
-
-#: Seconds a spare waits, once the call before it has ended, for a call that follows at
-#: once (a shim's start after its create) before it plans a container ahead: a call that
-#: comes while it plans waits for it.
-SETTLE = 0.02
-
-
-def _idle(listener: socket.socket, previous: int) -> bool:
-    """Whether no front end has connected by the time the worker of the call before (its
-    pidfd ``previous``, closed here; -1: none) has ended and ``SETTLE`` seconds more have
-    passed."""
-    import select
-
-    poll = select.poll()
-    poll.register(listener, select.POLLIN)
-    if previous >= 0:
-        poll.register(previous, select.POLLIN)
-        try:
-            while True:
-                ready = {fd for fd, _ in poll.poll()}
-                if listener.fileno() in ready:
-                    return False
-                if previous in ready:
-                    break
-        finally:
-            poll.unregister(previous)
-            os.close(previous)
-    return not poll.poll(int(SETTLE * 1000))
-
-
-class _Refusal:
-    """The spawn delegate of a container planned ahead: every clone is refused (ECANCELED),
-    so that ``create`` undoes what it made; ``asked`` says whether it got that far."""
-
-    __slots__ = ("asked",)
-
-    def __init__(self) -> None:
-        self.asked = False
-
-    def spawn(self, wire: bytes, fds: Sequence[int], helper: bytes) -> tuple[Outcome, int]:
-        """Refuse the clone (``_spawn.Delegate``)."""
-        import errno
-
-        self.asked = True
-        raise OSError(errno.ECANCELED, "planned ahead: not cloned")
-
-    def release(self) -> Outcome:
-        """Never reached: nothing is cloned."""
-        raise AssertionError("release without a child")
-
-    def abandon(self) -> None:
-        """Never reached: nothing is cloned."""
-
-    def wait(self, pid: int) -> int:
-        """No child of this delegate exists."""
-        raise ChildProcessError(pid)
-
-    def forward_signals(self) -> None:
-        """Nothing to forward to."""
-
-
-def _plan_ahead(bundle: str) -> bool:
-    """``create`` a container of ``bundle`` (``_warm_bundle``) in this process up to its
-    clone, which is refused; True if the clone was reached.
-
-    A worker is a fresh fork of the planner: what a call works out once per
-    process (host probes, the cgroup layout's resolution, the one cache's
-    entries of a default config, a reclaim of the cgroup parent, regular
-    expressions, the interpreter's specialized code) and every page it writes
-    (copy-on-write faults) would be paid on the call's clock.  ``create``'s
-    own error path removes the state directory and the cgroup it made, as
-    for any failed clone.  Never raises.
-    """
-    import io
-
-    from .. import _owner, _spawn
-    from ..cli.oci import main as oci_main
-
-    refusal = _Refusal()
-    err = sys.stderr
-    sys.stderr = io.StringIO()                        # create's one line about the refusal
-    _spawn.set_delegate(refusal)
-    try:
-        oci_main(["--root", os.path.join(bundle, "state"), "create", "--bundle", bundle,
-                  f"warm-{os.getpid()}"])
-    except BaseException:
-        pass
-    finally:
-        _spawn.set_delegate(None)
-        sys.stderr = err
-        _owner.leave()                                # nothing of this process is left to reclaim
-    return refusal.asked
-
-
-def _warm_bundle(directory: str) -> str | None:
-    """A bundle for spares to plan ahead, in the planners' ``directory``
-    (``warm-<pid namespace>-<planner's pid>-*``): ``runc spec``'s config.json running /bin/true,
-    without a terminal, on an empty root; its ``state`` directory is the runtime root.  None
-    if it cannot be made.
-
-    The bundles of planners gone (killed: their ``finally`` never ran) are removed first:
-    those of our pid namespace whose pid is no process now.
-    """
-    import json
-    import shutil
-    import tempfile
-
-    from .features import default_spec
-    from .rootless import is_rootless
-
-    mine = f"warm-{os.stat('/proc/self/ns/pid').st_ino}-"
-    try:
-        for name in os.listdir(directory):
-            pid = name[len(mine):].split("-")[0]
-            if name.startswith(mine) and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
-                shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
-        d = tempfile.mkdtemp(prefix=f"{mine}{os.getpid()}-", dir=directory)
-    except OSError:
-        return None
-    try:
-        spec = default_spec(rootless=is_rootless())
-        spec["process"].update(terminal=False, args=["/bin/true"])
-        os.mkdir(os.path.join(d, "rootfs"))
-        os.mkdir(os.path.join(d, "state"))
-        with open(os.path.join(d, "config.json"), "w", encoding="utf-8") as f:
-            json.dump(spec, f)
-    except Exception:
-        shutil.rmtree(d, ignore_errors=True)
-        return None
-    return d
 
 
 _PR_SET_PDEATHSIG = 1
@@ -583,7 +455,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGCHLD, signal.SIG_IGN)     # workers are reaped by the kernel
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))   # and the socket is removed
         _warm_up()
-        bundle = _warm_bundle(directory)
+        from .ahead import plan_ahead, warm_bundle
+
+        bundle = warm_bundle(directory)
+        if bundle is not None:
+            # Once here as well: every worker inherits what this works out (host probes, the
+            # one cache's generic entries, specialized bytecode), calls back to back too.
+            plan_ahead(bundle)
+            from .._reclaim import forget
+
+            forget()                                      # each worker reclaims for itself
         gc.collect()
         gc.freeze()                                       # workers share these pages
         while True:
