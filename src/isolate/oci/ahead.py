@@ -95,7 +95,7 @@ def plan_ahead(bundle: str) -> bool:
     expressions, the interpreter's specialized code) and every page it writes
     (copy-on-write faults) would be paid on the call's clock.  ``create``'s
     own error path removes the state directory and the cgroup it made, as
-    for any failed clone.  Never raises.
+    for any failed clone.  Raises only what is not an ``Exception`` (``SystemExit``).
     """
     import io
 
@@ -109,8 +109,8 @@ def plan_ahead(bundle: str) -> bool:
     try:
         oci_main(["--root", os.path.join(bundle, "state"), "create", "--bundle", bundle,
                   f"warm-{os.getpid()}"])
-    except BaseException:
-        pass
+    except Exception:
+        pass                      # (SystemExit: the planner's SIGTERM, after create's undoing)
     finally:
         _spawn.set_delegate(None)
         sys.stderr = err
