@@ -490,3 +490,36 @@ def test_a_spare_plans_a_container_ahead_and_leaves_nothing(warm: int, tmp_path:
     while os.path.exists(bundles[0]):
         assert time.monotonic() < deadline, "the planner left its warm bundle"
         time.sleep(0.05)
+
+
+KILLED_WHILE_PLANNING = r"""
+import os, signal, sys
+from isolate import _spawn
+from isolate.cli.oci import main
+
+class Killed:                      # the worker SIGKILLed at its clone, its planner gone
+    def spawn(self, *args):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+bundle, cid = sys.argv[1:3]
+_spawn.set_delegate(Killed())
+main(["--root", bundle + "/state", "create", "--bundle", bundle, cid])
+"""
+
+
+def test_a_bundle_a_killed_worker_planned_in_is_removed_with_its_container(tmp_path: Path) -> None:
+    """A worker killed while it plans (PR_SET_PDEATHSIG, its planner killed) leaves a
+    container half-made, its cgroup named by its state.json alone: removing the bundle
+    (the planner's end, or the next planner's sweep) removes that cgroup too."""
+    from isolate.oci import ahead
+
+    bundle = ahead.warm_bundle(str(tmp_path))
+    assert bundle is not None
+    cid = f"warm-test-{os.getpid()}"
+    r = subprocess.run([sys.executable, "-c", KILLED_WHILE_PLANNING, bundle, cid], timeout=ANSWER)
+    assert r.returncode == -signal.SIGKILL
+    assert os.listdir(os.path.join(bundle, "state")) == [cid]
+    assert [top for top, dirs, _ in os.walk("/sys/fs/cgroup") if cid in dirs]
+    ahead.remove_bundle(bundle)
+    assert not os.path.exists(bundle)
+    assert not [top for top, dirs, _ in os.walk("/sys/fs/cgroup") if cid in dirs]

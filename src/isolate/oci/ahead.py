@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from .._spawn import Outcome
 
-__all__ = ["SETTLE", "idle", "plan_ahead", "warm_bundle"]
+__all__ = ["SETTLE", "idle", "plan_ahead", "warm_bundle", "remove_bundle"]
 
 
 #: Seconds a spare waits, once the call before it has ended, for a call that follows at
@@ -139,7 +139,7 @@ def warm_bundle(directory: str) -> str | None:
         for name in os.listdir(directory):
             pid = name[len(mine):].split("-")[0]
             if name.startswith(mine) and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
-                shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+                remove_bundle(os.path.join(directory, name))
         d = tempfile.mkdtemp(prefix=f"{mine}{os.getpid()}-", dir=directory)
     except OSError:
         return None
@@ -154,3 +154,25 @@ def warm_bundle(directory: str) -> str | None:
         shutil.rmtree(d, ignore_errors=True)
         return None
     return d
+
+
+def remove_bundle(bundle: str) -> None:
+    """Remove a warm bundle and what its state directory still names.
+
+    A worker killed while it planned (its planner killed, PR_SET_PDEATHSIG)
+    may leave a container there half-made: its cgroup is named by its
+    state.json alone once ``create`` has recorded it there, so ``delete
+    --force`` of each container goes before the directory does.
+    """
+    import shutil
+
+    from .runtime import delete
+    from .state import list_ids
+
+    root = os.path.join(bundle, "state")
+    for cid in list_ids(root):
+        try:
+            delete(root, cid, force=True)
+        except Exception:
+            pass                  # (what delete cannot remove, isolate gc may)
+    shutil.rmtree(bundle, ignore_errors=True)

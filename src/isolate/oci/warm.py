@@ -499,9 +499,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if previous >= 0:
             os.close(previous)
         if bundle is not None:
-            import shutil
+            from .ahead import remove_bundle
 
-            shutil.rmtree(bundle, ignore_errors=True)
+            remove_bundle(bundle)
         try:
             if os.stat(path).st_ino == ino:
                 os.unlink(path)
