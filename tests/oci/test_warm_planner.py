@@ -499,6 +499,8 @@ from isolate.cli.oci import main
 
 class Killed:                      # the worker SIGKILLed at its clone, its planner gone
     def spawn(self, *args):
+        from isolate import _owner
+        _owner.leave()             # (its owner record names nothing by then: the cgroup is state.json's)
         os.kill(os.getpid(), signal.SIGKILL)
 
 bundle, cid = sys.argv[1:3]
