@@ -1,8 +1,11 @@
-"""Builds the two cffi modules and the child program (csrc/build_child.py).
+"""Builds the two cffi modules, the child program (csrc/build_child.py) and the
+``isolate-oci`` program (csrc/build_front.py).
 
 One wheel serves every supported Python: ``isolate._native`` is built on the
 limited API of Python 3.10 and the wheel is tagged ``cp310-abi3``; the child
-program is a static executable, and ``isolate._seccomp_ffi`` pure Python.
+program is a static executable, ``isolate-oci`` a C program installed as a
+script (it finds its Python on the ``#!`` line of the ``isolate`` script next
+to it), and ``isolate._seccomp_ffi`` pure Python.
 """
 
 import atexit
@@ -17,10 +20,12 @@ from pathlib import Path
 from setuptools import setup
 from setuptools.command.build import build
 from setuptools.command.build_ext import build_ext
+from distutils.command.build_scripts import build_scripts
 from setuptools.command.sdist import sdist
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "csrc"))
 import build_child  # noqa: E402
+import build_front  # noqa: E402
 
 #: The oldest Python whose stable ABI the extension uses (the ``cp310-abi3`` tag).
 LIMITED_API = ("Py_LIMITED_API", "0x030A0000")
@@ -53,6 +58,20 @@ class BuildExtAndChild(build_ext):
         super().run()
         where = Path("src") if self.inplace else Path(self.build_lib)
         build_child.build(where / "isolate" / "_isolate_child")
+
+
+class BuildFront(build_scripts):
+    """``build_scripts``: compile the ``isolate-oci`` program (csrc/front/front.c) into the
+    scripts directory, which the wheel installs as a command, byte for byte.
+
+    ``scripts`` names its source only so that setuptools runs this command at all.
+    """
+
+    def run(self) -> None:
+        build_base = self.get_finalized_command("build").build_base
+        prefix_maps = [f"-ffile-prefix-map={build_base}=build", f"-ffile-prefix-map={os.getcwd()}=."]
+        self.mkpath(self.build_dir)
+        build_front.build(Path(self.build_dir) / "isolate-oci", prefix_maps)
 
 
 #: Every file's time in the sdist when SOURCE_DATE_EPOCH is not set (as hatchling's default).
@@ -95,6 +114,7 @@ class ReproducibleSdist(sdist):
 
 
 setup(cmdclass={"build": BuildOutsideTree, "build_ext": BuildExtAndChild,
-                "sdist": ReproducibleSdist},
+                "build_scripts": BuildFront, "sdist": ReproducibleSdist},
+      scripts=["csrc/front/front.c"],
       options={"bdist_wheel": {"py_limited_api": "cp310"}},
       cffi_modules=["csrc/build_ffi.py:ffibuilder", "csrc/build_seccomp_ffi.py:ffibuilder"])

@@ -78,10 +78,10 @@ def check_tool(argv: list[str], **kw: Any) -> None:
         raise Skip(f"{os.path.basename(argv[0])} failed: {msg}")
 
 
-def run_quiet(argv: list[str]) -> None:
+def run_quiet(argv: list[str], env: dict[str, str] | None = None) -> None:
     """The timed form of an external tool run: stdio on /dev/null, non-zero exit is an error."""
     r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
+                       stderr=subprocess.DEVNULL, env=env)
     if r.returncode != 0:
         raise RuntimeError(f"{argv[0]} exited with {r.returncode}")
 
@@ -553,15 +553,21 @@ def _run_in(ns: Any, argv: list[str]) -> None:
         p.close()
 
 
-def _oci_case(runtime: str) -> None:
+def _oci_case(runtime: str, *, planner: bool = True) -> None:
     group = "isolate" if runtime == "isolate-oci" else "external"
     note = "same bundle: ro host /usr, pid/net/ipc/uts/mnt/cgroup ns"
     if runtime == "crun":
         note += ("; on a hybrid host (which crun refuses) in a mount namespace with cgroup2 at "
                  "/sys/fs/cgroup, --cgroup-manager=disabled: no cgroup, as the Container rows "
                  "without limits (see crun_view)")
+    if runtime == "isolate-oci":
+        note += ("; served by its warm planner (isolate.oci.warm), the container cloned by the C "
+                 "front end" if planner else "; ISOLATE_OCI_PLANNER=0: the verb in a Python "
+                 "started for the call, as before the planner")
+    env = None if planner else {**os.environ, "ISOLATE_OCI_PLANNER": "0"}
+    suffix = "" if planner else " (no planner)"
 
-    @case(f"{runtime} run", group, note)
+    @case(f"{runtime} run{suffix}", group, note)
     def _c() -> Iterator[Iteration]:
         exe = tool(runtime)
         with contextlib.ExitStack() as stack:
@@ -573,14 +579,46 @@ def _oci_case(runtime: str) -> None:
                 return [exe, *flags, "--root", state, "run", "--bundle", bundle,
                         f"isobench-{os.getpid()}-{next(counter)}"]
             if ns is None:
-                check_tool(argv())
-                yield lambda: run_quiet(argv())
+                check_tool(argv(), env=env)
+                yield lambda: run_quiet(argv(), env)
             else:
                 try:
                     _run_in(ns, argv())
                 except RuntimeError as e:
                     raise Skip(f"crun in a cgroup2 mount namespace: {e}") from None
                 yield lambda: _run_in(ns, argv())
+
+    if not planner:
+        return
+
+    @case(f"{runtime} create+start+state+delete", group,
+          note + "; four calls, as a shim makes them: delete --force once /bin/true has run")
+    def _lifecycle() -> Iterator[Iteration]:
+        exe = tool(runtime)
+        with contextlib.ExitStack() as stack:
+            flags, ns = stack.enter_context(crun_view()) if runtime == "crun" else ([], None)
+            bundle, state, _ = stack.enter_context(oci_bundle(runtime))
+            counter = iter(range(1 << 62))
+
+            def call(argv: list[str]) -> None:
+                if ns is None:
+                    run_quiet(argv)
+                else:
+                    _run_in(ns, argv)
+
+            def once() -> None:
+                cid = f"isobench-{os.getpid()}-{next(counter)}"
+                base = [exe, *flags, "--root", state]
+                call([*base, "create", "--bundle", bundle, cid])
+                call([*base, "start", cid])
+                call([*base, "state", cid])
+                call([*base, "delete", "--force", cid])
+
+            try:
+                once()
+            except RuntimeError as e:
+                raise Skip(f"{runtime} create+start+state+delete: {e}") from None
+            yield once
 
 
 @case("python -I -S, import isolate._native (isolate-oci's floor)", "baseline",
@@ -627,5 +665,6 @@ def _oci_in_process() -> Iterator[Iteration]:
 
 
 _oci_case("isolate-oci")
+_oci_case("isolate-oci", planner=False)
 _oci_case("runc")
 _oci_case("crun")

@@ -45,7 +45,9 @@ TARGET_RUNS: dict[str, tuple[str, ...]] = {
                "isolate.spawn into a new Cgroup (memory+pids+cpu limits)",
                "isolate.spawn into a Cgroup from CgroupPool (memory+pids+cpu limits)"),
     "oci": ("subprocess.run", "python -I -S, import isolate._native (isolate-oci's floor)",
-            "isolate.oci.runtime.run", "isolate-oci run", "runc run", "crun run"),
+            "isolate.oci.runtime.run", "isolate-oci run", "isolate-oci run (no planner)", "runc run",
+            "crun run", "isolate-oci create+start+state+delete", "runc create+start+state+delete",
+            "crun create+start+state+delete"),
 }
 
 
@@ -202,6 +204,8 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
             add(f"iperf3 {label} ≥ 0.9× the hand-made veth path", va / vb if va and vb else None,
                 0.9, at_least=True)
     add("isolate-oci run ≤ 0.6× runc run", ratio("isolate-oci run", "runc run", "oci"), 0.6)
+    add("isolate-oci create+start+state+delete ≤ runc's",
+        ratio("isolate-oci create+start+state+delete", "runc create+start+state+delete", "oci"), 1.0)
     add("CPython start-up + the C binding's import alone ≤ 0.6× runc run (isolate-oci's floor)",
         ratio("python -I -S, import isolate._native (isolate-oci's floor)", "runc run", "oci"), 0.6)
     add("full namespaces, pooled net ≤ 1.6× subprocess.run",

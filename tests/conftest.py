@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 from support import (BUSYBOX, base_config, cgroup_leftovers, force_remove_cgroup, glob_below,
-                     make_busybox_rootfs)
+                     make_busybox_rootfs, planner_pids, stop_planners)
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
@@ -226,9 +226,10 @@ def _made_by_runtimes() -> list[Path]:
     """Directories isolate makes on first use and keeps, as runc keeps /run/runc and a
     container's parent cgroups: the default cgroup parent ``isolate`` (in each hierarchy,
     and below this process's own cgroup, where relative cgroup paths go), isolate-oci's
-    default --root and the owner registries."""
+    default --root, the planners' directory and the owner registries."""
     found: list[Path] = [Path("/run/isolate-oci"), Path("/run/isolate/owners"),
-                         Path("/run/isolate/userns"), Path("/run/isolate"),
+                         Path("/run/isolate/userns"), Path("/run/isolate/oci-planner"),
+                         Path("/run/isolate"),
                          Path(f"/tmp/isolate-{65534}/owners"), Path(f"/tmp/isolate-{65534}")]
     found += [Path(p) for p in glob.glob("/sys/fs/cgroup/*/isolate") + ["/sys/fs/cgroup/isolate"]]
     for line in Path("/proc/self/cgroup").read_text().splitlines():
@@ -262,6 +263,39 @@ def _runtime_dirs_removed() -> Iterator[None]:
         if path not in before:
             with contextlib.suppress(OSError):
                 path.rmdir()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def planner_dir() -> Iterator[Path]:
+    """ISOLATE_OCI_PLANNER_DIR for the session: ``isolate-oci`` starts a warm planner
+    (``isolate.oci.warm``) on its first call; the session's live in a directory of its own,
+    ended and removed at its end.  Planners that callers which do not pass the variable on
+    started in the default directory (/run/isolate/oci-planner) are ended too, those that
+    were there before the session kept."""
+    from isolate.oci.warm import socket_dir
+
+    default = Path(socket_dir({}) or "/nonexistent")
+    before = frozenset(planner_pids(default)) if default.is_dir() else frozenset()
+    directory = Path(tempfile.mkdtemp(prefix="isolate-test-planners-"))
+    old = os.environ.get("ISOLATE_OCI_PLANNER_DIR")
+    os.environ["ISOLATE_OCI_PLANNER_DIR"] = str(directory)
+    try:
+        yield directory
+    finally:
+        if old is None:
+            del os.environ["ISOLATE_OCI_PLANNER_DIR"]
+        else:
+            os.environ["ISOLATE_OCI_PLANNER_DIR"] = old
+        stop_planners(directory)
+        if default.is_dir():
+            stop_planners(default, keep=before)
+        for _ in range(100):
+            if not directory.exists() or not any(directory.iterdir()):
+                break
+            time.sleep(0.05)
+        if directory.exists():
+            # A planner killed by a test leaves its socket and its warm bundle.
+            shutil.rmtree(directory)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -115,3 +115,41 @@ def shares_a_master(rootfs: Any, **options: Any) -> bool:
     with isolate.Container(rootfs=rootfs, **options) as c:
         ops, _ = c._root_ops(c.cwd, None)
     return any(isinstance(op, O.RootMount) and op.fd >= 0 for op in ops)
+
+
+def planner_pids(directory: Path) -> list[int]:
+    """The pids of the isolate-oci planners listening in ``directory`` (each socket's peer)."""
+    import socket
+    import struct
+
+    pids = []
+    for path in directory.glob("planner-*.sock"):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            s.connect(str(path))
+            pid, _, _ = struct.unpack("=3i", s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+            pids.append(pid)
+        except OSError:
+            pass
+        finally:
+            s.close()
+    return pids
+
+
+def stop_planners(directory: Path, keep: frozenset[int] = frozenset()) -> None:
+    """End the planners of ``directory`` but those in ``keep`` (SIGTERM: each removes its
+    socket) and wait for them."""
+    import select
+
+    for pid in planner_pids(directory):
+        if pid in keep:
+            continue
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        try:
+            os.kill(pid, signal.SIGTERM)
+            select.select([fd], [], [], 10)
+        finally:
+            os.close(fd)

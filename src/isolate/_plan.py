@@ -419,7 +419,7 @@ class PackedPlan:
     """
 
     __slots__ = ("plan", "ops", "arena", "_c_ops", "_c_arena", "_c_argv", "_c_envp", "_keep",
-                 "_static_fds", "_holes", "_template", "_static_keep", "__weakref__")
+                 "_static_fds", "_holes", "_template", "_static_keep", "_wire_fds", "__weakref__")
 
     def __init__(self, plan: Plan, keep: tuple[object, ...] = ()) -> None:
         self.plan = plan
@@ -441,6 +441,11 @@ class PackedPlan:
         # (byte offset, fd index) of each per-spawn fd, in the ops and in the arena.
         self._holes = (tuple((off, i) for where, off, i in sink.holes if where == 0),
                        tuple((off, i) for where, off, i in sink.holes if where == 1))
+        # For wire(): every fd's place, as an offset into ops + arena (the arena follows the
+        # ops), with the plan's own fd (>= 0) or a per-spawn one (SpawnFd, < -1).
+        ops_len = len(self.ops)
+        self._wire_fds = tuple((off + (ops_len if where else 0), fd) for where, off, fd in sink.placed) \
+            + tuple((off + (ops_len if where else 0), SpawnFd(i)) for where, off, i in sink.holes)
         refs: list[Any] = [keep]
         self._c_ops = ffi.from_buffer("struct iso_op[]", self.ops) if ops else ffi.NULL
         self._c_arena = ffi.from_buffer("char[]", self.arena)
@@ -467,6 +472,53 @@ class PackedPlan:
         self._template = t
         self._keep = refs
         self._static_keep = None if plan.fd_names else self._fd_array(sorted(self._static_fds))
+
+    def wire(self, fds: Sequence[int] = (), *, hold: bool = False) -> tuple[bytes, list[int]]:
+        """One spawn's plan as bytes for another process (the ``isolate-oci`` front end,
+        csrc/front/front.c), and the fds to send with it (SCM_RIGHTS), in that order.
+
+        ``fds`` and ``hold`` as ``instantiate`` takes them.  Every fd of the plan,
+        its own and this spawn's, is a hole: ``(offset, index)``, an offset into the
+        ops followed by the arena and an index into the sent fds (-1: the number -1),
+        so that the receiver writes the numbers the fds have there.  The layout
+        (``WIRE_HEADER``, then 8-aligned sections) is read by ``unwire`` and by
+        ``wire_read`` in front.c; both ends run on one machine: native byte order.
+        ``PLAN_TIMING`` is dropped (the stamps stay with the receiver).
+        """
+        plan = self.plan
+        if len(fds) != len(plan.fd_names):
+            raise ValueError(f"the plan takes {len(plan.fd_names)} fds ({plan.fd_names}), got {len(fds)}")
+        sent: list[int] = []
+        index: dict[int, int] = {}
+
+        def at(fd: int) -> int:
+            fd = resolve_fd(fd, fds)
+            if fd < 0:
+                return -1
+            i = index.get(fd)
+            if i is None:
+                i = index[fd] = len(sent)
+                sent.append(fd)
+            return i
+
+        holes = [(off, at(fd)) for off, fd in self._wire_fds]
+        joins = [at(f) for f in plan.join_fds]
+        netns, cgroup = at(plan.netns_fd), at(plan.cgroup_fd)
+        argv = b"".join(a + b"\0" for a in plan.argv)
+        envp = b"".join(e + b"\0" for e in plan.envp) if plan.envp is not None else b""
+        uid_map, gid_map = plan.uid_map, plan.gid_map
+        flags = (plan.flags | (PLAN_HOLD if hold else 0)) & ~PLAN_TIMING
+        sections = [self.ops + self.arena, argv, envp, uid_map or b"", gid_map or b"",
+                    struct.pack(f"={len(joins)}i", *joins),
+                    b"".join(_WIRE_HOLE.pack(off, i) for off, i in holes)]
+        body = b"".join(s + b"\0" * (-len(s) % 8) for s in sections)
+        head = WIRE_HEADER.pack(
+            WIRE_MAGIC, WIRE_VERSION, plan.clone_flags, flags, len(plan.ops), len(self.arena),
+            len(plan.argv), -1 if plan.envp is None else len(plan.envp),
+            -1 if uid_map is None else len(uid_map), -1 if gid_map is None else len(gid_map),
+            len(joins), len(sent), netns, cgroup, len(holes), len(argv), len(envp),
+            WIRE_HEADER.size + len(body), 0)
+        return head + body, sent
 
     def _fd_array(self, fds: list[int]) -> Any:
         return ffi.new("int32_t[]", fds) if fds else ffi.NULL
@@ -535,6 +587,89 @@ class SpawnPlan:
         """The plan as this spawn runs it: its fds in place (for messages)."""
         packed: PackedPlan = self._refs[0]
         return packed.plan.bind(self.fds)
+
+
+#: ``PackedPlan.wire``'s header (front.c: ``struct iso_wire_plan``): magic, version, clone
+#: flags, plan flags, n_ops, arena_len, argc, envc (-1: the receiver's environ), uid_map and
+#: gid_map lengths (-1: none), n_join_fds, n_fds, netns_fd and cgroup_fd (indices, -1: none),
+#: n_holes, argv and envp byte lengths, total length, and a reserved zero.
+WIRE_HEADER = struct.Struct("=4sIQIIIIiiiIIiiIIIII")
+WIRE_MAGIC = b"ISOW"
+WIRE_VERSION = 1
+#: A hole: the offset in ops + arena of an int32 fd, and the index of its fd (-1: none).
+_WIRE_HOLE = struct.Struct("=Ii")
+assert WIRE_HEADER.size == 80
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WirePlan:
+    """A plan as ``unwire`` reads ``PackedPlan.wire``'s bytes, with the receiver's fds in place."""
+
+    clone_flags: int
+    flags: int
+    ops: bytes
+    arena: bytes
+    argv: tuple[bytes, ...]
+    envp: tuple[bytes, ...] | None
+    uid_map: bytes | None
+    gid_map: bytes | None
+    join_fds: tuple[int, ...]
+    netns_fd: int
+    cgroup_fd: int
+    keep_fds: tuple[int, ...]
+
+
+def unwire(data: bytes, fds: Sequence[int]) -> WirePlan:
+    """The pure-Python reader of ``PackedPlan.wire`` (front.c does the same in C), with
+    ``fds`` (the received fds, in the sent order) written into its holes.
+
+    Raises ``ProtocolError`` for bytes that are not a whole plan of this version.
+    """
+    if len(data) < WIRE_HEADER.size:
+        raise errors.ProtocolError(f"wire plan: {len(data)} bytes, shorter than its header")
+    (magic, version, clone_flags, flags, n_ops, arena_len, argc, envc, uid_len, gid_len, n_join,
+     n_fds, netns, cgroup, n_holes, argv_len, envp_len, total, _) = WIRE_HEADER.unpack_from(data)
+    if magic != WIRE_MAGIC or version != WIRE_VERSION or total != len(data) or n_fds != len(fds):
+        raise errors.ProtocolError(f"wire plan: bad header (magic {magic!r}, version {version}, "
+                                   f"length {total} of {len(data)}, {n_fds} fds of {len(fds)})")
+    pos = WIRE_HEADER.size
+
+    def take(n: int) -> bytes:
+        nonlocal pos
+        if n < 0 or pos + n > len(data):
+            raise errors.ProtocolError(f"wire plan: a section of {n} bytes at {pos} overruns it")
+        out = data[pos:pos + n]
+        pos += n + (-n % 8)
+        return out
+
+    def fd_at(i: int) -> int:
+        if not -1 <= i < len(fds):
+            raise errors.ProtocolError(f"wire plan: fd index {i} of {len(fds)} fds")
+        return -1 if i < 0 else fds[i]
+
+    body = bytearray(take(n_ops * OP_STRUCT.size + arena_len))
+
+    def strings(raw: bytes, n: int) -> tuple[bytes, ...]:
+        out = tuple(raw.split(b"\0")[:-1]) if raw else ()
+        if len(out) != n:
+            raise errors.ProtocolError(f"wire plan: {len(out)} strings, the header says {n}")
+        return out
+
+    argv = strings(take(argv_len), argc)
+    envp = strings(take(envp_len), envc) if envc >= 0 else None
+    uid_map = take(uid_len) if uid_len >= 0 else None
+    gid_map = take(gid_len) if gid_len >= 0 else None
+    joins = struct.unpack(f"={n_join}i", take(4 * n_join))
+    holes = take(_WIRE_HOLE.size * n_holes)
+    for off, i in _WIRE_HOLE.iter_unpack(holes):
+        if off + 4 > len(body):
+            raise errors.ProtocolError(f"wire plan: a hole at {off} outside its {len(body)} bytes")
+        _PACK_I32(body, off, fd_at(i))
+    cut = n_ops * OP_STRUCT.size
+    return WirePlan(clone_flags=clone_flags, flags=flags, ops=bytes(body[:cut]), arena=bytes(body[cut:]),
+                    argv=argv, envp=envp, uid_map=uid_map, gid_map=gid_map,
+                    join_fds=tuple(fd_at(i) for i in joins), netns_fd=fd_at(netns),
+                    cgroup_fd=fd_at(cgroup), keep_fds=tuple(sorted(fds)))
 
 
 def decode_report(plan: Plan, data: bytes) -> errors.IsolateError:

@@ -182,7 +182,7 @@ def shared_roots_work() -> bool:
         except OSError:
             return False
         try:
-            _, status = os.waitpid(child.pid, 0)
+            status = _spawn.wait_status(child.pid)
         finally:
             os.close(child.pidfd)
         return os.waitstatus_to_exitcode(status) == 0

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
     from typing import Any
 
-__all__ = ["Leftover", "gc", "reclaim_once"]
+__all__ = ["Leftover", "gc", "reclaim_once", "forget"]
 
 #: The order in which a reclaim undoes things: mounts before the files under
 #: them, groups (which kills their processes) before the parents holding them.
@@ -523,6 +523,14 @@ def _reclaim(parents: set[str] | None, dry_run: bool) -> tuple[list[Leftover], l
     finally:
         for _, fd, _ in dead:
             os.close(fd)
+
+
+def forget() -> None:
+    """Have ``reclaim_once`` look at every directory again, as in a new process (the OCI
+    planner's forks are processes of their own to the host: each reclaims for itself)."""
+    with _lock:
+        _asked.clear()
+        _reclaimed.clear()
 
 
 def reclaim_once(parents: Iterable[str]) -> bool:

@@ -113,14 +113,16 @@ def resolve_fd(value: int, fds: Sequence[int]) -> int:
 
 class Sink:
     """What packing an op learns besides the bytes: the fds it names (inherited by
-    the child program) and where per-spawn fds go (``(buffer, byte offset, index)``,
-    buffer 0 the ops, 1 the arena)."""
+    the child program), where per-spawn fds go (``holes``: ``(buffer, byte offset,
+    index)``, buffer 0 the ops, 1 the arena) and where the plan's own fds went
+    (``placed``: ``(buffer, byte offset, fd)``, for ``PackedPlan.wire``)."""
 
-    __slots__ = ("fds", "holes", "op_base")
+    __slots__ = ("fds", "holes", "placed", "op_base")
 
     def __init__(self) -> None:
         self.fds: set[int] = set()
         self.holes: list[tuple[int, int, int]] = []
+        self.placed: list[tuple[int, int, int]] = []
         self.op_base = 0
 
     def fd(self, value: int, where: int, offset: int) -> None:
@@ -129,6 +131,7 @@ class Sink:
             self.holes.append((where, offset, value.index))
         elif value >= 0:
             self.fds.add(value)
+            self.placed.append((where, offset, value))
 
 
 _IN_OPS, _IN_ARENA = 0, 1

@@ -7,6 +7,11 @@ execve succeeded.  A failed child is reaped by the C side before we return.
 The child is the child program ``_isolate_child`` (csrc/init.c), which the
 spawn's clone executes from a sealed memfd before any op; it is loaded into
 that memfd once per process (``_load_child``).
+
+With a ``Delegate`` set (``set_delegate``: the ``isolate-oci`` planner's
+worker, ``isolate.oci.warm``), another process clones instead: ``execute``
+sends it the plan (``PackedPlan.wire``) and its fds, and the spawned process
+is that process's child; ``wait_status`` then waits through it too.
 """
 
 from __future__ import annotations
@@ -17,11 +22,80 @@ import os
 from ._record import dataclass
 from . import errors
 from ._native import ffi, lib
-from ._plan import STAGES, PackedPlan, Plan, decode_report
+from ._plan import REPORT_STRUCT, STAGES, PackedPlan, Plan, decode_report
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+    from typing import Protocol
+
+    class Delegate(Protocol):
+        """Another process that clones for this one (``isolate.oci.warm.FrontEnd``)."""
+
+        def spawn(self, wire: bytes, fds: Sequence[int], helper: bytes) -> tuple[Outcome, int]:
+            """Clone the plan ``wire`` (``PackedPlan.wire``) with ``fds``, running the child
+            program at ``helper``: the outcome, and an owned pidfd of the child (-1: none)."""
+            ...
+
+        def release(self) -> Outcome:
+            """Let the held child go (``iso_release``); its outcome."""
+            ...
+
+        def abandon(self) -> None:
+            """Kill and reap the held child (``iso_abandon``)."""
+            ...
+
+        def wait(self, pid: int) -> int:
+            """``waitpid(pid, 0)``'s status for a child the delegate cloned; raises
+            ``ChildProcessError`` if it is not one."""
+            ...
+
+        def forward_signals(self) -> None:
+            """Pass the signals the delegate gets on to the child of its next ``wait``."""
+            ...
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a delegate's ``iso_spawn`` or ``iso_release`` gave: ``rc`` (0 or -errno), the
+    failing ``stage``, the child's ``pid``, whether clone3 made it, whether it is ``held``
+    (waiting for ``release``), and its ``report`` (empty: it exec'd)."""
+
+    rc: int
+    stage: int
+    pid: int
+    clone3: bool
+    held: bool
+    report: bytes
+
+
+_delegate: Delegate | None = None
+
+
+def set_delegate(delegate: Delegate | None) -> None:
+    """Clone through ``delegate`` from now on in this process (None: here, again)."""
+    global _delegate
+    _delegate = delegate
+
+
+def forward_signals() -> None:
+    """With a delegate: the signals it gets from now on go to the child it is next asked to
+    wait for (``runc run`` and ``exec``: the caller signals the runtime, not the container).
+    Without one, nothing: the caller's ``wait`` passes them on itself."""
+    if _delegate is not None:
+        _delegate.forward_signals()
+
+
+def wait_status(pid: int) -> int:
+    """``waitpid(pid, 0)``'s status: ``pid`` is a child this process spawned (with a delegate:
+    one the delegate cloned).  Raises ``ChildProcessError`` if it is none."""
+    if _delegate is not None:
+        return _delegate.wait(pid)
+    while True:
+        try:
+            return os.waitpid(pid, 0)[1]
+        except InterruptedError:
+            continue
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,11 +106,17 @@ class Spawned:
     pidfd: int
     clone3: bool
     timings: dict[str, int] | None = None
+    #: Cloned by a delegate: its child, not ours (wait with ``wait_status``).
+    remote: bool = False
 
 
 def _spawn_error(rc: int, child: object) -> errors.SpawnError:
-    stage = STAGES.get(child.stage, f"stage {child.stage}")  # type: ignore[attr-defined]
-    if -rc == errno.E2BIG and child.stage == lib.ISO_STAGE_CHILD:  # type: ignore[attr-defined]
+    return _stage_error(rc, child.stage)  # type: ignore[attr-defined]
+
+
+def _stage_error(rc: int, stage_no: int) -> errors.SpawnError:
+    stage = STAGES.get(stage_no, f"stage {stage_no}")
+    if -rc == errno.E2BIG and stage_no == lib.ISO_STAGE_CHILD:
         # execve reports E2BIG when it cannot allocate the new program's argument pages,
         # which a tiny memory cgroup causes long before any argument limit is reached.
         stage += (" (its argument pages could not be allocated: the cgroup's memory limit is "
@@ -75,6 +155,8 @@ def execute(packed: PackedPlan, fds: Sequence[int] = (), *,
     failure and the op's ``SetupError`` subclass for a child-side one;
     nothing is left behind.
     """
+    if _delegate is not None:
+        return _execute_delegated(_delegate, packed, fds, before_release)
     inst = packed.instantiate(fds, hold=before_release is not None)
     c_plan = inst.c
     _load_child()
@@ -103,6 +185,35 @@ def execute(packed: PackedPlan, fds: Sequence[int] = (), *,
     if packed.plan.flags & lib.ISO_PLAN_TIMING:
         timings = _timings(inst.plan, c_plan, child)
     return Spawned(child.pid, child.pidfd, bool(child.clone3_used), timings)
+
+
+def _execute_delegated(d: Delegate, packed: PackedPlan, fds: Sequence[int],
+                       before_release: Callable[[int], None] | None) -> Spawned:
+    """``execute`` through the delegate ``d``: the same protocol, the same errors."""
+    wire, sent = packed.wire(fds, hold=before_release is not None)
+    out, pidfd = d.spawn(wire, sent, _CHILD_PROGRAM_B)
+    try:
+        if out.rc < 0:
+            raise _stage_error(out.rc, out.stage)
+        pid, clone3 = out.pid, out.clone3
+        if before_release is not None and out.held:
+            try:
+                before_release(pid)
+            except BaseException:
+                d.abandon()
+                raise
+            out = d.release()
+            if out.rc < 0:
+                raise _stage_error(out.rc, out.stage)
+        if out.report:
+            if len(out.report) == REPORT_STRUCT.size and REPORT_STRUCT.unpack(out.report)[2] == 0:
+                return Spawned(pid, pidfd, clone3, None, remote=True)   # ready at its ExecGate
+            raise decode_report(packed.plan.bind(fds), out.report)
+    except BaseException:
+        if pidfd >= 0:
+            os.close(pidfd)
+        raise
+    return Spawned(pid, pidfd, clone3, None, remote=True)
 
 
 def _timings(plan: Plan, c_plan: object, child: object) -> dict[str, int]:

@@ -641,8 +641,7 @@ def _spawn_and_bind(plan: tuple[ProcessPlan, P.PackedPlan], type: str, tfd: int,
 
     spawned = _spawn.execute(packed, before_release=bind)
     try:
-        _, status = os.waitpid(spawned.pid, 0)
-        code = os.waitstatus_to_exitcode(status)
+        code = os.waitstatus_to_exitcode(_spawn.wait_status(spawned.pid))
     except ChildProcessError:
         code = 0  # reaped by someone else's waitpid(-1); the bind is what counts
     finally:

@@ -481,6 +481,8 @@ class Process:
     _tree: str
     _cgroup: Any
     _comm: Communication | None
+    #: Cloned by a spawn delegate (``_spawn.set_delegate``): waited for through it.
+    _remote: bool
 
     def __init__(self) -> None:
         raise TypeError("use isolate.spawn() to create a Process")
@@ -492,6 +494,7 @@ class Process:
         self.args = args
         self.pid = s.pid
         self.pidfd = s.pidfd
+        self._remote = s.remote
         self.clone3 = s.clone3
         self.timings = s.timings
         self.returncode = None
@@ -514,6 +517,8 @@ class Process:
         with self._lock:
             if self.returncode is not None:
                 return True
+            if self._remote:
+                return self._reap_remote(block)
             try:
                 pid, status, ru = os.wait4(self.pid, 0 if block else os.WNOHANG)
             except ChildProcessError:
@@ -527,6 +532,21 @@ class Process:
             self.rusage = ru
             self._close_pidfd()
             return True
+
+    def _reap_remote(self, block: bool) -> bool:
+        """``_reap`` of a process a spawn delegate cloned: its pidfd says when it has ended,
+        the delegate's wait gives its status (no rusage)."""
+        if not block and (self.pidfd < 0 or not select.select([self.pidfd], [], [], 0)[0]):
+            return False
+        from ._spawn import wait_status
+
+        try:
+            status = wait_status(self.pid)
+            self.returncode = os.waitstatus_to_exitcode(status)
+        except ChildProcessError:
+            self.returncode = 255
+        self._close_pidfd()
+        return True
 
     def _close_pidfd(self) -> None:
         if self.pidfd >= 0:

@@ -1,4 +1,4 @@
-"""The installed ``isolate-oci`` program, as a separate process (what containerd and podman run)."""
+"""isolate-oci's verbs in Python as a separate process (what the C front end runs when no planner serves it)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from isolate.cli.oci import main
 from isolate.oci import parse
 
 
@@ -39,9 +38,3 @@ def test_checkpoint_is_refused_in_one_line(tmp_path: Path) -> None:
     assert (r.returncode, r.stdout) == (1, "")
     assert r.stderr == "isolate-oci: checkpoint: not supported (no checkpoint/restore in isolate)\n"
 
-
-def test_console_script_is_installed() -> None:
-    from importlib.metadata import entry_points
-
-    (ep,) = [e for e in entry_points(group="console_scripts") if e.name == "isolate-oci"]
-    assert ep.value == "isolate.cli.oci:main" and ep.load() is main

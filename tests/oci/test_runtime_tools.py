@@ -442,7 +442,11 @@ def test_joining_namespaces_by_path(sides: tuple[Side, Side]) -> None:
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             links = {ns: os.readlink(f"/proc/{holder.pid}/ns/{ns}") for ns in ("ipc", "net", "uts")}
-            links["pid"] = os.readlink(f"/proc/{holder.pid}/ns/pid_for_children")
+            try:
+                links["pid"] = os.readlink(f"/proc/{holder.pid}/ns/pid_for_children")
+            except FileNotFoundError:
+                # Empty until unshare has forked the namespace's first process (namespaces(7)).
+                links["pid"] = os.readlink("/proc/self/ns/pid")
             if links["net"] != os.readlink("/proc/self/ns/net") and links["pid"] != os.readlink("/proc/self/ns/pid"):
                 break
             time.sleep(0.02)

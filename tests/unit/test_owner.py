@@ -108,6 +108,22 @@ def test_the_next_make_beside_a_dead_owners_things_reclaims_them_once(
     assert [f.path for f in _owner.gc()] == [str(tmp_path / "b" / "w")]
 
 
+def test_forget_has_reclaim_once_look_again(registry: Path, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The OCI planner's workers are forks of a process that looked already (it planned a
+    container): ``forget`` has each look for itself."""
+    (tmp_path / "a").mkdir()
+    monkeypatch.setattr(_reclaim, "_reclaimed", set())
+    monkeypatch.setattr(_reclaim, "_asked", set())
+    assert _owner.reclaim_once([str(tmp_path / "a")]) is False       # nothing there yet
+    _in_child(lambda: _make_work(tmp_path / "a" / "w"))
+    assert _owner.reclaim_once([str(tmp_path / "a")]) is False       # looked already
+    assert (tmp_path / "a" / "w").is_dir()
+    _reclaim.forget()
+    assert _owner.reclaim_once([str(tmp_path / "a")]) is True
+    assert not (tmp_path / "a" / "w").exists()
+
+
 def test_a_live_pid_with_another_start_time_is_not_the_owner(
         registry: Path, tmp_path: Path) -> None:
     # Owner directories as a crashed owner would leave them (no lock held), named after a

@@ -99,6 +99,7 @@ def test_an_sdist_holds_the_sources_in_order_with_source_date_epoch(tmp_path: Pa
     assert names == sorted(names)
     top = f"isolate_linux-{isolate.__version__}"
     assert {f"{top}/LICENSE", f"{top}/PKG-INFO", f"{top}/csrc/spawn.c", f"{top}/csrc/build_child.py",
+            f"{top}/csrc/build_front.py", f"{top}/csrc/front/front.c", f"{top}/csrc/front/front.h",
             f"{top}/src/isolate/py.typed"} <= set(names)
     assert f"{top}/src/isolate/_seccomp_ffi.py" not in names
     assert {(m.mtime, m.uid, m.gid, m.uname, m.gname) for m in members} == {(1700000000, 0, 0, "", "")}
@@ -123,6 +124,13 @@ def test_a_wheel_serves_every_python_and_leaves_no_build_directory(tmp_path: Pat
         infos = {i.filename: i for i in z.infolist()}
     assert "isolate/_native.abi3.so" in infos and "isolate/_seccomp_ffi.py" in infos
     assert infos["isolate/_isolate_child"].external_attr >> 16 & 0o111
+    # isolate-oci is the C front end, installed as a command byte for byte (no #!python).
+    front = infos[f"isolate_linux-{isolate.__version__}.data/scripts/isolate-oci"]
+    assert front.external_attr >> 16 & 0o111
+    with zipfile.ZipFile(wheel) as z:
+        assert z.read(front)[:4] == b"\x7fELF"
+        entry_points = z.read(f"isolate_linux-{isolate.__version__}.dist-info/entry_points.txt").decode()
+    assert "isolate-oci" not in entry_points
     assert f"isolate_linux-{isolate.__version__}.dist-info/licenses/LICENSE" in infos
     assert not (tree / "build").exists()
     assert [p.name for p in scratch.iterdir()] == []

@@ -195,13 +195,19 @@ def _ns_is_initial(name: str, ino: int) -> bool:
         return True
 
 
+#: The text of ``/proc/<pid>/cgroup`` to take as this process's own (None: its own).  The
+#: ``isolate-oci`` planner's worker runs a verb for its caller, in the caller's cgroups
+#: (``isolate.oci.warm``); the caller's namespaces are the worker's.
+own_cgroup: str | None = None
+
+
 def detect() -> Layout:
     """The cgroup layout of this host as this process sees it.
 
     Raises ``UnsupportedError`` when no cgroup filesystem is mounted.
     """
     return build_layout(Path("/proc/self/mountinfo").read_text(),
-                        Path("/proc/self/cgroup").read_text(),
+                        own_cgroup if own_cgroup is not None else Path("/proc/self/cgroup").read_text(),
                         cgroupns=not _ns_is_initial("cgroup", _CGROUP_NS_INIT_INO),
                         pidns=not _ns_is_initial("pid", _PID_NS_INIT_INO))
 

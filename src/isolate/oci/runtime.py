@@ -554,6 +554,10 @@ def exec_process(root: str, cid: str, proc_spec: S.Process, *, detach: bool = Fa
 
     _check_preserved(preserve_fds)
     _cloexec_from(3 + preserve_fds)
+    if not detach:
+        from .._spawn import forward_signals
+
+        forward_signals()
     sd, st = _load(root, cid)
     fds: list[int] = []
     with sd:
@@ -650,6 +654,10 @@ def run(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
         detach: bool = False, keep: bool = False, rootless: bool = False, warn: Warn = _ignore,
         notice: Warn | None = None) -> int:
     """create + start (+ wait and delete unless ``detach``); returns the exit status."""
+    if not detach:
+        from .._spawn import forward_signals
+
+        forward_signals()
     st = create(root, cid, bundle, pid_file=pid_file, console_socket=console_socket,
                 preserve_fds=preserve_fds, no_pivot=no_pivot, foreground_tty=not detach,
                 rootless=rootless, warn=warn, notice=notice)
@@ -667,8 +675,22 @@ def run(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
 
 
 def _wait_forwarding(pid: int) -> int:
-    """Wait for our child ``pid``, passing on the signals we get (runc run does too)."""
+    """Wait for our child ``pid``, passing on the signals we get (runc run does too).
+
+    Cloned by the ``isolate-oci`` front end (``_spawn.set_delegate``), it is the front
+    end's child: the front end waits, and passes on the signals it gets.
+    """
     import signal
+
+    from .. import _spawn
+
+    if _spawn._delegate is not None:
+        try:
+            status = _spawn.wait_status(pid)
+        except ChildProcessError:
+            return 255
+        code = os.waitstatus_to_exitcode(status)
+        return code if code >= 0 else 128 - code
 
     forwarded = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
                  signal.SIGUSR2, signal.SIGWINCH)
