@@ -34,8 +34,8 @@ DEBIAN_PYTHON = "/usr/bin/python3"
 
 _SCRIPT = """#!{python}
 import sys
-from {module} import {function}
-sys.exit({function}())
+from isolate.cli.__main__ import script
+sys.exit(script())
 """
 
 
@@ -183,12 +183,11 @@ def make_venv(where: Path) -> Path:
     # compile every module at each start.
     subprocess.run([str(venv / "bin" / "python"), "-m", "compileall", "-q", str(Path(site, "isolate"))],
                    check=True, capture_output=True)
-    for name, module, function in (("isolate", "isolate.cli.__main__", "script"),
-                                   ("isolate-oci", "isolate.cli.oci", "main")):
-        script = venv / "bin" / name
-        script.write_text(_SCRIPT.format(python=venv / "bin" / "python", module=module,
-                                         function=function))
-        script.chmod(0o755)
+    script = venv / "bin" / "isolate"
+    script.write_text(_SCRIPT.format(python=venv / "bin" / "python"))
+    script.chmod(0o755)
+    # isolate-oci is a C program: it runs the Python of the isolate script next to it.
+    shutil.copy2(Path(sys.executable).parent / "isolate-oci", venv / "bin" / "isolate-oci")
     for d in [where, *where.parents]:
         if str(d) in ("/", "/tmp"):
             break

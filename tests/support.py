@@ -6,6 +6,7 @@ whichever conftest.py pytest imported last (tests/ and tests/security have one e
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import glob
 import os
@@ -138,18 +139,28 @@ def planner_pids(directory: Path) -> list[int]:
 
 def stop_planners(directory: Path, keep: frozenset[int] = frozenset()) -> None:
     """End the planners of ``directory`` but those in ``keep`` (SIGTERM: each removes its
-    socket) and wait for them."""
+    socket) and wait for them and for their children (the spare worker dies with its planner)."""
     import select
 
     for pid in planner_pids(directory):
         if pid in keep:
             continue
+        fds = []
         try:
-            fd = os.pidfd_open(pid)
+            fds.append(os.pidfd_open(pid))
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except (ProcessLookupError, FileNotFoundError):
+            children = []
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                fds.append(os.pidfd_open(int(child)))
+        try:
+            if fds:
+                os.kill(pid, signal.SIGTERM)
+            for fd in fds:
+                select.select([fd], [], [], 10)
         except ProcessLookupError:
-            continue
-        try:
-            os.kill(pid, signal.SIGTERM)
-            select.select([fd], [], [], 10)
+            pass
         finally:
-            os.close(fd)
+            for fd in fds:
+                os.close(fd)
