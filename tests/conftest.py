@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import tempfile
 import time
 import uuid
@@ -246,13 +247,15 @@ _RUNTIME_DIRS_BEFORE: set[Path] = set()
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    _RUNTIME_DIRS_BEFORE.update(p for p in _made_by_runtimes() if os.path.exists(p))
+    _RUNTIME_DIRS_BEFORE.update(p for p in [*_made_by_runtimes(), Path("/run/netns")]
+                                if os.path.exists(p))
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _runtime_dirs_removed() -> Iterator[None]:
     """What the run's containers made isolate create and keep (``_made_by_runtimes``) is
     removed at the end if it was not there before and is empty: the host as it was found.
+    Likewise /run/netns, which ``ip netns add`` makes (a mount of itself: unmounted first).
     Only rmdir: anything still inside is left, for the leak checks to have reported."""
     before = _RUNTIME_DIRS_BEFORE
     yield
@@ -263,6 +266,13 @@ def _runtime_dirs_removed() -> Iterator[None]:
         if path not in before:
             with contextlib.suppress(OSError):
                 path.rmdir()
+    netns = Path("/run/netns")
+    if netns not in before and netns.is_dir() and not any(netns.iterdir()):
+        # ``ip netns add`` (the fake hosts' namespaces) makes /run/netns a mount of itself
+        # (the same file system: is_mount() cannot tell).
+        subprocess.run(["umount", str(netns)], capture_output=True, check=False)
+        with contextlib.suppress(OSError):
+            netns.rmdir()
 
 
 @pytest.fixture(scope="session", autouse=True)
