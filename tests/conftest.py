@@ -227,8 +227,10 @@ def _made_by_runtimes() -> list[Path]:
     """Directories isolate makes on first use and keeps, as runc keeps /run/runc and a
     container's parent cgroups: the default cgroup parent ``isolate`` (in each hierarchy,
     and below this process's own cgroup, where relative cgroup paths go), isolate-oci's
-    default --root, the planners' directory and the owner registries."""
-    found: list[Path] = [Path("/run/isolate-oci"), Path("/run/isolate/owners"),
+    default --root (and runc's and crun's, which the comparisons run), the planners'
+    directory and the owner registries."""
+    found: list[Path] = [Path("/run/isolate-oci"), Path("/run/runc"), Path("/run/crun"),
+                         Path("/run/isolate/owners"),
                          Path("/run/isolate/userns"), Path("/run/isolate/oci-planner"),
                          Path("/run/isolate"),
                          Path(f"/tmp/isolate-{65534}/owners"), Path(f"/tmp/isolate-{65534}")]
