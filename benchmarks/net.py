@@ -72,6 +72,7 @@ its error while the baselines still run.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import resource
@@ -195,6 +196,9 @@ def net(rounds: int, warmup: int, iperf_rounds: int, iperf_args: list[str],
     fh = podman = None
     veth_ns = f"isolate-bench-{os.getpid()}-veth"
     veth_made = False
+    # podman's containers and conmon go below a cgroup parent of the run's own, made by podman
+    # and removed here (its default, libpod_parent, would stay on the host).
+    cgroup_parent = f"isolate-bench-podman-{os.getpid()}"
     try:
         fh = FakeHost(run_dir / "isolate-net")
         log(f"  fake host {fh.host}; image, podman store and network {network}")
@@ -238,7 +242,8 @@ def net(rounds: int, warmup: int, iperf_rounds: int, iperf_args: list[str],
             iperf_args = [*iperf_args, "-A", f"{cpus[0]},{cpus[1]}"]
         plan = {"rounds": rounds, "warmup": warmup, "iperf_rounds": iperf_rounds,
                 "iperf_args": iperf_args, "image": IMAGE, "store": str(work / "store"),
-                "podman_run": podman.argv("run", "--rm", "--network", "bridge", IMAGE, "/bin/true"),
+                "podman_run": podman.argv("run", "--rm", "--cgroup-parent", f"/{cgroup_parent}",
+                                          "--network", "bridge", IMAGE, "/bin/true"),
                 "podman_env": podman.env, "upstream_ip": UPSTREAM_IP, "host_ip": HOST_IP,
                 "upstream_port": UPSTREAM_PORT, "veth_ns": veth_ns, "veth_ip": VETH_NS,
                 "veth_port": VETH_PORT, "server_port": SERVER_PORT, "published_port": PUBLISHED_PORT}
@@ -275,6 +280,12 @@ def net(rounds: int, warmup: int, iperf_rounds: int, iperf_args: list[str],
                 log(f"  podman cleanup: {e}")
         if fh is not None:
             fh.close()      # kills the iperf3 servers (by pid), deletes both namespaces
+        for top in glob.glob(f"/sys/fs/cgroup/*/{cgroup_parent}") + glob.glob(f"/sys/fs/cgroup/{cgroup_parent}"):
+            for d, _, _ in os.walk(top, topdown=False):
+                try:
+                    os.rmdir(d)
+                except OSError:
+                    pass
         if veth_made:
             subprocess.run(["ip", "netns", "del", veth_ns], capture_output=True)
         shutil.rmtree(CNI_STATE / "networks" / network, ignore_errors=True)
