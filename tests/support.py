@@ -118,22 +118,25 @@ def shares_a_master(rootfs: Any, **options: Any) -> bool:
     return any(isinstance(op, O.RootMount) and op.fd >= 0 for op in ops)
 
 
-def planner_pids(directory: Path) -> list[int]:
-    """The pids of the isolate-oci planners listening in ``directory`` (each socket's peer)."""
+def socket_peer(path: Path) -> int:
+    """The pid listening on the SOCK_SEQPACKET socket ``path`` (SO_PEERCRED); OSError if none."""
     import socket
     import struct
 
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
+        s.connect(str(path))
+        pid, _, _ = struct.unpack("=3i", s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    return int(pid)
+
+
+def planner_pids(directory: Path) -> list[int]:
+    """The pids of the isolate-oci planners listening in ``directory`` (each socket's peer)."""
     pids = []
     for path in directory.glob("planner-*.sock"):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            s.connect(str(path))
-            pid, _, _ = struct.unpack("=3i", s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
-            pids.append(pid)
+            pids.append(socket_peer(path))
         except OSError:
             pass
-        finally:
-            s.close()
     return pids
 
 

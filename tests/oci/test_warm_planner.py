@@ -7,11 +7,9 @@ one is listening before a test's calls, so that the call under test is a served 
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -20,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from support import socket_peer
 
 from isolate.oci import warm as W
 
@@ -51,13 +50,7 @@ def planner_socket() -> Path:
 
 
 def planner_pid() -> int:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    try:
-        s.connect(str(planner_socket()))
-        pid, _, _ = W.struct.unpack("=3i", s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
-    finally:
-        s.close()
-    return int(pid)
+    return socket_peer(planner_socket())
 
 
 def ensure_planner(root: Path) -> int:
@@ -261,10 +254,7 @@ def test_a_caller_with_fewer_privileges_gets_a_planner_of_its_own(warm: int, tmp
         time.sleep(0.05)
     (theirs,) = new
     assert theirs != planner_socket()
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    s.connect(str(theirs))
-    pid = W.struct.unpack("=3i", s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0]
-    s.close()
+    pid = socket_peer(theirs)
     if less == "capability":
         assert status_field(pid, "CapBnd") != status_field(os.getpid(), "CapBnd")
     else:

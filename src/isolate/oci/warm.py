@@ -350,9 +350,16 @@ _WARM = ("isolate.cli.oci", "isolate.cli.oci_verbs", "isolate.oci.runtime", "iso
          "socket", "select", "signal", "subprocess", "datetime", "fcntl", "_thread")
 
 
+#: The planner's /proc/self/cgroup, which its workers share (``_warm_up``).
+_own_cgroup = ""
+
+
 def _warm_up() -> None:
     """Import what the verbs need, and read what every call would (the cgroup layout)."""
     import importlib
+
+    global _own_cgroup
+    _own_cgroup = (_read("/proc/self/cgroup", 1 << 16) or b"").decode()
 
     for name in _WARM:
         try:
@@ -495,7 +502,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             spare = -1
     finally:
         if spare > 0:
-            _kill(spare)
+            from .runtime import _kill_wait
+
+            _kill_wait(spare, 5)        # it may be planning in the warm bundle, which goes next
         if previous >= 0:
             os.close(previous)
         if bundle is not None:
@@ -513,23 +522,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         except OSError:
             pass
     return 0
-
-
-def _kill(pid: int) -> None:
-    """SIGKILL the spare ``pid`` and wait until it is gone (it may be planning in the warm
-    bundle, which goes next)."""
-    import select
-    import signal
-
-    try:
-        fd = os.pidfd_open(pid)
-    except OSError:
-        return
-    try:
-        signal.pidfd_send_signal(fd, signal.SIGKILL)
-        select.select([fd], [], [], 5)
-    finally:
-        os.close(fd)
 
 
 # --- the worker -----------------------------------------------------------------------
@@ -659,7 +651,7 @@ def _worker(conn: socket.socket, peer: int) -> NoReturn:
         # The verb's "own cgroup" is the caller's (a container without cgroupsPath goes there);
         # the layout the planner read stands if the caller's is the planner's.
         theirs = (_read(f"/proc/{peer}/cgroup", 1 << 16) or b"").decode()
-        if theirs != (_read("/proc/self/cgroup", 1 << 16) or b"").decode():
+        if theirs != _own_cgroup:
             layout.own_cgroup = theirs
             cgroup._layout_cache = None
         _spawn.set_delegate(ch)
