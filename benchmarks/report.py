@@ -173,6 +173,19 @@ def markdown(res: dict[str, Any]) -> str:
                 "| case | median | p10 | p90 | n | ratio |", "|---|---:|---:|---:|---:|---:|"]
         out += _case_rows(rl["rows"])
         out.append("")
+    en = res.get("engines")
+    if en and "ctr" in en:
+        out += ["## Container engines", "",
+                "A container per `ctr run --rm` (a containerd of the run's own, its runc shim running "
+                "the runtime) and per `podman run --rm --network none` (podman with a store of its "
+                "own, conmon), `/bin/true` in a busybox root filesystem given as a directory; the "
+                f"runtimes take turns ({en['rounds']} rounds after {en['warmup']} warm-up); ratio = "
+                "median / median of runc.", "",
+                "| case | median | p10 | p90 | n | ratio |", "|---|---:|---:|---:|---:|---:|"]
+        out += _case_rows(en["ctr"] + en["podman"])
+        out.append("")
+    elif en:
+        out += ["## Container engines", "", f"skipped: {en['skipped']}", ""]
     im = res.get("images")
     if im and "pull" in im:
         out += ["## Images", "",

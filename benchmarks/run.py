@@ -4,6 +4,7 @@
     python -m benchmarks.run --sections rootless     # isolate as a user beside bwrap
     python -m benchmarks.run --sections images       # pull and run an image beside skopeo+umoci, podman
     python -m benchmarks.run --sections net          # bridged containers beside podman, iperf3 beside a veth
+    python -m benchmarks.run --sections engines      # ctr run --rm and podman run --rm, by OCI runtime
 
 Writes DIR/results.md (tables), DIR/results.json (every sample) and PNG
 charts.  ``--quick`` takes under a minute and proves the suite works; its
@@ -24,13 +25,15 @@ from typing import Any
 
 from . import as_user as U
 from . import cases as C
+from . import engines as EN
 from . import experiments as E
 from . import images as I
 from . import net as N
 from . import net_host as NH
 from . import report
 
-SECTIONS = ("latency", "targets", "rootless", "images", "net", "netns", "mounts", "threads", "memory", "rss")
+SECTIONS = ("latency", "targets", "engines", "rootless", "images", "net", "netns", "mounts", "threads", "memory",
+            "rss")
 
 #: Each issue's target comparison, run on its own (``targets`` section): the rows a
 #: target divides, and its references, interleaved without the rest of the
@@ -73,6 +76,8 @@ class Config:
     image_starts: int
     net_rounds: int
     net_warmup: int
+    engine_rounds: int
+    engine_warmup: int
     iperf_rounds: int
     iperf_args: tuple[str, ...]
 
@@ -81,12 +86,14 @@ FULL = Config(rounds=300, warmup=10, rss_levels=(50, 128, 256, 512, 1024, 2048),
               threads=(1, 2, 4), thread_seconds=1.0, thread_reps=6, mounts=(1, 10, 100, 1000),
               mount_rounds=25, phase_rounds=100, spawns_for_growth=3000, live_sandboxes=100,
               netns_spawns=400, image_mb=100, image_rounds=5, image_starts=100,
-              net_rounds=40, net_warmup=5, iperf_rounds=8, iperf_args=("-t", "3", "-O", "1"))
+              net_rounds=40, net_warmup=5, engine_rounds=40, engine_warmup=3, iperf_rounds=8,
+              iperf_args=("-t", "3", "-O", "1"))
 QUICK = Config(rounds=6, warmup=1, rss_levels=(50, 200), rss_rounds=3, threads=(1, 2),
                thread_seconds=0.3, thread_reps=1, mounts=(1, 10, 100), mount_rounds=2,
                phase_rounds=2, spawns_for_growth=100, live_sandboxes=5, netns_spawns=15,
                image_mb=8, image_rounds=1, image_starts=3,
-               net_rounds=2, net_warmup=1, iperf_rounds=1, iperf_args=("-n", "50M"))
+               net_rounds=2, net_warmup=1, engine_rounds=2, engine_warmup=1, iperf_rounds=1,
+               iperf_args=("-n", "50M"))
 
 
 def _find(table: dict[str, Any], name: str) -> dict[str, Any] | None:
@@ -206,6 +213,11 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
     add("isolate-oci run ≤ 0.6× runc run", ratio("isolate-oci run", "runc run", "oci"), 0.6)
     add("isolate-oci create+start+state+delete ≤ runc's",
         ratio("isolate-oci create+start+state+delete", "runc create+start+state+delete", "oci"), 1.0)
+    en = res.get("engines")
+    if en and "ctr" in en:
+        for key, label in (("ctr", EN.CTR), ("podman", EN.PODMAN)):
+            r = _find({"rows": en[key]}, label.format("isolate-oci"))
+            add(f"{label.format('isolate-oci')} per container ≤ runc's", r["ratio"] if r else None, 1.0)
     add("CPython start-up + the C binding's import alone ≤ 0.6× runc run (isolate-oci's floor)",
         ratio("python -I -S, import isolate._native (isolate-oci's floor)", "runc run", "oci"), 0.6)
     add("full namespaces, pooled net ≤ 1.6× subprocess.run",
@@ -267,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
             log(f" {run_name}:")
             res["target_runs"][run_name] = E.latency([names[n] for n in rows if n in names],
                                                      cfg.rounds, cfg.warmup, log)
+    if "engines" in sections:
+        log("engines (a container per ctr run --rm and podman run --rm, by runtime):")
+        res["engines"] = EN.engines(cfg.engine_rounds, cfg.engine_warmup, log)
     if "rootless" in sections:
         log("rootless (isolate and bwrap as an ordinary user):")
         res["rootless"] = U.rootless(cfg.rounds, cfg.warmup, log)

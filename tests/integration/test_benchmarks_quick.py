@@ -64,6 +64,13 @@ def test_every_section_is_present(results: Path) -> None:
                for n in rootless if "bwrap" not in n), rootless
     assert any(t["target"].startswith("rootless isolate.Container") for t in data["targets"])
     assert "bwrap --unshare-all" in {r["name"] for r in runs["container"]["rows"]}
+    # A container per ctr run --rm and podman run --rm (benchmarks/engines.py): isolate-oci's and
+    # runc's rows timed, crun's timed or skipped with its error (it refuses a hybrid cgroup layout).
+    engines = {r["name"]: r for r in data["engines"]["ctr"] + data["engines"]["podman"]}
+    for name, row in engines.items():
+        assert row["stats"] or ("crun" in name and row["skipped"]), row
+    assert len(engines) == 6, sorted(engines)
+    assert any(t["target"].startswith("podman run --rm, isolate-oci") for t in data["targets"])
     # Container networking (benchmarks/net.py), in a fake host: each row timed, or skipped with a
     # reason; the hand-made veth path needs no isolate networking, so it is always measured.
     net = data["net"]

@@ -37,12 +37,10 @@ from __future__ import annotations
 
 import base64
 import glob
-import hashlib
 import json
 import os
 import select
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -52,6 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from engines import NAMESPACE, Containerd, below_shims, ctr_argv, kill_shims, our_shims
 from support import cgroup_leftovers, force_remove_cgroup, glob_below
 
 pytestmark = [pytest.mark.root]
@@ -59,103 +58,32 @@ pytestmark = [pytest.mark.root]
 # The runtime the shim runs: the isolate-oci installed next to this Python
 # (ISOLATE_TEST_OCI_RUNTIME=/usr/sbin/runc compares with runc).
 RUNTIME = os.environ.get("ISOLATE_TEST_OCI_RUNTIME", str(Path(sys.executable).with_name("isolate-oci")))
-NAMESPACE = "isolate-test"
 TIMEOUT = 20
-# Plugins a task needs: metadata, content, snapshots service, runtime v1 and v2
-# (the tasks service needs both in 1.6), events, the GRPC services.
-DISABLED_PLUGINS = [
-    "io.containerd.grpc.v1.cri",
-    "io.containerd.internal.v1.opt",            # would create /opt/containerd
-    "io.containerd.internal.v1.tracing",
-    "io.containerd.tracing.processor.v1.otlp",
-    "io.containerd.snapshotter.v1.aufs",
-    "io.containerd.snapshotter.v1.btrfs",
-    "io.containerd.snapshotter.v1.devmapper",
-    "io.containerd.snapshotter.v1.zfs",
-]
-# The shims' sockets live in /run/containerd/s whatever the state dir is.
-SHIM_SOCKET_DIRS = ("/run/containerd/s", "/run/containerd")
 
 
 @dataclass
 class Daemon:
-    """A running containerd of this module's own."""
+    """The module's containerd (tests/engines.py), the runtime's state root and the rootfs."""
 
-    proc: subprocess.Popen[bytes]
-    address: str
+    engine: Containerd
     runc_root: Path
     fifo_dir: Path
     rootfs: Path
-    log: Path
-    ids: list[str] = field(default_factory=list)
+
+    @property
+    def address(self) -> str:
+        return self.engine.address
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        return self.engine.proc
+
+    @property
+    def ids(self) -> list[str]:
+        return self.engine.ids
 
     def log_tail(self) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-20:])
-
-
-def ctr_argv(address: str, *args: str) -> list[str]:
-    return ["ctr", "--address", address, "--namespace", NAMESPACE, *args]
-
-
-def _ppids() -> dict[int, int]:
-    out = {}
-    for path in glob.glob("/proc/[0-9]*/stat"):
-        try:
-            out[int(path.split("/")[2])] = int(Path(path).read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-    return out
-
-
-def our_shims(address: str, cid: str | None = None) -> list[int]:
-    """Pids of the containerd-shim-runc-v2 processes serving ``address`` (and container ``cid``)."""
-    pids = []
-    for path in glob.glob("/proc/[0-9]*/cmdline"):
-        try:
-            argv = Path(path).read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if (argv[0].endswith(b"containerd-shim-runc-v2") and address.encode() in argv
-                and (cid is None or cid.encode() in argv)):
-            pids.append(int(path.split("/")[2]))
-    return pids
-
-
-def _descendants(pids: list[int]) -> set[int]:
-    ppids = _ppids()
-    out = set(pids)
-    while grown := {pid for pid, ppid in ppids.items() if ppid in out} - out:
-        out |= grown
-    return out - set(pids)
-
-
-def below_shims(address: str) -> list[str]:
-    """The command lines of the processes below our shims: a hung runtime call shows here."""
-    return [_cmdline(pid) for pid in sorted(_descendants(our_shims(address)))]
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
-    except OSError:
-        return f"{pid} (gone)"
-
-
-def kill_shims(address: str, cid: str | None = None) -> list[str]:
-    """SIGKILL our shims and everything below them (runtime calls, container processes)."""
-    shims = our_shims(address, cid)
-    found = [_cmdline(pid) for pid in shims]
-    for pid in set(shims) | _descendants(shims):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    return found
-
-
-def shim_socket(address: str, cid: str) -> Path:
-    """Where containerd 1.6 puts a shim's socket: /run/containerd/s/sha256(address/ns/id)."""
-    return Path("/run/containerd/s", hashlib.sha256(f"{address}/{NAMESPACE}/{cid}".encode()).hexdigest())
+        return self.engine.log_tail()
 
 
 @pytest.fixture(scope="module")
@@ -168,46 +96,15 @@ def containerd(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs: Path) -
     top = tmp_path_factory.mktemp("containerd")
     rootfs = top / "rootfs"
     shutil.copytree(busybox_rootfs, rootfs, symlinks=True)
-    address = str(top / "containerd.sock")
-    config = top / "config.toml"
-    config.write_text(
-        "version = 2\n"
-        f'root = "{top}/root"\n'
-        f'state = "{top}/state"\n'
-        f"disabled_plugins = {json.dumps(DISABLED_PLUGINS)}\n"
-        "[grpc]\n"
-        f'  address = "{address}"\n'
-        "[ttrpc]\n"
-        f'  address = "{address}.ttrpc"\n')
-    made = [d for d in reversed(SHIM_SOCKET_DIRS) if not os.path.exists(d)]
-    log = top / "containerd.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(["containerd", "--config", str(config)], stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=out)
-    daemon = Daemon(proc, address, top / "runc", top / "fifo", rootfs, log)
     try:
-        deadline = time.monotonic() + TIMEOUT
-        while subprocess.run(ctr_argv(address, "version"), capture_output=True, check=False,
-                             timeout=TIMEOUT).returncode:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"containerd did not start:\n{daemon.log_tail()}")
-            time.sleep(0.05)
+        engine = Containerd(top, timeout=TIMEOUT)
+    except RuntimeError as e:
+        pytest.fail(str(e))
+    daemon = Daemon(engine, top / "runc", top / "fifo", rootfs)
+    try:
         yield daemon
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        shims = kill_shims(address)
-        for cid in daemon.ids:
-            shim_socket(address, cid).unlink(missing_ok=True)   # a killed shim leaves its socket
-        for d in reversed(made):
-            try:
-                os.rmdir(d)
-            except OSError:
-                pass
+        shims = engine.close(TIMEOUT)
         shutil.rmtree(top, ignore_errors=True)
         assert not shims, f"containerd shims left running: {shims}"
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import re
-import resource
 import shutil
 import signal
 import subprocess
@@ -27,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from engines import podman_files
 from support import force_remove_cgroup, glob_below
 
 pytestmark = pytest.mark.root
@@ -82,43 +82,7 @@ class Podman:
         self.base = base
         self.runtime = runtime
         self.cgroup_parent = cgroup_parent
-        tmpdir = base / "tmp"
-        for d in ("root", "runroot", "tmp", "net"):
-            (base / d).mkdir()
-        # Root without CAP_SYS_RESOURCE cannot raise a hard limit, and podman
-        # asks for nofile=1048576 and nproc=4194304: stay within ours.
-        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-        nproc = min(resource.getrlimit(resource.RLIMIT_NPROC)[1], 4096)
-        (base / "containers.conf").write_text(f"""\
-[containers]
-netns = "none"
-# "shareable" (podman's default) mounts a tmpfs for /dev/shm in the host's mount namespace.
-ipcns = "private"
-default_ulimits = ["nofile={nofile}:{nofile}", "nproc={nproc}:{nproc}"]
-log_driver = "k8s-file"
-
-[network]
-network_backend = "cni"
-network_config_dir = "{base}/net"
-
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-events_logfile_path = "{tmpdir}/events.log"
-tmp_dir = "{tmpdir}"
-static_dir = "{base}/root/libpod"
-volume_path = "{base}/root/volumes"
-lock_type = "file"
-""")
-        (base / "storage.conf").write_text(
-            f'[storage]\ndriver = "vfs"\ngraphroot = "{base}/root"\nrunroot = "{base}/runroot"\n')
-        (base / "registries.conf").write_text("")
-        self.env = dict(os.environ, CONTAINERS_CONF=str(base / "containers.conf"),
-                        CONTAINERS_STORAGE_CONF=str(base / "storage.conf"),
-                        CONTAINERS_REGISTRIES_CONF=str(base / "registries.conf"))
-        self.argv = ["podman", "--root", str(base / "root"), "--runroot", str(base / "runroot"),
-                     "--tmpdir", str(tmpdir), "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs",
-                     "--events-backend", "file", "--runtime", runtime]
+        self.argv, self.env = podman_files(base, runtime)
 
     def __call__(self, *args: str, timeout: float = 30,
                  prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
