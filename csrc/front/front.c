@@ -301,6 +301,27 @@ connect_planner(const char *dir, const char *name)
     return s;
 }
 
+/* Whether subreaper `pid`, our caller's parent, may keep a planner as its child.
+ * containerd's shims reap whatever exits and end when their containers are
+ * gone, whatever else they have adopted: yes (the planner then moves on to
+ * init).  conmon ends only once it has no child left: no, and no other either,
+ * not knowing how it waits; the calls of such callers run the verb themselves
+ * unless a planner started elsewhere serves them (podman's own calls start one). */
+static int
+adopter_lets_go(pid_t pid)
+{
+    char path[64], comm[32] = {0};
+    snprintf(path, sizeof path, "/proc/%d/comm", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return 0;
+    }
+    ssize_t n = read(fd, comm, sizeof comm - 1);
+    close(fd);
+    /* comm is the first 15 bytes of the name: containerd-shim-runc-v2 and the others. */
+    return n >= 15 && strncmp(comm, "containerd-shim", 15) == 0;
+}
+
 /* A planner for the next call, in the background: a grandchild of ours in a
  * session of its own, holding none of our fds.  Best effort. */
 static void
@@ -328,14 +349,12 @@ start_planner(const char *python, const char *dir, const char *path)
         _exit(0);
     }
     /* Once the middle process is gone we are an orphan, adopted by the nearest
-     * subreaper or init.  Adopted by our caller's own parent (conmon, a
-     * containerd shim: subreapers), a planner would stay its child and in its
-     * cgroup, and conmon would wait for it: none is started (Python is not
-     * even run), the calls of such callers run the verb themselves. */
+     * subreaper or init.  Adopted by our caller's own parent, a subreaper, the
+     * planner stays its child (and in its cgroup) while it lives: */
     while (getppid() == middle) {
         usleep(100);
     }
-    if (getppid() != 1 && getppid() == (pid_t)atoi(parent)) {
+    if (getppid() != 1 && getppid() == (pid_t)atoi(parent) && !adopter_lets_go(getppid())) {
         _exit(0);
     }
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);

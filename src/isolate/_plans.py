@@ -58,7 +58,9 @@ def seccomp_program(spec: ProcessSpec) -> bytes | None:
             return SeccompProfile.default(caps).compile()
 
         return memo(("seccomp", "default", caps), default)
-    return memo(("seccomp", sc), sc.compile)
+    from .seccomp import compiled
+
+    return memo(("seccomp", sc), lambda: compiled(sc))
 
 
 def packed_process(spec: ProcessSpec, iso: Isolation, io: FdLayout,

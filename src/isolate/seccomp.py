@@ -663,3 +663,78 @@ class SeccompProfile:
                 os.close(fd)
         finally:
             lib.seccomp_release(ctx)
+
+
+# --- programs kept between processes ----------------------------------------------------
+
+#: A directory where compiled programs are kept for the other processes of this user that
+#: set the same (``isolate-oci``'s warm planner sets its own, which it removes when it
+#: ends: ``isolate.oci.warm``); None: each program is compiled in each process.
+program_dir: str | None = None
+
+#: The longest program the kernel loads (BPF_MAXINSNS), in bytes.
+_MAX_PROGRAM = 4096 * 8
+
+
+def compiled(profile: SeccompProfile) -> bytes:
+    """``profile.compile()``, read from ``program_dir`` when a process before this one
+    compiled the same profile there (and written there when none did).
+
+    A file is taken only if it is a regular file of this user's, no one else may
+    write, and of a program's size; anything else is compiled again.
+    """
+    if program_dir is None:
+        return profile.compile()
+    import hashlib
+
+    name = hashlib.sha256(repr(profile).encode()).hexdigest()
+    try:
+        dfd = os.open(program_dir, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return profile.compile()
+    try:
+        kept = _read_program(dfd, name)
+        if kept is not None:
+            return kept
+        prog = profile.compile()
+        _write_program(dfd, name, prog)
+        return prog
+    finally:
+        os.close(dfd)
+
+
+def _read_program(dfd: int, name: str) -> bytes | None:
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dfd)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if (st.st_mode & 0o170022 != 0o100000 or st.st_uid != os.geteuid()
+                or not 0 < st.st_size <= _MAX_PROGRAM or st.st_size % 8):
+            return None
+        data = os.read(fd, _MAX_PROGRAM + 1)
+        return data if len(data) == st.st_size else None
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _write_program(dfd: int, name: str, prog: bytes) -> None:
+    """``prog`` as ``name`` in ``dfd``, whole or not at all (best effort)."""
+    tmp = f".{name}.{os.getpid()}"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                     dir_fd=dfd)
+        try:
+            if os.write(fd, prog) != len(prog):
+                raise OSError("short write")
+        finally:
+            os.close(fd)
+        os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+    except OSError:
+        try:
+            os.unlink(tmp, dir_fd=dfd)
+        except OSError:
+            pass

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from support import socket_peer
+from support import socket_peer, stop_planners
 
 from isolate.oci import warm as W
 
@@ -387,8 +387,10 @@ def test_the_planner_killed_during_a_create_then_delete_and_the_next_call_work(
 
 ADOPTING_SUBREAPER = r"""
 import ctypes, os, subprocess, sys, time
-assert ctypes.CDLL(None).prctl(36, 1, 0, 0, 0) == 0    # PR_SET_CHILD_SUBREAPER
-oci, root = sys.argv[1:3]
+libc = ctypes.CDLL(None)
+assert libc.prctl(36, 1, 0, 0, 0) == 0                 # PR_SET_CHILD_SUBREAPER
+oci, root, name = sys.argv[1:4]
+assert libc.prctl(15, name.encode(), 0, 0, 0) == 0     # PR_SET_NAME: /proc/self/comm
 for _ in range(3):
     subprocess.run([oci, "--root", root, "list"], check=True, stdout=subprocess.DEVNULL)
 time.sleep(2)                                          # a planner would be up by now
@@ -398,20 +400,33 @@ while True:                                            # reap what was adopted, 
             break
     except ChildProcessError:
         break
-kids = [p for p in os.listdir("/proc") if p.isdigit() and
-        [l for l in open(f"/proc/{p}/status") if l.startswith("PPid:")][0].split()[1] == str(os.getpid())]
+def ppid(p):
+    try:
+        return [l for l in open(f"/proc/{p}/status") if l.startswith("PPid:")][0].split()[1]
+    except OSError:
+        return None                                    # gone meanwhile
+kids = [p for p in os.listdir("/proc") if p.isdigit() and ppid(p) == str(os.getpid())]
 d = os.environ["ISOLATE_OCI_PLANNER_DIR"]
-print(len(kids), len(os.listdir(d)) if os.path.exists(d) else 0)
+print(len(kids), len([n for n in os.listdir(d) if n.endswith(".sock")]) if os.path.exists(d) else 0)
 """
 
 
-def test_a_planner_is_never_left_with_a_subreaper_caller(tmp_path: Path) -> None:
-    """A caller that is a subreaper (conmon, a containerd shim) would adopt the planner its
-    call starts, keep it as a child and in its cgroup: the planner leaves at once instead."""
-    env = {**os.environ, "ISOLATE_OCI_PLANNER_DIR": str(tmp_path / "planners")}
-    r = subprocess.run([sys.executable, "-c", ADOPTING_SUBREAPER, OCI, str(tmp_path / "state")],
-                       capture_output=True, text=True, timeout=60, env=env)
-    assert (r.returncode, r.stdout) == (0, "0 0\n"), r.stderr
+@pytest.mark.parametrize(("name", "kept"), [("python3", False), ("conmon", False),
+                                            ("containerd-shim", True)])
+def test_a_planner_stays_with_a_subreaper_caller_only_if_it_is_a_containerd_shim(
+        tmp_path: Path, name: str, kept: bool) -> None:
+    """A caller whose parent is a subreaper adopts the planner its call starts, as a child and
+    in its cgroup.  conmon (and any subreaper not known to let go) would wait for it before it
+    ends: the planner leaves at once instead.  A containerd shim reaps what exits and ends when
+    its containers are gone: its planner stays, the shim's one child, and serves."""
+    planners = tmp_path / "planners"
+    env = {**os.environ, "ISOLATE_OCI_PLANNER_DIR": str(planners)}
+    try:
+        r = subprocess.run([sys.executable, "-c", ADOPTING_SUBREAPER, OCI, str(tmp_path / "state"), name],
+                           capture_output=True, text=True, timeout=60, env=env)
+        assert (r.returncode, r.stdout) == (0, "1 1\n" if kept else "0 0\n"), r.stderr
+    finally:
+        stop_planners(planners)
 
 
 def test_a_served_call_starts_no_python(warm: int, tmp_path: Path) -> None:
@@ -481,6 +496,58 @@ def test_a_spare_plans_a_container_ahead_and_leaves_nothing(warm: int, tmp_path:
     while os.path.exists(bundles[0]):
         assert time.monotonic() < deadline, "the planner left its warm bundle"
         time.sleep(0.05)
+
+
+def _seccomp(denied: str) -> dict[str, object]:
+    """linux.seccomp allowing all but ``denied`` (EPERM), on two architectures: libseccomp's
+    compiler, as podman's and Docker's profiles."""
+    return {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
+            "syscalls": [{"names": [denied], "action": "SCMP_ACT_ERRNO"}]}
+
+
+def test_a_seccomp_program_one_call_compiled_is_loaded_by_the_next(
+        warm: int, make_bundle: Callable[..., Path], tmp_path: Path) -> None:
+    """A worker keeps the program it compiled in the planner's warm bundle; the next call's
+    worker loads that one (shown by replacing it: the next container gets the replacement),
+    unless someone else could have written it.  The planner removes them when it ends."""
+    import glob
+
+    from isolate.oci.spec import parse
+
+    def edit(c: dict[str, object]) -> None:
+        c["linux"]["seccomp"] = _seccomp("swapon")          # type: ignore[index]
+
+    bundle = make_bundle(["uname"], edit=edit)
+    root = tmp_path / "state"
+    r = oci(root, "run", "--bundle", str(bundle), "c1")
+    assert (r.returncode, r.stdout) == (0, "Linux\n"), r.stderr
+    pattern = f"warm-{os.stat('/proc/self/ns/pid').st_ino}-{warm}-*/seccomp/*"
+    [kept] = glob.glob(os.path.join(os.environ["ISOLATE_OCI_PLANNER_DIR"], pattern))
+    spec = parse(json.loads((bundle / "config.json").read_text()))
+    assert Path(kept).read_bytes() == _seccomp_program(spec)
+    # The program of a profile that refuses uname(2), in its place: the next run loads it.
+    config = json.loads((bundle / "config.json").read_text())
+    config["linux"]["seccomp"] = _seccomp("uname")
+    denying = parse(config)
+    Path(kept).write_bytes(_seccomp_program(denying))
+    r = oci(root, "run", "--bundle", str(bundle), "c2")
+    assert r.stdout.strip() == "", r       # uname(2) failed: busybox prints no name
+    # One others could write is not loaded (and is replaced by the compiled one).
+    os.chmod(kept, 0o620)
+    r = oci(root, "run", "--bundle", str(bundle), "c3")
+    assert (r.returncode, r.stdout) == (0, "Linux\n"), r.stderr
+    assert Path(kept).read_bytes() == _seccomp_program(spec) and Path(kept).stat().st_mode & 0o777 == 0o600
+    os.kill(warm, signal.SIGTERM)
+    deadline = time.monotonic() + ANSWER
+    while os.path.exists(kept):
+        assert time.monotonic() < deadline, "the planner left its seccomp programs"
+        time.sleep(0.05)
+
+
+def _seccomp_program(spec: object) -> bytes:
+    from isolate.oci.convert import _Out, _seccomp
+
+    return _seccomp(spec.linux.seccomp, _Out()).compile()   # type: ignore[attr-defined,union-attr]
 
 
 KILLED_WHILE_PLANNING = r"""

@@ -554,6 +554,7 @@ def _mount(i: int, m: S.Mount, rootfs: Any, bundle: Path, out: _Out, *, proc: bo
 def _seccomp(sc: S.Seccomp | None, out: _Out) -> SeccompProfile | None:
     if sc is None:
         return None      # runc applies no filter without linux.seccomp
+    from .._plans import seccomp_program
     from ..seccomp import ArgCmp, SeccompProfile, SyscallRule
 
     base = "linux.seccomp"
@@ -592,7 +593,9 @@ def _seccomp(sc: S.Seccomp | None, out: _Out) -> SeccompProfile | None:
                              rules=tuple(rules), architectures=tuple(dict.fromkeys(archs)))
     if archs:
         try:
-            profile.compile()       # an architecture libseccomp lacks: refused here, naming it
+            # An architecture libseccomp lacks: refused here, naming it.  The program is the
+            # one the plan loads (compiled once per profile).
+            seccomp_program(ProcessSpec(seccomp=profile))
         except UnsupportedError as e:
             raise UnsupportedError(f"{base}.architectures: {e}") from None
     return profile

@@ -280,6 +280,8 @@ class FrontEnd(Channel):
 
 # --- the planner ------------------------------------------------------------------------
 
+#: The name (comm: its first 15 bytes) of containerd's shims, subreapers that let a planner go.
+SHIM_COMM = b"containerd-shim"
 #: Seconds without a connection after which a planner ends (ISOLATE_OCI_PLANNER_IDLE).
 IDLE = 60.0
 
@@ -445,11 +447,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # A planner does for its callers only what it may do itself: exactly their context.
     if socket_name(key) != name or context_key(front=front, python=sys.executable) != key:
         return 1
-    # Adopted by the caller's own parent: a subreaper (conmon, a containerd shim), which
-    # would keep it as a child and in its cgroup (conmon waits for it before it exits).
-    # Such callers are served by a planner started elsewhere, or run the verb themselves.
+    # Adopted by the caller's own parent, a subreaper: only a containerd shim lets it go (it
+    # reaps what exits, and ends when its containers are gone); conmon ends only once it has
+    # no child left (front.c: adopter_lets_go).  Other callers run the verb themselves, or
+    # are served by a planner started elsewhere.
     adopter = os.getppid()
-    if adopter != 1 and str(adopter) == opts.get("--caller-parent"):
+    if (adopter != 1 and str(adopter) == opts.get("--caller-parent")
+            and not (_read(f"/proc/{adopter}/comm", 64) or b"").startswith(SHIM_COMM)):
         return 0
     idle = float(os.environ.get("ISOLATE_OCI_PLANNER_IDLE", IDLE))
     listener = _bind(directory, path)
@@ -466,6 +470,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         bundle = warm_bundle(directory)
         if bundle is not None:
+            # Seccomp programs compiled by one worker, read by the next (podman's and Docker's
+            # profile takes ~16 ms to compile): kept in the warm bundle, which goes at the end.
+            from .. import seccomp
+
+            programs = os.path.join(bundle, "seccomp")
+            os.mkdir(programs, 0o700)
+            seccomp.program_dir = programs
             # Once here as well: every worker inherits what this works out (host probes, the
             # one cache's generic entries, specialized bytecode), calls back to back too.
             plan_ahead(bundle)
