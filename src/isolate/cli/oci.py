@@ -12,10 +12,9 @@ where containerd's shim looks for them); the exit status is 1, as runc's.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
-
-from .. import _json as json
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

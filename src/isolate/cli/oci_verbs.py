@@ -7,10 +7,10 @@ which prints them on one line.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
-from .. import _json as json
 from ..errors import ConfigError
 from ..oci import runtime as R
 from ..oci import stats as S
