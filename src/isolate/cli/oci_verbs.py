@@ -18,13 +18,9 @@ from ..oci.rootless import is_rootless
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import argparse
+    from argparse import Namespace as Args
     from collections.abc import Callable
-    from types import SimpleNamespace
     from typing import Any
-
-    # argparse's result, or the fast parser's for a plain create/run/start/state/kill/delete.
-    Args = argparse.Namespace | SimpleNamespace
 
 __all__ = ["VERB_FUNCS"]
 
