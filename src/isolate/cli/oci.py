@@ -12,13 +12,14 @@ where containerd's shim looks for them); the exit status is 1, as runc's.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 
+# argparse and json are imported where used: after main() has raised the threshold of the
+# cyclic garbage collector, whose collections while they load cost a call without a planner 1 ms.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
     from typing import NoReturn
 
 __all__ = ["VERBS", "UsageError", "build_parser", "keep_parser", "main", "parse_args"]
@@ -55,11 +56,16 @@ class UsageError(Exception):
     """Bad command-line usage (exit status 1, as runc's)."""
 
 
-class _Parser(argparse.ArgumentParser):
-    """Raises ``UsageError`` with argparse's message instead of printing the usage and exiting 2."""
+def _parser_class() -> type[argparse.ArgumentParser]:
+    """An ``ArgumentParser`` that raises ``UsageError`` with argparse's message (instead of
+    printing the usage and exiting 2)."""
+    import argparse
 
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
+    class _Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> NoReturn:
+            raise UsageError(message)
+
+    return _Parser
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -68,10 +74,13 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     ``only``: add just that verb's subcommand (a parser for every verb costs
     more than a container start; the verb is known from the command line).
     """
+    import argparse
+
     from .oci_help import EPILOG, HelpFormatter
 
-    p = _Parser(prog=PROG, description="An OCI runtime built on isolate (runc-compatible arguments).",
-                epilog=EPILOG, formatter_class=HelpFormatter)
+    parser_class = _parser_class()
+    p = parser_class(prog=PROG, description="An OCI runtime built on isolate (runc-compatible arguments).",
+                     epilog=EPILOG, formatter_class=HelpFormatter)
     p.add_argument("--root", default=None,
                    help=f"directory for container state (default {DEFAULT_ROOT}; without root "
                         "$XDG_RUNTIME_DIR/isolate-oci)")
@@ -86,14 +95,16 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--criu", default="criu", help=argparse.SUPPRESS)
     p.add_argument("--version", "-v", action="store_true", help="print the version")
     # prog given: argparse would lay out the usage to work it out (the same "isolate-oci").
-    sub = p.add_subparsers(dest="verb", metavar="COMMAND", parser_class=_Parser, prog=PROG)
+    sub = p.add_subparsers(dest="verb", metavar="COMMAND", parser_class=parser_class, prog=PROG)
     for verb in VERBS if only is None else (only,):
         _add_verb(sub, verb)
     return p
 
 
-def _add_verb(sub: argparse._SubParsersAction[_Parser], verb: str) -> None:
+def _add_verb(sub: argparse._SubParsersAction[argparse.ArgumentParser], verb: str) -> None:
     """``verb``'s subcommand, with runc's flags (in runc 1.1's order) and positionals."""
+    import argparse
+
     from .oci_help import VERB_EPILOGS, HelpFormatter
 
     sp = sub.add_parser(verb, help=VERBS[verb], description=VERBS[verb], epilog=VERB_EPILOGS[verb],
@@ -236,6 +247,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def _nonnegative(text: str) -> int:
+    import argparse
+
     try:
         value = int(text, 10)
     except ValueError:
@@ -289,6 +302,7 @@ class _Log:
         if not self.path:
             return
         import datetime
+        import json
 
         now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         if self.fmt == "json":
@@ -362,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.verb == "spec":
             return _spec(args)
         if args.verb == "features":
+            import json
+
             from ..oci.features import features
 
             try:
@@ -430,6 +446,8 @@ def _exit_now(code: int) -> None:
 
 
 def _spec(args: argparse.Namespace) -> int:
+    import json
+
     from ..oci.features import default_spec
 
     bundle = args.bundle or "."

@@ -13,7 +13,6 @@ import sys
 
 from ..errors import ConfigError
 from ..oci import runtime as R
-from ..oci import stats as S
 from ..oci.rootless import is_rootless
 
 TYPE_CHECKING = False
@@ -124,8 +123,10 @@ def _events(args: Args, log: Any) -> int:
             interval = float(text[: -len(unit)] if text.endswith(unit) else text) * scale[unit]
         except ValueError:
             raise ConfigError(f"--interval: expected a duration like 5s, got {args.interval!r}") from None
-    S.events(args.root, args.container_id, interval=interval, once=args.stats,
-             out=lambda obj: print(json.dumps(obj), flush=True))
+    from ..oci.stats import events
+
+    events(args.root, args.container_id, interval=interval, once=args.stats,
+           out=lambda obj: print(json.dumps(obj), flush=True))
     return 0
 
 
@@ -157,7 +158,9 @@ def _update(args: Args, log: Any) -> int:
     for flag, key, value in (("cpuset-cpus", "cpus", args.cpuset_cpus), ("cpuset-mems", "mems", args.cpuset_mems)):
         if value is not None:
             res.setdefault("cpu", {})[key] = value
-    S.update(args.root, args.container_id, res)
+    from ..oci.stats import update
+
+    update(args.root, args.container_id, res)
     return 0
 
 
