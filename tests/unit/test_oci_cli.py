@@ -234,3 +234,23 @@ def test_the_state_verb_imports_nothing_heavy() -> None:
             "if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "[]"
+
+
+def test_a_plain_bundle_imports_nothing_it_does_not_use(tmp_path: Path) -> None:
+    # Without a planner, each isolate-oci call pays for its imports: the code for ports (with
+    # typing), joined namespaces and a rootless network's files is loaded only by the configs
+    # that have them.
+    import subprocess
+    import sys
+
+    code = ("import os, sys\n"
+            "import isolate.container\n"
+            "from isolate.cli.oci import main\n"
+            "from isolate.oci.convert import convert_bundle\n"
+            f"main(['spec', '--bundle', {str(tmp_path)!r}])\n"
+            f"os.mkdir({str(tmp_path / 'rootfs')!r})\n"
+            f"convert_bundle({str(tmp_path)!r}).close()\n"
+            "print(sorted(m for m in ('isolate.net.ports', 'typing', 'isolate.namespace', 'tempfile') "
+            "if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "[]"
