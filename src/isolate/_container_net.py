@@ -21,8 +21,6 @@ start, which a rootless start's helper process dwarfs anyway).
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import threading
 
 from .errors import ConfigError
@@ -162,6 +160,8 @@ class ContainerNet:
         empty here, filled by ``held``), or None as root."""
         if not self.rootless:
             return None
+        import tempfile  # only without root, with a network: not on a plain container's start
+
         self.finish()
         d = tempfile.mkdtemp(prefix="isolate-net-")
         self._files = d
@@ -229,6 +229,8 @@ class ContainerNet:
             elif ns is not None:
                 ns.close()
             if files is not None:
+                import shutil
+
                 shutil.rmtree(files, ignore_errors=True)
 
     def detach(self, pid: int | None) -> None:

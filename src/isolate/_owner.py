@@ -58,11 +58,11 @@ from __future__ import annotations
 
 import errno as _errno
 import fcntl
+import json
 import os
 import threading
 import warnings
 
-from . import _json as json
 from ._reclaim import Leftover, gc, reclaim_once
 from ._registry import (JOURNAL, Kind, Owner, boot_id, open_registry, proc_start_time,
                         registry_path)
@@ -216,15 +216,9 @@ atexit.register(leave)
 
 # --- records ------------------------------------------------------------------
 
-try:
-    from _json import encode_basestring_ascii as _encode
-except ImportError:  # pragma: no cover - every CPython has it
-    _encode = json.dumps
-
-
 def _q(text: str) -> str:
     """``text`` as a JSON string (surrogates of undecodable bytes kept as escapes)."""
-    return str(_encode(text))
+    return json.dumps(text)
 
 
 class Record:

@@ -28,7 +28,6 @@ from ._plan import MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT
 from ._planner import FdLayout, Host, Isolation, ProcessPlan, plan_process, seccomp_caps
 from ._planner_root import (HostFacts, RootContext, container_root_ops, root_ops, shareable,
                             shared_contents)
-from ._copyup import copy_up
 from .config import BindMount, ProcessSpec, RootSpec, TmpfsMount
 
 TYPE_CHECKING = False
@@ -267,6 +266,8 @@ def container_root(spec: RootSpec, ctx: RootContext, *, cwd: bytes, make_cwd: bo
     """
     ups = [i for i, m in enumerate(spec.mounts) if isinstance(m, TmpfsMount) and m.copy_up]
     if ups and not spec.in_place:
+        from ._copyup import copy_up
+
         assert spec.directory is not None    # RootSpec checks it
         owned: list[Owned] = []
         for i in ups:

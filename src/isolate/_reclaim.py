@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import errno as _errno
 import fcntl
+import json
 import os
 import threading
 import warnings
 
-from . import _json as json
 from ._record import dataclass
 from ._registry import JOURNAL, Kind, Owner, boot_id, open_registry, proc_start_time
 

@@ -63,8 +63,8 @@ def boot_id() -> str:
     global _boot
     if _boot is None:
         try:
-            with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
-                _boot = f.read().strip().replace("-", "") or "unknown"
+            with open("/proc/sys/kernel/random/boot_id", "rb") as f:   # (no ascii codec to load)
+                _boot = f.read().decode().strip().replace("-", "") or "unknown"
         except OSError:
             _boot = "unknown"
     return _boot

@@ -711,9 +711,12 @@ class ContainerConfig:
             ns = ns - {"net"}
         elif net != "none" and "net" not in ns:
             raise ConfigError(f"net={net!r} needs the 'net' namespace in namespaces")
-        from .net.ports import publish_list
+        if self.publish is None or (type(self.publish) in (tuple, list) and not self.publish):
+            _set(self, "publish", ())   # isolate.net.ports (dataclasses, typing) only for ports
+        else:
+            from .net.ports import publish_list
 
-        _set(self, "publish", publish_list(self.publish))
+            _set(self, "publish", publish_list(self.publish))
         if self.publish and net in ("none", "host"):
             raise ConfigError(f"publish needs a network (net='bridge' or a network's name), "
                               f"not net={net!r}")

@@ -153,7 +153,7 @@ def test_the_checks_see_the_tree() -> None:
     # graph or an unparsed file cannot pass for a clean tree.
     graph = import_graph()
     assert "isolate._plan" in graph["isolate._spawn"]             # from ._plan import ...
-    assert "isolate._json" in graph["isolate._owner"]             # from . import _json as json
+    assert "isolate._plans" in graph["isolate.container"]         # from . import _plans
     assert "isolate.cgroup.v1" in graph["isolate.cgroup"]
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert cycles({"a": {"b"}, "b": set()}) == []

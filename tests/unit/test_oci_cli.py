@@ -173,49 +173,84 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert rc == 0 and out.splitlines()[1] == "spec: 1.2.0"
 
 
-FAST_LINES = [
-    ["run", "--bundle", "/b", "c1"],
-    ["--root", "/r", "run", "--bundle=/b", "--pid-file", "/p", "-d", "--keep", "--no-subreaper", "c1"],
-    ["--log", "/l", "--log-format=json", "--debug", "create", "-b", "/b", "--preserve-fds", "3", "c1"],
-    ["create", "c1", "--console-socket", "/s", "--no-pivot", "--no-new-keyring", "--preserve-fds=0"],
-    ["--rootless", "false", "state", "c1"],
-    ["-root", "/r", "-debug", "--rootless", "start", "c1"],
-    ["--systemd-cgroup", "delete", "-f", "c1"],
-    ["kill", "c1"], ["kill", "c1", "KILL"], ["kill", "--all", "c1", "9"], ["kill", "c1", "9", "-a"],
-    ["--root", "run", "run", "c1"], ["--root=/r", "--criu", "/c", "state", "c1"],
+# As containerd's shim, conmon and people write them, with what each flag becomes.
+PARSED = [
+    (["run", "--bundle", "/b", "c1"], dict(verb="run", bundle="/b", container_id="c1", detach=False)),
+    (["--root", "/r", "run", "--bundle=/b", "--pid-file", "/p", "-d", "--keep", "--no-subreaper", "c1"],
+     dict(root="/r", bundle="/b", pid_file="/p", detach=True, keep=True, no_subreaper=True, container_id="c1")),
+    (["--log", "/l", "--log-format=json", "--debug", "create", "-b", "/b", "--preserve-fds", "3", "c1"],
+     dict(log="/l", log_format="json", debug=True, verb="create", bundle="/b", preserve_fds=3)),
+    (["create", "c1", "--console-socket", "/s", "--no-pivot", "--no-new-keyring", "--preserve-fds=0"],
+     dict(container_id="c1", console_socket="/s", no_pivot=True, no_new_keyring=True, preserve_fds=0)),
+    (["--rootless", "false", "state", "c1"], dict(rootless="false", verb="state", container_id="c1")),
+    (["-root", "/r", "-debug", "--rootless", "start", "c1"], dict(root="/r", debug=True, rootless="true")),
+    (["--debug=false", "--systemd-cgroup=true", "delete", "-f", "c1"],
+     dict(debug=False, systemd_cgroup=True, force=True)),
+    (["kill", "c1"], dict(signal=None, all=False)), (["kill", "c1", "9", "-a"], dict(signal="9", all=True)),
+    # A global flag's value that names a verb.
+    (["--root", "run", "run", "c1"], dict(root="run", verb="run")),
+    (["--root", "start", "run", "c1"], dict(root="start", verb="run", container_id="c1")),
+    (["--root=/r", "--criu", "/c", "state", "c1"], dict(root="/r", criu="/c")),
+    # Repeated flags add up; everything after exec's container id is the command, its flags too.
+    (["exec", "-e", "A=1", "--env=B=2", "--cap", "CAP_KILL", "-c", "CAP_CHOWN", "c1", "ls", "-l", "--root", "x"],
+     dict(env=["A=1", "B=2"], cap=["CAP_KILL", "CAP_CHOWN"], container_id="c1", command=["ls", "-l", "--root", "x"],
+          root=None)),
+    (["ps", "c1", "--", "-o", "pid"], dict(container_id="c1", ps_args=["-o", "pid"])),
+    (["update", "--memory", "1000000", "--pids-limit=10", "c1"], dict(memory="1000000", pids_limit=10)),
 ]
-# argparse's own cases (its quirks, its errors, --help): the fast parser hands them over.
-ARGPARSE_LINES = [
-    ["kill", "c1", "--all", "9"], ["run", "--bund", "/b", "c1"], ["run", "-bundle", "/b", "c1"],
-    ["run", "-b/b", "c1"], ["run", "--", "c1"], ["run", "--preserve-fds", "+1", "c1"],
-    ["--root", "start", "run", "c1"], ["run", "--help"], ["-h", "state", "c1"], ["state"],
-    ["state", "c1", "c2"], ["create", "--bogus", "c1"], ["--log-format", "xml", "state", "c1"],
-    ["create", "--preserve-fds", "-1", "c1"], ["delete", "--force=true", "c1"], ["--version", "state", "c1"],
-]
 
 
-@pytest.mark.parametrize("argv", FAST_LINES + ARGPARSE_LINES, ids=lambda a: " ".join(a)[:40])
-def test_fast_parser_agrees_with_argparse(argv: list[str]) -> None:
-    from isolate.cli.oci import _FAST_VERBS, _fast_args, _normalize, build_parser
+@pytest.mark.parametrize("argv, expected", PARSED, ids=lambda a: " ".join(a)[:40] if isinstance(a, list) else "")
+def test_runc_command_lines_parse_to_their_values(argv: list[str], expected: dict[str, object]) -> None:
+    from isolate.cli.oci import parse_args
 
-    norm = _normalize(argv)
-    verb = next(a for a in norm if a in VERBS)
-    assert verb in _FAST_VERBS
-    fast = _fast_args(norm, verb)
-    if argv in ARGPARSE_LINES:
-        assert fast is None
-        return
-    assert fast is not None and vars(fast) == vars(build_parser(verb).parse_args(norm))
+    args = vars(parse_args(argv))
+    assert {k: args[k] for k in expected} == expected
+
+
+def test_a_command_parsed_alone_is_what_the_whole_parser_makes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Only the verb's subcommand is built; the parser of every verb agrees with it, and so does
+    # the one the warm planner keeps for its workers.
+    from isolate.cli import oci
+
+    alone = [oci.parse_args(argv) for argv, _ in PARSED]
+    assert alone == [oci.build_parser().parse_args(oci._normalize(argv)) for argv, _ in PARSED]
+    monkeypatch.setattr(oci, "_kept", None)
+    oci.keep_parser()
+    assert oci._kept is not None
+    assert [oci.parse_args(argv) for argv, _ in PARSED] == alone
 
 
 def test_the_state_verb_imports_nothing_heavy() -> None:
-    # Runtimes' callers (conmon, containerd's shim) run `state` most: start-up is its cost.
-    # signal builds enums, typing and argparse are large; none of them is needed to read a state.
+    # Without a planner, runtimes' callers (conmon, containerd's shim) run `state` most:
+    # start-up is its cost.  signal builds enums; typing, subprocess and pathlib are large;
+    # none of them is needed to read a state.
     import subprocess
     import sys
 
     code = ("import sys, isolate.cli.oci, isolate.cli.oci_verbs\n"
-            "print(sorted(m for m in ('signal', 'enum', 'argparse', 'typing', 'subprocess', "
-            "'pathlib', 're', 'threading') if m in sys.modules))")
+            "isolate.cli.oci.parse_args(['state', 'c1'])\n"
+            "print(sorted(m for m in ('signal', 'typing', 'subprocess', 'pathlib', 'threading') "
+            "if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "[]"
+
+
+def test_a_plain_bundle_imports_nothing_it_does_not_use(tmp_path: Path) -> None:
+    # Without a planner, each isolate-oci call pays for its imports: the code for ports (with
+    # typing), joined namespaces and a rootless network's files is loaded only by the configs
+    # that have them.
+    import subprocess
+    import sys
+
+    code = ("import os, sys\n"
+            "import isolate.container\n"
+            "from isolate.cli.oci import main\n"
+            "from isolate.oci.convert import convert_bundle\n"
+            f"main(['spec', '--bundle', {str(tmp_path)!r}])\n"
+            f"os.mkdir({str(tmp_path / 'rootfs')!r})\n"
+            f"convert_bundle({str(tmp_path)!r}).close()\n"
+            "print(sorted(m for m in ('isolate.net.ports', 'typing', 'isolate.namespace', 'tempfile') "
+            "if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "[]"

@@ -1,8 +1,7 @@
 """``isolate-oci``'s help: the formatter and the examples of each verb's ``--help``.
 
-Imported only when an argparse parser is built (``oci.build_parser``): the
-plain command lines of the verbs containerd and podman run for every
-container skip argparse, and this module with it.
+The parser (``oci.build_parser``) takes its epilogs from here; the texts
+are kept apart from the flags so that both read well.
 
 The examples work as written, as root, on a host with busybox-static:
 tests/docs/test_cli_help.py runs EPILOG's walk-through in a temporary

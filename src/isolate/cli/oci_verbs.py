@@ -7,24 +7,19 @@ which prints them on one line.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
-from .. import _json as json
 from ..errors import ConfigError
 from ..oci import runtime as R
-from ..oci import stats as S
 from ..oci.rootless import is_rootless
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import argparse
+    from argparse import Namespace as Args
     from collections.abc import Callable
-    from types import SimpleNamespace
     from typing import Any
-
-    # argparse's result, or the fast parser's for a plain create/run/start/state/kill/delete.
-    Args = argparse.Namespace | SimpleNamespace
 
 __all__ = ["VERB_FUNCS"]
 
@@ -128,8 +123,10 @@ def _events(args: Args, log: Any) -> int:
             interval = float(text[: -len(unit)] if text.endswith(unit) else text) * scale[unit]
         except ValueError:
             raise ConfigError(f"--interval: expected a duration like 5s, got {args.interval!r}") from None
-    S.events(args.root, args.container_id, interval=interval, once=args.stats,
-             out=lambda obj: print(json.dumps(obj), flush=True))
+    from ..oci.stats import events
+
+    events(args.root, args.container_id, interval=interval, once=args.stats,
+           out=lambda obj: print(json.dumps(obj), flush=True))
     return 0
 
 
@@ -161,7 +158,9 @@ def _update(args: Args, log: Any) -> int:
     for flag, key, value in (("cpuset-cpus", "cpus", args.cpuset_cpus), ("cpuset-mems", "mems", args.cpuset_mems)):
         if value is not None:
             res.setdefault("cpu", {})[key] = value
-    S.update(args.root, args.container_id, res)
+    from ..oci.stats import update
+
+    update(args.root, args.container_id, res)
     return 0
 
 

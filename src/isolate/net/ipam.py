@@ -21,6 +21,7 @@ else: it names no one in a hosts file.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 from typing import Any
 
@@ -167,8 +168,6 @@ def write(p: state.Paths, network: str, leases: dict[ipaddress.IPv4Address, Leas
 
 
 def _store(top: str, le: Lease, *, replace: bool) -> None:
-    from .. import _json as json
-
     os.makedirs(top, mode=0o755, exist_ok=True)
     path = os.path.join(top, str(le.address))
     tmp = os.path.join(top, f".{le.address}.{os.getpid()}")

@@ -28,10 +28,10 @@ to ADDRESS:CPORT``.
 from __future__ import annotations
 
 import ipaddress
+import json
 import subprocess
 from typing import Any, Iterable, Sequence
 
-from .. import _json as json
 from ..errors import NetworkError
 from .ports import PortMapping
 

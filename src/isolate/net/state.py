@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 import threading
 from typing import Any, Iterator
 
-from .. import _json as json
 from .._registry import boot_id
 
 __all__ = ["Paths", "locked", "paths", "read_json", "write_json", "remove"]

@@ -11,7 +11,8 @@ newer spec or a vendor extension.
 
 from __future__ import annotations
 
-from .. import _json as json
+import json
+
 from .._record import Field, field, fields
 from ..errors import ConfigError
 

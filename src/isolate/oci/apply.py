@@ -310,11 +310,11 @@ def write_sysctls(pid: int, sysctls: Sequence[Sysctl]) -> None:
 
     Raises ``ConfigError`` naming the key and value when the kernel refuses it.
     """
+    if not sysctls:
+        return
     from ..namespace import Namespace
     from .rootless import in_user_namespace
 
-    if not sysctls:
-        return
     if os.geteuid() != 0 or in_user_namespace():
         _write_sysctls_in_child(pid, sysctls)
         return

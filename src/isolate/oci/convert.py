@@ -272,14 +272,14 @@ def _namespaces(linux: S.Linux, out: _Out, owned: list[Namespace]
                 ) -> tuple[frozenset[str], Literal["none", "host"], tuple[IdMap, ...] | None,
                            tuple[IdMap, ...] | None]:
     """(the namespaces made, Container's ``net``, uid_map, gid_map); joined ones go to ``owned``."""
-    from ..namespace import Namespace as _Namespace
-
     create: set[str] = set()
     for i, entry in enumerate(linux.namespaces or ()):
         name = S.NAMESPACE_TYPES[entry.type]
         if entry.path is None:
             create.add(name)
             continue
+        from ..namespace import Namespace as _Namespace
+
         try:
             handle = _Namespace.from_path(entry.path, type=name)
         except ConfigError as e:

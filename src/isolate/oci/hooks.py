@@ -14,10 +14,10 @@ warnings (the spec: "the runtime MUST log a warning").
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 
-from .. import _json as json
 from ..errors import IsolateError
 from . import spec as S
 

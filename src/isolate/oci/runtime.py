@@ -21,10 +21,10 @@ state directory, cgroup or process.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import select
 
-from .. import _json as json
 from ..errors import CgroupError, ConfigError, UnsupportedError
 from .cgroups import cgroup_place, open_cgroup, planned_paths
 from .cgroups import controllers as cgroup_controllers

@@ -19,11 +19,11 @@ absent, as in Go runtimes).
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from .. import _json as json
 from .._record import dataclass
 from ..errors import ConfigError
 from ._schema import (

@@ -33,10 +33,10 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
 import time
 
-from .. import _json as json
 from .._record import dataclass, field, fields
 from .._registry import proc_start_time
 from ..errors import ConfigError, IsolateError

@@ -348,7 +348,7 @@ _WARM = ("isolate.cli.oci", "isolate.cli.oci_verbs", "isolate.oci.runtime", "iso
          "isolate.oci.features", "isolate.container", "isolate.process", "isolate.rootfs",
          "isolate.cgroup", "isolate._enter", "isolate._owner", "isolate._registry",
          "isolate.seccomp", "isolate.namespace", "isolate.net.ports", "isolate.cli.oci_help",
-         "isolate.cli._help", "argparse", "gettext", "encodings.ascii", "traceback", "ctypes",
+         "isolate.cli._help", "argparse", "gettext", "json", "encodings.ascii", "traceback", "ctypes",
          "socket", "select", "signal", "subprocess", "datetime", "fcntl", "_thread")
 
 
@@ -357,7 +357,7 @@ _own_cgroup = ""
 
 
 def _warm_up() -> None:
-    """Import what the verbs need, and read what every call would (the cgroup layout)."""
+    """Import what the verbs need, build their parser, and read what every call would (the cgroup layout)."""
     import importlib
 
     global _own_cgroup
@@ -368,6 +368,9 @@ def _warm_up() -> None:
             importlib.import_module(name)
         except ImportError:
             pass
+    from ..cli.oci import keep_parser
+
+    keep_parser()                              # a worker parses its call's arguments, builds no parser
     try:
         from ..cgroup import _layout
 
