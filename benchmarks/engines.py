@@ -71,6 +71,24 @@ def _remove_cgroup_tree(name: str) -> None:
                 pass
 
 
+def _wait_gone(text: str, timeout: float) -> None:
+    """Wait until no process's command line contains ``text`` (at most ``timeout`` seconds)."""
+    needle = text.encode()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        left = False
+        for entry in os.listdir("/proc"):
+            try:
+                if entry.isdigit() and needle in Path("/proc", entry, "cmdline").read_bytes():
+                    left = True
+                    break
+            except OSError:
+                continue
+        if not left:
+            return
+        time.sleep(0.05)
+
+
 def _timed(argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> tuple[int, str]:
     s = time.perf_counter_ns()
     r = subprocess.run(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True,
@@ -159,6 +177,9 @@ def engines(rounds: int, warmup: int, log: Callable[[str], None]) -> dict[str, A
         for name, (base, argv, env) in podmans.items():
             subprocess.run([*argv, "rm", "--all", "--force"], env=env, cwd=base, capture_output=True,
                            check=False, timeout=60)
+        # conmon runs podman's exit command (a runtime delete among it) after podman run returns:
+        # wait for those to end, so that no runtime makes its state directory after the clean-up.
+        _wait_gone(str(work), 30)
         out["seconds"] = time.monotonic() - t0
         return out
     finally:
