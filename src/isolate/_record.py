@@ -1,8 +1,11 @@
 """``@dataclass`` for isolate's models, without ``exec`` and without importing ``dataclasses``.
 
-The standard decorator compiles five or six methods per class, and importing
-it pulls in ``inspect``; with about a hundred classes that was most of
-``isolate-oci``'s start-up (each runtime call is a new process).  This one
+The standard decorator compiles five or six methods per class (an ``exec``
+each, about 0.5 ms a class), and importing it pulls in ``inspect``.  A
+process that starts a container defines about 120 classes: with the
+standard decorator ``isolate-oci`` without its planner took 128 ms instead
+of 58, and ``import isolate; isolate.spawn`` 56 ms of imports instead of 13.5
+(measured on a branch that replaced this module, 2026-12-06).  This one
 builds the same classes from closures: the same fields (``fields()``,
 ``field()`` with metadata, ``asdict()``), keyword-only fields, defaults and
 default factories, ``__post_init__``, ``frozen``, ``slots``, and
