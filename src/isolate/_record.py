@@ -206,6 +206,10 @@ def _process(cls: type[T], frozen: bool, slots: bool, kw_only: bool) -> type[T]:
         body["__hash__"] = (_make_cached_hash if cached else _make_hash)(tuple(hashed))
         body["__setattr__"] = _frozen_setattr
         body["__delattr__"] = _frozen_delattr
+        # pickle and copy: the fields alone (a cached hash is this process's, under its hash
+        # seed), set past the frozen __setattr__.
+        body["__getstate__"] = _make_getstate(tuple(fields))
+        body["__setstate__"] = _frozen_setstate
     else:
         body["__hash__"] = None
     meta: Any = type(cls)
@@ -342,6 +346,18 @@ def _make_hash(names: tuple[str, ...]) -> Callable[[Any], int]:
         return hash(values(self))
 
     return __hash__
+
+
+def _make_getstate(names: tuple[str, ...]) -> Callable[[Any], dict[str, Any]]:
+    def __getstate__(self: Any) -> dict[str, Any]:
+        return {n: getattr(self, n) for n in names}
+
+    return __getstate__
+
+
+def _frozen_setstate(self: Any, state: Mapping[str, Any]) -> None:
+    for name, value in state.items():
+        object.__setattr__(self, name, value)
 
 
 def _frozen_setattr(self: Any, name: str, value: Any) -> None:

@@ -131,3 +131,27 @@ def test_a_cached_hash_is_the_hash_of_the_values() -> None:
     h = H(1, (2, 3))
     assert hash(h) == hash(H(1, (2, 3))) == hash(h)
     assert h == H(1, (2, 3)) and h != H(1, (2,))
+
+
+def test_a_config_pickled_in_another_process_loads_equal_and_hashes_alike() -> None:
+    """Configs go between processes (multiprocessing, a pool's workers): a frozen one loads
+    past its frozen __setattr__, and a cached hash (of the other process's hash seed) stays
+    behind, so the copy is the same cache key here."""
+    import pickle
+    import subprocess
+    import sys
+
+    from isolate.config import ContainerConfig, ProcessSpec
+
+    made = ("from isolate.config import ContainerConfig, ProcessSpec; "
+            "c = ContainerConfig(process=ProcessSpec(args=('/bin/echo', 'hi'), env={'A': 'b'})); "
+            "hash(c); hash(c.process); import pickle, sys; sys.stdout.buffer.write(pickle.dumps(c))")
+    env = {"PYTHONHASHSEED": "12345", "PATH": "/usr/bin:/bin"}
+    data = subprocess.run([sys.executable, "-c", made], capture_output=True, check=True, env=env).stdout
+    loaded = pickle.loads(data)
+    here = ContainerConfig(process=ProcessSpec(args=("/bin/echo", "hi"), env={"A": "b"}))
+    assert loaded == here and hash(loaded) == hash(here)
+    assert hash(loaded.process) == hash(here.process)
+    assert {here: 1}[loaded] == 1
+    with pytest.raises(AttributeError, match="cannot assign to field 'process'"):
+        loaded.process = ProcessSpec()      # type: ignore[misc]
