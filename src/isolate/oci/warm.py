@@ -478,8 +478,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .. import seccomp
 
             programs = os.path.join(bundle, "seccomp")
-            os.mkdir(programs, 0o700)
-            seccomp.program_dir = programs
+            try:
+                os.mkdir(programs, 0o700)
+                seccomp.program_dir = programs
+            except OSError:
+                pass                                      # each worker compiles its own
             # Once here as well: every worker inherits what this works out (host probes, the
             # one cache's generic entries, specialized bytecode), calls back to back too.
             plan_ahead(bundle)
