@@ -225,6 +225,7 @@ def rootless_user(prefix: str = "isot", *, subids: bool = True) -> Iterator[Root
         os.chown(home, pw.pw_uid, pw.pw_gid)
         home.chmod(0o700)
         runtime = Path(f"/run/user/{pw.pw_uid}")
+        made_run_user = not runtime.parent.exists()
         runtime.parent.mkdir(mode=0o755, exist_ok=True)
         runtime.mkdir(mode=0o700)
         os.chown(runtime, pw.pw_uid, pw.pw_gid)
@@ -245,12 +246,16 @@ def rootless_user(prefix: str = "isot", *, subids: bool = True) -> Iterator[Root
             _drop_subid_lines(name, path)
         if user is not None:
             shutil.rmtree(user.runtime_dir, ignore_errors=True)
+            if made_run_user:
+                with contextlib.suppress(OSError):
+                    user.runtime_dir.parent.rmdir()
         shutil.rmtree(where, ignore_errors=True)
         if user is not None:
-            # What the user's programs made in /tmp (isolate's owner registry when no
-            # XDG_RUNTIME_DIR is set, pytest's temporary directories, tempfile's): the user
-            # was made for this run, so what its uid made there since is the run's.
-            for entry in os.scandir("/tmp"):
+            # What the user's programs made in /tmp and /dev/shm (isolate's owner registry when
+            # no XDG_RUNTIME_DIR is set, pytest's temporary directories, tempfile's, podman's
+            # locks, which it never removes): the user was made for this run, so what its uid
+            # made there since is the run's.
+            for entry in [*os.scandir("/tmp"), *os.scandir("/dev/shm")]:
                 try:
                     st = entry.stat(follow_symlinks=False)
                 except OSError:

@@ -101,9 +101,6 @@ def podman(rootless: Any, busybox_rootfs: Path) -> Iterator[UserPodman]:
     if shutil.which("podman") is None or shutil.which("conmon") is None:
         pytest.fail("podman and conmon are missing: .ci/install-deps installs them")
     p = UserPodman(rootless)
-    # podman's locks for a rootless user: shared memory it never removes (system reset neither).
-    lock = Path(f"/dev/shm/libpod_rootless_lock_{rootless.uid}")
-    had_lock = lock.exists()
     where = Path(tempfile.mkdtemp(prefix="isolate-podman-rootless-", dir="/tmp"))
     try:
         where.chmod(0o755)
@@ -127,8 +124,6 @@ def podman(rootless: Any, busybox_rootfs: Path) -> Iterator[UserPodman]:
         # planner, which would serve the next call for a minute: not a container's process.
         stop_planners(rootless.runtime_dir / "isolate" / "oci-planner")
         stragglers = _cmdlines(uid_pids(rootless.uid))
-        if not had_lock and not stragglers:
-            lock.unlink(missing_ok=True)
     assert reset.returncode == 0, reset.stderr
     assert not left, f"isolate-oci kept state for {left}"
     assert not stragglers, f"processes of the user left after podman rm: {stragglers}"
