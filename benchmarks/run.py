@@ -21,7 +21,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from . import as_user as U
 from . import cases as C
@@ -259,6 +259,27 @@ def main(argv: list[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
+    # What runc, crun, isolate and ``ip netns`` make on first use and keep, and the warm
+    # planners isolate-oci's calls start: removed at the end unless they were there before.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from support import planner_pids, remove_runtime_dirs, runtime_dirs, stop_planners
+
+    from isolate.oci.warm import socket_dir
+
+    planners = Path(socket_dir() or "/nonexistent")
+    kept = frozenset(planner_pids(planners)) if planners.is_dir() else frozenset()
+    dirs_before = runtime_dirs()
+    try:
+        return _run(args, argv, sections, cfg, log)
+    finally:
+        if planners.is_dir():
+            stop_planners(planners, keep=kept)
+        remove_runtime_dirs(dirs_before)
+
+
+def _run(args: argparse.Namespace, argv: list[str] | None, sections: list[str], cfg: Config,
+         log: Callable[[str], None]) -> int:
+    """The sections asked for, the targets, the results folder."""
     started = time.monotonic()
     res: dict[str, Any] = {"command": "python -m benchmarks.run " + " ".join(argv if argv is not None
                                                                               else sys.argv[1:]),

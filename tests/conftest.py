@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import (BUSYBOX, base_config, cgroup_leftovers, force_remove_cgroup, glob_below,
+from support import (BUSYBOX, base_config, remove_runtime_dirs, runtime_dirs, cgroup_leftovers, force_remove_cgroup, glob_below,
                      make_busybox_rootfs, planner_pids, stop_planners)
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -223,58 +223,25 @@ def _child_program_loaded() -> None:
     _load_child()
 
 
-def _made_by_runtimes() -> list[Path]:
-    """Directories isolate makes on first use and keeps, as runc keeps /run/runc and a
-    container's parent cgroups: the default cgroup parent ``isolate`` (in each hierarchy,
-    and below this process's own cgroup, where relative cgroup paths go), isolate-oci's
-    default --root (and runc's and crun's, which the comparisons run), the planners'
-    directory and the owner registries."""
-    found: list[Path] = [Path("/run/isolate-oci"), Path("/run/runc"), Path("/run/crun"),
-                         Path("/run/isolate/owners"),
-                         Path("/run/isolate/userns"), Path("/run/isolate/oci-planner"),
-                         Path("/run/isolate"),
-                         Path(f"/tmp/isolate-{65534}/owners"), Path(f"/tmp/isolate-{65534}")]
-    found += [Path(p) for p in glob.glob("/sys/fs/cgroup/*/isolate") + ["/sys/fs/cgroup/isolate"]]
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
-        own = line.split(":", 2)[2].strip("/")
-        if own:
-            found += [Path(p) for p in glob.glob(f"/sys/fs/cgroup/*/{own}/isolate")]
-    return found
-
-
-#: Which of ``_made_by_runtimes`` were there when the session started (before any fixture,
-#: some of which make an owner registry entry).  os.path.exists: False where a user may not
-#: look (another user's /tmp/isolate-<uid>).
+#: Which of the directories runtimes make and keep (``support.runtime_dirs``) were there when
+#: the session started (before any fixture, some of which make an owner registry entry).
 _RUNTIME_DIRS_BEFORE: set[Path] = set()
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    _RUNTIME_DIRS_BEFORE.update(p for p in [*_made_by_runtimes(), Path("/run/netns")]
-                                if os.path.exists(p))
+    _RUNTIME_DIRS_BEFORE.update(runtime_dirs())
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _runtime_dirs_removed() -> Iterator[None]:
-    """What the run's containers made isolate create and keep (``_made_by_runtimes``) is
-    removed at the end if it was not there before and is empty: the host as it was found.
-    Likewise /run/netns, which ``ip netns add`` makes (a mount of itself: unmounted first).
-    Only rmdir: anything still inside is left, for the leak checks to have reported."""
-    before = _RUNTIME_DIRS_BEFORE
+    """What the run's containers made isolate, runc, crun and ``ip netns`` create and keep is
+    removed at the end if it was not there before and is empty (``support.remove_runtime_dirs``):
+    the host as it was found."""
     yield
     from isolate import _owner
 
     _owner.leave()          # this process's own registry directory (else only at exit)
-    for path in _made_by_runtimes():
-        if path not in before:
-            with contextlib.suppress(OSError):
-                path.rmdir()
-    netns = Path("/run/netns")
-    if netns not in before and netns.is_dir() and not any(netns.iterdir()):
-        # ``ip netns add`` (the fake hosts' namespaces) makes /run/netns a mount of itself
-        # (the same file system: is_mount() cannot tell).
-        subprocess.run(["umount", str(netns)], capture_output=True, check=False)
-        with contextlib.suppress(OSError):
-            netns.rmdir()
+    remove_runtime_dirs(_RUNTIME_DIRS_BEFORE)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -20,6 +20,47 @@ from typing import Any
 import pytest
 
 
+def _made_by_runtimes() -> list[Path]:
+    """Directories isolate makes on first use and keeps, as runc keeps /run/runc and a
+    container's parent cgroups: the default cgroup parent ``isolate`` (in each hierarchy,
+    and below this process's own cgroup, where relative cgroup paths go), isolate-oci's
+    default --root (and runc's and crun's, which the comparisons run), the planners'
+    directory and the owner registries."""
+    found: list[Path] = [Path("/run/isolate-oci"), Path("/run/runc"), Path("/run/crun"),
+                         Path("/run/isolate/owners"),
+                         Path("/run/isolate/userns"), Path("/run/isolate/oci-planner"),
+                         Path("/run/isolate"),
+                         Path(f"/tmp/isolate-{65534}/owners"), Path(f"/tmp/isolate-{65534}")]
+    found += [Path(p) for p in glob.glob("/sys/fs/cgroup/*/isolate") + ["/sys/fs/cgroup/isolate"]]
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        own = line.split(":", 2)[2].strip("/")
+        if own:
+            found += [Path(p) for p in glob.glob(f"/sys/fs/cgroup/*/{own}/isolate")]
+    return found
+
+
+def runtime_dirs() -> set[Path]:
+    """Which of ``_made_by_runtimes`` and /run/netns exist now (os.path.exists: False where a
+    user may not look, another user's /tmp/isolate-<uid>)."""
+    return {p for p in [*_made_by_runtimes(), Path("/run/netns")] if os.path.exists(p)}
+
+
+def remove_runtime_dirs(before: set[Path]) -> None:
+    """Remove what ``runtime_dirs`` names that is not in ``before`` (taken earlier) and is
+    empty; /run/netns, which ``ip netns add`` makes a mount of itself, unmounted first.  Only
+    rmdir: anything still inside is left, for the leak checks to have reported."""
+    for path in _made_by_runtimes():
+        if path not in before:
+            with contextlib.suppress(OSError):
+                path.rmdir()
+    netns = Path("/run/netns")
+    if netns not in before and netns.is_dir() and not any(netns.iterdir()):
+        # (the same file system: is_mount() cannot tell)
+        subprocess.run(["umount", str(netns)], capture_output=True, check=False)
+        with contextlib.suppress(OSError):
+            netns.rmdir()
+
+
 def cgroup_leftovers(name: str) -> list[str]:
     """Every directory called ``name`` anywhere under /sys/fs/cgroup."""
     return sorted(glob.glob(f"/sys/fs/cgroup/**/{name}", recursive=True)
