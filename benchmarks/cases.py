@@ -501,11 +501,12 @@ def oci_bundle(runtime: str) -> Iterator[tuple[str, str, str]]:
 
 
 def remove_cgroups(cgpath: str) -> None:
-    """rmdir a cgroup a runtime left behind, in every hierarchy (deepest first)."""
-    for path in sorted(glob.glob(f"/sys/fs/cgroup/*{cgpath}") + glob.glob(f"/sys/fs/cgroup{cgpath}"),
-                       key=len, reverse=True):
-        with contextlib.suppress(OSError):
-            os.rmdir(path)
+    """rmdir a cgroup a runtime or engine left behind and what is below it (empty by now), in
+    every hierarchy (deepest first)."""
+    for top in glob.glob(f"/sys/fs/cgroup/*{cgpath}") + glob.glob(f"/sys/fs/cgroup{cgpath}"):
+        for path, _, _ in os.walk(top, topdown=False):
+            with contextlib.suppress(OSError):
+                os.rmdir(path)
 
 
 @contextlib.contextmanager

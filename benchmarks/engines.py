@@ -27,12 +27,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from .stats import summary
+from .cases import remove_cgroups
+from .stats import sample_rows
 
 RUNTIMES = ("isolate-oci", "runc", "crun")
 CTR = "ctr run --rm, {}"
 PODMAN = "podman run --rm, {}"
-STATE_DIRS = ("/run/isolate-oci", "/run/runc", "/run/crun")
 
 
 def _tests_on_path() -> None:
@@ -41,51 +41,12 @@ def _tests_on_path() -> None:
         sys.path.insert(0, str(here))
 
 
-def runtime_path(name: str) -> str | None:
-    """``name`` beside the running interpreter (the install's console scripts), else on $PATH."""
-    beside = Path(sys.executable).parent / name
-    return str(beside) if beside.exists() else shutil.which(name)
-
-
-def _rows(samples: dict[str, list[int]], skipped: dict[str, str], base: str) -> list[dict[str, Any]]:
-    rows = [{"name": name, "group": "engines", "note": "", "wall_ns": wall, "cpu_ns": [],
-             "skipped": None if wall else skipped.get(name, "not run"),
-             "stats": summary(wall) if wall else None, "cpu_median_ns": None}
-            for name, wall in samples.items()]
-    ref = next((r["stats"]["median"] for r in rows if r["name"] == base and r["stats"]), None)
-    for r in rows:
-        r["ratio"] = r["stats"]["median"] / ref if ref and r["stats"] else None
-    return rows
-
-
-def _remove_cgroup_tree(name: str) -> None:
-    """rmdir ``/<name>`` and what is below it (empty by now), in every hierarchy."""
-    with open("/proc/self/mounts") as f:
-        mounts = [m.split()[1] for m in f if m.split()[2] in ("cgroup", "cgroup2")]
-    for mnt in mounts:
-        top = os.path.join(mnt, name)
-        for d, _, _ in sorted(os.walk(top), key=lambda w: -len(w[0])):
-            try:
-                os.rmdir(d)
-            except OSError:
-                pass
-
-
 def _wait_gone(text: str, timeout: float) -> None:
     """Wait until no process's command line contains ``text`` (at most ``timeout`` seconds)."""
-    needle = text.encode()
+    from engines import processes_mentioning
+
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        left = False
-        for entry in os.listdir("/proc"):
-            try:
-                if entry.isdigit() and needle in Path("/proc", entry, "cmdline").read_bytes():
-                    left = True
-                    break
-            except OSError:
-                continue
-        if not left:
-            return
+    while processes_mentioning({text}) and time.monotonic() < deadline:
         time.sleep(0.05)
 
 
@@ -123,13 +84,10 @@ def engines(rounds: int, warmup: int, log: Callable[[str], None]) -> dict[str, A
     if os.geteuid() != 0 or missing:
         return {"skipped": "needs root" if os.geteuid() != 0 else f"missing: {', '.join(missing)}"}
     _tests_on_path()
-    from engines import Containerd, podman_files
+    from engines import Containerd, podman_files, runtime_path
     from support import make_busybox_rootfs
 
     runtimes = {name: path for name in RUNTIMES if (path := runtime_path(name))}
-    # podman passes the runtimes no --root: their default state directories, removed at the end
-    # (empty) if this run made them.
-    states = [d for d in STATE_DIRS if not os.path.exists(d)]
     t0 = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="isolate-engines-", dir="/tmp"))   # podman: runroot ≤ 50 chars
     parent = f"isolate-bench-engines-{os.getpid()}"
@@ -153,7 +111,7 @@ def engines(rounds: int, warmup: int, log: Callable[[str], None]) -> dict[str, A
 
             samples, skipped = _take_turns({CTR.format(n): ctr(n, p) for n, p in runtimes.items()},
                                            rounds, warmup, log)
-            out["ctr"] = _rows(samples, skipped, CTR.format("runc"))
+            out["ctr"] = sample_rows(samples, CTR.format("runc"), skipped, "engines")
         finally:
             shims = daemon.close()
             if shims:
@@ -173,20 +131,16 @@ def engines(rounds: int, warmup: int, log: Callable[[str], None]) -> dict[str, A
 
         samples, skipped = _take_turns({PODMAN.format(n): podman(n) for n in runtimes}, rounds, warmup,
                                        log)
-        out["podman"] = _rows(samples, skipped, PODMAN.format("runc"))
-        for name, (base, argv, env) in podmans.items():
+        out["podman"] = sample_rows(samples, PODMAN.format("runc"), skipped, "engines")
+        for base, argv, env in podmans.values():
             subprocess.run([*argv, "rm", "--all", "--force"], env=env, cwd=base, capture_output=True,
                            check=False, timeout=60)
         # conmon runs podman's exit command (a runtime delete among it) after podman run returns:
-        # wait for those to end, so that no runtime makes its state directory after the clean-up.
+        # wait for those to end, so that no runtime makes its default state directory (podman
+        # passes no --root) after benchmarks.run's clean-up has looked.
         _wait_gone(str(work), 30)
         out["seconds"] = time.monotonic() - t0
         return out
     finally:
-        _remove_cgroup_tree(parent)
-        for d in states:
-            try:
-                os.rmdir(d)
-            except OSError:
-                pass
+        remove_cgroups(f"/{parent}")
         subprocess.run(["rm", "-rf", "--one-file-system", str(work)], check=False)

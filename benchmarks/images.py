@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from .stats import summary
+from .stats import sample_rows
 
 PULL = "isolate pull (download + unpack)"
 SKOPEO = "skopeo copy + umoci unpack"
@@ -78,18 +78,6 @@ def _run(argv: list[str], **kw: Any) -> None:
     r = subprocess.run(argv, capture_output=True, text=True, **kw)
     if r.returncode != 0:
         raise RuntimeError(f"{argv[0]} failed ({r.returncode}): {r.stderr.strip()[-500:]}")
-
-
-def _rows(samples: dict[str, list[int]], base: str | None, skipped: dict[str, str]) -> list[dict[str, Any]]:
-    rows = []
-    for name, wall in samples.items():
-        rows.append({"name": name, "group": "images", "note": "", "wall_ns": wall, "cpu_ns": [],
-                     "skipped": skipped.get(name) if not wall else None,
-                     "stats": summary(wall) if wall else None, "cpu_median_ns": None})
-    ref = next((r["stats"]["median"] for r in rows if r["name"] == base and r["stats"]), None)
-    for r in rows:
-        r["ratio"] = r["stats"]["median"] / ref if ref and r["stats"] else None
-    return rows
 
 
 def images(rounds: int, start_rounds: int, log: Callable[[str], None], *, total_mb: int = 100) -> dict[str, Any]:
@@ -199,9 +187,9 @@ def images(rounds: int, start_rounds: int, log: Callable[[str], None], *, total_
                 if i >= 10:
                     starts[name].append(time.perf_counter_ns() - s)
         return {"rounds": rounds, "start_rounds": start_rounds, "compressed_bytes": size,
-                "pull": _rows(samples, SKOPEO, {}),
+                "pull": sample_rows(samples, SKOPEO, {}, "images"),
                 "second": {"downloaded": second, "expected": sorted([*new_layers, new_config])},
-                "start": _rows(starts, FROM_DIR, {}), "seconds": time.monotonic() - t0}
+                "start": sample_rows(starts, FROM_DIR, {}, "images"), "seconds": time.monotonic() - t0}
     finally:
         if reg is not None:
             reg.close()

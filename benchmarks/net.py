@@ -72,7 +72,6 @@ its error while the baselines still run.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import resource
@@ -84,6 +83,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from . import cases as C
 from . import net_host as H
 from .images import _tests_on_path
 from .stats import summary
@@ -280,12 +280,7 @@ def net(rounds: int, warmup: int, iperf_rounds: int, iperf_args: list[str],
                 log(f"  podman cleanup: {e}")
         if fh is not None:
             fh.close()      # kills the iperf3 servers (by pid), deletes both namespaces
-        for top in glob.glob(f"/sys/fs/cgroup/*/{cgroup_parent}") + glob.glob(f"/sys/fs/cgroup/{cgroup_parent}"):
-            for d, _, _ in os.walk(top, topdown=False):
-                try:
-                    os.rmdir(d)
-                except OSError:
-                    pass
+        C.remove_cgroups(f"/{cgroup_parent}")
         if veth_made:
             subprocess.run(["ip", "netns", "del", veth_ns], capture_output=True)
         shutil.rmtree(CNI_STATE / "networks" / network, ignore_errors=True)

@@ -266,14 +266,17 @@ def main(argv: list[str] | None = None) -> int:
 
     from isolate.oci.warm import socket_dir
 
-    planners = Path(socket_dir() or "/nonexistent")
-    kept = frozenset(planner_pids(planners)) if planners.is_dir() else frozenset()
+    # Planners go to ISOLATE_OCI_PLANNER_DIR, and to the default directory from callers that
+    # do not pass the environment on (podman's conmon).
+    planners = {Path(d) for d in (socket_dir(), socket_dir({})) if d}
+    kept = frozenset(pid for d in planners if d.is_dir() for pid in planner_pids(d))
     dirs_before = runtime_dirs()
     try:
         return _run(args, argv, sections, cfg, log)
     finally:
-        if planners.is_dir():
-            stop_planners(planners, keep=kept)
+        for d in planners:
+            if d.is_dir():
+                stop_planners(d, keep=kept)
         remove_runtime_dirs(dirs_before)
 
 

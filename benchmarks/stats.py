@@ -7,6 +7,7 @@ import os
 import resource
 import time
 from collections.abc import Sequence
+from typing import Any
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -27,6 +28,22 @@ def summary(xs: Sequence[float]) -> dict[str, float]:
     """median, p10, p90 and n of ``xs``."""
     return {"median": percentile(xs, 50), "p10": percentile(xs, 10), "p90": percentile(xs, 90),
             "n": len(xs)}
+
+
+def sample_rows(samples: dict[str, list[int]], base: str | None, skipped: dict[str, str],
+                group: str) -> list[dict[str, Any]]:
+    """Table rows (the latency table's shape) of wall times in ns per case: each with its
+    summary and ``ratio`` to the median of ``base``; a case without samples says why
+    (``skipped``, else "not run")."""
+    rows: list[dict[str, Any]] = [
+        {"name": name, "group": group, "note": "", "wall_ns": wall, "cpu_ns": [],
+         "skipped": None if wall else skipped.get(name, "not run"),
+         "stats": summary(wall) if wall else None, "cpu_median_ns": None}
+        for name, wall in samples.items()]
+    ref = next((r["stats"]["median"] for r in rows if r["name"] == base and r["stats"]), None)
+    for r in rows:
+        r["ratio"] = r["stats"]["median"] / ref if ref and r["stats"] else None
+    return rows
 
 
 def rss_bytes() -> int:

@@ -19,8 +19,10 @@ import hashlib
 import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -39,6 +41,32 @@ DISABLED_PLUGINS = [
 ]
 # The shims' sockets live in /run/containerd/s whatever the state dir is.
 SHIM_SOCKET_DIRS = ("/run/containerd/s", "/run/containerd")
+
+
+def runtime_path(name: str) -> str | None:
+    """``name`` as a path: beside the running interpreter first (the install's console
+    scripts), then $PATH; None if neither has it."""
+    if os.sep in name:
+        return name
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else shutil.which(name)
+
+
+def processes_mentioning(texts: set[str]) -> list[int]:
+    """Pids (other than ours) whose command line contains one of ``texts``: our paths (conmon,
+    podman's exit command) or a container id (``RUNTIME start ID`` names nothing else)."""
+    needles = [t.encode() for t in texts]
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cmdline = Path("/proc", entry, "cmdline").read_bytes()
+        except OSError:
+            continue
+        if any(n in cmdline for n in needles):
+            out.append(int(entry))
+    return out
 
 
 def ctr_argv(address: str, *args: str, namespace: str = NAMESPACE) -> list[str]:

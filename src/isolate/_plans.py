@@ -35,9 +35,10 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from ._ops_root import MkdirEntry
     from ._plan import Op, PackedPlan
+    from .seccomp import SeccompProfile
 
-__all__ = ["packed_process", "container_root", "seccomp_program", "stage_path", "builds_in_place",
-           "root_is_initramfs", "shared_roots_work"]
+__all__ = ["packed_process", "container_root", "seccomp_program", "profile_program", "stage_path",
+           "builds_in_place", "root_is_initramfs", "shared_roots_work"]
 
 # --- process plans -----------------------------------------------------------------
 
@@ -57,9 +58,18 @@ def seccomp_program(spec: ProcessSpec) -> bytes | None:
             return SeccompProfile.default(caps).compile()
 
         return memo(("seccomp", "default", caps), default)
-    from .seccomp import compiled
+    return profile_program(sc)
 
-    return memo(("seccomp", sc), lambda: compiled(sc))
+
+def profile_program(profile: SeccompProfile) -> bytes:
+    """``profile`` compiled (``seccomp.compiled``: kept between a planner's workers), once per
+    process."""
+    def make() -> bytes:
+        from .seccomp import compiled
+
+        return compiled(profile)
+
+    return memo(("seccomp", profile), make)
 
 
 def packed_process(spec: ProcessSpec, iso: Isolation, io: FdLayout,

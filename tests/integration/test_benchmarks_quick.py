@@ -10,6 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import planner_pids, runtime_dirs
+
+from isolate.oci.warm import socket_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -17,14 +20,35 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 
+#: What was on the host before the run and after it: runtime_dirs() and the planners' pids.
+LEFT: dict[str, tuple[set[Path], set[int]]] = {}
+
+
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("bench")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT)] + sys.path[1:]))
+    # The session's planners' directory, and the default one (callers that drop the variable).
+    dirs = [Path(os.environ["ISOLATE_OCI_PLANNER_DIR"]), Path(socket_dir({}) or "/nonexistent")]
+
+    def planners() -> set[int]:
+        return {pid for d in dirs if d.is_dir() for pid in planner_pids(d)}
+
+    LEFT["before"] = (runtime_dirs(), planners())
     r = subprocess.run([sys.executable, "-m", "benchmarks.run", "--quick", "--phases", "--out", str(out)],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    LEFT["after"] = (runtime_dirs(), planners())
     assert r.returncode == 0, r.stderr[-3000:]
     return out
+
+
+def test_the_run_leaves_no_state_directory_or_planner(results: Path) -> None:
+    """runc, crun, isolate and ip netns keep what they make on first use (/run/runc, the owner
+    registries, the /run/netns mount ...); isolate-oci's calls start warm planners. The run
+    removes what it made and ends what it started."""
+    (dirs_before, planners_before), (dirs_after, planners_after) = LEFT["before"], LEFT["after"]
+    assert dirs_after <= dirs_before, sorted(dirs_after - dirs_before)
+    assert planners_after <= planners_before, sorted(planners_after - planners_before)
 
 
 def test_json_has_every_sample_and_the_machine(results: Path) -> None:

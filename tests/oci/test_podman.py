@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from engines import podman_files
+from engines import podman_files, processes_mentioning, runtime_path
 from support import force_remove_cgroup, glob_below
 
 pytestmark = pytest.mark.root
@@ -40,13 +40,8 @@ RUNTIME_STATE = {"isolate-oci": "/run/isolate-oci", "runc": "/run/runc", "crun":
 
 
 def find_runtime(name: str) -> str:
-    """``name`` as a path: beside the running interpreter first (the venv's console scripts), then $PATH."""
-    if os.sep in name:
-        return name
-    beside = Path(sys.executable).parent / name
-    if beside.exists():
-        return str(beside)
-    found = shutil.which(name)
+    """``name`` as a path (``engines.runtime_path``); fails the test if there is none."""
+    found = runtime_path(name)
     if found is None:
         pytest.fail(f"{name} not found beside {sys.executable} or on PATH")
     return found
@@ -56,23 +51,6 @@ def cgroup_mounts() -> list[str]:
     """Every cgroup (v1) and cgroup2 mount point of this host."""
     mounts = [line.split() for line in Path("/proc/self/mounts").read_text().splitlines()]
     return [m[1] for m in mounts if m[2] in ("cgroup", "cgroup2")]
-
-
-def processes_mentioning(texts: set[str]) -> list[int]:
-    """Pids whose command line contains one of ``texts``: our paths (conmon, podman's exit
-    command) or a container id (``RUNTIME start ID`` names nothing else)."""
-    needles = [t.encode() for t in texts]
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            cmdline = Path("/proc", entry, "cmdline").read_bytes()
-        except OSError:
-            continue
-        if any(n in cmdline for n in needles):
-            out.append(int(entry))
-    return out
 
 
 class Podman:

@@ -554,7 +554,7 @@ def _mount(i: int, m: S.Mount, rootfs: Any, bundle: Path, out: _Out, *, proc: bo
 def _seccomp(sc: S.Seccomp | None, out: _Out) -> SeccompProfile | None:
     if sc is None:
         return None      # runc applies no filter without linux.seccomp
-    from .._plans import seccomp_program
+    from .._plans import profile_program
     from ..seccomp import ArgCmp, SeccompProfile, SyscallRule
 
     base = "linux.seccomp"
@@ -595,7 +595,7 @@ def _seccomp(sc: S.Seccomp | None, out: _Out) -> SeccompProfile | None:
         try:
             # An architecture libseccomp lacks: refused here, naming it.  The program is the
             # one the plan loads (compiled once per profile).
-            seccomp_program(ProcessSpec(seccomp=profile))
+            profile_program(profile)
         except UnsupportedError as e:
             raise UnsupportedError(f"{base}.architectures: {e}") from None
     return profile
